@@ -1,0 +1,203 @@
+/* config.h - the immutable configuration snapshot: global settings, [databases], [users], auth file.
+ *
+ * A snapshot is built by sl_config_load() and never changed afterwards. Workers hold a reference
+ * while they use it; RELOAD builds a new snapshot and swaps the global pointer (sl_config_current()).
+ * Time settings are stored in microseconds (int64_t); -1 in a per-database/per-user integer means
+ * "not set, use the global default".
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    SL_POOL_SESSION = 0,
+    SL_POOL_TRANSACTION = 1,
+    SL_POOL_STATEMENT = 2,
+} sl_pool_mode;
+
+typedef enum {
+    SL_AUTH_TRUST = 0,
+    SL_AUTH_PLAIN,
+    SL_AUTH_MD5,
+    SL_AUTH_SCRAM,
+    SL_AUTH_ANY,
+    SL_AUTH_HBA,  /* accepted by the parser; not implemented yet (warned at load) */
+    SL_AUTH_CERT, /* accepted by the parser; not implemented yet */
+    SL_AUTH_PAM,  /* accepted by the parser; not implemented yet */
+} sl_auth_type;
+
+const char *sl_pool_mode_name(sl_pool_mode m);
+const char *sl_auth_type_name(sl_auth_type t);
+
+/* One [databases] entry. Strings are NULL when not given. */
+typedef struct sl_db_def {
+    char *name;              /* the name clients connect to ("*" for the fallback entry) */
+    char *host;              /* NULL: unix socket default dir; starting with '/': unix socket dir */
+    int port;                /* default 5432 */
+    char *dbname;            /* server-side database name; NULL = same as name (or client's db for "*") */
+    char *user;              /* forced server user; NULL = client's user */
+    char *password;          /* password for the forced user / for the server login */
+    char *auth_user;
+    int pool_size;           /* -1 = default_pool_size */
+    int min_pool_size;       /* -1 = global */
+    int reserve_pool_size;   /* -1 = global (also accepts the old key reserve_pool) */
+    int max_db_connections;  /* -1 = global */
+    int pool_mode;           /* -1 = global, else sl_pool_mode */
+    char *connect_query;
+    char *client_encoding;
+    char *datestyle;
+    char *timezone;
+    char *application_name;
+    int line;                /* config line it came from */
+} sl_db_def;
+
+/* One [users] entry. */
+typedef struct sl_user_def {
+    char *name;
+    int pool_mode;            /* -1 = not set */
+    int max_user_connections; /* -1 = global */
+    int pool_size;            /* -1 = not set */
+    int reserve_pool_size;    /* -1 = not set */
+} sl_user_def;
+
+/* One auth_file (userlist.txt) entry: "user" "password-or-md5-or-SCRAM-secret". */
+typedef struct sl_userlist_entry {
+    char *name;
+    char *password; /* as written: plain text, "md5<32 hex>" or "SCRAM-SHA-256$..." */
+} sl_userlist_entry;
+
+typedef struct sl_config {
+    /* --- the [pgbouncer]/[pgsluice] section; field names are the setting names --- */
+    char *listen_addr;
+    int listen_port;
+    char *unix_socket_dir;
+    int unix_socket_mode;
+    char *unix_socket_group;
+    int workers;              /* 0 in the file = number of CPUs; resolved at load */
+
+    int auth_type;            /* sl_auth_type */
+    char *auth_file;
+    char *auth_hba_file;
+    char *auth_user;
+    char *auth_query;
+    char *admin_users;        /* comma/space separated list */
+    char *stats_users;
+
+    int pool_mode;            /* sl_pool_mode */
+    int max_client_conn;
+    int default_pool_size;
+    int min_pool_size;
+    int reserve_pool_size;
+    int64_t reserve_pool_timeout;   /* usec */
+    int max_db_connections;         /* 0 = unlimited */
+    int max_user_connections;       /* 0 = unlimited */
+    int server_round_robin;
+    char *server_reset_query;
+    int server_reset_query_always;
+    char *server_check_query;
+    int64_t server_check_delay;     /* usec */
+    int server_fast_close;
+    int64_t server_lifetime;        /* usec, 0 = unlimited */
+    int64_t server_idle_timeout;    /* usec, 0 = never */
+    int64_t server_connect_timeout; /* usec */
+    int64_t server_login_retry;     /* usec */
+    int64_t client_login_timeout;   /* usec */
+    int64_t query_timeout;          /* usec, 0 = off */
+    int64_t query_wait_timeout;     /* usec, 0 = wait forever */
+    int64_t cancel_wait_timeout;    /* usec */
+    int64_t client_idle_timeout;    /* usec, 0 = off */
+    int64_t idle_transaction_timeout; /* usec, 0 = off */
+    int64_t suspend_timeout;        /* usec */
+    char *ignore_startup_parameters;
+    int application_name_add_host;
+    int disable_pqexec;
+    int max_prepared_statements;
+
+    char *logfile;
+    char *pidfile;
+    int syslog;
+    char *syslog_ident;
+    char *syslog_facility;
+    int log_connections;
+    int log_disconnections;
+    int log_pooler_errors;
+    int log_stats;
+    int64_t stats_period;           /* usec */
+    int verbose;
+    char *user;                     /* -u: drop privileges to this OS user */
+
+    int tcp_keepalive;
+    int tcp_keepcnt;
+    int tcp_keepidle;
+    int tcp_keepintvl;
+    int tcp_user_timeout;
+    int tcp_defer_accept;
+    int tcp_socket_buffer;
+    int tcp_backlog;
+    int pkt_buf;
+    int max_packet_size;
+    int sbuf_loopcnt;
+    int so_reuseport;
+
+    char *http_listen_addr;
+    int http_port;
+    char *http_token;
+
+    /* --- [databases], [users], auth_file --- */
+    sl_db_def *dbs;
+    size_t n_dbs;
+    sl_user_def *users;
+    size_t n_users;
+    sl_userlist_entry *userlist;
+    size_t n_userlist;
+
+    char *path;          /* the main config file */
+    int refcount;        /* managed by sl_config_ref/unref (atomic) */
+} sl_config;
+
+/* Load and validate a config file (and its auth_file). On failure returns NULL and writes
+ * "file:line: reason" into err. Warnings (settings PgBouncer knows that we do not implement)
+ * are logged through sl_log. */
+sl_config *sl_config_load(const char *path, char *err, size_t errlen);
+void sl_config_ref(sl_config *c);
+void sl_config_unref(sl_config *c);
+
+/* The global current snapshot (set at start and on reload). sl_config_acquire returns it with a
+ * reference taken; release with sl_config_unref. */
+sl_config *sl_config_acquire(void);
+void sl_config_set_current(sl_config *c); /* takes over the caller's reference */
+
+/* Look-ups. find_db falls back to the "*" entry when name is unknown (returns NULL if neither). */
+const sl_db_def *sl_config_find_db(const sl_config *c, const char *name);
+const sl_user_def *sl_config_find_user(const sl_config *c, const char *name);
+const sl_userlist_entry *sl_config_find_userlist(const sl_config *c, const char *name);
+
+/* Is item in a comma/whitespace separated list (case-insensitive)? "*" in the list matches all. */
+bool sl_list_contains(const char *list, const char *item);
+
+/* The settings table, for SHOW CONFIG, SET and docs. */
+typedef enum { SL_T_INT, SL_T_BOOL, SL_T_STRING, SL_T_TIME, SL_T_ENUM } sl_setting_type;
+typedef struct sl_setting {
+    const char *name;
+    sl_setting_type type;
+    size_t offset;            /* into sl_config */
+    const char *default_value;
+    bool reloadable;          /* can change on RELOAD / SET without restart */
+    const char *const *enum_names; /* SL_T_ENUM: NULL-terminated names, index = value */
+    const char *description;
+} sl_setting;
+extern const sl_setting sl_settings[];
+extern const size_t sl_settings_count;
+
+/* Render a setting's current value as text (for SHOW CONFIG). Returns buf. */
+const char *sl_setting_format(const sl_config *c, const sl_setting *s, char *buf, size_t len);
+/* Set one setting on a config copy from text (SET name = value). false + err on a bad value. */
+bool sl_setting_set(sl_config *c, const sl_setting *s, const char *value, char *err, size_t errlen);
+const sl_setting *sl_setting_find(const char *name);
+/* Deep copy (for SET on a running config). */
+sl_config *sl_config_clone(const sl_config *c);
+
+#endif
