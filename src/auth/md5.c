@@ -1,0 +1,77 @@
+/* md5.c - PostgreSQL md5 password hashing and AuthenticationMD5Password answers. */
+#include "auth/md5.h"
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "auth/scram.h"
+
+/* out = "md5" + hex(md5(a || b)); "" on failure. */
+static void md5_hex2(const void *a, size_t alen, const void *b, size_t blen, char out[36])
+{
+   static const char hex[] = "0123456789abcdef";
+   uint8_t dig[16];
+   unsigned int dlen = 0;
+   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+   bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
+             EVP_DigestUpdate(ctx, b, blen) == 1 && EVP_DigestFinal_ex(ctx, dig, &dlen) == 1 && dlen == 16;
+
+   EVP_MD_CTX_free(ctx);
+   out[0] = '\0';
+   if (!ok)
+      return;
+   memcpy(out, "md5", 3);
+   for (int i = 0; i < 16; i++) {
+      out[3 + 2 * i] = hex[dig[i] >> 4];
+      out[4 + 2 * i] = hex[dig[i] & 15];
+   }
+   out[SL_MD5_HASH_LEN] = '\0';
+}
+
+void sl_md5_user_hash(const char *password, const char *user, char out[36])
+{
+   md5_hex2(password, strlen(password), user, strlen(user), out);
+}
+
+void sl_md5_salted(const char *user_hash, const uint8_t salt[4], char out[36])
+{
+   if (!sl_md5_is_hash(user_hash)) {
+      out[0] = '\0';
+      return;
+   }
+   md5_hex2(user_hash + 3, 32, salt, 4, out);
+}
+
+bool sl_md5_is_hash(const char *s)
+{
+   if (strncmp(s, "md5", 3) != 0)
+      return false;
+   for (int i = 3; i < SL_MD5_HASH_LEN; i++) {
+      char c = s[i];
+
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+         return false;
+   }
+   return s[SL_MD5_HASH_LEN] == '\0';
+}
+
+bool sl_md5_verify(const char *stored, const char *user, const uint8_t salt[4], const char *answer)
+{
+   char user_hash[36], expect[36];
+   bool ok;
+
+   if (stored == NULL || answer == NULL || user == NULL || sl_scram_is_secret(stored))
+      return false;
+   if (sl_md5_is_hash(stored))
+      memcpy(user_hash, stored, sizeof(user_hash));
+   else
+      sl_md5_user_hash(stored, user, user_hash);
+   sl_md5_salted(user_hash, salt, expect);
+   ok = expect[0] != '\0' && strnlen(answer, SL_MD5_HASH_LEN + 1) == SL_MD5_HASH_LEN &&
+        CRYPTO_memcmp(expect, answer, SL_MD5_HASH_LEN) == 0;
+   OPENSSL_cleanse(user_hash, sizeof(user_hash));
+   OPENSSL_cleanse(expect, sizeof(expect));
+   return ok;
+}

@@ -1,0 +1,523 @@
+/* test_auth.c - unit tests for src/auth: base64, md5 passwords, SASLprep and SCRAM-SHA-256 on both sides. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "auth/base64.h"
+#include "auth/md5.h"
+#include "auth/random.h"
+#include "auth/saslprep.h"
+#include "auth/scram.h"
+
+/* RFC 7677 section 3 example. */
+#define RFC_CLIENT_FIRST "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+#define RFC_SERVER_FIRST "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+#define RFC_CLIENT_FINAL \
+   "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+#define RFC_SERVER_FINAL "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+/* Secrets computed independently with python3 hashlib (pbkdf2_hmac / hmac / sha256). */
+#define RFC_SECRET \
+   "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:" \
+   "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+#define RFC_CLIENT_KEY_B64 "pg/JI9Z+hkSpLRa5btpe9GVrDHJcSEN0viVTVXaZbos="
+#define TROUB_SECRET \
+   "SCRAM-SHA-256$10000:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2OvajzbIE=:" \
+   "P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U="
+/* password "pass word\u00e9", salt "saltsaltsaltsalt", 4096 iterations */
+#define PREP_SECRET \
+   "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$RwtGb4V+cBd+6foSD9dnn28ORoXhwOgR3zwGFFlL3vw=:" \
+   "itcJy5Qq5ShcLMZkcilUOsOTX2Zmh9FPkV5BbnrC7ZA="
+
+static sl_scram_secret rfc_secret(void)
+{
+   sl_scram_secret sec;
+
+   assert_true(sl_scram_parse_secret(RFC_SECRET, &sec));
+   return sec;
+}
+
+static void test_base64(void **state)
+{
+   char enc[64];
+   uint8_t dec[64];
+   size_t n;
+
+   (void)state;
+   assert_true(sl_base64_encode("", 0, enc, sizeof(enc)));
+   assert_string_equal(enc, "");
+   assert_true(sl_base64_encode("f", 1, enc, sizeof(enc)));
+   assert_string_equal(enc, "Zg==");
+   assert_true(sl_base64_encode("fo", 2, enc, sizeof(enc)));
+   assert_string_equal(enc, "Zm8=");
+   assert_true(sl_base64_encode("foobar", 6, enc, sizeof(enc)));
+   assert_string_equal(enc, "Zm9vYmFy");
+   assert_false(sl_base64_encode("foobar", 6, enc, 8)); /* no room for the NUL */
+   assert_true(sl_base64_decode("Zm9vYg==", 8, dec, sizeof(dec), &n));
+   assert_int_equal(n, 4);
+   assert_memory_equal(dec, "foob", 4);
+   assert_true(sl_base64_decode("", 0, dec, sizeof(dec), &n));
+   assert_int_equal(n, 0);
+   assert_false(sl_base64_decode("Zm9vYg=", 7, dec, sizeof(dec), &n));  /* length */
+   assert_false(sl_base64_decode("Zm9v Yg=", 8, dec, sizeof(dec), &n)); /* space */
+   assert_false(sl_base64_decode("Zg==Zg==", 8, dec, sizeof(dec), &n)); /* padding in the middle */
+   assert_false(sl_base64_decode("Z===", 4, dec, sizeof(dec), &n));
+   assert_false(sl_base64_decode("Zg=a", 4, dec, sizeof(dec), &n));
+   assert_false(sl_base64_decode("Zm9vYmFy", 8, dec, 5, &n)); /* does not fit */
+}
+
+static void test_random(void **state)
+{
+   uint8_t a[32] = {0}, b[32] = {0};
+
+   (void)state;
+   assert_true(sl_random_bytes(a, sizeof(a)));
+   assert_true(sl_random_bytes(b, sizeof(b)));
+   assert_memory_not_equal(a, b, sizeof(a));
+}
+
+static void test_md5(void **state)
+{
+   const uint8_t salt[4] = {1, 2, 3, 4}, salt2[4] = {1, 2, 3, 5};
+   char hash[36], ans[36];
+
+   (void)state;
+   /* python3: "md5" + hashlib.md5(b"secret" + b"user").hexdigest() */
+   sl_md5_user_hash("secret", "user", hash);
+   assert_string_equal(hash, "md520eb1b22a92b5c573dc1eb4331fc49ee");
+   assert_true(sl_md5_is_hash(hash));
+   assert_false(sl_md5_is_hash("md520EB1B22A92B5C573DC1EB4331FC49EE"));
+   assert_false(sl_md5_is_hash("md520eb1b22a92b5c573dc1eb4331fc49e"));
+   assert_false(sl_md5_is_hash("md520eb1b22a92b5c573dc1eb4331fc49eee"));
+   assert_false(sl_md5_is_hash("secret"));
+   /* python3: hashlib.md5(b"20eb...49ee" + bytes([1,2,3,4])).hexdigest() */
+   sl_md5_salted(hash, salt, ans);
+   assert_string_equal(ans, "md5fccef98e4f1cf6cbe96b743fad4e8bd0");
+   assert_true(sl_md5_verify("secret", "user", salt, ans));
+   assert_true(sl_md5_verify(hash, "user", salt, ans));
+   assert_false(sl_md5_verify("secret", "user", salt2, ans));
+   assert_false(sl_md5_verify("Secret", "user", salt, ans));
+   assert_false(sl_md5_verify("secret", "user2", salt, ans));
+   assert_false(sl_md5_verify(hash, "user", salt, "md5fccef98e4f1cf6cbe96b743fad4e8bd"));
+   assert_false(sl_md5_verify(hash, "user", salt, "md5fccef98e4f1cf6cbe96b743fad4e8bd00"));
+   assert_false(sl_md5_verify(hash, "user", salt, ""));
+   assert_false(sl_md5_verify(RFC_SECRET, "user", salt, ans));
+   sl_md5_salted("not a hash", salt, ans);
+   assert_string_equal(ans, "");
+}
+
+static void test_saslprep(void **state)
+{
+   char out[64];
+   sl_scram_secret a, b;
+
+   (void)state;
+   assert_true(sl_saslprep("pencil", out, sizeof(out)));
+   assert_string_equal(out, "pencil");
+   assert_true(sl_saslprep("a\tb", out, sizeof(out))); /* ASCII: unchanged, like PostgreSQL */
+   assert_string_equal(out, "a\tb");
+   assert_true(sl_saslprep("pass\xc2\xa0w\xc2\xadord\xc3\xa9", out, sizeof(out)));
+   assert_string_equal(out, "pass word\xc3\xa9");
+   assert_true(sl_saslprep("\xe2\x80\x8b" "a", out, sizeof(out))); /* U+200B is a space (C.1.2 first) */
+   assert_string_equal(out, " a");
+   assert_true(sl_saslprep("bad\xff" "utf8", out, sizeof(out))); /* invalid UTF-8: as-is */
+   assert_string_equal(out, "bad\xff" "utf8");
+   assert_true(sl_saslprep("\xe2\x85\xa8", out, sizeof(out))); /* U+2168 needs NFKC we lack: as-is */
+   assert_string_equal(out, "\xe2\x85\xa8");
+   assert_true(sl_saslprep("\xc2\xad", out, sizeof(out))); /* empty after mapping: as-is */
+   assert_string_equal(out, "\xc2\xad");
+   assert_false(sl_saslprep("pencil", out, 6));
+   /* the prepared form gives PostgreSQL's secret */
+   assert_true(sl_scram_parse_secret(PREP_SECRET, &a));
+   assert_true(sl_scram_secret_from_password("pass\xc2\xa0w\xc2\xadord\xc3\xa9", a.salt, a.salt_len, 4096, &b));
+   assert_memory_equal(&a, &b, sizeof(a));
+}
+
+static void test_secret_parse(void **state)
+{
+   static const uint8_t salt16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+   sl_scram_secret a, b;
+   char txt[SL_SCRAM_SECRET_MAX];
+
+   (void)state;
+   assert_true(sl_scram_is_secret(RFC_SECRET));
+   assert_true(sl_scram_parse_secret(TROUB_SECRET, &a));
+   assert_int_equal(a.iterations, 10000);
+   assert_int_equal(a.salt_len, 16);
+   assert_memory_equal(a.salt, salt16, 16);
+   assert_true(sl_scram_secret_from_password("Tr0ub4dor&3", salt16, 16, 10000, &b));
+   assert_memory_equal(&a, &b, sizeof(a));
+   assert_true(sl_scram_secret_format(&b, txt, sizeof(txt)));
+   assert_string_equal(txt, TROUB_SECRET);
+   assert_false(sl_scram_secret_format(&b, txt, 40));
+
+   /* RFC 7677 salt and password give the python-computed secret */
+   a = rfc_secret();
+   assert_true(sl_scram_secret_from_password("pencil", a.salt, a.salt_len, 4096, &b));
+   assert_memory_equal(&a, &b, sizeof(a));
+
+   /* random salt */
+   assert_true(sl_scram_secret_from_password("pencil", NULL, 0, 4096, &b));
+   assert_int_equal(b.salt_len, SL_SCRAM_DEFAULT_SALT_LEN);
+   assert_true(sl_scram_secret_format(&b, txt, sizeof(txt)));
+   assert_true(sl_scram_parse_secret(txt, &a));
+   assert_memory_equal(&a, &b, sizeof(a));
+   assert_false(sl_scram_secret_from_password("pencil", salt16, 0, 4096, &b));
+   assert_false(sl_scram_secret_from_password("pencil", salt16, 16, 0, &b));
+
+   assert_false(sl_scram_is_secret("md520eb1b22a92b5c573dc1eb4331fc49ee"));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$0:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2Ov"
+                                   "ajzbIE=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U="));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$-1:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2O"
+                                   "vajzbIE=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U="));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$99999999999:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/Dj"
+                                   "R1VdoA2OvajzbIE=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U="));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$4096:$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2OvajzbIE=:P2/L5t0o4k1mrj"
+                                   "t5+Jpi2truk1vQOKIYvNtsT2xwh+U="));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2"
+                                   "OvajzbI=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U=")); /* 31-byte key */
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2"
+                                   "OvajzbIE=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U=x"));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2"
+                                   "OvajzbIE="));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-1$4096:AAECAwQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2"
+                                   "OvajzbIE=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U="));
+   assert_false(sl_scram_is_secret("SCRAM-SHA-256$4096:AAEC*wQFBgcICQoLDA0ODw==$ZOHjqSd+7ZjVdNhqZgnyxj8eW/DjR1VdoA2"
+                                   "OvajzbIE=:P2/L5t0o4k1mrjt5+Jpi2truk1vQOKIYvNtsT2xwh+U="));
+}
+
+static void test_rfc7677_server(void **state)
+{
+   sl_scram_server srv;
+   sl_scram_secret sec = rfc_secret();
+   uint8_t ck[32];
+   size_t n;
+   char out[512];
+   const char *err = NULL;
+
+   (void)state;
+   memset(&srv, 0, sizeof(srv));
+   assert_true(sl_scram_server_set_nonce(&srv, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"));
+   assert_true(sl_scram_server_first(&srv, &sec, "user", RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST), out,
+                                     sizeof(out), &err));
+   assert_string_equal(out, RFC_SERVER_FIRST);
+   assert_true(sl_scram_server_final(&srv, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL), out, sizeof(out), &err));
+   assert_string_equal(out, RFC_SERVER_FINAL);
+   assert_true(srv.have_client_key);
+   assert_true(sl_base64_decode(RFC_CLIENT_KEY_B64, strlen(RFC_CLIENT_KEY_B64), ck, sizeof(ck), &n));
+   assert_memory_equal(srv.client_key, ck, 32);
+   /* a second final on the same exchange is refused */
+   assert_false(sl_scram_server_final(&srv, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL), out, sizeof(out), &err));
+   sl_scram_server_clear(&srv);
+}
+
+static void test_rfc7677_client(void **state)
+{
+   sl_scram_client cl;
+   char out[512];
+   const char *err = NULL;
+
+   (void)state;
+   sl_scram_client_init(&cl, "pencil", NULL, NULL);
+   assert_true(sl_scram_client_set_nonce(&cl, "rOprNGfwEbeRWgbNEkqO", "user"));
+   assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+   assert_string_equal(out, RFC_CLIENT_FIRST);
+   assert_true(sl_scram_client_final(&cl, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out, sizeof(out), &err));
+   assert_string_equal(out, RFC_CLIENT_FINAL);
+   assert_true(sl_scram_client_verify(&cl, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err));
+   sl_scram_client_clear(&cl);
+
+   /* a wrong server signature is rejected */
+   sl_scram_client_init(&cl, "pencil", NULL, NULL);
+   assert_true(sl_scram_client_set_nonce(&cl, "rOprNGfwEbeRWgbNEkqO", "user"));
+   assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+   assert_true(sl_scram_client_final(&cl, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out, sizeof(out), &err));
+   assert_false(sl_scram_client_verify(&cl, "v=7rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", 46, &err));
+   assert_non_null(err);
+}
+
+/* Run a full exchange between cl and a fresh server with sec; returns the server's verdict. */
+static bool exchange(sl_scram_client *cl, const sl_scram_secret *sec, sl_scram_server *srv)
+{
+   char c1[256], s1[512], c2[512], s2[128];
+   const char *err = NULL;
+   bool ok;
+
+   memset(srv, 0, sizeof(*srv));
+   assert_true(sl_scram_client_first(cl, c1, sizeof(c1)));
+   assert_int_equal(strncmp(c1, "n,,n=,r=", 8), 0);
+   assert_int_equal(strlen(c1), 8 + 32);
+   assert_true(sl_scram_server_first(srv, sec, "alice", c1, strlen(c1), s1, sizeof(s1), &err));
+   assert_true(sl_scram_client_final(cl, s1, strlen(s1), c2, sizeof(c2), &err));
+   ok = sl_scram_server_final(srv, c2, strlen(c2), s2, sizeof(s2), &err);
+   if (ok)
+      assert_true(sl_scram_client_verify(cl, s2, strlen(s2), &err));
+   else
+      assert_non_null(err);
+   return ok;
+}
+
+static void test_round_trip_password(void **state)
+{
+   sl_scram_secret sec;
+   sl_scram_client cl;
+   sl_scram_server srv;
+
+   (void)state;
+   assert_true(sl_scram_secret_from_password("correct horse", NULL, 0, 4096, &sec));
+   sl_scram_client_init(&cl, "correct horse", NULL, NULL);
+   assert_true(exchange(&cl, &sec, &srv));
+   assert_true(srv.have_client_key);
+
+   sl_scram_client_init(&cl, "wrong horse", NULL, NULL);
+   assert_false(exchange(&cl, &sec, &srv));
+   assert_false(srv.have_client_key);
+}
+
+static void test_pass_through(void **state)
+{
+   sl_scram_secret sec;
+   sl_scram_client cl;
+   sl_scram_server front, back;
+   uint8_t ck[32];
+
+   (void)state;
+   /* the pooler knows only the parsed secret; a client logs in with the password */
+   assert_true(sl_scram_parse_secret(TROUB_SECRET, &sec));
+   sl_scram_client_init(&cl, "Tr0ub4dor&3", NULL, NULL);
+   assert_true(exchange(&cl, &sec, &front));
+   assert_true(front.have_client_key);
+   memcpy(ck, front.client_key, 32);
+
+   /* the pooler logs in to the real server (same secret) with the recovered ClientKey */
+   sl_scram_client_init(&cl, NULL, ck, sec.server_key);
+   assert_true(exchange(&cl, &sec, &back));
+   assert_memory_equal(back.client_key, ck, 32);
+
+   /* a wrong ClientKey fails */
+   ck[0] ^= 1;
+   sl_scram_client_init(&cl, NULL, ck, sec.server_key);
+   assert_false(exchange(&cl, &sec, &back));
+}
+
+static void test_mock(void **state)
+{
+   sl_scram_server srv, srv2;
+   sl_scram_client cl;
+   char c1[256], s1[512], s1b[512], c2[512], s2[128];
+   const char *err = NULL;
+   const char *salt;
+
+   (void)state;
+   memset(&srv, 0, sizeof(srv));
+   sl_scram_client_init(&cl, "anything", NULL, NULL);
+   assert_true(sl_scram_client_first(&cl, c1, sizeof(c1)));
+   assert_true(sl_scram_server_first(&srv, NULL, "nobody", c1, strlen(c1), s1, sizeof(s1), &err));
+   /* well-formed server-first: the client accepts it */
+   assert_int_equal(strncmp(s1, c1 + 6, strlen(c1) - 6), 0); /* "r=<client nonce>" */
+   salt = strstr(s1, ",s=");
+   assert_non_null(salt);
+   assert_non_null(strstr(s1, ",i=4096"));
+   assert_true(sl_scram_client_final(&cl, s1, strlen(s1), c2, sizeof(c2), &err));
+   assert_false(sl_scram_server_final(&srv, c2, strlen(c2), s2, sizeof(s2), &err));
+   assert_string_equal(err, "SCRAM proof verification failed");
+   assert_false(srv.have_client_key);
+
+   /* the fake salt is stable per user name and differs between names */
+   memset(&srv2, 0, sizeof(srv2));
+   assert_true(sl_scram_server_first(&srv2, NULL, "nobody", c1, strlen(c1), s1b, sizeof(s1b), &err));
+   assert_string_equal(strstr(s1b, ",s="), salt);
+   memset(&srv2, 0, sizeof(srv2));
+   assert_true(sl_scram_server_first(&srv2, NULL, "somebody", c1, strlen(c1), s1b, sizeof(s1b), &err));
+   assert_string_not_equal(strstr(s1b, ",s="), salt);
+
+   /* user may be NULL */
+   memset(&srv2, 0, sizeof(srv2));
+   assert_true(sl_scram_server_first(&srv2, NULL, NULL, c1, strlen(c1), s1b, sizeof(s1b), &err));
+}
+
+/* Feed a client-first to a fresh server expecting failure. */
+static void bad_first(const char *msg)
+{
+   sl_scram_server srv;
+   sl_scram_secret sec = rfc_secret();
+   char out[512];
+   const char *err = NULL;
+
+   memset(&srv, 0, sizeof(srv));
+   assert_false(sl_scram_server_first(&srv, &sec, "user", msg, strlen(msg), out, sizeof(out), &err));
+   assert_non_null(err);
+}
+
+/* Run the RFC server-first and then feed a client-final expecting failure. */
+static void bad_final(const char *msg, const char *why)
+{
+   sl_scram_server srv;
+   sl_scram_secret sec = rfc_secret();
+   char out[512];
+   const char *err = NULL;
+
+   memset(&srv, 0, sizeof(srv));
+   assert_true(sl_scram_server_set_nonce(&srv, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"));
+   assert_true(sl_scram_server_first(&srv, &sec, "user", RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST), out,
+                                     sizeof(out), &err));
+   assert_false(sl_scram_server_final(&srv, msg, strlen(msg), out, sizeof(out), &err));
+   assert_non_null(err);
+   if (why)
+      assert_non_null(strstr(err, why));
+   assert_false(srv.have_client_key);
+}
+
+/* Run the RFC client up to client-first and feed a server-first expecting failure. */
+static void bad_server_first(const char *msg)
+{
+   sl_scram_client cl;
+   char out[512];
+   const char *err = NULL;
+
+   sl_scram_client_init(&cl, "pencil", NULL, NULL);
+   assert_true(sl_scram_client_set_nonce(&cl, "rOprNGfwEbeRWgbNEkqO", "user"));
+   assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+   assert_false(sl_scram_client_final(&cl, msg, strlen(msg), out, sizeof(out), &err));
+   assert_non_null(err);
+}
+
+static void test_malformed(void **state)
+{
+   sl_scram_server srv;
+   sl_scram_secret sec = rfc_secret();
+   sl_scram_client cl;
+   char out[512];
+   const char *err = NULL;
+
+   (void)state;
+   bad_first("");
+   bad_first("n,,n=user");                        /* missing r= */
+   bad_first("n,,r=abc");                         /* missing n= */
+   bad_first("n,,n=user,r=");                     /* empty nonce */
+   bad_first("n,,n=user,r=ab,c");                 /* extension without '=' */
+   bad_first("x,,n=user,r=abc");                  /* bad gs2 flag */
+   bad_first("n,n=user,r=abc");                   /* short gs2 header */
+   bad_first("n,a=admin,n=user,r=abc");           /* authzid */
+   bad_first("n,,m=ext,n=user,r=abc");            /* mandatory extension */
+   bad_first("n,,n=user,r=abc,");                 /* trailing comma */
+   bad_first("n,,n=user,r=a\x7f" "bc");           /* non-printable nonce */
+   {
+      const char *msg = "p=tls-server-end-point,,n=user,r=abc"; /* channel binding requested */
+
+      memset(&srv, 0, sizeof(srv));
+      assert_false(sl_scram_server_first(&srv, &sec, "user", msg, strlen(msg), out, sizeof(out), &err));
+      assert_string_equal(err, "channel binding is not supported");
+   }
+   {
+      const char msg[] = "n,,n=user,r=abc\0def"; /* embedded NUL */
+
+      memset(&srv, 0, sizeof(srv));
+      assert_false(sl_scram_server_first(&srv, &sec, "user", msg, sizeof(msg) - 1, out, sizeof(out), &err));
+   }
+   {
+      const char *msg = "n,,n=user,r=abc,x=ext"; /* well-formed extensions are ignored */
+
+      memset(&srv, 0, sizeof(srv));
+      assert_true(sl_scram_server_first(&srv, &sec, "user", msg, strlen(msg), out, sizeof(out), &err));
+   }
+
+   bad_final("", NULL);
+   bad_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", "p=");         /* missing proof */
+   bad_final("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+             "c=");                                                                            /* missing c= */
+   bad_final("c=biws,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", "r=");                    /* missing r= */
+   bad_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k1,"
+             "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", "nonce");                        /* wrong nonce */
+   bad_final("c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", "nonce"); /* client only */
+   bad_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+             "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndV*=", "proof");                        /* bad base64 */
+   bad_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+             "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndQ==", "proof");                        /* 31 bytes */
+   bad_final("c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+             "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", "channel binding");              /* gs2 was n */
+   bad_final("c=cD10bHMtc2VydmVyLWVuZC1wb2ludCws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+             "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", "channel binding");              /* p= binding */
+   bad_final(RFC_CLIENT_FINAL ",x=1", "p=");                                                    /* p= not last */
+   bad_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+             "p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", "verification");                 /* wrong proof */
+
+   /* "y,," is accepted and then needs c=eSws */
+   {
+      const char *c1 = "y,,n=,r=abcdef";
+      char c2[1024];
+
+      memset(&srv, 0, sizeof(srv));
+      assert_true(sl_scram_server_first(&srv, &sec, "user", c1, strlen(c1), out, sizeof(out), &err));
+      *strchr(out, ',') = '\0'; /* out = "r=<nonce>" */
+      snprintf(c2, sizeof(c2), "c=biws,%s,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", out);
+      assert_false(sl_scram_server_final(&srv, c2, strlen(c2), out, sizeof(out), &err));
+      assert_non_null(strstr(err, "channel binding"));
+   }
+
+   /* client side: bad server-first / server-final */
+   bad_server_first("");
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==");     /* no i= */
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,i=4096");                        /* no s= */
+   bad_server_first("s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");                                                  /* no r= */
+   /* nonce not starting with ours */
+   bad_server_first("r=XOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"); /* server added nothing */
+   /* bad base64 salt, bad iterations, mandatory extension, trailing comma */
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7s!EsUEjb6gQ==,i=4096");
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=0");
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=-1");
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=99999999");
+   bad_server_first("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
+                    "i=99999999999999999999");
+   bad_server_first("m=x,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+   bad_server_first(RFC_SERVER_FIRST ",");
+
+   sl_scram_client_init(&cl, "pencil", NULL, NULL);
+   assert_true(sl_scram_client_set_nonce(&cl, "rOprNGfwEbeRWgbNEkqO", "user"));
+   assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+   assert_true(sl_scram_client_final(&cl, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out, sizeof(out), &err));
+   assert_false(sl_scram_client_verify(&cl, "e=invalid-proof", 15, &err));
+   assert_string_equal(err, "SCRAM server error: invalid-proof");
+   assert_false(sl_scram_client_verify(&cl, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err)); /* used up */
+
+   /* client init without password or keys, or an oversized password */
+   sl_scram_client_init(&cl, NULL, NULL, NULL);
+   assert_false(sl_scram_client_first(&cl, out, sizeof(out)));
+   {
+      char big[SL_SCRAM_MAX_PASSWORD + 1];
+
+      memset(big, 'a', sizeof(big) - 1);
+      big[sizeof(big) - 1] = '\0';
+      sl_scram_client_init(&cl, big, NULL, NULL);
+      assert_false(sl_scram_client_first(&cl, out, sizeof(out)));
+   }
+   /* too small output buffers */
+   sl_scram_client_init(&cl, "pencil", NULL, NULL);
+   assert_false(sl_scram_client_first(&cl, out, 20));
+   memset(&srv, 0, sizeof(srv));
+   assert_false(sl_scram_server_first(&srv, &sec, "user", RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST), out, 20, &err));
+}
+
+int main(void)
+{
+   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_base64),
+      cmocka_unit_test(test_random),
+      cmocka_unit_test(test_md5),
+      cmocka_unit_test(test_saslprep),
+      cmocka_unit_test(test_secret_parse),
+      cmocka_unit_test(test_rfc7677_server),
+      cmocka_unit_test(test_rfc7677_client),
+      cmocka_unit_test(test_round_trip_password),
+      cmocka_unit_test(test_pass_through),
+      cmocka_unit_test(test_mock),
+      cmocka_unit_test(test_malformed),
+   };
+
+   return cmocka_run_group_tests(tests, NULL, NULL);
+}
