@@ -146,7 +146,9 @@ typedef struct sl_config {
     int http_port;
     char *http_token;
 
-    /* --- [databases], [users], auth_file --- */
+    /* --- [databases], [users], auth_file ---
+     * (added note) String settings above are never NULL after load: "" means not set.
+     * dbs, users and userlist are sorted by name (strcmp); a repeated name keeps the later entry. */
     sl_db_def *dbs;
     size_t n_dbs;
     sl_user_def *users;
@@ -188,7 +190,12 @@ typedef struct sl_setting {
     bool reloadable;          /* can change on RELOAD / SET without restart */
     const char *const *enum_names; /* SL_T_ENUM: NULL-terminated names, index = value */
     const char *description;
+    /* --- added: value constraints and flags (zero-initialised rows get the defaults) --- */
+    int64_t min_value;        /* SL_T_INT: smallest allowed value (0 by default) */
+    int64_t max_value;        /* SL_T_INT: largest allowed value; 0 means INT_MAX */
+    unsigned flags;           /* SL_SETTING_* below */
 } sl_setting;
+#define SL_SETTING_OCTAL 0x1u /* SL_T_INT written and shown in octal (unix_socket_mode) */
 extern const sl_setting sl_settings[];
 extern const size_t sl_settings_count;
 
@@ -199,5 +206,17 @@ bool sl_setting_set(sl_config *c, const sl_setting *s, const char *value, char *
 const sl_setting *sl_setting_find(const char *name);
 /* Deep copy (for SET on a running config). */
 sl_config *sl_config_clone(const sl_config *c);
+
+/* --- added --- */
+/* A snapshot holding only the table defaults (refcount 1, no databases/users; workers stays 0). */
+sl_config *sl_config_new_default(void);
+/* Read a PgBouncer-style auth_file ("user" "secret" per line). On success *out and *n hold the entries
+ * sorted by name (a repeated name keeps the later line); on failure "file:line: reason" in err. */
+bool sl_userlist_load(const char *path, sl_userlist_entry **out, size_t *n, char *err, size_t errlen);
+void sl_userlist_free(sl_userlist_entry *e, size_t n);
+/* Parse a time value ("30", "0.5", "250ms", "2min", "1h"; plain numbers are seconds) into usec. */
+bool sl_parse_time_usec(const char *text, int64_t *usec);
+/* Parse a boolean (1/0, yes/no, on/off, true/false; case-insensitive). */
+bool sl_parse_bool(const char *text, bool *out);
 
 #endif

@@ -1,0 +1,152 @@
+/* compat.c - PgBouncer names pgsluice accepts (implemented or ignored) and the warn-once helper. */
+#include "config/config_int.h"
+
+#include "util/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* [pgbouncer] settings of PgBouncer 1.25/1.26 that pgsluice does not implement: accepted, warned, ignored. */
+const sl_key_doc sl_ignored_settings[] = {
+    {"auth_dbname", "database used to run auth_query"},
+    {"auth_ident_file", "ident map file for auth_type hba"},
+    {"auth_ldap_options", "LDAP authentication options"},
+    {"autodb_idle_timeout", "idle time after which automatically created databases are dropped"},
+    {"client_tls13_ciphers", "client-side TLS 1.3 cipher suites"},
+    {"client_tls_ca_file", "client-side TLS CA file"},
+    {"client_tls_cert_file", "client-side TLS certificate"},
+    {"client_tls_ciphers", "client-side TLS ciphers"},
+    {"client_tls_dheparams", "client-side TLS DH parameters"},
+    {"client_tls_ecdhcurve", "client-side TLS ECDH curve"},
+    {"client_tls_key_file", "client-side TLS private key"},
+    {"client_tls_protocols", "client-side TLS protocol versions"},
+    {"client_tls_sslmode", "client-side TLS mode"},
+    {"conffile", "path of the configuration file (informational)"},
+    {"dns_max_ttl", "DNS cache lifetime"},
+    {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
+    {"dns_zone_check_period", "DNS zone serial check period"},
+    {"job_name", "service name for Windows event log / systemd"},
+    {"max_db_client_connections", "client connection limit per database"},
+    {"max_user_client_connections", "client connection limit per user"},
+    {"peer_id", "identifier of this process among [peers]"},
+    {"query_wait_notify", "seconds before notifying waiting clients"},
+    {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
+    {"scram_iterations", "iteration count for SCRAM secrets PgBouncer generates"},
+    {"server_tls13_ciphers", "server-side TLS 1.3 cipher suites"},
+    {"server_tls_ca_file", "server-side TLS CA file"},
+    {"server_tls_cert_file", "server-side TLS client certificate"},
+    {"server_tls_ciphers", "server-side TLS ciphers"},
+    {"server_tls_key_file", "server-side TLS private key"},
+    {"server_tls_protocols", "server-side TLS protocol versions"},
+    {"server_tls_sslmode", "server-side TLS mode"},
+    {"service_name", "Windows service name (alias of job_name)"},
+    {"track_extra_parameters", "extra server parameters tracked per client"},
+    {"transaction_timeout", "maximum transaction duration"},
+    {NULL, NULL},
+};
+
+/* PgBouncer names that pgsluice spells differently; description = the pgsluice setting. */
+const sl_key_doc sl_setting_aliases[] = {
+    {"listen_backlog", "tcp_backlog"},
+    {NULL, NULL},
+};
+
+const sl_key_doc sl_db_keys[] = {
+    {"host", "server host name or IP; a value starting with / is a Unix socket directory"},
+    {"port", "server port (default 5432)"},
+    {"dbname", "database name on the server (default: the entry name)"},
+    {"user", "connect to the server as this user whatever the client's user"},
+    {"password", "password for user"},
+    {"auth_user", "user that runs auth_query for this database"},
+    {"pool_size", "overrides default_pool_size"},
+    {"min_pool_size", "overrides min_pool_size"},
+    {"reserve_pool_size", "overrides reserve_pool_size (the old name reserve_pool is accepted too)"},
+    {"max_db_connections", "overrides max_db_connections"},
+    {"pool_mode", "overrides pool_mode"},
+    {"connect_query", "query run on each new server connection"},
+    {"client_encoding", "client_encoding sent to the server"},
+    {"datestyle", "DateStyle sent to the server"},
+    {"timezone", "TimeZone sent to the server"},
+    {"application_name", "application_name sent to the server"},
+    {NULL, NULL},
+};
+
+const sl_key_doc sl_db_ignored_keys[] = {
+    {"auth_dbname", "database used to run auth_query"},
+    {"auth_query", "per-database auth_query"},
+    {"load_balance_hosts", "spreading connections over several hosts"},
+    {"max_db_client_connections", "client connection limit per database"},
+    {"server_lifetime", "per-database server_lifetime"},
+    {"target_session_attrs", "choosing a read-write or standby host"},
+    {NULL, NULL},
+};
+
+const sl_key_doc sl_user_keys[] = {
+    {"pool_mode", "overrides pool_mode for this user"},
+    {"max_user_connections", "overrides max_user_connections"},
+    {"pool_size", "overrides the pool size for this user's pools"},
+    {"reserve_pool_size", "overrides reserve_pool_size for this user's pools"},
+    {NULL, NULL},
+};
+
+const sl_key_doc sl_user_ignored_keys[] = {
+    {"client_idle_timeout", "per-user client_idle_timeout"},
+    {"idle_transaction_timeout", "per-user idle_transaction_timeout"},
+    {"max_user_client_connections", "client connection limit per user"},
+    {"query_timeout", "per-user query_timeout"},
+    {NULL, NULL},
+};
+
+const sl_key_doc *sl_key_doc_find(const sl_key_doc *list, const char *name)
+{
+    for (; name && list->name; list++)
+        if (strcasecmp(list->name, name) == 0) return list;
+    return NULL;
+}
+
+const char *sl_setting_alias_target(const char *name)
+{
+    const sl_key_doc *d = sl_key_doc_find(sl_setting_aliases, name);
+    return d ? d->description : NULL;
+}
+
+static bool seen_before(const sl_warn_once *w, const char *tag)
+{
+    for (size_t i = 0; i < w->n; i++)
+        if (strcasecmp(w->seen[i], tag) == 0) return true;
+    return false;
+}
+
+void sl_warn_once_log(sl_warn_once *w, const char *tag, const char *fmt, ...)
+{
+    if (seen_before(w, tag)) return;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 8;
+        char **p = realloc(w->seen, cap * sizeof(*p));
+        if (!p) return;
+        w->seen = p;
+        w->cap = cap;
+    }
+    char *dup = strdup(tag);
+    if (!dup) return;
+    w->seen[w->n++] = dup;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (w->where[0])
+        sl_log_warn("%s: %s", w->where, msg);
+    else
+        sl_log_warn("%s", msg);
+}
+
+void sl_warn_once_free(sl_warn_once *w)
+{
+    for (size_t i = 0; i < w->n; i++) free(w->seen[i]);
+    free(w->seen);
+    w->seen = NULL;
+    w->n = w->cap = 0;
+}

@@ -1,0 +1,152 @@
+/* config.c - snapshot lifetime (refcount, current pointer, clone) and look-ups. */
+#include "config/config_int.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static pthread_mutex_t g_current_lock = PTHREAD_MUTEX_INITIALIZER;
+static sl_config *g_current;
+
+static void config_free(sl_config *c)
+{
+    sl_config_free_settings(c);
+    for (size_t i = 0; i < c->n_dbs; i++) sl_db_def_free(&c->dbs[i]);
+    free(c->dbs);
+    for (size_t i = 0; i < c->n_users; i++) sl_user_def_free(&c->users[i]);
+    free(c->users);
+    sl_userlist_free(c->userlist, c->n_userlist);
+    free(c->path);
+    free(c);
+}
+
+void sl_config_ref(sl_config *c)
+{
+    if (c) __atomic_add_fetch(&c->refcount, 1, __ATOMIC_RELAXED);
+}
+
+void sl_config_unref(sl_config *c)
+{
+    if (c && __atomic_sub_fetch(&c->refcount, 1, __ATOMIC_ACQ_REL) == 0) config_free(c);
+}
+
+sl_config *sl_config_acquire(void)
+{
+    pthread_mutex_lock(&g_current_lock);
+    sl_config *c = g_current;
+    sl_config_ref(c);
+    pthread_mutex_unlock(&g_current_lock);
+    return c;
+}
+
+void sl_config_set_current(sl_config *c)
+{
+    pthread_mutex_lock(&g_current_lock);
+    sl_config *old = g_current;
+    g_current = c;
+    pthread_mutex_unlock(&g_current_lock);
+    sl_config_unref(old);
+}
+
+static bool clone_dbs(sl_config *dst, const sl_config *src)
+{
+    if (src->n_dbs == 0) return true;
+    dst->dbs = calloc(src->n_dbs, sizeof(*dst->dbs));
+    if (!dst->dbs) return false;
+    bool ok = true;
+    for (size_t i = 0; i < src->n_dbs; i++, dst->n_dbs++)
+        if (!sl_db_def_copy(&dst->dbs[i], &src->dbs[i])) ok = false;
+    return ok;
+}
+
+static bool clone_users(sl_config *dst, const sl_config *src)
+{
+    if (src->n_users == 0) return true;
+    dst->users = calloc(src->n_users, sizeof(*dst->users));
+    if (!dst->users) return false;
+    bool ok = true;
+    for (size_t i = 0; i < src->n_users; i++, dst->n_users++)
+        if (!sl_user_def_copy(&dst->users[i], &src->users[i])) ok = false;
+    return ok;
+}
+
+static bool clone_userlist(sl_config *dst, const sl_config *src)
+{
+    if (src->n_userlist == 0) return true;
+    dst->userlist = calloc(src->n_userlist, sizeof(*dst->userlist));
+    if (!dst->userlist) return false;
+    bool ok = true;
+    for (size_t i = 0; i < src->n_userlist; i++, dst->n_userlist++) {
+        dst->userlist[i].name = sl_cfg_strdup(src->userlist[i].name);
+        dst->userlist[i].password = sl_cfg_strdup(src->userlist[i].password);
+        if (!dst->userlist[i].name || !dst->userlist[i].password) ok = false;
+    }
+    return ok;
+}
+
+sl_config *sl_config_clone(const sl_config *src)
+{
+    if (!src) return NULL;
+    sl_config *c = malloc(sizeof(*c));
+    if (!c) return NULL;
+    *c = *src;
+    c->dbs = NULL, c->users = NULL, c->userlist = NULL;
+    c->n_dbs = c->n_users = c->n_userlist = 0;
+    c->refcount = 1;
+    bool ok = sl_config_copy_settings(c, src);
+    c->path = sl_cfg_strdup(src->path);
+    if (src->path && !c->path) ok = false;
+    ok = clone_dbs(c, src) && ok;
+    ok = clone_users(c, src) && ok;
+    ok = clone_userlist(c, src) && ok;
+    if (!ok) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The arrays are sorted by name and every element starts with char *name. */
+static int cmp_name_key(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, *(char *const *)elem);
+}
+
+const sl_db_def *sl_config_find_db(const sl_config *c, const char *name)
+{
+    if (!c || !c->n_dbs) return NULL;
+    const sl_db_def *d = NULL;
+    if (name) d = bsearch(name, c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_name_key);
+    if (!d) d = bsearch("*", c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_name_key);
+    return d;
+}
+
+const sl_user_def *sl_config_find_user(const sl_config *c, const char *name)
+{
+    if (!c || !name || !c->n_users) return NULL;
+    return bsearch(name, c->users, c->n_users, sizeof(*c->users), cmp_name_key);
+}
+
+const sl_userlist_entry *sl_config_find_userlist(const sl_config *c, const char *name)
+{
+    if (!c || !name || !c->n_userlist) return NULL;
+    return bsearch(name, c->userlist, c->n_userlist, sizeof(*c->userlist), cmp_name_key);
+}
+
+bool sl_list_contains(const char *list, const char *item)
+{
+    if (!list || !item) return false;
+    size_t ilen = strlen(item);
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        const char *start = p;
+        while (*p && *p != ',' && !isspace((unsigned char)*p)) p++;
+        size_t len = (size_t)(p - start);
+        if (len == 1 && *start == '*') return true;
+        if (len && len == ilen && strncasecmp(start, item, len) == 0) return true;
+    }
+    return false;
+}

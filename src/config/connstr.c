@@ -1,0 +1,228 @@
+/* connstr.c - libpq-style "key=value" strings of [databases] and [users] entries. */
+#include "config/config_int.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *skip_ws(const char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    return s;
+}
+
+/* Read a key up to '=' or whitespace into buf. Returns the position after '=' or NULL. */
+static const char *read_key(const char *p, char *buf, size_t len, char *err, size_t errlen)
+{
+    const char *start = p;
+    while (*p && *p != '=' && !isspace((unsigned char)*p)) p++;
+    size_t n = (size_t)(p - start);
+    p = skip_ws(p);
+    if (n == 0) return sl_cfg_err(err, errlen, "syntax error in connection string: missing parameter name"), NULL;
+    if (n >= len) return sl_cfg_err(err, errlen, "parameter name too long in connection string"), NULL;
+    memcpy(buf, start, n);
+    buf[n] = '\0';
+    if (*p != '=')
+        return sl_cfg_err(err, errlen, "syntax error in connection string: expected \"=\" after \"%s\"", buf), NULL;
+    return skip_ws(p + 1);
+}
+
+/* Read a value (quoted with '...' and \' \\ '' escapes, or bare up to whitespace) into out (malloc'd). */
+static const char *read_value(const char *p, const char *key, char **out, char *err, size_t errlen)
+{
+    char *buf = malloc(strlen(p) + 1);
+    size_t n = 0;
+    if (!buf) return sl_cfg_err(err, errlen, "out of memory"), NULL;
+    if (*p == '\'') {
+        for (p++;; p++) {
+            if (!*p) {
+                free(buf);
+                return sl_cfg_err(err, errlen, "unterminated quoted value for \"%s\"", key), NULL;
+            }
+            if (*p == '\\' && p[1]) p++;
+            else if (*p == '\'' && p[1] == '\'') p++;
+            else if (*p == '\'') break;
+            buf[n++] = *p;
+        }
+        p++;
+        if (*p && !isspace((unsigned char)*p)) {
+            free(buf);
+            return sl_cfg_err(err, errlen, "syntax error in connection string after the value of \"%s\"", key), NULL;
+        }
+    } else {
+        while (*p && !isspace((unsigned char)*p)) {
+            if (*p == '\\' && p[1]) p++;
+            buf[n++] = *p++;
+        }
+        if (n == 0) {
+            free(buf);
+            return sl_cfg_err(err, errlen, "missing value for \"%s\" in connection string", key), NULL;
+        }
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return p;
+}
+
+bool sl_connstr_parse(const char *text, sl_connstr_cb cb, void *ctx, char *err, size_t errlen)
+{
+    const char *p = skip_ws(text ? text : "");
+    while (*p) {
+        char key[64];
+        char *value = NULL;
+        p = read_key(p, key, sizeof(key), err, errlen);
+        if (!p) return false;
+        p = read_value(p, key, &value, err, errlen);
+        if (!p) return false;
+        bool ok = cb(ctx, key, value, err, errlen);
+        free(value);
+        if (!ok) return false;
+        p = skip_ws(p);
+    }
+    return true;
+}
+
+/* ---- [databases] ---- */
+
+typedef enum { K_STR, K_INT, K_PORT, K_POOL_MODE } key_kind;
+typedef struct key_spec {
+    const char *name;
+    key_kind kind;
+    size_t offset;
+} key_spec;
+
+#define DB(f, k) {#f, k, offsetof(sl_db_def, f)}
+static const key_spec db_specs[] = {
+    DB(host, K_STR), DB(port, K_PORT), DB(dbname, K_STR), DB(user, K_STR), DB(password, K_STR),
+    DB(auth_user, K_STR), DB(pool_size, K_INT), DB(min_pool_size, K_INT), DB(reserve_pool_size, K_INT),
+    {"reserve_pool", K_INT, offsetof(sl_db_def, reserve_pool_size)}, DB(max_db_connections, K_INT),
+    DB(pool_mode, K_POOL_MODE), DB(connect_query, K_STR), DB(client_encoding, K_STR), DB(datestyle, K_STR),
+    DB(timezone, K_STR), DB(application_name, K_STR), {NULL, K_STR, 0},
+};
+
+#define USR(f, k) {#f, k, offsetof(sl_user_def, f)}
+static const key_spec user_specs[] = {
+    USR(pool_mode, K_POOL_MODE), USR(max_user_connections, K_INT), USR(pool_size, K_INT),
+    USR(reserve_pool_size, K_INT), {NULL, K_STR, 0},
+};
+
+typedef struct entry_ctx {
+    void *obj;
+    const key_spec *specs;
+    const sl_key_doc *ignored;
+    const char *what; /* "database" / "user" */
+    sl_warn_once *warn;
+} entry_ctx;
+
+static bool store_key(void *obj, const key_spec *k, const char *value, char *err, size_t errlen)
+{
+    void *slot = (char *)obj + k->offset;
+    switch (k->kind) {
+    case K_STR: {
+        char *dup = strdup(value);
+        if (!dup) return sl_cfg_err(err, errlen, "out of memory"), false;
+        free(*(char **)slot);
+        *(char **)slot = dup;
+        return true;
+    }
+    case K_INT:
+        if (sl_parse_int_range(value, 0, INT_MAX, slot)) return true;
+        return sl_cfg_err(err, errlen, "invalid number for %s: \"%s\"", k->name, value), false;
+    case K_PORT:
+        if (sl_parse_int_range(value, 1, 65535, slot)) return true;
+        return sl_cfg_err(err, errlen, "invalid port: \"%s\"", value), false;
+    case K_POOL_MODE:
+        if (sl_parse_pool_mode(value, slot)) return true;
+        return sl_cfg_err(err, errlen, "invalid pool_mode: \"%s\" (expected session, transaction or statement)",
+                          value), false;
+    }
+    return false;
+}
+
+static bool entry_pair(void *vctx, const char *key, const char *value, char *err, size_t errlen)
+{
+    entry_ctx *ctx = vctx;
+    for (const key_spec *k = ctx->specs; k->name; k++)
+        if (strcasecmp(k->name, key) == 0) return store_key(ctx->obj, k, value, err, errlen);
+    const sl_key_doc *ign = sl_key_doc_find(ctx->ignored, key);
+    if (ign) {
+        char tag[96];
+        snprintf(tag, sizeof(tag), "%s:%s", ctx->what, ign->name);
+        sl_warn_once_log(ctx->warn, tag, "%s parameter %s is not implemented by pgsluice and is ignored", ctx->what,
+                         ign->name);
+        return true;
+    }
+    sl_cfg_err(err, errlen, "unknown %s parameter \"%s\"", ctx->what, key);
+    return false;
+}
+
+bool sl_db_def_parse(sl_db_def *d, const char *name, const char *connstr, sl_warn_once *warn, char *err,
+                     size_t errlen)
+{
+    memset(d, 0, sizeof(*d));
+    d->port = 5432;
+    d->pool_size = d->min_pool_size = d->reserve_pool_size = d->max_db_connections = d->pool_mode = -1;
+    d->name = strdup(name);
+    if (!d->name) return sl_cfg_err(err, errlen, "out of memory"), false;
+    entry_ctx ctx = {d, db_specs, sl_db_ignored_keys, "database", warn};
+    return sl_connstr_parse(connstr, entry_pair, &ctx, err, errlen);
+}
+
+bool sl_user_def_parse(sl_user_def *u, const char *name, const char *connstr, sl_warn_once *warn, char *err,
+                       size_t errlen)
+{
+    memset(u, 0, sizeof(*u));
+    u->pool_mode = u->max_user_connections = u->pool_size = u->reserve_pool_size = -1;
+    u->name = strdup(name);
+    if (!u->name) return sl_cfg_err(err, errlen, "out of memory"), false;
+    entry_ctx ctx = {u, user_specs, sl_user_ignored_keys, "user", warn};
+    return sl_connstr_parse(connstr, entry_pair, &ctx, err, errlen);
+}
+
+/* The string members of sl_db_def, for free/copy. */
+static const size_t db_str_offsets[] = {
+    offsetof(sl_db_def, name),          offsetof(sl_db_def, host),          offsetof(sl_db_def, dbname),
+    offsetof(sl_db_def, user),          offsetof(sl_db_def, password),      offsetof(sl_db_def, auth_user),
+    offsetof(sl_db_def, connect_query), offsetof(sl_db_def, client_encoding), offsetof(sl_db_def, datestyle),
+    offsetof(sl_db_def, timezone),      offsetof(sl_db_def, application_name),
+};
+#define N_DB_STR (sizeof(db_str_offsets) / sizeof(db_str_offsets[0]))
+
+void sl_db_def_free(sl_db_def *d)
+{
+    for (size_t i = 0; d && i < N_DB_STR; i++) {
+        char **slot = (char **)((char *)d + db_str_offsets[i]);
+        free(*slot);
+        *slot = NULL;
+    }
+}
+
+void sl_user_def_free(sl_user_def *u)
+{
+    if (!u) return;
+    free(u->name);
+    u->name = NULL;
+}
+
+bool sl_db_def_copy(sl_db_def *dst, const sl_db_def *src)
+{
+    bool ok = true;
+    *dst = *src;
+    for (size_t i = 0; i < N_DB_STR; i++) {
+        char **slot = (char **)((char *)dst + db_str_offsets[i]);
+        const char *from = *(char *const *)((const char *)src + db_str_offsets[i]);
+        *slot = sl_cfg_strdup(from);
+        if (from && !*slot) ok = false;
+    }
+    return ok;
+}
+
+bool sl_user_def_copy(sl_user_def *dst, const sl_user_def *src)
+{
+    *dst = *src;
+    dst->name = sl_cfg_strdup(src->name);
+    return dst->name != NULL;
+}

@@ -1,0 +1,214 @@
+/* loader.c - sl_config_load: reads the ini file into a fresh snapshot and validates it. */
+#include "config/config_int.h"
+
+#include "util/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef enum { SEC_GLOBAL, SEC_DATABASES, SEC_USERS, SEC_PEERS, SEC_UNKNOWN } section_kind;
+
+typedef struct load_ctx {
+    sl_config *c;
+    sl_warn_once warn;
+    size_t db_cap, user_cap;
+} load_ctx;
+
+static section_kind classify(const char *section)
+{
+    if (!strcasecmp(section, "pgbouncer") || !strcasecmp(section, "pgsluice")) return SEC_GLOBAL;
+    if (!strcasecmp(section, "databases")) return SEC_DATABASES;
+    if (!strcasecmp(section, "users")) return SEC_USERS;
+    if (!strcasecmp(section, "peers")) return SEC_PEERS;
+    return SEC_UNKNOWN;
+}
+
+static bool global_key(load_ctx *lc, const char *key, const char *value, char *err, size_t errlen)
+{
+    const sl_setting *s = sl_setting_find(key);
+    if (s) return sl_setting_set(lc->c, s, value, err, errlen);
+    const sl_key_doc *ign = sl_key_doc_find(sl_ignored_settings, key);
+    if (ign) {
+        sl_warn_once_log(&lc->warn, ign->name, "setting %s is not implemented by pgsluice and is ignored", ign->name);
+        return true;
+    }
+    sl_cfg_err(err, errlen, "unknown setting \"%s\"", key);
+    return false;
+}
+
+/* Index of the entry called name in an array of structs whose first member is char *name, or -1. */
+static long find_named(const void *base, size_t n, size_t size, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(*(char *const *)((const char *)base + i * size), name) == 0) return (long)i;
+    return -1;
+}
+
+/* Make room for one more element; false on OOM. */
+static bool grow(void **base, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap) return true;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *p = realloc(*base, ncap * size);
+    if (!p) return false;
+    *base = p;
+    *cap = ncap;
+    return true;
+}
+
+static bool database_key(load_ctx *lc, const sl_ini_pos *pos, const char *name, const char *value, char *err,
+                         size_t errlen)
+{
+    sl_db_def d;
+    char reason[512];
+    if (!sl_db_def_parse(&d, name, value, &lc->warn, reason, sizeof(reason))) {
+        sl_db_def_free(&d);
+        sl_cfg_err(err, errlen, "database \"%s\": %s", name, reason);
+        return false;
+    }
+    d.line = pos->line;
+    sl_config *c = lc->c;
+    long at = find_named(c->dbs, c->n_dbs, sizeof(*c->dbs), name);
+    if (at >= 0) {
+        sl_log_debug("%s:%d: database \"%s\" redefined; the later entry wins", pos->file, pos->line, name);
+        sl_db_def_free(&c->dbs[at]);
+        c->dbs[at] = d;
+        return true;
+    }
+    if (!grow((void **)&c->dbs, c->n_dbs, &lc->db_cap, sizeof(*c->dbs))) {
+        sl_db_def_free(&d);
+        return sl_cfg_err(err, errlen, "out of memory"), false;
+    }
+    c->dbs[c->n_dbs++] = d;
+    return true;
+}
+
+static bool user_key(load_ctx *lc, const char *name, const char *value, char *err, size_t errlen)
+{
+    sl_user_def u;
+    char reason[512];
+    if (!sl_user_def_parse(&u, name, value, &lc->warn, reason, sizeof(reason))) {
+        sl_user_def_free(&u);
+        sl_cfg_err(err, errlen, "user \"%s\": %s", name, reason);
+        return false;
+    }
+    sl_config *c = lc->c;
+    long at = find_named(c->users, c->n_users, sizeof(*c->users), name);
+    if (at >= 0) {
+        sl_user_def_free(&c->users[at]);
+        c->users[at] = u;
+        return true;
+    }
+    if (!grow((void **)&c->users, c->n_users, &lc->user_cap, sizeof(*c->users))) {
+        sl_user_def_free(&u);
+        return sl_cfg_err(err, errlen, "out of memory"), false;
+    }
+    c->users[c->n_users++] = u;
+    return true;
+}
+
+static bool on_line(void *vctx, const sl_ini_pos *pos, const char *section, const char *key, const char *value,
+                    char *err, size_t errlen)
+{
+    load_ctx *lc = vctx;
+    section_kind kind = classify(section);
+    snprintf(lc->warn.where, sizeof(lc->warn.where), "%s:%d", pos->file, pos->line);
+    if (kind == SEC_UNKNOWN) return sl_cfg_err(err, errlen, "unknown section [%s]", section), false;
+    if (!key) return true;
+    switch (kind) {
+    case SEC_GLOBAL: return global_key(lc, key, value, err, errlen);
+    case SEC_DATABASES: return database_key(lc, pos, key, value, err, errlen);
+    case SEC_USERS: return user_key(lc, key, value, err, errlen);
+    case SEC_PEERS:
+        sl_warn_once_log(&lc->warn, "[peers]", "the [peers] section is not implemented by pgsluice and is ignored");
+        return true;
+    case SEC_UNKNOWN: break;
+    }
+    return false;
+}
+
+static int cmp_db(const void *a, const void *b)
+{
+    return strcmp(((const sl_db_def *)a)->name, ((const sl_db_def *)b)->name);
+}
+
+static int cmp_user(const void *a, const void *b)
+{
+    return strcmp(((const sl_user_def *)a)->name, ((const sl_user_def *)b)->name);
+}
+
+static bool auth_needs_file(int auth_type)
+{
+    return auth_type == SL_AUTH_PLAIN || auth_type == SL_AUTH_MD5 || auth_type == SL_AUTH_SCRAM;
+}
+
+static bool any_auth_user(const sl_config *c)
+{
+    if (c->auth_user && *c->auth_user) return true;
+    for (size_t i = 0; i < c->n_dbs; i++)
+        if (c->dbs[i].auth_user && *c->dbs[i].auth_user) return true;
+    return false;
+}
+
+/* Load auth_file. Missing is fatal only for auth types that check passwords from it. */
+static bool load_auth_file(sl_config *c, char *err, size_t errlen)
+{
+    const char *name = sl_auth_type_name((sl_auth_type)c->auth_type);
+    if (!c->auth_file || !*c->auth_file) {
+        if (auth_needs_file(c->auth_type) && !any_auth_user(c))
+            sl_log_warn("%s: auth_type %s but neither auth_file nor auth_user is set; no client can log in",
+                        c->path, name);
+        return true;
+    }
+    if (access(c->auth_file, R_OK) != 0 && !auth_needs_file(c->auth_type)) {
+        sl_log_warn("%s: cannot read auth_file \"%s\": %s; continuing without it", c->path, c->auth_file,
+                    strerror(errno));
+        return true;
+    }
+    return sl_userlist_load(c->auth_file, &c->userlist, &c->n_userlist, err, errlen);
+}
+
+static int cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+/* Everything that needs the whole file: workers, auth_file, warnings, sorting. */
+static bool finish(load_ctx *lc, char *err, size_t errlen)
+{
+    sl_config *c = lc->c;
+    lc->warn.where[0] = '\0';
+    if (c->workers == 0) c->workers = cpu_count();
+    if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_CERT || c->auth_type == SL_AUTH_PAM)
+        sl_log_warn("%s: auth_type %s is not implemented yet; clients cannot log in with it", c->path,
+                    sl_auth_type_name((sl_auth_type)c->auth_type));
+    if (!load_auth_file(c, err, errlen)) return false;
+    if (c->n_dbs > 1) qsort(c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_db);
+    if (c->n_users > 1) qsort(c->users, c->n_users, sizeof(*c->users), cmp_user);
+    return true;
+}
+
+sl_config *sl_config_load(const char *path, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!path) return sl_cfg_err(err, errlen, "no config file given"), NULL;
+    load_ctx lc = {0};
+    lc.c = sl_config_new_default();
+    if (!lc.c) return sl_cfg_err(err, errlen, "out of memory"), NULL;
+    lc.c->path = strdup(path);
+    bool ok = lc.c->path != NULL;
+    if (!ok) sl_cfg_err(err, errlen, "out of memory");
+    if (ok) ok = sl_ini_parse(path, on_line, &lc, err, errlen);
+    if (ok) ok = finish(&lc, err, errlen);
+    sl_warn_once_free(&lc.warn);
+    if (!ok) {
+        sl_config_unref(lc.c);
+        return NULL;
+    }
+    return lc.c;
+}

@@ -1,0 +1,410 @@
+/* settings.c - the one table of [pgbouncer] settings, and value parsing/formatting driven by it. */
+#include "config/config_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
+static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
+                                              "hba",   "cert",  "pam", NULL};
+
+#define OFS(f) offsetof(sl_config, f)
+#define S_INT(n, def, rel, lo, hi, desc) \
+    {.name = #n, .type = SL_T_INT, .offset = OFS(n), .default_value = def, .reloadable = rel, \
+     .description = desc, .min_value = lo, .max_value = hi}
+#define S_BOOL(n, def, rel, desc) \
+    {.name = #n, .type = SL_T_BOOL, .offset = OFS(n), .default_value = def, .reloadable = rel, .description = desc}
+#define S_STR(n, def, rel, desc) \
+    {.name = #n, .type = SL_T_STRING, .offset = OFS(n), .default_value = def, .reloadable = rel, \
+     .description = desc}
+#define S_TIME(n, def, rel, desc) \
+    {.name = #n, .type = SL_T_TIME, .offset = OFS(n), .default_value = def, .reloadable = rel, .description = desc}
+#define S_ENUM(n, def, rel, names, desc) \
+    {.name = #n, .type = SL_T_ENUM, .offset = OFS(n), .default_value = def, .reloadable = rel, \
+     .enum_names = names, .description = desc}
+
+/* Order follows struct sl_config. 0 as max_value means INT_MAX. */
+const sl_setting sl_settings[] = {
+    S_STR(listen_addr, "127.0.0.1", false,
+          "Comma-separated addresses to listen on for TCP; \"*\" means all, empty disables TCP."),
+    S_INT(listen_port, "6432", false, 1, 65535, "Port for TCP; also names the Unix socket (.s.PGSQL.PORT)."),
+    S_STR(unix_socket_dir, "/tmp", false, "Directory for the Unix socket; empty disables the Unix socket."),
+    {.name = "unix_socket_mode", .type = SL_T_INT, .offset = OFS(unix_socket_mode), .default_value = "0777",
+     .reloadable = false, .description = "File mode of the Unix socket (octal).", .min_value = 0,
+     .max_value = 07777, .flags = SL_SETTING_OCTAL},
+    S_STR(unix_socket_group, "", false, "Group owning the Unix socket; empty keeps the default."),
+    S_INT(workers, "0", false, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
+
+    S_ENUM(auth_type, "md5", true, auth_type_names,
+           "How clients authenticate: trust, plain, md5, scram-sha-256, any (hba, cert, pam are not implemented yet)."),
+    S_STR(auth_file, "", true, "File with user names and passwords (userlist.txt format)."),
+    S_STR(auth_hba_file, "", true, "HBA file used when auth_type is hba (not implemented yet)."),
+    S_STR(auth_user, "", true, "User that runs auth_query to look up passwords of users not in auth_file."),
+    S_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+                      "FROM pg_authid WHERE rolname=$1 AND rolcanlogin", true,
+          "Query that returns (user name, password secret) for $1."),
+    S_STR(admin_users, "", true, "Users allowed full access to the admin console (comma/space separated)."),
+    S_STR(stats_users, "", true, "Users allowed read-only SHOW commands on the admin console."),
+
+    S_ENUM(pool_mode, "session", true, pool_mode_names,
+           "When a server connection goes back to the pool: session, transaction or statement."),
+    S_INT(max_client_conn, "100", true, 1, 0, "Maximum number of client connections."),
+    S_INT(default_pool_size, "20", true, 0, 0, "Server connections per user/database pair."),
+    S_INT(min_pool_size, "0", true, 0, 0, "Keep at least this many server connections open per pool."),
+    S_INT(reserve_pool_size, "0", true, 0, 0, "Extra connections a pool may open when clients wait too long."),
+    S_TIME(reserve_pool_timeout, "5", true, "Seconds a client waits before the reserve pool is used."),
+    S_INT(max_db_connections, "0", true, 0, 0, "Maximum server connections per database; 0 is unlimited."),
+    S_INT(max_user_connections, "0", true, 0, 0, "Maximum server connections per user; 0 is unlimited."),
+    S_BOOL(server_round_robin, "0", true, "Reuse server connections round-robin instead of LIFO."),
+    S_STR(server_reset_query, "DISCARD ALL", true, "Query run when a server connection is released (session mode)."),
+    S_BOOL(server_reset_query_always, "0", true, "Run server_reset_query in every pool mode, not only session."),
+    S_STR(server_check_query, "select 1", true, "Query used to check an idle server connection is alive."),
+    S_TIME(server_check_delay, "30", true, "Seconds a released connection may be reused without a check."),
+    S_BOOL(server_fast_close, "0", true, "Close server connections as soon as possible during RECONNECT/RELOAD."),
+    S_TIME(server_lifetime, "3600", true, "Close server connections older than this many seconds; 0 is unlimited."),
+    S_TIME(server_idle_timeout, "600", true, "Close server connections idle this many seconds; 0 is never."),
+    S_TIME(server_connect_timeout, "15", true, "Seconds allowed for connecting and logging in to a server."),
+    S_TIME(server_login_retry, "15", true, "Seconds to wait before retrying after a failed server login."),
+    S_TIME(client_login_timeout, "60", true, "Disconnect clients that do not log in within this many seconds."),
+    S_TIME(query_timeout, "0", true, "Cancel queries running longer than this many seconds; 0 is off."),
+    S_TIME(query_wait_timeout, "120", true, "Seconds a client may wait for a server connection; 0 waits forever."),
+    S_TIME(cancel_wait_timeout, "10", true, "Seconds a cancel request may wait for a server connection."),
+    S_TIME(client_idle_timeout, "0", true, "Disconnect clients idle this many seconds; 0 is off."),
+    S_TIME(idle_transaction_timeout, "0", true, "Disconnect clients idle in a transaction this long; 0 is off."),
+    S_TIME(suspend_timeout, "10", true, "Seconds to wait for buffers to flush on SUSPEND or reboot."),
+    S_STR(ignore_startup_parameters, "", true, "Startup parameters to accept and ignore (comma separated)."),
+    S_BOOL(application_name_add_host, "0", true, "Append the client host and port to application_name."),
+    S_BOOL(disable_pqexec, "0", false, "Refuse the simple query protocol (defence against SQL injection)."),
+    S_INT(max_prepared_statements, "200", true, 0, 0,
+          "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
+
+    S_STR(logfile, "", true, "Log file; empty logs to stderr only."),
+    S_STR(pidfile, "", false, "PID file; empty writes none."),
+    S_BOOL(syslog, "0", true, "Also log to syslog."),
+    S_STR(syslog_ident, "pgsluice", true, "Program name used for syslog."),
+    S_STR(syslog_facility, "daemon", true, "Syslog facility (daemon, user, local0 .. local7)."),
+    S_BOOL(log_connections, "1", true, "Log successful client logins."),
+    S_BOOL(log_disconnections, "1", true, "Log client disconnections with reasons."),
+    S_BOOL(log_pooler_errors, "1", true, "Log errors the pooler sends to clients."),
+    S_BOOL(log_stats, "1", true, "Log aggregated statistics every stats_period."),
+    S_TIME(stats_period, "60", true, "Seconds between statistics aggregation and logging."),
+    S_INT(verbose, "0", true, 0, 0, "Log verbosity: 0 normal, 1 debug, 2 noise (also -v on the command line)."),
+    S_STR(user, "", false, "Operating-system user to switch to after start (also -u)."),
+
+    S_BOOL(tcp_keepalive, "1", true, "Enable TCP keepalive on client and server sockets."),
+    S_INT(tcp_keepcnt, "0", true, 0, 0, "TCP_KEEPCNT; 0 keeps the OS default."),
+    S_INT(tcp_keepidle, "0", true, 0, 0, "TCP_KEEPIDLE in seconds; 0 keeps the OS default."),
+    S_INT(tcp_keepintvl, "0", true, 0, 0, "TCP_KEEPINTVL in seconds; 0 keeps the OS default."),
+    S_INT(tcp_user_timeout, "0", true, 0, 0, "TCP_USER_TIMEOUT in milliseconds; 0 keeps the OS default."),
+    S_INT(tcp_defer_accept, "1", true, 0, 0, "TCP_DEFER_ACCEPT on listening sockets (0 disables)."),
+    S_INT(tcp_socket_buffer, "0", true, 0, 0, "Socket send/receive buffer size in bytes; 0 keeps the OS default."),
+    S_INT(tcp_backlog, "128", false, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
+    S_INT(pkt_buf, "4096", false, 512, 0, "Internal buffer size for packets, in bytes."),
+    S_INT(max_packet_size, "2147483647", true, 1024, 0, "Largest packet accepted from a client, in bytes."),
+    S_INT(sbuf_loopcnt, "5", true, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit."),
+    S_BOOL(so_reuseport, "0", false, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),
+
+    S_STR(http_listen_addr, "127.0.0.1", false, "Address of the HTTP endpoint (metrics/health)."),
+    S_INT(http_port, "8081", false, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),
+    S_STR(http_token, "", true, "Bearer token required by the HTTP endpoint; empty requires none."),
+};
+const size_t sl_settings_count = sizeof(sl_settings) / sizeof(sl_settings[0]);
+
+const char *sl_pool_mode_name(sl_pool_mode m)
+{
+    return (m >= SL_POOL_SESSION && m <= SL_POOL_STATEMENT) ? pool_mode_names[m] : "unknown";
+}
+
+const char *sl_auth_type_name(sl_auth_type t)
+{
+    return (t >= SL_AUTH_TRUST && t <= SL_AUTH_PAM) ? auth_type_names[t] : "unknown";
+}
+
+void sl_cfg_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+char *sl_cfg_strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+const sl_setting *sl_setting_find(const char *name)
+{
+    if (!name) return NULL;
+    const char *target = sl_setting_alias_target(name);
+    if (target) name = target;
+    for (size_t i = 0; i < sl_settings_count; i++)
+        if (strcasecmp(sl_settings[i].name, name) == 0) return &sl_settings[i];
+    return NULL;
+}
+
+/* ---- value parsers ---- */
+
+static const char *skip_ws(const char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    return s;
+}
+
+/* Parse an integer with optional surrounding whitespace; base 8 or 10. */
+static bool parse_int64(const char *text, int base, int64_t *out)
+{
+    const char *s = skip_ws(text);
+    if (!isdigit((unsigned char)*s) && !(*s == '-' && isdigit((unsigned char)s[1]))) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, base);
+    if (errno || end == s || *skip_ws(end) != '\0') return false;
+    *out = v;
+    return true;
+}
+
+bool sl_parse_int_range(const char *text, int64_t lo, int64_t hi, int *out)
+{
+    int64_t v;
+    if (!text || !parse_int64(text, 10, &v) || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+bool sl_parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"1", "yes", "on", "true"};
+    static const char *const no[] = {"0", "no", "off", "false"};
+    if (!text) return false;
+    const char *s = skip_ws(text);
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
+    for (size_t i = 0; i < 4; i++) {
+        if (strlen(yes[i]) == len && strncasecmp(s, yes[i], len) == 0) return *out = true, true;
+        if (strlen(no[i]) == len && strncasecmp(s, no[i], len) == 0) return *out = false, true;
+    }
+    return false;
+}
+
+/* Microseconds per unit for a time suffix; 0 if unknown. Empty suffix = seconds. */
+static double time_unit(const char *u, size_t len)
+{
+    static const struct { const char *name; double mult; } units[] = {
+        {"", 1e6}, {"us", 1}, {"ms", 1e3}, {"s", 1e6}, {"sec", 1e6}, {"min", 60e6}, {"h", 3600e6}, {"d", 86400e6},
+    };
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strlen(units[i].name) == len && strncasecmp(u, units[i].name, len) == 0) return units[i].mult;
+    return 0;
+}
+
+bool sl_parse_time_usec(const char *text, int64_t *usec)
+{
+    if (!text) return false;
+    const char *s = skip_ws(text);
+    if (!isdigit((unsigned char)*s) && *s != '.') return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0) return false;
+    const char *u = skip_ws(end);
+    size_t ulen = 0;
+    while (isalpha((unsigned char)u[ulen])) ulen++;
+    if (*skip_ws(u + ulen) != '\0') return false;
+    double mult = time_unit(u, ulen);
+    if (mult == 0) return false;
+    double r = v * mult;
+    if (r > 9.0e18) return false;
+    *usec = (int64_t)(r + 0.5); /* r >= 0: round to nearest without libm */
+    return true;
+}
+
+bool sl_parse_pool_mode(const char *text, int *out)
+{
+    for (int i = 0; text && pool_mode_names[i]; i++)
+        if (strcasecmp(text, pool_mode_names[i]) == 0) return *out = i, true;
+    return false;
+}
+
+static bool parse_enum(const sl_setting *s, const char *text, int *out)
+{
+    const char *t = skip_ws(text);
+    size_t len = strlen(t);
+    while (len > 0 && isspace((unsigned char)t[len - 1])) len--;
+    for (int i = 0; s->enum_names[i]; i++)
+        if (strlen(s->enum_names[i]) == len && strncasecmp(t, s->enum_names[i], len) == 0) return *out = i, true;
+    return false;
+}
+
+/* Append " (expected a, b or c)" for an enum, or the allowed range for an int. */
+static void value_hint(const sl_setting *s, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (s->type == SL_T_ENUM) {
+        size_t n = 0;
+        while (s->enum_names[n]) n++;
+        size_t used = (size_t)snprintf(buf, len, " (expected ");
+        for (size_t i = 0; i < n && used < len; i++)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", s->enum_names[i],
+                                     i + 2 < n ? ", " : i + 2 == n ? " or " : ")");
+    } else if (s->type == SL_T_INT) {
+        int64_t hi = s->max_value ? s->max_value : INT_MAX;
+        if (s->flags & SL_SETTING_OCTAL)
+            snprintf(buf, len, " (expected an octal mode from 0 to 0%llo)", (unsigned long long)hi);
+        else
+            snprintf(buf, len, " (expected an integer from %lld to %lld)", (long long)s->min_value, (long long)hi);
+    } else if (s->type == SL_T_BOOL) {
+        snprintf(buf, len, " (expected 1/0, yes/no, on/off or true/false)");
+    } else if (s->type == SL_T_TIME) {
+        snprintf(buf, len, " (expected seconds, e.g. 30, 0.5, 250ms, 2min)");
+    }
+}
+
+static void *field_ptr(sl_config *c, const sl_setting *s)
+{
+    return (char *)c + s->offset;
+}
+
+static const void *field_cptr(const sl_config *c, const sl_setting *s)
+{
+    return (const char *)c + s->offset;
+}
+
+/* Parse text for s; on success store into c. */
+static bool store_value(sl_config *c, const sl_setting *s, const char *value)
+{
+    int64_t v64;
+    bool b;
+    int iv;
+    switch (s->type) {
+    case SL_T_INT: {
+        int64_t hi = s->max_value ? s->max_value : INT_MAX;
+        if (!parse_int64(value, (s->flags & SL_SETTING_OCTAL) ? 8 : 10, &v64)) return false;
+        if (v64 < s->min_value || v64 > hi) return false;
+        *(int *)field_ptr(c, s) = (int)v64;
+        return true;
+    }
+    case SL_T_BOOL:
+        if (!sl_parse_bool(value, &b)) return false;
+        *(int *)field_ptr(c, s) = b ? 1 : 0;
+        return true;
+    case SL_T_TIME:
+        if (!sl_parse_time_usec(value, &v64)) return false;
+        *(int64_t *)field_ptr(c, s) = v64;
+        return true;
+    case SL_T_ENUM:
+        if (!parse_enum(s, value, &iv)) return false;
+        *(int *)field_ptr(c, s) = iv;
+        return true;
+    case SL_T_STRING: {
+        char *dup = strdup(value);
+        if (!dup) return false;
+        char **slot = field_ptr(c, s);
+        free(*slot);
+        *slot = dup;
+        return true;
+    }
+    }
+    return false;
+}
+
+bool sl_setting_set(sl_config *c, const sl_setting *s, const char *value, char *err, size_t errlen)
+{
+    if (!c || !s) return sl_cfg_err(err, errlen, "no such setting"), false;
+    if (!value) value = "";
+    if (store_value(c, s, value)) return true;
+    char hint[160];
+    value_hint(s, hint, sizeof(hint));
+    sl_cfg_err(err, errlen, "invalid value for %s: \"%s\"%s", s->name, value, hint);
+    return false;
+}
+
+/* Seconds with up to 6 decimals, trailing zeros removed. */
+static void format_time(int64_t usec, char *buf, size_t len)
+{
+    long long secs = (long long)(usec / 1000000), frac = (long long)(usec % 1000000);
+    if (frac == 0) {
+        snprintf(buf, len, "%lld", secs);
+        return;
+    }
+    char f[8];
+    snprintf(f, sizeof(f), "%06lld", frac);
+    size_t n = strlen(f);
+    while (n > 0 && f[n - 1] == '0') f[--n] = '\0';
+    snprintf(buf, len, "%lld.%s", secs, f);
+}
+
+const char *sl_setting_format(const sl_config *c, const sl_setting *s, char *buf, size_t len)
+{
+    if (!buf || len == 0) return buf;
+    buf[0] = '\0';
+    if (!c || !s) return buf;
+    const void *p = field_cptr(c, s);
+    switch (s->type) {
+    case SL_T_INT:
+        if (s->flags & SL_SETTING_OCTAL)
+            snprintf(buf, len, "0%o", (unsigned)*(const int *)p);
+        else
+            snprintf(buf, len, "%d", *(const int *)p);
+        break;
+    case SL_T_BOOL: snprintf(buf, len, "%d", *(const int *)p ? 1 : 0); break;
+    case SL_T_TIME: format_time(*(const int64_t *)p, buf, len); break;
+    case SL_T_ENUM: {
+        int v = *(const int *)p, n = 0;
+        while (s->enum_names[n]) n++;
+        snprintf(buf, len, "%s", v >= 0 && v < n ? s->enum_names[v] : "unknown");
+        break;
+    }
+    case SL_T_STRING: {
+        const char *str = *(char *const *)p;
+        snprintf(buf, len, "%s", str ? str : "");
+        break;
+    }
+    }
+    return buf;
+}
+
+void sl_config_free_settings(sl_config *c)
+{
+    for (size_t i = 0; i < sl_settings_count; i++) {
+        if (sl_settings[i].type != SL_T_STRING) continue;
+        char **slot = field_ptr(c, &sl_settings[i]);
+        free(*slot);
+        *slot = NULL;
+    }
+}
+
+bool sl_config_copy_settings(sl_config *dst, const sl_config *src)
+{
+    bool ok = true;
+    for (size_t i = 0; i < sl_settings_count; i++) {
+        if (sl_settings[i].type != SL_T_STRING) continue;
+        char **slot = field_ptr(dst, &sl_settings[i]);
+        const char *from = *(char *const *)field_cptr(src, &sl_settings[i]);
+        *slot = sl_cfg_strdup(from);
+        if (from && !*slot) ok = false;
+    }
+    return ok;
+}
+
+sl_config *sl_config_new_default(void)
+{
+    sl_config *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    for (size_t i = 0; i < sl_settings_count; i++) {
+        if (!store_value(c, &sl_settings[i], sl_settings[i].default_value)) {
+            sl_config_free_settings(c);
+            free(c);
+            return NULL;
+        }
+    }
+    c->refcount = 1;
+    return c;
+}
