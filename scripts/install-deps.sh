@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# install-deps.sh - install every Debian package needed to build and test pgsluice.
+# Idempotent: installs only what is missing (one `apt-get update` first, only when installing).
+# Must run as root when something is missing. Quiet unless it installs something.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+PKGS=(
+  # build
+  build-essential gcc clang meson ninja-build pkg-config
+  libuv1-dev libssl-dev libinih-dev libcmocka-dev libmicrohttpd-dev
+  # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
+  libclang-rt-14-dev
+  # servers and clients used by the tests and the demo
+  postgresql-15 postgresql-client-15 pgbouncer procps iproute2 util-linux
+  python3 python3-pytest python3-pytest-timeout python3-psycopg python3-asyncpg
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  [[ "$status" == ii* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+  exit 1
+fi
+
+echo "install-deps.sh: installing ${missing[*]}"
+# Installing postgresql-15 creates Debian's 15/main cluster on port 5432. The tests never use it
+# (they run their own clusters on free ports); keep it from starting where policy-rc.d allows that.
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2> >(grep -v "^debconf: " >&2)
+
+# If the package started the default cluster, stop it: it is not ours and takes port 5432.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  pg_lsclusters -h 2>/dev/null | while read -r ver name port status _; do
+    if [[ "$status" == online* ]]; then
+      pg_ctlcluster "$ver" "$name" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
+# Debian's pgbouncer package may start a system pgbouncer on 6432 (the demo's port): stop it.
+if [[ -x /etc/init.d/pgbouncer ]] && service pgbouncer status >/dev/null 2>&1; then
+  service pgbouncer stop >/dev/null 2>&1 || true
+fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet pgbouncer 2>/dev/null; then
+  systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi
+echo "install-deps.sh: done"

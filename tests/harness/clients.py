@@ -1,0 +1,140 @@
+"""clients.py - client-side helpers for the integration tests: psycopg connections, psql and pgbench
+runs, raw protocol sockets."""
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import asyncpg
+import psycopg
+
+PG_BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+
+
+def connect(pooler, db="appdb", user="app", password=None, autocommit=True, **kw):
+    """A psycopg 3 connection through the pooler. Automatic server-side prepared statements are off
+    (prepare_threshold=None): PgBouncer 1.18 cannot keep named statements in transaction mode."""
+    kw.setdefault("prepare_threshold", None)
+    return psycopg.connect(pooler.dsn(db, user, password), autocommit=autocommit, **kw)
+
+
+def direct(cluster, db="postgres", port=None):
+    """A superuser psycopg connection straight to the primary (or `port`), autocommit."""
+    return psycopg.connect(cluster.dsn(db, port=port), autocommit=True)
+
+
+async def aconnect(pooler, db="appdb", user="app", password=None, **kw):
+    """An asyncpg connection through the pooler with statement_cache_size=0 (unnamed statements, the
+    pooler-friendly mode). Extra keywords go to asyncpg.connect (e.g. server_settings)."""
+    kw.setdefault("statement_cache_size", 0)
+    kw.setdefault("timeout", 15)
+    kw.setdefault("command_timeout", 60)
+    return await asyncpg.connect(host=pooler.host, port=pooler.port, user=user, database=db,
+                                 password=pooler.cluster.passwords.get(user, "") if password is None else password,
+                                 **kw)
+
+
+def login_error(pooler, db="appdb", user="app", password=None):
+    """Try to log in with asyncpg (which exposes the SQLSTATE of a startup-time ErrorResponse, unlike
+    psycopg 3.1). Returns (sqlstate, message) of the refusal, or raises AssertionError if login worked."""
+    async def attempt():
+        try:
+            conn = await aconnect(pooler, db, user, password)
+        except asyncpg.PostgresError as e:
+            return e.sqlstate, str(e)
+        await conn.close()
+        raise AssertionError("login db=%s user=%s unexpectedly succeeded" % (db, user))
+    return asyncio.run(attempt())
+
+
+def assert_pooler_serves(pooler, db="appdb", user="app"):
+    """The pooler process is alive and a new client can run a query."""
+    assert pooler.alive(), "pooler died\n" + pooler.describe()
+    with connect(pooler, db, user) as c:
+        assert c.execute("SELECT 41 + 1").fetchone()[0] == 42
+
+
+def _env(pooler, user, password):
+    env = dict(os.environ)
+    env.update(PGPASSWORD=password if password is not None else pooler.cluster.passwords[user],
+               PGCONNECT_TIMEOUT="10", LC_ALL="C.UTF-8")
+    for k in ("PGSERVICE", "PGOPTIONS", "PGTZ", "PGSSLMODE", "PGHOST", "PGPORT"):
+        env.pop(k, None)
+    return env
+
+
+def psql(pooler, *args, db="appdb", user="app", password=None, input=None, timeout=60, check=True, cwd=None):
+    """Run psql through the pooler (-X, ON_ERROR_STOP, unaligned tuples-only). Returns CompletedProcess."""
+    cmd = [os.path.join(PG_BINDIR, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+           "-h", pooler.host, "-p", str(pooler.port), "-U", user, "-d", db] + list(args)
+    p = subprocess.run(cmd, env=_env(pooler, user, password), input=input, capture_output=True, text=True,
+                       timeout=timeout, cwd=cwd)
+    if check and p.returncode != 0:
+        raise AssertionError("psql failed (%d): %s\nstdout: %s\nstderr: %s\n%s"
+                             % (p.returncode, cmd, p.stdout[-2000:], p.stderr[-2000:], pooler.describe(30)))
+    return p
+
+
+def pgbench(pooler, *args, db="appdb", user="app", password=None, timeout=120):
+    """Run pgbench through the pooler. Returns CompletedProcess (text) whatever the exit code."""
+    cmd = [os.path.join(PG_BINDIR, "pgbench"), "-h", pooler.host, "-p", str(pooler.port), "-U", user] \
+        + list(args) + [db]
+    return subprocess.run(cmd, env=_env(pooler, user, password), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ---- raw protocol ----
+
+def startup_packet(user="app", database="appdb", **params):
+    body = struct.pack("!I", 196608)  # protocol 3.0
+    for k, v in dict(user=user, database=database, **params).items():
+        body += k.encode() + b"\0" + str(v).encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def raw_socket(pooler, timeout=5.0):
+    s = socket.create_connection((pooler.host, pooler.port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def read_until_close(sock, timeout=5.0):
+    """Read until the peer closes. Returns (bytes received, closed?) where closed is False when
+    nothing ended the connection within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+def error_fields(data):
+    """Parse the first ErrorResponse ('E') in a byte string into {field code: value}, or None."""
+    i = 0
+    while i + 5 <= len(data):
+        typ = data[i:i + 1]
+        (length,) = struct.unpack("!I", data[i + 1:i + 5])
+        if typ == b"E":
+            fields = {}
+            for part in data[i + 5:i + 1 + length].split(b"\0"):
+                if part:
+                    fields[chr(part[0])] = part[1:].decode("utf-8", "replace")
+            return fields
+        if length < 4:
+            return None
+        i += 1 + length
+    return None

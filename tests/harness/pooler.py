@@ -1,0 +1,309 @@
+"""pooler.py - start the pooler under test (pgsluice or PgBouncer) with a generated config.
+
+Which pooler: env POOLER=pgsluice (default; binary from env SL_BIN, default build/pgsluice) or
+POOLER=pgbouncer (/usr/sbin/pgbouncer, or env PGBOUNCER_BIN; run as the postgres OS user because
+PgBouncer refuses root). Both get the same pgbouncer.ini-format file; pgsluice also gets
+`workers = $SL_WORKERS` when that variable is set. Extra command-line arguments: env SL_ARGS.
+
+    p = Pooler(cluster, base_dir, settings={"pool_mode": "session"}).start()
+    psycopg.connect(p.dsn("appdb", "app"))
+    p.reload({"default_pool_size": 2})    # rewrite the ini, SIGHUP
+    p.stop()                              # SIGINT, then SIGTERM, then SIGKILL
+"""
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+
+from harness.util import (HOST, as_postgres_kwargs, chown_to_postgres, conninfo, free_port, port_is_open,
+                          tail)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The product guide's three blocks, verbatim (alignment and trailing comments included).
+GUIDE_POOL_SIZING = """\
+pool_mode = transaction
+max_client_conn = 200          # Maximum client connections
+default_pool_size = 25         # Connections per database/user
+min_pool_size = 5              # Always-open connections
+reserve_pool_size = 5          # Emergency connection reserve
+max_db_connections = 50        # Total backend connections
+"""
+GUIDE_TIMEOUTS = """\
+server_lifetime = 3600         # Recycle connections hourly
+server_idle_timeout = 600      # Close idle connections after 10min
+query_wait_timeout = 120       # Queue timeout for new queries
+client_idle_timeout = 0        # No client timeout (handled by app)
+"""
+GUIDE_TUNING = """\
+tcp_keepalive = 1              # Enable TCP keepalive
+server_reset_query = DISCARD ALL  # Clean connection state
+ignore_startup_parameters = extra_float_digits,search_path
+"""
+GUIDE_BLOCKS = GUIDE_POOL_SIZING + "\n" + GUIDE_TIMEOUTS + "\n" + GUIDE_TUNING
+
+# Default settings for tests: the guide's blocks, adapted so that limits are exact and small.
+DEFAULT_SETTINGS = {
+    "pool_mode": "transaction",
+    "max_client_conn": 400,          # guide: 200 (tests open 200 clients at once)
+    "default_pool_size": 5,          # guide: 25 (a small pool makes queueing visible)
+    "min_pool_size": 0,              # guide: 5 (tests count server connections)
+    "reserve_pool_size": 0,          # guide: 5 (tests count server connections)
+    "max_db_connections": 50,
+    "server_lifetime": 3600,
+    "server_idle_timeout": 600,
+    "query_wait_timeout": 120,
+    "client_idle_timeout": 0,
+    "tcp_keepalive": 1,
+    "server_reset_query": "DISCARD ALL",
+    "ignore_startup_parameters": "extra_float_digits,search_path",
+}
+
+# Lines in a pooler log that mean a sanitizer or the C runtime found a bug.
+BUG_PATTERNS = re.compile(r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|UndefinedBehaviorSanitizer|"
+                          r"runtime error:|Segmentation fault|double free|stack smashing")
+
+
+class PoolerError(Exception):
+    pass
+
+
+def pooler_kind():
+    kind = os.environ.get("POOLER", "pgsluice")
+    if kind not in ("pgsluice", "pgbouncer"):
+        raise PoolerError("POOLER must be pgsluice or pgbouncer, not %r" % kind)
+    return kind
+
+
+def pooler_binary(kind=None):
+    kind = kind or pooler_kind()
+    if kind == "pgbouncer":
+        return os.environ.get("PGBOUNCER_BIN", "/usr/sbin/pgbouncer")
+    b = os.environ.get("SL_BIN", os.path.join(REPO, "build", "pgsluice"))
+    return b if os.path.isabs(b) else os.path.join(REPO, b)
+
+
+def default_dbs(cluster):
+    p, r = cluster.primary_port, cluster.replica_port
+    return {
+        "appdb": "host=%s port=%d dbname=appdb" % (HOST, p),
+        "sav3": "host=%s port=%d dbname=sav3" % (HOST, p),
+        "appdb_replica": "host=%s port=%d dbname=appdb" % (HOST, r),
+        "postgres": "host=%s port=%d dbname=postgres" % (HOST, p),
+    }
+
+
+def default_userlist(cluster):
+    """auth_file entries: SCRAM secrets copied from pg_authid (exercises SCRAM pass-through), an md5
+    hash, and a plain-text password."""
+    return {
+        "app": cluster.secrets["app"],
+        "app_md5": cluster.secrets["app_md5"],
+        "plainuser": "plainpw",
+        "postgres": cluster.secrets["postgres"],
+    }
+
+
+def _merge(base, override):
+    out = dict(base)
+    for k, v in (override or {}).items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+class Pooler:
+    """One pooler process. Attributes: host, port, pid, unix_socket_dir, ini_path, log_path, kind."""
+
+    _counter = 0
+
+    def __init__(self, cluster, base_dir, settings=None, dbs=None, users=None, user_settings=None,
+                 verbatim=None, kind=None):
+        Pooler._counter += 1
+        self.cluster = cluster
+        self.kind = kind or pooler_kind()
+        self.dir = os.path.join(base_dir, "pooler%d" % Pooler._counter)
+        os.makedirs(self.dir, exist_ok=True)
+        self.host = HOST
+        self.port = free_port()
+        self.unix_socket_dir = self.dir
+        self.ini_path = os.path.join(self.dir, "pgbouncer.ini")
+        self.userlist_path = os.path.join(self.dir, "userlist.txt")
+        self.log_path = os.path.join(self.dir, "pooler.log")
+        self.settings = _merge(DEFAULT_SETTINGS, settings)
+        self.dbs = _merge(default_dbs(cluster), dbs)
+        self.users = _merge(default_userlist(cluster), users)
+        self.user_settings = user_settings or {}
+        self.verbatim = verbatim
+        self.proc = None
+        self.returncode = None
+        self.started_at = None
+        self.stop_problems = []
+        self._log_file = None
+
+    # ---- config ----
+    def render_ini(self, settings=None, extra_lines=None):
+        settings = self.settings if settings is None else settings
+        lines = [";; generated by tests/harness/pooler.py (POOLER=%s)" % self.kind, "[databases]"]
+        lines += ["%s = %s" % kv for kv in self.dbs.items()]
+        if self.user_settings:
+            lines += ["", "[users]"] + ["%s = %s" % kv for kv in self.user_settings.items()]
+        fixed = {
+            "listen_addr": HOST,
+            "listen_port": self.port,
+            "unix_socket_dir": self.unix_socket_dir,
+            "auth_type": "scram-sha-256",
+            "auth_file": self.userlist_path,
+            "admin_users": "postgres",
+        }
+        body = _merge(fixed, settings)
+        verbatim_keys = set()
+        if self.verbatim:
+            verbatim_keys = {ln.split("=", 1)[0].strip() for ln in self.verbatim.splitlines() if "=" in ln}
+        if self.kind == "pgsluice" and os.environ.get("SL_WORKERS"):
+            body.setdefault("workers", os.environ["SL_WORKERS"])
+        lines += ["", "[pgbouncer]"]
+        lines += ["%s = %s" % (k, v) for k, v in body.items() if k not in verbatim_keys]
+        if self.verbatim:
+            lines += ["", self.verbatim.rstrip("\n")]
+        lines += list(extra_lines or [])
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, settings=None, extra_lines=None):
+        with open(self.userlist_path, "w") as f:
+            for name, pw in self.users.items():
+                f.write('"%s" "%s"\n' % (name, pw.replace('"', '""')))
+        with open(self.ini_path, "w") as f:
+            f.write(self.render_ini(settings, extra_lines))
+        os.chmod(self.userlist_path, 0o600)
+        chown_to_postgres(self.dir, recursive=True)
+
+    # ---- lifecycle ----
+    def command(self):
+        binary = pooler_binary(self.kind)
+        return [binary] + shlex.split(os.environ.get("SL_ARGS", "")) + [self.ini_path]
+
+    def start(self, timeout=15):
+        binary = pooler_binary(self.kind)
+        if not os.access(binary, os.X_OK):
+            raise PoolerError("pooler binary %s is missing or not executable (POOLER=%s; run `make build` "
+                              "or set SL_BIN)" % (binary, self.kind))
+        self.write_config()
+        self._log_file = open(self.log_path, "ab")
+        kwargs = as_postgres_kwargs() if self.kind == "pgbouncer" else {}
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True, **kwargs)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                raise PoolerError("%s exited with code %s before accepting connections\n%s"
+                                  % (self.kind, self.returncode, self.describe()))
+            if port_is_open(self.port, timeout=0.2):
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise PoolerError("%s did not accept connections on %s:%d within %ss\n%s"
+                                  % (self.kind, HOST, self.port, timeout, self.describe()))
+            time.sleep(0.05)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def reload(self, new_settings=None, extra_lines=None, wait=0.5):
+        """Merge new_settings (None values delete) into the config, rewrite the ini (plus any raw
+        extra_lines, e.g. a deliberately broken one) and send SIGHUP. Returns after `wait` seconds."""
+        settings = _merge(self.settings, new_settings)
+        self.write_config(settings, extra_lines)
+        if not extra_lines:
+            self.settings = settings
+        self.signal(signal.SIGHUP)
+        time.sleep(wait)
+
+    def stop(self, timeout=5.0):
+        """SIGINT; after `timeout` s SIGTERM; 3 s later SIGKILL. Returns the exit code. Records
+        problems (died early, ignored SIGINT, non-zero exit, sanitizer report) in stop_problems."""
+        if self.proc is None:
+            return None
+        if self.returncode is None:
+            if self.proc.poll() is not None:
+                self.stop_problems.append("%s exited by itself during the test (code %s)"
+                                          % (self.kind, _describe_code(self.proc.returncode)))
+            else:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.stop_problems.append("%s did not exit within %ss of SIGINT" % (self.kind, timeout))
+                    self.proc.terminate()
+                    try:
+                        self.proc.wait(3)
+                    except subprocess.TimeoutExpired:
+                        self.proc.kill()
+                        self.proc.wait(5)
+                if self.proc.returncode != 0 and not self.stop_problems:
+                    self.stop_problems.append("%s exited with code %s after SIGINT"
+                                              % (self.kind, _describe_code(self.proc.returncode)))
+            self.returncode = self.proc.returncode
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        text = self.log_text()
+        m = BUG_PATTERNS.search(text)
+        if m:
+            self.stop_problems.append("the pooler log reports a bug: %r" % m.group(0))
+        return self.returncode
+
+    # ---- connecting ----
+    def dsn(self, db="appdb", user="app", password=None, **extra):
+        """libpq key/value DSN through the pooler (TCP). Extra keywords are added (e.g. host=<socket dir>)."""
+        if password is None:
+            password = self.cluster.passwords.get(user, "")
+        # No sslmode: libpq's default (prefer) sends an SSLRequest first, as real clients do.
+        parts = {"host": self.host, "port": self.port, "dbname": db, "user": user, "password": password,
+                 "connect_timeout": 10}
+        parts.update(extra)
+        return conninfo(parts)
+
+    def url(self, db="appdb", user="app", password=None):
+        if password is None:
+            password = self.cluster.passwords.get(user, "")
+        return "postgresql://%s:%s@%s:%d/%s" % (user, password, self.host, self.port, db)
+
+    # ---- logs ----
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines=60):
+        return tail(self.log_path, lines)
+
+    def describe(self, lines=60):
+        return ("--- %s (pid %s, port %d, config %s) log tail ---\n%s\n--- end of log ---"
+                % (self.kind, self.pid, self.port, self.ini_path, self.log_tail(lines)))
+
+
+def _describe_code(code):
+    if code is not None and code < 0:
+        try:
+            return "%d (%s)" % (code, signal.Signals(-code).name)
+        except ValueError:
+            pass
+    return str(code)
+

@@ -1,0 +1,64 @@
+"""Client limits: max_client_conn and query_wait_timeout."""
+import time
+
+import psycopg
+import pytest
+
+from harness import clients
+from harness.util import wait_for
+
+
+def test_max_client_conn_refuses_the_extra_client(pooler):
+    p = pooler({"max_client_conn": 3})
+    held = [clients.connect(p) for _ in range(3)]
+    try:
+        with pytest.raises(psycopg.OperationalError) as ei:
+            clients.connect(p)
+        assert "no more connections allowed" in str(ei.value)
+        held.pop().close()
+        # a slot is free again once the pooler has seen the close
+        c = wait_for(lambda: _try_connect(p), timeout=5, what="a free client slot")
+        c.close()
+    finally:
+        for c in held:
+            c.close()
+    clients.assert_pooler_serves(p)
+
+
+def _try_connect(p):
+    try:
+        return clients.connect(p)
+    except psycopg.OperationalError:
+        return None
+
+
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 answers 08P01
+def test_max_client_conn_refusal_sqlstate_is_53300(pooler):
+    p = pooler({"max_client_conn": 3})
+    held = [clients.connect(p) for _ in range(3)]
+    try:
+        sqlstate, msg = clients.login_error(p)
+        assert sqlstate == "53300", (sqlstate, msg)
+        assert "no more connections allowed" in msg
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_query_wait_timeout_fails_a_queued_query(pooler):
+    p = pooler({"default_pool_size": 1, "reserve_pool_size": 0, "query_wait_timeout": 1})
+    holder = clients.connect(p, autocommit=False)
+    holder.execute("SELECT 1")  # opens a transaction: the only server connection is taken
+    waiter = clients.connect(p)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(psycopg.Error) as ei:
+            waiter.execute("SELECT 'never runs'")
+        elapsed = time.monotonic() - t0
+        assert "query_wait_timeout" in str(ei.value)
+        assert 0.8 <= elapsed < 10, "query_wait_timeout=1 fired after %.1fs" % elapsed
+    finally:
+        waiter.close()
+        holder.rollback()
+        holder.close()
+    clients.assert_pooler_serves(p)
