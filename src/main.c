@@ -1,1 +1,255 @@
-int main(void){return 0;}
+/* main.c - the pgsluice process: command line (as PgBouncer's), config, daemon mode, pidfile,
+ * starting the workers, and signals (HUP reload, INT graceful, TERM wait for clients, QUIT now,
+ * USR1 pause, USR2 resume) on the main thread's own loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/pooler.h"
+#include "pool/pool.h"
+#include "util/log.h"
+
+static char *g_config_path;
+static char *g_pidfile;
+static char *g_unix_socket;
+static int g_quiet, g_verbose;
+static uv_loop_t g_main_loop;
+static uv_timer_t g_watch;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "pgsluice is a PostgreSQL connection pooler, a drop-in for PgBouncer.\n\n"
+            "Usage:\n  pgsluice [OPTION]... CONFIG_FILE\n\n"
+            "Options:\n"
+            "  -d, --daemon         run in the background (without it, the process runs in the foreground)\n"
+            "  -q, --quiet          run quietly (only errors to stderr)\n"
+            "  -R, --reboot         accepted for compatibility; online restart is not supported yet\n"
+            "  -u, --user=USERNAME  drop privileges to this OS user\n"
+            "  -v, --verbose        increase verbosity (repeat for more)\n"
+            "  -V, --version        show the version and exit\n"
+            "  -h, --help           show this help and exit\n\n"
+            "Signals: HUP reload, INT graceful shutdown (running transactions finish), TERM shutdown once\n"
+            "clients have left, QUIT immediate shutdown, USR1 pause, USR2 resume.\n");
+}
+
+static void write_pidfile(const char *path)
+{
+    if (!path || !*path) return;
+    char buf[32];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        sl_log_fatal("cannot write pidfile %s: %s", path, strerror(errno));
+        exit(1);
+    }
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    if (write(fd, buf, (size_t)n) != n) sl_log_warn("short write to pidfile %s", path);
+    close(fd);
+    g_pidfile = strdup(path);
+}
+
+static void cleanup_and_exit(int code)
+{
+    if (g_pidfile) unlink(g_pidfile);
+    if (g_unix_socket) unlink(g_unix_socket);
+    sl_log_info("pgsluice stopped");
+    _exit(code);
+}
+
+static void set_run_state(sl_run_state st)
+{
+    __atomic_store_n(&sl_run_state_v, (int)st, __ATOMIC_RELAXED);
+    sl_worker_broadcast(SL_MSG_CONFIG);
+}
+
+static void reload(void)
+{
+    char err[512];
+    sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
+    if (!cfg) {
+        sl_log_error("RELOAD failed, keeping the running configuration: %s", err);
+        return;
+    }
+    sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose,
+                 g_quiet);
+    sl_config_set_current(cfg);
+    sl_config *cur = sl_config_acquire();
+    sl_pools_reconfigure(cur);
+    sl_config_unref(cur);
+    sl_worker_broadcast(SL_MSG_CONFIG);
+    sl_log_info("configuration reloaded from %s", g_config_path);
+}
+
+typedef struct { int active, connecting; } busy_count;
+static void count_busy(sl_pool *p, void *arg)
+{
+    busy_count *b = arg;
+    pthread_mutex_lock(&p->lock);
+    b->active += p->n_servers - p->n_idle - p->n_connecting;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void watch_cb(uv_timer_t *t)
+{
+    (void)t;
+    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    if (rs == SL_RUN_SHUTDOWN_GRACEFUL) {
+        busy_count b = {0, 0};
+        sl_pools_foreach(count_busy, &b);
+        if (b.active == 0) cleanup_and_exit(0);
+    } else if (rs == SL_RUN_SHUTDOWN_WAIT_CLIENTS) {
+        if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) <= 0) cleanup_and_exit(0);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    switch (signum) {
+    case SIGHUP:
+        sl_log_reopen();
+        reload();
+        break;
+    case SIGINT:
+        if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
+        sl_log_info("got SIGINT, shutting down after running transactions finish");
+        set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
+        break;
+    case SIGTERM:
+        if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
+        sl_log_info("got SIGTERM, shutting down once all clients have left");
+        set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
+        break;
+    case SIGQUIT:
+        sl_log_info("got SIGQUIT, shutting down now");
+        cleanup_and_exit(0);
+        break;
+    case SIGUSR1:
+        sl_log_info("got SIGUSR1, pausing");
+        if (rs == SL_RUN_NORMAL) set_run_state(SL_RUN_PAUSED);
+        break;
+    case SIGUSR2:
+        sl_log_info("got SIGUSR2, resuming");
+        if (rs == SL_RUN_PAUSED) set_run_state(SL_RUN_NORMAL);
+        break;
+    }
+}
+
+static void drop_privileges(const char *user)
+{
+    if (!user || !*user) return;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        sl_log_fatal("unknown user: %s", user);
+        exit(1);
+    }
+    if (getuid() != 0 && getuid() == pw->pw_uid) return;
+    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        sl_log_fatal("cannot switch to user %s: %s", user, strerror(errno));
+        exit(1);
+    }
+}
+
+static void daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        sl_log_fatal("fork failed: %s", strerror(errno));
+        exit(1);
+    }
+    if (pid > 0) _exit(0);
+    setsid();
+    pid = fork();
+    if (pid < 0) exit(1);
+    if (pid > 0) _exit(0);
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2) close(fd);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"daemon", no_argument, NULL, 'd'}, {"quiet", no_argument, NULL, 'q'},   {"verbose", no_argument, NULL, 'v'},
+        {"user", required_argument, NULL, 'u'}, {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+        {"reboot", no_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
+    };
+    int daemon_mode = 0, c;
+    const char *run_user = NULL;
+    while ((c = getopt_long(argc, argv, "dqvu:VhR", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': daemon_mode = 1; break;
+        case 'q': g_quiet = 1; break;
+        case 'v': g_verbose++; break;
+        case 'u': run_user = optarg; break;
+        case 'V': printf("pgsluice %s\n", SL_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        case 'R': fprintf(stderr, "pgsluice: -R (online restart) is not supported yet; starting normally\n"); break;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 1;
+    }
+    g_config_path = realpath(argv[optind], NULL);
+    if (!g_config_path) {
+        fprintf(stderr, "pgsluice: cannot open config file %s: %s\n", argv[optind], strerror(errno));
+        return 1;
+    }
+    sl_log_setup(NULL, 0, NULL, NULL, g_verbose, g_quiet);
+    char err[512];
+    sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
+    if (!cfg) {
+        sl_log_fatal("%s", err);
+        return 1;
+    }
+    sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose, g_quiet);
+    if (!run_user && cfg->user && *cfg->user) run_user = cfg->user;
+    sl_config_set_current(cfg);
+    cfg = sl_config_acquire();
+    if (daemon_mode) daemonize();
+    signal(SIGPIPE, SIG_IGN);
+    sl_pools_init();
+    sl_pooler_set_buf_size(cfg->pkt_buf);
+    if (!sl_pooler_listen(cfg)) return 1;
+    if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+        g_unix_socket = strdup(path);
+    }
+    drop_privileges(run_user);
+    write_pidfile(cfg->pidfile);
+
+    uv_loop_init(&g_main_loop);
+    static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
+    static uv_signal_t sh[6];
+    for (int i = 0; i < 6; i++) {
+        uv_signal_init(&g_main_loop, &sh[i]);
+        uv_signal_start(&sh[i], on_signal, sigs[i]);
+    }
+    uv_timer_init(&g_main_loop, &g_watch);
+    uv_timer_start(&g_watch, watch_cb, 100, 100);
+
+    if (!sl_workers_start(cfg->workers)) return 1;
+    sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
+                sl_pool_mode_name(cfg->pool_mode));
+    sl_config_unref(cfg);
+    uv_run(&g_main_loop, UV_RUN_DEFAULT);
+    return 0;
+}

@@ -1,0 +1,410 @@
+/* client.c - a client connection from accept to close: startup packet, admission, the wait for a
+ * server, timeouts, errors. Password exchange lives in client_auth.c, forwarding in proxy.c. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth/random.h"
+#include "core/client_auth.h"
+#include "core/pooler.h"
+#include "pool/pool.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#define CL_LOG(c, lvl, fmt, ...) \
+    sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
+               (c)->user ? (c)->user : "?", (c)->addr, ##__VA_ARGS__)
+
+static void client_free(uv_handle_t *h)
+{
+    sl_client *c = h->data;
+    sl_stream_free_buf(&c->s);
+    sl_pb_free(&c->s.out);
+    sl_params_clear(&c->params);
+    free(c->user);
+    free(c->dbname);
+    free(c->scram);
+    if (c->cfg) sl_config_unref(c->cfg);
+    free(c);
+}
+
+void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
+{
+    sl_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
+    c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
+    snprintf(c->addr, sizeof(c->addr), "%s", unix_sock ? "unix" : addr);
+    c->cfg = sl_config_acquire();
+    c->slot = sl_worker_add_client(w, c);
+    if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, NULL, c)) {
+        if (c->slot != UINT32_MAX) w->slots[c->slot] = NULL;
+        close(fd);
+        sl_config_unref(c->cfg);
+        free(c);
+        return;
+    }
+    c->gen = (uint32_t)c->id;
+    sl_random_bytes(&c->cancel_key, sizeof(c->cancel_key));
+    c->state = SL_CL_LOGIN;
+    c->connect_time = c->last_activity = sl_now_us();
+    sl_list_init(&c->wait_node);
+    sl_list_insert_tail(&w->clients, &c->node);
+    w->nclients++;
+    w->stats.clients_accepted++;
+    sl_stream_set_poll(&c->s, UV_READABLE);
+}
+
+static void client_flush_out(sl_client *c)
+{
+    sl_io_status st = sl_stream_flush(&c->s, NULL);
+    if (st == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_WRITABLE);
+}
+
+void sl_client_close(sl_client *c, const char *reason)
+{
+    if (c->state == SL_CL_CLOSING) return;
+    sl_worker *w = c->s.w;
+    bool was_logged_in = c->state >= SL_CL_IDLE || c->state == SL_CL_WELCOME;
+    if (c->pool && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME)) sl_pool_unqueue(c->pool, c);
+    if (c->server) {
+        sl_server *s = c->server;
+        c->server = NULL;
+        s->client = NULL;
+        /* a server left mid-transaction or mid-query cannot be reused safely */
+        if (s->xact != 'I' || s->outstanding > 0 || s->in_batch || sl_stream_fwd_pending(&c->s) ||
+            s->state != SL_SV_ACTIVE)
+            sl_server_close(s, "client disconnected mid-transaction");
+        else
+            sl_proxy_unlink_release(s);
+    }
+    if (c->pool && was_logged_in) {
+        pthread_mutex_lock(&c->pool->lock);
+        c->pool->n_clients--;
+        pthread_mutex_unlock(&c->pool->lock);
+    }
+    if (c->state != SL_CL_LOGIN || c->user)
+        __atomic_sub_fetch(&sl_total_clients, c->user ? 1 : 0, __ATOMIC_RELAXED);
+    if (reason && c->cfg && c->cfg->log_disconnections && c->user) CL_LOG(c, SL_LOG_INFO, "closing because: %s", reason);
+    c->state = SL_CL_CLOSING;
+    /* last words (an error) go out best-effort, without blocking */
+    if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
+    sl_list_remove(&c->node);
+    w->nclients--;
+    sl_worker_remove_client(w, c);
+    close(c->s.fd);
+    c->s.fd = -1;
+    if (c->s.poll_open)
+        sl_stream_detach(&c->s, client_free);
+    else
+        client_free((uv_handle_t *)&(uv_poll_t){.data = c});
+}
+
+void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sl_pb_error(&c->s.out, fatal, sqlstate, "%s", msg);
+    if (c->cfg && c->cfg->log_pooler_errors) CL_LOG(c, SL_LOG_WARNING, "pooler error: %s (%s)", msg, sqlstate);
+    if (fatal) {
+        sl_client_close(c, msg);
+        return;
+    }
+    sl_pb_ready(&c->s.out, c->server ? c->server->xact : 'I');
+    client_flush_out(c);
+}
+
+/* ---- startup ---- */
+
+static bool startup_param_allowed(sl_client *c, const char *name)
+{
+    if (!strcmp(name, "user") || !strcmp(name, "database")) return true;
+    if (sl_param_lookup(name) >= 0) return true;
+    return sl_list_contains(c->cfg->ignore_startup_parameters, name);
+}
+
+static bool admit(sl_client *c, const sl_startup *st)
+{
+    const char *user = sl_startup_get(st, "user");
+    const char *db = sl_startup_get(st, "database");
+    if (!user || !*user) {
+        sl_client_error(c, true, "08P01", "no PostgreSQL user name specified in startup packet");
+        return false;
+    }
+    c->user = strdup(user);
+    c->dbname = strdup(db && *db ? db : user);
+    __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < st->nparams; i++) {
+        if (!startup_param_allowed(c, st->names[i])) {
+            sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", st->names[i]);
+            return false;
+        }
+        int id = sl_param_lookup(st->names[i]);
+        if (id >= 0) sl_params_set(&c->params, id, st->values[i]);
+    }
+    if (c->cfg->application_name_add_host) {
+        char buf[256];
+        const char *an = c->params.v[SL_PARAM_APPLICATION_NAME];
+        snprintf(buf, sizeof(buf), "%s - %s", an ? an : "", c->addr);
+        sl_params_set(&c->params, SL_PARAM_APPLICATION_NAME, buf);
+    }
+    int total = __atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED);
+    if (total > c->cfg->max_client_conn) {
+        sl_client_error(c, true, "53300", "no more connections allowed (max_client_conn)");
+        return false;
+    }
+    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) {
+        sl_client_error(c, true, "57P03", "pgsluice is shutting down");
+        return false;
+    }
+    if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
+    char err[256];
+    c->pool = sl_pool_get(c->cfg, c->dbname, c->user, err, sizeof(err));
+    if (!c->pool) {
+        sl_client_auth_fail_unknown_db(c, err);
+        return false;
+    }
+    c->state = SL_CL_AUTH;
+    sl_client_auth_start(c);
+    return true;
+}
+
+/* The first packet: startup, SSL/GSS negotiation or a cancel request. */
+static void handle_login(sl_client *c)
+{
+    sl_stream *s = &c->s;
+    while (c->state == SL_CL_LOGIN) {
+        uint32_t have = s->end - s->pos;
+        if (have < 4) return;
+        uint32_t len = sl_get_u32(s->buf + s->pos);
+        if (len < 8 || len > SL_STARTUP_MAX) {
+            sl_client_error(c, true, "08P01", "invalid length of startup packet (%u bytes)", len);
+            return;
+        }
+        if (have < len) {
+            if (!sl_stream_make_room(s, len - have, SL_STARTUP_MAX)) sl_client_close(c, "out of memory");
+            return;
+        }
+        sl_startup st;
+        sl_startup_status rc = sl_startup_parse(s->buf + s->pos, len, &st);
+        if (rc != SL_STARTUP_OK) {
+            sl_client_error(c, true, "08P01", "%s", sl_startup_status_str(rc));
+            return;
+        }
+        if (st.code == SL_SSL_CODE || st.code == SL_GSSENC_CODE) {
+            s->pos += len;
+            s->parse = s->pos;
+            sl_pb_u8(&s->out, 'N');
+            client_flush_out(c);
+            continue;
+        }
+        if (st.code == SL_CANCEL_CODE) {
+            s->pos += len;
+            s->parse = s->pos;
+            sl_client_cancel_request(s->w, st.cancel_pid, st.cancel_key);
+            sl_client_close(c, NULL);
+            return;
+        }
+        bool ok = admit(c, &st);
+        if (!ok) return;
+        s->pos += len;
+        s->parse = s->pos;
+    }
+}
+
+/* Send AuthenticationOk's companions: ParameterStatus, BackendKeyData, ReadyForQuery. */
+static void send_welcome(sl_client *c)
+{
+    sl_pool *p = c->pool;
+    sl_pktbuf *out = &c->s.out;
+    pthread_mutex_lock(&p->lock);
+    sl_pb_bytes(out, p->welcome.data, p->welcome.len);
+    for (int i = 0; i < SL_NPARAMS; i++) {
+        if (!c->params.v[i]) {
+            const char *d = p->db_defaults.v[i] ? p->db_defaults.v[i] : p->welcome_params.v[i];
+            if (d) sl_params_set(&c->params, i, d);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < SL_NPARAMS; i++)
+        if (c->params.v[i]) sl_pb_param_status(out, sl_param_names[i], c->params.v[i]);
+    uint32_t pid = ((uint32_t)c->s.w->id << 24) | c->slot;
+    sl_pb_backend_key(out, pid, c->cancel_key);
+    sl_pb_ready(out, 'I');
+    c->state = SL_CL_IDLE;
+    c->last_activity = sl_now_us();
+    if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login ok");
+    client_flush_out(c);
+}
+
+/* Called by client_auth.c once the password checked out. */
+void sl_client_auth_done(sl_client *c)
+{
+    sl_pool *p = c->pool;
+    sl_pb_auth(&c->s.out, 0, NULL, 0);
+    pthread_mutex_lock(&p->lock);
+    p->n_clients++;
+    p->stats.client_logins++;
+    bool have = p->have_welcome;
+    pthread_mutex_unlock(&p->lock);
+    if (have) {
+        send_welcome(c);
+        return;
+    }
+    /* learn the server's parameters from a real server first */
+    c->state = SL_CL_WELCOME;
+    client_flush_out(c);
+    sl_client_wake(c);
+}
+
+/* Ask the pool for a server (WELCOME or WAITING state). */
+void sl_client_wake(sl_client *c)
+{
+    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING) return;
+    if (c->in_wait_queue) return;
+    if (__atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED) == SL_RUN_PAUSED && c->state == SL_CL_WAITING) return;
+    sl_server *s = NULL;
+    char sqlstate[6], err[256];
+    sl_acquire_result r = sl_pool_acquire(c->pool, c, &s, sqlstate, err, sizeof(err));
+    if (r == SL_ACQ_GOT)
+        sl_client_got_server(c, s);
+    else if (r == SL_ACQ_FAIL)
+        sl_client_error(c, true, sqlstate, "%s", err);
+}
+
+void sl_client_got_server(sl_client *c, sl_server *s)
+{
+    int64_t now = sl_now_us();
+    if (c->wait_start) {
+        c->wait_us_total += (uint64_t)(now - c->wait_start);
+        c->wait_start = 0;
+    }
+    if (c->state == SL_CL_WELCOME) {
+        sl_pool_set_welcome(c->pool, s, NULL);
+        sl_pool_release(s);
+        send_welcome(c);
+        /* it may have sent its first query already */
+        if (c->state == SL_CL_IDLE && c->s.end > c->s.parse) sl_client_on_event(c, UV_READABLE);
+        return;
+    }
+    if (c->state != SL_CL_WAITING) {
+        sl_pool_release(s);
+        return;
+    }
+    sl_proxy_link(c, s);
+}
+
+/* A message arrived while no server is linked: ask for one. */
+void sl_client_idle_input(sl_client *c)
+{
+    sl_stream *s = &c->s;
+    if (s->end - s->parse < 5) return;
+    char type = (char)s->buf[s->parse];
+    uint32_t len = sl_get_u32(s->buf + s->parse + 1);
+    if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
+        sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
+        return;
+    }
+    if (type == 'X') {
+        sl_client_close(c, "client close request");
+        return;
+    }
+    c->state = SL_CL_WAITING;
+    c->request_time = c->wait_start = sl_now_us();
+    sl_stream_set_poll(s, 0);
+    sl_client_wake(c);
+}
+
+void sl_client_on_event(sl_client *c, int events)
+{
+    sl_stream *s = &c->s;
+    if (events & UV_WRITABLE) {
+        if (c->state == SL_CL_ACTIVE) {
+            sl_proxy_client_writable(c);
+            return;
+        }
+        sl_io_status st = sl_stream_flush(s, NULL);
+        if (st == SL_IO_ERROR) {
+            sl_client_close(c, "write error");
+            return;
+        }
+        if (st == SL_IO_AGAIN) return;
+        if (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME) sl_stream_set_poll(s, 0);
+        else sl_stream_set_poll(s, UV_READABLE);
+    }
+    if (!(events & UV_READABLE) || c->state == SL_CL_CLOSING) return;
+    if (c->state == SL_CL_ACTIVE) {
+        sl_proxy_client_input(c);
+        return;
+    }
+    sl_io_status st = sl_stream_read(s);
+    if (st == SL_IO_EOF) {
+        sl_client_close(c, "client closed connection");
+        return;
+    }
+    if (st == SL_IO_ERROR) {
+        sl_client_close(c, "read error");
+        return;
+    }
+    c->last_activity = sl_now_us();
+    switch (c->state) {
+    case SL_CL_LOGIN: handle_login(c); break;
+    case SL_CL_AUTH: sl_client_auth_input(c); break;
+    case SL_CL_IDLE: sl_client_idle_input(c); break;
+    case SL_CL_WELCOME:
+    case SL_CL_WAITING:
+        sl_stream_set_poll(s, 0); /* keep it buffered until a server comes */
+        break;
+    default: break;
+    }
+    if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
+}
+
+/* Timeouts for this client, checked every tick by its worker. */
+void sl_client_tick(sl_client *c, int64_t now)
+{
+    const sl_config *cfg = c->cfg;
+    switch (c->state) {
+    case SL_CL_LOGIN:
+    case SL_CL_AUTH:
+        if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
+            sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
+        break;
+    case SL_CL_WELCOME:
+    case SL_CL_WAITING:
+        if (cfg->query_wait_timeout > 0 && now - c->request_time > cfg->query_wait_timeout) {
+            if (sl_pool_unqueue(c->pool, c)) sl_client_error(c, true, "08P01", "query_wait_timeout");
+        }
+        break;
+    case SL_CL_IDLE:
+        if (cfg->client_idle_timeout > 0 && now - c->last_activity > cfg->client_idle_timeout)
+            sl_client_error(c, true, "08P01", "client_idle_timeout");
+        break;
+    case SL_CL_ACTIVE: {
+        sl_server *s = c->server;
+        if (!s || s->state != SL_SV_ACTIVE) break;
+        if (cfg->query_timeout > 0 && (s->outstanding > 0) && c->query_start &&
+            now - c->query_start > cfg->query_timeout) {
+            sl_server_close(s, "query_timeout");
+            sl_client_error(c, true, "57014", "query_timeout");
+        } else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != 'I' &&
+                   now - c->last_activity > cfg->idle_transaction_timeout) {
+            sl_server_close(s, "idle_transaction_timeout");
+            sl_client_error(c, true, "25P03", "idle_transaction_timeout");
+        }
+        break;
+    }
+    default: break;
+    }
+}

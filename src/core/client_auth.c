@@ -1,0 +1,206 @@
+/* client_auth.c - the password exchange with a client: cleartext, md5 or SCRAM-SHA-256 against the
+ * auth file; a wrong password costs the same work as a right one and ends with 28P01. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/md5.h"
+#include "auth/random.h"
+#include "auth/scram.h"
+#include "core/client_auth.h"
+#include "core/pooler.h"
+#include "pool/pool.h"
+#include "util/log.h"
+
+enum { AUTH_STEP_NONE = 0, AUTH_STEP_PLAIN, AUTH_STEP_MD5, AUTH_STEP_SCRAM_FIRST, AUTH_STEP_SCRAM_FINAL };
+#define AUTH_MSG_MAX 8192
+
+static const char *stored_password(sl_client *c)
+{
+    const sl_userlist_entry *e = sl_config_find_userlist(c->cfg, c->user);
+    return e ? e->password : NULL;
+}
+
+static void fail_password(sl_client *c)
+{
+    sl_client_error(c, true, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+static void flush(sl_client *c)
+{
+    if (sl_stream_flush(&c->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
+}
+
+void sl_client_auth_fail_unknown_db(sl_client *c, const char *err)
+{
+    sl_client_error(c, true, "3D000", "%s", err);
+}
+
+void sl_client_auth_start(sl_client *c)
+{
+    int type = c->cfg->auth_type;
+    const char *pw = stored_password(c);
+    if (type == SL_AUTH_TRUST || type == SL_AUTH_ANY) {
+        sl_client_auth_done(c);
+        return;
+    }
+    if (type == SL_AUTH_HBA || type == SL_AUTH_CERT || type == SL_AUTH_PAM) {
+        sl_client_error(c, true, "28000", "auth_type %s is not supported by this pgsluice version",
+                        sl_auth_type_name(type));
+        return;
+    }
+    if (type == SL_AUTH_MD5 && pw && sl_scram_is_secret(pw)) type = SL_AUTH_SCRAM;
+    if (type == SL_AUTH_PLAIN) {
+        c->auth_method = AUTH_STEP_PLAIN;
+        sl_pb_auth(&c->s.out, 3, NULL, 0);
+    } else if (type == SL_AUTH_MD5) {
+        c->auth_method = AUTH_STEP_MD5;
+        sl_random_bytes(c->md5_salt, 4);
+        sl_pb_auth(&c->s.out, 5, c->md5_salt, 4);
+    } else {
+        c->auth_method = AUTH_STEP_SCRAM_FIRST;
+        static const char mech[] = "SCRAM-SHA-256\0";
+        sl_pb_auth(&c->s.out, 10, mech, sizeof(mech));
+    }
+    flush(c);
+}
+
+/* Does a cleartext password match what the auth file stores (plain, md5 hash or SCRAM secret)? */
+static bool plain_matches(sl_client *c, const char *stored, const char *given)
+{
+    if (!stored) return false;
+    if (sl_md5_is_hash(stored)) {
+        char h[36];
+        sl_md5_user_hash(given, c->user, h);
+        return strcmp(h, stored) == 0;
+    }
+    if (sl_scram_is_secret(stored)) {
+        sl_scram_secret sec, mine;
+        if (!sl_scram_parse_secret(stored, &sec)) return false;
+        if (!sl_scram_secret_from_password(given, sec.salt, sec.salt_len, sec.iterations, &mine)) return false;
+        return memcmp(sec.stored_key, mine.stored_key, sizeof(sec.stored_key)) == 0;
+    }
+    return strlen(stored) == strlen(given) && memcmp(stored, given, strlen(given)) == 0;
+}
+
+static void send_sasl(sl_client *c, uint32_t code, const char *data)
+{
+    sl_pb_auth(&c->s.out, code, data, strlen(data));
+    flush(c);
+}
+
+static void scram_first(sl_client *c, sl_rd *r)
+{
+    const char *mech = sl_rd_str(r);
+    uint32_t n = sl_rd_u32(r);
+    const uint8_t *data = n == 0xffffffffu ? NULL : sl_rd_bytes(r, n);
+    if (r->failed || !mech || !data) {
+        sl_client_error(c, true, "08P01", "malformed SASLInitialResponse");
+        return;
+    }
+    if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+        sl_client_error(c, true, "28000", "client selected an invalid SASL authentication mechanism");
+        return;
+    }
+    const char *pw = stored_password(c);
+    sl_scram_secret sec;
+    bool have = false;
+    if (pw && sl_scram_is_secret(pw)) have = sl_scram_parse_secret(pw, &sec);
+    else if (pw && !sl_md5_is_hash(pw)) have = sl_scram_secret_from_password(pw, NULL, 0, SL_SCRAM_DEFAULT_ITERATIONS, &sec);
+    c->scram = calloc(1, sizeof(sl_scram_server));
+    if (!c->scram) {
+        sl_client_error(c, true, "53200", "out of memory");
+        return;
+    }
+    char out[1024];
+    const char *errmsg = NULL;
+    if (!sl_scram_server_first(c->scram, have ? &sec : NULL, c->user, (const char *)data, n, out, sizeof(out), &errmsg)) {
+        sl_client_error(c, true, "08P01", "malformed SCRAM message: %s", errmsg ? errmsg : "?");
+        return;
+    }
+    c->auth_method = AUTH_STEP_SCRAM_FINAL;
+    send_sasl(c, 11, out);
+}
+
+static void remember_scram_keys(sl_client *c)
+{
+    const char *pw = stored_password(c);
+    sl_scram_secret sec;
+    if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return;
+    sl_pool *p = c->pool;
+    pthread_mutex_lock(&p->lock);
+    memcpy(p->scram_client_key, c->scram->client_key, 32);
+    memcpy(p->scram_server_key, sec.server_key, 32);
+    p->have_scram_keys = true;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void scram_final(sl_client *c, sl_rd *r)
+{
+    size_t n = sl_rd_left(r);
+    const uint8_t *data = sl_rd_bytes(r, n);
+    char out[512];
+    const char *errmsg = NULL;
+    if (!data || !sl_scram_server_final(c->scram, (const char *)data, n, out, sizeof(out), &errmsg)) {
+        fail_password(c);
+        return;
+    }
+    remember_scram_keys(c);
+    free(c->scram);
+    c->scram = NULL;
+    sl_pb_auth(&c->s.out, 12, out, strlen(out));
+    sl_client_auth_done(c);
+}
+
+static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
+{
+    sl_rd r;
+    sl_rd_init(&r, body, len);
+    switch (c->auth_method) {
+    case AUTH_STEP_PLAIN: {
+        const char *given = sl_rd_str(&r);
+        if (!given) sl_client_error(c, true, "08P01", "malformed password message");
+        else if (plain_matches(c, stored_password(c), given)) sl_client_auth_done(c);
+        else fail_password(c);
+        break;
+    }
+    case AUTH_STEP_MD5: {
+        const char *given = sl_rd_str(&r);
+        const char *stored = stored_password(c);
+        if (!given) sl_client_error(c, true, "08P01", "malformed password message");
+        else if (stored && sl_md5_verify(stored, c->user, c->md5_salt, given)) sl_client_auth_done(c);
+        else fail_password(c);
+        break;
+    }
+    case AUTH_STEP_SCRAM_FIRST: scram_first(c, &r); break;
+    case AUTH_STEP_SCRAM_FINAL: scram_final(c, &r); break;
+    default: sl_client_error(c, true, "08P01", "unexpected password message"); break;
+    }
+}
+
+void sl_client_auth_input(sl_client *c)
+{
+    sl_stream *s = &c->s;
+    while (c->state == SL_CL_AUTH) {
+        uint32_t have = s->end - s->pos;
+        if (have < 5) return;
+        char type = (char)s->buf[s->pos];
+        uint32_t len = sl_get_u32(s->buf + s->pos + 1);
+        if (type != 'p') {
+            if (type == 'X') sl_client_close(c, "client gave up during login");
+            else sl_client_error(c, true, "08P01", "expected password response, got message type '%c'", type);
+            return;
+        }
+        if (len < 4 || len > AUTH_MSG_MAX) {
+            sl_client_error(c, true, "08P01", "invalid password message length %u", len);
+            return;
+        }
+        if (have < len + 1) {
+            if (!sl_stream_make_room(s, len + 1 - have, AUTH_MSG_MAX + 1)) sl_client_close(c, "out of memory");
+            return;
+        }
+        const uint8_t *body = s->buf + s->pos + 5;
+        s->pos += len + 1;
+        s->parse = s->pos;
+        handle_password(c, body, len - 4);
+    }
+}

@@ -1,0 +1,127 @@
+/* conn.h - the two connection objects the pooler herds: a client (an application's socket) and a
+ * server (a socket to PostgreSQL), their states, and the session parameters tracked for each. */
+#ifndef SL_CONN_H
+#define SL_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/stream.h"
+#include "util/list.h"
+
+struct sl_pool;
+struct sl_server;
+struct sl_config;
+
+/* Session parameters a client may set at startup and that pgsluice keeps per client: when a client
+ * is linked to a server whose value differs, pgsluice sends SET first. X-macro: C name, wire name. */
+#define SL_TRACKED_PARAMS(X)                                   \
+    X(CLIENT_ENCODING, "client_encoding")                      \
+    X(DATESTYLE, "DateStyle")                                  \
+    X(TIMEZONE, "TimeZone")                                    \
+    X(INTERVALSTYLE, "IntervalStyle")                          \
+    X(STANDARD_CONFORMING_STRINGS, "standard_conforming_strings") \
+    X(APPLICATION_NAME, "application_name")
+#define SL_PARAM_ENUM(id, name) SL_PARAM_##id,
+typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS } sl_param_id;
+#undef SL_PARAM_ENUM
+extern const char *const sl_param_names[SL_NPARAMS];
+int sl_param_lookup(const char *name); /* case-insensitive; -1 if not tracked */
+
+/* Parameter values: one allocation holding all values, NUL-separated; NULL pointer = unset. */
+typedef struct sl_params {
+    char *v[SL_NPARAMS];
+} sl_params;
+void sl_params_set(sl_params *p, int id, const char *value);
+void sl_params_clear(sl_params *p);
+
+#define SL_CLIENT_STATES(X)                                                   \
+    X(LOGIN)        /* reading the startup packet */                           \
+    X(AUTH)         /* password exchange */                                    \
+    X(WELCOME)      /* logged in, waiting for a server so it can learn server parameters */ \
+    X(IDLE)         /* between transactions, no server */                      \
+    X(WAITING)      /* wants a server, queued in its pool */                   \
+    X(ACTIVE)       /* linked to a server */                                   \
+    X(CLOSING)
+#define SL_STATE_ENUM(s) SL_CL_##s,
+typedef enum { SL_CLIENT_STATES(SL_STATE_ENUM) } sl_client_state;
+#undef SL_STATE_ENUM
+const char *sl_client_state_name(sl_client_state s);
+
+#define SL_SERVER_STATES(X)                                                   \
+    X(CONNECTING)   /* TCP/unix connect in progress */                        \
+    X(LOGIN)        /* startup and authentication */                          \
+    X(IDLE)         /* in its pool's idle list, ready */                       \
+    X(SETUP)        /* running pooler queries (SET, check, reset) before use or reuse */ \
+    X(ACTIVE)       /* linked to a client */                                   \
+    X(MOVING)       /* being handed to another worker */                      \
+    X(CLOSING)
+#define SL_STATE_ENUM(s) SL_SV_##s,
+typedef enum { SL_SERVER_STATES(SL_STATE_ENUM) } sl_server_state;
+#undef SL_STATE_ENUM
+const char *sl_server_state_name(sl_server_state s);
+
+struct sl_scram_server;
+
+typedef struct sl_client {
+    sl_stream s;                 /* must stay first */
+    sl_client_state state;
+    uint32_t slot, gen;          /* identity on its worker, for messages from other threads */
+    uint32_t cancel_key;         /* BackendKeyData we gave it: pid = worker<<24 | slot */
+    uint64_t id;                 /* global connection number for logs */
+    struct sl_pool *pool;
+    struct sl_server *server;
+    sl_list node;                /* on its worker's client list */
+    sl_list wait_node;           /* on its pool's waiting list (under the pool lock) */
+    int waiter_worker;           /* for the pool: which worker owns this waiter */
+    sl_params params;            /* what this client expects on any server */
+    char *user;
+    char *dbname;
+    char addr[64];
+    int auth_method;             /* sl_auth_type used for this login */
+    uint8_t md5_salt[4];
+    struct sl_scram_server *scram;
+    int pool_mode;               /* effective */
+    bool admin;                  /* connected to the admin console */
+    bool in_wait_queue;          /* protected by the pool lock */
+    bool got_server_by_handoff;
+    bool closing_after_flush;
+    int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
+    uint64_t wait_us_total;
+    struct sl_config *cfg;       /* snapshot this client was admitted under */
+} sl_client;
+
+typedef enum { SL_SETUP_NONE = 0, SL_SETUP_CHECK, SL_SETUP_PARAMS, SL_SETUP_RESET, SL_SETUP_CONNECT_QUERY, SL_SETUP_ROLLBACK } sl_setup_step;
+
+typedef struct sl_server {
+    sl_stream s;                 /* must stay first */
+    sl_server_state state;
+    uint64_t id;
+    struct sl_pool *pool;
+    sl_client *client;
+    sl_list node;                /* on its worker's server list */
+    sl_list pool_node;           /* on its pool's idle list (under the pool lock) */
+    int idle_worker;             /* which idle list it is on */
+    uint32_t be_pid, be_key;     /* PostgreSQL's BackendKeyData, for cancels */
+    sl_params params;            /* the server's current values */
+    int outstanding;             /* ReadyForQuery messages still expected by the linked client */
+    bool in_batch;               /* extended-protocol messages since the last Sync */
+    bool release_pending;        /* ready to go back to the pool once flushed */
+    bool close_after_release;
+    bool logged_in;              /* counted as connecting in its pool until then */
+    bool dirty;                  /* session state may be left (session mode: reset needed) */
+    char xact;                   /* last ReadyForQuery status: I, T or E */
+    sl_setup_step setup;         /* pooler query in flight */
+    bool setup_failed;
+    char setup_error[256];
+    char addr_str[64];
+    /* login */
+    int auth_step;
+    void *scram;                 /* sl_scram_client during login */
+    int64_t connect_time, last_used, idle_since, link_time;
+    /* handoff between workers */
+    uint32_t handoff_slot, handoff_gen;
+    int handoff_to;
+} sl_server;
+
+#endif

@@ -1,0 +1,171 @@
+/* pooler.c - process-wide glue: listening sockets, event dispatch to clients and servers, the
+ * messages workers send each other, and the periodic tick (timeouts, pool maintenance). */
+#include "core/pooler.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/sockutil.h"
+#include "pool/pool.h"
+#include "util/log.h"
+#include "util/time.h"
+
+int sl_run_state_v;
+uint64_t sl_conn_counter;
+int sl_total_clients;
+
+static int listen_fds[SL_MAX_LISTEN];
+static bool listen_is_unix[SL_MAX_LISTEN];
+static int nlisten;
+static int g_buf_size = 4096;
+
+int sl_pooler_buf_size(void) { return g_buf_size; }
+void sl_pooler_set_buf_size(int n) { g_buf_size = n < 1024 ? 1024 : n; }
+
+void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key);
+
+void sl_poll_dispatch(uv_poll_t *h, int status, int events)
+{
+    sl_stream *st = h->data;
+    if (status < 0) events = UV_READABLE | UV_WRITABLE;
+    sl_worker *w = st->w;
+    w->stats.events++;
+    if (st->kind == SL_KIND_CLIENT) sl_client_on_event((sl_client *)st, events);
+    else if (st->kind == SL_KIND_SERVER) sl_server_on_event((sl_server *)st, events);
+    else sl_cancel_on_event(st, events);
+}
+
+/* ---- listening ---- */
+
+bool sl_pooler_listen(const sl_config *cfg)
+{
+    char addrs[256];
+    snprintf(addrs, sizeof(addrs), "%s", cfg->listen_addr);
+    char *save = NULL;
+    for (char *a = strtok_r(addrs, ", \t", &save); a && nlisten < SL_MAX_LISTEN - 1; a = strtok_r(NULL, ", \t", &save)) {
+        int fd = sl_sock_listen_tcp(a, cfg->listen_port, cfg->tcp_backlog > 0 ? cfg->tcp_backlog : 128, cfg->so_reuseport);
+        if (fd < 0) {
+            sl_log_fatal("cannot listen on %s:%d: %s", a, cfg->listen_port, strerror(errno));
+            return false;
+        }
+        sl_log_info("listening on %s:%d", a, cfg->listen_port);
+        listen_is_unix[nlisten] = false;
+        listen_fds[nlisten++] = fd;
+    }
+    if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
+        int fd = sl_sock_listen_unix(cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode, 128);
+        if (fd < 0) {
+            sl_log_fatal("cannot listen on unix socket in %s: %s", cfg->unix_socket_dir, strerror(errno));
+            return false;
+        }
+        sl_log_info("listening on unix:%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+        listen_is_unix[nlisten] = true;
+        listen_fds[nlisten++] = fd;
+    }
+    return true;
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    sl_worker *w = h->loop->data;
+    int idx = (int)(h - w->listen_polls);
+    if (status < 0) return;
+    sl_config *cfg = sl_config_acquire();
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(w->listen_fds[idx], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) sl_log_error("accept: %s", strerror(errno));
+            break;
+        }
+        char addr[64];
+        sl_sock_addr_str(&ss, addr, sizeof(addr));
+        sl_sock_tune(fd, cfg, !w->listen_unix[idx]);
+        sl_client_accept(w, fd, addr, w->listen_unix[idx]);
+    }
+    sl_config_unref(cfg);
+}
+
+static void start_listening(sl_worker *w)
+{
+    if (w->listening) return;
+    w->nlisten = nlisten;
+    for (int i = 0; i < nlisten; i++) {
+        w->listen_fds[i] = listen_fds[i];
+        w->listen_unix[i] = listen_is_unix[i];
+        uv_poll_init(&w->loop, &w->listen_polls[i], listen_fds[i]);
+        uv_poll_start(&w->listen_polls[i], UV_READABLE, on_accept);
+    }
+    w->listening = true;
+}
+
+static void stop_listening(sl_worker *w)
+{
+    if (!w->listening) return;
+    for (int i = 0; i < w->nlisten; i++) uv_poll_stop(&w->listen_polls[i]);
+    w->listening = false;
+}
+
+void sl_pooler_close_listeners(void)
+{
+    for (int i = 0; i < nlisten; i++) close(listen_fds[i]);
+}
+
+void sl_pooler_worker_started(sl_worker *w) { start_listening(w); }
+
+/* ---- messages ---- */
+
+static void wake_waiting(sl_worker *w)
+{
+    sl_list *n, *t;
+    sl_list_for_each_safe(n, t, &w->clients)
+    {
+        sl_client *c = sl_container_of(n, sl_client, node);
+        if (c->state == SL_CL_WAITING && !c->in_wait_queue) sl_client_wake(c);
+    }
+}
+
+static void state_changed(sl_worker *w)
+{
+    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) {
+        if (w->listening) {
+            for (int i = 0; i < w->nlisten; i++) uv_poll_stop(&w->listen_polls[i]);
+            w->listening = false;
+        }
+    }
+    if (rs == SL_RUN_NORMAL) wake_waiting(w);
+    if (rs == SL_RUN_SHUTDOWN_NOW) uv_stop(&w->loop);
+}
+
+void sl_pooler_handle_msg(sl_worker *w, sl_msg *m)
+{
+    switch (m->type) {
+    case SL_MSG_HANDOFF_SERVER: sl_pool_arrived(w, m->server, m->slot, m->gen); break;
+    case SL_MSG_DETACH_SERVER: sl_pool_detach_for(m->server, m->to, m->slot, m->gen); break;
+    case SL_MSG_CANCEL: sl_cancel_forward(w, m->pid, m->key); break;
+    case SL_MSG_WAKE_CLIENT: {
+        sl_client *c = sl_worker_find_client(w, m->slot, m->gen);
+        if (c) sl_client_wake(c);
+        break;
+    }
+    case SL_MSG_CONFIG: state_changed(w); break;
+    case SL_MSG_CALL: m->fn(w, m->arg); break;
+    }
+}
+
+/* ---- tick ---- */
+
+void sl_pooler_tick(sl_worker *w)
+{
+    int64_t now = sl_now_us();
+    sl_list *n, *t;
+    sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
+    sl_list_for_each_safe(n, t, &w->servers) sl_server_tick(sl_container_of(n, sl_server, node), now);
+    if (w->id == 0) sl_pools_tick(now);
+    (void)stop_listening;
+}

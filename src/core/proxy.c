@@ -1,0 +1,329 @@
+/* proxy.c - the hot path: forwarding between a linked client and server. Bytes are read into the
+ * sender's buffer and sent from there with one writev; only message headers are looked at (and the
+ * few small messages that decide transaction boundaries). A server goes back to its pool at a
+ * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
+#include <string.h>
+
+#include "core/pooler.h"
+#include "pool/pool.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#define SMALL_MSG_MAX (64u * 1024)
+
+static inline uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+void sl_proxy_update_poll(sl_client *c, sl_server *s)
+{
+    int cev = 0, sev = 0;
+    bool setup = s->state == SL_SV_SETUP;
+    if (!setup && sl_stream_fwd_pending(&c->s) == 0) cev |= UV_READABLE;
+    if (sl_stream_out_pending(&c->s) || sl_stream_fwd_pending(&s->s)) cev |= UV_WRITABLE;
+    if (setup || sl_stream_fwd_pending(&s->s) == 0) sev |= UV_READABLE;
+    if (sl_stream_out_pending(&s->s) || (!setup && sl_stream_fwd_pending(&c->s))) sev |= UV_WRITABLE;
+    sl_stream_set_poll(&c->s, cev);
+    sl_stream_set_poll(&s->s, sev);
+}
+
+void sl_proxy_link(sl_client *c, sl_server *s)
+{
+    c->server = s;
+    s->client = c;
+    c->state = SL_CL_ACTIVE;
+    s->outstanding = 0;
+    s->in_batch = false;
+    s->release_pending = false;
+    s->link_time = sl_now_us();
+    s->setup = SL_SETUP_CHECK;
+    if (sl_server_begin_setup(s)) {
+        if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
+        return;
+    }
+    s->state = SL_SV_ACTIVE;
+    sl_proxy_start(c, s);
+}
+
+/* The server is ready for this client's bytes: forward what is buffered and listen to both. */
+void sl_proxy_start(sl_client *c, sl_server *s)
+{
+    s->state = SL_SV_ACTIVE;
+    c->xact_start = sl_now_us();
+    sl_proxy_update_poll(c, s);
+    if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
+}
+
+/* The client leaves its server (end of transaction, or client gone in a clean state). */
+void sl_proxy_unlink_release(sl_server *s)
+{
+    sl_client *c = s->client;
+    sl_pool *p = s->pool;
+    int64_t now = sl_now_us();
+    if (c) {
+        c->server = NULL;
+        s->client = NULL;
+        if (c->state == SL_CL_ACTIVE) c->state = SL_CL_IDLE;
+        c->last_activity = now;
+    }
+    s->last_used = now;
+    s->release_pending = false;
+    sl_config *cfg = sl_config_acquire();
+    bool reset = p->pool_mode == SL_POOL_SESSION || cfg->server_reset_query_always;
+    sl_config_unref(cfg);
+    if (reset) {
+        s->setup = SL_SETUP_RESET;
+        if (sl_server_begin_setup(s)) return;
+    }
+    sl_pool_release(s);
+}
+
+static void after_release(sl_client *c)
+{
+    if (c->state != SL_CL_IDLE) return;
+    sl_stream_set_poll(&c->s, UV_READABLE);
+    if (c->s.end > c->s.parse) sl_client_idle_input(c);
+    else sl_stream_maybe_release_buf(&c->s);
+}
+
+/* The server died under its client: tell the client and let it go. */
+void sl_proxy_server_lost_client(sl_client *c)
+{
+    c->server = NULL;
+    c->state = SL_CL_IDLE;
+    sl_client_error(c, true, "08006", "server connection crashed or was terminated");
+}
+
+static bool can_release(const sl_server *s, const sl_client *c)
+{
+    return s->pool->pool_mode != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
+           c->s.msg_left == 0;
+}
+
+/* Parse as much of the client's buffer as possible, marking messages to forward. */
+static bool scan_client(sl_client *c, sl_server *s)
+{
+    sl_stream *in = &c->s;
+    for (;;) {
+        if (in->msg_left) {
+            uint32_t n = min_u32(in->end - in->parse, in->msg_left);
+            in->parse += n;
+            in->msg_left -= n;
+            if (in->msg_left) return true;
+            continue;
+        }
+        if (in->end - in->parse < 5) return true;
+        char type = (char)in->buf[in->parse];
+        uint32_t len = sl_get_u32(in->buf + in->parse + 1);
+        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
+            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
+            return false;
+        }
+        switch (type) {
+        case 'Q':
+        case 'F':
+            s->outstanding++;
+            c->query_start = sl_now_us();
+            break;
+        case 'S':
+            s->outstanding++;
+            s->in_batch = false;
+            c->query_start = sl_now_us();
+            break;
+        case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
+            s->in_batch = true;
+            break;
+        case 'X':
+            /* the client says goodbye: do not pass it on, the server stays ours */
+            if (sl_stream_fwd_pending(in)) {
+                in->msg_left = 0;
+                return true; /* flush first; X is seen again afterwards */
+            }
+            sl_client_close(c, "client close request");
+            return false;
+        default:
+            break;
+        }
+        in->msg_left = len + 1;
+    }
+}
+
+static void client_forward(sl_client *c)
+{
+    sl_server *s = c->server;
+    if (!scan_client(c, s)) return;
+    sl_stream *in = &c->s;
+    sl_io_status st = sl_stream_flush(&s->s, in);
+    if (st == SL_IO_ERROR) {
+        sl_server_close(s, "write to server failed");
+        return;
+    }
+    if (st == SL_IO_OK) {
+        if (in->end - in->parse >= 5 && in->buf[in->parse] == 'X' && !in->msg_left) {
+            sl_client_close(c, "client close request");
+            return;
+        }
+        if (in->pos == in->end) sl_stream_maybe_release_buf(in);
+    }
+    sl_proxy_update_poll(c, s);
+}
+
+void sl_proxy_client_input_buffered(sl_client *c) { client_forward(c); }
+
+void sl_proxy_client_input(sl_client *c)
+{
+    sl_server *s = c->server;
+    if (!s || s->state != SL_SV_ACTIVE || sl_stream_fwd_pending(&c->s)) {
+        sl_stream_set_poll(&c->s, 0);
+        return;
+    }
+    sl_io_status st = sl_stream_read(&c->s);
+    if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        sl_client_close(c, st == SL_IO_EOF ? "client closed connection" : "client read error");
+        return;
+    }
+    c->last_activity = sl_now_us();
+    client_forward(c);
+}
+
+/* A ReadyForQuery or ParameterStatus from the server, whole in the buffer. */
+static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_t *body, uint32_t blen)
+{
+    if (type == 'Z') {
+        char status = blen ? (char)body[0] : 'I';
+        if (s->outstanding > 0) s->outstanding--;
+        if (s->outstanding == 0) c->query_start = 0;
+        s->xact = status;
+        if (c->pool_mode == SL_POOL_STATEMENT && status != 'I') return false;
+        if (can_release(s, c)) s->release_pending = true;
+    } else if (type == 'S') {
+        sl_rd r;
+        sl_rd_init(&r, body, blen);
+        const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
+        int id = name && val ? sl_param_lookup(name) : -1;
+        if (id >= 0) {
+            sl_params_set(&s->params, id, val);
+            sl_params_set(&c->params, id, val);
+        }
+    }
+    return true;
+}
+
+/* Statement mode: the server opened a transaction. Refuse it and roll it back. */
+static void refuse_transaction(sl_server *s, sl_client *c)
+{
+    sl_stream *in = &s->s;
+    in->pos = in->parse = in->end; /* nothing more of this reaches the client */
+    c->server = NULL;
+    s->client = NULL;
+    c->state = SL_CL_IDLE;
+    s->setup = SL_SETUP_ROLLBACK;
+    if (!sl_server_begin_setup(s)) sl_server_close(s, "cannot roll back");
+    sl_client_error(c, true, "25001", "transaction blocks not allowed in statement pooling mode");
+}
+
+static bool scan_server(sl_server *s, sl_client *c)
+{
+    sl_stream *in = &s->s;
+    for (;;) {
+        if (in->msg_left) {
+            uint32_t n = min_u32(in->end - in->parse, in->msg_left);
+            in->parse += n;
+            in->msg_left -= n;
+            if (in->msg_left) return true;
+            continue;
+        }
+        if (in->end - in->parse < 5) return true;
+        char type = (char)in->buf[in->parse];
+        uint32_t len = sl_get_u32(in->buf + in->parse + 1);
+        if (len < 4) {
+            sl_server_close(s, "invalid message length from server");
+            return false;
+        }
+        if (type == 'Z' || type == 'S') {
+            if (len > SMALL_MSG_MAX) {
+                sl_server_close(s, "oversized message from server");
+                return false;
+            }
+            if (in->end - in->parse < len + 1) {
+                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) {
+                    sl_server_close(s, "out of memory");
+                    return false;
+                }
+                return true;
+            }
+            if (!server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) {
+                refuse_transaction(s, c);
+                return false;
+            }
+        }
+        in->msg_left = len + 1;
+    }
+}
+
+static void server_forward(sl_server *s)
+{
+    sl_client *c = s->client;
+    sl_stream *in = &s->s;
+    if (!scan_server(s, c)) return;
+    sl_io_status st = sl_stream_flush(&c->s, in);
+    if (st == SL_IO_ERROR) {
+        sl_client_close(c, "write to client failed");
+        return;
+    }
+    if (st == SL_IO_OK && in->pos == in->end) {
+        sl_stream_maybe_release_buf(in);
+        if (s->release_pending && can_release(s, c)) {
+            sl_proxy_unlink_release(s);
+            after_release(c);
+            return;
+        }
+    }
+    sl_proxy_update_poll(c, s);
+}
+
+void sl_proxy_server_input(sl_server *s)
+{
+    sl_client *c = s->client;
+    if (sl_stream_fwd_pending(&s->s)) {
+        sl_proxy_update_poll(c, s);
+        return;
+    }
+    sl_io_status st = sl_stream_read(&s->s);
+    if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        /* pass on whatever the server said last (e.g. FATAL terminating connection) */
+        sl_stream_flush(&c->s, &s->s);
+        sl_server_close(s, st == SL_IO_EOF ? "server closed the connection" : "server read error");
+        return;
+    }
+    server_forward(s);
+}
+
+void sl_proxy_client_writable(sl_client *c)
+{
+    sl_server *s = c->server;
+    sl_io_status st = sl_stream_flush(&c->s, s ? &s->s : NULL);
+    if (st == SL_IO_ERROR) {
+        sl_client_close(c, "write to client failed");
+        return;
+    }
+    if (!s) return;
+    if (st == SL_IO_OK && sl_stream_fwd_pending(&s->s) == 0) {
+        server_forward(s); /* continue with what is buffered (and release if due) */
+        return;
+    }
+    sl_proxy_update_poll(c, s);
+}
+
+void sl_proxy_server_writable(sl_server *s)
+{
+    sl_client *c = s->client;
+    sl_io_status st = sl_stream_flush(&s->s, &c->s);
+    if (st == SL_IO_ERROR) {
+        sl_server_close(s, "write to server failed");
+        return;
+    }
+    if (st == SL_IO_OK) {
+        client_forward(c);
+        return;
+    }
+    sl_proxy_update_poll(c, s);
+}

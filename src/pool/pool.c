@@ -1,0 +1,473 @@
+/* pool.c - the pools: finding a client's pool, handing servers to waiting clients first come first
+ * served (across workers), opening new servers within pool_size / reserve / max_db_connections /
+ * max_user_connections, and keeping the books. */
+#include "pool/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/pooler.h"
+#include "util/log.h"
+#include "util/time.h"
+
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER; /* the pool list and limit groups */
+static sl_list pools;
+static int npools;
+static sl_limit_group *db_groups, *user_groups;
+
+void sl_pools_init(void) { sl_list_init(&pools); }
+
+static sl_limit_group *group_get(sl_limit_group **head, const char *name)
+{
+    for (sl_limit_group *g = *head; g; g = g->next)
+        if (!strcmp(g->name, name)) return g;
+    sl_limit_group *g = calloc(1, sizeof(*g));
+    if (!g) return NULL;
+    g->name = strdup(name);
+    g->next = *head;
+    *head = g;
+    return g;
+}
+
+static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
+
+static int pick(int specific, int global) { return specific >= 0 ? specific : global; }
+
+/* (Re)read a pool's target and limits from config. Caller holds p->lock (or p is new). */
+static void configure_locked(sl_pool *p, const sl_config *cfg, const sl_db_def *db)
+{
+    const sl_user_def *u = sl_config_find_user(cfg, p->user);
+    free(p->host);
+    free(p->server_db);
+    free(p->server_user);
+    free(p->server_password);
+    free(p->connect_query);
+    p->host = dup_or_null(db->host);
+    p->port = db->port > 0 ? db->port : 5432;
+    p->server_db = strdup(db->dbname && *db->dbname ? db->dbname : p->db_name);
+    p->server_user = strdup(db->user && *db->user ? db->user : p->user);
+    p->server_password = dup_or_null(db->password);
+    p->connect_query = dup_or_null(db->connect_query);
+    sl_params_set(&p->db_defaults, SL_PARAM_CLIENT_ENCODING, db->client_encoding);
+    sl_params_set(&p->db_defaults, SL_PARAM_DATESTYLE, db->datestyle);
+    sl_params_set(&p->db_defaults, SL_PARAM_TIMEZONE, db->timezone);
+    sl_params_set(&p->db_defaults, SL_PARAM_APPLICATION_NAME, db->application_name);
+    p->pool_size = pick(u ? u->pool_size : -1, pick(db->pool_size, cfg->default_pool_size));
+    p->min_pool_size = pick(db->min_pool_size, cfg->min_pool_size);
+    p->reserve_size = pick(u ? u->reserve_pool_size : -1, pick(db->reserve_pool_size, cfg->reserve_pool_size));
+    p->max_db_conns = pick(db->max_db_connections, cfg->max_db_connections);
+    p->max_user_conns = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
+    p->pool_mode = pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode));
+}
+
+sl_pool *sl_pool_get(const sl_config *cfg, const char *dbname, const char *user, char *err, size_t errlen)
+{
+    const sl_db_def *db = sl_config_find_db(cfg, dbname);
+    if (!db) {
+        snprintf(err, errlen, "no such database: %s", dbname);
+        return NULL;
+    }
+    pthread_mutex_lock(&pools_lock);
+    sl_list *n;
+    for (n = pools.next; n != &pools; n = n->next) {
+        sl_pool *p = sl_container_of(n, sl_pool, node);
+        if (!strcmp(p->db_name, dbname) && !strcmp(p->user, user)) {
+            pthread_mutex_unlock(&pools_lock);
+            return p;
+        }
+    }
+    sl_pool *p = calloc(1, sizeof(*p));
+    if (!p) {
+        pthread_mutex_unlock(&pools_lock);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->db_name = strdup(dbname);
+    p->user = strdup(user);
+    pthread_mutex_init(&p->lock, NULL);
+    for (int i = 0; i < SL_MAX_WORKERS; i++) sl_list_init(&p->idle[i]);
+    sl_list_init(&p->waiting);
+    sl_pb_init(&p->welcome);
+    configure_locked(p, cfg, db);
+    p->db_group = group_get(&db_groups, dbname);
+    p->user_group = group_get(&user_groups, user);
+    sl_list_insert_tail(&pools, &p->node);
+    npools++;
+    pthread_mutex_unlock(&pools_lock);
+    return p;
+}
+
+void sl_pools_reconfigure(const sl_config *cfg)
+{
+    pthread_mutex_lock(&pools_lock);
+    for (sl_list *n = pools.next; n != &pools; n = n->next) {
+        sl_pool *p = sl_container_of(n, sl_pool, node);
+        const sl_db_def *db = sl_config_find_db(cfg, p->db_name);
+        pthread_mutex_lock(&p->lock);
+        if (db) configure_locked(p, cfg, db);
+        p->disabled = db == NULL;
+        pthread_mutex_unlock(&p->lock);
+        sl_pool_kick(p);
+    }
+    pthread_mutex_unlock(&pools_lock);
+}
+
+/* Can this pool open one more server now? (pools_lock not needed: group counters are atomics) */
+static bool can_open_locked(sl_pool *p, bool reserve)
+{
+    int limit = p->pool_size + (reserve ? p->reserve_size : 0);
+    if (p->n_servers >= limit) return false;
+    if (p->max_db_conns > 0 && __atomic_load_n(&p->db_group->n_servers, __ATOMIC_RELAXED) >= p->max_db_conns)
+        return false;
+    if (p->max_user_conns > 0 && __atomic_load_n(&p->user_group->n_servers, __ATOMIC_RELAXED) >= p->max_user_conns)
+        return false;
+    return true;
+}
+
+static void count_new_server_locked(sl_pool *p)
+{
+    p->n_servers++;
+    p->n_connecting++;
+    __atomic_add_fetch(&p->db_group->n_servers, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p->user_group->n_servers, 1, __ATOMIC_RELAXED);
+    p->last_connect_attempt = sl_now_us();
+}
+
+static void launch_on(sl_worker *w, void *arg)
+{
+    sl_server_launch(w, arg);
+}
+
+/* Open servers for waiting clients while limits allow; on the worker of each waiter. */
+static void kick_locked(sl_pool *p, sl_worker **targets, int *ntargets, bool reserve)
+{
+    sl_list *n = p->waiting.next;
+    int skip = p->n_connecting;
+    while (n != &p->waiting && *ntargets < 16) {
+        sl_client *c = sl_container_of(n, sl_client, wait_node);
+        n = n->next;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (!can_open_locked(p, reserve)) break;
+        if (p->last_login_failure && sl_now_us() - p->last_login_failure < 1000000) break;
+        count_new_server_locked(p);
+        targets[(*ntargets)++] = &sl_workers[c->waiter_worker];
+    }
+}
+
+static void run_launches(sl_pool *p, sl_worker **targets, int n)
+{
+    sl_worker *self = sl_worker_self();
+    for (int i = 0; i < n; i++) {
+        if (targets[i] == self) sl_server_launch(self, p);
+        else sl_worker_call(targets[i], launch_on, p);
+    }
+}
+
+void sl_pool_kick(sl_pool *p)
+{
+    sl_worker *targets[16];
+    int nt = 0;
+    pthread_mutex_lock(&p->lock);
+    kick_locked(p, targets, &nt, false);
+    pthread_mutex_unlock(&p->lock);
+    run_launches(p, targets, nt);
+}
+
+/* An idle server from another worker is taken: ask its owner to send it over. */
+static void request_steal(sl_server *s, sl_client *c)
+{
+    sl_msg m = {.type = SL_MSG_DETACH_SERVER, .server = s, .to = c->s.w->id, .slot = c->slot, .gen = c->gen};
+    sl_worker_post(&sl_workers[s->idle_worker], &m);
+}
+
+static sl_server *pop_idle_locked(sl_pool *p, int worker)
+{
+    sl_list *n = sl_list_pop_head(&p->idle[worker]);
+    if (!n) return NULL;
+    p->n_idle--;
+    return sl_container_of(n, sl_server, pool_node);
+}
+
+sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, char *sqlstate, char *err, size_t errlen)
+{
+    int me = c->s.w->id;
+    sl_worker *targets[16];
+    int nt = 0;
+    pthread_mutex_lock(&p->lock);
+    if (p->disabled) {
+        pthread_mutex_unlock(&p->lock);
+        snprintf(sqlstate, 6, "57P03");
+        snprintf(err, errlen, "database \"%s\" is disabled", p->db_name);
+        return SL_ACQ_FAIL;
+    }
+    if (p->last_login_failure && sl_now_us() - p->last_login_failure < c->cfg->server_login_retry &&
+        p->n_servers == 0) {
+        snprintf(sqlstate, 6, "%s", p->last_login_sqlstate[0] ? p->last_login_sqlstate : "08006");
+        snprintf(err, errlen, "server login has been failing, try again later (server_login_retry): %s",
+                 p->last_login_error);
+        pthread_mutex_unlock(&p->lock);
+        return SL_ACQ_FAIL;
+    }
+    sl_server *s = NULL;
+    if (sl_list_empty(&p->waiting)) {
+        s = pop_idle_locked(p, me);
+        if (!s) {
+            for (int i = 1; i < sl_nworkers && !s; i++) {
+                int w = (me + i) % sl_nworkers;
+                s = pop_idle_locked(p, w);
+            }
+            if (s) {
+                /* stolen: the owner detaches it and hands it to us */
+                c->in_wait_queue = false;
+                pthread_mutex_unlock(&p->lock);
+                request_steal(s, c);
+                return SL_ACQ_QUEUED;
+            }
+        }
+    }
+    if (s) {
+        pthread_mutex_unlock(&p->lock);
+        *out = s;
+        return SL_ACQ_GOT;
+    }
+    c->waiter_worker = me;
+    c->in_wait_queue = true;
+    sl_list_insert_tail(&p->waiting, &c->wait_node);
+    p->n_waiting++;
+    kick_locked(p, targets, &nt, false);
+    pthread_mutex_unlock(&p->lock);
+    run_launches(p, targets, nt);
+    return SL_ACQ_QUEUED;
+}
+
+bool sl_pool_unqueue(sl_pool *p, sl_client *c)
+{
+    pthread_mutex_lock(&p->lock);
+    bool was = c->in_wait_queue;
+    if (was) {
+        sl_list_remove(&c->wait_node);
+        c->in_wait_queue = false;
+        p->n_waiting--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return was;
+}
+
+static void handoff(sl_server *s, sl_client *c);
+
+void sl_pool_release(sl_server *s)
+{
+    sl_pool *p = s->pool;
+    sl_worker *w = s->s.w;
+    s->client = NULL;
+    s->release_pending = false;
+    pthread_mutex_lock(&p->lock);
+    bool too_old = false;
+    if (s->close_after_release) too_old = true;
+    if (!too_old && !p->disabled && !sl_list_empty(&p->waiting) &&
+        __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED) != SL_RUN_PAUSED) {
+        sl_list *n = sl_list_pop_head(&p->waiting);
+        sl_client *c = sl_container_of(n, sl_client, wait_node);
+        c->in_wait_queue = false;
+        p->n_waiting--;
+        pthread_mutex_unlock(&p->lock);
+        s->state = SL_SV_ACTIVE;
+        handoff(s, c);
+        return;
+    }
+    if (too_old || p->disabled) {
+        pthread_mutex_unlock(&p->lock);
+        s->state = SL_SV_ACTIVE;
+        sl_server_close(s, "server retired");
+        return;
+    }
+    s->state = SL_SV_IDLE;
+    s->idle_since = sl_now_us();
+    s->idle_worker = w->id;
+    /* most recently used first: keeps the hot set small and lets old ones time out */
+    sl_list_insert_head(&p->idle[w->id], &s->pool_node);
+    p->n_idle++;
+    pthread_mutex_unlock(&p->lock);
+    sl_stream_set_poll(&s->s, UV_READABLE);
+}
+
+static void handoff_detached(uv_handle_t *h)
+{
+    sl_server *s = h->data;
+    sl_msg m = {.type = SL_MSG_HANDOFF_SERVER, .server = s, .slot = s->handoff_slot, .gen = s->handoff_gen};
+    sl_worker_post(&sl_workers[s->handoff_to], &m);
+}
+
+/* Give server s (attached to the calling worker) to client c (on any worker). */
+static void handoff(sl_server *s, sl_client *c)
+{
+    sl_worker *w = s->s.w;
+    if (c->s.w == w) {
+        sl_client_got_server(c, s);
+        return;
+    }
+    s->state = SL_SV_MOVING;
+    s->handoff_to = c->s.w->id;
+    s->handoff_slot = c->slot;
+    s->handoff_gen = c->gen;
+    sl_list_remove(&s->node);
+    sl_stream_detach(&s->s, handoff_detached);
+}
+
+/* Owner side of a steal: detach our idle server and send it on. */
+void sl_pool_detach_for(sl_server *s, int to, uint32_t slot, uint32_t gen)
+{
+    if (s->state == SL_SV_CLOSING) {
+        /* it died meanwhile: the client must ask again */
+        sl_msg m = {.type = SL_MSG_WAKE_CLIENT, .slot = slot, .gen = gen};
+        sl_worker_post(&sl_workers[to], &m);
+        return;
+    }
+    s->state = SL_SV_MOVING;
+    s->handoff_to = to;
+    s->handoff_slot = slot;
+    s->handoff_gen = gen;
+    sl_list_remove(&s->node);
+    sl_stream_detach(&s->s, handoff_detached);
+}
+
+/* Arrival side of a handoff. */
+void sl_pool_arrived(sl_worker *w, sl_server *s, uint32_t slot, uint32_t gen)
+{
+    if (!sl_server_attach(s, w)) {
+        s->state = SL_SV_ACTIVE;
+        sl_server_close(s, "cannot attach");
+        return;
+    }
+    s->state = SL_SV_ACTIVE;
+    sl_client *c = sl_worker_find_client(w, slot, gen);
+    if (!c || (c->state != SL_CL_WAITING && c->state != SL_CL_WELCOME)) {
+        sl_pool_release(s);
+        return;
+    }
+    sl_client_got_server(c, s);
+}
+
+bool sl_pool_take_idle(sl_server *s)
+{
+    sl_pool *p = s->pool;
+    pthread_mutex_lock(&p->lock);
+    bool ok = s->state == SL_SV_IDLE && sl_list_linked(&s->pool_node);
+    if (ok) {
+        sl_list_remove(&s->pool_node);
+        p->n_idle--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+void sl_pool_forget_server(sl_server *s)
+{
+    sl_pool *p = s->pool;
+    pthread_mutex_lock(&p->lock);
+    if (sl_list_linked(&s->pool_node)) {
+        sl_list_remove(&s->pool_node);
+        p->n_idle--;
+    }
+    if (!s->logged_in) p->n_connecting--;
+    p->n_servers--;
+    __atomic_sub_fetch(&p->db_group->n_servers, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&p->user_group->n_servers, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&p->lock);
+    sl_pool_kick(p);
+}
+
+void sl_pool_login_failed(sl_pool *p, const char *sqlstate, const char *msg)
+{
+    pthread_mutex_lock(&p->lock);
+    p->last_login_failure = sl_now_us();
+    p->stats.server_login_failures++;
+    snprintf(p->last_login_error, sizeof(p->last_login_error), "%s", msg);
+    snprintf(p->last_login_sqlstate, sizeof(p->last_login_sqlstate), "%s", sqlstate ? sqlstate : "08006");
+    /* waiting clients learn why at once instead of waiting out query_wait_timeout */
+    sl_list failed;
+    sl_list_init(&failed);
+    if (p->n_servers == 0) {
+        while (!sl_list_empty(&p->waiting)) {
+            sl_list *n = sl_list_pop_head(&p->waiting);
+            sl_client *c = sl_container_of(n, sl_client, wait_node);
+            c->in_wait_queue = false;
+            p->n_waiting--;
+            sl_msg m = {.type = SL_MSG_WAKE_CLIENT, .slot = c->slot, .gen = c->gen};
+            sl_worker_post(&sl_workers[c->waiter_worker], &m);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+void sl_pool_set_welcome(sl_pool *p, const sl_server *s, const sl_pktbuf *other)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->have_welcome && other) {
+        sl_pb_reset(&p->welcome);
+        sl_pb_bytes(&p->welcome, other->data, other->len);
+        for (int i = 0; i < SL_NPARAMS; i++) sl_params_set(&p->welcome_params, i, s->params.v[i]);
+        p->have_welcome = !p->welcome.failed;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+void sl_pool_add_stats(sl_pool *p, const sl_pool_stats *d)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stats.xact_count += d->xact_count;
+    p->stats.query_count += d->query_count;
+    p->stats.bytes_in += d->bytes_in;
+    p->stats.bytes_out += d->bytes_out;
+    p->stats.xact_time_us += d->xact_time_us;
+    p->stats.query_time_us += d->query_time_us;
+    p->stats.wait_time_us += d->wait_time_us;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Every 100 ms from worker 0: reserve pool, min_pool_size, retries after login failures. */
+void sl_pools_tick(int64_t now)
+{
+    sl_config *cfg = sl_config_acquire();
+    pthread_mutex_lock(&pools_lock);
+    for (sl_list *n = pools.next; n != &pools; n = n->next) {
+        sl_pool *p = sl_container_of(n, sl_pool, node);
+        sl_worker *targets[16];
+        int nt = 0;
+        pthread_mutex_lock(&p->lock);
+        if (!sl_list_empty(&p->waiting)) {
+            sl_client *c = sl_container_of(p->waiting.next, sl_client, wait_node);
+            bool reserve = p->reserve_size > 0 && now - c->wait_start > cfg->reserve_pool_timeout;
+            kick_locked(p, targets, &nt, reserve);
+        }
+        bool fresh_fail = p->last_login_failure && now - p->last_login_failure < cfg->server_login_retry;
+        while (!fresh_fail && !p->disabled && p->n_servers < p->min_pool_size && can_open_locked(p, false) && nt < 16) {
+            count_new_server_locked(p);
+            targets[nt] = &sl_workers[nt % sl_nworkers];
+            nt++;
+        }
+        pthread_mutex_unlock(&p->lock);
+        run_launches(p, targets, nt);
+    }
+    pthread_mutex_unlock(&pools_lock);
+    sl_config_unref(cfg);
+}
+
+void sl_pools_foreach(void (*fn)(sl_pool *p, void *arg), void *arg)
+{
+    pthread_mutex_lock(&pools_lock);
+    for (sl_list *n = pools.next; n != &pools; n = n->next) fn(sl_container_of(n, sl_pool, node), arg);
+    pthread_mutex_unlock(&pools_lock);
+}
+
+int sl_pools_count(void)
+{
+    pthread_mutex_lock(&pools_lock);
+    int n = npools;
+    pthread_mutex_unlock(&pools_lock);
+    return n;
+}
