@@ -217,7 +217,8 @@ class Cluster:
 
     def wait_replica_caught_up(self, timeout=15):
         """Wait until the replica has replayed everything the primary has written so far."""
-        lsn = self.psql("SELECT pg_current_wal_lsn()")
+        # insert LSN, not write LSN: with synchronous_commit=off a commit may not be written yet
+        lsn = self.psql("SELECT pg_current_wal_insert_lsn()")
         wait_for(lambda: self.psql("SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn,
                                    port=self.replica_port) == "t", timeout=timeout, what="replica replay")
 

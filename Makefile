@@ -1,0 +1,89 @@
+# Makefile - the top-level commands for pgsluice.
+#
+#   make build   meson setup build (if needed) + ninja -C build
+#   make deps    install the Debian packages needed to build and test (scripts/install-deps.sh, root)
+#   make test    deps + build + unit tests (meson test) + the integration suite (pytest), run twice:
+#                the full suite with SL_WORKERS=4, then the quick `core` subset (-m core) with
+#                SL_WORKERS=1, so both the multi-worker and the single-worker pooler are covered
+#                while `make test` stays a few minutes long.
+#   make demo    deps + build + scripts/demo.sh (primary + replica + pgsluice on 127.0.0.1:6432)
+#   make asan    build-asan (ASan+UBSan, gcc), unit + integration tests against it (halt on the
+#                first error, leak detection on; the suite fails on any sanitizer report in a log)
+#   make tsan    build-tsan (TSan, clang), unit tests + the core integration subset with SL_WORKERS=4
+#   make test-pgbouncer   the integration suite against Debian's PgBouncer (validates the tests)
+#   make clean   remove build dirs and caches
+#
+# Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone").
+# The integration suite must run with Debian's /usr/bin/python3 (psycopg, asyncpg, pytest).
+
+SHELL := /bin/bash
+PY := /usr/bin/python3
+PYTEST := $(PY) -m pytest
+PYTEST_ARGS ?=
+POOLER ?= pgsluice
+ROOT := $(abspath .)
+BUILD := build
+ASAN_BUILD := build-asan
+TSAN_BUILD := build-tsan
+
+ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:print_summary=1 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:print_summary=1 \
+            LSAN_OPTIONS=print_suppressions=0
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+# integration SUITE: $(call integration,<build dir>)
+define integration
+	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=4 $(2) $(PYTEST) tests/integration $(PYTEST_ARGS)
+	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
+endef
+
+.PHONY: all build deps test unit integration demo asan tsan test-pgbouncer clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+integration: build
+	$(call integration,$(BUILD))
+
+test: deps
+	$(MAKE) --no-print-directory build
+	meson test -C $(BUILD) --print-errorlogs
+	$(call integration,$(BUILD))
+
+test-pgbouncer: deps
+	POOLER=pgbouncer $(PYTEST) tests/integration $(PYTEST_ARGS)
+
+demo: deps
+	$(MAKE) --no-print-directory build
+	scripts/demo.sh
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	$(ASAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs
+	$(call integration,$(ASAN_BUILD),$(ASAN_ENV))
+
+$(TSAN_BUILD)/build.ninja:
+	CC=clang meson setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false
+
+tsan: deps $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD)
+	$(TSAN_ENV) meson test -C $(TSAN_BUILD) --print-errorlogs
+	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(TSAN_BUILD)/pgsluice SL_WORKERS=4 $(TSAN_ENV) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) .pytest_cache
+	find tests -name __pycache__ -type d -prune -exec rm -rf {} +
