@@ -81,7 +81,6 @@ typedef struct sl_client {
     int auth_method;             /* sl_auth_type used for this login */
     uint8_t md5_salt[4];
     struct sl_scram_server *scram;
-    int pool_mode;               /* effective */
     bool admin;                  /* connected to the admin console */
     bool in_wait_queue;          /* protected by the pool lock */
     bool got_server_by_handoff;

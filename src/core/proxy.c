@@ -67,7 +67,7 @@ void sl_proxy_unlink_release(sl_server *s)
     s->last_used = now;
     s->release_pending = false;
     sl_config *cfg = sl_config_acquire();
-    bool reset = p->pool_mode == SL_POOL_SESSION || cfg->server_reset_query_always;
+    bool reset = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) == SL_POOL_SESSION || cfg->server_reset_query_always;
     sl_config_unref(cfg);
     if (reset) {
         s->setup = SL_SETUP_RESET;
@@ -94,7 +94,7 @@ void sl_proxy_server_lost_client(sl_client *c)
 
 static bool can_release(const sl_server *s, const sl_client *c)
 {
-    return s->pool->pool_mode != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
+    return __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
            c->s.msg_left == 0;
 }
 
@@ -192,7 +192,7 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
         if (s->outstanding > 0) s->outstanding--;
         if (s->outstanding == 0) c->query_start = 0;
         s->xact = status;
-        if (c->pool_mode == SL_POOL_STATEMENT && status != 'I') return false;
+        if (__atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) == SL_POOL_STATEMENT && status != 'I') return false;
         if (can_release(s, c)) s->release_pending = true;
     } else if (type == 'S') {
         sl_rd r;

@@ -58,7 +58,7 @@ static void configure_locked(sl_pool *p, const sl_config *cfg, const sl_db_def *
     p->reserve_size = pick(u ? u->reserve_pool_size : -1, pick(db->reserve_pool_size, cfg->reserve_pool_size));
     p->max_db_conns = pick(db->max_db_connections, cfg->max_db_connections);
     p->max_user_conns = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
-    p->pool_mode = pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode));
+    __atomic_store_n(&p->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)), __ATOMIC_RELAXED);
 }
 
 sl_pool *sl_pool_get(const sl_config *cfg, const char *dbname, const char *user, char *err, size_t errlen)
