@@ -287,7 +287,10 @@ void sl_client_got_server(sl_client *c, sl_server *s)
 {
     int64_t now = sl_now_us();
     if (c->wait_start) {
-        c->wait_us_total += (uint64_t)(now - c->wait_start);
+        int64_t waited = now - c->wait_start;
+        c->wait_us_total += (uint64_t)waited;
+        s->pend.wait_time_us += (uint64_t)waited;
+        sl_hist_add(&s->pend.h_wait, waited);
         c->wait_start = 0;
     }
     if (c->state == SL_CL_WELCOME) {

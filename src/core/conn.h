@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "net/stream.h"
+#include "pool/stats.h"
 #include "util/list.h"
 
 struct sl_pool;
@@ -74,6 +75,7 @@ typedef struct sl_client {
     sl_list node;                /* on its worker's client list */
     sl_list wait_node;           /* on its pool's waiting list (under the pool lock) */
     int waiter_worker;           /* for the pool: which worker owns this waiter */
+    int64_t queued_at;           /* when it joined the waiting list (pool lock) */
     sl_params params;            /* what this client expects on any server */
     char *user;
     char *dbname;
@@ -121,6 +123,7 @@ typedef struct sl_server {
     /* handoff between workers */
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
+    sl_pool_stats pend;          /* counters not yet added to the pool's */
 } sl_server;
 
 #endif

@@ -165,7 +165,12 @@ void sl_pooler_tick(sl_worker *w)
     int64_t now = sl_now_us();
     sl_list *n, *t;
     sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
-    sl_list_for_each_safe(n, t, &w->servers) sl_server_tick(sl_container_of(n, sl_server, node), now);
+    sl_list_for_each_safe(n, t, &w->servers)
+    {
+        sl_server *s = sl_container_of(n, sl_server, node);
+        if (s->state == SL_SV_ACTIVE && s->pend.query_count) sl_pool_flush_stats(s);
+        sl_server_tick(s, now);
+    }
     if (w->id == 0) sl_pools_tick(now);
     (void)stop_listening;
 }

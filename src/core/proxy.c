@@ -47,7 +47,6 @@ void sl_proxy_link(sl_client *c, sl_server *s)
 void sl_proxy_start(sl_client *c, sl_server *s)
 {
     s->state = SL_SV_ACTIVE;
-    c->xact_start = sl_now_us();
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
@@ -117,16 +116,15 @@ static bool scan_client(sl_client *c, sl_server *s)
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return false;
         }
+        s->pend.bytes_in += (uint64_t)len + 1;
         switch (type) {
         case 'Q':
         case 'F':
-            s->outstanding++;
-            c->query_start = sl_now_us();
-            break;
         case 'S':
+            if (type == 'S') s->in_batch = false;
             s->outstanding++;
-            s->in_batch = false;
-            c->query_start = sl_now_us();
+            if (!c->query_start) c->query_start = sl_now_us();
+            if (!c->xact_start) c->xact_start = c->query_start;
             break;
         case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
             s->in_batch = true;
@@ -189,11 +187,25 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
 {
     if (type == 'Z') {
         char status = blen ? (char)body[0] : 'I';
+        int64_t now = sl_now_us();
         if (s->outstanding > 0) s->outstanding--;
-        if (s->outstanding == 0) c->query_start = 0;
+        if (c->query_start) {
+            s->pend.query_count++;
+            s->pend.query_time_us += (uint64_t)(now - c->query_start);
+            sl_hist_add(&s->pend.h_query, now - c->query_start);
+            c->query_start = s->outstanding > 0 ? now : 0;
+        }
+        if (status == 'I' && c->xact_start) {
+            s->pend.xact_count++;
+            s->pend.xact_time_us += (uint64_t)(now - c->xact_start);
+            sl_hist_add(&s->pend.h_xact, now - c->xact_start);
+            c->xact_start = 0;
+        }
         s->xact = status;
         if (__atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) == SL_POOL_STATEMENT && status != 'I') return false;
         if (can_release(s, c)) s->release_pending = true;
+    } else if (type == 'E') {
+        s->pend.errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]++;
     } else if (type == 'S') {
         sl_rd r;
         sl_rd_init(&r, body, blen);
@@ -238,7 +250,8 @@ static bool scan_server(sl_server *s, sl_client *c)
             sl_server_close(s, "invalid message length from server");
             return false;
         }
-        if (type == 'Z' || type == 'S') {
+        s->pend.bytes_out += (uint64_t)len + 1;
+        if (type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX)) {
             if (len > SMALL_MSG_MAX) {
                 sl_server_close(s, "oversized message from server");
                 return false;

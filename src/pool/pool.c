@@ -235,6 +235,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
         return SL_ACQ_GOT;
     }
     c->waiter_worker = me;
+    c->queued_at = sl_now_us();
     c->in_wait_queue = true;
     sl_list_insert_tail(&p->waiting, &c->wait_node);
     p->n_waiting++;
@@ -266,6 +267,7 @@ void sl_pool_release(sl_server *s)
     s->client = NULL;
     s->release_pending = false;
     pthread_mutex_lock(&p->lock);
+    sl_stats_drain(&p->stats, &s->pend);
     bool too_old = false;
     if (s->close_after_release) too_old = true;
     if (!too_old && !p->disabled && !sl_list_empty(&p->waiting) &&
@@ -375,6 +377,7 @@ void sl_pool_forget_server(sl_server *s)
     }
     if (!s->logged_in) p->n_connecting--;
     p->n_servers--;
+    sl_stats_drain(&p->stats, &s->pend);
     __atomic_sub_fetch(&p->db_group->n_servers, 1, __ATOMIC_RELAXED);
     __atomic_sub_fetch(&p->user_group->n_servers, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&p->lock);
@@ -416,16 +419,11 @@ void sl_pool_set_welcome(sl_pool *p, const sl_server *s, const sl_pktbuf *other)
     pthread_mutex_unlock(&p->lock);
 }
 
-void sl_pool_add_stats(sl_pool *p, const sl_pool_stats *d)
+void sl_pool_flush_stats(sl_server *s)
 {
+    sl_pool *p = s->pool;
     pthread_mutex_lock(&p->lock);
-    p->stats.xact_count += d->xact_count;
-    p->stats.query_count += d->query_count;
-    p->stats.bytes_in += d->bytes_in;
-    p->stats.bytes_out += d->bytes_out;
-    p->stats.xact_time_us += d->xact_time_us;
-    p->stats.query_time_us += d->query_time_us;
-    p->stats.wait_time_us += d->wait_time_us;
+    sl_stats_drain(&p->stats, &s->pend);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -441,7 +439,7 @@ void sl_pools_tick(int64_t now)
         pthread_mutex_lock(&p->lock);
         if (!sl_list_empty(&p->waiting)) {
             sl_client *c = sl_container_of(p->waiting.next, sl_client, wait_node);
-            bool reserve = p->reserve_size > 0 && now - c->wait_start > cfg->reserve_pool_timeout;
+            bool reserve = p->reserve_size > 0 && now - c->queued_at > cfg->reserve_pool_timeout;
             kick_locked(p, targets, &nt, reserve);
         }
         bool fresh_fail = p->last_login_failure && now - p->last_login_failure < cfg->server_login_retry;

@@ -12,14 +12,11 @@
 #include "config/config.h"
 #include "core/conn.h"
 #include "net/worker.h"
+#include "pool/stats.h"
 #include "proto/pkt.h"
 #include "util/list.h"
 
-typedef struct sl_pool_stats {
-    uint64_t xact_count, query_count, bytes_in, bytes_out;
-    uint64_t xact_time_us, query_time_us, wait_time_us;
-    uint64_t server_connects, server_login_failures, client_logins, errors;
-} sl_pool_stats;
+
 
 /* Accounting shared by all pools of one database (max_db_connections) or one user. */
 typedef struct sl_limit_group {
@@ -98,7 +95,8 @@ void sl_pools_tick(int64_t now);
 bool sl_pool_take_idle(sl_server *s);
 
 void sl_pool_set_welcome(sl_pool *p, const sl_server *s, const sl_pktbuf *other_params);
-void sl_pool_add_stats(sl_pool *p, const sl_pool_stats *d);
+/* Move a server's collected counters into its pool (takes the lock). */
+void sl_pool_flush_stats(sl_server *s);
 
 /* Iterate pools (admin/stats): calls fn for each pool with the pool list lock held. */
 /* Cross-worker handoff of a server (mailbox handlers). */

@@ -1,0 +1,57 @@
+/* stats.c - histogram buckets and counter arithmetic for pool statistics. */
+#include "pool/stats.h"
+
+#include <string.h>
+
+const int64_t sl_hist_bounds_us[SL_HIST_NBOUNDS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000, 30000000,
+};
+
+#define SL_CLASS_NAME(c) c,
+const char *const sl_error_class_names[SL_NERRCLASS] = {SL_ERROR_CLASSES(SL_CLASS_NAME) "other"};
+
+int sl_error_class_index(const char *sqlstate)
+{
+    if (!sqlstate || strlen(sqlstate) < 2) return SL_NERRCLASS - 1;
+    for (int i = 0; i < SL_NERRCLASS - 1; i++)
+        if (sqlstate[0] == sl_error_class_names[i][0] && sqlstate[1] == sl_error_class_names[i][1]) return i;
+    return SL_NERRCLASS - 1;
+}
+
+void sl_hist_add(sl_hist *h, int64_t us)
+{
+    if (us < 0) us = 0;
+    int i = 0;
+    while (i < SL_HIST_NBOUNDS && us > sl_hist_bounds_us[i]) i++;
+    h->count[i]++;
+    h->sum_us += (uint64_t)us;
+}
+
+void sl_hist_merge(sl_hist *dst, const sl_hist *src)
+{
+    for (int i = 0; i < SL_HIST_BUCKETS; i++) dst->count[i] += src->count[i];
+    dst->sum_us += src->sum_us;
+}
+
+void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
+{
+    dst->xact_count += src->xact_count;
+    dst->query_count += src->query_count;
+    dst->bytes_in += src->bytes_in;
+    dst->bytes_out += src->bytes_out;
+    dst->xact_time_us += src->xact_time_us;
+    dst->query_time_us += src->query_time_us;
+    dst->wait_time_us += src->wait_time_us;
+    dst->server_connects += src->server_connects;
+    dst->server_login_failures += src->server_login_failures;
+    dst->client_logins += src->client_logins;
+    for (int i = 0; i < SL_NERRCLASS; i++) dst->errors[i] += src->errors[i];
+    dst->prepares += src->prepares;
+    dst->prepare_hits += src->prepare_hits;
+    dst->prepare_evictions += src->prepare_evictions;
+    sl_hist_merge(&dst->h_xact, &src->h_xact);
+    sl_hist_merge(&dst->h_query, &src->h_query);
+    sl_hist_merge(&dst->h_wait, &src->h_wait);
+    memset(src, 0, sizeof(*src));
+}
