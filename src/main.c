@@ -66,30 +66,6 @@ static void cleanup_and_exit(int code)
     _exit(code);
 }
 
-static void set_run_state(sl_run_state st)
-{
-    __atomic_store_n(&sl_run_state_v, (int)st, __ATOMIC_RELAXED);
-    sl_worker_broadcast(SL_MSG_CONFIG);
-}
-
-static void reload(void)
-{
-    char err[512];
-    sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
-    if (!cfg) {
-        sl_log_error("RELOAD failed, keeping the running configuration: %s", err);
-        return;
-    }
-    sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose,
-                 g_quiet);
-    sl_config_set_current(cfg);
-    sl_config *cur = sl_config_acquire();
-    sl_pools_reconfigure(cur);
-    sl_config_unref(cur);
-    sl_worker_broadcast(SL_MSG_CONFIG);
-    sl_log_info("configuration reloaded from %s", g_config_path);
-}
-
 typedef struct { int active, connecting; } busy_count;
 static void count_busy(sl_pool *p, void *arg)
 {
@@ -119,17 +95,17 @@ static void on_signal(uv_signal_t *h, int signum)
     switch (signum) {
     case SIGHUP:
         sl_log_reopen();
-        reload();
+        sl_pooler_reload(NULL, 0);
         break;
     case SIGINT:
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
         sl_log_info("got SIGINT, shutting down after running transactions finish");
-        set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
+        sl_pooler_set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
         break;
     case SIGTERM:
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
         sl_log_info("got SIGTERM, shutting down once all clients have left");
-        set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
+        sl_pooler_set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
         break;
     case SIGQUIT:
         sl_log_info("got SIGQUIT, shutting down now");
@@ -137,11 +113,11 @@ static void on_signal(uv_signal_t *h, int signum)
         break;
     case SIGUSR1:
         sl_log_info("got SIGUSR1, pausing");
-        if (rs == SL_RUN_NORMAL) set_run_state(SL_RUN_PAUSED);
+        if (rs == SL_RUN_NORMAL) sl_pooler_set_run_state(SL_RUN_PAUSED);
         break;
     case SIGUSR2:
         sl_log_info("got SIGUSR2, resuming");
-        if (rs == SL_RUN_PAUSED) set_run_state(SL_RUN_NORMAL);
+        if (rs == SL_RUN_PAUSED) sl_pooler_set_run_state(SL_RUN_NORMAL);
         break;
     }
 }
@@ -220,6 +196,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose, g_quiet);
+    sl_pooler_set_startup_options(g_config_path, g_verbose, g_quiet);
     if (!run_user && cfg->user && *cfg->user) run_user = cfg->user;
     sl_config_set_current(cfg);
     cfg = sl_config_acquire();

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "auth/random.h"
 #include "core/client_auth.h"
 #include "core/pooler.h"
@@ -169,6 +170,12 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
+    if (sl_admin_is_db(c->dbname)) {
+        c->admin = true;
+        c->state = SL_CL_AUTH;
+        sl_client_auth_start(c);
+        return true;
+    }
     char err[256];
     c->pool = sl_pool_get(c->cfg, c->dbname, c->user, err, sizeof(err));
     if (!c->pool) {
@@ -251,6 +258,11 @@ static void send_welcome(sl_client *c)
 /* Called by client_auth.c once the password checked out. */
 void sl_client_auth_done(sl_client *c)
 {
+    if (c->admin) {
+        sl_pb_auth(&c->s.out, 0, NULL, 0);
+        sl_admin_login(c);
+        return;
+    }
     sl_pool *p = c->pool;
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     pthread_mutex_lock(&p->lock);
@@ -364,7 +376,10 @@ void sl_client_on_event(sl_client *c, int events)
     switch (c->state) {
     case SL_CL_LOGIN: handle_login(c); break;
     case SL_CL_AUTH: sl_client_auth_input(c); break;
-    case SL_CL_IDLE: sl_client_idle_input(c); break;
+    case SL_CL_IDLE:
+        if (c->admin) sl_admin_input(c);
+        else sl_client_idle_input(c);
+        break;
     case SL_CL_WELCOME:
     case SL_CL_WAITING:
         sl_stream_set_poll(s, 0); /* keep it buffered until a server comes */

@@ -125,6 +125,7 @@ static void remember_scram_keys(sl_client *c)
 {
     const char *pw = stored_password(c);
     sl_scram_secret sec;
+    if (!c->pool) return;
     if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return;
     sl_pool *p = c->pool;
     pthread_mutex_lock(&p->lock);

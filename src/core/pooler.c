@@ -3,6 +3,8 @@
 #include "core/pooler.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,52 @@
 int sl_run_state_v;
 uint64_t sl_conn_counter;
 int sl_total_clients;
+
+static const char *g_config_path;
+static int g_verbose, g_quiet;
+
+void sl_pooler_set_startup_options(const char *config_path, int verbose, int quiet)
+{
+    g_config_path = config_path;
+    g_verbose = verbose;
+    g_quiet = quiet;
+}
+
+void sl_pooler_set_run_state(sl_run_state st)
+{
+    __atomic_store_n(&sl_run_state_v, (int)st, __ATOMIC_RELAXED);
+    sl_worker_broadcast(SL_MSG_CONFIG);
+}
+
+/* Re-read the config file; a broken file is refused and the running config stays. */
+bool sl_pooler_reload(char *errbuf, size_t errlen)
+{
+    static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+    char err[512];
+    pthread_mutex_lock(&reload_lock);
+    sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
+    if (!cfg) {
+        pthread_mutex_unlock(&reload_lock);
+        sl_log_error("RELOAD failed, keeping the running configuration: %s", err);
+        if (errbuf) snprintf(errbuf, errlen, "%s", err);
+        return false;
+    }
+    sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose, g_quiet);
+    sl_pooler_apply_config(cfg);
+    pthread_mutex_unlock(&reload_lock);
+    sl_log_info("configuration reloaded from %s", g_config_path);
+    return true;
+}
+
+/* Make cfg the running config (takes over the caller's reference) and tell pools and workers. */
+void sl_pooler_apply_config(sl_config *cfg)
+{
+    sl_config_set_current(cfg);
+    sl_config *cur = sl_config_acquire();
+    sl_pools_reconfigure(cur);
+    sl_config_unref(cur);
+    sl_worker_broadcast(SL_MSG_CONFIG);
+}
 
 static int listen_fds[SL_MAX_LISTEN];
 static bool listen_is_unix[SL_MAX_LISTEN];
@@ -163,6 +211,12 @@ void sl_pooler_handle_msg(sl_worker *w, sl_msg *m)
 void sl_pooler_tick(sl_worker *w)
 {
     int64_t now = sl_now_us();
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        uint64_t us = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                      (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+        __atomic_store_n(&w->stats.cpu_us, us, __ATOMIC_RELAXED);
+    }
     sl_list *n, *t;
     sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
     sl_list_for_each_safe(n, t, &w->servers)

@@ -51,6 +51,10 @@ void sl_cancel_on_event(sl_stream *st, int events);
 void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key);
 
 /* pooler.c */
+void sl_pooler_set_startup_options(const char *config_path, int verbose, int quiet);
+void sl_pooler_set_run_state(sl_run_state st);
+bool sl_pooler_reload(char *err, size_t errlen);
+void sl_pooler_apply_config(sl_config *cfg);
 bool sl_pooler_listen(const sl_config *cfg);
 void sl_pooler_close_listeners(void);
 void sl_pooler_set_buf_size(int n);

@@ -43,6 +43,7 @@ typedef struct sl_msg {
 typedef struct sl_worker_stats {
     uint64_t clients_accepted;
     uint64_t events;
+    uint64_t cpu_us;        /* this thread's user+system CPU time, refreshed every tick */
 } sl_worker_stats;
 
 typedef struct sl_worker {
