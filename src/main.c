@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "core/pooler.h"
+#include "http/http.h"
 #include "pool/pool.h"
 #include "util/log.h"
 
@@ -60,6 +61,7 @@ static void write_pidfile(const char *path)
 
 static void cleanup_and_exit(int code)
 {
+    sl_http_stop();
     if (g_pidfile) unlink(g_pidfile);
     if (g_unix_socket) unlink(g_unix_socket);
     sl_log_info("pgsluice stopped");
@@ -224,6 +226,7 @@ int main(int argc, char **argv)
     uv_timer_start(&g_watch, watch_cb, 100, 100);
 
     if (!sl_workers_start(cfg->workers)) return 1;
+    if (!sl_http_start(cfg)) return 1;
     sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
                 sl_pool_mode_name(cfg->pool_mode));
     sl_config_unref(cfg);

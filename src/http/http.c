@@ -1,0 +1,179 @@
+/* http.c - the HTTP server: libmicrohttpd with its own polling threads, the route table, the
+ * bearer-token check and the error answers (404, 405, 401). Pages live in health.c, metrics.c
+ * and tables.c; they only read snapshots (see snapshot.c), so the proxy path is never slowed. */
+#include "http/http.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/routes.h"
+#include "util/log.h"
+
+#define HTTP_THREADS 2
+#define HTTP_MAX_CONNS 64
+#define HTTP_CONN_TIMEOUT_S 10
+
+static struct MHD_Daemon *g_daemon;
+
+static const struct {
+    const char *path;
+    sl_http_page page;
+} routes[] = {
+    {"/", sl_page_health},       {"/health", sl_page_health}, {"/live", sl_page_live},
+    {"/ready", sl_page_ready},   {"/metrics", sl_page_metrics}, {"/pools", sl_page_pools},
+    {"/stats", sl_page_stats},
+};
+
+static const char *lookup_arg(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const char *ctype, sl_tb *body,
+                                 const char *extra_header, const char *extra_value)
+{
+    if (body->failed) {
+        sl_tb_free(body);
+        sl_tb_put(body, "out of memory\n");
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        ctype = SL_CT_TEXT;
+    }
+    size_t len;
+    char *data = sl_tb_take(body, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data ? data : "", data ? MHD_RESPMEM_MUST_FREE
+                                                                                        : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (extra_header) MHD_add_response_header(resp, extra_header, extra_value);
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const char *msg, const char *extra_header,
+                                  const char *extra_value)
+{
+    sl_tb b;
+    sl_tb_init(&b);
+    sl_tb_put(&b, "{\"error\":");
+    sl_tb_json_str(&b, msg);
+    sl_tb_put(&b, "}\n");
+    return send_body(conn, status, SL_CT_JSON, &b, extra_header, extra_value);
+}
+
+/* Constant-time comparison, so the token cannot be guessed byte by byte from timings. */
+static bool token_equal(const char *given, const char *want)
+{
+    size_t gl = strlen(given), wl = strlen(want);
+    unsigned diff = gl != wl;
+    for (size_t i = 0; i < wl; i++) diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? given[i] : 0);
+    return diff == 0;
+}
+
+static bool authorized(struct MHD_Connection *conn)
+{
+    sl_config *cfg = sl_config_acquire();
+    bool ok = true;
+    if (cfg->http_token && *cfg->http_token) {
+        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        ok = h && !strncasecmp(h, "Bearer ", 7) && token_equal(h + 7, cfg->http_token);
+    }
+    sl_config_unref(cfg);
+    return ok;
+}
+
+static sl_http_page find_page(const char *url)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (!strcmp(url, routes[i].path)) return routes[i].page;
+    return NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+    (void)cls, (void)version, (void)upload;
+    if (!*req_cls) { /* first call: headers only; answer on the next call, once any body is read */
+        *req_cls = conn;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0; /* bodies are ignored: every page is GET-only */
+        return MHD_YES;
+    }
+    if (!authorized(conn))
+        return send_error(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                          "Bearer realm=\"pgsluice\"");
+    sl_http_page page = find_page(url);
+    if (!page) return send_error(conn, MHD_HTTP_NOT_FOUND, "no such path", NULL, NULL);
+    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+        return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are supported", MHD_HTTP_HEADER_ALLOW,
+                          "GET, HEAD");
+    sl_http_req r = {.arg = lookup_arg, .ctx = conn, .content_type = SL_CT_JSON};
+    sl_tb body;
+    sl_tb_init(&body);
+    int status = page(&r, &body);
+    return send_body(conn, status, r.content_type, &body, NULL, NULL);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    sl_log_debug("http: %s", msg);
+}
+
+static bool resolve(const char *addr, int port, struct sockaddr_storage *ss)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (!strcmp(addr, "*")) addr = NULL;
+    int rc = getaddrinfo(addr && *addr ? addr : NULL, portstr, &hints, &res);
+    if (rc != 0 || !res) {
+        sl_log_error("http: cannot resolve http_listen_addr %s: %s", addr ? addr : "*", gai_strerror(rc));
+        return false;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return true;
+}
+
+bool sl_http_start(const sl_config *cfg)
+{
+    if (cfg->http_port <= 0 || g_daemon) return true;
+    struct sockaddr_storage ss = {0};
+    if (!resolve(cfg->http_listen_addr, cfg->http_port, &ss)) return false;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO;
+    if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    g_daemon = MHD_start_daemon(flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, NULL,
+                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
+                                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (!g_daemon) {
+        sl_log_error("http: cannot listen on %s:%d", cfg->http_listen_addr, cfg->http_port);
+        return false;
+    }
+    sl_log_info("http: monitoring endpoint on http://%s:%d/", cfg->http_listen_addr, cfg->http_port);
+    return true;
+}
+
+void sl_http_stop(void)
+{
+    if (!g_daemon) return;
+    MHD_stop_daemon(g_daemon);
+    g_daemon = NULL;
+}
