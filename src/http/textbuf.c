@@ -1,7 +1,6 @@
 /* textbuf.c - growable text buffer with JSON and Prometheus escaping (HTTP bodies). */
 #include "http/textbuf.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +102,7 @@ void sl_tb_prom_label(sl_tb *b, const char *s)
 
 void sl_tb_num(sl_tb *b, double v)
 {
-    if (!isfinite(v)) v = 0;
-    if (v == floor(v) && fabs(v) < 1e15) sl_tb_printf(b, "%.0f", v);
+    if (v != v || v > 1e300 || v < -1e300) v = 0; /* NaN and infinities are not valid JSON */
+    if (v > -1e15 && v < 1e15 && v == (double)(long long)v) sl_tb_printf(b, "%lld", (long long)v);
     else sl_tb_printf(b, "%.9g", v);
 }
