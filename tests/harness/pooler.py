@@ -160,6 +160,10 @@ class Pooler:
             "auth_file": self.userlist_path,
             "admin_users": "postgres",
         }
+        if self.kind == "pgsluice":
+            # Its HTTP endpoint defaults to port 8081: off unless a test sets http_port (several
+            # poolers run at once and would collide).
+            fixed["http_port"] = 0
         body = _merge(fixed, settings)
         verbatim_keys = set()
         if self.verbatim:
