@@ -66,6 +66,9 @@ BUG_PATTERNS = re.compile(r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|Undef
                           r"runtime error:|Segmentation fault|double free|stack smashing")
 
 
+PROBLEM_LINE = re.compile(r"\b(WARNING|ERROR|FATAL|PANIC)\b")
+
+
 class PoolerError(Exception):
     pass
 
@@ -122,7 +125,7 @@ class Pooler:
     _counter = 0
 
     def __init__(self, cluster, base_dir, settings=None, dbs=None, users=None, user_settings=None,
-                 verbatim=None, kind=None):
+                 verbatim=None, kind=None, args=None):
         Pooler._counter += 1
         self.cluster = cluster
         self.kind = kind or pooler_kind()
@@ -139,6 +142,10 @@ class Pooler:
         self.users = _merge(default_userlist(cluster), users)
         self.user_settings = user_settings or {}
         self.verbatim = verbatim
+        self.args = list(args or [])  # command-line options before the config path, e.g. ["-d"]
+        self.daemon = "-d" in self.args
+        self._daemon_pid = None
+        self._stopped = False
         self.proc = None
         self.returncode = None
         self.started_at = None
@@ -189,26 +196,53 @@ class Pooler:
     # ---- lifecycle ----
     def command(self):
         binary = pooler_binary(self.kind)
-        return [binary] + shlex.split(os.environ.get("SL_ARGS", "")) + [self.ini_path]
+        return [binary] + shlex.split(os.environ.get("SL_ARGS", "")) + self.args + [self.ini_path]
 
-    def start(self, timeout=15):
+    def _popen_kwargs(self):
+        # PgBouncer refuses to run as root: start it as the postgres OS user, unless the test passes
+        # -u (then it starts as root and switches user itself).
+        if self.kind == "pgbouncer" and "-u" not in self.args:
+            return as_postgres_kwargs()
+        return {}
+
+    def start(self, timeout=15, attempts=3):
+        """Write the config, start the pooler, wait until it accepts TCP connections. Retries on a
+        new port if the chosen one was taken meanwhile. Raises PoolerError with the log tail."""
         binary = pooler_binary(self.kind)
         if not os.access(binary, os.X_OK):
             raise PoolerError("pooler binary %s is missing or not executable (POOLER=%s; run `make build` "
                               "or set SL_BIN)" % (binary, self.kind))
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except PoolerError:
+                if attempt + 1 == attempts or "already in use" not in self.log_text():
+                    raise
+                self.port = free_port()
+                self.proc = self.returncode = self._daemon_pid = None
+
+    def _start_once(self, timeout):
         self.write_config()
-        self._log_file = open(self.log_path, "ab")
-        kwargs = as_postgres_kwargs() if self.kind == "pgbouncer" else {}
+        if self._log_file is None:
+            self._log_file = open(self.log_path, "ab")
         self.started_at = time.time()
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True, **kwargs)
+                                     stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True,
+                                     **self._popen_kwargs())
         deadline = time.monotonic() + timeout
         while True:
-            if self.proc.poll() is not None:
+            if self.daemon:
+                if self._daemon_pid is None and self.proc.poll() is not None:
+                    if self.proc.returncode != 0:
+                        self.returncode = self.proc.returncode
+                        raise PoolerError("%s -d exited with code %s\n%s"
+                                          % (self.kind, self.returncode, self.describe()))
+                    self._daemon_pid = self._read_pidfile()
+            elif self.proc.poll() is not None:
                 self.returncode = self.proc.returncode
                 raise PoolerError("%s exited with code %s before accepting connections\n%s"
                                   % (self.kind, self.returncode, self.describe()))
-            if port_is_open(self.port, timeout=0.2):
+            if (not self.daemon or self._daemon_pid) and port_is_open(self.port, timeout=0.2):
                 return self
             if time.monotonic() > deadline:
                 self.stop()
@@ -216,16 +250,30 @@ class Pooler:
                                   % (self.kind, HOST, self.port, timeout, self.describe()))
             time.sleep(0.05)
 
+    def _read_pidfile(self):
+        path = self.settings.get("pidfile")
+        if not path:
+            raise PoolerError("-d needs a pidfile setting so the harness can find the daemon")
+        try:
+            with open(path) as f:
+                return int(f.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
     @property
     def pid(self):
+        if self.daemon:
+            return self._daemon_pid
         return self.proc.pid if self.proc else None
 
     def alive(self):
+        if self.daemon:
+            return self._daemon_pid is not None and _pid_running(self._daemon_pid)
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig):
         if self.alive():
-            os.kill(self.proc.pid, sig)
+            os.kill(self.pid, sig)
 
     def reload(self, new_settings=None, extra_lines=None, wait=0.5):
         """Merge new_settings (None values delete) into the config, rewrite the ini (plus any raw
@@ -237,36 +285,60 @@ class Pooler:
         self.signal(signal.SIGHUP)
         time.sleep(wait)
 
-    def stop(self, timeout=5.0):
-        """SIGINT; after `timeout` s SIGTERM; 3 s later SIGKILL. Returns the exit code. Records
-        problems (died early, ignored SIGINT, non-zero exit, sanitizer report) in stop_problems."""
-        if self.proc is None:
+    def _wait_gone(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def wait_exit(self, timeout=10.0):
+        """For a test that made the pooler exit on purpose: wait for the exit and return the exit
+        code (None: still running after `timeout`, or a daemon). Later stop() calls do nothing."""
+        if not self._wait_gone(timeout):
             return None
-        if self.returncode is None:
-            if self.proc.poll() is not None:
-                self.stop_problems.append("%s exited by itself during the test (code %s)"
-                                          % (self.kind, _describe_code(self.proc.returncode)))
+        self._stopped = True
+        if not self.daemon:
+            self.returncode = self.proc.wait()
+        m = BUG_PATTERNS.search(self.log_text())
+        if m:
+            self.stop_problems.append("the pooler log reports a bug: %r" % m.group(0))
+        return self.returncode
+
+    def stop(self, timeout=5.0):
+        """SIGINT; after `timeout` s SIGTERM; 3 s later SIGKILL. Returns the exit code (None for a
+        daemon). Records problems (died early, ignored SIGINT, non-zero exit, sanitizer report) in
+        stop_problems."""
+        if self.proc is None or self._stopped:
+            return self.returncode
+        self._stopped = True
+        if self.returncode is None and self.pid is not None:
+            if not self.alive():
+                code = "unknown" if self.daemon else _describe_code(self.proc.returncode)
+                self.stop_problems.append("%s exited by itself during the test (code %s)" % (self.kind, code))
             else:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
+                self.signal(signal.SIGINT)
+                if not self._wait_gone(timeout):
                     self.stop_problems.append("%s did not exit within %ss of SIGINT" % (self.kind, timeout))
-                    self.proc.terminate()
-                    try:
-                        self.proc.wait(3)
-                    except subprocess.TimeoutExpired:
-                        self.proc.kill()
-                        self.proc.wait(5)
-                if self.proc.returncode != 0 and not self.stop_problems:
+                    self.signal(signal.SIGTERM)
+                    if not self._wait_gone(3):
+                        self.signal(signal.SIGKILL)
+                        self._wait_gone(5)
+                if not self.daemon and self.proc.returncode != 0 and not self.stop_problems:
                     self.stop_problems.append("%s exited with code %s after SIGINT"
                                               % (self.kind, _describe_code(self.proc.returncode)))
-            self.returncode = self.proc.returncode
+        if not self.daemon:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.returncode = self.proc.wait()
+        else:
+            self.proc.wait()
+            self.returncode = 0 if not self.stop_problems else None
         if self._log_file:
             self._log_file.close()
             self._log_file = None
-        text = self.log_text()
-        m = BUG_PATTERNS.search(text)
+        m = BUG_PATTERNS.search(self.log_text())
         if m:
             self.stop_problems.append("the pooler log reports a bug: %r" % m.group(0))
         return self.returncode
@@ -288,19 +360,52 @@ class Pooler:
         return "postgresql://%s:%s@%s:%d/%s" % (user, password, self.host, self.port, db)
 
     # ---- logs ----
+    def _log_paths(self):
+        """stdout/stderr capture, plus the `logfile` setting's file when there is one (a daemon
+        writes only there)."""
+        paths = [self.log_path]
+        lf = self.settings.get("logfile")
+        if lf and os.path.abspath(lf) != self.log_path:
+            paths.append(lf)
+        return paths
+
     def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        out = []
+        for path in self._log_paths():
+            try:
+                with open(path, "rb") as f:
+                    out.append(f.read().decode("utf-8", "replace"))
+            except OSError:
+                pass
+        return "".join(out)
 
     def log_tail(self, lines=60):
-        return tail(self.log_path, lines)
+        return "\n".join(t for t in (tail(p, lines) for p in self._log_paths()) if t)
+
+    def log_problems(self, limit=40):
+        """The first log lines that report a problem (WARNING/ERROR/FATAL/PANIC or a sanitizer)."""
+        hits = [ln for ln in self.log_text().splitlines()
+                if PROBLEM_LINE.search(ln) or BUG_PATTERNS.search(ln)]
+        return hits[:limit]
 
     def describe(self, lines=60):
-        return ("--- %s (pid %s, port %d, config %s) log tail ---\n%s\n--- end of log ---"
-                % (self.kind, self.pid, self.port, self.ini_path, self.log_tail(lines)))
+        """Identity, the log's problem lines and its tail: what a failing test prints."""
+        head = "--- %s (pid %s, port %d, config %s) ---" % (self.kind, self.pid, self.port, self.ini_path)
+        problems = self.log_problems()
+        parts = [head]
+        if problems:
+            parts += ["--- log lines reporting problems (first %d) ---" % len(problems)] + problems
+        parts += ["--- log tail (%d lines) ---" % lines, self.log_tail(lines), "--- end of log ---"]
+        return "\n".join(parts)
+
+
+def _pid_running(pid):
+    """True while pid exists and is not a zombie (a daemon's parent here may never reap it)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _describe_code(code):

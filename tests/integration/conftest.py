@@ -2,7 +2,8 @@
 
   cluster   (session)  a PostgreSQL 15 primary + streaming replica (harness.cluster.Cluster)
   pooler    (function) factory: pooler(settings=None, dbs=None, users=None, user_settings=None,
-                       verbatim=None) -> a started harness.pooler.Pooler; all are stopped after
+                       verbatim=None, args=None, start=True) -> a started harness.pooler.Pooler
+                       (start=False: configure p.settings first, then p.start()); all are stopped after
                        the test, and the test errors if one crashed, ignored SIGINT or logged a
                        sanitizer report.
   direct    (function) factory: direct(db="postgres") -> superuser psycopg connection to the primary
@@ -62,9 +63,9 @@ def pooler(cluster, session_dir, request):
     made = []
     request.node._sl_poolers = made
 
-    def factory(settings=None, dbs=None, users=None, user_settings=None, verbatim=None, start=True):
+    def factory(settings=None, dbs=None, users=None, user_settings=None, verbatim=None, args=None, start=True):
         p = Pooler(cluster, session_dir, settings=settings, dbs=dbs, users=users,
-                   user_settings=user_settings, verbatim=verbatim)
+                   user_settings=user_settings, verbatim=verbatim, args=args)
         made.append(p)
         if start:
             p.start()
