@@ -138,3 +138,27 @@ def test_timezone_startup_parameter_kept_per_client_across_server_switches(poole
     assert len(pids) == 1, "expected both clients on the one server connection, saw %r" % pids
     assert set(seen["a"]) == {"UTC"}, seen["a"]
     assert set(seen["b"]) == {"America/New_York"}, seen["b"]
+
+
+def test_libpq_pgtz_timezone_kept_per_client_across_server_switches(pooler, monkeypatch):
+    # libpq sends PGTZ as a lowercase `timezone` startup parameter: the pooler must treat it as the
+    # TimeZone it tracks (names of startup parameters are case-insensitive).
+    p = pooler({"default_pool_size": 1})
+    conns = {}
+    for tz in ("UTC", "Asia/Tokyo"):
+        monkeypatch.setenv("PGTZ", tz)
+        conns[tz] = clients.connect(p)
+    monkeypatch.delenv("PGTZ")
+    try:
+        seen = {tz: set() for tz in conns}
+        pids = set()
+        for _ in range(15):
+            for tz, c in conns.items():
+                row = c.execute("SELECT current_setting('TimeZone'), pg_backend_pid()").fetchone()
+                seen[tz].add(row[0])
+                pids.add(row[1])
+    finally:
+        for c in conns.values():
+            c.close()
+    assert len(pids) == 1, pids
+    assert seen == {"UTC": {"UTC"}, "Asia/Tokyo": {"Asia/Tokyo"}}
