@@ -274,7 +274,8 @@ void sl_client_auth_done(sl_client *c)
         send_welcome(c);
         return;
     }
-    /* learn the server's parameters from a real server first */
+    /* learn the server's parameters from a real server first (query_wait_timeout counts from now) */
+    c->request_time = c->wait_start = sl_now_us();
     c->state = SL_CL_WELCOME;
     client_flush_out(c);
     sl_client_wake(c);
