@@ -76,7 +76,7 @@ def test_pool_never_opens_more_than_pool_size_server_connections(pooler, direct)
     def watch():
         while not stop.is_set():
             n = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND datname = 'appdb' "
-                                "AND backend_start >= to_timestamp(%s)", (p.started_at - 1,)).fetchone()[0]
+                                "AND backend_start >= to_timestamp(%s)", (p.started_at,)).fetchone()[0]
             peak[0] = max(peak[0], n)
             time.sleep(0.02)
 
