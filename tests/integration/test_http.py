@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from harness import clients
-from harness.util import HOST, free_port, wait_for
+from harness.util import HOST, free_port, port_is_open, wait_for
 
 pytestmark = pytest.mark.pgsluice_only
 
@@ -40,6 +40,8 @@ def http_pooler(pooler, settings=None, **kw):
     port = free_port()
     p = pooler(dict(settings or {}, http_port=port), **kw)
     p.http_port = port
+    # the harness waits for the PostgreSQL port; the HTTP server starts just after the workers
+    wait_for(lambda: port_is_open(port), timeout=10, what="the HTTP port")
     return p
 
 
@@ -74,8 +76,9 @@ def test_health_serves_the_guide_document_with_structured_pool_details(pooler):
     assert doc["databases"] == len(p.dbs)
     pool = pool_detail(doc, "appdb")
     assert pool is not None, doc["pool_details"]
-    assert pool["pool_mode"] == "transaction" and pool["pool_size"] == 5
-    assert pool["sv_idle"] + pool["sv_used"] >= 1 and pool["cl_waiting"] == 0
+    assert pool["pool_mode"] == "transaction" and pool["pool_size"] == 5 and pool["cl_waiting"] == 0
+    wait_for(lambda: (lambda d: d["sv_idle"] + d["sv_used"] >= 1)(pool_detail(get_json(p.http_port, "/health")[1], "appdb")),
+             timeout=5, what="the server back in the idle list")
     assert all(b["reachable"] for b in doc["backends"]), doc["backends"]
     assert any("replica lag" in r for r in doc["rules"]["not_checked"])
 

@@ -1,0 +1,141 @@
+"""GET /metrics: Prometheus text format (promtool clean, escaped labels) and counters that match
+what a pgbench run did: N transactions by C clients grow the transaction histogram by exactly N*C."""
+import os
+import re
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from harness import clients
+from harness.util import HOST, wait_for
+from test_http import get_json, http_get, http_pooler
+
+pytestmark = pytest.mark.pgsluice_only
+
+PROM_CT = "text/plain; version=0.0.4; charset=utf-8"
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+
+
+def _unescape(v):
+    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
+
+
+def parse_metrics(text):
+    """{(name, ((label, value), ...sorted)): float} of every sample; fails on a line it cannot read."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, "unparsable sample line: %r" % line
+        labels = tuple(sorted((k, _unescape(v)) for k, v in LABEL.findall(m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def scrape(p):
+    status, headers, body = http_get(p.http_port, "/metrics")
+    assert status == 200 and headers["content-type"] == PROM_CT, (status, headers)
+    return parse_metrics(body)
+
+
+def value(metrics, name, **labels):
+    return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def buckets(metrics, name, **labels):
+    """[(le, cumulative count)] of one histogram series, in bucket order."""
+    rows = [(dict(k[1])["le"], v) for k, v in metrics.items() if k[0] == name + "_bucket"
+            and all(dict(k[1]).get(a) == b for a, b in labels.items())]
+    return sorted(rows, key=lambda r: float("inf") if r[0] == "+Inf" else float(r[0]))
+
+
+def test_metrics_have_the_prometheus_content_type_and_pass_promtool_check_metrics(pooler):
+    p = http_pooler(pooler)
+    clients.assert_pooler_serves(p)
+    status, headers, body = http_get(p.http_port, "/metrics")
+    assert status == 200 and headers["content-type"] == PROM_CT
+    parse_metrics(body)
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool is missing (Debian package prometheus; scripts/install-deps.sh installs it)")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
+
+
+def test_metric_label_values_are_escaped(pooler, cluster):
+    odd = 'we"ird\\db'
+    p = http_pooler(pooler, dbs={odd: "host=%s port=%d dbname=appdb" % (HOST, cluster.primary_port)})
+    status, headers, body = http_get(p.http_port, "/metrics")
+    assert 'database="we\\"ird\\\\db"' in body
+    assert value(parse_metrics(body), "pgsluice_database_backend_up", database=odd) == 1
+
+
+def test_histograms_are_cumulative_and_end_with_inf(pooler):
+    p = http_pooler(pooler)
+    with clients.connect(p) as c:
+        for i in range(5):
+            c.execute("SELECT %s", (i,))
+    m = wait_for(lambda: (lambda m: m if value(m, "pgsluice_query_duration_seconds_count", database="appdb") >= 5
+                          else None)(scrape(p)), timeout=5, what="flushed query stats")
+    for name in ("pgsluice_transaction_duration_seconds", "pgsluice_query_duration_seconds",
+                 "pgsluice_client_wait_seconds"):
+        rows = buckets(m, name, database="appdb")
+        assert rows[0][0] == "0.0001" and rows[-2][0] == "30" and rows[-1][0] == "+Inf", rows
+        counts = [c for _, c in rows]
+        assert counts == sorted(counts), (name, rows)
+        assert counts[-1] == value(m, name + "_count", database="appdb")
+
+
+def _run_pgbench_while_scraping(p, script, n_xacts, n_clients):
+    """Run pgbench in a thread and scrape /metrics until it ends; returns (result, scrapes)."""
+    result = []
+    t = threading.Thread(target=lambda: result.append(clients.pgbench(
+        p, "-n", "-f", script, "-t", str(n_xacts), "-c", str(n_clients), "-j", "2")))
+    t.start()
+    scrapes = []
+    while t.is_alive():
+        scrapes.append(scrape(p))
+        t.join(0.05)
+    return result[0], scrapes
+
+
+def test_pgbench_counts_match_metrics_and_stats_json(pooler):
+    n_xacts, n_clients = 25, 8
+    p = http_pooler(pooler, {"default_pool_size": 5})
+    script = os.path.join(p.dir, "xact.sql")
+    with open(script, "w") as f:
+        f.write("BEGIN;\nSELECT 1;\nEND;\n")  # one transaction, three queries
+    before = scrape(p)
+    result, scrapes = _run_pgbench_while_scraping(p, script, n_xacts, n_clients)
+    assert result.returncode == 0, result.stdout + result.stderr + p.describe(30)
+    seen = [value(m, "pgsluice_transactions_total", database="appdb") for m in scrapes]
+    assert seen == sorted(seen), "a counter went backwards during the run: %s" % seen
+
+    total = n_xacts * n_clients
+
+    def grew(m, name, **labels):
+        return value(m, name, database="appdb", **labels) - value(before, name, database="appdb", **labels)
+
+    after = wait_for(lambda: (lambda m: m if grew(m, "pgsluice_transactions_total") >= total else None)(scrape(p)),
+                     timeout=10, what="all transactions in /metrics")
+    assert grew(after, "pgsluice_transactions_total") == total
+    assert grew(after, "pgsluice_transaction_duration_seconds_count") == total
+    assert grew(after, "pgsluice_queries_total") == 3 * total
+    assert grew(after, "pgsluice_query_duration_seconds_count") == 3 * total
+    assert n_clients <= grew(after, "pgsluice_client_logins_total") <= n_clients + 1  # + pgbench's setup connection
+    assert 1 <= grew(after, "pgsluice_server_connects_total") <= 5
+    assert grew(after, "pgsluice_errors_total", **{"class": "other"}) == 0
+    assert grew(after, "pgsluice_received_bytes_total") > 0 and grew(after, "pgsluice_sent_bytes_total") > 0
+    accepted = sum(v for k, v in after.items() if k[0] == "pgsluice_worker_clients_accepted_total")
+    assert accepted >= n_clients
+
+    stats = [r for r in get_json(p.http_port, "/stats")[1] if r["database"] == "appdb"][0]
+    assert stats["total_xact_count"] == value(after, "pgsluice_transactions_total", database="appdb")
+    assert stats["total_query_count"] == value(after, "pgsluice_queries_total", database="appdb")
+    assert stats["total_received"] == value(after, "pgsluice_received_bytes_total", database="appdb")
+    assert value(after, "pgsluice_pool_clients", database="appdb", user="app", state="waiting") == 0
+    assert value(after, "pgsluice_pool_size", database="appdb", user="app") == 5
