@@ -14,6 +14,8 @@ PKGS=(
   # servers and clients used by the tests and the demo
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 util-linux
   python3 python3-pytest python3-pytest-timeout python3-psycopg python3-asyncpg
+  # monitoring: promtool (checks the alert rules and /metrics), curl and jq (scripts/check-health.sh)
+  prometheus curl jq
 )
 
 missing=()
@@ -51,5 +53,12 @@ if [[ -x /etc/init.d/pgbouncer ]] && service pgbouncer status >/dev/null 2>&1; t
 fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet pgbouncer 2>/dev/null; then
   systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi
+# Only promtool is needed from the prometheus package: stop a Prometheus server it may have started.
+if [[ -x /etc/init.d/prometheus ]] && service prometheus status >/dev/null 2>&1; then
+  service prometheus stop >/dev/null 2>&1 || true
+fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 echo "install-deps.sh: done"
