@@ -4,8 +4,10 @@
 #define SL_ADMIN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/conn.h"
+#include "net/worker.h"
 
 bool sl_admin_is_db(const char *dbname);
 /* The client authenticated against the auth file: check admin_users/stats_users and welcome it
@@ -13,5 +15,10 @@ bool sl_admin_is_db(const char *dbname);
 void sl_admin_login(sl_client *c);
 /* Bytes arrived from an admin client in IDLE state: run complete messages. */
 void sl_admin_input(sl_client *c);
+/* The admin client is closing (called by sl_client_close): drop its console session. */
+void sl_admin_closed(sl_client *c);
+/* Every worker's tick: re-check commands that wait (PAUSE, WAIT_CLOSE, SUSPEND); on worker 0 also
+ * the stats_period snapshots behind SHOW STATS averages. */
+void sl_admin_tick(sl_worker *w, int64_t now);
 
 #endif

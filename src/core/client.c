@@ -72,6 +72,7 @@ static void client_flush_out(sl_client *c)
 void sl_client_close(sl_client *c, const char *reason)
 {
     if (c->state == SL_CL_CLOSING) return;
+    if (c->admin) sl_admin_closed(c);
     sl_worker *w = c->s.w;
     bool was_logged_in = c->state >= SL_CL_IDLE || c->state == SL_CL_WELCOME;
     if (c->pool && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME)) sl_pool_unqueue(c->pool, c);

@@ -4,11 +4,13 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "net/sockutil.h"
 #include "pool/pool.h"
 #include "util/log.h"
@@ -34,10 +36,11 @@ void sl_pooler_set_run_state(sl_run_state st)
     sl_worker_broadcast(SL_MSG_CONFIG);
 }
 
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER; /* one config change at a time */
+
 /* Re-read the config file; a broken file is refused and the running config stays. */
 bool sl_pooler_reload(char *errbuf, size_t errlen)
 {
-    static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
     char err[512];
     pthread_mutex_lock(&reload_lock);
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
@@ -52,6 +55,37 @@ bool sl_pooler_reload(char *errbuf, size_t errlen)
     pthread_mutex_unlock(&reload_lock);
     sl_log_info("configuration reloaded from %s", g_config_path);
     return true;
+}
+
+/* SET name = value on the admin console: a copy of the running config with one setting changed. */
+bool sl_pooler_set_setting(const char *name, const char *value, char *err, size_t errlen)
+{
+    const sl_setting *st = sl_setting_find(name);
+    if (!st) {
+        snprintf(err, errlen, "unknown setting: %s", name);
+        return false;
+    }
+    if (!st->reloadable) {
+        snprintf(err, errlen, "%s cannot be changed while running (restart needed)", st->name);
+        return false;
+    }
+    pthread_mutex_lock(&reload_lock);
+    sl_config *cur = sl_config_acquire();
+    sl_config *cfg = sl_config_clone(cur);
+    sl_config_unref(cur);
+    bool ok = cfg && sl_setting_set(cfg, st, value, err, errlen);
+    if (!cfg) snprintf(err, errlen, "out of memory");
+    if (ok) {
+        if (!strcmp(st->name, "verbose") || !strncmp(st->name, "log", 3) || !strncmp(st->name, "syslog", 6))
+            sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose,
+                         g_quiet);
+        sl_pooler_apply_config(cfg);
+    } else if (cfg) {
+        sl_config_unref(cfg);
+    }
+    pthread_mutex_unlock(&reload_lock);
+    if (ok) sl_log_info("SET %s = %s", st->name, value);
+    return ok;
 }
 
 /* Make cfg the running config (takes over the caller's reference) and tell pools and workers. */
@@ -206,6 +240,42 @@ void sl_pooler_handle_msg(sl_worker *w, sl_msg *m)
     }
 }
 
+/* ---- collecting from every worker ---- */
+
+typedef struct collect_round {
+    sl_worker_fn each, done;
+    void *arg;
+    sl_worker *home;
+    int left; /* atomic: workers still to run `each` */
+} collect_round;
+
+static void collect_finish(sl_worker *w, void *arg)
+{
+    collect_round *r = arg;
+    r->done(w, r->arg);
+    free(r);
+}
+
+static void collect_step(sl_worker *w, void *arg)
+{
+    collect_round *r = arg;
+    r->each(w, r->arg);
+    if (__atomic_sub_fetch(&r->left, 1, __ATOMIC_ACQ_REL) == 0) sl_worker_call(r->home, collect_finish, r);
+}
+
+bool sl_pooler_collect(sl_worker *home, sl_worker_fn each, sl_worker_fn done, void *arg)
+{
+    collect_round *r = calloc(1, sizeof(*r));
+    if (!r) return false;
+    r->each = each;
+    r->done = done;
+    r->arg = arg;
+    r->home = home;
+    r->left = sl_nworkers;
+    for (int i = 0; i < sl_nworkers; i++) sl_worker_call(&sl_workers[i], collect_step, r);
+    return true;
+}
+
 /* ---- tick ---- */
 
 void sl_pooler_tick(sl_worker *w)
@@ -226,5 +296,6 @@ void sl_pooler_tick(sl_worker *w)
         sl_server_tick(s, now);
     }
     if (w->id == 0) sl_pools_tick(now);
+    sl_admin_tick(w, now);
     (void)stop_listening;
 }

@@ -11,7 +11,16 @@
 #include "core/conn.h"
 #include "net/worker.h"
 
-typedef enum { SL_RUN_NORMAL = 0, SL_RUN_PAUSED, SL_RUN_SHUTDOWN_GRACEFUL, SL_RUN_SHUTDOWN_WAIT_CLIENTS, SL_RUN_SHUTDOWN_NOW } sl_run_state;
+/* SUSPENDED (admin SUSPEND) holds new transactions like PAUSED; order matters: >= SHUTDOWN_GRACEFUL means
+ * shutting down. */
+typedef enum {
+    SL_RUN_NORMAL = 0,
+    SL_RUN_PAUSED,
+    SL_RUN_SUSPENDED,
+    SL_RUN_SHUTDOWN_GRACEFUL,
+    SL_RUN_SHUTDOWN_WAIT_CLIENTS,
+    SL_RUN_SHUTDOWN_NOW
+} sl_run_state;
 
 extern int sl_run_state_v;      /* atomic: sl_run_state */
 extern uint64_t sl_conn_counter; /* atomic */
@@ -54,6 +63,11 @@ void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key);
 void sl_pooler_set_startup_options(const char *config_path, int verbose, int quiet);
 void sl_pooler_set_run_state(sl_run_state st);
 bool sl_pooler_reload(char *err, size_t errlen);
+/* SET on the running config (reloadable settings only); false + err on an unknown name or bad value. */
+bool sl_pooler_set_setting(const char *name, const char *value, char *err, size_t errlen);
+/* Run each(w, arg) on every worker, each on its own thread in any order; once all have run, run
+ * done(home, arg) on worker `home`. Never blocks. false (nothing runs) when out of memory. */
+bool sl_pooler_collect(sl_worker *home, sl_worker_fn each, sl_worker_fn done, void *arg);
 void sl_pooler_apply_config(sl_config *cfg);
 bool sl_pooler_listen(const sl_config *cfg);
 void sl_pooler_close_listeners(void);

@@ -18,11 +18,18 @@ static sl_limit_group *db_groups, *user_groups;
 
 void sl_pools_init(void) { sl_list_init(&pools); }
 
+static sl_limit_group *group_find(sl_limit_group *head, const char *name)
+{
+    for (sl_limit_group *g = head; g; g = g->next)
+        if (!strcmp(g->name, name)) return g;
+    return NULL;
+}
+
 static sl_limit_group *group_get(sl_limit_group **head, const char *name)
 {
-    for (sl_limit_group *g = *head; g; g = g->next)
-        if (!strcmp(g->name, name)) return g;
-    sl_limit_group *g = calloc(1, sizeof(*g));
+    sl_limit_group *g = group_find(*head, name);
+    if (g) return g;
+    g = calloc(1, sizeof(*g));
     if (!g) return NULL;
     g->name = strdup(name);
     g->next = *head;
@@ -69,6 +76,12 @@ sl_pool *sl_pool_get(const sl_config *cfg, const char *dbname, const char *user,
         return NULL;
     }
     pthread_mutex_lock(&pools_lock);
+    sl_limit_group *dg = group_find(db_groups, dbname);
+    if (dg && __atomic_load_n(&dg->disabled, __ATOMIC_RELAXED)) {
+        pthread_mutex_unlock(&pools_lock);
+        snprintf(err, errlen, "database does not allow connections: %s (disabled by DISABLE)", dbname);
+        return NULL;
+    }
     sl_list *n;
     for (n = pools.next; n != &pools; n = n->next) {
         sl_pool *p = sl_container_of(n, sl_pool, node);
@@ -92,6 +105,8 @@ sl_pool *sl_pool_get(const sl_config *cfg, const char *dbname, const char *user,
     configure_locked(p, cfg, db);
     p->db_group = group_get(&db_groups, dbname);
     p->user_group = group_get(&user_groups, user);
+    if (p->db_group) p->paused = __atomic_load_n(&p->db_group->paused, __ATOMIC_RELAXED);
+    p->period_old.at = p->period_new.at = sl_now_us();
     sl_list_insert_tail(&pools, &p->node);
     npools++;
     pthread_mutex_unlock(&pools_lock);
@@ -142,6 +157,7 @@ static void launch_on(sl_worker *w, void *arg)
 /* Open servers for waiting clients while limits allow; on the worker of each waiter. */
 static void kick_locked(sl_pool *p, sl_worker **targets, int *ntargets, bool reserve)
 {
+    if (sl_pool_paused_locked(p)) return;
     sl_list *n = p->waiting.next;
     int skip = p->n_connecting;
     while (n != &p->waiting && *ntargets < 16) {
@@ -213,7 +229,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
         return SL_ACQ_FAIL;
     }
     sl_server *s = NULL;
-    if (sl_list_empty(&p->waiting)) {
+    if (sl_list_empty(&p->waiting) && !sl_pool_paused_locked(p)) {
         s = pop_idle_locked(p, me);
         if (!s) {
             for (int i = 1; i < sl_nworkers && !s; i++) {
@@ -222,6 +238,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
             }
             if (s) {
                 /* stolen: the owner detaches it and hands it to us */
+                p->assignments++;
                 c->in_wait_queue = false;
                 pthread_mutex_unlock(&p->lock);
                 request_steal(s, c);
@@ -230,6 +247,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
         }
     }
     if (s) {
+        p->assignments++;
         pthread_mutex_unlock(&p->lock);
         *out = s;
         return SL_ACQ_GOT;
@@ -268,14 +286,13 @@ void sl_pool_release(sl_server *s)
     s->release_pending = false;
     pthread_mutex_lock(&p->lock);
     sl_stats_drain(&p->stats, &s->pend);
-    bool too_old = false;
-    if (s->close_after_release) too_old = true;
-    if (!too_old && !p->disabled && !sl_list_empty(&p->waiting) &&
-        __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED) != SL_RUN_PAUSED) {
+    bool too_old = sl_server_close_needed(s);
+    if (!too_old && !p->disabled && !sl_list_empty(&p->waiting) && !sl_pool_paused_locked(p)) {
         sl_list *n = sl_list_pop_head(&p->waiting);
         sl_client *c = sl_container_of(n, sl_client, wait_node);
         c->in_wait_queue = false;
         p->n_waiting--;
+        p->assignments++;
         pthread_mutex_unlock(&p->lock);
         s->state = SL_SV_ACTIVE;
         handoff(s, c);
@@ -443,7 +460,8 @@ void sl_pools_tick(int64_t now)
             kick_locked(p, targets, &nt, reserve);
         }
         bool fresh_fail = p->last_login_failure && now - p->last_login_failure < cfg->server_login_retry;
-        while (!fresh_fail && !p->disabled && p->n_servers < p->min_pool_size && can_open_locked(p, false) && nt < 16) {
+        while (!fresh_fail && !p->disabled && !sl_pool_paused_locked(p) && p->n_servers < p->min_pool_size &&
+               can_open_locked(p, false) && nt < 16) {
             count_new_server_locked(p);
             targets[nt] = &sl_workers[nt % sl_nworkers];
             nt++;
@@ -468,4 +486,146 @@ int sl_pools_count(void)
     int n = npools;
     pthread_mutex_unlock(&pools_lock);
     return n;
+}
+
+/* ---- admin console controls ---- */
+
+bool sl_pool_paused_locked(const sl_pool *p)
+{
+    if (p->paused) return true;
+    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    return rs == SL_RUN_PAUSED || rs == SL_RUN_SUSPENDED || rs == SL_RUN_SHUTDOWN_GRACEFUL;
+}
+
+void sl_pool_totals_locked(const sl_pool *p, sl_pool_totals *t, int64_t now)
+{
+    const sl_pool_stats *st = &p->stats;
+    memset(t, 0, sizeof(*t));
+    t->at = now;
+    t->assignments = p->assignments;
+    t->xact_count = st->xact_count;
+    t->query_count = st->query_count;
+    t->bytes_in = st->bytes_in;
+    t->bytes_out = st->bytes_out;
+    t->xact_time_us = st->xact_time_us;
+    t->query_time_us = st->query_time_us;
+    t->wait_time_us = st->wait_time_us;
+    t->server_parses = st->prepares;
+}
+
+/* Idle server for waiter c: one on c's worker if any, else any other. */
+static sl_server *pop_idle_for_locked(sl_pool *p, const sl_client *c)
+{
+    sl_server *s = pop_idle_locked(p, c->waiter_worker);
+    for (int i = 0; i < sl_nworkers && !s; i++) s = pop_idle_locked(p, i);
+    return s;
+}
+
+/* Hand idle servers to queued clients (after a pause): each owner detaches its server and sends it. */
+static void serve_waiters_locked(sl_pool *p)
+{
+    while (!sl_pool_paused_locked(p) && !p->disabled && p->n_idle > 0 && !sl_list_empty(&p->waiting)) {
+        sl_client *c = sl_container_of(p->waiting.next, sl_client, wait_node);
+        sl_server *s = pop_idle_for_locked(p, c);
+        if (!s) break;
+        sl_list_remove(&c->wait_node);
+        c->in_wait_queue = false;
+        p->n_waiting--;
+        p->assignments++;
+        sl_msg m = {.type = SL_MSG_DETACH_SERVER, .server = s, .to = c->waiter_worker, .slot = c->slot, .gen = c->gen};
+        sl_worker_post(&sl_workers[s->idle_worker], &m);
+    }
+}
+
+static void pool_serve(sl_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    serve_waiters_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    sl_pool_kick(p);
+}
+
+void sl_pools_resume(void)
+{
+    pthread_mutex_lock(&pools_lock);
+    for (sl_list *n = pools.next; n != &pools; n = n->next) pool_serve(sl_container_of(n, sl_pool, node));
+    pthread_mutex_unlock(&pools_lock);
+}
+
+void sl_db_set_paused(const char *db, bool paused)
+{
+    pthread_mutex_lock(&pools_lock);
+    if (db) {
+        sl_limit_group *g = group_get(&db_groups, db);
+        if (g) __atomic_store_n(&g->paused, paused, __ATOMIC_RELAXED);
+    } else {
+        for (sl_limit_group *g = db_groups; g; g = g->next) __atomic_store_n(&g->paused, paused, __ATOMIC_RELAXED);
+    }
+    for (sl_list *n = pools.next; n != &pools; n = n->next) {
+        sl_pool *p = sl_container_of(n, sl_pool, node);
+        if (db && strcmp(p->db_name, db) != 0) continue;
+        pthread_mutex_lock(&p->lock);
+        p->paused = paused;
+        pthread_mutex_unlock(&p->lock);
+        if (!paused) pool_serve(p);
+    }
+    pthread_mutex_unlock(&pools_lock);
+}
+
+void sl_db_set_disabled(const char *db, bool disabled)
+{
+    pthread_mutex_lock(&pools_lock);
+    sl_limit_group *g = group_get(&db_groups, db);
+    if (g) __atomic_store_n(&g->disabled, disabled, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&pools_lock);
+}
+
+void sl_db_reconnect(const char *db)
+{
+    int64_t now = sl_now_us();
+    pthread_mutex_lock(&pools_lock);
+    for (sl_limit_group *g = db_groups; g; g = g->next)
+        if (!db || !strcmp(g->name, db)) __atomic_store_n(&g->reconnect_before, now, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&pools_lock);
+}
+
+bool sl_db_state(const char *db, bool *paused, bool *disabled, int *n_servers)
+{
+    pthread_mutex_lock(&pools_lock);
+    sl_limit_group *g = group_find(db_groups, db);
+    if (g) {
+        *paused = __atomic_load_n(&g->paused, __ATOMIC_RELAXED);
+        *disabled = __atomic_load_n(&g->disabled, __ATOMIC_RELAXED);
+        *n_servers = __atomic_load_n(&g->n_servers, __ATOMIC_RELAXED);
+    } else {
+        *paused = *disabled = false;
+        *n_servers = 0;
+    }
+    pthread_mutex_unlock(&pools_lock);
+    return g != NULL;
+}
+
+int sl_dbs_paused_count(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&pools_lock);
+    for (sl_limit_group *g = db_groups; g; g = g->next) n += __atomic_load_n(&g->paused, __ATOMIC_RELAXED) ? 1 : 0;
+    pthread_mutex_unlock(&pools_lock);
+    return n;
+}
+
+int sl_user_servers(const char *user)
+{
+    pthread_mutex_lock(&pools_lock);
+    sl_limit_group *g = group_find(user_groups, user);
+    int n = g ? __atomic_load_n(&g->n_servers, __ATOMIC_RELAXED) : 0;
+    pthread_mutex_unlock(&pools_lock);
+    return n;
+}
+
+bool sl_server_close_needed(const sl_server *s)
+{
+    if (s->close_after_release) return true;
+    const sl_limit_group *g = s->pool->db_group;
+    return g && s->connect_time <= __atomic_load_n(&g->reconnect_before, __ATOMIC_RELAXED);
 }

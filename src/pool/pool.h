@@ -23,7 +23,18 @@ typedef struct sl_limit_group {
     char *name;
     int n_servers;
     struct sl_limit_group *next;
+    /* admin console state of a database (db groups only; read and written with atomics) */
+    bool paused;                /* PAUSE db / KILL db: no server for new transactions until RESUME */
+    bool disabled;              /* DISABLE db: new client logins refused until ENABLE */
+    int64_t reconnect_before;   /* RECONNECT: servers connected up to then close when released */
 } sl_limit_group;
+
+/* The counters behind SHOW STATS at one moment (at: monotonic usec). */
+typedef struct sl_pool_totals {
+    int64_t at;
+    uint64_t assignments, xact_count, query_count, bytes_in, bytes_out, xact_time_us, query_time_us, wait_time_us,
+        client_parses, server_parses, binds;
+} sl_pool_totals;
 
 typedef struct sl_pool {
     sl_list node;               /* global pool list */
@@ -65,6 +76,8 @@ typedef struct sl_pool {
     sl_limit_group *db_group, *user_group;
     sl_pool_stats stats;
     int64_t last_connect_attempt;
+    uint64_t assignments;       /* times a server was given to a client */
+    sl_pool_totals period_old, period_new; /* at the last two stats_period boundaries (SHOW STATS avg_*) */
 } sl_pool;
 
 typedef enum {
@@ -105,5 +118,25 @@ void sl_pool_arrived(sl_worker *w, sl_server *s, uint32_t slot, uint32_t gen);
 
 void sl_pools_foreach(void (*fn)(sl_pool *p, void *arg), void *arg);
 int sl_pools_count(void);
+
+/* ---- admin console controls ---- */
+/* Is this pool holding new transactions (PAUSE of its database, or the process paused, suspended or
+ * shutting down)? */
+bool sl_pool_paused_locked(const sl_pool *p);
+void sl_pool_totals_locked(const sl_pool *p, sl_pool_totals *t, int64_t now);
+/* PAUSE/RESUME one database (NULL: every database that has pools). Resuming hands idle servers to
+ * queued clients and opens new ones. */
+void sl_db_set_paused(const char *db, bool paused);
+void sl_db_set_disabled(const char *db, bool disabled);
+/* RECONNECT: servers of db (NULL: all) connected until now are closed when next released. */
+void sl_db_reconnect(const char *db);
+/* Admin state of a database; false if no pool or control ever named it. */
+bool sl_db_state(const char *db, bool *paused, bool *disabled, int *n_servers);
+int sl_dbs_paused_count(void);
+int sl_user_servers(const char *user);
+/* Should this server close instead of going back to the pool (RECONNECT, RELOAD)? */
+bool sl_server_close_needed(const sl_server *s);
+/* The process-wide pause ended: serve queued clients of every pool not paused itself. */
+void sl_pools_resume(void);
 
 #endif
