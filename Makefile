@@ -11,6 +11,11 @@
 #                first error, leak detection on; the suite fails on any sanitizer report in a log)
 #   make tsan    build-tsan (TSan, clang), unit tests + the core integration subset with SL_WORKERS=4
 #   make test-pgbouncer   the integration suite against Debian's PgBouncer (validates the tests)
+#   make bench   build-bench (release) + bench/bench.py: pgsluice vs PgBouncer vs direct PostgreSQL,
+#                all scenarios (~15-20 min); writes bench/results/latest.md (see bench/README.md).
+#                BENCH_SECONDS, BENCH_ROUNDS, BENCH_SCENARIOS, ... override (bench/bench.py --help)
+#   make bench-smoke  the 5-second version (1 round, 2 s runs, scenarios 1-2, all three targets)
+#                against build/pgsluice; `make test` runs it last, so the benchmark cannot rot
 #   make clean   remove build dirs and caches
 #
 # Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone").
@@ -25,6 +30,7 @@ ROOT := $(abspath .)
 BUILD := build
 ASAN_BUILD := build-asan
 TSAN_BUILD := build-tsan
+BENCH_BUILD := build-bench
 
 ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:print_summary=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:print_summary=1 \
@@ -37,7 +43,7 @@ define integration
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 endef
 
-.PHONY: all build deps test unit integration demo asan tsan test-pgbouncer clean
+.PHONY: all build deps test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
 
 all: build
 
@@ -60,6 +66,7 @@ test: deps
 	$(MAKE) --no-print-directory build
 	meson test -C $(BUILD) --print-errorlogs
 	$(call integration,$(BUILD))
+	$(MAKE) --no-print-directory bench-smoke
 
 test-pgbouncer: deps
 	POOLER=pgbouncer $(PYTEST) tests/integration $(PYTEST_ARGS)
@@ -67,6 +74,15 @@ test-pgbouncer: deps
 demo: deps
 	$(MAKE) --no-print-directory build
 	scripts/demo.sh
+
+bench:
+	@scripts/install-deps.sh --bench
+	@test -f $(BENCH_BUILD)/build.ninja || meson setup $(BENCH_BUILD) --buildtype=release -Ddebug=true
+	ninja -C $(BENCH_BUILD) pgsluice
+	SL_BIN=$(ROOT)/$(BENCH_BUILD)/pgsluice $(PY) bench/bench.py
+
+bench-smoke: build
+	SL_BIN=$(ROOT)/$(BUILD)/pgsluice BENCH_OUT=$(ROOT)/$(BUILD)/bench-smoke $(PY) bench/bench.py --smoke
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
@@ -85,5 +101,5 @@ tsan: deps $(TSAN_BUILD)/build.ninja
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(TSAN_BUILD)/pgsluice SL_WORKERS=4 $(TSAN_ENV) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) .pytest_cache
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(BENCH_BUILD) .pytest_cache
 	find tests -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -2,6 +2,7 @@
 # install-deps.sh - install every Debian package needed to build and test pgsluice.
 # Idempotent: installs only what is missing (one `apt-get update` first, only when installing).
 # Must run as root when something is missing. Quiet unless it installs something.
+# --bench: also what `make bench` needs for its instruction counts and profiles (valgrind, perf).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -16,7 +17,12 @@ PKGS=(
   python3 python3-pytest python3-pytest-timeout python3-psycopg python3-asyncpg
   # monitoring: promtool (checks the alert rules and /metrics), curl and jq (scripts/check-health.sh)
   prometheus curl jq
+  # the benchmark's chart (bench/bench.py; `make test` runs its smoke version)
+  gnuplot-nox
 )
+if [[ ${1:-} == --bench ]]; then
+  PKGS+=(valgrind linux-perf)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

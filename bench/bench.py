@@ -1,0 +1,1279 @@
+#!/usr/bin/python3
+"""bench.py - pgsluice against PgBouncer and direct PostgreSQL, side by side in one run.
+
+Starts a throwaway PostgreSQL 15 on 127.0.0.1, Debian's PgBouncer and pgsluice with the same pool
+settings, and runs pgbench scenarios against each target interleaved (direct, pgbouncer, pgsluice,
+direct, ...) for several rounds. Reports medians: TPS, mean and p99 latency, pooler CPU seconds per
+1,000 transactions (utime+stime from /proc/PID/stat) and pooler RSS, each also as a ratio to
+PgBouncer's. Then the steadier figure, instructions per proxied transaction (perf stat where the
+machine has the counter, else callgrind on a fixed 20,000-transaction run), and a CPU profile of
+both poolers (perf record, software cpu-clock event). Writes OUT/latest.md, OUT/latest.json and
+OUT/latest.png (gnuplot). See bench/README.md.
+
+Run as root (PostgreSQL and PgBouncer run as the postgres OS user) with /usr/bin/python3:
+    bench/bench.py                 # the full run (make bench)
+    bench/bench.py --smoke         # 1 round, 2 s runs, scenarios 1 and 2 (make test runs this)
+Environment: SL_BIN, PGBOUNCER_BIN, BENCH_SECONDS, BENCH_ROUNDS, BENCH_SCENARIOS (e.g. "1,2,6"),
+BENCH_SCALE, BENCH_IDLE (idle clients, 10000), BENCH_SL_WORKERS (pgsluice workers, 1), BENCH_AUTH
+(md5|scram-sha-256), BENCH_INSTR_TX (20000; 0 skips), BENCH_PROFILE (1; 0 skips), BENCH_OUT.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from harness.util import (HOST, as_postgres_kwargs, chown_to_postgres, free_port, port_is_open,  # noqa: E402
+                          run_as_postgres, tail)
+
+PGBIN = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PGBENCH = os.path.join(PGBIN, "pgbench")
+DB, USER, PASSWORD = "bench", "bench", "benchpw"
+POOL_SIZE = 20
+
+# The pgbench scenarios of issue 3 (6 and 7 are special-cased in Bench.run_scenario*).
+SCENARIOS = {
+    "1": dict(title="select-only, simple protocol", clients=50, mode="simple", select=True),
+    "2": dict(title="select-only, extended protocol", clients=50, mode="extended", select=True),
+    "3": dict(title="select-only, -M prepared", clients=50, mode="prepared", select=True),
+    "4": dict(title="TPC-B-like read/write", clients=50, mode="simple", select=False),
+    "5": dict(title="connection per transaction (-C)", clients=20, mode="simple", select=True, connect=True),
+    "6": dict(title="20 active clients (select-only, simple) + idle clients", clients=20, mode="simple",
+              select=True),
+    "7": dict(title="scenario 2 with pgsluice workers=1 vs workers=2", clients=50, mode="extended",
+              select=True),
+}
+# Failures that are expected and reported, not errors of the harness: PgBouncer 1.18 does not track
+# protocol-level prepared statements in transaction mode.
+EXPECTED_FAILURES = {("3", "pgbouncer")}
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    return int(v) if v.strip() else default
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc helpers
+# ---------------------------------------------------------------------------------------------
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a whole process (all threads), in seconds, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def proc_ctx_switches(pid):
+    """Voluntary + involuntary context switches of all threads of a process."""
+    n = 0
+    for st in glob.glob("/proc/%d/task/*/status" % pid):
+        try:
+            with open(st) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        n += int(line.split()[1])
+        except OSError:
+            pass
+    return n
+
+
+def proc_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Polls a process's VmRSS in a thread; .stop() returns the largest value seen (KiB)."""
+
+    def __init__(self, pid, interval=0.25):
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        if self.pid:
+            self.peak = proc_rss_kb(self.pid)
+            self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                self.peak = max(self.peak, proc_rss_kb(self.pid))
+            except OSError:
+                return
+
+    def stop(self):
+        if self.pid:
+            self._stop.set()
+            self._t.join()
+            try:
+                self.peak = max(self.peak, proc_rss_kb(self.pid))
+            except OSError:
+                pass
+        return self.peak
+
+
+def stop_process(proc, timeout=10):
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+        try:
+            proc.send_signal(sig)
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------------------------
+class Postgres:
+    """One throwaway PostgreSQL 15 instance (no replica) tuned for benchmarking, not durability."""
+
+    def __init__(self, base, auth):
+        self.dir = os.path.join(base, "pg")
+        self.datadir = os.path.join(self.dir, "data")
+        self.sockdir = os.path.join(self.dir, "run")
+        self.logfile = os.path.join(self.dir, "postgres.log")
+        self.port = free_port()
+        self.auth = auth
+        self.started = False
+
+    def start(self):
+        os.makedirs(self.sockdir)
+        chown_to_postgres(self.dir, recursive=True)
+        run_as_postgres([os.path.join(PGBIN, "initdb"), "-D", self.datadir, "-U", "postgres",
+                         "--auth-local=trust", "--auth-host=" + self.auth, "-E", "UTF8", "--locale=C.UTF-8",
+                         "-N"], timeout=120)
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write("""
+# --- bench/bench.py ---
+listen_addresses = '127.0.0.1'
+port = %d
+unix_socket_directories = '%s'
+max_connections = 400
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+password_encryption = '%s'
+""" % (self.port, self.sockdir, self.auth))
+        run_as_postgres([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60",
+                         "start"], timeout=90)
+        self.started = True
+        self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (USER, PASSWORD))
+        self.psql("CREATE DATABASE %s OWNER %s" % (DB, USER))
+        self.secret = self.psql("SELECT rolpassword FROM pg_authid WHERE rolname = '%s'" % USER)
+        self.version = self.psql("SHOW server_version")
+
+    def psql(self, sql, db="postgres"):
+        p = run_as_postgres([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                             "-h", self.sockdir, "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql],
+                            timeout=120)
+        return p.stdout.strip()
+
+    def stop(self):
+        if not self.started:
+            return
+        self.started = False
+        p = run_as_postgres([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir, "-m", "fast", "-w", "-t", "30",
+                             "stop"], check=False, timeout=60)
+        if p.returncode != 0:
+            run_as_postgres([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir, "-m", "immediate", "-w",
+                             "stop"], check=False, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# Poolers
+# ---------------------------------------------------------------------------------------------
+class Target:
+    """Something pgbench connects to: PostgreSQL itself ("direct") or a pooler process."""
+    kind = "direct"
+    pid = None
+
+    def __init__(self, name, port):
+        self.name, self.port = name, port
+
+    def label(self):
+        return self.name
+
+
+class Pooler(Target):
+    """PgBouncer or pgsluice with the shared pool settings. PgBouncer runs as the postgres OS user."""
+
+    def __init__(self, name, kind, binary, base, pg, max_clients, workers=None, wrapper=None):
+        super().__init__(name, free_port())
+        self.kind, self.binary, self.pg, self.workers = kind, binary, pg, workers
+        self.wrapper = wrapper or []
+        self.dir = os.path.join(base, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.ini = os.path.join(self.dir, "pooler.ini")
+        self.userlist = os.path.join(self.dir, "userlist.txt")
+        self.logpath = os.path.join(self.dir, "pooler.log")
+        self.max_clients = max_clients
+        self.proc = None
+
+    def label(self):
+        return self.name
+
+    def settings(self):
+        s = {
+            "listen_addr": HOST,
+            "listen_port": self.port,
+            "unix_socket_dir": self.dir,
+            "auth_type": self.pg.auth,
+            "auth_file": self.userlist,
+            "pool_mode": "transaction",
+            "default_pool_size": POOL_SIZE,
+            "min_pool_size": 0,
+            "reserve_pool_size": 0,
+            "max_db_connections": 0,
+            "max_client_conn": self.max_clients,
+            "listen_backlog": 4096,
+            "server_reset_query": "DISCARD ALL",
+            "ignore_startup_parameters": "extra_float_digits",
+            "log_connections": 0,
+            "log_disconnections": 0,
+            "log_stats": 0,
+        }
+        if self.kind == "pgsluice":
+            s["workers"] = self.workers
+            s["http_port"] = 0
+        return s
+
+    def write_config(self):
+        with open(self.userlist, "w") as f:
+            f.write('"%s" "%s"\n' % (USER, self.pg.secret))
+        lines = [";; generated by bench/bench.py", "[databases]",
+                 "%s = host=%s port=%d dbname=%s" % (DB, HOST, self.pg.port, DB), "", "[pgbouncer]"]
+        lines += ["%s = %s" % kv for kv in self.settings().items()]
+        with open(self.ini, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(self.userlist, 0o600)
+        chown_to_postgres(self.dir, recursive=True)
+
+    def start(self, timeout=20):
+        if not os.access(self.binary, os.X_OK):
+            raise RuntimeError("%s binary %s is missing" % (self.kind, self.binary))
+        self.write_config()
+        logf = open(self.logpath, "ab")
+        kwargs = as_postgres_kwargs() if self.kind == "pgbouncer" or self.wrapper else {}
+        self.proc = subprocess.Popen(self.wrapper + [self.binary, self.ini], stdin=subprocess.DEVNULL, stdout=logf,
+                                     stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True, **kwargs)
+        logf.close()
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        while not port_is_open(self.port, timeout=0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("%s did not start (exit %s)\n%s" % (self.name, self.proc.returncode,
+                                                                        tail(self.logpath, 30)))
+            time.sleep(0.05)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+def pooler_version(kind, binary):
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+        return out.splitlines()[0].strip() if out else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# pgbench
+# ---------------------------------------------------------------------------------------------
+def pgbench_cmd(port, spec, seconds=None, per_client=None, log_prefix=None):
+    cmd = [PGBENCH, "-h", HOST, "-p", str(port), "-U", USER, "-n", "-j", "1", "-c", str(spec["clients"]),
+           "-M", spec["mode"]]
+    if spec.get("select"):
+        cmd.append("-S")
+    if spec.get("connect"):
+        cmd.append("-C")
+    cmd += ["-T", str(seconds)] if seconds else ["-t", str(per_client)]
+    if log_prefix:
+        cmd += ["-l", "--log-prefix=" + log_prefix]
+    return cmd + [DB]
+
+
+def pgbench_env():
+    env = dict(os.environ)
+    env.update(PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="20", LC_ALL="C.UTF-8")
+    return env
+
+
+def first_error(text):
+    for line in text.splitlines():
+        if "error" in line.lower() or "aborted" in line.lower() or "FATAL" in line:
+            return re.sub(r"\s+", " ", line.strip())[:200]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def parse_pgbench(out):
+    r = {}
+    m = re.search(r"number of transactions actually processed: (\d+)", out)
+    r["tx"] = int(m.group(1)) if m else 0
+    m = re.search(r"number of failed transactions: (\d+)", out)
+    r["failed_tx"] = int(m.group(1)) if m else 0
+    m = re.search(r"latency average = ([\d.]+) ms", out)
+    r["lat_mean_ms"] = float(m.group(1)) if m else None
+    m = re.search(r"^tps = ([\d.]+)", out, re.M)
+    r["tps"] = float(m.group(1)) if m else None
+    return r
+
+
+def latency_percentile(prefix, pct=99.0):
+    """p-th percentile of per-transaction latency (ms) from pgbench -l files; removes the files."""
+    lat = []
+    for path in glob.glob(prefix + ".*"):
+        with open(path) as f:
+            for line in f:
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[2].isdigit():
+                    lat.append(int(parts[2]))
+        os.unlink(path)
+    if not lat:
+        return None
+    lat.sort()
+    return lat[min(len(lat) - 1, int(len(lat) * pct / 100.0))] / 1000.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.smoke = args.smoke
+        self.seconds = env_int("BENCH_SECONDS", 2 if self.smoke else 10)
+        self.rounds = env_int("BENCH_ROUNDS", 1 if self.smoke else 3)
+        self.scale = env_int("BENCH_SCALE", 1 if self.smoke else 10)
+        self.idle_n = env_int("BENCH_IDLE", 10000)
+        self.sl_workers = env_int("BENCH_SL_WORKERS", 1)
+        self.auth = os.environ.get("BENCH_AUTH", "md5")
+        self.instr_tx = env_int("BENCH_INSTR_TX", 0 if self.smoke else 20000)
+        self.do_profile = env_int("BENCH_PROFILE", 0 if self.smoke else 1) != 0
+        default_sc = "1,2" if self.smoke else "1,2,3,4,5,6,7"
+        self.scenarios = [s.strip() for s in os.environ.get("BENCH_SCENARIOS", default_sc).split(",") if s.strip()]
+        for s in self.scenarios:
+            if s not in SCENARIOS:
+                raise SystemExit("bench: unknown scenario %r (known: %s)" % (s, ", ".join(SCENARIOS)))
+        self.warmup = 0 if self.smoke else 2
+        sl_bin = os.environ.get("SL_BIN", os.path.join(ROOT, "build-bench", "pgsluice"))
+        self.sl_bin = sl_bin if os.path.isabs(sl_bin) else os.path.join(ROOT, sl_bin)
+        self.pgb_bin = os.environ.get("PGBOUNCER_BIN", "/usr/sbin/pgbouncer")
+        default_out = os.path.join(BENCH_DIR, "results")
+        self.out = os.environ.get("BENCH_OUT") or (None if self.smoke else default_out)
+        self.base = tempfile.mkdtemp(prefix="pgsluice-bench-")
+        os.chmod(self.base, 0o755)
+        if self.out is None:
+            self.out = tempfile.mkdtemp(prefix="pgsluice-bench-smoke-")
+        os.makedirs(self.out, exist_ok=True)
+        self.pg = None
+        self.targets = {}
+        self.runs = []          # every measured run (dicts), for latest.json
+        self.idle = {}          # scenario 6 details: target -> list of per-round dicts
+        self.instr = {}         # pooler -> instructions-per-transaction result
+        self.profiles = {}      # pooler -> list of (share, symbol)
+        self.notes = []
+        self.problems = []
+        self.load_before = os.getloadavg()
+        self.torn_down = False
+        self._perf_ok = {}
+        self.elapsed = 0.0
+
+    # ---- setup / teardown ----
+    def setup(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = self.idle_n + 2000
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if "6" in self.scenarios and resource.getrlimit(resource.RLIMIT_NOFILE)[0] < need:
+            raise SystemExit("bench: RLIMIT_NOFILE hard limit %d is below %d (needed for %d idle clients)"
+                             % (hard, need, self.idle_n))
+        log("PostgreSQL 15 on 127.0.0.1 in %s (auth %s)" % (self.base, self.auth))
+        self.pg = Postgres(self.base, self.auth)
+        self.pg.start()
+        log("pgbench -i -s %d" % self.scale)
+        p = subprocess.run([PGBENCH, "-i", "-s", str(self.scale), "-q", "-h", HOST, "-p", str(self.pg.port),
+                            "-U", USER, DB], env=pgbench_env(), capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError("pgbench -i failed:\n" + p.stderr[-2000:])
+        self.pg.psql("VACUUM ANALYZE", db=DB)
+        max_clients = self.idle_n + 500
+        self.targets["direct"] = Target("direct", self.pg.port)
+        self.targets["pgbouncer"] = Pooler("pgbouncer", "pgbouncer", self.pgb_bin, self.base, self.pg, max_clients)
+        workers = {self.sl_workers}
+        if "7" in self.scenarios:
+            workers |= {1, 2}
+        for w in sorted(workers):
+            name = "pgsluice" if w == self.sl_workers else "pgsluice-w%d" % w
+            self.targets[name] = Pooler(name, "pgsluice", self.sl_bin, self.base, self.pg, max_clients, workers=w)
+        for t in self.targets.values():
+            if isinstance(t, Pooler):
+                t.start()
+                log("%s listening on %s:%d (pid %d)" % (t.name, HOST, t.port, t.pid))
+
+    def teardown(self):
+        if self.torn_down:
+            return
+        self.torn_down = True
+        for t in self.targets.values():
+            if isinstance(t, Pooler):
+                t.stop()
+                problems = re.findall(r".*(?:Sanitizer|Segmentation fault|PANIC).*", tail(t.logpath, 200))
+                if problems:
+                    self.problems.append("%s log: %s" % (t.name, problems[0][:200]))
+        if self.pg:
+            self.pg.stop()
+
+    def cleanup(self):
+        if self.args.keep:
+            log("kept %s" % self.base)
+        else:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def target_for_sc7(self, w):
+        return self.targets["pgsluice" if w == self.sl_workers else "pgsluice-w%d" % w]
+
+    # ---- one measured pgbench run ----
+    def measure(self, sc, target, rnd, record=True, seconds=None, extra=None):
+        spec = SCENARIOS[sc]
+        seconds = seconds or self.seconds
+        if isinstance(target, Pooler) and not target.alive():
+            raise RuntimeError("%s is not running any more\n%s" % (target.name, tail(target.logpath, 30)))
+        prefix = os.path.join(self.base, "pgbench_log_%s_%s_%d" % (sc, target.name, rnd))
+        cmd = pgbench_cmd(target.port, spec, seconds=seconds, log_prefix=prefix if record else None)
+        pid = target.pid
+        cpu0 = proc_cpu_seconds(pid) if pid else None
+        sampler = RssSampler(pid).start()
+        t0 = time.monotonic()
+        try:
+            p = subprocess.run(cmd, env=pgbench_env(), capture_output=True, text=True, cwd=self.base,
+                               timeout=seconds + 120)
+            out, rc = p.stdout + p.stderr, p.returncode
+        except subprocess.TimeoutExpired as e:
+            out, rc = "%s\npgbench timed out" % ((e.stdout or b"").decode(errors="replace")), -1
+        wall = time.monotonic() - t0
+        rss = sampler.stop()
+        cpu = proc_cpu_seconds(pid) - cpu0 if pid else None
+        r = parse_pgbench(out)
+        r.update(scenario=sc, target=target.name, round=rnd, rc=rc, wall_s=round(wall, 2),
+                 pooler_cpu_s=cpu, rss_kb=rss if pid else None)
+        r["p99_ms"] = latency_percentile(prefix) if record else None
+        r["ok"] = rc == 0 and r["tx"] > 0 and r["tps"] is not None and r["failed_tx"] == 0
+        if not r["ok"]:
+            r["error"] = first_error(out)
+        r["cpu_per_1k"] = (cpu / r["tx"] * 1000.0) if (cpu is not None and r["tx"]) else None
+        if extra:
+            r.update(extra)
+        if record:
+            self.runs.append(r)
+            state = ("tps %.0f p99 %.2f ms" % (r["tps"], r["p99_ms"] or 0)) if r["ok"] else \
+                "FAILED: %s" % r["error"]
+            cpu_s = " cpu/1k %.3f s" % r["cpu_per_1k"] if r["cpu_per_1k"] is not None else ""
+            log("  scenario %s round %d %-12s %s%s" % (sc, rnd, target.name, state, cpu_s))
+        return r
+
+    def warm(self, sc, targets):
+        if not self.warmup:
+            return
+        for t in targets:
+            self.measure(sc, t, 0, record=False, seconds=self.warmup)
+
+    def scenario_targets(self, sc):
+        if sc == "7":
+            return [self.targets["pgbouncer"], self.target_for_sc7(1), self.target_for_sc7(2)]
+        return [self.targets["direct"], self.targets["pgbouncer"], self.targets["pgsluice"]]
+
+    def run_simple(self, sc):
+        targets = self.scenario_targets(sc)
+        log("scenario %s: %s, %d clients, %d rounds x %d s" % (sc, SCENARIOS[sc]["title"],
+                                                              SCENARIOS[sc]["clients"], self.rounds, self.seconds))
+        self.warm(sc, targets)
+        for rnd in range(1, self.rounds + 1):
+            for t in targets:
+                self.measure(sc, t, rnd)
+
+    def run_idle(self, sc="6"):
+        """Per round and pooler: 20 clients alone, then with N idle logged-in clients held open."""
+        targets = self.scenario_targets(sc)
+        log("scenario 6: %d idle clients + 20 active select-only clients, %d rounds x %d s"
+            % (self.idle_n, self.rounds, self.seconds))
+        self.warm(sc, targets)
+        for rnd in range(1, self.rounds + 1):
+            for t in targets:
+                base = self.measure(sc, t, rnd, extra={"idle": 0})
+                if not isinstance(t, Pooler):
+                    continue
+                time.sleep(0.5)
+                rss_before = proc_rss_kb(t.pid)
+                idle = subprocess.Popen(
+                    [sys.executable, os.path.join(BENCH_DIR, "idle_clients.py"), "--host", HOST, "--port",
+                     str(t.port), "--user", USER, "--password", PASSWORD, "--db", DB, "-n", str(self.idle_n)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                try:
+                    line = idle.stdout.readline().strip()
+                    m = re.match(r"READY ok=(\d+) failed=(\d+) seconds=([\d.]+)", line)
+                    if not m:
+                        raise RuntimeError("idle_clients.py did not get ready: %r %s" % (line, idle.stderr.read()))
+                    ok, failed, login_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
+                    time.sleep(1.0)
+                    rss_idle = proc_rss_kb(t.pid)
+                    loaded = self.measure(sc, t, rnd, extra={"idle": ok})
+                finally:
+                    idle.stdin.close()
+                    try:
+                        idle.wait(60)
+                    except subprocess.TimeoutExpired:
+                        idle.kill()
+                        idle.wait()
+                d = dict(round=rnd, idle_ok=ok, idle_failed=failed, login_s=login_s, rss_before_kb=rss_before,
+                         rss_idle_kb=rss_idle,
+                         bytes_per_idle=(rss_idle - rss_before) * 1024.0 / ok if ok else None,
+                         tps_base=base["tps"] if base["ok"] else None,
+                         tps_idle=loaded["tps"] if loaded["ok"] else None)
+                self.idle.setdefault(t.name, []).append(d)
+                log("  scenario 6 round %d %-12s %d idle logged in (%d failed) in %.1f s, RSS %d -> %d KiB "
+                    "(%.0f B/client)" % (rnd, t.name, ok, failed, login_s, rss_before, rss_idle,
+                                          d["bytes_per_idle"] or 0))
+                if failed:
+                    self.notes.append("scenario 6, %s, round %d: %d of %d idle clients failed to log in"
+                                      % (t.name, rnd, failed, self.idle_n))
+                time.sleep(1.0)
+
+    # ---- instructions per transaction ----
+    def perf_counts_instructions(self):
+        try:
+            p = subprocess.run(["perf", "stat", "-x,", "-e", "instructions", "--", "true"], capture_output=True,
+                               text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return p.returncode == 0 and re.search(r"^\d+,", p.stderr, re.M) is not None
+
+    def instructions(self):
+        n = self.instr_tx
+        spec = dict(SCENARIOS["2"], clients=10)
+        per_client = max(1, n // spec["clients"])
+        total = per_client * spec["clients"]
+        use_perf = self.perf_counts_instructions()
+        method = "perf stat -e instructions" if use_perf else "valgrind --tool=callgrind (user-space Ir)"
+        log("instructions per transaction: %s, %d transactions of scenario 2 (10 clients)" % (method, total))
+        for name in ("pgbouncer", "pgsluice"):
+            src = self.targets[name]
+            if use_perf:
+                r = self._instr_perf(src, spec, per_client)
+            else:
+                r = self._instr_callgrind(src, spec, per_client)
+            r.update(method=method, workload="scenario 2 (select-only, extended), 10 clients")
+            if r.get("instructions") and r.get("tx"):
+                r["per_tx"] = r["instructions"] / r["tx"]
+                log("  %-10s %d instructions / %d tx = %.0f per tx" % (name, r["instructions"], r["tx"],
+                                                                        r["per_tx"]))
+            else:
+                log("  %-10s FAILED: %s" % (name, r.get("error")))
+            if self.perf_ok("trace"):
+                r.update(self._syscalls(src, spec, per_client))
+            self.instr[name] = r
+
+    def perf_ok(self, what):
+        """Does `perf record` (cpu-clock) or `perf trace -s` work on this machine?"""
+        if what not in self._perf_ok:
+            cmd = {"record": ["perf", "record", "-e", "cpu-clock", "-o", "/dev/null", "--", "true"],
+                   "trace": ["perf", "trace", "-s", "--", "true"]}[what]
+            try:
+                self._perf_ok[what] = subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                self._perf_ok[what] = False
+        return self._perf_ok[what]
+
+    def _syscalls(self, t, spec, per_client):
+        """System calls per transaction on the native pooler (perf trace -s, all threads), same workload."""
+        out = os.path.join(self.base, "perftrace-%s.txt" % t.name)
+        self._pgbench_fixed(t.port, spec, 50)  # warm-up
+        perf = subprocess.Popen(["perf", "trace", "-s", "-o", out, "-p", str(t.pid)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        cs0 = proc_ctx_switches(t.pid)
+        r = self._pgbench_fixed(t.port, spec, per_client)
+        cs1 = proc_ctx_switches(t.pid)
+        perf.send_signal(signal.SIGINT)
+        try:
+            perf.wait(120)
+        except subprocess.TimeoutExpired:
+            perf.kill()
+            perf.wait()
+        calls = {}
+        try:
+            with open(out) as f:
+                for line in f:
+                    m = re.match(r"^\s+([a-z_0-9]+)\s+(\d+)\s+(\d+)\s+[\d.]+\s", line)
+                    if m:
+                        calls[m.group(1)] = calls.get(m.group(1), 0) + int(m.group(2))
+        except OSError:
+            pass
+        if not calls or not r.get("tx"):
+            return {"syscalls_error": "perf trace -s gave no counts"}
+        total = sum(calls.values())
+        return {"syscalls_tx": r["tx"], "syscalls": total, "syscalls_per_tx": total / r["tx"],
+                "syscall_breakdown": sorted(((n / r["tx"], name) for name, n in calls.items()), reverse=True),
+                "ctx_switches_per_tx": (cs1 - cs0) / r["tx"]}
+
+    def _instr_perf(self, t, spec, per_client):
+        out = os.path.join(self.base, "perfstat-%s.txt" % t.name)
+        self._pgbench_fixed(t.port, spec, 50)  # warm-up
+        perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "instructions", "-o", out, "-p", str(t.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        r = self._pgbench_fixed(t.port, spec, per_client)
+        perf.send_signal(signal.SIGINT)
+        perf.wait(30)
+        with open(out) as f:
+            m = re.search(r"^(\d+),[^,]*,instructions", f.read(), re.M)
+        r["instructions"] = int(m.group(1)) if m else None
+        if not m:
+            r["error"] = "perf stat printed no instruction count"
+        return r
+
+    def _instr_callgrind(self, src, spec, per_client):
+        """Instructions per transaction under callgrind, by difference: a second instance of the pooler
+        (same settings, own port) runs a short fixed workload, a third one the same plus per_client more
+        transactions per client; each is stopped and its total Ir read. Start-up, logins and shutdown
+        are the same in both and cancel out. (callgrind_control cannot be used: vgdb needs ptrace,
+        which this kind of machine does not allow.)"""
+        if not shutil.which("valgrind"):
+            return {"error": "valgrind is not installed (scripts/install-deps.sh --bench)"}
+        short = max(1, per_client // 10)
+        a = self._callgrind_retry(src, spec, short, "short")
+        if a.get("error"):
+            return a
+        b = self._callgrind_retry(src, spec, short + per_client, "long")
+        if b.get("error"):
+            return b
+        r = {"tx": b["tx"] - a["tx"], "instructions": b["instructions"] - a["instructions"],
+             "runs": {"short": {k: a[k] for k in ("tx", "instructions")},
+                      "long": {k: b[k] for k in ("tx", "instructions")}}}
+        fa = {fn: ir for _, ir, fn in a["functions"]}
+        diff = sorted(((ir - fa.get(fn, 0), fn) for _, ir, fn in b["functions"]), reverse=True)
+        r["top_functions"] = [(100.0 * ir / r["instructions"], ir, fn) for ir, fn in diff[:40]
+                              if r["instructions"] > 0]
+        if not self.smoke:
+            with open(os.path.join(self.out, "callgrind-%s.txt" % src.name), "w") as f:
+                f.write("# %s: callgrind self cost per function, run with %d tx minus run with %d tx "
+                        "(= %d transactions of scenario 2's workload)\n" % (src.name, b["tx"], a["tx"], r["tx"]))
+                f.write("# total: %d instructions, %.0f per transaction\n" % (r["instructions"],
+                                                                             r["instructions"] / max(1, r["tx"])))
+                f.write("# %-8s %14s %12s  function\n" % ("share", "Ir", "Ir/tx"))
+                for share, ir, fn in r["top_functions"]:
+                    f.write("%8.2f%% %14d %12.1f  %s\n" % (share, ir, ir / max(1, r["tx"]), fn))
+        return r
+
+    def _callgrind_retry(self, src, spec, per_client, tag):
+        r = self._callgrind_once(src, spec, per_client, tag)
+        if r.get("error"):  # once more, and say so
+            self.notes.append("callgrind run (%s, %s) failed and was repeated: %s" % (src.name, tag, r["error"]))
+            r = self._callgrind_once(src, spec, per_client, tag + "2")
+        return r
+
+    def _callgrind_once(self, src, spec, per_client, tag):
+        cgdir = os.path.join(self.base, "cg-%s-%s" % (src.name, tag))
+        os.makedirs(cgdir, exist_ok=True)
+        chown_to_postgres(cgdir)
+        outfile = os.path.join(cgdir, "callgrind.out")
+        wrapper = ["valgrind", "--tool=callgrind", "--vgdb=no", "--callgrind-out-file=" + outfile]
+        t = Pooler("%s-callgrind-%s" % (src.name, tag), src.kind, src.binary, self.base, self.pg, 1000,
+                   workers=getattr(src, "workers", None), wrapper=wrapper)
+        try:
+            t.start(timeout=120)
+            r = self._pgbench_fixed(t.port, spec, per_client, timeout=3600)
+        finally:
+            stop_process(t.proc, timeout=120)
+        if r.get("error") or not r.get("tx"):
+            r.setdefault("error", "pgbench processed no transactions")
+            r["error"] += " [pooler log: %s]" % " | ".join(tail(t.logpath, 4).splitlines())
+            return r
+        if not os.path.exists(outfile):
+            r["error"] = "callgrind wrote no output (%s)" % tail(t.logpath, 5)
+            return r
+        with open(outfile) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    r["instructions"] = int(line.split()[1])
+                    break
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", outfile],
+                             capture_output=True, text=True, timeout=300).stdout
+        r["functions"] = parse_callgrind_annotate(ann, r.get("instructions"), limit=None)
+        if "instructions" not in r:
+            r["error"] = "no totals line in the callgrind output"
+        return r
+
+    def _pgbench_fixed(self, port, spec, per_client, timeout=600):
+        cmd = pgbench_cmd(port, spec, per_client=per_client)
+        p = subprocess.run(cmd, env=pgbench_env(), capture_output=True, text=True, cwd=self.base, timeout=timeout)
+        r = parse_pgbench(p.stdout + p.stderr)
+        if p.returncode != 0:
+            r["error"] = first_error(p.stdout + p.stderr)
+        m = re.search(r"number of transactions actually processed: (\d+)", p.stdout)
+        r["tx"] = int(m.group(1)) if m else 0
+        return r
+
+    # ---- CPU profile ----
+    def profile(self):
+        if not self.perf_ok("record"):
+            self.notes.append("perf record is not available here: no CPU profile")
+            return
+        log("CPU profile (perf record -e cpu-clock) of both poolers during scenario 2")
+        for name in ("pgsluice", "pgbouncer"):
+            t = self.targets[name]
+            data = os.path.join(self.base, "perf-%s.data" % name)
+            perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-o", data, "-p",
+                                     str(t.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            r = self.measure("2", t, 0, record=False)
+            perf.send_signal(signal.SIGINT)
+            perf.wait(60)
+            rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
+                                  "dso,symbol", "--percent-limit", "0.3"], capture_output=True, text=True,
+                                 timeout=300).stdout
+            dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso"],
+                                 capture_output=True, text=True, timeout=300).stdout
+            with open(os.path.join(self.out, "perf-%s.txt" % name), "w") as f:
+                f.write("# perf record -e cpu-clock -F 2000 -p <%s> during scenario 2 (%d s, %s tps)\n"
+                        % (name, self.seconds, "%.0f" % r["tps"] if r.get("tps") else "?"))
+                f.write(dso)
+                f.write("\n")
+                f.write(rep)
+            self.profiles[name] = parse_perf_report(rep)
+
+    # ---- run everything ----
+    def run(self):
+        t0 = time.monotonic()
+        self.setup()
+        for sc in self.scenarios:
+            if sc == "6":
+                self.run_idle()
+            else:
+                self.run_simple(sc)
+        if self.instr_tx:
+            self.instructions()
+        if self.do_profile:
+            self.profile()
+        self.elapsed = time.monotonic() - t0
+
+    # ---- results ----
+    def summary(self, sc, target):
+        """Medians of a (scenario, target); in scenario 6 the poolers' loaded runs (with idle clients)."""
+        want_idle = sc == "6" and target != "direct"
+        return self._summ([r for r in self.runs if r["scenario"] == sc and r["target"] == target
+                           and bool(r.get("idle")) == want_idle])
+
+    def rows(self):
+        rows = []
+        for sc in self.scenarios:
+            base = self.summary(sc, "pgbouncer")
+            if sc == "6":
+                # baseline rows (no idle) first, then the loaded rows
+                for t in ("direct", "pgbouncer", "pgsluice"):
+                    rs = [r for r in self.runs if r["scenario"] == "6" and r["target"] == t and r.get("idle") == 0]
+                    s = self._summ(rs)
+                    if s:
+                        rows.append(("6a", "20 clients, no idle clients", t, s,
+                                     self._summ([r for r in self.runs if r["scenario"] == "6"
+                                                 and r["target"] == "pgbouncer" and r.get("idle") == 0])))
+                for t in ("pgbouncer", "pgsluice"):
+                    s = self.summary("6", t)
+                    if s:
+                        rows.append(("6b", "20 clients + %d idle clients" % self.idle_n, t, s, base))
+                continue
+            for t in self.scenario_targets(sc):
+                s = self.summary(sc, t.name)
+                if s:
+                    name = t.name
+                    if sc == "7":
+                        name = "pgsluice workers=%d" % t.workers if t.kind == "pgsluice" else t.name
+                    rows.append((sc, SCENARIOS[sc]["title"], name, s, base))
+        return rows
+
+    def _summ(self, rs):
+        if not rs:
+            return None
+        good = [r for r in rs if r["ok"]]
+        s = {"rounds": len(rs), "failed": len(rs) - len(good)}
+        if s["failed"]:
+            s["error"] = next(r["error"] for r in rs if not r["ok"])
+        for k in ("tps", "lat_mean_ms", "p99_ms", "cpu_per_1k", "rss_kb"):
+            s[k] = median([r[k] for r in good])
+        return s
+
+    def idle_summary(self):
+        out = {}
+        for t, ds in self.idle.items():
+            out[t] = {k: median([d[k] for d in ds]) for k in
+                      ("rss_before_kb", "rss_idle_kb", "bytes_per_idle", "tps_base", "tps_idle", "login_s")}
+            out[t]["idle_ok"] = min(d["idle_ok"] for d in ds)
+            b, i = out[t]["tps_base"], out[t]["tps_idle"]
+            # per-round change, then the median: base and loaded runs of a round are back to back
+            changes = [(d["tps_idle"] / d["tps_base"] - 1.0) * 100 for d in ds if d["tps_idle"] and d["tps_base"]]
+            out[t]["tps_change_pct"] = median(changes) if changes else (None if not (b and i) else (i / b - 1) * 100)
+        return out
+
+    def target_checks(self):
+        """The issue's targets, evaluated on this run's medians (informational: never asserted)."""
+        checks = []
+
+        def s(sc, t):
+            return self.summary(sc, t) if sc in self.scenarios else None
+
+        def add(what, value, limit, ok_if):
+            shown = limit.replace("<", "≤ ").replace(">", "≥ ") + "×"
+            if value is None:
+                checks.append((what, "—", shown, "not measured"))
+            else:
+                ok = value <= float(limit[1:]) if ok_if == "le" else value >= float(limit[1:])
+                checks.append((what, "%.2f×" % value, shown, "yes" if ok else "**no**"))
+        for sc in ("1", "2", "4"):
+            a, b = s(sc, "pgsluice"), s(sc, "pgbouncer")
+            add("pooler CPU per transaction, scenario %s" % sc,
+                ratio(a and a["cpu_per_1k"], b and b["cpu_per_1k"]), "<0.6", "le")
+        a, b = self.instr.get("pgsluice", {}), self.instr.get("pgbouncer", {})
+        add("instructions per transaction (scenario 2)", ratio(a.get("per_tx"), b.get("per_tx")), "<0.6", "le")
+        for sc in ("1", "2", "4"):
+            a, b = s(sc, "pgsluice"), s(sc, "pgbouncer")
+            add("TPS, scenario %s" % sc, ratio(a and a["tps"], b and b["tps"]), ">1.1", "ge")
+        idle = self.idle_summary()
+        a, b = idle.get("pgsluice", {}), idle.get("pgbouncer", {})
+        add("RSS per idle client (scenario 6)", ratio(a.get("bytes_per_idle"), b.get("bytes_per_idle")),
+            "<1.0", "le")
+        ch = a.get("tps_change_pct")
+        if ch is None:
+            checks.append(("active TPS with %d idle clients (pgsluice)" % self.idle_n, "—", "≥ −5 %",
+                           "not measured"))
+        else:
+            checks.append(("active TPS with %d idle clients (pgsluice)" % self.idle_n, "%+.1f %%" % ch, "≥ −5 %",
+                           "yes" if ch >= -5.0 else "**no**"))
+        a, b = s("5", "pgsluice"), s("5", "pgbouncer")
+        add("TPS, scenario 5 (-C)", ratio(a and a["tps"], b and b["tps"]), ">1.0", "ge")
+        a, b = s("2", "pgsluice"), s("2", "pgbouncer")
+        add("p99 latency, scenario 2", ratio(a and a["p99_ms"], b and b["p99_ms"]), "<1.0", "le")
+        return checks
+
+    def failures(self):
+        """(scenario, target, error, expected) for every failed run."""
+        out = []
+        seen = set()
+        for r in self.runs:
+            if r["ok"]:
+                continue
+            key = (r["scenario"], r["target"])
+            if key in seen:
+                continue
+            seen.add(key)
+            n = sum(1 for x in self.runs if (x["scenario"], x["target"]) == key and not x["ok"])
+            total = sum(1 for x in self.runs if (x["scenario"], x["target"]) == key)
+            out.append((r["scenario"], r["target"], "%s (%d of %d runs)" % (r["error"], n, total),
+                        key in EXPECTED_FAILURES))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# report parsing and formatting
+# ---------------------------------------------------------------------------------------------
+def parse_callgrind_annotate(text, total, limit=25):
+    """[(share %, Ir, function)] from `callgrind_annotate --inclusive=no` output."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^\s*([\d,]+)\s+(?:\([\s\d.]+%\)\s+)?(\S.*?)\s*(?:\[.*\])?$", line)
+        if not m or ":" not in m.group(2):
+            continue
+        ir = int(m.group(1).replace(",", ""))
+        fn = m.group(2)
+        if total and ir <= total:
+            out.append((100.0 * ir / total, ir, fn))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def parse_perf_report(text):
+    """[(share %, dso, symbol)] from `perf report --stdio --sort dso,symbol`."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.+?)\s*$", line)
+        if m:
+            out.append((float(m.group(1)), m.group(2), m.group(4)))
+    return out[:25]
+
+
+def fmt(v, spec="%.0f", none="—"):
+    return none if v is None else spec % v
+
+
+def fmt_ratio(v):
+    return "—" if v is None else "%.2f×" % v
+
+
+def fmt_rss(kb):
+    return "—" if kb is None else "%.1f" % (kb / 1024.0)
+
+
+def result_cells(s, base):
+    if s["failed"] == s["rounds"]:
+        return ["FAILED"] + ["—"] * 9
+    def pair(k, f):
+        return [f(s[k]), fmt_ratio(ratio(s[k], base and not base["failed"] == base["rounds"] and base[k]))]
+    cells = pair("tps", lambda v: fmt(v, "%.0f")) + pair("lat_mean_ms", lambda v: fmt(v, "%.2f")) \
+        + pair("p99_ms", lambda v: fmt(v, "%.2f")) + pair("cpu_per_1k", lambda v: fmt(v, "%.3f")) \
+        + pair("rss_kb", fmt_rss)
+    if s["failed"]:
+        cells[0] += " (%d/%d failed)" % (s["failed"], s["rounds"])
+    return cells
+
+
+HEAD = ["#", "scenario", "target", "TPS", "×PgB", "mean ms", "×PgB", "p99 ms", "×PgB", "CPU s/1k tx", "×PgB",
+        "RSS MiB", "×PgB"]
+
+
+def md_table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def text_table(head, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+local changes in src/" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def report(b):
+    rows = []
+    for sc, title, tname, s, base in b.rows():
+        rows.append([sc, title, tname] + result_cells(s, base))
+    md = []
+    md.append("# pgsluice benchmark: latest results\n")
+    md.append("Generated by `%s` (bench/bench.py) on %s, in %.0f s.\n"
+              % ("make bench-smoke" if b.smoke else "make bench",
+                 datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), b.elapsed))
+    md.append("- Machine: %d cores (%s), %s, Linux %s; load average before the run %.2f / %.2f / %.2f. "
+              "pgbench, PostgreSQL and the pooler share the cores."
+              % (os.cpu_count(), cpu_model(), "%.0f GiB RAM" % (os.sysconf("SC_PAGE_SIZE")
+                                                                 * os.sysconf("SC_PHYS_PAGES") / 2 ** 30),
+                 platform.release(), *b.load_before))
+    md.append("- pgsluice %s (`%s`, workers=%d), %s, PostgreSQL %s, pgbench -j 1, scale %d."
+              % (git_rev(), os.path.relpath(b.sl_bin, ROOT) if b.sl_bin.startswith(ROOT) else b.sl_bin,
+                 b.sl_workers, pooler_version("pgbouncer", b.pgb_bin), b.pg.version, b.scale))
+    md.append("- Both poolers: pool_mode=transaction, default_pool_size=%d, auth_type=%s (userlist.txt), "
+              "max_client_conn=%d, logging of connections off. %d round(s) of %d s per target, interleaved "
+              "(direct, pgbouncer, pgsluice, direct, ...); the table shows medians over rounds."
+              % (POOL_SIZE, b.auth, b.idle_n + 500, b.rounds, b.seconds))
+    md.append("- CPU s/1k tx: pooler utime+stime (/proc/PID/stat) per 1,000 transactions. RSS: the pooler's "
+              "peak VmRSS during the run. ×PgB: the figure divided by PgBouncer's in the same scenario.\n")
+    md.append("## Results\n")
+    md.append(md_table(HEAD, rows))
+    md.append("")
+    text = [text_table(HEAD, rows)]
+
+    fails = b.failures()
+    if fails:
+        md.append("Failed runs:\n")
+        for sc, t, err, expected in fails:
+            md.append("- scenario %s, %s: %s%s" % (sc, t, err, " (expected: PgBouncer 1.18 does not support "
+                                                               "protocol-level prepared statements in "
+                                                               "transaction mode)" if expected else ""))
+        md.append("")
+        text.append("\nFailed runs:\n" + "\n".join("  scenario %s, %s: %s%s" % (sc, t, e, " [expected]" if x else "")
+                                                     for sc, t, e, x in fails))
+
+    idle = b.idle_summary()
+    if idle:
+        pgb = idle.get("pgbouncer", {})
+        head = ["target", "idle clients", "login time s", "RSS before MiB", "RSS with idle MiB", "bytes per idle client",
+                "×PgB", "TPS without idle", "TPS with idle", "change"]
+        irows = []
+        for t in ("pgbouncer", "pgsluice"):
+            d = idle.get(t)
+            if not d:
+                continue
+            irows.append([t, d["idle_ok"], fmt(d["login_s"], "%.1f"), fmt_rss(d["rss_before_kb"]),
+                          fmt_rss(d["rss_idle_kb"]), fmt(d["bytes_per_idle"], "%.0f"),
+                          fmt_ratio(ratio(d["bytes_per_idle"], pgb.get("bytes_per_idle"))),
+                          fmt(d["tps_base"]), fmt(d["tps_idle"]), fmt(d["tps_change_pct"], "%+.1f %%")])
+        md.append("## Scenario 6: idle clients\n")
+        md.append("Per round and pooler: 20 select-only clients alone (6a), then %d idle clients are opened "
+                  "and logged in (bench/idle_clients.py, auth %s) and held while the same 20 clients run again "
+                  "(6b). Bytes per idle client = (VmRSS with idle clients − VmRSS before) / idle clients; kernel "
+                  "socket buffers are not in RSS. Change = TPS with idle / TPS without, per round, median.\n"
+                  % (b.idle_n, b.auth))
+        md.append(md_table(head, irows))
+        md.append("")
+        text.append("\nScenario 6 (idle clients):\n" + text_table(head, irows))
+
+    if b.instr:
+        pgb = b.instr.get("pgbouncer", {})
+        head = ["pooler", "instructions per tx (user space)", "×PgB", "syscalls per tx", "×PgB",
+                "context switches per tx", "×PgB"]
+        irows = []
+        for t in ("pgbouncer", "pgsluice"):
+            r = b.instr.get(t)
+            if not r:
+                continue
+            ins = "{:,.0f}".format(r["per_tx"]) if r.get("per_tx") is not None else "FAILED: %s" % r.get("error")
+            irows.append([t, ins, fmt_ratio(ratio(r.get("per_tx"), pgb.get("per_tx"))),
+                          fmt(r.get("syscalls_per_tx"), "%.2f"),
+                          fmt_ratio(ratio(r.get("syscalls_per_tx"), pgb.get("syscalls_per_tx"))),
+                          fmt(r.get("ctx_switches_per_tx"), "%.3f"),
+                          fmt_ratio(ratio(r.get("ctx_switches_per_tx"), pgb.get("ctx_switches_per_tx")))])
+        any_r = next(iter(b.instr.values()))
+        md.append("## Per-transaction costs (the steadier figures)\n")
+        md.append("Scenario 2's workload (select-only, extended protocol) with 10 clients and a fixed number of "
+                  "transactions per client (`pgbench -t`), through each pooler with the same settings.\n")
+        md.append("- Instructions: %s. %s" % (any_r.get("method", "?"), (
+            "Each pooler runs twice under callgrind (a separate instance each time): a short run and one with "
+            "%s more transactions; the difference of the two totals is divided by the difference of the "
+            "transaction counts, so start-up, logins and shutdown cancel out. User-space instructions only "
+            "(the pooler, libc, libuv/libevent, OpenSSL), not the kernel's." % "{:,}".format(any_r.get("tx", 0))
+            if "callgrind" in any_r.get("method", "") else "Counted on the running pooler (user and kernel).")))
+        md.append("- System calls: `perf trace -s -p PID` on the running (native) pooler during %s "
+                  "transactions, all threads; context switches from /proc/PID/task/*/status.\n"
+                  % "{:,}".format(any_r.get("syscalls_tx") or 0))
+        md.append(md_table(head, irows))
+        md.append("")
+        text.append("\nPer-transaction costs (scenario 2 workload, fixed transactions):\n" + text_table(head, irows))
+        sc_rows = []
+        names = []
+        for t in ("pgbouncer", "pgsluice"):
+            for per, name in (b.instr.get(t, {}).get("syscall_breakdown") or [])[:8]:
+                if name not in names:
+                    names.append(name)
+        for name in names:
+            row = [name]
+            for t in ("pgbouncer", "pgsluice"):
+                d = dict((n, per) for per, n in (b.instr.get(t, {}).get("syscall_breakdown") or []))
+                row.append(fmt(d.get(name), "%.3f"))
+            sc_rows.append(row)
+        if sc_rows:
+            md.append("System calls per transaction by name:\n")
+            md.append(md_table(["syscall", "pgbouncer", "pgsluice"], sc_rows))
+            md.append("")
+        for t in ("pgsluice", "pgbouncer"):
+            top = b.instr.get(t, {}).get("top_functions")
+            if top:
+                md.append("Top functions of %s by instructions per transaction (callgrind self cost; full listing in "
+                          "`callgrind-%s.txt`):\n" % (t, t))
+                md.append(md_table(["share", "Ir per tx", "function"],
+                                   [["%.1f %%" % sh, "{:,.0f}".format(ir / b.instr[t]["tx"]), "`%s`" % fn]
+                                    for sh, ir, fn in top[:15]]))
+                md.append("")
+
+    if b.profiles:
+        md.append("## CPU profile during scenario 2 (perf record -e cpu-clock)\n")
+        md.append("Share of the pooler process's sampled CPU time (user and kernel) per function; full "
+                  "reports in `perf-pgsluice.txt` and `perf-pgbouncer.txt`.\n")
+        for t in ("pgsluice", "pgbouncer"):
+            top = b.profiles.get(t)
+            if top:
+                md.append("%s:\n" % t)
+                md.append(md_table(["share", "object", "function"],
+                                   [["%.1f %%" % sh, dso, "`%s`" % sym] for sh, dso, sym in top[:15]]))
+                md.append("")
+
+    checks = b.target_checks()
+    md.append("## Issue 3 targets (pgsluice ÷ PgBouncer, this run)\n")
+    md.append(md_table(["target", "measured", "required", "met"], checks))
+    md.append("")
+    text.append("\nTargets (pgsluice / PgBouncer):\n" + text_table(["target", "measured", "required", "met"], checks))
+
+    if b.notes or b.problems:
+        md.append("## Notes\n")
+        md += ["- %s" % n for n in b.notes + b.problems]
+        md.append("")
+        text.append("\nNotes:\n" + "\n".join("  " + n for n in b.notes + b.problems))
+    return "\n".join(md) + "\n", "\n".join(text) + "\n"
+
+
+def chart(b, path):
+    """PNG with two panels, TPS and p99 per scenario, one bar per target (gnuplot)."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        b.notes.append("gnuplot is not installed: no chart (scripts/install-deps.sh installs gnuplot-nox)")
+        return False
+    short = {"1": "1 simple", "2": "2 extended", "3": "3 prepared", "4": "4 TPC-B", "5": "5 -C (connect)",
+             "6a": "6a 20 active", "6b": "6b +%d idle" % b.idle_n}
+    cols = ["direct", "pgbouncer", "pgsluice"]
+    labels, table = [], {}
+
+    def put(lab, col, val):
+        if lab not in table:
+            labels.append(lab)
+            table[lab] = {c: (None, None) for c in cols}
+        table[lab][col] = val
+    rows = b.rows()
+    for sc, title, tname, s, base in rows:
+        val = (s["tps"], s["p99_ms"]) if s["failed"] < s["rounds"] else (None, None)
+        if sc != "7":
+            put(short.get(sc, sc), tname, val)
+        elif tname != "pgbouncer":
+            put("7 extended, " + tname.replace("pgsluice ", ""), "pgsluice", val)
+    for sc, title, tname, s, base in rows:  # scenario 7: PgBouncer's bar beside each workers value
+        if sc == "7" and tname == "pgbouncer":
+            for lab in labels:
+                if lab.startswith("7 "):
+                    table[lab]["pgbouncer"] = (s["tps"], s["p99_ms"]) if s["failed"] < s["rounds"] else (None, None)
+    dat = os.path.join(b.base, "chart.dat")
+    with open(dat, "w") as f:
+        f.write("scenario " + " ".join(cols) + " " + " ".join(c + "_p99" for c in cols) + "\n")
+        for lab in labels:
+            vals = [table[lab][c][0] for c in cols] + [table[lab][c][1] for c in cols]
+            f.write('"%s" %s\n' % (lab, " ".join("NaN" if v is None else "%.3f" % v for v in vals)))
+    script = """
+set terminal pngcairo size 1400,900 font "sans,10"
+set output '%s'
+set datafile missing "NaN"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set key top right
+set grid ytics
+set multiplot layout 2,1 title "pgsluice vs PgBouncer vs direct (median of %d rounds x %d s; 7: pgsluice workers=1/2)"
+set title "TPS per scenario (higher is better)"
+set ylabel "transactions/s"
+set yrange [0:*]
+plot '%s' using 2:xtic(1) title 'direct' lc rgb '#888888', '' using 3 title 'pgbouncer' lc rgb '#1f77b4', \
+     '' using 4 title 'pgsluice' lc rgb '#d62728'
+set title "p99 latency per scenario (lower is better; log scale)"
+set ylabel "ms"
+set logscale y
+set yrange [*:*]
+plot '%s' using 5:xtic(1) title 'direct' lc rgb '#888888', '' using 6 title 'pgbouncer' lc rgb '#1f77b4', \
+     '' using 7 title 'pgsluice' lc rgb '#d62728'
+unset multiplot
+""" % (path, b.rounds, b.seconds, dat, dat)
+    p = subprocess.run([gp], input=script, capture_output=True, text=True, timeout=60)
+    if p.returncode != 0 or not os.path.exists(path):
+        b.notes.append("gnuplot failed: %s" % p.stderr.strip()[-300:])
+        return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description="pgsluice / PgBouncer / direct benchmark (issue 3)")
+    ap.add_argument("--smoke", action="store_true", help="1 round, 2 s runs, scenarios 1 and 2, no profiling")
+    ap.add_argument("--keep", action="store_true", help="keep the temp directory (logs, configs)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench: run as root (PostgreSQL and PgBouncer run as the postgres OS user)")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    b = Bench(args)
+    try:
+        return finish(b)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        b.teardown()
+        b.cleanup()
+
+
+def finish(b):
+    rc = 0
+    try:
+        b.run()
+    finally:
+        b.teardown()
+    png = os.path.join(b.out, "latest.png")
+    have_chart = chart(b, png)
+    md, text = report(b)
+    if have_chart:
+        md += "\nChart: `latest.png` (TPS and p99 per scenario).\n"
+    with open(os.path.join(b.out, "latest.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(b.out, "latest.json"), "w") as f:
+        json.dump({"settings": {"seconds": b.seconds, "rounds": b.rounds, "scale": b.scale, "idle": b.idle_n,
+                                "sl_workers": b.sl_workers, "auth": b.auth, "scenarios": b.scenarios},
+                   "runs": b.runs, "idle": b.idle, "instructions": b.instr, "profiles": b.profiles,
+                   "load_before": b.load_before}, f, indent=1)
+    print(text)
+    print("bench: wrote %s/latest.md%s (%.0f s)" % (b.out, " and latest.png" if have_chart else "", b.elapsed))
+    unexpected = [f for f in b.failures() if not f[3]]
+    if unexpected:
+        print("bench: FAILED: unexpected failures: %s" % "; ".join("scenario %s %s: %s" % f[:3] for f in unexpected),
+              file=sys.stderr)
+        rc = 1
+    if b.problems:
+        print("bench: FAILED: %s" % "; ".join(b.problems), file=sys.stderr)
+        rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
