@@ -139,3 +139,32 @@ def test_pgbench_counts_match_metrics_and_stats_json(pooler):
     assert stats["total_received"] == value(after, "pgsluice_received_bytes_total", database="appdb")
     assert value(after, "pgsluice_pool_clients", database="appdb", user="app", state="waiting") == 0
     assert value(after, "pgsluice_pool_size", database="appdb", user="app") == 5
+
+
+def _admin_rows(p, command):
+    """Rows of an admin console SHOW command as dicts (psql as the admin user postgres)."""
+    r = clients.psql(p, "-F", "\t", "-P", "tuples_only=off", "-P", "footer=off", "-c", command,
+                     db="pgbouncer", user="postgres")
+    lines = [ln for ln in r.stdout.splitlines() if ln]
+    header = lines[0].split("\t")
+    return [dict(zip(header, ln.split("\t"))) for ln in lines[1:]]
+
+
+def test_stats_json_and_pools_json_agree_with_the_admin_console(pooler):
+    p = http_pooler(pooler, {"default_pool_size": 3})
+    script = os.path.join(p.dir, "xact.sql")
+    with open(script, "w") as f:
+        f.write("BEGIN;\nSELECT 1;\nEND;\n")
+    result = clients.pgbench(p, "-n", "-f", script, "-t", "20", "-c", "4", "-j", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: [r for r in get_json(p.http_port, "/stats")[1]
+                      if r["database"] == "appdb" and r["total_xact_count"] == 80], timeout=10, what="flushed stats")
+    show = [r for r in _admin_rows(p, "SHOW STATS") if r["database"] == "appdb"][0]
+    mine = [r for r in get_json(p.http_port, "/stats")[1] if r["database"] == "appdb"][0]
+    for col in ("total_xact_count", "total_query_count", "total_received", "total_sent"):
+        assert int(show[col]) == mine[col], (col, show, mine)
+    show = [r for r in _admin_rows(p, "SHOW POOLS") if r["database"] == "appdb" and r["user"] == "app"][0]
+    mine = [r for r in get_json(p.http_port, "/pools")[1] if r["database"] == "appdb" and r["user"] == "app"][0]
+    for col in ("cl_active", "cl_waiting", "sv_active", "sv_login", "pool_mode"):
+        assert str(mine[col]) == show[col], (col, show, mine)
+    assert mine["sv_idle"] + mine["sv_used"] == int(show["sv_idle"]) + int(show["sv_used"]), (show, mine)
