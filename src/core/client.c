@@ -12,6 +12,7 @@
 #include "auth/random.h"
 #include "core/client_auth.h"
 #include "core/pooler.h"
+#include "core/proxy_ps.h"
 #include "pool/pool.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -26,6 +27,7 @@ static void client_free(uv_handle_t *h)
     sl_stream_free_buf(&c->s);
     sl_pb_free(&c->s.out);
     sl_params_clear(&c->params);
+    sl_stmt_map_clear(&c->ps_map);
     free(c->user);
     free(c->dbname);
     free(c->scram);
@@ -326,21 +328,33 @@ void sl_client_got_server(sl_client *c, sl_server *s)
 void sl_client_idle_input(sl_client *c)
 {
     sl_stream *s = &c->s;
-    if (s->end - s->parse < 5) return;
-    char type = (char)s->buf[s->parse];
-    uint32_t len = sl_get_u32(s->buf + s->parse + 1);
-    if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
-        sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
+    bool local = sl_ps_enabled_for(c, c->pool);
+    while (c->state == SL_CL_IDLE && s->end - s->parse >= 5) {
+        char type = (char)s->buf[s->parse];
+        uint32_t len = sl_get_u32(s->buf + s->parse + 1);
+        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
+            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
+            return;
+        }
+        if (type == 'X') {
+            sl_client_close(c, "client close request");
+            return;
+        }
+        sl_ps_result r = local ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
+        if (r == SL_PS_NEED_MORE) break;
+        if (r == SL_PS_MALFORMED) {
+            sl_client_error(c, true, "08P01", "malformed message (type '%c')", type);
+            return;
+        }
+        if (r == SL_PS_CONSUMED) continue;
+        c->state = SL_CL_WAITING;
+        c->request_time = c->wait_start = sl_now_us();
+        sl_stream_set_poll(s, 0);
+        if (sl_stream_out_pending(s)) (void)sl_stream_flush(s, NULL);
+        sl_client_wake(c);
         return;
     }
-    if (type == 'X') {
-        sl_client_close(c, "client close request");
-        return;
-    }
-    c->state = SL_CL_WAITING;
-    c->request_time = c->wait_start = sl_now_us();
-    sl_stream_set_poll(s, 0);
-    sl_client_wake(c);
+    if (sl_stream_out_pending(s)) client_flush_out(c);
 }
 
 void sl_client_on_event(sl_client *c, int events)

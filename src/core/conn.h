@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/prepare.h"
 #include "net/stream.h"
 #include "pool/stats.h"
 #include "util/list.h"
@@ -90,6 +91,7 @@ typedef struct sl_client {
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     struct sl_config *cfg;       /* snapshot this client was admitted under */
+    sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
 } sl_client;
 
 typedef enum { SL_SETUP_NONE = 0, SL_SETUP_CHECK, SL_SETUP_PARAMS, SL_SETUP_RESET, SL_SETUP_CONNECT_QUERY, SL_SETUP_ROLLBACK } sl_setup_step;
@@ -124,6 +126,11 @@ typedef struct sl_server {
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
     sl_pool_stats pend;          /* counters not yet added to the pool's */
+    /* prepared statements (proxy_ps.c) */
+    bool ps_active;              /* this link rewrites statement names */
+    sl_stmt_cache ps_cache;      /* statements prepared on this server */
+    struct sl_expect *exp;       /* ring of responses the server owes, in order */
+    uint32_t exp_head, exp_n, exp_cap;
 } sl_server;
 
 #endif

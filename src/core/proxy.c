@@ -2,9 +2,12 @@
  * sender's buffer and sent from there with one writev; only message headers are looked at (and the
  * few small messages that decide transaction boundaries). A server goes back to its pool at a
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/pooler.h"
+#include "core/proxy_ps.h"
 #include "pool/pool.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -17,16 +20,33 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
 {
     int cev = 0, sev = 0;
     bool setup = s->state == SL_SV_SETUP;
-    if (!setup && sl_stream_fwd_pending(&c->s) == 0) cev |= UV_READABLE;
+    if (!setup && sl_stream_fwd_pending(&c->s) == 0 && !sl_stream_out_pending(&s->s)) cev |= UV_READABLE;
     if (sl_stream_out_pending(&c->s) || sl_stream_fwd_pending(&s->s)) cev |= UV_WRITABLE;
-    if (setup || sl_stream_fwd_pending(&s->s) == 0) sev |= UV_READABLE;
+    if (setup || (sl_stream_fwd_pending(&s->s) == 0 && !sl_stream_out_pending(&c->s))) sev |= UV_READABLE;
     if (sl_stream_out_pending(&s->s) || (!setup && sl_stream_fwd_pending(&c->s))) sev |= UV_WRITABLE;
     sl_stream_set_poll(&c->s, cev);
     sl_stream_set_poll(&s->s, sev);
 }
 
+/* An idle server may have been terminated while it sat in the pool (its FATAL message and EOF are
+ * not seen yet). One non-blocking peek before reuse catches it; skipped for servers reused within
+ * 100 ms so the hot path stays one syscall lighter. */
+static bool server_looks_alive(sl_server *s)
+{
+    if (sl_now_us() - s->idle_since < 100000) return true;
+    char b;
+    ssize_t n = recv(s->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 void sl_proxy_link(sl_client *c, sl_server *s)
 {
+    if (!server_looks_alive(s)) {
+        s->state = SL_SV_ACTIVE;
+        sl_server_close(s, "server closed while idle in the pool");
+        sl_client_wake(c);
+        return;
+    }
     c->server = s;
     s->client = c;
     c->state = SL_CL_ACTIVE;
@@ -47,6 +67,8 @@ void sl_proxy_link(sl_client *c, sl_server *s)
 void sl_proxy_start(sl_client *c, sl_server *s)
 {
     s->state = SL_SV_ACTIVE;
+    s->ps_active = c->cfg->max_prepared_statements > 0 &&
+                   __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
@@ -65,6 +87,7 @@ void sl_proxy_unlink_release(sl_server *s)
     }
     s->last_used = now;
     s->release_pending = false;
+    sl_ps_reset_link(s);
     sl_config *cfg = sl_config_acquire();
     bool reset = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) == SL_POOL_SESSION || cfg->server_reset_query_always;
     sl_config_unref(cfg);
@@ -94,7 +117,7 @@ void sl_proxy_server_lost_client(sl_client *c)
 static bool can_release(const sl_server *s, const sl_client *c)
 {
     return __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
-           c->s.msg_left == 0;
+           c->s.msg_left == 0 && sl_ps_idle(s);
 }
 
 /* Parse as much of the client's buffer as possible, marking messages to forward. */
@@ -115,6 +138,15 @@ static bool scan_client(sl_client *c, sl_server *s)
         if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return false;
+        }
+        sl_ps_result psr = SL_PS_FORWARD;
+        if (s->ps_active && type != 'X') {
+            psr = sl_ps_client_msg(c, s, type, len);
+            if (psr == SL_PS_NEED_MORE) return true;
+            if (psr == SL_PS_MALFORMED) {
+                sl_client_error(c, true, "08P01", "malformed or oversized message (type '%c')", type);
+                return false;
+            }
         }
         s->pend.bytes_in += (uint64_t)len + 1;
         switch (type) {
@@ -140,7 +172,7 @@ static bool scan_client(sl_client *c, sl_server *s)
         default:
             break;
         }
-        in->msg_left = len + 1;
+        if (psr != SL_PS_CONSUMED) in->msg_left = len + 1;
     }
 }
 
@@ -149,6 +181,13 @@ static void client_forward(sl_client *c)
     sl_server *s = c->server;
     if (!scan_client(c, s)) return;
     sl_stream *in = &c->s;
+    if (s->ps_active) {
+        sl_ps_after_client_scan(s, c);
+        if (sl_stream_out_pending(&c->s) && sl_stream_flush(&c->s, &s->s) == SL_IO_ERROR) {
+            sl_client_close(c, "write to client failed");
+            return;
+        }
+    }
     sl_io_status st = sl_stream_flush(&s->s, in);
     if (st == SL_IO_ERROR) {
         sl_server_close(s, "write to server failed");
@@ -169,7 +208,7 @@ void sl_proxy_client_input_buffered(sl_client *c) { client_forward(c); }
 void sl_proxy_client_input(sl_client *c)
 {
     sl_server *s = c->server;
-    if (!s || s->state != SL_SV_ACTIVE || sl_stream_fwd_pending(&c->s)) {
+    if (!s || s->state != SL_SV_ACTIVE || sl_stream_fwd_pending(&c->s) || sl_stream_out_pending(&s->s)) {
         sl_stream_set_poll(&c->s, 0);
         return;
     }
@@ -250,6 +289,11 @@ static bool scan_server(sl_server *s, sl_client *c)
             sl_server_close(s, "invalid message length from server");
             return false;
         }
+        if (s->ps_active) {
+            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
+            if (r == SL_PS_NEED_MORE) return true;
+            if (r == SL_PS_CONSUMED) continue;
+        }
         s->pend.bytes_out += (uint64_t)len + 1;
         if (type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX)) {
             if (len > SMALL_MSG_MAX) {
@@ -296,7 +340,7 @@ static void server_forward(sl_server *s)
 void sl_proxy_server_input(sl_server *s)
 {
     sl_client *c = s->client;
-    if (sl_stream_fwd_pending(&s->s)) {
+    if (sl_stream_fwd_pending(&s->s) || sl_stream_out_pending(&c->s)) {
         sl_proxy_update_poll(c, s);
         return;
     }

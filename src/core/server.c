@@ -13,6 +13,7 @@
 #include "auth/md5.h"
 #include "auth/scram.h"
 #include "core/pooler.h"
+#include "core/proxy_ps.h"
 #include "net/sockutil.h"
 #include "pool/pool.h"
 #include "util/log.h"
@@ -30,6 +31,7 @@ static void server_free(uv_handle_t *h)
     sl_stream_free_buf(&s->s);
     sl_pb_free(&s->s.out);
     sl_params_clear(&s->params);
+    sl_ps_server_gone(s);
     if (s->scram) {
         sl_scram_client_clear(s->scram);
         free(s->scram);
@@ -123,6 +125,7 @@ sl_server *sl_server_launch(sl_worker *w, sl_pool *p)
     s->state = SL_SV_CONNECTING;
     s->xact = 'I';
     sl_list_init(&s->pool_node);
+    sl_stmt_cache_init(&s->ps_cache);
     int fd = sl_server_open_socket(p, s->addr_str, sizeof(s->addr_str));
     sl_stream_init(&s->s, SL_KIND_SERVER, fd);
     s->connect_time = s->last_used = sl_now_us();
@@ -529,6 +532,10 @@ static void setup_input(sl_server *s)
             const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
             int id = name && val ? sl_param_lookup(name) : -1;
             if (id >= 0) sl_params_set(&s->params, id, val);
+        } else if (type == 'C') {
+            /* DISCARD ALL / DEALLOCATE ALL (server_reset_query) drop every prepared statement */
+            if (blen && (!strncmp((const char *)body, "DISCARD ALL", 11) || !strncmp((const char *)body, "DEALLOCATE ALL", 14)))
+                sl_stmt_cache_clear(&s->ps_cache);
         } else if (type == 'E') {
             const char *m = sl_error_field(body, blen, 'M');
             snprintf(s->setup_error, sizeof(s->setup_error), "%s", m ? m : "error");

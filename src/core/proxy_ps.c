@@ -1,0 +1,395 @@
+/* proxy_ps.c - prepared statements in transaction (and statement) mode, on the forwarding path.
+ * Client statement names are rewritten to pgsluice-owned names ("SL_<id>"); a statement is
+ * prepared once per server and re-prepared transparently on a server that lacks it. Every
+ * extended-protocol request is recorded in the server's queue of expected responses, each tagged:
+ * forward the server's answer, skip it (answers to pgsluice's own Parse/Close), or synthesize one
+ * (ParseComplete for a statement the server already has, CloseComplete for a client Close). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/pooler.h"
+#include "core/proxy_ps.h"
+#include "pool/pool.h"
+#include "util/log.h"
+
+typedef enum { EXP_FWD, EXP_SKIP, EXP_SYNTH_PARSE, EXP_SYNTH_CLOSE } exp_action;
+
+typedef struct sl_expect {
+    char msg;          /* the request: P B D E C S Q F */
+    uint8_t action;
+    sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails (referenced) */
+    char *client_name; /* Parse entries: the client's name to forget if it fails */
+} sl_expect;
+
+#define PS_FULL_MAX (64u * 1024 * 1024)
+
+/* ---- the queue ---- */
+
+static sl_expect *exp_at(sl_server *s, uint32_t i) { return &s->exp[(s->exp_head + i) & (s->exp_cap - 1)]; }
+
+static bool exp_push(sl_server *s, char msg, exp_action a, sl_stmt *st, const char *cname)
+{
+    if (s->exp_n == s->exp_cap) {
+        uint32_t ncap = s->exp_cap ? s->exp_cap * 2 : 16;
+        sl_expect *ne = malloc(ncap * sizeof(*ne));
+        if (!ne) return false;
+        for (uint32_t i = 0; i < s->exp_n; i++) ne[i] = *exp_at(s, i);
+        free(s->exp);
+        s->exp = ne;
+        s->exp_cap = ncap;
+        s->exp_head = 0;
+    }
+    sl_expect *e = &s->exp[(s->exp_head + s->exp_n) & (s->exp_cap - 1)];
+    e->msg = msg;
+    e->action = (uint8_t)a;
+    e->stmt = st;
+    if (st) sl_stmt_ref(st);
+    e->client_name = cname ? strdup(cname) : NULL;
+    s->exp_n++;
+    return true;
+}
+
+static void exp_pop(sl_server *s)
+{
+    sl_expect *e = exp_at(s, 0);
+    sl_stmt_unref(e->stmt);
+    free(e->client_name);
+    s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
+    s->exp_n--;
+}
+
+void sl_ps_reset_link(sl_server *s)
+{
+    while (s->exp_n) exp_pop(s);
+    s->ps_active = false;
+}
+
+void sl_ps_server_gone(sl_server *s)
+{
+    sl_ps_reset_link(s);
+    free(s->exp);
+    s->exp = NULL;
+    s->exp_cap = 0;
+    sl_stmt_cache_clear(&s->ps_cache);
+}
+
+/* ---- helpers ---- */
+
+/* Move the bytes already marked for forwarding into dst's out queue, so that something can be
+ * appended after them. */
+static void materialize(sl_stream *src, sl_stream *dst)
+{
+    if (src->parse > src->pos) {
+        sl_pb_bytes(&dst->out, src->buf + src->pos, src->parse - src->pos);
+        src->pos = src->parse;
+    }
+}
+
+static void consume(sl_stream *in, uint32_t n)
+{
+    in->parse += n;
+    in->pos = in->parse;
+}
+
+static void send_parse(sl_server *s, const sl_stmt *st)
+{
+    sl_pktbuf *out = &s->s.out;
+    sl_pb_begin(out, 'P');
+    sl_pb_str(out, st->name);
+    sl_pb_bytes(out, st->body, st->body_len);
+    sl_pb_end(out);
+}
+
+static void send_close(sl_server *s, const sl_stmt *st)
+{
+    sl_pktbuf *out = &s->s.out;
+    sl_pb_begin(out, 'C');
+    sl_pb_u8(out, 'S');
+    sl_pb_str(out, st->name);
+    sl_pb_end(out);
+}
+
+/* Make room in the server's cache, closing the least recently used statement. */
+static void make_cache_room(sl_server *s, int max)
+{
+    while (max > 0 && s->ps_cache.n >= (uint32_t)max) {
+        sl_stmt *old = sl_stmt_cache_lru(&s->ps_cache);
+        if (!old) break;
+        send_close(s, old);
+        exp_push(s, 'C', EXP_SKIP, NULL, NULL);
+        sl_stmt_cache_remove(&s->ps_cache, old);
+        s->pend.prepare_evictions++;
+    }
+}
+
+/* Ensure the server has st prepared; queues a Parse (answer skipped) if not. */
+static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
+{
+    if (sl_stmt_cache_touch(&s->ps_cache, st)) {
+        s->pend.prepare_hits++;
+        return;
+    }
+    make_cache_room(s, max);
+    send_parse(s, st);
+    exp_push(s, 'P', EXP_SKIP, st, NULL);
+    sl_stmt_cache_add(&s->ps_cache, st);
+    s->pend.prepares++;
+}
+
+static bool starts_with_word(const char *q, const char *word)
+{
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+    size_t n = strlen(word);
+    return strncasecmp(q, word, n) == 0 && (q[n] == 0 || q[n] == ';' || q[n] == ' ' || q[n] == '\n' || q[n] == '\t');
+}
+
+/* ---- client -> server ---- */
+
+static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body, uint32_t blen, int max)
+{
+    sl_rd r;
+    sl_rd_init(&r, body, blen);
+    const char *name = sl_rd_str(&r);
+    if (!name) return SL_PS_MALFORMED;
+    if (!*name) {
+        exp_push(s, 'P', EXP_FWD, NULL, NULL);
+        return SL_PS_FORWARD;
+    }
+    sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
+    if (!st) return SL_PS_MALFORMED;
+    sl_stmt_ref(st);
+    if (!sl_stmt_map_put(&c->ps_map, name, st)) {
+        sl_stmt_unref(st);
+        sl_stmt_unref(st);
+        return SL_PS_MALFORMED;
+    }
+    materialize(&c->s, &s->s);
+    if (sl_stmt_cache_touch(&s->ps_cache, st)) {
+        s->pend.prepare_hits++;
+        exp_push(s, 'P', EXP_SYNTH_PARSE, NULL, NULL);
+    } else {
+        make_cache_room(s, max);
+        send_parse(s, st);
+        exp_push(s, 'P', EXP_FWD, st, name);
+        sl_stmt_cache_add(&s->ps_cache, st);
+        s->pend.prepares++;
+    }
+    sl_stmt_unref(st);
+    return SL_PS_CONSUMED;
+}
+
+static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body, uint32_t blen, int max)
+{
+    sl_rd r;
+    sl_rd_init(&r, body, blen);
+    const char *portal = sl_rd_str(&r);
+    const char *name = sl_rd_str(&r);
+    if (!portal || !name) return SL_PS_MALFORMED;
+    sl_stmt *st = *name ? sl_stmt_map_get(&c->ps_map, name) : NULL;
+    if (!st) {
+        exp_push(s, 'B', EXP_FWD, NULL, NULL);
+        return SL_PS_FORWARD;
+    }
+    materialize(&c->s, &s->s);
+    ensure_prepared(s, st, max);
+    sl_pktbuf *out = &s->s.out;
+    sl_pb_begin(out, 'B');
+    sl_pb_str(out, portal);
+    sl_pb_str(out, st->name);
+    sl_pb_bytes(out, r.p, sl_rd_left(&r));
+    sl_pb_end(out);
+    exp_push(s, 'B', EXP_FWD, NULL, NULL);
+    return SL_PS_CONSUMED;
+}
+
+static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen,
+                                          int max)
+{
+    sl_rd r;
+    sl_rd_init(&r, body, blen);
+    uint8_t what = sl_rd_u8(&r);
+    const char *name = sl_rd_str(&r);
+    if (!name) return SL_PS_MALFORMED;
+    if (what != 'S' || !*name) {
+        exp_push(s, type, EXP_FWD, NULL, NULL);
+        return SL_PS_FORWARD;
+    }
+    if (type == 'C') {
+        /* the statement may serve other clients on this server: only this client forgets it */
+        sl_stmt_map_del(&c->ps_map, name);
+        materialize(&c->s, &s->s);
+        exp_push(s, 'C', EXP_SYNTH_CLOSE, NULL, NULL);
+        return SL_PS_CONSUMED;
+    }
+    sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
+    if (!st) {
+        exp_push(s, 'D', EXP_FWD, NULL, NULL);
+        return SL_PS_FORWARD;
+    }
+    materialize(&c->s, &s->s);
+    ensure_prepared(s, st, max);
+    sl_pktbuf *out = &s->s.out;
+    sl_pb_begin(out, 'D');
+    sl_pb_u8(out, 'S');
+    sl_pb_str(out, st->name);
+    sl_pb_end(out);
+    exp_push(s, 'D', EXP_FWD, NULL, NULL);
+    return SL_PS_CONSUMED;
+}
+
+sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+{
+    sl_stream *in = &c->s;
+    bool need_full = type == 'P' || type == 'B' || type == 'D' || type == 'C' || (type == 'Q' && len < 65536);
+    if (!need_full) {
+        if (type == 'E' || type == 'S' || type == 'F') exp_push(s, type, EXP_FWD, NULL, NULL);
+        return SL_PS_FORWARD;
+    }
+    if (len > PS_FULL_MAX) return SL_PS_MALFORMED;
+    if (in->end - in->parse < len + 1) {
+        if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), PS_FULL_MAX + 1)) return SL_PS_MALFORMED;
+        return SL_PS_NEED_MORE;
+    }
+    const uint8_t *body = in->buf + in->parse + 5;
+    uint32_t blen = len - 4;
+    int max = c->cfg->max_prepared_statements;
+    sl_ps_result r;
+    switch (type) {
+    case 'P': r = client_parse(c, s, body, blen, max); break;
+    case 'B': r = client_bind(c, s, body, blen, max); break;
+    case 'D':
+    case 'C': r = client_describe_close(c, s, type, body, blen, max); break;
+    default: /* 'Q' */
+        if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
+                     starts_with_word((const char *)body, "DISCARD ALL")))
+            sl_stmt_map_clear(&c->ps_map);
+        exp_push(s, 'Q', EXP_FWD, NULL, NULL);
+        return SL_PS_FORWARD;
+    }
+    if (r == SL_PS_CONSUMED) consume(in, len + 1);
+    return r;
+}
+
+/* ---- server -> client ---- */
+
+static void emit_synth(sl_server *s, sl_client *c)
+{
+    while (s->exp_n) {
+        sl_expect *e = exp_at(s, 0);
+        if (e->action != EXP_SYNTH_PARSE && e->action != EXP_SYNTH_CLOSE) break;
+        materialize(&s->s, &c->s);
+        sl_pb_begin(&c->s.out, e->action == EXP_SYNTH_PARSE ? '1' : '3');
+        sl_pb_end(&c->s.out);
+        exp_pop(s);
+    }
+}
+
+void sl_ps_after_client_scan(sl_server *s, sl_client *c) { emit_synth(s, c); }
+
+static bool ends_request(char req, char resp)
+{
+    switch (req) {
+    case 'P': return resp == '1';
+    case 'B': return resp == '2';
+    case 'D': return resp == 'T' || resp == 'n';
+    case 'E': return resp == 'C' || resp == 'I' || resp == 's';
+    case 'C': return resp == '3';
+    default: return resp == 'Z'; /* S, Q, F */
+    }
+}
+
+/* The server failed a request: it ignores everything up to the next Sync. */
+static void after_error(sl_server *s, sl_client *c)
+{
+    sl_expect *e = exp_at(s, 0);
+    if (e->msg == 'Q' || e->msg == 'F' || e->msg == 'S') return; /* ends at ReadyForQuery */
+    do {
+        e = exp_at(s, 0);
+        if (e->msg == 'P' && e->stmt) {
+            sl_stmt_cache_remove(&s->ps_cache, e->stmt);
+            if (e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
+                sl_stmt_map_del(&c->ps_map, e->client_name);
+        }
+        exp_pop(s);
+    } while (s->exp_n && exp_at(s, 0)->msg != 'S');
+}
+
+sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len)
+{
+    if (type == 'N' || type == 'A' || type == 'S') return SL_PS_FORWARD; /* asynchronous */
+    emit_synth(s, c);
+    if (!s->exp_n) return SL_PS_FORWARD;
+    sl_stream *in = &s->s;
+    if (type == 'C') {
+        if (in->end - in->parse < len + 1) {
+            if (len > 65536 || !sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) return SL_PS_FORWARD;
+            return SL_PS_NEED_MORE;
+        }
+        const char *tag = (const char *)in->buf + in->parse + 5;
+        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
+    }
+    sl_expect *e = exp_at(s, 0);
+    if (type == 'E') {
+        after_error(s, c);
+        return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
+    }
+    bool skip = e->action == EXP_SKIP;
+    if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
+    if (ends_request(e->msg, type)) exp_pop(s);
+    if (type == 'Z') emit_synth(s, c);
+    if (!skip) return SL_PS_FORWARD;
+    materialize(in, &c->s);
+    consume(in, len + 1);
+    return SL_PS_CONSUMED;
+}
+
+bool sl_ps_idle(const sl_server *s) { return s->exp_n == 0; }
+
+/* ---- answered without a server ---- */
+
+bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p)
+{
+    return c->cfg->max_prepared_statements > 0 && p && __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
+}
+
+/* A client between transactions sends Parse of a statement some server already accepted, Close of
+ * a statement, Flush or Sync: answer it here, so a client that prepares synchronously while every
+ * server is busy (pgbench -M prepared) does not need a server for that. */
+sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len)
+{
+    sl_stream *in = &c->s;
+    if (type != 'P' && type != 'C' && type != 'S' && type != 'H') return SL_PS_FORWARD;
+    if (len > 65536) return SL_PS_FORWARD;
+    if (in->end - in->parse < len + 1) {
+        if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) return SL_PS_MALFORMED;
+        return SL_PS_NEED_MORE;
+    }
+    const uint8_t *body = in->buf + in->parse + 5;
+    sl_rd r;
+    sl_rd_init(&r, body, len - 4);
+    sl_pktbuf *out = &c->s.out;
+    if (type == 'P') {
+        const char *name = sl_rd_str(&r);
+        if (!name || !*name) return SL_PS_FORWARD;
+        sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
+        if (!st) return SL_PS_MALFORMED;
+        if (!__atomic_load_n(&st->valid, __ATOMIC_RELAXED) || !sl_stmt_map_put(&c->ps_map, name, st)) {
+            sl_stmt_unref(st);
+            return SL_PS_FORWARD;
+        }
+        sl_pb_begin(out, '1');
+        sl_pb_end(out);
+    } else if (type == 'C') {
+        uint8_t what = sl_rd_u8(&r);
+        const char *name = sl_rd_str(&r);
+        if (what != 'S' || !name) return SL_PS_FORWARD;
+        sl_stmt_map_del(&c->ps_map, name);
+        sl_pb_begin(out, '3');
+        sl_pb_end(out);
+    } else if (type == 'S') {
+        sl_pb_ready(out, 'I');
+    }
+    consume(in, len + 1);
+    return SL_PS_CONSUMED;
+}

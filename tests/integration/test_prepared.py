@@ -1,0 +1,248 @@
+"""Prepared statements in transaction mode (pool of 5 unless said): named protocol-level statements
+keep working when the next transaction runs on another server connection."""
+import asyncio
+import time
+
+import pytest
+
+from harness import clients
+from test_pgbench import _assert_run_ok, pgbench_init  # noqa: F401  (module fixture)
+
+pytestmark = pytest.mark.pgsluice_only
+
+TX = {"pool_mode": "transaction", "default_pool_size": 5}
+
+
+def _pq(p):
+    from psycopg import pq
+    c = pq.PGconn.connect(p.dsn().encode())
+    assert c.status == pq.ConnStatus.OK, c.error_message
+    return c
+
+
+def _ok(res):
+    from psycopg import pq
+    assert res.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK), res.error_message
+    return res
+
+
+@pytest.mark.core
+def test_pgbench_prepared_50_clients_over_pool_of_5_have_no_failed_transactions(pgbench_init, pooler):  # noqa: F811
+    assert pgbench_init.returncode == 0, "pgbench -i failed"
+    p = pooler(TX)
+    for script in ([], ["-S"]):
+        result = clients.pgbench(p, "-M", "prepared", "-c", "50", "-j", "2", "-T", "3", "-n", *script)
+        _assert_run_ok(result, p)
+
+
+def test_asyncpg_default_statement_cache_100_concurrent_tasks(pooler):
+    import asyncpg
+    p = pooler(TX)
+
+    async def main():
+        pool = await asyncpg.create_pool(p.url(), min_size=10, max_size=20)  # default statement cache
+
+        async def task(i):
+            async with pool.acquire() as con:
+                assert await con.fetchval("SELECT $1::int * 2", i) == 2 * i
+                async with con.transaction():
+                    a = await con.fetchval("SELECT $1::int + 1", i)
+                    b = await con.fetchval("SELECT txid_current() * 0 + $1::bigint", a)
+                assert b == i + 1
+                rows = await con.fetch("SELECT g FROM generate_series(1, $1::int) g", i % 7 + 1)
+                assert [r["g"] for r in rows] == list(range(1, i % 7 + 2))
+            return i
+
+        done = await asyncio.gather(*(task(i) for i in range(100)))
+        await pool.close()
+        return done
+
+    assert sorted(asyncio.run(main())) == list(range(100))
+
+
+def test_psycopg_prepare_true_survives_server_switches(pooler):
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
+    with clients.connect(p, prepare_threshold=5) as a, clients.connect(p, prepare_threshold=5) as b:
+        for i in range(20):
+            assert a.execute("SELECT %s::int + 1", (i,), prepare=True).fetchone()[0] == i + 1
+            assert b.execute("SELECT %s::int + 2", (i,), prepare=True).fetchone()[0] == i + 2
+            with a.transaction():
+                assert a.execute("SELECT %s::int * 3", (i,), prepare=True).fetchone()[0] == 3 * i
+
+
+def test_syntax_error_in_named_parse_leaves_no_entry_and_a_good_parse_works(pooler):
+    from psycopg import pq
+    p = pooler(TX)
+    c = _pq(p)
+    bad = c.prepare(b"s1", b"SELEC 1")
+    assert bad.status == pq.ExecStatus.FATAL_ERROR
+    assert bad.error_field(pq.DiagnosticField.SQLSTATE) == b"42601"
+    missing = c.exec_prepared(b"s1", [])
+    assert missing.status == pq.ExecStatus.FATAL_ERROR
+    assert missing.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"  # does not exist
+    _ok(c.prepare(b"s1", b"SELECT 41 + 1"))
+    assert _ok(c.exec_prepared(b"s1", [])).get_value(0, 0) == b"42"
+    c.finish()
+
+
+class Raw:
+    """A bare protocol client (auth_type trust) to send exactly the messages a test needs."""
+
+    def __init__(self, p):
+        import struct
+        self.struct = struct
+        self.sock = clients.raw_socket(p)
+        self.sock.sendall(clients.startup_packet())
+        self.until_ready()
+
+    def msg(self, t, body=b""):
+        self.sock.sendall(t + self.struct.pack("!I", len(body) + 4) + body)
+
+    def recv_msg(self):
+        head = self._read(5)
+        n = self.struct.unpack("!I", head[1:5])[0]
+        return head[:1], self._read(n - 4)
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            assert chunk, "connection closed"
+            buf += chunk
+        return buf
+
+    def until_ready(self):
+        got = []
+        while True:
+            t, body = self.recv_msg()
+            got.append((t, body))
+            if t == b"Z":
+                return got
+
+    def types(self, got):
+        return b"".join(t for t, _ in got)
+
+    def parse(self, name, sql):
+        self.msg(b"P", name + b"\0" + sql + b"\0" + b"\0\0")
+
+    def bind_execute(self, name):
+        self.msg(b"B", b"\0" + name + b"\0" + b"\0\0" + b"\0\0" + b"\0\0")
+        self.msg(b"E", b"\0" + b"\0\0\0\0")
+
+    def close(self, name):
+        self.msg(b"C", b"S" + name + b"\0")
+
+
+def _trust_pooler(pooler, cluster):
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    return pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust"}, dbs={"appdb": db})
+
+
+def test_close_then_reuse_the_name_for_another_statement(pooler, cluster):
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'first'")
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"first")
+    c.close(b"q")
+    c.parse(b"q", b"SELECT 'second'")
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"312DCZ", got
+    assert got[3][1].endswith(b"second")
+
+
+def test_parse_and_close_answered_in_order_with_flush(pooler, cluster):
+    p = _trust_pooler(pooler, cluster)
+    warm = Raw(p)
+    warm.parse(b"w", b"SELECT 'warm'")
+    warm.msg(b"S")
+    assert warm.types(warm.until_ready()) == b"1Z"
+    c = Raw(p)
+    c.parse(b"mine", b"SELECT 'warm'")  # known statement: answered by pgsluice
+    c.msg(b"H")
+    t, _ = c.recv_msg()
+    assert t == b"1"
+    c.bind_execute(b"mine")
+    c.close(b"mine")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"2DC3Z"
+
+
+def test_a_statement_shared_by_many_clients_is_prepared_once_per_server(pooler):
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
+    conns = [_pq(p) for _ in range(5)]
+    for c in conns:
+        _ok(c.prepare(b"shared", b"SELECT 7 AS shared_marker"))
+        assert _ok(c.exec_prepared(b"shared", [])).get_value(0, 0) == b"7"
+    n = _ok(conns[0].exec_(b"SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT 7 AS shared_marker'"))
+    assert n.get_value(0, 0) == b"1"
+    for c in conns:
+        c.finish()
+
+
+def test_deallocate_all_clears_only_this_clients_statements(pooler):
+    from psycopg import pq
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
+    a, b = _pq(p), _pq(p)
+    _ok(a.prepare(b"x", b"SELECT 1"))
+    _ok(b.prepare(b"x", b"SELECT 1"))
+    _ok(a.exec_(b"DEALLOCATE ALL"))
+    gone = a.exec_prepared(b"x", [])
+    assert gone.status == pq.ExecStatus.FATAL_ERROR
+    assert _ok(b.exec_prepared(b"x", [])).get_value(0, 0) == b"1"
+    _ok(a.exec_(b"DISCARD ALL"))
+    assert _ok(b.exec_prepared(b"x", [])).get_value(0, 0) == b"1"
+    a.finish()
+    b.finish()
+
+
+def test_thousand_distinct_statements_with_max_prepared_statements_100(pooler):
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 2, "max_prepared_statements": 100})
+    c = _pq(p)
+    for i in range(1000):
+        name = b"st%d" % i
+        _ok(c.prepare(name, b"SELECT %d AS v" % i))
+        assert _ok(c.exec_prepared(name, [])).get_value(0, 0) == str(i).encode()
+    for i in (0, 1, 500, 999):  # evicted long ago on the server: prepared again transparently
+        assert _ok(c.exec_prepared(b"st%d" % i, [])).get_value(0, 0) == str(i).encode()
+    n = _ok(c.exec_(b"SELECT count(*) FROM pg_prepared_statements"))
+    assert int(n.get_value(0, 0)) <= 100
+    c.finish()
+
+
+def test_pipelined_parse_bind_execute_without_sync_in_between(pooler):
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
+    with clients.connect(p, prepare_threshold=5) as c:
+        with c.pipeline():
+            curs = [c.execute("SELECT %s::int * 10", (i,), prepare=True) for i in range(1, 6)]
+            curs += [c.execute("SELECT %s::text || 'x'", (str(i),), prepare=True) for i in range(3)]
+        assert [cur.fetchone()[0] for cur in curs] == [10, 20, 30, 40, 50, "0x", "1x", "2x"]
+
+
+def test_prepared_statement_survives_its_server_being_terminated(pooler, direct):
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
+    c = _pq(p)
+    _ok(c.prepare(b"k", b"SELECT pg_backend_pid()"))
+    pid = int(_ok(c.exec_prepared(b"k", [])).get_value(0, 0))
+    d = direct("appdb")
+    d.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    for _ in range(100):
+        if d.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] == 0:
+            break
+        time.sleep(0.05)
+    new_pid = int(_ok(c.exec_prepared(b"k", [])).get_value(0, 0))
+    assert new_pid != pid
+    c.finish()
+
+
+def test_unnamed_statements_and_session_mode_still_work(pooler):
+    p = pooler({"pool_mode": "session", "default_pool_size": 2})
+    with clients.connect(p, prepare_threshold=5) as c:
+        assert c.execute("SELECT %s::int", (5,)).fetchone()[0] == 5  # unnamed
+        assert c.execute("SELECT %s::int", (6,), prepare=True).fetchone()[0] == 6
+        names = [r[0] for r in c.execute("SELECT name FROM pg_prepared_statements").fetchall()]
+        assert any(n.startswith("_pg3_") for n in names), names  # session mode: names reach the server untouched
