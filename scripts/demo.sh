@@ -133,6 +133,8 @@ cat <<EOF2
    psql "postgresql://postgres:$PW@127.0.0.1:$PORT/sav3_replica"
  Admin console:
    PGPASSWORD=$PW psql -h 127.0.0.1 -p $PORT -U postgres pgbouncer -c "SHOW POOLS;"
+ Health and metrics (pgsluice's own HTTP endpoint):
+   curl http://127.0.0.1:8081/health      curl http://127.0.0.1:8081/metrics
 
  Config: $INI
  Log:    $LOG
