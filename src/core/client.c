@@ -60,8 +60,8 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
     c->connect_time = c->last_activity = sl_now_us();
     sl_list_init(&c->wait_node);
     sl_list_insert_tail(&w->clients, &c->node);
-    w->nclients++;
-    w->stats.clients_accepted++;
+    SL_OWNER_ADD(w->nclients, 1);
+    SL_OWNER_ADD(w->stats.clients_accepted, 1);
     sl_stream_set_poll(&c->s, UV_READABLE);
 }
 
@@ -101,7 +101,7 @@ void sl_client_close(sl_client *c, const char *reason)
     /* last words (an error) go out best-effort, without blocking */
     if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
     sl_list_remove(&c->node);
-    w->nclients--;
+    SL_OWNER_ADD(w->nclients, -1);
     sl_worker_remove_client(w, c);
     close(c->s.fd);
     c->s.fd = -1;

@@ -613,6 +613,14 @@ void sl_server_on_event(sl_server *s, int events)
 /* Lifetime and idle timeouts of an idle server. */
 void sl_server_tick(sl_server *s, int64_t now)
 {
+    if (s->state == SL_SV_CONNECTING || s->state == SL_SV_LOGIN) {
+        sl_config *cfg = sl_config_acquire();
+        int64_t limit = cfg->server_connect_timeout;
+        sl_config_unref(cfg);
+        if (limit > 0 && now - s->connect_time > limit)
+            login_failed(s, "08006", "server_connect_timeout: no answer from the server in time");
+        return;
+    }
     if (s->state != SL_SV_IDLE) return;
     sl_config *cfg = sl_config_acquire();
     const char *why = NULL;

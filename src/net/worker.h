@@ -81,6 +81,9 @@ typedef struct sl_worker {
     sl_worker_stats stats;
 } sl_worker;
 
+/* Owner-only counter update that other threads may read with __atomic_load_n (no lock prefix). */
+#define SL_OWNER_ADD(field, n) __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+
 extern sl_worker *sl_workers;
 extern int sl_nworkers;
 

@@ -65,6 +65,7 @@ static void configure_locked(sl_pool *p, const sl_config *cfg, const sl_db_def *
     p->reserve_size = pick(u ? u->reserve_pool_size : -1, pick(db->reserve_pool_size, cfg->reserve_pool_size));
     p->max_db_conns = pick(db->max_db_connections, cfg->max_db_connections);
     p->max_user_conns = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
+    __atomic_store_n(&p->server_lifetime, cfg->server_lifetime, __ATOMIC_RELAXED);
     __atomic_store_n(&p->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)), __ATOMIC_RELAXED);
 }
 
@@ -626,6 +627,8 @@ int sl_user_servers(const char *user)
 bool sl_server_close_needed(const sl_server *s)
 {
     if (s->close_after_release) return true;
+    int64_t lifetime = __atomic_load_n(&s->pool->server_lifetime, __ATOMIC_RELAXED);
+    if (lifetime > 0 && sl_now_us() - s->connect_time > lifetime) return true;
     const sl_limit_group *g = s->pool->db_group;
     return g && s->connect_time <= __atomic_load_n(&g->reconnect_before, __ATOMIC_RELAXED);
 }

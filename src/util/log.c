@@ -48,7 +48,7 @@ void sl_log_setup(const char *logfile, int use_syslog, const char *ident, const 
     if (g_syslog) closelog();
     g_syslog = use_syslog;
     if (g_syslog) openlog(ident && *ident ? ident : "pgsluice", LOG_PID, facility_code(facility));
-    g_verbose = verbose;
+    __atomic_store_n(&g_verbose, verbose, __ATOMIC_RELAXED);
     g_quiet = quiet;
     pthread_mutex_unlock(&g_lock);
 }
@@ -88,6 +88,8 @@ void sl_log_msg(sl_log_level lvl, const char *fmt, ...)
     if (n > (int)sizeof(line) - 2) n = (int)sizeof(line) - 2;
     line[n++] = '\n';
     line[n] = 0;
+    /* the lock orders writes against sl_log_setup/sl_log_reopen swapping the outputs */
+    pthread_mutex_lock(&g_lock);
     if (!g_quiet || lvl <= SL_LOG_ERROR) {
         ssize_t r = write(STDERR_FILENO, line, (size_t)n);
         (void)r;
@@ -97,4 +99,5 @@ void sl_log_msg(sl_log_level lvl, const char *fmt, ...)
         (void)r;
     }
     if (g_syslog) syslog(level_prio[lvl], "%s", line + head);
+    pthread_mutex_unlock(&g_lock);
 }
