@@ -2,7 +2,7 @@
 #
 #   make build   meson setup build (if needed) + ninja -C build
 #   make deps    install the Debian packages needed to build and test (scripts/install-deps.sh, root)
-#   make test    deps + build + unit tests (meson test) + the integration suite (pytest), run twice:
+#   make test    deps + build + unit tests (meson test) + driver-deps + the integration suite (pytest), run twice:
 #                the full suite with SL_WORKERS=4, then the quick `core` subset (-m core) with
 #                SL_WORKERS=1, so both the multi-worker and the single-worker pooler are covered
 #                while `make test` stays a few minutes long.
@@ -16,6 +16,8 @@
 #                BENCH_SECONDS, BENCH_ROUNDS, BENCH_SCENARIOS, ... override (bench/bench.py --help)
 #   make bench-smoke  the 5-second version (1 round, 2 s runs, scenarios 1-2, all three targets)
 #                against build/pgsluice; `make test` runs it last, so the benchmark cannot rot
+#   make driver-deps  npm ci in tests/drivers (postgres.js, node-postgres for test_drivers.py), only
+#                when package-lock.json changed since the last install
 #   make clean   remove build dirs and caches
 #
 # Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone").
@@ -35,7 +37,7 @@ BENCH_BUILD := build-bench
 ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:print_summary=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:print_summary=1 \
             LSAN_OPTIONS=print_suppressions=0
-TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0
 
 # integration SUITE: $(call integration,<build dir>)
 define integration
@@ -43,12 +45,20 @@ define integration
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 endef
 
-.PHONY: all build deps test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
+.PHONY: all build deps driver-deps test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+# npm writes node_modules/.package-lock.json on every install: a stamp newer than the lockfile.
+DRIVERS_STAMP := tests/drivers/node_modules/.package-lock.json
+$(DRIVERS_STAMP): tests/drivers/package.json tests/drivers/package-lock.json
+	cd tests/drivers && npm ci --no-audit --no-fund
+	touch $@
+
+driver-deps: $(DRIVERS_STAMP)
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
@@ -59,12 +69,13 @@ build: $(BUILD)/build.ninja
 unit: build
 	meson test -C $(BUILD) --print-errorlogs
 
-integration: build
+integration: build driver-deps
 	$(call integration,$(BUILD))
 
 test: deps
 	$(MAKE) --no-print-directory build
 	meson test -C $(BUILD) --print-errorlogs
+	$(MAKE) --no-print-directory driver-deps
 	$(call integration,$(BUILD))
 	$(MAKE) --no-print-directory bench-smoke
 
@@ -89,6 +100,7 @@ $(ASAN_BUILD)/build.ninja:
 
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
+	$(MAKE) --no-print-directory driver-deps
 	$(ASAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs
 	$(call integration,$(ASAN_BUILD),$(ASAN_ENV))
 

@@ -140,6 +140,7 @@ sl_server *sl_server_launch(sl_worker *w, sl_pool *p)
         return NULL;
     }
     sl_stream_set_poll(&s->s, UV_WRITABLE);
+    SV_LOG(s, SL_LOG_DEBUG, "connecting (worker %d)", w->id);
     return s;
 }
 
@@ -295,6 +296,7 @@ static void login_complete(sl_server *s, const sl_pktbuf *other_params)
     p->last_login_failure = 0;
     bool cq = p->connect_query && *p->connect_query;
     pthread_mutex_unlock(&p->lock);
+    if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "logged in, backend pid %u", s->be_pid);
     sl_pool_set_welcome(p, s, other_params);
     s->idle_since = sl_now_us();
     s->state = SL_SV_IDLE; /* SETUP below, or IDLE via release */
