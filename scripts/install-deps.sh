@@ -19,6 +19,9 @@ PKGS=(
   prometheus curl jq
   # the benchmark's chart (bench/bench.py; `make test` runs its smoke version)
   gnuplot-nox
+  # driver tests (tests/drivers, tests/integration/test_drivers.py): node-postgres and postgres.js
+  # from npm (npm itself: see below), pgjdbc run as a single-file Java 17 program (needs the JDK)
+  nodejs libpostgresql-jdbc-java default-jdk-headless
 )
 if [[ ${1:-} == --bench ]]; then
   PKGS+=(valgrind linux-perf)
@@ -29,6 +32,11 @@ for p in "${PKGS[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
   [[ "$status" == ii* ]] || missing+=("$p")
 done
+# NodeSource's nodejs package ships npm and conflicts with Debian's npm package: ask for the
+# Debian one only when no npm command exists (Debian's own nodejs comes without it).
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 
 if ((${#missing[@]} == 0)); then
   exit 0
