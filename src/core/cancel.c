@@ -26,14 +26,15 @@ void sl_client_cancel_request(sl_worker *w, uint32_t pid, uint32_t key)
     sl_worker_post(&sl_workers[wid], &m);
 }
 
-static void cancel_free(uv_handle_t *h) { free(h->data); }
-
-static void cancel_done(sl_cancel_conn *cc)
+/* The fd is closed only after libuv has removed it from the loop (no epoll_ctl on a reused fd). */
+static void cancel_free(uv_handle_t *h)
 {
+    sl_cancel_conn *cc = h->data;
     close(cc->s.fd);
-    cc->s.fd = -1;
-    sl_stream_detach(&cc->s, cancel_free);
+    free(cc);
 }
+
+static void cancel_done(sl_cancel_conn *cc) { sl_stream_detach(&cc->s, cancel_free); }
 
 void sl_cancel_on_event(sl_stream *st, int events)
 {

@@ -24,6 +24,8 @@
 static void client_free(uv_handle_t *h)
 {
     sl_client *c = h->data;
+    /* closed only now that libuv no longer polls it: the number may be reused at once */
+    if (c->s.fd >= 0) close(c->s.fd);
     sl_stream_free_buf(&c->s);
     sl_pb_free(&c->s.out);
     sl_params_clear(&c->params);
@@ -103,8 +105,7 @@ void sl_client_close(sl_client *c, const char *reason)
     sl_list_remove(&c->node);
     SL_OWNER_ADD(w->nclients, -1);
     sl_worker_remove_client(w, c);
-    close(c->s.fd);
-    c->s.fd = -1;
+    shutdown(c->s.fd, SHUT_RDWR); /* the peer sees the end now; the fd is closed in client_free */
     if (c->s.poll_open)
         sl_stream_detach(&c->s, client_free);
     else

@@ -28,6 +28,7 @@
 static void server_free(uv_handle_t *h)
 {
     sl_server *s = h->data;
+    if (s->s.fd >= 0) close(s->s.fd); /* only now that libuv no longer polls it */
     sl_stream_free_buf(&s->s);
     sl_pb_free(&s->s.out);
     sl_params_clear(&s->params);
@@ -66,8 +67,7 @@ void sl_server_close(sl_server *s, const char *reason)
         }
     }
     sl_list_remove(&s->node);
-    if (s->s.fd >= 0) close(s->s.fd);
-    s->s.fd = -1;
+    if (s->s.fd >= 0) shutdown(s->s.fd, SHUT_RDWR);
     if (s->s.poll_open)
         sl_stream_detach(&s->s, server_free);
     else
