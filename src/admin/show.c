@@ -39,8 +39,9 @@ adm_status adm_show_help(adm_session *s, adm_result *r)
 /* ---- pools ---- */
 
 typedef struct pool_row {
+    sl_pool *p; /* NULL: the console's own */
     const char *db, *user;
-    int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_login, n_clients;
+    int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_tested, sv_login, n_clients;
     int64_t maxwait_us;
     int mode, pool_size, reserve_size;
 } pool_row;
@@ -48,7 +49,6 @@ typedef struct pool_row {
 typedef struct pool_rows {
     pool_row *v;
     int n, cap;
-    int64_t now, check_delay;
 } pool_rows;
 
 static pool_row *add_row(pool_rows *rs)
@@ -65,34 +65,22 @@ static pool_row *add_row(pool_rows *rs)
     return row;
 }
 
-static int count_used_locked(sl_pool *p, int64_t now, int64_t delay)
+static pool_row *find_row(pool_rows *rs, const sl_pool *p)
 {
-    int used = 0;
-    for (int w = 0; w < sl_nworkers; w++)
-        for (sl_list *n = p->idle[w].next; n != &p->idle[w]; n = n->next)
-            if (now - sl_container_of(n, sl_server, pool_node)->idle_since >= delay) used++;
-    return used;
+    for (int i = 0; i < rs->n; i++)
+        if (rs->v[i].p == p) return &rs->v[i];
+    return add_row(rs);
 }
 
 static void collect_pool(sl_pool *p, void *arg)
 {
-    pool_rows *rs = arg;
-    pool_row *row = add_row(rs);
+    pool_row *row = add_row(arg);
     if (!row) return;
+    row->p = p;
     row->db = p->db_name; /* names never change and pools are never freed */
     row->user = p->user;
     pthread_mutex_lock(&p->lock);
     row->n_clients = p->n_clients;
-    row->cl_waiting = p->n_waiting;
-    row->cl_active = p->n_clients > p->n_waiting ? p->n_clients - p->n_waiting : 0;
-    row->sv_login = p->n_connecting;
-    row->sv_active = p->n_servers - p->n_idle - p->n_connecting;
-    row->sv_used = count_used_locked(p, rs->now, rs->check_delay);
-    row->sv_idle = p->n_idle - row->sv_used;
-    if (!sl_list_empty(&p->waiting)) {
-        int64_t q = sl_container_of(p->waiting.next, sl_client, wait_node)->queued_at;
-        row->maxwait_us = rs->now > q ? rs->now - q : 0;
-    }
     row->mode = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED);
     row->pool_size = p->pool_size;
     row->reserve_size = p->reserve_size;
@@ -110,19 +98,78 @@ static int cmp_rows(const void *a, const void *b)
 static void take_pools(pool_rows *rs)
 {
     memset(rs, 0, sizeof(*rs));
-    sl_config *cfg = sl_config_acquire();
-    rs->now = sl_now_us();
-    rs->check_delay = cfg->server_check_delay;
-    sl_config_unref(cfg);
     sl_pools_foreach(collect_pool, rs);
     pool_row *adm = add_row(rs);
     if (adm) {
         adm->db = adm->user = "pgbouncer";
-        adm->cl_active = adm->n_clients = __atomic_load_n(&adm_nsessions, __ATOMIC_RELAXED);
+        adm->n_clients = __atomic_load_n(&adm_nsessions, __ATOMIC_RELAXED);
         adm->mode = SL_POOL_STATEMENT;
         adm->pool_size = 2;
     }
-    qsort(rs->v, (size_t)rs->n, sizeof(pool_row), cmp_rows);
+}
+
+/* Connection counts per pool, from each worker's own clients and servers. */
+typedef struct pools_ctx {
+    adm_ref ref;
+    int64_t now, check_delay;
+    pool_rows *per; /* one per worker */
+} pools_ctx;
+
+static void count_client(pool_rows *rs, const sl_client *c, int64_t now)
+{
+    if (c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH || c->state == SL_CL_CLOSING) return;
+    pool_row *row = find_row(rs, c->admin ? NULL : c->pool);
+    if (!row) return;
+    row->p = c->admin ? NULL : c->pool;
+    if (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME) {
+        int64_t since = c->wait_start ? c->wait_start : c->request_time;
+        row->cl_waiting++;
+        if (since && now - since > row->maxwait_us) row->maxwait_us = now - since;
+    } else {
+        row->cl_active++;
+    }
+}
+
+static void count_server(pool_rows *rs, const sl_server *s, const pools_ctx *ctx)
+{
+    pool_row *row = find_row(rs, s->pool);
+    if (!row) return;
+    row->p = s->pool;
+    switch (s->state) {
+    case SL_SV_CONNECTING:
+    case SL_SV_LOGIN: row->sv_login++; break;
+    case SL_SV_SETUP: row->sv_tested++; break;
+    case SL_SV_IDLE:
+        if (ctx->now - s->idle_since >= ctx->check_delay) row->sv_used++;
+        else row->sv_idle++;
+        break;
+    case SL_SV_CLOSING:
+    case SL_SV_MOVING: break;
+    default: row->sv_active++; break;
+    }
+}
+
+static void pools_each(sl_worker *w, void *arg)
+{
+    pools_ctx *ctx = arg;
+    pool_rows *rs = &ctx->per[w->id];
+    sl_list *n;
+    for (n = w->clients.next; n != &w->clients; n = n->next)
+        if (sl_container_of(n, sl_client, node)->pool || sl_container_of(n, sl_client, node)->admin)
+            count_client(rs, sl_container_of(n, sl_client, node), ctx->now);
+    for (n = w->servers.next; n != &w->servers; n = n->next) count_server(rs, sl_container_of(n, sl_server, node), ctx);
+}
+
+static void add_counts(pool_row *to, const pool_row *from)
+{
+    to->cl_active += from->cl_active;
+    to->cl_waiting += from->cl_waiting;
+    to->sv_active += from->sv_active;
+    to->sv_idle += from->sv_idle;
+    to->sv_used += from->sv_used;
+    to->sv_tested += from->sv_tested;
+    to->sv_login += from->sv_login;
+    if (from->maxwait_us > to->maxwait_us) to->maxwait_us = from->maxwait_us;
 }
 
 void adm_cols_pools(adm_result *r)
@@ -133,19 +180,50 @@ void adm_cols_pools(adm_result *r)
              "reserve_pool_size");
 }
 
-adm_status adm_show_pools(adm_session *s, adm_result *r)
+static void pools_rows(adm_result *r, pools_ctx *ctx)
 {
-    (void)s;
     pool_rows rs;
     take_pools(&rs);
+    for (int w = 0; w < sl_nworkers; w++)
+        for (int i = 0; i < ctx->per[w].n; i++)
+            for (int k = 0; k < rs.n; k++)
+                if (rs.v[k].p == ctx->per[w].v[i].p) add_counts(&rs.v[k], &ctx->per[w].v[i]);
+    if (rs.n) qsort(rs.v, (size_t)rs.n, sizeof(pool_row), cmp_rows);
     adm_cols_pools(r);
     for (int i = 0; i < rs.n; i++) {
         pool_row *p = &rs.v[i];
         adm_row(r, "ssiiiiiiiiiiiiissii", p->db, p->user, p->cl_active, p->cl_waiting, 0, 0, p->sv_active, 0, 0,
-                p->sv_idle, p->sv_used, 0, p->sv_login, (int)(p->maxwait_us / 1000000), (int)(p->maxwait_us % 1000000),
-                sl_pool_mode_name(p->mode), NULL, p->pool_size, p->reserve_size);
+                p->sv_idle, p->sv_used, p->sv_tested, p->sv_login, (int)(p->maxwait_us / 1000000),
+                (int)(p->maxwait_us % 1000000), sl_pool_mode_name(p->mode), NULL, p->pool_size, p->reserve_size);
     }
     free(rs.v);
+}
+
+static void pools_done(sl_worker *w, void *arg)
+{
+    pools_ctx *ctx = arg;
+    adm_session *s = adm_ref_session(w, &ctx->ref);
+    if (s) pools_rows(&s->res, ctx);
+    for (int i = 0; i < sl_nworkers; i++) free(ctx->per[i].v);
+    free(ctx->per);
+    free(ctx);
+    if (s) adm_async_done(s);
+}
+
+adm_status adm_show_pools(adm_session *s, adm_result *r)
+{
+    pools_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx && (ctx->per = calloc((size_t)sl_nworkers, sizeof(pool_rows)))) {
+        sl_config *cfg = sl_config_acquire();
+        ctx->check_delay = cfg->server_check_delay;
+        sl_config_unref(cfg);
+        ctx->ref = adm_ref_of(s);
+        ctx->now = sl_now_us();
+        if (sl_pooler_collect(s->c->s.w, pools_each, pools_done, ctx)) return ADM_ASYNC;
+    }
+    if (ctx) free(ctx->per);
+    free(ctx);
+    adm_error(r, "53200", "out of memory");
     return ADM_DONE;
 }
 

@@ -162,7 +162,7 @@ static void build(adm_result *r, stats_kind kind)
     int64_t dur = new_stamp - old_stamp;
     sl_pools_foreach(acc_pool, &l);
     pthread_mutex_unlock(&stats_lock);
-    qsort(l.v, (size_t)l.n, sizeof(db_acc), cmp_acc);
+    if (l.n) qsort(l.v, (size_t)l.n, sizeof(db_acc), cmp_acc);
     sl_pool_totals sum = {0}, sum_old = {0}, sum_new = {0}, avg;
     static const sl_pool_totals zero;
     if (kind == ST_STATS) adm_cols_stats(r);

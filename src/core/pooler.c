@@ -197,6 +197,13 @@ void sl_pooler_close_listeners(void)
     for (int i = 0; i < nlisten; i++) close(listen_fds[i]);
 }
 
+/* Shutting down: new TCP connections are refused instead of waiting in the backlog. The sockets stay
+ * open (a closed descriptor's number could be reused while a loop still knows it). */
+static void refuse_connections(void)
+{
+    for (int i = 0; i < nlisten; i++) shutdown(listen_fds[i], SHUT_RDWR);
+}
+
 void sl_pooler_worker_started(sl_worker *w) { start_listening(w); }
 
 /* ---- messages ---- */
@@ -211,6 +218,8 @@ static void wake_waiting(sl_worker *w)
     }
 }
 
+static int listeners_stopped; /* atomic: workers that stopped accepting for a shutdown */
+
 static void state_changed(sl_worker *w)
 {
     int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
@@ -218,6 +227,7 @@ static void state_changed(sl_worker *w)
         if (w->listening) {
             for (int i = 0; i < w->nlisten; i++) uv_poll_stop(&w->listen_polls[i]);
             w->listening = false;
+            if (__atomic_add_fetch(&listeners_stopped, 1, __ATOMIC_ACQ_REL) == sl_nworkers) refuse_connections();
         }
     }
     if (rs == SL_RUN_NORMAL) wake_waiting(w);
