@@ -91,7 +91,8 @@ sl_config *sl_config_clone(const sl_config *src)
     if (!src) return NULL;
     sl_config *c = malloc(sizeof(*c));
     if (!c) return NULL;
-    *c = *src;
+    /* everything but the reference count, which other threads change atomically */
+    memcpy(c, src, offsetof(sl_config, refcount));
     c->dbs = NULL, c->users = NULL, c->userlist = NULL;
     c->n_dbs = c->n_users = c->n_userlist = 0;
     c->refcount = 1;

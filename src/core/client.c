@@ -289,7 +289,7 @@ void sl_client_auth_done(sl_client *c)
 void sl_client_wake(sl_client *c)
 {
     if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING) return;
-    if (c->in_wait_queue) return;
+    if (__atomic_load_n(&c->in_wait_queue, __ATOMIC_RELAXED)) return;
     if (__atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED) == SL_RUN_PAUSED && c->state == SL_CL_WAITING) return;
     sl_server *s = NULL;
     char sqlstate[6], err[256];

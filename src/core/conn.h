@@ -85,7 +85,7 @@ typedef struct sl_client {
     uint8_t md5_salt[4];
     struct sl_scram_server *scram;
     bool admin;                  /* connected to the admin console */
-    bool in_wait_queue;          /* protected by the pool lock */
+    bool in_wait_queue;          /* changed under the pool lock; read by the owner with __atomic_load_n */
     bool got_server_by_handoff;
     bool closing_after_flush;
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;

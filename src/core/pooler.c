@@ -113,7 +113,7 @@ void sl_poll_dispatch(uv_poll_t *h, int status, int events)
     sl_stream *st = h->data;
     if (status < 0) events = UV_READABLE | UV_WRITABLE;
     sl_worker *w = st->w;
-    w->stats.events++;
+    SL_OWNER_ADD(w->stats.events, 1);
     if (st->kind == SL_KIND_CLIENT) sl_client_on_event((sl_client *)st, events);
     else if (st->kind == SL_KIND_SERVER) sl_server_on_event((sl_server *)st, events);
     else sl_cancel_on_event(st, events);
@@ -214,7 +214,7 @@ static void wake_waiting(sl_worker *w)
     sl_list_for_each_safe(n, t, &w->clients)
     {
         sl_client *c = sl_container_of(n, sl_client, node);
-        if (c->state == SL_CL_WAITING && !c->in_wait_queue) sl_client_wake(c);
+        if (c->state == SL_CL_WAITING && !__atomic_load_n(&c->in_wait_queue, __ATOMIC_RELAXED)) sl_client_wake(c);
     }
 }
 

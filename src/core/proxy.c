@@ -88,9 +88,13 @@ void sl_proxy_unlink_release(sl_server *s)
     s->last_used = now;
     s->release_pending = false;
     sl_ps_reset_link(s);
-    sl_config *cfg = sl_config_acquire();
-    bool reset = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) == SL_POOL_SESSION || cfg->server_reset_query_always;
-    sl_config_unref(cfg);
+    bool reset = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) == SL_POOL_SESSION;
+    if (!reset) {
+        /* the client's own snapshot: no global lock per transaction */
+        sl_config *cfg = c ? c->cfg : sl_config_acquire();
+        reset = cfg->server_reset_query_always;
+        if (!c) sl_config_unref(cfg);
+    }
     if (reset) {
         s->setup = SL_SETUP_RESET;
         if (sl_server_begin_setup(s)) return;

@@ -240,7 +240,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
             if (s) {
                 /* stolen: the owner detaches it and hands it to us */
                 p->assignments++;
-                c->in_wait_queue = false;
+                __atomic_store_n(&c->in_wait_queue, false, __ATOMIC_RELAXED);
                 pthread_mutex_unlock(&p->lock);
                 request_steal(s, c);
                 return SL_ACQ_QUEUED;
@@ -255,7 +255,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
     }
     c->waiter_worker = me;
     c->queued_at = sl_now_us();
-    c->in_wait_queue = true;
+    __atomic_store_n(&c->in_wait_queue, true, __ATOMIC_RELAXED);
     sl_list_insert_tail(&p->waiting, &c->wait_node);
     p->n_waiting++;
     kick_locked(p, targets, &nt, false);
@@ -267,10 +267,10 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
 bool sl_pool_unqueue(sl_pool *p, sl_client *c)
 {
     pthread_mutex_lock(&p->lock);
-    bool was = c->in_wait_queue;
+    bool was = __atomic_load_n(&c->in_wait_queue, __ATOMIC_RELAXED);
     if (was) {
         sl_list_remove(&c->wait_node);
-        c->in_wait_queue = false;
+        __atomic_store_n(&c->in_wait_queue, false, __ATOMIC_RELAXED);
         p->n_waiting--;
     }
     pthread_mutex_unlock(&p->lock);
@@ -291,7 +291,7 @@ void sl_pool_release(sl_server *s)
     if (!too_old && !p->disabled && !sl_list_empty(&p->waiting) && !sl_pool_paused_locked(p)) {
         sl_list *n = sl_list_pop_head(&p->waiting);
         sl_client *c = sl_container_of(n, sl_client, wait_node);
-        c->in_wait_queue = false;
+        __atomic_store_n(&c->in_wait_queue, false, __ATOMIC_RELAXED);
         p->n_waiting--;
         p->assignments++;
         pthread_mutex_unlock(&p->lock);
@@ -416,7 +416,7 @@ void sl_pool_login_failed(sl_pool *p, const char *sqlstate, const char *msg)
         while (!sl_list_empty(&p->waiting)) {
             sl_list *n = sl_list_pop_head(&p->waiting);
             sl_client *c = sl_container_of(n, sl_client, wait_node);
-            c->in_wait_queue = false;
+            __atomic_store_n(&c->in_wait_queue, false, __ATOMIC_RELAXED);
             p->n_waiting--;
             sl_msg m = {.type = SL_MSG_WAKE_CLIENT, .slot = c->slot, .gen = c->gen};
             sl_worker_post(&sl_workers[c->waiter_worker], &m);
@@ -530,7 +530,7 @@ static void serve_waiters_locked(sl_pool *p)
         sl_server *s = pop_idle_for_locked(p, c);
         if (!s) break;
         sl_list_remove(&c->wait_node);
-        c->in_wait_queue = false;
+        __atomic_store_n(&c->in_wait_queue, false, __ATOMIC_RELAXED);
         p->n_waiting--;
         p->assignments++;
         sl_msg m = {.type = SL_MSG_DETACH_SERVER, .server = s, .to = c->waiter_worker, .slot = c->slot, .gen = c->gen};

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_list {
     struct sl_list *next, *prev;
@@ -40,7 +41,7 @@ static inline sl_list *sl_list_pop_head(sl_list *head)
     sl_list_remove(n);
     return n;
 }
-#define sl_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define sl_container_of(ptr, type, member) ((type *)((uintptr_t)(ptr) - offsetof(type, member)))
 #define sl_list_for_each_safe(pos, tmp, head) \
     for (pos = (head)->next, tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)
 
