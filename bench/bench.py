@@ -231,11 +231,11 @@ class Target:
 class Pooler(Target):
     """PgBouncer or pgsluice with the shared pool settings. PgBouncer runs as the postgres OS user."""
 
-    def __init__(self, name, kind, binary, base, pg, max_clients, workers=None, wrapper=None):
+    def __init__(self, name, kind, binary, base, pg, max_clients, workers=None, wrapper=None, dirname=None):
         super().__init__(name, free_port())
         self.kind, self.binary, self.pg, self.workers = kind, binary, pg, workers
         self.wrapper = wrapper or []
-        self.dir = os.path.join(base, name)
+        self.dir = os.path.join(base, dirname or name)
         os.makedirs(self.dir, exist_ok=True)
         self.ini = os.path.join(self.dir, "pooler.ini")
         self.userlist = os.path.join(self.dir, "userlist.txt")
@@ -544,51 +544,71 @@ class Bench:
                 self.measure(sc, t, rnd)
 
     def run_idle(self, sc="6"):
-        """Per round and pooler: 20 clients alone, then with N idle logged-in clients held open."""
-        targets = self.scenario_targets(sc)
+        """Per round: direct with 20 clients; then for each pooler a fresh instance (so that memory kept
+        by an earlier round does not hide the growth) runs 20 clients alone, then again while N idle
+        logged-in clients are held open."""
         log("scenario 6: %d idle clients + 20 active select-only clients, %d rounds x %d s"
             % (self.idle_n, self.rounds, self.seconds))
-        self.warm(sc, targets)
+        self.warm(sc, [self.targets["direct"]])
         for rnd in range(1, self.rounds + 1):
-            for t in targets:
-                base = self.measure(sc, t, rnd, extra={"idle": 0})
-                if not isinstance(t, Pooler):
+            for main in self.scenario_targets(sc):
+                if not isinstance(main, Pooler):
+                    self.measure(sc, main, rnd, extra={"idle": 0})
                     continue
-                time.sleep(0.5)
-                rss_before = proc_rss_kb(t.pid)
-                idle = subprocess.Popen(
-                    [sys.executable, os.path.join(BENCH_DIR, "idle_clients.py"), "--host", HOST, "--port",
-                     str(t.port), "--user", USER, "--password", PASSWORD, "--db", DB, "-n", str(self.idle_n)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                t = Pooler(main.name, main.kind, main.binary, self.base, self.pg, main.max_clients,
+                           workers=main.workers, dirname="%s-s6-r%d" % (main.name, rnd))
                 try:
-                    line = idle.stdout.readline().strip()
-                    m = re.match(r"READY ok=(\d+) failed=(\d+) seconds=([\d.]+)", line)
-                    if not m:
-                        raise RuntimeError("idle_clients.py did not get ready: %r %s" % (line, idle.stderr.read()))
-                    ok, failed, login_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
-                    time.sleep(1.0)
-                    rss_idle = proc_rss_kb(t.pid)
-                    loaded = self.measure(sc, t, rnd, extra={"idle": ok})
+                    t.start()
+                    self._idle_round(sc, t, rnd)
                 finally:
-                    idle.stdin.close()
-                    try:
-                        idle.wait(60)
-                    except subprocess.TimeoutExpired:
-                        idle.kill()
-                        idle.wait()
-                d = dict(round=rnd, idle_ok=ok, idle_failed=failed, login_s=login_s, rss_before_kb=rss_before,
-                         rss_idle_kb=rss_idle,
-                         bytes_per_idle=(rss_idle - rss_before) * 1024.0 / ok if ok else None,
-                         tps_base=base["tps"] if base["ok"] else None,
-                         tps_idle=loaded["tps"] if loaded["ok"] else None)
-                self.idle.setdefault(t.name, []).append(d)
-                log("  scenario 6 round %d %-12s %d idle logged in (%d failed) in %.1f s, RSS %d -> %d KiB "
-                    "(%.0f B/client)" % (rnd, t.name, ok, failed, login_s, rss_before, rss_idle,
-                                          d["bytes_per_idle"] or 0))
-                if failed:
-                    self.notes.append("scenario 6, %s, round %d: %d of %d idle clients failed to log in"
-                                      % (t.name, rnd, failed, self.idle_n))
-                time.sleep(1.0)
+                    t.stop()
+
+    def _idle_round(self, sc, t, rnd):
+        self.warm(sc, [t])
+        base = self.measure(sc, t, rnd, extra={"idle": 0})
+        time.sleep(0.5)
+        rss_before = proc_rss_kb(t.pid)
+        idle = subprocess.Popen(
+            [sys.executable, os.path.join(BENCH_DIR, "idle_clients.py"), "--host", HOST, "--port", str(t.port),
+             "--user", USER, "--password", PASSWORD, "--db", DB, "-n", str(self.idle_n)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = idle.stdout.readline().strip()
+            m = re.match(r"READY ok=(\d+) failed=(\d+) seconds=([\d.]+)", line)
+            if not m:
+                raise RuntimeError("idle_clients.py did not get ready: %r %s" % (line, idle.stderr.read()))
+            ok, failed, login_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
+            time.sleep(1.0)
+            rss_idle = proc_rss_kb(t.pid)
+            loaded = self.measure(sc, t, rnd, extra={"idle": ok})
+        finally:
+            idle.stdin.close()
+            try:
+                idle.wait(60)
+            except subprocess.TimeoutExpired:
+                idle.kill()
+                idle.wait()
+        time.sleep(1.0)
+        rss_after = proc_rss_kb(t.pid)
+        # A-B-A: the 20 clients alone once more, so that a drift between runs (or an order effect)
+        # shows up instead of being taken for the idle clients' cost.
+        again = self.measure(sc, t, rnd, extra={"idle": 0, "after_idle": True})
+        bases = [x for x in (base, again) if x["ok"]]
+        d = dict(round=rnd, idle_ok=ok, idle_failed=failed, login_s=login_s, rss_before_kb=rss_before,
+                 rss_idle_kb=rss_idle, rss_after_close_kb=rss_after,
+                 bytes_per_idle=(rss_idle - rss_before) * 1024.0 / ok if ok else None,
+                 tps_base=statistics.mean(x["tps"] for x in bases) if bases else None,
+                 tps_base1=base["tps"] if base["ok"] else None, tps_base2=again["tps"] if again["ok"] else None,
+                 tps_idle=loaded["tps"] if loaded["ok"] else None,
+                 cpu_base=statistics.mean(x["cpu_per_1k"] for x in bases) if bases else None,
+                 cpu_idle=loaded["cpu_per_1k"])
+        self.idle.setdefault(t.name, []).append(d)
+        log("  scenario 6 round %d %-12s %d idle logged in (%d failed) in %.1f s, RSS %d -> %d KiB (%.0f B/client), "
+            "%d KiB after they left" % (rnd, t.name, ok, failed, login_s, rss_before, rss_idle,
+                                        d["bytes_per_idle"] or 0, rss_after))
+        if failed:
+            self.notes.append("scenario 6, %s, round %d: %d of %d idle clients failed to log in"
+                              % (t.name, rnd, failed, self.idle_n))
 
     # ---- instructions per transaction ----
     def perf_counts_instructions(self):
@@ -748,7 +768,7 @@ class Bench:
                 if line.startswith(("summary:", "totals:")):
                     r["instructions"] = int(line.split()[1])
                     break
-        ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", outfile],
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", outfile],
                              capture_output=True, text=True, timeout=300).stdout
         r["functions"] = parse_callgrind_annotate(ann, r.get("instructions"), limit=None)
         if "instructions" not in r:
@@ -791,7 +811,8 @@ class Bench:
                 f.write(dso)
                 f.write("\n")
                 f.write(rep)
-            self.profiles[name] = parse_perf_report(rep)
+            self.profiles[name] = {"functions": parse_perf_report(rep), "objects": parse_perf_dso(dso),
+                                   "tps": r.get("tps")}
 
     # ---- run everything ----
     def run(self):
@@ -821,13 +842,17 @@ class Bench:
             base = self.summary(sc, "pgbouncer")
             if sc == "6":
                 # baseline rows (no idle) first, then the loaded rows
-                for t in ("direct", "pgbouncer", "pgsluice"):
+                def alone(t):
                     rs = [r for r in self.runs if r["scenario"] == "6" and r["target"] == t and r.get("idle") == 0]
                     s = self._summ(rs)
+                    if s:  # RSS: the runs before the idle clients came (memory kept after them is in 6b's table)
+                        s["rss_kb"] = median([r["rss_kb"] for r in rs if r["ok"] and not r.get("after_idle")])
+                    return s
+                for t in ("direct", "pgbouncer", "pgsluice"):
+                    s = alone(t)
                     if s:
-                        rows.append(("6a", "20 clients, no idle clients", t, s,
-                                     self._summ([r for r in self.runs if r["scenario"] == "6"
-                                                 and r["target"] == "pgbouncer" and r.get("idle") == 0])))
+                        rows.append(("6a", "20 clients alone (before and after the idle clients)", t, s,
+                                     alone("pgbouncer")))
                 for t in ("pgbouncer", "pgsluice"):
                     s = self.summary("6", t)
                     if s:
@@ -857,7 +882,8 @@ class Bench:
         out = {}
         for t, ds in self.idle.items():
             out[t] = {k: median([d[k] for d in ds]) for k in
-                      ("rss_before_kb", "rss_idle_kb", "bytes_per_idle", "tps_base", "tps_idle", "login_s")}
+                      ("rss_before_kb", "rss_idle_kb", "rss_after_close_kb", "bytes_per_idle", "tps_base",
+                       "tps_idle", "login_s", "cpu_base", "cpu_idle")}
             out[t]["idle_ok"] = min(d["idle_ok"] for d in ds)
             b, i = out[t]["tps_base"], out[t]["tps_idle"]
             # per-round change, then the median: base and loaded runs of a round are back to back
@@ -927,16 +953,27 @@ class Bench:
 # report parsing and formatting
 # ---------------------------------------------------------------------------------------------
 def parse_callgrind_annotate(text, total, limit=25):
-    """[(share %, Ir, function)] from `callgrind_annotate --inclusive=no` output."""
+    """[(share %, Ir, function)] from `callgrind_annotate --inclusive=no --auto=no` output. Functions
+    are shown as file:function (no directories), or object:address where there are no symbols."""
     out = []
+    obj = ""
+    started = False
     for line in text.splitlines():
-        m = re.match(r"^\s*([\d,]+)\s+(?:\([\s\d.]+%\)\s+)?(\S.*?)\s*(?:\[.*\])?$", line)
-        if not m or ":" not in m.group(2):
+        if "file:function" in line:
+            started = True
+            continue
+        if not started:
+            continue
+        m = re.match(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*?)(?:\s+\[(.+)\])?\s*$", line)
+        if not m:
             continue
         ir = int(m.group(1).replace(",", ""))
-        fn = m.group(2)
+        where = m.group(2)
+        obj = os.path.basename(m.group(3)) if m.group(3) else obj
+        f, _, fn = where.rpartition(":")
+        name = "%s %s" % (obj, fn) if f == "???" else "%s:%s" % (os.path.basename(f), fn)
         if total and ir <= total:
-            out.append((100.0 * ir / total, ir, fn))
+            out.append((100.0 * ir / total, ir, name))
         if limit and len(out) >= limit:
             break
     return out
@@ -946,10 +983,20 @@ def parse_perf_report(text):
     """[(share %, dso, symbol)] from `perf report --stdio --sort dso,symbol`."""
     out = []
     for line in text.splitlines():
-        m = re.match(r"^\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.+?)\s*$", line)
+        m = re.match(r"^\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.+?)(?:\s+-\s+-)?\s*$", line)
         if m:
             out.append((float(m.group(1)), m.group(2), m.group(4)))
     return out[:25]
+
+
+def parse_perf_dso(text):
+    """[(share %, dso)] from `perf report --stdio --sort dso`."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^\s+([\d.]+)%\s+(\S+)\s*$", line)
+        if m:
+            out.append((float(m.group(1)), m.group(2)))
+    return out
 
 
 def fmt(v, spec="%.0f", none="—"):
@@ -994,6 +1041,8 @@ def text_table(head, rows):
 
 
 def git_rev():
+    if os.environ.get("BENCH_SL_REV"):
+        return os.environ["BENCH_SL_REV"]
     try:
         rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -1058,7 +1107,8 @@ def report(b):
     if idle:
         pgb = idle.get("pgbouncer", {})
         head = ["target", "idle clients", "login time s", "RSS before MiB", "RSS with idle MiB", "bytes per idle client",
-                "×PgB", "TPS without idle", "TPS with idle", "change"]
+                "×PgB", "RSS after they left MiB", "TPS without idle", "TPS with idle", "change",
+                "CPU s/1k tx without / with idle"]
         irows = []
         for t in ("pgbouncer", "pgsluice"):
             d = idle.get(t)
@@ -1067,12 +1117,17 @@ def report(b):
             irows.append([t, d["idle_ok"], fmt(d["login_s"], "%.1f"), fmt_rss(d["rss_before_kb"]),
                           fmt_rss(d["rss_idle_kb"]), fmt(d["bytes_per_idle"], "%.0f"),
                           fmt_ratio(ratio(d["bytes_per_idle"], pgb.get("bytes_per_idle"))),
-                          fmt(d["tps_base"]), fmt(d["tps_idle"]), fmt(d["tps_change_pct"], "%+.1f %%")])
+                          fmt_rss(d["rss_after_close_kb"]),
+                          fmt(d["tps_base"]), fmt(d["tps_idle"]), fmt(d["tps_change_pct"], "%+.1f %%"),
+                          "%s / %s" % (fmt(d["cpu_base"], "%.3f"), fmt(d["cpu_idle"], "%.3f"))])
         md.append("## Scenario 6: idle clients\n")
-        md.append("Per round and pooler: 20 select-only clients alone (6a), then %d idle clients are opened "
-                  "and logged in (bench/idle_clients.py, auth %s) and held while the same 20 clients run again "
-                  "(6b). Bytes per idle client = (VmRSS with idle clients − VmRSS before) / idle clients; kernel "
-                  "socket buffers are not in RSS. Change = TPS with idle / TPS without, per round, median.\n"
+        md.append("Per round and pooler, on a freshly started instance: 20 select-only clients alone (6a), then "
+                  "%d idle clients are opened and logged in (bench/idle_clients.py, auth %s) and held while the "
+                  "same 20 clients run again (6b), then they disconnect. Bytes per idle client = (VmRSS with idle "
+                  "clients − VmRSS before) / idle clients; kernel socket buffers are not in RSS. RSS after they "
+                  "left: VmRSS 1 s after the idle clients disconnected (memory the pooler keeps). The 20 clients "
+                  "run alone again after that (A-B-A): TPS without idle is the mean of the runs before and after "
+                  "(both are in 6a), change = TPS with idle / that mean − 1, per round, median.\n"
                   % (b.idle_n, b.auth))
         md.append(md_table(head, irows))
         md.append("")
@@ -1108,6 +1163,8 @@ def report(b):
                   % "{:,}".format(any_r.get("syscalls_tx") or 0))
         md.append(md_table(head, irows))
         md.append("")
+        md.append("Instructions and system calls are steady from run to run; context switches depend on how "
+                  "busy the machine is (a loop that finds nothing to do sleeps in epoll_wait).\n")
         text.append("\nPer-transaction costs (scenario 2 workload, fixed transactions):\n" + text_table(head, irows))
         sc_rows = []
         names = []
@@ -1140,11 +1197,12 @@ def report(b):
         md.append("Share of the pooler process's sampled CPU time (user and kernel) per function; full "
                   "reports in `perf-pgsluice.txt` and `perf-pgbouncer.txt`.\n")
         for t in ("pgsluice", "pgbouncer"):
-            top = b.profiles.get(t)
-            if top:
-                md.append("%s:\n" % t)
+            prof = b.profiles.get(t)
+            if prof:
+                md.append("%s — by object: %s.\n" % (t, ", ".join("%s %.1f %%" % (o, sh) for sh, o in prof["objects"]
+                                                                  if sh >= 0.1)))
                 md.append(md_table(["share", "object", "function"],
-                                   [["%.1f %%" % sh, dso, "`%s`" % sym] for sh, dso, sym in top[:15]]))
+                                   [["%.1f %%" % sh, dso, "`%s`" % sym] for sh, dso, sym in prof["functions"][:15]]))
                 md.append("")
 
     checks = b.target_checks()
@@ -1183,7 +1241,7 @@ def chart(b, path):
         if sc != "7":
             put(short.get(sc, sc), tname, val)
         elif tname != "pgbouncer":
-            put("7 extended, " + tname.replace("pgsluice ", ""), "pgsluice", val)
+            put("7 " + tname.replace("pgsluice ", "").replace("workers", "w"), "pgsluice", val)
     for sc, title, tname, s, base in rows:  # scenario 7: PgBouncer's bar beside each workers value
         if sc == "7" and tname == "pgbouncer":
             for lab in labels:
