@@ -158,6 +158,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     }
     sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
     if (!st) return SL_PS_MALFORMED;
+    s->pend.client_parses++;
     sl_stmt_ref(st);
     if (!sl_stmt_map_put(&c->ps_map, name, st)) {
         sl_stmt_unref(st);
@@ -191,6 +192,7 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
         exp_push(s, 'B', EXP_FWD, NULL, NULL);
         return SL_PS_FORWARD;
     }
+    s->pend.binds++;
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max);
     sl_pktbuf *out = &s->s.out;
@@ -380,6 +382,11 @@ sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len)
         }
         sl_pb_begin(out, '1');
         sl_pb_end(out);
+        sl_pool *p = c->pool; /* no server to collect it: count in the pool directly (between transactions only) */
+        pthread_mutex_lock(&p->lock);
+        p->stats.client_parses++;
+        p->stats.prepare_hits++;
+        pthread_mutex_unlock(&p->lock);
     } else if (type == 'C') {
         uint8_t what = sl_rd_u8(&r);
         const char *name = sl_rd_str(&r);

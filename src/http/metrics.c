@@ -22,6 +22,15 @@ static const struct {
      offsetof(sl_pool_stats, server_connects)},
     {"pgsluice_server_login_failures_total", "Server connections that failed to connect or log in.",
      offsetof(sl_pool_stats, server_login_failures)},
+    {"pgsluice_client_parses_total", "Named Parse messages from clients (transaction-mode prepared statements).",
+     offsetof(sl_pool_stats, client_parses)},
+    {"pgsluice_binds_total", "Bind messages of named statements from clients.", offsetof(sl_pool_stats, binds)},
+    {"pgsluice_server_prepares_total", "Statements pgsluice prepared on a server (Parse sent).",
+     offsetof(sl_pool_stats, prepares)},
+    {"pgsluice_prepare_cache_hits_total", "Parse/Bind/Describe served by a statement the server already had.",
+     offsetof(sl_pool_stats, prepare_hits)},
+    {"pgsluice_prepare_evictions_total", "Statements closed on a server to respect max_prepared_statements.",
+     offsetof(sl_pool_stats, prepare_evictions)},
 };
 
 static const struct {

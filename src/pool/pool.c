@@ -512,6 +512,8 @@ void sl_pool_totals_locked(const sl_pool *p, sl_pool_totals *t, int64_t now)
     t->query_time_us = st->query_time_us;
     t->wait_time_us = st->wait_time_us;
     t->server_parses = st->prepares;
+    t->client_parses = st->client_parses;
+    t->binds = st->binds;
 }
 
 /* Idle server for waiter c: one on c's worker if any, else any other. */

@@ -47,6 +47,8 @@ void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
     dst->server_login_failures += src->server_login_failures;
     dst->client_logins += src->client_logins;
     for (int i = 0; i < SL_NERRCLASS; i++) dst->errors[i] += src->errors[i];
+    dst->client_parses += src->client_parses;
+    dst->binds += src->binds;
     dst->prepares += src->prepares;
     dst->prepare_hits += src->prepare_hits;
     dst->prepare_evictions += src->prepare_evictions;

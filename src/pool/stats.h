@@ -31,6 +31,7 @@ typedef struct sl_pool_stats {
     uint64_t xact_time_us, query_time_us, wait_time_us;
     uint64_t server_connects, server_login_failures, client_logins;
     uint64_t errors[SL_NERRCLASS];
+    uint64_t client_parses, binds;               /* named Parse / Bind of a named statement from clients */
     uint64_t prepares, prepare_hits, prepare_evictions;
     sl_hist h_xact, h_query, h_wait;
 } sl_pool_stats;

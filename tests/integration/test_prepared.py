@@ -246,3 +246,21 @@ def test_unnamed_statements_and_session_mode_still_work(pooler):
         assert c.execute("SELECT %s::int", (6,), prepare=True).fetchone()[0] == 6
         names = [r[0] for r in c.execute("SELECT name FROM pg_prepared_statements").fetchall()]
         assert any(n.startswith("_pg3_") for n in names), names  # session mode: names reach the server untouched
+
+
+def test_prepares_hits_and_evictions_are_counted_in_show_stats_and_servers(pooler):
+    from test_admin_helpers import show, stats_row
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "max_prepared_statements": 2})
+    c = _pq(p)
+    for i in range(4):  # four statements on a server that keeps two: two evictions
+        _ok(c.prepare(b"e%d" % i, b"SELECT %d" % i))
+        for _ in range(3):
+            _ok(c.exec_prepared(b"e%d" % i, []))
+    time.sleep(0.3)  # counters of a busy server are flushed by the next tick
+    st = stats_row(p, "appdb")
+    assert st["total_client_parse_count"] == 4
+    assert st["total_server_parse_count"] == 4
+    assert st["total_bind_count"] == 12
+    servers = [r for r in show(p, "SERVERS") if r["database"] == "appdb"]
+    assert [r["prepared_statements"] for r in servers] == [2]
+    c.finish()
