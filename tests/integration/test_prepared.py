@@ -234,6 +234,9 @@ def test_prepared_statement_survives_its_server_being_terminated(pooler, direct)
         if d.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] == 0:
             break
         time.sleep(0.05)
+    # pgsluice notices an idle server's EOF on its next loop turn (and peeks at servers idle for
+    # over 100 ms before reuse); give it that turn, as any real client would have
+    time.sleep(0.2)
     new_pid = int(_ok(c.exec_prepared(b"k", [])).get_value(0, 0))
     assert new_pid != pid
     c.finish()
