@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -132,6 +134,8 @@ bool sl_pooler_listen(const sl_config *cfg)
             sl_log_fatal("cannot listen on %s:%d: %s", a, cfg->listen_port, strerror(errno));
             return false;
         }
+        if (cfg->tcp_defer_accept > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &cfg->tcp_defer_accept, sizeof(int));
         sl_log_info("listening on %s:%d", a, cfg->listen_port);
         listen_is_unix[nlisten] = false;
         listen_fds[nlisten++] = fd;

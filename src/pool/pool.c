@@ -66,6 +66,7 @@ static void configure_locked(sl_pool *p, const sl_config *cfg, const sl_db_def *
     p->max_db_conns = pick(db->max_db_connections, cfg->max_db_connections);
     p->max_user_conns = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
     __atomic_store_n(&p->server_lifetime, cfg->server_lifetime, __ATOMIC_RELAXED);
+    p->round_robin = cfg->server_round_robin != 0;
     __atomic_store_n(&p->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)), __ATOMIC_RELAXED);
 }
 
@@ -308,8 +309,10 @@ void sl_pool_release(sl_server *s)
     s->state = SL_SV_IDLE;
     s->idle_since = sl_now_us();
     s->idle_worker = w->id;
-    /* most recently used first: keeps the hot set small and lets old ones time out */
-    sl_list_insert_head(&p->idle[w->id], &s->pool_node);
+    /* most recently used first keeps the hot set small and lets old ones time out;
+     * server_round_robin spreads the load over all of them instead */
+    if (p->round_robin) sl_list_insert_tail(&p->idle[w->id], &s->pool_node);
+    else sl_list_insert_head(&p->idle[w->id], &s->pool_node);
     p->n_idle++;
     pthread_mutex_unlock(&p->lock);
     sl_stream_set_poll(&s->s, UV_READABLE);

@@ -53,6 +53,7 @@ typedef struct sl_pool {
     sl_params db_defaults;      /* client_encoding/datestyle/timezone/application_name from [databases] */
     int pool_size, min_pool_size, reserve_size, max_db_conns, max_user_conns, pool_mode;
     int64_t server_lifetime;    /* usec, 0 = unlimited: checked when a server is released */
+    bool round_robin;           /* server_round_robin: idle servers reused oldest first */
 
     int n_servers;              /* all, including connecting ones */
     int n_connecting;
