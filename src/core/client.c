@@ -59,7 +59,7 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
     c->gen = (uint32_t)c->id;
     sl_random_bytes(&c->cancel_key, sizeof(c->cancel_key));
     c->state = SL_CL_LOGIN;
-    c->connect_time = c->last_activity = sl_now_us();
+    c->connect_time = c->last_activity = sl_now_fast();
     sl_list_init(&c->wait_node);
     sl_list_insert_tail(&w->clients, &c->node);
     SL_OWNER_ADD(w->nclients, 1);
@@ -254,7 +254,7 @@ static void send_welcome(sl_client *c)
     sl_pb_backend_key(out, pid, c->cancel_key);
     sl_pb_ready(out, 'I');
     c->state = SL_CL_IDLE;
-    c->last_activity = sl_now_us();
+    c->last_activity = sl_now_fast();
     if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login ok");
     client_flush_out(c);
 }
@@ -279,7 +279,7 @@ void sl_client_auth_done(sl_client *c)
         return;
     }
     /* learn the server's parameters from a real server first (query_wait_timeout counts from now) */
-    c->request_time = c->wait_start = sl_now_us();
+    c->request_time = c->wait_start = sl_now_fast();
     c->state = SL_CL_WELCOME;
     client_flush_out(c);
     sl_client_wake(c);
@@ -302,7 +302,7 @@ void sl_client_wake(sl_client *c)
 
 void sl_client_got_server(sl_client *c, sl_server *s)
 {
-    int64_t now = sl_now_us();
+    int64_t now = sl_now_fast();
     if (c->wait_start) {
         int64_t waited = now - c->wait_start;
         c->wait_us_total += (uint64_t)waited;
@@ -349,10 +349,12 @@ void sl_client_idle_input(sl_client *c)
         }
         if (r == SL_PS_CONSUMED) continue;
         c->state = SL_CL_WAITING;
-        c->request_time = c->wait_start = sl_now_us();
-        sl_stream_set_poll(s, 0);
+        c->request_time = c->wait_start = sl_now_fast();
         if (sl_stream_out_pending(s)) (void)sl_stream_flush(s, NULL);
         sl_client_wake(c);
+        /* only a client left waiting stops reading: a linked one keeps its poll as it is, so the
+         * common case (an idle server at hand) costs no epoll_ctl */
+        if (c->state == SL_CL_WAITING) sl_stream_set_poll(s, 0);
         return;
     }
     if (sl_stream_out_pending(s)) client_flush_out(c);
@@ -389,7 +391,7 @@ void sl_client_on_event(sl_client *c, int events)
         sl_client_close(c, "read error");
         return;
     }
-    c->last_activity = sl_now_us();
+    c->last_activity = sl_now_fast();
     switch (c->state) {
     case SL_CL_LOGIN: handle_login(c); break;
     case SL_CL_AUTH: sl_client_auth_input(c); break;

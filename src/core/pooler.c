@@ -113,6 +113,7 @@ void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key);
 void sl_poll_dispatch(uv_poll_t *h, int status, int events)
 {
     sl_stream *st = h->data;
+    sl_now_refresh();
     if (status < 0) events = UV_READABLE | UV_WRITABLE;
     sl_worker *w = st->w;
     SL_OWNER_ADD(w->stats.events, 1);
@@ -158,6 +159,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
     (void)events;
     sl_worker *w = h->loop->data;
     int idx = (int)(h - w->listen_polls);
+    sl_now_refresh();
     if (status < 0) return;
     sl_config *cfg = sl_config_acquire();
     for (int i = 0; i < 64; i++) {

@@ -33,7 +33,7 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
  * 100 ms so the hot path stays one syscall lighter. */
 static bool server_looks_alive(sl_server *s)
 {
-    if (sl_now_us() - s->idle_since < 100000) return true;
+    if (sl_now_fast() - s->idle_since < 100000) return true;
     char b;
     ssize_t n = recv(s->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -53,7 +53,7 @@ void sl_proxy_link(sl_client *c, sl_server *s)
     s->outstanding = 0;
     s->in_batch = false;
     s->release_pending = false;
-    s->link_time = sl_now_us();
+    s->link_time = sl_now_fast();
     s->setup = SL_SETUP_CHECK;
     if (sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
@@ -78,7 +78,7 @@ void sl_proxy_unlink_release(sl_server *s)
 {
     sl_client *c = s->client;
     sl_pool *p = s->pool;
-    int64_t now = sl_now_us();
+    int64_t now = sl_now_fast();
     if (c) {
         c->server = NULL;
         s->client = NULL;
@@ -159,7 +159,7 @@ static bool scan_client(sl_client *c, sl_server *s)
         case 'S':
             if (type == 'S') s->in_batch = false;
             s->outstanding++;
-            if (!c->query_start) c->query_start = sl_now_us();
+            if (!c->query_start) c->query_start = sl_now_fast();
             if (!c->xact_start) c->xact_start = c->query_start;
             break;
         case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
@@ -221,7 +221,7 @@ void sl_proxy_client_input(sl_client *c)
         sl_client_close(c, st == SL_IO_EOF ? "client closed connection" : "client read error");
         return;
     }
-    c->last_activity = sl_now_us();
+    c->last_activity = sl_now_fast();
     client_forward(c);
 }
 
@@ -230,7 +230,7 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
 {
     if (type == 'Z') {
         char status = blen ? (char)body[0] : 'I';
-        int64_t now = sl_now_us();
+        int64_t now = sl_now_fast();
         if (s->outstanding > 0) s->outstanding--;
         if (c->query_start) {
             s->pend.query_count++;
@@ -293,7 +293,8 @@ static bool scan_server(sl_server *s, sl_client *c)
             sl_server_close(s, "invalid message length from server");
             return false;
         }
-        if (s->ps_active) {
+        /* DataRow and CopyData never end a request and are always forwarded: skip the queue */
+        if (s->ps_active && type != 'D' && type != 'd') {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;
             if (r == SL_PS_CONSUMED) continue;

@@ -7,16 +7,19 @@
 #include "core/conn.h"
 #include "core/pooler.h"
 #include "util/log.h"
+#include "util/time.h"
 
 sl_worker *sl_workers;
 int sl_nworkers;
 static __thread sl_worker *t_self;
+__thread int64_t sl_tl_now;
 
 sl_worker *sl_worker_self(void) { return t_self; }
 
 static void drain_mailbox(uv_async_t *a)
 {
     sl_worker *w = a->data;
+    sl_now_refresh();
     pthread_mutex_lock(&w->mbox_lock);
     sl_msg *m = w->mbox_head;
     w->mbox_head = w->mbox_tail = NULL;
@@ -129,6 +132,7 @@ struct sl_client *sl_worker_find_client(sl_worker *w, uint32_t slot, uint32_t ge
 
 static void tick_cb(uv_timer_t *t)
 {
+    sl_now_refresh();
     sl_pooler_tick(t->data);
 }
 

@@ -108,7 +108,7 @@ sl_pool *sl_pool_get(const sl_config *cfg, const char *dbname, const char *user,
     p->db_group = group_get(&db_groups, dbname);
     p->user_group = group_get(&user_groups, user);
     if (p->db_group) p->paused = __atomic_load_n(&p->db_group->paused, __ATOMIC_RELAXED);
-    p->period_old.at = p->period_new.at = sl_now_us();
+    p->period_old.at = p->period_new.at = sl_now_fast();
     sl_list_insert_tail(&pools, &p->node);
     npools++;
     pthread_mutex_unlock(&pools_lock);
@@ -148,7 +148,7 @@ static void count_new_server_locked(sl_pool *p)
     p->n_connecting++;
     __atomic_add_fetch(&p->db_group->n_servers, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&p->user_group->n_servers, 1, __ATOMIC_RELAXED);
-    p->last_connect_attempt = sl_now_us();
+    p->last_connect_attempt = sl_now_fast();
 }
 
 static void launch_on(sl_worker *w, void *arg)
@@ -170,7 +170,7 @@ static void kick_locked(sl_pool *p, sl_worker **targets, int *ntargets, bool res
             continue;
         }
         if (!can_open_locked(p, reserve)) break;
-        if (p->last_login_failure && sl_now_us() - p->last_login_failure < 1000000) break;
+        if (p->last_login_failure && sl_now_fast() - p->last_login_failure < 1000000) break;
         count_new_server_locked(p);
         targets[(*ntargets)++] = &sl_workers[c->waiter_worker];
     }
@@ -222,7 +222,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
         snprintf(err, errlen, "database \"%s\" is disabled", p->db_name);
         return SL_ACQ_FAIL;
     }
-    if (p->last_login_failure && sl_now_us() - p->last_login_failure < c->cfg->server_login_retry &&
+    if (p->last_login_failure && sl_now_fast() - p->last_login_failure < c->cfg->server_login_retry &&
         p->n_servers == 0) {
         snprintf(sqlstate, 6, "%s", p->last_login_sqlstate[0] ? p->last_login_sqlstate : "08006");
         snprintf(err, errlen, "server login has been failing, try again later (server_login_retry): %s",
@@ -255,7 +255,7 @@ sl_acquire_result sl_pool_acquire(sl_pool *p, sl_client *c, sl_server **out, cha
         return SL_ACQ_GOT;
     }
     c->waiter_worker = me;
-    c->queued_at = sl_now_us();
+    c->queued_at = sl_now_fast();
     __atomic_store_n(&c->in_wait_queue, true, __ATOMIC_RELAXED);
     sl_list_insert_tail(&p->waiting, &c->wait_node);
     p->n_waiting++;
@@ -307,7 +307,7 @@ void sl_pool_release(sl_server *s)
         return;
     }
     s->state = SL_SV_IDLE;
-    s->idle_since = sl_now_us();
+    s->idle_since = sl_now_fast();
     s->idle_worker = w->id;
     /* most recently used first keeps the hot set small and lets old ones time out;
      * server_round_robin spreads the load over all of them instead */
@@ -408,7 +408,7 @@ void sl_pool_forget_server(sl_server *s)
 void sl_pool_login_failed(sl_pool *p, const char *sqlstate, const char *msg)
 {
     pthread_mutex_lock(&p->lock);
-    p->last_login_failure = sl_now_us();
+    p->last_login_failure = sl_now_fast();
     p->stats.server_login_failures++;
     snprintf(p->last_login_error, sizeof(p->last_login_error), "%s", msg);
     snprintf(p->last_login_sqlstate, sizeof(p->last_login_sqlstate), "%s", sqlstate ? sqlstate : "08006");
@@ -588,7 +588,7 @@ void sl_db_set_disabled(const char *db, bool disabled)
 
 void sl_db_reconnect(const char *db)
 {
-    int64_t now = sl_now_us();
+    int64_t now = sl_now_fast();
     pthread_mutex_lock(&pools_lock);
     for (sl_limit_group *g = db_groups; g; g = g->next)
         if (!db || !strcmp(g->name, db)) __atomic_store_n(&g->reconnect_before, now, __ATOMIC_RELAXED);
@@ -633,7 +633,7 @@ bool sl_server_close_needed(const sl_server *s)
 {
     if (s->close_after_release) return true;
     int64_t lifetime = __atomic_load_n(&s->pool->server_lifetime, __ATOMIC_RELAXED);
-    if (lifetime > 0 && sl_now_us() - s->connect_time > lifetime) return true;
+    if (lifetime > 0 && sl_now_fast() - s->connect_time > lifetime) return true;
     const sl_limit_group *g = s->pool->db_group;
     return g && s->connect_time <= __atomic_load_n(&g->reconnect_before, __ATOMIC_RELAXED);
 }
