@@ -275,7 +275,7 @@ sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t le
 
 /* ---- server -> client ---- */
 
-static void emit_synth(sl_server *s, sl_client *c)
+static void emit_synth_slow(sl_server *s, sl_client *c)
 {
     while (s->exp_n) {
         sl_expect *e = exp_at(s, 0);
@@ -285,6 +285,12 @@ static void emit_synth(sl_server *s, sl_client *c)
         sl_pb_end(&c->s.out);
         exp_pop(s);
     }
+}
+
+/* Usually nothing is due: test inline before the call. */
+static inline void emit_synth(sl_server *s, sl_client *c)
+{
+    if (s->exp_n && exp_at(s, 0)->action >= EXP_SYNTH_PARSE) emit_synth_slow(s, c);
 }
 
 void sl_ps_after_client_scan(sl_server *s, sl_client *c) { emit_synth(s, c); }

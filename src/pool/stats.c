@@ -1,6 +1,7 @@
 /* stats.c - histogram buckets and counter arithmetic for pool statistics. */
 #include "pool/stats.h"
 
+#include <stddef.h>
 #include <string.h>
 
 const int64_t sl_hist_bounds_us[SL_HIST_NBOUNDS] = {
@@ -26,12 +27,17 @@ void sl_hist_add(sl_hist *h, int64_t us)
     while (i < SL_HIST_NBOUNDS && us > sl_hist_bounds_us[i]) i++;
     h->count[i]++;
     h->sum_us += (uint64_t)us;
+    h->touched |= 1u << i;
 }
 
 void sl_hist_merge(sl_hist *dst, const sl_hist *src)
 {
-    for (int i = 0; i < SL_HIST_BUCKETS; i++) dst->count[i] += src->count[i];
+    for (uint32_t t = src->touched; t; t &= t - 1) {
+        int i = __builtin_ctz(t);
+        dst->count[i] += src->count[i];
+    }
     dst->sum_us += src->sum_us;
+    dst->touched |= src->touched;
 }
 
 void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
@@ -55,5 +61,11 @@ void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
     sl_hist_merge(&dst->h_xact, &src->h_xact);
     sl_hist_merge(&dst->h_query, &src->h_query);
     sl_hist_merge(&dst->h_wait, &src->h_wait);
-    memset(src, 0, sizeof(*src));
+    memset(src, 0, offsetof(sl_pool_stats, h_xact));
+    sl_hist *hs[3] = {&src->h_xact, &src->h_query, &src->h_wait};
+    for (int k = 0; k < 3; k++) {
+        for (uint32_t t = hs[k]->touched; t; t &= t - 1) hs[k]->count[__builtin_ctz(t)] = 0;
+        hs[k]->sum_us = 0;
+        hs[k]->touched = 0;
+    }
 }

@@ -14,6 +14,7 @@ extern const int64_t sl_hist_bounds_us[SL_HIST_NBOUNDS];
 typedef struct sl_hist {
     uint64_t count[SL_HIST_BUCKETS]; /* per bucket, not cumulative */
     uint64_t sum_us;
+    uint32_t touched;                /* buckets that may be non-zero: merging visits only these */
 } sl_hist;
 
 /* SQLSTATE classes counted separately; the last slot counts every other class. */
