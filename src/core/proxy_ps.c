@@ -53,8 +53,8 @@ static bool exp_push(sl_server *s, char msg, exp_action a, sl_stmt *st, const ch
 static void exp_pop(sl_server *s)
 {
     sl_expect *e = exp_at(s, 0);
-    sl_stmt_unref(e->stmt);
-    free(e->client_name);
+    if (e->stmt) sl_stmt_unref(e->stmt);
+    if (e->client_name) free(e->client_name);
     s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
     s->exp_n--;
 }
@@ -335,7 +335,8 @@ sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t le
             return SL_PS_NEED_MORE;
         }
         const char *tag = (const char *)in->buf + in->parse + 5;
-        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
+        if (tag[0] == 'D' && (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)))
+            sl_stmt_cache_clear(&s->ps_cache);
     }
     sl_expect *e = exp_at(s, 0);
     if (type == 'E') {

@@ -416,7 +416,7 @@ bool sl_server_begin_setup(sl_server *s)
         switch (step) {
         case SL_SETUP_CHECK:
             s->setup = SL_SETUP_PARAMS;
-            if (cfg->server_check_delay >= 0 && sl_now_us() - s->last_used >= cfg->server_check_delay)
+            if (cfg->server_check_delay >= 0 && sl_now_fast() - s->last_used >= cfg->server_check_delay)
                 started = send_setup_query(s, cfg->server_check_query);
             if (started) s->setup = SL_SETUP_CHECK;
             break;
