@@ -257,6 +257,7 @@ static void send_welcome(sl_client *c)
     c->last_activity = sl_now_fast();
     if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login ok");
     client_flush_out(c);
+    sl_stream_trim(&c->s);
 }
 
 /* Called by client_auth.c once the password checked out. */
@@ -376,6 +377,7 @@ void sl_client_on_event(sl_client *c, int events)
         if (st == SL_IO_AGAIN) return;
         if (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME) sl_stream_set_poll(s, 0);
         else sl_stream_set_poll(s, UV_READABLE);
+        if (c->state == SL_CL_IDLE) sl_stream_trim(s);
     }
     if (!(events & UV_READABLE) || c->state == SL_CL_CLOSING) return;
     if (c->state == SL_CL_ACTIVE) {
@@ -405,7 +407,8 @@ void sl_client_on_event(sl_client *c, int events)
         break;
     default: break;
     }
-    if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
+    if (c->state == SL_CL_IDLE) sl_stream_trim(s);
+    else if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
 }
 
 /* Timeouts for this client, checked every tick by its worker. */

@@ -107,7 +107,7 @@ static void after_release(sl_client *c)
     if (c->state != SL_CL_IDLE) return;
     sl_stream_set_poll(&c->s, UV_READABLE);
     if (c->s.end > c->s.parse) sl_client_idle_input(c);
-    else sl_stream_maybe_release_buf(&c->s);
+    else sl_stream_trim(&c->s);
 }
 
 /* The server died under its client: tell the client and let it go. */

@@ -169,3 +169,12 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
         if (left) src->pos += (uint32_t)left;
     }
 }
+
+void sl_stream_trim(sl_stream *s)
+{
+    if (!sl_stream_out_pending(s) && s->out.data) {
+        sl_pb_free(&s->out);
+        s->out_sent = 0;
+    }
+    sl_stream_maybe_release_buf(s);
+}

@@ -60,6 +60,9 @@ void sl_stream_free_buf(sl_stream *s);
 /* Send this stream's own out queue, then src's forward region [pos, parse), with one writev. */
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src);
 static inline bool sl_stream_out_pending(const sl_stream *s) { return s->out_sent < s->out.len; }
+/* An idle connection keeps no buffers: drop the out queue's memory once it is sent, and the input
+ * buffer once it is consumed. */
+void sl_stream_trim(sl_stream *s);
 static inline uint32_t sl_stream_fwd_pending(const sl_stream *s) { return s->parse - s->pos; }
 
 #endif
