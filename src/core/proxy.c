@@ -14,8 +14,6 @@
 
 #define SMALL_MSG_MAX (64u * 1024)
 
-static inline uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
-
 void sl_proxy_update_poll(sl_client *c, sl_server *s)
 {
     int cev = 0, sev = 0;
@@ -128,17 +126,10 @@ static bool can_release(const sl_server *s, const sl_client *c)
 static bool scan_client(sl_client *c, sl_server *s)
 {
     sl_stream *in = &c->s;
+    char type;
+    uint32_t len;
     for (;;) {
-        if (in->msg_left) {
-            uint32_t n = min_u32(in->end - in->parse, in->msg_left);
-            in->parse += n;
-            in->msg_left -= n;
-            if (in->msg_left) return true;
-            continue;
-        }
-        if (in->end - in->parse < 5) return true;
-        char type = (char)in->buf[in->parse];
-        uint32_t len = sl_get_u32(in->buf + in->parse + 1);
+        if (!sl_stream_next_header(in, &type, &len)) return true;
         if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return false;
@@ -278,17 +269,10 @@ static void refuse_transaction(sl_server *s, sl_client *c)
 static bool scan_server(sl_server *s, sl_client *c)
 {
     sl_stream *in = &s->s;
+    char type;
+    uint32_t len;
     for (;;) {
-        if (in->msg_left) {
-            uint32_t n = min_u32(in->end - in->parse, in->msg_left);
-            in->parse += n;
-            in->msg_left -= n;
-            if (in->msg_left) return true;
-            continue;
-        }
-        if (in->end - in->parse < 5) return true;
-        char type = (char)in->buf[in->parse];
-        uint32_t len = sl_get_u32(in->buf + in->parse + 1);
+        if (!sl_stream_next_header(in, &type, &len)) return true;
         if (len < 4) {
             sl_server_close(s, "invalid message length from server");
             return false;

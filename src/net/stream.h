@@ -60,6 +60,23 @@ void sl_stream_free_buf(sl_stream *s);
 /* Send this stream's own out queue, then src's forward region [pos, parse), with one writev. */
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src);
 static inline bool sl_stream_out_pending(const sl_stream *s) { return s->out_sent < s->out.len; }
+/* Step over the rest of the message being passed on; true when the next message's header (type
+ * and length) is in the buffer. The caller then sets msg_left (or consumes the message itself). */
+static inline bool sl_stream_next_header(sl_stream *in, char *type, uint32_t *len)
+{
+    if (in->msg_left) {
+        uint32_t avail = in->end - in->parse;
+        uint32_t n = avail < in->msg_left ? avail : in->msg_left;
+        in->parse += n;
+        in->msg_left -= n;
+        if (in->msg_left) return false;
+    }
+    if (in->end - in->parse < 5) return false;
+    *type = (char)in->buf[in->parse];
+    *len = sl_get_u32(in->buf + in->parse + 1);
+    return true;
+}
+
 /* An idle connection keeps no buffers: drop the out queue's memory once it is sent, and the input
  * buffer once it is consumed. */
 void sl_stream_trim(sl_stream *s);
