@@ -154,6 +154,12 @@ void sl_admin_closed(sl_client *c)
     __atomic_sub_fetch(&adm_nsessions, 1, __ATOMIC_RELAXED);
 }
 
+void sl_admin_cancel(sl_client *c)
+{
+    adm_session *s = c->admin ? session_of(c) : NULL;
+    if (s) adm_cancel(s);
+}
+
 void sl_admin_tick(sl_worker *w, int64_t now)
 {
     for (adm_session *s = sessions[w->id]; s; s = s->next)

@@ -15,6 +15,9 @@ bool sl_admin_is_db(const char *dbname);
 void sl_admin_login(sl_client *c);
 /* Bytes arrived from an admin client in IDLE state: run complete messages. */
 void sl_admin_input(sl_client *c);
+/* A CancelRequest names a console client: a waiting PAUSE/SUSPEND is called off (and the pooler
+ * resumed, as PgBouncer does on ^C), a waiting WAIT_CLOSE stops. To be called from cancel.c. */
+void sl_admin_cancel(sl_client *c);
 /* The admin client is closing (called by sl_client_close): drop its console session. */
 void sl_admin_closed(sl_client *c);
 /* Every worker's tick: re-check commands that wait (PAUSE, WAIT_CLOSE, SUSPEND); on worker 0 also

@@ -106,6 +106,7 @@ typedef struct adm_session {
     adm_wait wait;              /* PAUSE / WAIT_CLOSE / SUSPEND waiting for the pooler */
     char wait_db[256];          /* "" = all databases */
     bool wait_round;            /* a check round is in flight */
+    unsigned wait_seq;          /* which wait a round belongs to (rounds of a cancelled wait are ignored) */
     bool suspended;             /* issued SUSPEND: RESUME when it disconnects */
 } adm_session;
 
@@ -164,6 +165,7 @@ adm_status adm_show_mem(adm_session *s, adm_result *r);
 /* control.c */
 adm_status adm_control(adm_session *s, const adm_cmd *cmd, adm_result *r, bool *found);
 void adm_wait_tick(adm_session *s);
+void adm_cancel(adm_session *s);
 void adm_session_left(adm_session *s);
 
 /* Time helpers: wall-clock usec of a monotonic stamp. */

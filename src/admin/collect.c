@@ -38,7 +38,10 @@ typedef struct round_ctx {
 #define DEBUG_NAMES "recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"
 
 void adm_cols_sockets(adm_result *r) { adm_cols(r, SOCKET_TYPES "i", SOCKET_NAMES, "worker"); }
-void adm_cols_debug_sockets(adm_result *r) { adm_cols(r, SOCKET_TYPES "iiiiiiii", SOCKET_NAMES, DEBUG_NAMES, "worker"); }
+void adm_cols_debug_sockets(adm_result *r)
+{
+    adm_cols(r, SOCKET_TYPES "iiiiiiii", SOCKET_NAMES, DEBUG_NAMES, "worker");
+}
 void adm_cols_lists(adm_result *r) { adm_cols(r, "si", "list", "items"); }
 void adm_cols_mem(adm_result *r) { adm_cols(r, "siiii", "name", "size", "used", "free", "memtotal"); }
 
@@ -47,7 +50,7 @@ void adm_cols_mem(adm_result *r) { adm_cols(r, "siiii", "name", "size", "used", 
 typedef struct sock_info {
     const char *type, *user, *db, *state, *app;
     char addr[64], laddr[64], ptr[32], link[32], user_buf[128];
-    int port, lport, remote_pid, close_needed;
+    int port, lport, remote_pid, close_needed, prepared;
     int64_t connect_time, request_time, wait_us;
     uint64_t id;
     const sl_stream *st;
@@ -98,14 +101,15 @@ static void sock_row(adm_result *r, const round_ctx *ctx, const sock_info *k, in
     int wait = (int)(k->wait_us / 1000000), wait_us = (int)(k->wait_us % 1000000);
     if (!debug) {
         adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr, k->lport,
-                ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, 0, (int)k->id,
-                worker);
+                ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, k->prepared,
+                (int)k->id, worker);
         return;
     }
     const sl_stream *st = k->st;
     int pending = (int)(st->out.len - st->out_sent);
     adm_row(r, SOCKET_TYPES "iiiiiiii", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
-            k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, 0, (int)k->id,
+            k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, k->prepared,
+            (int)k->id,
             (int)st->end, (int)st->parse, (int)st->msg_left, (int)st->out_sent, pending, (int)(st->end - st->parse),
             (int)(st->parse - st->pos), worker);
 }
@@ -141,6 +145,7 @@ static void client_info(const round_ctx *ctx, const sl_client *c, sock_info *k, 
     k->request_time = c->request_time;
     if (c->state == SL_CL_WAITING && c->wait_start) k->wait_us = ctx->now - c->wait_start;
     k->id = c->id;
+    k->prepared = (int)c->ps_map.n;
     k->st = &c->s;
 }
 
@@ -190,8 +195,8 @@ static void server_info(const round_ctx *ctx, sl_server *s, sock_info *k, bool d
     k->user = k->user_buf;
     k->db = p->db_name;
     k->state = server_state(s, ctx, debug);
-    k->app = s->client && s->client->params.v[SL_PARAM_APPLICATION_NAME] ? s->client->params.v[SL_PARAM_APPLICATION_NAME]
-                                                                          : "";
+    const char *app = s->client ? s->client->params.v[SL_PARAM_APPLICATION_NAME] : NULL;
+    k->app = app ? app : "";
     split_addr(s->addr_str, k->addr, sizeof(k->addr), &k->port, 5432);
     local_addr(s->s.fd, k->laddr, sizeof(k->laddr), &k->lport, 0);
     k->remote_pid = (int)s->be_pid;
@@ -201,6 +206,7 @@ static void server_info(const round_ctx *ctx, sl_server *s, sock_info *k, bool d
     k->connect_time = s->connect_time;
     k->request_time = s->link_time ? s->link_time : s->last_used;
     k->id = s->id;
+    k->prepared = (int)s->ps_cache.n;
     k->st = &s->s;
 }
 

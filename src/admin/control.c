@@ -21,6 +21,7 @@ typedef struct ctl_ctx {
     round_kind kind;
     char db[256];       /* "" = every database */
     uint64_t client_id; /* KILL_CLIENT */
+    unsigned seq;       /* the session's wait_seq when started */
     int count;          /* atomic: servers still to close / buffers not flushed / clients killed */
 } ctl_ctx;
 
@@ -155,7 +156,9 @@ static bool pause_holds(const char *db)
 /* A waiting command's round came back: answer it, or wait for the next tick. */
 static void wait_checked(adm_session *s, ctl_ctx *ctx)
 {
+    if (ctx->seq != s->wait_seq) return; /* a round of a cancelled wait */
     s->wait_round = false;
+    if (s->wait == ADM_WAIT_NONE) return;
     bool done = false;
     if (ctx->kind == R_PAUSE) {
         if (!pause_holds(s->wait_db)) {
@@ -208,6 +211,7 @@ static bool start_round(adm_session *s, round_kind kind, const char *db, uint64_
     ctx->kind = kind;
     snprintf(ctx->db, sizeof(ctx->db), "%s", db ? db : "");
     ctx->client_id = client_id;
+    ctx->seq = s->wait_seq;
     if (sl_pooler_collect(s->c->s.w, ctl_each, ctl_done, ctx)) return true;
     free(ctx);
     return false;
@@ -224,6 +228,7 @@ static adm_status begin_wait(adm_session *s, adm_result *r, adm_wait wait, const
 {
     static const round_kind kinds[] = {R_PAUSE, R_PAUSE, R_WAIT_CLOSE, R_SUSPEND};
     s->wait = wait;
+    s->wait_seq++;
     snprintf(s->wait_db, sizeof(s->wait_db), "%s", db);
     s->wait_round = start_round(s, kinds[wait], db, 0);
     (void)r;
@@ -235,6 +240,25 @@ void adm_wait_tick(adm_session *s)
     static const round_kind kinds[] = {R_PAUSE, R_PAUSE, R_WAIT_CLOSE, R_SUSPEND};
     if (s->wait_round || s->wait == ADM_WAIT_NONE) return;
     s->wait_round = start_round(s, kinds[s->wait], s->wait_db, 0);
+}
+
+void adm_cancel(adm_session *s)
+{
+    if (s->wait == ADM_WAIT_NONE) return;
+    int rs = run_state();
+    sl_log_info("console cancel request: calling off the waiting command");
+    if (s->wait == ADM_WAIT_PAUSE && s->wait_db[0]) {
+        sl_db_set_paused(s->wait_db, false);
+    } else if ((s->wait == ADM_WAIT_PAUSE && rs == SL_RUN_PAUSED) ||
+               (s->wait == ADM_WAIT_SUSPEND && rs == SL_RUN_SUSPENDED)) {
+        sl_pooler_set_run_state(SL_RUN_NORMAL);
+        sl_pools_resume();
+    }
+    s->wait = ADM_WAIT_NONE;
+    s->wait_seq++;
+    s->wait_round = false;
+    adm_error(&s->res, "57014", "canceling statement due to user request");
+    adm_async_done(s);
 }
 
 void adm_session_left(adm_session *s)
@@ -252,7 +276,7 @@ void adm_session_left(adm_session *s)
 static bool check_db(adm_result *r, const char *verb, const char *db)
 {
     if (sl_admin_is_db(db)) {
-        adm_error(r, "55000", "cannot %s the admin database: %s", verb, db);
+        adm_error(r, "55000", "cannot %s admin db: %s", verb, db);
         return false;
     }
     sl_config *cfg = sl_config_acquire();

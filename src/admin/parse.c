@@ -105,8 +105,8 @@ static tok_type next_token(lexer *lx, char *buf, size_t blen)
     }
     while (lx->i < lx->end) {
         ch = lx->q[lx->i];
-        if (isspace((unsigned char)ch) || ch == '=' || ch == '\'' || ch == '"' || skip_comment(lx->q, lx->i, lx->end) != lx->i)
-            break;
+        if (isspace((unsigned char)ch) || ch == '=' || ch == '\'' || ch == '"') break;
+        if (skip_comment(lx->q, lx->i, lx->end) != lx->i) break;
         if (o + 1 < blen) buf[o++] = ch;
         lx->i++;
     }

@@ -290,7 +290,8 @@ adm_status adm_show_databases(adm_session *s, adm_result *r)
     if (names) qsort(names, n, sizeof(char *), cmp_str);
     adm_cols_databases(r);
     adm_row(r, "ssissiiiissiiiiii", "pgbouncer", NULL, cfg->listen_port, "pgbouncer", "pgbouncer", 2, 0, 0,
-            (int)(cfg->server_lifetime / 1000000), "statement", NULL, 0, 0, 0, clients_of(&rs, "pgbouncer", NULL), 0, 0);
+            (int)(cfg->server_lifetime / 1000000), "statement", NULL, 0, 0, 0, clients_of(&rs, "pgbouncer", NULL), 0,
+            0);
     for (size_t i = 0; i < n; i++) {
         const sl_db_def *d = sl_config_find_db(cfg, names[i]);
         if (d) database_row(r, cfg, names[i], d, &rs);

@@ -81,7 +81,7 @@ sl_pool *sl_pool_get(const sl_config *cfg, const char *dbname, const char *user,
     sl_limit_group *dg = group_find(db_groups, dbname);
     if (dg && __atomic_load_n(&dg->disabled, __ATOMIC_RELAXED)) {
         pthread_mutex_unlock(&pools_lock);
-        snprintf(err, errlen, "database does not allow connections: %s (disabled by DISABLE)", dbname);
+        snprintf(err, errlen, "database \"%s\" is disabled", dbname); /* PgBouncer's words */
         return NULL;
     }
     sl_list *n;

@@ -85,6 +85,7 @@ def test_show_column_types_match_pgbouncer(pooler):
     assert dict(columns(p, "TOTALS"))["value"] == NUMERIC
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 (the local reference) has no SHOW STATE
 def test_every_show_command_answers_through_psql(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -109,6 +110,7 @@ def test_guide_troubleshooting_commands_verbatim(pooler):
     assert config["default_pool_size"] == "5"  # RELOAD re-reads the file
 
 
+@pytest.mark.pgsluice_only  # PgBouncer answers only one command per query string
 def test_psql_c_with_several_commands_answers_each(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -121,12 +123,14 @@ def test_psql_c_with_several_commands_answers_each(pooler):
     assert "active" not in r.stdout  # the statement after the error does not run, as in PostgreSQL
 
 
+@pytest.mark.pgsluice_only  # the "pgsluice" alias is pgsluice's
 def test_console_is_also_reachable_as_pgsluice(pooler):
     p = admin_pooler(pooler)
     with console(p, db="pgsluice") as c:
         assert c.execute("SHOW STATE").fetchall()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer answers every console error with 08P01
 def test_unknown_command_and_syntax_errors_keep_the_session_usable(pooler):
     p = admin_pooler(pooler)
     with console(p) as c:
@@ -143,6 +147,7 @@ def test_unknown_command_and_syntax_errors_keep_the_session_usable(pooler):
         assert c.execute("SHOW STATE").fetchall()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer answers every console error with 08P01
 def test_set_rejects_unknown_fixed_and_invalid_settings(pooler):
     p = admin_pooler(pooler)
     with console(p) as c:
@@ -161,6 +166,7 @@ def test_set_rejects_unknown_fixed_and_invalid_settings(pooler):
 
 # ---- permissions ----
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no SHOW STATE
 def test_admin_user_may_run_control_commands(pooler):
     p = admin_pooler(pooler)
     with console(p, ADMIN) as c:
@@ -171,6 +177,7 @@ def test_admin_user_may_run_control_commands(pooler):
         c.execute("RELOAD")
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no SHOW STATE; PgBouncer answers 08P01, the issue wants 42501
 def test_stats_user_may_only_show(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -189,6 +196,7 @@ def test_stats_user_may_only_show(pooler):
     assert clients.psql(p, "-c", "SELECT 1").stdout.strip() == "1"  # SHUTDOWN was refused
 
 
+@pytest.mark.pgsluice_only  # PgBouncer refuses with 08P01, the issue wants 42501
 def test_other_users_are_refused_at_login_with_42501(pooler):
     p = admin_pooler(pooler)
     sqlstate, msg = clients.login_error(p, db="pgbouncer", user=OTHER_USER)
@@ -198,6 +206,7 @@ def test_other_users_are_refused_at_login_with_42501(pooler):
     assert r.returncode != 0 and "not allowed" in r.stderr
 
 
+@pytest.mark.pgsluice_only  # PgBouncer refuses with 08P01, the issue wants 42501
 def test_with_auth_type_trust_the_user_must_still_be_listed(pooler):
     p = admin_pooler(pooler, {"auth_type": "trust"})
     sqlstate, _ = clients.login_error(p, db="pgbouncer", user=OTHER_USER, password="wrong")
@@ -208,6 +217,7 @@ def test_with_auth_type_trust_the_user_must_still_be_listed(pooler):
 
 # ---- extended protocol ----
 
+@pytest.mark.pgsluice_only  # PgBouncer's console has no extended query protocol
 def test_psycopg_prepared_statements_on_the_console(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -230,6 +240,7 @@ def test_psycopg_prepared_statements_on_the_console(pooler):
         assert cur.fetchall()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer refuses BEGIN on the console
 def test_psycopg_without_autocommit_wraps_commands_in_a_harmless_transaction(pooler):
     p = admin_pooler(pooler)
     with psycopg.connect(p.dsn("pgbouncer", ADMIN), prepare_threshold=None) as c:
@@ -239,6 +250,7 @@ def test_psycopg_without_autocommit_wraps_commands_in_a_harmless_transaction(poo
         c.rollback()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer's console has no extended query protocol
 def test_asyncpg_fetches_with_binary_results(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -302,6 +314,7 @@ def _raw_console(p):
     return s
 
 
+@pytest.mark.pgsluice_only  # PgBouncer's console has no extended query protocol
 def test_extended_protocol_messages_answer_like_postgresql(pooler):
     p = admin_pooler(pooler, {"auth_type": "trust"})
     s = _raw_console(p)
@@ -346,6 +359,7 @@ def test_extended_protocol_messages_answer_like_postgresql(pooler):
         s.close()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no id column
 def test_show_clients_and_servers_list_connections_of_every_worker(pooler):
     p = admin_pooler(pooler, {"default_pool_size": 10})
     conns = [clients.connect(p, application_name="lister%d" % i) for i in range(8)]
@@ -381,6 +395,7 @@ def test_show_clients_and_servers_list_connections_of_every_worker(pooler):
             c.close()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no pool_size in [users]
 def test_show_databases_users_lists_and_pools_reflect_the_config(pooler):
     p = admin_pooler(pooler, user_settings={"app": "pool_size=3"})
     clients.assert_pooler_serves(p)

@@ -20,6 +20,8 @@ def table(direct):
     c.execute("CREATE TABLE %s (v int)" % TABLE)
     c.execute("GRANT ALL ON %s TO app" % TABLE)
     yield c
+    # a failed test may leave a transaction open on the table through a pooler that is still running
+    c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'appdb' AND usename = 'app'")
     c.execute("DROP TABLE IF EXISTS %s" % TABLE)
 
 
@@ -34,6 +36,7 @@ def insert_and_commit(p, v):
     return v
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no SHOW STATE
 def test_pause_waits_for_the_running_transaction_then_holds_new_ones_until_resume(pooler, table):
     p = admin_pooler(pooler, {"default_pool_size": 2})
     a = clients.connect(p, autocommit=False)
@@ -77,11 +80,12 @@ def test_pause_and_resume_one_database_leave_the_others_running(pooler, table):
     admin_psql(p, "RESUME sav3")
     assert held.join() == "42"
     r = admin_psql(p, "PAUSE pgbouncer", check=False)
-    assert r.returncode != 0 and "admin database" in r.stderr
+    assert r.returncode != 0 and "cannot pause admin db" in r.stderr
     r = admin_psql(p, "PAUSE no_such_db", check=False)
     assert r.returncode != 0 and "no such database" in r.stderr
 
 
+@pytest.mark.pgsluice_only  # PgBouncer holds the login, pgsluice the first query
 def test_kill_drops_the_databases_connections_and_holds_it_until_resume(pooler):
     p = admin_pooler(pooler)
     victim = clients.connect(p, db="sav3")
@@ -102,6 +106,7 @@ def test_kill_drops_the_databases_connections_and_holds_it_until_resume(pooler):
     bystander.close()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 requires a database for KILL
 def test_kill_without_database_drops_every_pool_but_not_the_console(pooler):
     p = admin_pooler(pooler)
     a = clients.connect(p, db="appdb")
@@ -120,6 +125,7 @@ def test_kill_without_database_drops_every_pool_but_not_the_console(pooler):
     b.close()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no KILL_CLIENT
 def test_kill_client_closes_exactly_that_client(pooler):
     p = admin_pooler(pooler)
     victim = clients.connect(p, application_name="victim")
@@ -147,7 +153,7 @@ def test_disable_refuses_new_logins_and_enable_allows_them_again(pooler):
     admin_psql(p, "DISABLE sav3")
     assert {r["name"]: r["disabled"] for r in show(p, "DATABASES")}["sav3"] == 1
     _, msg = clients.login_error(p, db="sav3")
-    assert "does not allow connections" in msg
+    assert 'database "sav3" is disabled' in msg
     assert existing.execute("SELECT 5").fetchone() == (5,)  # connected clients keep working
     clients.assert_pooler_serves(p, db="appdb")
     admin_psql(p, "ENABLE sav3")
@@ -181,6 +187,7 @@ def test_reconnect_closes_servers_when_released_and_wait_close_waits_for_it(pool
     idle.close()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no SHOW STATE
 def test_suspend_holds_new_transactions_until_resume(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -199,6 +206,7 @@ def test_suspend_holds_new_transactions_until_resume(pooler):
     clients.assert_pooler_serves(p)
 
 
+@pytest.mark.pgsluice_only  # SHOW POOLS' pool_size column is pgsluice's
 def test_set_default_pool_size_changes_the_capacity_of_existing_pools(pooler):
     p = admin_pooler(pooler, {"default_pool_size": 2})
     holders = []
@@ -222,6 +230,7 @@ def test_set_default_pool_size_changes_the_capacity_of_existing_pools(pooler):
         h.close()
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 ignores a bad value on RELOAD
 def test_reload_of_a_broken_file_answers_an_error_and_keeps_the_running_config(pooler):
     p = admin_pooler(pooler)
     clients.assert_pooler_serves(p)
@@ -250,6 +259,7 @@ def test_shutdown_exits_at_once(pooler):
     assert _exited(p) == 0
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no SHUTDOWN WAIT_FOR_CLIENTS
 def test_shutdown_wait_for_clients_exits_when_the_last_client_leaves(pooler):
     p = admin_pooler(pooler)
     c = clients.connect(p)
@@ -262,6 +272,7 @@ def test_shutdown_wait_for_clients_exits_when_the_last_client_leaves(pooler):
     assert _exited(p) == 0
 
 
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no SHUTDOWN WAIT_FOR_SERVERS
 def test_shutdown_wait_for_servers_exits_once_transactions_finish(pooler):
     p = admin_pooler(pooler)
     c = clients.connect(p, autocommit=False)
