@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "core/pooler.h"
 #include "pool/pool.h"
 #include "util/log.h"
@@ -53,6 +54,10 @@ void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key)
     uint32_t slot = pid & 0xffffff;
     sl_client *c = slot < w->nslots ? w->slots[slot] : NULL;
     if (!c || c->cancel_key != key || c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH) return;
+    if (c->admin) {
+        sl_admin_cancel(c); /* ^C on a console command that waits (PAUSE, WAIT_CLOSE, SUSPEND) */
+        return;
+    }
     sl_server *s = c->server;
     if (!s || !s->be_pid || s->state == SL_SV_CLOSING) return;
     sl_cancel_conn *cc = calloc(1, sizeof(*cc));

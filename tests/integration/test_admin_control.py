@@ -284,3 +284,38 @@ def test_shutdown_wait_for_servers_exits_once_transactions_finish(pooler):
     c.commit()
     assert _exited(p) == 0
     c.close()
+
+
+@pytest.mark.pgsluice_only
+def test_cancel_request_calls_off_a_waiting_pause(pooler):
+    """^C on a PAUSE that waits for a running transaction: the PAUSE ends with an error and the
+    pooler keeps serving (PgBouncer resumes on a cancelled PAUSE too)."""
+    import threading
+
+    import psycopg
+
+    from test_admin_helpers import admin_pooler, console
+    p = admin_pooler(pooler, {"pool_mode": "transaction", "default_pool_size": 2})
+    holder = clients.connect(p, autocommit=False)
+    holder.execute("SELECT 1")  # a transaction stays open: PAUSE has to wait for it
+    adm = console(p)
+    outcome = {}
+
+    def pause():
+        try:
+            adm.execute("PAUSE")
+            outcome["result"] = "returned"
+        except psycopg.Error as e:
+            outcome["result"] = e.sqlstate or "error"
+
+    t = threading.Thread(target=pause)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "PAUSE should wait for the open transaction"
+    adm.cancel()
+    t.join(10)
+    assert not t.is_alive() and outcome.get("result") not in (None, "returned"), outcome
+    holder.rollback()
+    holder.close()
+    clients.assert_pooler_serves(p)
+    adm.close()
