@@ -15,6 +15,10 @@ adm_status adm_show_state(adm_session *s, adm_result *r);
 adm_status adm_show_version(adm_session *s, adm_result *r);
 adm_status adm_show_dns_hosts(adm_session *s, adm_result *r);
 adm_status adm_show_dns_zones(adm_session *s, adm_result *r);
+adm_status adm_show_peers(adm_session *s, adm_result *r);
+adm_status adm_show_peer_pools(adm_session *s, adm_result *r);
+void adm_cols_peers(adm_result *r);
+void adm_cols_peer_pools(adm_result *r);
 void adm_cols_databases(adm_result *r);
 void adm_cols_users(adm_result *r);
 void adm_cols_config(adm_result *r);
@@ -44,6 +48,8 @@ static const adm_show shows[] = {
     {"active_sockets", adm_cols_debug_sockets, adm_show_active_sockets},
     {"dns_hosts", adm_cols_dns_hosts, adm_show_dns_hosts},
     {"dns_zones", adm_cols_dns_zones, adm_show_dns_zones},
+    {"peers", adm_cols_peers, adm_show_peers},
+    {"peer_pools", adm_cols_peer_pools, adm_show_peer_pools},
 };
 
 const adm_show *adm_show_find(const char *name)

@@ -12,6 +12,7 @@
 
 static const char help_text[] =
     "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
+    "\tSHOW PEERS|PEER_POOLS\n"
     "\tSHOW SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
     "\tSHOW DNS_HOSTS|DNS_ZONES\n"
     "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
@@ -384,6 +385,26 @@ adm_status adm_show_version(adm_session *s, adm_result *r)
 }
 
 void adm_cols_dns_hosts(adm_result *r) { adm_cols(r, "sqs", "hostname", "ttl", "addrs"); }
+void adm_cols_peers(adm_result *r) { adm_cols(r, "isii", "peer_id", "host", "port", "pool_size"); }
+void adm_cols_peer_pools(adm_result *r)
+{
+    adm_cols(r, "iiiii", "peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active_cancel", "sv_login");
+}
+
+/* pgsluice has no [peers] (cancel requests always reach the right process): no rows. */
+adm_status adm_show_peers(adm_session *s, adm_result *r)
+{
+    (void)s;
+    adm_cols_peers(r);
+    return ADM_DONE;
+}
+
+adm_status adm_show_peer_pools(adm_session *s, adm_result *r)
+{
+    (void)s;
+    adm_cols_peer_pools(r);
+    return ADM_DONE;
+}
 void adm_cols_dns_zones(adm_result *r) { adm_cols(r, "sqi", "zonename", "serial", "count"); }
 
 /* pgsluice resolves host names when it connects and keeps no DNS cache: no rows. */

@@ -54,6 +54,8 @@ EXPECTED_COLUMNS = {
     "VERSION": ["version"],
     "DNS_HOSTS": ["hostname", "ttl", "addrs"],
     "DNS_ZONES": ["zonename", "serial", "count"],
+    "PEERS": ["peer_id", "host", "port", "pool_size"],
+    "PEER_POOLS": ["peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active_cancel", "sv_login"],
 }
 
 ALL_SHOWS = ["HELP"] + list(EXPECTED_COLUMNS)
