@@ -106,22 +106,7 @@ void adm_error(adm_result *r, const char *sqlstate, const char *fmt, ...)
 
 void adm_notice(adm_result *r, const char *message, const char *detail)
 {
-    sl_pktbuf *pb = &r->notices;
-    sl_pb_begin(pb, 'N');
-    sl_pb_u8(pb, 'S');
-    sl_pb_str(pb, "NOTICE");
-    sl_pb_u8(pb, 'V');
-    sl_pb_str(pb, "NOTICE");
-    sl_pb_u8(pb, 'C');
-    sl_pb_str(pb, "00000");
-    sl_pb_u8(pb, 'M');
-    sl_pb_str(pb, message);
-    if (detail) {
-        sl_pb_u8(pb, 'D');
-        sl_pb_str(pb, detail);
-    }
-    sl_pb_u8(pb, 0);
-    sl_pb_end(pb);
+    sl_pb_notice_detail(&r->notices, message, detail);
 }
 
 void adm_result_take_rows(adm_result *r, adm_result *part)

@@ -98,13 +98,8 @@ void sl_pb_error(sl_pktbuf *pb, bool fatal, const char *sqlstate, const char *fm
     va_end(ap);
 }
 
-void sl_pb_notice(sl_pktbuf *pb, const char *fmt, ...)
+void sl_pb_notice_detail(sl_pktbuf *pb, const char *message, const char *detail)
 {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     sl_pb_begin(pb, 'N');
     sl_pb_u8(pb, 'S');
     sl_pb_str(pb, "NOTICE");
@@ -113,9 +108,23 @@ void sl_pb_notice(sl_pktbuf *pb, const char *fmt, ...)
     sl_pb_u8(pb, 'C');
     sl_pb_str(pb, "00000");
     sl_pb_u8(pb, 'M');
-    sl_pb_str(pb, msg);
+    sl_pb_str(pb, message);
+    if (detail) {
+        sl_pb_u8(pb, 'D');
+        sl_pb_str(pb, detail);
+    }
     sl_pb_u8(pb, 0);
     sl_pb_end(pb);
+}
+
+void sl_pb_notice(sl_pktbuf *pb, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sl_pb_notice_detail(pb, msg, NULL);
 }
 
 void sl_pb_ready(sl_pktbuf *pb, char status)

@@ -49,6 +49,7 @@ void sl_pb_error(sl_pktbuf *pb, bool fatal, const char *sqlstate, const char *fm
     __attribute__((format(printf, 4, 5)));
 void sl_pb_error_v(sl_pktbuf *pb, const char *severity, const char *sqlstate, const char *fmt, va_list ap);
 void sl_pb_notice(sl_pktbuf *pb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sl_pb_notice_detail(sl_pktbuf *pb, const char *message, const char *detail); /* detail may be NULL */
 void sl_pb_ready(sl_pktbuf *pb, char status);
 void sl_pb_auth(sl_pktbuf *pb, uint32_t code, const void *data, size_t len);
 void sl_pb_param_status(sl_pktbuf *pb, const char *name, const char *value);
