@@ -191,18 +191,6 @@ static void start_listening(sl_worker *w)
     w->listening = true;
 }
 
-static void stop_listening(sl_worker *w)
-{
-    if (!w->listening) return;
-    for (int i = 0; i < w->nlisten; i++) uv_poll_stop(&w->listen_polls[i]);
-    w->listening = false;
-}
-
-void sl_pooler_close_listeners(void)
-{
-    for (int i = 0; i < nlisten; i++) close(listen_fds[i]);
-}
-
 /* Shutting down: new TCP connections are refused instead of waiting in the backlog. The sockets stay
  * open (a closed descriptor's number could be reused while a loop still knows it). */
 static void refuse_connections(void)
@@ -313,5 +301,4 @@ void sl_pooler_tick(sl_worker *w)
     }
     if (w->id == 0) sl_pools_tick(now);
     sl_admin_tick(w, now);
-    (void)stop_listening;
 }

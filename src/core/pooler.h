@@ -70,7 +70,6 @@ bool sl_pooler_set_setting(const char *name, const char *value, char *err, size_
 bool sl_pooler_collect(sl_worker *home, sl_worker_fn each, sl_worker_fn done, void *arg);
 void sl_pooler_apply_config(sl_config *cfg);
 bool sl_pooler_listen(const sl_config *cfg);
-void sl_pooler_close_listeners(void);
 void sl_pooler_set_buf_size(int n);
 
 /* proxy.c: forwarding between a linked client and server */
@@ -80,7 +79,6 @@ void sl_proxy_server_input(sl_server *s);
 void sl_proxy_client_writable(sl_client *c);
 void sl_proxy_server_writable(sl_server *s);
 void sl_proxy_update_poll(sl_client *c, sl_server *s);
-void sl_proxy_server_lost(sl_server *s, const char *reason);
 void sl_proxy_unlink_release(sl_server *s);
 void sl_proxy_start(sl_client *c, sl_server *s);
 void sl_proxy_client_input_buffered(sl_client *c);

@@ -177,7 +177,3 @@ bool sl_workers_start(int n)
     return true;
 }
 
-void sl_workers_join(void)
-{
-    for (int i = 0; i < sl_nworkers; i++) pthread_join(sl_workers[i].thread, NULL);
-}

@@ -88,8 +88,6 @@ extern sl_worker *sl_workers;
 extern int sl_nworkers;
 
 bool sl_workers_start(int n);
-void sl_workers_stop(void);
-void sl_workers_join(void);
 sl_worker *sl_worker_self(void);
 
 /* Post a message (copied) to worker w; safe from any thread. */
