@@ -14,6 +14,7 @@
 #include "core/pooler.h"
 #include "core/proxy_ps.h"
 #include "pool/pool.h"
+#include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -30,8 +31,8 @@ static void client_free(uv_handle_t *h)
     sl_pb_free(&c->s.out);
     sl_params_clear(&c->params);
     sl_stmt_map_clear(&c->ps_map);
-    free(c->user);
-    free(c->dbname);
+    sl_intern_release(c->user);
+    sl_intern_release(c->dbname);
     free(c->scram);
     if (c->cfg) sl_config_unref(c->cfg);
     free(c);
@@ -146,8 +147,12 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "08P01", "no PostgreSQL user name specified in startup packet");
         return false;
     }
-    c->user = strdup(user);
-    c->dbname = strdup(db && *db ? db : user);
+    c->user = sl_intern(user);
+    c->dbname = sl_intern(db && *db ? db : user);
+    if (!c->user || !c->dbname) {
+        sl_client_error(c, true, "53200", "out of memory");
+        return false;
+    }
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < st->nparams; i++) {
         if (!startup_param_allowed(c, st->names[i])) {
@@ -244,7 +249,7 @@ static void send_welcome(sl_client *c)
     for (int i = 0; i < SL_NPARAMS; i++) {
         if (!c->params.v[i]) {
             const char *d = p->db_defaults.v[i] ? p->db_defaults.v[i] : p->welcome_params.v[i];
-            if (d) sl_params_set(&c->params, i, d);
+            if (d) sl_params_set_interned(&c->params, i, d);
         }
     }
     pthread_mutex_unlock(&p->lock);

@@ -30,11 +30,14 @@ typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS } sl_param_id;
 extern const char *const sl_param_names[SL_NPARAMS];
 int sl_param_lookup(const char *name); /* case-insensitive; -1 if not tracked */
 
-/* Parameter values: one allocation holding all values, NUL-separated; NULL pointer = unset. */
+/* Parameter values, interned (util/intern.h): equal values are the same pointer, and thousands of
+ * clients with the same settings share one copy. NULL = unset. */
 typedef struct sl_params {
-    char *v[SL_NPARAMS];
+    const char *v[SL_NPARAMS];
 } sl_params;
 void sl_params_set(sl_params *p, int id, const char *value);
+/* Set from a value that is already interned (another sl_params' v[]): no lookup. */
+void sl_params_set_interned(sl_params *p, int id, const char *interned);
 void sl_params_clear(sl_params *p);
 
 #define SL_CLIENT_STATES(X)                                                   \
@@ -78,8 +81,8 @@ typedef struct sl_client {
     int waiter_worker;           /* for the pool: which worker owns this waiter */
     int64_t queued_at;           /* when it joined the waiting list (pool lock) */
     sl_params params;            /* what this client expects on any server */
-    char *user;
-    char *dbname;
+    const char *user;            /* interned */
+    const char *dbname;          /* interned */
     char addr[64];
     int auth_method;             /* sl_auth_type used for this login */
     uint8_t md5_salt[4];

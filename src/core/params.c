@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "core/conn.h"
+#include "util/intern.h"
 
 #define SL_PARAM_NAME(id, name) name,
 const char *const sl_param_names[SL_NPARAMS] = {SL_TRACKED_PARAMS(SL_PARAM_NAME)};
@@ -27,14 +28,23 @@ int sl_param_lookup(const char *name)
 void sl_params_set(sl_params *p, int id, const char *value)
 {
     if (p->v[id] && value && strcmp(p->v[id], value) == 0) return;
-    free(p->v[id]);
-    p->v[id] = value ? strdup(value) : NULL;
+    const char *old = p->v[id];
+    p->v[id] = sl_intern(value);
+    sl_intern_release(old);
+}
+
+void sl_params_set_interned(sl_params *p, int id, const char *interned)
+{
+    if (p->v[id] == interned) return;
+    const char *old = p->v[id];
+    p->v[id] = sl_intern_ref(interned);
+    sl_intern_release(old);
 }
 
 void sl_params_clear(sl_params *p)
 {
     for (int i = 0; i < SL_NPARAMS; i++) {
-        free(p->v[i]);
+        sl_intern_release(p->v[i]);
         p->v[i] = NULL;
     }
 }

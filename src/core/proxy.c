@@ -37,6 +37,19 @@ static bool server_looks_alive(sl_server *s)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* The usual answer is no: the server was used a moment ago and has the client's settings
+ * (parameter values are interned, so equal values are equal pointers). */
+static bool link_needs_setup(const sl_client *c, const sl_server *s)
+{
+    const sl_config *cfg = c->cfg;
+    if (cfg->server_check_delay >= 0 && cfg->server_check_query && cfg->server_check_query[0] &&
+        sl_now_fast() - s->last_used >= cfg->server_check_delay)
+        return true;
+    for (int i = 0; i < SL_NPARAMS; i++)
+        if (c->params.v[i] && c->params.v[i] != s->params.v[i]) return true;
+    return false;
+}
+
 void sl_proxy_link(sl_client *c, sl_server *s)
 {
     if (!server_looks_alive(s)) {
@@ -52,8 +65,8 @@ void sl_proxy_link(sl_client *c, sl_server *s)
     s->in_batch = false;
     s->release_pending = false;
     s->link_time = sl_now_fast();
-    s->setup = SL_SETUP_CHECK;
-    if (sl_server_begin_setup(s)) {
+    s->setup = link_needs_setup(c, s) ? SL_SETUP_CHECK : SL_SETUP_NONE;
+    if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
         return;
     }
@@ -177,7 +190,7 @@ static void client_forward(sl_client *c)
     if (!scan_client(c, s)) return;
     sl_stream *in = &c->s;
     if (s->ps_active) {
-        sl_ps_after_client_scan(s, c);
+        sl_ps_synth_due(s, c);
         if (sl_stream_out_pending(&c->s) && sl_stream_flush(&c->s, &s->s) == SL_IO_ERROR) {
             sl_client_close(c, "write to client failed");
             return;
@@ -239,6 +252,7 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
         if (__atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) == SL_POOL_STATEMENT && status != 'I') return false;
         if (can_release(s, c)) s->release_pending = true;
     } else if (type == 'E') {
+        s->pend.rare = true;
         s->pend.errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]++;
     } else if (type == 'S') {
         sl_rd r;
@@ -300,6 +314,11 @@ static bool scan_server(sl_server *s, sl_client *c)
                 refuse_transaction(s, c);
                 return false;
             }
+            if (type == 'Z' && s->ps_active) {
+                in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
+                sl_ps_synth_due(s, c);
+                continue;
+            }
         }
         in->msg_left = len + 1;
     }
@@ -316,7 +335,7 @@ static void server_forward(sl_server *s)
         return;
     }
     if (st == SL_IO_OK && in->pos == in->end) {
-        sl_stream_maybe_release_buf(in);
+        sl_stream_recycle_buf(in);
         if (s->release_pending && can_release(s, c)) {
             sl_proxy_unlink_release(s);
             after_release(c);

@@ -13,22 +13,13 @@
 #include "pool/pool.h"
 #include "util/log.h"
 
-typedef enum { EXP_FWD, EXP_SKIP, EXP_SYNTH_PARSE, EXP_SYNTH_CLOSE } exp_action;
-
-typedef struct sl_expect {
-    char msg;          /* the request: P B D E C S Q F */
-    uint8_t action;
-    sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails (referenced) */
-    char *client_name; /* Parse entries: the client's name to forget if it fails */
-} sl_expect;
-
 #define PS_FULL_MAX (64u * 1024 * 1024)
 
 /* ---- the queue ---- */
 
-static sl_expect *exp_at(sl_server *s, uint32_t i) { return &s->exp[(s->exp_head + i) & (s->exp_cap - 1)]; }
+#define exp_at sl_exp_at
 
-static bool exp_push(sl_server *s, char msg, exp_action a, sl_stmt *st, const char *cname)
+static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const char *cname)
 {
     if (s->exp_n == s->exp_cap) {
         uint32_t ncap = s->exp_cap ? s->exp_cap * 2 : 16;
@@ -50,7 +41,11 @@ static bool exp_push(sl_server *s, char msg, exp_action a, sl_stmt *st, const ch
     return true;
 }
 
-static void exp_pop(sl_server *s)
+void sl_exp_push_fwd_grow(sl_server *s, char msg) { exp_push(s, msg, SL_EXP_FWD, NULL, NULL); }
+
+#define exp_push_fwd sl_exp_push_fwd
+
+static inline void exp_pop(sl_server *s)
 {
     sl_expect *e = exp_at(s, 0);
     if (e->stmt) sl_stmt_unref(e->stmt);
@@ -59,10 +54,9 @@ static void exp_pop(sl_server *s)
     s->exp_n--;
 }
 
-void sl_ps_reset_link(sl_server *s)
+void sl_ps_drain_queue(sl_server *s)
 {
     while (s->exp_n) exp_pop(s);
-    s->ps_active = false;
 }
 
 void sl_ps_server_gone(sl_server *s)
@@ -117,9 +111,10 @@ static void make_cache_room(sl_server *s, int max)
         sl_stmt *old = sl_stmt_cache_lru(&s->ps_cache);
         if (!old) break;
         send_close(s, old);
-        exp_push(s, 'C', EXP_SKIP, NULL, NULL);
+        exp_push(s, 'C', SL_EXP_SKIP, NULL, NULL);
         sl_stmt_cache_remove(&s->ps_cache, old);
         s->pend.prepare_evictions++;
+        s->pend.rare = true;
     }
 }
 
@@ -128,13 +123,15 @@ static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
 {
     if (sl_stmt_cache_touch(&s->ps_cache, st)) {
         s->pend.prepare_hits++;
+        s->pend.rare = true;
         return;
     }
     make_cache_room(s, max);
     send_parse(s, st);
-    exp_push(s, 'P', EXP_SKIP, st, NULL);
+    exp_push(s, 'P', SL_EXP_SKIP, st, NULL);
     sl_stmt_cache_add(&s->ps_cache, st);
     s->pend.prepares++;
+    s->pend.rare = true;
 }
 
 static bool starts_with_word(const char *q, const char *word)
@@ -153,12 +150,13 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
     if (!*name) {
-        exp_push(s, 'P', EXP_FWD, NULL, NULL);
+        exp_push_fwd(s, 'P');
         return SL_PS_FORWARD;
     }
     sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
     if (!st) return SL_PS_MALFORMED;
     s->pend.client_parses++;
+    s->pend.rare = true;
     sl_stmt_ref(st);
     if (!sl_stmt_map_put(&c->ps_map, name, st)) {
         sl_stmt_unref(st);
@@ -168,13 +166,15 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     materialize(&c->s, &s->s);
     if (sl_stmt_cache_touch(&s->ps_cache, st)) {
         s->pend.prepare_hits++;
-        exp_push(s, 'P', EXP_SYNTH_PARSE, NULL, NULL);
+        s->pend.rare = true;
+        exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, NULL);
     } else {
         make_cache_room(s, max);
         send_parse(s, st);
-        exp_push(s, 'P', EXP_FWD, st, name);
+        exp_push(s, 'P', SL_EXP_FWD, st, name);
         sl_stmt_cache_add(&s->ps_cache, st);
         s->pend.prepares++;
+        s->pend.rare = true;
     }
     sl_stmt_unref(st);
     return SL_PS_CONSUMED;
@@ -189,10 +189,11 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     if (!portal || !name) return SL_PS_MALFORMED;
     sl_stmt *st = *name ? sl_stmt_map_get(&c->ps_map, name) : NULL;
     if (!st) {
-        exp_push(s, 'B', EXP_FWD, NULL, NULL);
+        exp_push_fwd(s, 'B');
         return SL_PS_FORWARD;
     }
     s->pend.binds++;
+    s->pend.rare = true;
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max);
     sl_pktbuf *out = &s->s.out;
@@ -201,7 +202,7 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     sl_pb_str(out, st->name);
     sl_pb_bytes(out, r.p, sl_rd_left(&r));
     sl_pb_end(out);
-    exp_push(s, 'B', EXP_FWD, NULL, NULL);
+    exp_push_fwd(s, 'B');
     return SL_PS_CONSUMED;
 }
 
@@ -214,19 +215,19 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
     if (what != 'S' || !*name) {
-        exp_push(s, type, EXP_FWD, NULL, NULL);
+        exp_push_fwd(s, type);
         return SL_PS_FORWARD;
     }
     if (type == 'C') {
         /* the statement may serve other clients on this server: only this client forgets it */
         sl_stmt_map_del(&c->ps_map, name);
         materialize(&c->s, &s->s);
-        exp_push(s, 'C', EXP_SYNTH_CLOSE, NULL, NULL);
+        exp_push(s, 'C', SL_EXP_SYNTH_CLOSE, NULL, NULL);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
     if (!st) {
-        exp_push(s, 'D', EXP_FWD, NULL, NULL);
+        exp_push_fwd(s, 'D');
         return SL_PS_FORWARD;
     }
     materialize(&c->s, &s->s);
@@ -236,18 +237,13 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     sl_pb_u8(out, 'S');
     sl_pb_str(out, st->name);
     sl_pb_end(out);
-    exp_push(s, 'D', EXP_FWD, NULL, NULL);
+    exp_push_fwd(s, 'D');
     return SL_PS_CONSUMED;
 }
 
-sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     sl_stream *in = &c->s;
-    bool need_full = type == 'P' || type == 'B' || type == 'D' || type == 'C' || (type == 'Q' && len < 65536);
-    if (!need_full) {
-        if (type == 'E' || type == 'S' || type == 'F') exp_push(s, type, EXP_FWD, NULL, NULL);
-        return SL_PS_FORWARD;
-    }
     if (len > PS_FULL_MAX) return SL_PS_MALFORMED;
     if (in->end - in->parse < len + 1) {
         if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), PS_FULL_MAX + 1)) return SL_PS_MALFORMED;
@@ -266,7 +262,7 @@ sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t le
         if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
                      starts_with_word((const char *)body, "DISCARD ALL")))
             sl_stmt_map_clear(&c->ps_map);
-        exp_push(s, 'Q', EXP_FWD, NULL, NULL);
+        exp_push_fwd(s, 'Q');
         return SL_PS_FORWARD;
     }
     if (r == SL_PS_CONSUMED) consume(in, len + 1);
@@ -279,9 +275,9 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 {
     while (s->exp_n) {
         sl_expect *e = exp_at(s, 0);
-        if (e->action != EXP_SYNTH_PARSE && e->action != EXP_SYNTH_CLOSE) break;
+        if (e->action != SL_EXP_SYNTH_PARSE && e->action != SL_EXP_SYNTH_CLOSE) break;
         materialize(&s->s, &c->s);
-        sl_pb_begin(&c->s.out, e->action == EXP_SYNTH_PARSE ? '1' : '3');
+        sl_pb_begin(&c->s.out, e->action == SL_EXP_SYNTH_PARSE ? '1' : '3');
         sl_pb_end(&c->s.out);
         exp_pop(s);
     }
@@ -290,22 +286,12 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 /* Usually nothing is due: test inline before the call. */
 static inline void emit_synth(sl_server *s, sl_client *c)
 {
-    if (s->exp_n && exp_at(s, 0)->action >= EXP_SYNTH_PARSE) emit_synth_slow(s, c);
+    if (s->exp_n && exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) emit_synth_slow(s, c);
 }
 
-void sl_ps_after_client_scan(sl_server *s, sl_client *c) { emit_synth(s, c); }
+void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
-static bool ends_request(char req, char resp)
-{
-    switch (req) {
-    case 'P': return resp == '1';
-    case 'B': return resp == '2';
-    case 'D': return resp == 'T' || resp == 'n';
-    case 'E': return resp == 'C' || resp == 'I' || resp == 's';
-    case 'C': return resp == '3';
-    default: return resp == 'Z'; /* S, Q, F */
-    }
-}
+#define ends_request sl_exp_ends_request
 
 /* The server failed a request: it ignores everything up to the next Sync. */
 static void after_error(sl_server *s, sl_client *c)
@@ -323,37 +309,38 @@ static void after_error(sl_server *s, sl_client *c)
     } while (s->exp_n && exp_at(s, 0)->msg != 'S');
 }
 
-sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len)
+sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32_t len)
 {
-    if (type == 'N' || type == 'A' || type == 'S') return SL_PS_FORWARD; /* asynchronous */
-    emit_synth(s, c);
-    if (!s->exp_n) return SL_PS_FORWARD;
+    sl_expect *e = exp_at(s, 0);
+    if (e->action >= SL_EXP_SYNTH_PARSE) {
+        emit_synth_slow(s, c);
+        if (!s->exp_n) return SL_PS_FORWARD;
+        e = exp_at(s, 0);
+    }
     sl_stream *in = &s->s;
-    if (type == 'C') {
+    if (type == 'C' && (in->end - in->parse < 6 || in->buf[in->parse + 5] == 'D')) {
+        /* a CommandComplete that may say DISCARD ALL or DEALLOCATE ALL: the server forgot everything */
         if (in->end - in->parse < len + 1) {
             if (len > 65536 || !sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) return SL_PS_FORWARD;
             return SL_PS_NEED_MORE;
         }
         const char *tag = (const char *)in->buf + in->parse + 5;
-        if (tag[0] == 'D' && (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)))
-            sl_stmt_cache_clear(&s->ps_cache);
+        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
     }
-    sl_expect *e = exp_at(s, 0);
     if (type == 'E') {
         after_error(s, c);
         return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
     }
-    bool skip = e->action == EXP_SKIP;
+    bool skip = e->action == SL_EXP_SKIP;
     if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
     if (ends_request(e->msg, type)) exp_pop(s);
-    if (type == 'Z') emit_synth(s, c);
     if (!skip) return SL_PS_FORWARD;
     materialize(in, &c->s);
     consume(in, len + 1);
     return SL_PS_CONSUMED;
 }
 
-bool sl_ps_idle(const sl_server *s) { return s->exp_n == 0; }
+
 
 /* ---- answered without a server ---- */
 

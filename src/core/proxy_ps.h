@@ -1,4 +1,6 @@
-/* proxy_ps.h - statement-name rewriting and the expected-response queue (see proxy_ps.c). */
+/* proxy_ps.h - statement-name rewriting and the expected-response queue (see proxy_ps.c). The
+ * per-message decisions that usually find nothing to do are inline here, so that unnamed
+ * statements and plain queries cost a few instructions on the forwarding path. */
 #ifndef SL_PROXY_PS_H
 #define SL_PROXY_PS_H
 
@@ -14,19 +16,132 @@ typedef enum {
     SL_PS_MALFORMED, /* protocol violation or out of memory */
 } sl_ps_result;
 
-/* Called at each client message header while linked with s->ps_active. */
-sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t len);
-/* After a client scan: answers pgsluice synthesizes that are due now (e.g. ParseComplete + Flush). */
-void sl_ps_after_client_scan(sl_server *s, sl_client *c);
-/* Called at each server message header while linked with s->ps_active. */
-sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len);
-bool sl_ps_idle(const sl_server *s);
+/* ---- the queue of responses a server owes, one entry per request that gets an answer ---- */
+
+typedef enum { SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE } sl_exp_action;
+
+typedef struct sl_expect {
+    char msg;          /* the request: P B D E C S Q F */
+    uint8_t action;    /* sl_exp_action: forward the answer, skip it, or synthesize one */
+    sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails (referenced) */
+    char *client_name; /* Parse entries: the client's name to forget if it fails */
+} sl_expect;
+
+static inline sl_expect *sl_exp_at(sl_server *s, uint32_t i) { return &s->exp[(s->exp_head + i) & (s->exp_cap - 1)]; }
+
+void sl_exp_push_fwd_grow(sl_server *s, char msg);
+
+/* Record a request whose answer is simply passed on. */
+static inline void sl_exp_push_fwd(sl_server *s, char msg)
+{
+    if (s->exp_n == s->exp_cap) {
+        sl_exp_push_fwd_grow(s, msg);
+        return;
+    }
+    sl_expect *e = &s->exp[(s->exp_head + s->exp_n) & (s->exp_cap - 1)];
+    e->msg = msg;
+    e->action = SL_EXP_FWD;
+    e->stmt = NULL;
+    e->client_name = NULL;
+    s->exp_n++;
+}
+
+/* Is resp the message that completes request req? */
+static inline bool sl_exp_ends_request(char req, char resp)
+{
+    switch (req) {
+    case 'P': return resp == '1';
+    case 'B': return resp == '2';
+    case 'D': return resp == 'T' || resp == 'n';
+    case 'E': return resp == 'C' || resp == 'I' || resp == 's';
+    case 'C': return resp == '3';
+    default: return resp == 'Z'; /* S, Q, F */
+    }
+}
+
+/* ---- client -> server ---- */
+
+sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len);
+
+/* Called at each client message header while linked with s->ps_active. Messages that need no
+ * rewriting are decided from their first bytes: unnamed statements and portals, Execute, Sync,
+ * and queries that cannot be DISCARD ALL / DEALLOCATE ALL. */
+static inline sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+{
+    const uint8_t *m = c->s.buf + c->s.parse;
+    uint32_t avail = c->s.end - c->s.parse;
+    switch (type) {
+    case 'E': case 'S': case 'F':
+        break;
+    case 'P': /* unnamed statement */
+        if (len < 5 || avail < 6 || m[5] != 0) return sl_ps_client_msg_full(c, s, type, len);
+        break;
+    case 'B': /* unnamed portal and unnamed statement */
+        if (len < 6 || avail < 7 || m[5] != 0 || m[6] != 0) return sl_ps_client_msg_full(c, s, type, len);
+        break;
+    case 'D': case 'C': /* a portal, or the unnamed statement */
+        if (len < 6 || avail < 7 || (m[5] != 'S' && m[5] != 'P') || (m[5] == 'S' && m[6] != 0))
+            return sl_ps_client_msg_full(c, s, type, len);
+        break;
+    case 'Q': /* DISCARD ALL / DEALLOCATE ALL need a look at the text */
+        if (len < 65536 && (len < 5 || avail < 6 || m[5] == 'D' || m[5] == 'd' || m[5] == ' ' || m[5] == '\t' ||
+                            m[5] == '\n' || m[5] == '\r'))
+            return sl_ps_client_msg_full(c, s, type, len);
+        break;
+    default: /* Flush, COPY data and the rest: no answer of their own */
+        return SL_PS_FORWARD;
+    }
+    sl_exp_push_fwd(s, type);
+    return SL_PS_FORWARD;
+}
+
+void sl_ps_emit_synth(sl_server *s, sl_client *c);
+
+/* Answers pgsluice synthesizes that are due now (ParseComplete/CloseComplete at the queue's head):
+ * after a client scan, and after a server ReadyForQuery was marked for forwarding (the answers to
+ * requests sent after that Sync go after it). */
+static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
+{
+    if (s->exp_n && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) sl_ps_emit_synth(s, c);
+}
+
+/* ---- server -> client ---- */
+
+sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32_t len);
+
+/* Called at each server message header (except DataRow/CopyData) while linked with s->ps_active. */
+static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len)
+{
+    if (type == 'N' || type == 'A' || type == 'S' || !s->exp_n) return SL_PS_FORWARD; /* asynchronous */
+    sl_expect *e = sl_exp_at(s, 0);
+    /* plain forwarded answers to plain requests; errors, DISCARD/DEALLOCATE tags and the rest go
+     * the long way */
+    if (e->action != SL_EXP_FWD || e->stmt || type == 'E' ||
+        (type == 'C' && (s->s.end - s->s.parse < 6 || s->s.buf[s->s.parse + 5] == 'D')))
+        return sl_ps_server_msg_full(s, c, type, len);
+    if (sl_exp_ends_request(e->msg, type)) {
+        s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
+        s->exp_n--;
+    }
+    return SL_PS_FORWARD;
+}
+
+/* No answers owed (the link may end). */
+static inline bool sl_ps_idle(const sl_server *s) { return s->exp_n == 0; }
+
+void sl_ps_drain_queue(sl_server *s);
+/* The link ends: forget what the queue still held. */
+static inline void sl_ps_reset_link(sl_server *s)
+{
+    if (s->exp_n) sl_ps_drain_queue(s);
+    s->ps_active = false;
+}
+
 /* Rewriting applies to this client's links (transaction/statement mode, feature on)? */
 struct sl_pool;
 bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p);
 /* Between transactions: answer Parse of a known statement, Close, Flush and Sync without a server. */
 sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len);
-void sl_ps_reset_link(sl_server *s);
 /* The server is closing: free its cache and queue. */
 void sl_ps_server_gone(sl_server *s);
 

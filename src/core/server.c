@@ -358,7 +358,7 @@ static void login_input(sl_server *s)
         } /* 'N' notices and 'v' (NegotiateProtocolVersion) are ignored */
     }
     sl_pb_free(&others);
-    if (s->state != SL_SV_CLOSING && st->pos == st->end) sl_stream_maybe_release_buf(st);
+    if (s->state != SL_SV_CLOSING && st->pos == st->end) sl_stream_recycle_buf(st);
     if (s->state == SL_SV_LOGIN && sl_stream_out_pending(st)) {
         if (sl_stream_flush(st, NULL) == SL_IO_AGAIN) sl_stream_set_poll(st, UV_READABLE | UV_WRITABLE);
     }
@@ -383,7 +383,7 @@ static bool build_param_sets(sl_server *s, sl_pktbuf *q)
     bool any = false;
     for (int i = 0; c && i < SL_NPARAMS; i++) {
         const char *want = c->params.v[i];
-        if (!want || (s->params.v[i] && strcmp(want, s->params.v[i]) == 0)) continue;
+        if (!want || want == s->params.v[i]) continue; /* interned: equal values are equal pointers */
         sl_pb_bytes(q, "SET ", 4);
         sl_pb_bytes(q, sl_param_names[i], strlen(sl_param_names[i]));
         sl_pb_bytes(q, " TO ", 4);
@@ -493,7 +493,7 @@ static void setup_finished(sl_server *s)
     if (step == SL_SETUP_PARAMS && c) {
         /* adopt the server's spelling of the values (e.g. utf8 -> UTF8) */
         for (int i = 0; i < SL_NPARAMS; i++)
-            if (c->params.v[i] && s->params.v[i]) sl_params_set(&c->params, i, s->params.v[i]);
+            if (c->params.v[i] && s->params.v[i]) sl_params_set_interned(&c->params, i, s->params.v[i]);
     }
     s->setup = step == SL_SETUP_CHECK ? SL_SETUP_PARAMS : SL_SETUP_NONE;
     s->last_used = sl_now_us();
@@ -547,7 +547,7 @@ static void setup_input(sl_server *s)
             setup_finished(s);
         }
     }
-    if (s->state != SL_SV_CLOSING) sl_stream_maybe_release_buf(st);
+    if (s->state != SL_SV_CLOSING) sl_stream_recycle_buf(st);
 }
 
 /* ---- events ---- */
@@ -606,7 +606,7 @@ void sl_server_on_event(sl_server *s, int events)
     case SL_SV_IDLE:
         /* an idle server only speaks to say goodbye (FATAL) or to report async notices: drop them */
         st->pos = st->parse = st->end;
-        sl_stream_maybe_release_buf(st);
+        sl_stream_recycle_buf(st);
         break;
     default: break;
     }

@@ -145,6 +145,7 @@ static bool take_dbs(sl_snapshot *s, const sl_config *cfg)
         if (!d) continue;
         d->npools++;
         sl_pool_stats copy = s->pools[i].stats;
+        copy.rare = true; /* a pool's totals: every field counts */
         sl_stats_drain(&d->stats, &copy);
     }
     return true;

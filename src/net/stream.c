@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -101,12 +102,34 @@ void sl_stream_free_buf(sl_stream *s)
     s->cap = 0;
 }
 
+void sl_stream_recycle_buf(sl_stream *s)
+{
+    if (s->buf && s->pos == s->end) {
+        if (s->cap != s->w->buf_size) sl_stream_free_buf(s); /* grown for a big message: give it back */
+        s->pos = s->parse = s->end = 0;
+    }
+}
+
 void sl_stream_maybe_release_buf(sl_stream *s)
 {
     if (s->buf && s->pos == s->end) {
         sl_stream_free_buf(s);
         s->pos = s->parse = s->end = 0;
     }
+}
+
+/* recv() and sendmsg() are pthread cancellation points: in a multi-threaded process glibc brackets
+ * each call with enable/disable of asynchronous cancellation (~30 instructions a call, four calls
+ * per proxied transaction). pgsluice never cancels threads, so the hot path enters the kernel
+ * directly; the semantics (errno, return value) are those of recv/sendmsg. */
+static inline ssize_t raw_recv(int fd, void *buf, size_t len)
+{
+    return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
+}
+
+static inline ssize_t raw_sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+    return syscall(SYS_sendmsg, fd, mh, flags);
 }
 
 sl_io_status sl_stream_read(sl_stream *s)
@@ -116,7 +139,7 @@ sl_io_status sl_stream_read(sl_stream *s)
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
     ssize_t n;
     do {
-        n = recv(s->fd, s->buf + s->end, s->cap - s->end, 0);
+        n = raw_recv(s->fd, s->buf + s->end, s->cap - s->end);
     } while (n < 0 && errno == EINTR);
     if (n > 0) {
         s->end += (uint32_t)n;
@@ -152,7 +175,7 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
             return SL_IO_OK;
         }
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t r = sendmsg(dst->fd, &mh, MSG_NOSIGNAL);
+        ssize_t r = raw_sendmsg(dst->fd, &mh, MSG_NOSIGNAL);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_IO_AGAIN;

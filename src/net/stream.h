@@ -56,6 +56,9 @@ sl_io_status sl_stream_read(sl_stream *s);
 /* Give the input buffer back to the worker when it holds nothing. */
 void sl_stream_maybe_release_buf(sl_stream *s);
 void sl_stream_free_buf(sl_stream *s);
+/* Keep the (standard-size) input buffer but start it over when it holds nothing: for server
+ * connections, which are few and busy, so that they do not borrow and return it per response. */
+void sl_stream_recycle_buf(sl_stream *s);
 
 /* Send this stream's own out queue, then src's forward region [pos, parse), with one writev. */
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src);

@@ -434,7 +434,7 @@ void sl_pool_set_welcome(sl_pool *p, const sl_server *s, const sl_pktbuf *other)
     if (!p->have_welcome && other) {
         sl_pb_reset(&p->welcome);
         sl_pb_bytes(&p->welcome, other->data, other->len);
-        for (int i = 0; i < SL_NPARAMS; i++) sl_params_set(&p->welcome_params, i, s->params.v[i]);
+        for (int i = 0; i < SL_NPARAMS; i++) sl_params_set_interned(&p->welcome_params, i, s->params.v[i]);
         p->have_welcome = !p->welcome.failed;
     }
     pthread_mutex_unlock(&p->lock);

@@ -4,10 +4,12 @@
 #include <stddef.h>
 #include <string.h>
 
-const int64_t sl_hist_bounds_us[SL_HIST_NBOUNDS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000, 10000000, 30000000,
-};
+#define BOUNDS_US                                                                                  \
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, \
+        10000000, 30000000
+const int64_t sl_hist_bounds_us[SL_HIST_NBOUNDS] = {BOUNDS_US};
+/* The same with a sentinel that ends the bucket search without a second test per step. */
+static const int64_t bounds_sentinel[SL_HIST_NBOUNDS + 1] = {BOUNDS_US, INT64_MAX};
 
 #define SL_CLASS_NAME(c) c,
 const char *const sl_error_class_names[SL_NERRCLASS] = {SL_ERROR_CLASSES(SL_CLASS_NAME) "other"};
@@ -24,7 +26,7 @@ void sl_hist_add(sl_hist *h, int64_t us)
 {
     if (us < 0) us = 0;
     int i = 0;
-    while (i < SL_HIST_NBOUNDS && us > sl_hist_bounds_us[i]) i++;
+    while (us > bounds_sentinel[i]) i++;
     h->count[i]++;
     h->sum_us += (uint64_t)us;
     h->touched |= 1u << i;
@@ -40,6 +42,21 @@ void sl_hist_merge(sl_hist *dst, const sl_hist *src)
     dst->touched |= src->touched;
 }
 
+/* Add src's counts to dst and zero src, visiting only the buckets src touched. */
+static void hist_drain(sl_hist *dst, sl_hist *src)
+{
+    if (!src->touched) return;
+    for (uint32_t t = src->touched; t; t &= t - 1) {
+        int i = __builtin_ctz(t);
+        dst->count[i] += src->count[i];
+        src->count[i] = 0;
+    }
+    dst->sum_us += src->sum_us;
+    dst->touched |= src->touched;
+    src->sum_us = 0;
+    src->touched = 0;
+}
+
 void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
 {
     dst->xact_count += src->xact_count;
@@ -49,6 +66,11 @@ void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
     dst->xact_time_us += src->xact_time_us;
     dst->query_time_us += src->query_time_us;
     dst->wait_time_us += src->wait_time_us;
+    memset(src, 0, offsetof(sl_pool_stats, rare));
+    hist_drain(&dst->h_xact, &src->h_xact);
+    hist_drain(&dst->h_query, &src->h_query);
+    hist_drain(&dst->h_wait, &src->h_wait);
+    if (!src->rare) return;
     dst->server_connects += src->server_connects;
     dst->server_login_failures += src->server_login_failures;
     dst->client_logins += src->client_logins;
@@ -58,14 +80,5 @@ void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src)
     dst->prepares += src->prepares;
     dst->prepare_hits += src->prepare_hits;
     dst->prepare_evictions += src->prepare_evictions;
-    sl_hist_merge(&dst->h_xact, &src->h_xact);
-    sl_hist_merge(&dst->h_query, &src->h_query);
-    sl_hist_merge(&dst->h_wait, &src->h_wait);
-    memset(src, 0, offsetof(sl_pool_stats, h_xact));
-    sl_hist *hs[3] = {&src->h_xact, &src->h_query, &src->h_wait};
-    for (int k = 0; k < 3; k++) {
-        for (uint32_t t = hs[k]->touched; t; t &= t - 1) hs[k]->count[__builtin_ctz(t)] = 0;
-        hs[k]->sum_us = 0;
-        hs[k]->touched = 0;
-    }
+    memset(&src->rare, 0, offsetof(sl_pool_stats, h_xact) - offsetof(sl_pool_stats, rare));
 }

@@ -4,6 +4,7 @@
 #ifndef SL_STATS_H
 #define SL_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Upper bounds in microseconds (100 us .. 30 s); one more bucket for +Inf. */
@@ -26,10 +27,14 @@ extern const char *const sl_error_class_names[SL_NERRCLASS]; /* last is "other" 
 int sl_error_class_index(const char *sqlstate);
 
 typedef struct sl_pool_stats {
+    /* counted by every transaction */
     uint64_t xact_count, query_count;
     uint64_t bytes_in;       /* received from clients */
     uint64_t bytes_out;      /* sent to clients */
     uint64_t xact_time_us, query_time_us, wait_time_us;
+    /* counted now and then: whoever adds to a field from here on sets `rare` (server shares only),
+     * so that draining a share skips them when nothing changed */
+    bool rare;
     uint64_t server_connects, server_login_failures, client_logins;
     uint64_t errors[SL_NERRCLASS];
     uint64_t client_parses, binds;               /* named Parse / Bind of a named statement from clients */

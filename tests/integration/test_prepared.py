@@ -96,7 +96,10 @@ class Raw:
         self.until_ready()
 
     def msg(self, t, body=b""):
-        self.sock.sendall(t + self.struct.pack("!I", len(body) + 4) + body)
+        self.sock.sendall(self.pack(t, body))
+
+    def pack(self, t, body=b""):
+        return t + self.struct.pack("!I", len(body) + 4) + body
 
     def recv_msg(self):
         head = self._read(5)
@@ -170,6 +173,30 @@ def test_parse_and_close_answered_in_order_with_flush(pooler, cluster):
     c.close(b"mine")
     c.msg(b"S")
     assert c.types(c.until_ready()) == b"2DC3Z"
+
+
+def test_answer_to_a_parse_sent_after_a_sync_comes_after_that_ready_for_query(pooler, cluster):
+    # Inside a transaction the client pipelines Sync, then Parse of a statement the server already
+    # has (pgsluice answers that Parse itself) and Flush. The ParseComplete belongs after the
+    # ReadyForQuery that answers the Sync.
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"a", b"SELECT 'same'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"Q", b"BEGIN\0")
+    got = c.until_ready()
+    assert c.types(got) == b"CZ" and got[-1][1] == b"T"
+    # one write, so that the pooler sees all three before the server answers the Sync
+    c.sock.sendall(c.pack(b"S") + c.pack(b"P", b"b\0SELECT 'same'\0\0\0") + c.pack(b"H"))
+    got = [c.recv_msg(), c.recv_msg()]
+    assert c.types(got) == b"Z1", got
+    c.bind_execute(b"b")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"same")
+    c.msg(b"Q", b"COMMIT\0")
+    assert c.types(c.until_ready()) == b"CZ"
 
 
 def test_a_statement_shared_by_many_clients_is_prepared_once_per_server(pooler):
