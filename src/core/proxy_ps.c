@@ -352,10 +352,9 @@ bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p)
 /* A client between transactions sends Parse of a statement some server already accepted, Close of
  * a statement, Flush or Sync: answer it here, so a client that prepares synchronously while every
  * server is busy (pgbench -M prepared) does not need a server for that. */
-sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len)
+sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
 {
     sl_stream *in = &c->s;
-    if (type != 'P' && type != 'C' && type != 'S' && type != 'H') return SL_PS_FORWARD;
     if (len > 65536) return SL_PS_FORWARD;
     if (in->end - in->parse < len + 1) {
         if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) return SL_PS_MALFORMED;

@@ -140,8 +140,15 @@ static inline void sl_ps_reset_link(sl_server *s)
 /* Rewriting applies to this client's links (transaction/statement mode, feature on)? */
 struct sl_pool;
 bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p);
-/* Between transactions: answer Parse of a known statement, Close, Flush and Sync without a server. */
-sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len);
+sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len);
+/* Between transactions: answer Parse of a known statement, Close, Flush and Sync without a server.
+ * Anything else (the usual first message of a transaction) goes to a server. */
+static inline sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len)
+{
+    if (type != 'P' && type != 'C' && type != 'S' && type != 'H') return SL_PS_FORWARD;
+    if (type == 'P' && c->s.end - c->s.parse >= 6 && c->s.buf[c->s.parse + 5] == 0) return SL_PS_FORWARD; /* unnamed */
+    return sl_ps_client_local_full(c, type, len);
+}
 /* The server is closing: free its cache and queue. */
 void sl_ps_server_gone(sl_server *s);
 
