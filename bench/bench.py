@@ -77,11 +77,16 @@ def env_int(name, default):
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu_seconds(pid):
-    """utime + stime of a whole process (all threads), in seconds, from /proc/PID/stat."""
+def proc_cpu_split(pid):
+    """(utime, stime) of a whole process (all threads), in seconds, from /proc/PID/stat."""
     with open("/proc/%d/stat" % pid) as f:
         rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a whole process (all threads), in seconds."""
+    return sum(proc_cpu_split(pid))
 
 
 def proc_ctx_switches(pid):
@@ -493,7 +498,7 @@ class Bench:
         prefix = os.path.join(self.base, "pgbench_log_%s_%s_%d" % (sc, target.name, rnd))
         cmd = pgbench_cmd(target.port, spec, seconds=seconds, log_prefix=prefix if record else None)
         pid = target.pid
-        cpu0 = proc_cpu_seconds(pid) if pid else None
+        cpu0 = proc_cpu_split(pid) if pid else None
         sampler = RssSampler(pid).start()
         t0 = time.monotonic()
         try:
@@ -504,7 +509,9 @@ class Bench:
             out, rc = "%s\npgbench timed out" % ((e.stdout or b"").decode(errors="replace")), -1
         wall = time.monotonic() - t0
         rss = sampler.stop()
-        cpu = proc_cpu_seconds(pid) - cpu0 if pid else None
+        cpu1 = proc_cpu_split(pid) if pid else None
+        cpu = sum(cpu1) - sum(cpu0) if pid else None
+        ucpu = cpu1[0] - cpu0[0] if pid else None
         r = parse_pgbench(out)
         r.update(scenario=sc, target=target.name, round=rnd, rc=rc, wall_s=round(wall, 2),
                  pooler_cpu_s=cpu, rss_kb=rss if pid else None)
@@ -513,6 +520,7 @@ class Bench:
         if not r["ok"]:
             r["error"] = first_error(out)
         r["cpu_per_1k"] = (cpu / r["tx"] * 1000.0) if (cpu is not None and r["tx"]) else None
+        r["ucpu_per_1k"] = (ucpu / r["tx"] * 1000.0) if (ucpu is not None and r["tx"]) else None
         if extra:
             r.update(extra)
         if record:
@@ -874,8 +882,8 @@ class Bench:
         s = {"rounds": len(rs), "failed": len(rs) - len(good)}
         if s["failed"]:
             s["error"] = next(r["error"] for r in rs if not r["ok"])
-        for k in ("tps", "lat_mean_ms", "p99_ms", "cpu_per_1k", "rss_kb"):
-            s[k] = median([r[k] for r in good])
+        for k in ("tps", "lat_mean_ms", "p99_ms", "cpu_per_1k", "ucpu_per_1k", "rss_kb"):
+            s[k] = median([r.get(k) for r in good])
         return s
 
     def idle_summary(self):
@@ -909,6 +917,10 @@ class Bench:
             a, b = s(sc, "pgsluice"), s(sc, "pgbouncer")
             add("pooler CPU per transaction, scenario %s" % sc,
                 ratio(a and a["cpu_per_1k"], b and b["cpu_per_1k"]), "<0.6", "le")
+        for sc in ("1", "2", "4"):
+            a, b = s(sc, "pgsluice"), s(sc, "pgbouncer")
+            add("  of it user space (utime), scenario %s" % sc,
+                ratio(a and a.get("ucpu_per_1k"), b and b.get("ucpu_per_1k")), "<0.6", "le")
         a, b = self.instr.get("pgsluice", {}), self.instr.get("pgbouncer", {})
         add("instructions per transaction (scenario 2)", ratio(a.get("per_tx"), b.get("per_tx")), "<0.6", "le")
         for sc in ("1", "2", "4"):
@@ -1013,18 +1025,19 @@ def fmt_rss(kb):
 
 def result_cells(s, base):
     if s["failed"] == s["rounds"]:
-        return ["FAILED"] + ["—"] * 9
+        return ["FAILED"] + ["—"] * 11
     def pair(k, f):
         return [f(s[k]), fmt_ratio(ratio(s[k], base and not base["failed"] == base["rounds"] and base[k]))]
     cells = pair("tps", lambda v: fmt(v, "%.0f")) + pair("lat_mean_ms", lambda v: fmt(v, "%.2f")) \
         + pair("p99_ms", lambda v: fmt(v, "%.2f")) + pair("cpu_per_1k", lambda v: fmt(v, "%.3f")) \
+        + pair("ucpu_per_1k", lambda v: fmt(v, "%.4f")) \
         + pair("rss_kb", fmt_rss)
     if s["failed"]:
         cells[0] += " (%d/%d failed)" % (s["failed"], s["rounds"])
     return cells
 
 
-HEAD = ["#", "scenario", "target", "TPS", "×PgB", "mean ms", "×PgB", "p99 ms", "×PgB", "CPU s/1k tx", "×PgB",
+HEAD = ["#", "scenario", "target", "TPS", "×PgB", "mean ms", "×PgB", "p99 ms", "×PgB", "CPU s/1k tx", "×PgB", "user CPU s/1k tx", "×PgB",
         "RSS MiB", "×PgB"]
 
 
@@ -1085,7 +1098,9 @@ def report(b):
               "max_client_conn=%d, logging of connections off. %d round(s) of %d s per target, interleaved "
               "(direct, pgbouncer, pgsluice, direct, ...); the table shows medians over rounds."
               % (POOL_SIZE, b.auth, b.idle_n + 500, b.rounds, b.seconds))
-    md.append("- CPU s/1k tx: pooler utime+stime (/proc/PID/stat) per 1,000 transactions. RSS: the pooler's "
+    md.append("- CPU s/1k tx: pooler utime+stime (/proc/PID/stat) per 1,000 transactions; user CPU: utime alone "
+              "(the part a pooler's own code decides; the rest is the kernel's socket work, most of it the same "
+              "four socket calls per transaction in both poolers). RSS: the pooler's "
               "peak VmRSS during the run. ×PgB: the figure divided by PgBouncer's in the same scenario.\n")
     md.append("## Results\n")
     md.append(md_table(HEAD, rows))
