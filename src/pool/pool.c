@@ -280,6 +280,27 @@ bool sl_pool_unqueue(sl_pool *p, sl_client *c)
 
 static void handoff(sl_server *s, sl_client *c);
 
+/* How long the first waiter may be passed over in favour of a waiter on the releasing server's own
+ * worker. Handing a server to another worker costs a detach, a message and an attach (and wakes that
+ * loop); a waiter a few places back on this worker can take it at once. The bound keeps the queue
+ * fair: the head waits at most this much (plus one transaction) longer than strict FIFO. */
+#define LOCAL_WAITER_PREFERENCE_US 1000
+#define LOCAL_WAITER_LOOKAHEAD 8
+
+static sl_client *pick_waiter_locked(sl_pool *p, int worker)
+{
+    sl_client *head = sl_container_of(p->waiting.next, sl_client, wait_node);
+    if (sl_nworkers == 1 || head->waiter_worker == worker ||
+        sl_now_fast() - head->queued_at >= LOCAL_WAITER_PREFERENCE_US)
+        return head;
+    int k = 0;
+    for (sl_list *n = head->wait_node.next; n != &p->waiting && k < LOCAL_WAITER_LOOKAHEAD; n = n->next, k++) {
+        sl_client *c = sl_container_of(n, sl_client, wait_node);
+        if (c->waiter_worker == worker) return c;
+    }
+    return head;
+}
+
 void sl_pool_release(sl_server *s)
 {
     sl_pool *p = s->pool;
@@ -290,8 +311,8 @@ void sl_pool_release(sl_server *s)
     sl_stats_drain(&p->stats, &s->pend);
     bool too_old = sl_server_close_needed(s);
     if (!too_old && !p->disabled && !sl_list_empty(&p->waiting) && !sl_pool_paused_locked(p)) {
-        sl_list *n = sl_list_pop_head(&p->waiting);
-        sl_client *c = sl_container_of(n, sl_client, wait_node);
+        sl_client *c = pick_waiter_locked(p, w->id);
+        sl_list_remove(&c->wait_node);
         __atomic_store_n(&c->in_wait_queue, false, __ATOMIC_RELAXED);
         p->n_waiting--;
         p->assignments++;
