@@ -24,7 +24,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"client_tls_protocols", "client-side TLS protocol versions"},
     {"client_tls_sslmode", "client-side TLS mode"},
     {"conffile", "path of the configuration file (informational)"},
-    {"dns_max_ttl", "DNS cache lifetime"},
     {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
     {"dns_zone_check_period", "DNS zone serial check period"},
     {"job_name", "service name for Windows event log / systemd"},

@@ -104,6 +104,7 @@ typedef struct sl_config {
     int64_t server_idle_timeout;    /* usec, 0 = never */
     int64_t server_connect_timeout; /* usec */
     int64_t server_login_retry;     /* usec */
+    int64_t dns_max_ttl;            /* usec */
     int64_t client_login_timeout;   /* usec */
     int64_t query_timeout;          /* usec, 0 = off */
     int64_t query_wait_timeout;     /* usec, 0 = wait forever */

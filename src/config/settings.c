@@ -71,6 +71,7 @@ const sl_setting sl_settings[] = {
     S_TIME(server_idle_timeout, "600", true, "Close server connections idle this many seconds; 0 is never."),
     S_TIME(server_connect_timeout, "15", true, "Seconds allowed for connecting and logging in to a server."),
     S_TIME(server_login_retry, "15", true, "Seconds to wait before retrying after a failed server login."),
+    S_TIME(dns_max_ttl, "15", true, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
     S_TIME(client_login_timeout, "60", true, "Disconnect clients that do not log in within this many seconds."),
     S_TIME(query_timeout, "0", true, "Cancel queries running longer than this many seconds; 0 is off."),
     S_TIME(query_wait_timeout, "120", true, "Seconds a client may wait for a server connection; 0 waits forever."),

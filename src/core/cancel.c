@@ -7,6 +7,7 @@
 
 #include "admin/admin.h"
 #include "core/pooler.h"
+#include "net/sockutil.h"
 #include "pool/pool.h"
 #include "util/log.h"
 
@@ -62,8 +63,10 @@ void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key)
     if (!s || !s->be_pid || s->state == SL_SV_CLOSING) return;
     sl_cancel_conn *cc = calloc(1, sizeof(*cc));
     if (!cc) return;
-    char addr[64];
-    int fd = sl_server_open_socket(s->pool, addr, sizeof(addr));
+    /* the very address this server connection is connected to: no name lookup on the worker */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = getpeername(s->s.fd, (struct sockaddr *)&ss, &len) == 0 ? sl_sock_connect((struct sockaddr *)&ss, len) : -1;
     if (fd < 0) {
         free(cc);
         return;

@@ -121,6 +121,12 @@ typedef struct sl_server {
     bool setup_failed;
     char setup_error[256];
     char addr_str[64];
+    /* connect: a host name being looked up (resolve != NULL while the lookup runs) */
+    uv_getaddrinfo_t *resolve;
+    struct addrinfo *dns_res, *dns_cur, *dns_next; /* the answer: all, being tried, still to try */
+    bool retrying;               /* poll handle closing between two addresses */
+    char dns_name[256];
+    int dns_port;
     /* login */
     int auth_step;
     void *scram;                 /* sl_scram_client during login */

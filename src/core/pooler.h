@@ -53,7 +53,6 @@ bool sl_server_attach(sl_server *s, sl_worker *w);
 bool sl_server_begin_setup(sl_server *s);
 void sl_server_tick(sl_server *s, int64_t now);
 
-int sl_server_open_socket(struct sl_pool *p, char *addr, size_t alen);
 
 /* cancel.c */
 void sl_cancel_on_event(sl_stream *st, int events);

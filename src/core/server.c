@@ -2,6 +2,7 @@
  * and the pooler's own queries run on it (server_check_query, SET of client parameters,
  * server_reset_query, connect_query) before it serves a client or goes back to the pool. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ static void server_free(uv_handle_t *h)
     sl_pb_free(&s->s.out);
     sl_params_clear(&s->params);
     sl_ps_server_gone(s);
+    if (s->dns_res) uv_freeaddrinfo(s->dns_res);
     if (s->scram) {
         sl_scram_client_clear(s->scram);
         free(s->scram);
@@ -54,6 +56,11 @@ void sl_server_close(sl_server *s, const char *reason)
     s->client = NULL;
     if (c && c->server == s) c->server = NULL;
     s->state = SL_SV_CLOSING;
+    if (s->resolve) { /* its callback still runs (cancelled or not) and frees the request */
+        s->resolve->data = NULL;
+        uv_cancel((uv_req_t *)s->resolve);
+        s->resolve = NULL;
+    }
     sl_pool_forget_server(s);
     if (s->s.fd >= 0 && s->s.poll_open) {
         /* polite goodbye when the connection is healthy */
@@ -70,7 +77,7 @@ void sl_server_close(sl_server *s, const char *reason)
     if (s->s.fd >= 0) shutdown(s->s.fd, SHUT_RDWR);
     if (s->s.poll_open)
         sl_stream_detach(&s->s, server_free);
-    else
+    else if (!s->retrying) /* else retry_detached, still to come, frees it */
         server_free((uv_handle_t *)&(uv_poll_t){.data = s});
     if (c && c->state == SL_CL_ACTIVE) sl_proxy_server_lost_client(c);
 }
@@ -84,33 +91,140 @@ bool sl_server_attach(sl_server *s, sl_worker *w)
 
 /* ---- connect ---- */
 
-static int open_socket(char *addr_str, size_t alen, const char *host, int port)
+static void login_failed(sl_server *s, const char *sqlstate, const char *msg);
+
+/* Unix socket directories and numeric addresses connect at once; host names are looked up in
+ * libuv's thread pool (a slow DNS server must not stall the worker) and the answer is kept in the
+ * pool for dns_max_ttl. */
+static bool needs_lookup(const char *host)
+{
+    if (!host || !*host || host[0] == '/') return false;
+    struct in_addr a4;
+    struct in6_addr a6;
+    return inet_pton(AF_INET, host, &a4) != 1 && inet_pton(AF_INET6, host, &a6) != 1;
+}
+
+static int connect_direct(const char *host, int port)
 {
     if (!host || !*host || host[0] == '/') {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", host && *host ? host : "/var/run/postgresql", port);
-        snprintf(addr_str, alen, "unix:%d", port);
         return sl_sock_connect((struct sockaddr *)&sa, sizeof(sa));
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *res = NULL;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
-    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res) return -1;
-    snprintf(addr_str, alen, "%s:%d", host, port);
+    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res) {
+        errno = EINVAL;
+        return -1;
+    }
     int fd = sl_sock_connect(res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     return fd;
 }
 
-int sl_server_open_socket(sl_pool *p, char *addr, size_t alen)
+static bool dns_cached(sl_pool *p, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
+    sl_config *cfg = sl_config_acquire();
+    int64_t ttl = cfg->dns_max_ttl;
+    sl_config_unref(cfg);
     pthread_mutex_lock(&p->lock);
-    char *host = p->host ? strdup(p->host) : NULL;
-    int port = p->port;
+    bool hit = p->dns_at && sl_now_us() - p->dns_at < ttl && p->dns_port == port && p->dns_host &&
+               !strcmp(p->dns_host, host);
+    if (hit) {
+        memcpy(ss, &p->dns_addr, p->dns_len);
+        *len = p->dns_len;
+    }
     pthread_mutex_unlock(&p->lock);
-    int fd = open_socket(addr, alen, host, port);
-    free(host);
-    return fd;
+    return hit;
+}
+
+static void dns_store(sl_pool *p, const char *host, int port, const struct sockaddr *sa, socklen_t len)
+{
+    if (len > sizeof(p->dns_addr)) return;
+    pthread_mutex_lock(&p->lock);
+    if (!p->dns_host || strcmp(p->dns_host, host)) {
+        free(p->dns_host);
+        p->dns_host = strdup(host);
+    }
+    memcpy(&p->dns_addr, sa, len);
+    p->dns_len = len;
+    p->dns_port = port;
+    p->dns_at = p->dns_host ? sl_now_us() : 0;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The socket is connecting (or failed to start): watch it, or report the failure. */
+static void connect_started(sl_server *s, sl_worker *w, int fd)
+{
+    s->s.fd = fd;
+    if (fd < 0 || !sl_stream_attach(&s->s, w, NULL, s)) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(errno));
+        login_failed(s, "08006", msg);
+        return;
+    }
+    sl_stream_set_poll(&s->s, UV_WRITABLE);
+    SV_LOG(s, SL_LOG_DEBUG, "connecting (worker %d)", w->id);
+}
+
+/* Connect to the looked-up addresses in order until one connect starts (connected() comes back
+ * here through retry_detached when one is refused). */
+static void try_next_address(sl_server *s)
+{
+    int err = EHOSTUNREACH;
+    while (s->dns_next) {
+        struct addrinfo *ai = s->dns_next;
+        s->dns_next = ai->ai_next;
+        int fd = sl_sock_connect(ai->ai_addr, ai->ai_addrlen);
+        if (fd >= 0) {
+            s->dns_cur = ai;
+            connect_started(s, s->s.w, fd);
+            return;
+        }
+        err = errno;
+    }
+    errno = err;
+    connect_started(s, s->s.w, -1);
+}
+
+/* The poll handle of a refused attempt is closed: close its socket and go on with the next address
+ * (or finish closing, if the server was closed meanwhile). */
+static void retry_detached(uv_handle_t *h)
+{
+    sl_server *s = h->data;
+    s->retrying = false;
+    if (s->state == SL_SV_CLOSING) {
+        server_free(h);
+        return;
+    }
+    close(s->s.fd);
+    s->s.fd = -1;
+    try_next_address(s);
+}
+
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    sl_server *s = req->data;
+    if (!s) { /* the server was closed while its name was looked up */
+        uv_freeaddrinfo(res);
+        free(req);
+        return;
+    }
+    s->resolve = NULL;
+    free(req);
+    sl_now_refresh();
+    if (status != 0 || !res) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "could not translate host name \"%s\" to address: %s", s->dns_name,
+                 uv_strerror(status ? status : UV_EAI_NONAME));
+        uv_freeaddrinfo(res);
+        login_failed(s, "08006", msg);
+        return;
+    }
+    s->dns_res = s->dns_next = res;
+    try_next_address(s);
 }
 
 sl_server *sl_server_launch(sl_worker *w, sl_pool *p)
@@ -126,21 +240,46 @@ sl_server *sl_server_launch(sl_worker *w, sl_pool *p)
     s->xact = 'I';
     sl_list_init(&s->pool_node);
     sl_stmt_cache_init(&s->ps_cache);
-    int fd = sl_server_open_socket(p, s->addr_str, sizeof(s->addr_str));
-    sl_stream_init(&s->s, SL_KIND_SERVER, fd);
+    sl_stream_init(&s->s, SL_KIND_SERVER, -1);
+    s->s.w = w;
+    sl_list_insert_tail(&w->servers, &s->node);
     s->connect_time = s->last_used = sl_now_us();
-    if (fd < 0 || !sl_server_attach(s, w)) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(errno));
-        if (fd >= 0) close(fd);
-        s->state = SL_SV_CLOSING;
-        sl_pool_forget_server(s);
-        free(s);
-        sl_pool_login_failed(p, "08006", msg);
+    pthread_mutex_lock(&p->lock);
+    char *host = p->host ? strdup(p->host) : NULL;
+    int port = p->port;
+    pthread_mutex_unlock(&p->lock);
+    if (!host || !*host || host[0] == '/') snprintf(s->addr_str, sizeof(s->addr_str), "unix:%d", port);
+    else snprintf(s->addr_str, sizeof(s->addr_str), "%s:%d", host, port);
+    if (!needs_lookup(host)) {
+        connect_started(s, w, connect_direct(host, port));
+        free(host);
+        return s;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (dns_cached(p, host, port, &ss, &len)) {
+        connect_started(s, w, sl_sock_connect((struct sockaddr *)&ss, len));
+        free(host);
+        return s;
+    }
+    snprintf(s->dns_name, sizeof(s->dns_name), "%s", host);
+    s->dns_port = port;
+    free(host);
+    uv_getaddrinfo_t *req = malloc(sizeof(*req));
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = req ? uv_getaddrinfo(&w->loop, req, resolved, s->dns_name, portstr, &hints) : UV_ENOMEM;
+    if (rc != 0) {
+        free(req);
+        char msg[400];
+        snprintf(msg, sizeof(msg), "could not look up host name \"%s\": %s", s->dns_name, uv_strerror(rc));
+        login_failed(s, "08006", msg);
         return NULL;
     }
-    sl_stream_set_poll(&s->s, UV_WRITABLE);
-    SV_LOG(s, SL_LOG_DEBUG, "connecting (worker %d)", w->id);
+    req->data = s;
+    s->resolve = req;
+    SV_LOG(s, SL_LOG_DEBUG, "looking up %s (worker %d)", s->dns_name, w->id);
     return s;
 }
 
@@ -558,10 +697,20 @@ static void connected(sl_server *s)
     socklen_t l = sizeof(err);
     if (getsockopt(s->s.fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
     if (err) {
+        if (s->dns_next) { /* the name has more addresses: try the next one, as libpq does */
+            s->retrying = true;
+            sl_stream_detach(&s->s, retry_detached);
+            return;
+        }
         char msg[300];
         snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(err));
         login_failed(s, "08006", msg);
         return;
+    }
+    if (s->dns_res) { /* remember the address that answered */
+        dns_store(s->pool, s->dns_name, s->dns_port, s->dns_cur->ai_addr, s->dns_cur->ai_addrlen);
+        uv_freeaddrinfo(s->dns_res);
+        s->dns_res = s->dns_cur = s->dns_next = NULL;
     }
     sl_config *cfg = sl_config_acquire();
     sl_sock_tune(s->s.fd, cfg, true);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "config/config.h"
 #include "core/conn.h"
@@ -50,6 +51,12 @@ typedef struct sl_pool {
     char *server_user;
     char *server_password;      /* NULL: use client's / userlist */
     char *connect_query;
+    /* the last address host resolved to (server.c), reused for dns_max_ttl; dns_at 0 = none */
+    char *dns_host;
+    int dns_port;
+    struct sockaddr_storage dns_addr;
+    socklen_t dns_len;
+    int64_t dns_at;
     sl_params db_defaults;      /* client_encoding/datestyle/timezone/application_name from [databases] */
     int pool_size, min_pool_size, reserve_size, max_db_conns, max_user_conns, pool_mode;
     int64_t server_lifetime;    /* usec, 0 = unlimited: checked when a server is released */

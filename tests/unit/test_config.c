@@ -242,7 +242,7 @@ static void test_pgbouncer_unimplemented(void **state)
     assert_int_equal(captured_lines_with("setting client_tls_sslmode is not implemented"), 1);
     assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting client_tls_sslmode"), 1);
     assert_int_equal(captured_lines_with("setting client_tls_key_file is not implemented"), 1);
-    assert_int_equal(captured_lines_with("setting dns_max_ttl is not implemented"), 1);
+    assert_int_equal(captured_lines_with("setting dns_nxdomain_ttl is not implemented"), 1);
     assert_int_equal(captured_lines_with("setting max_db_client_connections is not implemented"), 1);
     assert_int_equal(captured_lines_with("database parameter load_balance_hosts is not implemented"), 1);
     assert_int_equal(captured_lines_with("database parameter server_lifetime is not implemented"), 1);
@@ -379,7 +379,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 69); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 70); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
