@@ -283,12 +283,6 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
     }
 }
 
-/* Usually nothing is due: test inline before the call. */
-static inline void emit_synth(sl_server *s, sl_client *c)
-{
-    if (s->exp_n && exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) emit_synth_slow(s, c);
-}
-
 void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
 #define ends_request sl_exp_ends_request
