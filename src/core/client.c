@@ -46,7 +46,10 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
     }
     sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
     c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
-    snprintf(c->addr, sizeof(c->addr), "%s", unix_sock ? "unix" : addr);
+    const char *a = unix_sock ? "unix" : addr;
+    size_t alen = strnlen(a, sizeof(c->addr) - 1);
+    memcpy(c->addr, a, alen);
+    c->addr[alen] = '\0';
     c->cfg = sl_config_acquire();
     c->slot = sl_worker_add_client(w, c);
     if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, NULL, c)) {
@@ -65,6 +68,9 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
     SL_OWNER_ADD(w->nclients, 1);
     SL_OWNER_ADD(w->stats.clients_accepted, 1);
     sl_stream_set_poll(&c->s, UV_READABLE);
+    /* the startup packet is normally there already (TCP_DEFER_ACCEPT, or a client that sends it
+     * right after connecting): read it now instead of one loop turn later */
+    sl_client_on_event(c, UV_READABLE);
 }
 
 static void client_flush_out(sl_client *c)
@@ -105,7 +111,9 @@ void sl_client_close(sl_client *c, const char *reason)
     sl_list_remove(&c->node);
     SL_OWNER_ADD(w->nclients, -1);
     sl_worker_remove_client(w, c);
-    shutdown(c->s.fd, SHUT_RDWR); /* the peer sees the end now; the fd is closed in client_free */
+    /* the peer sees the end now; the fd is closed in client_free (a peer that hung up or said
+     * Terminate is not waiting for that, and close() follows within this loop turn) */
+    if (!c->peer_closed) shutdown(c->s.fd, SHUT_RDWR);
     if (c->s.poll_open)
         sl_stream_detach(&c->s, client_free);
     else
@@ -339,6 +347,7 @@ void sl_client_idle_input(sl_client *c)
             return;
         }
         if (type == 'X') {
+            c->peer_closed = true;
             sl_client_close(c, "client close request");
             return;
         }
@@ -386,6 +395,7 @@ void sl_client_on_event(sl_client *c, int events)
     }
     sl_io_status st = sl_stream_read(s);
     if (st == SL_IO_EOF) {
+        c->peer_closed = true;
         sl_client_close(c, "client closed connection");
         return;
     }

@@ -170,8 +170,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
             if (errno == EMFILE || errno == ENFILE) sl_log_error("accept: %s", strerror(errno));
             break;
         }
-        char addr[64];
-        sl_sock_addr_str(&ss, addr, sizeof(addr));
+        char addr[64] = "unix";
+        if (!w->listen_unix[idx]) sl_sock_addr_str(&ss, addr, sizeof(addr));
         sl_sock_tune(fd, cfg, !w->listen_unix[idx]);
         sl_client_accept(w, fd, addr, w->listen_unix[idx]);
     }
