@@ -77,7 +77,11 @@ bool sl_md5_verify(const char *stored, const char *user, const uint8_t salt[4], 
       memcpy(user_hash, stored, sizeof(user_hash));
    else
       sl_md5_user_hash(stored, user, user_hash);
-   sl_md5_salted(user_hash, salt, expect);
+   /* user_hash is a well-formed hash (or "" when hashing failed): salt it without checking again */
+   if (user_hash[0] != '\0')
+      md5_hex2(user_hash + 3, 32, salt, 4, expect);
+   else
+      expect[0] = '\0';
    ok = expect[0] != '\0' && strnlen(answer, SL_MD5_HASH_LEN + 1) == SL_MD5_HASH_LEN &&
         CRYPTO_memcmp(expect, answer, SL_MD5_HASH_LEN) == 0;
    OPENSSL_cleanse(user_hash, sizeof(user_hash));

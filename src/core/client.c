@@ -139,12 +139,6 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
 
 /* ---- startup ---- */
 
-static bool startup_param_allowed(sl_client *c, const char *name)
-{
-    if (!strcmp(name, "user") || !strcmp(name, "database")) return true;
-    if (sl_param_lookup(name) >= 0) return true;
-    return sl_list_contains(c->cfg->ignore_startup_parameters, name);
-}
 
 static bool admit(sl_client *c, const sl_startup *st)
 {
@@ -158,12 +152,16 @@ static bool admit(sl_client *c, const sl_startup *st)
     c->dbname = strdup(db && *db ? db : user);
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < st->nparams; i++) {
-        if (!startup_param_allowed(c, st->names[i])) {
-            sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", st->names[i]);
+        /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
+        const char *name = st->names[i];
+        if (!strcmp(name, "user") || !strcmp(name, "database")) continue;
+        int id = sl_param_lookup(name);
+        if (id >= 0) {
+            sl_params_set(&c->params, id, st->values[i]);
+        } else if (!sl_list_contains(c->cfg->ignore_startup_parameters, name)) {
+            sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", name);
             return false;
         }
-        int id = sl_param_lookup(st->names[i]);
-        if (id >= 0) sl_params_set(&c->params, id, st->values[i]);
     }
     if (c->cfg->application_name_add_host) {
         char buf[256];
