@@ -91,11 +91,12 @@ static sl_client *client_new(sl_worker *w, int fd)
     return c;
 }
 
-void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
+void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock, sl_config *cfg)
 {
     sl_client *c = client_new(w, fd);
     if (!c) {
         close(fd);
+        sl_config_unref(cfg);
         return;
     }
     c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
@@ -103,7 +104,7 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
     size_t alen = strnlen(a, sizeof(c->addr) - 1);
     memcpy(c->addr, a, alen);
     c->addr[alen] = '\0';
-    c->cfg = sl_config_acquire();
+    c->cfg = cfg;
     c->slot = sl_worker_add_client(w, c);
     if (c->slot == UINT32_MAX) {
         sl_config_unref(c->cfg);
