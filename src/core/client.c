@@ -175,7 +175,6 @@ void sl_client_close(sl_client *c, const char *reason)
          * keep the struct with its handle: freed or reused once this callback is over */
         uv_poll_stop(&c->s.poll);
         c->s.want = 0;
-        c->s.poll_open = false; /* a stray sl_stream_set_poll must not start it again */
         close(c->s.fd);
         c->s.fd = -1;
         sl_list_insert_tail(&w->closed_clients, &c->node);
