@@ -21,9 +21,11 @@
     sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
                (c)->user ? (c)->user : "?", (c)->addr, ##__VA_ARGS__)
 
-/* Everything a client owns except its struct, its poll handle and its descriptor. */
-static void client_release(sl_client *c)
+static void client_free(uv_handle_t *h)
 {
+    sl_client *c = h->data;
+    /* closed only now that libuv no longer polls it: the number may be reused at once */
+    if (c->s.fd >= 0) close(c->s.fd);
     sl_stream_free_buf(&c->s);
     sl_pb_free(&c->s.out);
     sl_params_clear(&c->params);
@@ -32,73 +34,18 @@ static void client_release(sl_client *c)
     free(c->dbname);
     free(c->scram);
     if (c->cfg) sl_config_unref(c->cfg);
-    c->user = c->dbname = NULL;
-    c->scram = NULL;
-    c->cfg = NULL;
-}
-
-static void client_free(uv_handle_t *h)
-{
-    sl_client *c = h->data;
-    /* closed only now that libuv no longer polls it: the number may be reused at once */
-    if (c->s.fd >= 0) close(c->s.fd);
-    client_release(c);
     free(c);
-}
-
-static void spare_free(uv_handle_t *h) { free(h->data); }
-
-/* Clients closed in earlier callbacks (nothing refers to them any more): keep them for reuse by
- * descriptor number, or let them go. Called between events, never while one is being handled. */
-void sl_client_recycle_closed(sl_worker *w)
-{
-    while (!sl_list_empty(&w->closed_clients)) {
-        sl_client *c = sl_container_of(w->closed_clients.next, sl_client, node);
-        sl_list_remove(&c->node);
-        client_release(c);
-        uv_os_fd_t fd; /* the number the stopped handle is bound to (the descriptor itself is closed) */
-        if (uv_fileno((uv_handle_t *)&c->s.poll, &fd) != 0) fd = -1;
-        if (!w->spare_clients) w->spare_clients = calloc(SL_SPARE_CLIENT_FDS, sizeof(*w->spare_clients));
-        if (w->spare_clients && fd >= 0 && fd < SL_SPARE_CLIENT_FDS && !w->spare_clients[fd])
-            w->spare_clients[fd] = c;
-        else
-            uv_close((uv_handle_t *)&c->s.poll, spare_free);
-    }
-}
-
-/* A client struct for a new connection on fd: a spare one whose stopped poll handle is bound to
- * the same descriptor number (no uv_poll_init), else a new one. */
-static sl_client *client_new(sl_worker *w, int fd)
-{
-    sl_client *c = fd >= 0 && fd < SL_SPARE_CLIENT_FDS && w->spare_clients ? w->spare_clients[fd] : NULL;
-    if (c) {
-        w->spare_clients[fd] = NULL;
-        uv_poll_t poll = c->s.poll; /* copied back to the same address: libuv's links stay valid */
-        memset(c, 0, sizeof(*c));
-        sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
-        c->s.poll = poll;
-        c->s.w = w;
-        c->s.poll_open = true;
-        return c;
-    }
-    c = calloc(1, sizeof(*c));
-    if (!c) return NULL;
-    sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
-    if (!sl_stream_attach(&c->s, w, NULL, c)) {
-        free(c);
-        return NULL;
-    }
-    return c;
 }
 
 void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock, sl_config *cfg)
 {
-    sl_client *c = client_new(w, fd);
+    sl_client *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
         sl_config_unref(cfg);
         return;
     }
+    sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
     c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
     const char *a = unix_sock ? "unix" : addr;
     size_t alen = strnlen(a, sizeof(c->addr) - 1);
@@ -106,12 +53,11 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock, sl
     c->addr[alen] = '\0';
     c->cfg = cfg;
     c->slot = sl_worker_add_client(w, c);
-    if (c->slot == UINT32_MAX) {
-        sl_config_unref(c->cfg);
-        c->cfg = NULL;
-        c->s.fd = -1;
+    if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, NULL, c)) {
+        if (c->slot != UINT32_MAX) w->slots[c->slot] = NULL;
         close(fd);
-        uv_close((uv_handle_t *)&c->s.poll, spare_free);
+        sl_config_unref(c->cfg);
+        free(c);
         return;
     }
     c->gen = (uint32_t)c->id;
@@ -166,21 +112,13 @@ void sl_client_close(sl_client *c, const char *reason)
     sl_list_remove(&c->node);
     SL_OWNER_ADD(w->nclients, -1);
     sl_worker_remove_client(w, c);
-    /* the peer sees the end now (a peer that hung up or said Terminate is not waiting for that,
-     * and close() follows at once, or at the end of this loop turn) */
+    /* the peer sees the end now; the fd is closed in client_free (a peer that hung up or said
+     * Terminate is not waiting for that, and close() follows within this loop turn) */
     if (!c->peer_closed) shutdown(c->s.fd, SHUT_RDWR);
-    if (c->s.poll_open) {
-        /* stop polling (libuv also drops any event of this turn for the fd), close the fd now
-         * (fd = -1: a stray late write fails instead of reaching whoever gets the number next), and
-         * keep the struct with its handle: freed or reused once this callback is over */
-        uv_poll_stop(&c->s.poll);
-        c->s.want = 0;
-        close(c->s.fd);
-        c->s.fd = -1;
-        sl_list_insert_tail(&w->closed_clients, &c->node);
-    } else {
+    if (c->s.poll_open)
+        sl_stream_detach(&c->s, client_free);
+    else
         client_free((uv_handle_t *)&(uv_poll_t){.data = c});
-    }
 }
 
 void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char *fmt, ...)

@@ -161,7 +161,6 @@ static void on_accept(uv_poll_t *h, int status, int events)
     int idx = (int)(h - w->listen_polls);
     sl_now_refresh();
     if (status < 0) return;
-    sl_client_recycle_closed(w);
     /* One connection per wake-up: looping until accept4 fails with EAGAIN costs a system call per
      * wake-up, i.e. per login when clients connect one at a time (a connection per transaction).
      * The listening socket is polled level-triggered, so a backlog is taken one per loop turn,
@@ -287,7 +286,6 @@ bool sl_pooler_collect(sl_worker *home, sl_worker_fn each, sl_worker_fn done, vo
 void sl_pooler_tick(sl_worker *w)
 {
     int64_t now = sl_now_us();
-    sl_client_recycle_closed(w);
     struct rusage ru;
     if (getrusage(RUSAGE_THREAD, &ru) == 0) {
         uint64_t us = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +

@@ -158,7 +158,6 @@ bool sl_workers_start(int n)
         w->id = i;
         w->buf_size = (uint32_t)sl_pooler_buf_size();
         sl_list_init(&w->clients);
-        sl_list_init(&w->closed_clients);
         sl_list_init(&w->servers);
         pthread_mutex_init(&w->mbox_lock, NULL);
         if (uv_loop_init(&w->loop) != 0) return false;

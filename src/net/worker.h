@@ -12,7 +12,6 @@
 
 #define SL_MAX_WORKERS 64
 #define SL_MAX_LISTEN 8
-#define SL_SPARE_CLIENT_FDS 256
 
 struct sl_client;
 struct sl_server;
@@ -74,11 +73,6 @@ typedef struct sl_worker {
     uint32_t nslots;
     uint32_t *free_slots;
     uint32_t nfree_slots;
-
-    /* closed clients kept with their (stopped) poll handle for the next client that gets the same
-     * descriptor number: uv_poll_init costs two epoll_ctl and an ioctl per connection */
-    sl_list closed_clients;            /* closed during this loop turn, not reusable yet */
-    struct sl_client **spare_clients;  /* by fd, fd < SL_SPARE_CLIENT_FDS */
 
     sl_list clients;    /* every client of this worker */
     sl_list servers;    /* every server attached to this worker */
