@@ -7,7 +7,8 @@
 
 #define SL_MD5_HASH_LEN 35 /* "md5" + 32 hex digits, without the NUL */
 
-/* "md5" + hex(md5(password || user)): what pg_authid stores and a userlist.txt may hold. out: 36 bytes incl NUL. */
+/* "md5" + hex(md5(password || user)): what pg_authid stores and a userlist.txt may hold. out: 36 bytes incl NUL.
+ * On a digest failure out is "" (which never verifies). */
 void sl_md5_user_hash(const char *password, const char *user, char out[36]);
 /* Answer to AuthenticationMD5Password: "md5" + hex(md5(hex32(user_hash) || salt)). user_hash is the 35-char
  * "md5..." string; anything else gives out = "". */

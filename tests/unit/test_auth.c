@@ -144,40 +144,6 @@ static void test_md5(void **state)
    /* python3: "md5" + hashlib.md5(b"secret" + b"user").hexdigest() */
    sl_md5_user_hash("secret", "user", hash);
    assert_string_equal(hash, "md520eb1b22a92b5c573dc1eb4331fc49ee");
-   /* RFC 1321 test suite, and inputs around the block and padding boundaries (python3 hashlib) */
-   sl_md5_user_hash("", "", hash);
-   assert_string_equal(hash, "md5d41d8cd98f00b204e9800998ecf8427e");
-   sl_md5_user_hash("ab", "c", hash);
-   assert_string_equal(hash, "md5900150983cd24fb0d6963f7d28e17f72");
-   sl_md5_user_hash("message ", "digest", hash);
-   assert_string_equal(hash, "md5f96b697d7cb7938d525a2f31aaf161d0");
-   sl_md5_user_hash("1234567890123456789012345678901234567890", "1234567890123456789012345678901234567890", hash);
-   assert_string_equal(hash, "md557edf4a22be3c955ac49da2e2107b67a");
-   {
-      char big[1001], x55[56], x56[57], x63[64], x64[65];
-
-      memset(big, 'a', 1000);
-      big[1000] = '\0';
-      sl_md5_user_hash(big, "user", hash);
-      assert_string_equal(hash, "md51fc4c82eecf475f0b94943d6cdcc4455");
-      memset(x64, 'x', 64);
-      memcpy(x55, x64, 55);
-      x55[55] = '\0';
-      memcpy(x56, x64, 56);
-      x56[56] = '\0';
-      memcpy(x63, x64, 63);
-      x63[63] = '\0';
-      x64[64] = '\0';
-      sl_md5_user_hash(x55, "", hash);
-      assert_string_equal(hash, "md504364420e25c512fd958a70738aa8f72");
-      sl_md5_user_hash("", x56, hash);
-      assert_string_equal(hash, "md5668a72d5ba17f08e62dabcafad6db14b");
-      sl_md5_user_hash(x63, "y", hash);
-      assert_string_equal(hash, "md57bdc3cfa3194646cb3fc142c8a9c161a");
-      sl_md5_user_hash(x64, "z", hash);
-      assert_string_equal(hash, "md573e060cf06600e43dd4825991e73ad47");
-   }
-   sl_md5_user_hash("secret", "user", hash);
    assert_true(sl_md5_is_hash(hash));
    assert_false(sl_md5_is_hash("md520EB1B22A92B5C573DC1EB4331FC49EE"));
    assert_false(sl_md5_is_hash("md520eb1b22a92b5c573dc1eb4331fc49e"));
