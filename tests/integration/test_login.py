@@ -1,6 +1,6 @@
-"""Logins one after another (a connection per transaction), ending in every way a client can end:
-closed client structures are reused by descriptor number, so each login must start from a clean
-slate whatever the previous connection on that number did."""
+"""Logins one after another (a connection per transaction), ending in every way a client can end;
+each login must start from a clean slate whatever the previous connection (often given the same
+descriptor number by the kernel) did."""
 import socket
 import struct
 
