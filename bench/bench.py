@@ -6,7 +6,8 @@ settings, and runs pgbench scenarios against each target interleaved (direct, pg
 direct, ...) for several rounds. Reports medians: TPS, mean and p99 latency, pooler CPU seconds per
 1,000 transactions (utime+stime from /proc/PID/stat) and pooler RSS, each also as a ratio to
 PgBouncer's. Then the steadier figure, instructions per proxied transaction (perf stat where the
-machine has the counter, else callgrind on a fixed 20,000-transaction run), and a CPU profile of
+machine has the counter, else callgrind on a fixed 20,000-transaction run), the same per login when
+scenario 5 runs (its -C workload: one login per transaction), and a CPU profile of
 both poolers (perf record, software cpu-clock event). Writes OUT/latest.md, OUT/latest.json and
 OUT/latest.png (gnuplot). See bench/README.md.
 
@@ -15,7 +16,8 @@ Run as root (PostgreSQL and PgBouncer run as the postgres OS user) with /usr/bin
     bench/bench.py --smoke         # 1 round, 2 s runs, scenarios 1 and 2 (make test runs this)
 Environment: SL_BIN, PGBOUNCER_BIN, BENCH_SECONDS, BENCH_ROUNDS, BENCH_SCENARIOS (e.g. "1,2,6"),
 BENCH_SCALE, BENCH_IDLE (idle clients, 10000), BENCH_SL_WORKERS (pgsluice workers, 1), BENCH_AUTH
-(md5|scram-sha-256), BENCH_INSTR_TX (20000; 0 skips), BENCH_PROFILE (1; 0 skips), BENCH_OUT.
+(md5|scram-sha-256), BENCH_INSTR_TX (20000; 0 skips), BENCH_INSTR_LOGIN (2000 logins, with scenario 5;
+0 skips), BENCH_PROFILE (1; 0 skips), BENCH_OUT.
 """
 import argparse
 import datetime
@@ -405,6 +407,7 @@ class Bench:
         self.sl_workers = env_int("BENCH_SL_WORKERS", 1)
         self.auth = os.environ.get("BENCH_AUTH", "md5")
         self.instr_tx = env_int("BENCH_INSTR_TX", 0 if self.smoke else 20000)
+        self.instr_login = env_int("BENCH_INSTR_LOGIN", 0 if self.smoke else 2000)
         self.do_profile = env_int("BENCH_PROFILE", 0 if self.smoke else 1) != 0
         default_sc = "1,2" if self.smoke else "1,2,3,4,5,6,7"
         self.scenarios = [s.strip() for s in os.environ.get("BENCH_SCENARIOS", default_sc).split(",") if s.strip()]
@@ -427,6 +430,7 @@ class Bench:
         self.runs = []          # every measured run (dicts), for latest.json
         self.idle = {}          # scenario 6 details: target -> list of per-round dicts
         self.instr = {}         # pooler -> instructions-per-transaction result
+        self.instr_logins = {}  # pooler -> instructions-per-login result (scenario 5's workload)
         self.profiles = {}      # pooler -> list of (share, symbol)
         self.notes = []
         self.problems = []
@@ -628,20 +632,29 @@ class Bench:
         return p.returncode == 0 and re.search(r"^\d+,", p.stderr, re.M) is not None
 
     def instructions(self):
-        n = self.instr_tx
         spec = dict(SCENARIOS["2"], clients=10)
+        self._count_per_tx(spec, self.instr_tx, "scenario 2 (select-only, extended), 10 clients", "", self.instr)
+
+    def instructions_per_login(self):
+        """The same counts on scenario 5's workload (a new connection and md5/SCRAM login per select-only
+        transaction, 20 clients): instructions and system calls per login."""
+        spec = dict(SCENARIOS["5"])
+        self._count_per_tx(spec, self.instr_login, "scenario 5 (-C: one login per select-only transaction), "
+                           "%d clients" % spec["clients"], "login-", self.instr_logins)
+
+    def _count_per_tx(self, spec, n, workload, tag, store):
         per_client = max(1, n // spec["clients"])
         total = per_client * spec["clients"]
         use_perf = self.perf_counts_instructions()
         method = "perf stat -e instructions" if use_perf else "valgrind --tool=callgrind (user-space Ir)"
-        log("instructions per transaction: %s, %d transactions of scenario 2 (10 clients)" % (method, total))
+        log("instructions per transaction: %s, %d transactions of %s" % (method, total, workload))
         for name in ("pgbouncer", "pgsluice"):
             src = self.targets[name]
             if use_perf:
                 r = self._instr_perf(src, spec, per_client)
             else:
-                r = self._instr_callgrind(src, spec, per_client)
-            r.update(method=method, workload="scenario 2 (select-only, extended), 10 clients")
+                r = self._instr_callgrind(src, spec, per_client, tag)
+            r.update(method=method, workload=workload)
             if r.get("instructions") and r.get("tx"):
                 r["per_tx"] = r["instructions"] / r["tx"]
                 log("  %-10s %d instructions / %d tx = %.0f per tx" % (name, r["instructions"], r["tx"],
@@ -650,7 +663,7 @@ class Bench:
                 log("  %-10s FAILED: %s" % (name, r.get("error")))
             if self.perf_ok("trace"):
                 r.update(self._syscalls(src, spec, per_client))
-            self.instr[name] = r
+            store[name] = r
 
     def perf_ok(self, what):
         """Does `perf record` (cpu-clock) or `perf trace -s` work on this machine?"""
@@ -711,7 +724,7 @@ class Bench:
             r["error"] = "perf stat printed no instruction count"
         return r
 
-    def _instr_callgrind(self, src, spec, per_client):
+    def _instr_callgrind(self, src, spec, per_client, tag=""):
         """Instructions per transaction under callgrind, by difference: a second instance of the pooler
         (same settings, own port) runs a short fixed workload, a third one the same plus per_client more
         transactions per client; each is stopped and its total Ir read. Start-up, logins and shutdown
@@ -720,10 +733,10 @@ class Bench:
         if not shutil.which("valgrind"):
             return {"error": "valgrind is not installed (scripts/install-deps.sh --bench)"}
         short = max(1, per_client // 10)
-        a = self._callgrind_retry(src, spec, short, "short")
+        a = self._callgrind_retry(src, spec, short, tag + "short")
         if a.get("error"):
             return a
-        b = self._callgrind_retry(src, spec, short + per_client, "long")
+        b = self._callgrind_retry(src, spec, short + per_client, tag + "long")
         if b.get("error"):
             return b
         r = {"tx": b["tx"] - a["tx"], "instructions": b["instructions"] - a["instructions"],
@@ -734,9 +747,11 @@ class Bench:
         r["top_functions"] = [(100.0 * ir / r["instructions"], ir, fn) for ir, fn in diff[:40]
                               if r["instructions"] > 0]
         if not self.smoke:
-            with open(os.path.join(self.out, "callgrind-%s.txt" % src.name), "w") as f:
+            with open(os.path.join(self.out, "callgrind-%s%s.txt" % (tag, src.name)), "w") as f:
                 f.write("# %s: callgrind self cost per function, run with %d tx minus run with %d tx "
-                        "(= %d transactions of scenario 2's workload)\n" % (src.name, b["tx"], a["tx"], r["tx"]))
+                        "(= %d transactions of %s)\n" % (src.name, b["tx"], a["tx"], r["tx"],
+                                                        "scenario 5's workload, one login each" if tag
+                                                        else "scenario 2's workload"))
                 f.write("# total: %d instructions, %.0f per transaction\n" % (r["instructions"],
                                                                              r["instructions"] / max(1, r["tx"])))
                 f.write("# %-8s %14s %12s  function\n" % ("share", "Ir", "Ir/tx"))
@@ -833,6 +848,8 @@ class Bench:
                 self.run_simple(sc)
         if self.instr_tx:
             self.instructions()
+        if self.instr_login and "5" in self.scenarios:
+            self.instructions_per_login()
         if self.do_profile:
             self.profile()
         self.elapsed = time.monotonic() - t0
@@ -1077,6 +1094,52 @@ def cpu_model():
     return platform.processor() or "?"
 
 
+def cost_tables(instr, unit, noun, tag, md, text, text_title):
+    """The instructions / system calls table, the system calls by name and the top functions."""
+    pgb = instr.get("pgbouncer", {})
+    head = ["pooler", "instructions per %s (user space)" % unit, "×PgB", "syscalls per %s" % unit, "×PgB",
+            "context switches per %s" % unit, "×PgB"]
+    irows = []
+    for t in ("pgbouncer", "pgsluice"):
+        r = instr.get(t)
+        if not r:
+            continue
+        ins = "{:,.0f}".format(r["per_tx"]) if r.get("per_tx") is not None else "FAILED: %s" % r.get("error")
+        irows.append([t, ins, fmt_ratio(ratio(r.get("per_tx"), pgb.get("per_tx"))),
+                      fmt(r.get("syscalls_per_tx"), "%.2f"),
+                      fmt_ratio(ratio(r.get("syscalls_per_tx"), pgb.get("syscalls_per_tx"))),
+                      fmt(r.get("ctx_switches_per_tx"), "%.3f"),
+                      fmt_ratio(ratio(r.get("ctx_switches_per_tx"), pgb.get("ctx_switches_per_tx")))])
+    md.append(md_table(head, irows))
+    md.append("")
+    text.append("\n%s:\n" % text_title + text_table(head, irows))
+    sc_rows = []
+    names = []
+    for t in ("pgbouncer", "pgsluice"):
+        for per, name in (instr.get(t, {}).get("syscall_breakdown") or [])[:12 if tag else 8]:
+            if name not in names:
+                names.append(name)
+    for name in names:
+        row = [name]
+        for t in ("pgbouncer", "pgsluice"):
+            d = dict((n, per) for per, n in (instr.get(t, {}).get("syscall_breakdown") or []))
+            row.append(fmt(d.get(name), "%.3f"))
+        sc_rows.append(row)
+    if sc_rows:
+        md.append("System calls per %s by name:\n" % noun)
+        md.append(md_table(["syscall", "pgbouncer", "pgsluice"], sc_rows))
+        md.append("")
+    for t in ("pgsluice", "pgbouncer"):
+        top = instr.get(t, {}).get("top_functions")
+        if top:
+            md.append("Top functions of %s by instructions per %s (callgrind self cost; full listing in "
+                      "`callgrind-%s%s.txt`):\n" % (t, noun, tag, t))
+            md.append(md_table(["share", "Ir per %s" % unit, "function"],
+                               [["%.1f %%" % sh, "{:,.0f}".format(ir / instr[t]["tx"]), "`%s`" % fn]
+                                for sh, ir, fn in top[:20 if tag else 15]]))
+            md.append("")
+
+
 def report(b):
     rows = []
     for sc, title, tname, s, base in b.rows():
@@ -1149,20 +1212,6 @@ def report(b):
         text.append("\nScenario 6 (idle clients):\n" + text_table(head, irows))
 
     if b.instr:
-        pgb = b.instr.get("pgbouncer", {})
-        head = ["pooler", "instructions per tx (user space)", "×PgB", "syscalls per tx", "×PgB",
-                "context switches per tx", "×PgB"]
-        irows = []
-        for t in ("pgbouncer", "pgsluice"):
-            r = b.instr.get(t)
-            if not r:
-                continue
-            ins = "{:,.0f}".format(r["per_tx"]) if r.get("per_tx") is not None else "FAILED: %s" % r.get("error")
-            irows.append([t, ins, fmt_ratio(ratio(r.get("per_tx"), pgb.get("per_tx"))),
-                          fmt(r.get("syscalls_per_tx"), "%.2f"),
-                          fmt_ratio(ratio(r.get("syscalls_per_tx"), pgb.get("syscalls_per_tx"))),
-                          fmt(r.get("ctx_switches_per_tx"), "%.3f"),
-                          fmt_ratio(ratio(r.get("ctx_switches_per_tx"), pgb.get("ctx_switches_per_tx")))])
         any_r = next(iter(b.instr.values()))
         md.append("## Per-transaction costs (the steadier figures)\n")
         md.append("Scenario 2's workload (select-only, extended protocol) with 10 clients and a fixed number of "
@@ -1176,37 +1225,22 @@ def report(b):
         md.append("- System calls: `perf trace -s -p PID` on the running (native) pooler during %s "
                   "transactions, all threads; context switches from /proc/PID/task/*/status.\n"
                   % "{:,}".format(any_r.get("syscalls_tx") or 0))
-        md.append(md_table(head, irows))
-        md.append("")
+        cost_tables(b.instr, "tx", "transaction", "", md, text, "Per-transaction costs (scenario 2 workload, "
+                    "fixed transactions)")
         md.append("Instructions and system calls are steady from run to run; context switches depend on how "
                   "busy the machine is (a loop that finds nothing to do sleeps in epoll_wait).\n")
-        text.append("\nPer-transaction costs (scenario 2 workload, fixed transactions):\n" + text_table(head, irows))
-        sc_rows = []
-        names = []
-        for t in ("pgbouncer", "pgsluice"):
-            for per, name in (b.instr.get(t, {}).get("syscall_breakdown") or [])[:8]:
-                if name not in names:
-                    names.append(name)
-        for name in names:
-            row = [name]
-            for t in ("pgbouncer", "pgsluice"):
-                d = dict((n, per) for per, n in (b.instr.get(t, {}).get("syscall_breakdown") or []))
-                row.append(fmt(d.get(name), "%.3f"))
-            sc_rows.append(row)
-        if sc_rows:
-            md.append("System calls per transaction by name:\n")
-            md.append(md_table(["syscall", "pgbouncer", "pgsluice"], sc_rows))
-            md.append("")
-        for t in ("pgsluice", "pgbouncer"):
-            top = b.instr.get(t, {}).get("top_functions")
-            if top:
-                md.append("Top functions of %s by instructions per transaction (callgrind self cost; full listing in "
-                          "`callgrind-%s.txt`):\n" % (t, t))
-                md.append(md_table(["share", "Ir per tx", "function"],
-                                   [["%.1f %%" % sh, "{:,.0f}".format(ir / b.instr[t]["tx"]), "`%s`" % fn]
-                                    for sh, ir, fn in top[:15]]))
-                md.append("")
-
+    if b.instr_logins:
+        any_r = next(iter(b.instr_logins.values()))
+        md.append("## Per-login costs (scenario 5's workload)\n")
+        md.append("`pgbench -C -S` with %d clients and a fixed number of transactions per client: every "
+                  "transaction opens a connection, logs in (auth_type %s), runs one select and disconnects, so "
+                  "each figure per transaction is the cost of one login plus one small query. Measured the same "
+                  "way as the per-transaction costs (%s, by difference of a short and a long run with %s more "
+                  "logins; `perf trace -s` on the native pooler during %s logins).\n"
+                  % (SCENARIOS["5"]["clients"], b.auth, any_r.get("method", "?"),
+                     "{:,}".format(any_r.get("tx", 0)), "{:,}".format(any_r.get("syscalls_tx") or 0)))
+        cost_tables(b.instr_logins, "login", "login", "login-", md, text, "Per-login costs (scenario 5 workload, "
+                    "fixed logins)")
     if b.profiles:
         md.append("## CPU profile during scenario 2 (perf record -e cpu-clock)\n")
         md.append("Share of the pooler process's sampled CPU time (user and kernel) per function; full "
@@ -1333,7 +1367,8 @@ def finish(b):
     with open(os.path.join(b.out, "latest.json"), "w") as f:
         json.dump({"settings": {"seconds": b.seconds, "rounds": b.rounds, "scale": b.scale, "idle": b.idle_n,
                                 "sl_workers": b.sl_workers, "auth": b.auth, "scenarios": b.scenarios},
-                   "runs": b.runs, "idle": b.idle, "instructions": b.instr, "profiles": b.profiles,
+                   "runs": b.runs, "idle": b.idle, "instructions": b.instr,
+                   "instructions_per_login": b.instr_logins, "profiles": b.profiles,
                    "load_before": b.load_before}, f, indent=1)
     print(text)
     print("bench: wrote %s/latest.md%s (%.0f s)" % (b.out, " and latest.png" if have_chart else "", b.elapsed))

@@ -1,6 +1,7 @@
 /* md5.c - PostgreSQL md5 password hashing and AuthenticationMD5Password answers. */
 #include "auth/md5.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -8,14 +9,22 @@
 
 #include "auth/scram.h"
 
+/* The MD5 implementation is fetched from the provider once: EVP_md5() in EVP_DigestInit_ex would
+ * look it up by name again on every login (more instructions than the hash itself). */
+static EVP_MD *g_md5;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void fetch_md5(void) { g_md5 = EVP_MD_fetch(NULL, "MD5", NULL); }
+
 /* out = "md5" + hex(md5(a || b)); "" on failure. */
 static void md5_hex2(const void *a, size_t alen, const void *b, size_t blen, char out[36])
 {
    static const char hex[] = "0123456789abcdef";
    uint8_t dig[16];
    unsigned int dlen = 0;
-   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-   bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
+   pthread_once(&md5_once, fetch_md5);
+   EVP_MD_CTX *ctx = g_md5 ? EVP_MD_CTX_new() : NULL;
+   bool ok = ctx != NULL && EVP_DigestInit_ex2(ctx, g_md5, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
              EVP_DigestUpdate(ctx, b, blen) == 1 && EVP_DigestFinal_ex(ctx, dig, &dlen) == 1 && dlen == 16;
 
    EVP_MD_CTX_free(ctx);
@@ -68,7 +77,11 @@ bool sl_md5_verify(const char *stored, const char *user, const uint8_t salt[4], 
       memcpy(user_hash, stored, sizeof(user_hash));
    else
       sl_md5_user_hash(stored, user, user_hash);
-   sl_md5_salted(user_hash, salt, expect);
+   /* user_hash is a well-formed hash (or "" when hashing failed): salt it without checking again */
+   if (user_hash[0] != '\0')
+      md5_hex2(user_hash + 3, 32, salt, 4, expect);
+   else
+      expect[0] = '\0';
    ok = expect[0] != '\0' && strnlen(answer, SL_MD5_HASH_LEN + 1) == SL_MD5_HASH_LEN &&
         CRYPTO_memcmp(expect, answer, SL_MD5_HASH_LEN) == 0;
    OPENSSL_cleanse(user_hash, sizeof(user_hash));

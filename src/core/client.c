@@ -38,17 +38,21 @@ static void client_free(uv_handle_t *h)
     free(c);
 }
 
-void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
+void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock, sl_config *cfg)
 {
     sl_client *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
+        sl_config_unref(cfg);
         return;
     }
     sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
     c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
-    snprintf(c->addr, sizeof(c->addr), "%s", unix_sock ? "unix" : addr);
-    c->cfg = sl_config_acquire();
+    const char *a = unix_sock ? "unix" : addr;
+    size_t alen = strnlen(a, sizeof(c->addr) - 1);
+    memcpy(c->addr, a, alen);
+    c->addr[alen] = '\0';
+    c->cfg = cfg;
     c->slot = sl_worker_add_client(w, c);
     if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, NULL, c)) {
         if (c->slot != UINT32_MAX) w->slots[c->slot] = NULL;
@@ -66,6 +70,9 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock)
     SL_OWNER_ADD(w->nclients, 1);
     SL_OWNER_ADD(w->stats.clients_accepted, 1);
     sl_stream_set_poll(&c->s, UV_READABLE);
+    /* the startup packet is normally there already (TCP_DEFER_ACCEPT, or a client that sends it
+     * right after connecting): read it now instead of one loop turn later */
+    sl_client_on_event(c, UV_READABLE);
 }
 
 static void client_flush_out(sl_client *c)
@@ -106,7 +113,9 @@ void sl_client_close(sl_client *c, const char *reason)
     sl_list_remove(&c->node);
     SL_OWNER_ADD(w->nclients, -1);
     sl_worker_remove_client(w, c);
-    shutdown(c->s.fd, SHUT_RDWR); /* the peer sees the end now; the fd is closed in client_free */
+    /* the peer sees the end now; the fd is closed in client_free (a peer that hung up or said
+     * Terminate is not waiting for that, and close() follows within this loop turn) */
+    if (!c->peer_closed) shutdown(c->s.fd, SHUT_RDWR);
     if (c->s.poll_open)
         sl_stream_detach(&c->s, client_free);
     else
@@ -132,12 +141,6 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
 
 /* ---- startup ---- */
 
-static bool startup_param_allowed(sl_client *c, const char *name)
-{
-    if (!strcmp(name, "user") || !strcmp(name, "database")) return true;
-    if (sl_param_lookup(name) >= 0) return true;
-    return sl_list_contains(c->cfg->ignore_startup_parameters, name);
-}
 
 static bool admit(sl_client *c, const sl_startup *st)
 {
@@ -155,12 +158,16 @@ static bool admit(sl_client *c, const sl_startup *st)
     }
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < st->nparams; i++) {
-        if (!startup_param_allowed(c, st->names[i])) {
-            sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", st->names[i]);
+        /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
+        const char *name = st->names[i];
+        if (!strcmp(name, "user") || !strcmp(name, "database")) continue;
+        int id = sl_param_lookup(name);
+        if (id >= 0) {
+            sl_params_set(&c->params, id, st->values[i]);
+        } else if (!sl_list_contains(c->cfg->ignore_startup_parameters, name)) {
+            sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", name);
             return false;
         }
-        int id = sl_param_lookup(st->names[i]);
-        if (id >= 0) sl_params_set(&c->params, id, st->values[i]);
     }
     if (c->cfg->application_name_add_host) {
         char buf[256];
@@ -344,6 +351,7 @@ void sl_client_idle_input(sl_client *c)
             return;
         }
         if (type == 'X') {
+            c->peer_closed = true;
             sl_client_close(c, "client close request");
             return;
         }
@@ -391,6 +399,7 @@ void sl_client_on_event(sl_client *c, int events)
     }
     sl_io_status st = sl_stream_read(s);
     if (st == SL_IO_EOF) {
+        c->peer_closed = true;
         sl_client_close(c, "client closed connection");
         return;
     }

@@ -161,21 +161,22 @@ static void on_accept(uv_poll_t *h, int status, int events)
     int idx = (int)(h - w->listen_polls);
     sl_now_refresh();
     if (status < 0) return;
-    sl_config *cfg = sl_config_acquire();
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        int fd = accept4(w->listen_fds[idx], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) sl_log_error("accept: %s", strerror(errno));
-            break;
-        }
-        char addr[64];
-        sl_sock_addr_str(&ss, addr, sizeof(addr));
-        sl_sock_tune(fd, cfg, !w->listen_unix[idx]);
-        sl_client_accept(w, fd, addr, w->listen_unix[idx]);
+    /* One connection per wake-up: looping until accept4 fails with EAGAIN costs a system call per
+     * wake-up, i.e. per login when clients connect one at a time (a connection per transaction).
+     * The listening socket is polled level-triggered, so a backlog is taken one per loop turn,
+     * alongside the other ready sockets. */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = accept4(w->listen_fds[idx], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) sl_log_error("accept: %s", strerror(errno));
+        return;
     }
-    sl_config_unref(cfg);
+    char addr[64] = "unix";
+    if (!w->listen_unix[idx]) sl_sock_addr_str(&ss, addr, sizeof(addr));
+    sl_config *cfg = sl_config_acquire();
+    sl_sock_tune(fd, cfg, !w->listen_unix[idx]);
+    sl_client_accept(w, fd, addr, w->listen_unix[idx], cfg);
 }
 
 static void start_listening(sl_worker *w)

@@ -33,7 +33,8 @@ void sl_pooler_tick(sl_worker *w);
 void sl_poll_dispatch(uv_poll_t *h, int status, int events);
 
 /* client.c */
-void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock);
+/* A new client on fd; takes over the caller's reference to cfg (the snapshot it is admitted under). */
+void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock, sl_config *cfg);
 void sl_client_on_event(sl_client *c, int events);
 void sl_client_close(sl_client *c, const char *reason);
 /* Send an error (and close when fatal). */

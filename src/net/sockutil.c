@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -95,10 +96,36 @@ void sl_sock_tune(int fd, const sl_config *cfg, bool is_tcp)
     }
 }
 
+/* Decimal digits of v (< 100000) at p; returns the end. */
+static char *put_dec(char *p, unsigned v)
+{
+    char tmp[8];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
 void sl_sock_addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
+    if (ss->ss_family == AF_INET && len >= sizeof("255.255.255.255:65535")) {
+        /* every accepted TCP client passes here: by hand, not inet_ntop + snprintf */
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        const uint8_t *b = (const uint8_t *)&a->sin_addr;
+        char *p = out;
+        for (int i = 0; i < 4; i++) {
+            p = put_dec(p, b[i]);
+            *p++ = i < 3 ? '.' : ':';
+        }
+        p = put_dec(p, ntohs(a->sin_port));
+        *p = '\0';
+        return;
+    }
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));

@@ -33,7 +33,7 @@ bool sl_stream_attach(sl_stream *s, sl_worker *w, uv_poll_cb cb, void *owner)
 void sl_stream_detach(sl_stream *s, uv_close_cb cb)
 {
     if (!s->poll_open) return;
-    uv_poll_stop(&s->poll);
+    /* no uv_poll_stop first: uv_close stops the poll itself, and each stop is an epoll_ctl(DEL) */
     s->want = 0;
     s->poll_open = false;
     uv_close((uv_handle_t *)&s->poll, cb);

@@ -4,7 +4,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -78,6 +81,58 @@ static void test_random(void **state)
    assert_true(sl_random_bytes(a, sizeof(a)));
    assert_true(sl_random_bytes(b, sizeof(b)));
    assert_memory_not_equal(a, b, sizeof(a));
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+   uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+   return a < b ? -1 : a > b;
+}
+
+/* Small requests come from a per-thread buffer: across several refills no draw repeats. */
+static void test_random_small_draws(void **state)
+{
+   enum { N = 3000 };
+   static uint64_t v[N];
+   uint8_t salt[4] = {0}, salt2[4] = {0};
+
+   (void)state;
+   for (int i = 0; i < N; i++)
+      assert_true(sl_random_bytes(&v[i], sizeof(v[i])));
+   qsort(v, N, sizeof(v[0]), cmp_u64);
+   for (int i = 1; i < N; i++)
+      assert_true(v[i] != v[i - 1]);
+   assert_true(sl_random_bytes(salt, 4));
+   assert_true(sl_random_bytes(salt2, 4));
+   assert_memory_not_equal(salt, salt2, 4);
+}
+
+/* A forked child must not repeat the bytes its parent hands out next. */
+static void test_random_fork(void **state)
+{
+   uint64_t mine = 0, child = 0;
+   int fds[2];
+
+   (void)state;
+   assert_true(sl_random_bytes(&mine, sizeof(mine))); /* the buffer is filled */
+   assert_int_equal(pipe(fds), 0);
+   pid_t pid = fork();
+   assert_true(pid >= 0);
+   if (pid == 0) {
+      uint64_t x = 0;
+      bool ok = sl_random_bytes(&x, sizeof(x));
+      ssize_t w = write(fds[1], &x, sizeof(x));
+      _exit(ok && w == (ssize_t)sizeof(x) ? 0 : 1);
+   }
+   close(fds[1]);
+   assert_true(sl_random_bytes(&mine, sizeof(mine)));
+   assert_int_equal(read(fds[0], &child, sizeof(child)), (ssize_t)sizeof(child));
+   close(fds[0]);
+   int st = 0;
+   assert_int_equal(waitpid(pid, &st, 0), pid);
+   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+   assert_true(mine != child);
 }
 
 static void test_md5(void **state)
@@ -508,6 +563,8 @@ int main(void)
    const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_base64),
       cmocka_unit_test(test_random),
+      cmocka_unit_test(test_random_small_draws),
+      cmocka_unit_test(test_random_fork),
       cmocka_unit_test(test_md5),
       cmocka_unit_test(test_saslprep),
       cmocka_unit_test(test_secret_parse),
