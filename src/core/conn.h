@@ -90,7 +90,6 @@ typedef struct sl_client {
     bool admin;                  /* connected to the admin console */
     bool in_wait_queue;          /* changed under the pool lock; read by the owner with __atomic_load_n */
     bool got_server_by_handoff;
-    bool closing_after_flush;
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
