@@ -154,6 +154,28 @@ bool sl_pooler_listen(const sl_config *cfg)
     return true;
 }
 
+/* Out of file descriptors: the pending connection stays in the backlog and the listening socket
+ * stays readable, so polling it would spin. Stop for a second (the tick resumes) and say so once. */
+#define ACCEPT_PAUSE_US 1000000
+
+static void pause_accepting(sl_worker *w, int err)
+{
+    for (int i = 0; i < w->nlisten; i++) uv_poll_stop(&w->listen_polls[i]);
+    w->accept_paused_until = sl_now_us() + ACCEPT_PAUSE_US;
+    sl_log_error("accept: %s; not accepting new connections on worker %d for 1 s (raise the open files "
+                 "limit, ulimit -n, or lower max_client_conn)", strerror(err), w->id);
+}
+
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void resume_accepting(sl_worker *w, int64_t now)
+{
+    if (!w->accept_paused_until || now < w->accept_paused_until) return;
+    w->accept_paused_until = 0;
+    if (!w->listening) return; /* shutting down meanwhile */
+    for (int i = 0; i < w->nlisten; i++) uv_poll_start(&w->listen_polls[i], UV_READABLE, on_accept);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     (void)events;
@@ -169,7 +191,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
     socklen_t len = sizeof(ss);
     int fd = accept4(w->listen_fds[idx], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-        if (errno == EMFILE || errno == ENFILE) sl_log_error("accept: %s", strerror(errno));
+        if (errno == EMFILE || errno == ENFILE) pause_accepting(w, errno);
         return;
     }
     char addr[64] = "unix";
@@ -286,6 +308,7 @@ bool sl_pooler_collect(sl_worker *home, sl_worker_fn each, sl_worker_fn done, vo
 void sl_pooler_tick(sl_worker *w)
 {
     int64_t now = sl_now_us();
+    resume_accepting(w, now);
     struct rusage ru;
     if (getrusage(RUSAGE_THREAD, &ru) == 0) {
         uint64_t us = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +

@@ -62,6 +62,7 @@ typedef struct sl_worker {
     bool listen_unix[SL_MAX_LISTEN];
     uv_poll_t listen_polls[SL_MAX_LISTEN];
     bool listening;
+    int64_t accept_paused_until; /* out of descriptors: listening polls stopped until then (0 = not) */
 
     /* buffers of cfg pkt_buf bytes, reused */
     void **buf_free;

@@ -1,4 +1,6 @@
-"""Client limits: max_client_conn and query_wait_timeout."""
+"""Client limits: max_client_conn, query_wait_timeout, running out of file descriptors."""
+import shutil
+import struct
 import time
 
 import psycopg
@@ -61,4 +63,31 @@ def test_query_wait_timeout_fails_a_queued_query(pooler):
         waiter.close()
         holder.rollback()
         holder.close()
+    clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only
+def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(pooler):
+    # With RLIMIT_NOFILE nearly used up, accept() fails with EMFILE while the connection stays in the
+    # backlog: the listening socket stays readable. The pooler must pause accepting (one log line per
+    # pause), not spin on it, and accept again once descriptors are free.
+    if not shutil.which("prlimit"):
+        pytest.skip("prlimit (util-linux) is not installed")
+    p = pooler({"workers": 1}, start=False)
+    inner = p.command
+    p.command = lambda: ["prlimit", "--nofile=48:48", "--"] + inner()
+    p.start()
+    socks = []
+    try:
+        for _ in range(60):  # more than the pooler can hold
+            s = clients.raw_socket(p)
+            s.sendall(struct.pack("!II", 8, 80877103))  # SSLRequest: answered 'N', then it waits
+            socks.append(s)
+        time.sleep(2.5)
+        assert p.alive(), p.describe()
+        pauses = p.log_text().count("not accepting new connections")
+        assert 1 <= pauses <= 5, "expected a few pauses, got %d log lines\n%s" % (pauses, p.describe())
+    finally:
+        for s in socks:
+            s.close()
     clients.assert_pooler_serves(p)
