@@ -1,10 +1,12 @@
-/* intern.c - the process-wide table of interned strings: a chained hash table under one mutex.
- * Taken only when a value is set or dropped (logins, ParameterStatus, disconnects), never per
- * packet; the reference count is changed under the same lock, so a lookup can never revive an
- * entry that is being freed. */
+/* intern.c - the process-wide table of interned strings: a chained hash table under one mutex,
+ * taken to look a value up (logins, ParameterStatus) and to remove one whose last reference went.
+ * Reference counts are atomic: another reference to a held string (copying a pool's defaults into
+ * a client) and dropping one that is not the last take no lock. A lookup only revives an entry whose
+ * count is above zero, so an entry on its way out is never handed out again (a new copy is made). */
 #include "util/intern.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +33,14 @@ static uint32_t hash_str(const char *s, size_t *len)
 }
 
 static istr *header(const char *interned) { return (istr *)(void *)(interned - offsetof(istr, s)); }
+
+static bool ref_if_alive(istr *e)
+{
+    uint32_t n = __atomic_load_n(&e->refs, __ATOMIC_RELAXED);
+    while (n > 0)
+        if (__atomic_compare_exchange_n(&e->refs, &n, n + 1, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return true;
+    return false;
+}
 
 static void grow(void)
 {
@@ -61,9 +71,8 @@ const char *sl_intern(const char *s)
         for (e = g_tab[h & (g_cap - 1)]; e; e = e->next)
             if (e->hash == h && strcmp(e->s, s) == 0) break;
     }
-    if (e) {
-        e->refs++;
-    } else if (g_cap && (e = malloc(sizeof(*e) + len + 1)) != NULL) {
+    if (e && !ref_if_alive(e)) e = NULL; /* its last reference is being dropped: make a new copy */
+    if (!e && g_cap && (e = malloc(sizeof(*e) + len + 1)) != NULL) {
         e->hash = h;
         e->refs = 1;
         memcpy(e->s, s, len + 1);
@@ -77,10 +86,7 @@ const char *sl_intern(const char *s)
 
 const char *sl_intern_ref(const char *interned)
 {
-    if (!interned) return NULL;
-    pthread_mutex_lock(&g_lock);
-    header(interned)->refs++;
-    pthread_mutex_unlock(&g_lock);
+    if (interned) __atomic_add_fetch(&header(interned)->refs, 1, __ATOMIC_RELAXED); /* caller holds one */
     return interned;
 }
 
@@ -88,15 +94,15 @@ void sl_intern_release(const char *interned)
 {
     if (!interned) return;
     istr *e = header(interned);
+    if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    /* the last reference: nobody can take a new one (lookups skip a zero count), unlink and free */
     pthread_mutex_lock(&g_lock);
-    if (--e->refs == 0) {
-        istr **pp = &g_tab[e->hash & (g_cap - 1)];
-        while (*pp != e) pp = &(*pp)->next;
-        *pp = e->next;
-        g_n--;
-        free(e);
-    }
+    istr **pp = &g_tab[e->hash & (g_cap - 1)];
+    while (*pp != e) pp = &(*pp)->next;
+    *pp = e->next;
+    g_n--;
     pthread_mutex_unlock(&g_lock);
+    free(e);
 }
 
 unsigned long sl_intern_count(void)

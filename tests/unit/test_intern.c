@@ -1,4 +1,5 @@
 /* test_intern.c - the shared string table behind session parameters and user/database names. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,12 +79,45 @@ static void test_many_strings_survive_table_growth(void **state)
     assert_int_equal(sl_intern_count(), before);
 }
 
+/* Threads take and drop references to the same few values, so counts keep reaching zero while
+ * other threads look the value up: every lookup must get a live copy, and nothing may be left. */
+static void *churn(void *arg)
+{
+    static const char *const vals[] = {"UTC", "UTF8", "ISO, MDY", "on"};
+    uintptr_t seed = (uintptr_t)arg;
+    for (int i = 0; i < 20000; i++) {
+        const char *v = vals[(seed + (uintptr_t)i) % 4];
+        const char *a = sl_intern(v);
+        if (!a || strcmp(a, v) != 0) return (void *)1;
+        const char *b = sl_intern_ref(a);
+        sl_intern_release(a);
+        if (strcmp(b, v) != 0) return (void *)1;
+        sl_intern_release(b);
+    }
+    return NULL;
+}
+
+static void test_concurrent_lookups_and_releases(void **state)
+{
+    (void)state;
+    unsigned long before = sl_intern_count();
+    pthread_t t[4];
+    for (uintptr_t i = 0; i < 4; i++) assert_int_equal(pthread_create(&t[i], NULL, churn, (void *)i), 0);
+    for (int i = 0; i < 4; i++) {
+        void *r = NULL;
+        pthread_join(t[i], &r);
+        assert_null(r);
+    }
+    assert_int_equal(sl_intern_count(), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_equal_strings_are_one_copy),
         cmocka_unit_test(test_ref_keeps_it_alive_and_null_is_ignored),
         cmocka_unit_test(test_many_strings_survive_table_growth),
+        cmocka_unit_test(test_concurrent_lookups_and_releases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
