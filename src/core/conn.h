@@ -137,6 +137,8 @@ typedef struct sl_server {
     sl_pool_stats pend;          /* counters not yet added to the pool's */
     /* prepared statements (proxy_ps.c) */
     bool ps_active;              /* this link rewrites statement names */
+    bool ps_skip_till_sync;      /* the server failed an extended-protocol request and discards
+                                    everything up to the client's next Sync */
     sl_stmt_cache ps_cache;      /* statements prepared on this server */
     struct sl_expect *exp;       /* ring of responses the server owes, in order */
     uint32_t exp_head, exp_n, exp_cap;

@@ -148,6 +148,14 @@ static bool scan_client(sl_client *c, sl_server *s)
             return false;
         }
         sl_ps_result psr = SL_PS_FORWARD;
+        if (s->ps_skip_till_sync && type != 'S' && type != 'X') {
+            /* the server discards it (it failed a request before this one): pass it on untouched
+             * and expect nothing back */
+            s->pend.bytes_in += (uint64_t)len + 1;
+            in->msg_left = len + 1;
+            continue;
+        }
+        if (type == 'S') s->ps_skip_till_sync = false;
         if (s->ps_active && type != 'X') {
             psr = sl_ps_client_msg(c, s, type, len);
             if (psr == SL_PS_NEED_MORE) return true;

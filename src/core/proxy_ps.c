@@ -153,6 +153,21 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
         exp_push_fwd(s, 'P');
         return SL_PS_FORWARD;
     }
+    if (sl_stmt_map_get(&c->ps_map, name)) {
+        /* PostgreSQL refuses a name in use (42P05), keeps the old statement and ignores everything
+         * up to the next Sync (a transaction block fails). The server is made to fail the same way
+         * with a Parse whose text cannot parse (no statement is created), and its error is replaced
+         * by PostgreSQL's own for the client's name. */
+        materialize(&c->s, &s->s);
+        sl_pktbuf *out = &s->s.out;
+        sl_pb_begin(out, 'P');
+        sl_pb_str(out, "sl_duplicate_name");
+        sl_pb_str(out, "pgsluice: this statement name is already in use");
+        sl_pb_u16(out, 0);
+        sl_pb_end(out);
+        exp_push(s, 'P', SL_EXP_DUP_NAME, NULL, name);
+        return SL_PS_CONSUMED;
+    }
     sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
     if (!st) return SL_PS_MALFORMED;
     s->pend.client_parses++;
@@ -301,6 +316,8 @@ static void after_error(sl_server *s, sl_client *c)
         }
         exp_pop(s);
     } while (s->exp_n && exp_at(s, 0)->msg != 'S');
+    /* no Sync recorded yet: what the client sends until its Sync is discarded by the server */
+    if (!s->exp_n) s->ps_skip_till_sync = true;
 }
 
 sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32_t len)
@@ -322,6 +339,20 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
     }
     if (type == 'E') {
+        if (e->action == SL_EXP_DUP_NAME) {
+            if (in->end - in->parse < len + 1) { /* the whole message, to drop it */
+                if (len > 65536 || !sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) {
+                    after_error(s, c);
+                    return SL_PS_FORWARD;
+                }
+                return SL_PS_NEED_MORE;
+            }
+            materialize(in, &c->s);
+            consume(in, len + 1);
+            sl_pb_error(&c->s.out, false, "42P05", "prepared statement \"%s\" already exists", e->client_name);
+            after_error(s, c);
+            return SL_PS_CONSUMED;
+        }
         after_error(s, c);
         return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
     }
@@ -360,7 +391,7 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
     sl_pktbuf *out = &c->s.out;
     if (type == 'P') {
         const char *name = sl_rd_str(&r);
-        if (!name || !*name) return SL_PS_FORWARD;
+        if (!name || !*name || sl_stmt_map_get(&c->ps_map, name)) return SL_PS_FORWARD; /* in use: 42P05 */
         sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
         if (!st) return SL_PS_MALFORMED;
         if (!__atomic_load_n(&st->valid, __ATOMIC_RELAXED) || !sl_stmt_map_put(&c->ps_map, name, st)) {

@@ -18,7 +18,10 @@ typedef enum {
 
 /* ---- the queue of responses a server owes, one entry per request that gets an answer ---- */
 
-typedef enum { SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE } sl_exp_action;
+/* FWD: pass the answer on; SKIP: drop it (pgsluice's own Parse/Close); DUP_NAME: a Parse made to
+ * fail in place of a client's Parse of a name it already uses, its error replaced by PostgreSQL's
+ * 42P05; SYNTH_*: answer the client without the server (keep these last: tested with >=). */
+typedef enum { SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_DUP_NAME, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE } sl_exp_action;
 
 typedef struct sl_expect {
     char msg;          /* the request: P B D E C S Q F */
@@ -135,6 +138,7 @@ static inline void sl_ps_reset_link(sl_server *s)
 {
     if (s->exp_n) sl_ps_drain_queue(s);
     s->ps_active = false;
+    s->ps_skip_till_sync = false;
 }
 
 /* Rewriting applies to this client's links (transaction/statement mode, feature on)? */

@@ -294,3 +294,67 @@ def test_prepares_hits_and_evictions_are_counted_in_show_stats_and_servers(poole
     servers = [r for r in show(p, "SERVERS") if r["database"] == "appdb"]
     assert [r["prepared_statements"] for r in servers] == [2]
     c.finish()
+
+
+def test_parse_of_a_name_in_use_fails_like_postgresql_and_keeps_the_old_statement(pooler, cluster):
+    # PostgreSQL answers 42P05, keeps the existing statement, ignores the rest up to Sync, and
+    # inside a transaction block the transaction fails.
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'first'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.parse(b"q", b"SELECT 'second'")
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ", got
+    assert b"C42P05\0" in got[0][1] and b'prepared statement "q" already exists' in got[0][1]
+    assert got[-1][1] == b"I"
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"first")
+    # the same between transactions, where pgsluice could answer a Parse by itself
+    other = Raw(p)
+    other.parse(b"q", b"SELECT 'first'")
+    other.msg(b"S")
+    assert other.types(other.until_ready()) == b"1Z"
+    other.parse(b"q", b"SELECT 'first'")
+    other.msg(b"S")
+    assert other.types(other.until_ready()) == b"EZ"
+    # inside a transaction block
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.parse(b"q", b"SELECT 'third'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and got[-1][1] == b"E", got
+    c.msg(b"Q", b"ROLLBACK\0")
+    got = c.until_ready()
+    assert c.types(got) == b"CZ" and got[-1][1] == b"I"
+
+
+def test_requests_between_an_error_and_the_sync_get_no_answer_and_the_server_is_released(pooler, cluster):
+    # The server answers a failed Parse at once and then discards everything up to Sync. Requests
+    # that arrive after the error (here in later packets) must not be waited for.
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "query_wait_timeout": 5}, dbs={"appdb": db})
+    c = Raw(p)
+    c.parse(b"bad", b"SELEC 1")
+    c.msg(b"H")
+    t, body = c.recv_msg()
+    assert t == b"E" and b"C42601\0" in body
+    c.bind_execute(b"bad")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"Z" and got[-1][1] == b"I"
+    # the pool's only server is free again
+    with clients.connect(p) as other:
+        assert other.execute("SELECT 7").fetchone()[0] == 7
+    c.parse(b"good", b"SELECT 'ok'")
+    c.bind_execute(b"good")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"ok")
