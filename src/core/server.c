@@ -155,11 +155,19 @@ static void dns_store(sl_pool *p, const char *host, int port, const struct socka
     pthread_mutex_unlock(&p->lock);
 }
 
+static void dns_forget(sl_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->dns_at = 0;
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* The socket is connecting (or failed to start): watch it, or report the failure. */
 static void connect_started(sl_server *s, sl_worker *w, int fd)
 {
     s->s.fd = fd;
     if (fd < 0 || !sl_stream_attach(&s->s, w, NULL, s)) {
+        if (s->dns_name[0]) dns_forget(s->pool);
         char msg[300];
         snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(errno));
         login_failed(s, "08006", msg);
@@ -255,16 +263,15 @@ sl_server *sl_server_launch(sl_worker *w, sl_pool *p)
         free(host);
         return s;
     }
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (dns_cached(p, host, port, &ss, &len)) {
-        connect_started(s, w, sl_sock_connect((struct sockaddr *)&ss, len));
-        free(host);
-        return s;
-    }
     snprintf(s->dns_name, sizeof(s->dns_name), "%s", host);
     s->dns_port = port;
     free(host);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (dns_cached(p, s->dns_name, port, &ss, &len)) {
+        connect_started(s, w, sl_sock_connect((struct sockaddr *)&ss, len));
+        return s;
+    }
     uv_getaddrinfo_t *req = malloc(sizeof(*req));
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
     char portstr[16];
@@ -702,6 +709,7 @@ static void connected(sl_server *s)
             sl_stream_detach(&s->s, retry_detached);
             return;
         }
+        if (s->dns_name[0]) dns_forget(s->pool); /* look the name up again next time */
         char msg[300];
         snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(err));
         login_failed(s, "08006", msg);
