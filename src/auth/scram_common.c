@@ -2,6 +2,7 @@
 #include "auth/scram_int.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,11 +114,30 @@ bool sl_scram_i_parse_int(const char *s, size_t n, long min, long max, long *out
    return true;
 }
 
+/* HMAC and SHA-256 are fetched from the provider once: fetching them by name on every call (a
+ * login makes several) cost more than the hashing itself. */
+static EVP_MAC *g_hmac;
+static EVP_MD *g_sha256;
+static pthread_once_t g_fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_algorithms(void)
+{
+   g_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+   g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+   pthread_once(&g_fetch_once, fetch_algorithms);
+   return g_sha256;
+}
+
 bool sl_scram_i_sha256(const uint8_t *in, size_t n, uint8_t out[SL_SCRAM_KEY_LEN])
 {
    unsigned int len = 0;
+   const EVP_MD *md = sha256();
 
-   return EVP_Digest(in, n, out, &len, EVP_sha256(), NULL) == 1 && len == SL_SCRAM_KEY_LEN;
+   return md != NULL && EVP_Digest(in, n, out, &len, md, NULL) == 1 && len == SL_SCRAM_KEY_LEN;
 }
 
 /* HMAC-SHA-256 over up to three message parts. */
@@ -127,8 +147,8 @@ static bool hmac_parts(const uint8_t *key, size_t keylen, const void *const *par
    char digest[] = "SHA256";
    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                           OSSL_PARAM_construct_end()};
-   EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-   EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+   pthread_once(&g_fetch_once, fetch_algorithms);
+   EVP_MAC_CTX *ctx = g_hmac ? EVP_MAC_CTX_new(g_hmac) : NULL;
    size_t outl = 0;
    bool ok = ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) == 1;
 
@@ -136,7 +156,6 @@ static bool hmac_parts(const uint8_t *key, size_t keylen, const void *const *par
       ok = EVP_MAC_update(ctx, parts[i], lens[i]) == 1;
    ok = ok && EVP_MAC_final(ctx, out, &outl, SL_SCRAM_KEY_LEN) == 1 && outl == SL_SCRAM_KEY_LEN;
    EVP_MAC_CTX_free(ctx);
-   EVP_MAC_free(mac);
    return ok;
 }
 
@@ -170,7 +189,7 @@ bool sl_scram_i_password_keys(const char *password, const uint8_t *salt, size_t 
       return false;
    }
    ok = sl_saslprep(password, prep, plen + 1) &&
-        PKCS5_PBKDF2_HMAC(prep, (int)strlen(prep), salt, (int)salt_len, iterations, EVP_sha256(), SL_SCRAM_KEY_LEN,
+        PKCS5_PBKDF2_HMAC(prep, (int)strlen(prep), salt, (int)salt_len, iterations, sha256(), SL_SCRAM_KEY_LEN,
                           salted) == 1 &&
         sl_scram_i_hmac(salted, sizeof(salted), "Client Key", 10, client_key) &&
         sl_scram_i_hmac(salted, sizeof(salted), "Server Key", 10, server_key);
