@@ -260,8 +260,7 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
         if (__atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) == SL_POOL_STATEMENT && status != 'I') return false;
         if (can_release(s, c)) s->release_pending = true;
     } else if (type == 'E') {
-        s->pend.rare = true;
-        s->pend.errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]++;
+        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]);
     } else if (type == 'S') {
         sl_rd r;
         sl_rd_init(&r, body, blen);

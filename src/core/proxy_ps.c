@@ -15,9 +15,17 @@
 
 #define PS_FULL_MAX (64u * 1024 * 1024)
 
-/* ---- the queue ---- */
+/* Is message [parse, parse + len + 1) whole in the buffer? 1: yes; 0: not yet (room is made, read
+ * more); -1: it cannot be held (longer than max, or out of memory). */
+static int whole_message(sl_stream *in, uint32_t len, uint32_t max)
+{
+    uint32_t have = in->end - in->parse;
+    if (have >= len + 1) return 1;
+    if (len > max || !sl_stream_make_room(in, len + 1 - have, max + 8)) return -1;
+    return 0;
+}
 
-#define exp_at sl_exp_at
+/* ---- the queue ---- */
 
 static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const char *cname)
 {
@@ -25,7 +33,7 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
         uint32_t ncap = s->exp_cap ? s->exp_cap * 2 : 16;
         sl_expect *ne = malloc(ncap * sizeof(*ne));
         if (!ne) return false;
-        for (uint32_t i = 0; i < s->exp_n; i++) ne[i] = *exp_at(s, i);
+        for (uint32_t i = 0; i < s->exp_n; i++) ne[i] = *sl_exp_at(s, i);
         free(s->exp);
         s->exp = ne;
         s->exp_cap = ncap;
@@ -43,11 +51,9 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
 
 void sl_exp_push_fwd_grow(sl_server *s, char msg) { exp_push(s, msg, SL_EXP_FWD, NULL, NULL); }
 
-#define exp_push_fwd sl_exp_push_fwd
-
 static inline void exp_pop(sl_server *s)
 {
-    sl_expect *e = exp_at(s, 0);
+    sl_expect *e = sl_exp_at(s, 0);
     if (e->stmt) sl_stmt_unref(e->stmt);
     if (e->client_name) free(e->client_name);
     s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
@@ -113,8 +119,7 @@ static void make_cache_room(sl_server *s, int max)
         send_close(s, old);
         exp_push(s, 'C', SL_EXP_SKIP, NULL, NULL);
         sl_stmt_cache_remove(&s->ps_cache, old);
-        s->pend.prepare_evictions++;
-        s->pend.rare = true;
+        SL_STATS_RARE_INC(&s->pend, prepare_evictions);
     }
 }
 
@@ -122,16 +127,14 @@ static void make_cache_room(sl_server *s, int max)
 static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
 {
     if (sl_stmt_cache_touch(&s->ps_cache, st)) {
-        s->pend.prepare_hits++;
-        s->pend.rare = true;
+        SL_STATS_RARE_INC(&s->pend, prepare_hits);
         return;
     }
     make_cache_room(s, max);
     send_parse(s, st);
     exp_push(s, 'P', SL_EXP_SKIP, st, NULL);
     sl_stmt_cache_add(&s->ps_cache, st);
-    s->pend.prepares++;
-    s->pend.rare = true;
+    SL_STATS_RARE_INC(&s->pend, prepares);
 }
 
 static bool starts_with_word(const char *q, const char *word)
@@ -150,7 +153,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
     if (!*name) {
-        exp_push_fwd(s, 'P');
+        sl_exp_push_fwd(s, 'P');
         return SL_PS_FORWARD;
     }
     if (sl_stmt_map_get(&c->ps_map, name)) {
@@ -170,8 +173,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     }
     sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
     if (!st) return SL_PS_MALFORMED;
-    s->pend.client_parses++;
-    s->pend.rare = true;
+    SL_STATS_RARE_INC(&s->pend, client_parses);
     sl_stmt_ref(st);
     if (!sl_stmt_map_put(&c->ps_map, name, st)) {
         sl_stmt_unref(st);
@@ -180,16 +182,14 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     }
     materialize(&c->s, &s->s);
     if (sl_stmt_cache_touch(&s->ps_cache, st)) {
-        s->pend.prepare_hits++;
-        s->pend.rare = true;
+        SL_STATS_RARE_INC(&s->pend, prepare_hits);
         exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, NULL);
     } else {
         make_cache_room(s, max);
         send_parse(s, st);
         exp_push(s, 'P', SL_EXP_FWD, st, name);
         sl_stmt_cache_add(&s->ps_cache, st);
-        s->pend.prepares++;
-        s->pend.rare = true;
+        SL_STATS_RARE_INC(&s->pend, prepares);
     }
     sl_stmt_unref(st);
     return SL_PS_CONSUMED;
@@ -204,11 +204,10 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     if (!portal || !name) return SL_PS_MALFORMED;
     sl_stmt *st = *name ? sl_stmt_map_get(&c->ps_map, name) : NULL;
     if (!st) {
-        exp_push_fwd(s, 'B');
+        sl_exp_push_fwd(s, 'B');
         return SL_PS_FORWARD;
     }
-    s->pend.binds++;
-    s->pend.rare = true;
+    SL_STATS_RARE_INC(&s->pend, binds);
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max);
     sl_pktbuf *out = &s->s.out;
@@ -217,7 +216,7 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     sl_pb_str(out, st->name);
     sl_pb_bytes(out, r.p, sl_rd_left(&r));
     sl_pb_end(out);
-    exp_push_fwd(s, 'B');
+    sl_exp_push_fwd(s, 'B');
     return SL_PS_CONSUMED;
 }
 
@@ -230,7 +229,7 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
     if (what != 'S' || !*name) {
-        exp_push_fwd(s, type);
+        sl_exp_push_fwd(s, type);
         return SL_PS_FORWARD;
     }
     if (type == 'C') {
@@ -242,7 +241,7 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     }
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
     if (!st) {
-        exp_push_fwd(s, 'D');
+        sl_exp_push_fwd(s, 'D');
         return SL_PS_FORWARD;
     }
     materialize(&c->s, &s->s);
@@ -252,18 +251,15 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     sl_pb_u8(out, 'S');
     sl_pb_str(out, st->name);
     sl_pb_end(out);
-    exp_push_fwd(s, 'D');
+    sl_exp_push_fwd(s, 'D');
     return SL_PS_CONSUMED;
 }
 
 sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     sl_stream *in = &c->s;
-    if (len > PS_FULL_MAX) return SL_PS_MALFORMED;
-    if (in->end - in->parse < len + 1) {
-        if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), PS_FULL_MAX + 1)) return SL_PS_MALFORMED;
-        return SL_PS_NEED_MORE;
-    }
+    int whole = whole_message(in, len, PS_FULL_MAX);
+    if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;
     const uint8_t *body = in->buf + in->parse + 5;
     uint32_t blen = len - 4;
     int max = c->cfg->max_prepared_statements;
@@ -277,7 +273,7 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
         if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
                      starts_with_word((const char *)body, "DISCARD ALL")))
             sl_stmt_map_clear(&c->ps_map);
-        exp_push_fwd(s, 'Q');
+        sl_exp_push_fwd(s, 'Q');
         return SL_PS_FORWARD;
     }
     if (r == SL_PS_CONSUMED) consume(in, len + 1);
@@ -289,7 +285,7 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
 static void emit_synth_slow(sl_server *s, sl_client *c)
 {
     while (s->exp_n) {
-        sl_expect *e = exp_at(s, 0);
+        sl_expect *e = sl_exp_at(s, 0);
         if (e->action != SL_EXP_SYNTH_PARSE && e->action != SL_EXP_SYNTH_CLOSE) break;
         materialize(&s->s, &c->s);
         sl_pb_begin(&c->s.out, e->action == SL_EXP_SYNTH_PARSE ? '1' : '3');
@@ -300,52 +296,47 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 
 void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
-#define ends_request sl_exp_ends_request
-
 /* The server failed a request: it ignores everything up to the next Sync. */
 static void after_error(sl_server *s, sl_client *c)
 {
-    sl_expect *e = exp_at(s, 0);
+    sl_expect *e = sl_exp_at(s, 0);
     if (e->msg == 'Q' || e->msg == 'F' || e->msg == 'S') return; /* ends at ReadyForQuery */
     do {
-        e = exp_at(s, 0);
+        e = sl_exp_at(s, 0);
         if (e->msg == 'P' && e->stmt) {
             sl_stmt_cache_remove(&s->ps_cache, e->stmt);
             if (e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
                 sl_stmt_map_del(&c->ps_map, e->client_name);
         }
         exp_pop(s);
-    } while (s->exp_n && exp_at(s, 0)->msg != 'S');
+    } while (s->exp_n && sl_exp_at(s, 0)->msg != 'S');
     /* no Sync recorded yet: what the client sends until its Sync is discarded by the server */
     if (!s->exp_n) s->ps_skip_till_sync = true;
 }
 
 sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32_t len)
 {
-    sl_expect *e = exp_at(s, 0);
+    sl_expect *e = sl_exp_at(s, 0);
     if (e->action >= SL_EXP_SYNTH_PARSE) {
         emit_synth_slow(s, c);
         if (!s->exp_n) return SL_PS_FORWARD;
-        e = exp_at(s, 0);
+        e = sl_exp_at(s, 0);
     }
     sl_stream *in = &s->s;
     if (type == 'C' && (in->end - in->parse < 6 || in->buf[in->parse + 5] == 'D')) {
         /* a CommandComplete that may say DISCARD ALL or DEALLOCATE ALL: the server forgot everything */
-        if (in->end - in->parse < len + 1) {
-            if (len > 65536 || !sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) return SL_PS_FORWARD;
-            return SL_PS_NEED_MORE;
-        }
+        int whole = whole_message(in, len, 65536);
+        if (whole <= 0) return whole < 0 ? SL_PS_FORWARD : SL_PS_NEED_MORE;
         const char *tag = (const char *)in->buf + in->parse + 5;
         if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
     }
     if (type == 'E') {
         if (e->action == SL_EXP_DUP_NAME) {
-            if (in->end - in->parse < len + 1) { /* the whole message, to drop it */
-                if (len > 65536 || !sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) {
-                    after_error(s, c);
-                    return SL_PS_FORWARD;
-                }
-                return SL_PS_NEED_MORE;
+            int whole = whole_message(in, len, 65536); /* the whole message, to drop it */
+            if (whole == 0) return SL_PS_NEED_MORE;
+            if (whole < 0) {
+                after_error(s, c);
+                return SL_PS_FORWARD;
             }
             materialize(in, &c->s);
             consume(in, len + 1);
@@ -358,7 +349,7 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
     }
     bool skip = e->action == SL_EXP_SKIP;
     if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
-    if (ends_request(e->msg, type)) exp_pop(s);
+    if (sl_exp_ends_request(e->msg, type)) exp_pop(s);
     if (!skip) return SL_PS_FORWARD;
     materialize(in, &c->s);
     consume(in, len + 1);
@@ -381,10 +372,8 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
 {
     sl_stream *in = &c->s;
     if (len > 65536) return SL_PS_FORWARD;
-    if (in->end - in->parse < len + 1) {
-        if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), 65536 + 8)) return SL_PS_MALFORMED;
-        return SL_PS_NEED_MORE;
-    }
+    int whole = whole_message(in, len, 65536);
+    if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;
     const uint8_t *body = in->buf + in->parse + 5;
     sl_rd r;
     sl_rd_init(&r, body, len - 4);

@@ -42,6 +42,9 @@ typedef struct sl_pool_stats {
     sl_hist h_xact, h_query, h_wait;
 } sl_pool_stats;
 
+/* Count in the rare group of a server's share: also sets `rare`, which draining relies on. */
+#define SL_STATS_RARE_INC(st, field) ((st)->field++, (st)->rare = true)
+
 void sl_hist_add(sl_hist *h, int64_t us);
 void sl_hist_merge(sl_hist *dst, const sl_hist *src);
 /* dst += src, then src = 0 */
