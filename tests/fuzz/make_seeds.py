@@ -1,0 +1,278 @@
+#!/usr/bin/python3
+"""make_seeds.py - writes the seed corpus of each fuzz target into tests/fuzz/corpus/<target>/.
+
+Seeds are real messages and files in the layout each target reads (see the comment at the top of
+each fuzz_<target>.c): what psql, psycopg and asyncpg send at login, SCRAM exchanges, the config
+file of the product guide, and so on. The files are committed; run this again after changing a
+target's input layout (it rewrites the seeds it knows and leaves other files alone).
+
+    /usr/bin/python3 tests/fuzz/make_seeds.py
+"""
+import base64
+import hashlib
+import hmac
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- the PostgreSQL wire format ----
+
+def msg(t, body=b""):
+    return t.encode() + struct.pack("!I", len(body) + 4) + body
+
+
+def cstr(s):
+    return (s.encode() if isinstance(s, str) else s) + b"\0"
+
+
+def startup(params, version=196608):
+    body = struct.pack("!I", version) + b"".join(cstr(k) + cstr(v) for k, v in params) + b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+SSL_REQUEST = struct.pack("!II", 8, 80877103)
+GSSENC_REQUEST = struct.pack("!II", 8, 80877104)
+CANCEL = struct.pack("!IIII", 16, 80877102, 0x00000005, 0x12345678)
+
+PSQL = [("user", "alice"), ("database", "appdb"), ("application_name", "psql"), ("client_encoding", "UTF8")]
+PSYCOPG = [("user", "alice"), ("database", "appdb"), ("client_encoding", "UTF8")]
+ASYNCPG = [("client_encoding", "'utf-8'"), ("user", "alice"), ("database", "appdb")]
+JDBC = [("user", "alice"), ("database", "appdb"), ("client_encoding", "UTF8"), ("DateStyle", "ISO"),
+        ("TimeZone", "UTC"), ("extra_float_digits", "2")]
+
+
+def parse(name, query, types=()):
+    return msg("P", cstr(name) + cstr(query) + struct.pack("!H", len(types)) +
+               b"".join(struct.pack("!I", t) for t in types))
+
+
+def bind(portal, stmt, params=(), result_formats=()):
+    body = cstr(portal) + cstr(stmt) + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for p in params:
+        body += struct.pack("!i", -1) if p is None else struct.pack("!I", len(p)) + p
+    body += struct.pack("!H", len(result_formats)) + b"".join(struct.pack("!h", f) for f in result_formats)
+    return msg("B", body)
+
+
+def describe(kind, name):
+    return msg("D", kind.encode() + cstr(name))
+
+
+def execute(portal="", rows=0):
+    return msg("E", cstr(portal) + struct.pack("!I", rows))
+
+
+def close(kind, name):
+    return msg("C", kind.encode() + cstr(name))
+
+
+SYNC = msg("S")
+FLUSH = msg("H")
+
+
+def query(q):
+    return msg("Q", cstr(q))
+
+
+# ---- SCRAM ----
+
+def scram_keys(password, salt, iterations):
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    ck = hmac.new(salted, b"Client Key", "sha256").digest()
+    sk = hmac.new(salted, b"Server Key", "sha256").digest()
+    return ck, sk
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def startup_seeds():
+    t = "startup"
+    write(t, "psql", startup(PSQL))
+    write(t, "psycopg", startup(PSYCOPG))
+    write(t, "asyncpg", startup(ASYNCPG))
+    write(t, "pgjdbc", startup(JDBC))
+    write(t, "ssl_then_startup", SSL_REQUEST + startup(PSQL))
+    write(t, "gssenc_ssl_startup", GSSENC_REQUEST + SSL_REQUEST + startup(PSYCOPG))
+    write(t, "cancel", CANCEL)
+    write(t, "protocol_3_2", startup(PSQL, version=196610))
+    write(t, "replication", startup([("user", "rep"), ("replication", "database"), ("database", "x")]))
+    write(t, "repeated_user", startup([("user", "a"), ("user", "b"), ("database", "d")]))
+
+
+def scram_server_seeds():
+    t = "scram_server"
+    sep = b"\n--\n"
+    cn = "rOprNGfwEbeRWgbNEkqO"
+    sn = "fuzzServerNonce0123456789"
+    # flag 2: the harness fills in the right proof after "p="
+    write(t, "ok_auto_proof", b"\x02" + f"n,,n=,r={cn}".encode() + sep + f"c=biws,r={cn}{sn},p=".encode())
+    write(t, "ok_auto_proof_y", b"\x02" + f"y,,n=,r={cn}".encode() + sep + f"c=eSws,r={cn}{sn},p=".encode())
+    write(t, "ok_auto_proof_ext", b"\x06" + f"n,,n=alice,r={cn},x=ext".encode() + sep +
+          f"c=biws,r={cn}{sn},z=extension,p=".encode())
+    write(t, "wrong_proof", b"\x00" + f"n,,n=,r={cn}".encode() + sep +
+          f"c=biws,r={cn}{sn},p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=".encode())
+    write(t, "mock_user", b"\x03" + f"n,,n=,r={cn}".encode() + sep + f"c=biws,r={cn}{sn},p=".encode())
+    write(t, "channel_binding", b"\x00" + f"p=tls-server-end-point,,n=,r={cn}".encode() + sep + b"c=biws")
+    write(t, "authzid", b"\x00" + f"n,a=bob,n=,r={cn}".encode() + sep + b"")
+    write(t, "mandatory_ext", b"\x00" + f"n,,m=ext,n=,r={cn}".encode() + sep + b"")
+    write(t, "nonce_mismatch", b"\x02" + f"n,,n=,r={cn}".encode() + sep + f"c=biws,r={cn}XX,p=".encode())
+
+
+def scram_client_seeds():
+    t = "scram_client"
+    sep = b"\n--\n"
+    cn = "fuzzClientNonce"
+    salt = b64(b"saltsaltsaltsalt")
+    write(t, "ok_auto_sig", b"\x02" + f"r={cn}3rfcNHYJY1ZVvWVs7j,s={salt},i=4096".encode() + sep + b"v=")
+    write(t, "ok_password_auto_sig", b"\x03" + f"r={cn}XYZ,s={salt},i=16".encode() + sep + b"v=")
+    write(t, "ok_ext", b"\x02" + f"r={cn}abc,s={salt},i=4096,x=1".encode() + sep + b"v=")
+    write(t, "server_error", b"\x00" + f"r={cn}3rfc,s={salt},i=4096".encode() + sep + b"e=invalid-proof")
+    write(t, "wrong_sig", b"\x00" + f"r={cn}3rfc,s={salt},i=4096".encode() + sep +
+          b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+    write(t, "mandatory_ext", b"\x00" + b"m=x,r=" + cn.encode() + b"1,s=" + salt.encode() + b",i=1" + sep)
+    write(t, "nonce_not_ours", b"\x00" + f"r=other,s={salt},i=4096".encode() + sep + b"v=")
+    write(t, "huge_iterations", b"\x01" + f"r={cn}q,s={salt},i=99999999".encode() + sep + b"v=")
+
+
+def base64_saslprep_seeds():
+    t = "base64_saslprep"
+    write(t, "decode", b"\x00" + b"c2FsdHNhbHRzYWx0c2FsdA==")
+    write(t, "decode_pad1", b"\x00" + b"YWI=")
+    write(t, "decode_lowbits", b"\x00" + b"YWJ=")
+    write(t, "encode", b"\x01" + bytes(range(0, 40)))
+    write(t, "saslprep_ascii", b"\x02" + b"pencil")
+    write(t, "saslprep_latin", b"\x02" + "p\u00e4ssw\u00f6rd\u00a0x\u00ad".encode())
+    write(t, "saslprep_cyrillic_greek", b"\x02" + "\u043f\u0430\u0440\u043e\u043b\u044c\u03b1\u03b2".encode())
+    write(t, "saslprep_invalid_utf8", b"\x02" + b"ab\xc3\x28\xed\xa0\x80\xf4\x90\x80\x80")
+    write(t, "saslprep_nothing_left", b"\x02" + "\u200b\u00ad\ufeff".encode())
+    write(t, "scram_secret", b"\x03" + b"SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$"
+          b"c3RvcmVka2V5c3RvcmVka2V5c3RvcmVka2V5c3RvcmU=:c2VydmVya2V5c2VydmVya2V5c2VydmVya2V5c2VydmU=")
+    write(t, "md5_hash", b"\x04" + b"md5a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    write(t, "md5_plain", b"\x04" + b"plain secret")
+
+
+GUIDE_INI = """; The configuration from the product guide
+[databases]
+appdb = host=10.0.0.5 port=5433 dbname=app_production
+reports = host=/var/run/postgresql dbname=reports pool_size=10 pool_mode=session
+q1 = host=db password='it\\'s a \\\\ secret' connect_query='SELECT 1; SELECT ''two'''
+* = host=fallback port=5999
+
+[users]
+alice = pool_mode=statement max_user_connections=3
+
+[pgbouncer]
+listen_addr = 0.0.0.0
+listen_port = 6432
+auth_type = scram-sha-256
+auth_file = ${FUZZ_DIR}/users.txt
+pool_mode = transaction
+max_client_conn = 200          # Maximum client connections
+default_pool_size = 25         ; Connections per database/user
+server_lifetime = 3600
+server_idle_timeout = 10min
+query_wait_timeout = 120.5
+unix_socket_mode = 0777
+server_reset_query = DISCARD ALL  # Clean connection state
+ignore_startup_parameters = extra_float_digits,search_path
+max_prepared_statements = 100
+http_port = 8081
+%include ${FUZZ_DIR}/inc.ini
+"""
+
+INC_INI = """[databases]
+included = host=127.0.0.1 port=5432 user=bob password=secret
+[pgbouncer]
+verbose = 1
+"""
+
+USERLIST = """; auth_file: plain, md5 and SCRAM entries
+"alice" "plain secret"
+"bob" "md5a1b2c3d4e5f60718293a4b5c6d7e8f90"
+"carol" "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$c3RvcmVka2V5c3RvcmVka2V5c3RvcmVka2V5c3RvcmU=:c2VydmVya2V5c2VydmVya2V5c2VydmVya2V5c2VydmU="
+"dave ""the quote"" jones" "pa""ss"
+  "eve"	"tab separated"   trailing junk is ignored
+"alice" "the later line wins"
+"""
+
+
+def config_seeds():
+    t = "config"
+    write(t, "guide", GUIDE_INI.encode() + b"\0\0" + INC_INI.encode() + b"\0\0" + USERLIST.encode())
+    write(t, "include_loop", b"[pgbouncer]\nauth_type = trust\n%include ${FUZZ_DIR}/inc.ini\n\0\0"
+          b"[databases]\nx = host=h\n%include ${FUZZ_DIR}/main.ini\n")
+    write(t, "minimal_trust", b"[pgbouncer]\nauth_type = trust\n")
+    write(t, "bom_and_peers", b"\xef\xbb\xbf[pgsluice]\nauth_type = md5\nauth_file = ${FUZZ_DIR}/users.txt\n"
+          b"[peers]\n1 = host=x\n\0\0\0\0\"u\" \"md5a1b2c3d4e5f60718293a4b5c6d7e8f90\"\n")
+    write(t, "errors", b"[pgbouncer]\nnot a pair\n")
+
+
+def connstr_seeds():
+    t = "connstr"
+    write(t, "raw", b"\x00\x00" + b"host=db port=5433 password='it\\'s a \\\\ secret' x=''")
+    write(t, "db", b"\x01\x00" + b"host=10.0.0.5 port=5433 dbname=app pool_size=10 pool_mode=session "
+          b"connect_query='SELECT 1; SELECT ''two''' application_name='' reserve_pool=3")
+    write(t, "db_ignored_key", b"\x01\x00" + b"host=h auth_dbname=x")
+    write(t, "user", b"\x02\x00" + b"pool_mode=transaction max_user_connections=5")
+    for i in range(0, 64, 4):
+        write(t, f"setting_{i}", bytes([3, i]) + b"  30 ")
+    write(t, "setting_time", bytes([3, 7]) + b"2.5min")
+    write(t, "setting_octal", bytes([3, 3]) + b"0755")
+
+
+def userlist_seeds():
+    t = "userlist"
+    write(t, "fixture", USERLIST)
+    write(t, "unterminated", b'"alice" "secret\n')
+    write(t, "empty_name", b'"" "x"\n')
+
+
+def admin_parse_seeds():
+    t = "admin_parse"
+    for name, q in [
+        ("show_pools", "SHOW POOLS;"),
+        ("several", "show stats; show servers;;SHOW clients"),
+        ("set", "SET default_pool_size = 30"),
+        ("set_to_string", "set server_reset_query to 'DISCARD ALL'"),
+        ("set_ident", 'SET "max_client_conn" = "100"'),
+        ("comments", "/* c */ SHOW -- x\nCLIENTS; -- end"),
+        ("pause", "PAUSE appdb; RESUME appdb"),
+        ("quoted_semicolon", "SET server_check_query = 'select 1; select 2'; SHOW CONFIG"),
+        ("show_fake_param", "SHOW server_version"),
+        ("begin_commit", "BEGIN; COMMIT"),
+        ("unknown", "SELECT 1"),
+    ]:
+        write(t, name, b"\x00" + q.encode())
+    write(t, "binary_formats", b"\x01\x00\x01" + b"SHOW STATS")
+    write(t, "per_column_formats", b"\x03\x00\x00\x00\x01\x00\x02" + b"SHOW LISTS")
+
+
+def main():
+    startup_seeds()
+    scram_server_seeds()
+    scram_client_seeds()
+    base64_saslprep_seeds()
+    config_seeds()
+    connstr_seeds()
+    userlist_seeds()
+    admin_parse_seeds()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
