@@ -262,6 +262,53 @@ def admin_parse_seeds():
     write(t, "per_column_formats", b"\x03\x00\x00\x00\x01\x00\x02" + b"SHOW LISTS")
 
 
+def snapshot(npools, ndbs, names=()):
+    """Bytes for fuzz_http's fuzzed snapshot: wall clock, run state, workers, pools, databases."""
+    def s(x):
+        x = x.encode() if isinstance(x, str) else x
+        return bytes([len(x)]) + x
+    out = struct.pack("!HHH", 0x6750, 0x0000, 1234) + struct.pack("!H", 30) + b"\x00" + b"\x02"
+    for w in range(2):
+        out += struct.pack("!H", 5 + w) + struct.pack("!QQQ", 100, 2000, 1500000)
+    out += struct.pack("!H", 15000) + bytes([npools])
+    for i in range(npools):
+        db, user = names[i] if i < len(names) else ("appdb", "alice")
+        out += s(db) + s(user) + b"\x01" + struct.pack("!H", 3) + bytes([1, 20, 3, 1, 0, 20, 5, 50])
+        out += struct.pack("!HH", 12, 34) + b"\x04" + struct.pack("!H", 5) + s("password authentication failed")
+        out += b"\x07" + struct.pack("!Q", 12345)
+    out += bytes([ndbs])
+    for i in range(ndbs):
+        db = names[i][0] if i < len(names) else "appdb"
+        out += s(db) + b"\x01" + s("10.0.0.5") + struct.pack("!H", 5432) + b"\x01" + s("connection refused")
+        out += b"\x00" + struct.pack("!H", 77) + bytes(range(SL_HIST_BUCKETS * 3))
+    return out
+
+
+SL_HIST_BUCKETS = 18
+
+
+def http_seeds():
+    t = "http"
+    snap = snapshot(2, 2)
+    for name, method, url in [("health", "GET", "/health"), ("root", "GET", "/"), ("live", "GET", "/live"),
+                              ("ready", "HEAD", "/ready"), ("metrics", "GET", "/metrics"), ("pools", "GET", "/pools"),
+                              ("stats", "GET", "/stats"), ("post", "POST", "/health"), ("missing", "GET", "/nope")]:
+        write(t, name, b"\x00" + cstr(method) + cstr(url) + cstr("") + cstr("") + cstr("") + cstr("") + snap)
+    write(t, "token_ok", b"\x01" + cstr("GET") + cstr("/pools") + cstr("Bearer s3cret") + cstr("s3cret") + cstr("")
+          + cstr("") + snap)
+    write(t, "token_wrong", b"\x01" + cstr("GET") + cstr("/pools") + cstr("bearer s3cre") + cstr("s3cret") + cstr("")
+          + cstr("") + snap)
+    write(t, "token_missing", b"\x00" + cstr("GET") + cstr("/metrics") + cstr("") + cstr("tok") + cstr("") + cstr("")
+          + snap)
+    write(t, "thresholds", b"\x00" + cstr("GET") + cstr("/health") + cstr("") + cstr("") + cstr("0.05") + cstr("0")
+          + snapshot(3, 3))
+    odd = [('we"ird\\db', "us\ner"), ("caf\u00e9", "\u043f\u043e\u043b\u044c\u0437"), ("db\x01\x7f", "u")]
+    write(t, "odd_names", b"\x00" + cstr("GET") + cstr("/health") + cstr("") + cstr("") + cstr("nan") + cstr("inf")
+          + snapshot(3, 3, odd))
+    write(t, "latin1_name", b"\x00" + cstr("GET") + cstr("/stats") + cstr("") + cstr("") + cstr("") + cstr("")
+          + snapshot(1, 1, [(b"caf\xe9", "u")]))
+
+
 def main():
     startup_seeds()
     scram_server_seeds()
@@ -271,6 +318,7 @@ def main():
     connstr_seeds()
     userlist_seeds()
     admin_parse_seeds()
+    http_seeds()
     return 0
 
 
