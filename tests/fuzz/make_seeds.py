@@ -309,6 +309,40 @@ def http_seeds():
           + snapshot(1, 1, [(b"caf\xe9", "u")]))
 
 
+def client_login_seeds():
+    t = "client_login"
+    # config index (fuzz_client_login.c configs[]): 0 plain/"secret", 1 md5/hash, 2 scram/secret,
+    # 3 md5/secret (SCRAM), 4 plain/secret, 5 trust, 6 md5/plain, 7 plain/md5 hash
+    console = [("user", "fuzz"), ("database", "pgbouncer"), ("application_name", "psql"),
+               ("client_encoding", "UTF8")]
+    cf = b"n,,n=,r=rOprNGfwEbeRWgbNEkqO"
+    sasl_initial = msg("p", cstr("SCRAM-SHA-256") + struct.pack("!I", len(cf)) + cf)
+    sasl_final = msg("p", b"c=biws,r=rOprNGfwEbeRWgbNEkqOxxxxxxxxxxxxxxxxxxxxxxxx,p=" +
+                     b"dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+    write(t, "trust_console", bytes([5, 0]) + startup(console) + query("SHOW POOLS"))
+    write(t, "plain_right_password", bytes([0, 0]) + startup(console) + msg("p", cstr("secret")))
+    write(t, "plain_wrong_password", bytes([0, 0]) + startup(console) + msg("p", cstr("wrong")))
+    write(t, "plain_against_scram_secret", bytes([4, 0]) + startup(console) + msg("p", cstr("secret")))
+    write(t, "plain_against_md5_hash", bytes([7, 0]) + startup(console) + msg("p", cstr("secret")))
+    write(t, "md5_answer", bytes([1, 0]) + startup(console) + msg("p", cstr("md5" + "0" * 32)))
+    write(t, "md5_plain_stored", bytes([6, 0]) + startup(console) + msg("p", cstr("md5" + "1" * 32)))
+    write(t, "scram_exchange", bytes([2, 0]) + startup(console) + sasl_initial + sasl_final)
+    write(t, "scram_via_md5", bytes([3, 0]) + startup(console) + sasl_initial + sasl_final)
+    write(t, "scram_byte_by_byte", bytes([2, 1]) + startup(console) + sasl_initial + sasl_final)
+    write(t, "scram_wrong_mechanism", bytes([2, 0]) + startup(console) +
+          msg("p", cstr("SCRAM-SHA-256-PLUS") + struct.pack("!I", len(cf)) + cf))
+    write(t, "scram_no_data", bytes([2, 0]) + startup(console) + msg("p", cstr("SCRAM-SHA-256") + b"\xff" * 4))
+    write(t, "ssl_then_startup", bytes([5, 3]) + SSL_REQUEST + GSSENC_REQUEST + startup(console))
+    write(t, "cancel", bytes([0, 0]) + CANCEL)
+    write(t, "unknown_database", bytes([0, 0]) + startup(PSQL))
+    write(t, "unsupported_parameter", bytes([5, 0]) + startup(console + [("search_path", "x")]))
+    write(t, "ignored_parameter", bytes([5, 0]) + startup(console + [("extra_float_digits", "3")]))
+    write(t, "terminate_during_auth", bytes([0, 0]) + startup(console) + msg("X"))
+    write(t, "not_a_password_message", bytes([0, 0]) + startup(console) + query("SELECT 1"))
+    write(t, "no_user", bytes([5, 0]) + startup([("database", "pgbouncer")]))
+    write(t, "bad_length", bytes([0, 0]) + struct.pack("!I", 3) + b"\0\3\0\0")
+
+
 def main():
     startup_seeds()
     scram_server_seeds()
@@ -319,6 +353,7 @@ def main():
     userlist_seeds()
     admin_parse_seeds()
     http_seeds()
+    client_login_seeds()
     return 0
 
 

@@ -1,0 +1,232 @@
+/* fuzz_client_login.c - everything a client can send before it is logged in, through the real
+ * client code (core/client.c, core/client_auth.c): SSL/GSSENC requests, cancel requests, the
+ * startup packet and its parameters, then the password messages of cleartext, md5 and
+ * SCRAM-SHA-256 (SASLInitialResponse, SASLResponse). The client is accepted with sl_client_accept
+ * on one end of a socketpair, by a worker struct whose libuv loop the harness runs (one thread: a
+ * uv_run(UV_RUN_NOWAIT) after each piece of input delivers the events as the worker would).
+ * The config has no [databases]: a login either names the admin console ("pgbouncer" or
+ * "pgsluice"), whose login is refused after the password (admin_users is empty, so no console
+ * command ever runs), or is refused as an unknown database.
+ * Input: a config byte (auth_type and the stored password of user "fuzz", see configs[]), a chunk
+ * byte, then the bytes the client sends. Chunk 0: they are written message by message, as a
+ * client that waits for each answer sends them (startup-style packets first, then typed
+ * messages); chunk N: in pieces of N bytes, so messages also arrive split and run together.
+ * Checks: what pgsluice sends back is well-formed protocol ('N' answers to SSL/GSSENC requests,
+ * then whole messages); a FATAL error is followed by the connection closing; AuthenticationOk is
+ * never sent under md5 or SCRAM (their salt and nonce are random: the fuzzer cannot know the
+ * answer) nor under cleartext unless the right password was sent. */
+#include "fuzz_common.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "auth/md5.h"
+#include "auth/scram.h"
+#include "core/client_auth.h"
+#include "core/pooler.h"
+#include "pool/pool.h"
+#include "util/log.h"
+
+typedef struct login_config {
+    const char *auth_type;
+    int stored; /* 0 plain "secret", 1 md5 hash of it, 2 SCRAM secret of it */
+} login_config;
+
+static const login_config configs[] = {
+    {"plain", 0}, {"md5", 1}, {"scram-sha-256", 2}, {"md5", 2}, {"plain", 2}, {"trust", 0}, {"md5", 0}, {"plain", 1},
+};
+#define NCONFIGS (sizeof(configs) / sizeof(configs[0]))
+
+static sl_config *g_cfg[NCONFIGS];
+static sl_worker g_worker;
+
+static void set(sl_config *c, const char *name, const char *value)
+{
+    char err[256];
+    if (!sl_setting_set(c, sl_setting_find(name), value, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        abort();
+    }
+}
+
+static sl_config *make_config(const login_config *lc)
+{
+    sl_config *c = sl_config_new_default();
+    if (!c) abort();
+    set(c, "auth_type", lc->auth_type);
+    set(c, "ignore_startup_parameters", "extra_float_digits, options");
+    set(c, "application_name_add_host", lc->stored == 0 ? "1" : "0");
+    char stored[SL_SCRAM_SECRET_MAX];
+    if (lc->stored == 0) {
+        strcpy(stored, "secret");
+    } else if (lc->stored == 1) {
+        sl_md5_user_hash("secret", "fuzz", stored);
+    } else {
+        /* few iterations: a cleartext login against a SCRAM secret derives it for every input */
+        sl_scram_secret sec;
+        if (!sl_scram_secret_from_password("secret", (const uint8_t *)"fuzzsaltfuzzsalt", 16, 16, &sec) ||
+            !sl_scram_secret_format(&sec, stored, sizeof(stored)))
+            abort();
+    }
+    c->userlist = calloc(1, sizeof(*c->userlist));
+    if (!c->userlist) abort();
+    c->userlist[0].name = strdup("fuzz");
+    c->userlist[0].password = strdup(stored);
+    c->n_userlist = 1;
+    return c;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    sl_log_setup(NULL, 0, NULL, NULL, 0, 1);
+    sl_pools_init();
+    for (size_t i = 0; i < NCONFIGS; i++) g_cfg[i] = make_config(&configs[i]);
+    sl_config_set_current(sl_config_new_default());
+    g_worker.id = 0;
+    g_worker.buf_size = (uint32_t)sl_pooler_buf_size();
+    sl_list_init(&g_worker.clients);
+    sl_list_init(&g_worker.servers);
+    if (uv_loop_init(&g_worker.loop) != 0) abort();
+    g_worker.loop.data = &g_worker;
+    return 0;
+}
+
+static bool client_alive(const sl_client *c, uint32_t slot, uint32_t gen)
+{
+    return sl_worker_find_client(&g_worker, slot, gen) == c;
+}
+
+/* Let the loop deliver what is pending: until pgsluice has read everything or stopped reading. */
+static void run_loop(int fd)
+{
+    for (int i = 0; i < 64; i++) {
+        uv_run(&g_worker.loop, UV_RUN_NOWAIT);
+        int unread = 0;
+        if (ioctl(fd, FIONREAD, &unread) != 0 || unread == 0) break;
+    }
+    uv_run(&g_worker.loop, UV_RUN_NOWAIT); /* close callbacks of a client closed in the last run */
+}
+
+typedef struct replies {
+    uint8_t *p;
+    size_t n, cap;
+} replies;
+
+static void drain(int fd, replies *r)
+{
+    for (;;) {
+        if (r->cap - r->n < 4096) {
+            r->cap = r->cap ? r->cap * 2 : 16384;
+            r->p = realloc(r->p, r->cap);
+            if (!r->p) abort();
+        }
+        ssize_t got = recv(fd, r->p + r->n, r->cap - r->n, MSG_DONTWAIT);
+        if (got <= 0) return;
+        r->n += (size_t)got;
+    }
+}
+
+/* The replies: n_plain single 'N' bytes may come first (one per SSL/GSSENC request), then whole
+ * messages. Returns whether AuthenticationOk was among them. */
+static bool check_replies(const replies *r, int ssl_requests, bool closed)
+{
+    size_t i = 0;
+    while (i < r->n && r->p[i] == 'N' && ssl_requests-- > 0) i++;
+    bool auth_ok = false, fatal = false;
+    while (i < r->n) {
+        FZ_CHECK(r->n - i >= 5, "a partial message header at the end (%zu bytes)", r->n - i);
+        char type = (char)r->p[i];
+        uint32_t len = sl_get_u32(r->p + i + 1);
+        FZ_CHECK(len >= 4 && len <= 1u << 20, "message '%c' with length %u", type, len);
+        FZ_CHECK(r->n - i >= 1 + (size_t)len, "message '%c' cut short", type);
+        FZ_CHECK(strchr("RESKZN", type) && type, "unexpected message type '%c' before login ends", type);
+        const uint8_t *body = r->p + i + 5;
+        if (type == 'R') {
+            FZ_CHECK(len >= 8, "short authentication request");
+            uint32_t code = sl_get_u32(body);
+            FZ_CHECK(code == 0 || code == 3 || code == 5 || code == 10 || code == 11 || code == 12, "auth code %u", code);
+            if (code == 0) auth_ok = true;
+        }
+        if (type == 'E' || type == 'N') {
+            const char *sev = sl_error_field(body, len - 4, 'S');
+            FZ_CHECK(sev && sl_error_field(body, len - 4, 'C') && sl_error_field(body, len - 4, 'M'),
+                     "error without severity, code or message");
+            FZ_CHECK(body[len - 5] == 0, "error fields not terminated");
+            if (type == 'E' && !strcmp(sev, "FATAL")) fatal = true;
+        }
+        i += 1 + len;
+    }
+    if (fatal) FZ_CHECK(closed, "FATAL error but the connection stays open");
+    return auth_ok;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz_in in = {data, size};
+    const login_config *lc = &configs[fz_u8(&in) % NCONFIGS];
+    sl_config *cfg = g_cfg[lc - configs];
+    size_t chunk = fz_u8(&in);
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    sl_config_ref(cfg); /* the client takes over this reference */
+    sl_client_accept(&g_worker, sv[0], "127.0.0.1", false, cfg);
+    FZ_CHECK(!sl_list_empty(&g_worker.clients), "client not accepted");
+    sl_client *c = sl_container_of(g_worker.clients.prev, sl_client, node);
+    uint32_t slot = c->slot, gen = c->gen;
+    int pooler_fd = sv[0];
+
+    /* count SSL/GSSENC requests the way the client sends them: only as the first packets */
+    int ssl_requests = 0;
+    for (size_t off = 0; off + 8 <= in.n; off += 8) {
+        uint32_t len = sl_get_u32(in.p + off), code = sl_get_u32(in.p + off + 4);
+        if (len != 8 || (code != 80877103u && code != 80877104u)) break;
+        ssl_requests++;
+    }
+
+    replies r = {0};
+    bool closed = false;
+    bool startup_phase = true;
+    while (in.n && client_alive(c, slot, gen)) {
+        size_t n, want = chunk;
+        if (!want) { /* the next message */
+            want = in.n;
+            if (startup_phase && in.n >= 8) {
+                uint32_t len = sl_get_u32(in.p), code = sl_get_u32(in.p + 4);
+                if (len >= 8) want = len;
+                startup_phase = len == 8 && (code == 80877103u || code == 80877104u);
+            } else if (!startup_phase && in.n >= 5) {
+                want = (size_t)sl_get_u32(in.p + 1) + 1;
+            }
+            if (want < 1) want = 1;
+        }
+        const uint8_t *p = fz_bytes(&in, want, &n);
+        ssize_t w = send(sv[1], p, n, MSG_NOSIGNAL);
+        if (w < 0) break; /* the pooler closed its end */
+        run_loop(pooler_fd);
+        drain(sv[1], &r);
+    }
+    if (client_alive(c, slot, gen)) {
+        sl_client_close(c, NULL); /* the test is over: the client hangs up */
+        uv_run(&g_worker.loop, UV_RUN_NOWAIT);
+    } else {
+        closed = true;
+    }
+    FZ_CHECK(sl_list_empty(&g_worker.clients), "a client is left on the worker");
+    drain(sv[1], &r);
+    bool auth_ok = check_replies(&r, ssl_requests, closed);
+    if (auth_ok) {
+        bool may = !strcmp(lc->auth_type, "trust") ||
+                   (!strcmp(lc->auth_type, "plain") && memmem(data, size, "secret", 6) != NULL);
+        FZ_CHECK(may, "AuthenticationOk under auth_type %s", lc->auth_type);
+    }
+    FZ_LOG("config %s/%d: %zu reply bytes, %s, auth %s", lc->auth_type, lc->stored, r.n,
+           closed ? "closed by pgsluice" : "open at the end", auth_ok ? "ok" : "not ok");
+    free(r.p);
+    close(sv[1]);
+    return 0;
+}
