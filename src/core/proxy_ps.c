@@ -45,6 +45,7 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
     e->stmt = st;
     if (st) sl_stmt_ref(st);
     e->client_name = cname ? strdup(cname) : NULL;
+    e->discarded = NULL;
     s->exp_n++;
     return true;
 }
@@ -56,6 +57,10 @@ static inline void exp_pop(sl_server *s)
     sl_expect *e = sl_exp_at(s, 0);
     if (e->stmt) sl_stmt_unref(e->stmt);
     if (e->client_name) free(e->client_name);
+    if (e->discarded) {
+        sl_stmt_map_clear(e->discarded);
+        free(e->discarded);
+    }
     s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
     s->exp_n--;
 }
@@ -271,8 +276,20 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
     case 'C': r = client_describe_close(c, s, type, body, blen, max); break;
     default: /* 'Q' */
         if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
-                     starts_with_word((const char *)body, "DISCARD ALL")))
-            sl_stmt_map_clear(&c->ps_map);
+                     starts_with_word((const char *)body, "DISCARD ALL"))) {
+            /* the names are forgotten now (what the client sends next may use them again) but kept
+             * until the server confirms: the command can fail and leave them (DISCARD ALL inside a
+             * transaction block, anything in a failed one) */
+            sl_stmt_map *old = malloc(sizeof(*old));
+            if (!old || !exp_push(s, 'Q', SL_EXP_DISCARD, NULL, NULL)) {
+                free(old);
+                return SL_PS_MALFORMED;
+            }
+            *old = c->ps_map;
+            memset(&c->ps_map, 0, sizeof(c->ps_map));
+            sl_exp_at(s, s->exp_n - 1)->discarded = old;
+            return SL_PS_FORWARD;
+        }
         sl_exp_push_fwd(s, 'Q');
         return SL_PS_FORWARD;
     }
@@ -328,7 +345,14 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         int whole = whole_message(in, len, 65536);
         if (whole <= 0) return whole < 0 ? SL_PS_FORWARD : SL_PS_NEED_MORE;
         const char *tag = (const char *)in->buf + in->parse + 5;
-        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
+        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) {
+            sl_stmt_cache_clear(&s->ps_cache);
+            if (e->discarded) { /* it happened: the names set aside are gone for good */
+                sl_stmt_map_clear(e->discarded);
+                free(e->discarded);
+                e->discarded = NULL;
+            }
+        }
     }
     if (type == 'E') {
         if (e->action == SL_EXP_DUP_NAME) {
@@ -349,7 +373,11 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
     }
     bool skip = e->action == SL_EXP_SKIP;
     if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
-    if (sl_exp_ends_request(e->msg, type)) exp_pop(s);
+    if (sl_exp_ends_request(e->msg, type)) {
+        /* a DISCARD ALL / DEALLOCATE ALL that did not happen: the client keeps its names */
+        if (e->discarded) sl_stmt_map_restore(&c->ps_map, e->discarded);
+        exp_pop(s);
+    }
     if (!skip) return SL_PS_FORWARD;
     materialize(in, &c->s);
     consume(in, len + 1);

@@ -227,6 +227,32 @@ def test_deallocate_all_clears_only_this_clients_statements(pooler):
     b.finish()
 
 
+def test_discard_all_that_fails_keeps_the_clients_statements(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression discard_all_in_transaction):
+    DISCARD ALL inside a transaction block fails (25001) and deallocates nothing, nor does
+    DEALLOCATE ALL in a failed transaction (25P02). The client's statements work afterwards, as on
+    PostgreSQL; a DISCARD ALL that runs still ends them."""
+    from psycopg import pq
+    sqlstate = pq.DiagnosticField.SQLSTATE
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 2})
+    a = _pq(p)
+    _ok(a.prepare(b"x", b"SELECT 1"))
+    _ok(a.exec_(b"BEGIN"))
+    assert a.exec_(b"DISCARD ALL").error_field(sqlstate) == b"25001"
+    _ok(a.exec_(b"ROLLBACK"))
+    assert _ok(a.exec_prepared(b"x", [])).get_value(0, 0) == b"1"
+    _ok(a.exec_(b"BEGIN"))
+    assert a.exec_(b"SELECT 1/0").error_field(sqlstate) == b"22012"
+    assert a.exec_(b"DEALLOCATE ALL").error_field(sqlstate) == b"25P02"
+    _ok(a.exec_(b"ROLLBACK"))
+    assert _ok(a.exec_prepared(b"x", [])).get_value(0, 0) == b"1"
+    _ok(a.exec_(b"DISCARD ALL"))
+    assert a.exec_prepared(b"x", []).error_field(sqlstate) == b"26000"
+    _ok(a.prepare(b"x", b"SELECT 2"))  # the name is free again
+    assert _ok(a.exec_prepared(b"x", [])).get_value(0, 0) == b"2"
+    a.finish()
+
+
 def test_thousand_distinct_statements_with_max_prepared_statements_100(pooler):
     p = pooler({"pool_mode": "transaction", "default_pool_size": 2, "max_prepared_statements": 100})
     c = _pq(p)
