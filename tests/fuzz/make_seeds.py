@@ -343,6 +343,111 @@ def client_login_seeds():
     write(t, "bad_length", bytes([0, 0]) + struct.pack("!I", 3) + b"\0\3\0\0")
 
 
+# fuzz_extended_protocol ops (see its LLVMFuzzerTestOneInput)
+NAMES = {"": 0, "s1": 1, "s2": 2, "s3": 3}
+PTEXT = {"SELECT 1": 0, "SELECT 2": 1, "SELECT $1::int": 2, "SELECT 1/0": 3, "SET x.y = 1": 4, "SELEC 1": 5}
+QTEXT = {"SELECT 1": 0, "BEGIN": 1, "COMMIT": 2, "ROLLBACK": 3, "SELECT 1/0": 4, "DISCARD ALL": 5,
+         "discard all": 6, "DEALLOCATE ALL": 7, "SELEC 1": 8, " DISCARD ALL;": 9}
+
+
+def op_parse(name, text, typed=False):
+    return bytes([0, 0, NAMES[name], PTEXT[text] + (6 if typed else 0)])
+
+
+def op_bind(name, portal="", param=False, binary=False):
+    return bytes([0, 1, NAMES[name], (portal == "p1") | (param << 1) | (binary << 2)])
+
+
+def op_describe_stmt(name):
+    return bytes([0, 2, NAMES[name], 0])
+
+
+def op_describe_portal(portal=""):
+    return bytes([0, 2, portal == "p1", 1])
+
+
+def op_execute(portal=""):
+    return bytes([0, 3, 0, portal == "p1"])
+
+
+def op_close_stmt(name):
+    return bytes([0, 4, NAMES[name], 0])
+
+
+def op_close_portal(portal=""):
+    return bytes([0, 4, portal == "p1", 1])
+
+
+OP_SYNC = bytes([0, 5, 0, 0])
+OP_FLUSH = bytes([0, 6, 0, 0])
+
+
+def op_query(q):
+    return bytes([0, 7, 0, QTEXT[q]])
+
+
+def op_send(n=0):
+    return bytes([2, n])
+
+
+def op_answer(n=0):
+    return bytes([3, n])
+
+
+def op_next_server(i):
+    return bytes([4, i])
+
+
+def op_reset_server(i):
+    return bytes([5, i])
+
+
+def extended_protocol_seeds():
+    t = "extended_protocol"
+    big, small = b"\x01", b"\x00"  # max_prepared_statements 100 / 2
+    round_trip = op_send() + op_answer()
+    pgbench = (op_parse("s1", "SELECT $1::int", typed=True) + op_bind("s1", param=True) + op_describe_portal()
+               + op_execute() + OP_SYNC + round_trip)
+    pgbench_again = op_bind("s1", param=True) + op_describe_portal() + op_execute() + OP_SYNC + round_trip
+    write(t, "pgbench_prepared", big + pgbench + op_next_server(1) + pgbench_again + op_next_server(0) + pgbench_again)
+    write(t, "pgbench_fresh_server", big + pgbench + op_reset_server(0) + pgbench_again)
+    write(t, "asyncpg_style", big + op_parse("s2", "SELECT 1") + op_describe_stmt("s2") + OP_SYNC + round_trip
+          + op_bind("s2", binary=True) + op_execute() + OP_SYNC + round_trip + op_close_stmt("s2") + OP_SYNC
+          + round_trip)
+    write(t, "psycopg_unnamed", big + op_parse("", "SELECT $1::int") + op_bind("", param=True)
+          + op_describe_portal() + op_execute() + OP_SYNC + round_trip)
+    write(t, "duplicate_name", big + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip + op_parse("s1", "SELECT 2")
+          + op_bind("s1") + op_execute() + OP_SYNC + round_trip + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
+    write(t, "syntax_error_skips_to_sync", big + op_parse("s1", "SELEC 1") + op_bind("s1") + op_execute() + OP_SYNC
+          + round_trip + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip)
+    write(t, "error_in_transaction", big + op_query("BEGIN") + round_trip + op_parse("s1", "SELECT 1/0")
+          + op_bind("s1") + op_execute() + OP_SYNC + round_trip + op_query("SELECT 1") + round_trip
+          + op_query("ROLLBACK") + round_trip + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
+    write(t, "discard_all", big + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip + op_query("DISCARD ALL")
+          + round_trip + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
+    write(t, "deallocate_all_other_server", big + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip
+          + op_next_server(1) + op_query("DEALLOCATE ALL") + round_trip + op_next_server(0) + op_bind("s1")
+          + op_execute() + OP_SYNC + round_trip)
+    write(t, "eviction", small + op_parse("s1", "SELECT 1") + op_parse("s2", "SELECT 2") + op_parse("s3", "SET x.y = 1")
+          + op_bind("s1") + op_execute() + op_bind("s2") + op_execute() + op_bind("s3") + op_execute() + OP_SYNC
+          + round_trip + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
+    write(t, "close_then_bind", big + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip + op_close_stmt("s1")
+          + OP_SYNC + round_trip + op_bind("s1") + OP_SYNC + round_trip)
+    write(t, "local_answers_between_transactions", big + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip
+          + op_close_stmt("s1") + op_parse("s1", "SELECT 1") + OP_FLUSH + OP_SYNC + op_send()
+          + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
+    write(t, "answers_in_small_pieces", big + pgbench[:-4] + op_send() + op_answer(7) * 20 + op_answer())
+    write(t, "client_bytes_in_pieces", big + op_parse("s1", "SELECT 1") + op_bind("s1") + op_execute() + OP_SYNC
+          + op_send(3) * 12 + op_send() + op_answer())
+    write(t, "portal_named", big + op_query("BEGIN") + round_trip + op_parse("s1", "SELECT 2")
+          + op_bind("s1", portal="p1") + op_describe_portal("p1") + op_execute("p1") + op_close_portal("p1")
+          + OP_SYNC + round_trip + op_query("COMMIT") + round_trip)
+    write(t, "discard_all_in_transaction", big + op_parse("s1", "SELECT 1") + OP_SYNC + round_trip
+          + op_query("BEGIN") + round_trip + op_query("DISCARD ALL") + round_trip + op_query("ROLLBACK")
+          + round_trip + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
+    write(t, "raw_client_bytes", big + bytes([6, 9]) + msg("P", b"\0\0\0") + op_send() + op_answer())
+
+
 def main():
     startup_seeds()
     scram_server_seeds()
@@ -354,6 +459,7 @@ def main():
     admin_parse_seeds()
     http_seeds()
     client_login_seeds()
+    extended_protocol_seeds()
     return 0
 
 

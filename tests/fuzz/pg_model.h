@@ -1,0 +1,355 @@
+/* pg_model.h - a tiny model of a PostgreSQL backend's extended query protocol, for
+ * fuzz_extended_protocol.c: named and unnamed statements and portals, skip-till-Sync after an
+ * error, transaction status, and a handful of query texts with fixed behaviour. It answers
+ * messages as PostgreSQL does in the ways pgsluice's statement rewriting depends on; two of them
+ * are compared (one behind pgsluice, one spoken to directly). Header-only, harness code. */
+#ifndef SL_PG_MODEL_H
+#define SL_PG_MODEL_H
+
+#include "fuzz_common.h"
+
+#include "proto/pkt.h"
+
+typedef struct bytes {
+    uint8_t *p;
+    size_t n, cap;
+} bytes;
+
+static inline void bytes_add(bytes *b, const void *p, size_t n)
+{
+    if (!n) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->n + n) cap *= 2;
+        b->p = realloc(b->p, cap);
+        if (!b->p) abort();
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static inline void bytes_drop_front(bytes *b, size_t n)
+{
+    memmove(b->p, b->p + n, b->n - n);
+    b->n -= n;
+}
+
+static inline void bytes_free(bytes *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Query texts the model knows; anything else is a syntax error. */
+typedef enum { Q_SELECT1, Q_SELECT2, Q_SELECT_PARAM, Q_FAIL, Q_NOROWS, Q_BAD } model_query;
+
+static inline model_query model_classify(const char *q)
+{
+    if (!strcmp(q, "SELECT 1")) return Q_SELECT1;
+    if (!strcmp(q, "SELECT 2")) return Q_SELECT2;
+    if (!strcmp(q, "SELECT $1::int")) return Q_SELECT_PARAM;
+    if (!strcmp(q, "SELECT 1/0")) return Q_FAIL;
+    if (!strcmp(q, "SET x.y = 1")) return Q_NOROWS;
+    return Q_BAD;
+}
+
+#define MODEL_MAX_OBJ 64
+
+typedef struct model_obj {
+    char *name;
+    char *query;      /* statements: the text; portals: the text of their statement */
+    uint16_t nparams; /* statements: parameter types given (or needed) */
+} model_obj;
+
+typedef struct pg_model {
+    model_obj stmts[MODEL_MAX_OBJ], portals[MODEL_MAX_OBJ];
+    int nstmts, nportals;
+    bool skip;     /* an extended-protocol message failed: ignore everything up to Sync */
+    char xact;     /* 'I', 'T' (in a block), 'E' (failed block) */
+    bool broken;   /* a protocol violation: PostgreSQL would close the connection */
+    bytes in;      /* received, not yet processed */
+    bytes *out;    /* where answers go */
+} pg_model;
+
+static inline void model_init(pg_model *m, bytes *out)
+{
+    memset(m, 0, sizeof(*m));
+    m->xact = 'I';
+    m->out = out;
+}
+
+static inline void obj_clear(model_obj *o, int *n)
+{
+    for (int i = 0; i < *n; i++) {
+        free(o[i].name);
+        free(o[i].query);
+    }
+    *n = 0;
+}
+
+static inline void model_free(pg_model *m)
+{
+    obj_clear(m->stmts, &m->nstmts);
+    obj_clear(m->portals, &m->nportals);
+    bytes_free(&m->in);
+}
+
+static inline model_obj *obj_find(model_obj *o, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(o[i].name, name)) return &o[i];
+    return NULL;
+}
+
+static inline void obj_del(model_obj *o, int *n, const char *name)
+{
+    model_obj *x = obj_find(o, *n, name);
+    if (!x) return;
+    free(x->name);
+    free(x->query);
+    *x = o[--*n];
+}
+
+static inline bool obj_put(model_obj *o, int *n, const char *name, const char *query, uint16_t nparams)
+{
+    obj_del(o, n, name);
+    if (*n == MODEL_MAX_OBJ) return false;
+    o[*n].name = strdup(name);
+    o[*n].query = strdup(query);
+    o[*n].nparams = nparams;
+    if (!o[*n].name || !o[*n].query) abort();
+    (*n)++;
+    return true;
+}
+
+static inline void out_msg(pg_model *m, char type, const void *body, size_t n)
+{
+    uint8_t h[5];
+    h[0] = (uint8_t)type;
+    sl_put_u32(h + 1, (uint32_t)(n + 4));
+    bytes_add(m->out, h, 5);
+    bytes_add(m->out, body, n);
+}
+
+static inline void out_error(pg_model *m, const char *sqlstate, const char *text)
+{
+    sl_pktbuf pb;
+    sl_pb_init(&pb);
+    sl_pb_error(&pb, false, sqlstate, "%s", text);
+    bytes_add(m->out, pb.data, pb.len);
+    sl_pb_free(&pb);
+    if (m->xact == 'T') m->xact = 'E';
+}
+
+/* An error in an extended-protocol message: answer it, then skip to Sync. */
+static inline void ext_error(pg_model *m, const char *sqlstate, const char *text)
+{
+    out_error(m, sqlstate, text);
+    m->skip = true;
+}
+
+static inline void out_ready(pg_model *m)
+{
+    out_msg(m, 'Z', &m->xact, 1);
+}
+
+static inline void out_rowdesc(pg_model *m)
+{
+    static const uint8_t rd[] = {0, 1, '?', 'c', 'o', 'l', 'u', 'm', 'n', '?', 0, 0, 0, 0, 0, 0, 0,
+                                 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0};
+    out_msg(m, 'T', rd, sizeof(rd));
+}
+
+static inline void out_row(pg_model *m, model_query q)
+{
+    uint8_t row[] = {0, 1, 0, 0, 0, 1, (uint8_t)(q == Q_SELECT2 ? '2' : '1')};
+    out_msg(m, 'D', row, sizeof(row));
+}
+
+static inline void out_tag(pg_model *m, const char *tag)
+{
+    out_msg(m, 'C', tag, strlen(tag) + 1);
+}
+
+/* Run a statement (simple Query, or Execute of a portal). */
+static inline void model_run(pg_model *m, model_query q, bool extended, bool describe_rows)
+{
+    if (q == Q_FAIL) {
+        if (extended) ext_error(m, "22012", "division by zero");
+        else out_error(m, "22012", "division by zero");
+        return;
+    }
+    if (q == Q_NOROWS) {
+        out_tag(m, "SET");
+        return;
+    }
+    if (describe_rows) out_rowdesc(m);
+    out_row(m, q);
+    out_tag(m, "SELECT 1");
+}
+
+static inline void model_query_msg(pg_model *m, const char *q)
+{
+    /* a simple Query ends the unnamed statement and portal, and an implicit transaction */
+    obj_del(m->stmts, &m->nstmts, "");
+    obj_del(m->portals, &m->nportals, "");
+    if (!strcmp(q, "BEGIN")) {
+        if (m->xact == 'E') out_error(m, "25P02", "current transaction is aborted");
+        else m->xact = 'T', out_tag(m, "BEGIN");
+    } else if (!strcmp(q, "COMMIT") || !strcmp(q, "ROLLBACK")) {
+        out_tag(m, m->xact == 'E' ? "ROLLBACK" : q);
+        m->xact = 'I';
+        obj_clear(m->portals, &m->nportals);
+    } else if (m->xact == 'E') {
+        out_error(m, "25P02", "current transaction is aborted");
+    } else if (!strcmp(q, "DISCARD ALL") || !strcmp(q, "DEALLOCATE ALL")) {
+        if (m->xact == 'T' && q[1] == 'I') {
+            out_error(m, "25001", "DISCARD ALL cannot run inside a transaction block");
+        } else {
+            obj_clear(m->stmts, &m->nstmts);
+            if (q[1] == 'I') obj_clear(m->portals, &m->nportals);
+            out_tag(m, q);
+        }
+    } else {
+        model_query k = model_classify(q);
+        if (k == Q_BAD || k == Q_SELECT_PARAM) out_error(m, k == Q_BAD ? "42601" : "42P02", "cannot run that");
+        else model_run(m, k, false, true);
+    }
+    out_ready(m);
+}
+
+/* One whole message; body excludes type and length. */
+static inline void model_message(pg_model *m, char type, const uint8_t *body, uint32_t blen)
+{
+    sl_rd r;
+    sl_rd_init(&r, body, blen);
+    if (type == 'S') {
+        m->skip = false;
+        if (m->xact == 'I') obj_clear(m->portals, &m->nportals); /* end of the implicit transaction */
+        out_ready(m);
+        return;
+    }
+    if (type == 'X') {
+        m->broken = true;
+        return;
+    }
+    if (m->skip) return; /* everything up to Sync, simple Query included */
+    switch (type) {
+    case 'Q': {
+        const char *q = sl_rd_str(&r);
+        if (!q) m->broken = true;
+        else model_query_msg(m, q);
+        return;
+    }
+    case 'P': {
+        const char *name = sl_rd_str(&r), *q = sl_rd_str(&r);
+        uint16_t n = sl_rd_u16(&r);
+        sl_rd_bytes(&r, (size_t)n * 4);
+        if (r.failed || sl_rd_left(&r)) {
+            m->broken = true;
+            return;
+        }
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
+        if (*name && obj_find(m->stmts, m->nstmts, name))
+            return ext_error(m, "42P05", "prepared statement already exists");
+        model_query k = model_classify(q);
+        if (k == Q_BAD) return ext_error(m, "42601", "syntax error");
+        uint16_t need = k == Q_SELECT_PARAM ? 1 : 0;
+        if (n > need) return ext_error(m, "42P18", "too many parameter types");
+        if (!obj_put(m->stmts, &m->nstmts, name, q, need)) return ext_error(m, "54000", "too many statements");
+        out_msg(m, '1', NULL, 0);
+        return;
+    }
+    case 'B': {
+        const char *portal = sl_rd_str(&r), *stmt = sl_rd_str(&r);
+        uint16_t nf = sl_rd_u16(&r);
+        sl_rd_bytes(&r, (size_t)nf * 2);
+        uint16_t np = sl_rd_u16(&r);
+        for (int i = 0; i < np && !r.failed; i++) {
+            uint32_t l = sl_rd_u32(&r);
+            if (l != 0xffffffffu) sl_rd_bytes(&r, l);
+        }
+        uint16_t nr = sl_rd_u16(&r);
+        sl_rd_bytes(&r, (size_t)nr * 2);
+        if (r.failed || sl_rd_left(&r)) {
+            m->broken = true;
+            return;
+        }
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
+        model_obj *st = obj_find(m->stmts, m->nstmts, stmt);
+        if (!st) return ext_error(m, "26000", "prepared statement does not exist");
+        if (np != st->nparams) return ext_error(m, "08P01", "wrong number of parameters");
+        if (*portal && obj_find(m->portals, m->nportals, portal)) return ext_error(m, "42P03", "cursor exists");
+        if (!obj_put(m->portals, &m->nportals, portal, st->query, 0)) return ext_error(m, "54000", "too many");
+        out_msg(m, '2', NULL, 0);
+        return;
+    }
+    case 'D': {
+        uint8_t what = sl_rd_u8(&r);
+        const char *name = sl_rd_str(&r);
+        if (r.failed || sl_rd_left(&r) || (what != 'S' && what != 'P')) {
+            m->broken = true;
+            return;
+        }
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
+        model_obj *o = what == 'S' ? obj_find(m->stmts, m->nstmts, name) : obj_find(m->portals, m->nportals, name);
+        if (!o) return ext_error(m, what == 'S' ? "26000" : "34000", "does not exist");
+        if (what == 'S') {
+            uint8_t pd[6] = {0, 0, 0, 0, 0, 23};
+            pd[1] = (uint8_t)o->nparams;
+            out_msg(m, 't', pd, o->nparams ? 6 : 2);
+        }
+        if (model_classify(o->query) == Q_NOROWS) out_msg(m, 'n', NULL, 0);
+        else out_rowdesc(m);
+        return;
+    }
+    case 'E': {
+        const char *portal = sl_rd_str(&r);
+        sl_rd_u32(&r);
+        if (r.failed || sl_rd_left(&r)) {
+            m->broken = true;
+            return;
+        }
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
+        model_obj *o = obj_find(m->portals, m->nportals, portal);
+        if (!o) return ext_error(m, "34000", "portal does not exist");
+        model_run(m, model_classify(o->query), true, false);
+        return;
+    }
+    case 'C': {
+        uint8_t what = sl_rd_u8(&r);
+        const char *name = sl_rd_str(&r);
+        if (r.failed || sl_rd_left(&r) || (what != 'S' && what != 'P')) {
+            m->broken = true;
+            return;
+        }
+        if (what == 'S') obj_del(m->stmts, &m->nstmts, name);
+        else obj_del(m->portals, &m->nportals, name);
+        out_msg(m, '3', NULL, 0);
+        return;
+    }
+    case 'H': return;
+    default: m->broken = true; return;
+    }
+}
+
+/* Process every whole message received so far. */
+static inline void model_feed(pg_model *m, const void *p, size_t n)
+{
+    bytes_add(&m->in, p, n);
+    size_t off = 0;
+    while (!m->broken && m->in.n - off >= 5) {
+        uint32_t len = sl_get_u32(m->in.p + off + 1);
+        if (len < 4) {
+            m->broken = true;
+            break;
+        }
+        if (m->in.n - off < (size_t)len + 1) break;
+        model_message(m, (char)m->in.p[off], m->in.p + off + 5, len - 4);
+        off += (size_t)len + 1;
+    }
+    bytes_drop_front(&m->in, off);
+}
+
+#endif
