@@ -3,6 +3,7 @@
  * few small messages that decide transaction boundaries). A server goes back to its pool at a
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -294,7 +295,8 @@ static bool scan_server(sl_server *s, sl_client *c)
     uint32_t len;
     for (;;) {
         if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4) {
+        /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
+        if (len < 4 || len > INT32_MAX) {
             sl_server_close(s, "invalid message length from server");
             return false;
         }

@@ -20,7 +20,7 @@
 static int whole_message(sl_stream *in, uint32_t len, uint32_t max)
 {
     uint32_t have = in->end - in->parse;
-    if (have >= len + 1) return 1;
+    if (have >= (uint64_t)len + 1) return 1;
     if (len > max || !sl_stream_make_room(in, len + 1 - have, max + 8)) return -1;
     return 0;
 }

@@ -1,0 +1,115 @@
+"""Bad input from servers: a server that sends what PostgreSQL never would loses its connection, its
+client gets an error, and the pooler keeps serving everyone else. The server here is a stand-in
+that logs pgsluice in and answers each query with the bytes a test gives it."""
+import socket
+import struct
+import threading
+
+import psycopg
+import pytest
+
+from harness import clients
+from harness.util import HOST
+
+pytestmark = pytest.mark.pgsluice_only
+
+
+def _msg(t, body=b""):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def _recv_exact(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+class FakeServer:
+    """Accepts pgsluice's server connections: startup (SSLRequest refused), AuthenticationOk, a few
+    ParameterStatus, BackendKeyData, ReadyForQuery; then answers every Query with `answer`."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            while True:
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                body = _recv_exact(conn, n - 4)
+                if struct.unpack("!I", body[:4])[0] == 80877103:  # SSLRequest
+                    conn.sendall(b"N")
+                    continue
+                break
+            welcome = _msg(b"R", struct.pack("!I", 0))
+            for k, v in (("server_version", "15.0"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+                         ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
+                welcome += _msg(b"S", k.encode() + b"\0" + v.encode() + b"\0")
+            conn.sendall(welcome + _msg(b"K", struct.pack("!II", 1234, 5678)) + _msg(b"Z", b"I"))
+            while True:
+                t = _recv_exact(conn, 1)
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                _recv_exact(conn, n - 4)
+                if t == b"X":
+                    return
+                if t == b"Q":
+                    conn.sendall(self.answer)
+        except (ConnectionError, OSError):
+            return
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def test_server_message_length_over_2gb_ends_that_server_not_the_worker(pooler, pool_mode):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression server_length_ffffffff): a
+    length of 0xFFFFFFFF made the forwarding loop's "rest of this message" wrap to 0, so a worker
+    read the same header forever and served no one else."""
+    fake = FakeServer(_msg(b"T", struct.pack("!H", 0))[:1] + b"\xff\xff\xff\xff" + b"\0" * 64)
+    try:
+        p = pooler({"pool_mode": pool_mode, "workers": 1},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb" % (HOST, fake.port)})
+        outcome = {}
+
+        def query():
+            try:
+                with clients.connect(p, "fakedb") as c:
+                    c.execute("SELECT 1")
+                outcome["result"] = "answered"
+            except psycopg.Error as e:
+                outcome["result"] = e
+
+        t = threading.Thread(target=query, daemon=True)
+        t.start()
+        t.join(timeout=15)
+        assert not t.is_alive(), "the client got no answer in 15 s (a worker is stuck?)"
+        assert isinstance(outcome["result"], psycopg.OperationalError), outcome
+        clients.assert_pooler_serves(p)  # one worker: it is not stuck
+    finally:
+        fake.close()
