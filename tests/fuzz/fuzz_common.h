@@ -65,7 +65,7 @@ static inline const uint8_t *fz_bytes(fz_in *in, size_t want, size_t *got)
 {
     const uint8_t *p = in->p;
     *got = want < in->n ? want : in->n;
-    in->p += *got;
+    if (*got) in->p += *got;
     in->n -= *got;
     return p;
 }
@@ -97,7 +97,7 @@ static inline char *fz_strndup(const uint8_t *p, size_t n)
 {
     char *s = malloc(n + 1);
     if (!s) abort();
-    memcpy(s, p, n);
+    if (n) memcpy(s, p, n);
     s[n] = '\0';
     return s;
 }

@@ -31,6 +31,7 @@ static inline void bytes_add(bytes *b, const void *p, size_t n)
 
 static inline void bytes_drop_front(bytes *b, size_t n)
 {
+    if (!n) return;
     memmove(b->p, b->p + n, b->n - n);
     b->n -= n;
 }
@@ -69,7 +70,8 @@ typedef struct pg_model {
     char xact;     /* 'I', 'T' (in a block), 'E' (failed block) */
     bool broken;   /* a protocol violation: PostgreSQL would close the connection */
     bytes in;      /* received, not yet processed */
-    bytes *out;    /* where answers go */
+    bytes held;    /* answers not flushed yet */
+    bytes *out;    /* where flushed answers go */
 } pg_model;
 
 static inline void model_init(pg_model *m, bytes *out)
@@ -93,6 +95,15 @@ static inline void model_free(pg_model *m)
     obj_clear(m->stmts, &m->nstmts);
     obj_clear(m->portals, &m->nportals);
     bytes_free(&m->in);
+    bytes_free(&m->held);
+}
+
+/* PostgreSQL sends its buffered output at Flush, at ReadyForQuery and after an ErrorResponse
+ * (elog.c flushes errors at once); until then the client sees nothing. */
+static inline void model_flush(pg_model *m)
+{
+    bytes_add(m->out, m->held.p, m->held.n);
+    m->held.n = 0;
 }
 
 static inline model_obj *obj_find(model_obj *o, int n, const char *name)
@@ -128,8 +139,8 @@ static inline void out_msg(pg_model *m, char type, const void *body, size_t n)
     uint8_t h[5];
     h[0] = (uint8_t)type;
     sl_put_u32(h + 1, (uint32_t)(n + 4));
-    bytes_add(m->out, h, 5);
-    bytes_add(m->out, body, n);
+    bytes_add(&m->held, h, 5);
+    bytes_add(&m->held, body, n);
 }
 
 static inline void out_error(pg_model *m, const char *sqlstate, const char *text)
@@ -137,9 +148,10 @@ static inline void out_error(pg_model *m, const char *sqlstate, const char *text
     sl_pktbuf pb;
     sl_pb_init(&pb);
     sl_pb_error(&pb, false, sqlstate, "%s", text);
-    bytes_add(m->out, pb.data, pb.len);
+    bytes_add(&m->held, pb.data, pb.len);
     sl_pb_free(&pb);
     if (m->xact == 'T') m->xact = 'E';
+    model_flush(m);
 }
 
 /* An error in an extended-protocol message: answer it, then skip to Sync. */
@@ -152,6 +164,7 @@ static inline void ext_error(pg_model *m, const char *sqlstate, const char *text
 static inline void out_ready(pg_model *m)
 {
     out_msg(m, 'Z', &m->xact, 1);
+    model_flush(m);
 }
 
 static inline void out_rowdesc(pg_model *m)
@@ -250,6 +263,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             m->broken = true;
             return;
         }
+        if (!*name) obj_del(m->stmts, &m->nstmts, ""); /* PostgreSQL drops it first, even if this fails */
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         if (*name && obj_find(m->stmts, m->nstmts, name))
             return ext_error(m, "42P05", "prepared statement already exists");
@@ -329,7 +343,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         out_msg(m, '3', NULL, 0);
         return;
     }
-    case 'H': return;
+    case 'H': model_flush(m); return;
     default: m->broken = true; return;
     }
 }
