@@ -46,6 +46,7 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
     if (st) sl_stmt_ref(st);
     e->client_name = cname ? strdup(cname) : NULL;
     e->discarded = NULL;
+    if (msg == 'P' && st) s->ps_parses_queued++;
     s->exp_n++;
     return true;
 }
@@ -55,6 +56,7 @@ void sl_exp_push_fwd_grow(sl_server *s, char msg) { exp_push(s, msg, SL_EXP_FWD,
 static inline void exp_pop(sl_server *s)
 {
     sl_expect *e = sl_exp_at(s, 0);
+    if (e->msg == 'P' && e->stmt) s->ps_parses_queued--;
     if (e->stmt) sl_stmt_unref(e->stmt);
     if (e->client_name) free(e->client_name);
     if (e->discarded) {
@@ -97,15 +99,6 @@ static void consume(sl_stream *in, uint32_t n)
     in->pos = in->parse;
 }
 
-static void send_parse(sl_server *s, const sl_stmt *st)
-{
-    sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'P');
-    sl_pb_str(out, st->name);
-    sl_pb_bytes(out, st->body, st->body_len);
-    sl_pb_end(out);
-}
-
 static void send_close(sl_server *s, const sl_stmt *st)
 {
     sl_pktbuf *out = &s->s.out;
@@ -113,6 +106,38 @@ static void send_close(sl_server *s, const sl_stmt *st)
     sl_pb_u8(out, 'S');
     sl_pb_str(out, st->name);
     sl_pb_end(out);
+}
+
+/* Prepare st on the server: a Close of its name first (answer skipped; closing a name the server
+ * lacks is no error), so the Parse works whatever the server has: pgsluice's own Close of that
+ * name may have been skipped after an error earlier in a batch. The Parse's answer is skipped, or
+ * forwarded to the client whose Parse this is (action FWD, cname). */
+static void prepare_on_server(sl_server *s, sl_stmt *st, sl_exp_action action, const char *cname)
+{
+    send_close(s, st);
+    exp_push(s, 'C', SL_EXP_SKIP, NULL, NULL);
+    sl_pktbuf *out = &s->s.out;
+    sl_pb_begin(out, 'P');
+    sl_pb_str(out, st->name);
+    sl_pb_bytes(out, st->body, st->body_len);
+    sl_pb_end(out);
+    exp_push(s, 'P', action, st, cname);
+    sl_stmt_cache_add(&s->ps_cache, st);
+    SL_STATS_RARE_INC(&s->pend, prepares);
+}
+
+/* Is a Parse of st still unanswered in an earlier batch (a Sync queued after it)? That batch may
+ * fail before it, and the server then skips it: what is sent now cannot count on it. */
+static bool parse_in_doubt(sl_server *s, const sl_stmt *st)
+{
+    if (!s->ps_parses_queued) return false;
+    bool queued = false;
+    for (uint32_t i = 0; i < s->exp_n; i++) {
+        const sl_expect *e = sl_exp_at(s, i);
+        if (e->msg == 'P' && e->stmt == st) queued = true;
+        else if (queued && e->msg == 'S') return true;
+    }
+    return false;
 }
 
 /* Make room in the server's cache, closing the least recently used statement. */
@@ -131,15 +156,13 @@ static void make_cache_room(sl_server *s, int max)
 /* Ensure the server has st prepared; queues a Parse (answer skipped) if not. */
 static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
 {
-    if (sl_stmt_cache_touch(&s->ps_cache, st)) {
+    bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
+    if (cached && !parse_in_doubt(s, st)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
         return;
     }
-    make_cache_room(s, max);
-    send_parse(s, st);
-    exp_push(s, 'P', SL_EXP_SKIP, st, NULL);
-    sl_stmt_cache_add(&s->ps_cache, st);
-    SL_STATS_RARE_INC(&s->pend, prepares);
+    if (!cached) make_cache_room(s, max);
+    prepare_on_server(s, st, SL_EXP_SKIP, NULL);
 }
 
 static bool starts_with_word(const char *q, const char *word)
@@ -186,15 +209,13 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
         return SL_PS_MALFORMED;
     }
     materialize(&c->s, &s->s);
-    if (sl_stmt_cache_touch(&s->ps_cache, st)) {
+    bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
+    if (cached && !parse_in_doubt(s, st)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
         exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, NULL);
     } else {
-        make_cache_room(s, max);
-        send_parse(s, st);
-        exp_push(s, 'P', SL_EXP_FWD, st, name);
-        sl_stmt_cache_add(&s->ps_cache, st);
-        SL_STATS_RARE_INC(&s->pend, prepares);
+        if (!cached) make_cache_room(s, max);
+        prepare_on_server(s, st, SL_EXP_FWD, name);
     }
     sl_stmt_unref(st);
     return SL_PS_CONSUMED;

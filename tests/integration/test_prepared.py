@@ -384,3 +384,29 @@ def test_requests_between_an_error_and_the_sync_get_no_answer_and_the_server_is_
     c.msg(b"S")
     got = c.until_ready()
     assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"ok")
+
+
+def test_pipelined_batch_after_a_failed_one_finds_the_statement_prepared_in_it(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression reprepare_in_failed_batch):
+    pgsluice prepares a client's statement on a server that lacks it inside the client's batch; when
+    that batch fails before the Parse, PostgreSQL skips it, and the next batch, pipelined behind the
+    Sync, must not count on it. Likewise for the Close of an evicted statement."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "max_prepared_statements": 1}, dbs={"appdb": db})
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.parse(b"s2", b"SELECT 'two'")  # evicts s1's statement from the server (Close)
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"11Z"
+    # one write: a batch that fails first (s1 is prepared again inside it, s2 closed), then one
+    # that uses both
+    batch1 = c.pack(b"P", b"\0SELEC 1\0\0\0") + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"S")
+    batch2 = (c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0")
+              + c.pack(b"B", b"\0s2\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    c.sock.sendall(batch1 + batch2)
+    got = c.until_ready()
+    assert c.types(got) == b"EZ", got
+    got = c.until_ready()
+    assert c.types(got) == b"2DC2DCZ", got
+    assert got[1][1].endswith(b"one") and got[4][1].endswith(b"two")
