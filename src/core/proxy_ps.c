@@ -393,6 +393,13 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
     }
     bool skip = e->action == SL_EXP_SKIP;
+    if (skip) {
+        /* the answer to pgsluice's own Parse/Close is dropped, once whole in the buffer: a
+         * ParseComplete/CloseComplete is, but a server may send anything here */
+        int whole = whole_message(in, len, 65536);
+        if (whole == 0) return SL_PS_NEED_MORE;
+        if (whole < 0) skip = false; /* too long to hold: passed on like any answer */
+    }
     if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
     if (sl_exp_ends_request(e->msg, type)) {
         /* a DISCARD ALL / DEALLOCATE ALL that did not happen: the client keeps its names */

@@ -30,10 +30,12 @@ def _recv_exact(conn, n):
 
 class FakeServer:
     """Accepts pgsluice's server connections: startup (SSLRequest refused), AuthenticationOk, a few
-    ParameterStatus, BackendKeyData, ReadyForQuery; then answers every Query with `answer`."""
+    ParameterStatus, BackendKeyData, ReadyForQuery; then answers each message with
+    respond(type, body) (bytes to send; default: `answer` to a Query, ReadyForQuery to a Sync)."""
 
-    def __init__(self, answer):
+    def __init__(self, answer=b"", respond=None):
         self.answer = answer
+        self.respond = respond or self._default_respond
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((HOST, 0))
         self.sock.listen(16)
@@ -67,15 +69,19 @@ class FakeServer:
             while True:
                 t = _recv_exact(conn, 1)
                 (n,) = struct.unpack("!I", _recv_exact(conn, 4))
-                _recv_exact(conn, n - 4)
+                body = _recv_exact(conn, n - 4)
                 if t == b"X":
                     return
-                if t == b"Q":
-                    conn.sendall(self.answer)
+                out = self.respond(t, body)
+                if out:
+                    conn.sendall(out)
         except (ConnectionError, OSError):
             return
         finally:
             conn.close()
+
+    def _default_respond(self, t, body):
+        return self.answer if t == b"Q" else _msg(b"Z", b"I") if t == b"S" else b""
 
     def close(self):
         self.sock.close()
@@ -111,5 +117,32 @@ def test_server_message_length_over_2gb_ends_that_server_not_the_worker(pooler, 
         assert not t.is_alive(), "the client got no answer in 15 s (a worker is stuck?)"
         assert isinstance(outcome["result"], psycopg.OperationalError), outcome
         clients.assert_pooler_serves(p)  # one worker: it is not stuck
+    finally:
+        fake.close()
+
+
+def test_odd_answer_to_pgsluices_own_close_is_dropped_whole(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression skipped_answer_not_whole):
+    the answer to a Parse or Close pgsluice sends itself is dropped; a message there that was not
+    whole in the buffer (here 20 kB before the CloseComplete) moved the read position past the end
+    of the data."""
+    odd = _msg(b"x", b"\0" * 20000)
+
+    def respond(t, body):
+        return {b"P": _msg(b"1"), b"C": odd + _msg(b"3"), b"S": _msg(b"Z", b"I")}.get(t, b"")
+
+    from psycopg import pq
+    fake = FakeServer(respond=respond)
+    try:
+        p = pooler({"pool_mode": "transaction", "workers": 1, "max_prepared_statements": 1},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb" % (HOST, fake.port)})
+        c = pq.PGconn.connect(p.dsn("fakedb").encode())
+        assert c.status == pq.ConnStatus.OK, c.error_message
+        assert c.prepare(b"s1", b"SELECT 1").status == pq.ExecStatus.COMMAND_OK
+        # evicts s1's statement (Close), closes s2's name before its Parse: two odd answers to drop
+        r = c.prepare(b"s2", b"SELECT 2")
+        assert r.status == pq.ExecStatus.COMMAND_OK, r.error_message
+        c.finish()
+        clients.assert_pooler_serves(p)
     finally:
         fake.close()
