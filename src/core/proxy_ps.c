@@ -153,8 +153,10 @@ static void make_cache_room(sl_server *s, int max)
     }
 }
 
-/* Ensure the server has st prepared; queues a Parse (answer skipped) if not. */
-static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
+/* Ensure the server has st (the client's cname) prepared; queues a Parse (answer skipped) if not.
+ * In doubt (parse_in_doubt) it is prepared again: if the first Parse failed, so does this one,
+ * and the client learns what PostgreSQL would say, that its statement does not exist. */
+static void ensure_prepared(sl_server *s, sl_stmt *st, int max, const char *cname)
 {
     bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
     if (cached && !parse_in_doubt(s, st)) {
@@ -162,7 +164,7 @@ static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
         return;
     }
     if (!cached) make_cache_room(s, max);
-    prepare_on_server(s, st, SL_EXP_SKIP, NULL);
+    prepare_on_server(s, st, cached ? SL_EXP_DOUBT : SL_EXP_SKIP, cached ? cname : NULL);
 }
 
 static bool starts_with_word(const char *q, const char *word)
@@ -235,7 +237,7 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     }
     SL_STATS_RARE_INC(&s->pend, binds);
     materialize(&c->s, &s->s);
-    ensure_prepared(s, st, max);
+    ensure_prepared(s, st, max, name);
     sl_pktbuf *out = &s->s.out;
     sl_pb_begin(out, 'B');
     sl_pb_str(out, portal);
@@ -271,7 +273,7 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
         return SL_PS_FORWARD;
     }
     materialize(&c->s, &s->s);
-    ensure_prepared(s, st, max);
+    ensure_prepared(s, st, max, name);
     sl_pktbuf *out = &s->s.out;
     sl_pb_begin(out, 'D');
     sl_pb_u8(out, 'S');
@@ -343,7 +345,7 @@ static void after_error(sl_server *s, sl_client *c)
         e = sl_exp_at(s, 0);
         if (e->msg == 'P' && e->stmt) {
             sl_stmt_cache_remove(&s->ps_cache, e->stmt);
-            if (e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
+            if (e->action == SL_EXP_FWD && e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
                 sl_stmt_map_del(&c->ps_map, e->client_name);
         }
         exp_pop(s);
@@ -389,10 +391,22 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
             after_error(s, c);
             return SL_PS_CONSUMED;
         }
+        if (e->action == SL_EXP_DOUBT) {
+            int whole = whole_message(in, len, 65536);
+            if (whole == 0) return SL_PS_NEED_MORE;
+            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, 'C') : NULL;
+            if (code && strcmp(code, "25P02") != 0) { /* not "in a failed transaction": the statement's own error */
+                materialize(in, &c->s);
+                consume(in, len + 1);
+                sl_pb_error(&c->s.out, false, "26000", "prepared statement \"%s\" does not exist", e->client_name);
+                after_error(s, c);
+                return SL_PS_CONSUMED;
+            }
+        }
         after_error(s, c);
         return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
     }
-    bool skip = e->action == SL_EXP_SKIP;
+    bool skip = e->action == SL_EXP_SKIP || e->action == SL_EXP_DOUBT;
     if (skip) {
         /* the answer to pgsluice's own Parse/Close is dropped, once whole in the buffer: a
          * ParseComplete/CloseComplete is, but a server may send anything here */

@@ -21,17 +21,19 @@ typedef enum {
 /* FWD: pass the answer on; SKIP: drop it (pgsluice's own Parse/Close); DUP_NAME: a Parse made to
  * fail in place of a client's Parse of a name it already uses, its error replaced by PostgreSQL's
  * 42P05; DISCARD: a Query starting with DISCARD ALL / DEALLOCATE ALL, answers passed on, the
- * client's names set aside until the server confirms; SYNTH_*: answer the client without the
- * server (keep these last: tested with >=). */
+ * client's names set aside until the server confirms; DOUBT: pgsluice's own Parse of a statement
+ * whose first Parse is unanswered in an earlier batch, answer dropped, an error reported as the
+ * client's statement not existing (26000); SYNTH_*: answer the client without the server (keep
+ * these last: tested with >=). */
 typedef enum {
-    SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_DUP_NAME, SL_EXP_DISCARD, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE
+    SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_DUP_NAME, SL_EXP_DISCARD, SL_EXP_DOUBT, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE
 } sl_exp_action;
 
 typedef struct sl_expect {
     char msg;          /* the request: P B D E C S Q F */
     uint8_t action;    /* sl_exp_action: forward the answer, skip it, or synthesize one */
     sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails (referenced) */
-    char *client_name; /* Parse entries: the client's name to forget if it fails */
+    char *client_name; /* Parse entries: the client's name (FWD: to forget if it fails; DOUBT: for errors) */
     sl_stmt_map *discarded; /* DISCARD entries: the client's names before it; they come back if the
                                command fails (e.g. DISCARD ALL inside a transaction block) */
 } sl_expect;

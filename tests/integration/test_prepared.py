@@ -410,3 +410,20 @@ def test_pipelined_batch_after_a_failed_one_finds_the_statement_prepared_in_it(p
     got = c.until_ready()
     assert c.types(got) == b"2DC2DCZ", got
     assert got[1][1].endswith(b"one") and got[4][1].endswith(b"two")
+
+
+def test_pipelined_bind_of_a_statement_whose_parse_fails_says_it_does_not_exist(pooler, cluster):
+    """The statement of the second batch is prepared again (its Parse is unanswered behind a Sync);
+    that fails like the first Parse, and the client gets PostgreSQL's answer to its Bind: 26000."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"P", b"s1\0SELEC 1\0\0\0") + c.pack(b"S")
+                   + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and b"C42601\0" in first[0][1], first
+    assert c.types(second) == b"EZ" and b"C26000\0" in second[0][1] and b'"s1"' in second[0][1], second
+    c.parse(b"s1", b"SELECT 'fine'")
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"fine"), got
