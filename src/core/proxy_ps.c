@@ -186,17 +186,19 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
         sl_exp_push_fwd(s, 'P');
         return SL_PS_FORWARD;
     }
-    if (sl_stmt_map_get(&c->ps_map, name)) {
-        /* PostgreSQL refuses a name in use (42P05), keeps the old statement and ignores everything
-         * up to the next Sync (a transaction block fails). The server is made to fail the same way
-         * with a Parse whose text cannot parse (no statement is created), and its error is replaced
-         * by PostgreSQL's own for the client's name. */
+    sl_stmt *old = sl_stmt_map_get(&c->ps_map, name);
+    if (old) {
+        /* PostgreSQL refuses a name in use (42P05) once the text has passed its checks (syntax,
+         * failed transaction, ...), keeps the old statement and ignores everything up to the next
+         * Sync. The server is made to do exactly that: the client's text is parsed under the server
+         * name of the old statement, which it has (prepared first if need be). A 42P05 is reported
+         * for the client's name, an earlier error as the server says it. */
         materialize(&c->s, &s->s);
+        ensure_prepared(s, old, max, name);
         sl_pktbuf *out = &s->s.out;
         sl_pb_begin(out, 'P');
-        sl_pb_str(out, "sl_duplicate_name");
-        sl_pb_str(out, "pgsluice: this statement name is already in use");
-        sl_pb_u16(out, 0);
+        sl_pb_str(out, old->name);
+        sl_pb_bytes(out, r.p, sl_rd_left(&r));
         sl_pb_end(out);
         exp_push(s, 'P', SL_EXP_DUP_NAME, NULL, name);
         return SL_PS_CONSUMED;
@@ -379,17 +381,18 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
     }
     if (type == 'E') {
         if (e->action == SL_EXP_DUP_NAME) {
-            int whole = whole_message(in, len, 65536); /* the whole message, to drop it */
+            int whole = whole_message(in, len, 65536); /* the whole message, to replace it */
             if (whole == 0) return SL_PS_NEED_MORE;
-            if (whole < 0) {
+            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, 'C') : NULL;
+            if (code && !strcmp(code, "42P05")) { /* it names the server's statement: say the client's */
+                materialize(in, &c->s);
+                consume(in, len + 1);
+                sl_pb_error(&c->s.out, false, "42P05", "prepared statement \"%s\" already exists", e->client_name);
                 after_error(s, c);
-                return SL_PS_FORWARD;
+                return SL_PS_CONSUMED;
             }
-            materialize(in, &c->s);
-            consume(in, len + 1);
-            sl_pb_error(&c->s.out, false, "42P05", "prepared statement \"%s\" already exists", e->client_name);
             after_error(s, c);
-            return SL_PS_CONSUMED;
+            return SL_PS_FORWARD; /* the text failed first, as PostgreSQL reports it */
         }
         if (e->action == SL_EXP_DOUBT) {
             int whole = whole_message(in, len, 65536);
@@ -415,6 +418,12 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         if (whole < 0) skip = false; /* too long to hold: passed on like any answer */
     }
     if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
+    if (type == '1' && e->action == SL_EXP_DUP_NAME) {
+        /* the server lacked the old statement after all (a client deallocated it with SQL): it now
+         * holds the client's text under that name, so pgsluice prepares it again when next used */
+        sl_stmt *old = sl_stmt_map_get(&c->ps_map, e->client_name);
+        if (old) sl_stmt_cache_remove(&s->ps_cache, old);
+    }
     if (sl_exp_ends_request(e->msg, type)) {
         /* a DISCARD ALL / DEALLOCATE ALL that did not happen: the client keeps its names */
         if (e->discarded) sl_stmt_map_restore(&c->ps_map, e->discarded);

@@ -263,14 +263,16 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             m->broken = true;
             return;
         }
-        if (!*name) obj_del(m->stmts, &m->nstmts, ""); /* PostgreSQL drops it first, even if this fails */
-        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
-        if (*name && obj_find(m->stmts, m->nstmts, name))
-            return ext_error(m, "42P05", "prepared statement already exists");
+        /* PostgreSQL's order: the unnamed statement is dropped, the text parsed, a failed
+         * transaction refused, the statement analysed, and only then the name checked */
+        if (!*name) obj_del(m->stmts, &m->nstmts, "");
         model_query k = model_classify(q);
         if (k == Q_BAD) return ext_error(m, "42601", "syntax error");
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         uint16_t need = k == Q_SELECT_PARAM ? 1 : 0;
         if (n > need) return ext_error(m, "42P18", "too many parameter types");
+        if (*name && obj_find(m->stmts, m->nstmts, name))
+            return ext_error(m, "42P05", "prepared statement already exists");
         if (!obj_put(m->stmts, &m->nstmts, name, q, need)) return ext_error(m, "54000", "too many statements");
         out_msg(m, '1', NULL, 0);
         return;

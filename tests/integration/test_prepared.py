@@ -361,6 +361,35 @@ def test_parse_of_a_name_in_use_fails_like_postgresql_and_keeps_the_old_statemen
     assert c.types(got) == b"CZ" and got[-1][1] == b"I"
 
 
+def test_parse_of_a_name_in_use_reports_an_earlier_error_first_as_postgresql_does(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression dup_name_in_failed_transaction):
+    PostgreSQL checks the text and refuses a failed transaction before it looks at the name, so a
+    Parse of a name in use answers 42601 for bad SQL and 25P02 in a failed transaction, not 42P05."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'first'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.parse(b"q", b"SELEC 'second'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C42601\0" in got[0][1], got
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"SELECT 1/0\0")
+    assert c.types(c.until_ready()) == b"EZ"
+    c.parse(b"q", b"SELECT 'third'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C25P02\0" in got[0][1], got
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"first"), got
+
+
 def test_requests_between_an_error_and_the_sync_get_no_answer_and_the_server_is_released(pooler, cluster):
     # The server answers a failed Parse at once and then discards everything up to Sync. Requests
     # that arrive after the error (here in later packets) must not be waited for.
