@@ -216,7 +216,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
     if (cached && !parse_in_doubt(s, st)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
-        exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, NULL);
+        exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, name); /* the name: to forget if its batch fails */
     } else {
         if (!cached) make_cache_room(s, max);
         prepare_on_server(s, st, SL_EXP_FWD, name);
@@ -263,10 +263,14 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
         return SL_PS_FORWARD;
     }
     if (type == 'C') {
-        /* the statement may serve other clients on this server: only this client forgets it */
+        /* the statement may serve other clients on this server: only this client forgets it (and
+         * gets it back if the batch fails before this Close, see after_error) */
+        sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
+        if (st) sl_stmt_ref(st);
         sl_stmt_map_del(&c->ps_map, name);
         materialize(&c->s, &s->s);
-        exp_push(s, 'C', SL_EXP_SYNTH_CLOSE, NULL, NULL);
+        exp_push(s, 'C', SL_EXP_SYNTH_CLOSE, st, st ? name : NULL);
+        if (st) sl_stmt_unref(st);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
@@ -338,7 +342,10 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 
 void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
-/* The server failed a request: it ignores everything up to the next Sync. */
+/* The server failed a request: it ignores everything up to the next Sync. What pgsluice changed
+ * when it saw those requests is undone, as they never happen: the failed or skipped Parse's name,
+ * the names of Parses it would have answered itself, a Close's name (given back), a DISCARD ALL's
+ * names (given back). */
 static void after_error(sl_server *s, sl_client *c)
 {
     sl_expect *e = sl_exp_at(s, 0);
@@ -349,6 +356,13 @@ static void after_error(sl_server *s, sl_client *c)
             sl_stmt_cache_remove(&s->ps_cache, e->stmt);
             if (e->action == SL_EXP_FWD && e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
                 sl_stmt_map_del(&c->ps_map, e->client_name);
+        } else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name) {
+            sl_stmt_map_del(&c->ps_map, e->client_name);
+        } else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name && !sl_stmt_map_get(&c->ps_map, e->client_name)) {
+            sl_stmt_ref(e->stmt);
+            if (!sl_stmt_map_put(&c->ps_map, e->client_name, e->stmt)) sl_stmt_unref(e->stmt);
+        } else if (e->discarded) {
+            sl_stmt_map_restore(&c->ps_map, e->discarded);
         }
         exp_pop(s);
     } while (s->exp_n && sl_exp_at(s, 0)->msg != 'S');

@@ -456,3 +456,33 @@ def test_pipelined_bind_of_a_statement_whose_parse_fails_says_it_does_not_exist(
     c.msg(b"S")
     got = c.until_ready()
     assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"fine"), got
+
+
+def test_parse_and_close_skipped_after_an_error_in_their_batch_leave_the_names_as_they_were(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_answers_in_failed_batch):
+    pgsluice answers some Parse and Close messages itself; when an earlier message of the same
+    batch fails, PostgreSQL skips them, so the Parse's name stays free and the closed name stays."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'kept'")
+    c.parse(b"known", b"SELECT 'new'")  # the server has this statement from now on
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"11Z"
+    # one write, so that pgsluice sees the whole batch before the error: the Bind fails and the
+    # rest is skipped
+    c.sock.sendall(c.pack(b"B", b"\0no_such\0\0\0\0\0\0\0") + c.pack(b"P", b"fresh\0SELECT 'new'\0\0\0")
+                   + c.pack(b"C", b"Sq\0") + c.pack(b"S"))
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"kept"), got
+    c.bind_execute(b"fresh")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.parse(b"fresh", b"SELECT 'new'")  # the name is free
+    c.bind_execute(b"fresh")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"12DCZ"
