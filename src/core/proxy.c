@@ -294,7 +294,12 @@ static bool scan_server(sl_server *s, sl_client *c)
     char type;
     uint32_t len;
     for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) return true;
+        if (!sl_stream_next_header(in, &type, &len)) {
+            /* answers pgsluice gives itself (after a Flush, say) may be due now that the answers
+             * before them are marked for the client */
+            if (s->ps_active && !in->msg_left) sl_ps_synth_due(s, c);
+            return true;
+        }
         /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
         if (len < 4 || len > INT32_MAX) {
             sl_server_close(s, "invalid message length from server");

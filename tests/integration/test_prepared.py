@@ -486,3 +486,20 @@ def test_parse_and_close_skipped_after_an_error_in_their_batch_leave_the_names_a
     c.bind_execute(b"fresh")
     c.msg(b"S")
     assert c.types(c.until_ready()) == b"12DCZ"
+
+
+def test_answer_pgsluice_gives_itself_after_a_server_answer_comes_on_flush(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_after_flush): Parse of
+    an unnamed statement, then Parse of a statement the server already has (pgsluice answers it),
+    then Flush. The second ParseComplete was only sent when something else came from the server
+    or the client: a client waiting after its Flush waited forever."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'known'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"P", b"\0SELECT 1\0\0\0") + c.pack(b"P", b"again\0SELECT 'known'\0\0\0") + c.pack(b"H"))
+    got = [c.recv_msg(), c.recv_msg()]  # the socket times out after 5 s
+    assert c.types(got) == b"11", got
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"Z"
