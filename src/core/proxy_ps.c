@@ -127,15 +127,19 @@ static void prepare_on_server(sl_server *s, sl_stmt *st, sl_exp_action action, c
 }
 
 /* Is a Parse of st still unanswered in an earlier batch (a Sync queued after it)? That batch may
- * fail before it, and the server then skips it: what is sent now cannot count on it. */
-static bool parse_in_doubt(sl_server *s, const sl_stmt *st)
+ * fail before it, and the server then skips it: what is sent now for the client's name cname
+ * cannot count on it. Except the client's own Parse of that very name: whether the name exists
+ * is what that Parse decides, on PostgreSQL too, so what follows is sent as it is. */
+static bool parse_in_doubt(sl_server *s, const sl_stmt *st, const char *cname)
 {
     if (!s->ps_parses_queued) return false;
     bool queued = false;
     for (uint32_t i = 0; i < s->exp_n; i++) {
         const sl_expect *e = sl_exp_at(s, i);
-        if (e->msg == 'P' && e->stmt == st) queued = true;
-        else if (queued && e->msg == 'S') return true;
+        if (e->msg == 'P' && e->stmt == st)
+            queued = !(e->action == SL_EXP_FWD && e->client_name && cname && !strcmp(e->client_name, cname));
+        else if (queued && e->msg == 'S')
+            return true;
     }
     return false;
 }
@@ -159,7 +163,7 @@ static void make_cache_room(sl_server *s, int max)
 static void ensure_prepared(sl_server *s, sl_stmt *st, int max, const char *cname)
 {
     bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
-    if (cached && !parse_in_doubt(s, st)) {
+    if (cached && !parse_in_doubt(s, st, cname)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
         return;
     }
@@ -214,7 +218,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     }
     materialize(&c->s, &s->s);
     bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
-    if (cached && !parse_in_doubt(s, st)) {
+    if (cached && !parse_in_doubt(s, st, name)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
         exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, name); /* the name: to forget if its batch fails */
     } else {
