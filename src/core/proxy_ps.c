@@ -321,6 +321,9 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
             *old = c->ps_map;
             memset(&c->ps_map, 0, sizeof(c->ps_map));
             sl_exp_at(s, s->exp_n - 1)->discarded = old;
+            /* what the client pipelines behind it must not count on the server's statements either
+             * (if the command fails, they are prepared again: a Close comes before each Parse) */
+            sl_stmt_cache_clear(&s->ps_cache);
             return SL_PS_FORWARD;
         }
         sl_exp_push_fwd(s, 'Q');

@@ -517,3 +517,19 @@ def test_statement_whose_parse_was_skipped_does_not_exist_in_the_next_pipelined_
     first, second = c.until_ready(), c.until_ready()
     assert c.types(first) == b"EZ", first
     assert c.types(second) == b"EZ" and b"C26000\0" in second[0][1], second
+
+
+def test_statements_prepared_behind_a_pipelined_discard_all_work(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression parse_behind_discard_all):
+    Parse and Bind pipelined behind DISCARD ALL run after it on the server, so they cannot count on
+    what the server had prepared before."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"Q", b"DISCARD ALL\0") + c.pack(b"P", b"s1\0SELECT 'one'\0\0\0")
+                   + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"CZ", first
+    assert c.types(second) == b"12DCZ" and second[2][1].endswith(b"one"), second
