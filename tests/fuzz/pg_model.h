@@ -69,6 +69,9 @@ typedef struct pg_model {
     bool skip;     /* an extended-protocol message failed: ignore everything up to Sync */
     char xact;     /* 'I', 'T' (in a block), 'E' (failed block) */
     bool broken;   /* a protocol violation: PostgreSQL would close the connection */
+    char skipped[8][16]; /* names whose Parse was skipped after an error (the last few) */
+    int nskipped;
+    bool missing_skipped; /* a Bind/Describe failed with 26000 on such a name (see the fuzz target) */
     bytes in;      /* received, not yet processed */
     bytes held;    /* answers not flushed yet */
     bytes *out;    /* where flushed answers go */
@@ -232,6 +235,13 @@ static inline void model_query_msg(pg_model *m, const char *q)
     out_ready(m);
 }
 
+/* A statement is missing: was its Parse one that got skipped? */
+static inline void model_note_missing(pg_model *m, const char *name)
+{
+    for (int i = 0; i < (m->nskipped < 8 ? m->nskipped : 8); i++)
+        if (*name && !strcmp(m->skipped[i], name)) m->missing_skipped = true;
+}
+
 /* One whole message; body excludes type and length. */
 static inline void model_message(pg_model *m, char type, const uint8_t *body, uint32_t blen)
 {
@@ -247,7 +257,11 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         m->broken = true;
         return;
     }
-    if (m->skip) return; /* everything up to Sync, simple Query included */
+    if (m->skip) { /* everything up to Sync, simple Query included */
+        const char *name = type == 'P' ? sl_rd_str(&r) : NULL;
+        if (name && *name && strlen(name) < 16) strcpy(m->skipped[m->nskipped++ % 8], name);
+        return;
+    }
     switch (type) {
     case 'Q': {
         const char *q = sl_rd_str(&r);
@@ -294,7 +308,10 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         }
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_obj *st = obj_find(m->stmts, m->nstmts, stmt);
-        if (!st) return ext_error(m, "26000", "prepared statement does not exist");
+        if (!st) {
+            model_note_missing(m, stmt);
+            return ext_error(m, "26000", "prepared statement does not exist");
+        }
         if (np != st->nparams) return ext_error(m, "08P01", "wrong number of parameters");
         if (*portal && obj_find(m->portals, m->nportals, portal)) return ext_error(m, "42P03", "cursor exists");
         if (!obj_put(m->portals, &m->nportals, portal, st->query, 0)) return ext_error(m, "54000", "too many");
@@ -310,6 +327,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         }
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_obj *o = what == 'S' ? obj_find(m->stmts, m->nstmts, name) : obj_find(m->portals, m->nportals, name);
+        if (!o && what == 'S') model_note_missing(m, name);
         if (!o) return ext_error(m, what == 'S' ? "26000" : "34000", "does not exist");
         if (what == 'S') {
             uint8_t pd[6] = {0, 0, 0, 0, 0, 23};
