@@ -305,7 +305,9 @@ static bool scan_server(sl_server *s, sl_client *c)
             sl_server_close(s, "invalid message length from server");
             return false;
         }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue */
+        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
+         * answers pgsluice gives itself that are due (after the answer just passed) go first */
+        if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
         if (s->ps_active && type != 'D' && type != 'd') {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;

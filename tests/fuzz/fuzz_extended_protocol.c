@@ -232,6 +232,7 @@ static bool scan_server(sl_server *s)
             return true;
         }
         if (len < 4 || len > INT32_MAX) return false;
+        if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
         if (s->ps_active && type != 'D' && type != 'd') {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;

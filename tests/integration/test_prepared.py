@@ -533,3 +533,18 @@ def test_statements_prepared_behind_a_pipelined_discard_all_work(pooler, cluster
     first, second = c.until_ready(), c.until_ready()
     assert c.types(first) == b"CZ", first
     assert c.types(second) == b"12DCZ" and second[2][1].endswith(b"one"), second
+
+
+def test_close_answered_by_pgsluice_comes_before_the_rows_of_the_next_execute(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_before_datarow): the
+    CloseComplete pgsluice gives itself between a Bind and an Execute went out after the first
+    DataRow, which does not pass through the queue of answers."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"P", b"\0SELECT 2\0\0\0") + c.pack(b"B", b"\0\0\0\0\0\0\0\0") + c.pack(b"C", b"Ss1\0")
+                   + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    got = c.until_ready()
+    assert c.types(got) == b"123DCZ", got
