@@ -27,6 +27,10 @@
  *    after the first failed or not;
  *  - the unnamed statement used (Bind, Describe) on a later link than the one that parsed it: it
  *    lives on the server that parsed it, as with PgBouncer;
+ *  - messages pipelined behind a DISCARD ALL / DEALLOCATE ALL query before its ReadyForQuery:
+ *    pgsluice forgets the client's names when it sees the query and gives them back if it fails,
+ *    so what was sent in between used the names as if it had worked (libpq and the drivers wait
+ *    for ReadyForQuery after a simple query);
  *  - a name whose Parse PostgreSQL skipped (an earlier message of its batch failed) used by a
  *    batch pipelined behind it: when pgsluice answered that Parse itself (the server had the
  *    statement), the later Bind/Describe works where PostgreSQL answers 26000. Lenient only: the
@@ -316,6 +320,11 @@ static bool parse_pending(const char *name)
  * or earlier in the same bytes. */
 static void note_known_divergence(const void *p, size_t n)
 {
+    if (W->linked >= 0) { /* pipelined behind a DISCARD ALL not answered yet */
+        sl_server *s = &W->s[W->linked];
+        for (uint32_t i = 0; i < s->exp_n; i++)
+            if (sl_exp_at(s, i)->action == SL_EXP_DISCARD) W->known_divergence = true;
+    }
     bytes_add(&W->sent, p, n);
     char seen[16][8];
     int nseen = 0;
