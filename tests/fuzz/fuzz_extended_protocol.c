@@ -37,6 +37,8 @@
  *    comparison stops there (the direct model notes the case). */
 #include "fuzz_common.h"
 
+#include <strings.h>
+
 #include "core/proxy_ps.h"
 #include "pg_model.h"
 #include "pool/pool.h"
@@ -328,10 +330,17 @@ static void note_known_divergence(const void *p, size_t n)
     bytes_add(&W->sent, p, n);
     char seen[16][8];
     int nseen = 0;
+    bool after_discard = false;
     while (W->sent.n - W->sent_scanned >= 5) {
         const uint8_t *m = W->sent.p + W->sent_scanned;
         uint32_t len = sl_get_u32(m + 1);
         if (len < 4 || W->sent.n - W->sent_scanned < (size_t)len + 1) break;
+        if (after_discard) W->known_divergence = true; /* pipelined behind DISCARD ALL */
+        if (m[0] == 'Q' && len > 5) {
+            const char *q = (const char *)m + 5;
+            while (*q == ' ' || *q == '\t' || *q == '\n') q++;
+            after_discard = !strncasecmp(q, "DISCARD ALL", 11) || !strncasecmp(q, "DEALLOCATE ALL", 14);
+        }
         if (m[0] == 'P' && len > 5 && m[5] && memchr(m + 5, 0, len - 4)) {
             const char *name = (const char *)m + 5;
             bool dup = parse_pending(name);

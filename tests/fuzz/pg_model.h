@@ -8,6 +8,8 @@
 
 #include "fuzz_common.h"
 
+#include <strings.h>
+
 #include "proto/pkt.h"
 
 typedef struct bytes {
@@ -205,30 +207,38 @@ static inline void model_run(pg_model *m, model_query q, bool extended, bool des
     out_tag(m, "SELECT 1");
 }
 
-static inline void model_query_msg(pg_model *m, const char *q)
+static inline void model_query_msg(pg_model *m, const char *text)
 {
+    /* keywords as PostgreSQL reads them: any case, blanks around, a trailing semicolon */
+    char q[64];
+    while (*text == ' ' || *text == '\t' || *text == '\n') text++;
+    snprintf(q, sizeof(q), "%s", text);
+    size_t n = strlen(q);
+    while (n && (q[n - 1] == ' ' || q[n - 1] == ';' || q[n - 1] == '\n')) q[--n] = '\0';
+    bool begin = !strcasecmp(q, "BEGIN"), commit = !strcasecmp(q, "COMMIT"), rollback = !strcasecmp(q, "ROLLBACK");
+    bool discard = !strcasecmp(q, "DISCARD ALL"), deallocate = !strcasecmp(q, "DEALLOCATE ALL");
     /* a simple Query ends the unnamed statement and portal, and an implicit transaction */
     obj_del(m->stmts, &m->nstmts, "");
     obj_del(m->portals, &m->nportals, "");
-    if (!strcmp(q, "BEGIN")) {
+    if (begin) {
         if (m->xact == 'E') out_error(m, "25P02", "current transaction is aborted");
         else m->xact = 'T', out_tag(m, "BEGIN");
-    } else if (!strcmp(q, "COMMIT") || !strcmp(q, "ROLLBACK")) {
-        out_tag(m, m->xact == 'E' ? "ROLLBACK" : q);
+    } else if (commit || rollback) {
+        out_tag(m, m->xact == 'E' || rollback ? "ROLLBACK" : "COMMIT");
         m->xact = 'I';
         obj_clear(m->portals, &m->nportals);
     } else if (m->xact == 'E') {
         out_error(m, "25P02", "current transaction is aborted");
-    } else if (!strcmp(q, "DISCARD ALL") || !strcmp(q, "DEALLOCATE ALL")) {
-        if (m->xact == 'T' && q[1] == 'I') {
+    } else if (discard || deallocate) {
+        if (m->xact == 'T' && discard) {
             out_error(m, "25001", "DISCARD ALL cannot run inside a transaction block");
         } else {
             obj_clear(m->stmts, &m->nstmts);
-            if (q[1] == 'I') obj_clear(m->portals, &m->nportals);
-            out_tag(m, q);
+            if (discard) obj_clear(m->portals, &m->nportals);
+            out_tag(m, discard ? "DISCARD ALL" : "DEALLOCATE ALL");
         }
     } else {
-        model_query k = model_classify(q);
+        model_query k = model_classify(text);
         if (k == Q_BAD || k == Q_SELECT_PARAM) out_error(m, k == Q_BAD ? "42601" : "42P02", "cannot run that");
         else model_run(m, k, false, true);
     }
