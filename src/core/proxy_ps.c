@@ -350,19 +350,15 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
 /* The server failed a request: it ignores everything up to the next Sync. What pgsluice changed
- * when it saw those requests is undone, as they never happen: the failed or skipped Parse's name,
- * the names of Parses it would have answered itself, a Close's name (given back), a DISCARD ALL's
- * names (given back). */
-static void after_error(sl_server *s, sl_client *c)
+ * in the client's names when it saw those requests is undone, latest first, as they never happen:
+ * a Parse's name (forwarded or answered by pgsluice) is forgotten, a Close's name and a DISCARD
+ * ALL's names are given back. */
+static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
 {
-    sl_expect *e = sl_exp_at(s, 0);
-    if (e->msg == 'Q' || e->msg == 'F' || e->msg == 'S') return; /* ends at ReadyForQuery */
-    do {
-        e = sl_exp_at(s, 0);
-        if (e->msg == 'P' && e->stmt) {
-            sl_stmt_cache_remove(&s->ps_cache, e->stmt);
-            if (e->action == SL_EXP_FWD && e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
-                sl_stmt_map_del(&c->ps_map, e->client_name);
+    for (uint32_t i = n; i-- > 0;) {
+        sl_expect *e = sl_exp_at(s, i);
+        if (e->msg == 'P' && e->stmt && e->action == SL_EXP_FWD && e->client_name) {
+            if (sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt) sl_stmt_map_del(&c->ps_map, e->client_name);
         } else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name) {
             sl_stmt_map_del(&c->ps_map, e->client_name);
         } else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name && !sl_stmt_map_get(&c->ps_map, e->client_name)) {
@@ -371,8 +367,21 @@ static void after_error(sl_server *s, sl_client *c)
         } else if (e->discarded) {
             sl_stmt_map_restore(&c->ps_map, e->discarded);
         }
+    }
+}
+
+static void after_error(sl_server *s, sl_client *c)
+{
+    sl_expect *e = sl_exp_at(s, 0);
+    if (e->msg == 'Q' || e->msg == 'F' || e->msg == 'S') return; /* ends at ReadyForQuery */
+    uint32_t n = 1; /* the failed request and what the server skips after it */
+    while (n < s->exp_n && sl_exp_at(s, n)->msg != 'S') n++;
+    undo_skipped(s, c, n);
+    while (n--) {
+        e = sl_exp_at(s, 0);
+        if (e->msg == 'P' && e->stmt) sl_stmt_cache_remove(&s->ps_cache, e->stmt);
         exp_pop(s);
-    } while (s->exp_n && sl_exp_at(s, 0)->msg != 'S');
+    }
     /* no Sync recorded yet: what the client sends until its Sync is discarded by the server */
     if (!s->exp_n) s->ps_skip_till_sync = true;
 }

@@ -548,3 +548,20 @@ def test_close_answered_by_pgsluice_comes_before_the_rows_of_the_next_execute(po
                    + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
     got = c.until_ready()
     assert c.types(got) == b"123DCZ", got
+
+
+def test_parse_then_close_of_a_name_skipped_in_a_failed_batch_leave_it_free(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression parse_close_skipped): the
+    skipped requests are undone latest first, so the Close does not give back the name its skipped
+    Parse never created."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"D", b"Pno_such\0") + c.pack(b"P", b"s2\0SELECT 'x'\0\0\0") + c.pack(b"C", b"Ss2\0")
+                   + c.pack(b"S"))
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C34000\0" in got[0][1], got
+    c.parse(b"s2", b"SELECT 'y'")
+    c.bind_execute(b"s2")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"y"), got
