@@ -144,6 +144,18 @@ static bool parse_in_doubt(sl_server *s, const sl_stmt *st, const char *cname)
     return false;
 }
 
+/* Could a request sent now run in a failed transaction? The server is in one, or an earlier
+ * batch or query is still queued (whatever it does, even open a block and fail, happens first). */
+static bool failed_xact_possible(sl_server *s)
+{
+    if (s->xact == 'E') return true;
+    for (uint32_t i = 0; i < s->exp_n; i++) {
+        char m = sl_exp_at(s, i)->msg;
+        if (m == 'S' || m == 'Q') return true;
+    }
+    return false;
+}
+
 /* Make room in the server's cache, closing the least recently used statement. */
 static void make_cache_room(sl_server *s, int max)
 {
@@ -218,7 +230,9 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     }
     materialize(&c->s, &s->s);
     bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
-    if (cached && !parse_in_doubt(s, st, name)) {
+    /* answered here when the server has the statement, unless the Parse may run in a failed
+     * transaction, where PostgreSQL refuses it (25P02): then the server answers */
+    if (cached && !failed_xact_possible(s) && !parse_in_doubt(s, st, name)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
         exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, name); /* the name: to forget if its batch fails */
     } else {

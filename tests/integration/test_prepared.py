@@ -565,3 +565,41 @@ def test_parse_then_close_of_a_name_skipped_in_a_failed_batch_leave_it_free(pool
     c.msg(b"S")
     got = c.until_ready()
     assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"y"), got
+
+
+def test_parse_of_a_known_statement_in_a_failed_transaction_is_refused(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression parse_in_failed_transaction):
+    pgsluice answers a Parse of a statement the server has by itself, but in a failed transaction
+    PostgreSQL refuses every Parse (25P02), and the name must not exist afterwards; also when the
+    Parse is pipelined behind the batch whose error fails the transaction."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"SELECT 1/0\0")
+    assert c.types(c.until_ready()) == b"EZ"
+    c.parse(b"s2", b"SELECT 'one'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C25P02\0" in got[0][1], got
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.sock.sendall(c.pack(b"B", b"\0no_such\0\0\0\0\0\0\0") + c.pack(b"S") + c.pack(b"P", b"s3\0SELECT 'one'\0\0\0")
+                   + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and c.types(second) == b"EZ" and b"C25P02\0" in second[0][1], second
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    for name in (b"s2", b"s3"):
+        c.bind_execute(name)
+        c.msg(b"S")
+        got = c.until_ready()
+        assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"2DCZ"
