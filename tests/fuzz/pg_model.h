@@ -74,6 +74,9 @@ typedef struct pg_model {
     char skipped[8][16]; /* names whose Parse was skipped after an error (the last few) */
     int nskipped;
     bool missing_skipped; /* a Bind/Describe failed with 26000 on such a name (see the fuzz target) */
+    char skipped_close[8][16]; /* names whose Close was skipped after an error (the last few) */
+    int nskipped_close;
+    bool used_skipped_close; /* a Bind/Describe used such a name */
     bytes in;      /* received, not yet processed */
     bytes held;    /* answers not flushed yet */
     bytes *out;    /* where flushed answers go */
@@ -245,6 +248,13 @@ static inline void model_query_msg(pg_model *m, const char *text)
     out_ready(m);
 }
 
+/* A statement is used: is its name one whose Close got skipped? */
+static inline void model_note_used(pg_model *m, const char *name)
+{
+    for (int i = 0; i < (m->nskipped_close < 8 ? m->nskipped_close : 8); i++)
+        if (*name && !strcmp(m->skipped_close[i], name)) m->used_skipped_close = true;
+}
+
 /* A statement is missing: was its Parse one that got skipped? */
 static inline void model_note_missing(pg_model *m, const char *name)
 {
@@ -270,6 +280,8 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
     if (m->skip) { /* everything up to Sync, simple Query included */
         const char *name = type == 'P' ? sl_rd_str(&r) : NULL;
         if (name && *name && strlen(name) < 16) strcpy(m->skipped[m->nskipped++ % 8], name);
+        if (type == 'C' && sl_rd_u8(&r) == 'S' && (name = sl_rd_str(&r)) && *name && strlen(name) < 16)
+            strcpy(m->skipped_close[m->nskipped_close++ % 8], name);
         return;
     }
     switch (type) {
@@ -318,6 +330,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         }
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_obj *st = obj_find(m->stmts, m->nstmts, stmt);
+        if (st) model_note_used(m, stmt);
         if (!st) {
             model_note_missing(m, stmt);
             return ext_error(m, "26000", "prepared statement does not exist");
@@ -338,6 +351,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_obj *o = what == 'S' ? obj_find(m->stmts, m->nstmts, name) : obj_find(m->portals, m->nportals, name);
         if (!o && what == 'S') model_note_missing(m, name);
+        if (o && what == 'S') model_note_used(m, name);
         if (!o) return ext_error(m, what == 'S' ? "26000" : "34000", "does not exist");
         if (what == 'S') {
             uint8_t pd[6] = {0, 0, 0, 0, 0, 23};
