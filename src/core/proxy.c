@@ -305,16 +305,11 @@ static bool scan_server(sl_server *s, sl_client *c)
             sl_server_close(s, "invalid message length from server");
             return false;
         }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
-         * answers pgsluice gives itself that are due (after the answer just passed) go first */
-        if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
-        if (s->ps_active && type != 'D' && type != 'd') {
-            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
-            if (r == SL_PS_NEED_MORE) return true;
-            if (r == SL_PS_CONSUMED) continue;
-        }
-        s->pend.bytes_out += (uint64_t)len + 1;
-        if (type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX)) {
+        /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
+         * before anything is decided about it (the queue of answers below too: deciding twice on
+         * a message that arrives in pieces would take two entries off it) */
+        bool small = type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX);
+        if (small) {
             if (len > SMALL_MSG_MAX) {
                 sl_server_close(s, "oversized message from server");
                 return false;
@@ -326,6 +321,17 @@ static bool scan_server(sl_server *s, sl_client *c)
                 }
                 return true;
             }
+        }
+        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
+         * answers pgsluice gives itself that are due (after the answer just passed) go first */
+        if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
+        if (s->ps_active && type != 'D' && type != 'd') {
+            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
+            if (r == SL_PS_NEED_MORE) return true;
+            if (r == SL_PS_CONSUMED) continue;
+        }
+        s->pend.bytes_out += (uint64_t)len + 1;
+        if (small) {
             if (!server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) {
                 refuse_transaction(s, c);
                 return false;

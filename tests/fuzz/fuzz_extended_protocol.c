@@ -241,18 +241,21 @@ static bool scan_server(sl_server *s)
             return true;
         }
         if (len < 4 || len > INT32_MAX) return false;
+        bool small = type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX);
+        if (small) {
+            if (len > SMALL_MSG_MAX) return false;
+            if (in->end - in->parse < len + 1) {
+                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) return false;
+                return true;
+            }
+        }
         if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
         if (s->ps_active && type != 'D' && type != 'd') {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;
             if (r == SL_PS_CONSUMED) continue;
         }
-        if (type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX)) {
-            if (len > SMALL_MSG_MAX) return false;
-            if (in->end - in->parse < len + 1) {
-                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) return false;
-                return true;
-            }
+        if (small) {
             server_small_msg(s, type, in->buf + in->parse + 5, len - 4);
             if (type == 'Z' && s->ps_active) {
                 in->parse += len + 1;

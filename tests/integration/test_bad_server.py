@@ -4,6 +4,7 @@ that logs pgsluice in and answers each query with the bytes a test gives it."""
 import socket
 import struct
 import threading
+import time
 
 import psycopg
 import pytest
@@ -33,9 +34,10 @@ class FakeServer:
     ParameterStatus, BackendKeyData, ReadyForQuery; then answers each message with
     respond(type, body) (bytes to send; default: `answer` to a Query, ReadyForQuery to a Sync)."""
 
-    def __init__(self, answer=b"", respond=None):
+    def __init__(self, answer=b"", respond=None, bytewise=False):
         self.answer = answer
         self.respond = respond or self._default_respond
+        self.bytewise = bytewise  # send answers one byte at a time (they arrive in pieces)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((HOST, 0))
         self.sock.listen(16)
@@ -49,6 +51,7 @@ class FakeServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes go out as they are
             self.conns.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
@@ -73,7 +76,11 @@ class FakeServer:
                 if t == b"X":
                     return
                 out = self.respond(t, body)
-                if out:
+                if out and self.bytewise:
+                    for i in range(len(out)):
+                        conn.sendall(out[i:i + 1])
+                        time.sleep(0.001)
+                elif out:
                     conn.sendall(out)
         except (ConnectionError, OSError):
             return
@@ -144,5 +151,41 @@ def test_odd_answer_to_pgsluices_own_close_is_dropped_whole(pooler):
         assert r.status == pq.ExecStatus.COMMAND_OK, r.error_message
         c.finish()
         clients.assert_pooler_serves(p)
+    finally:
+        fake.close()
+
+
+def test_answers_arriving_in_pieces_reach_the_client_in_order(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression split_ready_for_query): a
+    ReadyForQuery (or an error) whose bytes arrive in pieces was looked at by the queue of answers
+    once per piece, which took the next request's entry too: the ReadyForQuery was dropped as the
+    answer to pgsluice's own Close, and the client waited for it forever."""
+    def respond(t, body):
+        return {b"P": _msg(b"1"), b"B": _msg(b"2"), b"E": _msg(b"C", b"SELECT 0\0"), b"S": _msg(b"Z", b"I"),
+                b"C": _msg(b"3")}.get(t, b"")
+
+    fake = FakeServer(respond=respond, bytewise=True)
+    try:
+        p = pooler({"pool_mode": "transaction", "workers": 1, "auth_type": "trust"},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb password=unused" % (HOST, fake.port)})
+        with clients.raw_socket(p, timeout=10) as s:
+            s.sendall(clients.startup_packet(database="fakedb"))
+            got = b""
+            while not got.endswith(_msg(b"Z", b"I")):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            batch = b""
+            for name, sql in ((b"s1", b"SELECT 1"), (b"s2", b"SELECT 2")):
+                batch += (_msg(b"P", name + b"\0" + sql + b"\0\0\0") + _msg(b"B", b"\0" + name + b"\0\0\0\0\0\0\0")
+                          + _msg(b"E", b"\0\0\0\0\0") + _msg(b"S"))
+            s.sendall(batch)
+            want = (_msg(b"1") + _msg(b"2") + _msg(b"C", b"SELECT 0\0") + _msg(b"Z", b"I")) * 2
+            got = b""
+            while len(got) < len(want):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            assert got == want
     finally:
         fake.close()
