@@ -302,6 +302,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         /* PostgreSQL's order: the unnamed statement is dropped, the text parsed, a failed
          * transaction refused, the statement analysed, and only then the name checked */
         if (!*name) obj_del(m->stmts, &m->nstmts, "");
+        else model_note_used(m, name);
         model_query k = model_classify(q);
         if (k == Q_BAD) return ext_error(m, "42601", "syntax error");
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
