@@ -25,8 +25,9 @@
  *  - a Parse of a name whose earlier Parse has not been answered yet (pipelined): pgsluice decides
  *    "name in use" (42P05) when it sees the second Parse; PostgreSQL decides when it runs it,
  *    after the first failed or not;
- *  - the unnamed statement used (Bind, Describe) on a later link than the one that parsed it: it
- *    lives on the server that parsed it, as with PgBouncer;
+ *  - the unnamed statement used (Bind, Describe) on a later link than the one that parsed it, or
+ *    in a later batch (the link may have changed, or its Parse been skipped): it lives on the
+ *    server that parsed it, as with PgBouncer;
  *  - messages pipelined behind a DISCARD ALL / DEALLOCATE ALL query before its ReadyForQuery:
  *    pgsluice forgets the client's names when it sees the query and gives them back if it fails,
  *    so what was sent in between used the names as if it had worked (libpq and the drivers wait
@@ -671,7 +672,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int k = 0; k < 50 && w->linked >= 0 && w->srv_out[w->linked].n && !w->client_closed && !w->server_closed; k++)
         server_answers(0);
     bool broken = w->direct.broken || w->model[0].broken || w->model[1].broken;
-    if (w->direct.used_skipped_close) w->known_divergence = true;
+    if (w->direct.used_skipped_close || w->direct.unnamed_across_batches) w->known_divergence = true;
     bool checked = w->compare && !w->known_divergence && !w->client_closed && !w->server_closed && !broken;
     if (checked) compare_answers();
     FZ_LOG("%d ops, %zu answer bytes, %s", ops, w->client_rx.n,

@@ -77,6 +77,8 @@ typedef struct pg_model {
     char skipped_close[8][16]; /* names whose Close was skipped after an error (the last few) */
     int nskipped_close;
     bool used_skipped_close; /* a Bind/Describe used such a name */
+    int batch, unnamed_batch;  /* Syncs and Queries so far; the count when the unnamed statement was made */
+    bool unnamed_across_batches; /* a Bind/Describe used an unnamed statement of an earlier batch */
     bytes in;      /* received, not yet processed */
     bytes held;    /* answers not flushed yet */
     bytes *out;    /* where flushed answers go */
@@ -268,6 +270,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
     sl_rd r;
     sl_rd_init(&r, body, blen);
     if (type == 'S') {
+        m->batch++;
         m->skip = false;
         if (m->xact == 'I') obj_clear(m->portals, &m->nportals); /* end of the implicit transaction */
         out_ready(m);
@@ -287,6 +290,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
     switch (type) {
     case 'Q': {
         const char *q = sl_rd_str(&r);
+        m->batch++;
         if (!q) m->broken = true;
         else model_query_msg(m, q);
         return;
@@ -311,6 +315,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         if (*name && obj_find(m->stmts, m->nstmts, name))
             return ext_error(m, "42P05", "prepared statement already exists");
         if (!obj_put(m->stmts, &m->nstmts, name, q, need)) return ext_error(m, "54000", "too many statements");
+        if (!*name) m->unnamed_batch = m->batch;
         out_msg(m, '1', NULL, 0);
         return;
     }
@@ -332,6 +337,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_obj *st = obj_find(m->stmts, m->nstmts, stmt);
         if (st) model_note_used(m, stmt);
+        if (st && !*stmt && m->unnamed_batch != m->batch) m->unnamed_across_batches = true;
         if (!st) {
             model_note_missing(m, stmt);
             return ext_error(m, "26000", "prepared statement does not exist");
@@ -353,6 +359,7 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
         model_obj *o = what == 'S' ? obj_find(m->stmts, m->nstmts, name) : obj_find(m->portals, m->nportals, name);
         if (!o && what == 'S') model_note_missing(m, name);
         if (o && what == 'S') model_note_used(m, name);
+        if (o && what == 'S' && !*name && m->unnamed_batch != m->batch) m->unnamed_across_batches = true;
         if (!o) return ext_error(m, what == 'S' ? "26000" : "34000", "does not exist");
         if (what == 'S') {
             uint8_t pd[6] = {0, 0, 0, 0, 0, 23};
