@@ -111,10 +111,11 @@ void sl_ps_emit_synth(sl_server *s, sl_client *c);
 
 /* Answers pgsluice synthesizes that are due now (ParseComplete/CloseComplete at the queue's head):
  * after a client scan, and after a server ReadyForQuery was marked for forwarding (the answers to
- * requests sent after that Sync go after it). */
+ * requests sent after that Sync go after it). Only between two server messages: the answer before
+ * them may still be arriving (its entry left the queue at its header), and they go after it. */
 static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
 {
-    if (s->exp_n && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) sl_ps_emit_synth(s, c);
+    if (s->exp_n && !s->s.msg_left && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) sl_ps_emit_synth(s, c);
 }
 
 /* ---- server -> client ---- */

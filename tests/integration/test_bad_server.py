@@ -189,3 +189,45 @@ def test_answers_arriving_in_pieces_reach_the_client_in_order(pooler):
             assert got == want
     finally:
         fake.close()
+
+
+def test_answer_pgsluice_gives_itself_waits_for_the_end_of_a_server_message_in_pieces(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_inside_server_message):
+    a CloseComplete pgsluice answers itself was written to the client when the client sent more,
+    even while the server's previous answer (a RowDescription arriving in pieces) was only partly
+    passed on: the client got it in the middle of that message."""
+    cols = b"".join(b"column_%02d\0" % i + struct.pack("!IhIhih", 0, 0, 25, -1, -1, 0) for i in range(12))
+    rowdesc = _msg(b"T", struct.pack("!H", 12) + cols)
+
+    def respond(t, body):
+        return {b"P": _msg(b"1"), b"D": _msg(b"t", b"\0\0") + rowdesc, b"S": _msg(b"Z", b"I"),
+                b"C": _msg(b"3")}.get(t, b"")
+
+    fake = FakeServer(respond=respond, bytewise=True)
+    try:
+        p = pooler({"pool_mode": "transaction", "workers": 1, "auth_type": "trust"},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb password=unused" % (HOST, fake.port)})
+        with clients.raw_socket(p, timeout=10) as s:
+            def read(n):
+                got = b""
+                while len(got) < n:
+                    chunk = s.recv(n - len(got))
+                    assert chunk, got
+                    got += chunk
+                return got
+
+            s.sendall(clients.startup_packet(database="fakedb"))
+            got = b""
+            while not got.endswith(_msg(b"Z", b"I")):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            s.sendall(_msg(b"P", b"q\0SELECT 1\0\0\0") + _msg(b"S"))
+            assert read(11) == _msg(b"1") + _msg(b"Z", b"I")
+            s.sendall(_msg(b"P", b"\0SELECT 2\0\0\0") + _msg(b"D", b"S\0") + _msg(b"C", b"Sq\0") + _msg(b"H"))
+            time.sleep(0.1)  # the RowDescription is arriving now, a byte per millisecond
+            s.sendall(_msg(b"S"))
+            want = _msg(b"1") + _msg(b"t", b"\0\0") + rowdesc + _msg(b"3") + _msg(b"Z", b"I")
+            assert read(len(want)) == want
+    finally:
+        fake.close()
