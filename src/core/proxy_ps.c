@@ -520,7 +520,8 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
     } else if (type == 'C') {
         uint8_t what = sl_rd_u8(&r);
         const char *name = sl_rd_str(&r);
-        if (what != 'S' || !name) return SL_PS_FORWARD;
+        /* the unnamed statement lives on the server that parsed it: the server closes it */
+        if (what != 'S' || !name || !*name) return SL_PS_FORWARD;
         sl_stmt_map_del(&c->ps_map, name);
         sl_pb_begin(out, '3');
         sl_pb_end(out);

@@ -603,3 +603,21 @@ def test_parse_of_a_known_statement_in_a_failed_transaction_is_refused(pooler, c
     c.bind_execute(b"s1")
     c.msg(b"S")
     assert c.types(c.until_ready()) == b"2DCZ"
+
+
+def test_close_of_the_unnamed_statement_between_transactions_reaches_the_server(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression close_unnamed_between_transactions):
+    pgsluice answered Close of the unnamed statement by itself between transactions, so the
+    server kept it and a later Bind of it worked where PostgreSQL answers 26000."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"", b"SELECT 'unnamed'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"C", b"S\0")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"3Z"
+    c.bind_execute(b"")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
