@@ -169,9 +169,10 @@ static void make_cache_room(sl_server *s, int max)
     }
 }
 
-/* Ensure the server has st (the client's cname) prepared; queues a Parse (answer skipped) if not.
- * In doubt (parse_in_doubt) it is prepared again: if the first Parse failed, so does this one,
- * and the client learns what PostgreSQL would say, that its statement does not exist. */
+/* Ensure the server has st (the client's cname, or NULL) prepared; queues a Parse (answer skipped)
+ * if not. In doubt (parse_in_doubt) it is prepared again. When that Parse, or one of a statement
+ * no server has accepted yet, fails, the first Parse of it failed too (or will): the client
+ * learns what PostgreSQL would say, that its statement does not exist (SL_EXP_DOUBT). */
 static void ensure_prepared(sl_server *s, sl_stmt *st, int max, const char *cname)
 {
     bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
@@ -180,7 +181,8 @@ static void ensure_prepared(sl_server *s, sl_stmt *st, int max, const char *cnam
         return;
     }
     if (!cached) make_cache_room(s, max);
-    prepare_on_server(s, st, cached ? SL_EXP_DOUBT : SL_EXP_SKIP, cached ? cname : NULL);
+    bool doubt = cname && (cached || !__atomic_load_n(&st->valid, __ATOMIC_RELAXED));
+    prepare_on_server(s, st, doubt ? SL_EXP_DOUBT : SL_EXP_SKIP, doubt ? cname : NULL);
 }
 
 static bool starts_with_word(const char *q, const char *word)
@@ -210,7 +212,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
          * name of the old statement, which it has (prepared first if need be). A 42P05 is reported
          * for the client's name, an earlier error as the server says it. */
         materialize(&c->s, &s->s);
-        ensure_prepared(s, old, max, name);
+        ensure_prepared(s, old, max, NULL);
         sl_pktbuf *out = &s->s.out;
         sl_pb_begin(out, 'P');
         sl_pb_str(out, old->name);

@@ -621,3 +621,19 @@ def test_close_of_the_unnamed_statement_between_transactions_reaches_the_server(
     c.msg(b"S")
     got = c.until_ready()
     assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+
+
+def test_bind_of_a_failed_statement_evicted_meanwhile_says_it_does_not_exist(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression failed_statement_evicted):
+    with max_prepared_statements 2, the pipelined Bind of s1 (whose Parse fails) came after s1's
+    statement was evicted for two others; pgsluice prepared it again and passed on its syntax
+    error, where PostgreSQL answers 26000 for the Bind."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "max_prepared_statements": 2}, dbs={"appdb": db})
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"P", b"s1\0SELEC 1\0\0\0") + c.pack(b"S") + c.pack(b"P", b"s2\0SELECT 2\0\0\0")
+                   + c.pack(b"P", b"s3\0SELECT 3\0\0\0") + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and b"C42601\0" in first[0][1], first
+    assert c.types(second) == b"11EZ" and b"C26000\0" in second[2][1], second
