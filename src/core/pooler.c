@@ -16,6 +16,7 @@
 #include "net/sockutil.h"
 #include "pool/pool.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 #include "util/time.h"
 
 int sl_run_state_v;
@@ -45,8 +46,10 @@ bool sl_pooler_reload(char *errbuf, size_t errlen)
 {
     char err[512];
     pthread_mutex_lock(&reload_lock);
+    sl_sd_reloading();
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {
+        sl_sd_reloaded("RELOAD failed, running the previous configuration");
         pthread_mutex_unlock(&reload_lock);
         sl_log_error("RELOAD failed, keeping the running configuration: %s", err);
         if (errbuf) snprintf(errbuf, errlen, "%s", err);
@@ -54,6 +57,7 @@ bool sl_pooler_reload(char *errbuf, size_t errlen)
     }
     sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose, g_quiet);
     sl_pooler_apply_config(cfg);
+    sl_sd_reloaded("configuration reloaded");
     pthread_mutex_unlock(&reload_lock);
     sl_log_info("configuration reloaded from %s", g_config_path);
     return true;
