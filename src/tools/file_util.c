@@ -104,7 +104,7 @@ bool sl_file_write_atomic(const char *path, const char *data, size_t len, const 
     }
     int fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 from the start: secrets are never readable by others */
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create a file next to %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot write %s (a temporary file in its directory): %s", path, strerror(errno));
         return false;
     }
     const char *what = NULL;

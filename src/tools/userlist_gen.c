@@ -234,11 +234,10 @@ static bool from_env(const ul_opts *o, entries *e)
         if (bad) return false;
         if (!user && !pw && !explicit) continue; /* a default pair that is not used here */
         if (!user || !pw) {
-            fprintf(stderr, "pgsluice userlist: %s is set but %s is not: set both (the password may also come from "
-                            "a file named by %s_PASSWORD_FILE)\n",
-                    user ? uvar : "the password", user ? "the password" : uvar, prefix);
-            if (!user && !pw)
-                fprintf(stderr, "pgsluice userlist: (neither %s nor %s_PASSWORD is set)\n", uvar, prefix);
+            if (!user) fprintf(stderr, "pgsluice userlist: %s is not set\n", uvar);
+            if (!pw)
+                fprintf(stderr, "pgsluice userlist: %s_PASSWORD is not set (nor %s_PASSWORD_FILE, a file holding it)\n",
+                        prefix, prefix);
             free(pw);
             return false;
         }
