@@ -6,7 +6,9 @@
 #                the full suite with SL_WORKERS=4, then the quick `core` subset (-m core) with
 #                SL_WORKERS=1, so both the multi-worker and the single-worker pooler are covered
 #                while `make test` stays a few minutes long.
-#   make demo    deps + build + scripts/demo.sh (primary + replica + pgsluice on 127.0.0.1:6432)
+#   make demo    deps + build + scripts/demo.sh: the docker-compose stack without Docker (primary + replica +
+#                pgsluice userlist + pgsluice on 127.0.0.1:6432, HTTP on 8081; DEMO_PORT / DEMO_HTTP_PORT move
+#                them, and free ports are picked when the defaults are taken)
 #   make asan    build-asan (ASan+UBSan, gcc), unit + integration tests against it (halt on the
 #                first error, leak detection on; the suite fails on any sanitizer report in a log)
 #   make tsan    build-tsan (TSan, clang), unit tests + the core integration subset with SL_WORKERS=4
