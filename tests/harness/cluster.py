@@ -84,11 +84,14 @@ class Server:
 class Cluster:
     """A primary and a streaming replica under base_dir. Ports, passwords and secrets as attributes."""
 
-    def __init__(self, base_dir=None, superuser_password=DEFAULT_SUPERUSER_PASSWORD, keep=False):
+    def __init__(self, base_dir=None, superuser_password=DEFAULT_SUPERUSER_PASSWORD, keep=False, replica=True,
+                 extra_conf=""):
         self.own_dir = base_dir is None
         self.base_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="slpg-"))
         self.superuser_password = superuser_password
         self.keep = keep  # True: leave servers running when this process exits (CLI "up")
+        self.with_replica = replica  # False: a primary only (faster, for tests that need a special server)
+        self.extra_conf = extra_conf  # postgresql.conf lines appended last (e.g. "max_connections = 50")
         self.sockdir = os.path.join(self.base_dir, "run")
         self.primary = None
         self.replica = None
@@ -135,11 +138,13 @@ class Cluster:
         try:
             self._start_primary()
             self._create_roles()
-            self._start_replica()
+            if self.with_replica:
+                self._start_replica()
         except BaseException:
             self.stop()
             raise
-        self._write_state()
+        if self.with_replica:
+            self._write_state()
         return self
 
     def stop(self):
@@ -166,7 +171,7 @@ class Cluster:
         os.unlink(pwfile)
         port = free_port()
         with open(os.path.join(datadir, "postgresql.conf"), "a") as f:
-            f.write(_SERVER_CONF.format(port=port, sockdir=self.sockdir))
+            f.write(_SERVER_CONF.format(port=port, sockdir=self.sockdir) + self.extra_conf + "\n")
         # app_md5's password is stored as md5, which a scram-sha-256 hba line refuses: give it an
         # md5 line first (md5 method also accepts SCRAM-stored passwords, but only app_md5 uses it).
         hba = os.path.join(datadir, "pg_hba.conf")
