@@ -76,6 +76,12 @@ static sl_reload_result console_reload(const sl_config *cfg, const char *admin_u
         if (!strcmp(host, "0.0.0.0")) snprintf(host, sizeof(host), "127.0.0.1");
         if (!strcmp(host, "::")) snprintf(host, sizeof(host), "::1");
     }
+    const char *pkw[] = {"host", "port", "dbname", "connect_timeout", NULL};
+    const char *pval[] = {host, port, "pgbouncer", "5", NULL};
+    if (PQpingParams(pkw, pval, 0) == PQPING_NO_RESPONSE) {
+        snprintf(msg, msglen, "nothing answers on the admin console %s:%s", host, port);
+        return SL_RELOAD_NOT_RUNNING;
+    }
     if (admin_user) snprintf(user, sizeof(user), "%s", admin_user);
     else if (getenv("PGUSER")) snprintf(user, sizeof(user), "%s", getenv("PGUSER"));
     else first_admin(cfg->admin_users, user, sizeof(user));
