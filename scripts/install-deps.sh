@@ -10,6 +10,8 @@ PKGS=(
   # build
   build-essential gcc clang meson ninja-build pkg-config
   libuv1-dev libssl-dev libinih-dev libcmocka-dev libmicrohttpd-dev
+  # libpq: pgsluice tune / userlist talk to PostgreSQL and the admin console; libsystemd: sd_notify
+  libpq-dev libsystemd-dev
   # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
   libclang-rt-14-dev
   # servers and clients used by the tests and the demo
@@ -17,6 +19,9 @@ PKGS=(
   python3 python3-pytest python3-pytest-timeout python3-psycopg python3-asyncpg
   # monitoring: promtool (checks the alert rules and /metrics), curl and jq (scripts/check-health.sh)
   prometheus curl jq
+  # deployment checks (tests/integration/test_deploy.py): docker-compose validates deploy/docker-compose.yml
+  # without an engine, systemd-analyze verifies the unit, groff/man render the man pages
+  docker-compose python3-yaml systemd groff-base man-db binutils
   # the benchmark's chart (bench/bench.py; `make test` runs its smoke version)
   gnuplot-nox
   # driver tests (tests/drivers, tests/integration/test_drivers.py): node-postgres and postgres.js
