@@ -18,7 +18,6 @@ WORKDIR /src
 COPY meson.build ./
 COPY src ./src
 COPY docs ./docs
-COPY tests/unit/meson.build ./tests/unit/meson.build
 RUN meson setup build --buildtype=release --prefix=/usr \
  && ninja -C build pgsluice \
  && install -D -m 0755 build/pgsluice /out/usr/bin/pgsluice \
