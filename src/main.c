@@ -82,9 +82,32 @@ static void count_busy(sl_pool *p, void *arg)
     pthread_mutex_unlock(&p->lock);
 }
 
+typedef struct { int servers, idle; } server_count;
+static void count_servers(sl_pool *p, void *arg)
+{
+    server_count *n = arg;
+    pthread_mutex_lock(&p->lock);
+    n->servers += p->n_servers;
+    n->idle += p->n_idle;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Every 5 s under systemd: a STATUS= line for `systemctl status`. */
+static void sd_status_tick(void)
+{
+    static unsigned ticks;
+    const char *ns = getenv("NOTIFY_SOCKET");
+    if (!ns || !*ns || ++ticks % 50 != 0) return;
+    server_count n = {0, 0};
+    sl_pools_foreach(count_servers, &n);
+    sl_sd_status("%d clients, %d server connections (%d idle)", __atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED),
+                 n.servers, n.idle);
+}
+
 static void watch_cb(uv_timer_t *t)
 {
     (void)t;
+    sd_status_tick();
     int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
     if (rs == SL_RUN_SHUTDOWN_GRACEFUL) {
         busy_count b = {0, 0};

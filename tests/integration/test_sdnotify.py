@@ -2,6 +2,7 @@
 (a unix datagram socket the test binds): READY=1 once it listens, RELOADING=1 with MONOTONIC_USEC then READY=1
 around a reload (also a failed one), STOPPING=1 at shutdown, STATUS= lines throughout."""
 import os
+import re
 import signal
 import socket
 import time
@@ -57,6 +58,10 @@ def test_ready_reloading_and_stopping_reach_notify_socket(fake_systemd, pooler, 
     assert ready["READY"] == "1"
     assert ready["MAINPID"] == str(p.pid)
     assert ready["STATUS"] == "accepting connections"
+
+    # every 5 s a STATUS= line with the connection counts, for `systemctl status`
+    status = fake_systemd.expect("STATUS", timeout=15)
+    assert re.fullmatch(r"\d+ clients, \d+ server connections \(\d+ idle\)", status["STATUS"]), status
 
     before = time.monotonic_ns() // 1000
     p.signal(signal.SIGHUP)
