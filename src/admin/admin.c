@@ -8,7 +8,10 @@
 #include <strings.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/console.h"
+#include "core/msgread.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -37,7 +40,7 @@ adm_ref adm_ref_of(const adm_session *s)
 
 adm_session *adm_ref_session(sl_worker *w, const adm_ref *ref)
 {
-    sl_client *c = sl_worker_find_client(w, ref->slot, ref->gen);
+    sl_client *c = sl_worker_find_slot(w, ref->slot, ref->gen);
     if (!c || !c->admin || c->state == SL_CL_CLOSING) return NULL;
     return session_of(c);
 }
@@ -72,13 +75,13 @@ static void send_welcome(adm_session *s)
 static void flush(sl_client *c)
 {
     sl_io_status st = sl_stream_flush(&c->s, NULL);
-    if (st == SL_IO_ERROR) sl_client_close(c, "write to console client failed");
+    if (st == SL_IO_ERROR) sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
     else if (st == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
 void sl_admin_login(sl_client *c)
 {
-    const sl_config *cfg = c->cfg;
+    const sl_config *cfg = c->s.w->cfg;
     bool admin = sl_list_contains(cfg->admin_users, c->user);
     if (!admin && !sl_list_contains(cfg->stats_users, c->user)) {
         sl_client_error(c, true, "42501",
@@ -101,7 +104,7 @@ void sl_admin_login(sl_client *c)
     sessions[w] = s;
     __atomic_add_fetch(&adm_nsessions, 1, __ATOMIC_RELAXED);
     send_welcome(s);
-    c->state = SL_CL_IDLE;
+    sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_us();
     if (cfg->log_connections)
         sl_log_info("C-%llu pgbouncer/%s@%s console login (%s)", (unsigned long long)c->id, c->user, c->addr,
@@ -451,7 +454,7 @@ static void handle_msg(adm_session *s, char type, const uint8_t *body, uint32_t 
     sl_rd r;
     sl_rd_init(&r, body, blen);
     if (type == 'X') {
-        sl_client_close(s->c, "client close request");
+        sl_client_close(s->c, SL_CLOSE_CLIENT_TERMINATE);
         return;
     }
     if (type == 'S') {
@@ -489,28 +492,25 @@ static void pump(adm_session *s)
     sl_client *c = s->c;
     sl_stream *st = &c->s;
     while (!s->busy) {
-        uint32_t have = st->end - st->pos;
-        if (have < 5) break;
-        char type = (char)st->buf[st->pos];
-        uint32_t len = sl_get_u32(st->buf + st->pos + 1);
-        if (len < 4 || len > ADM_MAX_MSG) {
-            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
+        sl_wire_msg m;
+        sl_take_status ts = sl_take_msg(st, ADM_MAX_MSG, &m);
+        if (ts == SL_TAKE_MORE) break;
+        if (ts == SL_TAKE_NOMEM) {
+            sl_client_close(c, SL_CLOSE_OUT_OF_MEMORY);
             return;
         }
-        if (have < len + 1) {
-            if (!sl_stream_make_room(st, len + 1 - have, ADM_MAX_MSG + 1)) sl_client_close(c, "out of memory");
-            break;
+        if (ts == SL_TAKE_BAD_LENGTH) {
+            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", sl_get_u32(st->buf + st->pos + 1),
+                            (char)st->buf[st->pos]);
+            return;
         }
-        const uint8_t *body = st->buf + st->pos + 5;
-        st->pos += len + 1;
-        st->parse = st->pos;
-        handle_msg(s, type, body, len - 4);
+        handle_msg(s, m.type, m.body, m.len);
         if (c->state == SL_CL_CLOSING) return;
     }
     if (c->state == SL_CL_CLOSING) return;
     /* waiting for the pooler: keep reading (bounded) so a disconnect is noticed */
     if (s->busy && st->buf && st->end == st->cap && !sl_stream_make_room(st, 4096, ADM_MAX_MSG + 1)) {
-        sl_client_close(c, "console client sent too much while a command was running");
+        sl_client_close(c, SL_CLOSE_CLIENT_TOO_MUCH_INPUT);
         return;
     }
     flush(c);
@@ -520,8 +520,19 @@ void sl_admin_input(sl_client *c)
 {
     adm_session *s = session_of(c);
     if (!s) {
-        sl_client_close(c, "no console session");
+        sl_client_error(c, true, "08P01", "no console session");
         return;
     }
     pump(s);
 }
+
+static const sl_console_ops console_ops = {
+    .is_console_db = sl_admin_is_db,
+    .login = sl_admin_login,
+    .input = sl_admin_input,
+    .closed = sl_admin_closed,
+    .cancel = sl_admin_cancel,
+    .tick = sl_admin_tick,
+};
+
+void sl_admin_register(void) { sl_console_register(&console_ops); }

@@ -5,7 +5,10 @@
 #include <strings.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
 
 adm_status adm_show_help(adm_session *s, adm_result *r);
 adm_status adm_show_databases(adm_session *s, adm_result *r);
@@ -141,7 +144,7 @@ static adm_status run_set(adm_session *s, const adm_cmd *cmd, adm_result *r)
         return ADM_DONE;
     }
     char err[256];
-    if (!sl_pooler_set_setting(cmd->arg, cmd->value, err, sizeof(err))) {
+    if (!sl_set_setting(cmd->arg, cmd->value, err, sizeof(err))) {
         adm_error(r, strncmp(err, "unknown", 7) ? "22023" : "42704", "SET failed: %s", err);
         return ADM_DONE;
     }

@@ -13,7 +13,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"auth_dbname", "database used to run auth_query"},
     {"auth_ident_file", "ident map file for auth_type hba"},
     {"auth_ldap_options", "LDAP authentication options"},
-    {"autodb_idle_timeout", "idle time after which automatically created databases are dropped"},
     {"client_tls13_ciphers", "client-side TLS 1.3 cipher suites"},
     {"client_tls_ca_file", "client-side TLS CA file"},
     {"client_tls_cert_file", "client-side TLS certificate"},

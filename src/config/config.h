@@ -32,11 +32,20 @@ typedef enum {
 const char *sl_pool_mode_name(sl_pool_mode m);
 const char *sl_auth_type_name(sl_auth_type t);
 
+/* One host of a [databases] entry. */
+typedef struct sl_host_def {
+    char *host;              /* NULL: unix socket default dir; starting with '/': unix socket dir */
+    int port;
+} sl_host_def;
+
 /* One [databases] entry. Strings are NULL when not given. */
 typedef struct sl_db_def {
     char *name;              /* the name clients connect to ("*" for the fallback entry) */
-    char *host;              /* NULL: unix socket default dir; starting with '/': unix socket dir */
-    int port;                /* default 5432 */
+    char *host;              /* as written: one host or a comma-separated list */
+    int port;                /* the first host's port (default 5432) */
+    char *port_list;         /* as written: one port for every host, or one per host */
+    sl_host_def *hosts;      /* host and port paired up, in the order given; at least one */
+    int nhosts;
     char *dbname;            /* server-side database name; NULL = same as name (or client's db for "*") */
     char *user;              /* forced server user; NULL = client's user */
     char *password;          /* password for the forced user / for the server login */
@@ -105,6 +114,7 @@ typedef struct sl_config {
     int64_t server_connect_timeout; /* usec */
     int64_t server_login_retry;     /* usec */
     int64_t dns_max_ttl;            /* usec */
+    int64_t autodb_idle_timeout;    /* usec: unused pools are freed after this long */
     int64_t client_login_timeout;   /* usec */
     int64_t query_timeout;          /* usec, 0 = off */
     int64_t query_wait_timeout;     /* usec, 0 = wait forever */

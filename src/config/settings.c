@@ -72,6 +72,7 @@ const sl_setting sl_settings[] = {
     S_TIME(server_connect_timeout, "15", true, "Seconds allowed for connecting and logging in to a server."),
     S_TIME(server_login_retry, "15", true, "Seconds to wait before retrying after a failed server login."),
     S_TIME(dns_max_ttl, "15", true, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
+    S_TIME(autodb_idle_timeout, "3600", true, "Seconds after which a pool that has had no client and no server connection is freed (its counters stay in its database's totals). PgBouncer applies this to pools of automatically created databases only; pgsluice to every pool, so that pools of users and databases no longer in use do not accumulate."),
     S_TIME(client_login_timeout, "60", true, "Disconnect clients that do not log in within this many seconds."),
     S_TIME(query_timeout, "0", true, "Cancel queries running longer than this many seconds; 0 is off."),
     S_TIME(query_wait_timeout, "120", true, "Seconds a client may wait for a server connection; 0 waits forever."),

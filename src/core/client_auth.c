@@ -7,8 +7,9 @@
 #include "auth/random.h"
 #include "auth/scram.h"
 #include "core/client_auth.h"
-#include "core/pooler.h"
-#include "pool/pool.h"
+#include "core/client.h"
+#include "core/msgread.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 
 enum { AUTH_STEP_NONE = 0, AUTH_STEP_PLAIN, AUTH_STEP_MD5, AUTH_STEP_SCRAM_FIRST, AUTH_STEP_SCRAM_FINAL };
@@ -16,7 +17,7 @@ enum { AUTH_STEP_NONE = 0, AUTH_STEP_PLAIN, AUTH_STEP_MD5, AUTH_STEP_SCRAM_FIRST
 
 static const char *stored_password(sl_client *c)
 {
-    const sl_userlist_entry *e = sl_config_find_userlist(c->cfg, c->user);
+    const sl_userlist_entry *e = sl_config_find_userlist(c->s.w->cfg, c->user);
     return e ? e->password : NULL;
 }
 
@@ -30,14 +31,14 @@ static void flush(sl_client *c)
     if (sl_stream_flush(&c->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
-void sl_client_auth_fail_unknown_db(sl_client *c, const char *err)
+void sl_client_auth_fail_unknown_db(sl_client *c, const char *sqlstate, const char *err)
 {
-    sl_client_error(c, true, "3D000", "%s", err);
+    sl_client_error(c, true, sqlstate, "%s", err);
 }
 
 void sl_client_auth_start(sl_client *c)
 {
-    int type = c->cfg->auth_type;
+    int type = c->s.w->cfg->auth_type;
     const char *pw = stored_password(c);
     if (type == SL_AUTH_TRUST || type == SL_AUTH_ANY) {
         sl_client_auth_done(c);
@@ -125,14 +126,9 @@ static void remember_scram_keys(sl_client *c)
 {
     const char *pw = stored_password(c);
     sl_scram_secret sec;
-    if (!c->pool) return;
+    if (!c->route) return;
     if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return;
-    sl_pool *p = c->pool;
-    pthread_mutex_lock(&p->lock);
-    memcpy(p->scram_client_key, c->scram->client_key, 32);
-    memcpy(p->scram_server_key, sec.server_key, 32);
-    p->have_scram_keys = true;
-    pthread_mutex_unlock(&p->lock);
+    sl_route_set_scram_keys(c->route, c->scram->client_key, sec.server_key);
 }
 
 static void scram_final(sl_client *c, sl_rd *r)
@@ -180,28 +176,21 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
 
 void sl_client_auth_input(sl_client *c)
 {
-    sl_stream *s = &c->s;
     while (c->state == SL_CL_AUTH) {
-        uint32_t have = s->end - s->pos;
-        if (have < 5) return;
-        char type = (char)s->buf[s->pos];
-        uint32_t len = sl_get_u32(s->buf + s->pos + 1);
-        if (type != 'p') {
-            if (type == 'X') sl_client_close(c, "client gave up during login");
+        sl_wire_msg m;
+        if (c->s.end - c->s.pos >= 1 && c->s.buf[c->s.pos] != SL_FE_PASSWORD) {
+            char type = (char)c->s.buf[c->s.pos];
+            if (type == SL_FE_TERMINATE) sl_client_close(c, SL_CLOSE_CLIENT_GAVE_UP_LOGIN);
             else sl_client_error(c, true, "08P01", "expected password response, got message type '%c'", type);
             return;
         }
-        if (len < 4 || len > AUTH_MSG_MAX) {
-            sl_client_error(c, true, "08P01", "invalid password message length %u", len);
+        switch (sl_take_msg(&c->s, AUTH_MSG_MAX, &m)) {
+        case SL_TAKE_MORE: return;
+        case SL_TAKE_NOMEM: sl_client_close(c, SL_CLOSE_OUT_OF_MEMORY); return;
+        case SL_TAKE_BAD_LENGTH:
+            sl_client_error(c, true, "08P01", "invalid password message length %u", sl_get_u32(c->s.buf + c->s.pos + 1));
             return;
+        case SL_TAKE_OK: handle_password(c, m.body, m.len); break;
         }
-        if (have < len + 1) {
-            if (!sl_stream_make_room(s, len + 1 - have, AUTH_MSG_MAX + 1)) sl_client_close(c, "out of memory");
-            return;
-        }
-        const uint8_t *body = s->buf + s->pos + 5;
-        s->pos += len + 1;
-        s->parse = s->pos;
-        handle_password(c, body, len - 4);
     }
 }

@@ -2,13 +2,14 @@
  * sender's buffer and sent from there with one writev; only message headers are looked at (and the
  * few small messages that decide transaction boundaries). A server goes back to its pool at a
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
-#include <errno.h>
-#include <string.h>
-#include <sys/socket.h>
+#include "core/proxy.h"
 
-#include "core/pooler.h"
+#include <string.h>
+
+#include "core/client.h"
 #include "core/proxy_ps.h"
-#include "pool/pool.h"
+#include "core/server.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -31,17 +32,14 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
  * 100 ms so the hot path stays one syscall lighter. */
 static bool server_looks_alive(sl_server *s)
 {
-    if (sl_now_fast() - s->idle_since < 100000) return true;
-    char b;
-    ssize_t n = recv(s->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return sl_now_fast() - s->pc.idle_since < 100000 || sl_stream_idle_and_open(&s->s);
 }
 
 /* The usual answer is no: the server was used a moment ago and has the client's settings
  * (parameter values are interned, so equal values are equal pointers). */
 static bool link_needs_setup(const sl_client *c, const sl_server *s)
 {
-    const sl_config *cfg = c->cfg;
+    const sl_config *cfg = c->s.w->cfg;
     if (cfg->server_check_delay >= 0 && cfg->server_check_query && cfg->server_check_query[0] &&
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
@@ -52,15 +50,17 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
 
 void sl_proxy_link(sl_client *c, sl_server *s)
 {
-    if (!server_looks_alive(s)) {
-        s->state = SL_SV_ACTIVE;
-        sl_server_close(s, "server closed while idle in the pool");
+    sl_close_reason unfit = SL_CLOSE_NONE;
+    if (sl_route_conn_retire_due(&s->pc, sl_now_fast())) unfit = SL_CLOSE_SERVER_RETIRED;
+    else if (!server_looks_alive(s)) unfit = SL_CLOSE_SERVER_DEAD_IN_POOL;
+    if (unfit != SL_CLOSE_NONE) {
+        sl_server_close(s, unfit);
         sl_client_wake(c);
         return;
     }
     c->server = s;
     s->client = c;
-    c->state = SL_CL_ACTIVE;
+    sl_client_set_state(c, SL_CL_ACTIVE);
     s->outstanding = 0;
     s->in_batch = false;
     s->release_pending = false;
@@ -70,47 +70,36 @@ void sl_proxy_link(sl_client *c, sl_server *s)
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
         return;
     }
-    s->state = SL_SV_ACTIVE;
+    sl_server_set_state(s, SL_SV_ACTIVE);
     sl_proxy_start(c, s);
 }
 
-/* The server is ready for this client's bytes: forward what is buffered and listen to both. */
 void sl_proxy_start(sl_client *c, sl_server *s)
 {
-    s->state = SL_SV_ACTIVE;
-    s->ps_active = c->cfg->max_prepared_statements > 0 &&
-                   __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
+    sl_server_set_state(s, SL_SV_ACTIVE);
+    s->ps_active = sl_ps_enabled_for(c);
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
 
-/* The client leaves its server (end of transaction, or client gone in a clean state). */
 void sl_proxy_unlink_release(sl_server *s)
 {
     sl_client *c = s->client;
-    sl_pool *p = s->pool;
     int64_t now = sl_now_fast();
     if (c) {
         c->server = NULL;
         s->client = NULL;
-        if (c->state == SL_CL_ACTIVE) c->state = SL_CL_IDLE;
+        if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
         c->last_activity = now;
     }
     s->last_used = now;
     s->release_pending = false;
     sl_ps_reset_link(s);
-    bool reset = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) == SL_POOL_SESSION;
-    if (!reset) {
-        /* the client's own snapshot: no global lock per transaction */
-        sl_config *cfg = c ? c->cfg : sl_config_acquire();
-        reset = cfg->server_reset_query_always;
-        if (!c) sl_config_unref(cfg);
-    }
-    if (reset) {
+    if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always) {
         s->setup = SL_SETUP_RESET;
         if (sl_server_begin_setup(s)) return;
     }
-    sl_pool_release(s);
+    sl_server_release(s);
 }
 
 static void after_release(sl_client *c)
@@ -121,17 +110,16 @@ static void after_release(sl_client *c)
     else sl_stream_trim(&c->s);
 }
 
-/* The server died under its client: tell the client and let it go. */
 void sl_proxy_server_lost_client(sl_client *c)
 {
     c->server = NULL;
-    c->state = SL_CL_IDLE;
+    sl_client_set_state(c, SL_CL_IDLE);
     sl_client_error(c, true, "08006", "server connection crashed or was terminated");
 }
 
 static bool can_release(const sl_server *s, const sl_client *c)
 {
-    return __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
+    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
            c->s.msg_left == 0 && sl_ps_idle(s);
 }
 
@@ -139,11 +127,12 @@ static bool can_release(const sl_server *s, const sl_client *c)
 static bool scan_client(sl_client *c, sl_server *s)
 {
     sl_stream *in = &c->s;
+    int64_t max_packet = c->s.w->cfg->max_packet_size;
     char type;
     uint32_t len;
     for (;;) {
         if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
+        if (len < 4 || (int64_t)len > max_packet) {
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return false;
         }
@@ -183,7 +172,7 @@ static bool scan_client(sl_client *c, sl_server *s)
                 in->msg_left = 0;
                 return true; /* flush first; X is seen again afterwards */
             }
-            sl_client_close(c, "client close request");
+            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return false;
         default:
             break;
@@ -200,18 +189,18 @@ static void client_forward(sl_client *c)
     if (s->ps_active) {
         sl_ps_synth_due(s, c);
         if (sl_stream_out_pending(&c->s) && sl_stream_flush(&c->s, &s->s) == SL_IO_ERROR) {
-            sl_client_close(c, "write to client failed");
+            sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
             return;
         }
     }
     sl_io_status st = sl_stream_flush(&s->s, in);
     if (st == SL_IO_ERROR) {
-        sl_server_close(s, "write to server failed");
+        sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
     }
     if (st == SL_IO_OK) {
         if (in->end - in->parse >= 5 && in->buf[in->parse] == 'X' && !in->msg_left) {
-            sl_client_close(c, "client close request");
+            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return;
         }
         if (in->pos == in->end) sl_stream_maybe_release_buf(in);
@@ -230,7 +219,7 @@ void sl_proxy_client_input(sl_client *c)
     }
     sl_io_status st = sl_stream_read(&c->s);
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
-        sl_client_close(c, st == SL_IO_EOF ? "client closed connection" : "client read error");
+        sl_client_close(c, st == SL_IO_EOF ? SL_CLOSE_CLIENT_EOF : SL_CLOSE_CLIENT_READ_ERROR);
         return;
     }
     c->last_activity = sl_now_fast();
@@ -257,7 +246,7 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
             c->xact_start = 0;
         }
         s->xact = status;
-        if (__atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) == SL_POOL_STATEMENT && status != 'I') return false;
+        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != 'I') return false;
         if (can_release(s, c)) s->release_pending = true;
     } else if (type == 'E') {
         SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]);
@@ -281,9 +270,9 @@ static void refuse_transaction(sl_server *s, sl_client *c)
     in->pos = in->parse = in->end; /* nothing more of this reaches the client */
     c->server = NULL;
     s->client = NULL;
-    c->state = SL_CL_IDLE;
+    sl_client_set_state(c, SL_CL_IDLE);
     s->setup = SL_SETUP_ROLLBACK;
-    if (!sl_server_begin_setup(s)) sl_server_close(s, "cannot roll back");
+    if (!sl_server_begin_setup(s)) sl_server_close(s, SL_CLOSE_ROLLBACK_FAILED);
     sl_client_error(c, true, "25001", "transaction blocks not allowed in statement pooling mode");
 }
 
@@ -295,7 +284,7 @@ static bool scan_server(sl_server *s, sl_client *c)
     for (;;) {
         if (!sl_stream_next_header(in, &type, &len)) return true;
         if (len < 4) {
-            sl_server_close(s, "invalid message length from server");
+            sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE);
             return false;
         }
         /* DataRow and CopyData never end a request and are always forwarded: skip the queue */
@@ -307,12 +296,12 @@ static bool scan_server(sl_server *s, sl_client *c)
         s->pend.bytes_out += (uint64_t)len + 1;
         if (type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX)) {
             if (len > SMALL_MSG_MAX) {
-                sl_server_close(s, "oversized message from server");
+                sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
                 return false;
             }
             if (in->end - in->parse < len + 1) {
                 if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) {
-                    sl_server_close(s, "out of memory");
+                    sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY);
                     return false;
                 }
                 return true;
@@ -338,7 +327,7 @@ static void server_forward(sl_server *s)
     if (!scan_server(s, c)) return;
     sl_io_status st = sl_stream_flush(&c->s, in);
     if (st == SL_IO_ERROR) {
-        sl_client_close(c, "write to client failed");
+        sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
         return;
     }
     if (st == SL_IO_OK && in->pos == in->end) {
@@ -363,7 +352,7 @@ void sl_proxy_server_input(sl_server *s)
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
         /* pass on whatever the server said last (e.g. FATAL terminating connection) */
         sl_stream_flush(&c->s, &s->s);
-        sl_server_close(s, st == SL_IO_EOF ? "server closed the connection" : "server read error");
+        sl_server_close(s, st == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
         return;
     }
     server_forward(s);
@@ -374,7 +363,7 @@ void sl_proxy_client_writable(sl_client *c)
     sl_server *s = c->server;
     sl_io_status st = sl_stream_flush(&c->s, s ? &s->s : NULL);
     if (st == SL_IO_ERROR) {
-        sl_client_close(c, "write to client failed");
+        sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
         return;
     }
     if (!s) return;
@@ -390,7 +379,7 @@ void sl_proxy_server_writable(sl_server *s)
     sl_client *c = s->client;
     sl_io_status st = sl_stream_flush(&s->s, &c->s);
     if (st == SL_IO_ERROR) {
-        sl_server_close(s, "write to server failed");
+        sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
     }
     if (st == SL_IO_OK) {

@@ -8,9 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/pooler.h"
 #include "core/proxy_ps.h"
-#include "pool/pool.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 
 #define PS_FULL_MAX (64u * 1024 * 1024)
@@ -262,7 +261,7 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
     if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;
     const uint8_t *body = in->buf + in->parse + 5;
     uint32_t blen = len - 4;
-    int max = c->cfg->max_prepared_statements;
+    int max = c->s.w->cfg->max_prepared_statements;
     sl_ps_result r;
     switch (type) {
     case 'P': r = client_parse(c, s, body, blen, max); break;
@@ -360,9 +359,9 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
 
 /* ---- answered without a server ---- */
 
-bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p)
+bool sl_ps_enabled_for(const sl_client *c)
 {
-    return c->cfg->max_prepared_statements > 0 && p && __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
+    return c->s.w->cfg->max_prepared_statements > 0 && c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
 }
 
 /* A client between transactions sends Parse of a statement some server already accepted, Close of
@@ -389,11 +388,9 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
         }
         sl_pb_begin(out, '1');
         sl_pb_end(out);
-        sl_pool *p = c->pool; /* no server to collect it: count in the pool directly (between transactions only) */
-        pthread_mutex_lock(&p->lock);
-        p->stats.client_parses++;
-        p->stats.prepare_hits++;
-        pthread_mutex_unlock(&p->lock);
+        /* no server to collect it: count in the route directly (between transactions only) */
+        sl_pool_stats counted = {.rare = true, .client_parses = 1, .prepare_hits = 1};
+        sl_route_add_stats(c->route, &counted);
     } else if (type == 'C') {
         uint8_t what = sl_rd_u8(&r);
         const char *name = sl_rd_str(&r);

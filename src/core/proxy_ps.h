@@ -142,8 +142,7 @@ static inline void sl_ps_reset_link(sl_server *s)
 }
 
 /* Rewriting applies to this client's links (transaction/statement mode, feature on)? */
-struct sl_pool;
-bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p);
+bool sl_ps_enabled_for(const sl_client *c);
 sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len);
 /* Between transactions: answer Parse of a known statement, Close, Flush and Sync without a server.
  * Anything else (the usual first message of a transaction) goes to a server. */
