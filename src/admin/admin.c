@@ -69,7 +69,7 @@ static void send_welcome(adm_session *s)
     sl_pb_param_status(out, "session_authorization", c->user);
     sl_pb_param_status(out, "application_name", app ? app : "");
     sl_pb_backend_key(out, ((uint32_t)c->s.w->id << 24) | c->slot, c->cancel_key);
-    sl_pb_ready(out, 'I');
+    sl_pb_ready(out, SL_XACT_IDLE);
 }
 
 static void flush(sl_client *c)
@@ -97,7 +97,7 @@ void sl_admin_login(sl_client *c)
     }
     s->c = c;
     s->is_admin = admin;
-    s->xact = 'I';
+    s->xact = SL_XACT_IDLE;
     adm_result_init(&s->res);
     int w = c->s.w->id;
     s->next = sessions[w];
@@ -208,7 +208,7 @@ static void run_simple(adm_session *s)
         if (s->res.failed) break;
     }
     if (s->qran == 0) {
-        sl_pb_begin(&s->c->s.out, 'I'); /* EmptyQueryResponse */
+        sl_pb_begin(&s->c->s.out, SL_BE_EMPTY_QUERY);
         sl_pb_end(&s->c->s.out);
     }
     free(s->query);
@@ -310,7 +310,7 @@ static void on_parse(adm_session *s, sl_rd *r)
     free(st->query);
     st->query = strdup(q);
     if (!st->query) return ext_error(s, "53200", "out of memory");
-    sl_pb_begin(&s->c->s.out, '1');
+    sl_pb_begin(&s->c->s.out, SL_BE_PARSE_COMPLETE);
     sl_pb_end(&s->c->s.out);
 }
 
@@ -353,7 +353,7 @@ static void on_bind(adm_session *s, sl_rd *r)
     }
     p->next = s->portals;
     s->portals = p;
-    sl_pb_begin(&s->c->s.out, '2');
+    sl_pb_begin(&s->c->s.out, SL_BE_BIND_COMPLETE);
     sl_pb_end(&s->c->s.out);
 }
 
@@ -376,11 +376,11 @@ static void on_describe(adm_session *s, sl_rd *r)
 {
     uint8_t what = sl_rd_u8(r);
     const char *name = sl_rd_str(r);
-    if (!name || (what != 'S' && what != 'P')) return ext_error(s, "08P01", "malformed Describe message");
-    if (what == 'S') {
+    if (!name || (what != SL_TARGET_STATEMENT && what != SL_TARGET_PORTAL)) return ext_error(s, "08P01", "malformed Describe message");
+    if (what == SL_TARGET_STATEMENT) {
         adm_stmt *st = find_stmt(s, name);
         if (!st) return ext_error(s, "26000", "prepared statement does not exist");
-        sl_pb_begin(&s->c->s.out, 't'); /* ParameterDescription: no parameters */
+        sl_pb_begin(&s->c->s.out, SL_BE_PARAM_DESCRIPTION); /* no parameters */
         sl_pb_u16(&s->c->s.out, 0);
         sl_pb_end(&s->c->s.out);
         describe_query(s, st->query, NULL, 0);
@@ -399,7 +399,7 @@ static void on_execute(adm_session *s, sl_rd *r)
     if (!p) return ext_error(s, "34000", "portal does not exist");
     size_t off = 0, start, len;
     if (!adm_next_statement(p->query, &off, &start, &len)) {
-        sl_pb_begin(&s->c->s.out, 'I');
+        sl_pb_begin(&s->c->s.out, SL_BE_EMPTY_QUERY);
         sl_pb_end(&s->c->s.out);
         return;
     }
@@ -425,7 +425,7 @@ static void on_close(adm_session *s, sl_rd *r)
     uint8_t what = sl_rd_u8(r);
     const char *name = sl_rd_str(r);
     if (!name) return ext_error(s, "08P01", "malformed Close message");
-    if (what == 'S') {
+    if (what == SL_TARGET_STATEMENT) {
         for (adm_stmt **pp = &s->stmts; *pp; pp = &(*pp)->next) {
             if (strcmp((*pp)->name, name) != 0) continue;
             adm_stmt *st = *pp;
@@ -443,7 +443,7 @@ static void on_close(adm_session *s, sl_rd *r)
             free_portal(p);
         }
     }
-    sl_pb_begin(&s->c->s.out, '3');
+    sl_pb_begin(&s->c->s.out, SL_BE_CLOSE_COMPLETE);
     sl_pb_end(&s->c->s.out);
 }
 
@@ -453,11 +453,11 @@ static void handle_msg(adm_session *s, char type, const uint8_t *body, uint32_t 
 {
     sl_rd r;
     sl_rd_init(&r, body, blen);
-    if (type == 'X') {
+    if (type == SL_FE_TERMINATE) {
         sl_client_close(s->c, SL_CLOSE_CLIENT_TERMINATE);
         return;
     }
-    if (type == 'S') {
+    if (type == SL_FE_SYNC) {
         s->ext_skip = false;
         free_portals(s);
         ready(s);
@@ -465,17 +465,17 @@ static void handle_msg(adm_session *s, char type, const uint8_t *body, uint32_t 
     }
     if (s->ext_skip) return;
     switch (type) {
-    case 'Q': on_query(s, body, blen); break;
-    case 'P': on_parse(s, &r); break;
-    case 'B': on_bind(s, &r); break;
-    case 'D': on_describe(s, &r); break;
-    case 'E': on_execute(s, &r); break;
-    case 'C': on_close(s, &r); break;
-    case 'H': break; /* Flush: everything is flushed after each batch anyway */
+    case SL_FE_QUERY: on_query(s, body, blen); break;
+    case SL_FE_PARSE: on_parse(s, &r); break;
+    case SL_FE_BIND: on_bind(s, &r); break;
+    case SL_FE_DESCRIBE: on_describe(s, &r); break;
+    case SL_FE_EXECUTE: on_execute(s, &r); break;
+    case SL_FE_CLOSE: on_close(s, &r); break;
+    case SL_FE_FLUSH: break; /* Flush: everything is flushed after each batch anyway */
     default: {
         char msg[96];
         snprintf(msg, sizeof(msg), "message type '%c' is not supported by the admin console", type);
-        if (type == 'F') { /* a FunctionCall waits for ReadyForQuery like a Query */
+        if (type == SL_FE_FUNCTION_CALL) { /* a FunctionCall waits for ReadyForQuery like a Query */
             adm_send_error(&s->c->s.out, "0A000", "%s", msg);
             ready(s);
         } else {

@@ -292,9 +292,7 @@ static bool check_db(adm_result *r, const char *verb, const char *db)
         adm_error(r, "55000", "cannot %s admin db: %s", verb, db);
         return false;
     }
-    sl_config *cfg = sl_config_acquire();
-    bool ok = sl_config_find_db(cfg, db) != NULL;
-    sl_config_unref(cfg);
+    bool ok = sl_config_find_db(sl_worker_self()->cfg, db) != NULL; /* the console's worker */
     if (!ok) adm_error(r, "3D000", "no such database: %s", db);
     return ok;
 }

@@ -151,11 +151,9 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 
 adm_status adm_show_databases(adm_session *s, adm_result *r)
 {
-    (void)s;
-    sl_config *cfg = sl_config_acquire();
+    const sl_config *cfg = s->c->s.w->cfg;
     sl_pools_snap rs;
     if (!take_pools(&rs, cfg->server_check_delay)) {
-        sl_config_unref(cfg);
         adm_error(r, "53200", "out of memory");
         return ADM_DONE;
     }
@@ -181,7 +179,6 @@ adm_status adm_show_databases(adm_session *s, adm_result *r)
     }
     free(names);
     sl_pools_snapshot_free(&rs);
-    sl_config_unref(cfg);
     return ADM_DONE;
 }
 
@@ -204,11 +201,9 @@ static void user_row(adm_result *r, const sl_config *cfg, const char *name, cons
 
 adm_status adm_show_users(adm_session *s, adm_result *r)
 {
-    (void)s;
-    sl_config *cfg = sl_config_acquire();
+    const sl_config *cfg = s->c->s.w->cfg;
     sl_pools_snap rs;
     if (!take_pools(&rs, cfg->server_check_delay)) {
-        sl_config_unref(cfg);
         adm_error(r, "53200", "out of memory");
         return ADM_DONE;
     }
@@ -224,7 +219,6 @@ adm_status adm_show_users(adm_session *s, adm_result *r)
         if (i == 0 || strcmp(names[i], names[i - 1]) != 0) user_row(r, cfg, names[i], &rs);
     free(names);
     sl_pools_snapshot_free(&rs);
-    sl_config_unref(cfg);
     return ADM_DONE;
 }
 
@@ -234,16 +228,14 @@ void adm_cols_config(adm_result *r) { adm_cols(r, "ssss", "key", "value", "defau
 
 adm_status adm_show_config(adm_session *s, adm_result *r)
 {
-    (void)s;
-    sl_config *cfg = sl_config_acquire();
+    const sl_config *cfg = s->c->s.w->cfg;
     adm_cols_config(r);
     for (size_t i = 0; i < sl_settings_count; i++) {
         const sl_setting *st = &sl_settings[i];
         char val[1024];
         sl_setting_format(cfg, st, val, sizeof(val));
-        adm_row(r, "ssss", st->name, val, st->default_value, st->reloadable ? "yes" : "no");
+        adm_row(r, "ssss", st->name, val, st->default_value, sl_setting_reloadable(st) ? "yes" : "no");
     }
-    sl_config_unref(cfg);
     return ADM_DONE;
 }
 
@@ -293,11 +285,16 @@ adm_status adm_show_peer_pools(adm_session *s, adm_result *r)
 }
 void adm_cols_dns_zones(adm_result *r) { adm_cols(r, "sqi", "zonename", "serial", "count"); }
 
-/* pgsluice resolves host names when it connects and keeps no DNS cache: no rows. */
+static void dns_row(const char *host, int64_t valid_s, const char *addr, void *arg)
+{
+    adm_row(arg, "sqs", host, (int64_t)valid_s, addr);
+}
+
+/* The host names the backends looked up, while their answer is still used (dns_max_ttl). */
 adm_status adm_show_dns_hosts(adm_session *s, adm_result *r)
 {
-    (void)s;
     adm_cols_dns_hosts(r);
+    sl_pools_foreach_dns(s->c->s.w->cfg->dns_max_ttl, dns_row, r);
     return ADM_DONE;
 }
 

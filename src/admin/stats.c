@@ -290,7 +290,6 @@ static void log_period(int64_t dur)
 
 static void period_done(sl_worker *w, void *arg)
 {
-    (void)w;
     (void)arg;
     int64_t now = sl_now_us();
     pthread_mutex_lock(&stats_lock);
@@ -300,16 +299,12 @@ static void period_done(sl_worker *w, void *arg)
     int64_t dur = new_stamp - old_stamp;
     pthread_mutex_unlock(&stats_lock);
     period_round = false;
-    sl_config *cfg = sl_config_acquire();
-    if (cfg->log_stats) log_period(dur);
-    sl_config_unref(cfg);
+    if (w->cfg->log_stats) log_period(dur);
 }
 
 void adm_stats_tick(sl_worker *w, int64_t now)
 {
-    sl_config *cfg = sl_config_acquire();
-    int64_t period = cfg->stats_period > 0 ? cfg->stats_period : 60000000;
-    sl_config_unref(cfg);
+    int64_t period = w->cfg->stats_period > 0 ? w->cfg->stats_period : 60000000;
     if (!next_due) {
         pthread_mutex_lock(&stats_lock);
         old_stamp = new_stamp = now;

@@ -193,12 +193,20 @@ bool sl_list_contains(const char *list, const char *item);
 
 /* The settings table, for SHOW CONFIG, SET and docs. */
 typedef enum { SL_T_INT, SL_T_BOOL, SL_T_STRING, SL_T_TIME, SL_T_ENUM } sl_setting_type;
+/* When a changed value (RELOAD, SET) takes effect. Workers always read the current snapshot, so a
+ * setting consulted while a connection lives applies to open connections too (ALL); one consulted
+ * only when a connection starts applies to new ones (NEW). */
+typedef enum {
+    SL_APPLY_RESTART = 0, /* read once at start: a change needs a restart (refused by SET) */
+    SL_APPLY_NEW,         /* connections made after the change */
+    SL_APPLY_ALL,         /* also connections already open */
+} sl_apply;
 typedef struct sl_setting {
     const char *name;
     sl_setting_type type;
     size_t offset;            /* into sl_config */
     const char *default_value;
-    bool reloadable;          /* can change on RELOAD / SET without restart */
+    sl_apply apply;           /* when a change takes effect */
     const char *const *enum_names; /* SL_T_ENUM: NULL-terminated names, index = value */
     const char *description;
     /* --- added: value constraints and flags (zero-initialised rows get the defaults) --- */
@@ -207,6 +215,9 @@ typedef struct sl_setting {
     unsigned flags;           /* SL_SETTING_* below */
 } sl_setting;
 #define SL_SETTING_OCTAL 0x1u /* SL_T_INT written and shown in octal (unix_socket_mode) */
+#define SL_SETTING_UNIMPLEMENTED 0x2u /* PgBouncer's setting, accepted and warned about, no effect yet */
+static inline bool sl_setting_reloadable(const sl_setting *s) { return s->apply != SL_APPLY_RESTART; }
+const char *sl_apply_name(sl_apply a); /* "restart", "new connections", "yes" */
 extern const sl_setting sl_settings[];
 extern const size_t sl_settings_count;
 

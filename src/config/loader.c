@@ -27,13 +27,10 @@ static section_kind classify(const char *section)
     return SEC_UNKNOWN;
 }
 
-/* Settings in the table (so SHOW CONFIG and SET know them) that have no effect yet. */
-static bool not_implemented(const sl_setting *s) { return strstr(s->description, "Not implemented yet") != NULL; }
-
 static bool global_key(load_ctx *lc, const char *key, const char *value, char *err, size_t errlen)
 {
     const sl_setting *s = sl_setting_find(key);
-    if (s && not_implemented(s) && strcmp(value, s->default_value) != 0)
+    if (s && (s->flags & SL_SETTING_UNIMPLEMENTED) && strcmp(value, s->default_value) != 0)
         sl_warn_once_log(&lc->warn, s->name, "setting %s is not implemented by pgsluice yet and has no effect", s->name);
     if (s) return sl_setting_set(lc->c, s, value, err, errlen);
     const sl_key_doc *ign = sl_key_doc_find(sl_ignored_settings, key);

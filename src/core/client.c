@@ -90,7 +90,7 @@ static void drop_server(sl_client *c)
     sl_server *s = c->server;
     c->server = NULL;
     s->client = NULL;
-    if (s->xact != 'I' || s->outstanding > 0 || s->in_batch || sl_stream_fwd_pending(&c->s) ||
+    if (s->xact != SL_XACT_IDLE || s->outstanding > 0 || s->in_batch || sl_stream_fwd_pending(&c->s) ||
         s->state != SL_SV_ACTIVE)
         sl_server_close(s, SL_CLOSE_CLIENT_MID_TRANSACTION);
     else
@@ -136,7 +136,7 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
         sl_client_close_detail(c, SL_CLOSE_ERROR_SENT, msg);
         return;
     }
-    sl_pb_ready(&c->s.out, c->server ? c->server->xact : 'I');
+    sl_pb_ready(&c->s.out, c->server ? c->server->xact : SL_XACT_IDLE);
     client_flush_out(c);
 }
 
@@ -250,7 +250,7 @@ static void send_welcome(sl_client *c)
         if (c->params.v[i]) sl_pb_param_status(out, sl_param_names[i], c->params.v[i]);
     uint32_t pid = ((uint32_t)c->s.w->id << 24) | c->slot;
     sl_pb_backend_key(out, pid, c->cancel_key);
-    sl_pb_ready(out, 'I');
+    sl_pb_ready(out, SL_XACT_IDLE);
     sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_fast();
     if (c->s.w->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login ok");
@@ -435,15 +435,19 @@ void sl_client_tick(sl_client *c, int64_t now)
     case SL_CL_ACTIVE: {
         sl_server *s = c->server;
         if (!s || s->state != SL_SV_ACTIVE) break;
-        if (cfg->query_timeout > 0 && (s->outstanding > 0) && c->query_start &&
-            now - c->query_start > cfg->query_timeout) {
-            sl_server_close(s, SL_CLOSE_QUERY_TIMEOUT);
-            sl_client_error(c, true, "57014", "query_timeout");
-        } else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != 'I' &&
-                   now - c->last_activity > cfg->idle_transaction_timeout) {
-            sl_server_close(s, SL_CLOSE_IDLE_TRANSACTION_TIMEOUT);
-            sl_client_error(c, true, "25P03", "idle_transaction_timeout");
-        }
+        sl_close_reason why = SL_CLOSE_NONE;
+        if (cfg->query_timeout > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > cfg->query_timeout)
+            why = SL_CLOSE_QUERY_TIMEOUT;
+        else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE &&
+                 now - c->last_activity > cfg->idle_transaction_timeout)
+            why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
+        if (why == SL_CLOSE_NONE) break;
+        /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
+         * mid-transaction and cannot be reused */
+        c->server = NULL;
+        s->client = NULL;
+        sl_server_close(s, why);
+        sl_client_error(c, true, "08P01", "%s", sl_close_reason_text(why));
         break;
     }
     default: break;

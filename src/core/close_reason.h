@@ -29,8 +29,8 @@
     X(LOGIN_FAILED, "login failed", false)                                                    \
     X(POOLER_QUERY_FAILED, "pooler query failed", false)                                      \
     X(ROLLBACK_FAILED, "cannot roll back", false)                                             \
-    X(QUERY_TIMEOUT, "query_timeout", false)                                                  \
-    X(IDLE_TRANSACTION_TIMEOUT, "idle_transaction_timeout", false)                            \
+    X(QUERY_TIMEOUT, "query timeout", false)                                                  \
+    X(IDLE_TRANSACTION_TIMEOUT, "idle transaction timeout", false)                            \
     X(ATTACH_FAILED, "cannot attach", false)                                                  \
     X(OUT_OF_MEMORY, "out of memory", false)                                                  \
     X(ADMIN_KILL, "KILL", true)                                                               \

@@ -80,16 +80,16 @@ bool sl_reload(char *errbuf, size_t errlen)
     return true;
 }
 
-bool sl_set_setting(const char *name, const char *value, char *err, size_t errlen)
+sl_set_result sl_set_setting(const char *name, const char *value, char *err, size_t errlen)
 {
     const sl_setting *st = sl_setting_find(name);
     if (!st) {
         snprintf(err, errlen, "unknown setting: %s", name);
-        return false;
+        return SL_SET_UNKNOWN;
     }
-    if (!st->reloadable) {
+    if (!sl_setting_reloadable(st)) {
         snprintf(err, errlen, "%s cannot be changed while running (restart needed)", st->name);
-        return false;
+        return SL_SET_RESTART;
     }
     pthread_mutex_lock(&reload_lock);
     sl_config *cur = sl_config_acquire();
@@ -106,5 +106,5 @@ bool sl_set_setting(const char *name, const char *value, char *err, size_t errle
     }
     pthread_mutex_unlock(&reload_lock);
     if (ok) sl_log_info("SET %s = %s", st->name, value);
-    return ok;
+    return ok ? SL_SET_OK : SL_SET_BAD_VALUE;
 }

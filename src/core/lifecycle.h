@@ -33,9 +33,9 @@ void sl_lifecycle_init(const char *config_path, int verbose, int quiet);
 void sl_set_run_state(sl_run_state st);
 /* Re-read the config file; a broken file is refused (err) and the running config stays. */
 bool sl_reload(char *err, size_t errlen);
-/* SET on the running config (a copy with one setting changed); false + err on an unknown name, a
- * setting that needs a restart, or a bad value. */
-bool sl_set_setting(const char *name, const char *value, char *err, size_t errlen);
+typedef enum { SL_SET_OK, SL_SET_UNKNOWN, SL_SET_RESTART, SL_SET_BAD_VALUE } sl_set_result;
+/* SET on the running config (a copy with one setting changed); err says why it was refused. */
+sl_set_result sl_set_setting(const char *name, const char *value, char *err, size_t errlen);
 /* Make cfg the running config (takes over the caller's reference): routes are refreshed and every
  * worker switches to it. */
 void sl_apply_config(sl_config *cfg);

@@ -119,7 +119,7 @@ void sl_proxy_server_lost_client(sl_client *c)
 
 static bool can_release(const sl_server *s, const sl_client *c)
 {
-    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
+    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == SL_XACT_IDLE &&
            c->s.msg_left == 0 && sl_ps_idle(s);
 }
 
@@ -137,15 +137,15 @@ static bool scan_client(sl_client *c, sl_server *s)
             return false;
         }
         sl_ps_result psr = SL_PS_FORWARD;
-        if (s->ps_skip_till_sync && type != 'S' && type != 'X') {
+        if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
             /* the server discards it (it failed a request before this one): pass it on untouched
              * and expect nothing back */
             s->pend.bytes_in += (uint64_t)len + 1;
             in->msg_left = len + 1;
             continue;
         }
-        if (type == 'S') s->ps_skip_till_sync = false;
-        if (s->ps_active && type != 'X') {
+        if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
+        if (s->ps_active && type != SL_FE_TERMINATE) {
             psr = sl_ps_client_msg(c, s, type, len);
             if (psr == SL_PS_NEED_MORE) return true;
             if (psr == SL_PS_MALFORMED) {
@@ -155,18 +155,18 @@ static bool scan_client(sl_client *c, sl_server *s)
         }
         s->pend.bytes_in += (uint64_t)len + 1;
         switch (type) {
-        case 'Q':
-        case 'F':
-        case 'S':
-            if (type == 'S') s->in_batch = false;
+        case SL_FE_QUERY:
+        case SL_FE_FUNCTION_CALL:
+        case SL_FE_SYNC:
+            if (type == SL_FE_SYNC) s->in_batch = false;
             s->outstanding++;
             if (!c->query_start) c->query_start = sl_now_fast();
             if (!c->xact_start) c->xact_start = c->query_start;
             break;
-        case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
+        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
             s->in_batch = true;
             break;
-        case 'X':
+        case SL_FE_TERMINATE:
             /* the client says goodbye: do not pass it on, the server stays ours */
             if (sl_stream_fwd_pending(in)) {
                 in->msg_left = 0;
@@ -199,7 +199,7 @@ static void client_forward(sl_client *c)
         return;
     }
     if (st == SL_IO_OK) {
-        if (in->end - in->parse >= 5 && in->buf[in->parse] == 'X' && !in->msg_left) {
+        if (in->end - in->parse >= 5 && in->buf[in->parse] == SL_FE_TERMINATE && !in->msg_left) {
             sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return;
         }
@@ -229,8 +229,8 @@ void sl_proxy_client_input(sl_client *c)
 /* A ReadyForQuery or ParameterStatus from the server, whole in the buffer. */
 static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_t *body, uint32_t blen)
 {
-    if (type == 'Z') {
-        char status = blen ? (char)body[0] : 'I';
+    if (type == SL_BE_READY) {
+        char status = blen ? (char)body[0] : SL_XACT_IDLE;
         int64_t now = sl_now_fast();
         if (s->outstanding > 0) s->outstanding--;
         if (c->query_start) {
@@ -239,18 +239,18 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
             sl_hist_add(&s->pend.h_query, now - c->query_start);
             c->query_start = s->outstanding > 0 ? now : 0;
         }
-        if (status == 'I' && c->xact_start) {
+        if (status == SL_XACT_IDLE && c->xact_start) {
             s->pend.xact_count++;
             s->pend.xact_time_us += (uint64_t)(now - c->xact_start);
             sl_hist_add(&s->pend.h_xact, now - c->xact_start);
             c->xact_start = 0;
         }
         s->xact = status;
-        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != 'I') return false;
+        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != SL_XACT_IDLE) return false;
         if (can_release(s, c)) s->release_pending = true;
-    } else if (type == 'E') {
-        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]);
-    } else if (type == 'S') {
+    } else if (type == SL_BE_ERROR) {
+        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE))]);
+    } else if (type == SL_BE_PARAM_STATUS) {
         sl_rd r;
         sl_rd_init(&r, body, blen);
         const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
@@ -288,13 +288,13 @@ static bool scan_server(sl_server *s, sl_client *c)
             return false;
         }
         /* DataRow and CopyData never end a request and are always forwarded: skip the queue */
-        if (s->ps_active && type != 'D' && type != 'd') {
+        if (s->ps_active && type != SL_BE_DATA_ROW && type != SL_BE_COPY_DATA) {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;
             if (r == SL_PS_CONSUMED) continue;
         }
         s->pend.bytes_out += (uint64_t)len + 1;
-        if (type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX)) {
+        if (type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX)) {
             if (len > SMALL_MSG_MAX) {
                 sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
                 return false;
@@ -310,7 +310,7 @@ static bool scan_server(sl_server *s, sl_client *c)
                 refuse_transaction(s, c);
                 return false;
             }
-            if (type == 'Z' && s->ps_active) {
+            if (type == SL_BE_READY && s->ps_active) {
                 in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
                 sl_ps_synth_due(s, c);
                 continue;

@@ -96,11 +96,10 @@ bool sl_server_attach(sl_server *s, sl_worker *w)
 static void login_failed(sl_server *s, const char *sqlstate, const char *msg)
 {
     SV_LOG(s, SL_LOG_WARNING, "server login failed: %s", msg);
-    sl_backend *b = s->pc.backend;
     sl_pool_actions act;
     sl_pool_actions_init(&act);
+    sl_route_login_failed(s->pc.backend, &s->pc, &s->pend, sqlstate, msg, &act); /* counted off here */
     sl_server_close(s, SL_CLOSE_LOGIN_FAILED);
-    sl_route_login_failed(b, sqlstate, msg, &act);
     sl_carry_out(&act);
 }
 
@@ -214,7 +213,7 @@ static sl_server *server_new(sl_worker *w, sl_backend *b)
     if (!s) return NULL;
     s->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
     s->state = SL_SV_CONNECTING;
-    s->xact = 'I';
+    s->xact = SL_XACT_IDLE;
     s->pc.backend = b;
     s->pc.worker = w->id;
     s->pc.target_gen = __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED);
@@ -234,8 +233,8 @@ sl_server *sl_server_launch(sl_worker *w, sl_backend *b)
     if (!s) {
         sl_pool_actions act;
         sl_pool_actions_init(&act);
-        sl_route_launch_failed(b, &act);
-        sl_route_login_failed(b, "53200", "out of memory", &act);
+        sl_route_launch_failed(b, NULL);
+        sl_route_login_failed(b, NULL, NULL, "53200", "out of memory", &act);
         sl_carry_out(&act);
         return NULL;
     }

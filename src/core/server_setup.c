@@ -186,7 +186,7 @@ void sl_server_setup_input(sl_server *s)
             snprintf(s->setup_error, sizeof(s->setup_error), "%s", text ? text : "error");
             s->setup_failed = true;
         } else if (m.type == SL_BE_READY) {
-            s->xact = m.len >= 1 ? (char)m.body[0] : 'I';
+            s->xact = m.len >= 1 ? (char)m.body[0] : SL_XACT_IDLE;
             setup_finished(s);
         }
     }

@@ -218,15 +218,3 @@ bool sl_workers_start(int n, uint32_t buf_size, const sl_worker_ops *ops, sl_con
     }
     return true;
 }
-
-static void stop_loop(sl_worker *w, void *arg)
-{
-    (void)arg;
-    uv_stop(&w->loop);
-}
-
-void sl_workers_stop(void)
-{
-    for (int i = 0; i < sl_nworkers; i++) sl_worker_call(&sl_workers[i], stop_loop, NULL);
-    for (int i = 0; i < sl_nworkers; i++) pthread_join(sl_workers[i].thread, NULL);
-}

@@ -99,8 +99,6 @@ extern int sl_nworkers;
 /* Start n workers running ops, each with its own reference to cfg and buffers of buf_size bytes. */
 bool sl_workers_start(int n, uint32_t buf_size, const sl_worker_ops *ops, struct sl_config *cfg);
 sl_worker *sl_worker_self(void);
-/* Stop every loop and join the threads (shutdown). */
-void sl_workers_stop(void);
 
 /* Post a message (copied) to worker w; safe from any thread. */
 void sl_worker_post(sl_worker *w, const sl_msg *m);

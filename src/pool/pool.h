@@ -45,6 +45,7 @@ typedef struct sl_pool_conn {
     bool logged_in;              /* counted as connecting until then */
     bool testing;                /* counted as tested (pooler queries running) */
     bool retire;                 /* close instead of reuse at the next release */
+    bool gone;                   /* forgotten by its route (no longer counted) */
 } sl_pool_conn;
 
 /* Embedded in a client: its place in its route's queue. */
@@ -236,13 +237,16 @@ bool sl_route_unqueue(sl_route *r, sl_pool_waiter *w);
 /* A server of the caller's worker is free (just logged in, or done with a client); pend: its
  * counters not yet added to the route's. */
 void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out);
-/* A server is gone: drop it from the books. */
+/* A server is gone: drop it from the books (once; act may be NULL when nothing is to be done). */
 void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act);
 /* A launch that never became a connection (out of memory). */
 void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act);
 void sl_route_logged_in(sl_pool_conn *c);
-/* A server login failed: remember why; waiting clients learn it when no server is left. */
-void sl_route_login_failed(sl_backend *b, const char *sqlstate, const char *msg, sl_pool_actions *act);
+/* A server's login failed: remember why and forget the server (c may be NULL: the failure was
+ * before a server existed). When no server of the route is left, the waiting clients are woken:
+ * they ask again and learn why at once. New servers for waiters are tried again a second later. */
+void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, const char *sqlstate,
+                           const char *msg, sl_pool_actions *act);
 /* Open servers for waiting clients where the limits allow. */
 void sl_route_kick(sl_route *r, sl_pool_actions *act);
 /* Take an idle server of this worker off its idle list (maintenance, closing); false if another
@@ -306,6 +310,10 @@ int sl_user_servers(const char *user);
 void sl_pools_resume(sl_pool_actions *act);
 /* Counters of the freed routes of a database (for totals); false if none. */
 bool sl_db_retired_stats(const char *db, sl_pool_stats *out);
+/* Host names and the address each resolved to, as cached by the backends (SHOW DNS_HOSTS):
+ * fn(host, seconds the entry stays valid, "address:port"), each name once. */
+void sl_pools_foreach_dns(int64_t ttl, void (*fn)(const char *host, int64_t valid_s, const char *addr, void *arg),
+                          void *arg);
 /* For each database some of whose routes were freed: their totals (registry lock held). */
 void sl_pools_foreach_retired(void (*fn)(const char *db, const sl_pool_totals *t, void *arg), void *arg);
 

@@ -2,6 +2,7 @@
  * admitted, refreshed on reload, freed once unused for autodb_idle_timeout (its counters stay with
  * its database); the per-database and per-user limit groups; and the admin console's controls
  * (PAUSE, DISABLE, RECONNECT) that act on every route of a database. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +433,56 @@ void sl_pools_foreach_retired(void (*fn)(const char *db, const sl_pool_totals *t
         sl_pool_totals t;
         sl_pool_totals_of(&t, &g->retired, g->retired_assignments, now);
         fn(g->name, &t, arg);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+    }
+    snprintf(out, len, "%s:%d", host, port);
+}
+
+typedef struct dns_seen {
+    const char *host[64];
+    int n;
+} dns_seen;
+
+static bool dns_seen_add(dns_seen *d, const char *host)
+{
+    for (int i = 0; i < d->n; i++)
+        if (!strcmp(d->host[i], host)) return false;
+    if (d->n < 64) d->host[d->n++] = host;
+    return true;
+}
+
+void sl_pools_foreach_dns(int64_t ttl, void (*fn)(const char *host, int64_t valid_s, const char *addr, void *arg),
+                          void *arg)
+{
+    int64_t now = sl_now_us();
+    dns_seen seen = {.n = 0};
+    pthread_mutex_lock(&registry_lock);
+    for (sl_list *n = routes.next; n != &routes; n = n->next) {
+        sl_route *r = sl_container_of(n, sl_route, node);
+        pthread_mutex_lock(&r->lock);
+        for (int i = 0; i < r->nbackends; i++) {
+            const sl_backend *b = r->backends[i];
+            if (!b->dns_at || now - b->dns_at >= ttl || !b->host || !dns_seen_add(&seen, b->host)) continue;
+            char addr[INET6_ADDRSTRLEN + 8] = "?";
+            addr_str(&b->dns_addr, addr, sizeof(addr));
+            fn(b->host, (ttl - (now - b->dns_at)) / 1000000, addr, arg);
+        }
+        pthread_mutex_unlock(&r->lock);
     }
     pthread_mutex_unlock(&registry_lock);
 }

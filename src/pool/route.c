@@ -309,6 +309,8 @@ static void forget_locked(sl_pool_conn *c, sl_pool_stats *pend)
 {
     sl_backend *b = c->backend;
     sl_route *r = b->route;
+    if (c->gone) return;
+    c->gone = true;
     if (sl_list_linked(&c->idle_node)) {
         sl_list_remove(&c->idle_node);
         b->n_idle--;
@@ -329,7 +331,7 @@ void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act)
     sl_route *r = c->backend->route;
     pthread_mutex_lock(&r->lock);
     forget_locked(c, pend);
-    kick_locked(r, act, false);
+    if (act) kick_locked(r, act, false);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -352,10 +354,12 @@ void sl_route_logged_in(sl_pool_conn *c)
     pthread_mutex_unlock(&r->lock);
 }
 
-void sl_route_login_failed(sl_backend *b, const char *sqlstate, const char *msg, sl_pool_actions *act)
+void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, const char *sqlstate,
+                           const char *msg, sl_pool_actions *act)
 {
     sl_route *r = b->route;
     pthread_mutex_lock(&r->lock);
+    if (c) forget_locked(c, pend);
     b->last_login_failure = sl_now_fast();
     r->stats.server_login_failures++;
     snprintf(b->last_login_error, sizeof(b->last_login_error), "%s", msg);
@@ -371,6 +375,7 @@ void sl_route_login_failed(sl_backend *b, const char *sqlstate, const char *msg,
             sl_pool_add_wake(act, w->worker, w->slot, w->gen);
         }
     }
+    kick_locked(r, act, false); /* another host of the database may serve them */
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -49,6 +49,21 @@ enum {
     SL_BE_ROW_DESCRIPTION = 'T',
 };
 
+/* What a Describe or Close names. */
+enum { SL_TARGET_STATEMENT = 'S', SL_TARGET_PORTAL = 'P' };
+
+/* Transaction status in ReadyForQuery. */
+enum { SL_XACT_IDLE = 'I', SL_XACT_BLOCK = 'T', SL_XACT_FAILED = 'E' };
+
+/* Fields of ErrorResponse and NoticeResponse. */
+enum {
+    SL_ERRF_SEVERITY = 'S',
+    SL_ERRF_SEVERITY_NONLOCALIZED = 'V',
+    SL_ERRF_CODE = 'C',
+    SL_ERRF_MESSAGE = 'M',
+    SL_ERRF_DETAIL = 'D',
+};
+
 /* Authentication request codes (the first word of an 'R' message). */
 enum {
     SL_AUTH_REQ_OK = 0,
