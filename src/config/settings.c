@@ -85,7 +85,7 @@ const sl_setting sl_settings[] = {
     S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
     S_TIME(query_timeout, "0", A, "Cancel queries running longer than this many seconds; 0 is off."),
     S_TIME(query_wait_timeout, "120", A, "Seconds a client may wait for a server connection; 0 waits forever."),
-    S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may wait for a server connection.", NI),
+    S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may take: until the server's postmaster has taken it, the server connection it targets is not given to another client (so the cancel cannot hit another client's query); after this long pgsluice gives up on it. 0 waits as long as it takes."),
     S_TIME(client_idle_timeout, "0", A, "Disconnect clients idle this many seconds; 0 is off."),
     S_TIME(idle_transaction_timeout, "0", A, "Disconnect clients idle in a transaction this long; 0 is off."),
     S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),

@@ -186,18 +186,7 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
-    if (sl_console_is_db(c->dbname)) {
-        c->admin = true;
-        sl_client_set_state(c, SL_CL_AUTH);
-        sl_client_auth_start(c);
-        return true;
-    }
-    char sqlstate[6], err[256];
-    c->route = sl_route_get(cfg, c->dbname, c->user, sqlstate, err, sizeof(err));
-    if (!c->route) {
-        sl_client_auth_fail_unknown_db(c, sqlstate, err);
-        return false;
-    }
+    c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);
     sl_client_auth_start(c);
     return true;
@@ -258,13 +247,36 @@ static void send_welcome(sl_client *c)
     sl_stream_trim(&c->s);
 }
 
-void sl_client_auth_done(sl_client *c)
+/* The route of an authenticated client: its database and user, or the database's forced user when
+ * auth_type = any (the client's user name means nothing then). */
+static bool find_route(sl_client *c)
+{
+    const sl_config *cfg = c->s.w->cfg;
+    const char *user = c->user;
+    if (cfg->auth_type == SL_AUTH_ANY) {
+        const sl_db_def *db = sl_config_find_db(cfg, c->dbname);
+        if (db && (!db->user || !*db->user)) {
+            sl_client_error(c, true, "28000", "auth_type any needs a forced user (user=) for database \"%s\"",
+                            c->dbname);
+            return false;
+        }
+        if (db) user = db->user;
+    }
+    char sqlstate[6], err[256];
+    c->route = sl_route_get(cfg, c->dbname, user, sqlstate, err, sizeof(err));
+    if (!c->route) sl_client_error(c, true, sqlstate, "%s", err);
+    return c->route != NULL;
+}
+
+void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
         sl_console_login(c);
         return;
     }
+    if (!find_route(c)) return;
+    if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
     sl_route_client_login(c->route);
     c->logged_in = true;
     if (sl_route_has_welcome(c->route)) {

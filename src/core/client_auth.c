@@ -31,17 +31,23 @@ static void flush(sl_client *c)
     if (sl_stream_flush(&c->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
-void sl_client_auth_fail_unknown_db(sl_client *c, const char *sqlstate, const char *err)
-{
-    sl_client_error(c, true, sqlstate, "%s", err);
-}
-
 void sl_client_auth_start(sl_client *c)
 {
     int type = c->s.w->cfg->auth_type;
     const char *pw = stored_password(c);
-    if (type == SL_AUTH_TRUST || type == SL_AUTH_ANY) {
-        sl_client_auth_done(c);
+    if (type == SL_AUTH_ANY) { /* the user name is not checked: every database logs in as its forced user */
+        sl_client_auth_done(c, NULL, NULL);
+        return;
+    }
+    if (type == SL_AUTH_TRUST) {
+        /* no password, but the user must be one pgsluice knows (PgBouncer: "the user name must still
+         * exist in auth_file") */
+        if (!sl_config_find_userlist(c->s.w->cfg, c->user)) {
+            sl_client_error(c, true, "28000", "\"trust\" authentication failed for user \"%s\": no such user in auth_file",
+                            c->user);
+            return;
+        }
+        sl_client_auth_done(c, NULL, NULL);
         return;
     }
     if (type == SL_AUTH_HBA || type == SL_AUTH_CERT || type == SL_AUTH_PAM) {
@@ -122,13 +128,16 @@ static void scram_first(sl_client *c, sl_rd *r)
     send_sasl(c, 11, out);
 }
 
-static void remember_scram_keys(sl_client *c)
+/* The client's proof gave away its ClientKey: with the auth file's ServerKey, pgsluice can log in to
+ * the server as this user without the password (SCRAM pass-through). */
+static bool scram_keys(sl_client *c, uint8_t client_key[32], uint8_t server_key[32])
 {
     const char *pw = stored_password(c);
     sl_scram_secret sec;
-    if (!c->route) return;
-    if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return;
-    sl_route_set_scram_keys(c->route, c->scram->client_key, sec.server_key);
+    if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return false;
+    memcpy(client_key, c->scram->client_key, 32);
+    memcpy(server_key, sec.server_key, 32);
+    return true;
 }
 
 static void scram_final(sl_client *c, sl_rd *r)
@@ -141,11 +150,12 @@ static void scram_final(sl_client *c, sl_rd *r)
         fail_password(c);
         return;
     }
-    remember_scram_keys(c);
+    uint8_t ck[32], sk[32];
+    bool keys = scram_keys(c, ck, sk);
     free(c->scram);
     c->scram = NULL;
     sl_pb_auth(&c->s.out, 12, out, strlen(out));
-    sl_client_auth_done(c);
+    sl_client_auth_done(c, keys ? ck : NULL, keys ? sk : NULL);
 }
 
 static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
@@ -156,7 +166,7 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
     case AUTH_STEP_PLAIN: {
         const char *given = sl_rd_str(&r);
         if (!given) sl_client_error(c, true, "08P01", "malformed password message");
-        else if (plain_matches(c, stored_password(c), given)) sl_client_auth_done(c);
+        else if (plain_matches(c, stored_password(c), given)) sl_client_auth_done(c, NULL, NULL);
         else fail_password(c);
         break;
     }
@@ -164,7 +174,7 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
         const char *given = sl_rd_str(&r);
         const char *stored = stored_password(c);
         if (!given) sl_client_error(c, true, "08P01", "malformed password message");
-        else if (stored && sl_md5_verify(stored, c->user, c->md5_salt, given)) sl_client_auth_done(c);
+        else if (stored && sl_md5_verify(stored, c->user, c->md5_salt, given)) sl_client_auth_done(c, NULL, NULL);
         else fail_password(c);
         break;
     }

@@ -6,7 +6,6 @@
 
 void sl_client_auth_start(sl_client *c);
 void sl_client_auth_input(sl_client *c);
-/* The database cannot be used (unknown, disabled): refuse the login. */
-void sl_client_auth_fail_unknown_db(sl_client *c, const char *sqlstate, const char *err);
+
 
 #endif

@@ -108,6 +108,10 @@ typedef struct sl_server {
     char addr_str[64];
     sl_connect conn;
     void *scram;                 /* sl_scram_client during login */
+    /* cancel requests sent for its client's query (cancel.c): it is not given to anyone else before
+     * they are done, or its next client's query could be the one cancelled */
+    sl_list cancels;
+    bool release_after_cancel;   /* released while cancels were in flight: go back when they end */
     /* handoff between workers */
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
