@@ -234,6 +234,7 @@ adm_status adm_show_config(adm_session *s, adm_result *r)
         const sl_setting *st = &sl_settings[i];
         char val[1024];
         sl_setting_format(cfg, st, val, sizeof(val));
+        if ((st->flags & SL_SETTING_SECRET) && val[0]) snprintf(val, sizeof(val), "********");
         adm_row(r, "ssss", st->name, val, st->default_value, sl_setting_reloadable(st) ? "yes" : "no");
     }
     return ADM_DONE;

@@ -57,6 +57,7 @@ const sl_key_doc sl_db_keys[] = {
     {"dbname", "database name on the server (default: the entry name)"},
     {"user", "connect to the server as this user whatever the client's user"},
     {"password", "password for user"},
+    {"password_file", "file holding the password (a Docker or Kubernetes secret); trailing newlines are dropped"},
     {"auth_user", "user that runs auth_query for this database"},
     {"pool_size", "overrides default_pool_size"},
     {"min_pool_size", "overrides min_pool_size"},

@@ -216,6 +216,7 @@ typedef struct sl_setting {
 } sl_setting;
 #define SL_SETTING_OCTAL 0x1u /* SL_T_INT written and shown in octal (unix_socket_mode) */
 #define SL_SETTING_UNIMPLEMENTED 0x2u /* PgBouncer's setting, accepted and warned about, no effect yet */
+#define SL_SETTING_SECRET 0x4u        /* a credential: never shown (SHOW CONFIG masks it) */
 static inline bool sl_setting_reloadable(const sl_setting *s) { return s->apply != SL_APPLY_RESTART; }
 const char *sl_apply_name(sl_apply a); /* "restart", "new connections", "yes" */
 extern const sl_setting sl_settings[];

@@ -87,7 +87,7 @@ bool sl_connstr_parse(const char *text, sl_connstr_cb cb, void *ctx, char *err, 
 
 /* ---- [databases] ---- */
 
-typedef enum { K_STR, K_INT, K_POOL_MODE } key_kind;
+typedef enum { K_STR, K_INT, K_POOL_MODE, K_SECRET_FILE } key_kind;
 typedef struct key_spec {
     const char *name;
     key_kind kind;
@@ -97,6 +97,7 @@ typedef struct key_spec {
 #define DB(f, k) {#f, k, offsetof(sl_db_def, f)}
 static const key_spec db_specs[] = {
     DB(host, K_STR), {"port", K_STR, offsetof(sl_db_def, port_list)}, DB(dbname, K_STR), DB(user, K_STR), DB(password, K_STR),
+    {"password_file", K_SECRET_FILE, offsetof(sl_db_def, password)},
     DB(auth_user, K_STR), DB(pool_size, K_INT), DB(min_pool_size, K_INT), DB(reserve_pool_size, K_INT),
     {"reserve_pool", K_INT, offsetof(sl_db_def, reserve_pool_size)}, DB(max_db_connections, K_INT),
     DB(pool_mode, K_POOL_MODE), DB(connect_query, K_STR), DB(client_encoding, K_STR), DB(datestyle, K_STR),
@@ -131,6 +132,13 @@ static bool store_key(void *obj, const key_spec *k, const char *value, char *err
     case K_INT:
         if (sl_parse_int_range(value, 0, INT_MAX, slot)) return true;
         return sl_cfg_err(err, errlen, "invalid number for %s: \"%s\"", k->name, value), false;
+    case K_SECRET_FILE: { /* a Docker/Kubernetes secret: the file's content, trailing newlines dropped */
+        char *secret = sl_read_secret_file(value, err, errlen);
+        if (!secret) return false;
+        free(*(char **)slot);
+        *(char **)slot = secret;
+        return true;
+    }
     case K_POOL_MODE:
         if (sl_parse_pool_mode(value, slot)) return true;
         return sl_cfg_err(err, errlen, "invalid pool_mode: \"%s\" (expected session, transaction or statement)",

@@ -123,7 +123,8 @@ const sl_setting sl_settings[] = {
 
     S_STR(http_listen_addr, "127.0.0.1", R, "Address of the HTTP endpoint (metrics/health)."),
     S_INT(http_port, "8081", R, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),
-    S_STR(http_token, "", A, "Bearer token required by the HTTP endpoint; empty requires none."),
+    S_STR(http_token, "", A, "Bearer token required by the HTTP endpoint; empty requires none. SHOW CONFIG shows it masked.",
+          .flags = SL_SETTING_SECRET),
 };
 const size_t sl_settings_count = sizeof(sl_settings) / sizeof(sl_settings[0]);
 #undef R

@@ -126,10 +126,31 @@ typedef struct sl_server {
 
 static inline sl_route *sl_server_route(const sl_server *s) { return s->pc.backend->route; }
 
-/* state.c */
-void sl_client_set_state(sl_client *c, sl_client_state to);
-void sl_server_set_state(sl_server *s, sl_server_state to);
+/* state.c: the transition tables (bit `to` of next[from]) and the changes that keep lists */
+extern const unsigned sl_client_next[SL_CL_NSTATES];
+extern const unsigned sl_server_next[SL_SV_NSTATES];
 bool sl_client_transition_ok(sl_client_state from, sl_client_state to);
 bool sl_server_transition_ok(sl_server_state from, sl_server_state to);
+void sl_client_set_state_slow(sl_client *c, sl_client_state to);
+void sl_server_set_state_slow(sl_server *s, sl_server_state to);
+
+/* Every state change goes through these. The common ones (between IDLE, WAITING and ACTIVE, on the
+ * path of every transaction) are a table lookup; the rest (closing, moving, pooler queries: lists
+ * and counts to keep, or an illegal change) take the slow path. */
+static inline void sl_client_set_state(sl_client *c, sl_client_state to)
+{
+    if (to != SL_CL_CLOSING && ((sl_client_next[c->state] >> to) & 1u)) c->state = to;
+    else sl_client_set_state_slow(c, to);
+}
+
+static inline void sl_server_set_state(sl_server *s, sl_server_state to)
+{
+    sl_server_state from = s->state;
+    if (to != SL_SV_CLOSING && to != SL_SV_MOVING && to != SL_SV_SETUP && from != SL_SV_SETUP &&
+        from != SL_SV_MOVING && ((sl_server_next[from] >> to) & 1u))
+        s->state = to;
+    else
+        sl_server_set_state_slow(s, to);
+}
 
 #endif

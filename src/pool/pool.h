@@ -175,8 +175,20 @@ typedef struct sl_pool_actions {
     sl_handover *hand;
     int nhand, hand_cap;
 } sl_pool_actions;
-void sl_pool_actions_init(sl_pool_actions *a);
-void sl_pool_actions_free(sl_pool_actions *a);
+/* Cheap: most decisions ask for nothing (the launch slots are written only when counted). */
+static inline void sl_pool_actions_init(sl_pool_actions *a)
+{
+    a->nlaunch = a->nwake = a->nhand = 0;
+    a->wake_cap = a->hand_cap = 0;
+    a->wake = NULL;
+    a->hand = NULL;
+}
+void sl_pool_actions_free_lists(sl_pool_actions *a);
+static inline void sl_pool_actions_free(sl_pool_actions *a)
+{
+    if (a->wake || a->hand) sl_pool_actions_free_lists(a);
+    a->nlaunch = a->nwake = a->nhand = 0;
+}
 
 typedef enum {
     SL_ACQ_GOT,      /* conn: an idle server of the caller's worker, now the caller's */
@@ -254,15 +266,16 @@ void sl_route_kick(sl_route *r, sl_pool_actions *act);
 bool sl_route_take_idle(sl_pool_conn *c);
 /* Pooler queries started / finished on a server (SHOW POOLS sv_tested). */
 void sl_route_conn_testing(sl_pool_conn *c, bool testing);
-/* Should this server close instead of going back to the pool? */
-bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now);
+/* Should this server close instead of going back to the pool? (lifetime, RECONNECT, its target or
+ * backend changed by a reload) */
+static inline bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now);
 /* Move a server's collected counters into its route. */
 void sl_route_flush_stats(sl_pool_conn *c, sl_pool_stats *pend);
 /* Add counters to a route directly (a client's work that no server collected); st is drained. */
 void sl_route_add_stats(sl_route *r, sl_pool_stats *st);
 void sl_route_client_login(sl_route *r);   /* a client of this route logged in */
 void sl_route_client_logout(sl_route *r);  /* a logged-in client of this route left */
-int sl_route_pool_mode(const sl_route *r);
+static inline int sl_route_pool_mode(const sl_route *r) { return __atomic_load_n(&r->pool_mode, __ATOMIC_RELAXED); }
 bool sl_route_held_locked(const sl_route *r);
 void sl_route_totals_locked(const sl_route *r, sl_pool_totals *t, int64_t now);
 void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assignments, int64_t now);
@@ -316,5 +329,15 @@ void sl_pools_foreach_dns(int64_t ttl, void (*fn)(const char *host, int64_t vali
                           void *arg);
 /* For each database some of whose routes were freed: their totals (registry lock held). */
 void sl_pools_foreach_retired(void (*fn)(const char *db, const sl_pool_totals *t, void *arg), void *arg);
+
+static inline bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now)
+{
+    const sl_backend *b = c->backend;
+    const sl_route *r = b->route;
+    if (c->retire || b->retired || c->target_gen != __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED)) return true;
+    int64_t lifetime = __atomic_load_n(&r->server_lifetime, __ATOMIC_RELAXED);
+    if (lifetime > 0 && now - c->connect_time > lifetime) return true;
+    return c->connect_time <= __atomic_load_n(&r->db_group->reconnect_before, __ATOMIC_RELAXED);
+}
 
 #endif

@@ -16,13 +16,13 @@
 
 /* ---- actions ---- */
 
-void sl_pool_actions_init(sl_pool_actions *a) { memset(a, 0, sizeof(*a)); }
-
-void sl_pool_actions_free(sl_pool_actions *a)
+void sl_pool_actions_free_lists(sl_pool_actions *a)
 {
     free(a->wake);
     free(a->hand);
-    memset(a, 0, sizeof(*a));
+    a->wake = NULL;
+    a->hand = NULL;
+    a->wake_cap = a->hand_cap = 0;
 }
 
 void sl_pool_add_wake(sl_pool_actions *a, int worker, uint32_t slot, uint32_t gen)
@@ -136,7 +136,7 @@ static sl_pool_conn *pop_idle_locked(sl_backend *b, int worker)
 }
 
 /* An idle server for a client of worker `me`: its own worker's first, then any other's. */
-static sl_pool_conn *find_idle_locked(sl_route *r, int me, bool *stolen)
+static inline sl_pool_conn *find_idle_locked(sl_route *r, int me, bool *stolen)
 {
     for (int i = 0; i < r->nbackends; i++) {
         sl_backend *b = r->backends[i];
@@ -168,8 +168,6 @@ static sl_acquire_kind fail(sl_acquire *out, const char *sqlstate, const char *f
 sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config *cfg, sl_acquire *out,
                                  sl_pool_actions *act)
 {
-    int64_t now = sl_now_fast();
-    out->conn = NULL;
     pthread_mutex_lock(&r->lock);
     if (r->disabled) {
         pthread_mutex_unlock(&r->lock);
@@ -180,13 +178,14 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         sl_pool_conn *c = find_idle_locked(r, w->worker, &stolen);
         if (c) {
             r->assignments++;
-            __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&r->lock);
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
             return out->kind;
         }
     }
+    int64_t now = sl_now_fast();
+    out->conn = NULL;
     sl_backend *failing = NULL;
     if (r->n_servers == 0 && !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing) &&
         failing) {
@@ -248,17 +247,6 @@ static void take_waiter_locked(sl_route *r, sl_pool_waiter *w)
     __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
     r->n_waiting--;
     r->assignments++;
-}
-
-bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now)
-{
-    const sl_backend *b = c->backend;
-    const sl_route *r = b->route;
-    if (c->retire || b->retired || c->target_gen != __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED)) return true;
-    int64_t lifetime = __atomic_load_n(&r->server_lifetime, __ATOMIC_RELAXED);
-    if (lifetime > 0 && now - c->connect_time > lifetime) return true;
-    const sl_limit_group *g = r->db_group;
-    return g && c->connect_time <= __atomic_load_n(&g->reconnect_before, __ATOMIC_RELAXED);
 }
 
 void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
@@ -419,7 +407,6 @@ void sl_route_client_logout(sl_route *r)
     pthread_mutex_unlock(&r->lock);
 }
 
-int sl_route_pool_mode(const sl_route *r) { return __atomic_load_n(&r->pool_mode, __ATOMIC_RELAXED); }
 
 void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assignments, int64_t now)
 {
