@@ -10,7 +10,6 @@
 
 /* [pgbouncer] settings of PgBouncer 1.25/1.26 that pgsluice does not implement: accepted, warned, ignored. */
 const sl_key_doc sl_ignored_settings[] = {
-    {"auth_dbname", "database used to run auth_query"},
     {"auth_ident_file", "ident map file for auth_type hba"},
     {"auth_ldap_options", "LDAP authentication options"},
     {"client_tls13_ciphers", "client-side TLS 1.3 cipher suites"},
@@ -58,7 +57,9 @@ const sl_key_doc sl_db_keys[] = {
     {"user", "connect to the server as this user whatever the client's user"},
     {"password", "password for user"},
     {"password_file", "file holding the password (a Docker or Kubernetes secret); trailing newlines are dropped"},
-    {"auth_user", "user that runs auth_query for this database"},
+    {"auth_user", "user that runs auth_query for this database (overrides the global auth_user)"},
+    {"auth_query", "the query that looks up passwords for this database (overrides the global auth_query)"},
+    {"auth_dbname", "database in which auth_query runs for this database (overrides the global auth_dbname)"},
     {"pool_size", "overrides default_pool_size"},
     {"min_pool_size", "overrides min_pool_size"},
     {"reserve_pool_size", "overrides reserve_pool_size (the old name reserve_pool is accepted too)"},
@@ -73,8 +74,6 @@ const sl_key_doc sl_db_keys[] = {
 };
 
 const sl_key_doc sl_db_ignored_keys[] = {
-    {"auth_dbname", "database used to run auth_query"},
-    {"auth_query", "per-database auth_query"},
     {"load_balance_hosts", "spreading connections over several hosts"},
     {"max_db_client_connections", "client connection limit per database"},
     {"server_lifetime", "per-database server_lifetime"},

@@ -50,6 +50,8 @@ typedef struct sl_db_def {
     char *user;              /* forced server user; NULL = client's user */
     char *password;          /* password for the forced user / for the server login */
     char *auth_user;
+    char *auth_query;
+    char *auth_dbname;
     int pool_size;           /* -1 = default_pool_size */
     int min_pool_size;       /* -1 = global */
     int reserve_pool_size;   /* -1 = global (also accepts the old key reserve_pool) */
@@ -92,6 +94,8 @@ typedef struct sl_config {
     char *auth_hba_file;
     char *auth_user;
     char *auth_query;
+    char *auth_dbname;
+    int64_t auth_cache_ttl;   /* usec */
     char *admin_users;        /* comma/space separated list */
     char *stats_users;
 

@@ -98,7 +98,7 @@ typedef struct key_spec {
 static const key_spec db_specs[] = {
     DB(host, K_STR), {"port", K_STR, offsetof(sl_db_def, port_list)}, DB(dbname, K_STR), DB(user, K_STR), DB(password, K_STR),
     {"password_file", K_SECRET_FILE, offsetof(sl_db_def, password)},
-    DB(auth_user, K_STR), DB(pool_size, K_INT), DB(min_pool_size, K_INT), DB(reserve_pool_size, K_INT),
+    DB(auth_user, K_STR), DB(auth_query, K_STR), DB(auth_dbname, K_STR), DB(pool_size, K_INT), DB(min_pool_size, K_INT), DB(reserve_pool_size, K_INT),
     {"reserve_pool", K_INT, offsetof(sl_db_def, reserve_pool_size)}, DB(max_db_connections, K_INT),
     DB(pool_mode, K_POOL_MODE), DB(connect_query, K_STR), DB(client_encoding, K_STR), DB(datestyle, K_STR),
     DB(timezone, K_STR), DB(application_name, K_STR), {NULL, K_STR, 0},
@@ -231,7 +231,7 @@ bool sl_user_def_parse(sl_user_def *u, const char *name, const char *connstr, sl
 /* The string members of sl_db_def, for free/copy. */
 static const size_t db_str_offsets[] = {
     offsetof(sl_db_def, name),          offsetof(sl_db_def, host),          offsetof(sl_db_def, dbname),
-    offsetof(sl_db_def, user),          offsetof(sl_db_def, password),      offsetof(sl_db_def, auth_user),
+    offsetof(sl_db_def, user),          offsetof(sl_db_def, password),      offsetof(sl_db_def, auth_user), offsetof(sl_db_def, auth_query), offsetof(sl_db_def, auth_dbname),
     offsetof(sl_db_def, connect_query), offsetof(sl_db_def, client_encoding), offsetof(sl_db_def, datestyle),
     offsetof(sl_db_def, timezone),      offsetof(sl_db_def, application_name), offsetof(sl_db_def, port_list),
 };

@@ -54,10 +54,12 @@ const sl_setting sl_settings[] = {
            "How clients authenticate: trust, plain, md5, scram-sha-256, any (hba, cert, pam are not implemented yet)."),
     S_STR(auth_file, "", N, "File with user names and passwords (userlist.txt format)."),
     S_STR(auth_hba_file, "", N, "HBA file used when auth_type is hba (not implemented yet)."),
-    S_STR(auth_user, "", N, "User that runs auth_query to look up passwords of users not in auth_file.", NI),
+    S_STR(auth_user, "", N, "User that runs auth_query to look up the password secret of a user not in auth_file (its own password must be in auth_file). A [databases] entry may name its own."),
     S_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
                       "FROM pg_authid WHERE rolname=$1 AND rolcanlogin", N,
-          "Query that returns (user name, password secret) for $1.", NI),
+          "Query that returns (user name, password secret) for the user name $1 (a bound parameter, never spliced into the text). It runs in its own transaction with search_path set to pg_catalog, pg_temp. A NULL secret (an expired VALID UNTIL in the default query) refuses the login."),
+    S_STR(auth_dbname, "", N, "Database ([databases] entry) in which auth_query runs; empty: the database the client asked for."),
+    S_TIME(auth_cache_ttl, "60", A, "Seconds a secret found by auth_query is reused for the next logins of the same user and database before it is looked up again; 0 looks it up at every login."),
     S_STR(admin_users, "", N, "Users allowed full access to the admin console (comma/space separated)."),
     S_STR(stats_users, "", N, "Users allowed read-only SHOW commands on the admin console."),
 

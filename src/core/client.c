@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auth/random.h"
+#include "core/auth_query.h"
 #include "core/cancel.h"
 #include "core/client_auth.h"
 #include "core/console.h"
@@ -35,6 +36,8 @@ static void client_free(sl_stream *st)
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
+    if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
+    free(c->secret);
     free(c);
 }
 
@@ -102,7 +105,8 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     if (c->state == SL_CL_CLOSING) return;
     sl_worker *w = c->s.w;
     if (c->admin) sl_console_closed(c);
-    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME)) sl_route_unqueue(c->route, &c->wt);
+    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME || c->state == SL_CL_AUTH))
+        sl_route_unqueue(c->route, &c->wt);
     if (c->server) drop_server(c);
     if (c->logged_in) sl_route_client_logout(c->route);
     if (c->route) sl_route_put(c->route);
@@ -277,6 +281,12 @@ void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const ui
     }
     if (!find_route(c)) return;
     if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
+    if (c->secret) { /* found by auth_query: kept for the next logins and for logging servers in */
+        sl_route_set_auth_secret(c->route, c->secret);
+        explicit_bzero(c->secret, strlen(c->secret));
+        free(c->secret);
+        c->secret = NULL;
+    }
     sl_route_client_login(c->route);
     c->logged_in = true;
     if (sl_route_has_welcome(c->route)) {
@@ -292,7 +302,8 @@ void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const ui
 
 void sl_client_wake(sl_client *c)
 {
-    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING) return;
+    bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
+    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
     if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
     sl_acquire a;
     sl_pool_actions act;
@@ -321,6 +332,11 @@ void sl_client_got_server(sl_client *c, sl_server *s)
         s->pend.wait_time_us += (uint64_t)waited;
         sl_hist_add(&s->pend.h_wait, waited);
         c->wait_start = 0;
+    }
+    if (c->state == SL_CL_AUTH) { /* the server is for looking up its secret */
+        if (c->auth_method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
+        else sl_server_release(s);
+        return;
     }
     if (c->state == SL_CL_WELCOME) {
         sl_server_release(s);

@@ -65,6 +65,7 @@ typedef struct sl_client {
     int auth_method;             /* the password exchange under way (client_auth.c) */
     uint8_t md5_salt[4];
     struct sl_scram_server *scram;
+    char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
     bool admin;                  /* a console client (its input goes to the console, never a server) */
     bool counted;                /* counted in sl_total_clients (max_client_conn) */
     bool logged_in;              /* counted in its route's clients */
@@ -74,7 +75,15 @@ typedef struct sl_client {
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
 } sl_client;
 
-typedef enum { SL_SETUP_NONE = 0, SL_SETUP_CHECK, SL_SETUP_PARAMS, SL_SETUP_RESET, SL_SETUP_CONNECT_QUERY, SL_SETUP_ROLLBACK } sl_setup_step;
+typedef enum {
+    SL_SETUP_NONE = 0,
+    SL_SETUP_CHECK,
+    SL_SETUP_PARAMS,
+    SL_SETUP_RESET,
+    SL_SETUP_CONNECT_QUERY,
+    SL_SETUP_ROLLBACK,
+    SL_SETUP_AUTH_QUERY, /* looking up a client's secret (auth_query.c) */
+} sl_setup_step;
 
 /* A server connection's way to its backend: the name lookup and the addresses still to try. */
 typedef struct sl_connect {
@@ -104,6 +113,8 @@ typedef struct sl_server {
     sl_setup_step setup;         /* the query in flight */
     bool setup_failed;
     char setup_error[256];
+    char *found_secret;          /* SL_SETUP_AUTH_QUERY: the secret column of the row found */
+    int found_rows;
     /* connect and login (server.c) */
     char addr_str[64];
     sl_connect conn;

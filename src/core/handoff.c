@@ -77,7 +77,7 @@ void sl_server_arrived(sl_worker *w, sl_server *s, uint32_t slot, uint32_t gen)
     }
     sl_server_set_state(s, SL_SV_ACTIVE);
     sl_client *c = sl_worker_find_slot(w, slot, gen);
-    if (!c || (c->state != SL_CL_WAITING && c->state != SL_CL_WELCOME)) {
+    if (!c || (c->state != SL_CL_WAITING && c->state != SL_CL_WELCOME && c->state != SL_CL_AUTH)) {
         sl_server_release(s);
         return;
     }

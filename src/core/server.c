@@ -42,6 +42,7 @@ static void server_free(sl_stream *st)
 {
     sl_server *s = (sl_server *)st;
     sl_params_clear(&s->params);
+    free(s->found_secret);
     sl_ps_server_gone(s);
     free_connect(&s->conn);
     if (s->scram) {
@@ -296,7 +297,8 @@ static char *server_password(sl_server *s, char *user, size_t ulen)
     sl_route_login_target(s->pc.backend, user, ulen, db, sizeof(db), &pw, NULL);
     if (pw) return pw;
     const sl_userlist_entry *e = sl_config_find_userlist(s->s.w->cfg, user);
-    return e ? strdup(e->password) : NULL;
+    if (e) return strdup(e->password);
+    return sl_route_auth_secret(sl_server_route(s), 0); /* what auth_query found for this user */
 }
 
 static void send_password_msg(sl_server *s, const void *data, size_t len)

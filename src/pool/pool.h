@@ -137,6 +137,8 @@ typedef struct sl_route {
     sl_list waiting;             /* sl_pool_waiter.node, first come first served */
     int64_t unused_since;        /* no client and no server since then (0: in use) */
 
+    char *auth_secret;           /* the user's secret found by auth_query (also logs servers in) */
+    int64_t auth_secret_at;
     bool have_scram_keys;        /* ClientKey recovered from a client's SCRAM proof (pass-through) */
     uint8_t scram_client_key[32], scram_server_key[32];
 
@@ -287,6 +289,12 @@ void sl_route_serve(sl_route *r, sl_pool_actions *act);
 void sl_route_login_target(sl_backend *b, char *user, size_t ulen, char *db, size_t dlen, char **password,
                            char **connect_query);
 void sl_route_set_scram_keys(sl_route *r, const uint8_t client_key[32], const uint8_t server_key[32]);
+/* The secret auth_query found for the route's user. */
+void sl_route_set_auth_secret(sl_route *r, const char *secret);
+/* A copy of it (free it), or NULL when there is none or it is older than max_age (0: any age). */
+char *sl_route_auth_secret(sl_route *r, int64_t max_age);
+/* The secret auth_query found for (dbname, user) less than max_age ago, if its route exists. */
+char *sl_pools_cached_secret(const char *dbname, const char *user, int64_t max_age);
 bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key[32]);
 /* A client's welcome from what the route's first backend said at login: the untracked
  * ParameterStatus messages appended to out, unset tracked values of p filled in (database defaults

@@ -135,6 +135,8 @@ static void route_free(sl_route *r)
     free(r->server_user);
     free(r->server_password);
     free(r->connect_query);
+    if (r->auth_secret) explicit_bzero(r->auth_secret, strlen(r->auth_secret));
+    free(r->auth_secret);
     sl_params_clear(&r->db_defaults);
     pthread_mutex_destroy(&r->lock);
     free(r->db_name);
@@ -203,6 +205,22 @@ sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *use
         snprintf(err, errlen, "out of memory");
     }
     return r;
+}
+
+char *sl_pools_cached_secret(const char *dbname, const char *user, int64_t max_age)
+{
+    if (max_age <= 0) return NULL;
+    char *secret = NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (sl_list *n = routes.next; n != &routes; n = n->next) {
+        sl_route *r = sl_container_of(n, sl_route, node);
+        if (!strcmp(r->db_name, dbname) && !strcmp(r->user, user)) {
+            secret = sl_route_auth_secret(r, max_age);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return secret;
 }
 
 void sl_route_put(sl_route *r)

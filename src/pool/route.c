@@ -481,6 +481,30 @@ void sl_route_set_scram_keys(sl_route *r, const uint8_t client_key[32], const ui
     pthread_mutex_unlock(&r->lock);
 }
 
+void sl_route_set_auth_secret(sl_route *r, const char *secret)
+{
+    char *copy = secret ? strdup(secret) : NULL;
+    pthread_mutex_lock(&r->lock);
+    char *old = r->auth_secret;
+    r->auth_secret = copy;
+    r->auth_secret_at = sl_now_fast();
+    pthread_mutex_unlock(&r->lock);
+    if (old) {
+        explicit_bzero(old, strlen(old));
+        free(old);
+    }
+}
+
+char *sl_route_auth_secret(sl_route *r, int64_t max_age)
+{
+    pthread_mutex_lock(&r->lock);
+    char *copy = r->auth_secret && (max_age <= 0 || sl_now_fast() - r->auth_secret_at < max_age)
+                     ? strdup(r->auth_secret)
+                     : NULL;
+    pthread_mutex_unlock(&r->lock);
+    return copy;
+}
+
 bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key[32])
 {
     pthread_mutex_lock(&r->lock);
