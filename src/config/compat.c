@@ -25,8 +25,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
     {"dns_zone_check_period", "DNS zone serial check period"},
     {"job_name", "service name for Windows event log / systemd"},
-    {"max_db_client_connections", "client connection limit per database"},
-    {"max_user_client_connections", "client connection limit per user"},
     {"peer_id", "identifier of this process among [peers]"},
     {"query_wait_notify", "seconds before notifying waiting clients"},
     {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
@@ -40,7 +38,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"server_tls_sslmode", "server-side TLS mode"},
     {"service_name", "Windows service name (alias of job_name)"},
     {"track_extra_parameters", "extra server parameters tracked per client"},
-    {"transaction_timeout", "maximum transaction duration"},
     {NULL, NULL},
 };
 
@@ -64,6 +61,10 @@ const sl_key_doc sl_db_keys[] = {
     {"min_pool_size", "overrides min_pool_size"},
     {"reserve_pool_size", "overrides reserve_pool_size (the old name reserve_pool is accepted too)"},
     {"max_db_connections", "overrides max_db_connections"},
+    {"max_db_client_connections", "the most client connections to this database (logged in); more are refused with 53300"},
+    {"load_balance_hosts", "with several hosts: round-robin (default: each new server connection to the next host) or disable (the same host until connecting to it fails); a host whose logins fail is skipped while server_login_retry runs"},
+    {"server_lifetime", "overrides server_lifetime for this database's server connections"},
+    {"query_wait_timeout", "overrides query_wait_timeout (a [users] value wins over it)"},
     {"pool_mode", "overrides pool_mode"},
     {"connect_query", "query run on each new server connection"},
     {"client_encoding", "client_encoding sent to the server"},
@@ -74,9 +75,6 @@ const sl_key_doc sl_db_keys[] = {
 };
 
 const sl_key_doc sl_db_ignored_keys[] = {
-    {"load_balance_hosts", "spreading connections over several hosts"},
-    {"max_db_client_connections", "client connection limit per database"},
-    {"server_lifetime", "per-database server_lifetime"},
     {"target_session_attrs", "choosing a read-write or standby host"},
     {NULL, NULL},
 };
@@ -86,14 +84,16 @@ const sl_key_doc sl_user_keys[] = {
     {"max_user_connections", "overrides max_user_connections"},
     {"pool_size", "overrides the pool size for this user's pools"},
     {"reserve_pool_size", "overrides reserve_pool_size for this user's pools"},
+    {"max_user_client_connections", "the most client connections of this user (logged in); more are refused with 53300"},
+    {"query_timeout", "overrides query_timeout for this user's clients"},
+    {"query_wait_timeout", "overrides query_wait_timeout (also a database's) for this user's clients"},
+    {"idle_transaction_timeout", "overrides idle_transaction_timeout for this user's clients"},
+    {"transaction_timeout", "overrides transaction_timeout for this user's clients"},
+    {"client_idle_timeout", "overrides client_idle_timeout for this user's clients"},
     {NULL, NULL},
 };
 
 const sl_key_doc sl_user_ignored_keys[] = {
-    {"client_idle_timeout", "per-user client_idle_timeout"},
-    {"idle_transaction_timeout", "per-user idle_transaction_timeout"},
-    {"max_user_client_connections", "client connection limit per user"},
-    {"query_timeout", "per-user query_timeout"},
     {NULL, NULL},
 };
 

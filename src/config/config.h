@@ -18,6 +18,12 @@ typedef enum {
     SL_POOL_STATEMENT = 2,
 } sl_pool_mode;
 
+/* How a database with several hosts spreads new server connections (load_balance_hosts). */
+typedef enum {
+    SL_LB_ROUND_ROBIN = 0, /* each new connection to the next host (PgBouncer's default) */
+    SL_LB_DISABLE,         /* the same host until a connection to it fails, then the next */
+} sl_load_balance;
+
 typedef enum {
     SL_AUTH_TRUST = 0,
     SL_AUTH_PLAIN,
@@ -56,7 +62,11 @@ typedef struct sl_db_def {
     int min_pool_size;       /* -1 = global */
     int reserve_pool_size;   /* -1 = global (also accepts the old key reserve_pool) */
     int max_db_connections;  /* -1 = global */
+    int max_db_client_connections; /* -1 = unlimited */
     int pool_mode;           /* -1 = global, else sl_pool_mode */
+    int load_balance_hosts;  /* sl_load_balance */
+    int64_t server_lifetime;     /* usec; -1 = global */
+    int64_t query_wait_timeout;  /* usec; -1 = user's or global */
     char *connect_query;
     char *client_encoding;
     char *datestyle;
@@ -65,13 +75,15 @@ typedef struct sl_db_def {
     int line;                /* config line it came from */
 } sl_db_def;
 
-/* One [users] entry. */
+/* One [users] entry. Times in usec; -1 = not set (the database's or the global value applies). */
 typedef struct sl_user_def {
     char *name;
     int pool_mode;            /* -1 = not set */
     int max_user_connections; /* -1 = global */
+    int max_user_client_connections; /* -1 = unlimited */
     int pool_size;            /* -1 = not set */
     int reserve_pool_size;    /* -1 = not set */
+    int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
 } sl_user_def;
 
 /* One auth_file (userlist.txt) entry: "user" "password-or-md5-or-SCRAM-secret". */
@@ -107,6 +119,8 @@ typedef struct sl_config {
     int64_t reserve_pool_timeout;   /* usec */
     int max_db_connections;         /* 0 = unlimited */
     int max_user_connections;       /* 0 = unlimited */
+    int max_db_client_connections;  /* 0 = unlimited */
+    int max_user_client_connections; /* 0 = unlimited */
     int server_round_robin;
     char *server_reset_query;
     int server_reset_query_always;
@@ -125,6 +139,7 @@ typedef struct sl_config {
     int64_t cancel_wait_timeout;    /* usec */
     int64_t client_idle_timeout;    /* usec, 0 = off */
     int64_t idle_transaction_timeout; /* usec, 0 = off */
+    int64_t transaction_timeout;    /* usec, 0 = off */
     int64_t suspend_timeout;        /* usec */
     char *ignore_startup_parameters;
     int application_name_add_host;

@@ -287,7 +287,11 @@ void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const ui
         free(c->secret);
         c->secret = NULL;
     }
-    sl_route_client_login(c->route);
+    const char *limit = NULL;
+    if (!sl_route_client_login(c->route, &limit)) {
+        sl_client_error(c, true, "53300", "no more connections allowed (%s)", limit);
+        return;
+    }
     c->logged_in = true;
     if (sl_route_has_welcome(c->route)) {
         send_welcome(c);
@@ -439,8 +443,9 @@ static void client_on_event(sl_stream *s, int events)
     else if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
 }
 
-/* Timeouts for this client, checked every tick by its worker with the worker's current settings
- * (so a RELOAD or SET reaches clients connected before it). */
+/* Timeouts for this client, checked every tick by its worker: its route's (resolved from [users],
+ * [databases] and the current global settings, refreshed by every RELOAD and SET), so a change
+ * reaches clients connected before it. */
 void sl_client_tick(sl_client *c, int64_t now)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -451,24 +456,30 @@ void sl_client_tick(sl_client *c, int64_t now)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;
     case SL_CL_WELCOME:
-    case SL_CL_WAITING:
-        if (cfg->query_wait_timeout > 0 && now - c->request_time > cfg->query_wait_timeout) {
-            if (sl_route_unqueue(c->route, &c->wt)) sl_client_error(c, true, "08P01", "query_wait_timeout");
-        }
+    case SL_CL_WAITING: {
+        int64_t t = SL_ROUTE_TIMEOUT(c->route, query_wait_timeout);
+        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt))
+            sl_client_error(c, true, "08P01", "query_wait_timeout");
         break;
-    case SL_CL_IDLE:
-        if (cfg->client_idle_timeout > 0 && now - c->last_activity > cfg->client_idle_timeout)
-            sl_client_error(c, true, "08P01", "client_idle_timeout");
+    }
+    case SL_CL_IDLE: {
+        int64_t t = c->route ? SL_ROUTE_TIMEOUT(c->route, client_idle_timeout) : cfg->client_idle_timeout;
+        if (t > 0 && now - c->last_activity > t) sl_client_error(c, true, "08P01", "client_idle_timeout");
         break;
+    }
     case SL_CL_ACTIVE: {
         sl_server *s = c->server;
         if (!s || s->state != SL_SV_ACTIVE) break;
+        sl_route *r = c->route;
+        int64_t qt = SL_ROUTE_TIMEOUT(r, query_timeout), it = SL_ROUTE_TIMEOUT(r, idle_transaction_timeout);
+        int64_t xt = SL_ROUTE_TIMEOUT(r, transaction_timeout);
         sl_close_reason why = SL_CLOSE_NONE;
-        if (cfg->query_timeout > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > cfg->query_timeout)
+        if (qt > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > qt)
             why = SL_CLOSE_QUERY_TIMEOUT;
-        else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE &&
-                 now - c->last_activity > cfg->idle_transaction_timeout)
+        else if (it > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE && now - c->last_activity > it)
             why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
+        else if (xt > 0 && c->xact_start && now - c->xact_start > xt)
+            why = SL_CLOSE_TRANSACTION_TIMEOUT;
         if (why == SL_CLOSE_NONE) break;
         /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
          * mid-transaction and cannot be reused */

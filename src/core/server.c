@@ -537,8 +537,9 @@ void sl_server_tick(sl_server *s, int64_t now)
     if (!sl_list_empty(&s->cancels)) sl_cancel_tick(s, now, cfg->cancel_wait_timeout);
     if (s->state != SL_SV_IDLE) return;
     sl_close_reason why = SL_CLOSE_NONE;
-    if (sl_route_conn_retire_due(&s->pc, now)) why = SL_CLOSE_SERVER_RETIRED;
-    else if (cfg->server_lifetime > 0 && now - s->pc.connect_time > cfg->server_lifetime) why = SL_CLOSE_SERVER_LIFETIME;
+    sl_retire_why retire = sl_route_conn_retire_why(&s->pc, now);
+    if (retire == SL_RETIRE_LIFETIME) why = SL_CLOSE_SERVER_LIFETIME;
+    else if (retire != SL_RETIRE_NO) why = SL_CLOSE_SERVER_RETIRED;
     else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
         sl_route *r = sl_server_route(s);
         pthread_mutex_lock(&r->lock);

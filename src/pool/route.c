@@ -92,9 +92,18 @@ sl_backend *sl_route_pick_backend_locked(sl_route *r, sl_intent intent, int64_t 
                                          sl_backend **failing)
 {
     (void)intent; /* every backend serves every intent until roles are configured */
-    if (failing) *failing = r->nbackends ? r->backends[0] : NULL;
-    for (int i = 0; i < r->nbackends; i++)
-        if (!login_failing(r->backends[i], now, holdoff)) return r->backends[i];
+    int n = r->nbackends;
+    if (failing) *failing = n ? r->backends[0] : NULL;
+    if (n == 0) return NULL;
+    /* round-robin: start after the host used last; disable: stay on the current host. Either way a
+     * host whose logins are failing is skipped for the next one (PgBouncer would keep trying it). */
+    int start = r->next_backend % n;
+    for (int k = 0; k < n; k++) {
+        int i = (start + k) % n;
+        if (login_failing(r->backends[i], now, holdoff)) continue;
+        r->next_backend = r->load_balance == SL_LB_ROUND_ROBIN ? i + 1 : i;
+        return r->backends[i];
+    }
     return NULL;
 }
 
@@ -392,16 +401,40 @@ void sl_route_add_stats(sl_route *r, sl_pool_stats *st)
     pthread_mutex_unlock(&r->lock);
 }
 
-void sl_route_client_login(sl_route *r)
+/* One more client in a group, unless that passes limit (-1: none). */
+static bool group_admit(sl_limit_group *g, int limit)
 {
+    int n = __atomic_add_fetch(&g->n_clients, 1, __ATOMIC_RELAXED);
+    if (limit < 0 || n <= limit) return true;
+    __atomic_sub_fetch(&g->n_clients, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+bool sl_route_client_login(sl_route *r, const char **which)
+{
+    pthread_mutex_lock(&r->lock);
+    int dbmax = r->max_db_client_conns, usermax = r->max_user_client_conns;
+    pthread_mutex_unlock(&r->lock);
+    if (!group_admit(r->db_group, dbmax)) {
+        *which = "max_db_client_connections";
+        return false;
+    }
+    if (!group_admit(r->user_group, usermax)) {
+        __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
+        *which = "max_user_client_connections";
+        return false;
+    }
     pthread_mutex_lock(&r->lock);
     r->n_clients++;
     r->stats.client_logins++;
     pthread_mutex_unlock(&r->lock);
+    return true;
 }
 
 void sl_route_client_logout(sl_route *r)
 {
+    __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&r->user_group->n_clients, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&r->lock);
     r->n_clients--;
     pthread_mutex_unlock(&r->lock);

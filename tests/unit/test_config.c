@@ -245,10 +245,15 @@ static void test_pgbouncer_unimplemented(void **state)
     assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting client_tls_sslmode"), 1);
     assert_int_equal(captured_lines_with("setting client_tls_key_file is not implemented"), 1);
     assert_int_equal(captured_lines_with("setting dns_nxdomain_ttl is not implemented"), 1);
-    assert_int_equal(captured_lines_with("setting max_db_client_connections is not implemented"), 1);
-    assert_int_equal(captured_lines_with("database parameter load_balance_hosts is not implemented"), 1);
-    assert_int_equal(captured_lines_with("database parameter server_lifetime is not implemented"), 1);
-    assert_int_equal(captured_lines_with("user parameter max_user_client_connections is not implemented"), 1);
+    /* implemented since: no warning */
+    assert_int_equal(captured_lines_with("max_db_client_connections"), 0);
+    assert_int_equal(captured_lines_with("load_balance_hosts"), 0);
+    assert_int_equal(captured_lines_with("server_lifetime"), 0);
+    assert_int_equal(captured_lines_with("max_user_client_connections"), 0);
+    assert_int_equal(c->max_db_client_connections, 100);
+    assert_int_equal(sl_config_find_db(c, "lb2")->load_balance_hosts, SL_LB_DISABLE);
+    assert_int_equal(sl_config_find_db(c, "lb2")->server_lifetime, 10000000);
+    assert_int_equal(sl_config_find_user(c, "u1")->max_user_client_connections, 3);
     assert_int_equal(captured_lines_with("[peers] section is not implemented"), 1);
     assert_string_equal(sl_config_find_db(c, "lb")->host, "a,b");
     sl_config_unref(c);
@@ -377,7 +382,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 73); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 76); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
