@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   # build
   build-essential gcc clang meson ninja-build pkg-config
-  libuv1-dev libssl-dev libinih-dev libcmocka-dev libmicrohttpd-dev
+  libuv1-dev libssl-dev libcmocka-dev libmicrohttpd-dev
   # libpq: pgsluice tune / userlist talk to PostgreSQL and the admin console; libsystemd: sd_notify
   libpq-dev libsystemd-dev
   # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)

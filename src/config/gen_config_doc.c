@@ -95,7 +95,11 @@ static void write_settings(FILE *f)
         exit(2);
     }
     fputs("## [pgbouncer] settings\n\n"
-          "\"Reload\" tells whether RELOAD or SET applies a change without a restart.\n\n"
+          "\"Reload\" tells when a change made by RELOAD (or SIGHUP) or by the console's SET takes effect: "
+          "`yes` - at once, for connections already open as well as new ones; `new connections` - for "
+          "connections made afterwards (open ones keep what they started with); `restart` - only after a "
+          "restart (SET refuses it). The integration suite checks the `yes` of the timeouts and "
+          "max_prepared_statements on clients connected before the change.\n\n"
           "| Setting | Type | Default | Reload | Description |\n"
           "|---|---|---|---|---|\n",
           f);
@@ -110,8 +114,9 @@ static void write_settings(FILE *f)
         }
         fputs(" | ", f);
         code_cell(f, sl_setting_format(def, s, buf, sizeof(buf)));
-        fprintf(f, " | %s | ", s->reloadable ? "yes" : "restart");
+        fprintf(f, " | %s | ", sl_apply_name(s->apply));
         cell(f, s->description);
+        if (s->flags & SL_SETTING_UNIMPLEMENTED) fputs(" Not implemented yet: accepted, warned about at load, no effect.", f);
         fputs(" |\n", f);
     }
     sl_config_unref(def);
@@ -216,8 +221,10 @@ static void write_man5(FILE *f)
         fputs(".IP \\(bu 2\n", f);
         roff_line(f, *r);
     }
-    fputs(".SH \"[PGBOUNCER] SETTINGS\"\nEach entry gives the type, the default and whether \\fBRELOAD\\fR or "
-          "\\fBSET\\fR applies a change without a restart.\n", f);
+    fputs(".SH \"[PGBOUNCER] SETTINGS\"\nEach entry gives the type, the default and when a change made by "
+          "\\fBRELOAD\\fR (or SIGHUP) or by the console's \\fBSET\\fR takes effect: \\fByes\\fR \\- at once, for "
+          "connections already open as well as new ones; \\fBnew connections\\fR \\- for connections made "
+          "afterwards; \\fBrestart\\fR \\- only after a restart.\n", f);
     sl_config *def = sl_config_new_default();
     if (!def) {
         fprintf(stderr, "out of memory\n");
@@ -243,8 +250,10 @@ static void write_man5(FILE *f)
         } else {
             fputs("empty", f);
         }
-        fprintf(f, "; %s)\n", s->reloadable ? "reloadable" : "restart");
-        roff_line(f, s->description);
+        fprintf(f, "; reload: %s)\n", sl_apply_name(s->apply));
+        roff(f, s->description);
+        if (s->flags & SL_SETTING_UNIMPLEMENTED) fputs(" Not implemented yet: accepted, warned about at load, no effect.", f);
+        fputc('\n', f);
     }
     sl_config_unref(def);
     fputs(".PP\nAliases:", f);

@@ -11,7 +11,7 @@ import pytest
 from harness.cluster import Cluster
 from harness.pooler import GUIDE_BLOCKS
 from harness.util import wait_for
-from test_admin_helpers import console
+from admin_helpers import console
 from tools_helpers import files_in, run_tool
 
 pytestmark = pytest.mark.pgsluice_only
