@@ -12,12 +12,14 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc libc6-dev meson ninja-build pkg-config \
-      libuv1-dev libssl-dev libinih-dev libmicrohttpd-dev libpq-dev libsystemd-dev \
+      libuv1-dev libssl-dev libmicrohttpd-dev libpq-dev libsystemd-dev libcmocka-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY meson.build ./
 COPY src ./src
 COPY docs ./docs
+# meson.build always configures the unit tests (they are not built or run here)
+COPY tests/unit/meson.build tests/unit/layers.py ./tests/unit/
 RUN meson setup build --buildtype=release --prefix=/usr \
  && ninja -C build pgsluice \
  && install -D -m 0755 build/pgsluice /out/usr/bin/pgsluice \
@@ -27,7 +29,7 @@ RUN meson setup build --buildtype=release --prefix=/usr \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libuv1 libssl3 libinih1 libmicrohttpd12 libpq5 libsystemd0 \
+      libuv1 libssl3 libmicrohttpd12 libpq5 libsystemd0 \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system pgsluice \
