@@ -58,6 +58,9 @@ def prisma_pkg():
     when missing; `make driver-deps` normally did both)."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed (scripts/install-deps.sh installs nodejs)")
+    v = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    if tuple(int(x) for x in v.lstrip("v").split(".")[:2]) < (20, 19):
+        pytest.skip("Prisma 7 needs node >= 20.19, this is %s" % v)
     if not os.path.exists(TSX):
         npm = shutil.which("npm")
         if npm is None:
