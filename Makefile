@@ -5,7 +5,8 @@
 #   make test    deps + build + unit tests (meson test) + driver-deps + the integration suite (pytest), run twice:
 #                the full suite with SL_WORKERS=4, then the quick `core` subset (-m core) with
 #                SL_WORKERS=1, so both the multi-worker and the single-worker pooler are covered
-#                while `make test` stays a few minutes long.
+#                while `make test` stays a few minutes long. The full pass rewrites docs/CLIENTS.md
+#                (the client matrix) from its results: commit it when it changed.
 #   make demo    deps + build + scripts/demo.sh (primary + replica + pgsluice on 127.0.0.1:6432)
 #   make asan    build-asan (ASan+UBSan, gcc), unit + integration tests against it (halt on the
 #                first error, leak detection on; the suite fails on any sanitizer report in a log)

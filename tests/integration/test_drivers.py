@@ -1,6 +1,7 @@
 """Real drivers that prepare statements by default, through a transaction-mode pool of 5
 (pgsluice rewrites named protocol-level statements; see tests/integration/test_prepared.py for
-psycopg 3, asyncpg, pgbench and raw-protocol cases).
+psycopg 3, asyncpg, pgbench and raw-protocol cases), and node-postgres COPY with pg-copy-streams.
+Each test is a row of docs/CLIENTS.md.
 
 The programs live in tests/drivers: node scripts (postgres.js and node-postgres from npm, installed
 by `npm ci` there, which `make test` runs) and a single-file Java 17 program for pgjdbc (Debian

@@ -444,7 +444,7 @@ def test_asyncpg_default_statement_cache_copy_executemany_prepare_and_cursor(poo
     assert sorted(asyncio.run(main())) == list(range(8))
 
 
-@pytest.mark.client("pgbench", "`\\\\startpipeline` / `\\\\endpipeline` script with `-M prepared`, 10 clients")
+@pytest.mark.client("pgbench", "`\\startpipeline` / `\\endpipeline` script with `-M prepared`, 10 clients")
 def test_pgbench_pipeline_mode_with_prepared_statements(pgbench_init, pooler, tmp_path):  # noqa: F811
     assert pgbench_init.returncode == 0, "pgbench -i failed"
     p = pooler(TX)
