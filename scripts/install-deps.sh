@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   # build
   build-essential gcc clang meson ninja-build pkg-config
-  libuv1-dev libssl-dev libinih-dev libcmocka-dev libmicrohttpd-dev
+  libuv1-dev libssl-dev libcmocka-dev libmicrohttpd-dev
   # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
   libclang-rt-14-dev
   # servers and clients used by the tests and the demo

@@ -71,7 +71,11 @@ static void write_settings(FILE *f)
         exit(2);
     }
     fputs("## [pgbouncer] settings\n\n"
-          "\"Reload\" tells whether RELOAD or SET applies a change without a restart.\n\n"
+          "\"Reload\" tells when a change made by RELOAD (or SIGHUP) or by the console's SET takes effect: "
+          "`yes` - at once, for connections already open as well as new ones; `new connections` - for "
+          "connections made afterwards (open ones keep what they started with); `restart` - only after a "
+          "restart (SET refuses it). The integration suite checks the `yes` of the timeouts and "
+          "max_prepared_statements on clients connected before the change.\n\n"
           "| Setting | Type | Default | Reload | Description |\n"
           "|---|---|---|---|---|\n",
           f);
@@ -86,8 +90,9 @@ static void write_settings(FILE *f)
         }
         fputs(" | ", f);
         code_cell(f, sl_setting_format(def, s, buf, sizeof(buf)));
-        fprintf(f, " | %s | ", s->reloadable ? "yes" : "restart");
+        fprintf(f, " | %s | ", sl_apply_name(s->apply));
         cell(f, s->description);
+        if (s->flags & SL_SETTING_UNIMPLEMENTED) fputs(" Not implemented yet: accepted, warned about at load, no effect.", f);
         fputs(" |\n", f);
     }
     sl_config_unref(def);

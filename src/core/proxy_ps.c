@@ -8,9 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/pooler.h"
 #include "core/proxy_ps.h"
-#include "pool/pool.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 
 #define PS_FULL_MAX (64u * 1024 * 1024)
@@ -95,7 +94,7 @@ static void consume(sl_stream *in, uint32_t n)
 static void send_parse(sl_server *s, const sl_stmt *st)
 {
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'P');
+    sl_pb_begin(out, SL_FE_PARSE);
     sl_pb_str(out, st->name);
     sl_pb_bytes(out, st->body, st->body_len);
     sl_pb_end(out);
@@ -104,8 +103,8 @@ static void send_parse(sl_server *s, const sl_stmt *st)
 static void send_close(sl_server *s, const sl_stmt *st)
 {
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'C');
-    sl_pb_u8(out, 'S');
+    sl_pb_begin(out, SL_FE_CLOSE);
+    sl_pb_u8(out, SL_TARGET_STATEMENT);
     sl_pb_str(out, st->name);
     sl_pb_end(out);
 }
@@ -117,7 +116,7 @@ static void make_cache_room(sl_server *s, int max)
         sl_stmt *old = sl_stmt_cache_lru(&s->ps_cache);
         if (!old) break;
         send_close(s, old);
-        exp_push(s, 'C', SL_EXP_SKIP, NULL, NULL);
+        exp_push(s, SL_FE_CLOSE, SL_EXP_SKIP, NULL, NULL);
         sl_stmt_cache_remove(&s->ps_cache, old);
         SL_STATS_RARE_INC(&s->pend, prepare_evictions);
     }
@@ -132,7 +131,7 @@ static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
     }
     make_cache_room(s, max);
     send_parse(s, st);
-    exp_push(s, 'P', SL_EXP_SKIP, st, NULL);
+    exp_push(s, SL_FE_PARSE, SL_EXP_SKIP, st, NULL);
     sl_stmt_cache_add(&s->ps_cache, st);
     SL_STATS_RARE_INC(&s->pend, prepares);
 }
@@ -153,7 +152,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
     if (!*name) {
-        sl_exp_push_fwd(s, 'P');
+        sl_exp_push_fwd(s, SL_FE_PARSE);
         return SL_PS_FORWARD;
     }
     if (sl_stmt_map_get(&c->ps_map, name)) {
@@ -163,12 +162,12 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
          * by PostgreSQL's own for the client's name. */
         materialize(&c->s, &s->s);
         sl_pktbuf *out = &s->s.out;
-        sl_pb_begin(out, 'P');
+        sl_pb_begin(out, SL_FE_PARSE);
         sl_pb_str(out, "sl_duplicate_name");
         sl_pb_str(out, "pgsluice: this statement name is already in use");
         sl_pb_u16(out, 0);
         sl_pb_end(out);
-        exp_push(s, 'P', SL_EXP_DUP_NAME, NULL, name);
+        exp_push(s, SL_FE_PARSE, SL_EXP_DUP_NAME, NULL, name);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
@@ -183,11 +182,11 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     materialize(&c->s, &s->s);
     if (sl_stmt_cache_touch(&s->ps_cache, st)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
-        exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, NULL);
+        exp_push(s, SL_FE_PARSE, SL_EXP_SYNTH_PARSE, NULL, NULL);
     } else {
         make_cache_room(s, max);
         send_parse(s, st);
-        exp_push(s, 'P', SL_EXP_FWD, st, name);
+        exp_push(s, SL_FE_PARSE, SL_EXP_FWD, st, name);
         sl_stmt_cache_add(&s->ps_cache, st);
         SL_STATS_RARE_INC(&s->pend, prepares);
     }
@@ -204,19 +203,19 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     if (!portal || !name) return SL_PS_MALFORMED;
     sl_stmt *st = *name ? sl_stmt_map_get(&c->ps_map, name) : NULL;
     if (!st) {
-        sl_exp_push_fwd(s, 'B');
+        sl_exp_push_fwd(s, SL_FE_BIND);
         return SL_PS_FORWARD;
     }
     SL_STATS_RARE_INC(&s->pend, binds);
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max);
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'B');
+    sl_pb_begin(out, SL_FE_BIND);
     sl_pb_str(out, portal);
     sl_pb_str(out, st->name);
     sl_pb_bytes(out, r.p, sl_rd_left(&r));
     sl_pb_end(out);
-    sl_exp_push_fwd(s, 'B');
+    sl_exp_push_fwd(s, SL_FE_BIND);
     return SL_PS_CONSUMED;
 }
 
@@ -228,30 +227,30 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     uint8_t what = sl_rd_u8(&r);
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
-    if (what != 'S' || !*name) {
+    if (what != SL_TARGET_STATEMENT || !*name) {
         sl_exp_push_fwd(s, type);
         return SL_PS_FORWARD;
     }
-    if (type == 'C') {
+    if (type == SL_FE_CLOSE) {
         /* the statement may serve other clients on this server: only this client forgets it */
         sl_stmt_map_del(&c->ps_map, name);
         materialize(&c->s, &s->s);
-        exp_push(s, 'C', SL_EXP_SYNTH_CLOSE, NULL, NULL);
+        exp_push(s, SL_FE_CLOSE, SL_EXP_SYNTH_CLOSE, NULL, NULL);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
     if (!st) {
-        sl_exp_push_fwd(s, 'D');
+        sl_exp_push_fwd(s, SL_FE_DESCRIBE);
         return SL_PS_FORWARD;
     }
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max);
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'D');
-    sl_pb_u8(out, 'S');
+    sl_pb_begin(out, SL_FE_DESCRIBE);
+    sl_pb_u8(out, SL_TARGET_STATEMENT);
     sl_pb_str(out, st->name);
     sl_pb_end(out);
-    sl_exp_push_fwd(s, 'D');
+    sl_exp_push_fwd(s, SL_FE_DESCRIBE);
     return SL_PS_CONSUMED;
 }
 
@@ -262,18 +261,18 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
     if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;
     const uint8_t *body = in->buf + in->parse + 5;
     uint32_t blen = len - 4;
-    int max = c->cfg->max_prepared_statements;
+    int max = c->s.w->cfg->max_prepared_statements;
     sl_ps_result r;
     switch (type) {
-    case 'P': r = client_parse(c, s, body, blen, max); break;
-    case 'B': r = client_bind(c, s, body, blen, max); break;
-    case 'D':
-    case 'C': r = client_describe_close(c, s, type, body, blen, max); break;
-    default: /* 'Q' */
+    case SL_FE_PARSE: r = client_parse(c, s, body, blen, max); break;
+    case SL_FE_BIND: r = client_bind(c, s, body, blen, max); break;
+    case SL_FE_DESCRIBE:
+    case SL_FE_CLOSE: r = client_describe_close(c, s, type, body, blen, max); break;
+    default: /* SL_FE_QUERY */
         if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
                      starts_with_word((const char *)body, "DISCARD ALL")))
             sl_stmt_map_clear(&c->ps_map);
-        sl_exp_push_fwd(s, 'Q');
+        sl_exp_push_fwd(s, SL_FE_QUERY);
         return SL_PS_FORWARD;
     }
     if (r == SL_PS_CONSUMED) consume(in, len + 1);
@@ -288,7 +287,7 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
         sl_expect *e = sl_exp_at(s, 0);
         if (e->action != SL_EXP_SYNTH_PARSE && e->action != SL_EXP_SYNTH_CLOSE) break;
         materialize(&s->s, &c->s);
-        sl_pb_begin(&c->s.out, e->action == SL_EXP_SYNTH_PARSE ? '1' : '3');
+        sl_pb_begin(&c->s.out, e->action == SL_EXP_SYNTH_PARSE ? SL_BE_PARSE_COMPLETE : SL_BE_CLOSE_COMPLETE);
         sl_pb_end(&c->s.out);
         exp_pop(s);
     }
@@ -300,16 +299,16 @@ void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 static void after_error(sl_server *s, sl_client *c)
 {
     sl_expect *e = sl_exp_at(s, 0);
-    if (e->msg == 'Q' || e->msg == 'F' || e->msg == 'S') return; /* ends at ReadyForQuery */
+    if (e->msg == SL_FE_QUERY || e->msg == SL_FE_FUNCTION_CALL || e->msg == SL_FE_SYNC) return; /* ends at ReadyForQuery */
     do {
         e = sl_exp_at(s, 0);
-        if (e->msg == 'P' && e->stmt) {
+        if (e->msg == SL_FE_PARSE && e->stmt) {
             sl_stmt_cache_remove(&s->ps_cache, e->stmt);
             if (e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
                 sl_stmt_map_del(&c->ps_map, e->client_name);
         }
         exp_pop(s);
-    } while (s->exp_n && sl_exp_at(s, 0)->msg != 'S');
+    } while (s->exp_n && sl_exp_at(s, 0)->msg != SL_FE_SYNC);
     /* no Sync recorded yet: what the client sends until its Sync is discarded by the server */
     if (!s->exp_n) s->ps_skip_till_sync = true;
 }
@@ -323,14 +322,14 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         e = sl_exp_at(s, 0);
     }
     sl_stream *in = &s->s;
-    if (type == 'C' && (in->end - in->parse < 6 || in->buf[in->parse + 5] == 'D')) {
+    if (type == SL_BE_COMMAND_COMPLETE && (in->end - in->parse < 6 || in->buf[in->parse + 5] == 'D')) {
         /* a CommandComplete that may say DISCARD ALL or DEALLOCATE ALL: the server forgot everything */
         int whole = whole_message(in, len, 65536);
         if (whole <= 0) return whole < 0 ? SL_PS_FORWARD : SL_PS_NEED_MORE;
         const char *tag = (const char *)in->buf + in->parse + 5;
         if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
     }
-    if (type == 'E') {
+    if (type == SL_BE_ERROR) {
         if (e->action == SL_EXP_DUP_NAME) {
             int whole = whole_message(in, len, 65536); /* the whole message, to drop it */
             if (whole == 0) return SL_PS_NEED_MORE;
@@ -348,7 +347,7 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
     }
     bool skip = e->action == SL_EXP_SKIP;
-    if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
+    if (type == SL_BE_PARSE_COMPLETE && e->msg == SL_FE_PARSE && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
     if (sl_exp_ends_request(e->msg, type)) exp_pop(s);
     if (!skip) return SL_PS_FORWARD;
     materialize(in, &c->s);
@@ -360,10 +359,6 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
 
 /* ---- answered without a server ---- */
 
-bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p)
-{
-    return c->cfg->max_prepared_statements > 0 && p && __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
-}
 
 /* A client between transactions sends Parse of a statement some server already accepted, Close of
  * a statement, Flush or Sync: answer it here, so a client that prepares synchronously while every
@@ -378,7 +373,7 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
     sl_rd r;
     sl_rd_init(&r, body, len - 4);
     sl_pktbuf *out = &c->s.out;
-    if (type == 'P') {
+    if (type == SL_FE_PARSE) {
         const char *name = sl_rd_str(&r);
         if (!name || !*name || sl_stmt_map_get(&c->ps_map, name)) return SL_PS_FORWARD; /* in use: 42P05 */
         sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
@@ -387,22 +382,20 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
             sl_stmt_unref(st);
             return SL_PS_FORWARD;
         }
-        sl_pb_begin(out, '1');
+        sl_pb_begin(out, SL_BE_PARSE_COMPLETE);
         sl_pb_end(out);
-        sl_pool *p = c->pool; /* no server to collect it: count in the pool directly (between transactions only) */
-        pthread_mutex_lock(&p->lock);
-        p->stats.client_parses++;
-        p->stats.prepare_hits++;
-        pthread_mutex_unlock(&p->lock);
-    } else if (type == 'C') {
+        /* no server to collect it: count in the route directly (between transactions only) */
+        sl_pool_stats counted = {.rare = true, .client_parses = 1, .prepare_hits = 1};
+        sl_route_add_stats(c->route, &counted);
+    } else if (type == SL_FE_CLOSE) {
         uint8_t what = sl_rd_u8(&r);
         const char *name = sl_rd_str(&r);
-        if (what != 'S' || !name) return SL_PS_FORWARD;
+        if (what != SL_TARGET_STATEMENT || !name) return SL_PS_FORWARD;
         sl_stmt_map_del(&c->ps_map, name);
-        sl_pb_begin(out, '3');
+        sl_pb_begin(out, SL_BE_CLOSE_COMPLETE);
         sl_pb_end(out);
-    } else if (type == 'S') {
-        sl_pb_ready(out, 'I');
+    } else if (type == SL_FE_SYNC) {
+        sl_pb_ready(out, SL_XACT_IDLE);
     }
     consume(in, len + 1);
     return SL_PS_CONSUMED;

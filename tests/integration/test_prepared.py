@@ -287,7 +287,7 @@ def test_unnamed_statements_and_session_mode_still_work(pooler):
 
 
 def test_prepares_hits_and_evictions_are_counted_in_show_stats_and_servers(pooler):
-    from test_admin_helpers import show, stats_row
+    from admin_helpers import show, stats_row
     p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "max_prepared_statements": 2})
     c = _pq(p)
     for i in range(4):  # four statements on a server that keeps two: two evictions

@@ -23,7 +23,7 @@ import pytest
 
 from harness.pooler import Pooler
 from harness.util import HOST, free_port, wait_for
-from test_admin_helpers import show, stats_row
+from admin_helpers import show, stats_row
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PKG = os.path.join(REPO, "integrations", "prisma")
