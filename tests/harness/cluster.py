@@ -13,6 +13,7 @@ import argparse
 import atexit
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -95,6 +96,7 @@ class Cluster:
         self.sockdir = os.path.join(self.base_dir, "run")
         self.primary = None
         self.replica = None
+        self.extra_replicas = []  # add_replica()
         self.secrets = {}  # role -> rolpassword from pg_authid (SCRAM secret or md5 hash)
         self._stopped = False
 
@@ -151,7 +153,7 @@ class Cluster:
         if self._stopped:
             return
         self._stopped = True
-        for srv in (self.replica, self.primary):
+        for srv in self.extra_replicas + [self.replica, self.primary]:
             if srv is not None:
                 try:
                     srv.stop()
@@ -203,22 +205,51 @@ class Cluster:
         assert self.secrets["app_md5"].startswith("md5"), self.secrets
 
     def _start_replica(self):
-        datadir = os.path.join(self.base_dir, "replica")
+        self.replica = self._make_replica("replica")
+
+    def _make_replica(self, name):
+        """pg_basebackup -R from the primary into base_dir/<name>, start it, wait until it streams.
+        Its walreceiver reports cluster_name = name in the primary's pg_stat_replication."""
+        datadir = os.path.join(self.base_dir, name)
         run_as_postgres([os.path.join(PG_BINDIR, "pg_basebackup"), "-h", HOST, "-p", str(self.primary_port),
                          "-U", SUPERUSER, "-D", datadir, "-R", "-X", "stream", "-c", "fast", "-w"],
                         env={"PGPASSWORD": self.superuser_password}, timeout=120)
         port = free_port()
         with open(os.path.join(datadir, "postgresql.conf"), "a") as f:
-            f.write("port = %d\n" % port)
+            f.write("port = %d\ncluster_name = '%s'\n" % (port, name))
         os.chmod(datadir, 0o700)
-        self.replica = Server("replica", datadir, port, os.path.join(self.base_dir, "replica.log"))
-        self.replica.start()
+        srv = Server(name, datadir, port, os.path.join(self.base_dir, name + ".log"))
+        srv.start()
         in_recovery = self.psql("SELECT pg_is_in_recovery()", port=port)
         if in_recovery != "t":
-            raise RuntimeError("replica is not in recovery (pg_is_in_recovery=%r)\n%s"
-                               % (in_recovery, self.replica.log_tail()))
-        wait_for(lambda: self.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1",
-                 timeout=30, what="replica streaming")
+            srv.stop()
+            raise RuntimeError("%s is not in recovery (pg_is_in_recovery=%r)\n%s"
+                               % (name, in_recovery, srv.log_tail()))
+        self.wait_streaming(srv)
+        return srv
+
+    def wait_streaming(self, srv, timeout=30):
+        """Wait until the standby `srv` streams from the primary (e.g. after it was restarted)."""
+        wait_for(lambda: self.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' "
+                                   "AND application_name = '%s'" % srv.name) == "1",
+                 timeout=timeout, what="%s streaming" % srv.name)
+
+    def add_replica(self, name):
+        """Another streaming replica of the primary, for a test that stops or breaks it (the
+        session's own replica must stay up for every other test). Remove it with remove_replica();
+        stop() removes any that are left."""
+        if name in ("primary", "replica", "run") or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError("bad replica name %r" % name)
+        srv = self._make_replica(name)
+        self.extra_replicas.append(srv)
+        return srv
+
+    def remove_replica(self, srv):
+        """Stop a replica made by add_replica() and delete its data directory."""
+        srv.stop()
+        shutil.rmtree(srv.datadir, ignore_errors=True)
+        if srv in self.extra_replicas:
+            self.extra_replicas.remove(srv)
 
     def wait_replica_caught_up(self, timeout=15):
         """Wait until the replica has replayed everything the primary has written so far."""
