@@ -10,6 +10,8 @@ PKGS=(
   # build
   build-essential gcc clang meson ninja-build pkg-config
   libuv1-dev libssl-dev libcmocka-dev libmicrohttpd-dev
+  # the openssl command: tests/unit/tls/make-certs.sh makes the TLS unit tests' certificates
+  openssl
   # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
   libclang-rt-14-dev
   # servers and clients used by the tests and the demo

@@ -26,10 +26,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
     sl_now_refresh();
     if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let the owner find the error */
     SL_OWNER_ADD(s->w->stats.events, 1);
-    s->on_event(s, events);
-    /* a transport may hold bytes the socket will not signal again (decrypted TLS records) */
-    if (s->tr->pending)
-        while (s->poll_open && (s->want & UV_READABLE) && s->tr->pending(s) > 0) s->on_event(s, UV_READABLE);
+    /* a transport may hold bytes the socket will not signal again (decrypted TLS records): it
+     * translates the events and keeps calling the owner while they last */
+    if (s->tr->dispatch)
+        s->tr->dispatch(s, events);
+    else
+        s->on_event(s, events);
 }
 
 bool sl_stream_attach(sl_stream *s, sl_worker *w, sl_stream_cb cb)
@@ -48,6 +50,7 @@ static void release_resources(sl_stream *s)
     if (s->tr->release) s->tr->release(s);
     s->tr = &sl_transport_plain;
     s->tr_state = NULL;
+    s->tr_extra = 0;
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     sl_stream_free_buf(s);
@@ -86,6 +89,7 @@ void sl_stream_close(sl_stream *s, sl_stream_done_cb done)
 void sl_stream_set_poll(sl_stream *s, int events)
 {
     events |= s->tr_extra;
+    if (events & SL_TR_POLL_HOOK) events = s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK);
     if (!s->poll_open || s->want == events) return;
     s->want = events;
     if (events)
