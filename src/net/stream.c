@@ -86,16 +86,31 @@ void sl_stream_close(sl_stream *s, sl_stream_done_cb done)
     s->close_fd = true;
 }
 
-void sl_stream_set_poll(sl_stream *s, int events)
+static inline void apply_poll(sl_stream *s, int events)
 {
-    events |= s->tr_extra;
-    if (events & SL_TR_POLL_HOOK) events = s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK);
     if (!s->poll_open || s->want == events) return;
     s->want = events;
     if (events)
         uv_poll_start(&s->poll, events, on_poll);
     else
         uv_poll_stop(&s->poll);
+}
+
+/* A transport that computes its own poll events (TLS); out of line so that the plain path pays
+ * one bit test and no call frame. */
+__attribute__((noinline, cold)) static void set_poll_hooked(sl_stream *s, int events)
+{
+    apply_poll(s, s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK));
+}
+
+void sl_stream_set_poll(sl_stream *s, int events)
+{
+    events |= s->tr_extra;
+    if (__builtin_expect(events & SL_TR_POLL_HOOK, 0)) {
+        set_poll_hooked(s, events);
+        return;
+    }
+    apply_poll(s, events);
 }
 
 static void compact(sl_stream *s)

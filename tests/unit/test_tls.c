@@ -286,6 +286,17 @@ static void test_config_checks_fail_closed(void **state)
           "server_tls_cert_file=@client.crt", "server_tls_ciphers=secure"},
          {NULL}},
     };
+    if (geteuid() != 0) { /* root reads any file: a file without read permission fails for others */
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "cp %s %s && chmod 000 %s", P("ca.crt"), P("noread.crt"), P("noread.crt"));
+        assert_int_equal(system(cmd), 0);
+        const char *kv[] = {"server_tls_sslmode=verify-ca", "server_tls_ca_file=@noread.crt", NULL};
+        sl_config *c = config(kv);
+        char err[512] = "";
+        assert_false(sl_tls_config_check(c, err, sizeof(err)));
+        assert_non_null(strstr(err, "/noread.crt\": Permission denied"));
+        sl_config_unref(c);
+    }
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         sl_config *c = config(cases[i].kv);
         char err[512] = "";
@@ -402,6 +413,10 @@ static void test_handshake_alpn_and_end_point(void **state)
     assert_true(strncmp(buf, "TLSv1.3/TLS_", 12) == 0);
     assert_non_null(strstr(buf, "/ECDH="));
 
+    /* SNI carries the host name */
+    sl_tls_conn *t = p.srv.tr_state;
+    assert_string_equal(SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name), "localhost");
+
     /* tls-server-end-point: SHA-256 of our certificate's DER, the same on both ends */
     uint8_t want[EVP_MAX_MD_SIZE], got[64], got2[64];
     unsigned wn = 0;
@@ -437,10 +452,12 @@ static void test_end_point_follows_a_stronger_signature_hash(void **state)
     sl_tls_ctx *a = accept_ctx("require", "strong"), *c = connect_ctx("require", NULL);
     pair p;
     open_pair(&p, &worker);
-    start(&p, a, c, "localhost");
+    start(&p, a, c, "127.0.0.1");
     sl_io_status srv, cli;
     pump_handshake(&p, &srv, &cli);
     assert_int_equal(cli, SL_IO_OK);
+    sl_tls_conn *t = p.srv.tr_state;
+    assert_null(SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)); /* no SNI for an address */
     uint8_t want[EVP_MAX_MD_SIZE], got[64];
     unsigned wn = 0;
     size_t gn = 0;
