@@ -186,9 +186,11 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
     sl_config *c = lc->c;
     lc->warn.where[0] = '\0';
     if (c->workers == 0) c->workers = cpu_count();
+    /* fail closed: a login method pgsluice cannot carry out refuses the file, it never falls back */
     if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_CERT || c->auth_type == SL_AUTH_PAM)
-        sl_log_warn("%s: auth_type %s is not implemented yet; clients cannot log in with it", c->path,
-                    sl_auth_type_name((sl_auth_type)c->auth_type));
+        return sl_cfg_err(err, errlen, "%s: auth_type %s is not supported by this pgsluice build", c->path,
+                          sl_auth_type_name((sl_auth_type)c->auth_type)),
+               false;
     if (!load_auth_file(c, err, errlen)) return false;
     if (c->n_dbs > 1) qsort(c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_db);
     if (c->n_users > 1) qsort(c->users, c->n_users, sizeof(*c->users), cmp_user);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auth/random.h"
+#include "core/auth_query.h"
 #include "core/cancel.h"
 #include "core/client_auth.h"
 #include "core/console.h"
@@ -35,6 +36,8 @@ static void client_free(sl_stream *st)
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
+    if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
+    free(c->secret);
     free(c);
 }
 
@@ -102,7 +105,8 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     if (c->state == SL_CL_CLOSING) return;
     sl_worker *w = c->s.w;
     if (c->admin) sl_console_closed(c);
-    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME)) sl_route_unqueue(c->route, &c->wt);
+    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME || c->state == SL_CL_AUTH))
+        sl_route_unqueue(c->route, &c->wt);
     if (c->server) drop_server(c);
     if (c->logged_in) sl_route_client_logout(c->route);
     if (c->route) sl_route_put(c->route);
@@ -186,18 +190,7 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
-    if (sl_console_is_db(c->dbname)) {
-        c->admin = true;
-        sl_client_set_state(c, SL_CL_AUTH);
-        sl_client_auth_start(c);
-        return true;
-    }
-    char sqlstate[6], err[256];
-    c->route = sl_route_get(cfg, c->dbname, c->user, sqlstate, err, sizeof(err));
-    if (!c->route) {
-        sl_client_auth_fail_unknown_db(c, sqlstate, err);
-        return false;
-    }
+    c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);
     sl_client_auth_start(c);
     return true;
@@ -258,14 +251,47 @@ static void send_welcome(sl_client *c)
     sl_stream_trim(&c->s);
 }
 
-void sl_client_auth_done(sl_client *c)
+/* The route of an authenticated client: its database and user, or the database's forced user when
+ * auth_type = any (the client's user name means nothing then). */
+static bool find_route(sl_client *c)
+{
+    const sl_config *cfg = c->s.w->cfg;
+    const char *user = c->user;
+    if (cfg->auth_type == SL_AUTH_ANY) {
+        const sl_db_def *db = sl_config_find_db(cfg, c->dbname);
+        if (db && (!db->user || !*db->user)) {
+            sl_client_error(c, true, "28000", "auth_type any needs a forced user (user=) for database \"%s\"",
+                            c->dbname);
+            return false;
+        }
+        if (db) user = db->user;
+    }
+    char sqlstate[6], err[256];
+    c->route = sl_route_get(cfg, c->dbname, user, sqlstate, err, sizeof(err));
+    if (!c->route) sl_client_error(c, true, sqlstate, "%s", err);
+    return c->route != NULL;
+}
+
+void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
         sl_console_login(c);
         return;
     }
-    sl_route_client_login(c->route);
+    if (!find_route(c)) return;
+    if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
+    if (c->secret) { /* found by auth_query: kept for the next logins and for logging servers in */
+        sl_route_set_auth_secret(c->route, c->secret);
+        explicit_bzero(c->secret, strlen(c->secret));
+        free(c->secret);
+        c->secret = NULL;
+    }
+    const char *limit = NULL;
+    if (!sl_route_client_login(c->route, &limit)) {
+        sl_client_error(c, true, "53300", "no more connections allowed (%s)", limit);
+        return;
+    }
     c->logged_in = true;
     if (sl_route_has_welcome(c->route)) {
         send_welcome(c);
@@ -280,7 +306,8 @@ void sl_client_auth_done(sl_client *c)
 
 void sl_client_wake(sl_client *c)
 {
-    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING) return;
+    bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
+    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
     if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
     sl_acquire a;
     sl_pool_actions act;
@@ -309,6 +336,11 @@ void sl_client_got_server(sl_client *c, sl_server *s)
         s->pend.wait_time_us += (uint64_t)waited;
         sl_hist_add(&s->pend.h_wait, waited);
         c->wait_start = 0;
+    }
+    if (c->state == SL_CL_AUTH) { /* the server is for looking up its secret */
+        if (c->auth_method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
+        else sl_server_release(s);
+        return;
     }
     if (c->state == SL_CL_WELCOME) {
         sl_server_release(s);
@@ -411,8 +443,9 @@ static void client_on_event(sl_stream *s, int events)
     else if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
 }
 
-/* Timeouts for this client, checked every tick by its worker with the worker's current settings
- * (so a RELOAD or SET reaches clients connected before it). */
+/* Timeouts for this client, checked every tick by its worker: its route's (resolved from [users],
+ * [databases] and the current global settings, refreshed by every RELOAD and SET), so a change
+ * reaches clients connected before it. */
 void sl_client_tick(sl_client *c, int64_t now)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -423,24 +456,30 @@ void sl_client_tick(sl_client *c, int64_t now)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;
     case SL_CL_WELCOME:
-    case SL_CL_WAITING:
-        if (cfg->query_wait_timeout > 0 && now - c->request_time > cfg->query_wait_timeout) {
-            if (sl_route_unqueue(c->route, &c->wt)) sl_client_error(c, true, "08P01", "query_wait_timeout");
-        }
+    case SL_CL_WAITING: {
+        int64_t t = SL_ROUTE_TIMEOUT(c->route, query_wait_timeout);
+        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt))
+            sl_client_error(c, true, "08P01", "query_wait_timeout");
         break;
-    case SL_CL_IDLE:
-        if (cfg->client_idle_timeout > 0 && now - c->last_activity > cfg->client_idle_timeout)
-            sl_client_error(c, true, "08P01", "client_idle_timeout");
+    }
+    case SL_CL_IDLE: {
+        int64_t t = c->route ? SL_ROUTE_TIMEOUT(c->route, client_idle_timeout) : cfg->client_idle_timeout;
+        if (t > 0 && now - c->last_activity > t) sl_client_error(c, true, "08P01", "client_idle_timeout");
         break;
+    }
     case SL_CL_ACTIVE: {
         sl_server *s = c->server;
         if (!s || s->state != SL_SV_ACTIVE) break;
+        sl_route *r = c->route;
+        int64_t qt = SL_ROUTE_TIMEOUT(r, query_timeout), it = SL_ROUTE_TIMEOUT(r, idle_transaction_timeout);
+        int64_t xt = SL_ROUTE_TIMEOUT(r, transaction_timeout);
         sl_close_reason why = SL_CLOSE_NONE;
-        if (cfg->query_timeout > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > cfg->query_timeout)
+        if (qt > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > qt)
             why = SL_CLOSE_QUERY_TIMEOUT;
-        else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE &&
-                 now - c->last_activity > cfg->idle_transaction_timeout)
+        else if (it > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE && now - c->last_activity > it)
             why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
+        else if (xt > 0 && c->xact_start && now - c->xact_start > xt)
+            why = SL_CLOSE_TRANSACTION_TIMEOUT;
         if (why == SL_CLOSE_NONE) break;
         /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
          * mid-transaction and cannot be reused */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/dispatch.h"
+#include "net/worker.h"
 #include "pool/pool.h"
 #include "util/log.h"
 
@@ -57,7 +58,11 @@ void sl_apply_config(sl_config *cfg)
     sl_pool_actions act;
     sl_pool_actions_init(&act);
     sl_pools_reconfigure(cur, &act);
-    sl_config_unref(cur);
+    /* the console that asked (SET, RELOAD) sees its change in its next command; other workers switch
+     * when they read their mailbox */
+    sl_worker *self = sl_worker_self();
+    if (self) sl_worker_set_config(self, cur);
+    else sl_config_unref(cur);
     sl_carry_out(&act);
     sl_broadcast_state();
 }

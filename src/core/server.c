@@ -13,6 +13,7 @@
 
 #include "auth/md5.h"
 #include "auth/scram.h"
+#include "core/cancel.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/msgread.h"
@@ -41,6 +42,7 @@ static void server_free(sl_stream *st)
 {
     sl_server *s = (sl_server *)st;
     sl_params_clear(&s->params);
+    free(s->found_secret);
     sl_ps_server_gone(s);
     free_connect(&s->conn);
     if (s->scram) {
@@ -69,6 +71,7 @@ void sl_server_close(sl_server *s, sl_close_reason why)
         (void)sl_stream_flush(&s->s, NULL);
     }
     sl_server_set_state(s, SL_SV_CLOSING);
+    sl_cancel_server_gone(s);
     if (s->conn.resolve) { /* its callback still runs (cancelled or not) and frees the request */
         s->conn.resolve->data = NULL;
         uv_cancel((uv_req_t *)s->conn.resolve);
@@ -219,6 +222,7 @@ static sl_server *server_new(sl_worker *w, sl_backend *b)
     s->pc.target_gen = __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED);
     s->pc.connect_time = s->last_used = sl_now_us();
     sl_list_init(&s->pc.idle_node);
+    sl_list_init(&s->cancels);
     sl_stmt_cache_init(&s->ps_cache);
     sl_stream_init(&s->s, -1);
     s->s.w = w;
@@ -293,7 +297,8 @@ static char *server_password(sl_server *s, char *user, size_t ulen)
     sl_route_login_target(s->pc.backend, user, ulen, db, sizeof(db), &pw, NULL);
     if (pw) return pw;
     const sl_userlist_entry *e = sl_config_find_userlist(s->s.w->cfg, user);
-    return e ? strdup(e->password) : NULL;
+    if (e) return strdup(e->password);
+    return sl_route_auth_secret(sl_server_route(s), 0); /* what auth_query found for this user */
 }
 
 static void send_password_msg(sl_server *s, const void *data, size_t len)
@@ -510,6 +515,7 @@ static void server_on_event(sl_stream *st, int events)
     case SL_SV_LOGIN: login_input(s); break;
     case SL_SV_SETUP: sl_server_setup_input(s); break;
     case SL_SV_IDLE:
+    case SL_SV_ACTIVE: /* not linked: held for a cancel in flight */
         /* an idle server only speaks to say goodbye (FATAL) or to report async notices: drop them */
         st->pos = st->parse = st->end;
         sl_stream_recycle_buf(st);
@@ -528,10 +534,12 @@ void sl_server_tick(sl_server *s, int64_t now)
             login_failed(s, "08006", "server_connect_timeout: no answer from the server in time");
         return;
     }
+    if (!sl_list_empty(&s->cancels)) sl_cancel_tick(s, now, cfg->cancel_wait_timeout);
     if (s->state != SL_SV_IDLE) return;
     sl_close_reason why = SL_CLOSE_NONE;
-    if (sl_route_conn_retire_due(&s->pc, now)) why = SL_CLOSE_SERVER_RETIRED;
-    else if (cfg->server_lifetime > 0 && now - s->pc.connect_time > cfg->server_lifetime) why = SL_CLOSE_SERVER_LIFETIME;
+    sl_retire_why retire = sl_route_conn_retire_why(&s->pc, now);
+    if (retire == SL_RETIRE_LIFETIME) why = SL_CLOSE_SERVER_LIFETIME;
+    else if (retire != SL_RETIRE_NO) why = SL_CLOSE_SERVER_RETIRED;
     else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
         sl_route *r = sl_server_route(s);
         pthread_mutex_lock(&r->lock);

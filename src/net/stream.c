@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/transport_plain.h"
 #include "net/worker.h"
 #include "util/time.h"
 
@@ -198,7 +199,8 @@ sl_io_status sl_stream_read(sl_stream *s)
     if (s->end == s->cap) compact(s);
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
     size_t n = 0;
-    sl_tr_result r = s->tr->read(s, s->buf + s->end, s->cap - s->end, &n);
+    sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, s->cap - s->end, &n)
+                                                   : s->tr->read(s, s->buf + s->end, s->cap - s->end, &n);
     if (r == SL_TR_OK) s->end += (uint32_t)n;
     return io_status(r);
 }
@@ -227,7 +229,8 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
             return SL_IO_OK;
         }
         size_t left = 0;
-        sl_tr_result r = dst->tr->writev(dst, iov, n, &left);
+        sl_tr_result r = dst->tr == &sl_transport_plain ? sl_plain_writev(dst, iov, n, &left)
+                                                         : dst->tr->writev(dst, iov, n, &left);
         if (r != SL_TR_OK) return io_status(r);
         size_t o = dst->out.len - dst->out_sent;
         if (o) {
