@@ -12,6 +12,8 @@ PKGS=(
   libuv1-dev libssl-dev libcmocka-dev libmicrohttpd-dev
   # libpq: pgsluice tune / userlist talk to PostgreSQL and the admin console; libsystemd: sd_notify
   libpq-dev libsystemd-dev
+  # the openssl command: tests/unit/tls/make-certs.sh makes the TLS unit tests' certificates
+  openssl
   # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
   libclang-rt-14-dev
   # servers and clients used by the tests and the demo

@@ -35,7 +35,18 @@ typedef enum {
     SL_AUTH_PAM,  /* accepted by the parser; not implemented yet */
 } sl_auth_type;
 
+/* TLS modes (client_tls_sslmode, server_tls_sslmode), PgBouncer's and libpq's names and order. */
+typedef enum {
+    SL_TLS_DISABLE = 0,
+    SL_TLS_ALLOW,
+    SL_TLS_PREFER,
+    SL_TLS_REQUIRE,
+    SL_TLS_VERIFY_CA,
+    SL_TLS_VERIFY_FULL,
+} sl_tls_mode;
+
 const char *sl_pool_mode_name(sl_pool_mode m);
+const char *sl_tls_mode_name(sl_tls_mode m);
 const char *sl_auth_type_name(sl_auth_type t);
 
 /* One host of a [databases] entry. */
@@ -171,6 +182,24 @@ typedef struct sl_config {
     int max_packet_size;
     int sbuf_loopcnt;
     int so_reuseport;
+
+    /* TLS (net/tls.c builds the contexts from these; strings "" = not set) */
+    int client_tls_sslmode;         /* sl_tls_mode: applications -> pgsluice */
+    char *client_tls_key_file;
+    char *client_tls_cert_file;
+    char *client_tls_ca_file;
+    char *client_tls_protocols;
+    char *client_tls_ciphers;
+    char *client_tls13_ciphers;
+    char *client_tls_dheparams;
+    char *client_tls_ecdhcurve;
+    int server_tls_sslmode;         /* sl_tls_mode: pgsluice -> PostgreSQL */
+    char *server_tls_ca_file;
+    char *server_tls_key_file;
+    char *server_tls_cert_file;
+    char *server_tls_protocols;
+    char *server_tls_ciphers;
+    char *server_tls13_ciphers;
 
     char *http_listen_addr;
     int http_port;

@@ -27,10 +27,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
     sl_now_refresh();
     if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let the owner find the error */
     SL_OWNER_ADD(s->w->stats.events, 1);
-    s->on_event(s, events);
-    /* a transport may hold bytes the socket will not signal again (decrypted TLS records) */
-    if (s->tr->pending)
-        while (s->poll_open && (s->want & UV_READABLE) && s->tr->pending(s) > 0) s->on_event(s, UV_READABLE);
+    /* a transport may hold bytes the socket will not signal again (decrypted TLS records): it
+     * translates the events and keeps calling the owner while they last */
+    if (s->tr->dispatch)
+        s->tr->dispatch(s, events);
+    else
+        s->on_event(s, events);
 }
 
 bool sl_stream_attach(sl_stream *s, sl_worker *w, sl_stream_cb cb)
@@ -49,6 +51,7 @@ static void release_resources(sl_stream *s)
     if (s->tr->release) s->tr->release(s);
     s->tr = &sl_transport_plain;
     s->tr_state = NULL;
+    s->tr_extra = 0;
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     sl_stream_free_buf(s);
@@ -84,15 +87,31 @@ void sl_stream_close(sl_stream *s, sl_stream_done_cb done)
     s->close_fd = true;
 }
 
-void sl_stream_set_poll(sl_stream *s, int events)
+static inline void apply_poll(sl_stream *s, int events)
 {
-    events |= s->tr_extra;
     if (!s->poll_open || s->want == events) return;
     s->want = events;
     if (events)
         uv_poll_start(&s->poll, events, on_poll);
     else
         uv_poll_stop(&s->poll);
+}
+
+/* A transport that computes its own poll events (TLS); out of line so that the plain path pays
+ * one bit test and no call frame. */
+__attribute__((noinline, cold)) static void set_poll_hooked(sl_stream *s, int events)
+{
+    apply_poll(s, s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK));
+}
+
+void sl_stream_set_poll(sl_stream *s, int events)
+{
+    events |= s->tr_extra;
+    if (__builtin_expect(events & SL_TR_POLL_HOOK, 0)) {
+        set_poll_hooked(s, events);
+        return;
+    }
+    apply_poll(s, events);
 }
 
 static void compact(sl_stream *s)

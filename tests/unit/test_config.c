@@ -241,9 +241,9 @@ static void test_pgbouncer_unimplemented(void **state)
     (void)state;
     capture_log();
     sl_config *c = load_ok(DATA "pgb_unimplemented.ini");
-    assert_int_equal(captured_lines_with("setting client_tls_sslmode is not implemented"), 1);
-    assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting client_tls_sslmode"), 1);
-    assert_int_equal(captured_lines_with("setting client_tls_key_file is not implemented"), 1);
+    assert_int_equal(captured_lines_with("setting query_wait_notify is not implemented"), 1);
+    assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting query_wait_notify"), 1);
+    assert_int_equal(captured_lines_with("setting resolv_conf is not implemented"), 1);
     assert_int_equal(captured_lines_with("setting dns_nxdomain_ttl is not implemented"), 1);
     /* implemented since: no warning */
     assert_int_equal(captured_lines_with("max_db_client_connections"), 0);
@@ -382,7 +382,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 76); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 92); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
@@ -394,7 +394,13 @@ static void test_table_complete(void **state)
     for (size_t i = 1; i < sl_settings_count; i++) assert_true(offs[i] > offs[i - 1]);
     assert_ptr_equal(sl_setting_find("LISTEN_PORT"), sl_setting_find("listen_port"));
     assert_ptr_equal(sl_setting_find("listen_backlog"), sl_setting_find("tcp_backlog"));
-    assert_null(sl_setting_find("client_tls_sslmode"));
+    assert_null(sl_setting_find("client_tls_no_such_thing"));
+    const sl_setting *tls = sl_setting_find("server_tls_sslmode");
+    assert_non_null(tls);
+    assert_int_equal(tls->type, SL_T_ENUM);
+    assert_string_equal(tls->default_value, "prefer"); /* PgBouncer 1.25's default */
+    assert_int_equal(tls->apply, SL_APPLY_NEW);
+    assert_string_equal(sl_tls_mode_name(SL_TLS_VERIFY_FULL), "verify-full");
     assert_string_equal(sl_pool_mode_name(SL_POOL_STATEMENT), "statement");
     assert_string_equal(sl_auth_type_name(SL_AUTH_SCRAM), "scram-sha-256");
     assert_string_equal(sl_auth_type_name(SL_AUTH_PAM), "pam");
