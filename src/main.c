@@ -20,6 +20,7 @@
 #include "core/lifecycle.h"
 #include "http/http.h"
 #include "net/listener.h"
+#include "net/tls.h"
 #include "pool/pool.h"
 #include "tools/tools.h"
 #include "util/log.h"
@@ -207,6 +208,11 @@ int main(int argc, char **argv)
     char err[512];
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {
+        sl_log_fatal("%s", err);
+        return 1;
+    }
+    /* fail closed: TLS that is asked for and cannot be set up refuses to start */
+    if (!sl_tls_install(cfg, err, sizeof(err))) {
         sl_log_fatal("%s", err);
         return 1;
     }

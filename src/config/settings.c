@@ -132,35 +132,35 @@ const sl_setting sl_settings[] = {
     S_ENUM(client_tls_sslmode, "disable", N, tls_mode_names,
            "TLS for client connections: disable (an SSLRequest is answered N), allow and prefer (TLS if the "
            "client asks, a client certificate is not validated), require (clients must use TLS), verify-ca and "
-           "verify-full (clients must use TLS and present a certificate signed by client_tls_ca_file).", NI),
-    S_STR(client_tls_key_file, "", N, "Private key (PEM) of the certificate pgsluice shows to clients; needed unless client_tls_sslmode is disable.", NI),
-    S_STR(client_tls_cert_file, "", N, "Certificate (PEM, may include the chain) pgsluice shows to clients; needed unless client_tls_sslmode is disable.", NI),
-    S_STR(client_tls_ca_file, "", N, "CA certificates (PEM) that client certificates are checked against; needed for verify-ca and verify-full.", NI),
+           "verify-full (clients must use TLS and present a certificate signed by client_tls_ca_file)."),
+    S_STR(client_tls_key_file, "", N, "Private key (PEM) of the certificate pgsluice shows to clients; needed unless client_tls_sslmode is disable."),
+    S_STR(client_tls_cert_file, "", N, "Certificate (PEM, may include the chain) pgsluice shows to clients; needed unless client_tls_sslmode is disable."),
+    S_STR(client_tls_ca_file, "", N, "CA certificates (PEM) that client certificates are checked against; needed for verify-ca and verify-full."),
     S_STR(client_tls_protocols, "secure", N,
           "TLS versions clients may use: a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, or secure (tlsv1.2,tlsv1.3), "
-          "all or legacy (all four); a name prefixed with ! is removed.", NI),
+          "all or legacy (all four); a name prefixed with ! is removed."),
     S_STR(client_tls_ciphers, "default", N,
           "TLS 1.2 and older cipher list in OpenSSL syntax; default, secure, fast and normal keep OpenSSL's "
-          "system-wide default, all enables every cipher OpenSSL offers.", NI),
+          "system-wide default, all enables every cipher OpenSSL offers."),
     S_STR(client_tls13_ciphers, "", N,
           "TLS 1.3 cipher suites (colon separated, e.g. TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256); "
-          "empty keeps OpenSSL's default.", NI),
-    S_STR(client_tls_dheparams, "auto", N, "DHE key exchange for TLS 1.2 clients: none (off), auto (2048-bit or matching the key), legacy (1024-bit).", NI),
+          "empty keeps OpenSSL's default."),
+    S_STR(client_tls_dheparams, "auto", N, "DHE key exchange for TLS 1.2 clients: none (off), auto (2048-bit or matching the key), legacy (1024-bit)."),
     S_STR(client_tls_ecdhcurve, "auto", N,
           "Key exchange groups for client connections: auto (OpenSSL's default list), none (no elliptic curves), "
-          "or a curve or group name (several: colon separated), e.g. prime256v1 or X25519.", NI),
+          "or a curve or group name (several: colon separated), e.g. prime256v1 or X25519."),
     S_ENUM(server_tls_sslmode, "prefer", N, tls_mode_names,
            "TLS for server connections over TCP: disable (never asked), allow and prefer (asked for, plain TCP "
            "if the server refuses; the certificate is not validated), require (TLS or no connection), verify-ca "
-           "(certificate checked against server_tls_ca_file), verify-full (also the host name).", NI),
+           "(certificate checked against server_tls_ca_file), verify-full (also the host name)."),
     S_STR(server_tls_ca_file, "", N,
           "CA certificates (PEM) that server certificates are checked against; needed for verify-ca and "
-          "verify-full. The value system uses the operating system's CA store.", NI),
-    S_STR(server_tls_key_file, "", N, "Private key (PEM) of the client certificate pgsluice shows to servers (with server_tls_cert_file).", NI),
-    S_STR(server_tls_cert_file, "", N, "Client certificate (PEM) pgsluice shows to servers that ask for one (with server_tls_key_file).", NI),
-    S_STR(server_tls_protocols, "secure", N, "TLS versions used with servers; same syntax as client_tls_protocols.", NI),
-    S_STR(server_tls_ciphers, "default", N, "TLS 1.2 and older cipher list for server connections; same syntax as client_tls_ciphers.", NI),
-    S_STR(server_tls13_ciphers, "", N, "TLS 1.3 cipher suites for server connections; empty keeps OpenSSL's default.", NI),
+          "verify-full. The value system uses the operating system's CA store."),
+    S_STR(server_tls_key_file, "", N, "Private key (PEM) of the client certificate pgsluice shows to servers (with server_tls_cert_file)."),
+    S_STR(server_tls_cert_file, "", N, "Client certificate (PEM) pgsluice shows to servers that ask for one (with server_tls_key_file)."),
+    S_STR(server_tls_protocols, "secure", N, "TLS versions used with servers; same syntax as client_tls_protocols."),
+    S_STR(server_tls_ciphers, "default", N, "TLS 1.2 and older cipher list for server connections; same syntax as client_tls_ciphers."),
+    S_STR(server_tls13_ciphers, "", N, "TLS 1.3 cipher suites for server connections; empty keeps OpenSSL's default."),
 
     S_STR(http_listen_addr, "127.0.0.1", R, "Address of the HTTP endpoint (metrics/health)."),
     S_INT(http_port, "8081", R, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),

@@ -17,6 +17,7 @@
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
 #include "core/server.h"
+#include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
@@ -57,6 +58,7 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
     size_t alen = strnlen(a, sizeof(c->addr) - 1);
     memcpy(c->addr, a, alen);
     c->addr[alen] = '\0';
+    c->is_unix = is_unix;
     c->slot = sl_worker_add_slot(w, c, c->gen);
     if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, client_on_event)) {
         if (c->slot != UINT32_MAX) sl_worker_remove_slot(w, c->slot, c);
@@ -189,11 +191,70 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "57P03", "pgsluice is shutting down");
         return false;
     }
-    if (cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
+    if (sl_tls_client_must_use_tls((sl_tls_mode)cfg->client_tls_sslmode, c->is_unix) && !sl_stream_is_tls(&c->s)) {
+        sl_client_error(c, true, "28000", "SSL required");
+        return false;
+    }
+    if (cfg->log_connections)
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s", c->dbname, c->user,
+               sl_stream_is_tls(&c->s) ? "yes" : "no");
     c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);
     sl_client_auth_start(c);
     return true;
+}
+
+/* The TLS handshake with a client ended or needs the socket again: false when it is not over. */
+static bool client_handshake(sl_client *c)
+{
+    sl_io_status st = sl_stream_handshake(&c->s);
+    if (st == SL_IO_AGAIN) return false;
+    if (st != SL_IO_OK) {
+        CL_LOG(c, SL_LOG_WARNING, "TLS handshake with client failed: %s",
+               *sl_stream_tls_error(&c->s) ? sl_stream_tls_error(&c->s) : "connection closed");
+        c->peer_closed = true;
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    sl_stream_set_poll(&c->s, UV_READABLE);
+    return true;
+}
+
+/* Switch the connection to TLS: after an SSLRequest (answered 'S' here) or a direct ClientHello.
+ * false: the client was closed or the handshake goes on in the background. */
+static bool client_start_tls(sl_client *c, bool direct)
+{
+    char err[256];
+    sl_tls_ctx *ctx = sl_tls_acquire(SL_TLS_ACCEPT);
+    bool ok = direct ? sl_stream_start_tls_server(&c->s, ctx, true, err, sizeof(err))
+                     : sl_stream_accept_encryption(&c->s, ctx, err, sizeof(err));
+    sl_tls_ctx_unref(ctx);
+    if (!ok) {
+        CL_LOG(c, SL_LOG_WARNING, "could not start TLS: %s", err);
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    return client_handshake(c);
+}
+
+/* A handshake that ended at once: what the client sent behind it is read now (no event may come
+ * for bytes OpenSSL already took off the socket). */
+static bool client_read_after_handshake(sl_client *c)
+{
+    sl_io_status st = sl_stream_read(&c->s);
+    if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        c->peer_closed = st == SL_IO_EOF;
+        sl_client_close(c, st == SL_IO_EOF ? SL_CLOSE_CLIENT_EOF : SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    return true;
+}
+
+/* May this client switch to TLS now (TLS configured, TCP, not already TLS)? */
+static bool client_tls_possible(const sl_client *c)
+{
+    return !sl_stream_is_tls(&c->s) &&
+           sl_tls_client_may_use_tls((sl_tls_mode)c->s.w->cfg->client_tls_sslmode, c->is_unix);
 }
 
 /* The first packet: startup, SSL/GSS negotiation or a cancel request. */
@@ -202,6 +263,17 @@ static void handle_login(sl_client *c)
     sl_stream *s = &c->s;
     while (c->state == SL_CL_LOGIN) {
         uint32_t have = s->end - s->pos;
+        if (have >= 1 && !sl_stream_is_tls(s) && sl_tls_is_direct_hello(s->buf + s->pos, have)) {
+            /* PostgreSQL 17's sslnegotiation=direct: TLS from the first byte, ALPN "postgresql" */
+            if (!client_tls_possible(c)) {
+                CL_LOG(c, SL_LOG_WARNING, "direct TLS connection refused: %s",
+                       c->is_unix ? "not over a Unix socket" : "TLS is not enabled (client_tls_sslmode)");
+                sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+                return;
+            }
+            if (!client_start_tls(c, true) || !client_read_after_handshake(c)) return;
+            continue;
+        }
         if (have < 4) return;
         uint32_t len = sl_get_u32(s->buf + s->pos);
         if (len < 8 || len > SL_STARTUP_MAX) {
@@ -220,6 +292,10 @@ static void handle_login(sl_client *c)
         }
         s->pos += len;
         s->parse = s->pos;
+        if (st.code == SL_SSL_CODE && client_tls_possible(c)) {
+            if (!client_start_tls(c, false) || !client_read_after_handshake(c)) return;
+            continue; /* the startup packet comes over TLS */
+        }
         if (st.code == SL_SSL_CODE || st.code == SL_GSSENC_CODE) {
             sl_stream_refuse_encryption(s);
             client_flush_out(c);
@@ -395,6 +471,10 @@ void sl_client_idle_input(sl_client *c)
 static void client_on_event(sl_stream *s, int events)
 {
     sl_client *c = (sl_client *)s;
+    if (c->state == SL_CL_LOGIN && sl_stream_tls_handshaking(s)) {
+        if (!client_handshake(c)) return;
+        events = UV_READABLE; /* the startup packet may sit in OpenSSL's buffer already */
+    }
     if (events & UV_WRITABLE) {
         if (c->state == SL_CL_ACTIVE) {
             sl_proxy_client_writable(c);

@@ -10,6 +10,7 @@
 #include "core/auth_query.h"
 #include "core/client.h"
 #include "core/msgread.h"
+#include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 
@@ -32,11 +33,31 @@ static void flush(sl_client *c)
     if (sl_stream_flush(&c->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
+/* auth_type cert: a client certificate that verified against client_tls_ca_file, whose Common Name
+ * is the user name the client gave (as PostgreSQL's cert method without a user map). */
+static bool cert_matches(sl_client *c)
+{
+    char cn[256];
+    bool verified = false;
+    if (!sl_stream_is_tls(&c->s) || !sl_stream_tls_peer_cn(&c->s, cn, sizeof(cn), &verified)) return false;
+    return verified && strcmp(cn, c->user) == 0;
+}
+
 void sl_client_auth_start(sl_client *c)
 {
     int type = c->s.w->cfg->auth_type;
     const char *pw = stored_password(c);
     if (type == SL_AUTH_ANY) { /* the user name is not checked: every database logs in as its forced user */
+        sl_client_auth_done(c, NULL, NULL);
+        return;
+    }
+    if (type == SL_AUTH_CERT) {
+        if (!cert_matches(c)) {
+            sl_client_error(c, true, "28000", "certificate authentication failed for user \"%s\"", c->user);
+            return;
+        }
+        /* logged in; auth_query may still know the secret its servers are logged in with */
+        if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
         sl_client_auth_done(c, NULL, NULL);
         return;
     }
@@ -53,7 +74,7 @@ void sl_client_auth_start(sl_client *c)
         sl_client_auth_done(c, NULL, NULL);
         return;
     }
-    if (type == SL_AUTH_HBA || type == SL_AUTH_CERT || type == SL_AUTH_PAM) {
+    if (type == SL_AUTH_HBA || type == SL_AUTH_PAM) {
         sl_client_error(c, true, "28000", "auth_type %s is not supported by this pgsluice version",
                         sl_auth_type_name(type));
         return;

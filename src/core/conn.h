@@ -70,6 +70,7 @@ typedef struct sl_client {
     bool counted;                /* counted in sl_total_clients (max_client_conn) */
     bool logged_in;              /* counted in its route's clients */
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
+    bool is_unix;                /* came in over the Unix socket (never TLS there, as in PostgreSQL) */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
@@ -119,6 +120,8 @@ typedef struct sl_server {
     char addr_str[64];
     sl_connect conn;
     void *scram;                 /* sl_scram_client during login */
+    uint8_t tls_step;            /* sl_server_tls_step: TLS negotiation before the startup packet */
+    uint8_t tls_plan;            /* sl_tls_plan this connection follows */
     /* cancel requests sent for its client's query (cancel.c): it is not given to anyone else before
      * they are done, or its next client's query could be the one cancelled */
     sl_list cancels;

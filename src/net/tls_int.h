@@ -41,6 +41,8 @@ typedef struct sl_tls_conn {
     bool server;           /* we are the TLS server (client connection) */
     bool direct;           /* direct TLS: ALPN "postgresql" required */
     bool handshaking;
+    bool hs_failed;        /* the handshake failed: errmsg says why, and later calls say so again */
+    int hs_fail_result;    /* what it failed with (SL_TR_EOF or SL_TR_ERROR) */
     bool rd_blocked;       /* the last read stopped for lack of socket bytes */
     bool stuck;            /* the owner was handed readable bytes and took none: no kick until it reads */
     bool in_dispatch;

@@ -368,12 +368,18 @@ static sl_tr_result tls_handshake(sl_stream *s)
 {
     sl_tls_conn *t = conn(s);
     if (!t->handshaking) return SL_TR_OK;
+    if (t->hs_failed) { /* OpenSSL would now report a different, misleading error */
+        if (t->hs_fail_result == SL_TR_ERROR && !s->err) s->err = EPROTO;
+        return (sl_tr_result)t->hs_fail_result;
+    }
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         if (t->direct && !alpn_is_postgresql(t)) {
             s->err = EPROTO;
             snprintf(t->errmsg, sizeof(t->errmsg), "TLS handshake: direct TLS without ALPN \"postgresql\"");
+            t->hs_failed = true;
+            t->hs_fail_result = SL_TR_ERROR;
             return SL_TR_ERROR;
         }
         t->handshaking = false;
@@ -395,12 +401,16 @@ static sl_tr_result tls_handshake(sl_stream *s)
     case SSL_ERROR_SYSCALL:
         if (!t->sock_err && !ERR_peek_error()) {
             snprintf(t->errmsg, sizeof(t->errmsg), "TLS handshake: the peer closed the connection");
+            t->hs_failed = true;
+            t->hs_fail_result = SL_TR_EOF;
             return SL_TR_EOF;
         }
         /* fall through */
     default:
         s->err = t->sock_err ? t->sock_err : EPROTO;
         sl_tls_conn_fail(t, "TLS handshake");
+        t->hs_failed = true;
+        t->hs_fail_result = SL_TR_ERROR;
         return SL_TR_ERROR;
     }
 }

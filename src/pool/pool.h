@@ -90,6 +90,8 @@ typedef struct sl_backend {
     bool retired;                /* no longer configured: its servers close, then it is freed */
     sl_list retired_node;        /* on route->retired_backends while retired */
     uint32_t target_gen;         /* bumped when what its servers log in to changes (reload) */
+    bool tls_after_refusal;      /* atomic; server_tls_sslmode allow: a plaintext login was refused, so
+                                    its next connections ask for TLS */
     /* --- route lock --- */
     int n_servers;               /* all, including connecting ones */
     int n_connecting;
