@@ -14,11 +14,17 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
-#include "core/pooler.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
 #include "http/http.h"
+#include "net/listener.h"
+#include "net/tls.h"
 #include "pool/pool.h"
+#include "tools/tools.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 
 static char *g_config_path;
 static char *g_pidfile;
@@ -31,7 +37,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "pgsluice is a PostgreSQL connection pooler, a drop-in for PgBouncer.\n\n"
-            "Usage:\n  pgsluice [OPTION]... CONFIG_FILE\n\n"
+            "Usage:\n  pgsluice [OPTION]... CONFIG_FILE\n"
+            "  pgsluice tune [--apply] [OPTION]... [CONFIG_FILE]   size the pools for this machine (tune --help)\n"
+            "  pgsluice userlist [OPTION]... FILE                  write an auth_file (userlist --help)\n\n"
             "Options:\n"
             "  -d, --daemon         run in the background (without it, the process runs in the foreground)\n"
             "  -q, --quiet          run quietly (only errors to stderr)\n"
@@ -61,6 +69,7 @@ static void write_pidfile(const char *path)
 
 static void cleanup_and_exit(int code)
 {
+    sl_sd_stopping("stopped");
     sl_http_stop();
     if (g_pidfile) unlink(g_pidfile);
     if (g_unix_socket) unlink(g_unix_socket);
@@ -68,23 +77,23 @@ static void cleanup_and_exit(int code)
     _exit(code);
 }
 
-typedef struct { int active, connecting; } busy_count;
-static void count_busy(sl_pool *p, void *arg)
+/* Every 5 s under systemd: a STATUS= line for `systemctl status`. */
+static void sd_status_tick(void)
 {
-    busy_count *b = arg;
-    pthread_mutex_lock(&p->lock);
-    b->active += p->n_servers - p->n_idle - p->n_connecting;
-    pthread_mutex_unlock(&p->lock);
+    static unsigned ticks;
+    const char *ns = getenv("NOTIFY_SOCKET");
+    if (!ns || !*ns || ++ticks % 50 != 0) return;
+    sl_sd_status("%d clients, %d server connections in use", __atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED),
+                 sl_pools_busy_servers());
 }
 
 static void watch_cb(uv_timer_t *t)
 {
     (void)t;
-    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    sd_status_tick();
+    sl_run_state rs = sl_run_state_get();
     if (rs == SL_RUN_SHUTDOWN_GRACEFUL) {
-        busy_count b = {0, 0};
-        sl_pools_foreach(count_busy, &b);
-        if (b.active == 0) cleanup_and_exit(0);
+        if (sl_pools_busy_servers() == 0) cleanup_and_exit(0);
     } else if (rs == SL_RUN_SHUTDOWN_WAIT_CLIENTS) {
         if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) <= 0) cleanup_and_exit(0);
     }
@@ -93,21 +102,23 @@ static void watch_cb(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
-    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    sl_run_state rs = sl_run_state_get();
     switch (signum) {
     case SIGHUP:
         sl_log_reopen();
-        sl_pooler_reload(NULL, 0);
+        sl_reload(NULL, 0);
         break;
     case SIGINT:
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
         sl_log_info("got SIGINT, shutting down after running transactions finish");
-        sl_pooler_set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
+        sl_sd_stopping("shutting down after running transactions finish");
+        sl_set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
         break;
     case SIGTERM:
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
         sl_log_info("got SIGTERM, shutting down once all clients have left");
-        sl_pooler_set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
+        sl_sd_stopping("shutting down once all clients have left");
+        sl_set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
         break;
     case SIGQUIT:
         sl_log_info("got SIGQUIT, shutting down now");
@@ -115,11 +126,11 @@ static void on_signal(uv_signal_t *h, int signum)
         break;
     case SIGUSR1:
         sl_log_info("got SIGUSR1, pausing");
-        if (rs == SL_RUN_NORMAL) sl_pooler_set_run_state(SL_RUN_PAUSED);
+        if (rs == SL_RUN_NORMAL) sl_set_run_state(SL_RUN_PAUSED);
         break;
     case SIGUSR2:
         sl_log_info("got SIGUSR2, resuming");
-        if (rs == SL_RUN_PAUSED) sl_pooler_set_run_state(SL_RUN_NORMAL);
+        if (rs == SL_RUN_PAUSED) sl_set_run_state(SL_RUN_NORMAL);
         break;
     }
 }
@@ -167,6 +178,9 @@ int main(int argc, char **argv)
         {"user", required_argument, NULL, 'u'}, {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
         {"reboot", no_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
     };
+    /* Operator subcommands first: they have options of their own. */
+    if (argc >= 2 && !strcmp(argv[1], "tune")) return sl_tool_tune_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "userlist")) return sl_tool_userlist_main(argc - 1, argv + 1);
     int daemon_mode = 0, c;
     const char *run_user = NULL;
     while ((c = getopt_long(argc, argv, "dqvu:VhR", opts, NULL)) != -1) {
@@ -197,16 +211,21 @@ int main(int argc, char **argv)
         sl_log_fatal("%s", err);
         return 1;
     }
+    /* fail closed: TLS that is asked for and cannot be set up refuses to start */
+    if (!sl_tls_install(cfg, err, sizeof(err))) {
+        sl_log_fatal("%s", err);
+        return 1;
+    }
     sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose, g_quiet);
-    sl_pooler_set_startup_options(g_config_path, g_verbose, g_quiet);
+    sl_lifecycle_init(g_config_path, g_verbose, g_quiet);
     if (!run_user && cfg->user && *cfg->user) run_user = cfg->user;
     sl_config_set_current(cfg);
     cfg = sl_config_acquire();
     if (daemon_mode) daemonize();
     signal(SIGPIPE, SIG_IGN);
-    sl_pools_init();
-    sl_pooler_set_buf_size(cfg->pkt_buf);
-    if (!sl_pooler_listen(cfg)) return 1;
+    sl_pools_init(cfg->workers < SL_MAX_WORKERS ? cfg->workers : SL_MAX_WORKERS);
+    sl_admin_register();
+    if (!sl_listen_open(cfg)) return 1;
     if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
         char path[512];
         snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
@@ -225,10 +244,12 @@ int main(int argc, char **argv)
     uv_timer_init(&g_main_loop, &g_watch);
     uv_timer_start(&g_watch, watch_cb, 100, 100);
 
-    if (!sl_workers_start(cfg->workers)) return 1;
+    if (!sl_workers_start(cfg->workers, (uint32_t)(cfg->pkt_buf < 1024 ? 1024 : cfg->pkt_buf), &sl_core_worker_ops, cfg))
+        return 1;
     if (!sl_http_start(cfg)) return 1;
     sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
                 sl_pool_mode_name(cfg->pool_mode));
+    sl_sd_ready("accepting connections");
     sl_config_unref(cfg);
     uv_run(&g_main_loop, UV_RUN_DEFAULT);
     return 0;

@@ -8,7 +8,10 @@
 #include <strings.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/console.h"
+#include "core/msgread.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -37,7 +40,7 @@ adm_ref adm_ref_of(const adm_session *s)
 
 adm_session *adm_ref_session(sl_worker *w, const adm_ref *ref)
 {
-    sl_client *c = sl_worker_find_client(w, ref->slot, ref->gen);
+    sl_client *c = sl_worker_find_slot(w, ref->slot, ref->gen);
     if (!c || !c->admin || c->state == SL_CL_CLOSING) return NULL;
     return session_of(c);
 }
@@ -66,19 +69,19 @@ static void send_welcome(adm_session *s)
     sl_pb_param_status(out, "session_authorization", c->user);
     sl_pb_param_status(out, "application_name", app ? app : "");
     sl_pb_backend_key(out, ((uint32_t)c->s.w->id << 24) | c->slot, c->cancel_key);
-    sl_pb_ready(out, 'I');
+    sl_pb_ready(out, SL_XACT_IDLE);
 }
 
 static void flush(sl_client *c)
 {
     sl_io_status st = sl_stream_flush(&c->s, NULL);
-    if (st == SL_IO_ERROR) sl_client_close(c, "write to console client failed");
+    if (st == SL_IO_ERROR) sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
     else if (st == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
 void sl_admin_login(sl_client *c)
 {
-    const sl_config *cfg = c->cfg;
+    const sl_config *cfg = c->s.w->cfg;
     bool admin = sl_list_contains(cfg->admin_users, c->user);
     if (!admin && !sl_list_contains(cfg->stats_users, c->user)) {
         sl_client_error(c, true, "42501",
@@ -94,14 +97,14 @@ void sl_admin_login(sl_client *c)
     }
     s->c = c;
     s->is_admin = admin;
-    s->xact = 'I';
+    s->xact = SL_XACT_IDLE;
     adm_result_init(&s->res);
     int w = c->s.w->id;
     s->next = sessions[w];
     sessions[w] = s;
     __atomic_add_fetch(&adm_nsessions, 1, __ATOMIC_RELAXED);
     send_welcome(s);
-    c->state = SL_CL_IDLE;
+    sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_us();
     if (cfg->log_connections)
         sl_log_info("C-%llu pgbouncer/%s@%s console login (%s)", (unsigned long long)c->id, c->user, c->addr,
@@ -205,7 +208,7 @@ static void run_simple(adm_session *s)
         if (s->res.failed) break;
     }
     if (s->qran == 0) {
-        sl_pb_begin(&s->c->s.out, 'I'); /* EmptyQueryResponse */
+        sl_pb_begin(&s->c->s.out, SL_BE_EMPTY_QUERY);
         sl_pb_end(&s->c->s.out);
     }
     free(s->query);
@@ -307,7 +310,7 @@ static void on_parse(adm_session *s, sl_rd *r)
     free(st->query);
     st->query = strdup(q);
     if (!st->query) return ext_error(s, "53200", "out of memory");
-    sl_pb_begin(&s->c->s.out, '1');
+    sl_pb_begin(&s->c->s.out, SL_BE_PARSE_COMPLETE);
     sl_pb_end(&s->c->s.out);
 }
 
@@ -350,7 +353,7 @@ static void on_bind(adm_session *s, sl_rd *r)
     }
     p->next = s->portals;
     s->portals = p;
-    sl_pb_begin(&s->c->s.out, '2');
+    sl_pb_begin(&s->c->s.out, SL_BE_BIND_COMPLETE);
     sl_pb_end(&s->c->s.out);
 }
 
@@ -373,11 +376,11 @@ static void on_describe(adm_session *s, sl_rd *r)
 {
     uint8_t what = sl_rd_u8(r);
     const char *name = sl_rd_str(r);
-    if (!name || (what != 'S' && what != 'P')) return ext_error(s, "08P01", "malformed Describe message");
-    if (what == 'S') {
+    if (!name || (what != SL_TARGET_STATEMENT && what != SL_TARGET_PORTAL)) return ext_error(s, "08P01", "malformed Describe message");
+    if (what == SL_TARGET_STATEMENT) {
         adm_stmt *st = find_stmt(s, name);
         if (!st) return ext_error(s, "26000", "prepared statement does not exist");
-        sl_pb_begin(&s->c->s.out, 't'); /* ParameterDescription: no parameters */
+        sl_pb_begin(&s->c->s.out, SL_BE_PARAM_DESCRIPTION); /* no parameters */
         sl_pb_u16(&s->c->s.out, 0);
         sl_pb_end(&s->c->s.out);
         describe_query(s, st->query, NULL, 0);
@@ -396,7 +399,7 @@ static void on_execute(adm_session *s, sl_rd *r)
     if (!p) return ext_error(s, "34000", "portal does not exist");
     size_t off = 0, start, len;
     if (!adm_next_statement(p->query, &off, &start, &len)) {
-        sl_pb_begin(&s->c->s.out, 'I');
+        sl_pb_begin(&s->c->s.out, SL_BE_EMPTY_QUERY);
         sl_pb_end(&s->c->s.out);
         return;
     }
@@ -422,7 +425,7 @@ static void on_close(adm_session *s, sl_rd *r)
     uint8_t what = sl_rd_u8(r);
     const char *name = sl_rd_str(r);
     if (!name) return ext_error(s, "08P01", "malformed Close message");
-    if (what == 'S') {
+    if (what == SL_TARGET_STATEMENT) {
         for (adm_stmt **pp = &s->stmts; *pp; pp = &(*pp)->next) {
             if (strcmp((*pp)->name, name) != 0) continue;
             adm_stmt *st = *pp;
@@ -440,7 +443,7 @@ static void on_close(adm_session *s, sl_rd *r)
             free_portal(p);
         }
     }
-    sl_pb_begin(&s->c->s.out, '3');
+    sl_pb_begin(&s->c->s.out, SL_BE_CLOSE_COMPLETE);
     sl_pb_end(&s->c->s.out);
 }
 
@@ -450,11 +453,11 @@ static void handle_msg(adm_session *s, char type, const uint8_t *body, uint32_t 
 {
     sl_rd r;
     sl_rd_init(&r, body, blen);
-    if (type == 'X') {
-        sl_client_close(s->c, "client close request");
+    if (type == SL_FE_TERMINATE) {
+        sl_client_close(s->c, SL_CLOSE_CLIENT_TERMINATE);
         return;
     }
-    if (type == 'S') {
+    if (type == SL_FE_SYNC) {
         s->ext_skip = false;
         free_portals(s);
         ready(s);
@@ -462,17 +465,17 @@ static void handle_msg(adm_session *s, char type, const uint8_t *body, uint32_t 
     }
     if (s->ext_skip) return;
     switch (type) {
-    case 'Q': on_query(s, body, blen); break;
-    case 'P': on_parse(s, &r); break;
-    case 'B': on_bind(s, &r); break;
-    case 'D': on_describe(s, &r); break;
-    case 'E': on_execute(s, &r); break;
-    case 'C': on_close(s, &r); break;
-    case 'H': break; /* Flush: everything is flushed after each batch anyway */
+    case SL_FE_QUERY: on_query(s, body, blen); break;
+    case SL_FE_PARSE: on_parse(s, &r); break;
+    case SL_FE_BIND: on_bind(s, &r); break;
+    case SL_FE_DESCRIBE: on_describe(s, &r); break;
+    case SL_FE_EXECUTE: on_execute(s, &r); break;
+    case SL_FE_CLOSE: on_close(s, &r); break;
+    case SL_FE_FLUSH: break; /* Flush: everything is flushed after each batch anyway */
     default: {
         char msg[96];
         snprintf(msg, sizeof(msg), "message type '%c' is not supported by the admin console", type);
-        if (type == 'F') { /* a FunctionCall waits for ReadyForQuery like a Query */
+        if (type == SL_FE_FUNCTION_CALL) { /* a FunctionCall waits for ReadyForQuery like a Query */
             adm_send_error(&s->c->s.out, "0A000", "%s", msg);
             ready(s);
         } else {
@@ -489,28 +492,25 @@ static void pump(adm_session *s)
     sl_client *c = s->c;
     sl_stream *st = &c->s;
     while (!s->busy) {
-        uint32_t have = st->end - st->pos;
-        if (have < 5) break;
-        char type = (char)st->buf[st->pos];
-        uint32_t len = sl_get_u32(st->buf + st->pos + 1);
-        if (len < 4 || len > ADM_MAX_MSG) {
-            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
+        sl_wire_msg m;
+        sl_take_status ts = sl_take_msg(st, ADM_MAX_MSG, &m);
+        if (ts == SL_TAKE_MORE) break;
+        if (ts == SL_TAKE_NOMEM) {
+            sl_client_close(c, SL_CLOSE_OUT_OF_MEMORY);
             return;
         }
-        if (have < len + 1) {
-            if (!sl_stream_make_room(st, len + 1 - have, ADM_MAX_MSG + 1)) sl_client_close(c, "out of memory");
-            break;
+        if (ts == SL_TAKE_BAD_LENGTH) {
+            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", sl_get_u32(st->buf + st->pos + 1),
+                            (char)st->buf[st->pos]);
+            return;
         }
-        const uint8_t *body = st->buf + st->pos + 5;
-        st->pos += len + 1;
-        st->parse = st->pos;
-        handle_msg(s, type, body, len - 4);
+        handle_msg(s, m.type, m.body, m.len);
         if (c->state == SL_CL_CLOSING) return;
     }
     if (c->state == SL_CL_CLOSING) return;
     /* waiting for the pooler: keep reading (bounded) so a disconnect is noticed */
     if (s->busy && st->buf && st->end == st->cap && !sl_stream_make_room(st, 4096, ADM_MAX_MSG + 1)) {
-        sl_client_close(c, "console client sent too much while a command was running");
+        sl_client_close(c, SL_CLOSE_CLIENT_TOO_MUCH_INPUT);
         return;
     }
     flush(c);
@@ -520,8 +520,19 @@ void sl_admin_input(sl_client *c)
 {
     adm_session *s = session_of(c);
     if (!s) {
-        sl_client_close(c, "no console session");
+        sl_client_error(c, true, "08P01", "no console session");
         return;
     }
     pump(s);
 }
+
+static const sl_console_ops console_ops = {
+    .is_console_db = sl_admin_is_db,
+    .login = sl_admin_login,
+    .input = sl_admin_input,
+    .closed = sl_admin_closed,
+    .cancel = sl_admin_cancel,
+    .tick = sl_admin_tick,
+};
+
+void sl_admin_register(void) { sl_console_register(&console_ops); }

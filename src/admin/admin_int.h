@@ -171,4 +171,26 @@ void adm_session_left(adm_session *s);
 /* Time helpers: wall-clock usec of a monotonic stamp. */
 int64_t adm_wall_of(int64_t mono_us, int64_t now_mono, int64_t now_wall);
 
+/* show.c: answered from the routes' snapshot and the running config; control.c */
+adm_status adm_show_help(adm_session *s, adm_result *r);
+adm_status adm_show_databases(adm_session *s, adm_result *r);
+adm_status adm_show_users(adm_session *s, adm_result *r);
+adm_status adm_show_config(adm_session *s, adm_result *r);
+adm_status adm_show_state(adm_session *s, adm_result *r);
+adm_status adm_show_version(adm_session *s, adm_result *r);
+adm_status adm_show_dns_hosts(adm_session *s, adm_result *r);
+adm_status adm_show_dns_zones(adm_session *s, adm_result *r);
+adm_status adm_show_peers(adm_session *s, adm_result *r);
+adm_status adm_show_peer_pools(adm_session *s, adm_result *r);
+void adm_cols_peers(adm_result *r);
+void adm_cols_peer_pools(adm_result *r);
+void adm_cols_databases(adm_result *r);
+void adm_cols_users(adm_result *r);
+void adm_cols_config(adm_result *r);
+void adm_cols_state(adm_result *r);
+void adm_cols_version(adm_result *r);
+void adm_cols_dns_hosts(adm_result *r);
+void adm_cols_dns_zones(adm_result *r);
+bool adm_control_known(const char *verb);
+
 #endif

@@ -9,7 +9,11 @@
 #include <sys/socket.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
+#include "net/tls.h"
 #include "pool/pool.h"
 #include "util/time.h"
 
@@ -99,16 +103,18 @@ static void sock_row(adm_result *r, const round_ctx *ctx, const sock_info *k, in
     int64_t ct = adm_wall_of(k->connect_time, ctx->now, ctx->wall);
     int64_t rt = adm_wall_of(k->request_time ? k->request_time : k->connect_time, ctx->now, ctx->wall);
     int wait = (int)(k->wait_us / 1000000), wait_us = (int)(k->wait_us % 1000000);
+    char tls[128];
+    sl_stream_tls_describe(k->st, tls, sizeof(tls));
     if (!debug) {
         adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr, k->lport,
-                ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, k->prepared,
+                ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
                 (int)k->id, worker);
         return;
     }
     const sl_stream *st = k->st;
     int pending = (int)(st->out.len - st->out_sent);
     adm_row(r, SOCKET_TYPES "iiiiiiii", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
-            k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, k->prepared,
+            k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
             (int)k->id,
             (int)st->end, (int)st->parse, (int)st->msg_left, (int)st->out_sent, pending, (int)(st->end - st->parse),
             (int)(st->parse - st->pos), worker);
@@ -133,7 +139,7 @@ static void client_info(const round_ctx *ctx, const sl_client *c, sock_info *k, 
     memset(k, 0, sizeof(*k));
     k->type = "C";
     k->user = c->user ? c->user : "(nouser)";
-    k->db = c->admin ? "pgbouncer" : c->pool ? c->pool->db_name : c->dbname ? c->dbname : "(nodb)";
+    k->db = c->admin ? "pgbouncer" : c->route ? c->route->db_name : c->dbname ? c->dbname : "(nodb)";
     k->state = client_state(c, debug);
     k->app = c->params.v[SL_PARAM_APPLICATION_NAME] ? c->params.v[SL_PARAM_APPLICATION_NAME] : "";
     split_addr(c->addr, k->addr, sizeof(k->addr), &k->port, ctx->listen_port);
@@ -160,7 +166,6 @@ static void worker_clients(sl_worker *w, const round_ctx *ctx, adm_result *part,
     sl_list_for_each_safe(n, t, &w->clients)
     {
         sl_client *c = sl_container_of(n, sl_client, node);
-        if (c->state == SL_CL_CLOSING) continue;
         if (!debug && (c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH)) continue;
         if (active_only && !stream_busy(&c->s)) continue;
         sock_info k;
@@ -178,7 +183,7 @@ static const char *server_state(const sl_server *s, const round_ctx *ctx, bool d
     case SL_SV_LOGIN: return debug ? "sv_login" : "new";
     case SL_SV_SETUP: return debug ? "sv_tested" : "tested";
     case SL_SV_IDLE:
-        if (ctx->now - s->idle_since >= ctx->check_delay) return debug ? "sv_used" : "used";
+        if (ctx->now - s->pc.idle_since >= ctx->check_delay) return debug ? "sv_used" : "used";
         return debug ? "sv_idle" : "idle";
     default: return s->client ? (debug ? "sv_active" : "active") : (debug ? "sv_idle" : "idle");
     }
@@ -187,23 +192,22 @@ static const char *server_state(const sl_server *s, const round_ctx *ctx, bool d
 static void server_info(const round_ctx *ctx, sl_server *s, sock_info *k, bool debug)
 {
     memset(k, 0, sizeof(*k));
-    sl_pool *p = s->pool;
+    sl_route *r = sl_server_route(s);
+    char db[8];
     k->type = "S";
-    pthread_mutex_lock(&p->lock); /* a reload may replace the string */
-    snprintf(k->user_buf, sizeof(k->user_buf), "%s", p->server_user ? p->server_user : "(nouser)");
-    pthread_mutex_unlock(&p->lock);
+    sl_route_login_target(s->pc.backend, k->user_buf, sizeof(k->user_buf), db, sizeof(db), NULL, NULL);
     k->user = k->user_buf;
-    k->db = p->db_name;
+    k->db = r->db_name;
     k->state = server_state(s, ctx, debug);
     const char *app = s->client ? s->client->params.v[SL_PARAM_APPLICATION_NAME] : NULL;
     k->app = app ? app : "";
     split_addr(s->addr_str, k->addr, sizeof(k->addr), &k->port, 5432);
     local_addr(s->s.fd, k->laddr, sizeof(k->laddr), &k->lport, 0);
     k->remote_pid = (int)s->be_pid;
-    k->close_needed = sl_server_close_needed(s) ? 1 : 0;
+    k->close_needed = sl_route_conn_retire_due(&s->pc, ctx->now) ? 1 : 0;
     snprintf(k->ptr, sizeof(k->ptr), "%p", (const void *)s);
     if (s->client) snprintf(k->link, sizeof(k->link), "%p", (const void *)s->client);
-    k->connect_time = s->connect_time;
+    k->connect_time = s->pc.connect_time;
     k->request_time = s->link_time ? s->link_time : s->last_used;
     k->id = s->id;
     k->prepared = (int)s->ps_cache.n;
@@ -216,7 +220,6 @@ static void worker_servers(sl_worker *w, const round_ctx *ctx, adm_result *part,
     sl_list_for_each_safe(n, t, &w->servers)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
-        if (s->state == SL_SV_CLOSING || s->state == SL_SV_MOVING) continue;
         if (active_only && !stream_busy(&s->s)) continue;
         sock_info k;
         server_info(ctx, s, &k, debug);
@@ -232,7 +235,7 @@ static void worker_count(sl_worker *w, worker_counts *wc)
     for (n = w->clients.next; n != &w->clients; n = n->next) {
         sl_client *c = sl_container_of(n, sl_client, node);
         if (c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH) wc->login_clients++;
-        else if (c->state != SL_CL_CLOSING) wc->clients++;
+        else wc->clients++;
     }
     for (n = w->servers.next; n != &w->servers; n = n->next) wc->servers++;
     wc->free_bufs = (int)w->buf_free_n;
@@ -259,7 +262,7 @@ static void round_each(sl_worker *w, void *arg)
     }
 }
 
-static void lists_rows(adm_result *r, const round_ctx *ctx)
+static void lists_rows(adm_result *r, const round_ctx *ctx, const sl_config *cfg)
 {
     worker_counts t = {0};
     for (int i = 0; i < sl_nworkers; i++) {
@@ -267,11 +270,9 @@ static void lists_rows(adm_result *r, const round_ctx *ctx)
         t.login_clients += ctx->counts[i].login_clients;
         t.servers += ctx->counts[i].servers;
     }
-    sl_config *cfg = sl_config_acquire();
     int ndbs = 0;
     for (size_t i = 0; i < cfg->n_dbs; i++) ndbs += strcmp(cfg->dbs[i].name, "*") != 0;
     int nusers = (int)cfg->n_userlist;
-    sl_config_unref(cfg);
     adm_cols_lists(r);
     adm_row(r, "si", "databases", ndbs + 1);
     adm_row(r, "si", "users", nusers);
@@ -303,7 +304,7 @@ static void mem_rows(adm_result *r, const round_ctx *ctx)
     adm_cols_mem(r);
     adm_row(r, "siiii", "client", (int)sizeof(sl_client), t.clients, 0, t.clients * (int)sizeof(sl_client));
     adm_row(r, "siiii", "server", (int)sizeof(sl_server), t.servers, 0, t.servers * (int)sizeof(sl_server));
-    adm_row(r, "siiii", "pool", (int)sizeof(sl_pool), npools, 0, npools * (int)sizeof(sl_pool));
+    adm_row(r, "siiii", "pool", (int)sizeof(sl_route), npools, 0, npools * (int)sizeof(sl_route));
     adm_row(r, "siiii", "iobuf", t.buf_size, 0, t.free_bufs, t.free_bufs * t.buf_size);
 }
 
@@ -313,7 +314,7 @@ static void round_done(sl_worker *w, void *arg)
     adm_session *s = adm_ref_session(w, &ctx->ref);
     if (s) {
         adm_result *r = &s->res;
-        if (ctx->what == W_LISTS) lists_rows(r, ctx);
+        if (ctx->what == W_LISTS) lists_rows(r, ctx, w->cfg);
         else if (ctx->what == W_MEM) mem_rows(r, ctx);
         else if (ctx->what == W_CLIENTS || ctx->what == W_SERVERS) adm_cols_sockets(r);
         else adm_cols_debug_sockets(r);
@@ -329,7 +330,7 @@ static void round_done(sl_worker *w, void *arg)
 static adm_status start_round(adm_session *s, adm_result *r, what_t what)
 {
     round_ctx *ctx = calloc(1, sizeof(*ctx));
-    sl_config *cfg = sl_config_acquire();
+    const sl_config *cfg = s->c->s.w->cfg;
     if (ctx) {
         ctx->parts = calloc((size_t)sl_nworkers, sizeof(adm_result));
         ctx->counts = calloc((size_t)sl_nworkers, sizeof(worker_counts));
@@ -340,8 +341,7 @@ static adm_status start_round(adm_session *s, adm_result *r, what_t what)
         ctx->check_delay = cfg->server_check_delay;
         ctx->listen_port = cfg->listen_port;
     }
-    sl_config_unref(cfg);
-    if (ctx && ctx->parts && ctx->counts && sl_pooler_collect(s->c->s.w, round_each, round_done, ctx))
+    if (ctx && ctx->parts && ctx->counts && sl_workers_round(s->c->s.w, round_each, round_done, ctx))
         return ADM_ASYNC;
     if (ctx) {
         free(ctx->parts);

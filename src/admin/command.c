@@ -5,28 +5,8 @@
 #include <strings.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/lifecycle.h"
 
-adm_status adm_show_help(adm_session *s, adm_result *r);
-adm_status adm_show_databases(adm_session *s, adm_result *r);
-adm_status adm_show_users(adm_session *s, adm_result *r);
-adm_status adm_show_config(adm_session *s, adm_result *r);
-adm_status adm_show_state(adm_session *s, adm_result *r);
-adm_status adm_show_version(adm_session *s, adm_result *r);
-adm_status adm_show_dns_hosts(adm_session *s, adm_result *r);
-adm_status adm_show_dns_zones(adm_session *s, adm_result *r);
-adm_status adm_show_peers(adm_session *s, adm_result *r);
-adm_status adm_show_peer_pools(adm_session *s, adm_result *r);
-void adm_cols_peers(adm_result *r);
-void adm_cols_peer_pools(adm_result *r);
-void adm_cols_databases(adm_result *r);
-void adm_cols_users(adm_result *r);
-void adm_cols_config(adm_result *r);
-void adm_cols_state(adm_result *r);
-void adm_cols_version(adm_result *r);
-void adm_cols_dns_hosts(adm_result *r);
-void adm_cols_dns_zones(adm_result *r);
-bool adm_control_known(const char *verb);
 
 static const adm_show shows[] = {
     {"help", NULL, adm_show_help},
@@ -141,8 +121,9 @@ static adm_status run_set(adm_session *s, const adm_cmd *cmd, adm_result *r)
         return ADM_DONE;
     }
     char err[256];
-    if (!sl_pooler_set_setting(cmd->arg, cmd->value, err, sizeof(err))) {
-        adm_error(r, strncmp(err, "unknown", 7) ? "22023" : "42704", "SET failed: %s", err);
+    sl_set_result sr = sl_set_setting(cmd->arg, cmd->value, err, sizeof(err));
+    if (sr != SL_SET_OK) {
+        adm_error(r, sr == SL_SET_UNKNOWN ? "42704" : "22023", "SET failed: %s", err);
         return ADM_DONE;
     }
     adm_tag(r, "SET %s=%s", cmd->arg, cmd->value);

@@ -10,9 +10,13 @@
 
 #include "admin/admin.h"
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
 #include "pool/pool.h"
 #include "util/log.h"
+#include "util/time.h"
 
 typedef enum { R_PAUSE, R_WAIT_CLOSE, R_SUSPEND, R_KILL, R_KILL_CLIENT, R_RECONNECT } round_kind;
 
@@ -25,9 +29,9 @@ typedef struct ctl_ctx {
     int count;          /* atomic: servers still to close / buffers not flushed / clients killed */
 } ctl_ctx;
 
-static int run_state(void) { return __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED); }
+static int run_state(void) { return (int)sl_run_state_get(); }
 
-static bool db_matches(const ctl_ctx *ctx, const sl_pool *p) { return !ctx->db[0] || !strcmp(p->db_name, ctx->db); }
+static bool db_matches(const ctl_ctx *ctx, const sl_route *r) { return !ctx->db[0] || !strcmp(r->db_name, ctx->db); }
 
 /* ---- work done on every worker ---- */
 
@@ -38,14 +42,9 @@ static void pause_worker(sl_worker *w, ctl_ctx *ctx)
     sl_list_for_each_safe(n, t, &w->servers)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
-        if (!db_matches(ctx, s->pool)) continue;
-        if (s->state == SL_SV_IDLE) {
-            if (!sl_pool_take_idle(s)) continue;
-            s->state = SL_SV_ACTIVE;
-            sl_server_close(s, "pause mode");
-        } else if (s->state == SL_SV_CONNECTING || s->state == SL_SV_LOGIN) {
-            sl_server_close(s, "pause mode");
-        }
+        if (!db_matches(ctx, sl_server_route(s))) continue;
+        if (s->state == SL_SV_IDLE || s->state == SL_SV_CONNECTING || s->state == SL_SV_LOGIN)
+            sl_server_close(s, SL_CLOSE_ADMIN_PAUSE);
     }
 }
 
@@ -56,10 +55,9 @@ static void close_needed_worker(sl_worker *w, ctl_ctx *ctx)
     sl_list_for_each_safe(n, t, &w->servers)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
-        if (!db_matches(ctx, s->pool) || s->state == SL_SV_CLOSING || !sl_server_close_needed(s)) continue;
-        if (s->state == SL_SV_IDLE && sl_pool_take_idle(s)) {
-            s->state = SL_SV_ACTIVE;
-            sl_server_close(s, "RECONNECT");
+        if (!db_matches(ctx, sl_server_route(s)) || !sl_route_conn_retire_due(&s->pc, sl_now_us())) continue;
+        if (s->state == SL_SV_IDLE) {
+            sl_server_close(s, SL_CLOSE_ADMIN_RECONNECT);
         } else {
             __atomic_add_fetch(&ctx->count, 1, __ATOMIC_RELAXED);
         }
@@ -89,16 +87,14 @@ static void kill_worker(sl_worker *w, ctl_ctx *ctx)
     sl_list_for_each_safe(n, t, &w->clients)
     {
         sl_client *c = sl_container_of(n, sl_client, node);
-        if (c->admin || !c->pool || c->state == SL_CL_CLOSING || !db_matches(ctx, c->pool)) continue;
+        if (c->admin || !c->route || !db_matches(ctx, c->route)) continue;
         sl_client_error(c, true, "57P01", "closed by the admin console (KILL)");
     }
     sl_list_for_each_safe(n, t, &w->servers)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
-        if (!db_matches(ctx, s->pool) || s->state == SL_SV_CLOSING || s->state == SL_SV_MOVING) continue;
-        if (s->state == SL_SV_IDLE && !sl_pool_take_idle(s)) continue;
-        if (s->state == SL_SV_IDLE) s->state = SL_SV_ACTIVE;
-        sl_server_close(s, "KILL");
+        if (!db_matches(ctx, sl_server_route(s))) continue;
+        sl_server_close(s, SL_CLOSE_ADMIN_KILL);
     }
 }
 
@@ -108,7 +104,7 @@ static void kill_client_worker(sl_worker *w, ctl_ctx *ctx)
     sl_list_for_each_safe(n, t, &w->clients)
     {
         sl_client *c = sl_container_of(n, sl_client, node);
-        if (c->id != ctx->client_id || c->state == SL_CL_CLOSING) continue;
+        if (c->id != ctx->client_id) continue;
         __atomic_add_fetch(&ctx->count, 1, __ATOMIC_RELAXED);
         sl_client_error(c, true, "57P01", "closed by the admin console (KILL_CLIENT)");
     }
@@ -134,13 +130,30 @@ typedef struct server_sum {
     int n;
 } server_sum;
 
-static void sum_servers(sl_pool *p, void *arg)
+static void sum_servers(sl_route *r, void *arg)
 {
     server_sum *ss = arg;
-    if (ss->db[0] && strcmp(p->db_name, ss->db) != 0) return;
-    pthread_mutex_lock(&p->lock);
-    ss->n += p->n_servers;
-    pthread_mutex_unlock(&p->lock);
+    if (ss->db[0] && strcmp(r->db_name, ss->db) != 0) return;
+    pthread_mutex_lock(&r->lock);
+    ss->n += r->n_servers;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* PAUSE/RESUME of one database (NULL: all) and serving what waited, through the pools. */
+static void set_db_paused(const char *db, bool paused)
+{
+    sl_pool_actions act;
+    sl_pool_actions_init(&act);
+    sl_db_set_paused(db, paused, &act);
+    sl_carry_out(&act);
+}
+
+static void resume_pools(void)
+{
+    sl_pool_actions act;
+    sl_pool_actions_init(&act);
+    sl_pools_resume(&act);
+    sl_carry_out(&act);
 }
 
 /* Is the PAUSE still wanted? (a RESUME from another console cancels it) */
@@ -212,7 +225,7 @@ static bool start_round(adm_session *s, round_kind kind, const char *db, uint64_
     snprintf(ctx->db, sizeof(ctx->db), "%s", db ? db : "");
     ctx->client_id = client_id;
     ctx->seq = s->wait_seq;
-    if (sl_pooler_collect(s->c->s.w, ctl_each, ctl_done, ctx)) return true;
+    if (sl_workers_round(s->c->s.w, ctl_each, ctl_done, ctx)) return true;
     free(ctx);
     return false;
 }
@@ -248,11 +261,11 @@ void adm_cancel(adm_session *s)
     int rs = run_state();
     sl_log_info("console cancel request: calling off the waiting command");
     if (s->wait == ADM_WAIT_PAUSE && s->wait_db[0]) {
-        sl_db_set_paused(s->wait_db, false);
+        set_db_paused(s->wait_db, false);
     } else if ((s->wait == ADM_WAIT_PAUSE && rs == SL_RUN_PAUSED) ||
                (s->wait == ADM_WAIT_SUSPEND && rs == SL_RUN_SUSPENDED)) {
-        sl_pooler_set_run_state(SL_RUN_NORMAL);
-        sl_pools_resume();
+        sl_set_run_state(SL_RUN_NORMAL);
+        resume_pools();
     }
     s->wait = ADM_WAIT_NONE;
     s->wait_seq++;
@@ -265,8 +278,8 @@ void adm_session_left(adm_session *s)
 {
     if (s->suspended && run_state() == SL_RUN_SUSPENDED) {
         sl_log_info("the console that issued SUSPEND disconnected: resuming");
-        sl_pooler_set_run_state(SL_RUN_NORMAL);
-        sl_pools_resume();
+        sl_set_run_state(SL_RUN_NORMAL);
+        resume_pools();
     }
 }
 
@@ -279,9 +292,7 @@ static bool check_db(adm_result *r, const char *verb, const char *db)
         adm_error(r, "55000", "cannot %s admin db: %s", verb, db);
         return false;
     }
-    sl_config *cfg = sl_config_acquire();
-    bool ok = sl_config_find_db(cfg, db) != NULL;
-    sl_config_unref(cfg);
+    bool ok = sl_config_find_db(sl_worker_self()->cfg, db) != NULL; /* the console's worker */
     if (!ok) adm_error(r, "3D000", "no such database: %s", db);
     return ok;
 }
@@ -294,8 +305,8 @@ static adm_status ctl_pause(adm_session *s, const char *arg, adm_result *r)
     }
     if (*arg && !check_db(r, "pause", arg)) return ADM_DONE;
     sl_log_info(*arg ? "PAUSE '%s' command issued" : "PAUSE command issued%s", arg);
-    if (*arg) sl_db_set_paused(arg, true);
-    else sl_pooler_set_run_state(SL_RUN_PAUSED);
+    if (*arg) set_db_paused(arg, true);
+    else sl_set_run_state(SL_RUN_PAUSED);
     adm_tag(r, "PAUSE");
     return begin_wait(s, r, ADM_WAIT_PAUSE, arg);
 }
@@ -314,7 +325,7 @@ static adm_status ctl_resume(adm_session *s, const char *arg, adm_result *r)
             return ADM_DONE;
         }
         sl_log_info("RESUME '%s' command issued", arg);
-        sl_db_set_paused(arg, false);
+        set_db_paused(arg, false);
     } else {
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) {
             adm_error(r, "55000", "pooler is shutting down");
@@ -326,9 +337,9 @@ static adm_status ctl_resume(adm_session *s, const char *arg, adm_result *r)
             return ADM_DONE;
         }
         sl_log_info("RESUME command issued");
-        if (rs != SL_RUN_NORMAL) sl_pooler_set_run_state(SL_RUN_NORMAL);
-        if (ndb) sl_db_set_paused(NULL, false);
-        sl_pools_resume();
+        if (rs != SL_RUN_NORMAL) sl_set_run_state(SL_RUN_NORMAL);
+        if (ndb) set_db_paused(NULL, false);
+        resume_pools();
     }
     adm_tag(r, "RESUME");
     return ADM_DONE;
@@ -375,7 +386,7 @@ static adm_status ctl_kill(adm_session *s, const char *arg, adm_result *r)
     }
     if (*arg && !check_db(r, "kill", arg)) return ADM_DONE;
     sl_log_info(*arg ? "KILL '%s' command issued" : "KILL command issued%s", arg);
-    sl_db_set_paused(*arg ? arg : NULL, true);
+    set_db_paused(*arg ? arg : NULL, true);
     adm_tag(r, "KILL");
     return round_or_error(s, r, R_KILL, arg, 0);
 }
@@ -405,7 +416,7 @@ static adm_status ctl_suspend(adm_session *s, const char *arg, adm_result *r)
         return ADM_DONE;
     }
     sl_log_info("SUSPEND command issued");
-    sl_pooler_set_run_state(SL_RUN_SUSPENDED);
+    sl_set_run_state(SL_RUN_SUSPENDED);
     s->suspended = true;
     adm_tag(r, "SUSPEND");
     return begin_wait(s, r, ADM_WAIT_SUSPEND, "");
@@ -421,10 +432,10 @@ static adm_status ctl_shutdown(adm_session *s, const char *arg, adm_result *r)
     }
     if (!strcasecmp(arg, "wait_for_servers")) {
         sl_log_info("SHUTDOWN WAIT_FOR_SERVERS command issued");
-        sl_pooler_set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
+        sl_set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
     } else if (!strcasecmp(arg, "wait_for_clients")) {
         sl_log_info("SHUTDOWN WAIT_FOR_CLIENTS command issued");
-        sl_pooler_set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
+        sl_set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
     } else {
         adm_error(r, "42601", "invalid command 'SHUTDOWN %s', use SHOW HELP;", arg);
         return ADM_DONE;
@@ -439,7 +450,7 @@ static adm_status ctl_reload(adm_session *s, const char *arg, adm_result *r)
     (void)arg;
     char err[512];
     sl_log_info("RELOAD command issued");
-    if (sl_pooler_reload(err, sizeof(err))) adm_tag(r, "RELOAD");
+    if (sl_reload(err, sizeof(err))) adm_tag(r, "RELOAD");
     else adm_error(r, "F0000", "RELOAD failed, keeping the running configuration: %s", err);
     return ADM_DONE;
 }

@@ -6,8 +6,12 @@
 #include <string.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
 #include "pool/pool.h"
+#include "pool/snapshot.h"
 #include "util/time.h"
 
 static const char help_text[] =
@@ -39,138 +43,40 @@ adm_status adm_show_help(adm_session *s, adm_result *r)
 
 /* ---- pools ---- */
 
-typedef struct pool_row {
-    sl_pool *p; /* NULL: the console's own */
-    const char *db, *user;
-    int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_tested, sv_login, n_clients;
-    int64_t maxwait_us;
-    int mode, pool_size, reserve_size;
-} pool_row;
-
-typedef struct pool_rows {
-    pool_row *v;
-    int n, cap;
-} pool_rows;
-
-static pool_row *add_row(pool_rows *rs)
+/* Every route plus the console's own ("pgbouncer"/"pgbouncer"), sorted by database and user: the
+ * same snapshot /pools reports. */
+static bool take_pools(sl_pools_snap *ps, int64_t check_delay)
 {
-    if (rs->n == rs->cap) {
-        int cap = rs->cap ? rs->cap * 2 : 16;
-        pool_row *n = realloc(rs->v, (size_t)cap * sizeof(*n));
-        if (!n) return NULL;
-        rs->v = n;
-        rs->cap = cap;
+    if (!sl_pools_snapshot(ps, check_delay)) return false;
+    sl_route_snap *n = realloc(ps->v, (size_t)(ps->n + 1) * sizeof(*n));
+    if (!n) {
+        sl_pools_snapshot_free(ps);
+        return false;
     }
-    pool_row *row = &rs->v[rs->n++];
-    memset(row, 0, sizeof(*row));
-    return row;
-}
-
-static pool_row *find_row(pool_rows *rs, const sl_pool *p)
-{
-    for (int i = 0; i < rs->n; i++)
-        if (rs->v[i].p == p) return &rs->v[i];
-    return add_row(rs);
-}
-
-static void collect_pool(sl_pool *p, void *arg)
-{
-    pool_row *row = add_row(arg);
-    if (!row) return;
-    row->p = p;
-    row->db = p->db_name; /* names never change and pools are never freed */
-    row->user = p->user;
-    pthread_mutex_lock(&p->lock);
-    row->n_clients = p->n_clients;
-    row->mode = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED);
-    row->pool_size = p->pool_size;
-    row->reserve_size = p->reserve_size;
-    pthread_mutex_unlock(&p->lock);
-}
-
-static int cmp_rows(const void *a, const void *b)
-{
-    const pool_row *x = a, *y = b;
-    int c = strcmp(x->db, y->db);
-    return c ? c : strcmp(x->user, y->user);
-}
-
-/* Every pool plus the console's own ("pgbouncer"/"pgbouncer"), sorted by database and user. */
-static void take_pools(pool_rows *rs)
-{
-    memset(rs, 0, sizeof(*rs));
-    sl_pools_foreach(collect_pool, rs);
-    pool_row *adm = add_row(rs);
-    if (adm) {
-        adm->db = adm->user = "pgbouncer";
-        adm->n_clients = __atomic_load_n(&adm_nsessions, __ATOMIC_RELAXED);
-        adm->mode = SL_POOL_STATEMENT;
-        adm->pool_size = 2;
+    ps->v = n;
+    sl_route_snap *adm = &ps->v[ps->n];
+    memset(adm, 0, sizeof(*adm));
+    adm->db = strdup("pgbouncer");
+    adm->user = strdup("pgbouncer");
+    if (!adm->db || !adm->user) {
+        free(adm->db);
+        free(adm->user);
+        sl_pools_snapshot_free(ps);
+        return false;
     }
-}
-
-/* Connection counts per pool, from each worker's own clients and servers. */
-typedef struct pools_ctx {
-    adm_ref ref;
-    int64_t now, check_delay;
-    pool_rows *per; /* one per worker */
-} pools_ctx;
-
-static void count_client(pool_rows *rs, const sl_client *c, int64_t now)
-{
-    if (c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH || c->state == SL_CL_CLOSING) return;
-    pool_row *row = find_row(rs, c->admin ? NULL : c->pool);
-    if (!row) return;
-    row->p = c->admin ? NULL : c->pool;
-    if (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME) {
-        int64_t since = c->wait_start ? c->wait_start : c->request_time;
-        row->cl_waiting++;
-        if (since && now - since > row->maxwait_us) row->maxwait_us = now - since;
-    } else {
-        row->cl_active++;
+    adm->n_clients = adm->cl_active = __atomic_load_n(&adm_nsessions, __ATOMIC_RELAXED);
+    adm->pool_mode = SL_POOL_STATEMENT;
+    adm->pool_size = 2;
+    ps->n++;
+    /* keep the order: "pgbouncer" sorts among the databases */
+    for (int i = ps->n - 1; i > 0; i--) {
+        int c = strcmp(ps->v[i - 1].db, ps->v[i].db);
+        if (c < 0 || (c == 0 && strcmp(ps->v[i - 1].user, ps->v[i].user) <= 0)) break;
+        sl_route_snap t = ps->v[i];
+        ps->v[i] = ps->v[i - 1];
+        ps->v[i - 1] = t;
     }
-}
-
-static void count_server(pool_rows *rs, const sl_server *s, const pools_ctx *ctx)
-{
-    pool_row *row = find_row(rs, s->pool);
-    if (!row) return;
-    row->p = s->pool;
-    switch (s->state) {
-    case SL_SV_CONNECTING:
-    case SL_SV_LOGIN: row->sv_login++; break;
-    case SL_SV_SETUP: row->sv_tested++; break;
-    case SL_SV_IDLE:
-        if (ctx->now - s->idle_since >= ctx->check_delay) row->sv_used++;
-        else row->sv_idle++;
-        break;
-    case SL_SV_CLOSING:
-    case SL_SV_MOVING: break;
-    default: row->sv_active++; break;
-    }
-}
-
-static void pools_each(sl_worker *w, void *arg)
-{
-    pools_ctx *ctx = arg;
-    pool_rows *rs = &ctx->per[w->id];
-    sl_list *n;
-    for (n = w->clients.next; n != &w->clients; n = n->next)
-        if (sl_container_of(n, sl_client, node)->pool || sl_container_of(n, sl_client, node)->admin)
-            count_client(rs, sl_container_of(n, sl_client, node), ctx->now);
-    for (n = w->servers.next; n != &w->servers; n = n->next) count_server(rs, sl_container_of(n, sl_server, node), ctx);
-}
-
-static void add_counts(pool_row *to, const pool_row *from)
-{
-    to->cl_active += from->cl_active;
-    to->cl_waiting += from->cl_waiting;
-    to->sv_active += from->sv_active;
-    to->sv_idle += from->sv_idle;
-    to->sv_used += from->sv_used;
-    to->sv_tested += from->sv_tested;
-    to->sv_login += from->sv_login;
-    if (from->maxwait_us > to->maxwait_us) to->maxwait_us = from->maxwait_us;
+    return true;
 }
 
 void adm_cols_pools(adm_result *r)
@@ -181,56 +87,28 @@ void adm_cols_pools(adm_result *r)
              "reserve_pool_size");
 }
 
-static void pools_rows(adm_result *r, pools_ctx *ctx)
-{
-    pool_rows rs;
-    take_pools(&rs);
-    for (int w = 0; w < sl_nworkers; w++)
-        for (int i = 0; i < ctx->per[w].n; i++)
-            for (int k = 0; k < rs.n; k++)
-                if (rs.v[k].p == ctx->per[w].v[i].p) add_counts(&rs.v[k], &ctx->per[w].v[i]);
-    if (rs.n) qsort(rs.v, (size_t)rs.n, sizeof(pool_row), cmp_rows);
-    adm_cols_pools(r);
-    for (int i = 0; i < rs.n; i++) {
-        pool_row *p = &rs.v[i];
-        adm_row(r, "ssiiiiiiiiiiiiissii", p->db, p->user, p->cl_active, p->cl_waiting, 0, 0, p->sv_active, 0, 0,
-                p->sv_idle, p->sv_used, p->sv_tested, p->sv_login, (int)(p->maxwait_us / 1000000),
-                (int)(p->maxwait_us % 1000000), sl_pool_mode_name(p->mode), NULL, p->pool_size, p->reserve_size);
-    }
-    free(rs.v);
-}
-
-static void pools_done(sl_worker *w, void *arg)
-{
-    pools_ctx *ctx = arg;
-    adm_session *s = adm_ref_session(w, &ctx->ref);
-    if (s) pools_rows(&s->res, ctx);
-    for (int i = 0; i < sl_nworkers; i++) free(ctx->per[i].v);
-    free(ctx->per);
-    free(ctx);
-    if (s) adm_async_done(s);
-}
-
 adm_status adm_show_pools(adm_session *s, adm_result *r)
 {
-    pools_ctx *ctx = calloc(1, sizeof(*ctx));
-    if (ctx && (ctx->per = calloc((size_t)sl_nworkers, sizeof(pool_rows)))) {
-        sl_config *cfg = sl_config_acquire();
-        ctx->check_delay = cfg->server_check_delay;
-        sl_config_unref(cfg);
-        ctx->ref = adm_ref_of(s);
-        ctx->now = sl_now_us();
-        if (sl_pooler_collect(s->c->s.w, pools_each, pools_done, ctx)) return ADM_ASYNC;
+    sl_pools_snap ps;
+    if (!take_pools(&ps, s->c->s.w->cfg->server_check_delay)) {
+        adm_error(r, "53200", "out of memory");
+        return ADM_DONE;
     }
-    if (ctx) free(ctx->per);
-    free(ctx);
-    adm_error(r, "53200", "out of memory");
+    adm_cols_pools(r);
+    for (int i = 0; i < ps.n; i++) {
+        const sl_route_snap *p = &ps.v[i];
+        adm_row(r, "ssiiiiiiiiiiiiissii", p->db, p->user, p->cl_active, p->cl_waiting, 0, 0, p->sv_active, 0, 0,
+                p->sv_idle, p->sv_used, p->sv_tested, p->sv_login, (int)(p->maxwait_us / 1000000),
+                (int)(p->maxwait_us % 1000000), sl_pool_mode_name(p->pool_mode), NULL, p->pool_size,
+                p->reserve_size);
+    }
+    sl_pools_snapshot_free(&ps);
     return ADM_DONE;
 }
 
 /* ---- databases and users ---- */
 
-static int clients_of(const pool_rows *rs, const char *db, const char *user)
+static int clients_of(const sl_pools_snap *rs, const char *db, const char *user)
 {
     int n = 0;
     for (int i = 0; i < rs->n; i++)
@@ -245,7 +123,7 @@ void adm_cols_databases(adm_result *r)
              "current_connections", "max_client_connections", "current_client_connections", "paused", "disabled");
 }
 
-static void database_row(adm_result *r, const sl_config *cfg, const char *name, const sl_db_def *d, const pool_rows *rs)
+static void database_row(adm_result *r, const sl_config *cfg, const char *name, const sl_db_def *d, const sl_pools_snap *rs)
 {
     bool paused, disabled;
     int nserv;
@@ -253,12 +131,15 @@ static void database_row(adm_result *r, const sl_config *cfg, const char *name, 
     const char *host = d->host && *d->host ? d->host : NULL;
     const char *dbname = d->dbname && *d->dbname ? d->dbname : name;
     const char *user = d->user && *d->user ? d->user : NULL;
+    int64_t lifetime = d->server_lifetime >= 0 ? d->server_lifetime : cfg->server_lifetime;
+    const char *lb = d->nhosts > 1 ? (d->load_balance_hosts == SL_LB_DISABLE ? "disable" : "round-robin") : NULL;
+    int maxc = d->max_db_client_connections >= 0 ? d->max_db_client_connections : cfg->max_db_client_connections;
     adm_row(r, "ssissiiiissiiiiii", name, host, d->port > 0 ? d->port : 5432, dbname, user,
             d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size,
             d->min_pool_size >= 0 ? d->min_pool_size : cfg->min_pool_size,
-            d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size,
-            (int)(cfg->server_lifetime / 1000000), d->pool_mode >= 0 ? sl_pool_mode_name(d->pool_mode) : NULL, NULL,
-            d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections, nserv, 0,
+            d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size, (int)(lifetime / 1000000),
+            d->pool_mode >= 0 ? sl_pool_mode_name(d->pool_mode) : NULL, lb,
+            d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections, nserv, maxc,
             clients_of(rs, name, NULL), paused ? 1 : 0, disabled ? 1 : 0);
 }
 
@@ -273,10 +154,12 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 
 adm_status adm_show_databases(adm_session *s, adm_result *r)
 {
-    (void)s;
-    sl_config *cfg = sl_config_acquire();
-    pool_rows rs;
-    take_pools(&rs);
+    const sl_config *cfg = s->c->s.w->cfg;
+    sl_pools_snap rs;
+    if (!take_pools(&rs, cfg->server_check_delay)) {
+        adm_error(r, "53200", "out of memory");
+        return ADM_DONE;
+    }
     const char **names = calloc(cfg->n_dbs + (size_t)rs.n + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; names && i < cfg->n_dbs; i++)
@@ -298,8 +181,7 @@ adm_status adm_show_databases(adm_session *s, adm_result *r)
         if (d) database_row(r, cfg, names[i], d, &rs);
     }
     free(names);
-    free(rs.v);
-    sl_config_unref(cfg);
+    sl_pools_snapshot_free(&rs);
     return ADM_DONE;
 }
 
@@ -309,23 +191,27 @@ void adm_cols_users(adm_result *r)
              "current_connections", "max_user_client_connections", "current_client_connections");
 }
 
-static void user_row(adm_result *r, const sl_config *cfg, const char *name, const pool_rows *rs)
+static void user_row(adm_result *r, const sl_config *cfg, const char *name, const sl_pools_snap *rs)
 {
     const sl_user_def *u = sl_config_find_user(cfg, name);
     char ps[16] = "", rps[16] = "";
     if (u && u->pool_size >= 0) snprintf(ps, sizeof(ps), "%d", u->pool_size);
     if (u && u->reserve_pool_size >= 0) snprintf(rps, sizeof(rps), "%d", u->reserve_pool_size);
-    int maxc = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
-    adm_row(r, "ssssiiii", name, ps, rps, u && u->pool_mode >= 0 ? sl_pool_mode_name(u->pool_mode) : NULL, maxc,
-            sl_user_servers(name), 0, clients_of(rs, NULL, name));
+    int maxs = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
+    int maxc = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+                                                        : cfg->max_user_client_connections;
+    adm_row(r, "ssssiiii", name, ps, rps, u && u->pool_mode >= 0 ? sl_pool_mode_name(u->pool_mode) : NULL, maxs,
+            sl_user_servers(name), maxc, clients_of(rs, NULL, name));
 }
 
 adm_status adm_show_users(adm_session *s, adm_result *r)
 {
-    (void)s;
-    sl_config *cfg = sl_config_acquire();
-    pool_rows rs;
-    take_pools(&rs);
+    const sl_config *cfg = s->c->s.w->cfg;
+    sl_pools_snap rs;
+    if (!take_pools(&rs, cfg->server_check_delay)) {
+        adm_error(r, "53200", "out of memory");
+        return ADM_DONE;
+    }
     size_t cap = cfg->n_userlist + cfg->n_users + (size_t)rs.n + 1, n = 0;
     const char **names = calloc(cap, sizeof(char *));
     for (size_t i = 0; names && i < cfg->n_userlist; i++) names[n++] = cfg->userlist[i].name;
@@ -337,8 +223,7 @@ adm_status adm_show_users(adm_session *s, adm_result *r)
     for (size_t i = 0; i < n; i++)
         if (i == 0 || strcmp(names[i], names[i - 1]) != 0) user_row(r, cfg, names[i], &rs);
     free(names);
-    free(rs.v);
-    sl_config_unref(cfg);
+    sl_pools_snapshot_free(&rs);
     return ADM_DONE;
 }
 
@@ -348,16 +233,15 @@ void adm_cols_config(adm_result *r) { adm_cols(r, "ssss", "key", "value", "defau
 
 adm_status adm_show_config(adm_session *s, adm_result *r)
 {
-    (void)s;
-    sl_config *cfg = sl_config_acquire();
+    const sl_config *cfg = s->c->s.w->cfg;
     adm_cols_config(r);
     for (size_t i = 0; i < sl_settings_count; i++) {
         const sl_setting *st = &sl_settings[i];
         char val[1024];
         sl_setting_format(cfg, st, val, sizeof(val));
-        adm_row(r, "ssss", st->name, val, st->default_value, st->reloadable ? "yes" : "no");
+        if ((st->flags & SL_SETTING_SECRET) && val[0]) snprintf(val, sizeof(val), "********");
+        adm_row(r, "ssss", st->name, val, st->default_value, sl_setting_reloadable(st) ? "yes" : "no");
     }
-    sl_config_unref(cfg);
     return ADM_DONE;
 }
 
@@ -407,11 +291,16 @@ adm_status adm_show_peer_pools(adm_session *s, adm_result *r)
 }
 void adm_cols_dns_zones(adm_result *r) { adm_cols(r, "sqi", "zonename", "serial", "count"); }
 
-/* pgsluice resolves host names when it connects and keeps no DNS cache: no rows. */
+static void dns_row(const char *host, int64_t valid_s, const char *addr, void *arg)
+{
+    adm_row(arg, "sqs", host, (int64_t)valid_s, addr);
+}
+
+/* The host names the backends looked up, while their answer is still used (dns_max_ttl). */
 adm_status adm_show_dns_hosts(adm_session *s, adm_result *r)
 {
-    (void)s;
     adm_cols_dns_hosts(r);
+    sl_pools_foreach_dns(s->c->s.w->cfg->dns_max_ttl, dns_row, r);
     return ADM_DONE;
 }
 

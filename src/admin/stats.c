@@ -8,7 +8,10 @@
 #include <string.h>
 
 #include "admin/admin_int.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
 #include "pool/pool.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -63,18 +66,30 @@ static db_acc *acc_for(acc_list *l, const char *db)
     return a;
 }
 
-static void acc_pool(sl_pool *p, void *arg)
+static void acc_route(sl_route *p, void *arg)
 {
     acc_list *l = arg;
-    db_acc *a = acc_for(l, p->db_name);
+    db_acc *a = acc_for(l, p->db_group->name); /* groups are never freed, routes may be */
     if (!a) return;
     sl_pool_totals cur;
     pthread_mutex_lock(&p->lock);
-    sl_pool_totals_locked(p, &cur, l->now);
+    sl_route_totals_locked(p, &cur, l->now);
     add_totals(&a->old, &p->period_old);
     add_totals(&a->new_, &p->period_new);
     pthread_mutex_unlock(&p->lock);
     add_totals(&a->cur, &cur);
+}
+
+/* Routes freed after autodb_idle_timeout left their totals with their database: they count in
+ * every snapshot alike (so the rates between two snapshots do not move). */
+static void acc_retired(const char *db, const sl_pool_totals *t, void *arg)
+{
+    acc_list *l = arg;
+    db_acc *a = acc_for(l, db);
+    if (!a) return;
+    add_totals(&a->cur, t);
+    add_totals(&a->old, t);
+    add_totals(&a->new_, t);
 }
 
 static int cmp_acc(const void *a, const void *b) { return strcmp(((const db_acc *)a)->db, ((const db_acc *)b)->db); }
@@ -160,7 +175,8 @@ static void build(adm_result *r, stats_kind kind)
     acc_list l = {.now = sl_now_us()};
     pthread_mutex_lock(&stats_lock);
     int64_t dur = new_stamp - old_stamp;
-    sl_pools_foreach(acc_pool, &l);
+    sl_pools_foreach(acc_route, &l);
+    sl_pools_foreach_retired(acc_retired, &l);
     pthread_mutex_unlock(&stats_lock);
     if (l.n) qsort(l.v, (size_t)l.n, sizeof(db_acc), cmp_acc);
     sl_pool_totals sum = {0}, sum_old = {0}, sum_new = {0}, avg;
@@ -200,7 +216,7 @@ static void flush_worker(sl_worker *w, void *arg)
     sl_list_for_each_safe(n, t, &w->servers)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
-        if (s->state == SL_SV_ACTIVE || s->state == SL_SV_SETUP) sl_pool_flush_stats(s);
+        if (s->state == SL_SV_ACTIVE || s->state == SL_SV_SETUP) sl_route_flush_stats(&s->pc, &s->pend);
     }
 }
 
@@ -226,7 +242,7 @@ static adm_status show(adm_session *s, adm_result *r, stats_kind kind)
     if (ctx) {
         ctx->ref = adm_ref_of(s);
         ctx->kind = kind;
-        if (sl_pooler_collect(s->c->s.w, flush_worker, show_done, ctx)) return ADM_ASYNC;
+        if (sl_workers_round(s->c->s.w, flush_worker, show_done, ctx)) return ADM_ASYNC;
         free(ctx);
     }
     build(r, kind); /* out of memory: the pools' counters as they are */
@@ -243,16 +259,16 @@ adm_status adm_show_totals(adm_session *s, adm_result *r) { return show(s, r, ST
 static int64_t next_due;
 static bool period_round; /* worker 0 only */
 
-static void snap_pool(sl_pool *p, void *arg)
+static void snap_pool(sl_route *p, void *arg)
 {
     int64_t now = *(const int64_t *)arg;
     pthread_mutex_lock(&p->lock);
     p->period_old = p->period_new;
-    sl_pool_totals_locked(p, &p->period_new, now);
+    sl_route_totals_locked(p, &p->period_new, now);
     pthread_mutex_unlock(&p->lock);
 }
 
-static void sum_pool(sl_pool *p, void *arg)
+static void sum_pool(sl_route *p, void *arg)
 {
     sl_pool_totals *sums = arg;
     pthread_mutex_lock(&p->lock);
@@ -274,7 +290,6 @@ static void log_period(int64_t dur)
 
 static void period_done(sl_worker *w, void *arg)
 {
-    (void)w;
     (void)arg;
     int64_t now = sl_now_us();
     pthread_mutex_lock(&stats_lock);
@@ -284,16 +299,12 @@ static void period_done(sl_worker *w, void *arg)
     int64_t dur = new_stamp - old_stamp;
     pthread_mutex_unlock(&stats_lock);
     period_round = false;
-    sl_config *cfg = sl_config_acquire();
-    if (cfg->log_stats) log_period(dur);
-    sl_config_unref(cfg);
+    if (w->cfg->log_stats) log_period(dur);
 }
 
 void adm_stats_tick(sl_worker *w, int64_t now)
 {
-    sl_config *cfg = sl_config_acquire();
-    int64_t period = cfg->stats_period > 0 ? cfg->stats_period : 60000000;
-    sl_config_unref(cfg);
+    int64_t period = w->cfg->stats_period > 0 ? w->cfg->stats_period : 60000000;
     if (!next_due) {
         pthread_mutex_lock(&stats_lock);
         old_stamp = new_stamp = now;
@@ -303,5 +314,5 @@ void adm_stats_tick(sl_worker *w, int64_t now)
     }
     if (now < next_due || period_round) return;
     next_due = now + period;
-    period_round = sl_pooler_collect(w, flush_worker, period_done, NULL);
+    period_round = sl_workers_round(w, flush_worker, period_done, NULL);
 }

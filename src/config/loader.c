@@ -27,13 +27,10 @@ static section_kind classify(const char *section)
     return SEC_UNKNOWN;
 }
 
-/* Settings in the table (so SHOW CONFIG and SET know them) that have no effect yet. */
-static bool not_implemented(const sl_setting *s) { return strstr(s->description, "Not implemented yet") != NULL; }
-
 static bool global_key(load_ctx *lc, const char *key, const char *value, char *err, size_t errlen)
 {
     const sl_setting *s = sl_setting_find(key);
-    if (s && not_implemented(s) && strcmp(value, s->default_value) != 0)
+    if (s && (s->flags & SL_SETTING_UNIMPLEMENTED) && strcmp(value, s->default_value) != 0)
         sl_warn_once_log(&lc->warn, s->name, "setting %s is not implemented by pgsluice yet and has no effect", s->name);
     if (s) return sl_setting_set(lc->c, s, value, err, errlen);
     const sl_key_doc *ign = sl_key_doc_find(sl_ignored_settings, key);
@@ -189,9 +186,17 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
     sl_config *c = lc->c;
     lc->warn.where[0] = '\0';
     if (c->workers == 0) c->workers = cpu_count();
-    if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_CERT || c->auth_type == SL_AUTH_PAM)
-        sl_log_warn("%s: auth_type %s is not implemented yet; clients cannot log in with it", c->path,
-                    sl_auth_type_name((sl_auth_type)c->auth_type));
+    /* fail closed: a login method pgsluice cannot carry out refuses the file, it never falls back */
+    if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_PAM)
+        return sl_cfg_err(err, errlen, "%s: auth_type %s is not supported by this pgsluice build", c->path,
+                          sl_auth_type_name((sl_auth_type)c->auth_type)),
+               false;
+    /* cert logs in by a verified client certificate: without TLS and a CA to check against, nobody could */
+    if (c->auth_type == SL_AUTH_CERT && (c->client_tls_sslmode == SL_TLS_DISABLE || !c->client_tls_ca_file ||
+                                         !*c->client_tls_ca_file))
+        return sl_cfg_err(err, errlen, "%s: auth_type cert needs client_tls_sslmode other than disable and "
+                          "client_tls_ca_file (client certificates are checked against it)", c->path),
+               false;
     if (!load_auth_file(c, err, errlen)) return false;
     if (c->n_dbs > 1) qsort(c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_db);
     if (c->n_users > 1) qsort(c->users, c->n_users, sizeof(*c->users), cmp_user);

@@ -11,115 +11,186 @@
 #include <strings.h>
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
+static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
                                               "hba",   "cert",  "pam", NULL};
 
 #define OFS(f) offsetof(sl_config, f)
-#define S_INT(n, def, rel, lo, hi, desc) \
-    {.name = #n, .type = SL_T_INT, .offset = OFS(n), .default_value = def, .reloadable = rel, \
-     .description = desc, .min_value = lo, .max_value = hi}
-#define S_BOOL(n, def, rel, desc) \
-    {.name = #n, .type = SL_T_BOOL, .offset = OFS(n), .default_value = def, .reloadable = rel, .description = desc}
-#define S_STR(n, def, rel, desc) \
-    {.name = #n, .type = SL_T_STRING, .offset = OFS(n), .default_value = def, .reloadable = rel, \
-     .description = desc}
-#define S_TIME(n, def, rel, desc) \
-    {.name = #n, .type = SL_T_TIME, .offset = OFS(n), .default_value = def, .reloadable = rel, .description = desc}
-#define S_ENUM(n, def, rel, names, desc) \
-    {.name = #n, .type = SL_T_ENUM, .offset = OFS(n), .default_value = def, .reloadable = rel, \
-     .enum_names = names, .description = desc}
+/* The third argument says when a change takes effect (RELOAD or SET): R needs a restart, N applies
+ * to connections made afterwards, A also to connections already open. Rows may end with flags
+ * (.flags = ...). */
+#define R SL_APPLY_RESTART
+#define N SL_APPLY_NEW
+#define A SL_APPLY_ALL
+#define NI .flags = SL_SETTING_UNIMPLEMENTED
+#define S_INT(n, def, rel, lo, hi, desc, ...) \
+    {.name = #n, .type = SL_T_INT, .offset = OFS(n), .default_value = def, .apply = rel, \
+     .description = desc, .min_value = lo, .max_value = hi, __VA_ARGS__}
+#define S_BOOL(n, def, rel, desc, ...) \
+    {.name = #n, .type = SL_T_BOOL, .offset = OFS(n), .default_value = def, .apply = rel, .description = desc, \
+     __VA_ARGS__}
+#define S_STR(n, def, rel, desc, ...) \
+    {.name = #n, .type = SL_T_STRING, .offset = OFS(n), .default_value = def, .apply = rel, \
+     .description = desc, __VA_ARGS__}
+#define S_TIME(n, def, rel, desc, ...) \
+    {.name = #n, .type = SL_T_TIME, .offset = OFS(n), .default_value = def, .apply = rel, .description = desc, \
+     __VA_ARGS__}
+#define S_ENUM(n, def, rel, names, desc, ...) \
+    {.name = #n, .type = SL_T_ENUM, .offset = OFS(n), .default_value = def, .apply = rel, \
+     .enum_names = names, .description = desc, __VA_ARGS__}
 
 /* Order follows struct sl_config. 0 as max_value means INT_MAX. */
 const sl_setting sl_settings[] = {
-    S_STR(listen_addr, "127.0.0.1", false,
+    S_STR(listen_addr, "127.0.0.1", R,
           "Comma-separated addresses to listen on for TCP; \"*\" means all, empty disables TCP."),
-    S_INT(listen_port, "6432", false, 1, 65535, "Port for TCP; also names the Unix socket (.s.PGSQL.PORT)."),
-    S_STR(unix_socket_dir, "/tmp", false, "Directory for the Unix socket; empty disables the Unix socket."),
+    S_INT(listen_port, "6432", R, 1, 65535, "Port for TCP; also names the Unix socket (.s.PGSQL.PORT)."),
+    S_STR(unix_socket_dir, "/tmp", R, "Directory for the Unix socket; empty disables the Unix socket."),
     {.name = "unix_socket_mode", .type = SL_T_INT, .offset = OFS(unix_socket_mode), .default_value = "0777",
-     .reloadable = false, .description = "File mode of the Unix socket (octal).", .min_value = 0,
+     .apply = SL_APPLY_RESTART, .description = "File mode of the Unix socket (octal).", .min_value = 0,
      .max_value = 07777, .flags = SL_SETTING_OCTAL},
-    S_STR(unix_socket_group, "", false, "Group owning the Unix socket; empty keeps the default. Not implemented yet: accepted, warned about at load, no effect."),
-    S_INT(workers, "0", false, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
+    S_STR(unix_socket_group, "", R, "Group owning the Unix socket; empty keeps the default.", NI),
+    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
 
-    S_ENUM(auth_type, "md5", true, auth_type_names,
+    S_ENUM(auth_type, "md5", N, auth_type_names,
            "How clients authenticate: trust, plain, md5, scram-sha-256, any (hba, cert, pam are not implemented yet)."),
-    S_STR(auth_file, "", true, "File with user names and passwords (userlist.txt format)."),
-    S_STR(auth_hba_file, "", true, "HBA file used when auth_type is hba (not implemented yet)."),
-    S_STR(auth_user, "", true, "User that runs auth_query to look up passwords of users not in auth_file. Not implemented yet: accepted, warned about at load, no effect."),
+    S_STR(auth_file, "", N, "File with user names and passwords (userlist.txt format)."),
+    S_STR(auth_hba_file, "", N, "HBA file used when auth_type is hba (not implemented yet)."),
+    S_STR(auth_user, "", N, "User that runs auth_query to look up the password secret of a user not in auth_file (its own password must be in auth_file). A [databases] entry may name its own."),
     S_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
-                      "FROM pg_authid WHERE rolname=$1 AND rolcanlogin", true,
-          "Query that returns (user name, password secret) for $1. Not implemented yet: accepted, warned about at load, no effect."),
-    S_STR(admin_users, "", true, "Users allowed full access to the admin console (comma/space separated)."),
-    S_STR(stats_users, "", true, "Users allowed read-only SHOW commands on the admin console."),
+                      "FROM pg_authid WHERE rolname=$1 AND rolcanlogin", N,
+          "Query that returns (user name, password secret) for the user name $1 (a bound parameter, never spliced into the text). It runs in its own transaction with search_path set to pg_catalog, pg_temp. A NULL secret (an expired VALID UNTIL in the default query) refuses the login."),
+    S_STR(auth_dbname, "", N, "Database ([databases] entry) in which auth_query runs; empty: the database the client asked for."),
+    S_TIME(auth_cache_ttl, "60", A, "Seconds a secret found by auth_query is reused for the next logins of the same user and database before it is looked up again; 0 looks it up at every login."),
+    S_STR(admin_users, "", N, "Users allowed full access to the admin console (comma/space separated)."),
+    S_STR(stats_users, "", N, "Users allowed read-only SHOW commands on the admin console."),
 
-    S_ENUM(pool_mode, "session", true, pool_mode_names,
+    S_ENUM(pool_mode, "session", A, pool_mode_names,
            "When a server connection goes back to the pool: session, transaction or statement."),
-    S_INT(max_client_conn, "100", true, 1, 0, "Maximum number of client connections."),
-    S_INT(default_pool_size, "20", true, 0, 0, "Server connections per user/database pair."),
-    S_INT(min_pool_size, "0", true, 0, 0, "Keep at least this many server connections open per pool."),
-    S_INT(reserve_pool_size, "0", true, 0, 0, "Extra connections a pool may open when clients wait too long."),
-    S_TIME(reserve_pool_timeout, "5", true, "Seconds a client waits before the reserve pool is used."),
-    S_INT(max_db_connections, "0", true, 0, 0, "Maximum server connections per database; 0 is unlimited."),
-    S_INT(max_user_connections, "0", true, 0, 0, "Maximum server connections per user; 0 is unlimited."),
-    S_BOOL(server_round_robin, "0", true, "Reuse server connections round-robin instead of LIFO."),
-    S_STR(server_reset_query, "DISCARD ALL", true, "Query run when a server connection is released (session mode)."),
-    S_BOOL(server_reset_query_always, "0", true, "Run server_reset_query in every pool mode, not only session."),
-    S_STR(server_check_query, "select 1", true, "Query used to check an idle server connection is alive."),
-    S_TIME(server_check_delay, "30", true, "Seconds a released connection may be reused without a check."),
-    S_BOOL(server_fast_close, "0", true, "Close server connections as soon as possible during RECONNECT/RELOAD. Not implemented yet: accepted, warned about at load, no effect."),
-    S_TIME(server_lifetime, "3600", true, "Close server connections older than this many seconds; 0 is unlimited."),
-    S_TIME(server_idle_timeout, "600", true, "Close server connections idle this many seconds; 0 is never."),
-    S_TIME(server_connect_timeout, "15", true, "Seconds allowed for connecting and logging in to a server."),
-    S_TIME(server_login_retry, "15", true, "Seconds to wait before retrying after a failed server login."),
-    S_TIME(dns_max_ttl, "15", true, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
-    S_TIME(client_login_timeout, "60", true, "Disconnect clients that do not log in within this many seconds."),
-    S_TIME(query_timeout, "0", true, "Cancel queries running longer than this many seconds; 0 is off."),
-    S_TIME(query_wait_timeout, "120", true, "Seconds a client may wait for a server connection; 0 waits forever."),
-    S_TIME(cancel_wait_timeout, "10", true, "Seconds a cancel request may wait for a server connection. Not implemented yet: accepted, warned about at load, no effect."),
-    S_TIME(client_idle_timeout, "0", true, "Disconnect clients idle this many seconds; 0 is off."),
-    S_TIME(idle_transaction_timeout, "0", true, "Disconnect clients idle in a transaction this long; 0 is off."),
-    S_TIME(suspend_timeout, "10", true, "Seconds to wait for buffers to flush on SUSPEND or reboot. Not implemented yet: accepted, warned about at load, no effect."),
-    S_STR(ignore_startup_parameters, "", true, "Startup parameters to accept and ignore (comma separated)."),
-    S_BOOL(application_name_add_host, "0", true, "Append the client host and port to application_name."),
-    S_BOOL(disable_pqexec, "0", false, "Refuse the simple query protocol (defence against SQL injection). Not implemented yet: accepted, warned about at load, no effect."),
-    S_INT(max_prepared_statements, "200", true, 0, 0,
+    S_INT(max_client_conn, "100", N, 1, 0, "Maximum number of client connections."),
+    S_INT(default_pool_size, "20", A, 0, 0, "Server connections per user/database pair."),
+    S_INT(min_pool_size, "0", A, 0, 0, "Keep at least this many server connections open per pool."),
+    S_INT(reserve_pool_size, "0", A, 0, 0, "Extra connections a pool may open when clients wait too long."),
+    S_TIME(reserve_pool_timeout, "5", A, "Seconds a client waits before the reserve pool is used."),
+    S_INT(max_db_connections, "0", A, 0, 0, "Maximum server connections per database; 0 is unlimited."),
+    S_INT(max_user_connections, "0", A, 0, 0, "Maximum server connections per user; 0 is unlimited."),
+    S_INT(max_db_client_connections, "0", N, 0, 0, "Maximum client connections (logged in) per database, unless its [databases] entry says otherwise; 0 is unlimited. More are refused with 53300."),
+    S_INT(max_user_client_connections, "0", N, 0, 0, "Maximum client connections (logged in) per user, unless its [users] entry says otherwise; 0 is unlimited. More are refused with 53300."),
+    S_BOOL(server_round_robin, "0", A, "Reuse server connections round-robin instead of LIFO."),
+    S_STR(server_reset_query, "DISCARD ALL", A, "Query run when a server connection is released (session mode)."),
+    S_BOOL(server_reset_query_always, "0", A, "Run server_reset_query in every pool mode, not only session."),
+    S_STR(server_check_query, "select 1", A, "Query used to check an idle server connection is alive."),
+    S_TIME(server_check_delay, "30", A, "Seconds a released connection may be reused without a check."),
+    S_BOOL(server_fast_close, "0", A, "Close server connections as soon as possible during RECONNECT/RELOAD.", NI),
+    S_TIME(server_lifetime, "3600", A, "Close server connections older than this many seconds; 0 is unlimited."),
+    S_TIME(server_idle_timeout, "600", A, "Close server connections idle this many seconds; 0 is never."),
+    S_TIME(server_connect_timeout, "15", A, "Seconds allowed for connecting and logging in to a server."),
+    S_TIME(server_login_retry, "15", A, "Seconds to wait before retrying after a failed server login."),
+    S_TIME(dns_max_ttl, "15", N, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
+    S_TIME(autodb_idle_timeout, "3600", A, "Seconds after which a pool that has had no client and no server connection is freed (its counters stay in its database's totals). PgBouncer applies this to pools of automatically created databases only; pgsluice to every pool, so that pools of users and databases no longer in use do not accumulate."),
+    S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
+    S_TIME(query_timeout, "0", A, "Cancel queries running longer than this many seconds; 0 is off."),
+    S_TIME(query_wait_timeout, "120", A, "Seconds a client may wait for a server connection; 0 waits forever."),
+    S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may take: until the server's postmaster has taken it, the server connection it targets is not given to another client (so the cancel cannot hit another client's query); after this long pgsluice gives up on it. 0 waits as long as it takes."),
+    S_TIME(client_idle_timeout, "0", A, "Disconnect clients idle this many seconds; 0 is off."),
+    S_TIME(idle_transaction_timeout, "0", A, "Disconnect clients idle in a transaction this long; 0 is off."),
+    S_TIME(transaction_timeout, "0", A, "Disconnect clients whose transaction has been open this long (their server is closed, which rolls it back); 0 is off."),
+    S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),
+    S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
+    S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
+    S_BOOL(disable_pqexec, "0", R, "Refuse the simple query protocol (defence against SQL injection).", NI),
+    S_INT(max_prepared_statements, "200", A, 0, 0,
           "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
 
-    S_STR(logfile, "", true, "Log file; empty logs to stderr only."),
-    S_STR(pidfile, "", false, "PID file; empty writes none."),
-    S_BOOL(syslog, "0", true, "Also log to syslog."),
-    S_STR(syslog_ident, "pgsluice", true, "Program name used for syslog."),
-    S_STR(syslog_facility, "daemon", true, "Syslog facility (daemon, user, local0 .. local7)."),
-    S_BOOL(log_connections, "1", true, "Log successful client logins."),
-    S_BOOL(log_disconnections, "1", true, "Log client disconnections with reasons."),
-    S_BOOL(log_pooler_errors, "1", true, "Log errors the pooler sends to clients."),
-    S_BOOL(log_stats, "1", true, "Log aggregated statistics every stats_period."),
-    S_TIME(stats_period, "60", true, "Seconds between statistics aggregation and logging."),
-    S_INT(verbose, "0", true, 0, 0, "Log verbosity: 0 normal, 1 debug, 2 noise (also -v on the command line)."),
-    S_STR(user, "", false, "Operating-system user to switch to after start (also -u)."),
+    S_STR(logfile, "", A, "Log file; empty logs to stderr only."),
+    S_STR(pidfile, "", R, "PID file; empty writes none."),
+    S_BOOL(syslog, "0", A, "Also log to syslog."),
+    S_STR(syslog_ident, "pgsluice", A, "Program name used for syslog."),
+    S_STR(syslog_facility, "daemon", A, "Syslog facility (daemon, user, local0 .. local7)."),
+    S_BOOL(log_connections, "1", A, "Log successful client logins."),
+    S_BOOL(log_disconnections, "1", A, "Log client disconnections with reasons."),
+    S_BOOL(log_pooler_errors, "1", A, "Log errors the pooler sends to clients."),
+    S_BOOL(log_stats, "1", A, "Log aggregated statistics every stats_period."),
+    S_TIME(stats_period, "60", A, "Seconds between statistics aggregation and logging."),
+    S_INT(verbose, "0", A, 0, 0, "Log verbosity: 0 normal, 1 debug, 2 noise (also -v on the command line)."),
+    S_STR(user, "", R, "Operating-system user to switch to after start (also -u)."),
 
-    S_BOOL(tcp_keepalive, "1", true, "Enable TCP keepalive on client and server sockets."),
-    S_INT(tcp_keepcnt, "0", true, 0, 0, "TCP_KEEPCNT; 0 keeps the OS default."),
-    S_INT(tcp_keepidle, "0", true, 0, 0, "TCP_KEEPIDLE in seconds; 0 keeps the OS default."),
-    S_INT(tcp_keepintvl, "0", true, 0, 0, "TCP_KEEPINTVL in seconds; 0 keeps the OS default."),
-    S_INT(tcp_user_timeout, "0", true, 0, 0, "TCP_USER_TIMEOUT in milliseconds; 0 keeps the OS default."),
-    S_INT(tcp_defer_accept, "1", true, 0, 0, "TCP_DEFER_ACCEPT on listening sockets (0 disables)."),
-    S_INT(tcp_socket_buffer, "0", true, 0, 0, "Socket send/receive buffer size in bytes; 0 keeps the OS default."),
-    S_INT(tcp_backlog, "128", false, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
-    S_INT(pkt_buf, "4096", false, 512, 0, "Internal buffer size for packets, in bytes."),
-    S_INT(max_packet_size, "2147483647", true, 1024, 0, "Largest packet accepted from a client, in bytes."),
-    S_INT(sbuf_loopcnt, "5", true, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit. Not implemented yet: accepted, warned about at load, no effect."),
-    S_BOOL(so_reuseport, "0", false, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),
+    S_BOOL(tcp_keepalive, "1", N, "Enable TCP keepalive on client and server sockets."),
+    S_INT(tcp_keepcnt, "0", N, 0, 0, "TCP_KEEPCNT; 0 keeps the OS default."),
+    S_INT(tcp_keepidle, "0", N, 0, 0, "TCP_KEEPIDLE in seconds; 0 keeps the OS default."),
+    S_INT(tcp_keepintvl, "0", N, 0, 0, "TCP_KEEPINTVL in seconds; 0 keeps the OS default."),
+    S_INT(tcp_user_timeout, "0", N, 0, 0, "TCP_USER_TIMEOUT in milliseconds; 0 keeps the OS default."),
+    S_INT(tcp_defer_accept, "1", R, 0, 0, "TCP_DEFER_ACCEPT on listening sockets (0 disables)."),
+    S_INT(tcp_socket_buffer, "0", N, 0, 0, "Socket send/receive buffer size in bytes; 0 keeps the OS default."),
+    S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
+    S_INT(pkt_buf, "4096", R, 512, 0, "Internal buffer size for packets, in bytes."),
+    S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
+    S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
+    S_BOOL(so_reuseport, "0", R, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),
 
-    S_STR(http_listen_addr, "127.0.0.1", false, "Address of the HTTP endpoint (metrics/health)."),
-    S_INT(http_port, "8081", false, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),
-    S_STR(http_token, "", true, "Bearer token required by the HTTP endpoint; empty requires none."),
+    /* TLS: files are read again by every RELOAD (new connections get the new contexts, open ones
+     * keep theirs); net/tls.c checks them and refuses the config when something does not load. */
+    S_ENUM(client_tls_sslmode, "disable", N, tls_mode_names,
+           "TLS for client connections: disable (an SSLRequest is answered N), allow and prefer (TLS if the "
+           "client asks, a client certificate is not validated), require (clients must use TLS), verify-ca and "
+           "verify-full (clients must use TLS and present a certificate signed by client_tls_ca_file)."),
+    S_STR(client_tls_key_file, "", N, "Private key (PEM) of the certificate pgsluice shows to clients; needed unless client_tls_sslmode is disable."),
+    S_STR(client_tls_cert_file, "", N, "Certificate (PEM, may include the chain) pgsluice shows to clients; needed unless client_tls_sslmode is disable."),
+    S_STR(client_tls_ca_file, "", N, "CA certificates (PEM) that client certificates are checked against; needed for verify-ca and verify-full."),
+    S_STR(client_tls_protocols, "secure", N,
+          "TLS versions clients may use: a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, or secure (tlsv1.2,tlsv1.3), "
+          "all or legacy (all four); a name prefixed with ! is removed."),
+    S_STR(client_tls_ciphers, "default", N,
+          "TLS 1.2 and older cipher list in OpenSSL syntax; default, secure, fast and normal keep OpenSSL's "
+          "system-wide default, all enables every cipher OpenSSL offers."),
+    S_STR(client_tls13_ciphers, "", N,
+          "TLS 1.3 cipher suites (colon separated, e.g. TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256); "
+          "empty keeps OpenSSL's default."),
+    S_STR(client_tls_dheparams, "auto", N, "DHE key exchange for TLS 1.2 clients: none (off), auto (2048-bit or matching the key), legacy (1024-bit)."),
+    S_STR(client_tls_ecdhcurve, "auto", N,
+          "Key exchange groups for client connections: auto (OpenSSL's default list), none (no elliptic curves), "
+          "or a curve or group name (several: colon separated), e.g. prime256v1 or X25519."),
+    S_ENUM(server_tls_sslmode, "prefer", N, tls_mode_names,
+           "TLS for server connections over TCP: disable (never asked), allow and prefer (asked for, plain TCP "
+           "if the server refuses; the certificate is not validated), require (TLS or no connection), verify-ca "
+           "(certificate checked against server_tls_ca_file), verify-full (also the host name)."),
+    S_STR(server_tls_ca_file, "", N,
+          "CA certificates (PEM) that server certificates are checked against; needed for verify-ca and "
+          "verify-full. The value system uses the operating system's CA store."),
+    S_STR(server_tls_key_file, "", N, "Private key (PEM) of the client certificate pgsluice shows to servers (with server_tls_cert_file)."),
+    S_STR(server_tls_cert_file, "", N, "Client certificate (PEM) pgsluice shows to servers that ask for one (with server_tls_key_file)."),
+    S_STR(server_tls_protocols, "secure", N, "TLS versions used with servers; same syntax as client_tls_protocols."),
+    S_STR(server_tls_ciphers, "default", N, "TLS 1.2 and older cipher list for server connections; same syntax as client_tls_ciphers."),
+    S_STR(server_tls13_ciphers, "", N, "TLS 1.3 cipher suites for server connections; empty keeps OpenSSL's default."),
+
+    S_STR(http_listen_addr, "127.0.0.1", R, "Address of the HTTP endpoint (metrics/health)."),
+    S_INT(http_port, "8081", R, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),
+    S_STR(http_token, "", A, "Bearer token required by the HTTP endpoint; empty requires none. SHOW CONFIG shows it masked.",
+          .flags = SL_SETTING_SECRET),
 };
 const size_t sl_settings_count = sizeof(sl_settings) / sizeof(sl_settings[0]);
+#undef R
+#undef N
+#undef A
+#undef NI
+
+const char *sl_apply_name(sl_apply a)
+{
+    switch (a) {
+    case SL_APPLY_RESTART: return "restart";
+    case SL_APPLY_NEW: return "new connections";
+    case SL_APPLY_ALL: return "yes";
+    }
+    return "?";
+}
 
 const char *sl_pool_mode_name(sl_pool_mode m)
 {
     return (m >= SL_POOL_SESSION && m <= SL_POOL_STATEMENT) ? pool_mode_names[m] : "unknown";
+}
+
+const char *sl_tls_mode_name(sl_tls_mode m)
+{
+    return (m >= SL_TLS_DISABLE && m <= SL_TLS_VERIFY_FULL) ? tls_mode_names[m] : "unknown";
 }
 
 const char *sl_auth_type_name(sl_auth_type t)

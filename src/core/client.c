@@ -1,19 +1,24 @@
 /* client.c - a client connection from accept to close: startup packet, admission, the wait for a
  * server, timeouts, errors. Password exchange lives in client_auth.c, forwarding in proxy.c. */
-#include <errno.h>
+#include "core/client.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "admin/admin.h"
 #include "auth/random.h"
+#include "core/auth_query.h"
+#include "core/cancel.h"
 #include "core/client_auth.h"
-#include "core/pooler.h"
+#include "core/console.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/proxy.h"
 #include "core/proxy_ps.h"
-#include "pool/pool.h"
+#include "core/server.h"
+#include "net/tls.h"
+#include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -22,57 +27,59 @@
     sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
                (c)->user ? (c)->user : "?", (c)->addr, ##__VA_ARGS__)
 
-static void client_free(uv_handle_t *h)
+static void client_on_event(sl_stream *st, int events);
+
+static void client_free(sl_stream *st)
 {
-    sl_client *c = h->data;
-    /* closed only now that libuv no longer polls it: the number may be reused at once */
-    if (c->s.fd >= 0) close(c->s.fd);
-    sl_stream_free_buf(&c->s);
-    sl_pb_free(&c->s.out);
+    sl_client *c = (sl_client *)st;
     sl_params_clear(&c->params);
     sl_stmt_map_clear(&c->ps_map);
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
-    if (c->cfg) sl_config_unref(c->cfg);
+    if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
+    free(c->secret);
     free(c);
 }
 
-void sl_client_accept(sl_worker *w, int fd, const char *addr, bool unix_sock, sl_config *cfg)
+void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
 {
     sl_client *c = calloc(1, sizeof(*c));
     if (!c) {
-        close(fd);
-        sl_config_unref(cfg);
+        sl_stream tmp;
+        sl_stream_init(&tmp, fd);
+        sl_stream_close(&tmp, NULL);
         return;
     }
-    sl_stream_init(&c->s, SL_KIND_CLIENT, fd);
+    sl_stream_init(&c->s, fd);
     c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
-    const char *a = unix_sock ? "unix" : addr;
+    c->gen = (uint32_t)c->id;
+    const char *a = is_unix ? "unix" : addr;
     size_t alen = strnlen(a, sizeof(c->addr) - 1);
     memcpy(c->addr, a, alen);
     c->addr[alen] = '\0';
-    c->cfg = cfg;
-    c->slot = sl_worker_add_client(w, c);
-    if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, NULL, c)) {
-        if (c->slot != UINT32_MAX) w->slots[c->slot] = NULL;
-        close(fd);
-        sl_config_unref(c->cfg);
-        free(c);
+    c->is_unix = is_unix;
+    c->slot = sl_worker_add_slot(w, c, c->gen);
+    if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, client_on_event)) {
+        if (c->slot != UINT32_MAX) sl_worker_remove_slot(w, c->slot, c);
+        c->s.w = w;
+        sl_stream_close(&c->s, client_free);
         return;
     }
-    c->gen = (uint32_t)c->id;
     sl_random_bytes(&c->cancel_key, sizeof(c->cancel_key));
     c->state = SL_CL_LOGIN;
+    c->wt.worker = w->id;
+    c->wt.slot = c->slot;
+    c->wt.gen = c->gen;
     c->connect_time = c->last_activity = sl_now_fast();
-    sl_list_init(&c->wait_node);
+    sl_list_init(&c->wt.node);
     sl_list_insert_tail(&w->clients, &c->node);
     SL_OWNER_ADD(w->nclients, 1);
     SL_OWNER_ADD(w->stats.clients_accepted, 1);
     sl_stream_set_poll(&c->s, UV_READABLE);
     /* the startup packet is normally there already (TCP_DEFER_ACCEPT, or a client that sends it
      * right after connecting): read it now instead of one loop turn later */
-    sl_client_on_event(c, UV_READABLE);
+    client_on_event(&c->s, UV_READABLE);
 }
 
 static void client_flush_out(sl_client *c)
@@ -81,46 +88,46 @@ static void client_flush_out(sl_client *c)
     if (st == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_WRITABLE);
 }
 
-void sl_client_close(sl_client *c, const char *reason)
+/* Let go of the linked server: back to the pool if it is between transactions, else closed (a
+ * server left mid-transaction or mid-query cannot be reused safely). */
+static void drop_server(sl_client *c)
+{
+    sl_server *s = c->server;
+    c->server = NULL;
+    s->client = NULL;
+    if (s->xact != SL_XACT_IDLE || s->outstanding > 0 || s->in_batch || sl_stream_fwd_pending(&c->s) ||
+        s->state != SL_SV_ACTIVE)
+        sl_server_close(s, SL_CLOSE_CLIENT_MID_TRANSACTION);
+    else
+        sl_proxy_unlink_release(s);
+}
+
+void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detail)
 {
     if (c->state == SL_CL_CLOSING) return;
-    if (c->admin) sl_admin_closed(c);
     sl_worker *w = c->s.w;
-    bool was_logged_in = c->state >= SL_CL_IDLE || c->state == SL_CL_WELCOME;
-    if (c->pool && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME)) sl_pool_unqueue(c->pool, c);
-    if (c->server) {
-        sl_server *s = c->server;
-        c->server = NULL;
-        s->client = NULL;
-        /* a server left mid-transaction or mid-query cannot be reused safely */
-        if (s->xact != 'I' || s->outstanding > 0 || s->in_batch || sl_stream_fwd_pending(&c->s) ||
-            s->state != SL_SV_ACTIVE)
-            sl_server_close(s, "client disconnected mid-transaction");
-        else
-            sl_proxy_unlink_release(s);
-    }
-    if (c->pool && was_logged_in) {
-        pthread_mutex_lock(&c->pool->lock);
-        c->pool->n_clients--;
-        pthread_mutex_unlock(&c->pool->lock);
-    }
-    if (c->state != SL_CL_LOGIN || c->user)
-        __atomic_sub_fetch(&sl_total_clients, c->user ? 1 : 0, __ATOMIC_RELAXED);
-    if (reason && c->cfg && c->cfg->log_disconnections && c->user) CL_LOG(c, SL_LOG_INFO, "closing because: %s", reason);
-    c->state = SL_CL_CLOSING;
+    if (c->admin) sl_console_closed(c);
+    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME || c->state == SL_CL_AUTH))
+        sl_route_unqueue(c->route, &c->wt);
+    if (c->server) drop_server(c);
+    if (c->logged_in) sl_route_client_logout(c->route);
+    if (c->route) sl_route_put(c->route);
+    c->route = NULL;
+    if (c->counted) __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
+    if (why != SL_CLOSE_NONE && w->cfg->log_disconnections && c->user)
+        CL_LOG(c, SL_LOG_INFO, "closing because: %s", detail ? detail : sl_close_reason_text(why));
+    sl_client_set_state(c, SL_CL_CLOSING);
     /* last words (an error) go out best-effort, without blocking */
     if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
-    sl_list_remove(&c->node);
     SL_OWNER_ADD(w->nclients, -1);
-    sl_worker_remove_client(w, c);
-    /* the peer sees the end now; the fd is closed in client_free (a peer that hung up or said
-     * Terminate is not waiting for that, and close() follows within this loop turn) */
-    if (!c->peer_closed) shutdown(c->s.fd, SHUT_RDWR);
-    if (c->s.poll_open)
-        sl_stream_detach(&c->s, client_free);
-    else
-        client_free((uv_handle_t *)&(uv_poll_t){.data = c});
+    sl_worker_remove_slot(w, c->slot, c);
+    /* the peer sees the end now; the descriptor is closed once libuv lets go of it (a peer that hung
+     * up or said Terminate is not waiting for that) */
+    if (!c->peer_closed) sl_stream_shutdown(&c->s);
+    sl_stream_close(&c->s, client_free);
 }
+
+void sl_client_close(sl_client *c, sl_close_reason why) { sl_client_close_detail(c, why, NULL); }
 
 void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char *fmt, ...)
 {
@@ -130,20 +137,20 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     sl_pb_error(&c->s.out, fatal, sqlstate, "%s", msg);
-    if (c->cfg && c->cfg->log_pooler_errors) CL_LOG(c, SL_LOG_WARNING, "pooler error: %s (%s)", msg, sqlstate);
+    if (c->s.w->cfg->log_pooler_errors) CL_LOG(c, SL_LOG_WARNING, "pooler error: %s (%s)", msg, sqlstate);
     if (fatal) {
-        sl_client_close(c, msg);
+        sl_client_close_detail(c, SL_CLOSE_ERROR_SENT, msg);
         return;
     }
-    sl_pb_ready(&c->s.out, c->server ? c->server->xact : 'I');
+    sl_pb_ready(&c->s.out, c->server ? c->server->xact : SL_XACT_IDLE);
     client_flush_out(c);
 }
 
 /* ---- startup ---- */
 
-
 static bool admit(sl_client *c, const sl_startup *st)
 {
+    const sl_config *cfg = c->s.w->cfg;
     const char *user = sl_startup_get(st, "user");
     const char *db = sl_startup_get(st, "database");
     if (!user || !*user) {
@@ -157,6 +164,7 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
+    c->counted = true;
     for (int i = 0; i < st->nparams; i++) {
         /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
         const char *name = st->names[i];
@@ -164,43 +172,89 @@ static bool admit(sl_client *c, const sl_startup *st)
         int id = sl_param_lookup(name);
         if (id >= 0) {
             sl_params_set(&c->params, id, st->values[i]);
-        } else if (!sl_list_contains(c->cfg->ignore_startup_parameters, name)) {
+        } else if (!sl_list_contains(cfg->ignore_startup_parameters, name)) {
             sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", name);
             return false;
         }
     }
-    if (c->cfg->application_name_add_host) {
+    if (cfg->application_name_add_host) {
         char buf[256];
         const char *an = c->params.v[SL_PARAM_APPLICATION_NAME];
         snprintf(buf, sizeof(buf), "%s - %s", an ? an : "", c->addr);
         sl_params_set(&c->params, SL_PARAM_APPLICATION_NAME, buf);
     }
-    int total = __atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED);
-    if (total > c->cfg->max_client_conn) {
+    if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) > cfg->max_client_conn) {
         sl_client_error(c, true, "53300", "no more connections allowed (max_client_conn)");
         return false;
     }
-    int rs = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
-    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) {
+    if (sl_run_state_get() >= SL_RUN_SHUTDOWN_GRACEFUL) {
         sl_client_error(c, true, "57P03", "pgsluice is shutting down");
         return false;
     }
-    if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
-    if (sl_admin_is_db(c->dbname)) {
-        c->admin = true;
-        c->state = SL_CL_AUTH;
-        sl_client_auth_start(c);
-        return true;
-    }
-    char err[256];
-    c->pool = sl_pool_get(c->cfg, c->dbname, c->user, err, sizeof(err));
-    if (!c->pool) {
-        sl_client_auth_fail_unknown_db(c, err);
+    if (sl_tls_client_must_use_tls((sl_tls_mode)cfg->client_tls_sslmode, c->is_unix) && !sl_stream_is_tls(&c->s)) {
+        sl_client_error(c, true, "28000", "SSL required");
         return false;
     }
-    c->state = SL_CL_AUTH;
+    if (cfg->log_connections)
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s", c->dbname, c->user,
+               sl_stream_is_tls(&c->s) ? "yes" : "no");
+    c->admin = sl_console_is_db(c->dbname);
+    sl_client_set_state(c, SL_CL_AUTH);
     sl_client_auth_start(c);
     return true;
+}
+
+/* The TLS handshake with a client ended or needs the socket again: false when it is not over. */
+static bool client_handshake(sl_client *c)
+{
+    sl_io_status st = sl_stream_handshake(&c->s);
+    if (st == SL_IO_AGAIN) return false;
+    if (st != SL_IO_OK) {
+        CL_LOG(c, SL_LOG_WARNING, "TLS handshake with client failed: %s",
+               *sl_stream_tls_error(&c->s) ? sl_stream_tls_error(&c->s) : "connection closed");
+        c->peer_closed = true;
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    sl_stream_set_poll(&c->s, UV_READABLE);
+    return true;
+}
+
+/* Switch the connection to TLS: after an SSLRequest (answered 'S' here) or a direct ClientHello.
+ * false: the client was closed or the handshake goes on in the background. */
+static bool client_start_tls(sl_client *c, bool direct)
+{
+    char err[256];
+    sl_tls_ctx *ctx = sl_tls_acquire(SL_TLS_ACCEPT);
+    bool ok = direct ? sl_stream_start_tls_server(&c->s, ctx, true, err, sizeof(err))
+                     : sl_stream_accept_encryption(&c->s, ctx, err, sizeof(err));
+    sl_tls_ctx_unref(ctx);
+    if (!ok) {
+        CL_LOG(c, SL_LOG_WARNING, "could not start TLS: %s", err);
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    return client_handshake(c);
+}
+
+/* A handshake that ended at once: what the client sent behind it is read now (no event may come
+ * for bytes OpenSSL already took off the socket). */
+static bool client_read_after_handshake(sl_client *c)
+{
+    sl_io_status st = sl_stream_read(&c->s);
+    if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        c->peer_closed = st == SL_IO_EOF;
+        sl_client_close(c, st == SL_IO_EOF ? SL_CLOSE_CLIENT_EOF : SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    return true;
+}
+
+/* May this client switch to TLS now (TLS configured, TCP, not already TLS)? */
+static bool client_tls_possible(const sl_client *c)
+{
+    return !sl_stream_is_tls(&c->s) &&
+           sl_tls_client_may_use_tls((sl_tls_mode)c->s.w->cfg->client_tls_sslmode, c->is_unix);
 }
 
 /* The first packet: startup, SSL/GSS negotiation or a cancel request. */
@@ -209,6 +263,17 @@ static void handle_login(sl_client *c)
     sl_stream *s = &c->s;
     while (c->state == SL_CL_LOGIN) {
         uint32_t have = s->end - s->pos;
+        if (have >= 1 && !sl_stream_is_tls(s) && sl_tls_is_direct_hello(s->buf + s->pos, have)) {
+            /* PostgreSQL 17's sslnegotiation=direct: TLS from the first byte, ALPN "postgresql" */
+            if (!client_tls_possible(c)) {
+                CL_LOG(c, SL_LOG_WARNING, "direct TLS connection refused: %s",
+                       c->is_unix ? "not over a Unix socket" : "TLS is not enabled (client_tls_sslmode)");
+                sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+                return;
+            }
+            if (!client_start_tls(c, true) || !client_read_after_handshake(c)) return;
+            continue;
+        }
         if (have < 4) return;
         uint32_t len = sl_get_u32(s->buf + s->pos);
         if (len < 8 || len > SL_STARTUP_MAX) {
@@ -216,7 +281,7 @@ static void handle_login(sl_client *c)
             return;
         }
         if (have < len) {
-            if (!sl_stream_make_room(s, len - have, SL_STARTUP_MAX)) sl_client_close(c, "out of memory");
+            if (!sl_stream_make_room(s, len - have, SL_STARTUP_MAX)) sl_client_close(c, SL_CLOSE_OUT_OF_MEMORY);
             return;
         }
         sl_startup st;
@@ -225,92 +290,117 @@ static void handle_login(sl_client *c)
             sl_client_error(c, true, "08P01", "%s", sl_startup_status_str(rc));
             return;
         }
+        s->pos += len;
+        s->parse = s->pos;
+        if (st.code == SL_SSL_CODE && client_tls_possible(c)) {
+            if (!client_start_tls(c, false) || !client_read_after_handshake(c)) return;
+            continue; /* the startup packet comes over TLS */
+        }
         if (st.code == SL_SSL_CODE || st.code == SL_GSSENC_CODE) {
-            s->pos += len;
-            s->parse = s->pos;
-            sl_pb_u8(&s->out, 'N');
+            sl_stream_refuse_encryption(s);
             client_flush_out(c);
             continue;
         }
         if (st.code == SL_CANCEL_CODE) {
-            s->pos += len;
-            s->parse = s->pos;
-            sl_client_cancel_request(s->w, st.cancel_pid, st.cancel_key);
-            sl_client_close(c, NULL);
+            sl_cancel_request(s->w, st.cancel_pid, st.cancel_key);
+            sl_client_close(c, SL_CLOSE_NONE);
             return;
         }
-        bool ok = admit(c, &st);
-        if (!ok) return;
-        s->pos += len;
-        s->parse = s->pos;
+        if (!admit(c, &st)) return;
     }
 }
 
 /* Send AuthenticationOk's companions: ParameterStatus, BackendKeyData, ReadyForQuery. */
 static void send_welcome(sl_client *c)
 {
-    sl_pool *p = c->pool;
     sl_pktbuf *out = &c->s.out;
-    pthread_mutex_lock(&p->lock);
-    sl_pb_bytes(out, p->welcome.data, p->welcome.len);
-    for (int i = 0; i < SL_NPARAMS; i++) {
-        if (!c->params.v[i]) {
-            const char *d = p->db_defaults.v[i] ? p->db_defaults.v[i] : p->welcome_params.v[i];
-            if (d) sl_params_set_interned(&c->params, i, d);
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
+    sl_route_welcome(c->route, out, &c->params);
     for (int i = 0; i < SL_NPARAMS; i++)
         if (c->params.v[i]) sl_pb_param_status(out, sl_param_names[i], c->params.v[i]);
     uint32_t pid = ((uint32_t)c->s.w->id << 24) | c->slot;
     sl_pb_backend_key(out, pid, c->cancel_key);
-    sl_pb_ready(out, 'I');
-    c->state = SL_CL_IDLE;
+    sl_pb_ready(out, SL_XACT_IDLE);
+    sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_fast();
-    if (c->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login ok");
+    if (c->s.w->cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login ok");
     client_flush_out(c);
     sl_stream_trim(&c->s);
 }
 
-/* Called by client_auth.c once the password checked out. */
-void sl_client_auth_done(sl_client *c)
+/* The route of an authenticated client: its database and user, or the database's forced user when
+ * auth_type = any (the client's user name means nothing then). */
+static bool find_route(sl_client *c)
 {
+    const sl_config *cfg = c->s.w->cfg;
+    const char *user = c->user;
+    if (cfg->auth_type == SL_AUTH_ANY) {
+        const sl_db_def *db = sl_config_find_db(cfg, c->dbname);
+        if (db && (!db->user || !*db->user)) {
+            sl_client_error(c, true, "28000", "auth_type any needs a forced user (user=) for database \"%s\"",
+                            c->dbname);
+            return false;
+        }
+        if (db) user = db->user;
+    }
+    char sqlstate[6], err[256];
+    c->route = sl_route_get(cfg, c->dbname, user, sqlstate, err, sizeof(err));
+    if (!c->route) sl_client_error(c, true, sqlstate, "%s", err);
+    return c->route != NULL;
+}
+
+void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
+{
+    sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
-        sl_pb_auth(&c->s.out, 0, NULL, 0);
-        sl_admin_login(c);
+        sl_console_login(c);
         return;
     }
-    sl_pool *p = c->pool;
-    sl_pb_auth(&c->s.out, 0, NULL, 0);
-    pthread_mutex_lock(&p->lock);
-    p->n_clients++;
-    p->stats.client_logins++;
-    bool have = p->have_welcome;
-    pthread_mutex_unlock(&p->lock);
-    if (have) {
+    if (!find_route(c)) return;
+    if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
+    if (c->secret) { /* found by auth_query: kept for the next logins and for logging servers in */
+        sl_route_set_auth_secret(c->route, c->secret);
+        explicit_bzero(c->secret, strlen(c->secret));
+        free(c->secret);
+        c->secret = NULL;
+    }
+    const char *limit = NULL;
+    if (!sl_route_client_login(c->route, &limit)) {
+        sl_client_error(c, true, "53300", "no more connections allowed (%s)", limit);
+        return;
+    }
+    c->logged_in = true;
+    if (sl_route_has_welcome(c->route)) {
         send_welcome(c);
         return;
     }
     /* learn the server's parameters from a real server first (query_wait_timeout counts from now) */
     c->request_time = c->wait_start = sl_now_fast();
-    c->state = SL_CL_WELCOME;
+    sl_client_set_state(c, SL_CL_WELCOME);
     client_flush_out(c);
     sl_client_wake(c);
 }
 
-/* Ask the pool for a server (WELCOME or WAITING state). */
 void sl_client_wake(sl_client *c)
 {
-    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING) return;
-    if (__atomic_load_n(&c->in_wait_queue, __ATOMIC_RELAXED)) return;
-    if (__atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED) == SL_RUN_PAUSED && c->state == SL_CL_WAITING) return;
-    sl_server *s = NULL;
-    char sqlstate[6], err[256];
-    sl_acquire_result r = sl_pool_acquire(c->pool, c, &s, sqlstate, err, sizeof(err));
-    if (r == SL_ACQ_GOT)
-        sl_client_got_server(c, s);
-    else if (r == SL_ACQ_FAIL)
-        sl_client_error(c, true, sqlstate, "%s", err);
+    bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
+    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
+    if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
+    sl_acquire a;
+    sl_pool_actions act;
+    sl_pool_actions_init(&act);
+    switch (sl_route_acquire(c->route, &c->wt, c->s.w->cfg, &a, &act)) {
+    case SL_ACQ_GOT: sl_client_got_server(c, sl_container_of(a.conn, sl_server, pc)); break;
+    case SL_ACQ_STEAL: {
+        /* the owner detaches it and hands it to us */
+        sl_msg m = {.type = SL_MSG_DETACH_SERVER, .obj = sl_container_of(a.conn, sl_server, pc), .to = c->s.w->id,
+                    .slot = c->slot, .gen = c->gen};
+        sl_worker_post(&sl_workers[a.conn->worker], &m);
+        break;
+    }
+    case SL_ACQ_QUEUED: break;
+    case SL_ACQ_FAIL: sl_client_error(c, true, a.sqlstate, "%s", a.err); break;
+    }
+    sl_carry_out(&act);
 }
 
 void sl_client_got_server(sl_client *c, sl_server *s)
@@ -323,36 +413,40 @@ void sl_client_got_server(sl_client *c, sl_server *s)
         sl_hist_add(&s->pend.h_wait, waited);
         c->wait_start = 0;
     }
+    if (c->state == SL_CL_AUTH) { /* the server is for looking up its secret */
+        if (c->auth_method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
+        else sl_server_release(s);
+        return;
+    }
     if (c->state == SL_CL_WELCOME) {
-        sl_pool_set_welcome(c->pool, s, NULL);
-        sl_pool_release(s);
+        sl_server_release(s);
         send_welcome(c);
         /* it may have sent its first query already */
-        if (c->state == SL_CL_IDLE && c->s.end > c->s.parse) sl_client_on_event(c, UV_READABLE);
+        if (c->state == SL_CL_IDLE && c->s.end > c->s.parse) client_on_event(&c->s, UV_READABLE);
         return;
     }
     if (c->state != SL_CL_WAITING) {
-        sl_pool_release(s);
+        sl_server_release(s);
         return;
     }
     sl_proxy_link(c, s);
 }
 
-/* A message arrived while no server is linked: ask for one. */
 void sl_client_idle_input(sl_client *c)
 {
     sl_stream *s = &c->s;
-    bool local = sl_ps_enabled_for(c, c->pool);
+    bool local = sl_ps_enabled_for(c);
+    int64_t max_packet = c->s.w->cfg->max_packet_size;
     while (c->state == SL_CL_IDLE && s->end - s->parse >= 5) {
         char type = (char)s->buf[s->parse];
         uint32_t len = sl_get_u32(s->buf + s->parse + 1);
-        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
+        if (len < 4 || (int64_t)len > max_packet) {
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return;
         }
-        if (type == 'X') {
+        if (type == SL_FE_TERMINATE) {
             c->peer_closed = true;
-            sl_client_close(c, "client close request");
+            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return;
         }
         sl_ps_result r = local ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
@@ -362,7 +456,7 @@ void sl_client_idle_input(sl_client *c)
             return;
         }
         if (r == SL_PS_CONSUMED) continue;
-        c->state = SL_CL_WAITING;
+        sl_client_set_state(c, SL_CL_WAITING);
         c->request_time = c->wait_start = sl_now_fast();
         if (sl_stream_out_pending(s)) (void)sl_stream_flush(s, NULL);
         sl_client_wake(c);
@@ -374,9 +468,13 @@ void sl_client_idle_input(sl_client *c)
     if (sl_stream_out_pending(s)) client_flush_out(c);
 }
 
-void sl_client_on_event(sl_client *c, int events)
+static void client_on_event(sl_stream *s, int events)
 {
-    sl_stream *s = &c->s;
+    sl_client *c = (sl_client *)s;
+    if (c->state == SL_CL_LOGIN && sl_stream_tls_handshaking(s)) {
+        if (!client_handshake(c)) return;
+        events = UV_READABLE; /* the startup packet may sit in OpenSSL's buffer already */
+    }
     if (events & UV_WRITABLE) {
         if (c->state == SL_CL_ACTIVE) {
             sl_proxy_client_writable(c);
@@ -384,7 +482,7 @@ void sl_client_on_event(sl_client *c, int events)
         }
         sl_io_status st = sl_stream_flush(s, NULL);
         if (st == SL_IO_ERROR) {
-            sl_client_close(c, "write error");
+            sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
             return;
         }
         if (st == SL_IO_AGAIN) return;
@@ -400,11 +498,11 @@ void sl_client_on_event(sl_client *c, int events)
     sl_io_status st = sl_stream_read(s);
     if (st == SL_IO_EOF) {
         c->peer_closed = true;
-        sl_client_close(c, "client closed connection");
+        sl_client_close(c, SL_CLOSE_CLIENT_EOF);
         return;
     }
     if (st == SL_IO_ERROR) {
-        sl_client_close(c, "read error");
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
         return;
     }
     c->last_activity = sl_now_fast();
@@ -412,7 +510,7 @@ void sl_client_on_event(sl_client *c, int events)
     case SL_CL_LOGIN: handle_login(c); break;
     case SL_CL_AUTH: sl_client_auth_input(c); break;
     case SL_CL_IDLE:
-        if (c->admin) sl_admin_input(c);
+        if (c->admin) sl_console_input(c);
         else sl_client_idle_input(c);
         break;
     case SL_CL_WELCOME:
@@ -425,10 +523,12 @@ void sl_client_on_event(sl_client *c, int events)
     else if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
 }
 
-/* Timeouts for this client, checked every tick by its worker. */
+/* Timeouts for this client, checked every tick by its worker: its route's (resolved from [users],
+ * [databases] and the current global settings, refreshed by every RELOAD and SET), so a change
+ * reaches clients connected before it. */
 void sl_client_tick(sl_client *c, int64_t now)
 {
-    const sl_config *cfg = c->cfg;
+    const sl_config *cfg = c->s.w->cfg;
     switch (c->state) {
     case SL_CL_LOGIN:
     case SL_CL_AUTH:
@@ -436,27 +536,37 @@ void sl_client_tick(sl_client *c, int64_t now)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;
     case SL_CL_WELCOME:
-    case SL_CL_WAITING:
-        if (cfg->query_wait_timeout > 0 && now - c->request_time > cfg->query_wait_timeout) {
-            if (sl_pool_unqueue(c->pool, c)) sl_client_error(c, true, "08P01", "query_wait_timeout");
-        }
+    case SL_CL_WAITING: {
+        int64_t t = SL_ROUTE_TIMEOUT(c->route, query_wait_timeout);
+        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt))
+            sl_client_error(c, true, "08P01", "query_wait_timeout");
         break;
-    case SL_CL_IDLE:
-        if (cfg->client_idle_timeout > 0 && now - c->last_activity > cfg->client_idle_timeout)
-            sl_client_error(c, true, "08P01", "client_idle_timeout");
+    }
+    case SL_CL_IDLE: {
+        int64_t t = c->route ? SL_ROUTE_TIMEOUT(c->route, client_idle_timeout) : cfg->client_idle_timeout;
+        if (t > 0 && now - c->last_activity > t) sl_client_error(c, true, "08P01", "client_idle_timeout");
         break;
+    }
     case SL_CL_ACTIVE: {
         sl_server *s = c->server;
         if (!s || s->state != SL_SV_ACTIVE) break;
-        if (cfg->query_timeout > 0 && (s->outstanding > 0) && c->query_start &&
-            now - c->query_start > cfg->query_timeout) {
-            sl_server_close(s, "query_timeout");
-            sl_client_error(c, true, "57014", "query_timeout");
-        } else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != 'I' &&
-                   now - c->last_activity > cfg->idle_transaction_timeout) {
-            sl_server_close(s, "idle_transaction_timeout");
-            sl_client_error(c, true, "25P03", "idle_transaction_timeout");
-        }
+        sl_route *r = c->route;
+        int64_t qt = SL_ROUTE_TIMEOUT(r, query_timeout), it = SL_ROUTE_TIMEOUT(r, idle_transaction_timeout);
+        int64_t xt = SL_ROUTE_TIMEOUT(r, transaction_timeout);
+        sl_close_reason why = SL_CLOSE_NONE;
+        if (qt > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > qt)
+            why = SL_CLOSE_QUERY_TIMEOUT;
+        else if (it > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE && now - c->last_activity > it)
+            why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
+        else if (xt > 0 && c->xact_start && now - c->xact_start > xt)
+            why = SL_CLOSE_TRANSACTION_TIMEOUT;
+        if (why == SL_CLOSE_NONE) break;
+        /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
+         * mid-transaction and cannot be reused */
+        c->server = NULL;
+        s->client = NULL;
+        sl_server_close(s, why);
+        sl_client_error(c, true, "08P01", "%s", sl_close_reason_text(why));
         break;
     }
     default: break;

@@ -1,68 +1,48 @@
 /* conn.h - the two connection objects the pooler herds: a client (an application's socket) and a
- * server (a socket to PostgreSQL), their states, and the session parameters tracked for each. */
+ * server (a socket to PostgreSQL), their states, and what each keeps. A state is changed only by
+ * sl_client_set_state / sl_server_set_state (state.c), which check the transition and keep the
+ * lists that go with the state. */
 #ifndef SL_CONN_H
 #define SL_CONN_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netdb.h>
 
+#include "core/close_reason.h"
 #include "core/prepare.h"
 #include "net/stream.h"
+#include "net/worker.h"
+#include "pool/pool.h"
 #include "pool/stats.h"
+#include "proto/params.h"
 #include "util/list.h"
 
-struct sl_pool;
 struct sl_server;
-struct sl_config;
-
-/* Session parameters a client may set at startup and that pgsluice keeps per client: when a client
- * is linked to a server whose value differs, pgsluice sends SET first. X-macro: C name, wire name. */
-#define SL_TRACKED_PARAMS(X)                                   \
-    X(CLIENT_ENCODING, "client_encoding")                      \
-    X(DATESTYLE, "DateStyle")                                  \
-    X(TIMEZONE, "TimeZone")                                    \
-    X(INTERVALSTYLE, "IntervalStyle")                          \
-    X(STANDARD_CONFORMING_STRINGS, "standard_conforming_strings") \
-    X(APPLICATION_NAME, "application_name")
-#define SL_PARAM_ENUM(id, name) SL_PARAM_##id,
-typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS } sl_param_id;
-#undef SL_PARAM_ENUM
-extern const char *const sl_param_names[SL_NPARAMS];
-int sl_param_lookup(const char *name); /* case-insensitive; -1 if not tracked */
-
-/* Parameter values, interned (util/intern.h): equal values are the same pointer, and thousands of
- * clients with the same settings share one copy. NULL = unset. */
-typedef struct sl_params {
-    const char *v[SL_NPARAMS];
-} sl_params;
-void sl_params_set(sl_params *p, int id, const char *value);
-/* Set from a value that is already interned (another sl_params' v[]): no lookup. */
-void sl_params_set_interned(sl_params *p, int id, const char *interned);
-void sl_params_clear(sl_params *p);
 
 #define SL_CLIENT_STATES(X)                                                   \
     X(LOGIN)        /* reading the startup packet */                           \
     X(AUTH)         /* password exchange */                                    \
     X(WELCOME)      /* logged in, waiting for a server so it can learn server parameters */ \
     X(IDLE)         /* between transactions, no server */                      \
-    X(WAITING)      /* wants a server, queued in its pool */                   \
+    X(WAITING)      /* wants a server: queued in its route, or one is on its way */ \
     X(ACTIVE)       /* linked to a server */                                   \
-    X(CLOSING)
+    X(CLOSING)      /* off every list; freed once libuv lets go of its socket */
 #define SL_STATE_ENUM(s) SL_CL_##s,
-typedef enum { SL_CLIENT_STATES(SL_STATE_ENUM) } sl_client_state;
+typedef enum { SL_CLIENT_STATES(SL_STATE_ENUM) SL_CL_NSTATES } sl_client_state;
 #undef SL_STATE_ENUM
 const char *sl_client_state_name(sl_client_state s);
 
 #define SL_SERVER_STATES(X)                                                   \
-    X(CONNECTING)   /* TCP/unix connect in progress */                        \
+    X(CONNECTING)   /* name lookup and TCP/unix connect in progress */       \
     X(LOGIN)        /* startup and authentication */                          \
-    X(IDLE)         /* in its pool's idle list, ready */                       \
-    X(SETUP)        /* running pooler queries (SET, check, reset) before use or reuse */ \
-    X(ACTIVE)       /* linked to a client */                                   \
-    X(MOVING)       /* being handed to another worker */                      \
-    X(CLOSING)
+    X(IDLE)         /* parked on its backend's idle list, ready */            \
+    X(SETUP)        /* running pooler queries (check, SET, reset, connect_query) */ \
+    X(ACTIVE)       /* linked to a client, or in hand between two decisions */ \
+    X(MOVING)       /* detached, on its way to another worker */              \
+    X(CLOSING)      /* off every list; freed once libuv lets go of its socket */
 #define SL_STATE_ENUM(s) SL_SV_##s,
-typedef enum { SL_SERVER_STATES(SL_STATE_ENUM) } sl_server_state;
+typedef enum { SL_SERVER_STATES(SL_STATE_ENUM) SL_SV_NSTATES } sl_server_state;
 #undef SL_STATE_ENUM
 const char *sl_server_state_name(sl_server_state s);
 
@@ -74,67 +54,81 @@ typedef struct sl_client {
     uint32_t slot, gen;          /* identity on its worker, for messages from other threads */
     uint32_t cancel_key;         /* BackendKeyData we gave it: pid = worker<<24 | slot */
     uint64_t id;                 /* global connection number for logs */
-    struct sl_pool *pool;
+    sl_route *route;             /* referenced while the client lives (NULL: console or not admitted) */
     struct sl_server *server;
-    sl_list node;                /* on its worker's client list */
-    sl_list wait_node;           /* on its pool's waiting list (under the pool lock) */
-    int waiter_worker;           /* for the pool: which worker owns this waiter */
-    int64_t queued_at;           /* when it joined the waiting list (pool lock) */
+    sl_list node;                /* on its worker's client list (every state but CLOSING) */
+    sl_pool_waiter wt;           /* its place in its route's queue */
     sl_params params;            /* what this client expects on any server */
     const char *user;            /* interned */
     const char *dbname;          /* interned */
     char addr[64];
-    int auth_method;             /* sl_auth_type used for this login */
+    int auth_method;             /* the password exchange under way (client_auth.c) */
     uint8_t md5_salt[4];
     struct sl_scram_server *scram;
-    bool admin;                  /* connected to the admin console */
-    bool in_wait_queue;          /* changed under the pool lock; read by the owner with __atomic_load_n */
-    bool got_server_by_handoff;
+    char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
+    bool admin;                  /* a console client (its input goes to the console, never a server) */
+    bool counted;                /* counted in sl_total_clients (max_client_conn) */
+    bool logged_in;              /* counted in its route's clients */
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
+    bool is_unix;                /* came in over the Unix socket (never TLS there, as in PostgreSQL) */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
-    struct sl_config *cfg;       /* snapshot this client was admitted under */
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
 } sl_client;
 
-typedef enum { SL_SETUP_NONE = 0, SL_SETUP_CHECK, SL_SETUP_PARAMS, SL_SETUP_RESET, SL_SETUP_CONNECT_QUERY, SL_SETUP_ROLLBACK } sl_setup_step;
+typedef enum {
+    SL_SETUP_NONE = 0,
+    SL_SETUP_CHECK,
+    SL_SETUP_PARAMS,
+    SL_SETUP_RESET,
+    SL_SETUP_CONNECT_QUERY,
+    SL_SETUP_ROLLBACK,
+    SL_SETUP_AUTH_QUERY, /* looking up a client's secret (auth_query.c) */
+} sl_setup_step;
+
+/* A server connection's way to its backend: the name lookup and the addresses still to try. */
+typedef struct sl_connect {
+    uv_getaddrinfo_t *resolve;   /* the lookup in libuv's thread pool (NULL when none runs) */
+    struct addrinfo *res, *cur, *next; /* the answer: all, being tried, still to try */
+    bool retrying;               /* the poll handle is closing between two addresses */
+    char name[256];              /* the host name being looked up ("" for numeric / unix) */
+} sl_connect;
 
 typedef struct sl_server {
     sl_stream s;                 /* must stay first */
     sl_server_state state;
     uint64_t id;
-    struct sl_pool *pool;
+    sl_pool_conn pc;             /* what its route knows of it: backend, idle list, times */
     sl_client *client;
-    sl_list node;                /* on its worker's server list */
-    sl_list pool_node;           /* on its pool's idle list (under the pool lock) */
-    int idle_worker;             /* which idle list it is on */
+    sl_list node;                /* on its worker's server list (every state but MOVING and CLOSING) */
     uint32_t be_pid, be_key;     /* PostgreSQL's BackendKeyData, for cancels */
     sl_params params;            /* the server's current values */
+    /* the link with a client (proxy.c) */
     int outstanding;             /* ReadyForQuery messages still expected by the linked client */
     bool in_batch;               /* extended-protocol messages since the last Sync */
     bool release_pending;        /* ready to go back to the pool once flushed */
-    bool close_after_release;
-    bool logged_in;              /* counted as connecting in its pool until then */
-    bool dirty;                  /* session state may be left (session mode: reset needed) */
     char xact;                   /* last ReadyForQuery status: I, T or E */
-    sl_setup_step setup;         /* pooler query in flight */
+    int64_t last_used, link_time;
+    sl_pool_stats pend;          /* counters not yet added to the route's */
+    /* pooler queries (server_setup.c) */
+    sl_setup_step setup;         /* the query in flight */
     bool setup_failed;
     char setup_error[256];
+    char *found_secret;          /* SL_SETUP_AUTH_QUERY: the secret column of the row found */
+    int found_rows;
+    /* connect and login (server.c) */
     char addr_str[64];
-    /* connect: a host name being looked up (resolve != NULL while the lookup runs) */
-    uv_getaddrinfo_t *resolve;
-    struct addrinfo *dns_res, *dns_cur, *dns_next; /* the answer: all, being tried, still to try */
-    bool retrying;               /* poll handle closing between two addresses */
-    char dns_name[256];
-    int dns_port;
-    /* login */
-    int auth_step;
+    sl_connect conn;
     void *scram;                 /* sl_scram_client during login */
-    int64_t connect_time, last_used, idle_since, link_time;
+    uint8_t tls_step;            /* sl_server_tls_step: TLS negotiation before the startup packet */
+    uint8_t tls_plan;            /* sl_tls_plan this connection follows */
+    /* cancel requests sent for its client's query (cancel.c): it is not given to anyone else before
+     * they are done, or its next client's query could be the one cancelled */
+    sl_list cancels;
+    bool release_after_cancel;   /* released while cancels were in flight: go back when they end */
     /* handoff between workers */
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
-    sl_pool_stats pend;          /* counters not yet added to the pool's */
     /* prepared statements (proxy_ps.c) */
     bool ps_active;              /* this link rewrites statement names */
     bool ps_skip_till_sync;      /* the server failed an extended-protocol request and discards
@@ -144,5 +138,34 @@ typedef struct sl_server {
     uint32_t exp_head, exp_n, exp_cap;
     uint32_t ps_parses_queued;   /* entries of exp that are Parses of a statement (for proxy_ps.c) */
 } sl_server;
+
+static inline sl_route *sl_server_route(const sl_server *s) { return s->pc.backend->route; }
+
+/* state.c: the transition tables (bit `to` of next[from]) and the changes that keep lists */
+extern const unsigned sl_client_next[SL_CL_NSTATES];
+extern const unsigned sl_server_next[SL_SV_NSTATES];
+bool sl_client_transition_ok(sl_client_state from, sl_client_state to);
+bool sl_server_transition_ok(sl_server_state from, sl_server_state to);
+void sl_client_set_state_slow(sl_client *c, sl_client_state to);
+void sl_server_set_state_slow(sl_server *s, sl_server_state to);
+
+/* Every state change goes through these. The common ones (between IDLE, WAITING and ACTIVE, on the
+ * path of every transaction) are a table lookup; the rest (closing, moving, pooler queries: lists
+ * and counts to keep, or an illegal change) take the slow path. */
+static inline void sl_client_set_state(sl_client *c, sl_client_state to)
+{
+    if (to != SL_CL_CLOSING && ((sl_client_next[c->state] >> to) & 1u)) c->state = to;
+    else sl_client_set_state_slow(c, to);
+}
+
+static inline void sl_server_set_state(sl_server *s, sl_server_state to)
+{
+    sl_server_state from = s->state;
+    if (to != SL_SV_CLOSING && to != SL_SV_MOVING && to != SL_SV_SETUP && from != SL_SV_SETUP &&
+        from != SL_SV_MOVING && ((sl_server_next[from] >> to) & 1u))
+        s->state = to;
+    else
+        sl_server_set_state_slow(s, to);
+}
 
 #endif

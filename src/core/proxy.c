@@ -2,14 +2,15 @@
  * sender's buffer and sent from there with one writev; only message headers are looked at (and the
  * few small messages that decide transaction boundaries). A server goes back to its pool at a
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
-#include <errno.h>
+#include "core/proxy.h"
+
 #include <stdint.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "core/pooler.h"
+#include "core/client.h"
 #include "core/proxy_ps.h"
-#include "pool/pool.h"
+#include "core/server.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -30,19 +31,16 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
 /* An idle server may have been terminated while it sat in the pool (its FATAL message and EOF are
  * not seen yet). One non-blocking peek before reuse catches it; skipped for servers reused within
  * 100 ms so the hot path stays one syscall lighter. */
-static bool server_looks_alive(sl_server *s)
+static bool server_looks_alive(sl_server *s, int64_t now)
 {
-    if (sl_now_fast() - s->idle_since < 100000) return true;
-    char b;
-    ssize_t n = recv(s->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return now - s->pc.idle_since < 100000 || sl_stream_idle_and_open(&s->s);
 }
 
 /* The usual answer is no: the server was used a moment ago and has the client's settings
  * (parameter values are interned, so equal values are equal pointers). */
 static bool link_needs_setup(const sl_client *c, const sl_server *s)
 {
-    const sl_config *cfg = c->cfg;
+    const sl_config *cfg = c->s.w->cfg;
     if (cfg->server_check_delay >= 0 && cfg->server_check_query && cfg->server_check_query[0] &&
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
@@ -53,65 +51,57 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
 
 void sl_proxy_link(sl_client *c, sl_server *s)
 {
-    if (!server_looks_alive(s)) {
-        s->state = SL_SV_ACTIVE;
-        sl_server_close(s, "server closed while idle in the pool");
+    sl_close_reason unfit = SL_CLOSE_NONE;
+    int64_t now = sl_now_fast();
+    if (sl_route_conn_retire_due(&s->pc, now)) unfit = SL_CLOSE_SERVER_RETIRED;
+    else if (!server_looks_alive(s, now)) unfit = SL_CLOSE_SERVER_DEAD_IN_POOL;
+    if (unfit != SL_CLOSE_NONE) {
+        sl_server_close(s, unfit);
         sl_client_wake(c);
         return;
     }
     c->server = s;
     s->client = c;
-    c->state = SL_CL_ACTIVE;
+    sl_client_set_state(c, SL_CL_ACTIVE);
     s->outstanding = 0;
     s->in_batch = false;
     s->release_pending = false;
-    s->link_time = sl_now_fast();
+    s->link_time = now;
     s->setup = link_needs_setup(c, s) ? SL_SETUP_CHECK : SL_SETUP_NONE;
     if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
         return;
     }
-    s->state = SL_SV_ACTIVE;
+    sl_server_set_state(s, SL_SV_ACTIVE);
     sl_proxy_start(c, s);
 }
 
-/* The server is ready for this client's bytes: forward what is buffered and listen to both. */
 void sl_proxy_start(sl_client *c, sl_server *s)
 {
-    s->state = SL_SV_ACTIVE;
-    s->ps_active = c->cfg->max_prepared_statements > 0 &&
-                   __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
+    sl_server_set_state(s, SL_SV_ACTIVE);
+    s->ps_active = sl_ps_enabled_for(c);
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
 
-/* The client leaves its server (end of transaction, or client gone in a clean state). */
 void sl_proxy_unlink_release(sl_server *s)
 {
     sl_client *c = s->client;
-    sl_pool *p = s->pool;
     int64_t now = sl_now_fast();
     if (c) {
         c->server = NULL;
         s->client = NULL;
-        if (c->state == SL_CL_ACTIVE) c->state = SL_CL_IDLE;
+        if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
         c->last_activity = now;
     }
     s->last_used = now;
     s->release_pending = false;
     sl_ps_reset_link(s);
-    bool reset = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) == SL_POOL_SESSION;
-    if (!reset) {
-        /* the client's own snapshot: no global lock per transaction */
-        sl_config *cfg = c ? c->cfg : sl_config_acquire();
-        reset = cfg->server_reset_query_always;
-        if (!c) sl_config_unref(cfg);
-    }
-    if (reset) {
+    if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always) {
         s->setup = SL_SETUP_RESET;
         if (sl_server_begin_setup(s)) return;
     }
-    sl_pool_release(s);
+    sl_server_release(s);
 }
 
 static void after_release(sl_client *c)
@@ -122,17 +112,16 @@ static void after_release(sl_client *c)
     else sl_stream_trim(&c->s);
 }
 
-/* The server died under its client: tell the client and let it go. */
 void sl_proxy_server_lost_client(sl_client *c)
 {
     c->server = NULL;
-    c->state = SL_CL_IDLE;
+    sl_client_set_state(c, SL_CL_IDLE);
     sl_client_error(c, true, "08006", "server connection crashed or was terminated");
 }
 
 static bool can_release(const sl_server *s, const sl_client *c)
 {
-    return __atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == 'I' &&
+    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == SL_XACT_IDLE &&
            c->s.msg_left == 0 && sl_ps_idle(s);
 }
 
@@ -140,24 +129,25 @@ static bool can_release(const sl_server *s, const sl_client *c)
 static bool scan_client(sl_client *c, sl_server *s)
 {
     sl_stream *in = &c->s;
+    int64_t max_packet = c->s.w->cfg->max_packet_size;
     char type;
     uint32_t len;
     for (;;) {
         if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) {
+        if (len < 4 || (int64_t)len > max_packet) {
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return false;
         }
         sl_ps_result psr = SL_PS_FORWARD;
-        if (s->ps_skip_till_sync && type != 'S' && type != 'X') {
+        if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
             /* the server discards it (it failed a request before this one): pass it on untouched
              * and expect nothing back */
             s->pend.bytes_in += (uint64_t)len + 1;
             in->msg_left = len + 1;
             continue;
         }
-        if (type == 'S') s->ps_skip_till_sync = false;
-        if (s->ps_active && type != 'X') {
+        if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
+        if (s->ps_active && type != SL_FE_TERMINATE) {
             psr = sl_ps_client_msg(c, s, type, len);
             if (psr == SL_PS_NEED_MORE) return true;
             if (psr == SL_PS_MALFORMED) {
@@ -167,24 +157,24 @@ static bool scan_client(sl_client *c, sl_server *s)
         }
         s->pend.bytes_in += (uint64_t)len + 1;
         switch (type) {
-        case 'Q':
-        case 'F':
-        case 'S':
-            if (type == 'S') s->in_batch = false;
+        case SL_FE_QUERY:
+        case SL_FE_FUNCTION_CALL:
+        case SL_FE_SYNC:
+            if (type == SL_FE_SYNC) s->in_batch = false;
             s->outstanding++;
             if (!c->query_start) c->query_start = sl_now_fast();
             if (!c->xact_start) c->xact_start = c->query_start;
             break;
-        case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
+        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
             s->in_batch = true;
             break;
-        case 'X':
+        case SL_FE_TERMINATE:
             /* the client says goodbye: do not pass it on, the server stays ours */
             if (sl_stream_fwd_pending(in)) {
                 in->msg_left = 0;
                 return true; /* flush first; X is seen again afterwards */
             }
-            sl_client_close(c, "client close request");
+            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return false;
         default:
             break;
@@ -201,18 +191,18 @@ static void client_forward(sl_client *c)
     if (s->ps_active) {
         sl_ps_synth_due(s, c);
         if (sl_stream_out_pending(&c->s) && sl_stream_flush(&c->s, &s->s) == SL_IO_ERROR) {
-            sl_client_close(c, "write to client failed");
+            sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
             return;
         }
     }
     sl_io_status st = sl_stream_flush(&s->s, in);
     if (st == SL_IO_ERROR) {
-        sl_server_close(s, "write to server failed");
+        sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
     }
     if (st == SL_IO_OK) {
-        if (in->end - in->parse >= 5 && in->buf[in->parse] == 'X' && !in->msg_left) {
-            sl_client_close(c, "client close request");
+        if (in->end - in->parse >= 5 && in->buf[in->parse] == SL_FE_TERMINATE && !in->msg_left) {
+            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return;
         }
         if (in->pos == in->end) sl_stream_maybe_release_buf(in);
@@ -231,7 +221,7 @@ void sl_proxy_client_input(sl_client *c)
     }
     sl_io_status st = sl_stream_read(&c->s);
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
-        sl_client_close(c, st == SL_IO_EOF ? "client closed connection" : "client read error");
+        sl_client_close(c, st == SL_IO_EOF ? SL_CLOSE_CLIENT_EOF : SL_CLOSE_CLIENT_READ_ERROR);
         return;
     }
     c->last_activity = sl_now_fast();
@@ -241,8 +231,8 @@ void sl_proxy_client_input(sl_client *c)
 /* A ReadyForQuery or ParameterStatus from the server, whole in the buffer. */
 static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_t *body, uint32_t blen)
 {
-    if (type == 'Z') {
-        char status = blen ? (char)body[0] : 'I';
+    if (type == SL_BE_READY) {
+        char status = blen ? (char)body[0] : SL_XACT_IDLE;
         int64_t now = sl_now_fast();
         if (s->outstanding > 0) s->outstanding--;
         if (c->query_start) {
@@ -251,18 +241,18 @@ static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_
             sl_hist_add(&s->pend.h_query, now - c->query_start);
             c->query_start = s->outstanding > 0 ? now : 0;
         }
-        if (status == 'I' && c->xact_start) {
+        if (status == SL_XACT_IDLE && c->xact_start) {
             s->pend.xact_count++;
             s->pend.xact_time_us += (uint64_t)(now - c->xact_start);
             sl_hist_add(&s->pend.h_xact, now - c->xact_start);
             c->xact_start = 0;
         }
         s->xact = status;
-        if (__atomic_load_n(&s->pool->pool_mode, __ATOMIC_RELAXED) == SL_POOL_STATEMENT && status != 'I') return false;
+        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != SL_XACT_IDLE) return false;
         if (can_release(s, c)) s->release_pending = true;
-    } else if (type == 'E') {
-        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, 'C'))]);
-    } else if (type == 'S') {
+    } else if (type == SL_BE_ERROR) {
+        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE))]);
+    } else if (type == SL_BE_PARAM_STATUS) {
         sl_rd r;
         sl_rd_init(&r, body, blen);
         const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
@@ -282,9 +272,9 @@ static void refuse_transaction(sl_server *s, sl_client *c)
     in->pos = in->parse = in->end; /* nothing more of this reaches the client */
     c->server = NULL;
     s->client = NULL;
-    c->state = SL_CL_IDLE;
+    sl_client_set_state(c, SL_CL_IDLE);
     s->setup = SL_SETUP_ROLLBACK;
-    if (!sl_server_begin_setup(s)) sl_server_close(s, "cannot roll back");
+    if (!sl_server_begin_setup(s)) sl_server_close(s, SL_CLOSE_ROLLBACK_FAILED);
     sl_client_error(c, true, "25001", "transaction blocks not allowed in statement pooling mode");
 }
 
@@ -302,21 +292,21 @@ static bool scan_server(sl_server *s, sl_client *c)
         }
         /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
         if (len < 4 || len > INT32_MAX) {
-            sl_server_close(s, "invalid message length from server");
+            sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE);
             return false;
         }
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
-        bool small = type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX);
+        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
         if (small) {
             if (len > SMALL_MSG_MAX) {
-                sl_server_close(s, "oversized message from server");
+                sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
                 return false;
             }
             if (in->end - in->parse < len + 1) {
                 if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) {
-                    sl_server_close(s, "out of memory");
+                    sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY);
                     return false;
                 }
                 return true;
@@ -324,8 +314,9 @@ static bool scan_server(sl_server *s, sl_client *c)
         }
         /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
          * answers pgsluice gives itself that are due (after the answer just passed) go first */
-        if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
-        if (s->ps_active && type != 'D' && type != 'd') {
+        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
+        if (s->ps_active && row) sl_ps_synth_due(s, c);
+        if (s->ps_active && !row) {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;
             if (r == SL_PS_CONSUMED) continue;
@@ -336,7 +327,7 @@ static bool scan_server(sl_server *s, sl_client *c)
                 refuse_transaction(s, c);
                 return false;
             }
-            if (type == 'Z' && s->ps_active) {
+            if (type == SL_BE_READY && s->ps_active) {
                 in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
                 sl_ps_synth_due(s, c);
                 continue;
@@ -353,7 +344,7 @@ static void server_forward(sl_server *s)
     if (!scan_server(s, c)) return;
     sl_io_status st = sl_stream_flush(&c->s, in);
     if (st == SL_IO_ERROR) {
-        sl_client_close(c, "write to client failed");
+        sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
         return;
     }
     if (st == SL_IO_OK && in->pos == in->end) {
@@ -378,7 +369,7 @@ void sl_proxy_server_input(sl_server *s)
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
         /* pass on whatever the server said last (e.g. FATAL terminating connection) */
         sl_stream_flush(&c->s, &s->s);
-        sl_server_close(s, st == SL_IO_EOF ? "server closed the connection" : "server read error");
+        sl_server_close(s, st == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
         return;
     }
     server_forward(s);
@@ -389,7 +380,7 @@ void sl_proxy_client_writable(sl_client *c)
     sl_server *s = c->server;
     sl_io_status st = sl_stream_flush(&c->s, s ? &s->s : NULL);
     if (st == SL_IO_ERROR) {
-        sl_client_close(c, "write to client failed");
+        sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
         return;
     }
     if (!s) return;
@@ -405,7 +396,7 @@ void sl_proxy_server_writable(sl_server *s)
     sl_client *c = s->client;
     sl_io_status st = sl_stream_flush(&s->s, &c->s);
     if (st == SL_IO_ERROR) {
-        sl_server_close(s, "write to server failed");
+        sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
     }
     if (st == SL_IO_OK) {

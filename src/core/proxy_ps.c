@@ -8,9 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/pooler.h"
 #include "core/proxy_ps.h"
-#include "pool/pool.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 
 #define PS_FULL_MAX (64u * 1024 * 1024)
@@ -46,7 +45,7 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
     if (st) sl_stmt_ref(st);
     e->client_name = cname ? strdup(cname) : NULL;
     e->discarded = NULL;
-    if (msg == 'P' && st) s->ps_parses_queued++;
+    if (msg == SL_FE_PARSE && st) s->ps_parses_queued++;
     s->exp_n++;
     return true;
 }
@@ -56,7 +55,7 @@ void sl_exp_push_fwd_grow(sl_server *s, char msg) { exp_push(s, msg, SL_EXP_FWD,
 static inline void exp_pop(sl_server *s)
 {
     sl_expect *e = sl_exp_at(s, 0);
-    if (e->msg == 'P' && e->stmt) s->ps_parses_queued--;
+    if (e->msg == SL_FE_PARSE && e->stmt) s->ps_parses_queued--;
     if (e->stmt) sl_stmt_unref(e->stmt);
     if (e->client_name) free(e->client_name);
     if (e->discarded) {
@@ -102,8 +101,8 @@ static void consume(sl_stream *in, uint32_t n)
 static void send_close(sl_server *s, const sl_stmt *st)
 {
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'C');
-    sl_pb_u8(out, 'S');
+    sl_pb_begin(out, SL_FE_CLOSE);
+    sl_pb_u8(out, SL_TARGET_STATEMENT);
     sl_pb_str(out, st->name);
     sl_pb_end(out);
 }
@@ -115,13 +114,13 @@ static void send_close(sl_server *s, const sl_stmt *st)
 static void prepare_on_server(sl_server *s, sl_stmt *st, sl_exp_action action, const char *cname)
 {
     send_close(s, st);
-    exp_push(s, 'C', SL_EXP_SKIP, NULL, NULL);
+    exp_push(s, SL_FE_CLOSE, SL_EXP_SKIP, NULL, NULL);
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'P');
+    sl_pb_begin(out, SL_FE_PARSE);
     sl_pb_str(out, st->name);
     sl_pb_bytes(out, st->body, st->body_len);
     sl_pb_end(out);
-    exp_push(s, 'P', action, st, cname);
+    exp_push(s, SL_FE_PARSE, action, st, cname);
     sl_stmt_cache_add(&s->ps_cache, st);
     SL_STATS_RARE_INC(&s->pend, prepares);
 }
@@ -136,9 +135,9 @@ static bool parse_in_doubt(sl_server *s, const sl_stmt *st, const char *cname)
     bool queued = false;
     for (uint32_t i = 0; i < s->exp_n; i++) {
         const sl_expect *e = sl_exp_at(s, i);
-        if (e->msg == 'P' && e->stmt == st)
+        if (e->msg == SL_FE_PARSE && e->stmt == st)
             queued = !(e->action == SL_EXP_FWD && e->client_name && cname && !strcmp(e->client_name, cname));
-        else if (queued && e->msg == 'S')
+        else if (queued && e->msg == SL_FE_SYNC)
             return true;
     }
     return false;
@@ -148,10 +147,10 @@ static bool parse_in_doubt(sl_server *s, const sl_stmt *st, const char *cname)
  * batch or query is still queued (whatever it does, even open a block and fail, happens first). */
 static bool failed_xact_possible(sl_server *s)
 {
-    if (s->xact == 'E') return true;
+    if (s->xact == SL_XACT_FAILED) return true;
     for (uint32_t i = 0; i < s->exp_n; i++) {
         char m = sl_exp_at(s, i)->msg;
-        if (m == 'S' || m == 'Q') return true;
+        if (m == SL_FE_SYNC || m == SL_FE_QUERY) return true;
     }
     return false;
 }
@@ -163,7 +162,7 @@ static void make_cache_room(sl_server *s, int max)
         sl_stmt *old = sl_stmt_cache_lru(&s->ps_cache);
         if (!old) break;
         send_close(s, old);
-        exp_push(s, 'C', SL_EXP_SKIP, NULL, NULL);
+        exp_push(s, SL_FE_CLOSE, SL_EXP_SKIP, NULL, NULL);
         sl_stmt_cache_remove(&s->ps_cache, old);
         SL_STATS_RARE_INC(&s->pend, prepare_evictions);
     }
@@ -201,7 +200,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
     if (!*name) {
-        sl_exp_push_fwd(s, 'P');
+        sl_exp_push_fwd(s, SL_FE_PARSE);
         return SL_PS_FORWARD;
     }
     sl_stmt *old = sl_stmt_map_get(&c->ps_map, name);
@@ -214,11 +213,11 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
         materialize(&c->s, &s->s);
         ensure_prepared(s, old, max, NULL);
         sl_pktbuf *out = &s->s.out;
-        sl_pb_begin(out, 'P');
+        sl_pb_begin(out, SL_FE_PARSE);
         sl_pb_str(out, old->name);
         sl_pb_bytes(out, r.p, sl_rd_left(&r));
         sl_pb_end(out);
-        exp_push(s, 'P', SL_EXP_DUP_NAME, NULL, name);
+        exp_push(s, SL_FE_PARSE, SL_EXP_DUP_NAME, NULL, name);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
@@ -236,7 +235,7 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
      * transaction, where PostgreSQL refuses it (25P02): then the server answers */
     if (cached && !failed_xact_possible(s) && !parse_in_doubt(s, st, name)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
-        exp_push(s, 'P', SL_EXP_SYNTH_PARSE, NULL, name); /* the name: to forget if its batch fails */
+        exp_push(s, SL_FE_PARSE, SL_EXP_SYNTH_PARSE, NULL, name); /* the name: to forget if its batch fails */
     } else {
         if (!cached) make_cache_room(s, max);
         prepare_on_server(s, st, SL_EXP_FWD, name);
@@ -254,19 +253,19 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     if (!portal || !name) return SL_PS_MALFORMED;
     sl_stmt *st = *name ? sl_stmt_map_get(&c->ps_map, name) : NULL;
     if (!st) {
-        sl_exp_push_fwd(s, 'B');
+        sl_exp_push_fwd(s, SL_FE_BIND);
         return SL_PS_FORWARD;
     }
     SL_STATS_RARE_INC(&s->pend, binds);
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max, name);
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'B');
+    sl_pb_begin(out, SL_FE_BIND);
     sl_pb_str(out, portal);
     sl_pb_str(out, st->name);
     sl_pb_bytes(out, r.p, sl_rd_left(&r));
     sl_pb_end(out);
-    sl_exp_push_fwd(s, 'B');
+    sl_exp_push_fwd(s, SL_FE_BIND);
     return SL_PS_CONSUMED;
 }
 
@@ -278,34 +277,34 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
     uint8_t what = sl_rd_u8(&r);
     const char *name = sl_rd_str(&r);
     if (!name) return SL_PS_MALFORMED;
-    if (what != 'S' || !*name) {
+    if (what != SL_TARGET_STATEMENT || !*name) {
         sl_exp_push_fwd(s, type);
         return SL_PS_FORWARD;
     }
-    if (type == 'C') {
+    if (type == SL_FE_CLOSE) {
         /* the statement may serve other clients on this server: only this client forgets it (and
          * gets it back if the batch fails before this Close, see after_error) */
         sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
         if (st) sl_stmt_ref(st);
         sl_stmt_map_del(&c->ps_map, name);
         materialize(&c->s, &s->s);
-        exp_push(s, 'C', SL_EXP_SYNTH_CLOSE, st, st ? name : NULL);
+        exp_push(s, SL_FE_CLOSE, SL_EXP_SYNTH_CLOSE, st, st ? name : NULL);
         if (st) sl_stmt_unref(st);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
     if (!st) {
-        sl_exp_push_fwd(s, 'D');
+        sl_exp_push_fwd(s, SL_FE_DESCRIBE);
         return SL_PS_FORWARD;
     }
     materialize(&c->s, &s->s);
     ensure_prepared(s, st, max, name);
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'D');
-    sl_pb_u8(out, 'S');
+    sl_pb_begin(out, SL_FE_DESCRIBE);
+    sl_pb_u8(out, SL_TARGET_STATEMENT);
     sl_pb_str(out, st->name);
     sl_pb_end(out);
-    sl_exp_push_fwd(s, 'D');
+    sl_exp_push_fwd(s, SL_FE_DESCRIBE);
     return SL_PS_CONSUMED;
 }
 
@@ -316,21 +315,21 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
     if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;
     const uint8_t *body = in->buf + in->parse + 5;
     uint32_t blen = len - 4;
-    int max = c->cfg->max_prepared_statements;
+    int max = c->s.w->cfg->max_prepared_statements;
     sl_ps_result r;
     switch (type) {
-    case 'P': r = client_parse(c, s, body, blen, max); break;
-    case 'B': r = client_bind(c, s, body, blen, max); break;
-    case 'D':
-    case 'C': r = client_describe_close(c, s, type, body, blen, max); break;
-    default: /* 'Q' */
+    case SL_FE_PARSE: r = client_parse(c, s, body, blen, max); break;
+    case SL_FE_BIND: r = client_bind(c, s, body, blen, max); break;
+    case SL_FE_DESCRIBE:
+    case SL_FE_CLOSE: r = client_describe_close(c, s, type, body, blen, max); break;
+    default: /* SL_FE_QUERY */
         if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
                      starts_with_word((const char *)body, "DISCARD ALL"))) {
             /* the names are forgotten now (what the client sends next may use them again) but kept
              * until the server confirms: the command can fail and leave them (DISCARD ALL inside a
              * transaction block, anything in a failed one) */
             sl_stmt_map *old = malloc(sizeof(*old));
-            if (!old || !exp_push(s, 'Q', SL_EXP_DISCARD, NULL, NULL)) {
+            if (!old || !exp_push(s, SL_FE_QUERY, SL_EXP_DISCARD, NULL, NULL)) {
                 free(old);
                 return SL_PS_MALFORMED;
             }
@@ -342,7 +341,7 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
             sl_stmt_cache_clear(&s->ps_cache);
             return SL_PS_FORWARD;
         }
-        sl_exp_push_fwd(s, 'Q');
+        sl_exp_push_fwd(s, SL_FE_QUERY);
         return SL_PS_FORWARD;
     }
     if (r == SL_PS_CONSUMED) consume(in, len + 1);
@@ -357,7 +356,7 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
         sl_expect *e = sl_exp_at(s, 0);
         if (e->action != SL_EXP_SYNTH_PARSE && e->action != SL_EXP_SYNTH_CLOSE) break;
         materialize(&s->s, &c->s);
-        sl_pb_begin(&c->s.out, e->action == SL_EXP_SYNTH_PARSE ? '1' : '3');
+        sl_pb_begin(&c->s.out, e->action == SL_EXP_SYNTH_PARSE ? SL_BE_PARSE_COMPLETE : SL_BE_CLOSE_COMPLETE);
         sl_pb_end(&c->s.out);
         exp_pop(s);
     }
@@ -373,7 +372,7 @@ static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
 {
     for (uint32_t i = n; i-- > 0;) {
         sl_expect *e = sl_exp_at(s, i);
-        if (e->msg == 'P' && e->stmt && e->action == SL_EXP_FWD && e->client_name) {
+        if (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD && e->client_name) {
             if (sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt) sl_stmt_map_del(&c->ps_map, e->client_name);
         } else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name) {
             sl_stmt_map_del(&c->ps_map, e->client_name);
@@ -389,13 +388,13 @@ static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
 static void after_error(sl_server *s, sl_client *c)
 {
     sl_expect *e = sl_exp_at(s, 0);
-    if (e->msg == 'Q' || e->msg == 'F' || e->msg == 'S') return; /* ends at ReadyForQuery */
+    if (e->msg == SL_FE_QUERY || e->msg == SL_FE_FUNCTION_CALL || e->msg == SL_FE_SYNC) return; /* ends at ReadyForQuery */
     uint32_t n = 1; /* the failed request and what the server skips after it */
-    while (n < s->exp_n && sl_exp_at(s, n)->msg != 'S') n++;
+    while (n < s->exp_n && sl_exp_at(s, n)->msg != SL_FE_SYNC) n++;
     undo_skipped(s, c, n);
     while (n--) {
         e = sl_exp_at(s, 0);
-        if (e->msg == 'P' && e->stmt) sl_stmt_cache_remove(&s->ps_cache, e->stmt);
+        if (e->msg == SL_FE_PARSE && e->stmt) sl_stmt_cache_remove(&s->ps_cache, e->stmt);
         exp_pop(s);
     }
     /* no Sync recorded yet: what the client sends until its Sync is discarded by the server */
@@ -411,7 +410,7 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         e = sl_exp_at(s, 0);
     }
     sl_stream *in = &s->s;
-    if (type == 'C' && (in->end - in->parse < 6 || in->buf[in->parse + 5] == 'D')) {
+    if (type == SL_BE_COMMAND_COMPLETE && (in->end - in->parse < 6 || in->buf[in->parse + 5] == 'D')) {
         /* a CommandComplete that may say DISCARD ALL or DEALLOCATE ALL: the server forgot everything */
         int whole = whole_message(in, len, 65536);
         if (whole <= 0) return whole < 0 ? SL_PS_FORWARD : SL_PS_NEED_MORE;
@@ -425,11 +424,11 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
             }
         }
     }
-    if (type == 'E') {
+    if (type == SL_BE_ERROR) {
         if (e->action == SL_EXP_DUP_NAME) {
             int whole = whole_message(in, len, 65536); /* the whole message, to replace it */
             if (whole == 0) return SL_PS_NEED_MORE;
-            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, 'C') : NULL;
+            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, SL_ERRF_CODE) : NULL;
             if (code && !strcmp(code, "42P05")) { /* it names the server's statement: say the client's */
                 materialize(in, &c->s);
                 consume(in, len + 1);
@@ -443,7 +442,7 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         if (e->action == SL_EXP_DOUBT) {
             int whole = whole_message(in, len, 65536);
             if (whole == 0) return SL_PS_NEED_MORE;
-            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, 'C') : NULL;
+            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, SL_ERRF_CODE) : NULL;
             if (code && strcmp(code, "25P02") != 0) { /* not "in a failed transaction": the statement's own error */
                 materialize(in, &c->s);
                 consume(in, len + 1);
@@ -463,8 +462,8 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         if (whole == 0) return SL_PS_NEED_MORE;
         if (whole < 0) skip = false; /* too long to hold: passed on like any answer */
     }
-    if (type == '1' && e->msg == 'P' && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
-    if (type == '1' && e->action == SL_EXP_DUP_NAME) {
+    if (type == SL_BE_PARSE_COMPLETE && e->msg == SL_FE_PARSE && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
+    if (type == SL_BE_PARSE_COMPLETE && e->action == SL_EXP_DUP_NAME) {
         /* the server lacked the old statement after all (a client deallocated it with SQL): it now
          * holds the client's text under that name, so pgsluice prepares it again when next used */
         sl_stmt *old = sl_stmt_map_get(&c->ps_map, e->client_name);
@@ -481,14 +480,7 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
     return SL_PS_CONSUMED;
 }
 
-
-
 /* ---- answered without a server ---- */
-
-bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p)
-{
-    return c->cfg->max_prepared_statements > 0 && p && __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED) != SL_POOL_SESSION;
-}
 
 /* A client between transactions sends Parse of a statement some server already accepted, Close of
  * a statement, Flush or Sync: answer it here, so a client that prepares synchronously while every
@@ -503,7 +495,7 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
     sl_rd r;
     sl_rd_init(&r, body, len - 4);
     sl_pktbuf *out = &c->s.out;
-    if (type == 'P') {
+    if (type == SL_FE_PARSE) {
         const char *name = sl_rd_str(&r);
         if (!name || !*name || sl_stmt_map_get(&c->ps_map, name)) return SL_PS_FORWARD; /* in use: 42P05 */
         sl_stmt *st = sl_stmt_intern(r.p, (uint32_t)sl_rd_left(&r));
@@ -512,23 +504,21 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
             sl_stmt_unref(st);
             return SL_PS_FORWARD;
         }
-        sl_pb_begin(out, '1');
+        sl_pb_begin(out, SL_BE_PARSE_COMPLETE);
         sl_pb_end(out);
-        sl_pool *p = c->pool; /* no server to collect it: count in the pool directly (between transactions only) */
-        pthread_mutex_lock(&p->lock);
-        p->stats.client_parses++;
-        p->stats.prepare_hits++;
-        pthread_mutex_unlock(&p->lock);
-    } else if (type == 'C') {
+        /* no server to collect it: count in the route directly (between transactions only) */
+        sl_pool_stats counted = {.rare = true, .client_parses = 1, .prepare_hits = 1};
+        sl_route_add_stats(c->route, &counted);
+    } else if (type == SL_FE_CLOSE) {
         uint8_t what = sl_rd_u8(&r);
         const char *name = sl_rd_str(&r);
         /* the unnamed statement lives on the server that parsed it: the server closes it */
-        if (what != 'S' || !name || !*name) return SL_PS_FORWARD;
+        if (what != SL_TARGET_STATEMENT || !name || !*name) return SL_PS_FORWARD;
         sl_stmt_map_del(&c->ps_map, name);
-        sl_pb_begin(out, '3');
+        sl_pb_begin(out, SL_BE_CLOSE_COMPLETE);
         sl_pb_end(out);
-    } else if (type == 'S') {
-        sl_pb_ready(out, 'I');
+    } else if (type == SL_FE_SYNC) {
+        sl_pb_ready(out, SL_XACT_IDLE);
     }
     consume(in, len + 1);
     return SL_PS_CONSUMED;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/conn.h"
+#include "proto/msgtype.h"
 
 typedef enum {
     SL_PS_FORWARD,   /* pass the message on unchanged (it may have been recorded) */
@@ -65,12 +66,12 @@ static inline void sl_exp_push_fwd(sl_server *s, char msg)
 static inline bool sl_exp_ends_request(char req, char resp)
 {
     switch (req) {
-    case 'P': return resp == '1';
-    case 'B': return resp == '2';
-    case 'D': return resp == 'T' || resp == 'n';
-    case 'E': return resp == 'C' || resp == 'I' || resp == 's';
-    case 'C': return resp == '3';
-    default: return resp == 'Z'; /* S, Q, F */
+    case SL_FE_PARSE: return resp == SL_BE_PARSE_COMPLETE;
+    case SL_FE_BIND: return resp == SL_BE_BIND_COMPLETE;
+    case SL_FE_DESCRIBE: return resp == SL_BE_ROW_DESCRIPTION || resp == SL_BE_NO_DATA;
+    case SL_FE_EXECUTE: return resp == SL_BE_COMMAND_COMPLETE || resp == SL_BE_EMPTY_QUERY || resp == SL_BE_PORTAL_SUSPENDED;
+    case SL_FE_CLOSE: return resp == SL_BE_CLOSE_COMPLETE;
+    default: return resp == SL_BE_READY; /* Sync, Query, FunctionCall */
     }
 }
 
@@ -86,19 +87,20 @@ static inline sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char typ
     const uint8_t *m = c->s.buf + c->s.parse;
     uint32_t avail = c->s.end - c->s.parse;
     switch (type) {
-    case 'E': case 'S': case 'F':
+    case SL_FE_EXECUTE: case SL_FE_SYNC: case SL_FE_FUNCTION_CALL:
         break;
-    case 'P': /* unnamed statement */
+    case SL_FE_PARSE: /* unnamed statement */
         if (len < 5 || avail < 6 || m[5] != 0) return sl_ps_client_msg_full(c, s, type, len);
         break;
-    case 'B': /* unnamed portal and unnamed statement */
+    case SL_FE_BIND: /* unnamed portal and unnamed statement */
         if (len < 6 || avail < 7 || m[5] != 0 || m[6] != 0) return sl_ps_client_msg_full(c, s, type, len);
         break;
-    case 'D': case 'C': /* a portal, or the unnamed statement */
-        if (len < 6 || avail < 7 || (m[5] != 'S' && m[5] != 'P') || (m[5] == 'S' && m[6] != 0))
+    case SL_FE_DESCRIBE: case SL_FE_CLOSE: /* a portal, or the unnamed statement */
+        if (len < 6 || avail < 7 || (m[5] != SL_TARGET_STATEMENT && m[5] != SL_TARGET_PORTAL) ||
+            (m[5] == SL_TARGET_STATEMENT && m[6] != 0))
             return sl_ps_client_msg_full(c, s, type, len);
         break;
-    case 'Q': /* DISCARD ALL / DEALLOCATE ALL need a look at the text */
+    case SL_FE_QUERY: /* DISCARD ALL / DEALLOCATE ALL need a look at the text */
         if (len < 65536 && (len < 5 || avail < 6 || m[5] == 'D' || m[5] == 'd' || m[5] == ' ' || m[5] == '\t' ||
                             m[5] == '\n' || m[5] == '\r'))
             return sl_ps_client_msg_full(c, s, type, len);
@@ -128,12 +130,13 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
 /* Called at each server message header (except DataRow/CopyData) while linked with s->ps_active. */
 static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len)
 {
-    if (type == 'N' || type == 'A' || type == 'S' || !s->exp_n) return SL_PS_FORWARD; /* asynchronous */
+    if (type == SL_BE_NOTICE || type == SL_BE_NOTIFICATION || type == SL_BE_PARAM_STATUS || !s->exp_n)
+        return SL_PS_FORWARD; /* asynchronous */
     sl_expect *e = sl_exp_at(s, 0);
     /* plain forwarded answers to plain requests; errors, DISCARD/DEALLOCATE tags and the rest go
      * the long way */
-    if (e->action != SL_EXP_FWD || e->stmt || type == 'E' ||
-        (type == 'C' && (s->s.end - s->s.parse < 6 || s->s.buf[s->s.parse + 5] == 'D')))
+    if (e->action != SL_EXP_FWD || e->stmt || type == SL_BE_ERROR ||
+        (type == SL_BE_COMMAND_COMPLETE && (s->s.end - s->s.parse < 6 || s->s.buf[s->s.parse + 5] == 'D')))
         return sl_ps_server_msg_full(s, c, type, len);
     if (sl_exp_ends_request(e->msg, type)) {
         s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
@@ -155,15 +158,17 @@ static inline void sl_ps_reset_link(sl_server *s)
 }
 
 /* Rewriting applies to this client's links (transaction/statement mode, feature on)? */
-struct sl_pool;
-bool sl_ps_enabled_for(const sl_client *c, const struct sl_pool *p);
+static inline bool sl_ps_enabled_for(const sl_client *c)
+{
+    return c->s.w->cfg->max_prepared_statements > 0 && c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
+}
 sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len);
 /* Between transactions: answer Parse of a known statement, Close, Flush and Sync without a server.
  * Anything else (the usual first message of a transaction) goes to a server. */
 static inline sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t len)
 {
-    if (type != 'P' && type != 'C' && type != 'S' && type != 'H') return SL_PS_FORWARD;
-    if (type == 'P' && c->s.end - c->s.parse >= 6 && c->s.buf[c->s.parse + 5] == 0) return SL_PS_FORWARD; /* unnamed */
+    if (type != SL_FE_PARSE && type != SL_FE_CLOSE && type != SL_FE_SYNC && type != SL_FE_FLUSH) return SL_PS_FORWARD;
+    if (type == SL_FE_PARSE && c->s.end - c->s.parse >= 6 && c->s.buf[c->s.parse + 5] == 0) return SL_PS_FORWARD; /* unnamed */
     return sl_ps_client_local_full(c, type, len);
 }
 /* The server is closing: free its cache and queue. */

@@ -1,40 +1,55 @@
-/* server.c - a connection to PostgreSQL: connect, log in (cleartext, md5, SCRAM incl. pass-through),
- * and the pooler's own queries run on it (server_check_query, SET of client parameters,
- * server_reset_query, connect_query) before it serves a client or goes back to the pool. */
-#include <errno.h>
+/* server.c - a connection to PostgreSQL: look up its backend's host, connect (every address in
+ * turn, as libpq does), log in (cleartext, md5, SCRAM incl. pass-through), and close it. The
+ * pooler's own queries on it live in server_setup.c; its changing hands in handoff.c. */
+#include "core/server.h"
+
 #include <arpa/inet.h>
-#include <netdb.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include "auth/md5.h"
 #include "auth/scram.h"
-#include "core/pooler.h"
+#include "core/cancel.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/msgread.h"
+#include "core/proxy.h"
 #include "core/proxy_ps.h"
 #include "net/sockutil.h"
-#include "pool/pool.h"
+#include "net/tls.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
-#define SV_LOG(s, lvl, fmt, ...)                                                                        \
-    sl_log_msg(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, (s)->pool->db_name, (s)->pool->user, \
-               (s)->addr_str, ##__VA_ARGS__)
+#define SV_LOG(s, lvl, fmt, ...)                                                                       \
+    sl_log_msg(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, sl_server_route(s)->db_name, \
+               sl_server_route(s)->user, (s)->addr_str, ##__VA_ARGS__)
 
 #define LOGIN_MSG_MAX (1u << 20)
 
-static void server_free(uv_handle_t *h)
+static void server_on_event(sl_stream *st, int events);
+static void login_input(sl_server *s);
+
+/* Where a connection stands in TLS negotiation (s->tls_step). */
+enum { TLS_STEP_NONE = 0, TLS_STEP_ANSWER, TLS_STEP_HANDSHAKE };
+
+static void free_connect(sl_connect *k)
 {
-    sl_server *s = h->data;
-    if (s->s.fd >= 0) close(s->s.fd); /* only now that libuv no longer polls it */
-    sl_stream_free_buf(&s->s);
-    sl_pb_free(&s->s.out);
+    if (k->res) uv_freeaddrinfo(k->res);
+    k->res = k->cur = k->next = NULL;
+}
+
+static void server_free(sl_stream *st)
+{
+    sl_server *s = (sl_server *)st;
     sl_params_clear(&s->params);
+    free(s->found_secret);
     sl_ps_server_gone(s);
-    if (s->dns_res) uv_freeaddrinfo(s->dns_res);
+    free_connect(&s->conn);
     if (s->scram) {
         sl_scram_client_clear(s->scram);
         free(s->scram);
@@ -42,60 +57,68 @@ static void server_free(uv_handle_t *h)
     free(s);
 }
 
-void sl_server_close(sl_server *s, const char *reason)
+void sl_server_close(sl_server *s, sl_close_reason why)
 {
     if (s->state == SL_SV_CLOSING) return;
-    if (s->state == SL_SV_IDLE && !sl_pool_take_idle(s)) {
-        /* another worker took it from the idle list and a detach message is on its way: it will
-         * find the server closing */
-    }
-    if (reason && sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "closing because: %s", reason);
-    else if (reason && s->state != SL_SV_IDLE && s->state != SL_SV_LOGIN && s->state != SL_SV_CONNECTING)
-        SV_LOG(s, SL_LOG_INFO, "closing because: %s", reason);
+    /* parked in the pool: another worker may have just taken it, and then a detach message is on
+     * its way here; it will find the server closing */
+    if (s->state == SL_SV_IDLE) sl_route_take_idle(&s->pc);
+    bool quiet = s->state == SL_SV_LOGIN || s->state == SL_SV_CONNECTING; /* login failures log themselves */
+    if (why != SL_CLOSE_NONE && (sl_log_verbose() >= 1 || !quiet))
+        SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s",
+               sl_close_reason_text(why));
     sl_client *c = s->client;
     s->client = NULL;
     if (c && c->server == s) c->server = NULL;
-    s->state = SL_SV_CLOSING;
-    if (s->resolve) { /* its callback still runs (cancelled or not) and frees the request */
-        s->resolve->data = NULL;
-        uv_cancel((uv_req_t *)s->resolve);
-        s->resolve = NULL;
+    /* a healthy connection closed on purpose says goodbye */
+    if (s->s.poll_open && sl_close_reason_polite(why)) {
+        sl_pb_terminate(&s->s.out);
+        (void)sl_stream_flush(&s->s, NULL);
     }
-    sl_pool_forget_server(s);
-    if (s->s.fd >= 0 && s->s.poll_open) {
-        /* polite goodbye when the connection is healthy */
-        if (!reason || strstr(reason, "lifetime") || strstr(reason, "idle")) {
-            sl_pktbuf pb;
-            sl_pb_init(&pb);
-            sl_pb_terminate(&pb);
-            ssize_t r = send(s->s.fd, pb.data, pb.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)r;
-            sl_pb_free(&pb);
-        }
+    sl_server_set_state(s, SL_SV_CLOSING);
+    sl_cancel_server_gone(s);
+    if (s->conn.resolve) { /* its callback still runs (cancelled or not) and frees the request */
+        s->conn.resolve->data = NULL;
+        uv_cancel((uv_req_t *)s->conn.resolve);
+        s->conn.resolve = NULL;
     }
-    sl_list_remove(&s->node);
-    if (s->s.fd >= 0) shutdown(s->s.fd, SHUT_RDWR);
-    if (s->s.poll_open)
-        sl_stream_detach(&s->s, server_free);
-    else if (!s->retrying) /* else retry_detached, still to come, frees it */
-        server_free((uv_handle_t *)&(uv_poll_t){.data = s});
+    sl_pool_actions act;
+    sl_pool_actions_init(&act);
+    sl_route_forget(&s->pc, &s->pend, &act);
+    sl_stream_shutdown(&s->s);
+    if (!s->conn.retrying) /* else the retry's detach, still to come, frees it */
+        sl_stream_close(&s->s, server_free);
     if (c && c->state == SL_CL_ACTIVE) sl_proxy_server_lost_client(c);
+    sl_carry_out(&act);
 }
 
 bool sl_server_attach(sl_server *s, sl_worker *w)
 {
-    if (!sl_stream_attach(&s->s, w, NULL, s)) return false;
-    sl_list_insert_tail(&w->servers, &s->node);
+    if (!sl_stream_attach(&s->s, w, server_on_event)) return false;
+    s->pc.worker = w->id;
     return true;
 }
 
 /* ---- connect ---- */
 
-static void login_failed(sl_server *s, const char *sqlstate, const char *msg);
+static void login_failed(sl_server *s, const char *sqlstate, const char *msg)
+{
+    SV_LOG(s, SL_LOG_WARNING, "server login failed: %s", msg);
+    /* server_tls_sslmode allow: a server that refuses a plaintext login (pg_hba.conf hostssl) is asked
+     * for TLS from the next connection on, as libpq's allow tries again with TLS */
+    if (s->tls_plan == SL_TLS_PLAN_PLAIN_THEN_TLS && !sl_stream_is_tls(&s->s) && sqlstate &&
+        !strcmp(sqlstate, "28000"))
+        __atomic_store_n(&s->pc.backend->tls_after_refusal, true, __ATOMIC_RELAXED);
+    sl_pool_actions act;
+    sl_pool_actions_init(&act);
+    sl_route_login_failed(s->pc.backend, &s->pc, &s->pend, sqlstate, msg, &act); /* counted off here */
+    sl_server_close(s, SL_CLOSE_LOGIN_FAILED);
+    sl_carry_out(&act);
+}
 
 /* Unix socket directories and numeric addresses connect at once; host names are looked up in
  * libuv's thread pool (a slow DNS server must not stall the worker) and the answer is kept in the
- * pool for dns_max_ttl. */
+ * backend for dns_max_ttl. */
 static bool needs_lookup(const char *host)
 {
     if (!host || !*host || host[0] == '/') return false;
@@ -124,57 +147,19 @@ static int connect_direct(const char *host, int port)
     return fd;
 }
 
-static bool dns_cached(sl_pool *p, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
-{
-    sl_config *cfg = sl_config_acquire();
-    int64_t ttl = cfg->dns_max_ttl;
-    sl_config_unref(cfg);
-    pthread_mutex_lock(&p->lock);
-    bool hit = p->dns_at && sl_now_us() - p->dns_at < ttl && p->dns_port == port && p->dns_host &&
-               !strcmp(p->dns_host, host);
-    if (hit) {
-        memcpy(ss, &p->dns_addr, p->dns_len);
-        *len = p->dns_len;
-    }
-    pthread_mutex_unlock(&p->lock);
-    return hit;
-}
-
-static void dns_store(sl_pool *p, const char *host, int port, const struct sockaddr *sa, socklen_t len)
-{
-    if (len > sizeof(p->dns_addr)) return;
-    pthread_mutex_lock(&p->lock);
-    if (!p->dns_host || strcmp(p->dns_host, host)) {
-        free(p->dns_host);
-        p->dns_host = strdup(host);
-    }
-    memcpy(&p->dns_addr, sa, len);
-    p->dns_len = len;
-    p->dns_port = port;
-    p->dns_at = p->dns_host ? sl_now_us() : 0;
-    pthread_mutex_unlock(&p->lock);
-}
-
-static void dns_forget(sl_pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    p->dns_at = 0;
-    pthread_mutex_unlock(&p->lock);
-}
-
 /* The socket is connecting (or failed to start): watch it, or report the failure. */
 static void connect_started(sl_server *s, sl_worker *w, int fd)
 {
     s->s.fd = fd;
-    if (fd < 0 || !sl_stream_attach(&s->s, w, NULL, s)) {
-        if (s->dns_name[0]) dns_forget(s->pool);
+    if (fd < 0 || !sl_server_attach(s, w)) {
+        if (s->conn.name[0]) sl_backend_dns_forget(s->pc.backend);
         char msg[300];
         snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(errno));
         login_failed(s, "08006", msg);
         return;
     }
     sl_stream_set_poll(&s->s, UV_WRITABLE);
-    SV_LOG(s, SL_LOG_DEBUG, "connecting (worker %d)", w->id);
+    sl_log_debug("S-%llu connecting to %s (worker %d)", (unsigned long long)s->id, s->addr_str, w->id);
 }
 
 /* Connect to the looked-up addresses in order until one connect starts (connected() comes back
@@ -182,12 +167,12 @@ static void connect_started(sl_server *s, sl_worker *w, int fd)
 static void try_next_address(sl_server *s)
 {
     int err = EHOSTUNREACH;
-    while (s->dns_next) {
-        struct addrinfo *ai = s->dns_next;
-        s->dns_next = ai->ai_next;
+    while (s->conn.next) {
+        struct addrinfo *ai = s->conn.next;
+        s->conn.next = ai->ai_next;
         int fd = sl_sock_connect(ai->ai_addr, ai->ai_addrlen);
         if (fd >= 0) {
-            s->dns_cur = ai;
+            s->conn.cur = ai;
             connect_started(s, s->s.w, fd);
             return;
         }
@@ -199,160 +184,149 @@ static void try_next_address(sl_server *s)
 
 /* The poll handle of a refused attempt is closed: close its socket and go on with the next address
  * (or finish closing, if the server was closed meanwhile). */
-static void retry_detached(uv_handle_t *h)
+static void retry_detached(sl_stream *st)
 {
-    sl_server *s = h->data;
-    s->retrying = false;
+    sl_server *s = (sl_server *)st;
+    s->conn.retrying = false;
     if (s->state == SL_SV_CLOSING) {
-        server_free(h);
+        sl_stream_close(&s->s, server_free);
         return;
     }
-    close(s->s.fd);
-    s->s.fd = -1;
+    sl_stream_close(&s->s, NULL); /* the refused socket */
+    sl_stream_init(&s->s, -1);
+    s->s.w = &sl_workers[s->pc.worker];
     try_next_address(s);
 }
 
 static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     sl_server *s = req->data;
+    free(req);
     if (!s) { /* the server was closed while its name was looked up */
         uv_freeaddrinfo(res);
-        free(req);
         return;
     }
-    s->resolve = NULL;
-    free(req);
+    s->conn.resolve = NULL;
     sl_now_refresh();
     if (status != 0 || !res) {
         char msg[400];
-        snprintf(msg, sizeof(msg), "could not translate host name \"%s\" to address: %s", s->dns_name,
+        snprintf(msg, sizeof(msg), "could not translate host name \"%s\" to address: %s", s->conn.name,
                  uv_strerror(status ? status : UV_EAI_NONAME));
         uv_freeaddrinfo(res);
         login_failed(s, "08006", msg);
         return;
     }
-    s->dns_res = s->dns_next = res;
+    s->conn.res = s->conn.next = res;
     try_next_address(s);
 }
 
-sl_server *sl_server_launch(sl_worker *w, sl_pool *p)
+static sl_server *server_new(sl_worker *w, sl_backend *b)
 {
     sl_server *s = calloc(1, sizeof(*s));
-    if (!s) {
-        sl_pool_login_failed(p, "53200", "out of memory");
-        return NULL;
-    }
-    s->pool = p;
+    if (!s) return NULL;
     s->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
     s->state = SL_SV_CONNECTING;
-    s->xact = 'I';
-    sl_list_init(&s->pool_node);
+    s->xact = SL_XACT_IDLE;
+    s->pc.backend = b;
+    s->pc.worker = w->id;
+    s->pc.target_gen = __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED);
+    s->pc.connect_time = s->last_used = sl_now_us();
+    sl_list_init(&s->pc.idle_node);
+    sl_list_init(&s->cancels);
     sl_stmt_cache_init(&s->ps_cache);
-    sl_stream_init(&s->s, SL_KIND_SERVER, -1);
+    sl_stream_init(&s->s, -1);
     s->s.w = w;
     sl_list_insert_tail(&w->servers, &s->node);
-    s->connect_time = s->last_used = sl_now_us();
-    pthread_mutex_lock(&p->lock);
-    char *host = p->host ? strdup(p->host) : NULL;
-    int port = p->port;
-    pthread_mutex_unlock(&p->lock);
-    if (!host || !*host || host[0] == '/') snprintf(s->addr_str, sizeof(s->addr_str), "unix:%d", port);
-    else snprintf(s->addr_str, sizeof(s->addr_str), "%s:%d", host, port);
-    if (!needs_lookup(host)) {
-        connect_started(s, w, connect_direct(host, port));
-        free(host);
+    sl_backend_addr_str(b, s->addr_str, sizeof(s->addr_str));
+    return s;
+}
+
+sl_server *sl_server_launch(sl_worker *w, sl_backend *b)
+{
+    sl_server *s = server_new(w, b);
+    if (!s) {
+        sl_pool_actions act;
+        sl_pool_actions_init(&act);
+        sl_route_launch_failed(b, NULL);
+        sl_route_login_failed(b, NULL, NULL, "53200", "out of memory", &act);
+        sl_carry_out(&act);
+        return NULL;
+    }
+    /* host and port never change for a backend */
+    if (!needs_lookup(b->host)) {
+        connect_started(s, w, connect_direct(b->host, b->port));
         return s;
     }
-    snprintf(s->dns_name, sizeof(s->dns_name), "%s", host);
-    s->dns_port = port;
-    free(host);
+    snprintf(s->conn.name, sizeof(s->conn.name), "%s", b->host);
     struct sockaddr_storage ss;
     socklen_t len;
-    if (dns_cached(p, s->dns_name, port, &ss, &len)) {
+    if (sl_backend_dns_get(b, w->cfg->dns_max_ttl, &ss, &len)) {
         connect_started(s, w, sl_sock_connect((struct sockaddr *)&ss, len));
         return s;
     }
     uv_getaddrinfo_t *req = malloc(sizeof(*req));
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
     char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    int rc = req ? uv_getaddrinfo(&w->loop, req, resolved, s->dns_name, portstr, &hints) : UV_ENOMEM;
+    snprintf(portstr, sizeof(portstr), "%d", b->port);
+    int rc = req ? uv_getaddrinfo(&w->loop, req, resolved, s->conn.name, portstr, &hints) : UV_ENOMEM;
     if (rc != 0) {
         free(req);
         char msg[400];
-        snprintf(msg, sizeof(msg), "could not look up host name \"%s\": %s", s->dns_name, uv_strerror(rc));
+        snprintf(msg, sizeof(msg), "could not look up host name \"%s\": %s", s->conn.name, uv_strerror(rc));
         login_failed(s, "08006", msg);
         return NULL;
     }
     req->data = s;
-    s->resolve = req;
-    SV_LOG(s, SL_LOG_DEBUG, "looking up %s (worker %d)", s->dns_name, w->id);
+    s->conn.resolve = req;
+    sl_log_debug("S-%llu looking up %s (worker %d)", (unsigned long long)s->id, s->conn.name, w->id);
     return s;
 }
 
+/* ---- login ---- */
+
 static void send_startup(sl_server *s)
 {
-    sl_pool *p = s->pool;
+    char user[256], db[256];
+    sl_route_login_target(s->pc.backend, user, sizeof(user), db, sizeof(db), NULL, NULL);
     sl_pktbuf *out = &s->s.out;
-    pthread_mutex_lock(&p->lock);
     sl_pb_begin(out, 0);
     sl_pb_u32(out, SL_PROTO_V3);
     sl_pb_str(out, "user");
-    sl_pb_str(out, p->server_user);
+    sl_pb_str(out, user);
     sl_pb_str(out, "database");
-    sl_pb_str(out, p->server_db);
-    pthread_mutex_unlock(&p->lock);
+    sl_pb_str(out, db);
     sl_pb_u8(out, 0);
     sl_pb_end(out);
-    s->state = SL_SV_LOGIN;
-}
-
-static void login_failed(sl_server *s, const char *sqlstate, const char *msg)
-{
-    SV_LOG(s, SL_LOG_WARNING, "server login failed: %s", msg);
-    sl_pool *p = s->pool;
-    sl_server_close(s, "login failed");
-    sl_pool_login_failed(p, sqlstate, msg);
+    sl_server_set_state(s, SL_SV_LOGIN);
 }
 
 /* The password to log in with: the [databases] password, else the auth file's entry. */
-static char *server_password(sl_server *s)
+static char *server_password(sl_server *s, char *user, size_t ulen)
 {
-    sl_pool *p = s->pool;
-    char *pw = NULL;
-    pthread_mutex_lock(&p->lock);
-    if (p->server_password) pw = strdup(p->server_password);
-    pthread_mutex_unlock(&p->lock);
+    char db[256], *pw = NULL;
+    sl_route_login_target(s->pc.backend, user, ulen, db, sizeof(db), &pw, NULL);
     if (pw) return pw;
-    sl_config *cfg = sl_config_acquire();
-    const sl_userlist_entry *e = sl_config_find_userlist(cfg, p->server_user);
-    if (e) pw = strdup(e->password);
-    sl_config_unref(cfg);
-    return pw;
+    const sl_userlist_entry *e = sl_config_find_userlist(s->s.w->cfg, user);
+    if (e) return strdup(e->password);
+    return sl_route_auth_secret(sl_server_route(s), 0); /* what auth_query found for this user */
 }
 
 static void send_password_msg(sl_server *s, const void *data, size_t len)
 {
-    sl_pb_begin(&s->s.out, 'p');
+    sl_pb_begin(&s->s.out, SL_FE_PASSWORD);
     sl_pb_bytes(&s->s.out, data, len);
     sl_pb_end(&s->s.out);
 }
 
 static bool auth_sasl_start(sl_server *s, char *pw)
 {
-    sl_pool *p = s->pool;
     sl_scram_client *sc = calloc(1, sizeof(*sc));
     if (!sc) return false;
     if (pw && !sl_scram_is_secret(pw) && !sl_md5_is_hash(pw)) {
         sl_scram_client_init(sc, pw, NULL, NULL);
     } else {
         uint8_t ck[32], sk[32];
-        pthread_mutex_lock(&p->lock);
-        bool have = p->have_scram_keys;
-        memcpy(ck, p->scram_client_key, 32);
-        memcpy(sk, p->scram_server_key, 32);
-        pthread_mutex_unlock(&p->lock);
-        if (!have) {
+        if (!sl_route_scram_keys(sl_server_route(s), ck, sk)) {
             free(sc);
             login_failed(s, "28P01",
                          "no cleartext password or SCRAM keys available to log in to the server (set password= in "
@@ -365,7 +339,7 @@ static bool auth_sasl_start(sl_server *s, char *pw)
     char first[512];
     if (!sl_scram_client_first(sc, first, sizeof(first))) return false;
     sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, 'p');
+    sl_pb_begin(out, SL_FE_PASSWORD);
     sl_pb_str(out, "SCRAM-SHA-256");
     sl_pb_u32(out, (uint32_t)strlen(first));
     sl_pb_bytes(out, first, strlen(first));
@@ -379,25 +353,26 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
     sl_rd r;
     sl_rd_init(&r, body, len);
     uint32_t code = sl_rd_u32(&r);
-    if (code == 0) return true;
-    char *pw = server_password(s);
+    if (code == SL_AUTH_REQ_OK) return true;
+    char user[256];
+    char *pw = server_password(s, user, sizeof(user));
     const char *errmsg = NULL;
     bool ok = true;
-    if (code == 3) {
+    if (code == SL_AUTH_REQ_CLEARTEXT) {
         if (!pw || sl_md5_is_hash(pw) || sl_scram_is_secret(pw)) ok = false, errmsg = "server asks for a cleartext password, none is known";
         else send_password_msg(s, pw, strlen(pw) + 1);
-    } else if (code == 5) {
+    } else if (code == SL_AUTH_REQ_MD5) {
         const uint8_t *salt = sl_rd_bytes(&r, 4);
         char hash[36], ans[36];
         if (!salt || !pw || sl_scram_is_secret(pw)) {
             ok = false, errmsg = "server asks for an md5 password, none is known";
         } else {
             if (sl_md5_is_hash(pw)) snprintf(hash, sizeof(hash), "%s", pw);
-            else sl_md5_user_hash(pw, s->pool->server_user, hash);
+            else sl_md5_user_hash(pw, user, hash);
             sl_md5_salted(hash, salt, ans);
             send_password_msg(s, ans, strlen(ans) + 1);
         }
-    } else if (code == 10) {
+    } else if (code == SL_AUTH_REQ_SASL) {
         bool has = false;
         const char *m;
         while ((m = sl_rd_str(&r)) && *m)
@@ -407,12 +382,12 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             free(pw);
             return false;
         }
-    } else if (code == 11 || code == 12) {
+    } else if (code == SL_AUTH_REQ_SASL_CONTINUE || code == SL_AUTH_REQ_SASL_FINAL) {
         char out[1024];
         size_t n = sl_rd_left(&r);
         const char *data = (const char *)sl_rd_bytes(&r, n);
         if (!s->scram) ok = false, errmsg = "unexpected SASL message";
-        else if (code == 11) {
+        else if (code == SL_AUTH_REQ_SASL_CONTINUE) {
             if (!sl_scram_client_final(s->scram, data, n, out, sizeof(out), &errmsg)) ok = false;
             else send_password_msg(s, out, strlen(out));
         } else if (!sl_scram_client_verify(s->scram, data, n, &errmsg)) ok = false;
@@ -434,74 +409,54 @@ static void login_complete(sl_server *s, const sl_pktbuf *other_params)
         free(s->scram);
         s->scram = NULL;
     }
-    sl_pool *p = s->pool;
-    pthread_mutex_lock(&p->lock);
-    p->n_connecting--;
-    s->logged_in = true;
-    p->stats.server_connects++;
-    p->last_login_failure = 0;
-    bool cq = p->connect_query && *p->connect_query;
-    pthread_mutex_unlock(&p->lock);
+    sl_route_logged_in(&s->pc);
     if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "logged in, backend pid %u", s->be_pid);
-    sl_pool_set_welcome(p, s, other_params);
-    s->idle_since = sl_now_us();
-    s->state = SL_SV_IDLE; /* SETUP below, or IDLE via release */
-    if (cq) {
-        s->setup = SL_SETUP_CONNECT_QUERY;
-        if (sl_server_begin_setup(s)) return;
-    }
-    sl_pool_release(s);
+    sl_backend_set_welcome(s->pc.backend, &s->params, other_params);
+    s->pc.idle_since = sl_now_us();
+    s->setup = SL_SETUP_CONNECT_QUERY;
+    if (sl_server_begin_setup(s)) return;
+    sl_server_release(s);
 }
 
-/* Server messages during login; each one complete in the buffer. */
+/* Server messages during login, each one whole. */
 static void login_input(sl_server *s)
 {
     sl_stream *st = &s->s;
     sl_pktbuf others;
     sl_pb_init(&others);
     while (s->state == SL_SV_LOGIN) {
-        uint32_t have = st->end - st->pos;
-        if (have < 5) break;
-        char type = (char)st->buf[st->pos];
-        uint32_t len = sl_get_u32(st->buf + st->pos + 1);
-        if (len < 4 || len > LOGIN_MSG_MAX) {
-            login_failed(s, "08P01", "server sent a message with an invalid length during login");
+        sl_wire_msg m;
+        sl_take_status ts = sl_take_msg(st, LOGIN_MSG_MAX, &m);
+        if (ts == SL_TAKE_MORE) break;
+        if (ts != SL_TAKE_OK) {
+            login_failed(s, ts == SL_TAKE_NOMEM ? "53200" : "08P01",
+                         ts == SL_TAKE_NOMEM ? "out of memory" : "server sent a message with an invalid length during login");
             break;
         }
-        if (have < len + 1) {
-            if (!sl_stream_make_room(st, len + 1 - have, LOGIN_MSG_MAX + 1)) login_failed(s, "53200", "out of memory");
-            break;
-        }
-        const uint8_t *body = st->buf + st->pos + 5;
-        st->pos += len + 1;
-        st->parse = st->pos;
-        uint32_t blen = len - 4;
-        if (type == 'R') {
-            if (!handle_auth(s, body, blen)) break;
-        } else if (type == 'S') {
-            sl_rd r;
-            sl_rd_init(&r, body, blen);
+        sl_rd r;
+        sl_rd_init(&r, m.body, m.len);
+        if (m.type == SL_BE_AUTH) {
+            if (!handle_auth(s, m.body, m.len)) break;
+        } else if (m.type == SL_BE_PARAM_STATUS) {
             const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
             if (!name || !val) continue;
             int id = sl_param_lookup(name);
             if (id >= 0) sl_params_set(&s->params, id, val);
             else sl_pb_param_status(&others, name, val);
-        } else if (type == 'K') {
-            sl_rd r;
-            sl_rd_init(&r, body, blen);
+        } else if (m.type == SL_BE_BACKEND_KEY) {
             s->be_pid = sl_rd_u32(&r);
             s->be_key = sl_rd_u32(&r);
-        } else if (type == 'E') {
-            const char *m = sl_error_field(body, blen, 'M');
-            const char *code = sl_error_field(body, blen, 'C');
+        } else if (m.type == SL_BE_ERROR) {
+            const char *text = sl_error_field(m.body, m.len, 'M');
+            const char *code = sl_error_field(m.body, m.len, 'C');
             char msg[300];
-            snprintf(msg, sizeof(msg), "%s", m ? m : "server refused login");
+            snprintf(msg, sizeof(msg), "%s", text ? text : "server refused login");
             login_failed(s, code ? code : "08006", msg);
             break;
-        } else if (type == 'Z') {
+        } else if (m.type == SL_BE_READY) {
             login_complete(s, &others);
             break;
-        } /* 'N' notices and 'v' (NegotiateProtocolVersion) are ignored */
+        } /* notices and NegotiateProtocolVersion are ignored */
     }
     sl_pb_free(&others);
     if (s->state != SL_SV_CLOSING && st->pos == st->end) sl_stream_recycle_buf(st);
@@ -510,230 +465,112 @@ static void login_input(sl_server *s)
     }
 }
 
-/* ---- pooler queries ---- */
-
-static void append_quoted(sl_pktbuf *pb, const char *v)
-{
-    sl_pb_bytes(pb, "E'", 2);
-    for (const char *p = v; *p; p++) {
-        if (*p == '\'' || *p == '\\') sl_pb_u8(pb, (uint8_t)*p);
-        sl_pb_u8(pb, (uint8_t)*p);
-    }
-    sl_pb_u8(pb, '\'');
-}
-
-/* SET for every tracked parameter where the client's value differs from the server's. */
-static bool build_param_sets(sl_server *s, sl_pktbuf *q)
-{
-    sl_client *c = s->client;
-    bool any = false;
-    for (int i = 0; c && i < SL_NPARAMS; i++) {
-        const char *want = c->params.v[i];
-        if (!want || want == s->params.v[i]) continue; /* interned: equal values are equal pointers */
-        sl_pb_bytes(q, "SET ", 4);
-        sl_pb_bytes(q, sl_param_names[i], strlen(sl_param_names[i]));
-        sl_pb_bytes(q, " TO ", 4);
-        append_quoted(q, want);
-        sl_pb_bytes(q, ";", 1);
-        any = true;
-    }
-    return any;
-}
-
-static bool send_setup_query(sl_server *s, const char *sql)
-{
-    if (!sql || !*sql) return false;
-    sl_pb_query(&s->s.out, sql);
-    s->state = SL_SV_SETUP;
-    s->setup_failed = false;
-    s->setup_error[0] = 0;
-    return true;
-}
-
-/* Run the next pooler query this server needs, if any. s->setup names the first step to try. */
-bool sl_server_begin_setup(sl_server *s)
-{
-    const sl_config *cfg = s->client ? s->client->cfg : NULL;
-    sl_config *own = NULL;
-    if (!cfg) cfg = own = sl_config_acquire();
-    bool started = false;
-    while (!started && s->setup != SL_SETUP_NONE) {
-        sl_setup_step step = s->setup;
-        switch (step) {
-        case SL_SETUP_CHECK:
-            s->setup = SL_SETUP_PARAMS;
-            if (cfg->server_check_delay >= 0 && sl_now_fast() - s->last_used >= cfg->server_check_delay)
-                started = send_setup_query(s, cfg->server_check_query);
-            if (started) s->setup = SL_SETUP_CHECK;
-            break;
-        case SL_SETUP_PARAMS: {
-            sl_pktbuf q;
-            sl_pb_init(&q);
-            if (build_param_sets(s, &q)) {
-                sl_pb_u8(&q, 0);
-                started = !q.failed && send_setup_query(s, (const char *)q.data);
-            }
-            sl_pb_free(&q);
-            if (!started) s->setup = SL_SETUP_NONE;
-            break;
-        }
-        case SL_SETUP_RESET:
-            started = send_setup_query(s, cfg->server_reset_query);
-            if (!started) s->setup = SL_SETUP_NONE;
-            break;
-        case SL_SETUP_ROLLBACK:
-            started = send_setup_query(s, "ROLLBACK");
-            break;
-        case SL_SETUP_CONNECT_QUERY: {
-            pthread_mutex_lock(&s->pool->lock);
-            char *q = s->pool->connect_query ? strdup(s->pool->connect_query) : NULL;
-            pthread_mutex_unlock(&s->pool->lock);
-            started = send_setup_query(s, q);
-            free(q);
-            if (!started) s->setup = SL_SETUP_NONE;
-            break;
-        }
-        default: s->setup = SL_SETUP_NONE; break;
-        }
-    }
-    if (own) sl_config_unref(own);
-    if (started) {
-        sl_io_status st = sl_stream_flush(&s->s, NULL);
-        if (st == SL_IO_ERROR) {
-            sl_server_close(s, "write error");
-            return true;
-        }
-        sl_stream_set_poll(&s->s, st == SL_IO_AGAIN ? UV_READABLE | UV_WRITABLE : UV_READABLE);
-    }
-    return started;
-}
-
-/* A pooler query finished (ReadyForQuery). Decide what comes next. */
-static void setup_finished(sl_server *s)
-{
-    sl_setup_step step = s->setup;
-    sl_client *c = s->client;
-    if (s->setup_failed) {
-        if (step == SL_SETUP_PARAMS && c) {
-            /* the client's own startup parameters are invalid: tell it */
-            char msg[300];
-            snprintf(msg, sizeof(msg), "%s", s->setup_error);
-            s->setup = SL_SETUP_NONE;
-            s->client = NULL;
-            c->server = NULL;
-            s->state = SL_SV_ACTIVE;
-            sl_proxy_unlink_release(s);
-            sl_client_error(c, true, "22023", "%s", msg);
-            return;
-        }
-        SV_LOG(s, SL_LOG_WARNING, "pooler query failed: %s", s->setup_error);
-        if (c) {
-            c->server = NULL;
-            s->client = NULL;
-            c->state = SL_CL_WAITING;
-        }
-        sl_server_close(s, "pooler query failed");
-        if (c) sl_client_wake(c);
-        return;
-    }
-    if (step == SL_SETUP_PARAMS && c) {
-        /* adopt the server's spelling of the values (e.g. utf8 -> UTF8) */
-        for (int i = 0; i < SL_NPARAMS; i++)
-            if (c->params.v[i] && s->params.v[i]) sl_params_set_interned(&c->params, i, s->params.v[i]);
-    }
-    s->setup = step == SL_SETUP_CHECK ? SL_SETUP_PARAMS : SL_SETUP_NONE;
-    s->last_used = sl_now_us();
-    if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) return;
-    s->setup = SL_SETUP_NONE;
-    if (c) {
-        s->state = SL_SV_ACTIVE;
-        sl_proxy_start(c, s);
-    } else {
-        s->state = SL_SV_ACTIVE;
-        sl_pool_release(s);
-    }
-}
-
-static void setup_input(sl_server *s)
-{
-    sl_stream *st = &s->s;
-    while (s->state == SL_SV_SETUP) {
-        uint32_t have = st->end - st->pos;
-        if (have < 5) break;
-        char type = (char)st->buf[st->pos];
-        uint32_t len = sl_get_u32(st->buf + st->pos + 1);
-        if (len < 4 || len > LOGIN_MSG_MAX) {
-            sl_server_close(s, "invalid message length from server");
-            return;
-        }
-        if (have < len + 1) {
-            if (!sl_stream_make_room(st, len + 1 - have, LOGIN_MSG_MAX + 1)) sl_server_close(s, "out of memory");
-            return;
-        }
-        const uint8_t *body = st->buf + st->pos + 5;
-        uint32_t blen = len - 4;
-        st->pos += len + 1;
-        st->parse = st->pos;
-        if (type == 'S') {
-            sl_rd r;
-            sl_rd_init(&r, body, blen);
-            const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
-            int id = name && val ? sl_param_lookup(name) : -1;
-            if (id >= 0) sl_params_set(&s->params, id, val);
-        } else if (type == 'C') {
-            /* DISCARD ALL / DEALLOCATE ALL (server_reset_query) drop every prepared statement */
-            if (blen && (!strncmp((const char *)body, "DISCARD ALL", 11) || !strncmp((const char *)body, "DEALLOCATE ALL", 14)))
-                sl_stmt_cache_clear(&s->ps_cache);
-        } else if (type == 'E') {
-            const char *m = sl_error_field(body, blen, 'M');
-            snprintf(s->setup_error, sizeof(s->setup_error), "%s", m ? m : "error");
-            s->setup_failed = true;
-        } else if (type == 'Z') {
-            s->xact = blen >= 1 ? (char)body[0] : 'I';
-            setup_finished(s);
-        }
-    }
-    if (s->state != SL_SV_CLOSING) sl_stream_recycle_buf(st);
-}
-
 /* ---- events ---- */
 
 static void connected(sl_server *s)
 {
-    int err = 0;
-    socklen_t l = sizeof(err);
-    if (getsockopt(s->s.fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
+    int err = sl_stream_connect_result(&s->s);
     if (err) {
-        if (s->dns_next) { /* the name has more addresses: try the next one, as libpq does */
-            s->retrying = true;
+        if (s->conn.next) { /* the name has more addresses: try the next one, as libpq does */
+            s->conn.retrying = true;
             sl_stream_detach(&s->s, retry_detached);
             return;
         }
-        if (s->dns_name[0]) dns_forget(s->pool); /* look the name up again next time */
+        if (s->conn.name[0]) sl_backend_dns_forget(s->pc.backend); /* look the name up again next time */
         char msg[300];
         snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->addr_str, strerror(err));
         login_failed(s, "08006", msg);
         return;
     }
-    if (s->dns_res) { /* remember the address that answered */
-        dns_store(s->pool, s->dns_name, s->dns_port, s->dns_cur->ai_addr, s->dns_cur->ai_addrlen);
-        uv_freeaddrinfo(s->dns_res);
-        s->dns_res = s->dns_cur = s->dns_next = NULL;
+    if (s->conn.res) { /* remember the address that answered */
+        sl_backend_dns_store(s->pc.backend, s->conn.cur->ai_addr, s->conn.cur->ai_addrlen);
+        free_connect(&s->conn);
     }
-    sl_config *cfg = sl_config_acquire();
-    sl_sock_tune(s->s.fd, cfg, true);
-    sl_config_unref(cfg);
+    sl_sock_tune(s->s.fd, s->s.w->cfg, true);
+    sl_backend *b = s->pc.backend;
+    bool is_unix = !b->host || !*b->host || b->host[0] == '/';
+    s->tls_plan = (uint8_t)sl_tls_server_plan((sl_tls_mode)s->s.w->cfg->server_tls_sslmode, is_unix);
+    if (s->tls_plan == SL_TLS_PLAN_PLAIN_THEN_TLS && __atomic_load_n(&b->tls_after_refusal, __ATOMIC_RELAXED))
+        s->tls_plan = SL_TLS_PLAN_TLS_OR_PLAIN;
+    if (s->tls_plan == SL_TLS_PLAN_TLS_OR_PLAIN || s->tls_plan == SL_TLS_PLAN_TLS_ONLY) {
+        sl_stream_request_encryption(&s->s);
+        s->tls_step = TLS_STEP_ANSWER;
+        sl_server_set_state(s, SL_SV_LOGIN);
+        return;
+    }
     send_startup(s);
 }
 
-void sl_server_on_event(sl_server *s, int events)
+/* The TLS handshake with the server is over or waits for the socket. Over: the startup packet goes. */
+static void server_handshake(sl_server *s)
 {
-    sl_stream *st = &s->s;
+    sl_io_status st = sl_stream_handshake(&s->s);
+    if (st == SL_IO_AGAIN) return;
+    if (st != SL_IO_OK) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "TLS handshake with server failed: %s",
+                 *sl_stream_tls_error(&s->s) ? sl_stream_tls_error(&s->s) : "connection closed");
+        login_failed(s, "08006", msg);
+        return;
+    }
+    s->tls_step = TLS_STEP_NONE;
+    send_startup(s);
+    sl_io_status rc = sl_stream_flush(&s->s, NULL);
+    if (rc == SL_IO_ERROR) login_failed(s, "08006", "lost connection to server during login");
+    else sl_stream_set_poll(&s->s, rc == SL_IO_AGAIN ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+/* The server's one-byte answer to our SSLRequest. */
+static void tls_answer_input(sl_server *s)
+{
+    char err[256];
+    switch (sl_stream_encryption_answer(&s->s)) {
+    case SL_TLS_ANSWER_NEED_MORE: return;
+    case SL_TLS_ANSWER_YES: {
+        sl_tls_ctx *ctx = sl_tls_acquire(SL_TLS_CONNECT);
+        bool ok = sl_stream_start_tls_client(&s->s, ctx, s->pc.backend->host, err, sizeof(err));
+        sl_tls_ctx_unref(ctx);
+        if (!ok) {
+            char msg[320];
+            snprintf(msg, sizeof(msg), "could not start TLS with server: %s", err);
+            login_failed(s, "08006", msg);
+            return;
+        }
+        s->tls_step = TLS_STEP_HANDSHAKE;
+        server_handshake(s);
+        return;
+    }
+    case SL_TLS_ANSWER_NO:
+        if (s->tls_plan == SL_TLS_PLAN_TLS_ONLY) {
+            login_failed(s, "08006", "server does not support SSL, but SSL was required (server_tls_sslmode)");
+            return;
+        }
+        s->tls_step = TLS_STEP_NONE;
+        send_startup(s);
+        if (sl_stream_flush(&s->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&s->s, UV_READABLE | UV_WRITABLE);
+        return;
+    case SL_TLS_ANSWER_ERROR: /* an old or refusing server: its ErrorResponse is read as a login error */
+        s->tls_step = TLS_STEP_NONE;
+        login_input(s);
+        return;
+    case SL_TLS_ANSWER_BAD:
+        login_failed(s, "08P01", "server sent an invalid answer to the SSL request (or data after it)");
+        return;
+    }
+}
+
+static void server_on_event(sl_stream *st, int events)
+{
+    sl_server *s = (sl_server *)st;
     if (s->state == SL_SV_CONNECTING) {
         if (!(events & (UV_WRITABLE | UV_DISCONNECT | UV_READABLE))) return;
         connected(s);
         if (s->state != SL_SV_LOGIN) return;
         events = UV_WRITABLE;
+    }
+    if (s->tls_step == TLS_STEP_HANDSHAKE) {
+        server_handshake(s);
+        return;
     }
     if (s->state == SL_SV_ACTIVE && s->client) {
         if (events & UV_WRITABLE) sl_proxy_server_writable(s);
@@ -744,7 +581,7 @@ void sl_server_on_event(sl_server *s, int events)
         sl_io_status rc = sl_stream_flush(st, NULL);
         if (rc == SL_IO_ERROR) {
             if (s->state == SL_SV_LOGIN) login_failed(s, "08006", "lost connection to server during login");
-            else sl_server_close(s, "write error");
+            else sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
             return;
         }
         sl_stream_set_poll(st, rc == SL_IO_AGAIN ? UV_READABLE | UV_WRITABLE : UV_READABLE);
@@ -753,14 +590,18 @@ void sl_server_on_event(sl_server *s, int events)
     sl_io_status rc = sl_stream_read(st);
     if (rc == SL_IO_EOF || rc == SL_IO_ERROR) {
         if (s->state == SL_SV_LOGIN) login_failed(s, "08006", "server closed the connection during login");
-        else sl_server_close(s, rc == SL_IO_EOF ? "server closed the connection" : "read error");
+        else sl_server_close(s, rc == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
         return;
     }
     if (rc == SL_IO_AGAIN) return;
     switch (s->state) {
-    case SL_SV_LOGIN: login_input(s); break;
-    case SL_SV_SETUP: setup_input(s); break;
+    case SL_SV_LOGIN:
+        if (s->tls_step == TLS_STEP_ANSWER) tls_answer_input(s);
+        else login_input(s);
+        break;
+    case SL_SV_SETUP: sl_server_setup_input(s); break;
     case SL_SV_IDLE:
+    case SL_SV_ACTIVE: /* not linked: held for a cancel in flight */
         /* an idle server only speaks to say goodbye (FATAL) or to report async notices: drop them */
         st->pos = st->parse = st->end;
         sl_stream_recycle_buf(st);
@@ -769,30 +610,28 @@ void sl_server_on_event(sl_server *s, int events)
     }
 }
 
-/* Lifetime and idle timeouts of an idle server. */
+/* Connect timeout, lifetime and idle timeout, with the worker's current settings. */
 void sl_server_tick(sl_server *s, int64_t now)
 {
+    const sl_config *cfg = s->s.w->cfg;
     if (s->state == SL_SV_CONNECTING || s->state == SL_SV_LOGIN) {
-        sl_config *cfg = sl_config_acquire();
         int64_t limit = cfg->server_connect_timeout;
-        sl_config_unref(cfg);
-        if (limit > 0 && now - s->connect_time > limit)
+        if (limit > 0 && now - s->pc.connect_time > limit)
             login_failed(s, "08006", "server_connect_timeout: no answer from the server in time");
         return;
     }
+    if (!sl_list_empty(&s->cancels)) sl_cancel_tick(s, now, cfg->cancel_wait_timeout);
     if (s->state != SL_SV_IDLE) return;
-    sl_config *cfg = sl_config_acquire();
-    const char *why = NULL;
-    if (cfg->server_lifetime > 0 && now - s->connect_time > cfg->server_lifetime) why = "server_lifetime";
-    else if (cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout) why = "server_idle_timeout";
-    if (why) {
-        pthread_mutex_lock(&s->pool->lock);
-        bool keep = s->pool->n_servers <= s->pool->min_pool_size && !strcmp(why, "server_idle_timeout");
-        pthread_mutex_unlock(&s->pool->lock);
-        if (!keep && sl_pool_take_idle(s)) {
-            s->state = SL_SV_ACTIVE;
-            sl_server_close(s, why);
-        }
+    sl_close_reason why = SL_CLOSE_NONE;
+    sl_retire_why retire = sl_route_conn_retire_why(&s->pc, now);
+    if (retire == SL_RETIRE_LIFETIME) why = SL_CLOSE_SERVER_LIFETIME;
+    else if (retire != SL_RETIRE_NO) why = SL_CLOSE_SERVER_RETIRED;
+    else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
+        sl_route *r = sl_server_route(s);
+        pthread_mutex_lock(&r->lock);
+        bool keep = r->n_servers <= r->min_pool_size;
+        pthread_mutex_unlock(&r->lock);
+        if (!keep) why = SL_CLOSE_SERVER_IDLE_TIMEOUT;
     }
-    sl_config_unref(cfg);
+    if (why != SL_CLOSE_NONE) sl_server_close(s, why);
 }

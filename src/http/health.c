@@ -7,7 +7,10 @@
 #include <time.h>
 
 #include "config/config.h"
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
 #include "http/routes.h"
 #include "http/snapshot.h"
 #include "util/time.h"
@@ -59,13 +62,13 @@ static void say(verdict *v, health_level lvl, const char *fmt, ...)
     sl_tb_json_str(&v->messages, msg);
 }
 
-static double utilization(const sl_pool_snap *p)
+static double utilization(const sl_route_snap *p)
 {
     return p->pool_size > 0 ? (double)p->sv_active / p->pool_size : 0.0;
 }
 
 /* The level of one pool by the rules; messages explain anything but healthy. */
-static health_level judge_pool(const sl_pool_snap *p, const rules *ru, verdict *v)
+static health_level judge_pool(const sl_route_snap *p, const rules *ru, verdict *v)
 {
     double util = utilization(p), wait = (double)p->maxwait_us / 1e6;
     bool full = p->sv_active >= p->pool_size && p->sv_idle + p->sv_used == 0;
@@ -92,7 +95,7 @@ static void judge_process(const sl_snapshot *s, verdict *v)
             say(v, H_UNHEALTHY, "database %s: backend unreachable: %s", s->dbs[i].name, s->dbs[i].error);
 }
 
-static void pool_json(sl_tb *b, const sl_pool_snap *p, health_level lvl)
+static void pool_json(sl_tb *b, const sl_route_snap *p, health_level lvl)
 {
     sl_tb_put(b, "{\"database\":");
     sl_tb_json_str(b, p->db);

@@ -3,7 +3,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "core/pooler.h"
+#include "core/client.h"
+#include "core/dispatch.h"
+#include "core/lifecycle.h"
+#include "core/server.h"
 #include "http/routes.h"
 #include "http/snapshot.h"
 
@@ -55,7 +58,7 @@ static void label(sl_tb *b, const char *first, const char *name, const char *val
     sl_tb_put(b, "\"");
 }
 
-static void pool_labels(sl_tb *b, const char *metric, const sl_pool_snap *p)
+static void pool_labels(sl_tb *b, const char *metric, const sl_route_snap *p)
 {
     sl_tb_put(b, metric);
     label(b, "{", "database", p->db);
@@ -89,7 +92,7 @@ static void pool_state_family(sl_tb *b, const sl_snapshot *s, const char *name, 
     static const char *const sv_states[] = {"active", "idle", "used", "login"};
     family(b, name, "gauge", help);
     for (int i = 0; i < s->npools; i++) {
-        const sl_pool_snap *p = &s->pools[i];
+        const sl_route_snap *p = &s->pools[i];
         int cl[] = {p->cl_active, p->cl_waiting}, sv[] = {p->sv_active, p->sv_idle, p->sv_used, p->sv_login};
         int n = servers ? 4 : 2;
         for (int k = 0; k < n; k++) {
@@ -99,11 +102,11 @@ static void pool_state_family(sl_tb *b, const sl_snapshot *s, const char *name, 
     }
 }
 
-typedef double (*pool_value_fn)(const sl_pool_snap *p);
-static double v_maxwait(const sl_pool_snap *p) { return (double)p->maxwait_us / 1e6; }
-static double v_size(const sl_pool_snap *p) { return p->pool_size; }
-static double v_reserve(const sl_pool_snap *p) { return p->reserve_size; }
-static double v_util(const sl_pool_snap *p) { return p->pool_size > 0 ? (double)p->sv_active / p->pool_size : 0; }
+typedef double (*pool_value_fn)(const sl_route_snap *p);
+static double v_maxwait(const sl_route_snap *p) { return (double)p->maxwait_us / 1e6; }
+static double v_size(const sl_route_snap *p) { return p->pool_size; }
+static double v_reserve(const sl_route_snap *p) { return p->reserve_size; }
+static double v_util(const sl_route_snap *p) { return p->pool_size > 0 ? (double)p->sv_active / p->pool_size : 0; }
 
 static void pool_gauge(sl_tb *b, const sl_snapshot *s, const char *name, const char *help, pool_value_fn fn)
 {

@@ -1,5 +1,5 @@
-/* snapshot.c - copies pool, database and worker state for the HTTP endpoint: each pool lock is
- * held only while its counters are copied (never per packet), worker counters are relaxed atomics. */
+/* snapshot.c - the HTTP endpoint's view: the pools' snapshot, per-database sums (including the
+ * totals of freed pools) and reachability, and worker counters (relaxed atomics). */
 #include "http/snapshot.h"
 
 #include <stdio.h>
@@ -7,94 +7,10 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/pooler.h"
+#include "core/lifecycle.h"
 #include "http/probe.h"
 #include "pool/pool.h"
 #include "util/time.h"
-
-typedef struct collect_ctx {
-    sl_snapshot *snap;
-    int cap;
-    int64_t check_delay_us;
-    bool failed;
-} collect_ctx;
-
-const char *sl_run_state_label(int rs)
-{
-    switch (rs) {
-    case SL_RUN_NORMAL: return "running";
-    case SL_RUN_PAUSED: return "paused";
-    case SL_RUN_SHUTDOWN_GRACEFUL:
-    case SL_RUN_SHUTDOWN_WAIT_CLIENTS:
-    case SL_RUN_SHUTDOWN_NOW: return "shutting_down";
-    }
-    return "unknown";
-}
-
-/* Idle servers idle longer than server_check_delay ("used" in SHOW POOLS). Caller holds p->lock. */
-static int count_used_locked(sl_pool *p, int64_t now, int64_t delay)
-{
-    int used = 0;
-    for (int w = 0; w < sl_nworkers; w++)
-        for (sl_list *n = p->idle[w].next; n != &p->idle[w]; n = n->next)
-            if (now - sl_container_of(n, sl_server, pool_node)->idle_since >= delay) used++;
-    return used;
-}
-
-static void copy_pool_locked(sl_pool *p, sl_pool_snap *ps, int64_t now, int64_t check_delay)
-{
-    ps->pool_mode = __atomic_load_n(&p->pool_mode, __ATOMIC_RELAXED);
-    ps->cl_waiting = p->n_waiting;
-    ps->cl_active = p->n_clients - p->n_waiting;
-    ps->sv_login = p->n_connecting;
-    ps->sv_active = p->n_servers - p->n_idle - p->n_connecting;
-    ps->sv_used = count_used_locked(p, now, check_delay);
-    ps->sv_idle = p->n_idle - ps->sv_used;
-    ps->pool_size = p->pool_size;
-    ps->reserve_size = p->reserve_size;
-    ps->max_db_conns = p->max_db_conns;
-    ps->paused = p->paused;
-    ps->disabled = p->disabled;
-    ps->maxwait_us = 0;
-    if (!sl_list_empty(&p->waiting)) {
-        int64_t q = sl_container_of(p->waiting.next, sl_client, wait_node)->queued_at;
-        ps->maxwait_us = now > q ? now - q : 0;
-    }
-    ps->login_failure_age_us = p->last_login_failure ? now - p->last_login_failure : -1;
-    snprintf(ps->login_error, sizeof(ps->login_error), "%s", p->last_login_failure ? p->last_login_error : "");
-    ps->stats = p->stats;
-}
-
-static void collect_pool(sl_pool *p, void *arg)
-{
-    collect_ctx *ctx = arg;
-    sl_snapshot *s = ctx->snap;
-    if (ctx->failed) return;
-    if (s->npools == ctx->cap) {
-        int cap = ctx->cap ? ctx->cap * 2 : 16;
-        sl_pool_snap *n = realloc(s->pools, (size_t)cap * sizeof(*n));
-        if (!n) {
-            ctx->failed = true;
-            return;
-        }
-        s->pools = n;
-        ctx->cap = cap;
-    }
-    sl_pool_snap *ps = &s->pools[s->npools];
-    memset(ps, 0, sizeof(*ps));
-    ps->db = strdup(p->db_name); /* names never change after creation */
-    ps->user = strdup(p->user);
-    if (!ps->db || !ps->user) {
-        free(ps->db);
-        free(ps->user);
-        ctx->failed = true;
-        return;
-    }
-    pthread_mutex_lock(&p->lock);
-    copy_pool_locked(p, ps, s->now_us, ctx->check_delay_us);
-    pthread_mutex_unlock(&p->lock);
-    s->npools++;
-}
 
 static void take_workers(sl_snapshot *s)
 {
@@ -148,6 +64,12 @@ static bool take_dbs(sl_snapshot *s, const sl_config *cfg)
         copy.rare = true; /* a pool's totals: every field counts */
         sl_stats_drain(&d->stats, &copy);
     }
+    for (int i = 0; i < s->ndbs; i++) { /* pools freed after autodb_idle_timeout left their counters */
+        sl_pool_stats retired;
+        if (!sl_db_retired_stats(s->dbs[i].name, &retired)) continue;
+        retired.rare = true;
+        sl_stats_drain(&s->dbs[i].stats, &retired);
+    }
     return true;
 }
 
@@ -157,7 +79,7 @@ static void judge_db(sl_snapshot *s, sl_db_snap *d)
     d->reachable = sl_probe_backend(d->host, d->port, d->error, sizeof(d->error));
     if (!d->reachable) return;
     for (int i = 0; i < s->npools; i++) {
-        sl_pool_snap *ps = &s->pools[i];
+        sl_route_snap *ps = &s->pools[i];
         if (strcmp(ps->db, d->name) || ps->disabled || ps->login_failure_age_us < 0) continue;
         if (ps->login_failure_age_us <= s->server_login_retry_us) {
             d->reachable = false;
@@ -175,12 +97,13 @@ sl_snapshot *sl_snapshot_take(bool probe_backends)
     sl_config *cfg = sl_config_acquire();
     s->wall_us = sl_wall_us();
     s->now_us = sl_now_us();
-    s->run_state = __atomic_load_n(&sl_run_state_v, __ATOMIC_RELAXED);
+    s->run_state = sl_run_state_get();
     s->server_login_retry_us = cfg->server_login_retry;
     take_workers(s);
-    collect_ctx ctx = {.snap = s, .check_delay_us = cfg->server_check_delay};
-    sl_pools_foreach(collect_pool, &ctx);
-    bool ok = !ctx.failed && take_dbs(s, cfg);
+    bool ok = sl_pools_snapshot(&s->routes, cfg->server_check_delay);
+    s->pools = s->routes.v;
+    s->npools = s->routes.n;
+    ok = ok && take_dbs(s, cfg);
     sl_config_unref(cfg);
     if (!ok) {
         sl_snapshot_free(s);
@@ -193,15 +116,11 @@ sl_snapshot *sl_snapshot_take(bool probe_backends)
 void sl_snapshot_free(sl_snapshot *s)
 {
     if (!s) return;
-    for (int i = 0; i < s->npools; i++) {
-        free(s->pools[i].db);
-        free(s->pools[i].user);
-    }
+    sl_pools_snapshot_free(&s->routes);
     for (int i = 0; i < s->ndbs; i++) {
         free(s->dbs[i].name);
         free(s->dbs[i].host);
     }
-    free(s->pools);
     free(s->dbs);
     free(s);
 }

@@ -9,7 +9,7 @@ static void str_field(sl_tb *b, const char *sep, const char *name, const char *v
     sl_tb_json_str(b, value);
 }
 
-static void pool_row(sl_tb *b, const sl_pool_snap *p)
+static void pool_row(sl_tb *b, const sl_route_snap *p)
 {
     str_field(b, "{", "database", p->db);
     str_field(b, ",", "user", p->user);

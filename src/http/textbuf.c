@@ -2,7 +2,6 @@
 #include "http/textbuf.h"
 
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,28 +70,42 @@ void sl_tb_printf(sl_tb *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at p (no overlongs, surrogates or values above U+10FFFF), or
- * 0. Names reach the pages from the config file and from clients' startup packets (a database
- * reached through the "*" entry), so any bytes may arrive; JSON and Prometheus text must be UTF-8. */
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when it is not one (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF). */
 static size_t utf8_len(const unsigned char *p)
 {
-    if (p[0] < 0x80) return 1;
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
     size_t n;
-    uint32_t cp;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) n = 2, cp = p[0] & 0x1fu;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef) n = 3, cp = p[0] & 0x0fu;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4) n = 4, cp = p[0] & 0x07u;
-    else return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0; /* also stops at the NUL */
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+    } else return 0;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf) return 0;
     return n;
 }
 
-#define REPLACEMENT_CHAR "\xef\xbf\xbd" /* U+FFFD, for each byte that is not part of valid UTF-8 */
+/* Client-chosen names may be any bytes: what is not UTF-8 becomes U+FFFD, so JSON and the
+ * Prometheus exposition format (both UTF-8 only) stay valid. Returns the bytes consumed. */
+static size_t put_utf8(sl_tb *b, const unsigned char *p)
+{
+    size_t n = utf8_len(p);
+    if (n) {
+        put_n(b, (const char *)p, n);
+        return n;
+    }
+    put_n(b, "\xef\xbf\xbd", 3);
+    return 1;
+}
 
 void sl_tb_json_str(sl_tb *b, const char *s)
 {
@@ -102,19 +115,16 @@ void sl_tb_json_str(sl_tb *b, const char *s)
     }
     put_n(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_len(p);
         if (*p == '"' || *p == '\\') {
             char esc[2] = {'\\', (char)*p};
             put_n(b, esc, 2);
+            p++;
         } else if (*p < 0x20 || *p == 0x7f) {
             sl_tb_printf(b, "\\u%04x", *p);
-        } else if (n == 0) {
-            put_n(b, REPLACEMENT_CHAR, 3);
-            n = 1;
+            p++;
         } else {
-            put_n(b, (const char *)p, n);
+            p += put_utf8(b, p);
         }
-        p += n;
     }
     put_n(b, "\"", 1);
 }
@@ -122,13 +132,14 @@ void sl_tb_json_str(sl_tb *b, const char *s)
 void sl_tb_prom_label(sl_tb *b, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
-        size_t n = utf8_len(p);
         if (*p == '\\') put_n(b, "\\\\", 2);
         else if (*p == '"') put_n(b, "\\\"", 2);
         else if (*p == '\n') put_n(b, "\\n", 2);
-        else if (n == 0) put_n(b, REPLACEMENT_CHAR, 3), n = 1;
-        else put_n(b, (const char *)p, n);
-        p += n;
+        else {
+            p += put_utf8(b, p);
+            continue;
+        }
+        p++;
     }
 }
 

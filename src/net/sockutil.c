@@ -140,3 +140,9 @@ void sl_sock_addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
     }
     snprintf(out, len, "%s:%d", host, port);
 }
+
+bool sl_sock_peer_addr(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+    *len = sizeof(*ss);
+    return fd >= 0 && getpeername(fd, (struct sockaddr *)ss, len) == 0;
+}

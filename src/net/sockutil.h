@@ -12,6 +12,8 @@ int sl_sock_connect(const struct sockaddr *sa, socklen_t len);
 int sl_sock_listen_tcp(const char *addr, int port, int backlog, bool reuseport);
 int sl_sock_listen_unix(const char *dir, int port, int mode, int backlog);
 void sl_sock_tune(int fd, const sl_config *cfg, bool is_tcp);
+/* The address a connected socket's peer has (to reach the same server again). */
+bool sl_sock_peer_addr(int fd, struct sockaddr_storage *ss, socklen_t *len);
 void sl_sock_addr_str(const struct sockaddr_storage *ss, char *out, size_t len);
 
 #endif

@@ -1,54 +1,117 @@
-/* stream.c - non-blocking socket I/O with borrowed buffers and writev-batched flushing. */
+/* stream.c - non-blocking socket I/O through a transport, with borrowed buffers, writev-batched
+ * flushing and the poll callback that hands events to the stream's owner. */
 #include "net/stream.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include "net/transport_plain.h"
 #include "net/worker.h"
+#include "util/time.h"
 
-void sl_stream_init(sl_stream *s, sl_stream_kind kind, int fd)
+void sl_stream_init(sl_stream *s, int fd)
 {
     memset(s, 0, sizeof(*s));
-    s->kind = kind;
     s->fd = fd;
+    s->tr = &sl_transport_plain;
     sl_pb_init(&s->out);
 }
 
-bool sl_stream_attach(sl_stream *s, sl_worker *w, uv_poll_cb cb, void *owner)
+/* Every poll event of every socket passes here. */
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    sl_stream *s = h->data;
+    sl_now_refresh();
+    if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let the owner find the error */
+    SL_OWNER_ADD(s->w->stats.events, 1);
+    /* a transport may hold bytes the socket will not signal again (decrypted TLS records): it
+     * translates the events and keeps calling the owner while they last */
+    if (s->tr->dispatch)
+        s->tr->dispatch(s, events);
+    else
+        s->on_event(s, events);
+}
+
+bool sl_stream_attach(sl_stream *s, sl_worker *w, sl_stream_cb cb)
 {
     s->w = w;
     if (uv_poll_init(&w->loop, &s->poll, s->fd) != 0) return false;
-    s->poll.data = owner;
+    s->poll.data = s;
+    s->on_event = cb;
     s->poll_open = true;
     s->want = 0;
-    (void)cb;
     return true;
 }
 
-void sl_stream_detach(sl_stream *s, uv_close_cb cb)
+static void release_resources(sl_stream *s)
+{
+    if (s->tr->release) s->tr->release(s);
+    s->tr = &sl_transport_plain;
+    s->tr_state = NULL;
+    s->tr_extra = 0;
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    sl_stream_free_buf(s);
+    sl_pb_free(&s->out);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    sl_stream *s = h->data;
+    if (s->close_fd) release_resources(s);
+    if (s->on_done) s->on_done(s);
+}
+
+void sl_stream_detach(sl_stream *s, sl_stream_done_cb done)
 {
     if (!s->poll_open) return;
     /* no uv_poll_stop first: uv_close stops the poll itself, and each stop is an epoll_ctl(DEL) */
     s->want = 0;
     s->poll_open = false;
-    uv_close((uv_handle_t *)&s->poll, cb);
+    s->close_fd = false;
+    s->on_done = done;
+    uv_close((uv_handle_t *)&s->poll, on_closed);
 }
 
-extern void sl_poll_dispatch(uv_poll_t *h, int status, int events);
+void sl_stream_close(sl_stream *s, sl_stream_done_cb done)
+{
+    if (!s->poll_open) {
+        release_resources(s);
+        if (done) done(s);
+        return;
+    }
+    sl_stream_detach(s, done);
+    s->close_fd = true;
+}
 
-void sl_stream_set_poll(sl_stream *s, int events)
+static inline void apply_poll(sl_stream *s, int events)
 {
     if (!s->poll_open || s->want == events) return;
     s->want = events;
     if (events)
-        uv_poll_start(&s->poll, events, sl_poll_dispatch);
+        uv_poll_start(&s->poll, events, on_poll);
     else
         uv_poll_stop(&s->poll);
+}
+
+/* A transport that computes its own poll events (TLS); out of line so that the plain path pays
+ * one bit test and no call frame. */
+__attribute__((noinline, cold)) static void set_poll_hooked(sl_stream *s, int events)
+{
+    apply_poll(s, s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK));
+}
+
+void sl_stream_set_poll(sl_stream *s, int events)
+{
+    events |= s->tr_extra;
+    if (__builtin_expect(events & SL_TR_POLL_HOOK, 0)) {
+        set_poll_hooked(s, events);
+        return;
+    }
+    apply_poll(s, events);
 }
 
 static void compact(sl_stream *s)
@@ -94,7 +157,7 @@ bool sl_stream_make_room(sl_stream *s, uint32_t need, uint32_t max)
 void sl_stream_free_buf(sl_stream *s)
 {
     if (!s->buf) return;
-    if (s->cap == s->w->buf_size)
+    if (s->w && s->cap == s->w->buf_size)
         sl_worker_buf_put(s->w, s->buf);
     else
         free(s->buf);
@@ -118,18 +181,16 @@ void sl_stream_maybe_release_buf(sl_stream *s)
     }
 }
 
-/* recv() and sendmsg() are pthread cancellation points: in a multi-threaded process glibc brackets
- * each call with enable/disable of asynchronous cancellation (~30 instructions a call, four calls
- * per proxied transaction). pgsluice never cancels threads, so the hot path enters the kernel
- * directly; the semantics (errno, return value) are those of recv/sendmsg. */
-static inline ssize_t raw_recv(int fd, void *buf, size_t len)
+static sl_io_status io_status(sl_tr_result r)
 {
-    return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
-}
-
-static inline ssize_t raw_sendmsg(int fd, const struct msghdr *mh, int flags)
-{
-    return syscall(SYS_sendmsg, fd, mh, flags);
+    switch (r) {
+    case SL_TR_OK: return SL_IO_OK;
+    case SL_TR_WANT_READ:
+    case SL_TR_WANT_WRITE: return SL_IO_AGAIN;
+    case SL_TR_EOF: return SL_IO_EOF;
+    case SL_TR_ERROR: break;
+    }
+    return SL_IO_ERROR;
 }
 
 sl_io_status sl_stream_read(sl_stream *s)
@@ -137,18 +198,11 @@ sl_io_status sl_stream_read(sl_stream *s)
     if (!s->buf && !sl_stream_make_room(s, 1, UINT32_MAX)) return SL_IO_ERROR;
     if (s->end == s->cap) compact(s);
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
-    ssize_t n;
-    do {
-        n = raw_recv(s->fd, s->buf + s->end, s->cap - s->end);
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        s->end += (uint32_t)n;
-        return SL_IO_OK;
-    }
-    if (n == 0) return SL_IO_EOF;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_IO_AGAIN;
-    s->err = errno;
-    return SL_IO_ERROR;
+    size_t n = 0;
+    sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, s->cap - s->end, &n)
+                                                   : s->tr->read(s, s->buf + s->end, s->cap - s->end, &n);
+    if (r == SL_TR_OK) s->end += (uint32_t)n;
+    return io_status(r);
 }
 
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
@@ -174,15 +228,10 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
             }
             return SL_IO_OK;
         }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t r = raw_sendmsg(dst->fd, &mh, MSG_NOSIGNAL);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_IO_AGAIN;
-            dst->err = errno;
-            return SL_IO_ERROR;
-        }
-        size_t left = (size_t)r;
+        size_t left = 0;
+        sl_tr_result r = dst->tr == &sl_transport_plain ? sl_plain_writev(dst, iov, n, &left)
+                                                         : dst->tr->writev(dst, iov, n, &left);
+        if (r != SL_TR_OK) return io_status(r);
         size_t o = dst->out.len - dst->out_sent;
         if (o) {
             size_t k = left < o ? left : o;
@@ -191,6 +240,32 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
         }
         if (left) src->pos += (uint32_t)left;
     }
+}
+
+void sl_stream_shutdown(sl_stream *s)
+{
+    if (s->fd >= 0) s->tr->shutdown(s);
+}
+
+bool sl_stream_idle_and_open(const sl_stream *s)
+{
+    if (s->tr->pending && s->tr->pending(s) > 0) return false;
+    char b;
+    ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+int sl_stream_connect_result(const sl_stream *s)
+{
+    int err = 0;
+    socklen_t l = sizeof(err);
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
+    return err;
+}
+
+void sl_stream_refuse_encryption(sl_stream *s)
+{
+    sl_pb_u8(&s->out, 'N');
 }
 
 void sl_stream_trim(sl_stream *s)

@@ -1,6 +1,7 @@
-/* stream.h - one non-blocking socket on a worker loop: an input buffer borrowed from the worker's
- * free list while bytes are in flight, a queue of pooler-built output, and poll control.
- * Knows nothing of PostgreSQL. */
+/* stream.h - one non-blocking socket on a worker loop: the transport it reads and writes through,
+ * an input buffer borrowed from the worker's free list while bytes are in flight, a queue of
+ * pooler-built output, poll control and the event callback of its owner. Knows nothing of
+ * PostgreSQL. */
 #ifndef SL_STREAM_H
 #define SL_STREAM_H
 
@@ -8,11 +9,16 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/transport.h"
 #include "proto/pkt.h"
 
 struct sl_worker;
+struct sl_stream;
 
-typedef enum { SL_KIND_CLIENT = 1, SL_KIND_SERVER = 2, SL_KIND_CANCEL = 3 } sl_stream_kind;
+/* The owner's handler for poll events (UV_READABLE / UV_WRITABLE bits). */
+typedef void (*sl_stream_cb)(struct sl_stream *s, int events);
+/* Called on the loop once libuv has let go of the stream's poll handle. */
+typedef void (*sl_stream_done_cb)(struct sl_stream *s);
 
 typedef enum {
     SL_IO_OK = 0,     /* progress made (or nothing to do) */
@@ -22,36 +28,46 @@ typedef enum {
 } sl_io_status;
 
 typedef struct sl_stream {
-    sl_stream_kind kind;
     int fd;
     int err;                 /* last errno */
+    const sl_transport *tr;  /* plain unless a TLS handshake replaced it */
+    void *tr_state;          /* the transport's own state (e.g. an SSL object) */
+    int tr_extra;            /* poll events the transport needs on top of the owner's, or
+                              * SL_TR_POLL_HOOK: it computes them itself (TLS) */
     struct sl_worker *w;     /* the loop that owns the poll handle */
     uv_poll_t poll;
+    sl_stream_cb on_event;
+    sl_stream_done_cb on_done;
     bool poll_open;          /* poll handle initialised and not yet closed */
+    bool close_fd;           /* on_done: the descriptor is closed first (sl_stream_close) */
     int want;                /* UV_READABLE / UV_WRITABLE currently requested */
 
     /* input: bytes [pos, end) are not yet consumed; parse <= end is the next unparsed byte;
-     * [pos, parse) is the region already decided to be forwarded (or fwd_pending if skipping). */
+     * [pos, parse) is the region already decided to be forwarded. */
     uint8_t *buf;
     uint32_t cap, pos, parse, end;
     uint32_t msg_left;       /* bytes of the current message still to come */
-    bool msg_forward;        /* the current message is being forwarded (else skipped) */
 
     sl_pktbuf out;           /* pooler-built bytes queued for this socket */
     size_t out_sent;
 } sl_stream;
 
-void sl_stream_init(sl_stream *s, sl_stream_kind kind, int fd);
-/* Attach to w's loop (uv_poll_init). */
-bool sl_stream_attach(sl_stream *s, struct sl_worker *w, uv_poll_cb cb, void *owner);
-/* Close the poll handle; cb runs on the loop once libuv is done with it. The fd stays open. */
-void sl_stream_detach(sl_stream *s, uv_close_cb cb);
+void sl_stream_init(sl_stream *s, int fd);
+/* Attach to w's loop (uv_poll_init); events go to cb. false if libuv refuses the descriptor. */
+bool sl_stream_attach(sl_stream *s, struct sl_worker *w, sl_stream_cb cb);
+/* Let go of the loop but keep the descriptor (a server handed to another worker, a connect retried
+ * on another address); done runs on the loop once libuv is done with the handle. */
+void sl_stream_detach(sl_stream *s, sl_stream_done_cb done);
+/* Close for good: buffers and transport state freed, the descriptor closed only after libuv has
+ * removed it from the loop (so its number cannot be reused under a live handle); then done. A
+ * stream that was never attached is finished at once. */
+void sl_stream_close(sl_stream *s, sl_stream_done_cb done);
 void sl_stream_set_poll(sl_stream *s, int events);
 
 /* Make room for at least `need` more unparsed bytes (grows beyond the worker buffer if needed,
  * up to max). false on allocation failure or when need > max. */
 bool sl_stream_make_room(sl_stream *s, uint32_t need, uint32_t max);
-/* recv() as much as fits. */
+/* Read as much as fits. */
 sl_io_status sl_stream_read(sl_stream *s);
 /* Give the input buffer back to the worker when it holds nothing. */
 void sl_stream_maybe_release_buf(sl_stream *s);
@@ -63,6 +79,17 @@ void sl_stream_recycle_buf(sl_stream *s);
 /* Send this stream's own out queue, then src's forward region [pos, parse), with one writev. */
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src);
 static inline bool sl_stream_out_pending(const sl_stream *s) { return s->out_sent < s->out.len; }
+/* Tell the peer we are done (orderly shutdown through the transport). */
+void sl_stream_shutdown(sl_stream *s);
+/* An idle connection that is still open and silent: nothing to read, no end of file. For a
+ * connection parked in a pool, anything else (an error message, EOF) means it is gone. */
+bool sl_stream_idle_and_open(const sl_stream *s);
+/* The result of a non-blocking connect once the socket turned writable: 0 or an errno. */
+int sl_stream_connect_result(const sl_stream *s);
+/* The client asked for an encrypted session (SSLRequest or GSSENCRequest) that this stream will
+ * not provide: answer 'N' so it may go on in plaintext (or hang up, if it requires encryption). */
+void sl_stream_refuse_encryption(sl_stream *s);
+
 /* Step over the rest of the message being passed on; true when the next message's header (type
  * and length) is in the buffer. The caller then sets msg_left (or consumes the message itself). */
 static inline bool sl_stream_next_header(sl_stream *in, char *type, uint32_t *len)

@@ -1,18 +1,17 @@
-/* worker.c - worker threads: each runs one libuv loop; other threads reach it through its mailbox. */
+/* worker.c - worker threads: each runs one libuv loop; other threads reach it through its mailbox.
+ * What a worker does with messages, ticks and its start is the upper layer's (sl_worker_ops). */
 #include "net/worker.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/conn.h"
-#include "core/pooler.h"
+#include "config/config.h"
 #include "util/log.h"
 #include "util/time.h"
 
 sl_worker *sl_workers;
 int sl_nworkers;
 static __thread sl_worker *t_self;
-__thread int64_t sl_tl_now;
 
 sl_worker *sl_worker_self(void) { return t_self; }
 
@@ -26,7 +25,8 @@ static void drain_mailbox(uv_async_t *a)
     pthread_mutex_unlock(&w->mbox_lock);
     while (m) {
         sl_msg *next = m->next;
-        sl_pooler_handle_msg(w, m);
+        if (m->type == SL_WORKER_CALL) m->fn(w, m->arg);
+        else w->ops->message(w, m);
         free(m);
         m = next;
     }
@@ -51,17 +51,54 @@ void sl_worker_post(sl_worker *w, const sl_msg *msg)
 
 void sl_worker_call(sl_worker *w, sl_worker_fn fn, void *arg)
 {
-    sl_msg m = {.type = SL_MSG_CALL, .fn = fn, .arg = arg};
+    sl_msg m = {.type = SL_WORKER_CALL, .fn = fn, .arg = arg};
     sl_worker_post(w, &m);
 }
 
-void sl_worker_broadcast(sl_msg_type type)
+/* ---- rounds over every worker ---- */
+
+typedef struct round {
+    sl_worker_fn each, done;
+    void *arg;
+    sl_worker *home;
+    int left; /* atomic: workers still to run `each` */
+} round_t;
+
+static void round_finish(sl_worker *w, void *arg)
 {
-    for (int i = 0; i < sl_nworkers; i++) {
-        sl_msg m = {.type = type};
-        sl_worker_post(&sl_workers[i], &m);
-    }
+    round_t *r = arg;
+    r->done(w, r->arg);
+    free(r);
 }
+
+static void round_step(sl_worker *w, void *arg)
+{
+    round_t *r = arg;
+    r->each(w, r->arg);
+    if (__atomic_sub_fetch(&r->left, 1, __ATOMIC_ACQ_REL) == 0) sl_worker_call(r->home, round_finish, r);
+}
+
+bool sl_workers_round(sl_worker *home, sl_worker_fn each, sl_worker_fn done, void *arg)
+{
+    round_t *r = calloc(1, sizeof(*r));
+    if (!r) return false;
+    r->each = each;
+    r->done = done;
+    r->arg = arg;
+    r->home = home;
+    r->left = sl_nworkers;
+    for (int i = 0; i < sl_nworkers; i++) sl_worker_call(&sl_workers[i], round_step, r);
+    return true;
+}
+
+void sl_worker_set_config(sl_worker *w, sl_config *cfg)
+{
+    sl_config *old = w->cfg;
+    w->cfg = cfg;
+    if (old) sl_config_unref(old);
+}
+
+/* ---- buffers ---- */
 
 void *sl_worker_buf_get(sl_worker *w)
 {
@@ -90,63 +127,65 @@ void sl_worker_buf_put(sl_worker *w, void *buf)
     w->buf_free[w->buf_free_n++] = buf;
 }
 
-uint32_t sl_worker_add_client(sl_worker *w, struct sl_client *c)
+/* ---- slots ---- */
+
+uint32_t sl_worker_add_slot(sl_worker *w, void *obj, uint32_t gen)
 {
     if (w->nfree_slots == 0) {
         uint32_t ncap = w->nslots ? w->nslots * 2 : 256;
         if (ncap > (1u << 24)) return UINT32_MAX;
-        struct sl_client **ns = realloc(w->slots, ncap * sizeof(*ns));
+        sl_slot *ns = realloc(w->slots, ncap * sizeof(*ns));
+        if (ns) w->slots = ns;
         uint32_t *nf = realloc(w->free_slots, ncap * sizeof(*nf));
-        if (!ns || !nf) {
-            if (ns) w->slots = ns;
-            if (nf) w->free_slots = nf;
-            return UINT32_MAX;
-        }
-        w->slots = ns;
-        w->free_slots = nf;
+        if (nf) w->free_slots = nf;
+        if (!ns || !nf) return UINT32_MAX;
         for (uint32_t i = ncap; i > w->nslots; i--) {
-            w->slots[i - 1] = NULL;
+            w->slots[i - 1] = (sl_slot){0};
             w->free_slots[w->nfree_slots++] = i - 1;
         }
         w->nslots = ncap;
     }
     uint32_t slot = w->free_slots[--w->nfree_slots];
-    w->slots[slot] = c;
+    w->slots[slot] = (sl_slot){.obj = obj, .gen = gen};
     return slot;
 }
 
-void sl_worker_remove_client(sl_worker *w, struct sl_client *c)
+void sl_worker_remove_slot(sl_worker *w, uint32_t slot, const void *obj)
 {
-    uint32_t slot = c->slot;
-    if (slot < w->nslots && w->slots[slot] == c) {
-        w->slots[slot] = NULL;
+    if (slot < w->nslots && w->slots[slot].obj == obj) {
+        w->slots[slot].obj = NULL;
         w->free_slots[w->nfree_slots++] = slot;
     }
 }
 
-struct sl_client *sl_worker_find_client(sl_worker *w, uint32_t slot, uint32_t gen)
+void *sl_worker_find_slot(sl_worker *w, uint32_t slot, uint32_t gen)
 {
-    if (slot >= w->nslots || !w->slots[slot]) return NULL;
-    struct sl_client *c = w->slots[slot];
-    return c->gen == gen ? c : NULL;
+    if (slot >= w->nslots || !w->slots[slot].obj || w->slots[slot].gen != gen) return NULL;
+    return w->slots[slot].obj;
 }
+
+void *sl_worker_slot_obj(sl_worker *w, uint32_t slot) { return slot < w->nslots ? w->slots[slot].obj : NULL; }
+
+/* ---- threads ---- */
 
 static void tick_cb(uv_timer_t *t)
 {
+    sl_worker *w = t->data;
     sl_now_refresh();
-    sl_pooler_tick(t->data);
+    w->ops->tick(w);
 }
 
 static void *worker_main(void *arg)
 {
     sl_worker *w = arg;
     t_self = w;
-    sl_pooler_worker_started(w);
+    sl_now_refresh();
+    if (w->ops->started) w->ops->started(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     return NULL;
 }
 
-bool sl_workers_start(int n)
+bool sl_workers_start(int n, uint32_t buf_size, const sl_worker_ops *ops, sl_config *cfg)
 {
     if (n < 1) n = 1;
     if (n > SL_MAX_WORKERS) n = SL_MAX_WORKERS;
@@ -156,7 +195,10 @@ bool sl_workers_start(int n)
     for (int i = 0; i < n; i++) {
         sl_worker *w = &sl_workers[i];
         w->id = i;
-        w->buf_size = (uint32_t)sl_pooler_buf_size();
+        w->ops = ops;
+        w->buf_size = buf_size;
+        sl_config_ref(cfg);
+        w->cfg = cfg;
         sl_list_init(&w->clients);
         sl_list_init(&w->servers);
         pthread_mutex_init(&w->mbox_lock, NULL);
@@ -176,4 +218,3 @@ bool sl_workers_start(int n)
     }
     return true;
 }
-

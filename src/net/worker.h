@@ -1,5 +1,7 @@
-/* worker.h - a worker thread: one libuv loop, its listening sockets, its clients, a mailbox that
- * other threads post to, a free list of I/O buffers and its own counters (summed when read). */
+/* worker.h - a worker thread: one libuv loop, a mailbox that other threads post to, a table that
+ * names its connections by (slot, generation) for messages from other threads, a free list of I/O
+ * buffers, the config snapshot it currently runs with, and its own counters (summed when read).
+ * The layer above supplies what a worker does (sl_worker_ops); net calls nothing above itself. */
 #ifndef SL_WORKER_H
 #define SL_WORKER_H
 
@@ -13,31 +15,29 @@
 #define SL_MAX_WORKERS 64
 #define SL_MAX_LISTEN 8
 
-struct sl_client;
-struct sl_server;
-
-typedef enum {
-    SL_MSG_HANDOFF_SERVER,   /* a server detached elsewhere, to attach here for client (slot, gen) */
-    SL_MSG_DETACH_SERVER,    /* detach this idle server of ours and hand it to worker `to` */
-    SL_MSG_CANCEL,           /* forward a cancel for our client (pid, key) */
-    SL_MSG_WAKE_CLIENT,      /* re-examine client (slot, gen): e.g. a pool slot freed up */
-    SL_MSG_CONFIG,           /* new config or state (pause/resume/shutdown): re-examine everything */
-    SL_MSG_CALL,             /* run fn(w, arg) on this worker */
-} sl_msg_type;
-
 struct sl_worker;
+struct sl_config;
 typedef void (*sl_worker_fn)(struct sl_worker *w, void *arg);
 
+/* A message between workers. `type` is the upper layer's own (sl_worker_ops.message interprets
+ * it), except SL_WORKER_CALL, which the worker runs itself: fn(w, arg). */
+#define SL_WORKER_CALL (-1)
 typedef struct sl_msg {
     struct sl_msg *next;
-    sl_msg_type type;
-    struct sl_server *server;
+    int type;
+    void *obj;
     uint32_t slot, gen;
-    uint32_t pid, key;
+    uint32_t a, b;
     int to;
     sl_worker_fn fn;
     void *arg;
 } sl_msg;
+
+typedef struct sl_worker_ops {
+    void (*started)(struct sl_worker *w);           /* on the worker's thread, before its loop runs */
+    void (*message)(struct sl_worker *w, sl_msg *m); /* a posted message (not SL_WORKER_CALL) */
+    void (*tick)(struct sl_worker *w);              /* every 100 ms */
+} sl_worker_ops;
 
 /* Per-worker counters: written only by the owning thread, read (relaxed) by stats readers. */
 typedef struct sl_worker_stats {
@@ -46,38 +46,46 @@ typedef struct sl_worker_stats {
     uint64_t cpu_us;        /* this thread's user+system CPU time, refreshed every tick */
 } sl_worker_stats;
 
+typedef struct sl_slot {
+    void *obj;
+    uint32_t gen;
+} sl_slot;
+
 typedef struct sl_worker {
     int id;
     pthread_t thread;
     uv_loop_t loop;
     uv_async_t async;
     uv_timer_t tick;
-    bool stopping;
+    const sl_worker_ops *ops;
+    struct sl_config *cfg;       /* the snapshot this worker runs with (sl_worker_set_config) */
 
     pthread_mutex_t mbox_lock;
     sl_msg *mbox_head, *mbox_tail;
 
-    int nlisten;                 /* listening sockets shared by all workers, each polled here */
+    /* listening sockets shared by all workers, each polled here (net/listener.c) */
+    int nlisten;
     int listen_fds[SL_MAX_LISTEN];
     bool listen_unix[SL_MAX_LISTEN];
     uv_poll_t listen_polls[SL_MAX_LISTEN];
     bool listening;
     int64_t accept_paused_until; /* out of descriptors: listening polls stopped until then (0 = not) */
+    void (*on_accept)(struct sl_worker *w, int fd, const char *addr, bool is_unix);
 
-    /* buffers of cfg pkt_buf bytes, reused */
+    /* buffers of buf_size bytes, reused */
     void **buf_free;
     uint32_t buf_free_n, buf_free_cap;
     uint32_t buf_size;
 
-    /* clients by slot, so other threads can name one with (slot, gen) */
-    struct sl_client **slots;
+    /* connections by slot, so other threads can name one with (slot, gen) */
+    sl_slot *slots;
     uint32_t nslots;
     uint32_t *free_slots;
     uint32_t nfree_slots;
 
-    sl_list clients;    /* every client of this worker */
-    sl_list servers;    /* every server attached to this worker */
-    int nclients;
+    sl_list clients;    /* the upper layer's client connections on this worker */
+    sl_list servers;    /* the upper layer's server connections attached to this worker */
+    int nclients;       /* read by other threads (relaxed) */
 
     sl_worker_stats stats;
 } sl_worker;
@@ -88,19 +96,29 @@ typedef struct sl_worker {
 extern sl_worker *sl_workers;
 extern int sl_nworkers;
 
-bool sl_workers_start(int n);
+/* Start n workers running ops, each with its own reference to cfg and buffers of buf_size bytes. */
+bool sl_workers_start(int n, uint32_t buf_size, const sl_worker_ops *ops, struct sl_config *cfg);
 sl_worker *sl_worker_self(void);
 
 /* Post a message (copied) to worker w; safe from any thread. */
 void sl_worker_post(sl_worker *w, const sl_msg *m);
 void sl_worker_call(sl_worker *w, sl_worker_fn fn, void *arg);
-void sl_worker_broadcast(sl_msg_type type);
+/* Run each(w, arg) on every worker, each on its own thread in any order; once all have run, run
+ * done(home, arg) on worker `home`. Never blocks. false (nothing runs) when out of memory. */
+bool sl_workers_round(sl_worker *home, sl_worker_fn each, sl_worker_fn done, void *arg);
+
+/* The worker's config snapshot: takes over the caller's reference, drops the old one. Only on the
+ * worker's own thread. */
+void sl_worker_set_config(sl_worker *w, struct sl_config *cfg);
 
 void *sl_worker_buf_get(sl_worker *w);
 void sl_worker_buf_put(sl_worker *w, void *buf);
 
-uint32_t sl_worker_add_client(sl_worker *w, struct sl_client *c);
-void sl_worker_remove_client(sl_worker *w, struct sl_client *c);
-struct sl_client *sl_worker_find_client(sl_worker *w, uint32_t slot, uint32_t gen);
+/* Name obj by a slot of this worker (UINT32_MAX when out of slots); gen tells reuses apart. */
+uint32_t sl_worker_add_slot(sl_worker *w, void *obj, uint32_t gen);
+void sl_worker_remove_slot(sl_worker *w, uint32_t slot, const void *obj);
+void *sl_worker_find_slot(sl_worker *w, uint32_t slot, uint32_t gen);
+/* Whatever holds the slot now, whatever its generation (NULL if free). */
+void *sl_worker_slot_obj(sl_worker *w, uint32_t slot);
 
 #endif

@@ -32,16 +32,6 @@ void sl_hist_add(sl_hist *h, int64_t us)
     h->touched |= 1u << i;
 }
 
-void sl_hist_merge(sl_hist *dst, const sl_hist *src)
-{
-    for (uint32_t t = src->touched; t; t &= t - 1) {
-        int i = __builtin_ctz(t);
-        dst->count[i] += src->count[i];
-    }
-    dst->sum_us += src->sum_us;
-    dst->touched |= src->touched;
-}
-
 /* Add src's counts to dst and zero src, visiting only the buckets src touched. */
 static void hist_drain(sl_hist *dst, sl_hist *src)
 {

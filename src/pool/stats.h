@@ -46,7 +46,6 @@ typedef struct sl_pool_stats {
 #define SL_STATS_RARE_INC(st, field) ((st)->field++, (st)->rare = true)
 
 void sl_hist_add(sl_hist *h, int64_t us);
-void sl_hist_merge(sl_hist *dst, const sl_hist *src);
 /* dst += src, then src = 0 */
 void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src);
 

@@ -1,6 +1,8 @@
 /* pkt.c - building and reading PostgreSQL protocol messages on byte buffers (no I/O). */
 #include "proto/pkt.h"
 
+#include "proto/msgtype.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,14 +79,14 @@ void sl_pb_error_v(sl_pktbuf *pb, const char *severity, const char *sqlstate, co
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    sl_pb_begin(pb, 'E');
-    sl_pb_u8(pb, 'S');
+    sl_pb_begin(pb, SL_BE_ERROR);
+    sl_pb_u8(pb, SL_ERRF_SEVERITY);
     sl_pb_str(pb, severity);
-    sl_pb_u8(pb, 'V');
+    sl_pb_u8(pb, SL_ERRF_SEVERITY_NONLOCALIZED);
     sl_pb_str(pb, severity);
-    sl_pb_u8(pb, 'C');
+    sl_pb_u8(pb, SL_ERRF_CODE);
     sl_pb_str(pb, sqlstate);
-    sl_pb_u8(pb, 'M');
+    sl_pb_u8(pb, SL_ERRF_MESSAGE);
     sl_pb_str(pb, msg);
     sl_pb_u8(pb, 0);
     sl_pb_end(pb);
@@ -100,31 +102,21 @@ void sl_pb_error(sl_pktbuf *pb, bool fatal, const char *sqlstate, const char *fm
 
 void sl_pb_notice_detail(sl_pktbuf *pb, const char *message, const char *detail)
 {
-    sl_pb_begin(pb, 'N');
-    sl_pb_u8(pb, 'S');
+    sl_pb_begin(pb, SL_BE_NOTICE);
+    sl_pb_u8(pb, SL_ERRF_SEVERITY);
     sl_pb_str(pb, "NOTICE");
-    sl_pb_u8(pb, 'V');
+    sl_pb_u8(pb, SL_ERRF_SEVERITY_NONLOCALIZED);
     sl_pb_str(pb, "NOTICE");
-    sl_pb_u8(pb, 'C');
+    sl_pb_u8(pb, SL_ERRF_CODE);
     sl_pb_str(pb, "00000");
-    sl_pb_u8(pb, 'M');
+    sl_pb_u8(pb, SL_ERRF_MESSAGE);
     sl_pb_str(pb, message);
     if (detail) {
-        sl_pb_u8(pb, 'D');
+        sl_pb_u8(pb, SL_ERRF_DETAIL);
         sl_pb_str(pb, detail);
     }
     sl_pb_u8(pb, 0);
     sl_pb_end(pb);
-}
-
-void sl_pb_notice(sl_pktbuf *pb, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    sl_pb_notice_detail(pb, msg, NULL);
 }
 
 /* The small fixed-shape messages of a login are written in one piece: room for the whole message
@@ -143,13 +135,13 @@ static uint8_t *msg_room(sl_pktbuf *pb, char type, size_t body)
 
 void sl_pb_ready(sl_pktbuf *pb, char status)
 {
-    uint8_t *p = msg_room(pb, 'Z', 1);
+    uint8_t *p = msg_room(pb, SL_BE_READY, 1);
     if (p) p[0] = (uint8_t)status;
 }
 
 void sl_pb_auth(sl_pktbuf *pb, uint32_t code, const void *data, size_t len)
 {
-    uint8_t *p = msg_room(pb, 'R', 4 + len);
+    uint8_t *p = msg_room(pb, SL_BE_AUTH, 4 + len);
     if (!p) return;
     sl_put_u32(p, code);
     if (len) memcpy(p + 4, data, len);
@@ -158,7 +150,7 @@ void sl_pb_auth(sl_pktbuf *pb, uint32_t code, const void *data, size_t len)
 void sl_pb_param_status(sl_pktbuf *pb, const char *name, const char *value)
 {
     size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
-    uint8_t *p = msg_room(pb, 'S', nl + vl);
+    uint8_t *p = msg_room(pb, SL_BE_PARAM_STATUS, nl + vl);
     if (!p) return;
     memcpy(p, name, nl);
     memcpy(p + nl, value, vl);
@@ -166,7 +158,7 @@ void sl_pb_param_status(sl_pktbuf *pb, const char *name, const char *value)
 
 void sl_pb_backend_key(sl_pktbuf *pb, uint32_t pid, uint32_t key)
 {
-    uint8_t *p = msg_room(pb, 'K', 8);
+    uint8_t *p = msg_room(pb, SL_BE_BACKEND_KEY, 8);
     if (!p) return;
     sl_put_u32(p, pid);
     sl_put_u32(p + 4, key);
@@ -174,20 +166,20 @@ void sl_pb_backend_key(sl_pktbuf *pb, uint32_t pid, uint32_t key)
 
 void sl_pb_query(sl_pktbuf *pb, const char *sql)
 {
-    sl_pb_begin(pb, 'Q');
+    sl_pb_begin(pb, SL_FE_QUERY);
     sl_pb_str(pb, sql);
     sl_pb_end(pb);
 }
 
 void sl_pb_terminate(sl_pktbuf *pb)
 {
-    sl_pb_begin(pb, 'X');
+    sl_pb_begin(pb, SL_FE_TERMINATE);
     sl_pb_end(pb);
 }
 
 void sl_pb_row_description(sl_pktbuf *pb, int ncols, const char *const *names, const uint32_t *type_oids)
 {
-    sl_pb_begin(pb, 'T');
+    sl_pb_begin(pb, SL_BE_ROW_DESCRIPTION);
     sl_pb_u16(pb, (uint16_t)ncols);
     for (int i = 0; i < ncols; i++) {
         uint32_t oid = type_oids ? type_oids[i] : 25;
@@ -204,7 +196,7 @@ void sl_pb_row_description(sl_pktbuf *pb, int ncols, const char *const *names, c
 
 void sl_pb_data_row(sl_pktbuf *pb, int ncols, const char *const *values)
 {
-    sl_pb_begin(pb, 'D');
+    sl_pb_begin(pb, SL_BE_DATA_ROW);
     sl_pb_u16(pb, (uint16_t)ncols);
     for (int i = 0; i < ncols; i++) {
         if (!values[i]) {
@@ -220,7 +212,7 @@ void sl_pb_data_row(sl_pktbuf *pb, int ncols, const char *const *values)
 
 void sl_pb_command_complete(sl_pktbuf *pb, const char *tag)
 {
-    sl_pb_begin(pb, 'C');
+    sl_pb_begin(pb, SL_BE_COMMAND_COMPLETE);
     sl_pb_str(pb, tag);
     sl_pb_end(pb);
 }

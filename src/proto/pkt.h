@@ -48,7 +48,6 @@ void sl_pb_str(sl_pktbuf *pb, const char *s);  /* with its NUL */
 void sl_pb_error(sl_pktbuf *pb, bool fatal, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void sl_pb_error_v(sl_pktbuf *pb, const char *severity, const char *sqlstate, const char *fmt, va_list ap);
-void sl_pb_notice(sl_pktbuf *pb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sl_pb_notice_detail(sl_pktbuf *pb, const char *message, const char *detail); /* detail may be NULL */
 void sl_pb_ready(sl_pktbuf *pb, char status);
 void sl_pb_auth(sl_pktbuf *pb, uint32_t code, const void *data, size_t len);

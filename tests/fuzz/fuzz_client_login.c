@@ -23,8 +23,7 @@
 
 #include "auth/md5.h"
 #include "auth/scram.h"
-#include "core/client_auth.h"
-#include "core/pooler.h"
+#include "core/client.h"
 #include "pool/pool.h"
 #include "util/log.h"
 
@@ -81,11 +80,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     sl_log_setup(NULL, 0, NULL, NULL, 0, 1);
-    sl_pools_init();
+    sl_pools_init(1);
     for (size_t i = 0; i < NCONFIGS; i++) g_cfg[i] = make_config(&configs[i]);
     sl_config_set_current(sl_config_new_default());
     g_worker.id = 0;
-    g_worker.buf_size = (uint32_t)sl_pooler_buf_size();
+    g_worker.buf_size = (uint32_t)g_cfg[0]->pkt_buf; /* as main.c sizes them (default 4096) */
     sl_list_init(&g_worker.clients);
     sl_list_init(&g_worker.servers);
     if (uv_loop_init(&g_worker.loop) != 0) abort();
@@ -95,7 +94,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static bool client_alive(const sl_client *c, uint32_t slot, uint32_t gen)
 {
-    return sl_worker_find_client(&g_worker, slot, gen) == c;
+    return sl_worker_find_slot(&g_worker, slot, gen) == c;
 }
 
 /* Let the loop deliver what is pending: until pgsluice has read everything or stopped reading. */
@@ -173,8 +172,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-    sl_config_ref(cfg); /* the client takes over this reference */
-    sl_client_accept(&g_worker, sv[0], "127.0.0.1", false, cfg);
+    g_worker.cfg = cfg; /* the worker's config snapshot */
+    sl_client_accept(&g_worker, sv[0], "127.0.0.1", false);
     FZ_CHECK(!sl_list_empty(&g_worker.clients), "client not accepted");
     sl_client *c = sl_container_of(g_worker.clients.prev, sl_client, node);
     uint32_t slot = c->slot, gen = c->gen;
@@ -211,7 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         drain(sv[1], &r);
     }
     if (client_alive(c, slot, gen)) {
-        sl_client_close(c, NULL); /* the test is over: the client hangs up */
+        sl_client_close(c, SL_CLOSE_CLIENT_EOF); /* the test is over: the client hangs up */
         uv_run(&g_worker.loop, UV_RUN_NOWAIT);
     } else {
         closed = true;

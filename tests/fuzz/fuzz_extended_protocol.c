@@ -46,6 +46,7 @@
 #include "core/proxy_ps.h"
 #include "pg_model.h"
 #include "pool/pool.h"
+#include "proto/msgtype.h"
 #include "util/log.h"
 
 #define NSERVERS 2
@@ -53,9 +54,8 @@
 #define STREAM_MAX (64u * 1024 * 1024)
 
 typedef struct world {
-    sl_worker w;
-    sl_pool pool;
-    sl_config *cfg;
+    sl_worker w;                /* its cfg: max_prepared_statements 2 or 100 */
+    sl_route route;             /* transaction mode */
     sl_client c;
     sl_server s[NSERVERS];
     pg_model model[NSERVERS], direct;
@@ -118,7 +118,8 @@ static void flush_to_server(int i)
 
 static bool can_release(const sl_server *s, const sl_client *c)
 {
-    return s->outstanding == 0 && !s->in_batch && s->xact == 'I' && c->s.msg_left == 0 && sl_ps_idle(s);
+    return sl_route_pool_mode(c->route) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch &&
+           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s);
 }
 
 static void client_idle_input(void);
@@ -136,7 +137,7 @@ static void link_server(int i)
     s->outstanding = 0;
     s->in_batch = false;
     s->release_pending = false;
-    s->ps_active = sl_ps_enabled_for(c, &W->pool); /* sl_proxy_start */
+    s->ps_active = sl_ps_enabled_for(c); /* sl_proxy_start */
 }
 
 static void unlink_release(void)
@@ -176,7 +177,7 @@ static bool scan_client(sl_server *s)
     uint32_t len;
     for (;;) {
         if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size) return false;
+        if (len < 4 || (int64_t)len > (int64_t)c->s.w->cfg->max_packet_size) return false;
         sl_ps_result psr = SL_PS_FORWARD;
         if (s->ps_skip_till_sync && type != 'S' && type != 'X') {
             in->msg_left = len + 1;
@@ -294,7 +295,7 @@ static void client_idle_input(void)
     while (c->state == SL_CL_IDLE && s->end - s->parse >= 5) {
         char type = (char)s->buf[s->parse];
         uint32_t len = sl_get_u32(s->buf + s->parse + 1);
-        if (len < 4 || (int64_t)len > (int64_t)c->cfg->max_packet_size || type == 'X') {
+        if (len < 4 || (int64_t)len > (int64_t)c->s.w->cfg->max_packet_size || type == SL_FE_TERMINATE) {
             W->client_closed = true;
             return;
         }
@@ -550,18 +551,16 @@ static void world_init(world *w, sl_config *cfg)
 {
     memset(w, 0, sizeof(*w));
     w->w.buf_size = 4096;
-    w->cfg = cfg;
-    pthread_mutex_init(&w->pool.lock, NULL);
-    w->pool.pool_mode = SL_POOL_TRANSACTION;
-    sl_stream_init(&w->c.s, SL_KIND_CLIENT, -1);
+    w->w.cfg = cfg;
+    pthread_mutex_init(&w->route.lock, NULL);
+    w->route.pool_mode = SL_POOL_TRANSACTION;
+    sl_stream_init(&w->c.s, -1);
     w->c.s.w = &w->w;
-    w->c.cfg = cfg;
-    w->c.pool = &w->pool;
+    w->c.route = &w->route;
     w->c.state = SL_CL_IDLE;
     for (int i = 0; i < NSERVERS; i++) {
-        sl_stream_init(&w->s[i].s, SL_KIND_SERVER, -1);
+        sl_stream_init(&w->s[i].s, -1);
         w->s[i].s.w = &w->w;
-        w->s[i].pool = &w->pool;
         w->s[i].state = SL_SV_IDLE;
         w->s[i].xact = 'I';
         sl_stmt_cache_init(&w->s[i].ps_cache);
@@ -580,7 +579,7 @@ static void server_reset(int i)
     sl_pb_free(&s->s.out);
     model_free(&W->model[i]);
     bytes_free(&W->srv_out[i]);
-    sl_stream_init(&s->s, SL_KIND_SERVER, -1);
+    sl_stream_init(&s->s, -1);
     s->s.w = &W->w;
     s->xact = 'I';
     s->outstanding = 0;
@@ -606,7 +605,7 @@ static void world_free(void)
     bytes_free(&W->sent);
     for (uint32_t i = 0; i < W->w.buf_free_n; i++) free(W->w.buf_free[i]);
     free(W->w.buf_free);
-    pthread_mutex_destroy(&W->pool.lock);
+    pthread_mutex_destroy(&W->route.lock);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -14,7 +14,6 @@
 #include <strings.h>
 
 #include "config/config.h"
-#include "core/pooler.h"
 #include "http/routes.h"
 #include "http/snapshot.h"
 #include "pool/pool.h"
@@ -338,8 +337,11 @@ static sl_snapshot *fuzzed_snapshot(fz_in *in)
     s->server_login_retry_us = fz_u16(in) * 1000;
     s->npools = fz_u8(in) % 6;
     s->pools = calloc((size_t)s->npools + 1, sizeof(*s->pools));
+    if (!s->pools) abort();
+    s->routes.v = s->pools; /* sl_snapshot_free frees them there */
+    s->routes.n = s->npools;
     for (int i = 0; i < s->npools; i++) {
-        sl_pool_snap *p = &s->pools[i];
+        sl_route_snap *p = &s->pools[i];
         p->db = small_string(in);
         p->user = small_string(in);
         p->pool_mode = fz_u8(in) % 3;
@@ -376,6 +378,13 @@ static sl_snapshot *fuzzed_snapshot(fz_in *in)
         snprintf(d->error, sizeof(d->error), "%s", err);
         free(err);
         fill_stats(in, &d->stats);
+    }
+    for (int i = 0; i < s->npools; i++) { /* last, so that older inputs keep their meaning */
+        sl_route_snap *p = &s->pools[i];
+        p->n_clients = p->cl_active + p->cl_waiting;
+        p->sv_tested = fz_u8(in);
+        p->min_pool_size = fz_u8(in);
+        p->nbackends = fz_u8(in) % 4;
     }
     return s;
 }
@@ -431,7 +440,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     sl_log_setup(NULL, 0, NULL, NULL, 0, 1);
-    sl_pools_init();
+    sl_pools_init(1);
     sl_config_set_current(sl_config_new_default());
     return 0;
 }

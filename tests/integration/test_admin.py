@@ -10,7 +10,7 @@ import pytest
 
 from harness import clients
 from harness.util import wait_for
-from test_admin_helpers import (ADMIN, OTHER_USER, STATS_USER, admin_pooler, admin_psql, columns, console,
+from admin_helpers import (ADMIN, OTHER_USER, STATS_USER, admin_pooler, admin_psql, columns, console,
                                 pool_row, psql_rows, show)
 
 TEXT, INT4, INT8, NUMERIC = 25, 23, 20, 1700

@@ -8,7 +8,7 @@ import pytest
 
 from harness import clients
 from harness.util import port_is_open, wait_for
-from test_admin_helpers import (Background, admin_pooler, admin_psql, console, pool_row, show, state)
+from admin_helpers import (Background, admin_pooler, admin_psql, console, pool_row, show, state)
 
 TABLE = "admin_ctl_t"
 
@@ -294,7 +294,7 @@ def test_cancel_request_calls_off_a_waiting_pause(pooler):
 
     import psycopg
 
-    from test_admin_helpers import admin_pooler, console
+    from admin_helpers import admin_pooler, console
     p = admin_pooler(pooler, {"pool_mode": "transaction", "default_pool_size": 2})
     holder = clients.connect(p, autocommit=False)
     holder.execute("SELECT 1")  # a transaction stays open: PAUSE has to wait for it

@@ -6,7 +6,7 @@ import pytest
 
 from harness import clients
 from harness.util import wait_for
-from test_admin_helpers import (admin_pooler, admin_psql, console, pgbench_finish, pgbench_load, pool_row,
+from admin_helpers import (admin_pooler, admin_psql, console, pgbench_finish, pgbench_load, pool_row,
                                 psql_rows, show, stats_row)
 
 COUNTERS = ["total_xact_count", "total_query_count", "total_received", "total_sent", "total_xact_time",

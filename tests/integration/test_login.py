@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from harness import clients
-from test_admin_helpers import admin_pooler, show
+from admin_helpers import admin_pooler, show
 
 
 def _raw_until_auth_request(p):

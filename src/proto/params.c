@@ -1,22 +1,14 @@
-/* params.c - the session parameters pgsluice tracks per client and per server. */
-#include <stdlib.h>
+/* params.c - tracked session parameters: names and interned values. */
+#include "proto/params.h"
+
 #include <string.h>
 #include <strings.h>
 
-#include "core/conn.h"
 #include "util/intern.h"
 
 #define SL_PARAM_NAME(id, name) name,
 const char *const sl_param_names[SL_NPARAMS] = {SL_TRACKED_PARAMS(SL_PARAM_NAME)};
 #undef SL_PARAM_NAME
-
-#define SL_STATE_NAME(s) #s,
-static const char *const client_state_names[] = {SL_CLIENT_STATES(SL_STATE_NAME)};
-static const char *const server_state_names[] = {SL_SERVER_STATES(SL_STATE_NAME)};
-#undef SL_STATE_NAME
-
-const char *sl_client_state_name(sl_client_state s) { return client_state_names[s]; }
-const char *sl_server_state_name(sl_server_state s) { return server_state_names[s]; }
 
 int sl_param_lookup(const char *name)
 {

@@ -1,0 +1,22 @@
+/* proxy.h - the hot path: forwarding between a linked client and server (proxy.c). */
+#ifndef SL_PROXY_H
+#define SL_PROXY_H
+
+#include "core/conn.h"
+
+/* Link a client (WAITING) with a server it was given; pooler queries run first if needed. */
+void sl_proxy_link(sl_client *c, sl_server *s);
+/* The server is ready for the client's bytes: forward what is buffered and listen to both. */
+void sl_proxy_start(sl_client *c, sl_server *s);
+void sl_proxy_client_input(sl_client *c);
+void sl_proxy_server_input(sl_server *s);
+void sl_proxy_client_writable(sl_client *c);
+void sl_proxy_server_writable(sl_server *s);
+void sl_proxy_update_poll(sl_client *c, sl_server *s);
+/* The client leaves its server (end of transaction, or client gone in a clean state). */
+void sl_proxy_unlink_release(sl_server *s);
+void sl_proxy_client_input_buffered(sl_client *c);
+/* The server died under its client: tell the client and let it go. */
+void sl_proxy_server_lost_client(sl_client *c);
+
+#endif

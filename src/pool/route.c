@@ -1,0 +1,585 @@
+/* route.c - the decisions of one route: which idle server a client gets (its own worker's first,
+ * else one stolen from another worker), who waits and in which order, when to open a new server
+ * (pool_size, reserve, max_db_connections, max_user_connections), where a released server goes,
+ * and what a failed server login means for the clients waiting. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool/pool.h"
+#include "pool/pool_int.h"
+#include "util/time.h"
+
+/* After a failed login, new servers for waiting clients are tried again after this long (clients
+ * arriving meanwhile fail at once for server_login_retry, as PgBouncer does). */
+#define WAITER_LOGIN_RETRY_US 1000000
+
+/* ---- actions ---- */
+
+void sl_pool_actions_free_lists(sl_pool_actions *a)
+{
+    free(a->wake);
+    free(a->hand);
+    a->wake = NULL;
+    a->hand = NULL;
+    a->wake_cap = a->hand_cap = 0;
+}
+
+void sl_pool_add_wake(sl_pool_actions *a, int worker, uint32_t slot, uint32_t gen)
+{
+    if (a->nwake == a->wake_cap) {
+        int cap = a->wake_cap ? a->wake_cap * 2 : 8;
+        sl_wakeup *n = realloc(a->wake, (size_t)cap * sizeof(*n));
+        if (!n) return; /* that client finds out at its query_wait_timeout */
+        a->wake = n;
+        a->wake_cap = cap;
+    }
+    a->wake[a->nwake++] = (sl_wakeup){.worker = worker, .slot = slot, .gen = gen};
+}
+
+bool sl_pool_add_handover(sl_pool_actions *a, sl_pool_conn *c, int to, uint32_t slot, uint32_t gen)
+{
+    if (a->nhand == a->hand_cap) {
+        int cap = a->hand_cap ? a->hand_cap * 2 : 8;
+        sl_handover *n = realloc(a->hand, (size_t)cap * sizeof(*n));
+        if (!n) return false;
+        a->hand = n;
+        a->hand_cap = cap;
+    }
+    a->hand[a->nhand++] = (sl_handover){.conn = c, .to_worker = to, .slot = slot, .gen = gen};
+    return true;
+}
+
+/* ---- limits and backends ---- */
+
+bool sl_route_held_locked(const sl_route *r)
+{
+    return r->paused || __atomic_load_n(&sl_pool_hold, __ATOMIC_RELAXED);
+}
+
+bool sl_route_can_open_locked(sl_route *r, bool reserve)
+{
+    int limit = r->pool_size + (reserve ? r->reserve_size : 0);
+    if (r->n_servers >= limit) return false;
+    if (r->max_db_conns > 0 && __atomic_load_n(&r->db_group->n_servers, __ATOMIC_RELAXED) >= r->max_db_conns)
+        return false;
+    if (r->max_user_conns > 0 && __atomic_load_n(&r->user_group->n_servers, __ATOMIC_RELAXED) >= r->max_user_conns)
+        return false;
+    return true;
+}
+
+bool sl_route_add_launch_locked(sl_backend *b, int worker, sl_pool_actions *act)
+{
+    if (act->nlaunch == SL_POOL_MAX_LAUNCH) return false;
+    sl_route *r = b->route;
+    b->n_servers++;
+    b->n_connecting++;
+    r->n_servers++;
+    r->unused_since = 0;
+    __atomic_add_fetch(&r->db_group->n_servers, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&r->user_group->n_servers, 1, __ATOMIC_RELAXED);
+    b->last_connect_attempt = sl_now_fast();
+    act->launch[act->nlaunch++] = (sl_launch){.backend = b, .worker = worker};
+    return true;
+}
+
+static bool login_failing(const sl_backend *b, int64_t now, int64_t holdoff)
+{
+    return b->last_login_failure && now - b->last_login_failure < holdoff;
+}
+
+sl_backend *sl_route_pick_backend_locked(sl_route *r, sl_intent intent, int64_t now, int64_t holdoff,
+                                         sl_backend **failing)
+{
+    (void)intent; /* every backend serves every intent until roles are configured */
+    int n = r->nbackends;
+    if (failing) *failing = n ? r->backends[0] : NULL;
+    if (n == 0) return NULL;
+    /* round-robin: start after the host used last; disable: stay on the current host. Either way a
+     * host whose logins are failing is skipped for the next one (PgBouncer would keep trying it). */
+    int start = r->next_backend % n;
+    for (int k = 0; k < n; k++) {
+        int i = (start + k) % n;
+        if (login_failing(r->backends[i], now, holdoff)) continue;
+        r->next_backend = r->load_balance == SL_LB_ROUND_ROBIN ? i + 1 : i;
+        return r->backends[i];
+    }
+    return NULL;
+}
+
+/* Open servers for waiting clients (those beyond the servers already connecting) while the limits
+ * allow, each on the worker of the client it is for. */
+static void kick_locked(sl_route *r, sl_pool_actions *act, bool reserve)
+{
+    if (sl_route_held_locked(r) || r->disabled) return;
+    int64_t now = sl_now_fast();
+    int skip = 0;
+    for (int i = 0; i < r->nbackends; i++) skip += r->backends[i]->n_connecting;
+    for (sl_list *n = r->waiting.next; n != &r->waiting; n = n->next) {
+        sl_pool_waiter *w = sl_container_of(n, sl_pool_waiter, node);
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (!sl_route_can_open_locked(r, reserve)) break;
+        sl_backend *b = sl_route_pick_backend_locked(r, w->intent, now, WAITER_LOGIN_RETRY_US, NULL);
+        if (!b || !sl_route_add_launch_locked(b, w->worker, act)) break;
+    }
+}
+
+void sl_route_kick(sl_route *r, sl_pool_actions *act)
+{
+    pthread_mutex_lock(&r->lock);
+    kick_locked(r, act, false);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- acquire ---- */
+
+static sl_pool_conn *pop_idle_locked(sl_backend *b, int worker)
+{
+    sl_list *n = sl_list_pop_head(&b->idle[worker]);
+    if (!n) return NULL;
+    b->n_idle--;
+    return sl_container_of(n, sl_pool_conn, idle_node);
+}
+
+/* An idle server for a client of worker `me`: its own worker's first, then any other's. */
+static inline sl_pool_conn *find_idle_locked(sl_route *r, int me, bool *stolen)
+{
+    for (int i = 0; i < r->nbackends; i++) {
+        sl_backend *b = r->backends[i];
+        if (!b->n_idle) continue;
+        sl_pool_conn *c = pop_idle_locked(b, me);
+        if (c) {
+            *stolen = false;
+            return c;
+        }
+        for (int k = 1; k < sl_pool_nworkers; k++) {
+            c = pop_idle_locked(b, (me + k) % sl_pool_nworkers);
+            if (c) {
+                *stolen = true;
+                return c;
+            }
+        }
+    }
+    return NULL;
+}
+
+static sl_acquire_kind fail(sl_acquire *out, const char *sqlstate, const char *fmt, const char *arg)
+{
+    out->kind = SL_ACQ_FAIL;
+    snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", sqlstate);
+    snprintf(out->err, sizeof(out->err), fmt, arg);
+    return SL_ACQ_FAIL;
+}
+
+sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config *cfg, sl_acquire *out,
+                                 sl_pool_actions *act)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->disabled) {
+        pthread_mutex_unlock(&r->lock);
+        return fail(out, "57P03", "database \"%s\" is disabled", r->db_name);
+    }
+    if (sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
+        bool stolen = false;
+        sl_pool_conn *c = find_idle_locked(r, w->worker, &stolen);
+        if (c) {
+            r->assignments++;
+            pthread_mutex_unlock(&r->lock);
+            out->conn = c;
+            out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
+            return out->kind;
+        }
+    }
+    int64_t now = sl_now_fast();
+    out->conn = NULL;
+    sl_backend *failing = NULL;
+    if (r->n_servers == 0 && !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing) &&
+        failing) {
+        /* every host's logins fail and nothing is open: say so now rather than after a wait */
+        sl_acquire_kind k = fail(out, failing->last_login_sqlstate[0] ? failing->last_login_sqlstate : "08006",
+                                 "server login has been failing, try again later (server_login_retry): %s",
+                                 failing->last_login_error);
+        pthread_mutex_unlock(&r->lock);
+        return k;
+    }
+    w->queued_at = now;
+    __atomic_store_n(&w->queued, true, __ATOMIC_RELAXED);
+    sl_list_insert_tail(&r->waiting, &w->node);
+    r->n_waiting++;
+    kick_locked(r, act, false);
+    pthread_mutex_unlock(&r->lock);
+    out->kind = SL_ACQ_QUEUED;
+    return SL_ACQ_QUEUED;
+}
+
+bool sl_route_unqueue(sl_route *r, sl_pool_waiter *w)
+{
+    pthread_mutex_lock(&r->lock);
+    bool was = __atomic_load_n(&w->queued, __ATOMIC_RELAXED);
+    if (was) {
+        sl_list_remove(&w->node);
+        __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
+        r->n_waiting--;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return was;
+}
+
+/* ---- release ---- */
+
+/* How long the first waiter may be passed over in favour of a waiter on the releasing server's own
+ * worker. Handing a server to another worker costs a detach, a message and an attach (and wakes that
+ * loop); a waiter a few places back on this worker can take it at once. The bound keeps the queue
+ * fair: the head waits at most this much (plus one transaction) longer than strict FIFO. */
+#define LOCAL_WAITER_PREFERENCE_US 1000
+#define LOCAL_WAITER_LOOKAHEAD 8
+
+static sl_pool_waiter *pick_waiter_locked(sl_route *r, int worker, int64_t now)
+{
+    sl_pool_waiter *head = sl_container_of(r->waiting.next, sl_pool_waiter, node);
+    if (sl_pool_nworkers == 1 || head->worker == worker || now - head->queued_at >= LOCAL_WAITER_PREFERENCE_US)
+        return head;
+    int k = 0;
+    for (sl_list *n = head->node.next; n != &r->waiting && k < LOCAL_WAITER_LOOKAHEAD; n = n->next, k++) {
+        sl_pool_waiter *w = sl_container_of(n, sl_pool_waiter, node);
+        if (w->worker == worker) return w;
+    }
+    return head;
+}
+
+static void take_waiter_locked(sl_route *r, sl_pool_waiter *w)
+{
+    sl_list_remove(&w->node);
+    __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
+    r->n_waiting--;
+    r->assignments++;
+}
+
+void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
+{
+    sl_backend *b = c->backend;
+    sl_route *r = b->route;
+    int64_t now = sl_now_fast();
+    pthread_mutex_lock(&r->lock);
+    if (pend) sl_stats_drain(&r->stats, pend);
+    if (sl_route_conn_retire_due(c, now) || r->disabled) {
+        out->kind = SL_REL_CLOSE;
+    } else if (!sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
+        sl_pool_waiter *w = pick_waiter_locked(r, c->worker, now);
+        take_waiter_locked(r, w);
+        out->kind = SL_REL_HANDOFF;
+        out->worker = w->worker;
+        out->slot = w->slot;
+        out->gen = w->gen;
+    } else {
+        out->kind = SL_REL_IDLE;
+        c->idle_since = now;
+        /* most recently used first keeps the hot set small and lets old ones time out;
+         * server_round_robin spreads the load over all of them instead */
+        if (r->round_robin) sl_list_insert_tail(&b->idle[c->worker], &c->idle_node);
+        else sl_list_insert_head(&b->idle[c->worker], &c->idle_node);
+        b->n_idle++;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+bool sl_route_take_idle(sl_pool_conn *c)
+{
+    sl_backend *b = c->backend;
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    bool ok = sl_list_linked(&c->idle_node);
+    if (ok) {
+        sl_list_remove(&c->idle_node);
+        b->n_idle--;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+/* ---- servers coming and going ---- */
+
+static void forget_locked(sl_pool_conn *c, sl_pool_stats *pend)
+{
+    sl_backend *b = c->backend;
+    sl_route *r = b->route;
+    if (c->gone) return;
+    c->gone = true;
+    if (sl_list_linked(&c->idle_node)) {
+        sl_list_remove(&c->idle_node);
+        b->n_idle--;
+    }
+    if (!c->logged_in) b->n_connecting--;
+    if (c->testing) b->n_tested--;
+    c->testing = false;
+    b->n_servers--;
+    r->n_servers--;
+    if (pend) sl_stats_drain(&r->stats, pend);
+    __atomic_sub_fetch(&r->db_group->n_servers, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&r->user_group->n_servers, 1, __ATOMIC_RELAXED);
+    if (r->n_servers == 0 && __atomic_load_n(&r->refs, __ATOMIC_RELAXED) == 0) r->unused_since = sl_now_fast();
+}
+
+void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act)
+{
+    sl_route *r = c->backend->route;
+    pthread_mutex_lock(&r->lock);
+    forget_locked(c, pend);
+    if (act) kick_locked(r, act, false);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act)
+{
+    sl_pool_conn c = {.backend = b, .logged_in = false};
+    sl_list_init(&c.idle_node);
+    sl_route_forget(&c, NULL, act);
+}
+
+void sl_route_logged_in(sl_pool_conn *c)
+{
+    sl_backend *b = c->backend;
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    if (!c->logged_in) b->n_connecting--;
+    c->logged_in = true;
+    r->stats.server_connects++;
+    b->last_login_failure = 0;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, const char *sqlstate,
+                           const char *msg, sl_pool_actions *act)
+{
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    if (c) forget_locked(c, pend);
+    b->last_login_failure = sl_now_fast();
+    r->stats.server_login_failures++;
+    snprintf(b->last_login_error, sizeof(b->last_login_error), "%s", msg);
+    snprintf(b->last_login_sqlstate, sizeof(b->last_login_sqlstate), "%s", sqlstate ? sqlstate : "08006");
+    /* no server left to wait for: the waiting clients ask again and learn why at once, instead of
+     * waiting out query_wait_timeout */
+    if (r->n_servers == 0) {
+        while (!sl_list_empty(&r->waiting)) {
+            sl_pool_waiter *w = sl_container_of(r->waiting.next, sl_pool_waiter, node);
+            sl_list_remove(&w->node);
+            __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
+            r->n_waiting--;
+            sl_pool_add_wake(act, w->worker, w->slot, w->gen);
+        }
+    }
+    kick_locked(r, act, false); /* another host of the database may serve them */
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_conn_testing(sl_pool_conn *c, bool testing)
+{
+    if (c->testing == testing) return;
+    sl_backend *b = c->backend;
+    pthread_mutex_lock(&b->route->lock);
+    c->testing = testing;
+    b->n_tested += testing ? 1 : -1;
+    pthread_mutex_unlock(&b->route->lock);
+}
+
+void sl_route_flush_stats(sl_pool_conn *c, sl_pool_stats *pend)
+{
+    sl_route *r = c->backend->route;
+    pthread_mutex_lock(&r->lock);
+    sl_stats_drain(&r->stats, pend);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_add_stats(sl_route *r, sl_pool_stats *st)
+{
+    pthread_mutex_lock(&r->lock);
+    sl_stats_drain(&r->stats, st);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* One more client in a group, unless that passes limit (-1: none). */
+static bool group_admit(sl_limit_group *g, int limit)
+{
+    int n = __atomic_add_fetch(&g->n_clients, 1, __ATOMIC_RELAXED);
+    if (limit < 0 || n <= limit) return true;
+    __atomic_sub_fetch(&g->n_clients, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+bool sl_route_client_login(sl_route *r, const char **which)
+{
+    pthread_mutex_lock(&r->lock);
+    int dbmax = r->max_db_client_conns, usermax = r->max_user_client_conns;
+    pthread_mutex_unlock(&r->lock);
+    if (!group_admit(r->db_group, dbmax)) {
+        *which = "max_db_client_connections";
+        return false;
+    }
+    if (!group_admit(r->user_group, usermax)) {
+        __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
+        *which = "max_user_client_connections";
+        return false;
+    }
+    pthread_mutex_lock(&r->lock);
+    r->n_clients++;
+    r->stats.client_logins++;
+    pthread_mutex_unlock(&r->lock);
+    return true;
+}
+
+void sl_route_client_logout(sl_route *r)
+{
+    __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&r->user_group->n_clients, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&r->lock);
+    r->n_clients--;
+    pthread_mutex_unlock(&r->lock);
+}
+
+
+void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assignments, int64_t now)
+{
+    memset(t, 0, sizeof(*t));
+    t->at = now;
+    t->assignments = assignments;
+    t->xact_count = st->xact_count;
+    t->query_count = st->query_count;
+    t->bytes_in = st->bytes_in;
+    t->bytes_out = st->bytes_out;
+    t->xact_time_us = st->xact_time_us;
+    t->query_time_us = st->query_time_us;
+    t->wait_time_us = st->wait_time_us;
+    t->server_parses = st->prepares;
+    t->client_parses = st->client_parses;
+    t->binds = st->binds;
+}
+
+void sl_route_totals_locked(const sl_route *r, sl_pool_totals *t, int64_t now)
+{
+    sl_pool_totals_of(t, &r->stats, r->assignments, now);
+}
+
+/* Idle server for waiter w: one on w's worker if any, else any other. */
+static sl_pool_conn *idle_for_locked(sl_route *r, const sl_pool_waiter *w)
+{
+    bool stolen;
+    return find_idle_locked(r, w->worker, &stolen);
+}
+
+void sl_route_serve(sl_route *r, sl_pool_actions *act)
+{
+    pthread_mutex_lock(&r->lock);
+    while (!sl_route_held_locked(r) && !r->disabled && !sl_list_empty(&r->waiting)) {
+        sl_pool_waiter *w = sl_container_of(r->waiting.next, sl_pool_waiter, node);
+        sl_pool_conn *c = idle_for_locked(r, w);
+        if (!c) break;
+        if (!sl_pool_add_handover(act, c, w->worker, w->slot, w->gen)) {
+            /* out of memory: put it back, the waiter gets it on a later release */
+            sl_list_insert_head(&c->backend->idle[c->worker], &c->idle_node);
+            c->backend->n_idle++;
+            break;
+        }
+        take_waiter_locked(r, w);
+    }
+    kick_locked(r, act, false);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- what servers log in as ---- */
+
+static void copy_str(char *dst, size_t len, const char *src) { snprintf(dst, len, "%s", src ? src : ""); }
+
+void sl_route_login_target(sl_backend *b, char *user, size_t ulen, char *db, size_t dlen, char **password,
+                           char **connect_query)
+{
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    copy_str(user, ulen, r->server_user);
+    copy_str(db, dlen, r->server_db);
+    if (password) *password = r->server_password ? strdup(r->server_password) : NULL;
+    if (connect_query) *connect_query = r->connect_query && *r->connect_query ? strdup(r->connect_query) : NULL;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_set_scram_keys(sl_route *r, const uint8_t client_key[32], const uint8_t server_key[32])
+{
+    pthread_mutex_lock(&r->lock);
+    memcpy(r->scram_client_key, client_key, 32);
+    memcpy(r->scram_server_key, server_key, 32);
+    r->have_scram_keys = true;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_set_auth_secret(sl_route *r, const char *secret)
+{
+    char *copy = secret ? strdup(secret) : NULL;
+    pthread_mutex_lock(&r->lock);
+    char *old = r->auth_secret;
+    r->auth_secret = copy;
+    r->auth_secret_at = sl_now_fast();
+    pthread_mutex_unlock(&r->lock);
+    if (old) {
+        explicit_bzero(old, strlen(old));
+        free(old);
+    }
+}
+
+char *sl_route_auth_secret(sl_route *r, int64_t max_age)
+{
+    pthread_mutex_lock(&r->lock);
+    char *copy = r->auth_secret && (max_age <= 0 || sl_now_fast() - r->auth_secret_at < max_age)
+                     ? strdup(r->auth_secret)
+                     : NULL;
+    pthread_mutex_unlock(&r->lock);
+    return copy;
+}
+
+bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key[32])
+{
+    pthread_mutex_lock(&r->lock);
+    bool have = r->have_scram_keys;
+    memcpy(client_key, r->scram_client_key, 32);
+    memcpy(server_key, r->scram_server_key, 32);
+    pthread_mutex_unlock(&r->lock);
+    return have;
+}
+
+bool sl_route_welcome(sl_route *r, sl_pktbuf *out, sl_params *p)
+{
+    pthread_mutex_lock(&r->lock);
+    sl_backend *b = r->nbackends ? r->backends[0] : NULL;
+    bool have = b && b->have_welcome;
+    if (have) {
+        sl_pb_bytes(out, b->welcome.data, b->welcome.len);
+        for (int i = 0; i < SL_NPARAMS; i++) {
+            if (p->v[i]) continue;
+            const char *d = r->db_defaults.v[i] ? r->db_defaults.v[i] : b->welcome_params.v[i];
+            if (d) sl_params_set_interned(p, i, d);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return have;
+}
+
+bool sl_route_has_welcome(sl_route *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool have = r->nbackends && r->backends[0]->have_welcome;
+    pthread_mutex_unlock(&r->lock);
+    return have;
+}
+
+void sl_route_retarget_locked(sl_route *r)
+{
+    for (int i = 0; i < r->nbackends; i++) {
+        sl_backend *b = r->backends[i];
+        __atomic_add_fetch(&b->target_gen, 1, __ATOMIC_RELAXED);
+        b->have_welcome = false;
+        b->dns_at = 0;
+    }
+    r->have_scram_keys = false;
+}

@@ -1,0 +1,32 @@
+/* params.h - the session parameters pgsluice tracks per client, per server and per backend: their
+ * names (X-macro) and interned values, so that comparing a client's settings with a server's is a
+ * handful of pointer compares. */
+#ifndef SL_PARAMS_H
+#define SL_PARAMS_H
+
+/* Session parameters a client may set at startup and that pgsluice keeps per client: when a client
+ * is linked to a server whose value differs, pgsluice sends SET first. X-macro: C name, wire name. */
+#define SL_TRACKED_PARAMS(X)                                   \
+    X(CLIENT_ENCODING, "client_encoding")                      \
+    X(DATESTYLE, "DateStyle")                                  \
+    X(TIMEZONE, "TimeZone")                                    \
+    X(INTERVALSTYLE, "IntervalStyle")                          \
+    X(STANDARD_CONFORMING_STRINGS, "standard_conforming_strings") \
+    X(APPLICATION_NAME, "application_name")
+#define SL_PARAM_ENUM(id, name) SL_PARAM_##id,
+typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS } sl_param_id;
+#undef SL_PARAM_ENUM
+extern const char *const sl_param_names[SL_NPARAMS];
+int sl_param_lookup(const char *name); /* case-insensitive; -1 if not tracked */
+
+/* Parameter values, interned (util/intern.h): equal values are the same pointer, and thousands of
+ * clients with the same settings share one copy. NULL = unset. */
+typedef struct sl_params {
+    const char *v[SL_NPARAMS];
+} sl_params;
+void sl_params_set(sl_params *p, int id, const char *value);
+/* Set from a value that is already interned (another sl_params' v[]): no lookup. */
+void sl_params_set_interned(sl_params *p, int id, const char *interned);
+void sl_params_clear(sl_params *p);
+
+#endif

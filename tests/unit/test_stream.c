@@ -1,0 +1,217 @@
+/* test_stream.c - the stream over the plain transport, against a socketpair: short reads,
+ * EAGAIN, end of file, partial writes (the out queue goes before the forwarded region, and what
+ * did not fit is sent later), buffer growth, and taking whole messages off a stream. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/msgread.h"
+#include "net/stream.h"
+#include "net/worker.h"
+
+static sl_worker fake_worker; /* only its buffer cache is used */
+
+typedef struct pair {
+    int mine, peer;
+    sl_stream s;
+} pair;
+
+static void open_pair(pair *p)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    p->mine = fds[0];
+    p->peer = fds[1];
+    fake_worker.buf_size = 64;
+    sl_stream_init(&p->s, p->mine);
+    p->s.w = &fake_worker;
+}
+
+static void close_pair(pair *p)
+{
+    sl_stream_close(&p->s, NULL); /* never attached: finished at once, descriptor closed */
+    close(p->peer);
+}
+
+static void test_short_read_then_again(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_AGAIN); /* nothing there */
+    assert_int_equal(write(p.peer, "abc", 3), 3);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(p.s.end - p.s.pos, 3);
+    assert_memory_equal(p.s.buf + p.s.pos, "abc", 3);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_AGAIN);
+    close_pair(&p);
+}
+
+static void test_end_of_file(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    assert_int_equal(write(p.peer, "x", 1), 1);
+    shutdown(p.peer, SHUT_WR);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_EOF);
+    close_pair(&p);
+}
+
+static void test_full_buffer_waits_for_the_parser(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    char big[200];
+    memset(big, 'z', sizeof(big));
+    assert_int_equal(write(p.peer, big, sizeof(big)), (ssize_t)sizeof(big));
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(p.s.end, 64); /* the worker's buffer size */
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_AGAIN); /* full until consumed or grown */
+    assert_true(sl_stream_make_room(&p.s, 100, 1000));
+    assert_true(p.s.cap >= 164);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(p.s.end, 200);
+    assert_false(sl_stream_make_room(&p.s, 2000, 1000)); /* above max */
+    close_pair(&p);
+}
+
+/* Read everything the peer has; returns the count. */
+static size_t drain(int fd, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, out + n, cap - n);
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    return n;
+}
+
+static void test_partial_writes_keep_order_and_finish_later(void **state)
+{
+    (void)state;
+    pair p, src;
+    open_pair(&p);
+    open_pair(&src);
+    int small = 4096;
+    setsockopt(p.mine, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(p.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    /* 300 KB of pooler output, then 10 bytes forwarded from another stream */
+    size_t total = 300 * 1024;
+    char *data = malloc(total);
+    for (size_t i = 0; i < total; i++) data[i] = (char)('a' + i % 26);
+    sl_pb_bytes(&p.s.out, data, total);
+    assert_int_equal(write(src.peer, "0123456789", 10), 10);
+    assert_int_equal(sl_stream_read(&src.s), SL_IO_OK);
+    src.s.parse = src.s.end; /* all of it decided for forwarding */
+    char *got = malloc(total + 100);
+    size_t have = 0;
+    sl_io_status st = sl_stream_flush(&p.s, &src.s);
+    assert_int_equal(st, SL_IO_AGAIN); /* the peer's buffer is full */
+    assert_true(sl_stream_out_pending(&p.s));
+    int rounds = 0;
+    while (st == SL_IO_AGAIN && rounds++ < 100000) {
+        have += drain(p.peer, got + have, total + 100 - have);
+        st = sl_stream_flush(&p.s, &src.s);
+    }
+    assert_int_equal(st, SL_IO_OK);
+    have += drain(p.peer, got + have, total + 100 - have);
+    assert_int_equal(have, total + 10);
+    assert_memory_equal(got, data, total);
+    assert_memory_equal(got + total, "0123456789", 10);
+    assert_int_equal(sl_stream_fwd_pending(&src.s), 0);
+    assert_false(sl_stream_out_pending(&p.s));
+    free(data);
+    free(got);
+    close_pair(&p);
+    close_pair(&src);
+}
+
+static void test_write_to_a_closed_peer_is_an_error(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    close(p.peer);
+    sl_pb_bytes(&p.s.out, "hello", 5);
+    assert_int_equal(sl_stream_flush(&p.s, NULL), SL_IO_ERROR);
+    assert_int_equal(p.s.err, EPIPE);
+    sl_stream_close(&p.s, NULL);
+}
+
+static void test_whole_messages_are_taken_one_at_a_time(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    /* a 'Q' message of 100 bytes of body (larger than the worker buffer) arriving in two parts */
+    uint8_t msg[105];
+    msg[0] = 'Q';
+    sl_put_u32(msg + 1, 104);
+    memset(msg + 5, 'q', 100);
+    sl_wire_msg m;
+    assert_int_equal(write(p.peer, msg, 50), 50);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(sl_take_msg(&p.s, 1000, &m), SL_TAKE_MORE); /* room made for the rest */
+    assert_int_equal(write(p.peer, msg + 50, 55), 55);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(sl_take_msg(&p.s, 1000, &m), SL_TAKE_OK);
+    assert_int_equal(m.type, 'Q');
+    assert_int_equal(m.len, 100);
+    assert_int_equal(m.body[99], 'q');
+    assert_int_equal(sl_take_msg(&p.s, 1000, &m), SL_TAKE_MORE); /* nothing left */
+    /* a length word below 4, and one above the limit */
+    uint8_t bad[5] = {'p', 0, 0, 0, 3};
+    assert_int_equal(write(p.peer, bad, 5), 5);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(sl_take_msg(&p.s, 1000, &m), SL_TAKE_BAD_LENGTH);
+    close_pair(&p);
+    open_pair(&p);
+    uint8_t huge[5] = {'p', 0, 1, 0, 0};
+    assert_int_equal(write(p.peer, huge, 5), 5);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(sl_take_msg(&p.s, 1000, &m), SL_TAKE_BAD_LENGTH);
+    close_pair(&p);
+}
+
+static void test_idle_and_open_sees_data_and_hangups(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    assert_true(sl_stream_idle_and_open(&p.s));
+    assert_int_equal(write(p.peer, "E", 1), 1); /* a server's FATAL while parked */
+    assert_false(sl_stream_idle_and_open(&p.s));
+    close_pair(&p);
+    open_pair(&p);
+    close(p.peer);
+    assert_false(sl_stream_idle_and_open(&p.s));
+    sl_stream_close(&p.s, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_short_read_then_again),
+        cmocka_unit_test(test_end_of_file),
+        cmocka_unit_test(test_full_buffer_waits_for_the_parser),
+        cmocka_unit_test(test_partial_writes_keep_order_and_finish_later),
+        cmocka_unit_test(test_write_to_a_closed_peer_is_an_error),
+        cmocka_unit_test(test_whole_messages_are_taken_one_at_a_time),
+        cmocka_unit_test(test_idle_and_open_sees_data_and_hangups),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
