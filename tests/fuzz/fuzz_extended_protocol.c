@@ -173,31 +173,42 @@ static bool scan_client(sl_server *s)
 {
     sl_client *c = &W->c;
     sl_stream *in = &c->s;
+    int64_t max_packet = c->s.w->cfg->max_packet_size;
     char type;
     uint32_t len;
     for (;;) {
         if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > (int64_t)c->s.w->cfg->max_packet_size) return false;
+        if (len < 4 || (int64_t)len > max_packet) return false;
         sl_ps_result psr = SL_PS_FORWARD;
-        if (s->ps_skip_till_sync && type != 'S' && type != 'X') {
+        if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
             in->msg_left = len + 1;
             continue;
         }
-        if (type == 'S') s->ps_skip_till_sync = false;
+        if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
         note_unnamed(in, type, len);
-        if (s->ps_active && type != 'X') {
+        if (s->ps_active && type != SL_FE_TERMINATE) {
             psr = sl_ps_client_msg(c, s, type, len);
             if (psr == SL_PS_NEED_MORE) return true;
             if (psr == SL_PS_MALFORMED) return false;
         }
         switch (type) {
-        case 'Q': case 'F': case 'S':
-            if (type == 'S') s->in_batch = false;
+        case SL_FE_QUERY:
+        case SL_FE_FUNCTION_CALL:
+        case SL_FE_SYNC:
+            if (type == SL_FE_SYNC) s->in_batch = false;
             s->outstanding++;
             break;
-        case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': s->in_batch = true; break;
-        case 'X': return false; /* the client says goodbye: the test ends for it */
-        default: break;
+        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
+            s->in_batch = true;
+            break;
+        case SL_FE_TERMINATE:
+            if (sl_stream_fwd_pending(in)) {
+                in->msg_left = 0;
+                return true; /* flush first; X is seen again afterwards */
+            }
+            return false; /* the client says goodbye: the test ends for it */
+        default:
+            break;
         }
         if (psr != SL_PS_CONSUMED) in->msg_left = len + 1;
     }
@@ -206,6 +217,7 @@ static bool scan_client(sl_server *s)
 static void client_forward(void)
 {
     sl_server *s = &W->s[W->linked];
+    sl_stream *in = &W->c.s;
     if (!scan_client(s)) {
         W->client_closed = true;
         return;
@@ -215,18 +227,22 @@ static void client_forward(void)
         flush_to(&W->client_rx, &W->c.s, &s->s);
     }
     flush_to_server(W->linked);
-    if (W->c.s.pos == W->c.s.end) sl_stream_maybe_release_buf(&W->c.s);
+    if (in->end - in->parse >= 5 && in->buf[in->parse] == SL_FE_TERMINATE && !in->msg_left) {
+        W->client_closed = true;
+        return;
+    }
+    if (in->pos == in->end) sl_stream_maybe_release_buf(in);
 }
 
-/* server_small_msg for ReadyForQuery, ErrorResponse, ParameterStatus. */
+/* server_small_msg for ReadyForQuery, ErrorResponse, ParameterStatus (the statistics left out). */
 static void server_small_msg(sl_server *s, char type, const uint8_t *body, uint32_t blen)
 {
-    if (type == 'Z') {
+    if (type == SL_BE_READY) {
         if (s->outstanding > 0) s->outstanding--;
-        s->xact = blen ? (char)body[0] : 'I';
+        s->xact = blen ? (char)body[0] : SL_XACT_IDLE;
         if (can_release(s, &W->c)) s->release_pending = true;
-    } else if (type == 'E') {
-        (void)sl_error_class_index(sl_error_field(body, blen, 'C'));
+    } else if (type == SL_BE_ERROR) {
+        (void)sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE));
     }
 }
 
@@ -243,7 +259,7 @@ static bool scan_server(sl_server *s)
             return true;
         }
         if (len < 4 || len > INT32_MAX) return false;
-        bool small = type == 'Z' || type == 'S' || (type == 'E' && len <= SMALL_MSG_MAX);
+        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
         if (small) {
             if (len > SMALL_MSG_MAX) return false;
             if (in->end - in->parse < len + 1) {
@@ -251,16 +267,17 @@ static bool scan_server(sl_server *s)
                 return true;
             }
         }
-        if (s->ps_active && (type == 'D' || type == 'd')) sl_ps_synth_due(s, c);
-        if (s->ps_active && type != 'D' && type != 'd') {
+        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
+        if (s->ps_active && row) sl_ps_synth_due(s, c);
+        if (s->ps_active && !row) {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return true;
             if (r == SL_PS_CONSUMED) continue;
         }
         if (small) {
             server_small_msg(s, type, in->buf + in->parse + 5, len - 4);
-            if (type == 'Z' && s->ps_active) {
-                in->parse += len + 1;
+            if (type == SL_BE_READY && s->ps_active) {
+                in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
                 sl_ps_synth_due(s, c);
                 continue;
             }
