@@ -312,7 +312,7 @@ def http_seeds():
 def client_login_seeds():
     t = "client_login"
     # config index (fuzz_client_login.c configs[]): 0 plain/"secret", 1 md5/hash, 2 scram/secret,
-    # 3 md5/secret (SCRAM), 4 plain/secret, 5 trust, 6 md5/plain, 7 plain/md5 hash
+    # 3 md5/secret (SCRAM), 4 plain/secret, 5 trust, 6 md5/plain, 7 plain/md5 hash; 8-11 with TLS
     console = [("user", "fuzz"), ("database", "pgbouncer"), ("application_name", "psql"),
                ("client_encoding", "UTF8")]
     cf = b"n,,n=,r=rOprNGfwEbeRWgbNEkqO"
@@ -341,6 +341,15 @@ def client_login_seeds():
     write(t, "not_a_password_message", bytes([0, 0]) + startup(console) + query("SELECT 1"))
     write(t, "no_user", bytes([5, 0]) + startup([("database", "pgbouncer")]))
     write(t, "bad_length", bytes([0, 0]) + struct.pack("!I", 3) + b"\0\3\0\0")
+    # TLS configs: 8 plain + prefer (the harness sends SSLRequest and does the handshake), 9 scram +
+    # require (direct TLS), 10 trust + require spoken to in plaintext, 11 md5 + allow (SSLRequest)
+    write(t, "tls_plain_right_password", bytes([8, 0]) + startup(console) + msg("p", cstr("secret")))
+    write(t, "tls_plain_in_pieces", bytes([8, 7]) + startup(console) + msg("p", cstr("wrong")))
+    write(t, "tls_direct_scram_exchange", bytes([9, 0]) + startup(console) + sasl_initial + sasl_final)
+    write(t, "tls_required_plaintext", bytes([10, 0]) + startup(console))
+    write(t, "tls_required_ssl_request_then_garbage", bytes([10, 0]) + SSL_REQUEST + startup(console))
+    write(t, "tls_direct_hello_garbage", bytes([10, 0]) + b"\x16\x03\x01\x00\x05hello")
+    write(t, "tls_second_ssl_request", bytes([11, 0]) + SSL_REQUEST + startup(console) + msg("p", cstr("md5" + "0" * 32)))
 
 
 # fuzz_extended_protocol ops (see its LLVMFuzzerTestOneInput)
