@@ -15,11 +15,12 @@ RUN apt-get update \
       libuv1-dev libssl-dev libmicrohttpd-dev libpq-dev libsystemd-dev libcmocka-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY meson.build ./
+COPY meson.build meson_options.txt ./
 COPY src ./src
 COPY docs ./docs
-# meson.build always configures the unit tests (they are not built or run here)
+# meson.build always configures the unit and fuzz tests (they are not built or run here)
 COPY tests/unit/meson.build tests/unit/layers.py ./tests/unit/
+COPY tests/fuzz/meson.build ./tests/fuzz/
 RUN meson setup build --buildtype=release --prefix=/usr \
  && ninja -C build pgsluice \
  && install -D -m 0755 build/pgsluice /out/usr/bin/pgsluice \

@@ -78,13 +78,15 @@ def test_metric_label_values_are_escaped(pooler, cluster):
 
 def test_a_client_database_name_that_is_not_utf8_leaves_metrics_and_health_utf8(pooler, cluster):
     """Found by fuzzing (tests/fuzz/fuzz_http.c): through the "*" entry a client names any database,
-    before logging in, and the name reaches /metrics and /health. One byte that is not UTF-8 made
+    and once it has logged in the name reaches /metrics and /health. One byte that is not UTF-8 made
     both invalid (a Prometheus scrape fails on it); such bytes are now shown as U+FFFD."""
-    p = http_pooler(pooler, dbs={"*": "host=%s port=%d dbname=appdb" % (HOST, cluster.primary_port)})
+    p = http_pooler(pooler, {"auth_type": "trust"},
+                    dbs={"*": "host=%s port=%d dbname=appdb" % (HOST, cluster.primary_port)})
     body = struct.pack("!I", 196608) + b"user\0app\0database\0caf\xe9\0\0"
     with clients.raw_socket(p) as s:
         s.sendall(struct.pack("!I", len(body) + 4) + body)
-        assert s.recv(1) == b"R"  # the pool exists once the password is asked for
+        # AuthenticationOk: the pool exists from the login on (it is made only for a logged-in client)
+        assert s.recv(9) == b"R\0\0\0\x08\0\0\0\0"
         raw = wait_for(lambda: (lambda b: b if b"caf" in b else None)(raw_get(p.http_port, "/metrics")), timeout=10,
                        what="the pool in /metrics")
         text = raw.decode("utf-8")  # strict: fails on a byte that is not UTF-8
