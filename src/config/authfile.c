@@ -404,9 +404,33 @@ static const char *shorthand(char c)
     }
 }
 
+/* "{m}", "{m,}" or "{m,n}" at pat: its largest count (m for "{m,}"), or -1 when it is not one. */
+static long interval_bound(const char *pat)
+{
+    const char *p = pat + 1;
+    long m = 0, n = -1;
+    if (!isdigit((unsigned char)*p)) return -1;
+    while (isdigit((unsigned char)*p) && m <= 100000) m = m * 10 + (*p++ - '0');
+    if (*p == ',') {
+        p++;
+        if (isdigit((unsigned char)*p)) {
+            n = 0;
+            while (isdigit((unsigned char)*p) && n <= 100000) n = n * 10 + (*p++ - '0');
+        }
+    }
+    if (*p != '}') return -1;
+    return n > m ? n : m;
+}
+
+/* PostgreSQL's regex engine allows repetition counts up to 255; POSIX regcomp expands nested counts into
+ * automata that grow with their product ("((a{255}){255}){255}" takes seconds and gigabytes). */
+#define REGEX_MAX_COUNT 255
+#define REGEX_MAX_COUNT_PRODUCT 100000
+
 static bool translate_regex(const char *pat, strbuf *out, char *reason, size_t rlen)
 {
     bool in_interval = false;
+    long product = 1;
     for (size_t i = 0; pat[i];) {
         char c = pat[i];
         if (c == '\\') {
@@ -434,7 +458,16 @@ static bool translate_regex(const char *pat, strbuf *out, char *reason, size_t r
             i = end;
             continue;
         }
-        if (c == '{') in_interval = true;
+        if (c == '{') {
+            in_interval = true;
+            long bound = interval_bound(pat + i);
+            if (bound > REGEX_MAX_COUNT || (bound > 1 && (product *= bound) > REGEX_MAX_COUNT_PRODUCT))
+                return reasonf(reason, rlen,
+                               "repetition counts in a regular expression are too large (at most %d each, and at "
+                               "most %d multiplied together)",
+                               REGEX_MAX_COUNT, REGEX_MAX_COUNT_PRODUCT),
+                       false;
+        }
         bool quantifier = c == '*' || c == '+' || c == '?' || (c == '}' && in_interval);
         if (c == '}') in_interval = false;
         if (quantifier && pat[i + 1] == '?')

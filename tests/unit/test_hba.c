@@ -104,6 +104,8 @@ static void test_parse_types_and_methods(void **state)
         {"host all all 192.168.0.0 255.255.0.0 trust", SL_HBA_HOST, SL_HBA_TRUST},
         {"host all all fe80:: ffff:ffff:: trust", SL_HBA_HOST, SL_HBA_TRUST},
         {"host all all 10.1.2.3/8 trust # host bits beyond the mask are ignored", SL_HBA_HOST, SL_HBA_TRUST},
+        /* a regex with a comma is quoted (and still a regex) */
+        {"host \"/^db[0-9]{2,4}$\",/^x{255}$,\"/(ab){3,}c\" all all trust", SL_HBA_HOST, SL_HBA_TRUST},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++) {
         sl_hba *h;
@@ -240,6 +242,18 @@ static void test_parse_quoting_and_lines(void **state)
     assert_int_equal(match_line(h, &c), 0);
     sl_hba_unref(h);
 
+    /* a regex with a comma is quoted, and is still a regex (as in PostgreSQL 16) */
+    h = parse_ok("host \"/^db[0-9]{2,4}$\",\"/^(ab){2,}$\" all 127.0.0.1/32 trust");
+    static const struct {
+        const char *db;
+        bool match;
+    } dbs[] = {{"db12", true}, {"db1234", true}, {"db1", false}, {"db12345", false}, {"abab", true}, {"ab", false}};
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(*dbs); i++) {
+        c = client("tcp", "127.0.0.1", dbs[i].db, "u", false);
+        if ((match_line(h, &c) == 1) != dbs[i].match) fail_msg("database %s", dbs[i].db);
+    }
+    sl_hba_unref(h);
+
     h = parse_ok(""); /* an empty file: no rule, every login refused */
     assert_int_equal(sl_hba_rule_count(h), 0);
     c = client("local", NULL, "d", "u", false);
@@ -326,6 +340,8 @@ static void test_errors(void **state)
         {"local /a*? all trust", 1, "non-greedy quantifiers (*?) are not supported"},
         {"local /a{2}? all trust", 1, "non-greedy quantifiers (}?)"},
         {"local /a\\ all trust", 1, "regular expression ends with a backslash"},
+        {"local /a{256} all trust", 1, "repetition counts in a regular expression are too large"},
+        {"local /((a{255}){255}){2} all trust", 1, "repetition counts in a regular expression are too large"},
         {"local /[[:alpha: all trust", 1, "unterminated [:"},
         {"local @users.txt all trust", 1, "@users.txt: including a file with @ is not possible here"},
         /* positions: the first physical line of a continued line; lines after continuations */
