@@ -113,7 +113,7 @@ static char *server_uris(const ldap_ctx *c)
         while (*p == ' ' || *p == '\t') p++;
         size_t hl = strcspn(p, " \t");
         if (!hl) break;
-        bool v6 = memchr(p, ':', hl) != NULL;
+        bool v6 = memchr(p, ':', hl) != NULL && p[0] != '['; /* an IPv6 literal needs brackets in a URI */
         size_t need = n + hl + strlen(c->scheme) + 24;
         if (need > cap) {
             cap = need * 2;
