@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -136,6 +137,8 @@ static bool start_slapd(void)
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed test must not leave slapd running */
+        if (getppid() == 1) _exit(127);
         /* -d keeps slapd in the foreground (our child, so we can stop it) */
         execl(SLAPD, "slapd", "-d", "0", "-f", conf, "-h", urls, (char *)NULL);
         _exit(127);

@@ -10,7 +10,10 @@
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,24 @@ static bool run(const char *fmt, ...)
     return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
 }
 
+/* A run that crashed (a sanitizer abort, a kill) left its user and service file behind: remove those whose
+ * process is gone. */
+static void sweep_crashed_runs(void)
+{
+    DIR *d = opendir("/etc/pam.d");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid;
+        char tail;
+        if (sscanf(e->d_name, "pgsluice-test-%d%c", &pid, &tail) != 1 || pid <= 0) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+        fprintf(stderr, "test_pam: removing what crashed run %d left behind\n", pid);
+        run("userdel slpamtest%d 2>/dev/null; rm -f /etc/pam.d/pgsluice-test-%d", pid, pid);
+    }
+    closedir(d);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -55,6 +76,7 @@ static int setup(void **state)
         fprintf(stderr, "test_pam: %s\n", fx.why_not);
         return 0;
     }
+    sweep_crashed_runs();
     FILE *f = fopen(fx.service_path, "w");
     if (!f) {
         fprintf(stderr, "test_pam: cannot write %s\n", fx.service_path);
