@@ -5,8 +5,11 @@
 #   make test    deps + build + unit tests (meson test) + driver-deps + the integration suite (pytest), run twice:
 #                the full suite with SL_WORKERS=4, then the quick `core` subset (-m core) with
 #                SL_WORKERS=1, so both the multi-worker and the single-worker pooler are covered
-#                while `make test` stays a few minutes long.
-#   make demo    deps + build + scripts/demo.sh (primary + replica + pgsluice on 127.0.0.1:6432)
+#                while `make test` stays a few minutes long. The full pass rewrites docs/CLIENTS.md
+#                (the client matrix) from its results: commit it when it changed.
+#   make demo    deps + build + scripts/demo.sh: the docker-compose stack without Docker (primary + replica +
+#                pgsluice userlist + pgsluice on 127.0.0.1:6432, HTTP on 8081; DEMO_PORT / DEMO_HTTP_PORT move
+#                them, and free ports are picked when the defaults are taken)
 #   make asan    build-asan (ASan+UBSan, gcc), unit + integration tests against it (halt on the
 #                first error, leak detection on; the suite fails on any sanitizer report in a log)
 #   make tsan    build-tsan (TSan, clang), unit tests + the core integration subset with SL_WORKERS=4
@@ -16,8 +19,10 @@
 #                BENCH_SECONDS, BENCH_ROUNDS, BENCH_SCENARIOS, ... override (bench/bench.py --help)
 #   make bench-smoke  the 5-second version (1 round, 2 s runs, scenarios 1-2, all three targets)
 #                against build/pgsluice; `make test` runs it last, so the benchmark cannot rot
-#   make driver-deps  npm ci in tests/drivers (postgres.js, node-postgres for test_drivers.py), only
-#                when package-lock.json changed since the last install
+#   make driver-deps  npm ci in tests/drivers (postgres.js, node-postgres for test_drivers.py) and in
+#                integrations/prisma (Prisma 7 for test_prisma.py, plus `prisma generate`), each only
+#                when its package-lock.json (or the Prisma schema) changed since the last install
+#   make prisma-deps  only the integrations/prisma half of driver-deps
 #   make clean   remove build dirs and caches
 #
 # Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone").
@@ -45,7 +50,7 @@ define integration
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 endef
 
-.PHONY: all build deps driver-deps test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
+.PHONY: all build deps driver-deps prisma-deps test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
 
 all: build
 
@@ -58,7 +63,21 @@ $(DRIVERS_STAMP): tests/drivers/package.json tests/drivers/package-lock.json
 	cd tests/drivers && npm ci --no-audit --no-fund
 	touch $@
 
-driver-deps: $(DRIVERS_STAMP)
+# integrations/prisma: npm ci, then the generated client (src/generated/prisma, not committed).
+# CHECKPOINT_DISABLE: no update check from Prisma's CLI (this machine may be offline).
+PRISMA_DIR := integrations/prisma
+PRISMA_STAMP := $(PRISMA_DIR)/node_modules/.package-lock.json
+PRISMA_CLIENT := $(PRISMA_DIR)/src/generated/prisma/client.ts
+$(PRISMA_STAMP): $(PRISMA_DIR)/package.json $(PRISMA_DIR)/package-lock.json
+	cd $(PRISMA_DIR) && npm ci --no-audit --no-fund
+	touch $@
+$(PRISMA_CLIENT): $(PRISMA_STAMP) $(PRISMA_DIR)/prisma/schema.prisma $(PRISMA_DIR)/prisma.config.ts
+	cd $(PRISMA_DIR) && CHECKPOINT_DISABLE=1 npm run --silent db:generate
+	touch $@
+
+prisma-deps: $(PRISMA_CLIENT)
+
+driver-deps: $(DRIVERS_STAMP) $(PRISMA_CLIENT)
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)

@@ -1,29 +1,57 @@
 #!/usr/bin/env bash
-# demo.sh - pgsluice in front of a throwaway PostgreSQL 15 primary + streaming replica, configured
-# with the product guide's settings, on 127.0.0.1:6432. Runs a short pgbench through it, prints how
-# to connect, and waits: Ctrl-C stops pgsluice and both servers and removes every file it made.
+# demo.sh - the container stack of deploy/docker-compose.yml, run without Docker: a throwaway PostgreSQL 15
+# primary and streaming replica, an auth_file written by `pgsluice userlist --from-server` (the compose
+# file's one-shot job), and pgsluice with deploy/pgsluice.ini (the guide's tuned config) on 127.0.0.1:6432 with
+# /health and /metrics on 127.0.0.1:8081. Runs a short pgbench through it, reads the replica through it,
+# prints how to connect, and waits: Ctrl-C stops pgsluice and both servers and removes every file it made.
 #
 # Run as root on Debian 12 after `make deps build` (or just `make demo`).
-# Env: DEMO_PORT (default 6432), SL_BIN (default build/pgsluice), DEMO_POOLER=pgbouncer (run Debian's
-#      PgBouncer instead, to compare), DEMO_NO_WAIT=1 (clean up and exit after the benchmark).
+# Env: DEMO_PORT (default 6432) and DEMO_HTTP_PORT (default 8081): when left unset and the default is taken,
+#      the next free port is used (and printed); when set, the port must be free.
+#      SL_BIN (default build/pgsluice), DEMO_POOLER=pgbouncer (run Debian's PgBouncer instead, to compare),
+#      DEMO_NO_WAIT=1 (clean up and exit after the checks).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PORT=${DEMO_PORT:-6432}
 POOLER=${DEMO_POOLER:-pgsluice}
 PY=/usr/bin/python3
 PGBIN=/usr/lib/postgresql/15/bin
-if [[ $POOLER == pgbouncer ]]; then BIN=/usr/sbin/pgbouncer; else BIN=${SL_BIN:-$ROOT/build/pgsluice}; fi
+SL=${SL_BIN:-$ROOT/build/pgsluice}
+if [[ $POOLER == pgbouncer ]]; then BIN=/usr/sbin/pgbouncer; else BIN=$SL; fi
+DEPLOY_INI=$ROOT/deploy/pgsluice.ini
 
 die() { echo "demo: $*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (the PostgreSQL servers run as the postgres OS user)"
 [[ -x $BIN ]] || die "$BIN not found: run 'make build' first (or 'make demo')"
+[[ -x $SL ]] || die "$SL not found: run 'make build' first (it writes the auth_file)"
 [[ -x $PGBIN/pgbench ]] || die "PostgreSQL 15 is not installed: run 'make deps' first"
 port_busy() {
   if command -v ss >/dev/null; then [[ -n $(ss -Htln "sport = :$1") ]]; else (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; fi
 }
-port_busy "$PORT" && die "port $PORT on 127.0.0.1 is already in use (another pooler?): stop it or set DEMO_PORT"
+# choose_port NAME DEFAULT [AVOID]: the port in $NAME if set (must be free), else DEFAULT, else the next free one.
+choose_port() {
+  local name=$1 default=$2 avoid=${3:-} p
+  if [[ -n ${!name:-} ]]; then
+    p=${!name}
+    [[ $p =~ ^[0-9]+$ ]] && ((p >= 1 && p <= 65535)) || die "$name=$p is not a port number"
+    port_busy "$p" && die "$name=$p: port $p on 127.0.0.1 is already in use: choose another or leave $name unset"
+    echo "$p"
+    return
+  fi
+  p=$default
+  while port_busy "$p" || [[ $p == "$avoid" ]]; do
+    ((p++))
+    ((p <= default + 200)) || die "no free port from $default to $((default + 200)): set $name"
+  done
+  if [[ $p != "$default" ]]; then
+    echo "demo: port $default is taken: using $p for $name (set $name to choose)" >&2
+  fi
+  echo "$p"
+}
+PORT=$(choose_port DEMO_PORT 6432)
+HTTP_PORT=$(choose_port DEMO_HTTP_PORT 8081 "$PORT")
+[[ $PORT != "$HTTP_PORT" ]] || die "DEMO_PORT and DEMO_HTTP_PORT are both $PORT"
 
 DIR=$(mktemp -d /tmp/pgsluice-demo.XXXXXX)
 chmod 755 "$DIR"
@@ -56,44 +84,38 @@ eval "$VARS"
 INI=$DIR/pgsluice.ini
 USERLIST=$DIR/userlist.txt
 LOG=$DIR/$POOLER.log
-cat >"$USERLIST" <<USERS
-"postgres" "$PG_SUPERUSER_SECRET"
-"app" "$APP_SECRET"
-USERS
-cat >"$INI" <<INI
-;; pgsluice demo: the product guide's settings (pool sizing, timeouts, tuning blocks verbatim)
-[databases]
-sav3 = host=127.0.0.1 port=$PRIMARY_PORT dbname=sav3
-sav3_replica = host=127.0.0.1 port=$REPLICA_PORT dbname=sav3
 
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PORT
-unix_socket_dir = $DIR
-auth_type = scram-sha-256
-auth_file = $USERLIST
-admin_users = postgres
-stats_users = postgres
+# The compose file's pgsluice-config job: copy the login roles' SCRAM secrets from the primary's pg_authid.
+# The superuser password comes from a file, as the job's Docker secret does.
+umask 077
+printf '%s\n' "$PG_SUPERUSER_PASSWORD" >"$DIR/postgres_password"
+umask 022
+echo "demo: pgsluice userlist --from-server (as the compose file's pgsluice-config job) ..."
+PGHOST=127.0.0.1 PGPORT=$PRIMARY_PORT PGUSER=postgres PGDATABASE=postgres PGPASSWORD_FILE=$DIR/postgres_password \
+  "$SL" userlist --from-server --users=postgres,app "$USERLIST" || die "pgsluice userlist failed"
 
-pool_mode = transaction
-max_client_conn = 200          # Maximum client connections
-default_pool_size = 25         # Connections per database/user
-min_pool_size = 5              # Always-open connections
-reserve_pool_size = 5          # Emergency connection reserve
-max_db_connections = 50        # Total backend connections
+# deploy/pgsluice.ini with the container's names and addresses replaced by this machine's: each
+# substitution must match exactly once, so the demo fails when the deployed file changes shape.
+subst() { # subst FROM TO: replace the line FROM (anchored, whole key = value) in $INI
+  local n
+  n=$(grep -cE "^$1\$|^$1[[:space:]]" "$INI" || true)
+  [[ $n == 1 ]] || die "deploy/pgsluice.ini: expected one line matching '$1', found $n"
+  sed -i -E "s|^$1([[:space:]]\|\$)|$2\\1|" "$INI"
+}
+cp "$DEPLOY_INI" "$INI"
+subst 'sav3 = host=db-primary port=5432' "sav3 = host=127.0.0.1 port=$PRIMARY_PORT"
+subst 'sav3_replica = host=db-replica port=5432' "sav3_replica = host=127.0.0.1 port=$REPLICA_PORT"
+subst 'listen_addr = \*' 'listen_addr = 127.0.0.1'
+subst 'listen_port = 6432' "listen_port = $PORT"
+subst 'http_listen_addr = \*' 'http_listen_addr = 127.0.0.1'
+subst 'http_port = 8081' "http_port = $HTTP_PORT"
+subst 'unix_socket_dir = /run/pgsluice' "unix_socket_dir = $DIR"
+subst 'pidfile = /run/pgsluice/pgsluice.pid' "pidfile = $DIR/pgsluice.pid"
+subst 'auth_file = /etc/pgsluice/auth/userlist.txt' "auth_file = $USERLIST"
 
-server_lifetime = 3600         # Recycle connections hourly
-server_idle_timeout = 600      # Close idle connections after 10min
-query_wait_timeout = 120       # Queue timeout for new queries
-client_idle_timeout = 0        # No client timeout (handled by app)
-
-tcp_keepalive = 1              # Enable TCP keepalive
-server_reset_query = DISCARD ALL  # Clean connection state
-ignore_startup_parameters = extra_float_digits,search_path
-INI
 if [[ $POOLER == pgbouncer ]]; then
-  # PgBouncer 1.18 rejects trailing comments and refuses root: strip them, run as postgres.
-  sed -i -E 's/[[:space:]]+#.*$//' "$INI"
+  # PgBouncer 1.18 rejects trailing comments, has no HTTP endpoint and refuses root: adapt, run as postgres.
+  sed -i -E 's/[[:space:]]+#.*$//; /^http_/d' "$INI"
   chown -R postgres: "$DIR"/*.ini "$DIR"/*.txt
   RUN=(setpriv --reuid=postgres --regid=postgres --clear-groups "$BIN" "$INI")
   chown postgres "$DIR"
@@ -120,12 +142,25 @@ echo "demo: pgbench -c 10 -j 2 -T 5 -M extended through $POOLER ..."
   || { cat "$DIR/pgbench.log" >&2; tail -n 20 "$LOG" >&2; die "pgbench failed"; }
 grep -E "^(number of (transactions actually processed|failed transactions)|latency average|tps)" "$DIR/pgbench.log" | sed 's/^/  /'
 
+in_recovery=$("$PGBIN/psql" -X -At -h 127.0.0.1 -p "$PORT" -U postgres -d sav3_replica -c "SELECT pg_is_in_recovery()") \
+  || die "reading the replica through $POOLER failed"
+echo "demo: sav3_replica through $POOLER: pg_is_in_recovery = $in_recovery"
+[[ $in_recovery == t ]] || die "sav3_replica does not reach the streaming replica"
+app_user=$("$PGBIN/psql" -X -At "postgresql://app:apppw@127.0.0.1:$PORT/sav3" -c "SELECT current_user") \
+  || die "the application user cannot log in through $POOLER with the generated auth_file"
+echo "demo: SCRAM login as $app_user through $POOLER with the auth_file from pgsluice userlist: ok"
+if [[ $POOLER == pgsluice ]]; then
+  health=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/health") || die "GET http://127.0.0.1:$HTTP_PORT/health failed"
+  echo "demo: GET /health on 127.0.0.1:$HTTP_PORT: $health"
+fi
+
 PW=$PG_SUPERUSER_PASSWORD
 cat <<EOF2
 
 ================================================================================
  $POOLER is running on 127.0.0.1:$PORT (pid $POOLER_PID) in front of PostgreSQL 15:
  primary on port $PRIMARY_PORT, streaming replica on port $REPLICA_PORT.
+ Ports: DEMO_PORT=$PORT DEMO_HTTP_PORT=$HTTP_PORT
 
  Primary (read/write):
    psql "postgresql://postgres:$PW@127.0.0.1:$PORT/sav3"
@@ -134,9 +169,11 @@ cat <<EOF2
  Admin console:
    PGPASSWORD=$PW psql -h 127.0.0.1 -p $PORT -U postgres pgbouncer -c "SHOW POOLS;"
  Health and metrics (pgsluice's own HTTP endpoint):
-   curl http://127.0.0.1:8081/health      curl http://127.0.0.1:8081/metrics
+   curl http://127.0.0.1:$HTTP_PORT/health      curl http://127.0.0.1:$HTTP_PORT/metrics
+ Size the pools for this machine (dry run; --apply writes and reloads):
+   $SL tune $INI
 
- Config: $INI
+ Config: $INI   (deploy/pgsluice.ini with local addresses)
  Log:    $LOG
 
  Ctrl-C to stop (stops $POOLER and both PostgreSQL servers, removes $DIR).

@@ -12,19 +12,29 @@ PKGS=(
   libuv1-dev libssl-dev libcmocka-dev libmicrohttpd-dev
   # the pam and ldap authentication methods (src/auth/pam.c, ldap.c; config/hba.c parses ldapurl)
   libpam0g-dev libldap-dev
+  # libpq: pgsluice tune / userlist talk to PostgreSQL and the admin console; libsystemd: sd_notify
+  libpq-dev libsystemd-dev
+  # the openssl command: tests/unit/tls/make-certs.sh makes the TLS unit tests' certificates
+  openssl
   # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
   libclang-rt-14-dev
   # servers and clients used by the tests and the demo
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 util-linux
   python3 python3-pytest python3-pytest-timeout python3-psycopg python3-asyncpg
   # test_pam (a throwaway OS user checked by pam_unix) and test_ldap (a throwaway slapd with a test CA)
-  passwd libpam-modules slapd openssl
+  passwd libpam-modules slapd
+  # the client matrix (docs/CLIENTS.md): psycopg2 besides psycopg 3 and asyncpg
+  python3-psycopg2
   # monitoring: promtool (checks the alert rules and /metrics), curl and jq (scripts/check-health.sh)
   prometheus curl jq
+  # deployment checks (tests/integration/test_deploy.py): docker-compose validates deploy/docker-compose.yml
+  # without an engine, systemd-analyze verifies the unit, groff/man render the man pages
+  docker-compose python3-yaml systemd groff-base man-db binutils
   # the benchmark's chart (bench/bench.py; `make test` runs its smoke version)
   gnuplot-nox
   # driver tests (tests/drivers, tests/integration/test_drivers.py): node-postgres and postgres.js
-  # from npm (npm itself: see below), pgjdbc run as a single-file Java 17 program (needs the JDK)
+  # from npm (npm itself: see below), pgjdbc run as a single-file Java 17 program (needs the JDK);
+  # integrations/prisma (Prisma 7, test_prisma.py) also comes from npm and needs node >= 20.19
   nodejs libpostgresql-jdbc-java default-jdk-headless
 )
 if [[ ${1:-} == --bench ]]; then

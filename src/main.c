@@ -20,8 +20,11 @@
 #include "core/lifecycle.h"
 #include "http/http.h"
 #include "net/listener.h"
+#include "net/tls.h"
 #include "pool/pool.h"
+#include "tools/tools.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 
 static char *g_config_path;
 static char *g_pidfile;
@@ -34,7 +37,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "pgsluice is a PostgreSQL connection pooler, a drop-in for PgBouncer.\n\n"
-            "Usage:\n  pgsluice [OPTION]... CONFIG_FILE\n\n"
+            "Usage:\n  pgsluice [OPTION]... CONFIG_FILE\n"
+            "  pgsluice tune [--apply] [OPTION]... [CONFIG_FILE]   size the pools for this machine (tune --help)\n"
+            "  pgsluice userlist [OPTION]... FILE                  write an auth_file (userlist --help)\n\n"
             "Options:\n"
             "  -d, --daemon         run in the background (without it, the process runs in the foreground)\n"
             "  -q, --quiet          run quietly (only errors to stderr)\n"
@@ -64,6 +69,7 @@ static void write_pidfile(const char *path)
 
 static void cleanup_and_exit(int code)
 {
+    sl_sd_stopping("stopped");
     sl_http_stop();
     if (g_pidfile) unlink(g_pidfile);
     if (g_unix_socket) unlink(g_unix_socket);
@@ -71,9 +77,20 @@ static void cleanup_and_exit(int code)
     _exit(code);
 }
 
+/* Every 5 s under systemd: a STATUS= line for `systemctl status`. */
+static void sd_status_tick(void)
+{
+    static unsigned ticks;
+    const char *ns = getenv("NOTIFY_SOCKET");
+    if (!ns || !*ns || ++ticks % 50 != 0) return;
+    sl_sd_status("%d clients, %d server connections in use", __atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED),
+                 sl_pools_busy_servers());
+}
+
 static void watch_cb(uv_timer_t *t)
 {
     (void)t;
+    sd_status_tick();
     sl_run_state rs = sl_run_state_get();
     if (rs == SL_RUN_SHUTDOWN_GRACEFUL) {
         if (sl_pools_busy_servers() == 0) cleanup_and_exit(0);
@@ -94,11 +111,13 @@ static void on_signal(uv_signal_t *h, int signum)
     case SIGINT:
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
         sl_log_info("got SIGINT, shutting down after running transactions finish");
+        sl_sd_stopping("shutting down after running transactions finish");
         sl_set_run_state(SL_RUN_SHUTDOWN_GRACEFUL);
         break;
     case SIGTERM:
         if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) cleanup_and_exit(0);
         sl_log_info("got SIGTERM, shutting down once all clients have left");
+        sl_sd_stopping("shutting down once all clients have left");
         sl_set_run_state(SL_RUN_SHUTDOWN_WAIT_CLIENTS);
         break;
     case SIGQUIT:
@@ -159,6 +178,9 @@ int main(int argc, char **argv)
         {"user", required_argument, NULL, 'u'}, {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
         {"reboot", no_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
     };
+    /* Operator subcommands first: they have options of their own. */
+    if (argc >= 2 && !strcmp(argv[1], "tune")) return sl_tool_tune_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "userlist")) return sl_tool_userlist_main(argc - 1, argv + 1);
     int daemon_mode = 0, c;
     const char *run_user = NULL;
     while ((c = getopt_long(argc, argv, "dqvu:VhR", opts, NULL)) != -1) {
@@ -186,6 +208,11 @@ int main(int argc, char **argv)
     char err[512];
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {
+        sl_log_fatal("%s", err);
+        return 1;
+    }
+    /* fail closed: TLS that is asked for and cannot be set up refuses to start */
+    if (!sl_tls_install(cfg, err, sizeof(err))) {
         sl_log_fatal("%s", err);
         return 1;
     }
@@ -222,6 +249,7 @@ int main(int argc, char **argv)
     if (!sl_http_start(cfg)) return 1;
     sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
                 sl_pool_mode_name(cfg->pool_mode));
+    sl_sd_ready("accepting connections");
     sl_config_unref(cfg);
     uv_run(&g_main_loop, UV_RUN_DEFAULT);
     return 0;

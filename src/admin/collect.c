@@ -13,6 +13,7 @@
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "net/tls.h"
 #include "pool/pool.h"
 #include "util/time.h"
 
@@ -102,16 +103,18 @@ static void sock_row(adm_result *r, const round_ctx *ctx, const sock_info *k, in
     int64_t ct = adm_wall_of(k->connect_time, ctx->now, ctx->wall);
     int64_t rt = adm_wall_of(k->request_time ? k->request_time : k->connect_time, ctx->now, ctx->wall);
     int wait = (int)(k->wait_us / 1000000), wait_us = (int)(k->wait_us % 1000000);
+    char tls[128];
+    sl_stream_tls_describe(k->st, tls, sizeof(tls));
     if (!debug) {
         adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr, k->lport,
-                ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, k->prepared,
+                ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
                 (int)k->id, worker);
         return;
     }
     const sl_stream *st = k->st;
     int pending = (int)(st->out.len - st->out_sent);
     adm_row(r, SOCKET_TYPES "iiiiiiii", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
-            k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, "", k->app, k->prepared,
+            k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
             (int)k->id,
             (int)st->end, (int)st->parse, (int)st->msg_left, (int)st->out_sent, pending, (int)(st->end - st->parse),
             (int)(st->parse - st->pos), worker);

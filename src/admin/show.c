@@ -131,12 +131,15 @@ static void database_row(adm_result *r, const sl_config *cfg, const char *name, 
     const char *host = d->host && *d->host ? d->host : NULL;
     const char *dbname = d->dbname && *d->dbname ? d->dbname : name;
     const char *user = d->user && *d->user ? d->user : NULL;
+    int64_t lifetime = d->server_lifetime >= 0 ? d->server_lifetime : cfg->server_lifetime;
+    const char *lb = d->nhosts > 1 ? (d->load_balance_hosts == SL_LB_DISABLE ? "disable" : "round-robin") : NULL;
+    int maxc = d->max_db_client_connections >= 0 ? d->max_db_client_connections : cfg->max_db_client_connections;
     adm_row(r, "ssissiiiissiiiiii", name, host, d->port > 0 ? d->port : 5432, dbname, user,
             d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size,
             d->min_pool_size >= 0 ? d->min_pool_size : cfg->min_pool_size,
-            d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size,
-            (int)(cfg->server_lifetime / 1000000), d->pool_mode >= 0 ? sl_pool_mode_name(d->pool_mode) : NULL, NULL,
-            d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections, nserv, 0,
+            d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size, (int)(lifetime / 1000000),
+            d->pool_mode >= 0 ? sl_pool_mode_name(d->pool_mode) : NULL, lb,
+            d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections, nserv, maxc,
             clients_of(rs, name, NULL), paused ? 1 : 0, disabled ? 1 : 0);
 }
 
@@ -194,9 +197,11 @@ static void user_row(adm_result *r, const sl_config *cfg, const char *name, cons
     char ps[16] = "", rps[16] = "";
     if (u && u->pool_size >= 0) snprintf(ps, sizeof(ps), "%d", u->pool_size);
     if (u && u->reserve_pool_size >= 0) snprintf(rps, sizeof(rps), "%d", u->reserve_pool_size);
-    int maxc = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
-    adm_row(r, "ssssiiii", name, ps, rps, u && u->pool_mode >= 0 ? sl_pool_mode_name(u->pool_mode) : NULL, maxc,
-            sl_user_servers(name), 0, clients_of(rs, NULL, name));
+    int maxs = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
+    int maxc = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+                                                        : cfg->max_user_client_connections;
+    adm_row(r, "ssssiiii", name, ps, rps, u && u->pool_mode >= 0 ? sl_pool_mode_name(u->pool_mode) : NULL, maxs,
+            sl_user_servers(name), maxc, clients_of(rs, NULL, name));
 }
 
 adm_status adm_show_users(adm_session *s, adm_result *r)
@@ -234,6 +239,7 @@ adm_status adm_show_config(adm_session *s, adm_result *r)
         const sl_setting *st = &sl_settings[i];
         char val[1024];
         sl_setting_format(cfg, st, val, sizeof(val));
+        if ((st->flags & SL_SETTING_SECRET) && val[0]) snprintf(val, sizeof(val), "********");
         adm_row(r, "ssss", st->name, val, st->default_value, sl_setting_reloadable(st) ? "yes" : "no");
     }
     return ADM_DONE;

@@ -10,38 +10,18 @@
 
 /* [pgbouncer] settings of PgBouncer 1.25/1.26 that pgsluice does not implement: accepted, warned, ignored. */
 const sl_key_doc sl_ignored_settings[] = {
-    {"auth_dbname", "database used to run auth_query"},
     {"auth_ident_file", "ident map file for auth_type hba"},
     {"auth_ldap_options", "LDAP authentication options"},
-    {"client_tls13_ciphers", "client-side TLS 1.3 cipher suites"},
-    {"client_tls_ca_file", "client-side TLS CA file"},
-    {"client_tls_cert_file", "client-side TLS certificate"},
-    {"client_tls_ciphers", "client-side TLS ciphers"},
-    {"client_tls_dheparams", "client-side TLS DH parameters"},
-    {"client_tls_ecdhcurve", "client-side TLS ECDH curve"},
-    {"client_tls_key_file", "client-side TLS private key"},
-    {"client_tls_protocols", "client-side TLS protocol versions"},
-    {"client_tls_sslmode", "client-side TLS mode"},
     {"conffile", "path of the configuration file (informational)"},
     {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
     {"dns_zone_check_period", "DNS zone serial check period"},
     {"job_name", "service name for Windows event log / systemd"},
-    {"max_db_client_connections", "client connection limit per database"},
-    {"max_user_client_connections", "client connection limit per user"},
     {"peer_id", "identifier of this process among [peers]"},
     {"query_wait_notify", "seconds before notifying waiting clients"},
     {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
     {"scram_iterations", "iteration count for SCRAM secrets PgBouncer generates"},
-    {"server_tls13_ciphers", "server-side TLS 1.3 cipher suites"},
-    {"server_tls_ca_file", "server-side TLS CA file"},
-    {"server_tls_cert_file", "server-side TLS client certificate"},
-    {"server_tls_ciphers", "server-side TLS ciphers"},
-    {"server_tls_key_file", "server-side TLS private key"},
-    {"server_tls_protocols", "server-side TLS protocol versions"},
-    {"server_tls_sslmode", "server-side TLS mode"},
     {"service_name", "Windows service name (alias of job_name)"},
     {"track_extra_parameters", "extra server parameters tracked per client"},
-    {"transaction_timeout", "maximum transaction duration"},
     {NULL, NULL},
 };
 
@@ -57,11 +37,18 @@ const sl_key_doc sl_db_keys[] = {
     {"dbname", "database name on the server (default: the entry name)"},
     {"user", "connect to the server as this user whatever the client's user"},
     {"password", "password for user"},
-    {"auth_user", "user that runs auth_query for this database"},
+    {"password_file", "file holding the password (a Docker or Kubernetes secret); trailing newlines are dropped"},
+    {"auth_user", "user that runs auth_query for this database (overrides the global auth_user)"},
+    {"auth_query", "the query that looks up passwords for this database (overrides the global auth_query)"},
+    {"auth_dbname", "database in which auth_query runs for this database (overrides the global auth_dbname)"},
     {"pool_size", "overrides default_pool_size"},
     {"min_pool_size", "overrides min_pool_size"},
     {"reserve_pool_size", "overrides reserve_pool_size (the old name reserve_pool is accepted too)"},
     {"max_db_connections", "overrides max_db_connections"},
+    {"max_db_client_connections", "the most client connections to this database (logged in); more are refused with 53300"},
+    {"load_balance_hosts", "with several hosts: round-robin (default: each new server connection to the next host) or disable (the same host until connecting to it fails); a host whose logins fail is skipped while server_login_retry runs"},
+    {"server_lifetime", "overrides server_lifetime for this database's server connections"},
+    {"query_wait_timeout", "overrides query_wait_timeout (a [users] value wins over it)"},
     {"pool_mode", "overrides pool_mode"},
     {"connect_query", "query run on each new server connection"},
     {"client_encoding", "client_encoding sent to the server"},
@@ -72,11 +59,6 @@ const sl_key_doc sl_db_keys[] = {
 };
 
 const sl_key_doc sl_db_ignored_keys[] = {
-    {"auth_dbname", "database used to run auth_query"},
-    {"auth_query", "per-database auth_query"},
-    {"load_balance_hosts", "spreading connections over several hosts"},
-    {"max_db_client_connections", "client connection limit per database"},
-    {"server_lifetime", "per-database server_lifetime"},
     {"target_session_attrs", "choosing a read-write or standby host"},
     {NULL, NULL},
 };
@@ -86,14 +68,16 @@ const sl_key_doc sl_user_keys[] = {
     {"max_user_connections", "overrides max_user_connections"},
     {"pool_size", "overrides the pool size for this user's pools"},
     {"reserve_pool_size", "overrides reserve_pool_size for this user's pools"},
+    {"max_user_client_connections", "the most client connections of this user (logged in); more are refused with 53300"},
+    {"query_timeout", "overrides query_timeout for this user's clients"},
+    {"query_wait_timeout", "overrides query_wait_timeout (also a database's) for this user's clients"},
+    {"idle_transaction_timeout", "overrides idle_transaction_timeout for this user's clients"},
+    {"transaction_timeout", "overrides transaction_timeout for this user's clients"},
+    {"client_idle_timeout", "overrides client_idle_timeout for this user's clients"},
     {NULL, NULL},
 };
 
 const sl_key_doc sl_user_ignored_keys[] = {
-    {"client_idle_timeout", "per-user client_idle_timeout"},
-    {"idle_transaction_timeout", "per-user idle_transaction_timeout"},
-    {"max_user_client_connections", "client connection limit per user"},
-    {"query_timeout", "per-user query_timeout"},
     {NULL, NULL},
 };
 

@@ -18,6 +18,12 @@ typedef enum {
     SL_POOL_STATEMENT = 2,
 } sl_pool_mode;
 
+/* How a database with several hosts spreads new server connections (load_balance_hosts). */
+typedef enum {
+    SL_LB_ROUND_ROBIN = 0, /* each new connection to the next host (PgBouncer's default) */
+    SL_LB_DISABLE,         /* the same host until a connection to it fails, then the next */
+} sl_load_balance;
+
 typedef enum {
     SL_AUTH_TRUST = 0,
     SL_AUTH_PLAIN,
@@ -29,7 +35,18 @@ typedef enum {
     SL_AUTH_PAM,  /* accepted by the parser; not implemented yet */
 } sl_auth_type;
 
+/* TLS modes (client_tls_sslmode, server_tls_sslmode), PgBouncer's and libpq's names and order. */
+typedef enum {
+    SL_TLS_DISABLE = 0,
+    SL_TLS_ALLOW,
+    SL_TLS_PREFER,
+    SL_TLS_REQUIRE,
+    SL_TLS_VERIFY_CA,
+    SL_TLS_VERIFY_FULL,
+} sl_tls_mode;
+
 const char *sl_pool_mode_name(sl_pool_mode m);
+const char *sl_tls_mode_name(sl_tls_mode m);
 const char *sl_auth_type_name(sl_auth_type t);
 
 /* One host of a [databases] entry. */
@@ -50,11 +67,17 @@ typedef struct sl_db_def {
     char *user;              /* forced server user; NULL = client's user */
     char *password;          /* password for the forced user / for the server login */
     char *auth_user;
+    char *auth_query;
+    char *auth_dbname;
     int pool_size;           /* -1 = default_pool_size */
     int min_pool_size;       /* -1 = global */
     int reserve_pool_size;   /* -1 = global (also accepts the old key reserve_pool) */
     int max_db_connections;  /* -1 = global */
+    int max_db_client_connections; /* -1 = unlimited */
     int pool_mode;           /* -1 = global, else sl_pool_mode */
+    int load_balance_hosts;  /* sl_load_balance */
+    int64_t server_lifetime;     /* usec; -1 = global */
+    int64_t query_wait_timeout;  /* usec; -1 = user's or global */
     char *connect_query;
     char *client_encoding;
     char *datestyle;
@@ -63,13 +86,15 @@ typedef struct sl_db_def {
     int line;                /* config line it came from */
 } sl_db_def;
 
-/* One [users] entry. */
+/* One [users] entry. Times in usec; -1 = not set (the database's or the global value applies). */
 typedef struct sl_user_def {
     char *name;
     int pool_mode;            /* -1 = not set */
     int max_user_connections; /* -1 = global */
+    int max_user_client_connections; /* -1 = unlimited */
     int pool_size;            /* -1 = not set */
     int reserve_pool_size;    /* -1 = not set */
+    int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
 } sl_user_def;
 
 /* One auth_file (userlist.txt) entry: "user" "password-or-md5-or-SCRAM-secret". */
@@ -92,6 +117,8 @@ typedef struct sl_config {
     char *auth_hba_file;
     char *auth_user;
     char *auth_query;
+    char *auth_dbname;
+    int64_t auth_cache_ttl;   /* usec */
     char *admin_users;        /* comma/space separated list */
     char *stats_users;
 
@@ -103,6 +130,8 @@ typedef struct sl_config {
     int64_t reserve_pool_timeout;   /* usec */
     int max_db_connections;         /* 0 = unlimited */
     int max_user_connections;       /* 0 = unlimited */
+    int max_db_client_connections;  /* 0 = unlimited */
+    int max_user_client_connections; /* 0 = unlimited */
     int server_round_robin;
     char *server_reset_query;
     int server_reset_query_always;
@@ -121,6 +150,7 @@ typedef struct sl_config {
     int64_t cancel_wait_timeout;    /* usec */
     int64_t client_idle_timeout;    /* usec, 0 = off */
     int64_t idle_transaction_timeout; /* usec, 0 = off */
+    int64_t transaction_timeout;    /* usec, 0 = off */
     int64_t suspend_timeout;        /* usec */
     char *ignore_startup_parameters;
     int application_name_add_host;
@@ -152,6 +182,24 @@ typedef struct sl_config {
     int max_packet_size;
     int sbuf_loopcnt;
     int so_reuseport;
+
+    /* TLS (net/tls.c builds the contexts from these; strings "" = not set) */
+    int client_tls_sslmode;         /* sl_tls_mode: applications -> pgsluice */
+    char *client_tls_key_file;
+    char *client_tls_cert_file;
+    char *client_tls_ca_file;
+    char *client_tls_protocols;
+    char *client_tls_ciphers;
+    char *client_tls13_ciphers;
+    char *client_tls_dheparams;
+    char *client_tls_ecdhcurve;
+    int server_tls_sslmode;         /* sl_tls_mode: pgsluice -> PostgreSQL */
+    char *server_tls_ca_file;
+    char *server_tls_key_file;
+    char *server_tls_cert_file;
+    char *server_tls_protocols;
+    char *server_tls_ciphers;
+    char *server_tls13_ciphers;
 
     char *http_listen_addr;
     int http_port;
@@ -216,6 +264,7 @@ typedef struct sl_setting {
 } sl_setting;
 #define SL_SETTING_OCTAL 0x1u /* SL_T_INT written and shown in octal (unix_socket_mode) */
 #define SL_SETTING_UNIMPLEMENTED 0x2u /* PgBouncer's setting, accepted and warned about, no effect yet */
+#define SL_SETTING_SECRET 0x4u        /* a credential: never shown (SHOW CONFIG masks it) */
 static inline bool sl_setting_reloadable(const sl_setting *s) { return s->apply != SL_APPLY_RESTART; }
 const char *sl_apply_name(sl_apply a); /* "restart", "new connections", "yes" */
 extern const sl_setting sl_settings[];

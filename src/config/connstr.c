@@ -87,7 +87,7 @@ bool sl_connstr_parse(const char *text, sl_connstr_cb cb, void *ctx, char *err, 
 
 /* ---- [databases] ---- */
 
-typedef enum { K_STR, K_INT, K_POOL_MODE } key_kind;
+typedef enum { K_STR, K_INT, K_TIME, K_POOL_MODE, K_LOAD_BALANCE, K_SECRET_FILE } key_kind;
 typedef struct key_spec {
     const char *name;
     key_kind kind;
@@ -97,16 +97,21 @@ typedef struct key_spec {
 #define DB(f, k) {#f, k, offsetof(sl_db_def, f)}
 static const key_spec db_specs[] = {
     DB(host, K_STR), {"port", K_STR, offsetof(sl_db_def, port_list)}, DB(dbname, K_STR), DB(user, K_STR), DB(password, K_STR),
-    DB(auth_user, K_STR), DB(pool_size, K_INT), DB(min_pool_size, K_INT), DB(reserve_pool_size, K_INT),
+    {"password_file", K_SECRET_FILE, offsetof(sl_db_def, password)},
+    DB(auth_user, K_STR), DB(auth_query, K_STR), DB(auth_dbname, K_STR), DB(pool_size, K_INT), DB(min_pool_size, K_INT), DB(reserve_pool_size, K_INT),
     {"reserve_pool", K_INT, offsetof(sl_db_def, reserve_pool_size)}, DB(max_db_connections, K_INT),
-    DB(pool_mode, K_POOL_MODE), DB(connect_query, K_STR), DB(client_encoding, K_STR), DB(datestyle, K_STR),
+    DB(max_db_client_connections, K_INT), DB(pool_mode, K_POOL_MODE), DB(load_balance_hosts, K_LOAD_BALANCE),
+    DB(server_lifetime, K_TIME), DB(query_wait_timeout, K_TIME),
+    DB(connect_query, K_STR), DB(client_encoding, K_STR), DB(datestyle, K_STR),
     DB(timezone, K_STR), DB(application_name, K_STR), {NULL, K_STR, 0},
 };
 
 #define USR(f, k) {#f, k, offsetof(sl_user_def, f)}
 static const key_spec user_specs[] = {
-    USR(pool_mode, K_POOL_MODE), USR(max_user_connections, K_INT), USR(pool_size, K_INT),
-    USR(reserve_pool_size, K_INT), {NULL, K_STR, 0},
+    USR(pool_mode, K_POOL_MODE), USR(max_user_connections, K_INT), USR(max_user_client_connections, K_INT),
+    USR(pool_size, K_INT), USR(reserve_pool_size, K_INT), USR(query_timeout, K_TIME), USR(query_wait_timeout, K_TIME),
+    USR(idle_transaction_timeout, K_TIME), USR(transaction_timeout, K_TIME), USR(client_idle_timeout, K_TIME),
+    {NULL, K_STR, 0},
 };
 
 typedef struct entry_ctx {
@@ -131,6 +136,21 @@ static bool store_key(void *obj, const key_spec *k, const char *value, char *err
     case K_INT:
         if (sl_parse_int_range(value, 0, INT_MAX, slot)) return true;
         return sl_cfg_err(err, errlen, "invalid number for %s: \"%s\"", k->name, value), false;
+    case K_TIME:
+        if (sl_parse_time_usec(value, slot)) return true;
+        return sl_cfg_err(err, errlen, "invalid time for %s: \"%s\"", k->name, value), false;
+    case K_LOAD_BALANCE:
+        if (!strcasecmp(value, "round-robin")) *(int *)slot = SL_LB_ROUND_ROBIN;
+        else if (!strcasecmp(value, "disable")) *(int *)slot = SL_LB_DISABLE;
+        else return sl_cfg_err(err, errlen, "invalid load_balance_hosts: \"%s\" (expected round-robin or disable)", value), false;
+        return true;
+    case K_SECRET_FILE: { /* a Docker/Kubernetes secret: the file's content, trailing newlines dropped */
+        char *secret = sl_read_secret_file(value, err, errlen);
+        if (!secret) return false;
+        free(*(char **)slot);
+        *(char **)slot = secret;
+        return true;
+    }
     case K_POOL_MODE:
         if (sl_parse_pool_mode(value, slot)) return true;
         return sl_cfg_err(err, errlen, "invalid pool_mode: \"%s\" (expected session, transaction or statement)",
@@ -203,6 +223,8 @@ bool sl_db_def_parse(sl_db_def *d, const char *name, const char *connstr, sl_war
 {
     memset(d, 0, sizeof(*d));
     d->pool_size = d->min_pool_size = d->reserve_pool_size = d->max_db_connections = d->pool_mode = -1;
+    d->max_db_client_connections = -1;
+    d->server_lifetime = d->query_wait_timeout = -1;
     d->name = strdup(name);
     if (!d->name) return sl_cfg_err(err, errlen, "out of memory"), false;
     entry_ctx ctx = {d, db_specs, sl_db_ignored_keys, "database", warn};
@@ -214,6 +236,9 @@ bool sl_user_def_parse(sl_user_def *u, const char *name, const char *connstr, sl
 {
     memset(u, 0, sizeof(*u));
     u->pool_mode = u->max_user_connections = u->pool_size = u->reserve_pool_size = -1;
+    u->max_user_client_connections = -1;
+    u->query_timeout = u->query_wait_timeout = u->idle_transaction_timeout = u->transaction_timeout = -1;
+    u->client_idle_timeout = -1;
     u->name = strdup(name);
     if (!u->name) return sl_cfg_err(err, errlen, "out of memory"), false;
     entry_ctx ctx = {u, user_specs, sl_user_ignored_keys, "user", warn};
@@ -223,7 +248,7 @@ bool sl_user_def_parse(sl_user_def *u, const char *name, const char *connstr, sl
 /* The string members of sl_db_def, for free/copy. */
 static const size_t db_str_offsets[] = {
     offsetof(sl_db_def, name),          offsetof(sl_db_def, host),          offsetof(sl_db_def, dbname),
-    offsetof(sl_db_def, user),          offsetof(sl_db_def, password),      offsetof(sl_db_def, auth_user),
+    offsetof(sl_db_def, user),          offsetof(sl_db_def, password),      offsetof(sl_db_def, auth_user), offsetof(sl_db_def, auth_query), offsetof(sl_db_def, auth_dbname),
     offsetof(sl_db_def, connect_query), offsetof(sl_db_def, client_encoding), offsetof(sl_db_def, datestyle),
     offsetof(sl_db_def, timezone),      offsetof(sl_db_def, application_name), offsetof(sl_db_def, port_list),
 };

@@ -186,9 +186,17 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
     sl_config *c = lc->c;
     lc->warn.where[0] = '\0';
     if (c->workers == 0) c->workers = cpu_count();
-    if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_CERT || c->auth_type == SL_AUTH_PAM)
-        sl_log_warn("%s: auth_type %s is not implemented yet; clients cannot log in with it", c->path,
-                    sl_auth_type_name((sl_auth_type)c->auth_type));
+    /* fail closed: a login method pgsluice cannot carry out refuses the file, it never falls back */
+    if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_PAM)
+        return sl_cfg_err(err, errlen, "%s: auth_type %s is not supported by this pgsluice build", c->path,
+                          sl_auth_type_name((sl_auth_type)c->auth_type)),
+               false;
+    /* cert logs in by a verified client certificate: without TLS and a CA to check against, nobody could */
+    if (c->auth_type == SL_AUTH_CERT && (c->client_tls_sslmode == SL_TLS_DISABLE || !c->client_tls_ca_file ||
+                                         !*c->client_tls_ca_file))
+        return sl_cfg_err(err, errlen, "%s: auth_type cert needs client_tls_sslmode other than disable and "
+                          "client_tls_ca_file (client certificates are checked against it)", c->path),
+               false;
     if (!load_auth_file(c, err, errlen)) return false;
     if (c->n_dbs > 1) qsort(c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_db);
     if (c->n_users > 1) qsort(c->users, c->n_users, sizeof(*c->users), cmp_user);

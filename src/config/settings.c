@@ -11,6 +11,7 @@
 #include <strings.h>
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
+static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
                                               "hba",   "cert",  "pam", NULL};
 
@@ -54,10 +55,12 @@ const sl_setting sl_settings[] = {
            "How clients authenticate: trust, plain, md5, scram-sha-256, any (hba, cert, pam are not implemented yet)."),
     S_STR(auth_file, "", N, "File with user names and passwords (userlist.txt format)."),
     S_STR(auth_hba_file, "", N, "HBA file used when auth_type is hba (not implemented yet)."),
-    S_STR(auth_user, "", N, "User that runs auth_query to look up passwords of users not in auth_file.", NI),
+    S_STR(auth_user, "", N, "User that runs auth_query to look up the password secret of a user not in auth_file (its own password must be in auth_file). A [databases] entry may name its own."),
     S_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
                       "FROM pg_authid WHERE rolname=$1 AND rolcanlogin", N,
-          "Query that returns (user name, password secret) for $1.", NI),
+          "Query that returns (user name, password secret) for the user name $1 (a bound parameter, never spliced into the text). It runs in its own transaction with search_path set to pg_catalog, pg_temp. A NULL secret (an expired VALID UNTIL in the default query) refuses the login."),
+    S_STR(auth_dbname, "", N, "Database ([databases] entry) in which auth_query runs; empty: the database the client asked for."),
+    S_TIME(auth_cache_ttl, "60", A, "Seconds a secret found by auth_query is reused for the next logins of the same user and database before it is looked up again; 0 looks it up at every login."),
     S_STR(admin_users, "", N, "Users allowed full access to the admin console (comma/space separated)."),
     S_STR(stats_users, "", N, "Users allowed read-only SHOW commands on the admin console."),
 
@@ -70,6 +73,8 @@ const sl_setting sl_settings[] = {
     S_TIME(reserve_pool_timeout, "5", A, "Seconds a client waits before the reserve pool is used."),
     S_INT(max_db_connections, "0", A, 0, 0, "Maximum server connections per database; 0 is unlimited."),
     S_INT(max_user_connections, "0", A, 0, 0, "Maximum server connections per user; 0 is unlimited."),
+    S_INT(max_db_client_connections, "0", N, 0, 0, "Maximum client connections (logged in) per database, unless its [databases] entry says otherwise; 0 is unlimited. More are refused with 53300."),
+    S_INT(max_user_client_connections, "0", N, 0, 0, "Maximum client connections (logged in) per user, unless its [users] entry says otherwise; 0 is unlimited. More are refused with 53300."),
     S_BOOL(server_round_robin, "0", A, "Reuse server connections round-robin instead of LIFO."),
     S_STR(server_reset_query, "DISCARD ALL", A, "Query run when a server connection is released (session mode)."),
     S_BOOL(server_reset_query_always, "0", A, "Run server_reset_query in every pool mode, not only session."),
@@ -85,9 +90,10 @@ const sl_setting sl_settings[] = {
     S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
     S_TIME(query_timeout, "0", A, "Cancel queries running longer than this many seconds; 0 is off."),
     S_TIME(query_wait_timeout, "120", A, "Seconds a client may wait for a server connection; 0 waits forever."),
-    S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may wait for a server connection.", NI),
+    S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may take: until the server's postmaster has taken it, the server connection it targets is not given to another client (so the cancel cannot hit another client's query); after this long pgsluice gives up on it. 0 waits as long as it takes."),
     S_TIME(client_idle_timeout, "0", A, "Disconnect clients idle this many seconds; 0 is off."),
     S_TIME(idle_transaction_timeout, "0", A, "Disconnect clients idle in a transaction this long; 0 is off."),
+    S_TIME(transaction_timeout, "0", A, "Disconnect clients whose transaction has been open this long (their server is closed, which rolls it back); 0 is off."),
     S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
@@ -121,9 +127,45 @@ const sl_setting sl_settings[] = {
     S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
     S_BOOL(so_reuseport, "0", R, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),
 
+    /* TLS: files are read again by every RELOAD (new connections get the new contexts, open ones
+     * keep theirs); net/tls.c checks them and refuses the config when something does not load. */
+    S_ENUM(client_tls_sslmode, "disable", N, tls_mode_names,
+           "TLS for client connections: disable (an SSLRequest is answered N), allow and prefer (TLS if the "
+           "client asks, a client certificate is not validated), require (clients must use TLS), verify-ca and "
+           "verify-full (clients must use TLS and present a certificate signed by client_tls_ca_file)."),
+    S_STR(client_tls_key_file, "", N, "Private key (PEM) of the certificate pgsluice shows to clients; needed unless client_tls_sslmode is disable."),
+    S_STR(client_tls_cert_file, "", N, "Certificate (PEM, may include the chain) pgsluice shows to clients; needed unless client_tls_sslmode is disable."),
+    S_STR(client_tls_ca_file, "", N, "CA certificates (PEM) that client certificates are checked against; needed for verify-ca and verify-full."),
+    S_STR(client_tls_protocols, "secure", N,
+          "TLS versions clients may use: a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, or secure (tlsv1.2,tlsv1.3), "
+          "all or legacy (all four); a name prefixed with ! is removed."),
+    S_STR(client_tls_ciphers, "default", N,
+          "TLS 1.2 and older cipher list in OpenSSL syntax; default, secure, fast and normal keep OpenSSL's "
+          "system-wide default, all enables every cipher OpenSSL offers."),
+    S_STR(client_tls13_ciphers, "", N,
+          "TLS 1.3 cipher suites (colon separated, e.g. TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256); "
+          "empty keeps OpenSSL's default."),
+    S_STR(client_tls_dheparams, "auto", N, "DHE key exchange for TLS 1.2 clients: none (off), auto (2048-bit or matching the key), legacy (1024-bit)."),
+    S_STR(client_tls_ecdhcurve, "auto", N,
+          "Key exchange groups for client connections: auto (OpenSSL's default list), none (no elliptic curves), "
+          "or a curve or group name (several: colon separated), e.g. prime256v1 or X25519."),
+    S_ENUM(server_tls_sslmode, "prefer", N, tls_mode_names,
+           "TLS for server connections over TCP: disable (never asked), allow and prefer (asked for, plain TCP "
+           "if the server refuses; the certificate is not validated), require (TLS or no connection), verify-ca "
+           "(certificate checked against server_tls_ca_file), verify-full (also the host name)."),
+    S_STR(server_tls_ca_file, "", N,
+          "CA certificates (PEM) that server certificates are checked against; needed for verify-ca and "
+          "verify-full. The value system uses the operating system's CA store."),
+    S_STR(server_tls_key_file, "", N, "Private key (PEM) of the client certificate pgsluice shows to servers (with server_tls_cert_file)."),
+    S_STR(server_tls_cert_file, "", N, "Client certificate (PEM) pgsluice shows to servers that ask for one (with server_tls_key_file)."),
+    S_STR(server_tls_protocols, "secure", N, "TLS versions used with servers; same syntax as client_tls_protocols."),
+    S_STR(server_tls_ciphers, "default", N, "TLS 1.2 and older cipher list for server connections; same syntax as client_tls_ciphers."),
+    S_STR(server_tls13_ciphers, "", N, "TLS 1.3 cipher suites for server connections; empty keeps OpenSSL's default."),
+
     S_STR(http_listen_addr, "127.0.0.1", R, "Address of the HTTP endpoint (metrics/health)."),
     S_INT(http_port, "8081", R, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),
-    S_STR(http_token, "", A, "Bearer token required by the HTTP endpoint; empty requires none."),
+    S_STR(http_token, "", A, "Bearer token required by the HTTP endpoint; empty requires none. SHOW CONFIG shows it masked.",
+          .flags = SL_SETTING_SECRET),
 };
 const size_t sl_settings_count = sizeof(sl_settings) / sizeof(sl_settings[0]);
 #undef R
@@ -144,6 +186,11 @@ const char *sl_apply_name(sl_apply a)
 const char *sl_pool_mode_name(sl_pool_mode m)
 {
     return (m >= SL_POOL_SESSION && m <= SL_POOL_STATEMENT) ? pool_mode_names[m] : "unknown";
+}
+
+const char *sl_tls_mode_name(sl_tls_mode m)
+{
+    return (m >= SL_TLS_DISABLE && m <= SL_TLS_VERIFY_FULL) ? tls_mode_names[m] : "unknown";
 }
 
 const char *sl_auth_type_name(sl_auth_type t)

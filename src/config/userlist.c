@@ -149,3 +149,26 @@ void sl_userlist_free(sl_userlist_entry *e, size_t n)
     }
     free(e);
 }
+
+char *sl_read_secret_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        sl_cfg_err(err, errlen, "cannot read secret file \"%s\": %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    bool too_long = !feof(f);
+    fclose(f);
+    if (too_long) {
+        sl_cfg_err(err, errlen, "secret file \"%s\" is longer than %zu bytes", path, sizeof(buf) - 1);
+        return NULL;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    buf[n] = '\0';
+    char *s = strdup(buf);
+    explicit_bzero(buf, sizeof(buf));
+    if (!s) sl_cfg_err(err, errlen, "out of memory");
+    return s;
+}

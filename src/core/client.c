@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auth/random.h"
+#include "core/auth_query.h"
 #include "core/cancel.h"
 #include "core/client_auth.h"
 #include "core/console.h"
@@ -16,6 +17,7 @@
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
 #include "core/server.h"
+#include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
@@ -35,6 +37,8 @@ static void client_free(sl_stream *st)
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
+    if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
+    free(c->secret);
     free(c);
 }
 
@@ -54,6 +58,7 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
     size_t alen = strnlen(a, sizeof(c->addr) - 1);
     memcpy(c->addr, a, alen);
     c->addr[alen] = '\0';
+    c->is_unix = is_unix;
     c->slot = sl_worker_add_slot(w, c, c->gen);
     if (c->slot == UINT32_MAX || !sl_stream_attach(&c->s, w, client_on_event)) {
         if (c->slot != UINT32_MAX) sl_worker_remove_slot(w, c->slot, c);
@@ -102,7 +107,8 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     if (c->state == SL_CL_CLOSING) return;
     sl_worker *w = c->s.w;
     if (c->admin) sl_console_closed(c);
-    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME)) sl_route_unqueue(c->route, &c->wt);
+    if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME || c->state == SL_CL_AUTH))
+        sl_route_unqueue(c->route, &c->wt);
     if (c->server) drop_server(c);
     if (c->logged_in) sl_route_client_logout(c->route);
     if (c->route) sl_route_put(c->route);
@@ -185,22 +191,70 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "57P03", "pgsluice is shutting down");
         return false;
     }
-    if (cfg->log_connections) CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s", c->dbname, c->user);
-    if (sl_console_is_db(c->dbname)) {
-        c->admin = true;
-        sl_client_set_state(c, SL_CL_AUTH);
-        sl_client_auth_start(c);
-        return true;
-    }
-    char sqlstate[6], err[256];
-    c->route = sl_route_get(cfg, c->dbname, c->user, sqlstate, err, sizeof(err));
-    if (!c->route) {
-        sl_client_auth_fail_unknown_db(c, sqlstate, err);
+    if (sl_tls_client_must_use_tls((sl_tls_mode)cfg->client_tls_sslmode, c->is_unix) && !sl_stream_is_tls(&c->s)) {
+        sl_client_error(c, true, "28000", "SSL required");
         return false;
     }
+    if (cfg->log_connections)
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s", c->dbname, c->user,
+               sl_stream_is_tls(&c->s) ? "yes" : "no");
+    c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);
     sl_client_auth_start(c);
     return true;
+}
+
+/* The TLS handshake with a client ended or needs the socket again: false when it is not over. */
+static bool client_handshake(sl_client *c)
+{
+    sl_io_status st = sl_stream_handshake(&c->s);
+    if (st == SL_IO_AGAIN) return false;
+    if (st != SL_IO_OK) {
+        CL_LOG(c, SL_LOG_WARNING, "TLS handshake with client failed: %s",
+               *sl_stream_tls_error(&c->s) ? sl_stream_tls_error(&c->s) : "connection closed");
+        c->peer_closed = true;
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    sl_stream_set_poll(&c->s, UV_READABLE);
+    return true;
+}
+
+/* Switch the connection to TLS: after an SSLRequest (answered 'S' here) or a direct ClientHello.
+ * false: the client was closed or the handshake goes on in the background. */
+static bool client_start_tls(sl_client *c, bool direct)
+{
+    char err[256];
+    sl_tls_ctx *ctx = sl_tls_acquire(SL_TLS_ACCEPT);
+    bool ok = direct ? sl_stream_start_tls_server(&c->s, ctx, true, err, sizeof(err))
+                     : sl_stream_accept_encryption(&c->s, ctx, err, sizeof(err));
+    sl_tls_ctx_unref(ctx);
+    if (!ok) {
+        CL_LOG(c, SL_LOG_WARNING, "could not start TLS: %s", err);
+        sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    return client_handshake(c);
+}
+
+/* A handshake that ended at once: what the client sent behind it is read now (no event may come
+ * for bytes OpenSSL already took off the socket). */
+static bool client_read_after_handshake(sl_client *c)
+{
+    sl_io_status st = sl_stream_read(&c->s);
+    if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        c->peer_closed = st == SL_IO_EOF;
+        sl_client_close(c, st == SL_IO_EOF ? SL_CLOSE_CLIENT_EOF : SL_CLOSE_CLIENT_READ_ERROR);
+        return false;
+    }
+    return true;
+}
+
+/* May this client switch to TLS now (TLS configured, TCP, not already TLS)? */
+static bool client_tls_possible(const sl_client *c)
+{
+    return !sl_stream_is_tls(&c->s) &&
+           sl_tls_client_may_use_tls((sl_tls_mode)c->s.w->cfg->client_tls_sslmode, c->is_unix);
 }
 
 /* The first packet: startup, SSL/GSS negotiation or a cancel request. */
@@ -209,6 +263,17 @@ static void handle_login(sl_client *c)
     sl_stream *s = &c->s;
     while (c->state == SL_CL_LOGIN) {
         uint32_t have = s->end - s->pos;
+        if (have >= 1 && !sl_stream_is_tls(s) && sl_tls_is_direct_hello(s->buf + s->pos, have)) {
+            /* PostgreSQL 17's sslnegotiation=direct: TLS from the first byte, ALPN "postgresql" */
+            if (!client_tls_possible(c)) {
+                CL_LOG(c, SL_LOG_WARNING, "direct TLS connection refused: %s",
+                       c->is_unix ? "not over a Unix socket" : "TLS is not enabled (client_tls_sslmode)");
+                sl_client_close(c, SL_CLOSE_CLIENT_READ_ERROR);
+                return;
+            }
+            if (!client_start_tls(c, true) || !client_read_after_handshake(c)) return;
+            continue;
+        }
         if (have < 4) return;
         uint32_t len = sl_get_u32(s->buf + s->pos);
         if (len < 8 || len > SL_STARTUP_MAX) {
@@ -227,6 +292,10 @@ static void handle_login(sl_client *c)
         }
         s->pos += len;
         s->parse = s->pos;
+        if (st.code == SL_SSL_CODE && client_tls_possible(c)) {
+            if (!client_start_tls(c, false) || !client_read_after_handshake(c)) return;
+            continue; /* the startup packet comes over TLS */
+        }
         if (st.code == SL_SSL_CODE || st.code == SL_GSSENC_CODE) {
             sl_stream_refuse_encryption(s);
             client_flush_out(c);
@@ -258,14 +327,47 @@ static void send_welcome(sl_client *c)
     sl_stream_trim(&c->s);
 }
 
-void sl_client_auth_done(sl_client *c)
+/* The route of an authenticated client: its database and user, or the database's forced user when
+ * auth_type = any (the client's user name means nothing then). */
+static bool find_route(sl_client *c)
+{
+    const sl_config *cfg = c->s.w->cfg;
+    const char *user = c->user;
+    if (cfg->auth_type == SL_AUTH_ANY) {
+        const sl_db_def *db = sl_config_find_db(cfg, c->dbname);
+        if (db && (!db->user || !*db->user)) {
+            sl_client_error(c, true, "28000", "auth_type any needs a forced user (user=) for database \"%s\"",
+                            c->dbname);
+            return false;
+        }
+        if (db) user = db->user;
+    }
+    char sqlstate[6], err[256];
+    c->route = sl_route_get(cfg, c->dbname, user, sqlstate, err, sizeof(err));
+    if (!c->route) sl_client_error(c, true, sqlstate, "%s", err);
+    return c->route != NULL;
+}
+
+void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
         sl_console_login(c);
         return;
     }
-    sl_route_client_login(c->route);
+    if (!find_route(c)) return;
+    if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
+    if (c->secret) { /* found by auth_query: kept for the next logins and for logging servers in */
+        sl_route_set_auth_secret(c->route, c->secret);
+        explicit_bzero(c->secret, strlen(c->secret));
+        free(c->secret);
+        c->secret = NULL;
+    }
+    const char *limit = NULL;
+    if (!sl_route_client_login(c->route, &limit)) {
+        sl_client_error(c, true, "53300", "no more connections allowed (%s)", limit);
+        return;
+    }
     c->logged_in = true;
     if (sl_route_has_welcome(c->route)) {
         send_welcome(c);
@@ -280,7 +382,8 @@ void sl_client_auth_done(sl_client *c)
 
 void sl_client_wake(sl_client *c)
 {
-    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING) return;
+    bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
+    if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
     if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
     sl_acquire a;
     sl_pool_actions act;
@@ -309,6 +412,11 @@ void sl_client_got_server(sl_client *c, sl_server *s)
         s->pend.wait_time_us += (uint64_t)waited;
         sl_hist_add(&s->pend.h_wait, waited);
         c->wait_start = 0;
+    }
+    if (c->state == SL_CL_AUTH) { /* the server is for looking up its secret */
+        if (c->auth_method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
+        else sl_server_release(s);
+        return;
     }
     if (c->state == SL_CL_WELCOME) {
         sl_server_release(s);
@@ -363,6 +471,10 @@ void sl_client_idle_input(sl_client *c)
 static void client_on_event(sl_stream *s, int events)
 {
     sl_client *c = (sl_client *)s;
+    if (c->state == SL_CL_LOGIN && sl_stream_tls_handshaking(s)) {
+        if (!client_handshake(c)) return;
+        events = UV_READABLE; /* the startup packet may sit in OpenSSL's buffer already */
+    }
     if (events & UV_WRITABLE) {
         if (c->state == SL_CL_ACTIVE) {
             sl_proxy_client_writable(c);
@@ -411,8 +523,9 @@ static void client_on_event(sl_stream *s, int events)
     else if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
 }
 
-/* Timeouts for this client, checked every tick by its worker with the worker's current settings
- * (so a RELOAD or SET reaches clients connected before it). */
+/* Timeouts for this client, checked every tick by its worker: its route's (resolved from [users],
+ * [databases] and the current global settings, refreshed by every RELOAD and SET), so a change
+ * reaches clients connected before it. */
 void sl_client_tick(sl_client *c, int64_t now)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -423,24 +536,30 @@ void sl_client_tick(sl_client *c, int64_t now)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;
     case SL_CL_WELCOME:
-    case SL_CL_WAITING:
-        if (cfg->query_wait_timeout > 0 && now - c->request_time > cfg->query_wait_timeout) {
-            if (sl_route_unqueue(c->route, &c->wt)) sl_client_error(c, true, "08P01", "query_wait_timeout");
-        }
+    case SL_CL_WAITING: {
+        int64_t t = SL_ROUTE_TIMEOUT(c->route, query_wait_timeout);
+        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt))
+            sl_client_error(c, true, "08P01", "query_wait_timeout");
         break;
-    case SL_CL_IDLE:
-        if (cfg->client_idle_timeout > 0 && now - c->last_activity > cfg->client_idle_timeout)
-            sl_client_error(c, true, "08P01", "client_idle_timeout");
+    }
+    case SL_CL_IDLE: {
+        int64_t t = c->route ? SL_ROUTE_TIMEOUT(c->route, client_idle_timeout) : cfg->client_idle_timeout;
+        if (t > 0 && now - c->last_activity > t) sl_client_error(c, true, "08P01", "client_idle_timeout");
         break;
+    }
     case SL_CL_ACTIVE: {
         sl_server *s = c->server;
         if (!s || s->state != SL_SV_ACTIVE) break;
+        sl_route *r = c->route;
+        int64_t qt = SL_ROUTE_TIMEOUT(r, query_timeout), it = SL_ROUTE_TIMEOUT(r, idle_transaction_timeout);
+        int64_t xt = SL_ROUTE_TIMEOUT(r, transaction_timeout);
         sl_close_reason why = SL_CLOSE_NONE;
-        if (cfg->query_timeout > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > cfg->query_timeout)
+        if (qt > 0 && s->outstanding > 0 && c->query_start && now - c->query_start > qt)
             why = SL_CLOSE_QUERY_TIMEOUT;
-        else if (cfg->idle_transaction_timeout > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE &&
-                 now - c->last_activity > cfg->idle_transaction_timeout)
+        else if (it > 0 && s->outstanding == 0 && s->xact != SL_XACT_IDLE && now - c->last_activity > it)
             why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
+        else if (xt > 0 && c->xact_start && now - c->xact_start > xt)
+            why = SL_CLOSE_TRANSACTION_TIMEOUT;
         if (why == SL_CLOSE_NONE) break;
         /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
          * mid-transaction and cannot be reused */

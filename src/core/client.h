@@ -25,7 +25,10 @@ void sl_client_wake(sl_client *c);
 void sl_client_tick(sl_client *c, int64_t now);
 /* A request arrived while no server is linked. */
 void sl_client_idle_input(sl_client *c);
-/* Called by client_auth.c once the client is authenticated. */
-void sl_client_auth_done(sl_client *c);
+/* Called by client_auth.c once the client is authenticated; scram keys (both or neither) are what
+ * its SCRAM proof revealed, for logging in to servers as this user without the password. Only now is
+ * the client's route looked up or created: nobody creates routes, or learns which databases exist,
+ * without logging in. */
+void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key);
 
 #endif

@@ -7,18 +7,20 @@
 #include "auth/random.h"
 #include "auth/scram.h"
 #include "core/client_auth.h"
+#include "core/auth_query.h"
 #include "core/client.h"
 #include "core/msgread.h"
+#include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 
-enum { AUTH_STEP_NONE = 0, AUTH_STEP_PLAIN, AUTH_STEP_MD5, AUTH_STEP_SCRAM_FIRST, AUTH_STEP_SCRAM_FINAL };
 #define AUTH_MSG_MAX 8192
 
+/* The user's secret: auth_file's entry, else what auth_query found. */
 static const char *stored_password(sl_client *c)
 {
     const sl_userlist_entry *e = sl_config_find_userlist(c->s.w->cfg, c->user);
-    return e ? e->password : NULL;
+    return e ? e->password : c->secret;
 }
 
 static void fail_password(sl_client *c)
@@ -31,34 +33,62 @@ static void flush(sl_client *c)
     if (sl_stream_flush(&c->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
-void sl_client_auth_fail_unknown_db(sl_client *c, const char *sqlstate, const char *err)
+/* auth_type cert: a client certificate that verified against client_tls_ca_file, whose Common Name
+ * is the user name the client gave (as PostgreSQL's cert method without a user map). */
+static bool cert_matches(sl_client *c)
 {
-    sl_client_error(c, true, sqlstate, "%s", err);
+    char cn[256];
+    bool verified = false;
+    if (!sl_stream_is_tls(&c->s) || !sl_stream_tls_peer_cn(&c->s, cn, sizeof(cn), &verified)) return false;
+    return verified && strcmp(cn, c->user) == 0;
 }
 
 void sl_client_auth_start(sl_client *c)
 {
     int type = c->s.w->cfg->auth_type;
     const char *pw = stored_password(c);
-    if (type == SL_AUTH_TRUST || type == SL_AUTH_ANY) {
-        sl_client_auth_done(c);
+    if (type == SL_AUTH_ANY) { /* the user name is not checked: every database logs in as its forced user */
+        sl_client_auth_done(c, NULL, NULL);
         return;
     }
-    if (type == SL_AUTH_HBA || type == SL_AUTH_CERT || type == SL_AUTH_PAM) {
+    if (type == SL_AUTH_CERT) {
+        if (!cert_matches(c)) {
+            sl_client_error(c, true, "28000", "certificate authentication failed for user \"%s\"", c->user);
+            return;
+        }
+        /* logged in; auth_query may still know the secret its servers are logged in with */
+        if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
+        sl_client_auth_done(c, NULL, NULL);
+        return;
+    }
+    /* a user auth_file does not know: auth_query may (once per login) */
+    if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
+    if (type == SL_AUTH_TRUST) {
+        /* no password, but the user must be one pgsluice knows (PgBouncer: "the user name must still
+         * exist in auth_file", or be found by auth_query) */
+        if (!pw) {
+            sl_client_error(c, true, "28000", "\"trust\" authentication failed for user \"%s\": no such user in auth_file",
+                            c->user);
+            return;
+        }
+        sl_client_auth_done(c, NULL, NULL);
+        return;
+    }
+    if (type == SL_AUTH_HBA || type == SL_AUTH_PAM) {
         sl_client_error(c, true, "28000", "auth_type %s is not supported by this pgsluice version",
                         sl_auth_type_name(type));
         return;
     }
     if (type == SL_AUTH_MD5 && pw && sl_scram_is_secret(pw)) type = SL_AUTH_SCRAM;
     if (type == SL_AUTH_PLAIN) {
-        c->auth_method = AUTH_STEP_PLAIN;
+        c->auth_method = SL_AUTH_STEP_PLAIN;
         sl_pb_auth(&c->s.out, 3, NULL, 0);
     } else if (type == SL_AUTH_MD5) {
-        c->auth_method = AUTH_STEP_MD5;
+        c->auth_method = SL_AUTH_STEP_MD5;
         sl_random_bytes(c->md5_salt, 4);
         sl_pb_auth(&c->s.out, 5, c->md5_salt, 4);
     } else {
-        c->auth_method = AUTH_STEP_SCRAM_FIRST;
+        c->auth_method = SL_AUTH_STEP_SCRAM_FIRST;
         static const char mech[] = "SCRAM-SHA-256\0";
         sl_pb_auth(&c->s.out, 10, mech, sizeof(mech));
     }
@@ -118,17 +148,20 @@ static void scram_first(sl_client *c, sl_rd *r)
         sl_client_error(c, true, "08P01", "malformed SCRAM message: %s", errmsg ? errmsg : "?");
         return;
     }
-    c->auth_method = AUTH_STEP_SCRAM_FINAL;
+    c->auth_method = SL_AUTH_STEP_SCRAM_FINAL;
     send_sasl(c, 11, out);
 }
 
-static void remember_scram_keys(sl_client *c)
+/* The client's proof gave away its ClientKey: with the auth file's ServerKey, pgsluice can log in to
+ * the server as this user without the password (SCRAM pass-through). */
+static bool scram_keys(sl_client *c, uint8_t client_key[32], uint8_t server_key[32])
 {
     const char *pw = stored_password(c);
     sl_scram_secret sec;
-    if (!c->route) return;
-    if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return;
-    sl_route_set_scram_keys(c->route, c->scram->client_key, sec.server_key);
+    if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return false;
+    memcpy(client_key, c->scram->client_key, 32);
+    memcpy(server_key, sec.server_key, 32);
+    return true;
 }
 
 static void scram_final(sl_client *c, sl_rd *r)
@@ -141,11 +174,12 @@ static void scram_final(sl_client *c, sl_rd *r)
         fail_password(c);
         return;
     }
-    remember_scram_keys(c);
+    uint8_t ck[32], sk[32];
+    bool keys = scram_keys(c, ck, sk);
     free(c->scram);
     c->scram = NULL;
     sl_pb_auth(&c->s.out, 12, out, strlen(out));
-    sl_client_auth_done(c);
+    sl_client_auth_done(c, keys ? ck : NULL, keys ? sk : NULL);
 }
 
 static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
@@ -153,25 +187,38 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
     sl_rd r;
     sl_rd_init(&r, body, len);
     switch (c->auth_method) {
-    case AUTH_STEP_PLAIN: {
+    case SL_AUTH_STEP_PLAIN: {
         const char *given = sl_rd_str(&r);
         if (!given) sl_client_error(c, true, "08P01", "malformed password message");
-        else if (plain_matches(c, stored_password(c), given)) sl_client_auth_done(c);
+        else if (plain_matches(c, stored_password(c), given)) sl_client_auth_done(c, NULL, NULL);
         else fail_password(c);
         break;
     }
-    case AUTH_STEP_MD5: {
+    case SL_AUTH_STEP_MD5: {
         const char *given = sl_rd_str(&r);
         const char *stored = stored_password(c);
         if (!given) sl_client_error(c, true, "08P01", "malformed password message");
-        else if (stored && sl_md5_verify(stored, c->user, c->md5_salt, given)) sl_client_auth_done(c);
+        else if (stored && sl_md5_verify(stored, c->user, c->md5_salt, given)) sl_client_auth_done(c, NULL, NULL);
         else fail_password(c);
         break;
     }
-    case AUTH_STEP_SCRAM_FIRST: scram_first(c, &r); break;
-    case AUTH_STEP_SCRAM_FINAL: scram_final(c, &r); break;
+    case SL_AUTH_STEP_SCRAM_FIRST: scram_first(c, &r); break;
+    case SL_AUTH_STEP_SCRAM_FINAL: scram_final(c, &r); break;
     default: sl_client_error(c, true, "08P01", "unexpected password message"); break;
     }
+}
+
+void sl_client_auth_lookup_done(sl_client *c, const char *secret, const char *error)
+{
+    if (error) {
+        sl_client_error(c, true, "08006", "could not look up the password of user \"%s\": %s", c->user, error);
+        return;
+    }
+    free(c->secret);
+    c->secret = secret ? strdup(secret) : NULL;
+    /* no such user (or a NULL secret): the exchange still runs, against a mock secret, and fails
+     * like a wrong password */
+    sl_client_auth_start(c);
 }
 
 void sl_client_auth_input(sl_client *c)

@@ -4,9 +4,21 @@
 
 #include "core/conn.h"
 
+/* The steps of a login (sl_client.auth_method). */
+typedef enum {
+    SL_AUTH_STEP_NONE = 0,
+    SL_AUTH_STEP_PLAIN,
+    SL_AUTH_STEP_MD5,
+    SL_AUTH_STEP_SCRAM_FIRST,
+    SL_AUTH_STEP_SCRAM_FINAL,
+    SL_AUTH_STEP_LOOKUP,        /* its secret is being looked up with auth_query */
+} sl_auth_step;
+
 void sl_client_auth_start(sl_client *c);
 void sl_client_auth_input(sl_client *c);
-/* The database cannot be used (unknown, disabled): refuse the login. */
-void sl_client_auth_fail_unknown_db(sl_client *c, const char *sqlstate, const char *err);
+/* The auth_query lookup ended: the secret (NULL: no such user, or a NULL secret), or an error that
+ * kept the lookup from running. */
+void sl_client_auth_lookup_done(sl_client *c, const char *secret, const char *error);
+
 
 #endif

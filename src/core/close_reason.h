@@ -31,6 +31,7 @@
     X(ROLLBACK_FAILED, "cannot roll back", false)                                             \
     X(QUERY_TIMEOUT, "query timeout", false)                                                  \
     X(IDLE_TRANSACTION_TIMEOUT, "idle transaction timeout", false)                            \
+    X(TRANSACTION_TIMEOUT, "transaction timeout", false)                                      \
     X(ATTACH_FAILED, "cannot attach", false)                                                  \
     X(OUT_OF_MEMORY, "out of memory", false)                                                  \
     X(ADMIN_KILL, "KILL", true)                                                               \

@@ -65,16 +65,26 @@ typedef struct sl_client {
     int auth_method;             /* the password exchange under way (client_auth.c) */
     uint8_t md5_salt[4];
     struct sl_scram_server *scram;
+    char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
     bool admin;                  /* a console client (its input goes to the console, never a server) */
     bool counted;                /* counted in sl_total_clients (max_client_conn) */
     bool logged_in;              /* counted in its route's clients */
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
+    bool is_unix;                /* came in over the Unix socket (never TLS there, as in PostgreSQL) */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
 } sl_client;
 
-typedef enum { SL_SETUP_NONE = 0, SL_SETUP_CHECK, SL_SETUP_PARAMS, SL_SETUP_RESET, SL_SETUP_CONNECT_QUERY, SL_SETUP_ROLLBACK } sl_setup_step;
+typedef enum {
+    SL_SETUP_NONE = 0,
+    SL_SETUP_CHECK,
+    SL_SETUP_PARAMS,
+    SL_SETUP_RESET,
+    SL_SETUP_CONNECT_QUERY,
+    SL_SETUP_ROLLBACK,
+    SL_SETUP_AUTH_QUERY, /* looking up a client's secret (auth_query.c) */
+} sl_setup_step;
 
 /* A server connection's way to its backend: the name lookup and the addresses still to try. */
 typedef struct sl_connect {
@@ -104,10 +114,18 @@ typedef struct sl_server {
     sl_setup_step setup;         /* the query in flight */
     bool setup_failed;
     char setup_error[256];
+    char *found_secret;          /* SL_SETUP_AUTH_QUERY: the secret column of the row found */
+    int found_rows;
     /* connect and login (server.c) */
     char addr_str[64];
     sl_connect conn;
     void *scram;                 /* sl_scram_client during login */
+    uint8_t tls_step;            /* sl_server_tls_step: TLS negotiation before the startup packet */
+    uint8_t tls_plan;            /* sl_tls_plan this connection follows */
+    /* cancel requests sent for its client's query (cancel.c): it is not given to anyone else before
+     * they are done, or its next client's query could be the one cancelled */
+    sl_list cancels;
+    bool release_after_cancel;   /* released while cancels were in flight: go back when they end */
     /* handoff between workers */
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
@@ -122,10 +140,31 @@ typedef struct sl_server {
 
 static inline sl_route *sl_server_route(const sl_server *s) { return s->pc.backend->route; }
 
-/* state.c */
-void sl_client_set_state(sl_client *c, sl_client_state to);
-void sl_server_set_state(sl_server *s, sl_server_state to);
+/* state.c: the transition tables (bit `to` of next[from]) and the changes that keep lists */
+extern const unsigned sl_client_next[SL_CL_NSTATES];
+extern const unsigned sl_server_next[SL_SV_NSTATES];
 bool sl_client_transition_ok(sl_client_state from, sl_client_state to);
 bool sl_server_transition_ok(sl_server_state from, sl_server_state to);
+void sl_client_set_state_slow(sl_client *c, sl_client_state to);
+void sl_server_set_state_slow(sl_server *s, sl_server_state to);
+
+/* Every state change goes through these. The common ones (between IDLE, WAITING and ACTIVE, on the
+ * path of every transaction) are a table lookup; the rest (closing, moving, pooler queries: lists
+ * and counts to keep, or an illegal change) take the slow path. */
+static inline void sl_client_set_state(sl_client *c, sl_client_state to)
+{
+    if (to != SL_CL_CLOSING && ((sl_client_next[c->state] >> to) & 1u)) c->state = to;
+    else sl_client_set_state_slow(c, to);
+}
+
+static inline void sl_server_set_state(sl_server *s, sl_server_state to)
+{
+    sl_server_state from = s->state;
+    if (to != SL_SV_CLOSING && to != SL_SV_MOVING && to != SL_SV_SETUP && from != SL_SV_SETUP &&
+        from != SL_SV_MOVING && ((sl_server_next[from] >> to) & 1u))
+        s->state = to;
+    else
+        sl_server_set_state_slow(s, to);
+}
 
 #endif

@@ -13,7 +13,7 @@
 #include "net/listener.h"
 #include "util/time.h"
 
-void sl_carry_out(sl_pool_actions *act)
+void sl_carry_out_all(sl_pool_actions *act)
 {
     sl_worker *self = sl_worker_self();
     for (int i = 0; i < act->nlaunch; i++) {

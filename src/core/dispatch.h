@@ -19,8 +19,13 @@ typedef enum {
 
 extern const sl_worker_ops sl_core_worker_ops;
 
-/* Carry out the pools' decisions (from any thread; launches and wakes on other workers are posted). */
-void sl_carry_out(sl_pool_actions *act);
+/* Carry out the pools' decisions (from any thread; launches and wakes on other workers are posted)
+ * and free what they held. */
+void sl_carry_out_all(sl_pool_actions *act);
+static inline void sl_carry_out(sl_pool_actions *act)
+{
+    if (act->nlaunch || act->nwake || act->nhand || act->wake || act->hand) sl_carry_out_all(act);
+}
 /* Tell every worker that the run state or the config changed. */
 void sl_broadcast_state(void);
 

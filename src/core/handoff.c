@@ -2,6 +2,7 @@
  * longest (on this worker, or detached and posted to the client's worker), or closed, as the route
  * decides; and the two ends of a move between workers. */
 #include "core/client.h"
+#include "core/cancel.h"
 #include "core/dispatch.h"
 #include "core/server.h"
 #include "util/log.h"
@@ -28,6 +29,13 @@ void sl_server_release(sl_server *s)
     sl_worker *w = s->s.w;
     s->client = NULL;
     s->release_pending = false;
+    if (!sl_list_empty(&s->cancels)) {
+        /* a cancel for its last client's query is still on its way: nobody else gets it before the
+         * postmaster has dealt with it (cancel.c releases it then) */
+        s->release_after_cancel = true;
+        sl_server_set_state(s, SL_SV_ACTIVE);
+        return;
+    }
     sl_release r;
     sl_route_release(&s->pc, &s->pend, &r);
     switch (r.kind) {
@@ -69,7 +77,7 @@ void sl_server_arrived(sl_worker *w, sl_server *s, uint32_t slot, uint32_t gen)
     }
     sl_server_set_state(s, SL_SV_ACTIVE);
     sl_client *c = sl_worker_find_slot(w, slot, gen);
-    if (!c || (c->state != SL_CL_WAITING && c->state != SL_CL_WELCOME)) {
+    if (!c || (c->state != SL_CL_WAITING && c->state != SL_CL_WELCOME && c->state != SL_CL_AUTH)) {
         sl_server_release(s);
         return;
     }

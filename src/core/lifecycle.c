@@ -6,8 +6,11 @@
 #include <string.h>
 
 #include "core/dispatch.h"
+#include "net/tls.h"
+#include "net/worker.h"
 #include "pool/pool.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 
 int sl_run_state_v;
 uint64_t sl_conn_counter;
@@ -57,17 +60,47 @@ void sl_apply_config(sl_config *cfg)
     sl_pool_actions act;
     sl_pool_actions_init(&act);
     sl_pools_reconfigure(cur, &act);
-    sl_config_unref(cur);
+    /* the console that asked (SET, RELOAD) sees its change in its next command; other workers switch
+     * when they read their mailbox */
+    sl_worker *self = sl_worker_self();
+    if (self) sl_worker_set_config(self, cur);
+    else sl_config_unref(cur);
     sl_carry_out(&act);
     sl_broadcast_state();
+}
+
+/* TLS contexts for a new snapshot, built before it applies (certificate and key files read and
+ * checked now: a RELOAD picks up renewed files); a failure refuses the snapshot and the running
+ * contexts stay. always: rebuild even when no TLS setting changed (RELOAD). A change of the server
+ * side's settings reconnects every server connection once it is back in its pool. */
+static bool tls_prepare(const sl_config *cfg, bool always, char *err, size_t errlen)
+{
+    sl_config *cur = sl_config_acquire();
+    bool server_changed = sl_tls_settings_differ(cur, cfg, SL_TLS_CONNECT);
+    bool changed = server_changed || sl_tls_settings_differ(cur, cfg, SL_TLS_ACCEPT);
+    sl_config_unref(cur);
+    if (!always && !changed) return true;
+    if (!sl_tls_install(cfg, err, errlen)) return false;
+    if (server_changed) sl_db_reconnect(NULL);
+    return true;
 }
 
 bool sl_reload(char *errbuf, size_t errlen)
 {
     char err[512];
     pthread_mutex_lock(&reload_lock);
+    sl_sd_reloading();
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {
+        sl_sd_reloaded("RELOAD failed, running the previous configuration");
+        pthread_mutex_unlock(&reload_lock);
+        sl_log_error("RELOAD failed, keeping the running configuration: %s", err);
+        if (errbuf) snprintf(errbuf, errlen, "%s", err);
+        return false;
+    }
+    if (!tls_prepare(cfg, true, err, sizeof(err))) {
+        sl_config_unref(cfg);
+        sl_sd_reloaded("RELOAD failed, running the previous configuration");
         pthread_mutex_unlock(&reload_lock);
         sl_log_error("RELOAD failed, keeping the running configuration: %s", err);
         if (errbuf) snprintf(errbuf, errlen, "%s", err);
@@ -75,6 +108,7 @@ bool sl_reload(char *errbuf, size_t errlen)
     }
     setup_log(cfg);
     sl_apply_config(cfg);
+    sl_sd_reloaded("configuration reloaded");
     pthread_mutex_unlock(&reload_lock);
     sl_log_info("configuration reloaded from %s", g_config_path);
     return true;
@@ -95,7 +129,7 @@ sl_set_result sl_set_setting(const char *name, const char *value, char *err, siz
     sl_config *cur = sl_config_acquire();
     sl_config *cfg = sl_config_clone(cur);
     sl_config_unref(cur);
-    bool ok = cfg && sl_setting_set(cfg, st, value, err, errlen);
+    bool ok = cfg && sl_setting_set(cfg, st, value, err, errlen) && tls_prepare(cfg, false, err, errlen);
     if (!cfg) snprintf(err, errlen, "out of memory");
     if (ok) {
         if (!strcmp(st->name, "verbose") || !strncmp(st->name, "log", 3) || !strncmp(st->name, "syslog", 6))

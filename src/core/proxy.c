@@ -30,9 +30,9 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
 /* An idle server may have been terminated while it sat in the pool (its FATAL message and EOF are
  * not seen yet). One non-blocking peek before reuse catches it; skipped for servers reused within
  * 100 ms so the hot path stays one syscall lighter. */
-static bool server_looks_alive(sl_server *s)
+static bool server_looks_alive(sl_server *s, int64_t now)
 {
-    return sl_now_fast() - s->pc.idle_since < 100000 || sl_stream_idle_and_open(&s->s);
+    return now - s->pc.idle_since < 100000 || sl_stream_idle_and_open(&s->s);
 }
 
 /* The usual answer is no: the server was used a moment ago and has the client's settings
@@ -51,8 +51,9 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
 void sl_proxy_link(sl_client *c, sl_server *s)
 {
     sl_close_reason unfit = SL_CLOSE_NONE;
-    if (sl_route_conn_retire_due(&s->pc, sl_now_fast())) unfit = SL_CLOSE_SERVER_RETIRED;
-    else if (!server_looks_alive(s)) unfit = SL_CLOSE_SERVER_DEAD_IN_POOL;
+    int64_t now = sl_now_fast();
+    if (sl_route_conn_retire_due(&s->pc, now)) unfit = SL_CLOSE_SERVER_RETIRED;
+    else if (!server_looks_alive(s, now)) unfit = SL_CLOSE_SERVER_DEAD_IN_POOL;
     if (unfit != SL_CLOSE_NONE) {
         sl_server_close(s, unfit);
         sl_client_wake(c);
@@ -64,7 +65,7 @@ void sl_proxy_link(sl_client *c, sl_server *s)
     s->outstanding = 0;
     s->in_batch = false;
     s->release_pending = false;
-    s->link_time = sl_now_fast();
+    s->link_time = now;
     s->setup = link_needs_setup(c, s) ? SL_SETUP_CHECK : SL_SETUP_NONE;
     if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);

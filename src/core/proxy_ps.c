@@ -359,10 +359,6 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
 
 /* ---- answered without a server ---- */
 
-bool sl_ps_enabled_for(const sl_client *c)
-{
-    return c->s.w->cfg->max_prepared_statements > 0 && c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
-}
 
 /* A client between transactions sends Parse of a statement some server already accepted, Close of
  * a statement, Flush or Sync: answer it here, so a client that prepares synchronously while every

@@ -145,7 +145,10 @@ static inline void sl_ps_reset_link(sl_server *s)
 }
 
 /* Rewriting applies to this client's links (transaction/statement mode, feature on)? */
-bool sl_ps_enabled_for(const sl_client *c);
+static inline bool sl_ps_enabled_for(const sl_client *c)
+{
+    return c->s.w->cfg->max_prepared_statements > 0 && c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
+}
 sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len);
 /* Between transactions: answer Parse of a known statement, Close, Flush and Sync without a server.
  * Anything else (the usual first message of a transaction) goes to a server. */

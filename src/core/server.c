@@ -13,12 +13,14 @@
 
 #include "auth/md5.h"
 #include "auth/scram.h"
+#include "core/cancel.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/msgread.h"
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
 #include "net/sockutil.h"
+#include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -30,6 +32,10 @@
 #define LOGIN_MSG_MAX (1u << 20)
 
 static void server_on_event(sl_stream *st, int events);
+static void login_input(sl_server *s);
+
+/* Where a connection stands in TLS negotiation (s->tls_step). */
+enum { TLS_STEP_NONE = 0, TLS_STEP_ANSWER, TLS_STEP_HANDSHAKE };
 
 static void free_connect(sl_connect *k)
 {
@@ -41,6 +47,7 @@ static void server_free(sl_stream *st)
 {
     sl_server *s = (sl_server *)st;
     sl_params_clear(&s->params);
+    free(s->found_secret);
     sl_ps_server_gone(s);
     free_connect(&s->conn);
     if (s->scram) {
@@ -69,6 +76,7 @@ void sl_server_close(sl_server *s, sl_close_reason why)
         (void)sl_stream_flush(&s->s, NULL);
     }
     sl_server_set_state(s, SL_SV_CLOSING);
+    sl_cancel_server_gone(s);
     if (s->conn.resolve) { /* its callback still runs (cancelled or not) and frees the request */
         s->conn.resolve->data = NULL;
         uv_cancel((uv_req_t *)s->conn.resolve);
@@ -96,6 +104,11 @@ bool sl_server_attach(sl_server *s, sl_worker *w)
 static void login_failed(sl_server *s, const char *sqlstate, const char *msg)
 {
     SV_LOG(s, SL_LOG_WARNING, "server login failed: %s", msg);
+    /* server_tls_sslmode allow: a server that refuses a plaintext login (pg_hba.conf hostssl) is asked
+     * for TLS from the next connection on, as libpq's allow tries again with TLS */
+    if (s->tls_plan == SL_TLS_PLAN_PLAIN_THEN_TLS && !sl_stream_is_tls(&s->s) && sqlstate &&
+        !strcmp(sqlstate, "28000"))
+        __atomic_store_n(&s->pc.backend->tls_after_refusal, true, __ATOMIC_RELAXED);
     sl_pool_actions act;
     sl_pool_actions_init(&act);
     sl_route_login_failed(s->pc.backend, &s->pc, &s->pend, sqlstate, msg, &act); /* counted off here */
@@ -219,6 +232,7 @@ static sl_server *server_new(sl_worker *w, sl_backend *b)
     s->pc.target_gen = __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED);
     s->pc.connect_time = s->last_used = sl_now_us();
     sl_list_init(&s->pc.idle_node);
+    sl_list_init(&s->cancels);
     sl_stmt_cache_init(&s->ps_cache);
     sl_stream_init(&s->s, -1);
     s->s.w = w;
@@ -293,7 +307,8 @@ static char *server_password(sl_server *s, char *user, size_t ulen)
     sl_route_login_target(s->pc.backend, user, ulen, db, sizeof(db), &pw, NULL);
     if (pw) return pw;
     const sl_userlist_entry *e = sl_config_find_userlist(s->s.w->cfg, user);
-    return e ? strdup(e->password) : NULL;
+    if (e) return strdup(e->password);
+    return sl_route_auth_secret(sl_server_route(s), 0); /* what auth_query found for this user */
 }
 
 static void send_password_msg(sl_server *s, const void *data, size_t len)
@@ -472,7 +487,76 @@ static void connected(sl_server *s)
         free_connect(&s->conn);
     }
     sl_sock_tune(s->s.fd, s->s.w->cfg, true);
+    sl_backend *b = s->pc.backend;
+    bool is_unix = !b->host || !*b->host || b->host[0] == '/';
+    s->tls_plan = (uint8_t)sl_tls_server_plan((sl_tls_mode)s->s.w->cfg->server_tls_sslmode, is_unix);
+    if (s->tls_plan == SL_TLS_PLAN_PLAIN_THEN_TLS && __atomic_load_n(&b->tls_after_refusal, __ATOMIC_RELAXED))
+        s->tls_plan = SL_TLS_PLAN_TLS_OR_PLAIN;
+    if (s->tls_plan == SL_TLS_PLAN_TLS_OR_PLAIN || s->tls_plan == SL_TLS_PLAN_TLS_ONLY) {
+        sl_stream_request_encryption(&s->s);
+        s->tls_step = TLS_STEP_ANSWER;
+        sl_server_set_state(s, SL_SV_LOGIN);
+        return;
+    }
     send_startup(s);
+}
+
+/* The TLS handshake with the server is over or waits for the socket. Over: the startup packet goes. */
+static void server_handshake(sl_server *s)
+{
+    sl_io_status st = sl_stream_handshake(&s->s);
+    if (st == SL_IO_AGAIN) return;
+    if (st != SL_IO_OK) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "TLS handshake with server failed: %s",
+                 *sl_stream_tls_error(&s->s) ? sl_stream_tls_error(&s->s) : "connection closed");
+        login_failed(s, "08006", msg);
+        return;
+    }
+    s->tls_step = TLS_STEP_NONE;
+    send_startup(s);
+    sl_io_status rc = sl_stream_flush(&s->s, NULL);
+    if (rc == SL_IO_ERROR) login_failed(s, "08006", "lost connection to server during login");
+    else sl_stream_set_poll(&s->s, rc == SL_IO_AGAIN ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+/* The server's one-byte answer to our SSLRequest. */
+static void tls_answer_input(sl_server *s)
+{
+    char err[256];
+    switch (sl_stream_encryption_answer(&s->s)) {
+    case SL_TLS_ANSWER_NEED_MORE: return;
+    case SL_TLS_ANSWER_YES: {
+        sl_tls_ctx *ctx = sl_tls_acquire(SL_TLS_CONNECT);
+        bool ok = sl_stream_start_tls_client(&s->s, ctx, s->pc.backend->host, err, sizeof(err));
+        sl_tls_ctx_unref(ctx);
+        if (!ok) {
+            char msg[320];
+            snprintf(msg, sizeof(msg), "could not start TLS with server: %s", err);
+            login_failed(s, "08006", msg);
+            return;
+        }
+        s->tls_step = TLS_STEP_HANDSHAKE;
+        server_handshake(s);
+        return;
+    }
+    case SL_TLS_ANSWER_NO:
+        if (s->tls_plan == SL_TLS_PLAN_TLS_ONLY) {
+            login_failed(s, "08006", "server does not support SSL, but SSL was required (server_tls_sslmode)");
+            return;
+        }
+        s->tls_step = TLS_STEP_NONE;
+        send_startup(s);
+        if (sl_stream_flush(&s->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&s->s, UV_READABLE | UV_WRITABLE);
+        return;
+    case SL_TLS_ANSWER_ERROR: /* an old or refusing server: its ErrorResponse is read as a login error */
+        s->tls_step = TLS_STEP_NONE;
+        login_input(s);
+        return;
+    case SL_TLS_ANSWER_BAD:
+        login_failed(s, "08P01", "server sent an invalid answer to the SSL request (or data after it)");
+        return;
+    }
 }
 
 static void server_on_event(sl_stream *st, int events)
@@ -483,6 +567,10 @@ static void server_on_event(sl_stream *st, int events)
         connected(s);
         if (s->state != SL_SV_LOGIN) return;
         events = UV_WRITABLE;
+    }
+    if (s->tls_step == TLS_STEP_HANDSHAKE) {
+        server_handshake(s);
+        return;
     }
     if (s->state == SL_SV_ACTIVE && s->client) {
         if (events & UV_WRITABLE) sl_proxy_server_writable(s);
@@ -507,9 +595,13 @@ static void server_on_event(sl_stream *st, int events)
     }
     if (rc == SL_IO_AGAIN) return;
     switch (s->state) {
-    case SL_SV_LOGIN: login_input(s); break;
+    case SL_SV_LOGIN:
+        if (s->tls_step == TLS_STEP_ANSWER) tls_answer_input(s);
+        else login_input(s);
+        break;
     case SL_SV_SETUP: sl_server_setup_input(s); break;
     case SL_SV_IDLE:
+    case SL_SV_ACTIVE: /* not linked: held for a cancel in flight */
         /* an idle server only speaks to say goodbye (FATAL) or to report async notices: drop them */
         st->pos = st->parse = st->end;
         sl_stream_recycle_buf(st);
@@ -528,10 +620,12 @@ void sl_server_tick(sl_server *s, int64_t now)
             login_failed(s, "08006", "server_connect_timeout: no answer from the server in time");
         return;
     }
+    if (!sl_list_empty(&s->cancels)) sl_cancel_tick(s, now, cfg->cancel_wait_timeout);
     if (s->state != SL_SV_IDLE) return;
     sl_close_reason why = SL_CLOSE_NONE;
-    if (sl_route_conn_retire_due(&s->pc, now)) why = SL_CLOSE_SERVER_RETIRED;
-    else if (cfg->server_lifetime > 0 && now - s->pc.connect_time > cfg->server_lifetime) why = SL_CLOSE_SERVER_LIFETIME;
+    sl_retire_why retire = sl_route_conn_retire_why(&s->pc, now);
+    if (retire == SL_RETIRE_LIFETIME) why = SL_CLOSE_SERVER_LIFETIME;
+    else if (retire != SL_RETIRE_NO) why = SL_CLOSE_SERVER_RETIRED;
     else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
         sl_route *r = sl_server_route(s);
         pthread_mutex_lock(&r->lock);

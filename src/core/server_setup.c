@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/auth_query.h"
 #include "core/client.h"
 #include "core/msgread.h"
 #include "core/proxy.h"
@@ -89,6 +90,7 @@ static bool start_step(sl_server *s, const sl_config *cfg)
         if (!started) s->setup = SL_SETUP_NONE;
         return started;
     }
+    case SL_SETUP_AUTH_QUERY: /* sent by auth_query.c itself */
     case SL_SETUP_NONE: break;
     }
     s->setup = SL_SETUP_NONE;
@@ -136,11 +138,31 @@ static void setup_failed(sl_server *s, sl_setup_step step, sl_client *c)
     if (c) sl_client_wake(c);
 }
 
+/* A row of auth_query: (user name, secret); the secret may be NULL. */
+static void found_row(sl_server *s, const uint8_t *body, uint32_t len)
+{
+    sl_rd r;
+    sl_rd_init(&r, body, len);
+    uint16_t ncols = sl_rd_u16(&r);
+    s->found_rows++;
+    for (uint16_t i = 0; i < ncols && !r.failed; i++) {
+        uint32_t n = sl_rd_u32(&r);
+        const uint8_t *v = n == 0xffffffffu ? NULL : sl_rd_bytes(&r, n);
+        if (i != 1 || r.failed) continue;
+        free(s->found_secret);
+        s->found_secret = v && n < 4096 ? strndup((const char *)v, n) : NULL;
+    }
+}
+
 /* A pooler query finished (ReadyForQuery). Decide what comes next. */
 static void setup_finished(sl_server *s)
 {
     sl_setup_step step = s->setup;
     sl_client *c = s->client;
+    if (step == SL_SETUP_AUTH_QUERY) {
+        sl_auth_query_finished(s);
+        return;
+    }
     if (s->setup_failed) {
         setup_failed(s, step, c);
         return;
@@ -176,6 +198,8 @@ void sl_server_setup_input(sl_server *s)
             const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
             int id = name && val ? sl_param_lookup(name) : -1;
             if (id >= 0) sl_params_set(&s->params, id, val);
+        } else if (m.type == SL_BE_DATA_ROW && s->setup == SL_SETUP_AUTH_QUERY) {
+            found_row(s, m.body, m.len);
         } else if (m.type == SL_BE_COMMAND_COMPLETE) {
             /* DISCARD ALL / DEALLOCATE ALL (server_reset_query) drop every prepared statement */
             if (m.len && (!strncmp((const char *)m.body, "DISCARD ALL", 11) ||

@@ -23,7 +23,7 @@ const char *sl_server_state_name(sl_server_state s)
 
 #define B(s) (1u << SL_CL_##s)
 /* client: from -> the states it may go to (CLOSING is reachable from every state but itself) */
-static const unsigned client_next[SL_CL_NSTATES] = {
+const unsigned sl_client_next[SL_CL_NSTATES] = {
     [SL_CL_LOGIN] = B(AUTH),
     [SL_CL_AUTH] = B(WELCOME) | B(IDLE),
     [SL_CL_WELCOME] = B(IDLE),
@@ -35,7 +35,7 @@ static const unsigned client_next[SL_CL_NSTATES] = {
 #undef B
 
 #define B(s) (1u << SL_SV_##s)
-static const unsigned server_next[SL_SV_NSTATES] = {
+const unsigned sl_server_next[SL_SV_NSTATES] = {
     [SL_SV_CONNECTING] = B(LOGIN),
     [SL_SV_LOGIN] = B(IDLE) | B(SETUP) | B(ACTIVE) | B(MOVING),
     [SL_SV_IDLE] = B(ACTIVE) | B(SETUP) | B(MOVING),
@@ -50,17 +50,17 @@ bool sl_client_transition_ok(sl_client_state from, sl_client_state to)
 {
     if (from >= SL_CL_NSTATES || to >= SL_CL_NSTATES) return false;
     if (to == SL_CL_CLOSING) return from != SL_CL_CLOSING;
-    return (client_next[from] >> to) & 1u;
+    return (sl_client_next[from] >> to) & 1u;
 }
 
 bool sl_server_transition_ok(sl_server_state from, sl_server_state to)
 {
     if (from >= SL_SV_NSTATES || to >= SL_SV_NSTATES) return false;
     if (to == SL_SV_CLOSING) return from != SL_SV_CLOSING;
-    return (server_next[from] >> to) & 1u;
+    return (sl_server_next[from] >> to) & 1u;
 }
 
-void sl_client_set_state(sl_client *c, sl_client_state to)
+void sl_client_set_state_slow(sl_client *c, sl_client_state to)
 {
     sl_client_state from = c->state;
     if (from == to) return;
@@ -73,7 +73,7 @@ void sl_client_set_state(sl_client *c, sl_client_state to)
     if (to == SL_CL_CLOSING) sl_list_remove(&c->node);
 }
 
-void sl_server_set_state(sl_server *s, sl_server_state to)
+void sl_server_set_state_slow(sl_server *s, sl_server_state to)
 {
     sl_server_state from = s->state;
     if (from == to) return;

@@ -70,6 +70,43 @@ void sl_tb_printf(sl_tb *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when it is not one (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+    } else return 0;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf) return 0;
+    return n;
+}
+
+/* Client-chosen names may be any bytes: what is not UTF-8 becomes U+FFFD, so JSON and the
+ * Prometheus exposition format (both UTF-8 only) stay valid. Returns the bytes consumed. */
+static size_t put_utf8(sl_tb *b, const unsigned char *p)
+{
+    size_t n = utf8_len(p);
+    if (n) {
+        put_n(b, (const char *)p, n);
+        return n;
+    }
+    put_n(b, "\xef\xbf\xbd", 3);
+    return 1;
+}
+
 void sl_tb_json_str(sl_tb *b, const char *s)
 {
     if (!s) {
@@ -77,14 +114,16 @@ void sl_tb_json_str(sl_tb *b, const char *s)
         return;
     }
     put_n(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
         if (*p == '"' || *p == '\\') {
             char esc[2] = {'\\', (char)*p};
             put_n(b, esc, 2);
+            p++;
         } else if (*p < 0x20 || *p == 0x7f) {
             sl_tb_printf(b, "\\u%04x", *p);
+            p++;
         } else {
-            put_n(b, (const char *)p, 1);
+            p += put_utf8(b, p);
         }
     }
     put_n(b, "\"", 1);
@@ -92,11 +131,15 @@ void sl_tb_json_str(sl_tb *b, const char *s)
 
 void sl_tb_prom_label(sl_tb *b, const char *s)
 {
-    for (const char *p = s ? s : ""; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
         if (*p == '\\') put_n(b, "\\\\", 2);
         else if (*p == '"') put_n(b, "\\\"", 2);
         else if (*p == '\n') put_n(b, "\\n", 2);
-        else put_n(b, p, 1);
+        else {
+            p += put_utf8(b, p);
+            continue;
+        }
+        p++;
     }
 }
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/transport_plain.h"
 #include "net/worker.h"
 #include "util/time.h"
 
@@ -26,10 +27,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
     sl_now_refresh();
     if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let the owner find the error */
     SL_OWNER_ADD(s->w->stats.events, 1);
-    s->on_event(s, events);
-    /* a transport may hold bytes the socket will not signal again (decrypted TLS records) */
-    if (s->tr->pending)
-        while (s->poll_open && (s->want & UV_READABLE) && s->tr->pending(s) > 0) s->on_event(s, UV_READABLE);
+    /* a transport may hold bytes the socket will not signal again (decrypted TLS records): it
+     * translates the events and keeps calling the owner while they last */
+    if (s->tr->dispatch)
+        s->tr->dispatch(s, events);
+    else
+        s->on_event(s, events);
 }
 
 bool sl_stream_attach(sl_stream *s, sl_worker *w, sl_stream_cb cb)
@@ -48,6 +51,7 @@ static void release_resources(sl_stream *s)
     if (s->tr->release) s->tr->release(s);
     s->tr = &sl_transport_plain;
     s->tr_state = NULL;
+    s->tr_extra = 0;
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     sl_stream_free_buf(s);
@@ -83,15 +87,31 @@ void sl_stream_close(sl_stream *s, sl_stream_done_cb done)
     s->close_fd = true;
 }
 
-void sl_stream_set_poll(sl_stream *s, int events)
+static inline void apply_poll(sl_stream *s, int events)
 {
-    events |= s->tr_extra;
     if (!s->poll_open || s->want == events) return;
     s->want = events;
     if (events)
         uv_poll_start(&s->poll, events, on_poll);
     else
         uv_poll_stop(&s->poll);
+}
+
+/* A transport that computes its own poll events (TLS); out of line so that the plain path pays
+ * one bit test and no call frame. */
+__attribute__((noinline, cold)) static void set_poll_hooked(sl_stream *s, int events)
+{
+    apply_poll(s, s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK));
+}
+
+void sl_stream_set_poll(sl_stream *s, int events)
+{
+    events |= s->tr_extra;
+    if (__builtin_expect(events & SL_TR_POLL_HOOK, 0)) {
+        set_poll_hooked(s, events);
+        return;
+    }
+    apply_poll(s, events);
 }
 
 static void compact(sl_stream *s)
@@ -179,7 +199,8 @@ sl_io_status sl_stream_read(sl_stream *s)
     if (s->end == s->cap) compact(s);
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
     size_t n = 0;
-    sl_tr_result r = s->tr->read(s, s->buf + s->end, s->cap - s->end, &n);
+    sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, s->cap - s->end, &n)
+                                                   : s->tr->read(s, s->buf + s->end, s->cap - s->end, &n);
     if (r == SL_TR_OK) s->end += (uint32_t)n;
     return io_status(r);
 }
@@ -208,7 +229,8 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
             return SL_IO_OK;
         }
         size_t left = 0;
-        sl_tr_result r = dst->tr->writev(dst, iov, n, &left);
+        sl_tr_result r = dst->tr == &sl_transport_plain ? sl_plain_writev(dst, iov, n, &left)
+                                                         : dst->tr->writev(dst, iov, n, &left);
         if (r != SL_TR_OK) return io_status(r);
         size_t o = dst->out.len - dst->out_sent;
         if (o) {

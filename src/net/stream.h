@@ -32,7 +32,8 @@ typedef struct sl_stream {
     int err;                 /* last errno */
     const sl_transport *tr;  /* plain unless a TLS handshake replaced it */
     void *tr_state;          /* the transport's own state (e.g. an SSL object) */
-    int tr_extra;            /* poll events the transport needs on top of the owner's (TLS) */
+    int tr_extra;            /* poll events the transport needs on top of the owner's, or
+                              * SL_TR_POLL_HOOK: it computes them itself (TLS) */
     struct sl_worker *w;     /* the loop that owns the poll handle */
     uv_poll_t poll;
     sl_stream_cb on_event;

@@ -1,5 +1,5 @@
 /* transport.h - what a stream reads and writes through: a small table of operations (plain TCP/unix
- * sockets today, TLS next) so that nothing above the stream calls recv/send itself and pooling code
+ * sockets, TLS in transport_tls.c) so that nothing above the stream calls recv/send itself and pooling code
  * never branches on the kind of connection. */
 #ifndef SL_TRANSPORT_H
 #define SL_TRANSPORT_H
@@ -33,9 +33,24 @@ typedef struct sl_transport {
     void (*shutdown)(struct sl_stream *s);
     /* Free the transport's own state (the descriptor is the stream's). NULL: nothing to free. */
     void (*release)(struct sl_stream *s);
+    /* Hand a poll event to the owner (stream->on_event). NULL: the owner gets the events as they
+     * are. A transport that holds decrypted bytes the socket will not announce, or that waits for
+     * the other direction (a TLS read that must write first), translates the events here and keeps
+     * calling the owner while such bytes last. */
+    void (*dispatch)(struct sl_stream *s, int events);
+    /* With SL_TR_POLL_HOOK in stream->tr_extra: the events to ask the loop for, given the owner's
+     * (sl_stream_set_poll). Lets the transport remember what the owner wants and add what it needs
+     * itself. */
+    int (*poll_events)(struct sl_stream *s, int owner_events);
 } sl_transport;
+
+/* A bit of stream->tr_extra (above libuv's UV_* poll bits): sl_stream_set_poll asks
+ * tr->poll_events instead of or-ing tr_extra into the owner's events. */
+#define SL_TR_POLL_HOOK 0x1000
 
 /* Plain sockets: recv and sendmsg, zero-copy from the stream's buffers. */
 extern const sl_transport sl_transport_plain;
+/* TLS over the socket (OpenSSL); installed by the sl_stream_start_tls_* functions of net/tls.h. */
+extern const sl_transport sl_transport_tls;
 
 #endif

@@ -1,49 +1,6 @@
-/* transport_plain.c - the plain-socket transport: one recv per read, one sendmsg (writev) per write,
- * straight from and into the stream's buffers. */
-#include "net/transport.h"
-
-#include <errno.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include "net/stream.h"
-
-/* recv() and sendmsg() are pthread cancellation points: in a multi-threaded process glibc brackets
- * each call with enable/disable of asynchronous cancellation (~30 instructions a call, four calls
- * per proxied transaction). pgsluice never cancels threads, so the hot path enters the kernel
- * directly; the semantics (errno, return value) are those of recv/sendmsg. */
-static sl_tr_result plain_read(sl_stream *s, void *buf, size_t len, size_t *n)
-{
-    for (;;) {
-        ssize_t r = syscall(SYS_recvfrom, s->fd, buf, len, 0, NULL, NULL);
-        if (r > 0) {
-            *n = (size_t)r;
-            return SL_TR_OK;
-        }
-        if (r == 0) return SL_TR_EOF;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_READ;
-        s->err = errno;
-        return SL_TR_ERROR;
-    }
-}
-
-static sl_tr_result plain_writev(sl_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
-{
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    for (;;) {
-        ssize_t r = syscall(SYS_sendmsg, s->fd, &mh, MSG_NOSIGNAL);
-        if (r >= 0) {
-            *n = (size_t)r;
-            return SL_TR_OK;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_WRITE;
-        s->err = errno;
-        return SL_TR_ERROR;
-    }
-}
+/* transport_plain.c - the plain-socket transport's table: one recv per read, one sendmsg (writev)
+ * per write, straight from and into the stream's buffers (transport_plain.h). */
+#include "net/transport_plain.h"
 
 static void plain_shutdown(sl_stream *s)
 {
@@ -52,8 +9,8 @@ static void plain_shutdown(sl_stream *s)
 
 const sl_transport sl_transport_plain = {
     .name = "plain",
-    .read = plain_read,
-    .writev = plain_writev,
+    .read = sl_plain_read,
+    .writev = sl_plain_writev,
     .pending = NULL,
     .handshake = NULL,
     .shutdown = plain_shutdown,

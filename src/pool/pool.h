@@ -63,6 +63,7 @@ typedef struct sl_pool_waiter {
 typedef struct sl_limit_group {
     char *name;
     int n_servers;               /* atomic */
+    int n_clients;               /* atomic: logged-in clients (max_db/user_client_connections) */
     struct sl_limit_group *next;
     /* admin console state of a database (db groups only; atomics) */
     bool paused;                 /* PAUSE db / KILL db: no server for new transactions until RESUME */
@@ -89,6 +90,8 @@ typedef struct sl_backend {
     bool retired;                /* no longer configured: its servers close, then it is freed */
     sl_list retired_node;        /* on route->retired_backends while retired */
     uint32_t target_gen;         /* bumped when what its servers log in to changes (reload) */
+    bool tls_after_refusal;      /* atomic; server_tls_sslmode allow: a plaintext login was refused, so
+                                    its next connections ask for TLS */
     /* --- route lock --- */
     int n_servers;               /* all, including connecting ones */
     int n_connecting;
@@ -109,6 +112,12 @@ typedef struct sl_backend {
     sl_params welcome_params;    /* the server's defaults of tracked parameters */
 } sl_backend;
 
+/* The timeouts of a route's clients, resolved from [users], [databases] and the global settings
+ * (in that order of precedence). usec, 0 = off. */
+typedef struct sl_client_timeouts {
+    int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
+} sl_client_timeouts;
+
 typedef struct sl_route {
     sl_list node;                /* the registry's list */
     char *db_name;               /* as clients name it; never changes */
@@ -126,6 +135,10 @@ typedef struct sl_route {
     int pool_mode;               /* also read without the lock (atomic) */
     int64_t server_lifetime;     /* usec, 0 = unlimited; also read without the lock (atomic) */
     bool round_robin;            /* server_round_robin: idle servers reused oldest first */
+    int load_balance;            /* sl_load_balance over the backends */
+    int next_backend;            /* round-robin position, or the sticky backend (disable) */
+    int max_db_client_conns, max_user_client_conns; /* -1: unlimited */
+    sl_client_timeouts timeouts; /* read by the clients' workers without the lock (atomics) */
 
     sl_backend **backends;       /* the database's hosts, in order */
     int nbackends;
@@ -137,6 +150,8 @@ typedef struct sl_route {
     sl_list waiting;             /* sl_pool_waiter.node, first come first served */
     int64_t unused_since;        /* no client and no server since then (0: in use) */
 
+    char *auth_secret;           /* the user's secret found by auth_query (also logs servers in) */
+    int64_t auth_secret_at;
     bool have_scram_keys;        /* ClientKey recovered from a client's SCRAM proof (pass-through) */
     uint8_t scram_client_key[32], scram_server_key[32];
 
@@ -175,8 +190,20 @@ typedef struct sl_pool_actions {
     sl_handover *hand;
     int nhand, hand_cap;
 } sl_pool_actions;
-void sl_pool_actions_init(sl_pool_actions *a);
-void sl_pool_actions_free(sl_pool_actions *a);
+/* Cheap: most decisions ask for nothing (the launch slots are written only when counted). */
+static inline void sl_pool_actions_init(sl_pool_actions *a)
+{
+    a->nlaunch = a->nwake = a->nhand = 0;
+    a->wake_cap = a->hand_cap = 0;
+    a->wake = NULL;
+    a->hand = NULL;
+}
+void sl_pool_actions_free_lists(sl_pool_actions *a);
+static inline void sl_pool_actions_free(sl_pool_actions *a)
+{
+    if (a->wake || a->hand) sl_pool_actions_free_lists(a);
+    a->nlaunch = a->nwake = a->nhand = 0;
+}
 
 typedef enum {
     SL_ACQ_GOT,      /* conn: an idle server of the caller's worker, now the caller's */
@@ -254,15 +281,23 @@ void sl_route_kick(sl_route *r, sl_pool_actions *act);
 bool sl_route_take_idle(sl_pool_conn *c);
 /* Pooler queries started / finished on a server (SHOW POOLS sv_tested). */
 void sl_route_conn_testing(sl_pool_conn *c, bool testing);
-/* Should this server close instead of going back to the pool? */
-bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now);
+/* Should this server close instead of going back to the pool? (lifetime, RECONNECT, its target or
+ * backend changed by a reload) */
+static inline bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now);
+/* Why it should close, for the log. */
+typedef enum { SL_RETIRE_NO = 0, SL_RETIRE_TARGET, SL_RETIRE_LIFETIME, SL_RETIRE_RECONNECT } sl_retire_why;
+static inline sl_retire_why sl_route_conn_retire_why(const sl_pool_conn *c, int64_t now);
+/* A timeout of the route's clients (field: offsetof in sl_client_timeouts). */
+#define SL_ROUTE_TIMEOUT(r, field) __atomic_load_n(&(r)->timeouts.field, __ATOMIC_RELAXED)
 /* Move a server's collected counters into its route. */
 void sl_route_flush_stats(sl_pool_conn *c, sl_pool_stats *pend);
 /* Add counters to a route directly (a client's work that no server collected); st is drained. */
 void sl_route_add_stats(sl_route *r, sl_pool_stats *st);
-void sl_route_client_login(sl_route *r);   /* a client of this route logged in */
+/* A client of this route logged in: false (and not counted) when max_db_client_connections or
+ * max_user_client_connections is reached (*which names it). */
+bool sl_route_client_login(sl_route *r, const char **which);
 void sl_route_client_logout(sl_route *r);  /* a logged-in client of this route left */
-int sl_route_pool_mode(const sl_route *r);
+static inline int sl_route_pool_mode(const sl_route *r) { return __atomic_load_n(&r->pool_mode, __ATOMIC_RELAXED); }
 bool sl_route_held_locked(const sl_route *r);
 void sl_route_totals_locked(const sl_route *r, sl_pool_totals *t, int64_t now);
 void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assignments, int64_t now);
@@ -274,6 +309,12 @@ void sl_route_serve(sl_route *r, sl_pool_actions *act);
 void sl_route_login_target(sl_backend *b, char *user, size_t ulen, char *db, size_t dlen, char **password,
                            char **connect_query);
 void sl_route_set_scram_keys(sl_route *r, const uint8_t client_key[32], const uint8_t server_key[32]);
+/* The secret auth_query found for the route's user. */
+void sl_route_set_auth_secret(sl_route *r, const char *secret);
+/* A copy of it (free it), or NULL when there is none or it is older than max_age (0: any age). */
+char *sl_route_auth_secret(sl_route *r, int64_t max_age);
+/* The secret auth_query found for (dbname, user) less than max_age ago, if its route exists. */
+char *sl_pools_cached_secret(const char *dbname, const char *user, int64_t max_age);
 bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key[32]);
 /* A client's welcome from what the route's first backend said at login: the untracked
  * ParameterStatus messages appended to out, unset tracked values of p filled in (database defaults
@@ -316,5 +357,22 @@ void sl_pools_foreach_dns(int64_t ttl, void (*fn)(const char *host, int64_t vali
                           void *arg);
 /* For each database some of whose routes were freed: their totals (registry lock held). */
 void sl_pools_foreach_retired(void (*fn)(const char *db, const sl_pool_totals *t, void *arg), void *arg);
+
+static inline sl_retire_why sl_route_conn_retire_why(const sl_pool_conn *c, int64_t now)
+{
+    const sl_backend *b = c->backend;
+    const sl_route *r = b->route;
+    if (c->retire || b->retired || c->target_gen != __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED))
+        return SL_RETIRE_TARGET;
+    int64_t lifetime = __atomic_load_n(&r->server_lifetime, __ATOMIC_RELAXED);
+    if (lifetime > 0 && now - c->connect_time > lifetime) return SL_RETIRE_LIFETIME;
+    if (c->connect_time <= __atomic_load_n(&r->db_group->reconnect_before, __ATOMIC_RELAXED)) return SL_RETIRE_RECONNECT;
+    return SL_RETIRE_NO;
+}
+
+static inline bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now)
+{
+    return sl_route_conn_retire_why(c, now) != SL_RETIRE_NO;
+}
 
 #endif

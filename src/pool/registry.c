@@ -90,6 +90,22 @@ static bool set_backends_locked(sl_route *r, const sl_db_def *db)
     return true;
 }
 
+static int64_t pick_time(int64_t user, int64_t db, int64_t global)
+{
+    return user >= 0 ? user : db >= 0 ? db : global;
+}
+
+static void set_timeouts(sl_client_timeouts *t, const sl_config *cfg, const sl_db_def *db, const sl_user_def *u)
+{
+#define SET(field, dbv) __atomic_store_n(&t->field, pick_time(u ? u->field : -1, dbv, cfg->field), __ATOMIC_RELAXED)
+    SET(query_timeout, -1);
+    SET(query_wait_timeout, db->query_wait_timeout);
+    SET(idle_transaction_timeout, -1);
+    SET(transaction_timeout, -1);
+    SET(client_idle_timeout, -1);
+#undef SET
+}
+
 /* (Re)read a route's target and limits from a snapshot. Caller holds r->lock (or r is new). */
 static bool configure_locked(sl_route *r, const sl_config *cfg, const sl_db_def *db)
 {
@@ -118,8 +134,15 @@ static bool configure_locked(sl_route *r, const sl_config *cfg, const sl_db_def 
     r->reserve_size = pick(u ? u->reserve_pool_size : -1, pick(db->reserve_pool_size, cfg->reserve_pool_size));
     r->max_db_conns = pick(db->max_db_connections, cfg->max_db_connections);
     r->max_user_conns = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
-    __atomic_store_n(&r->server_lifetime, cfg->server_lifetime, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->server_lifetime, db->server_lifetime >= 0 ? db->server_lifetime : cfg->server_lifetime,
+                     __ATOMIC_RELAXED);
     r->round_robin = cfg->server_round_robin != 0;
+    r->load_balance = db->load_balance_hosts;
+    r->max_db_client_conns = db->max_db_client_connections >= 0 ? db->max_db_client_connections
+                             : cfg->max_db_client_connections > 0 ? cfg->max_db_client_connections : -1;
+    r->max_user_client_conns = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+                               : cfg->max_user_client_connections > 0 ? cfg->max_user_client_connections : -1;
+    set_timeouts(&r->timeouts, cfg, db, u);
     __atomic_store_n(&r->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)),
                      __ATOMIC_RELAXED);
     return r->server_db && r->server_user;
@@ -135,6 +158,8 @@ static void route_free(sl_route *r)
     free(r->server_user);
     free(r->server_password);
     free(r->connect_query);
+    if (r->auth_secret) explicit_bzero(r->auth_secret, strlen(r->auth_secret));
+    free(r->auth_secret);
     sl_params_clear(&r->db_defaults);
     pthread_mutex_destroy(&r->lock);
     free(r->db_name);
@@ -203,6 +228,22 @@ sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *use
         snprintf(err, errlen, "out of memory");
     }
     return r;
+}
+
+char *sl_pools_cached_secret(const char *dbname, const char *user, int64_t max_age)
+{
+    if (max_age <= 0) return NULL;
+    char *secret = NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (sl_list *n = routes.next; n != &routes; n = n->next) {
+        sl_route *r = sl_container_of(n, sl_route, node);
+        if (!strcmp(r->db_name, dbname) && !strcmp(r->user, user)) {
+            secret = sl_route_auth_secret(r, max_age);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return secret;
 }
 
 void sl_route_put(sl_route *r)

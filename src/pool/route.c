@@ -16,13 +16,13 @@
 
 /* ---- actions ---- */
 
-void sl_pool_actions_init(sl_pool_actions *a) { memset(a, 0, sizeof(*a)); }
-
-void sl_pool_actions_free(sl_pool_actions *a)
+void sl_pool_actions_free_lists(sl_pool_actions *a)
 {
     free(a->wake);
     free(a->hand);
-    memset(a, 0, sizeof(*a));
+    a->wake = NULL;
+    a->hand = NULL;
+    a->wake_cap = a->hand_cap = 0;
 }
 
 void sl_pool_add_wake(sl_pool_actions *a, int worker, uint32_t slot, uint32_t gen)
@@ -92,9 +92,18 @@ sl_backend *sl_route_pick_backend_locked(sl_route *r, sl_intent intent, int64_t 
                                          sl_backend **failing)
 {
     (void)intent; /* every backend serves every intent until roles are configured */
-    if (failing) *failing = r->nbackends ? r->backends[0] : NULL;
-    for (int i = 0; i < r->nbackends; i++)
-        if (!login_failing(r->backends[i], now, holdoff)) return r->backends[i];
+    int n = r->nbackends;
+    if (failing) *failing = n ? r->backends[0] : NULL;
+    if (n == 0) return NULL;
+    /* round-robin: start after the host used last; disable: stay on the current host. Either way a
+     * host whose logins are failing is skipped for the next one (PgBouncer would keep trying it). */
+    int start = r->next_backend % n;
+    for (int k = 0; k < n; k++) {
+        int i = (start + k) % n;
+        if (login_failing(r->backends[i], now, holdoff)) continue;
+        r->next_backend = r->load_balance == SL_LB_ROUND_ROBIN ? i + 1 : i;
+        return r->backends[i];
+    }
     return NULL;
 }
 
@@ -136,7 +145,7 @@ static sl_pool_conn *pop_idle_locked(sl_backend *b, int worker)
 }
 
 /* An idle server for a client of worker `me`: its own worker's first, then any other's. */
-static sl_pool_conn *find_idle_locked(sl_route *r, int me, bool *stolen)
+static inline sl_pool_conn *find_idle_locked(sl_route *r, int me, bool *stolen)
 {
     for (int i = 0; i < r->nbackends; i++) {
         sl_backend *b = r->backends[i];
@@ -168,8 +177,6 @@ static sl_acquire_kind fail(sl_acquire *out, const char *sqlstate, const char *f
 sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config *cfg, sl_acquire *out,
                                  sl_pool_actions *act)
 {
-    int64_t now = sl_now_fast();
-    out->conn = NULL;
     pthread_mutex_lock(&r->lock);
     if (r->disabled) {
         pthread_mutex_unlock(&r->lock);
@@ -180,13 +187,14 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         sl_pool_conn *c = find_idle_locked(r, w->worker, &stolen);
         if (c) {
             r->assignments++;
-            __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&r->lock);
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
             return out->kind;
         }
     }
+    int64_t now = sl_now_fast();
+    out->conn = NULL;
     sl_backend *failing = NULL;
     if (r->n_servers == 0 && !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing) &&
         failing) {
@@ -248,17 +256,6 @@ static void take_waiter_locked(sl_route *r, sl_pool_waiter *w)
     __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
     r->n_waiting--;
     r->assignments++;
-}
-
-bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now)
-{
-    const sl_backend *b = c->backend;
-    const sl_route *r = b->route;
-    if (c->retire || b->retired || c->target_gen != __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED)) return true;
-    int64_t lifetime = __atomic_load_n(&r->server_lifetime, __ATOMIC_RELAXED);
-    if (lifetime > 0 && now - c->connect_time > lifetime) return true;
-    const sl_limit_group *g = r->db_group;
-    return g && c->connect_time <= __atomic_load_n(&g->reconnect_before, __ATOMIC_RELAXED);
 }
 
 void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
@@ -404,22 +401,45 @@ void sl_route_add_stats(sl_route *r, sl_pool_stats *st)
     pthread_mutex_unlock(&r->lock);
 }
 
-void sl_route_client_login(sl_route *r)
+/* One more client in a group, unless that passes limit (-1: none). */
+static bool group_admit(sl_limit_group *g, int limit)
 {
+    int n = __atomic_add_fetch(&g->n_clients, 1, __ATOMIC_RELAXED);
+    if (limit < 0 || n <= limit) return true;
+    __atomic_sub_fetch(&g->n_clients, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+bool sl_route_client_login(sl_route *r, const char **which)
+{
+    pthread_mutex_lock(&r->lock);
+    int dbmax = r->max_db_client_conns, usermax = r->max_user_client_conns;
+    pthread_mutex_unlock(&r->lock);
+    if (!group_admit(r->db_group, dbmax)) {
+        *which = "max_db_client_connections";
+        return false;
+    }
+    if (!group_admit(r->user_group, usermax)) {
+        __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
+        *which = "max_user_client_connections";
+        return false;
+    }
     pthread_mutex_lock(&r->lock);
     r->n_clients++;
     r->stats.client_logins++;
     pthread_mutex_unlock(&r->lock);
+    return true;
 }
 
 void sl_route_client_logout(sl_route *r)
 {
+    __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&r->user_group->n_clients, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&r->lock);
     r->n_clients--;
     pthread_mutex_unlock(&r->lock);
 }
 
-int sl_route_pool_mode(const sl_route *r) { return __atomic_load_n(&r->pool_mode, __ATOMIC_RELAXED); }
 
 void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assignments, int64_t now)
 {
@@ -492,6 +512,30 @@ void sl_route_set_scram_keys(sl_route *r, const uint8_t client_key[32], const ui
     memcpy(r->scram_server_key, server_key, 32);
     r->have_scram_keys = true;
     pthread_mutex_unlock(&r->lock);
+}
+
+void sl_route_set_auth_secret(sl_route *r, const char *secret)
+{
+    char *copy = secret ? strdup(secret) : NULL;
+    pthread_mutex_lock(&r->lock);
+    char *old = r->auth_secret;
+    r->auth_secret = copy;
+    r->auth_secret_at = sl_now_fast();
+    pthread_mutex_unlock(&r->lock);
+    if (old) {
+        explicit_bzero(old, strlen(old));
+        free(old);
+    }
+}
+
+char *sl_route_auth_secret(sl_route *r, int64_t max_age)
+{
+    pthread_mutex_lock(&r->lock);
+    char *copy = r->auth_secret && (max_age <= 0 || sl_now_fast() - r->auth_secret_at < max_age)
+                     ? strdup(r->auth_secret)
+                     : NULL;
+    pthread_mutex_unlock(&r->lock);
+    return copy;
 }
 
 bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key[32])

@@ -68,9 +68,29 @@ void sl_log_reopen(void)
 
 int sl_log_verbose(void) { return __atomic_load_n(&g_verbose, __ATOMIC_RELAXED); }
 
+/* A message may carry text a client chose (a user or database name): it must not be able to forge a
+ * log line of its own. A newline is followed by an indent (PgBouncer's way: continuation lines are
+ * indented), other control bytes are written as \xNN. */
+static int sanitize(const char *in, int n, char *out, int cap)
+{
+    int o = 0;
+    for (int i = 0; i < n && o < cap - 5; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch == '\n') {
+            out[o++] = '\n';
+            out[o++] = '\t';
+        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            o += snprintf(out + o, (size_t)(cap - o), "\\x%02x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    return o;
+}
+
 void sl_log_msg(sl_log_level lvl, const char *fmt, ...)
 {
-    char line[2048];
+    char line[2048], msg[1500];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
@@ -81,10 +101,11 @@ void sl_log_msg(sl_log_level lvl, const char *fmt, ...)
     int head = n;
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (m < 0) m = 0;
-    n += m;
+    if (m >= (int)sizeof(msg)) m = (int)sizeof(msg) - 1;
+    n += sanitize(msg, m, line + n, (int)sizeof(line) - n - 1);
     if (n > (int)sizeof(line) - 2) n = (int)sizeof(line) - 2;
     line[n++] = '\n';
     line[n] = 0;

@@ -1,6 +1,8 @@
-// JdbcPrepared.java - pgjdbc with prepareThreshold=1 (every PreparedStatement becomes a named
-// server statement S_n at its first execution) through a transaction-mode pooler.
-// Run as a single source file: java -cp postgresql.jar JdbcPrepared.java JDBC_URL USER PASSWORD [THREADS]
+// JdbcPrepared.java - pgjdbc through a transaction-mode pooler, with prepareThreshold=1 (every
+// PreparedStatement becomes a named server statement S_n at its first execution) or pgjdbc's default
+// 5 (unnamed for the first 4 executions, S_n from the 5th on).
+// Run as a single source file:
+//   java -cp postgresql.jar JdbcPrepared.java JDBC_URL USER PASSWORD [THREADS [PREPARE_THRESHOLD]]
 // Several connections, each: one PreparedStatement executed many times in autocommit and inside
 // transactions (committed and rolled back), an executeBatch (many Bind/Execute, one Sync), and a
 // failing execution. Checks every result; exits 1 with a message on the first wrong one.
@@ -119,14 +121,15 @@ public class JdbcPrepared {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 3) {
-            System.err.println("usage: java -cp postgresql.jar JdbcPrepared.java JDBC_URL USER PASSWORD [THREADS]");
+            System.err.println("usage: java -cp postgresql.jar JdbcPrepared.java JDBC_URL USER PASSWORD [THREADS [PREPARE_THRESHOLD]]");
             System.exit(2);
         }
         Properties props = new Properties();
         props.setProperty("user", args[1]);
         props.setProperty("password", args[2]);
-        props.setProperty("prepareThreshold", "1");
         int threads = args.length > 3 ? Integer.parseInt(args[3]) : 8;
+        int threshold = args.length > 4 ? Integer.parseInt(args[4]) : 1;
+        props.setProperty("prepareThreshold", Integer.toString(threshold));
 
         ExecutorService pool = Executors.newFixedThreadPool(threads);
         List<Future<Void>> futures = new ArrayList<>();
@@ -153,6 +156,11 @@ public class JdbcPrepared {
         try (Connection c = DriverManager.getConnection(args[0], props);
              PreparedStatement ps = c.prepareStatement(
                  "SELECT name FROM pg_prepared_statements WHERE strpos(statement, 'jdbc_self_check') > 0 AND ?::int = 1")) {
+            // executed until pgjdbc switches to a named statement (the threshold-th execution)
+            for (int i = 1; i < Math.max(threshold, 1); i++) {
+                ps.setInt(1, 1);
+                ps.executeQuery().close();
+            }
             ps.setInt(1, 1);
             try (ResultSet rs = ps.executeQuery()) {
                 check(rs.next(), "self check: no row in pg_prepared_statements");
@@ -161,6 +169,7 @@ public class JdbcPrepared {
                 check(!rs.next(), "self check: two rows");
                 System.out.println("{\"executions\": " + executions.get() + ", \"transactions\": " + transactions.get()
                                    + ", \"batches\": " + batches.get() + ", \"threads\": " + threads
+                                   + ", \"prepare_threshold\": " + threshold
                                    + ", \"server_statement_name\": \"" + name + "\"}");
             }
         }

@@ -88,9 +88,10 @@ def pgbench(pooler, *args, db="appdb", user="app", password=None, timeout=120):
 # ---- raw protocol ----
 
 def startup_packet(user="app", database="appdb", **params):
+    """A v3 StartupMessage; values may be bytes (sent as they are) or text (UTF-8)."""
     body = struct.pack("!I", 196608)  # protocol 3.0
     for k, v in dict(user=user, database=database, **params).items():
-        body += k.encode() + b"\0" + str(v).encode() + b"\0"
+        body += k.encode() + b"\0" + (v if isinstance(v, bytes) else str(v).encode()) + b"\0"
     body += b"\0"
     return struct.pack("!I", len(body) + 4) + body
 

@@ -13,6 +13,7 @@ import argparse
 import atexit
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -84,14 +85,18 @@ class Server:
 class Cluster:
     """A primary and a streaming replica under base_dir. Ports, passwords and secrets as attributes."""
 
-    def __init__(self, base_dir=None, superuser_password=DEFAULT_SUPERUSER_PASSWORD, keep=False):
+    def __init__(self, base_dir=None, superuser_password=DEFAULT_SUPERUSER_PASSWORD, keep=False, replica=True,
+                 extra_conf=""):
         self.own_dir = base_dir is None
         self.base_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="slpg-"))
         self.superuser_password = superuser_password
         self.keep = keep  # True: leave servers running when this process exits (CLI "up")
+        self.with_replica = replica  # False: a primary only (faster, for tests that need a special server)
+        self.extra_conf = extra_conf  # postgresql.conf lines appended last (e.g. "max_connections = 50")
         self.sockdir = os.path.join(self.base_dir, "run")
         self.primary = None
         self.replica = None
+        self.extra_replicas = []  # add_replica()
         self.secrets = {}  # role -> rolpassword from pg_authid (SCRAM secret or md5 hash)
         self._stopped = False
 
@@ -135,18 +140,20 @@ class Cluster:
         try:
             self._start_primary()
             self._create_roles()
-            self._start_replica()
+            if self.with_replica:
+                self._start_replica()
         except BaseException:
             self.stop()
             raise
-        self._write_state()
+        if self.with_replica:
+            self._write_state()
         return self
 
     def stop(self):
         if self._stopped:
             return
         self._stopped = True
-        for srv in (self.replica, self.primary):
+        for srv in self.extra_replicas + [self.replica, self.primary]:
             if srv is not None:
                 try:
                     srv.stop()
@@ -166,7 +173,7 @@ class Cluster:
         os.unlink(pwfile)
         port = free_port()
         with open(os.path.join(datadir, "postgresql.conf"), "a") as f:
-            f.write(_SERVER_CONF.format(port=port, sockdir=self.sockdir))
+            f.write(_SERVER_CONF.format(port=port, sockdir=self.sockdir) + self.extra_conf + "\n")
         # app_md5's password is stored as md5, which a scram-sha-256 hba line refuses: give it an
         # md5 line first (md5 method also accepts SCRAM-stored passwords, but only app_md5 uses it).
         hba = os.path.join(datadir, "pg_hba.conf")
@@ -198,22 +205,51 @@ class Cluster:
         assert self.secrets["app_md5"].startswith("md5"), self.secrets
 
     def _start_replica(self):
-        datadir = os.path.join(self.base_dir, "replica")
+        self.replica = self._make_replica("replica")
+
+    def _make_replica(self, name):
+        """pg_basebackup -R from the primary into base_dir/<name>, start it, wait until it streams.
+        Its walreceiver reports cluster_name = name in the primary's pg_stat_replication."""
+        datadir = os.path.join(self.base_dir, name)
         run_as_postgres([os.path.join(PG_BINDIR, "pg_basebackup"), "-h", HOST, "-p", str(self.primary_port),
                          "-U", SUPERUSER, "-D", datadir, "-R", "-X", "stream", "-c", "fast", "-w"],
                         env={"PGPASSWORD": self.superuser_password}, timeout=120)
         port = free_port()
         with open(os.path.join(datadir, "postgresql.conf"), "a") as f:
-            f.write("port = %d\n" % port)
+            f.write("port = %d\ncluster_name = '%s'\n" % (port, name))
         os.chmod(datadir, 0o700)
-        self.replica = Server("replica", datadir, port, os.path.join(self.base_dir, "replica.log"))
-        self.replica.start()
+        srv = Server(name, datadir, port, os.path.join(self.base_dir, name + ".log"))
+        srv.start()
         in_recovery = self.psql("SELECT pg_is_in_recovery()", port=port)
         if in_recovery != "t":
-            raise RuntimeError("replica is not in recovery (pg_is_in_recovery=%r)\n%s"
-                               % (in_recovery, self.replica.log_tail()))
-        wait_for(lambda: self.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1",
-                 timeout=30, what="replica streaming")
+            srv.stop()
+            raise RuntimeError("%s is not in recovery (pg_is_in_recovery=%r)\n%s"
+                               % (name, in_recovery, srv.log_tail()))
+        self.wait_streaming(srv)
+        return srv
+
+    def wait_streaming(self, srv, timeout=30):
+        """Wait until the standby `srv` streams from the primary (e.g. after it was restarted)."""
+        wait_for(lambda: self.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' "
+                                   "AND application_name = '%s'" % srv.name) == "1",
+                 timeout=timeout, what="%s streaming" % srv.name)
+
+    def add_replica(self, name):
+        """Another streaming replica of the primary, for a test that stops or breaks it (the
+        session's own replica must stay up for every other test). Remove it with remove_replica();
+        stop() removes any that are left."""
+        if name in ("primary", "replica", "run") or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError("bad replica name %r" % name)
+        srv = self._make_replica(name)
+        self.extra_replicas.append(srv)
+        return srv
+
+    def remove_replica(self, srv):
+        """Stop a replica made by add_replica() and delete its data directory."""
+        srv.stop()
+        shutil.rmtree(srv.datadir, ignore_errors=True)
+        if srv in self.extra_replicas:
+            self.extra_replicas.remove(srv)
 
     def wait_replica_caught_up(self, timeout=15):
         """Wait until the replica has replayed everything the primary has written so far."""

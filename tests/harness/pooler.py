@@ -89,13 +89,15 @@ def pooler_binary(kind=None):
 
 
 def default_dbs(cluster):
-    p, r = cluster.primary_port, cluster.replica_port
-    return {
+    p = cluster.primary_port
+    dbs = {
         "appdb": "host=%s port=%d dbname=appdb" % (HOST, p),
         "sav3": "host=%s port=%d dbname=sav3" % (HOST, p),
-        "appdb_replica": "host=%s port=%d dbname=appdb" % (HOST, r),
         "postgres": "host=%s port=%d dbname=postgres" % (HOST, p),
     }
+    if cluster.replica is not None:  # a primary-only cluster has no replica entry
+        dbs["appdb_replica"] = "host=%s port=%d dbname=appdb" % (HOST, cluster.replica_port)
+    return dbs
 
 
 def default_userlist(cluster):

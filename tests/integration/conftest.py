@@ -8,6 +8,9 @@
                        sanitizer report.
   direct    (function) factory: direct(db="postgres") -> superuser psycopg connection to the primary
 
+Plugin: client_matrix.py records the tests marked @pytest.mark.client(...) and writes docs/CLIENTS.md
+        after a full run against pgsluice.
+
 Env: POOLER=pgsluice|pgbouncer, SL_BIN, SL_WORKERS, SL_ARGS, SL_KEEP_TMP=1 (keep the temp dir),
      SL_RUN_PGSLUICE_ONLY=1 (run pgsluice_only tests under PgBouncer too, to see them fail).
 """
@@ -20,11 +23,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import pytest  # noqa: E402
 
+import client_matrix  # noqa: E402
 from harness import clients  # noqa: E402
 from harness.cluster import Cluster  # noqa: E402
 from harness.pooler import Pooler, pooler_binary, pooler_kind  # noqa: E402
 
 POOLER = pooler_kind()
+
+
+def pytest_configure(config):
+    # docs/CLIENTS.md: rows are tests marked @pytest.mark.client(...) (client_matrix.py)
+    config.pluginmanager.register(client_matrix.ClientMatrix(config, POOLER), "client_matrix")
 
 
 def pytest_report_header(config):

@@ -1,6 +1,7 @@
 """Real drivers that prepare statements by default, through a transaction-mode pool of 5
 (pgsluice rewrites named protocol-level statements; see tests/integration/test_prepared.py for
-psycopg 3, asyncpg, pgbench and raw-protocol cases).
+psycopg 3, asyncpg, pgbench and raw-protocol cases), and node-postgres COPY with pg-copy-streams.
+Each test is a row of docs/CLIENTS.md.
 
 The programs live in tests/drivers: node scripts (postgres.js and node-postgres from npm, installed
 by `npm ci` there, which `make test` runs) and a single-file Java 17 program for pgjdbc (Debian
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.pgsluice_only
 DRIVERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drivers")
 TX5 = {"pool_mode": "transaction", "default_pool_size": 5}
 RUN_TIMEOUT = 120  # seconds; the programs take a few seconds each
-NODE_PACKAGES = ("pg", "postgres")
+NODE_PACKAGES = ("pg", "postgres", "pg-copy-streams")
 
 
 def _node_deps_installed():
@@ -115,6 +116,9 @@ def _assert_pooler_named(summary):
     assert summary["server_statement_name"].startswith("SL_"), summary
 
 
+@pytest.mark.client("postgres.js", "defaults (named statements with random names): 2 x 200 concurrent queries over "
+                    "10 connections, `sql.begin` transactions, failing statements, 100 queries pipelined on one "
+                    "connection")
 def test_postgresjs_200_concurrent_pipelined_prepared_queries_and_transactions(pooler, node, statement_log):
     p = pooler(TX5)
     s = _run([node, "postgresjs.mjs", p.url()], p, statement_log)
@@ -126,6 +130,8 @@ def test_postgresjs_200_concurrent_pipelined_prepared_queries_and_transactions(p
     _assert_pooler_named(s)
 
 
+@pytest.mark.client("node-postgres", "named queries (`{name, text, values}`) from a `pg.Pool` of 10, inside and "
+                    "outside BEGIN/COMMIT; one name with two texts on two clients")
 def test_node_postgres_named_queries_from_a_pool_of_10_clients(pooler, node, statement_log):
     p = pooler(TX5)
     s = _run([node, "pg_named.mjs", p.url()], p, statement_log)
@@ -133,6 +139,8 @@ def test_node_postgres_named_queries_from_a_pool_of_10_clients(pooler, node, sta
     _assert_pooler_named(s)
 
 
+@pytest.mark.client("node-postgres", "`pipeline: true`: 4 clients x 3 rounds x 60 queries in flight, named and "
+                    "unnamed, 6 in 60 failing")
 def test_node_postgres_pipeline_mode_named_and_unnamed_queries_with_errors(pooler, node, statement_log):
     p = pooler(TX5)
     s = _run([node, "pg_pipeline.mjs", p.url()], p, statement_log)
@@ -141,13 +149,27 @@ def test_node_postgres_pipeline_mode_named_and_unnamed_queries_with_errors(poole
     _assert_pooler_named(s)
 
 
-def test_pgjdbc_prepare_threshold_1_across_transactions_autocommit_and_batches(pooler, java, statement_log):
+@pytest.mark.client("node-postgres", "COPY FROM STDIN / TO STDOUT with pg-copy-streams from 8 clients at once, in "
+                    "autocommit and in transactions; a COPY failing halfway (22P02) leaves nothing and the client "
+                    "works on")
+def test_node_postgres_copy_in_and_out_with_pg_copy_streams(pooler, node, statement_log):
+    p = pooler(TX5)
+    s = _run([node, "pg_copy.mjs", p.url()], p, statement_log)
+    assert s == {"copied_in": 8 * 5000, "copied_out": 8 * 5000, "failed_copies": 8, "clients": 8}, s
+
+
+@pytest.mark.client("pgjdbc", "`prepareThreshold={threshold}`: 8 threads, PreparedStatements in autocommit and in "
+                    "committed / rolled-back transactions, `executeBatch` (50 Bind/Execute, one Sync), a failing "
+                    "execution")
+@pytest.mark.parametrize("threshold", [1, 5], ids=["prepareThreshold_1", "default_prepareThreshold_5"])
+def test_pgjdbc_prepared_statements_across_transactions_autocommit_and_batches(pooler, java, statement_log,
+                                                                               threshold):
     exe, jar = java
     p = pooler(TX5)
     threads = 8  # more connections than the pool's 5 servers
     url = "jdbc:postgresql://%s:%d/appdb" % (p.host, p.port)
-    s = _run([exe, "-cp", jar, "JdbcPrepared.java", url, "app", p.cluster.passwords["app"], str(threads)],
-             p, statement_log)
-    assert s["threads"] == threads, s
+    s = _run([exe, "-cp", jar, "JdbcPrepared.java", url, "app", p.cluster.passwords["app"], str(threads),
+              str(threshold)], p, statement_log)
+    assert s["threads"] == threads and s["prepare_threshold"] == threshold, s
     assert s["executions"] == threads * 100 and s["transactions"] == threads * 10 and s["batches"] == threads * 3, s
     _assert_pooler_named(s)

@@ -31,12 +31,14 @@ def _assert_run_ok(result, pooler):
     assert failed and int(failed.group(1)) == 0, detail
 
 
+@pytest.mark.client("pgbench", "`pgbench -i -s 1` (COPY of 100,000 rows, DDL)", pool="transaction/5")
 def test_pgbench_initializes_scale_1_through_the_pooler(pgbench_init, cluster):
     assert pgbench_init.returncode == 0, pgbench_init.stderr[-3000:] + "\n" + pgbench_init.log
     count = cluster.psql("SELECT count(*) FROM pgbench_accounts", dbname="appdb")
     assert count == "100000"
 
 
+@pytest.mark.client("pgbench", "`-M {protocol}`, 50 clients for 3 s, no failed transactions")
 @pytest.mark.parametrize("protocol", ["simple", pytest.param("extended", marks=pytest.mark.core)])
 def test_pgbench_50_clients_over_pool_of_5_have_no_failed_transactions(pgbench_init, pooler, protocol):
     assert pgbench_init.returncode == 0, "pgbench -i failed"

@@ -1,6 +1,8 @@
 """Prepared statements in transaction mode (pool of 5 unless said): named protocol-level statements
 keep working when the next transaction runs on another server connection."""
 import asyncio
+import io
+import threading
 import time
 
 import pytest
@@ -27,6 +29,7 @@ def _ok(res):
 
 
 @pytest.mark.core
+@pytest.mark.client("pgbench", "`-M prepared` (named statements), 50 clients, TPC-B-like and `-S`")
 def test_pgbench_prepared_50_clients_over_pool_of_5_have_no_failed_transactions(pgbench_init, pooler):  # noqa: F811
     assert pgbench_init.returncode == 0, "pgbench -i failed"
     p = pooler(TX)
@@ -35,6 +38,8 @@ def test_pgbench_prepared_50_clients_over_pool_of_5_have_no_failed_transactions(
         _assert_run_ok(result, p)
 
 
+@pytest.mark.client("asyncpg", "defaults (statement cache 100, named statements): a pool of 10-20 connections, "
+                    "100 concurrent tasks with queries and transactions")
 def test_asyncpg_default_statement_cache_100_concurrent_tasks(pooler):
     import asyncpg
     p = pooler(TX)
@@ -60,6 +65,8 @@ def test_asyncpg_default_statement_cache_100_concurrent_tasks(pooler):
     assert sorted(asyncio.run(main())) == list(range(100))
 
 
+@pytest.mark.client("psycopg3", "`prepare=True` on two connections sharing one server, inside and outside "
+                    "transactions")
 def test_psycopg_prepare_true_survives_server_switches(pooler):
     p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
     with clients.connect(p, prepare_threshold=5) as a, clients.connect(p, prepare_threshold=5) as b:
@@ -241,6 +248,7 @@ def test_thousand_distinct_statements_with_max_prepared_statements_100(pooler):
     c.finish()
 
 
+@pytest.mark.client("psycopg3", "pipeline mode: 8 prepared statements in one pipeline")
 def test_pipelined_parse_bind_execute_without_sync_in_between(pooler):
     p = pooler({"pool_mode": "transaction", "default_pool_size": 1})
     with clients.connect(p, prepare_threshold=5) as c:
@@ -358,3 +366,92 @@ def test_requests_between_an_error_and_the_sync_get_no_answer_and_the_server_is_
     c.msg(b"S")
     got = c.until_ready()
     assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"ok")
+
+
+@pytest.mark.client("psycopg3", "defaults (automatic prepare after 5 runs, `_pg3_N`): 10 threads x 30 rounds in "
+                    "autocommit and in transactions, then the same statements in a pipeline with a failing one")
+def test_psycopg_default_automatic_prepare_from_10_threads_and_in_a_pipeline(pooler):
+    import psycopg
+    p = pooler(TX)
+    errors = []
+
+    def work(t):
+        try:
+            with psycopg.connect(p.dsn(), autocommit=True) as c:  # psycopg's default prepare_threshold (5)
+                for i in range(30):
+                    assert c.execute("SELECT %s::int * 2 AS v", (i,)).fetchone() == (2 * i,)
+                    with c.transaction():
+                        x = c.execute("SELECT txid_current()").fetchone()[0]
+                        assert c.execute("SELECT %s::text || '-' || %s::int", ("t", t)).fetchone() == ("t-%d" % t,)
+                        assert c.execute("SELECT txid_current()").fetchone()[0] == x
+                names = [r[0] for r in c.execute("SELECT name FROM pg_prepared_statements").fetchall()]
+                assert names and not any(n.startswith("_pg3_") for n in names), names  # the pooler's names
+                with pytest.raises(psycopg.errors.DivisionByZero):
+                    with c.pipeline():
+                        a = c.execute("SELECT %s::int * 2 AS v", (21,))
+                        b = c.execute("SELECT 1 / %s::int", (0,))
+                        b.fetchone()
+                assert a.fetchone() == (42,)
+                with c.pipeline():
+                    curs = [c.execute("SELECT %s::int * 2 AS v", (i,)) for i in range(10)]
+                assert [cur.fetchone()[0] for cur in curs] == [2 * i for i in range(10)]
+        except BaseException as e:  # noqa: B902 - reported below
+            errors.append("thread %d: %r" % (t, e))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(10)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors[:3]
+
+
+@pytest.mark.client("asyncpg", "defaults: binary COPY in (`copy_records_to_table`) and out (`copy_from_query`), "
+                    "`executemany`, `prepare()`, a cursor in a transaction, a failing statement, from 8 connections")
+def test_asyncpg_default_statement_cache_copy_executemany_prepare_and_cursor(pooler):
+    import asyncpg
+    p = pooler(TX)
+
+    async def one(k):
+        con = await asyncpg.connect(p.url(), command_timeout=60)  # default statement cache
+        table = "apg_copy%d" % k
+        try:
+            await con.execute("DROP TABLE IF EXISTS %s; CREATE TABLE %s (id int PRIMARY KEY, s text)" % (table, table))
+            n = await con.copy_records_to_table(table, records=[(i, "r%d" % i) for i in range(2000)])
+            assert n == "COPY 2000", n
+            await con.executemany("INSERT INTO %s VALUES ($1, $2)" % table, [(i, "m%d" % i) for i in range(2000, 2500)])
+            st = await con.prepare("SELECT s FROM %s WHERE id = $1" % table)
+            for i in (0, 1999, 2000, 2499):
+                assert await st.fetchval(i) == ("r%d" % i if i < 2000 else "m%d" % i)
+            async with con.transaction():
+                seen = [r["id"] async for r in con.cursor("SELECT id FROM %s ORDER BY id" % table, prefetch=100)]
+            assert seen == list(range(2500))
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await con.execute("INSERT INTO %s VALUES ($1, 'dup')" % table, 1)
+            buf = io.BytesIO()
+            await con.copy_from_query("SELECT id, s FROM %s WHERE id < $1 ORDER BY id" % table, 10, output=buf,
+                                      format="csv")
+            assert buf.getvalue().decode().splitlines() == ["%d,r%d" % (i, i) for i in range(10)]
+            assert await st.fetchval(5) == "r5"  # the prepared statement still works after all that
+            await con.execute("DROP TABLE %s" % table)
+        finally:
+            await con.close()
+        return k
+
+    async def main():
+        return await asyncio.gather(*(one(k) for k in range(8)))
+
+    assert sorted(asyncio.run(main())) == list(range(8))
+
+
+@pytest.mark.client("pgbench", "`\\startpipeline` / `\\endpipeline` script with `-M prepared`, 10 clients")
+def test_pgbench_pipeline_mode_with_prepared_statements(pgbench_init, pooler, tmp_path):  # noqa: F811
+    assert pgbench_init.returncode == 0, "pgbench -i failed"
+    p = pooler(TX)
+    script = tmp_path / "pipeline.sql"
+    script.write_text("\\set aid random(1, 100000)\n\\set delta random(-5, 5)\n\\startpipeline\n"
+                      "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                      "UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n"
+                      "SELECT :delta::int + 1;\n\\endpipeline\n")
+    result = clients.pgbench(p, "-M", "prepared", "-c", "10", "-j", "2", "-T", "3", "-n", "-f", str(script))
+    _assert_run_ok(result, p)

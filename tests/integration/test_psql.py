@@ -7,12 +7,14 @@ from harness import clients
 
 
 @pytest.mark.core
+@pytest.mark.client("psql", "`-c \"SELECT 1\"`")
 def test_psql_select_1(pooler):
     p = pooler()
     assert clients.psql(p, "-c", "SELECT 1").stdout.strip() == "1"
 
 
 @pytest.mark.core
+@pytest.mark.client("psql", "one `-c` string of several statements (one implicit transaction, a temp table)")
 def test_psql_multi_statement_command_string(pooler):
     # One -c string is one simple Query message with several statements: one implicit transaction,
     # so the temp table lives until the end of the string even in transaction mode.
@@ -22,6 +24,7 @@ def test_psql_multi_statement_command_string(pooler):
     assert out == "42"
 
 
+@pytest.mark.client("psql", "`\\copy` in and out, 2,000 rows")
 def test_psql_copy_in_and_out(pooler, tmp_path):
     p = pooler()
     src, dst = tmp_path / "in.tsv", tmp_path / "out.tsv"

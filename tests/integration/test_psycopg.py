@@ -10,6 +10,7 @@ from harness import clients
 
 
 @pytest.mark.core
+@pytest.mark.client("psycopg3", "autocommit: simple queries, parameters (extended protocol, unnamed), 1,000 rows")
 def test_autocommit_queries(pooler):
     p = pooler()
     with clients.connect(p) as c:
@@ -21,6 +22,7 @@ def test_autocommit_queries(pooler):
 
 
 @pytest.mark.core
+@pytest.mark.client("psycopg3", "explicit transaction (autocommit off): commit is visible to another client")
 def test_explicit_transaction_commit_is_visible_to_other_clients(pooler):
     p = pooler()
     with clients.connect(p) as setup:
@@ -34,6 +36,7 @@ def test_explicit_transaction_commit_is_visible_to_other_clients(pooler):
 
 
 @pytest.mark.core
+@pytest.mark.client("psycopg3", "explicit transaction: rollback discards the changes")
 def test_explicit_transaction_rollback_discards_changes(pooler):
     p = pooler()
     with clients.connect(p) as setup:
@@ -48,6 +51,7 @@ def test_explicit_transaction_rollback_discards_changes(pooler):
         assert other.execute("SELECT count(*) FROM sl_rollback").fetchone() == (0,)
 
 
+@pytest.mark.client("psycopg3", "COPY FROM STDIN (`write_row`) and COPY TO STDOUT (`rows()`), 5,000 rows")
 def test_copy_in_and_out_with_cursor_copy(pooler):
     p = pooler()
     rows = [(i, "row %d\twith tab" % i) for i in range(5000)]
@@ -83,6 +87,7 @@ def test_listen_notify_in_session_mode(pooler):
     assert got == [("sl_chan", "hello from sender"), ("sl_chan", "second")]
 
 
+@pytest.mark.client("psycopg3", "10 MB bytea as a binary parameter, read back as text and as binary")
 def test_10mb_bytea_round_trip(pooler):
     p = pooler()
     data = os.urandom(10 * 1024 * 1024)

@@ -217,6 +217,8 @@ static const err_case err_cases[] = {
     {DATA "missing_authfile.ini", DATA "no-such-userlist.txt: cannot open auth_file"},
     {DATA "bad_authfile.ini", DATA "userlist_bad.txt:3: expected a double-quoted password"},
     {DATA "no-such-file.ini", "cannot open config file \"" DATA "no-such-file.ini\""},
+    /* fail closed: a login method that cannot be carried out refuses the file */
+    {DATA "hba.ini", DATA "hba.ini: auth_type hba is not supported by this pgsluice build"},
 };
 
 static void test_errors(void **state)
@@ -239,14 +241,19 @@ static void test_pgbouncer_unimplemented(void **state)
     (void)state;
     capture_log();
     sl_config *c = load_ok(DATA "pgb_unimplemented.ini");
-    assert_int_equal(captured_lines_with("setting client_tls_sslmode is not implemented"), 1);
-    assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting client_tls_sslmode"), 1);
-    assert_int_equal(captured_lines_with("setting client_tls_key_file is not implemented"), 1);
+    assert_int_equal(captured_lines_with("setting query_wait_notify is not implemented"), 1);
+    assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting query_wait_notify"), 1);
+    assert_int_equal(captured_lines_with("setting resolv_conf is not implemented"), 1);
     assert_int_equal(captured_lines_with("setting dns_nxdomain_ttl is not implemented"), 1);
-    assert_int_equal(captured_lines_with("setting max_db_client_connections is not implemented"), 1);
-    assert_int_equal(captured_lines_with("database parameter load_balance_hosts is not implemented"), 1);
-    assert_int_equal(captured_lines_with("database parameter server_lifetime is not implemented"), 1);
-    assert_int_equal(captured_lines_with("user parameter max_user_client_connections is not implemented"), 1);
+    /* implemented since: no warning */
+    assert_int_equal(captured_lines_with("max_db_client_connections"), 0);
+    assert_int_equal(captured_lines_with("load_balance_hosts"), 0);
+    assert_int_equal(captured_lines_with("server_lifetime"), 0);
+    assert_int_equal(captured_lines_with("max_user_client_connections"), 0);
+    assert_int_equal(c->max_db_client_connections, 100);
+    assert_int_equal(sl_config_find_db(c, "lb2")->load_balance_hosts, SL_LB_DISABLE);
+    assert_int_equal(sl_config_find_db(c, "lb2")->server_lifetime, 10000000);
+    assert_int_equal(sl_config_find_user(c, "u1")->max_user_client_connections, 3);
     assert_int_equal(captured_lines_with("[peers] section is not implemented"), 1);
     assert_string_equal(sl_config_find_db(c, "lb")->host, "a,b");
     sl_config_unref(c);
@@ -257,11 +264,7 @@ static void test_auth_warnings(void **state)
 {
     (void)state;
     capture_log();
-    sl_config *c = load_ok(DATA "hba.ini");
-    assert_int_equal(c->auth_type, SL_AUTH_HBA);
-    assert_int_equal(captured_lines_with("auth_type hba is not implemented yet"), 1);
-    sl_config_unref(c);
-    c = load_ok(DATA "missing_authfile_trust.ini"); /* missing auth_file is only a warning for trust */
+    sl_config *c = load_ok(DATA "missing_authfile_trust.ini"); /* missing auth_file is only a warning for trust */
     assert_int_equal(c->n_userlist, 0);
     assert_int_equal(captured_lines_with("cannot read auth_file"), 1);
     sl_config_unref(c);
@@ -379,7 +382,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 71); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 92); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
@@ -391,7 +394,13 @@ static void test_table_complete(void **state)
     for (size_t i = 1; i < sl_settings_count; i++) assert_true(offs[i] > offs[i - 1]);
     assert_ptr_equal(sl_setting_find("LISTEN_PORT"), sl_setting_find("listen_port"));
     assert_ptr_equal(sl_setting_find("listen_backlog"), sl_setting_find("tcp_backlog"));
-    assert_null(sl_setting_find("client_tls_sslmode"));
+    assert_null(sl_setting_find("client_tls_no_such_thing"));
+    const sl_setting *tls = sl_setting_find("server_tls_sslmode");
+    assert_non_null(tls);
+    assert_int_equal(tls->type, SL_T_ENUM);
+    assert_string_equal(tls->default_value, "prefer"); /* PgBouncer 1.25's default */
+    assert_int_equal(tls->apply, SL_APPLY_NEW);
+    assert_string_equal(sl_tls_mode_name(SL_TLS_VERIFY_FULL), "verify-full");
     assert_string_equal(sl_pool_mode_name(SL_POOL_STATEMENT), "statement");
     assert_string_equal(sl_auth_type_name(SL_AUTH_SCRAM), "scram-sha-256");
     assert_string_equal(sl_auth_type_name(SL_AUTH_PAM), "pam");

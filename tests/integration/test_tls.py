@@ -1,0 +1,343 @@
+"""TLS both ways, against a PostgreSQL 15 with ssl=on and certificates from a throwaway CA
+(tests/unit/tls/make-certs.sh): applications -> pgsluice (client_tls_*: SSLRequest, PostgreSQL 17's
+direct TLS, client certificates, auth_type cert) and pgsluice -> PostgreSQL (server_tls_*: prefer
+by default, require, verify-ca, verify-full, allow), SHOW CLIENTS/SERVERS' tls column, and a TLS
+configuration that cannot be honoured refusing to start or reload (fail closed)."""
+import os
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+from admin_helpers import console
+from harness import clients
+from harness.cluster import Cluster
+from harness.pooler import Pooler, PoolerError, pooler_kind
+from harness.util import chown_to_postgres
+
+pytestmark = pytest.mark.pgsluice_only  # direct TLS, SHOW's tls column, refusal texts
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAKE_CERTS = os.path.join(HERE, "..", "unit", "tls", "make-certs.sh")
+ALICE_PW = "alicepw"
+
+
+def wait_until(fn, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            r = fn()
+            if r:
+                return r
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s (last error: %r)" % (what, last))
+
+
+@pytest.fixture(scope="module")
+def certs(session_dir):
+    d = os.path.join(session_dir, "tls-certs")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    subprocess.run(["sh", MAKE_CERTS, d], check=True, capture_output=True)
+    # PostgreSQL wants its key owned by itself and unreadable by others
+    pgd = os.path.join(d, "pg")
+    os.makedirs(pgd, exist_ok=True)
+    for f in ("server.crt", "server.key", "ca.crt"):
+        shutil.copy(os.path.join(d, f), os.path.join(pgd, f))
+    os.chmod(os.path.join(pgd, "server.key"), 0o600)
+    chown_to_postgres(pgd, recursive=True)
+    for f in os.listdir(d):
+        p = os.path.join(d, f)
+        if os.path.isfile(p) and f.endswith(".key"):
+            os.chmod(p, 0o600)  # libpq refuses a client key readable by others
+    return d
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(session_dir, certs):
+    pgd = os.path.join(certs, "pg")
+    conf = ("ssl = on\nssl_cert_file = '%s/server.crt'\nssl_key_file = '%s/server.key'\n"
+            "ssl_ca_file = '%s/ca.crt'\n" % (pgd, pgd, pgd))
+    c = Cluster(os.path.join(session_dir, "pgtls"), replica=False, extra_conf=conf).start()
+    # alice: logs in with her certificate (auth_type cert); tlsonly: PostgreSQL refuses her without TLS
+    c.psql("CREATE ROLE alice LOGIN PASSWORD '%s'; CREATE ROLE tlsonly LOGIN PASSWORD 'tlsonlypw';"
+           "GRANT CONNECT ON DATABASE appdb TO alice, tlsonly" % ALICE_PW)
+    hba = os.path.join(c.primary.datadir, "pg_hba.conf")
+    with open(hba) as f:
+        body = f.read()
+    with open(hba, "w") as f:
+        f.write("hostnossl all tlsonly 127.0.0.1/32 reject\n" + body)
+    c.psql("SELECT pg_reload_conf()")
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def make_pooler(session_dir, request):
+    made = []
+
+    def factory(cluster, settings=None, users=None, start=True):
+        p = Pooler(cluster, session_dir, settings=settings, users=users)
+        made.append(p)
+        if start:
+            p.start()
+        return p
+
+    yield factory
+    problems = []
+    for p in made:
+        p.stop()
+        problems += ["%s\n%s" % (prob, p.describe()) for prob in p.stop_problems]
+    if problems:
+        pytest.fail("pooler problems:\n" + "\n".join(problems), pytrace=False)
+
+
+def client_tls(certs, mode="require", **more):
+    s = {"client_tls_sslmode": mode, "client_tls_key_file": os.path.join(certs, "server.key"),
+         "client_tls_cert_file": os.path.join(certs, "server.crt")}
+    s.update(more)
+    return s
+
+
+def server_ssl(c):
+    """Is the server connection this client got encrypted? (PostgreSQL's own view of it.)"""
+    return c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+
+
+def tls_column(p, what):
+    with console(p) as c:
+        return [r["tls"] for r in c.execute("SHOW " + what).fetchall()]
+
+
+# ---- pgsluice -> PostgreSQL ----
+
+def test_server_connections_use_tls_by_default_when_postgresql_offers_it(make_pooler, tls_cluster):
+    p = make_pooler(tls_cluster)  # server_tls_sslmode left at its default, prefer (as PgBouncer)
+    with clients.connect(p) as c:
+        assert server_ssl(c) is True
+        described = [t for t in tls_column(p, "SERVERS") if t]
+    assert described and described[0].startswith("TLSv1."), described
+
+
+def test_prefer_goes_on_in_plaintext_with_a_server_without_ssl(make_pooler, cluster):
+    p = make_pooler(cluster)  # the suite's cluster runs ssl = off
+    with clients.connect(p) as c:
+        assert server_ssl(c) is False
+    assert tls_column(p, "SERVERS") == [""]
+
+
+def test_server_verify_full_checks_the_certificate_and_host(make_pooler, tls_cluster, certs):
+    p = make_pooler(tls_cluster, {"server_tls_sslmode": "verify-full",
+                                  "server_tls_ca_file": os.path.join(certs, "ca.crt")})
+    with clients.connect(p) as c:
+        assert server_ssl(c) is True
+
+
+def test_server_verify_ca_refuses_a_certificate_from_another_ca(make_pooler, tls_cluster, certs):
+    p = make_pooler(tls_cluster, {"server_tls_sslmode": "verify-ca",
+                                  "server_tls_ca_file": os.path.join(certs, "other-ca.crt"),
+                                  "query_wait_timeout": 5})
+    sqlstate, msg = clients.login_error(p)
+    assert sqlstate.startswith("08"), (sqlstate, msg)
+    wait_until(lambda: "certificate verify failed" in p.log_text(), what="the handshake failure in the log")
+
+
+def test_server_require_refuses_a_server_without_ssl(make_pooler, cluster):
+    p = make_pooler(cluster, {"server_tls_sslmode": "require", "query_wait_timeout": 5})
+    sqlstate, msg = clients.login_error(p)
+    assert sqlstate.startswith("08"), (sqlstate, msg)
+    wait_until(lambda: "server does not support SSL, but SSL was required" in p.log_text(), what="the refusal")
+
+
+def test_server_disable_never_asks_for_tls(make_pooler, tls_cluster):
+    p = make_pooler(tls_cluster, {"server_tls_sslmode": "disable"})
+    with clients.connect(p) as c:
+        assert server_ssl(c) is False
+
+
+def test_server_allow_asks_for_tls_once_postgresql_refused_plaintext(make_pooler, tls_cluster):
+    p = make_pooler(tls_cluster, {"server_tls_sslmode": "allow", "server_login_retry": 0},
+                    users={"tlsonly": "tlsonlypw"})
+
+    def login():
+        with clients.connect(p, user="tlsonly", password="tlsonlypw") as c:
+            return server_ssl(c)
+    assert wait_until(login, what="a TLS login after the plaintext refusal") is True
+    with clients.connect(p, user="app") as c:  # app's first connection was plaintext and worked
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_reload_that_changes_server_tls_settings_reconnects_servers(make_pooler, tls_cluster):
+    p = make_pooler(tls_cluster)
+    with clients.connect(p) as c:
+        assert server_ssl(c) is True
+    with console(p) as a:
+        a.execute("SET server_tls_sslmode = 'disable'")
+    with clients.connect(p) as c:
+        assert server_ssl(c) is False
+
+
+# ---- applications -> pgsluice ----
+
+def test_client_require_refuses_plaintext_and_serves_tls(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "require"))
+    with pytest.raises(psycopg.OperationalError, match="SSL required"):
+        clients.connect(p, sslmode="disable")
+    with clients.connect(p, sslmode="require") as c:
+        assert c.pgconn.ssl_in_use
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        described = [t for t in tls_column(p, "CLIENTS") if t]
+    assert described and all(t.startswith("TLSv1.") for t in described), described
+    # libpq checks pgsluice's certificate and host name
+    with clients.connect(p, sslmode="verify-full", sslrootcert=os.path.join(certs, "ca.crt"),
+                         host="localhost") as c:
+        assert c.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_client_require_does_not_apply_to_the_unix_socket(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "require"))
+    with psycopg.connect(p.dsn(host=p.unix_socket_dir), autocommit=True) as c:
+        assert not c.pgconn.ssl_in_use
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_client_prefer_serves_both(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "prefer"))
+    with clients.connect(p, sslmode="disable") as c:
+        assert not c.pgconn.ssl_in_use
+    with clients.connect(p, sslmode="require") as c:
+        assert c.pgconn.ssl_in_use
+
+
+def test_client_verify_full_needs_a_client_certificate(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "verify-full", client_tls_ca_file=os.path.join(certs, "ca.crt")))
+    with pytest.raises(psycopg.OperationalError):
+        clients.connect(p, sslmode="require")
+    with clients.connect(p, sslmode="require", sslcert=os.path.join(certs, "client.crt"),
+                         sslkey=os.path.join(certs, "client.key")) as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    # a certificate from a CA pgsluice does not trust
+    with pytest.raises(psycopg.OperationalError):
+        clients.connect(p, sslmode="require", sslcert=os.path.join(certs, "stranger.crt"),
+                        sslkey=os.path.join(certs, "stranger.key"))
+
+
+def test_auth_type_cert_logs_in_the_user_named_by_the_certificate(make_pooler, tls_cluster, certs):
+    p = make_pooler(tls_cluster, client_tls(certs, "verify-ca", client_tls_ca_file=os.path.join(certs, "ca.crt"),
+                                            auth_type="cert"), users={"alice": ALICE_PW})
+    cert = {"sslcert": os.path.join(certs, "client.crt"), "sslkey": os.path.join(certs, "client.key")}
+    with clients.connect(p, user="alice", password="", sslmode="require", **cert) as c:
+        assert c.execute("SELECT current_user").fetchone() == ("alice",)
+    with pytest.raises(psycopg.OperationalError, match='certificate authentication failed for user "app"'):
+        clients.connect(p, user="app", password="", sslmode="require", **cert)
+
+
+def test_auth_type_cert_without_client_tls_refuses_to_start(make_pooler, cluster):
+    p = make_pooler(cluster, {"auth_type": "cert"}, start=False)
+    with pytest.raises(PoolerError):
+        p.start(attempts=1)
+    assert "auth_type cert needs client_tls_sslmode" in p.log_text()
+
+
+def _startup(user="app", db="appdb"):
+    body = struct.pack("!I", 196608) + b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def test_direct_tls_with_alpn_postgresql(make_pooler, cluster, certs):
+    """PostgreSQL 17's sslnegotiation=direct: a ClientHello first, ALPN "postgresql" required."""
+    p = make_pooler(cluster, client_tls(certs, "require"))
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    ctx.set_alpn_protocols(["postgresql"])
+    with socket.create_connection((p.host, p.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+            assert t.selected_alpn_protocol() == "postgresql"
+            t.sendall(_startup())
+            first = t.recv(1)
+            assert first == b"R"  # an authentication request: the startup packet arrived over TLS
+    # without ALPN the handshake is refused
+    ctx2 = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    with socket.create_connection((p.host, p.port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            with ctx2.wrap_socket(raw, server_hostname="localhost") as t:
+                t.sendall(_startup())
+                if not t.recv(1):
+                    raise ConnectionError("closed")
+    clients.assert_pooler_serves(p)
+
+
+def test_direct_tls_is_refused_when_client_tls_is_off(make_pooler, cluster, certs):
+    p = make_pooler(cluster)
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    ctx.set_alpn_protocols(["postgresql"])
+    with socket.create_connection((p.host, p.port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    clients.assert_pooler_serves(p)
+
+
+def test_bytes_pipelined_behind_the_ssl_request_are_refused(make_pooler, cluster, certs):
+    """CVE-2021-23214: plaintext sent before the handshake must not be read as if it came over TLS."""
+    p = make_pooler(cluster, client_tls(certs, "require"))
+    with socket.create_connection((p.host, p.port), timeout=10) as s:
+        s.sendall(struct.pack("!II", 8, 80877103) + _startup())
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionError:
+            pass
+        assert not got.startswith(b"S"), got
+    clients.assert_pooler_serves(p)
+
+
+# ---- fail closed ----
+
+def test_tls_asked_for_without_a_key_refuses_to_start(make_pooler, cluster, certs):
+    p = make_pooler(cluster, {"client_tls_sslmode": "require",
+                              "client_tls_cert_file": os.path.join(certs, "server.crt")}, start=False)
+    with pytest.raises(PoolerError):
+        p.start(attempts=1)
+    assert "client_tls_key_file" in p.log_text()
+
+
+def test_server_verify_full_with_an_unreadable_ca_refuses_to_start(make_pooler, cluster, certs):
+    p = make_pooler(cluster, {"server_tls_sslmode": "verify-full",
+                              "server_tls_ca_file": os.path.join(certs, "garbage.pem")}, start=False)
+    with pytest.raises(PoolerError):
+        p.start(attempts=1)
+    assert "server_tls_ca_file" in p.log_text()
+
+
+def test_a_reload_with_a_broken_certificate_keeps_the_running_tls(make_pooler, cluster, certs):
+    cert = os.path.join(certs, "rotating.crt")
+    shutil.copy(os.path.join(certs, "server.crt"), cert)
+    p = make_pooler(cluster, client_tls(certs, "require", client_tls_cert_file=cert))
+    shutil.copy(os.path.join(certs, "garbage.pem"), cert)
+    with console(p) as a:
+        with pytest.raises(psycopg.Error, match="client_tls_cert_file"):
+            a.execute("RELOAD")
+    with clients.connect(p, sslmode="require") as c:  # still TLS, with the certificate loaded before
+        assert c.pgconn.ssl_in_use
+    with console(p) as a:
+        with pytest.raises(psycopg.Error):
+            a.execute("SET client_tls_key_file = '%s'" % os.path.join(certs, "missing.key"))
+        assert a.execute("SHOW CONFIG").fetchall()
+    # a renewed certificate is picked up by RELOAD
+    shutil.copy(os.path.join(certs, "strong.crt"), cert)
+    shutil.copy(os.path.join(certs, "strong.key"), os.path.join(certs, "rotating.key"))
+    with console(p) as a:
+        a.execute("SET client_tls_key_file = '%s'" % os.path.join(certs, "rotating.key"))
+    with clients.connect(p, sslmode="require") as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
