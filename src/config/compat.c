@@ -10,8 +10,6 @@
 
 /* [pgbouncer] settings of PgBouncer 1.25/1.26 that pgsluice does not implement: accepted, warned, ignored. */
 const sl_key_doc sl_ignored_settings[] = {
-    {"auth_ident_file", "ident map file for auth_type hba"},
-    {"auth_ldap_options", "LDAP authentication options"},
     {"conffile", "path of the configuration file (informational)"},
     {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
     {"dns_zone_check_period", "DNS zone serial check period"},

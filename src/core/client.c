@@ -37,6 +37,7 @@ static void client_free(sl_stream *st)
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
+    sl_config_unref(c->auth_cfg);
     if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
     free(c->secret);
     free(c);
@@ -350,6 +351,9 @@ static bool find_route(sl_client *c)
 
 void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
+    sl_config_unref(c->auth_cfg); /* the rule that decided the login is no longer needed */
+    c->auth_cfg = NULL;
+    c->auth_rule = NULL;
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
         sl_console_login(c);
