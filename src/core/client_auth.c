@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "auth/md5.h"
 #include "auth/random.h"
@@ -157,9 +158,24 @@ static void accept_without_password(sl_client *c, const char *pw)
     sl_client_auth_done(c, NULL, NULL);
 }
 
+/* As PgBouncer: the user "pgbouncer" on the console, over the Unix socket, from a process of the OS
+ * user pgsluice runs as, is an admin without a password (operators and tools rely on it). */
+static bool console_same_user(const sl_client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    return c->admin && c->is_unix && !strcmp(c->user, "pgbouncer") &&
+           getsockopt(c->s.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid();
+}
+
 void sl_client_auth_start(sl_client *c)
 {
     const sl_config *cfg = c->s.w->cfg;
+    if (console_same_user(c)) {
+        c->console_peer_admin = true;
+        sl_client_auth_done(c, NULL, NULL);
+        return;
+    }
     int type = cfg->auth_type;
     const char *pw = stored_password(c);
     const sl_hba_rule *rule = NULL;
