@@ -19,7 +19,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
     {"scram_iterations", "iteration count for SCRAM secrets PgBouncer generates"},
     {"service_name", "Windows service name (alias of job_name)"},
-    {"track_extra_parameters", "extra server parameters tracked per client"},
     {NULL, NULL},
 };
 

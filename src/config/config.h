@@ -156,6 +156,7 @@ typedef struct sl_config {
     int64_t transaction_timeout;    /* usec, 0 = off */
     int64_t suspend_timeout;        /* usec */
     char *ignore_startup_parameters;
+    char *track_extra_parameters;
     int application_name_add_host;
     int disable_pqexec;
     int max_prepared_statements;

@@ -104,6 +104,12 @@ const sl_setting sl_settings[] = {
     S_TIME(transaction_timeout, "0", A, "Disconnect clients whose transaction has been open this long (their server is closed, which rolls it back); 0 is off."),
     S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
+    S_STR(track_extra_parameters, "IntervalStyle", R,
+          "Parameters tracked per client besides client_encoding, DateStyle, TimeZone, IntervalStyle, "
+          "standard_conforming_strings and application_name (comma separated, at most 8): a client's value "
+          "(startup packet or options) is set on every server it gets. Only parameters PostgreSQL reports to "
+          "clients (e.g. default_transaction_read_only, in_hot_standby; search_path with Citus or PostgreSQL "
+          "18) can be tracked reliably."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
     S_BOOL(disable_pqexec, "0", R, "Refuse the simple query protocol (defence against SQL injection).", NI),
     S_INT(max_prepared_statements, "200", A, 0, 0,

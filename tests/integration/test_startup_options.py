@@ -33,3 +33,18 @@ def test_anything_else_in_options_is_refused(pooler, options, words):
     with pytest.raises(psycopg.OperationalError, match="unsupported options startup parameter: " + words):
         clients.connect(p, options=options)
     clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only  # PgBouncer 1.20+ has track_extra_parameters; the comparison build is 1.18
+def test_track_extra_parameters_keeps_a_reported_parameter_per_client(pooler):
+    p = pooler({"default_pool_size": 1, "track_extra_parameters": "IntervalStyle, default_transaction_read_only"})
+    with clients.connect(p, options="-c default_transaction_read_only=on") as ro, clients.connect(p) as rw:
+        for _ in range(3):  # one server, handed back and forth
+            assert ro.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+            assert rw.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                ro.execute("CREATE TABLE sl_ro_probe (x int)")
+    # without tracking it the parameter is refused, as before
+    q = pooler({"track_extra_parameters": ""})
+    with pytest.raises(psycopg.OperationalError, match="parameter cannot be changed: default_transaction_read_only"):
+        clients.connect(q, options="-c default_transaction_read_only=on")
