@@ -22,6 +22,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "pool/pool.h"
+#include "proto/params.h"
 #include "tools/tools.h"
 #include "util/log.h"
 #include "util/sdnotify.h"
@@ -208,6 +209,10 @@ int main(int argc, char **argv)
     char err[512];
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {
+        sl_log_fatal("%s", err);
+        return 1;
+    }
+    if (!sl_params_track_extra(cfg->track_extra_parameters, err, sizeof(err))) {
         sl_log_fatal("%s", err);
         return 1;
     }

@@ -82,7 +82,7 @@ static void flush(sl_client *c)
 void sl_admin_login(sl_client *c)
 {
     const sl_config *cfg = c->s.w->cfg;
-    bool admin = sl_list_contains(cfg->admin_users, c->user);
+    bool admin = c->console_peer_admin || sl_list_contains(cfg->admin_users, c->user);
     if (!admin && !sl_list_contains(cfg->stats_users, c->user)) {
         sl_client_error(c, true, "42501",
                         "not allowed to connect to the admin console: user \"%s\" is in neither admin_users nor "

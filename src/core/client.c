@@ -19,6 +19,7 @@
 #include "core/server.h"
 #include "net/tls.h"
 #include "proto/msgtype.h"
+#include "proto/pgoptions.h"
 #include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -37,6 +38,7 @@ static void client_free(sl_stream *st)
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
+    sl_config_unref(c->auth_cfg);
     if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
     free(c->secret);
     free(c);
@@ -148,6 +150,31 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
 
 /* ---- startup ---- */
 
+/* The "options" startup parameter (PGOPTIONS): -c settings of tracked parameters are taken as if they
+ * were startup parameters, those in ignore_startup_parameters are dropped, anything else refuses the
+ * login (as PgBouncer: pgsluice cannot keep other settings per client across servers). */
+static bool take_options(sl_client *c, const sl_config *cfg, const char *options)
+{
+    const char *pos = options;
+    char name[128], value[512], err[256];
+    for (;;) {
+        sl_pgopt_status st = sl_pgoptions_next(&pos, name, sizeof(name), value, sizeof(value), err, sizeof(err));
+        if (st == SL_PGOPT_DONE) return true;
+        if (st == SL_PGOPT_ERROR) {
+            sl_client_error(c, true, "08P01", "unsupported options startup parameter: %s", err);
+            return false;
+        }
+        int id = sl_param_lookup(name);
+        if (id >= 0) {
+            sl_params_set(&c->params, id, value);
+        } else if (!sl_list_contains(cfg->ignore_startup_parameters, name)) {
+            sl_client_error(c, true, "08P01",
+                            "unsupported options startup parameter: parameter cannot be changed: %s", name);
+            return false;
+        }
+    }
+}
+
 static bool admit(sl_client *c, const sl_startup *st)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -172,6 +199,8 @@ static bool admit(sl_client *c, const sl_startup *st)
         int id = sl_param_lookup(name);
         if (id >= 0) {
             sl_params_set(&c->params, id, st->values[i]);
+        } else if (!strcmp(name, "options") && !sl_list_contains(cfg->ignore_startup_parameters, name)) {
+            if (!take_options(c, cfg, st->values[i])) return false;
         } else if (!sl_list_contains(cfg->ignore_startup_parameters, name)) {
             sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", name);
             return false;
@@ -350,6 +379,9 @@ static bool find_route(sl_client *c)
 
 void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
+    sl_config_unref(c->auth_cfg); /* the rule that decided the login is no longer needed */
+    c->auth_cfg = NULL;
+    c->auth_rule = NULL;
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
         sl_console_login(c);
