@@ -251,7 +251,7 @@ int main(int argc, char **argv)
 
     if (!sl_workers_start(cfg->workers, (uint32_t)(cfg->pkt_buf < 1024 ? 1024 : cfg->pkt_buf), &sl_core_worker_ops, cfg))
         return 1;
-    if (!sl_http_start(cfg)) return 1;
+    (void)sl_http_start(cfg); /* a monitoring endpoint that cannot listen is logged, never fatal */
     sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
                 sl_pool_mode_name(cfg->pool_mode));
     sl_sd_ready("accepting connections");

@@ -175,6 +175,24 @@ static bool take_options(sl_client *c, const sl_config *cfg, const char *options
     }
 }
 
+/* A client asking for a newer minor protocol version (3.2, libpq 18) or for protocol options (_pq_.*)
+ * is told what pgsluice speaks, as PostgreSQL does: NegotiateProtocolVersion with 3.0 and the options
+ * it does not know (all of them), before anything else. */
+static void negotiate_version(sl_client *c, const sl_startup *st)
+{
+    int unknown = 0;
+    for (int i = 0; i < st->nparams; i++)
+        if (!strncmp(st->names[i], "_pq_.", 5)) unknown++;
+    if ((st->code & 0xffff) == 0 && unknown == 0) return;
+    sl_pktbuf *out = &c->s.out;
+    sl_pb_begin(out, SL_BE_NEGOTIATE_VERSION);
+    sl_pb_u32(out, SL_PROTO_V3);
+    sl_pb_u32(out, (uint32_t)unknown);
+    for (int i = 0; i < st->nparams; i++)
+        if (!strncmp(st->names[i], "_pq_.", 5)) sl_pb_str(out, st->names[i]);
+    sl_pb_end(out);
+}
+
 static bool admit(sl_client *c, const sl_startup *st)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -192,10 +210,11 @@ static bool admit(sl_client *c, const sl_startup *st)
     }
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     c->counted = true;
+    negotiate_version(c, st);
     for (int i = 0; i < st->nparams; i++) {
         /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
         const char *name = st->names[i];
-        if (!strcmp(name, "user") || !strcmp(name, "database")) continue;
+        if (!strcmp(name, "user") || !strcmp(name, "database") || !strncmp(name, "_pq_.", 5)) continue;
         int id = sl_param_lookup(name);
         if (id >= 0) {
             sl_params_set(&c->params, id, st->values[i]);
@@ -216,7 +235,9 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "53300", "no more connections allowed (max_client_conn)");
         return false;
     }
-    if (sl_run_state_get() >= SL_RUN_SHUTDOWN_GRACEFUL) {
+    sl_run_state rs = sl_run_state_get();
+    bool console_while_waiting = rs == SL_RUN_SHUTDOWN_WAIT_CLIENTS && sl_console_is_db(c->dbname);
+    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL && !console_while_waiting) {
         sl_client_error(c, true, "57P03", "pgsluice is shutting down");
         return false;
     }

@@ -182,7 +182,8 @@ void sl_client_auth_start(sl_client *c)
     if (type == SL_AUTH_HBA || type == SL_AUTH_LDAP) {
         if (!(rule = match_rule(c, cfg))) return;
         type = method_of(rule);
-        if (!clientcert_ok(c, cfg, rule)) {
+        /* (a cert line checks the certificate itself, with its own words) */
+        if (type != SL_AUTH_CERT && !clientcert_ok(c, cfg, rule)) {
             sl_client_error(c, true, "28000", "certificate validation (clientcert=%s) failed for user \"%s\"",
                             rule->clientcert == SL_HBA_CLIENTCERT_VERIFY_FULL ? "verify-full" : "verify-ca",
                             c->user);
