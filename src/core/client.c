@@ -25,7 +25,7 @@
 #include "util/time.h"
 
 #define CL_LOG(c, lvl, fmt, ...) \
-    sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
+    sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
                (c)->user ? (c)->user : "?", (c)->addr, ##__VA_ARGS__)
 
 static void client_on_event(sl_stream *st, int events);
@@ -117,7 +117,8 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     c->route = NULL;
     if (c->counted) __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     if (why != SL_CLOSE_NONE && w->cfg->log_disconnections && c->user)
-        CL_LOG(c, SL_LOG_INFO, "closing because: %s", detail ? detail : sl_close_reason_text(why));
+        CL_LOG(c, SL_LOG_INFO, "closing because: %s (age=%llds)", detail ? detail : sl_close_reason_text(why),
+               (long long)((sl_now_fast() - c->connect_time) / 1000000)); /* PgBouncer's wording (pgbadger) */
     sl_client_set_state(c, SL_CL_CLOSING);
     /* last words (an error) go out best-effort, without blocking */
     if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
@@ -246,7 +247,7 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (cfg->log_connections)
-        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s", c->dbname, c->user,
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s replication=no", c->dbname, c->user,
                sl_stream_is_tls(&c->s) ? "yes" : "no");
     c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);

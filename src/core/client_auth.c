@@ -27,7 +27,7 @@
 #define METHOD_PEER 100 /* a method only rules have (next to sl_auth_type's values) */
 
 #define CA_LOG(c, lvl, fmt, ...) \
-    sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname, (c)->user, (c)->addr, ##__VA_ARGS__)
+    sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname, (c)->user, (c)->addr, ##__VA_ARGS__)
 
 /* The user's secret: auth_file's entry, else what auth_query found. */
 static const char *stored_password(sl_client *c)
