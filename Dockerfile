@@ -12,7 +12,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc libc6-dev meson ninja-build pkg-config \
-      libuv1-dev libssl-dev libmicrohttpd-dev libpq-dev libsystemd-dev libcmocka-dev \
+      libuv1-dev libssl-dev libmicrohttpd-dev libpq-dev libsystemd-dev libcmocka-dev libldap-dev libpam0g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY meson.build meson_options.txt ./
@@ -30,7 +30,7 @@ RUN meson setup build --buildtype=release --prefix=/usr \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libuv1 libssl3 libmicrohttpd12 libpq5 libsystemd0 \
+      libuv1 libssl3 libmicrohttpd12 libpq5 libsystemd0 libldap-2.5-0 libpam0g libpam-modules \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system pgsluice \

@@ -16,7 +16,8 @@ Run as root (PostgreSQL and PgBouncer run as the postgres OS user) with /usr/bin
     bench/bench.py --smoke         # 1 round, 2 s runs, scenarios 1 and 2 (make test runs this)
 Environment: SL_BIN, PGBOUNCER_BIN, BENCH_SECONDS, BENCH_ROUNDS, BENCH_SCENARIOS (e.g. "1,2,6"),
 BENCH_SCALE, BENCH_IDLE (idle clients, 10000), BENCH_SL_WORKERS (pgsluice workers, 1), BENCH_AUTH
-(md5|scram-sha-256), BENCH_INSTR_TX (20000; 0 skips), BENCH_INSTR_LOGIN (2000 logins, with scenario 5;
+(md5|scram-sha-256), BENCH_TLS (1: every client connection, to PostgreSQL and to both poolers, uses TLS
+with the same throwaway certificates; servers stay plaintext), BENCH_INSTR_TX (20000; 0 skips), BENCH_INSTR_LOGIN (2000 logins, with scenario 5;
 0 skips), BENCH_PROFILE (1; 0 skips), BENCH_OUT.
 """
 import argparse
@@ -43,6 +44,22 @@ from harness.util import (HOST, as_postgres_kwargs, chown_to_postgres, free_port
                           run_as_postgres, tail)
 
 PGBIN = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+TLS = os.environ.get("BENCH_TLS", "0") not in ("", "0")
+MAKE_CERTS = os.path.join(ROOT, "tests", "unit", "tls", "make-certs.sh")
+TLS_DIR = None  # set by make_tls_certs()
+
+
+def make_tls_certs(base):
+    """BENCH_TLS: one CA and server certificate for PostgreSQL and both poolers (owned by postgres, 0600)."""
+    global TLS_DIR
+    TLS_DIR = os.path.join(base, "tls")
+    os.makedirs(TLS_DIR, exist_ok=True)
+    subprocess.run(["sh", MAKE_CERTS, TLS_DIR], check=True, capture_output=True)
+    for f in os.listdir(TLS_DIR):
+        if f.endswith(".key"):
+            os.chmod(os.path.join(TLS_DIR, f), 0o600)
+    chown_to_postgres(TLS_DIR, recursive=True)
+    os.chmod(TLS_DIR, 0o755)
 PGBENCH = os.path.join(PGBIN, "pgbench")
 DB, USER, PASSWORD = "bench", "bench", "benchpw"
 POOL_SIZE = 20
@@ -195,6 +212,9 @@ max_wal_size = 4GB
 checkpoint_timeout = 30min
 password_encryption = '%s'
 """ % (self.port, self.sockdir, self.auth))
+            if TLS:
+                f.write("ssl = on\nssl_cert_file = '%s/server.crt'\nssl_key_file = '%s/server.key'\n"
+                        % (TLS_DIR, TLS_DIR))
         run_as_postgres([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60",
                          "start"], timeout=90)
         self.started = True
@@ -276,6 +296,9 @@ class Pooler(Target):
         if self.kind == "pgsluice":
             s["workers"] = self.workers
             s["http_port"] = 0
+        if TLS:  # clients over TLS, servers in plaintext, for both poolers
+            s.update(client_tls_sslmode="require", client_tls_key_file=os.path.join(TLS_DIR, "server.key"),
+                     client_tls_cert_file=os.path.join(TLS_DIR, "server.crt"), server_tls_sslmode="disable")
         return s
 
     def write_config(self):
@@ -341,7 +364,8 @@ def pgbench_cmd(port, spec, seconds=None, per_client=None, log_prefix=None):
 
 def pgbench_env():
     env = dict(os.environ)
-    env.update(PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="20", LC_ALL="C.UTF-8")
+    env.update(PGPASSWORD=PASSWORD, PGSSLMODE="require" if TLS else "disable", PGCONNECT_TIMEOUT="20",
+               LC_ALL="C.UTF-8")
     return env
 
 
@@ -449,6 +473,8 @@ class Bench:
             raise SystemExit("bench: RLIMIT_NOFILE hard limit %d is below %d (needed for %d idle clients)"
                              % (hard, need, self.idle_n))
         log("PostgreSQL 15 on 127.0.0.1 in %s (auth %s)" % (self.base, self.auth))
+        if TLS:
+            make_tls_certs(self.base)
         self.pg = Postgres(self.base, self.auth)
         self.pg.start()
         log("pgbench -i -s %d" % self.scale)
@@ -1154,6 +1180,9 @@ def report(b):
               % (os.cpu_count(), cpu_model(), "%.0f GiB RAM" % (os.sysconf("SC_PAGE_SIZE")
                                                                  * os.sysconf("SC_PHYS_PAGES") / 2 ** 30),
                  platform.release(), *b.load_before))
+    if TLS:
+        md.append("- BENCH_TLS: every client connection uses TLS (PGSSLMODE=require; PostgreSQL ssl=on, both poolers "
+                  "client_tls_sslmode=require with the same EC P-256 certificate; server connections plaintext).")
     md.append("- pgsluice %s (`%s`, workers=%d), %s, PostgreSQL %s, pgbench -j 1, scale %d."
               % (git_rev(), os.path.relpath(b.sl_bin, ROOT) if b.sl_bin.startswith(ROOT) else b.sl_bin,
                  b.sl_workers, pooler_version("pgbouncer", b.pgb_bin), b.pg.version, b.scale))

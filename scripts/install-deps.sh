@@ -10,6 +10,8 @@ PKGS=(
   # build
   build-essential gcc clang meson ninja-build pkg-config
   libuv1-dev libssl-dev libcmocka-dev libmicrohttpd-dev
+  # the pam and ldap authentication methods (src/auth/pam.c, ldap.c; config/hba.c parses ldapurl)
+  libpam0g-dev libldap-dev
   # libpq: pgsluice tune / userlist talk to PostgreSQL and the admin console; libsystemd: sd_notify
   libpq-dev libsystemd-dev
   # the openssl command: tests/unit/tls/make-certs.sh makes the TLS unit tests' certificates
@@ -19,6 +21,8 @@ PKGS=(
   # servers and clients used by the tests and the demo
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 util-linux
   python3 python3-pytest python3-pytest-timeout python3-psycopg python3-asyncpg
+  # test_pam (a throwaway OS user checked by pam_unix) and test_ldap (a throwaway slapd with a test CA)
+  passwd libpam-modules slapd
   # the client matrix (docs/CLIENTS.md): psycopg2 besides psycopg 3 and asyncpg
   python3-psycopg2
   # monitoring: promtool (checks the alert rules and /metrics), curl and jq (scripts/check-health.sh)
@@ -77,6 +81,13 @@ if [[ -x /etc/init.d/pgbouncer ]] && service pgbouncer status >/dev/null 2>&1; t
 fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet pgbouncer 2>/dev/null; then
   systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi
+# test_ldap starts its own slapd on free ports: stop the system one the slapd package may have started.
+if [[ -x /etc/init.d/slapd ]] && service slapd status >/dev/null 2>&1; then
+  service slapd stop >/dev/null 2>&1 || true
+fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet slapd 2>/dev/null; then
+  systemctl disable --now slapd >/dev/null 2>&1 || true
 fi
 # Only promtool is needed from the prometheus package: stop a Prometheus server it may have started.
 if [[ -x /etc/init.d/prometheus ]] && service prometheus status >/dev/null 2>&1; then

@@ -22,6 +22,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "pool/pool.h"
+#include "proto/params.h"
 #include "tools/tools.h"
 #include "util/log.h"
 #include "util/sdnotify.h"
@@ -211,6 +212,10 @@ int main(int argc, char **argv)
         sl_log_fatal("%s", err);
         return 1;
     }
+    if (!sl_params_track_extra(cfg->track_extra_parameters, err, sizeof(err))) {
+        sl_log_fatal("%s", err);
+        return 1;
+    }
     /* fail closed: TLS that is asked for and cannot be set up refuses to start */
     if (!sl_tls_install(cfg, err, sizeof(err))) {
         sl_log_fatal("%s", err);
@@ -246,7 +251,7 @@ int main(int argc, char **argv)
 
     if (!sl_workers_start(cfg->workers, (uint32_t)(cfg->pkt_buf < 1024 ? 1024 : cfg->pkt_buf), &sl_core_worker_ops, cfg))
         return 1;
-    if (!sl_http_start(cfg)) return 1;
+    (void)sl_http_start(cfg); /* a monitoring endpoint that cannot listen is logged, never fatal */
     sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
                 sl_pool_mode_name(cfg->pool_mode));
     sl_sd_ready("accepting connections");

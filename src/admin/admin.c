@@ -82,7 +82,7 @@ static void flush(sl_client *c)
 void sl_admin_login(sl_client *c)
 {
     const sl_config *cfg = c->s.w->cfg;
-    bool admin = sl_list_contains(cfg->admin_users, c->user);
+    bool admin = c->console_peer_admin || sl_list_contains(cfg->admin_users, c->user);
     if (!admin && !sl_list_contains(cfg->stats_users, c->user)) {
         sl_client_error(c, true, "42501",
                         "not allowed to connect to the admin console: user \"%s\" is in neither admin_users nor "
@@ -107,7 +107,7 @@ void sl_admin_login(sl_client *c)
     sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_us();
     if (cfg->log_connections)
-        sl_log_info("C-%llu pgbouncer/%s@%s console login (%s)", (unsigned long long)c->id, c->user, c->addr,
+        sl_log_info("C-0x%llx: pgbouncer/%s@%s console login (%s)", (unsigned long long)c->id, c->user, c->addr,
                     admin ? "admin" : "stats");
     flush(c);
 }
@@ -182,10 +182,10 @@ static adm_status run_statement(adm_session *s, const char *text, size_t len)
         adm_error(&s->res, "42601", "%s", err);
         return ADM_DONE;
     }
-    sl_log_debug("C-%llu console: %s", (unsigned long long)s->c->id, cmd.text);
+    sl_log_debug("C-0x%llx: console: %s", (unsigned long long)s->c->id, cmd.text);
     adm_status st = adm_execute(s, &cmd, &s->res);
     if (st == ADM_DONE && s->res.failed)
-        sl_log_info("C-%llu console command failed: %s: %s", (unsigned long long)s->c->id, cmd.text, s->res.message);
+        sl_log_info("C-0x%llx: console command failed: %s: %s", (unsigned long long)s->c->id, cmd.text, s->res.message);
     return st;
 }
 

@@ -10,8 +10,6 @@
 
 /* [pgbouncer] settings of PgBouncer 1.25/1.26 that pgsluice does not implement: accepted, warned, ignored. */
 const sl_key_doc sl_ignored_settings[] = {
-    {"auth_ident_file", "ident map file for auth_type hba"},
-    {"auth_ldap_options", "LDAP authentication options"},
     {"conffile", "path of the configuration file (informational)"},
     {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
     {"dns_zone_check_period", "DNS zone serial check period"},
@@ -21,7 +19,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
     {"scram_iterations", "iteration count for SCRAM secrets PgBouncer generates"},
     {"service_name", "Windows service name (alias of job_name)"},
-    {"track_extra_parameters", "extra server parameters tracked per client"},
     {NULL, NULL},
 };
 

@@ -1,5 +1,7 @@
 /* config.c - snapshot lifetime (refcount, current pointer, clone) and look-ups. */
 #include "config/config_int.h"
+#include "config/hba.h"
+#include "config/ident.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -18,6 +20,8 @@ static void config_free(sl_config *c)
     for (size_t i = 0; i < c->n_users; i++) sl_user_def_free(&c->users[i]);
     free(c->users);
     sl_userlist_free(c->userlist, c->n_userlist);
+    sl_hba_unref(c->hba);
+    sl_ident_unref(c->ident);
     free(c->path);
     free(c);
 }
@@ -96,6 +100,8 @@ sl_config *sl_config_clone(const sl_config *src)
     c->dbs = NULL, c->users = NULL, c->userlist = NULL;
     c->n_dbs = c->n_users = c->n_userlist = 0;
     c->refcount = 1;
+    if (c->hba) sl_hba_ref(c->hba);
+    if (c->ident) sl_ident_ref(c->ident);
     bool ok = sl_config_copy_settings(c, src);
     c->path = sl_cfg_strdup(src->path);
     if (src->path && !c->path) ok = false;

@@ -30,9 +30,10 @@ typedef enum {
     SL_AUTH_MD5,
     SL_AUTH_SCRAM,
     SL_AUTH_ANY,
-    SL_AUTH_HBA,  /* accepted by the parser; not implemented yet (warned at load) */
-    SL_AUTH_CERT, /* accepted by the parser; not implemented yet */
-    SL_AUTH_PAM,  /* accepted by the parser; not implemented yet */
+    SL_AUTH_HBA,  /* the first matching rule of auth_hba_file decides (cfg->hba) */
+    SL_AUTH_CERT, /* a verified TLS client certificate whose CN is the user name */
+    SL_AUTH_PAM,  /* cleartext password checked by PAM (service "pgbouncer") */
+    SL_AUTH_LDAP, /* cleartext password checked against LDAP (auth_ldap_options, kept as cfg->hba) */
 } sl_auth_type;
 
 /* TLS modes (client_tls_sslmode, server_tls_sslmode), PgBouncer's and libpq's names and order. */
@@ -115,6 +116,8 @@ typedef struct sl_config {
     int auth_type;            /* sl_auth_type */
     char *auth_file;
     char *auth_hba_file;
+    char *auth_ident_file;
+    char *auth_ldap_options;
     char *auth_user;
     char *auth_query;
     char *auth_dbname;
@@ -153,6 +156,7 @@ typedef struct sl_config {
     int64_t transaction_timeout;    /* usec, 0 = off */
     int64_t suspend_timeout;        /* usec */
     char *ignore_startup_parameters;
+    char *track_extra_parameters;
     int application_name_add_host;
     int disable_pqexec;
     int max_prepared_statements;
@@ -214,6 +218,10 @@ typedef struct sl_config {
     size_t n_users;
     sl_userlist_entry *userlist;
     size_t n_userlist;
+    /* auth rules (reference counted, shared by clones): auth_type hba: auth_hba_file; ldap: one rule
+     * made from auth_ldap_options; NULL otherwise. ident: auth_ident_file (hba only) or NULL. */
+    struct sl_hba *hba;
+    struct sl_ident *ident;
 
     char *path;          /* the main config file */
     int refcount;        /* managed by sl_config_ref/unref (atomic) */
@@ -230,6 +238,11 @@ void sl_config_unref(sl_config *c);
  * reference taken; release with sl_config_unref. */
 sl_config *sl_config_acquire(void);
 void sl_config_set_current(sl_config *c); /* takes over the caller's reference */
+
+/* (Re)load the auth rules of c from its settings (auth_type, auth_hba_file, auth_ident_file,
+ * auth_ldap_options) into c->hba / c->ident. false + err (c unchanged): a file that does not load,
+ * a map no line defines, auth_type hba without auth_hba_file, ldap without auth_ldap_options. */
+bool sl_config_load_auth_rules(sl_config *c, char *err, size_t errlen);
 
 /* Look-ups. find_db falls back to the "*" entry when name is unknown (returns NULL if neither). */
 const sl_db_def *sl_config_find_db(const sl_config *c, const char *name);

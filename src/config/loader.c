@@ -187,10 +187,8 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
     lc->warn.where[0] = '\0';
     if (c->workers == 0) c->workers = cpu_count();
     /* fail closed: a login method pgsluice cannot carry out refuses the file, it never falls back */
-    if (c->auth_type == SL_AUTH_HBA || c->auth_type == SL_AUTH_PAM)
-        return sl_cfg_err(err, errlen, "%s: auth_type %s is not supported by this pgsluice build", c->path,
-                          sl_auth_type_name((sl_auth_type)c->auth_type)),
-               false;
+    char why[400];
+    if (!sl_config_load_auth_rules(c, why, sizeof(why))) return sl_cfg_err(err, errlen, "%s: %s", c->path, why), false;
     /* cert logs in by a verified client certificate: without TLS and a CA to check against, nobody could */
     if (c->auth_type == SL_AUTH_CERT && (c->client_tls_sslmode == SL_TLS_DISABLE || !c->client_tls_ca_file ||
                                          !*c->client_tls_ca_file))

@@ -13,7 +13,7 @@
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
-                                              "hba",   "cert",  "pam", NULL};
+                                              "hba",   "cert",  "pam", "ldap", NULL};
 
 #define OFS(f) offsetof(sl_config, f)
 /* The third argument says when a change takes effect (RELOAD or SET): R needs a restart, N applies
@@ -52,9 +52,17 @@ const sl_setting sl_settings[] = {
     S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
 
     S_ENUM(auth_type, "md5", N, auth_type_names,
-           "How clients authenticate: trust, plain, md5, scram-sha-256, any (hba, cert, pam are not implemented yet)."),
+           "How clients authenticate: trust, plain, md5, scram-sha-256, any (no check; forced users), cert "
+           "(TLS client certificate whose CN is the user), hba (per connection, from auth_hba_file), pam (PAM "
+           "service pgbouncer, cleartext password), ldap (auth_ldap_options, cleartext password)."),
     S_STR(auth_file, "", N, "File with user names and passwords (userlist.txt format)."),
-    S_STR(auth_hba_file, "", N, "HBA file used when auth_type is hba (not implemented yet)."),
+    S_STR(auth_hba_file, "", N, "pg_hba.conf-style rules used when auth_type is hba: local/host/hostssl/hostnossl lines "
+          "with trust, reject, md5, password, scram-sha-256, cert, peer, pam and ldap. Read at start and by "
+          "every RELOAD; a line pgsluice cannot honour refuses the file."),
+    S_STR(auth_ident_file, "", N, "pg_ident.conf-style user name maps for the map= option of peer and cert lines in "
+          "auth_hba_file."),
+    S_STR(auth_ldap_options, "", N, "LDAP options for auth_type ldap, in pg_hba.conf syntax, e.g. "
+          "ldapserver=ldap.example.com ldapbasedn=\"dc=example,dc=com\" ldapsearchattribute=uid."),
     S_STR(auth_user, "", N, "User that runs auth_query to look up the password secret of a user not in auth_file (its own password must be in auth_file). A [databases] entry may name its own."),
     S_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
                       "FROM pg_authid WHERE rolname=$1 AND rolcanlogin", N,
@@ -96,6 +104,12 @@ const sl_setting sl_settings[] = {
     S_TIME(transaction_timeout, "0", A, "Disconnect clients whose transaction has been open this long (their server is closed, which rolls it back); 0 is off."),
     S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
+    S_STR(track_extra_parameters, "IntervalStyle", R,
+          "Parameters tracked per client besides client_encoding, DateStyle, TimeZone, IntervalStyle, "
+          "standard_conforming_strings and application_name (comma separated, at most 8): a client's value "
+          "(startup packet or options) is set on every server it gets. Only parameters PostgreSQL reports to "
+          "clients (e.g. default_transaction_read_only, in_hot_standby; search_path with Citus or PostgreSQL "
+          "18) can be tracked reliably."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
     S_BOOL(disable_pqexec, "0", R, "Refuse the simple query protocol (defence against SQL injection).", NI),
     S_INT(max_prepared_statements, "200", A, 0, 0,
@@ -195,7 +209,7 @@ const char *sl_tls_mode_name(sl_tls_mode m)
 
 const char *sl_auth_type_name(sl_auth_type t)
 {
-    return (t >= SL_AUTH_TRUST && t <= SL_AUTH_PAM) ? auth_type_names[t] : "unknown";
+    return (t >= SL_AUTH_TRUST && t <= SL_AUTH_LDAP) ? auth_type_names[t] : "unknown";
 }
 
 void sl_cfg_err(char *err, size_t errlen, const char *fmt, ...)

@@ -86,7 +86,7 @@ void sl_cancel_tick(sl_server *s, int64_t now, int64_t timeout)
     {
         sl_cancel_conn *cc = sl_container_of(n, sl_cancel_conn, node);
         if (timeout > 0 && now - cc->started > timeout) {
-            sl_log_warn("S-%llu: cancel request not answered within cancel_wait_timeout; giving up",
+            sl_log_warn("S-0x%llx: cancel request not answered within cancel_wait_timeout; giving up",
                         (unsigned long long)s->id);
             cancel_done(cc);
         }

@@ -19,12 +19,13 @@
 #include "core/server.h"
 #include "net/tls.h"
 #include "proto/msgtype.h"
+#include "proto/pgoptions.h"
 #include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
 
 #define CL_LOG(c, lvl, fmt, ...) \
-    sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
+    sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
                (c)->user ? (c)->user : "?", (c)->addr, ##__VA_ARGS__)
 
 static void client_on_event(sl_stream *st, int events);
@@ -37,6 +38,7 @@ static void client_free(sl_stream *st)
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
+    sl_config_unref(c->auth_cfg);
     if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
     free(c->secret);
     free(c);
@@ -115,7 +117,8 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     c->route = NULL;
     if (c->counted) __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     if (why != SL_CLOSE_NONE && w->cfg->log_disconnections && c->user)
-        CL_LOG(c, SL_LOG_INFO, "closing because: %s", detail ? detail : sl_close_reason_text(why));
+        CL_LOG(c, SL_LOG_INFO, "closing because: %s (age=%llds)", detail ? detail : sl_close_reason_text(why),
+               (long long)((sl_now_fast() - c->connect_time) / 1000000)); /* PgBouncer's wording (pgbadger) */
     sl_client_set_state(c, SL_CL_CLOSING);
     /* last words (an error) go out best-effort, without blocking */
     if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
@@ -148,6 +151,49 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
 
 /* ---- startup ---- */
 
+/* The "options" startup parameter (PGOPTIONS): -c settings of tracked parameters are taken as if they
+ * were startup parameters, those in ignore_startup_parameters are dropped, anything else refuses the
+ * login (as PgBouncer: pgsluice cannot keep other settings per client across servers). */
+static bool take_options(sl_client *c, const sl_config *cfg, const char *options)
+{
+    const char *pos = options;
+    char name[128], value[512], err[256];
+    for (;;) {
+        sl_pgopt_status st = sl_pgoptions_next(&pos, name, sizeof(name), value, sizeof(value), err, sizeof(err));
+        if (st == SL_PGOPT_DONE) return true;
+        if (st == SL_PGOPT_ERROR) {
+            sl_client_error(c, true, "08P01", "unsupported options startup parameter: %s", err);
+            return false;
+        }
+        int id = sl_param_lookup(name);
+        if (id >= 0) {
+            sl_params_set(&c->params, id, value);
+        } else if (!sl_list_contains(cfg->ignore_startup_parameters, name)) {
+            sl_client_error(c, true, "08P01",
+                            "unsupported options startup parameter: parameter cannot be changed: %s", name);
+            return false;
+        }
+    }
+}
+
+/* A client asking for a newer minor protocol version (3.2, libpq 18) or for protocol options (_pq_.*)
+ * is told what pgsluice speaks, as PostgreSQL does: NegotiateProtocolVersion with 3.0 and the options
+ * it does not know (all of them), before anything else. */
+static void negotiate_version(sl_client *c, const sl_startup *st)
+{
+    int unknown = 0;
+    for (int i = 0; i < st->nparams; i++)
+        if (!strncmp(st->names[i], "_pq_.", 5)) unknown++;
+    if ((st->code & 0xffff) == 0 && unknown == 0) return;
+    sl_pktbuf *out = &c->s.out;
+    sl_pb_begin(out, SL_BE_NEGOTIATE_VERSION);
+    sl_pb_u32(out, SL_PROTO_V3);
+    sl_pb_u32(out, (uint32_t)unknown);
+    for (int i = 0; i < st->nparams; i++)
+        if (!strncmp(st->names[i], "_pq_.", 5)) sl_pb_str(out, st->names[i]);
+    sl_pb_end(out);
+}
+
 static bool admit(sl_client *c, const sl_startup *st)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -165,13 +211,16 @@ static bool admit(sl_client *c, const sl_startup *st)
     }
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     c->counted = true;
+    negotiate_version(c, st);
     for (int i = 0; i < st->nparams; i++) {
         /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
         const char *name = st->names[i];
-        if (!strcmp(name, "user") || !strcmp(name, "database")) continue;
+        if (!strcmp(name, "user") || !strcmp(name, "database") || !strncmp(name, "_pq_.", 5)) continue;
         int id = sl_param_lookup(name);
         if (id >= 0) {
             sl_params_set(&c->params, id, st->values[i]);
+        } else if (!strcmp(name, "options") && !sl_list_contains(cfg->ignore_startup_parameters, name)) {
+            if (!take_options(c, cfg, st->values[i])) return false;
         } else if (!sl_list_contains(cfg->ignore_startup_parameters, name)) {
             sl_client_error(c, true, "08P01", "unsupported startup parameter: %s", name);
             return false;
@@ -187,7 +236,9 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "53300", "no more connections allowed (max_client_conn)");
         return false;
     }
-    if (sl_run_state_get() >= SL_RUN_SHUTDOWN_GRACEFUL) {
+    sl_run_state rs = sl_run_state_get();
+    bool console_while_waiting = rs == SL_RUN_SHUTDOWN_WAIT_CLIENTS && sl_console_is_db(c->dbname);
+    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL && !console_while_waiting) {
         sl_client_error(c, true, "57P03", "pgsluice is shutting down");
         return false;
     }
@@ -196,7 +247,7 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (cfg->log_connections)
-        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s", c->dbname, c->user,
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s replication=no", c->dbname, c->user,
                sl_stream_is_tls(&c->s) ? "yes" : "no");
     c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);
@@ -350,6 +401,9 @@ static bool find_route(sl_client *c)
 
 void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
+    sl_config_unref(c->auth_cfg); /* the rule that decided the login is no longer needed */
+    c->auth_cfg = NULL;
+    c->auth_rule = NULL;
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (c->admin) {
         sl_console_login(c);

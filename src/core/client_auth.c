@@ -1,7 +1,13 @@
-/* client_auth.c - the password exchange with a client: cleartext, md5 or SCRAM-SHA-256 against the
- * auth file; a wrong password costs the same work as a right one and ends with 28P01. */
+/* client_auth.c - authenticating a client: the method (auth_type, or the first matching rule of
+ * auth_hba_file), then the exchange: cleartext, md5 or SCRAM-SHA-256 against the auth file (a wrong
+ * password costs the same work as a right one and ends with 28P01), trust, cert, peer, or a
+ * cleartext password handed to PAM or LDAP (auth_external.c). */
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "auth/md5.h"
 #include "auth/random.h"
@@ -10,11 +16,18 @@
 #include "core/auth_query.h"
 #include "core/client.h"
 #include "core/msgread.h"
+#include "config/hba.h"
+#include "config/ident.h"
+#include "core/auth_external.h"
 #include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 
 #define AUTH_MSG_MAX 8192
+#define METHOD_PEER 100 /* a method only rules have (next to sl_auth_type's values) */
+
+#define CA_LOG(c, lvl, fmt, ...) \
+    sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname, (c)->user, (c)->addr, ##__VA_ARGS__)
 
 /* The user's secret: auth_file's entry, else what auth_query found. */
 static const char *stored_password(sl_client *c)
@@ -33,33 +46,171 @@ static void flush(sl_client *c)
     if (sl_stream_flush(&c->s, NULL) == SL_IO_AGAIN) sl_stream_set_poll(&c->s, UV_READABLE | UV_WRITABLE);
 }
 
-/* auth_type cert: a client certificate that verified against client_tls_ca_file, whose Common Name
- * is the user name the client gave (as PostgreSQL's cert method without a user map). */
-static bool cert_matches(sl_client *c)
+/* ---- which method: auth_type, or the first matching rule of auth_hba_file ---- */
+
+static void refuse(sl_client *c, const char *method_words)
+{
+    sl_client_error(c, true, "28000", "%s authentication failed for user \"%s\"", method_words, c->user);
+}
+
+/* The connection as the rules see it. */
+static void describe_client(const sl_client *c, sl_hba_client *hc, struct sockaddr_storage *ss)
+{
+    memset(hc, 0, sizeof(*hc));
+    hc->unix_socket = c->is_unix;
+    hc->tls = sl_stream_is_tls(&c->s);
+    hc->database = c->dbname;
+    hc->user = c->user;
+    socklen_t len = sizeof(*ss);
+    if (!c->is_unix && getpeername(c->s.fd, (struct sockaddr *)ss, &len) == 0 &&
+        (ss->ss_family == AF_INET || ss->ss_family == AF_INET6))
+        hc->addr = (const struct sockaddr *)ss;
+}
+
+/* The rule for this login, kept with its snapshot until the login ends; NULL: refused (told). */
+static const sl_hba_rule *match_rule(sl_client *c, const sl_config *cfg)
+{
+    sl_hba_client hc;
+    struct sockaddr_storage ss;
+    describe_client(c, &hc, &ss);
+    const sl_hba_rule *rule = cfg->hba ? sl_hba_match(cfg->hba, &hc) : NULL;
+    if (!rule || rule->method == SL_HBA_REJECT) {
+        char msg[512];
+        sl_client_error(c, true, "28000", "%s", sl_hba_refusal_message(&hc, rule != NULL, msg, sizeof(msg)));
+        return NULL;
+    }
+    if (c->auth_cfg != cfg) {
+        sl_config_unref(c->auth_cfg);
+        sl_config_ref((sl_config *)cfg);
+        c->auth_cfg = (sl_config *)cfg;
+    }
+    c->auth_rule = rule;
+    return rule;
+}
+
+static int method_of(const sl_hba_rule *rule)
+{
+    switch (rule->method) {
+    case SL_HBA_TRUST: return SL_AUTH_TRUST;
+    case SL_HBA_PASSWORD: return SL_AUTH_PLAIN;
+    case SL_HBA_MD5: return SL_AUTH_MD5;
+    case SL_HBA_SCRAM: return SL_AUTH_SCRAM;
+    case SL_HBA_CERT: return SL_AUTH_CERT;
+    case SL_HBA_PEER: return METHOD_PEER;
+    case SL_HBA_PAM: return SL_AUTH_PAM;
+    case SL_HBA_LDAP: return SL_AUTH_LDAP;
+    case SL_HBA_REJECT: break;
+    }
+    return -1;
+}
+
+/* The client certificate's CN, if the certificate verified against client_tls_ca_file. */
+static bool verified_cn(sl_client *c, char *cn, size_t len)
+{
+    bool verified = false;
+    return sl_stream_is_tls(&c->s) && sl_stream_tls_peer_cn(&c->s, cn, len, &verified) && verified;
+}
+
+/* May the authenticated system user (certificate CN, the peer's OS user) log in as c->user? */
+static bool system_user_allowed(sl_client *c, const sl_config *cfg, const sl_hba_rule *rule, const char *sysuser)
+{
+    if (rule && rule->map) return sl_ident_allows(cfg->ident, rule->map, sysuser, c->user);
+    return strcmp(sysuser, c->user) == 0;
+}
+
+/* cert (auth_type cert, or a cert rule): a verified client certificate whose CN is the user name or
+ * maps to it (map=). */
+static bool cert_matches(sl_client *c, const sl_config *cfg, const sl_hba_rule *rule)
 {
     char cn[256];
-    bool verified = false;
-    if (!sl_stream_is_tls(&c->s) || !sl_stream_tls_peer_cn(&c->s, cn, sizeof(cn), &verified)) return false;
-    return verified && strcmp(cn, c->user) == 0;
+    return verified_cn(c, cn, sizeof(cn)) && system_user_allowed(c, cfg, rule, cn);
+}
+
+/* clientcert=verify-ca / verify-full on a rule of another method. */
+static bool clientcert_ok(sl_client *c, const sl_config *cfg, const sl_hba_rule *rule)
+{
+    if (rule->clientcert == SL_HBA_CLIENTCERT_OFF) return true;
+    char cn[256];
+    if (!verified_cn(c, cn, sizeof(cn))) return false;
+    return rule->clientcert != SL_HBA_CLIENTCERT_VERIFY_FULL || system_user_allowed(c, cfg, rule, cn);
+}
+
+/* peer: the OS user at the other end of the Unix socket (SO_PEERCRED), mapped or equal. */
+static bool peer_matches(sl_client *c, const sl_config *cfg, const sl_hba_rule *rule)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (!c->is_unix || getsockopt(c->s.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+    char buf[4096];
+    struct passwd pw, *found = NULL;
+    if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &found) != 0 || !found) {
+        CA_LOG(c, SL_LOG_WARNING, "peer authentication: no OS user with uid %u", (unsigned)cred.uid);
+        return false;
+    }
+    return system_user_allowed(c, cfg, rule, found->pw_name);
+}
+
+/* Logged in by something other than a password pgsluice checks (trust, cert, peer): auth_query
+ * may still know the secret its servers are logged in with. */
+static void accept_without_password(sl_client *c, const char *pw)
+{
+    if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
+    sl_client_auth_done(c, NULL, NULL);
+}
+
+/* As PgBouncer: the user "pgbouncer" on the console, over the Unix socket, from a process of the OS
+ * user pgsluice runs as, is an admin without a password (operators and tools rely on it). */
+static bool console_same_user(const sl_client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    return c->admin && c->is_unix && !strcmp(c->user, "pgbouncer") &&
+           getsockopt(c->s.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid();
 }
 
 void sl_client_auth_start(sl_client *c)
 {
-    int type = c->s.w->cfg->auth_type;
-    const char *pw = stored_password(c);
-    if (type == SL_AUTH_ANY) { /* the user name is not checked: every database logs in as its forced user */
+    const sl_config *cfg = c->s.w->cfg;
+    if (console_same_user(c)) {
+        c->console_peer_admin = true;
         sl_client_auth_done(c, NULL, NULL);
         return;
     }
-    if (type == SL_AUTH_CERT) {
-        if (!cert_matches(c)) {
-            sl_client_error(c, true, "28000", "certificate authentication failed for user \"%s\"", c->user);
+    int type = cfg->auth_type;
+    const char *pw = stored_password(c);
+    const sl_hba_rule *rule = NULL;
+    if (type == SL_AUTH_HBA || type == SL_AUTH_LDAP) {
+        if (!(rule = match_rule(c, cfg))) return;
+        type = method_of(rule);
+        /* (a cert line checks the certificate itself, with its own words) */
+        if (type != SL_AUTH_CERT && !clientcert_ok(c, cfg, rule)) {
+            sl_client_error(c, true, "28000", "certificate validation (clientcert=%s) failed for user \"%s\"",
+                            rule->clientcert == SL_HBA_CLIENTCERT_VERIFY_FULL ? "verify-full" : "verify-ca",
+                            c->user);
             return;
         }
-        /* logged in; auth_query may still know the secret its servers are logged in with */
-        if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
+    }
+    switch (type) {
+    case SL_AUTH_ANY: /* the user name is not checked: every database logs in as its forced user */
         sl_client_auth_done(c, NULL, NULL);
         return;
+    case SL_AUTH_CERT:
+        if (!cert_matches(c, cfg, rule)) refuse(c, "certificate");
+        else accept_without_password(c, pw);
+        return;
+    case METHOD_PEER:
+        if (!peer_matches(c, cfg, rule)) refuse(c, "Peer");
+        else accept_without_password(c, pw);
+        return;
+    case SL_AUTH_PAM:
+    case SL_AUTH_LDAP:
+        if (c->auth_method == SL_AUTH_STEP_EXTERNAL || c->auth_method == SL_AUTH_STEP_EXTERNAL_WAIT) return;
+        c->auth_method = SL_AUTH_STEP_EXTERNAL;
+        c->external_ldap = type == SL_AUTH_LDAP;
+        sl_pb_auth(&c->s.out, 3, NULL, 0);
+        flush(c);
+        return;
+    default: break;
     }
     /* a user auth_file does not know: auth_query may (once per login) */
     if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
@@ -72,11 +223,6 @@ void sl_client_auth_start(sl_client *c)
             return;
         }
         sl_client_auth_done(c, NULL, NULL);
-        return;
-    }
-    if (type == SL_AUTH_HBA || type == SL_AUTH_PAM) {
-        sl_client_error(c, true, "28000", "auth_type %s is not supported by this pgsluice version",
-                        sl_auth_type_name(type));
         return;
     }
     if (type == SL_AUTH_MD5 && pw && sl_scram_is_secret(pw)) type = SL_AUTH_SCRAM;
@@ -202,10 +348,38 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
         else fail_password(c);
         break;
     }
+    case SL_AUTH_STEP_EXTERNAL: {
+        const char *given = sl_rd_str(&r);
+        if (!given) {
+            sl_client_error(c, true, "08P01", "malformed password message");
+        } else if (!*given) { /* as PostgreSQL: an empty password is never handed to PAM or LDAP */
+            refuse(c, c->external_ldap ? "LDAP" : "PAM");
+        } else {
+            c->auth_method = SL_AUTH_STEP_EXTERNAL_WAIT;
+            sl_stream_set_poll(&c->s, 0); /* nothing more is expected until the check answers */
+            if (!sl_auth_external_start(c, given)) refuse(c, c->external_ldap ? "LDAP" : "PAM");
+        }
+        break;
+    }
     case SL_AUTH_STEP_SCRAM_FIRST: scram_first(c, &r); break;
     case SL_AUTH_STEP_SCRAM_FINAL: scram_final(c, &r); break;
     default: sl_client_error(c, true, "08P01", "unexpected password message"); break;
     }
+}
+
+void sl_client_auth_external_done(sl_client *c, bool ok, const char *password)
+{
+    if (!ok) {
+        refuse(c, c->external_ldap ? "LDAP" : "PAM");
+        return;
+    }
+    sl_stream_set_poll(&c->s, UV_READABLE);
+    /* its servers log in with the password that passed, unless auth_file knows one */
+    if (!sl_config_find_userlist(c->s.w->cfg, c->user) && password) {
+        free(c->secret);
+        c->secret = strdup(password);
+    }
+    sl_client_auth_done(c, NULL, NULL);
 }
 
 void sl_client_auth_lookup_done(sl_client *c, const char *secret, const char *error)

@@ -66,6 +66,10 @@ typedef struct sl_client {
     uint8_t md5_salt[4];
     struct sl_scram_server *scram;
     char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
+    struct sl_config *auth_cfg;  /* during login: the snapshot whose rule (auth_rule) decides it */
+    const void *auth_rule;       /* the matching sl_hba_rule (auth_type hba and ldap), else NULL */
+    bool console_peer_admin;     /* "pgbouncer" on the console over the Unix socket from our own OS user */
+    bool external_ldap;          /* SL_AUTH_STEP_EXTERNAL*: LDAP (else PAM) checks the password */
     bool admin;                  /* a console client (its input goes to the console, never a server) */
     bool counted;                /* counted in sl_total_clients (max_client_conn) */
     bool logged_in;              /* counted in its route's clients */

@@ -62,7 +62,8 @@ static void state_changed(sl_worker *w)
 {
     sl_worker_set_config(w, sl_config_acquire());
     sl_run_state rs = sl_run_state_get();
-    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) sl_listen_stop(w, false);
+    /* WAIT_FOR_CLIENTS keeps the Unix socket open, as PgBouncer does: the console stays reachable */
+    if (rs >= SL_RUN_SHUTDOWN_GRACEFUL) sl_listen_stop(w, rs == SL_RUN_SHUTDOWN_WAIT_CLIENTS);
     if (rs == SL_RUN_NORMAL) wake_waiting(w);
     if (rs == SL_RUN_SHUTDOWN_NOW) uv_stop(&w->loop);
 }

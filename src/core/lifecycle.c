@@ -130,6 +130,10 @@ sl_set_result sl_set_setting(const char *name, const char *value, char *err, siz
     sl_config *cfg = sl_config_clone(cur);
     sl_config_unref(cur);
     bool ok = cfg && sl_setting_set(cfg, st, value, err, errlen) && tls_prepare(cfg, false, err, errlen);
+    /* the rules behind auth_type hba and ldap are read again when what they come from changes */
+    if (ok && (!strcmp(st->name, "auth_type") || !strcmp(st->name, "auth_hba_file") ||
+               !strcmp(st->name, "auth_ident_file") || !strcmp(st->name, "auth_ldap_options")))
+        ok = sl_config_load_auth_rules(cfg, err, errlen);
     if (!cfg) snprintf(err, errlen, "out of memory");
     if (ok) {
         if (!strcmp(st->name, "verbose") || !strncmp(st->name, "log", 3) || !strncmp(st->name, "syslog", 6))

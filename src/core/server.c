@@ -26,7 +26,7 @@
 #include "util/time.h"
 
 #define SV_LOG(s, lvl, fmt, ...)                                                                       \
-    sl_log_msg(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, sl_server_route(s)->db_name, \
+    sl_log_msg(lvl, "S-0x%llx: %s/%s@%s " fmt, (unsigned long long)(s)->id, sl_server_route(s)->db_name, \
                sl_server_route(s)->user, (s)->addr_str, ##__VA_ARGS__)
 
 #define LOGIN_MSG_MAX (1u << 20)
@@ -65,8 +65,8 @@ void sl_server_close(sl_server *s, sl_close_reason why)
     if (s->state == SL_SV_IDLE) sl_route_take_idle(&s->pc);
     bool quiet = s->state == SL_SV_LOGIN || s->state == SL_SV_CONNECTING; /* login failures log themselves */
     if (why != SL_CLOSE_NONE && (sl_log_verbose() >= 1 || !quiet))
-        SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s",
-               sl_close_reason_text(why));
+        SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s (age=%llds)",
+               sl_close_reason_text(why), (long long)((sl_now_us() - s->pc.connect_time) / 1000000));
     sl_client *c = s->client;
     s->client = NULL;
     if (c && c->server == s) c->server = NULL;
@@ -159,7 +159,7 @@ static void connect_started(sl_server *s, sl_worker *w, int fd)
         return;
     }
     sl_stream_set_poll(&s->s, UV_WRITABLE);
-    sl_log_debug("S-%llu connecting to %s (worker %d)", (unsigned long long)s->id, s->addr_str, w->id);
+    sl_log_debug("S-0x%llx: connecting to %s (worker %d)", (unsigned long long)s->id, s->addr_str, w->id);
 }
 
 /* Connect to the looked-up addresses in order until one connect starts (connected() comes back
@@ -278,7 +278,7 @@ sl_server *sl_server_launch(sl_worker *w, sl_backend *b)
     }
     req->data = s;
     s->conn.resolve = req;
-    sl_log_debug("S-%llu looking up %s (worker %d)", (unsigned long long)s->id, s->conn.name, w->id);
+    sl_log_debug("S-0x%llx: looking up %s (worker %d)", (unsigned long long)s->id, s->conn.name, w->id);
     return s;
 }
 
@@ -487,6 +487,21 @@ static void connected(sl_server *s)
         free_connect(&s->conn);
     }
     sl_sock_tune(s->s.fd, s->s.w->cfg, true);
+    if (s->s.w->cfg->log_connections) { /* PgBouncer's line: "new connection to server (from addr:port)" */
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char local[80] = "unix socket";
+        if (getsockname(s->s.fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family != AF_UNIX) {
+            char host[64] = "?";
+            const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                                     : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+            int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                      : ((struct sockaddr_in *)&ss)->sin_port);
+            inet_ntop(ss.ss_family, a, host, sizeof(host));
+            snprintf(local, sizeof(local), "%s:%d", host, port);
+        }
+        SV_LOG(s, SL_LOG_INFO, "new connection to server (from %s)", local);
+    }
     sl_backend *b = s->pc.backend;
     bool is_unix = !b->host || !*b->host || b->host[0] == '/';
     s->tls_plan = (uint8_t)sl_tls_server_plan((sl_tls_mode)s->s.w->cfg->server_tls_sslmode, is_unix);

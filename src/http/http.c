@@ -3,6 +3,7 @@
  * and tables.c; they only read snapshots (see snapshot.c), so the proxy path is never slowed. */
 #include "http/http.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -165,17 +166,28 @@ bool sl_http_start(const sl_config *cfg)
 {
     if (cfg->http_port <= 0 || g_daemon) return true;
     struct sockaddr_storage ss = {0};
-    if (!resolve(cfg->http_listen_addr, cfg->http_port, &ss)) return false;
+    if (!resolve(cfg->http_listen_addr, cfg->http_port, &ss)) {
+        sl_log_warn("http: cannot use http_listen_addr \"%s\": the monitoring endpoint is off, SQL traffic is "
+                    "served as usual", cfg->http_listen_addr);
+        return false;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     g_daemon = MHD_start_daemon(flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, NULL,
                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                /* so_reuseport: several pgsluice processes share the port, as they share
+                                 * listen_port */
+                                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)(cfg->so_reuseport ? 1 : 0),
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!g_daemon) {
-        sl_log_error("http: cannot listen on %s:%d", cfg->http_listen_addr, cfg->http_port);
+        int e = errno;
+        /* monitoring never stops SQL traffic */
+        sl_log_warn("http: cannot listen on %s:%d: %s; the monitoring endpoint is off, SQL traffic is served as "
+                    "usual%s", cfg->http_listen_addr, cfg->http_port, e ? strerror(e) : "unknown error",
+                    e == EADDRINUSE && !cfg->so_reuseport ? " (several pgsluice processes can share it with so_reuseport = 1)" : "");
         return false;
     }
     sl_log_info("http: monitoring endpoint on http://%s:%d/", cfg->http_listen_addr, cfg->http_port);

@@ -7,7 +7,8 @@
 
 #include "config/config.h"
 
-/* Start serving on http_listen_addr:http_port (no-op when http_port = 0). false if it cannot listen. */
+/* Start serving on http_listen_addr:http_port (no-op when http_port = 0). false if it cannot listen
+ * (logged as a warning: the pooler goes on without it). */
 bool sl_http_start(const sl_config *cfg);
 void sl_http_stop(void);
 

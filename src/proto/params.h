@@ -4,6 +4,9 @@
 #ifndef SL_PARAMS_H
 #define SL_PARAMS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 /* Session parameters a client may set at startup and that pgsluice keeps per client: when a client
  * is linked to a server whose value differs, pgsluice sends SET first. X-macro: C name, wire name. */
 #define SL_TRACKED_PARAMS(X)                                   \
@@ -14,10 +17,19 @@
     X(STANDARD_CONFORMING_STRINGS, "standard_conforming_strings") \
     X(APPLICATION_NAME, "application_name")
 #define SL_PARAM_ENUM(id, name) SL_PARAM_##id,
-typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS } sl_param_id;
+typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS_FIXED } sl_param_id;
 #undef SL_PARAM_ENUM
-extern const char *const sl_param_names[SL_NPARAMS];
+/* track_extra_parameters adds up to this many names after the fixed ones (slots left NULL). */
+#define SL_PARAM_EXTRA_MAX 8
+#define SL_NPARAMS (SL_NPARAMS_FIXED + SL_PARAM_EXTRA_MAX)
+/* Wire names; NULL for an extra slot not in use. Written only by sl_params_track_extra, at start-up
+ * before any other thread runs; read-only afterwards. */
+extern const char *sl_param_names[SL_NPARAMS];
 int sl_param_lookup(const char *name); /* case-insensitive; -1 if not tracked */
+/* Track the parameters of a comma/blank separated list too (track_extra_parameters); the fixed ones
+ * may be named again. false + err: more than SL_PARAM_EXTRA_MAX others, or a name that is not a
+ * plain identifier. Call once, at start-up. */
+bool sl_params_track_extra(const char *list, char *err, size_t errlen);
 
 /* Parameter values, interned (util/intern.h): equal values are the same pointer, and thousands of
  * clients with the same settings share one copy. NULL = unset. */

@@ -365,8 +365,8 @@ def test_extended_protocol_messages_answer_like_postgresql(pooler):
 def test_show_clients_and_servers_list_connections_of_every_worker(pooler):
     p = admin_pooler(pooler, {"default_pool_size": 10})
     conns = [clients.connect(p, application_name="lister%d" % i) for i in range(8)]
+    holders = []
     try:
-        holders = []
         for c in conns[:3]:  # three transactions hold their servers
             h = clients.connect(p, autocommit=False)
             h.execute("SELECT 1")
@@ -380,19 +380,26 @@ def test_show_clients_and_servers_list_connections_of_every_worker(pooler):
         assert all(r["type"] == "C" and r["database"] == "appdb" and r["user"] == "app" for r in mine)
         assert sum(r["state"] == "active" for r in rows if r["database"] == "appdb") >= 3
         assert any(r["database"] == "pgbouncer" for r in rows)  # the console itself, as PgBouncer shows it
-        servers = [r for r in show(p, "SERVERS") if r["database"] == "appdb"]
-        pool = pool_row(p, "appdb")
-        assert len(servers) == pool["sv_active"] + pool["sv_idle"] + pool["sv_used"] + pool["sv_tested"] \
-            + pool["sv_login"]
+
+        # servers the pool launched for the queue may still be logging in (remote_pid 0 until
+        # PostgreSQL's BackendKeyData): wait for a settled pool rather than assert on a moment
+        def settled():
+            servers = [r for r in show(p, "SERVERS") if r["database"] == "appdb"]
+            pool = pool_row(p, "appdb")
+            total = pool["sv_active"] + pool["sv_idle"] + pool["sv_used"] + pool["sv_tested"] + pool["sv_login"]
+            if pool["sv_login"] or len(servers) != total or not all(r["remote_pid"] > 0 for r in servers):
+                return None
+            return servers
+        servers = wait_for(settled, timeout=20, what="every server logged in and listed")
         assert sum(1 for r in servers if r["state"] == "active" and r["link"]) >= 3
-        assert all(r["remote_pid"] > 0 for r in servers)
         sockets = show(p, "SOCKETS")
         assert {r["type"] for r in sockets} == {"C", "S"}
         show(p, "ACTIVE_SOCKETS")
+    finally:
+        # open transactions would hold the pooler's graceful stop (SIGINT waits for them)
         for h in holders:
             h.rollback()
             h.close()
-    finally:
         for c in conns:
             c.close()
 

@@ -268,6 +268,11 @@ def test_shutdown_wait_for_clients_exits_when_the_last_client_leaves(pooler):
     wait_for(lambda: not port_is_open(p.port), timeout=10, what="listening stopped")
     assert c.execute("SELECT 2").fetchone() == (2,)  # the connected client is still served
     assert p.alive()
+    # the Unix socket stays open for the console (as PgBouncer); other logins there are refused
+    with psycopg.connect(p.dsn("pgbouncer", "postgres", host=p.unix_socket_dir), autocommit=True) as con:
+        assert con.execute("SHOW VERSION").fetchone()
+    with pytest.raises(psycopg.OperationalError, match="shutting down"):
+        psycopg.connect(p.dsn(host=p.unix_socket_dir))
     c.close()
     assert _exited(p) == 0
 

@@ -239,3 +239,30 @@ def test_http_port_0_turns_the_endpoint_off(pooler):
     assert listening_tcp_ports(p.pid) == {p.port}
     q = http_pooler(pooler)
     assert listening_tcp_ports(q.pid) == {q.port, q.http_port}
+
+
+@pytest.mark.pgsluice_only
+def test_a_taken_http_port_is_logged_and_sql_is_served(pooler):
+    """Monitoring never stops SQL traffic: the address, port and reason are logged, the pooler serves."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        p = pooler({"http_port": port})
+        clients.assert_pooler_serves(p)
+        wait_for(lambda: "http: cannot listen on 127.0.0.1:%d: Address already in use" % port in p.log_text(),
+                 timeout=10)
+    finally:
+        blocker.close()
+
+
+@pytest.mark.pgsluice_only
+def test_with_so_reuseport_two_pgsluice_processes_share_the_http_port(pooler):
+    port = free_port()
+    a = pooler({"http_port": port, "so_reuseport": 1})
+    b = pooler({"http_port": port, "so_reuseport": 1})
+    for p in (a, b):
+        clients.assert_pooler_serves(p)
+        assert "cannot listen" not in p.log_text()
+    assert http_get(port, "/live")[0] == 200

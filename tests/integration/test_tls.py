@@ -341,3 +341,111 @@ def test_a_reload_with_a_broken_certificate_keeps_the_running_tls(make_pooler, c
         a.execute("SET client_tls_key_file = '%s'" % os.path.join(certs, "rotating.key"))
     with clients.connect(p, sslmode="require") as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+# ---- every client_tls_sslmode against every libpq sslmode ----
+
+LIBPQ_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
+def test_each_client_tls_sslmode_against_each_libpq_sslmode(make_pooler, cluster, certs, mode):
+    settings = {"client_tls_sslmode": mode}
+    if mode != "disable":
+        settings = client_tls(certs, mode, client_tls_ca_file=os.path.join(certs, "ca.crt"))
+    p = make_pooler(cluster, settings)
+    for client in LIBPQ_MODES:
+        # a client certificate and the CA go with every attempt; libpq uses them only when asked
+        kw = {"sslmode": client, "sslrootcert": os.path.join(certs, "ca.crt"), "host": "localhost",
+              "sslcert": os.path.join(certs, "client.crt"), "sslkey": os.path.join(certs, "client.key")}
+        if mode == "disable":
+            works, tls = client in ("disable", "allow", "prefer"), False
+        elif mode in ("allow", "prefer"):
+            works, tls = True, client not in ("disable", "allow")  # libpq's allow tries plaintext first
+        else:  # require, verify-ca, verify-full: plaintext is refused, libpq's allow then retries with TLS
+            works, tls = client != "disable", True
+        if not works:
+            with pytest.raises(psycopg.OperationalError):
+                clients.connect(p, **kw)
+            continue
+        with clients.connect(p, **kw) as c:
+            assert bool(c.pgconn.ssl_in_use) == tls, (mode, client)
+            assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+# ---- server certificates that must not pass ----
+
+@pytest.fixture
+def swap_server_cert(tls_cluster, certs):
+    """Make the TLS cluster present another certificate (PostgreSQL rereads its files on reload)."""
+    pgd = os.path.join(certs, "pg")
+
+    def swap(name):
+        for ext in ("crt", "key"):
+            dst = os.path.join(pgd, "server." + ext)
+            shutil.copy(os.path.join(certs, "%s.%s" % (name, ext)), dst)
+            os.chmod(dst, 0o600)
+        chown_to_postgres(pgd, recursive=True)
+        tls_cluster.psql("SELECT pg_reload_conf()")
+        # the reload is asynchronous: wait until a new connection sees the new certificate
+        want = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
+                               os.path.join(certs, name + ".crt")], capture_output=True, text=True).stdout
+
+        def presented():  # PostgreSQL 15 speaks TLS only after an SSLRequest: s_client -starttls postgres
+            hello = subprocess.run(["openssl", "s_client", "-starttls", "postgres", "-connect",
+                                    "%s:%d" % (tls_cluster.host, tls_cluster.primary_port)],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10).stdout
+            got = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256"], input=hello,
+                                 capture_output=True, text=True).stdout
+            return got == want
+        wait_until(lambda: _pg_presents(presented), what="PostgreSQL presenting %s.crt" % name)
+
+    yield swap
+    swap("server")
+
+
+def _pg_presents(fn):
+    try:
+        return fn()
+    except (OSError, ssl.SSLError):
+        return False
+
+
+@pytest.mark.parametrize("cert, words", [("wronghost", "certificate verify failed: IP address mismatch"),
+                                         ("expired", "certificate has expired"),
+                                         ("stranger", "certificate verify failed")])
+def test_server_verify_full_refuses_a_wrong_name_an_expired_or_a_foreign_certificate(
+        make_pooler, tls_cluster, certs, swap_server_cert, cert, words):
+    swap_server_cert(cert)
+    p = make_pooler(tls_cluster, {"server_tls_sslmode": "verify-full", "query_wait_timeout": 5,
+                                  "server_tls_ca_file": os.path.join(certs, "ca.crt")})
+    sqlstate, msg = clients.login_error(p)
+    assert sqlstate.startswith("08"), (sqlstate, msg)
+    wait_until(lambda: words in p.log_text(), what=words)
+    q = make_pooler(tls_cluster, {"server_tls_sslmode": "require"})  # require does not look at the certificate
+    with clients.connect(q) as c:
+        assert server_ssl(c) is True
+
+
+# ---- cert through an hba line with a user map ----
+
+def test_hba_cert_line_with_a_map(make_pooler, tls_cluster, certs, session_dir):
+    d = os.path.join(session_dir, "tls-hba")
+    os.makedirs(d, exist_ok=True)
+    hba, ident = os.path.join(d, "hba.conf"), os.path.join(d, "ident.conf")
+    with open(hba, "w") as f:
+        f.write("hostssl all plainuser 127.0.0.1/32 cert map=certs\n"
+                "hostssl all app 127.0.0.1/32 cert\n"
+                "host all postgres 127.0.0.1/32 scram-sha-256\n")
+    with open(ident, "w") as f:
+        f.write("certs  alice  plainuser\n")
+    p = make_pooler(tls_cluster, client_tls(certs, "prefer", client_tls_ca_file=os.path.join(certs, "ca.crt"),
+                                            auth_type="hba", auth_hba_file=hba, auth_ident_file=ident))
+    cert = {"sslmode": "require", "sslcert": os.path.join(certs, "client.crt"),
+            "sslkey": os.path.join(certs, "client.key")}
+    with clients.connect(p, user="plainuser", password="", **cert) as c:  # CN alice maps to plainuser
+        assert c.execute("SELECT current_user").fetchone() == ("plainuser",)
+    with pytest.raises(psycopg.OperationalError, match='certificate authentication failed for user "app"'):
+        clients.connect(p, user="app", password="", **cert)  # CN alice is not app, and no map
+    with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
+        clients.connect(p, user="plainuser", password="", sslmode="disable")  # hostssl only

@@ -218,7 +218,11 @@ static const err_case err_cases[] = {
     {DATA "bad_authfile.ini", DATA "userlist_bad.txt:3: expected a double-quoted password"},
     {DATA "no-such-file.ini", "cannot open config file \"" DATA "no-such-file.ini\""},
     /* fail closed: a login method that cannot be carried out refuses the file */
-    {DATA "hba.ini", DATA "hba.ini: auth_type hba is not supported by this pgsluice build"},
+    {DATA "hba.ini", DATA "hba.ini: /etc/pgbouncer/hba.conf: cannot open auth_hba_file"},
+    {DATA "hba_nofile.ini", DATA "hba_nofile.ini: auth_type hba needs auth_hba_file"},
+    {DATA "hba_badmap.ini", DATA "hba_badmap.ini: data/hba/peer_map.conf:1: map \"nosuchmap\" is used but auth_ident_file is not set"},
+    {DATA "ldap_noopts.ini", DATA "ldap_noopts.ini: auth_type ldap needs auth_ldap_options"},
+    {DATA "ldap_badopts.ini", DATA "ldap_badopts.ini: auth_ldap_options:1: "},
 };
 
 static void test_errors(void **state)
@@ -382,7 +386,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 92); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 95); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "proto/pgoptions.h"
 #include "proto/pkt.h"
 
 /* Build a startup-style packet from NUL-separated name/value pairs. */
@@ -171,6 +172,47 @@ static void test_data_row_and_row_description(void **state)
     sl_pb_free(&pb);
 }
 
+/* ---- the options startup parameter ---- */
+
+static sl_pgopt_status opt(const char **pos, char *name, char *value)
+{
+    char err[128];
+    return sl_pgoptions_next(pos, name, 64, value, 64, err, sizeof(err));
+}
+
+static void test_pgoptions_forms(void **state)
+{
+    (void)state;
+    const char *pos = "  -c search_path=app  -cTimeZone=UTC\t--statement-timeout=5s -c a=b\\ c  ";
+    char name[64], value[64];
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_SETTING);
+    assert_string_equal(name, "search_path");
+    assert_string_equal(value, "app");
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_SETTING);
+    assert_string_equal(name, "TimeZone");
+    assert_string_equal(value, "UTC");
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_SETTING);
+    assert_string_equal(name, "statement_timeout"); /* --name: dashes become underscores */
+    assert_string_equal(value, "5s");
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_SETTING);
+    assert_string_equal(name, "a");
+    assert_string_equal(value, "b c"); /* a backslash keeps the blank */
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_DONE);
+    pos = "";
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_DONE);
+}
+
+static void test_pgoptions_refusals(void **state)
+{
+    (void)state;
+    const char *bad[] = {"-B 100", "-c", "-c noequals", "--=x", "-c =x", "plain", "-c name=" "0123456789012345678901234567890123456789012345678901234567890123456789"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *pos = bad[i];
+        char name[64], value[64];
+        assert_int_equal(opt(&pos, name, value), SL_PGOPT_ERROR);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +225,8 @@ int main(void)
         cmocka_unit_test(test_builder_grows_for_large_messages),
         cmocka_unit_test(test_reader_stops_at_the_end),
         cmocka_unit_test(test_data_row_and_row_description),
+        cmocka_unit_test(test_pgoptions_forms),
+        cmocka_unit_test(test_pgoptions_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
