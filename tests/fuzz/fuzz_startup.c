@@ -1,11 +1,45 @@
 /* fuzz_startup.c - the startup packet parser (sl_startup_parse, sl_startup_get), fed the way
  * client.c's handle_login feeds it: the first bytes a client sends, as a sequence of
  * length-prefixed packets (SSLRequest / GSSENCRequest may come before the startup packet).
+ * The "options" parameter of an accepted startup packet goes through sl_pgoptions_next as client.c
+ * reads it (proto/pgoptions.c).
  * Checks: every accepted packet rebuilds byte for byte with the message builder from what the
- * parser returned (so nothing was lost or invented), and the names and values lie inside it. */
+ * parser returned (so nothing was lost or invented), and the names and values lie inside it; the
+ * options reader always advances, stops, and gives a non-empty name without '-' for each setting
+ * and a reason for each refusal. */
 #include "fuzz_common.h"
 
+#include "proto/pgoptions.h"
 #include "proto/pkt.h"
+
+/* The options as client.c reads them (its buffer sizes), from an exact-size copy. */
+static void check_options(const char *options)
+{
+    size_t n = strlen(options);
+    char *copy = malloc(n + 1);
+    if (!copy) abort();
+    memcpy(copy, options, n + 1);
+    const char *pos = copy;
+    char name[128], value[512], err[256];
+    for (int i = 0;; i++) {
+        FZ_CHECK(i <= (int)n + 1, "options reader does not stop");
+        const char *before = pos;
+        err[0] = '\0';
+        sl_pgopt_status st = sl_pgoptions_next(&pos, name, sizeof(name), value, sizeof(value), err, sizeof(err));
+        FZ_CHECK(pos >= copy && pos <= copy + n, "options position outside the string");
+        if (st == SL_PGOPT_DONE) break;
+        if (st == SL_PGOPT_ERROR) {
+            FZ_CHECK(err[0] != '\0', "options refused without a reason");
+            break;
+        }
+        FZ_CHECK(st == SL_PGOPT_SETTING, "options status %d", (int)st);
+        FZ_CHECK(pos > before, "a setting without advancing");
+        FZ_CHECK(name[0] != '\0' && strlen(name) < sizeof(name) && strlen(value) < sizeof(value),
+                 "setting name or value");
+        FZ_CHECK(!strchr(name, '-'), "'-' left in the setting name \"%s\"", name);
+    }
+    free(copy);
+}
 
 static void check_roundtrip(const uint8_t *pkt, uint32_t len, const sl_startup *st)
 {
@@ -65,7 +99,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sl_startup st;
         sl_startup_status rc = sl_startup_parse(pkt, len, &st);
         FZ_CHECK(strlen(sl_startup_status_str(rc)) > 0, "status without a text");
-        if (rc == SL_STARTUP_OK) check_roundtrip(pkt, len, &st);
+        if (rc == SL_STARTUP_OK) {
+            check_roundtrip(pkt, len, &st);
+            const char *options = st.code == SL_CANCEL_CODE ? NULL : sl_startup_get(&st, "options");
+            if (options) check_options(options);
+        }
         bool more = rc == SL_STARTUP_OK && (st.code == SL_SSL_CODE || st.code == SL_GSSENC_CODE);
         free(pkt);
         if (!more) return 0;
