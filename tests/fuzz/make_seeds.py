@@ -457,6 +457,40 @@ def extended_protocol_seeds():
     write(t, "raw_client_bytes", big + bytes([6, 9]) + msg("P", b"\0\0\0") + op_send() + op_answer())
 
 
+def hba_seeds():
+    """fuzz_hba: flags, 16 address bytes, database/user/map/system user, hba text, NUL, ident text."""
+    t = "hba"
+    hba = (b"# TYPE DATABASE USER ADDRESS METHOD\n"
+           b"local all postgres peer\n"
+           b"local sameuser all peer map=localusers\n"
+           b"host \"all\" \"all\" 10.2.0.0 255.255.0.0 md5 # quoted keywords are names\n"
+           b"hostssl app,\"my db\" alice, bob 2001:db8::/32 \\\n        cert clientcert=verify-full map=certs\n"
+           b"hostnossl replication all 127.0.0.1/32 scram-sha-256\n"
+           b"host all /^svc_.*$ 192.168.0.0/16 pam pamservice=pgsluice\n"
+           b"host all all ::1/128 ldap ldapserver=ldap.example.net ldapprefix=\"uid=\" ldapsuffix=\",dc=example,dc=net\"\n"
+           b"host all all samenet ldap ldapurl=\"ldap://ldap.example.net/dc=example,dc=net?uid?sub\"\n"
+           b"host all all all reject\n")
+    ident = (b"# MAPNAME SYSTEM-USERNAME PG-USERNAME\n"
+             b"localusers root postgres\n"
+             b"localusers /^(.*)$ \\1\n"
+             b"certs alice.example.com alice\n"
+             b"certs /^(.*)@example\\.com$ \\1\n")
+
+    def names(db, user, m, sysuser):
+        return b"\0".join(x.encode() for x in (db, user, m, sysuser)) + b"\0"
+
+    v4 = bytes([10, 2, 3, 4]) + bytes(12)
+    v6 = bytes.fromhex("20010db8000000000000000000000001")
+    write(t, "unix_peer", bytes([1]) + bytes(16) + names("app", "postgres", "localusers", "root") + hba + b"\0" + ident)
+    write(t, "tcp_md5", bytes([0]) + v4 + names("app", "bob", "", "bob") + hba + b"\0" + ident)
+    write(t, "tls_cert_v6", bytes([2 | 8]) + v6 + names("my db", "alice", "certs", "alice@example.com") + hba + b"\0" + ident)
+    write(t, "replication", bytes([4]) + bytes([127, 0, 0, 1]) + bytes(12) + names("replication", "rep", "", "x") + hba)
+    write(t, "refused_include", bytes([0]) + v4 + names("a", "b", "", "") + b"include other.conf\n")
+    write(t, "refused_at_file", bytes([0]) + v4 + names("a", "b", "", "") + b"host @dbs.txt all all trust\n")
+    write(t, "refused_ident_group", bytes([1]) + bytes(16) + names("a", "b", "m", "b") + b"local all all peer map=m\n\0"
+          + b"m b +admins\n")
+
+
 def main():
     startup_seeds()
     scram_server_seeds()
@@ -469,6 +503,7 @@ def main():
     http_seeds()
     client_login_seeds()
     extended_protocol_seeds()
+    hba_seeds()
     return 0
 
 
