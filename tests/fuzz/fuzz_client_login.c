@@ -4,6 +4,8 @@
  * SCRAM-SHA-256 (SASLInitialResponse, SASLResponse). The client is accepted with sl_client_accept
  * on one end of a socketpair, by a worker struct whose libuv loop the harness runs (one thread: a
  * uv_run(UV_RUN_NOWAIT) after each piece of input delivers the events as the worker would).
+ * auth_type hba (config/hba.c, client_auth.c's rule matching): SCRAM over TLS, a cleartext password
+ * without, reject otherwise.
  * TLS (net/tls.c, net/transport_tls.c): some configs turn client TLS on (a self-signed certificate
  * made at start); the harness then plays a real TLS client with OpenSSL: an SSLRequest answered 'S'
  * and a handshake, or a direct TLS connection (PostgreSQL 17's sslnegotiation=direct, ALPN
@@ -57,7 +59,14 @@ static const login_config configs[] = {
     {"md5", 0, NULL, PEER_PLAIN},             {"plain", 1, NULL, PEER_PLAIN},
     {"plain", 0, "prefer", PEER_SSLREQUEST},  {"scram-sha-256", 2, "require", PEER_DIRECT},
     {"trust", 0, "require", PEER_PLAIN},      {"md5", 1, "allow", PEER_SSLREQUEST},
+    {"hba", 2, "allow", PEER_SSLREQUEST},     {"hba", 2, NULL, PEER_PLAIN},
 };
+
+/* auth_type hba: SCRAM over TLS, a cleartext password without (the client's address, a socketpair's,
+ * matches only "all"). */
+static const char hba_rules[] = "hostssl pgbouncer,pgsluice fuzz all scram-sha-256\n"
+                                "hostnossl all fuzz all password\n"
+                                "host all all all reject\n";
 #define NCONFIGS (sizeof(configs) / sizeof(configs[0]))
 
 static sl_config *g_cfg[NCONFIGS];
@@ -78,6 +87,11 @@ static sl_config *make_config(const login_config *lc)
 {
     sl_config *c = sl_config_new_default();
     if (!c) abort();
+    if (!strcmp(lc->auth_type, "hba")) {
+        char path[PATH_MAX];
+        fz_write_file("hba.conf", hba_rules, strlen(hba_rules), path, sizeof(path));
+        set(c, "auth_hba_file", path);
+    }
     set(c, "auth_type", lc->auth_type);
     set(c, "ignore_startup_parameters", "extra_float_digits, options");
     set(c, "application_name_add_host", lc->stored == 0 ? "1" : "0");
@@ -103,6 +117,11 @@ static sl_config *make_config(const login_config *lc)
     c->userlist[0].name = strdup("fuzz");
     c->userlist[0].password = strdup(stored);
     c->n_userlist = 1;
+    char err[512];
+    if (!sl_config_load_auth_rules(c, err, sizeof(err))) {
+        fprintf(stderr, "auth rules: %s\n", err);
+        abort();
+    }
     return c;
 }
 
@@ -346,8 +365,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (lc->sslmode && !strcmp(lc->sslmode, "require") && lc->peer == PEER_PLAIN)
         FZ_CHECK(!auth_ok, "AuthenticationOk without TLS under client_tls_sslmode require");
     if (auth_ok) {
-        bool may = !strcmp(lc->auth_type, "trust") ||
-                   (!strcmp(lc->auth_type, "plain") && memmem(data, size, "secret", 6) != NULL);
+        /* cleartext: plain, or the hba file's hostnossl rule */
+        bool cleartext = !strcmp(lc->auth_type, "plain") || (!strcmp(lc->auth_type, "hba") && !pr.ssl);
+        bool may = !strcmp(lc->auth_type, "trust") || (cleartext && memmem(data, size, "secret", 6) != NULL);
         FZ_CHECK(may, "AuthenticationOk under auth_type %s", lc->auth_type);
     }
     FZ_LOG("config %s/%d, TLS %s (%s): %zu reply bytes, %s, auth %s", lc->auth_type, lc->stored,

@@ -312,7 +312,7 @@ def http_seeds():
 def client_login_seeds():
     t = "client_login"
     # config index (fuzz_client_login.c configs[]): 0 plain/"secret", 1 md5/hash, 2 scram/secret,
-    # 3 md5/secret (SCRAM), 4 plain/secret, 5 trust, 6 md5/plain, 7 plain/md5 hash; 8-11 with TLS
+    # 3 md5/secret (SCRAM), 4 plain/secret, 5 trust, 6 md5/plain, 7 plain/md5 hash; 8-11 with TLS, 12-13 auth_type hba
     console = [("user", "fuzz"), ("database", "pgbouncer"), ("application_name", "psql"),
                ("client_encoding", "UTF8")]
     cf = b"n,,n=,r=rOprNGfwEbeRWgbNEkqO"
@@ -349,6 +349,12 @@ def client_login_seeds():
     write(t, "tls_required_plaintext", bytes([10, 0]) + startup(console))
     write(t, "tls_required_ssl_request_then_garbage", bytes([10, 0]) + SSL_REQUEST + startup(console))
     write(t, "tls_direct_hello_garbage", bytes([10, 0]) + b"\x16\x03\x01\x00\x05hello")
+    # 12 hba over TLS (SCRAM), 13 hba in plaintext (cleartext password; other users rejected)
+    write(t, "hba_tls_scram", bytes([12, 0]) + startup(console) + sasl_initial + sasl_final)
+    write(t, "hba_plain_password", bytes([13, 0]) + startup(console) + msg("p", cstr("secret")))
+    write(t, "hba_rejected_user", bytes([13, 0]) + startup([("user", "other"), ("database", "pgbouncer")]))
+    write(t, "hba_options", bytes([13, 0]) + startup(console + [("options", "-c search-path=x --DateStyle=ISO")])
+          + msg("p", cstr("secret")))
     write(t, "tls_second_ssl_request", bytes([11, 0]) + SSL_REQUEST + startup(console) + msg("p", cstr("md5" + "0" * 32)))
 
 
