@@ -439,6 +439,7 @@ void sl_client_wake(sl_client *c)
     bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
     if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
     if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
+    c->wt.login = c->state != SL_CL_WAITING; /* still logging in: told at once when server logins fail */
     sl_acquire a;
     sl_pool_actions act;
     sl_pool_actions_init(&act);

@@ -55,6 +55,7 @@ typedef struct sl_pool_waiter {
     uint32_t slot, gen;          /* how its worker names it */
     int64_t queued_at;
     bool queued;                 /* written under the route lock; read by the owner (atomic) */
+    bool login;                  /* a client still logging in (it needs a server to learn its parameters) */
     sl_intent intent;
 } sl_pool_waiter;
 
@@ -102,6 +103,8 @@ typedef struct sl_backend {
     int64_t last_login_failure;  /* usec; new logins are not tried for server_login_retry after */
     char last_login_error[256];
     char last_login_sqlstate[6];
+    bool last_login_transient;   /* the server is not up right now (restarting, refusing connections):
+                                    logged-in clients wait for it instead of failing */
     /* the address the host name resolved to last, reused for dns_max_ttl (dns_at 0: none) */
     struct sockaddr_storage dns_addr;
     socklen_t dns_len;
