@@ -69,6 +69,8 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
         return;
     }
     sl_random_bytes(&c->cancel_key, sizeof(c->cancel_key));
+    __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED); /* max_client_conn counts it from now */
+    c->counted = true;
     c->state = SL_CL_LOGIN;
     c->wt.worker = w->id;
     c->wt.slot = c->slot;
@@ -209,8 +211,6 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "53200", "out of memory");
         return false;
     }
-    __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
-    c->counted = true;
     negotiate_version(c, st);
     for (int i = 0; i < st->nparams; i++) {
         /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
@@ -232,7 +232,9 @@ static bool admit(sl_client *c, const sl_startup *st)
         snprintf(buf, sizeof(buf), "%s - %s", an ? an : "", c->addr);
         sl_params_set(&c->params, SL_PARAM_APPLICATION_NAME, buf);
     }
-    if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) > cfg->max_client_conn) {
+    /* every connection counts, logged in or not (a flood of logins that never finish is bounded by
+     * it too); the console stays reachable when the pooler is full, as with PgBouncer */
+    if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) > cfg->max_client_conn && !sl_console_is_db(c->dbname)) {
         sl_client_error(c, true, "53300", "no more connections allowed (max_client_conn)");
         return false;
     }

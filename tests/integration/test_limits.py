@@ -91,3 +91,25 @@ def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(pooler):
         for s in socks:
             s.close()
     clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only
+def test_connections_still_logging_in_count_towards_max_client_conn_and_the_console_stays_reachable(pooler):
+    """A flood of connections that never finish logging in is bounded by max_client_conn (PgBouncer
+    counts every client), and the console still lets an admin in."""
+    p = pooler({"max_client_conn": 5, "client_login_timeout": 60})
+    stalled = [clients.raw_socket(p) for _ in range(5)]  # connected, no startup packet
+    try:
+        def refused():
+            try:
+                clients.connect(p).close()
+                return False
+            except psycopg.OperationalError as e:
+                return "no more connections allowed (max_client_conn)" in str(e)
+        wait_for(refused, timeout=10, what="a login refused while 5 connections are still logging in")
+        with psycopg.connect(p.dsn("pgbouncer", "postgres"), autocommit=True) as admin:
+            assert admin.execute("SHOW VERSION").fetchone()
+    finally:
+        for s in stalled:
+            s.close()
+    wait_for(lambda: _try_connect(p), timeout=10, what="logins accepted once the stalled connections left").close()
