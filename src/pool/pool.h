@@ -284,6 +284,10 @@ void sl_route_kick(sl_route *r, sl_pool_actions *act);
 bool sl_route_take_idle(sl_pool_conn *c);
 /* Pooler queries started / finished on a server (SHOW POOLS sv_tested). */
 void sl_route_conn_testing(sl_pool_conn *c, bool testing);
+/* An idle connection beyond its route's pool_size (made smaller by SET or RELOAD; or a reserve
+ * server nobody waits for), above min_pool_size: true when it is taken off the pool and counted
+ * off (the caller closes it). */
+bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend);
 /* Should this server close instead of going back to the pool? (lifetime, RECONNECT, its target or
  * backend changed by a reload) */
 static inline bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now);

@@ -389,6 +389,17 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
     pthread_mutex_unlock(&r->lock);
 }
 
+bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend)
+{
+    sl_route *r = c->backend->route;
+    pthread_mutex_lock(&r->lock);
+    bool surplus = !c->gone && sl_list_linked(&c->idle_node) && r->n_servers > r->pool_size &&
+                   r->n_servers > r->min_pool_size && sl_list_empty(&r->waiting);
+    if (surplus) forget_locked(c, pend); /* counted off under the same lock: nobody closes one too many */
+    pthread_mutex_unlock(&r->lock);
+    return surplus;
+}
+
 void sl_route_conn_testing(sl_pool_conn *c, bool testing)
 {
     if (c->testing == testing) return;

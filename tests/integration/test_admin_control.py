@@ -230,6 +230,27 @@ def test_set_default_pool_size_changes_the_capacity_of_existing_pools(pooler):
         h.close()
 
 
+@pytest.mark.pgsluice_only  # SHOW POOLS' pool_size column is pgsluice's
+def test_a_smaller_pool_gives_back_its_surplus_idle_servers_promptly(pooler):
+    """SET default_pool_size below the servers open closes the idle surplus within a few ticks,
+    not after server_idle_timeout (600 s here)."""
+    p = admin_pooler(pooler, {"default_pool_size": 8, "server_idle_timeout": 600})
+    conns = [clients.connect(p, autocommit=False) for _ in range(8)]
+    for c in conns:
+        c.execute("SELECT 1")  # eight transactions at once: eight servers
+    for c in conns:
+        c.rollback()
+    wait_for(lambda: pool_row(p, "appdb")["sv_idle"] + pool_row(p, "appdb")["sv_used"] == 8, timeout=10,
+             what="eight idle servers")
+    admin_psql(p, "SET default_pool_size=3;")
+    wait_for(lambda: (lambda r: r["sv_idle"] + r["sv_used"] + r["sv_active"] == 3)(pool_row(p, "appdb")),
+             timeout=10, what="the pool trimmed to 3 servers")
+    for c in conns:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        c.rollback()
+        c.close()
+
+
 @pytest.mark.pgsluice_only  # PgBouncer 1.18 ignores a bad value on RELOAD
 def test_reload_of_a_broken_file_answers_an_error_and_keeps_the_running_config(pooler):
     p = admin_pooler(pooler)
