@@ -589,6 +589,11 @@ void sl_client_tick(sl_client *c, int64_t now)
     switch (c->state) {
     case SL_CL_LOGIN:
     case SL_CL_AUTH:
+        if (c->auth_fail_at && now >= c->auth_fail_at) { /* a refusal held back by auth_failure_delay */
+            sl_client_error(c, true, c->auth_fail_sqlstate, "%s", c->auth_fail_msg);
+            break;
+        }
+        if (c->auth_fail_at) break;
         if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;
