@@ -25,7 +25,7 @@
 #include "util/log.h"
 #include "util/time.h"
 
-#define AUTH_MSG_MAX 8192
+#define AUTH_MSG_MAX (65535 + 1024) /* a cleartext password of up to 65,535 bytes, as PgBouncer takes */
 #define METHOD_PEER 100 /* a method only rules have (next to sl_auth_type's values) */
 
 #define CA_LOG(c, lvl, fmt, ...) \

@@ -62,3 +62,10 @@ def test_auth_failure_delay_holds_back_a_refusal_and_logs_the_address(pooler):
     assert 'login failed: password authentication failed for user "app"' in p.log_text()
     assert "@127.0.0.1:" in p.log_text()
     clients.assert_pooler_serves(p)  # a right password is not slowed, other clients are served meanwhile
+
+
+@pytest.mark.pgsluice_only
+def test_a_password_of_60000_bytes_is_checked_not_refused_as_too_long(pooler):
+    p = pooler({"auth_type": "plain"})
+    sqlstate, msg = clients.login_error(p, user="plainuser", password="x" * 60000)
+    assert sqlstate == "28P01", (sqlstate, msg)

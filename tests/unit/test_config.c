@@ -440,7 +440,7 @@ static void test_set_format_roundtrip(void **state)
     static const struct { const char *name, *in; } bad[] = {
         {"query_timeout", "soon"}, {"query_timeout", "5 parsecs"}, {"listen_port", "0"}, {"listen_port", "65536"},
         {"pool_mode", "sometimes"}, {"tcp_keepalive", "2"}, {"max_client_conn", ""}, {"unix_socket_mode", "0999"},
-        {"workers", "-1"}, {"pkt_buf", "100"},
+        {"workers", "-1"}, {"pkt_buf", "0"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const sl_setting *s = sl_setting_find(bad[i].name);
