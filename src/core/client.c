@@ -515,6 +515,7 @@ void sl_client_idle_input(sl_client *c)
         if (r == SL_PS_CONSUMED) continue;
         sl_client_set_state(c, SL_CL_WAITING);
         c->request_time = c->wait_start = sl_now_fast();
+        c->wait_notified = false;
         if (sl_stream_out_pending(s)) (void)sl_stream_flush(s, NULL);
         sl_client_wake(c);
         /* only a client left waiting stops reading: a linked one keeps its poll as it is, so the
@@ -600,8 +601,19 @@ void sl_client_tick(sl_client *c, int64_t now)
     case SL_CL_WELCOME:
     case SL_CL_WAITING: {
         int64_t t = SL_ROUTE_TIMEOUT(c->route, query_wait_timeout);
-        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt))
+        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt)) {
             sl_client_error(c, true, "08P01", "query_wait_timeout");
+            break;
+        }
+        if (c->state == SL_CL_WAITING && cfg->query_wait_notify > 0 && !c->wait_notified &&
+            now - c->request_time > cfg->query_wait_notify) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "No server connection available in pool \"%s/%s\", waiting",
+                     c->route->db_name, c->route->user);
+            sl_pb_notice_detail(&c->s.out, msg, NULL);
+            c->wait_notified = true;
+            client_flush_out(c);
+        }
         break;
     }
     case SL_CL_IDLE: {

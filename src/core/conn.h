@@ -78,6 +78,7 @@ typedef struct sl_client {
     bool logged_in;              /* counted in its route's clients */
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
     bool is_unix;                /* came in over the Unix socket (never TLS there, as in PostgreSQL) */
+    bool wait_notified;          /* told (query_wait_notify) that this wait for a server is long */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */

@@ -1,6 +1,7 @@
 """Client limits: max_client_conn, query_wait_timeout, running out of file descriptors."""
 import shutil
 import struct
+import threading
 import time
 
 import psycopg
@@ -113,3 +114,23 @@ def test_connections_still_logging_in_count_towards_max_client_conn_and_the_cons
         for s in stalled:
             s.close()
     wait_for(lambda: _try_connect(p), timeout=10, what="logins accepted once the stalled connections left").close()
+
+
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no query_wait_notify
+def test_query_wait_notify_tells_a_waiting_client_why_nothing_happens(pooler):
+    p = pooler({"default_pool_size": 1, "query_wait_notify": 1})
+    holder = clients.connect(p, autocommit=False)
+    holder.execute("SELECT 1")  # the only server, held by an open transaction
+    waiter = clients.connect(p)
+    notices = []
+    waiter.add_notice_handler(lambda d: notices.append(d.message_primary))
+    t = threading.Thread(target=lambda: waiter.execute("SELECT 2"))
+    t.start()
+    try:
+        wait_for(lambda: notices, timeout=15, what="a NOTICE to the waiting client")
+        assert notices[0] == 'No server connection available in pool "appdb/app", waiting'
+    finally:
+        holder.rollback()
+        t.join(30)
+        holder.close()
+        waiter.close()
