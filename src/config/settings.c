@@ -88,7 +88,11 @@ const sl_setting sl_settings[] = {
     S_BOOL(server_reset_query_always, "0", A, "Run server_reset_query in every pool mode, not only session."),
     S_STR(server_check_query, "select 1", A, "Query used to check an idle server connection is alive."),
     S_TIME(server_check_delay, "30", A, "Seconds a released connection may be reused without a check."),
-    S_BOOL(server_fast_close, "0", A, "Close server connections as soon as possible during RECONNECT/RELOAD.", NI),
+    S_BOOL(server_fast_close, "0", A,
+           "Session pooling: a server connection that must be replaced (RECONNECT, a RELOAD that changes its "
+           "database's host or settings, server_lifetime) is closed at the end of its current transaction instead "
+           "of at the end of the client's session; the client is then disconnected too (57P01), so that it "
+           "notices. No effect in transaction and statement pooling, where that is what happens anyway."),
     S_TIME(server_lifetime, "3600", A, "Close server connections older than this many seconds; 0 is unlimited."),
     S_TIME(server_idle_timeout, "600", A, "Close server connections idle this many seconds; 0 is never."),
     S_TIME(server_connect_timeout, "15", A, "Seconds allowed for connecting and logging in to a server."),

@@ -634,6 +634,19 @@ void sl_client_tick(sl_client *c, int64_t now)
             why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
         else if (xt > 0 && c->xact_start && now - c->xact_start > xt)
             why = SL_CLOSE_TRANSACTION_TIMEOUT;
+        /* server_fast_close (session pooling): a server due for replacement goes between transactions,
+         * and takes its client's session with it */
+        bool fast_close = why == SL_CLOSE_NONE && cfg->server_fast_close && s->xact == SL_XACT_IDLE &&
+                          s->outstanding == 0 && !s->in_batch && sl_route_pool_mode(r) == SL_POOL_SESSION &&
+                          sl_route_conn_retire_due(&s->pc, now);
+        if (fast_close) {
+            c->server = NULL;
+            s->client = NULL;
+            sl_server_close(s, SL_CLOSE_SERVER_RETIRED);
+            sl_client_error(c, true, "57P01", "server_fast_close: the server connection of this session was closed by a "
+                                              "configuration change (RECONNECT, RELOAD)");
+            break;
+        }
         if (why == SL_CLOSE_NONE) break;
         /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
          * mid-transaction and cannot be reused */

@@ -345,3 +345,24 @@ def test_cancel_request_calls_off_a_waiting_pause(pooler):
     holder.close()
     clients.assert_pooler_serves(p)
     adm.close()
+
+
+@pytest.mark.pgsluice_only  # RECONNECT is PgBouncer 1.19+
+@pytest.mark.parametrize("fast", [0, 1])
+def test_server_fast_close_ends_a_session_whose_server_must_be_replaced(pooler, fast):
+    p = admin_pooler(pooler, {"pool_mode": "session", "server_fast_close": fast})
+    c = clients.connect(p)
+    c.execute("SELECT 1")
+    admin_psql(p, "RECONNECT appdb")
+    if fast:
+        # closed between transactions, with the client's session
+        wait_for(lambda: not [r for r in show(p, "SERVERS") if r["database"] == "appdb"], timeout=10,
+                 what="the session's server closed")
+        with pytest.raises(psycopg.OperationalError):
+            c.execute("SELECT 2")
+    else:
+        # the session keeps its server until it ends
+        assert c.execute("SELECT 2").fetchone() == (2,)
+        assert [r for r in show(p, "SERVERS") if r["database"] == "appdb"]
+    c.close()
+    clients.assert_pooler_serves(p)
