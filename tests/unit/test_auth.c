@@ -1019,6 +1019,86 @@ static void test_cb_mechanism_list(void **state)
    assert_memory_equal(m, "SCRAM-SHA-256\0", len);
 }
 
+/* Recorded over TLS on this project's machine (tests/integration/scram_probe --trace), with the role "app"
+ * (password "apppw") of a PostgreSQL 15.18 cluster and its certificate (ECDSA with SHA-256): */
+#define PG_APP_SECRET                                                                                      \
+   "SCRAM-SHA-256$4096:ONhRv3MMO6UTP5xSTtsKPg==$+RmeqY5PGwtUSo73dsaNtUukTyKzXw81SoRbEnzuKl0=:"            \
+   "GRwioXhOFRiLCykn9uXWKyrZldXXDgREj6OtTvZ0BGA="
+#define PG_CERT_HASH_B64 "0MsEm5wN3USOZHBescdQl2bIXoX7Q8uHgQAMt92NRBA=" /* sha256 of the DER certificate */
+#define PG_C_ATTR "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCws0MsEm5wN3USOZHBescdQl2bIXoX7Q8uHgQAMt92NRBA="
+/* (1) pgsluice's client side (fixed client nonce) against the PostgreSQL 15.18 server: S1 and S2 are the
+ * server's. */
+#define PGV_C1 "p=tls-server-end-point,,n=,r=pgsluice-vector-nonce"
+#define PGV_SNONCE "fAoQVqPklxYFVqNP5dhgWYJu"
+#define PGV_S1 "r=pgsluice-vector-noncefAoQVqPklxYFVqNP5dhgWYJu,s=ONhRv3MMO6UTP5xSTtsKPg==,i=4096"
+#define PGV_C2 \
+   PG_C_ATTR ",r=pgsluice-vector-noncefAoQVqPklxYFVqNP5dhgWYJu,p=NL6PSZ6guhdT7bJgOZiJZw+H0whBWc7iqpYHzRfnjGk="
+#define PGV_S2 "v=+ZGV7ps/vMqhYQ8EAWdh7uvpy1MAi32VdUAWO4wFD1s="
+/* (2) libpq 15.18 (psql, channel_binding=require) against pgsluice's server side (fixed server nonce): C1 and
+ * C2 are libpq's, and libpq accepted S2. */
+#define LPQ_C1 "p=tls-server-end-point,,n=,r=S1YGoVn23PmB78jzm5SBXvg8"
+#define LPQ_CNONCE "S1YGoVn23PmB78jzm5SBXvg8"
+#define LPQ_SNONCE "pgsluice+server+nonce"
+#define LPQ_S1 "r=S1YGoVn23PmB78jzm5SBXvg8pgsluice+server+nonce,s=ONhRv3MMO6UTP5xSTtsKPg==,i=4096"
+#define LPQ_C2 \
+   PG_C_ATTR ",r=S1YGoVn23PmB78jzm5SBXvg8pgsluice+server+nonce,p=OOqYKUMl0seA1wa0QS7Kgm7YrnJpJyN/oVQeuxVZtb4="
+#define LPQ_S2 "v=H0oHy2aIWIbQrbKXVy6qYbpvzgQsuwavSlxbQls8UY0="
+
+/* Replay one recorded exchange on both of our sides: the server must answer exactly as recorded, and the
+ * client must write exactly the recorded client messages. */
+static void replay_vector(const char *cnonce, const char *snonce, const char *c1, const char *s1, const char *c2,
+                          const char *s2)
+{
+   sl_scram_secret sec;
+   sl_scram_server srv;
+   sl_scram_client cl;
+   uint8_t cb[64];
+   size_t cb_len = 0;
+   char out[512];
+   const char *err = NULL;
+
+   assert_true(sl_scram_parse_secret(PG_APP_SECRET, &sec));
+   assert_true(sl_base64_decode(PG_CERT_HASH_B64, strlen(PG_CERT_HASH_B64), cb, sizeof(cb), &cb_len));
+   assert_int_equal(cb_len, 32);
+
+   memset(&srv, 0, sizeof(srv));
+   assert_true(sl_scram_server_set_channel_binding(&srv, cb, cb_len));
+   assert_true(sl_scram_server_select_mechanism(&srv, "SCRAM-SHA-256-PLUS", &err));
+   assert_true(sl_scram_server_set_nonce(&srv, snonce));
+   assert_true(sl_scram_server_first(&srv, &sec, "app", c1, strlen(c1), out, sizeof(out), &err));
+   assert_string_equal(out, s1);
+   assert_true(sl_scram_server_final(&srv, c2, strlen(c2), out, sizeof(out), &err));
+   assert_string_equal(out, s2);
+   sl_scram_server_clear(&srv);
+
+   sl_scram_client_init(&cl, "apppw", NULL, NULL);
+   assert_true(sl_scram_client_set_channel_binding(&cl, SL_SCRAM_CB_BOUND, cb, cb_len));
+   assert_true(sl_scram_client_set_nonce(&cl, cnonce, NULL));
+   assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+   assert_string_equal(out, c1);
+   assert_true(sl_scram_client_final(&cl, s1, strlen(s1), out, sizeof(out), &err));
+   assert_string_equal(out, c2);
+   assert_true(sl_scram_client_verify(&cl, s2, strlen(s2), &err));
+   sl_scram_client_clear(&cl);
+
+   /* the same recorded client-final against a server bound to another certificate: refused */
+   cb[5] ^= 0x10;
+   memset(&srv, 0, sizeof(srv));
+   assert_true(sl_scram_server_set_channel_binding(&srv, cb, cb_len));
+   assert_true(sl_scram_server_select_mechanism(&srv, "SCRAM-SHA-256-PLUS", &err));
+   assert_true(sl_scram_server_set_nonce(&srv, snonce));
+   assert_true(sl_scram_server_first(&srv, &sec, "app", c1, strlen(c1), out, sizeof(out), &err));
+   assert_false(sl_scram_server_final(&srv, c2, strlen(c2), out, sizeof(out), &err));
+   assert_string_equal(err, "SCRAM channel binding check failed");
+}
+
+static void test_cb_postgresql_vectors(void **state)
+{
+   (void)state;
+   replay_vector("pgsluice-vector-nonce", PGV_SNONCE, PGV_C1, PGV_S1, PGV_C2, PGV_S2);
+   replay_vector(LPQ_CNONCE, LPQ_SNONCE, LPQ_C1, LPQ_S1, LPQ_C2, LPQ_S2);
+}
+
 int main(void)
 {
    const struct CMUnitTest tests[] = {
@@ -1043,6 +1123,7 @@ int main(void)
       cmocka_unit_test(test_cb_final_mismatch),
       cmocka_unit_test(test_cb_client_api),
       cmocka_unit_test(test_cb_mechanism_list),
+      cmocka_unit_test(test_cb_postgresql_vectors),
    };
 
    return cmocka_run_group_tests(tests, NULL, NULL);
