@@ -8,8 +8,10 @@
  *       flipped: a certificate swapped in the middle), client-only ("y,,"), none ("n,,").
  *   scram_probe server PORTFILE CERT KEY (--password PW | --secret SCRAM_SECRET) [--offer plus|plain] [--cb-wrong] [--nonce N] [--trace]
  *       accepts one libpq connection on 127.0.0.1 (the port goes to PORTFILE) and verifies it with the
- *       server side; --offer plain advertises SCRAM-SHA-256 only while still knowing the certificate
- *       hash (a stripped PLUS, i.e. a downgrade), --cb-wrong binds to a wrong hash.
+ *       server side; --offer plus (default over TLS) advertises SCRAM-SHA-256-PLUS, --offer none does
+ *       not and knows no certificate hash (a server that cannot bind), --offer plain advertises
+ *       SCRAM-SHA-256 only while still knowing the hash (as if someone stripped PLUS from the list: a
+ *       downgrade); --cb-wrong binds to a wrong hash.
  *
  * Prints "offered: <mechanisms>" (client), the SCRAM messages with --trace ("C1:", "S1:", "C2:", "S2:"),
  * then "OK ..." (exit 0), "ERROR <sqlstate> <message>" (the peer's or our ErrorResponse, exit 1) or
@@ -465,6 +467,8 @@ static int run_server(int argc, char **argv)
          die("unexpected startup code %u", get32(m.body));
       }
    }
+   if (!strcmp(offer, "none"))
+      cb_len = 0;
    if (cb_len > 0) {
       if (cb_wrong)
          cb[0] ^= 1;
