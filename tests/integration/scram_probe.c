@@ -161,7 +161,7 @@ static void send_error_and_exit(conn *c, const char *sqlstate, const char *text)
  * algorithm, SHA-256 for MD5 and SHA-1. The same rule as sl_stream_tls_server_end_point. */
 static size_t cert_hash(X509 *cert, uint8_t out[EVP_MAX_MD_SIZE])
 {
-   int algo;
+   int algo = NID_undef;
    unsigned int n = 0;
    const EVP_MD *md;
 
