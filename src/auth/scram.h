@@ -86,8 +86,8 @@ bool sl_scram_server_set_channel_binding(sl_scram_server *st, const uint8_t *cb_
  * it means SL_SCRAM_MECH). SL_SCRAM_MECH_PLUS is accepted only after sl_scram_server_set_channel_binding; any
  * other name fails with "client selected an invalid SASL authentication mechanism" and the exchange is over. */
 bool sl_scram_server_select_mechanism(sl_scram_server *st, const char *mech, const char **errmsg);
-/* st must be zero-initialised (or passed through sl_scram_server_clear) before each exchange.
- * secret == NULL means "unknown user or no usable secret": a mock
+/* st must be zero-initialised (or passed through sl_scram_server_clear) before each exchange, before the set_*
+ * and select calls. secret == NULL means "unknown user or no usable secret": a mock
  * exchange with a fake salt derived from user and a per-process random key, which fails at the final step.
  * user may be NULL. client_first is len bytes (need not be NUL-terminated). Returns false on a malformed
  * message or a channel binding mismatch, as PostgreSQL's backend decides it:
