@@ -88,7 +88,11 @@ const sl_setting sl_settings[] = {
     S_BOOL(server_reset_query_always, "0", A, "Run server_reset_query in every pool mode, not only session."),
     S_STR(server_check_query, "select 1", A, "Query used to check an idle server connection is alive."),
     S_TIME(server_check_delay, "30", A, "Seconds a released connection may be reused without a check."),
-    S_BOOL(server_fast_close, "0", A, "Close server connections as soon as possible during RECONNECT/RELOAD.", NI),
+    S_BOOL(server_fast_close, "0", A,
+           "Session pooling: a server connection that must be replaced (RECONNECT, a RELOAD that changes its "
+           "database's host or settings, server_lifetime) is closed at the end of its current transaction instead "
+           "of at the end of the client's session; the client is then disconnected too (57P01), so that it "
+           "notices. No effect in transaction and statement pooling, where that is what happens anyway."),
     S_TIME(server_lifetime, "3600", A, "Close server connections older than this many seconds; 0 is unlimited."),
     S_TIME(server_idle_timeout, "600", A, "Close server connections idle this many seconds; 0 is never."),
     S_TIME(server_connect_timeout, "15", A, "Seconds allowed for connecting and logging in to a server."),
@@ -96,6 +100,13 @@ const sl_setting sl_settings[] = {
     S_TIME(dns_max_ttl, "15", N, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
     S_TIME(autodb_idle_timeout, "3600", A, "Seconds after which a pool that has had no client and no server connection is freed (its counters stay in its database's totals). PgBouncer applies this to pools of automatically created databases only; pgsluice to every pool, so that pools of users and databases no longer in use do not accumulate."),
     S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
+    S_TIME(query_wait_notify, "0", A,
+           "Tell a client that has waited this long for a server why nothing happens yet: a NOTICE \"No server "
+           "connection available in pool ..., waiting\" (once per wait); 0 never tells."),
+    S_TIME(auth_failure_delay, "0", A,
+           "Answer a refused login (wrong password, no hba line, unknown user) only after this long, so that "
+           "guessing passwords is slow (as PostgreSQL's auth_delay); 0 answers at once. Every refusal is logged "
+           "with the client's address either way. pgsluice's own setting."),
     S_TIME(query_timeout, "0", A, "Cancel queries running longer than this many seconds; 0 is off."),
     S_TIME(query_wait_timeout, "120", A, "Seconds a client may wait for a server connection; 0 waits forever."),
     S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may take: until the server's postmaster has taken it, the server connection it targets is not given to another client (so the cancel cannot hit another client's query); after this long pgsluice gives up on it. 0 waits as long as it takes."),
@@ -136,7 +147,7 @@ const sl_setting sl_settings[] = {
     S_INT(tcp_defer_accept, "1", R, 0, 0, "TCP_DEFER_ACCEPT on listening sockets (0 disables)."),
     S_INT(tcp_socket_buffer, "0", N, 0, 0, "Socket send/receive buffer size in bytes; 0 keeps the OS default."),
     S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
-    S_INT(pkt_buf, "4096", R, 512, 0, "Internal buffer size for packets, in bytes."),
+    S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size)."),
     S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
     S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
     S_BOOL(so_reuseport, "0", R, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),

@@ -3,6 +3,7 @@
  * password costs the same work as a right one and ends with 28P01), trust, cert, peer, or a
  * cleartext password handed to PAM or LDAP (auth_external.c). */
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,9 @@
 #include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
+#include "util/time.h"
 
-#define AUTH_MSG_MAX 8192
+#define AUTH_MSG_MAX (65535 + 1024) /* a cleartext password of up to 65,535 bytes, as PgBouncer takes */
 #define METHOD_PEER 100 /* a method only rules have (next to sl_auth_type's values) */
 
 #define CA_LOG(c, lvl, fmt, ...) \
@@ -36,9 +38,32 @@ static const char *stored_password(sl_client *c)
     return e ? e->password : c->secret;
 }
 
+/* A refused login: logged with the address; answered now, or after auth_failure_delay (the client
+ * waits without being read; its worker's tick answers it, see sl_client_tick). */
+static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[sizeof(c->auth_fail_msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int64_t delay = c->s.w->cfg->auth_failure_delay;
+    if (delay <= 0) {
+        sl_client_error(c, true, sqlstate, "%s", msg);
+        return;
+    }
+    CA_LOG(c, SL_LOG_WARNING, "login failed: %s (answered in %lld ms: auth_failure_delay)", msg,
+           (long long)(delay / 1000));
+    snprintf(c->auth_fail_msg, sizeof(c->auth_fail_msg), "%s", msg);
+    snprintf(c->auth_fail_sqlstate, sizeof(c->auth_fail_sqlstate), "%s", sqlstate);
+    c->auth_fail_at = sl_now_fast() + delay;
+    sl_stream_set_poll(&c->s, 0);
+}
+
 static void fail_password(sl_client *c)
 {
-    sl_client_error(c, true, "28P01", "password authentication failed for user \"%s\"", c->user);
+    auth_failed(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
 
 static void flush(sl_client *c)
@@ -50,7 +75,7 @@ static void flush(sl_client *c)
 
 static void refuse(sl_client *c, const char *method_words)
 {
-    sl_client_error(c, true, "28000", "%s authentication failed for user \"%s\"", method_words, c->user);
+    auth_failed(c, "28000", "%s authentication failed for user \"%s\"", method_words, c->user);
 }
 
 /* The connection as the rules see it. */
@@ -76,7 +101,7 @@ static const sl_hba_rule *match_rule(sl_client *c, const sl_config *cfg)
     const sl_hba_rule *rule = cfg->hba ? sl_hba_match(cfg->hba, &hc) : NULL;
     if (!rule || rule->method == SL_HBA_REJECT) {
         char msg[512];
-        sl_client_error(c, true, "28000", "%s", sl_hba_refusal_message(&hc, rule != NULL, msg, sizeof(msg)));
+        auth_failed(c, "28000", "%s", sl_hba_refusal_message(&hc, rule != NULL, msg, sizeof(msg)));
         return NULL;
     }
     if (c->auth_cfg != cfg) {
@@ -184,7 +209,7 @@ void sl_client_auth_start(sl_client *c)
         type = method_of(rule);
         /* (a cert line checks the certificate itself, with its own words) */
         if (type != SL_AUTH_CERT && !clientcert_ok(c, cfg, rule)) {
-            sl_client_error(c, true, "28000", "certificate validation (clientcert=%s) failed for user \"%s\"",
+            auth_failed(c, "28000", "certificate validation (clientcert=%s) failed for user \"%s\"",
                             rule->clientcert == SL_HBA_CLIENTCERT_VERIFY_FULL ? "verify-full" : "verify-ca",
                             c->user);
             return;
@@ -218,7 +243,7 @@ void sl_client_auth_start(sl_client *c)
         /* no password, but the user must be one pgsluice knows (PgBouncer: "the user name must still
          * exist in auth_file", or be found by auth_query) */
         if (!pw) {
-            sl_client_error(c, true, "28000", "\"trust\" authentication failed for user \"%s\": no such user in auth_file",
+            auth_failed(c, "28000", "\"trust\" authentication failed for user \"%s\": no such user in auth_file",
                             c->user);
             return;
         }

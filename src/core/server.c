@@ -641,6 +641,8 @@ void sl_server_tick(sl_server *s, int64_t now)
     sl_retire_why retire = sl_route_conn_retire_why(&s->pc, now);
     if (retire == SL_RETIRE_LIFETIME) why = SL_CLOSE_SERVER_LIFETIME;
     else if (retire != SL_RETIRE_NO) why = SL_CLOSE_SERVER_RETIRED;
+    else if (sl_route_conn_surplus(&s->pc, &s->pend)) /* a pool made smaller gives its surplus back now */
+        why = SL_CLOSE_SERVER_RETIRED;
     else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
         sl_route *r = sl_server_route(s);
         pthread_mutex_lock(&r->lock);

@@ -321,7 +321,11 @@ static void tick_route(sl_route *r, const sl_config *cfg, int64_t now, sl_pool_a
         sl_backend *b = sl_route_pick_backend_locked(r, SL_INTENT_WRITE, now, cfg->server_login_retry, NULL);
         if (!b || !sl_route_add_launch_locked(b, k++ % sl_pool_nworkers, act)) break;
     }
+    /* clients waiting with no server open or opening (the server was gone, e.g. restarting): try
+     * again (a failed host is retried once a second for them) */
+    bool stranded = !sl_list_empty(&r->waiting) && r->n_servers == 0;
     pthread_mutex_unlock(&r->lock);
+    if (stranded) sl_route_kick(r, act);
 }
 
 void sl_pools_tick(const sl_config *cfg, int64_t now, sl_pool_actions *act)
