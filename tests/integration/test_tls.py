@@ -471,3 +471,13 @@ def test_server_logins_bind_to_postgresqls_certificate(make_pooler, tls_cluster)
         assert server_ssl(c) is True
         assert c.execute("SELECT current_user").fetchone() == ("app",)
     assert "SCRAM-SHA-256-PLUS: bound to the server's certificate" in p.log_text()
+
+
+def test_libpq_verify_full_refuses_pgsluice_with_a_certificate_for_another_name(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "require", client_tls_key_file=os.path.join(certs, "wronghost.key"),
+                                        client_tls_cert_file=os.path.join(certs, "wronghost.crt")))
+    ca = os.path.join(certs, "ca.crt")
+    with pytest.raises(psycopg.OperationalError, match="does not match host name|server certificate"):
+        clients.connect(p, sslmode="verify-full", sslrootcert=ca, host="localhost")
+    with clients.connect(p, sslmode="verify-ca", sslrootcert=ca, host="localhost") as c:  # the CA still vouches
+        assert c.execute("SELECT 1").fetchone() == (1,)
