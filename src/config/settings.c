@@ -49,7 +49,7 @@ const sl_setting sl_settings[] = {
      .apply = SL_APPLY_RESTART, .description = "File mode of the Unix socket (octal).", .min_value = 0,
      .max_value = 07777, .flags = SL_SETTING_OCTAL},
     S_STR(unix_socket_group, "", R, "Group given the Unix socket (with unix_socket_mode, its members may connect); a group that does not exist refuses to start. Empty keeps the process's group."),
-    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
+    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 (auto) means one per two CPUs the process may run on, at least one (on a 2-core machine one loop is faster than two)."),
 
     S_ENUM(auth_type, "md5", N, auth_type_names,
            "How clients authenticate: trust, plain, md5, scram-sha-256, any (no check; forced users), cert "
