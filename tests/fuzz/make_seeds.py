@@ -131,6 +131,19 @@ def scram_server_seeds():
     write(t, "authzid", b"\x00" + f"n,a=bob,n=,r={cn}".encode() + sep + b"")
     write(t, "mandatory_ext", b"\x00" + f"n,,m=ext,n=,r={cn}".encode() + sep + b"")
     write(t, "nonce_mismatch", b"\x02" + f"n,,n=,r={cn}".encode() + sep + f"c=biws,r={cn}XX,p=".encode())
+    # channel binding: flag 8 offers SCRAM-SHA-256-PLUS (certificate hash bytes 0..31), 16 selects it, 32
+    # selects SCRAM-SHA-256
+    hdr = b"p=tls-server-end-point,,"
+    cbind = base64.b64encode(hdr + bytes(range(32))).decode()
+    write(t, "plus_ok_auto_proof", bytes([2 | 8 | 16]) + hdr + f"n=,r={cn}".encode() + sep +
+          f"c={cbind},r={cn}{sn},p=".encode())
+    write(t, "plus_wrong_hash", bytes([2 | 8 | 16]) + hdr + f"n=,r={cn}".encode() + sep +
+          f"c={base64.b64encode(hdr + bytes(32)).decode()},r={cn}{sn},p=".encode())
+    write(t, "plus_offered_y_downgrade", bytes([2 | 8 | 32]) + f"y,,n=,r={cn}".encode() + sep +
+          f"c=eSws,r={cn}{sn},p=".encode())
+    write(t, "plus_offered_n", bytes([2 | 8]) + f"n,,n=,r={cn}".encode() + sep + f"c=biws,r={cn}{sn},p=".encode())
+    write(t, "plus_not_offered", bytes([16]) + hdr + f"n=,r={cn}".encode() + sep + b"")
+    write(t, "plus_chosen_without_binding", bytes([8 | 16]) + f"n,,n=,r={cn}".encode() + sep + b"")
 
 
 def scram_client_seeds():
