@@ -276,8 +276,20 @@ static bool check_replies(const replies *r, int ssl_requests, bool closed, bool 
         uint32_t len = sl_get_u32(r->p + i + 1);
         FZ_CHECK(len >= 4 && len <= 1u << 20, "message '%c' with length %u", type, len);
         FZ_CHECK(r->n - i >= 1 + (size_t)len, "message '%c' cut short", type);
-        FZ_CHECK(strchr("RESKZN", type) && type, "unexpected message type '%c' before login ends", type);
+        FZ_CHECK(strchr("RESKZNv", type) && type, "unexpected message type '%c' before login ends", type);
         const uint8_t *body = r->p + i + 5;
+        if (type == 'v') { /* NegotiateProtocolVersion: newest minor version, then the options not known */
+            FZ_CHECK(len >= 12, "short NegotiateProtocolVersion");
+            uint32_t n = sl_get_u32(body + 4);
+            const uint8_t *p = body + 8, *end = body + len - 4;
+            for (uint32_t k = 0; k < n; k++) {
+                const uint8_t *nul = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+                FZ_CHECK(nul, "NegotiateProtocolVersion names fewer options than it counts");
+                FZ_CHECK(!strncmp((const char *)p, "_pq_.", 5), "NegotiateProtocolVersion names \"%s\"", p);
+                p = nul + 1;
+            }
+            FZ_CHECK(p == end, "NegotiateProtocolVersion longer than its options");
+        }
         if (type == 'R') {
             FZ_CHECK(len >= 8, "short authentication request");
             uint32_t code = sl_get_u32(body);

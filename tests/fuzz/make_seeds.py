@@ -354,6 +354,9 @@ def client_login_seeds():
     write(t, "not_a_password_message", bytes([0, 0]) + startup(console) + query("SELECT 1"))
     write(t, "no_user", bytes([5, 0]) + startup([("database", "pgbouncer")]))
     write(t, "bad_length", bytes([0, 0]) + struct.pack("!I", 3) + b"\0\3\0\0")
+    # protocol 3.2 and a _pq_ option: NegotiateProtocolVersion before the authentication request
+    write(t, "protocol_3_2_pq_option", bytes([5, 0]) + startup(console + [("_pq_.fuzz", "on")], version=196610)
+          + query("SHOW POOLS"))
     # TLS configs: 8 plain + prefer (the harness sends SSLRequest and does the handshake), 9 scram +
     # require (direct TLS), 10 trust + require spoken to in plaintext, 11 md5 + allow (SSLRequest)
     write(t, "tls_plain_right_password", bytes([8, 0]) + startup(console) + msg("p", cstr("secret")))
