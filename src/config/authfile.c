@@ -446,11 +446,13 @@ static bool interval_counts(const char *pat, long *min, long *max)
 
 /* PostgreSQL's regex engine allows repetition counts up to 255; POSIX regcomp expands nested counts into
  * automata that grow with their product ("((a{255}){255}){255}" takes seconds and gigabytes), copies
- * what "+" repeats once more (nested "+" double it each time), and takes time exponential in the
+ * what "+" repeats once more (nested "+" double it each time: 16 deep took a second), and takes
+ * time exponential in the
  * nesting when a "+" or a count repeats something that can match the empty string ("(.*)+++++",
  * "((a?)+){20}": minutes). */
 #define REGEX_MAX_COUNT 255
 #define REGEX_MAX_COUNT_PRODUCT 100000
+#define REGEX_MAX_COPIES 1000 /* of one item, by the repetitions around it ("(\\.[a-z]{1,63}){0,10}": 630) */
 #define REGEX_MAX_NESTING 64
 
 /* One group level of the pattern being translated (0: the whole pattern). */
@@ -487,7 +489,9 @@ static void re_alternative_end(re_level *l)
 }
 
 /* A quantifier repeating the last item min to max times (max -1: no limit); factor: the copies it
- * makes. false with the reason when regcomp would take too long over it. */
+ * makes (counts are bounded by their product, checked where they are read; a "+" by the copies of
+ * what it repeats, counts inside included). false with the reason when regcomp would take too long
+ * over it. */
 static bool re_quantifier(re_level *l, long min, long max, long factor, char *reason, size_t rlen)
 {
     if (!l->has_last) return true; /* nothing to repeat: regcomp says what it thinks of that */
@@ -497,11 +501,12 @@ static bool re_quantifier(re_level *l, long min, long max, long factor, char *re
                        "a repetition (+ or {m,n}) of something that can match an empty string is not supported "
                        "in regular expressions here (use * or ? instead)"),
                false;
-    if (factor > 1 && (l->last_copies *= factor) > REGEX_MAX_COUNT_PRODUCT)
+    bool plus = min == 1 && max < 0;
+    if (factor > 1 && (l->last_copies *= factor) > REGEX_MAX_COPIES && plus)
         return reasonf(reason, rlen,
                        "repetitions in a regular expression are nested too deeply (+ counts as 2, {m,n} as its "
                        "count; at most %d multiplied together)",
-                       REGEX_MAX_COUNT_PRODUCT),
+                       REGEX_MAX_COPIES),
                false;
     if (min == 0) l->last_nullable = true;
     return true;

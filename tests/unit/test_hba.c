@@ -108,6 +108,8 @@ static void test_parse_types_and_methods(void **state)
         {"host \"/^db[0-9]{2,4}$\",/^x{255}$,\"/(ab){3,}c\" all all trust", SL_HBA_HOST, SL_HBA_TRUST},
         /* repetitions of groups that cannot match "": + and counts; of those that can: * and ? */
         {"host /^([a-z]+\\.)+example\\.com$,/(a*)*x,/^(.*)?@(x|y){2}$ all all trust", SL_HBA_HOST, SL_HBA_TRUST},
+        {"host \"/^[a-z]{1,63}(\\.[a-z]{1,63}){0,10}$\",/(((((((((a)+)+)+)+)+)+)+)+)+ all all trust", SL_HBA_HOST,
+         SL_HBA_TRUST},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++) {
         sl_hba *h;
@@ -349,8 +351,8 @@ static void test_errors(void **state)
         {"local /((a?)+){20} all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
         {"local /(a|)+ all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
         {"local /(^){2} all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
-        {"local /(((((((((((((((((a)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+ all trust", 1,
-         "repetitions in a regular expression are nested too deeply"},
+        {"local /((((((((((a)+)+)+)+)+)+)+)+)+)+ all trust", 1, "repetitions in a regular expression are nested too deeply"},
+        {"local /((a{255})+)+ all trust", 1, "repetitions in a regular expression are nested too deeply"},
         {"local /[[:alpha: all trust", 1, "unterminated [:"},
         {"local @users.txt all trust", 1, "@users.txt: including a file with @ is not possible here"},
         /* positions: the first physical line of a continued line; lines after continuations */
