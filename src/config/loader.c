@@ -4,6 +4,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,9 +175,14 @@ static bool load_auth_file(sl_config *c, char *err, size_t errlen)
     return sl_userlist_load(c->auth_file, &c->userlist, &c->n_userlist, err, errlen);
 }
 
-static int cpu_count(void)
+/* workers = 0 (auto): one event loop per two CPUs this process may run on, at least one. Most of a
+ * pooler's CPU is the kernel's socket work, done on the same cores as PostgreSQL's and the clients'
+ * when they share the machine; on 2 cores one loop beats two (bench scenario 7, issue 15). */
+static int auto_workers(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    n /= 2;
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
@@ -185,7 +191,7 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
 {
     sl_config *c = lc->c;
     lc->warn.where[0] = '\0';
-    if (c->workers == 0) c->workers = cpu_count();
+    if (c->workers == 0) c->workers = auto_workers();
     /* fail closed: a login method pgsluice cannot carry out refuses the file, it never falls back */
     char why[400];
     if (!sl_config_load_auth_rules(c, why, sizeof(why))) return sl_cfg_err(err, errlen, "%s: %s", c->path, why), false;

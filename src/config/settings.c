@@ -48,8 +48,8 @@ const sl_setting sl_settings[] = {
     {.name = "unix_socket_mode", .type = SL_T_INT, .offset = OFS(unix_socket_mode), .default_value = "0777",
      .apply = SL_APPLY_RESTART, .description = "File mode of the Unix socket (octal).", .min_value = 0,
      .max_value = 07777, .flags = SL_SETTING_OCTAL},
-    S_STR(unix_socket_group, "", R, "Group owning the Unix socket; empty keeps the default.", NI),
-    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
+    S_STR(unix_socket_group, "", R, "Group given the Unix socket (with unix_socket_mode, its members may connect); a group that does not exist refuses to start. Empty keeps the process's group."),
+    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 (auto) means one per two CPUs the process may run on, at least one (on a 2-core machine one loop is faster than two)."),
 
     S_ENUM(auth_type, "md5", N, auth_type_names,
            "How clients authenticate: trust, plain, md5, scram-sha-256, any (no check; forced users), cert "
@@ -122,7 +122,10 @@ const sl_setting sl_settings[] = {
           "clients (e.g. default_transaction_read_only, in_hot_standby; search_path with Citus or PostgreSQL "
           "18) can be tracked reliably."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
-    S_BOOL(disable_pqexec, "0", R, "Refuse the simple query protocol (defence against SQL injection).", NI),
+    S_BOOL(disable_pqexec, "0", R,
+           "Refuse the simple query protocol: a client that sends a Query message is disconnected with \"PQexec "
+           "disallowed\" (several statements in one string make some SQL injections possible); only clients "
+           "that use the extended protocol alone keep working. The console is not affected."),
     S_INT(max_prepared_statements, "200", A, 0, 0,
           "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
 

@@ -506,6 +506,10 @@ void sl_client_idle_input(sl_client *c)
             sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return;
         }
+        if (type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) { /* PgBouncer's words */
+            sl_client_error(c, true, "08P01", "PQexec disallowed");
+            return;
+        }
         sl_ps_result r = local ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
         if (r == SL_PS_NEED_MORE) break;
         if (r == SL_PS_MALFORMED) {

@@ -193,6 +193,28 @@ static bool console_same_user(const sl_client *c)
            getsockopt(c->s.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid();
 }
 
+/* AuthenticationSASL: SCRAM-SHA-256, and SCRAM-SHA-256-PLUS first over TLS (channel binding to
+ * pgsluice's certificate, tls-server-end-point, as PostgreSQL offers it). false: the client was told
+ * why not (out of memory). */
+static bool offer_scram(sl_client *c)
+{
+    free(c->scram);
+    c->scram = calloc(1, sizeof(sl_scram_server));
+    if (!c->scram) {
+        sl_client_error(c, true, "53200", "out of memory");
+        return false;
+    }
+    uint8_t cb[SL_SCRAM_MAX_CB_DATA];
+    size_t cblen = 0;
+    bool plus = sl_stream_is_tls(&c->s) && sl_stream_tls_server_end_point(&c->s, cb, sizeof(cb), &cblen) &&
+                cblen > 0 && sl_scram_server_set_channel_binding(c->scram, cb, cblen);
+    size_t len;
+    const char *mechs = sl_scram_server_mechanisms(plus, &len);
+    c->auth_method = SL_AUTH_STEP_SCRAM_FIRST;
+    sl_pb_auth(&c->s.out, 10, mechs, len);
+    return true;
+}
+
 void sl_client_auth_start(sl_client *c)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -258,10 +280,8 @@ void sl_client_auth_start(sl_client *c)
         c->auth_method = SL_AUTH_STEP_MD5;
         sl_random_bytes(c->md5_salt, 4);
         sl_pb_auth(&c->s.out, 5, c->md5_salt, 4);
-    } else {
-        c->auth_method = SL_AUTH_STEP_SCRAM_FIRST;
-        static const char mech[] = "SCRAM-SHA-256\0";
-        sl_pb_auth(&c->s.out, 10, mech, sizeof(mech));
+    } else if (!offer_scram(c)) {
+        return;
     }
     flush(c);
 }
@@ -299,8 +319,10 @@ static void scram_first(sl_client *c, sl_rd *r)
         sl_client_error(c, true, "08P01", "malformed SASLInitialResponse");
         return;
     }
-    if (strcmp(mech, "SCRAM-SHA-256") != 0) {
-        sl_client_error(c, true, "28000", "client selected an invalid SASL authentication mechanism");
+    const char *errmsg = NULL;
+    if (!c->scram || !sl_scram_server_select_mechanism(c->scram, mech, &errmsg)) {
+        sl_client_error(c, true, c->scram && c->scram->sqlstate ? c->scram->sqlstate : "28000", "%s",
+                        errmsg ? errmsg : "client selected an invalid SASL authentication mechanism");
         return;
     }
     const char *pw = stored_password(c);
@@ -308,15 +330,10 @@ static void scram_first(sl_client *c, sl_rd *r)
     bool have = false;
     if (pw && sl_scram_is_secret(pw)) have = sl_scram_parse_secret(pw, &sec);
     else if (pw && !sl_md5_is_hash(pw)) have = sl_scram_secret_from_password(pw, NULL, 0, SL_SCRAM_DEFAULT_ITERATIONS, &sec);
-    c->scram = calloc(1, sizeof(sl_scram_server));
-    if (!c->scram) {
-        sl_client_error(c, true, "53200", "out of memory");
-        return;
-    }
     char out[1024];
-    const char *errmsg = NULL;
     if (!sl_scram_server_first(c->scram, have ? &sec : NULL, c->user, (const char *)data, n, out, sizeof(out), &errmsg)) {
-        sl_client_error(c, true, "08P01", "malformed SCRAM message: %s", errmsg ? errmsg : "?");
+        /* 08P01 a malformed message, 28000 a channel binding negotiation error, 0A000 authzid */
+        sl_client_error(c, true, c->scram->sqlstate ? c->scram->sqlstate : "08P01", "%s", errmsg ? errmsg : "malformed SCRAM message");
         return;
     }
     c->auth_method = SL_AUTH_STEP_SCRAM_FINAL;
@@ -342,7 +359,11 @@ static void scram_final(sl_client *c, sl_rd *r)
     char out[512];
     const char *errmsg = NULL;
     if (!data || !sl_scram_server_final(c->scram, (const char *)data, n, out, sizeof(out), &errmsg)) {
-        fail_password(c);
+        const char *state = data ? c->scram->sqlstate : NULL;
+        if (state && strcmp(state, "28P01") != 0) /* a channel binding check failed, or a malformed message */
+            auth_failed(c, state, "%s", errmsg ? errmsg : "SCRAM authentication failed");
+        else
+            fail_password(c);
         return;
     }
     uint8_t ck[32], sk[32];

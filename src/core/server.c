@@ -318,7 +318,22 @@ static void send_password_msg(sl_server *s, const void *data, size_t len)
     sl_pb_end(&s->s.out);
 }
 
-static bool auth_sasl_start(sl_server *s, char *pw)
+/* Channel binding towards the server, as libpq's channel_binding=prefer: bound (SCRAM-SHA-256-PLUS)
+ * when the server offers it over TLS, "y" (could bind, was not offered) over TLS otherwise. */
+static bool server_channel_binding(sl_server *s, sl_scram_client *sc, bool plus_offered)
+{
+    uint8_t cb[SL_SCRAM_MAX_CB_DATA];
+    size_t cblen = 0;
+    if (!sl_stream_is_tls(&s->s) || !sl_stream_tls_server_end_point(&s->s, cb, sizeof(cb), &cblen) || !cblen)
+        return true; /* plaintext, or a certificate whose hash cannot bind: "n" */
+    if (plus_offered) {
+        if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "SCRAM-SHA-256-PLUS: bound to the server's certificate");
+        return sl_scram_client_set_channel_binding(sc, SL_SCRAM_CB_BOUND, cb, cblen);
+    }
+    return sl_scram_client_set_channel_binding(sc, SL_SCRAM_CB_CLIENT_ONLY, NULL, 0);
+}
+
+static bool auth_sasl_start(sl_server *s, char *pw, bool plus_offered)
 {
     sl_scram_client *sc = calloc(1, sizeof(*sc));
     if (!sc) return false;
@@ -337,10 +352,13 @@ static bool auth_sasl_start(sl_server *s, char *pw)
     }
     s->scram = sc;
     char first[512];
-    if (!sl_scram_client_first(sc, first, sizeof(first))) return false;
+    if (!server_channel_binding(s, sc, plus_offered) || !sl_scram_client_first(sc, first, sizeof(first))) {
+        login_failed(s, "XX000", "could not start the SCRAM exchange with the server");
+        return false;
+    }
     sl_pktbuf *out = &s->s.out;
     sl_pb_begin(out, SL_FE_PASSWORD);
-    sl_pb_str(out, "SCRAM-SHA-256");
+    sl_pb_str(out, sl_scram_client_mechanism(sc));
     sl_pb_u32(out, (uint32_t)strlen(first));
     sl_pb_bytes(out, first, strlen(first));
     sl_pb_end(out);
@@ -373,12 +391,14 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             send_password_msg(s, ans, strlen(ans) + 1);
         }
     } else if (code == SL_AUTH_REQ_SASL) {
-        bool has = false;
+        bool has = false, plus = false;
         const char *m;
-        while ((m = sl_rd_str(&r)) && *m)
-            if (!strcmp(m, "SCRAM-SHA-256")) has = true;
-        if (!has) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
-        else if (!auth_sasl_start(s, pw)) {
+        while ((m = sl_rd_str(&r)) && *m) {
+            if (!strcmp(m, SL_SCRAM_MECH)) has = true;
+            if (!strcmp(m, SL_SCRAM_MECH_PLUS)) plus = true;
+        }
+        if (!has && !plus) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
+        else if (!auth_sasl_start(s, pw, plus)) {
             free(pw);
             return false;
         }

@@ -159,6 +159,8 @@ typedef struct sl_route {
     uint8_t scram_client_key[32], scram_server_key[32];
 
     bool paused, disabled;
+    int evict_wanted;            /* idle servers to give up for another pool of the same database or user that
+                                    waits at max_db_connections / max_user_connections (registry tick) */
     sl_limit_group *db_group, *user_group;
     sl_pool_stats stats;
     uint64_t assignments;        /* times a server was given to a client */

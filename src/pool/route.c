@@ -393,8 +393,12 @@ bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend)
 {
     sl_route *r = c->backend->route;
     pthread_mutex_lock(&r->lock);
-    bool surplus = !c->gone && sl_list_linked(&c->idle_node) && r->n_servers > r->pool_size &&
-                   r->n_servers > r->min_pool_size && sl_list_empty(&r->waiting);
+    bool idle = !c->gone && sl_list_linked(&c->idle_node);
+    bool surplus = idle && r->n_servers > r->pool_size && r->n_servers > r->min_pool_size && sl_list_empty(&r->waiting);
+    if (!surplus && idle && r->evict_wanted > 0) { /* another pool of the group needs the room */
+        r->evict_wanted--;
+        surplus = true;
+    }
     if (surplus) forget_locked(c, pend); /* counted off under the same lock: nobody closes one too many */
     pthread_mutex_unlock(&r->lock);
     return surplus;
