@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/errbuf.h"
+
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
@@ -232,10 +234,9 @@ const char *sl_auth_type_name(sl_auth_type t)
 
 void sl_cfg_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    sl_verrf(err, errlen, fmt, ap);
     va_end(ap);
 }
 
