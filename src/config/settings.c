@@ -154,7 +154,9 @@ const sl_setting sl_settings[] = {
     S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
     S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size)."),
     S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
-    S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
+    S_INT(sbuf_loopcnt, "5", A, 0, 0,
+          "Accepted for PgBouncer compatibility, no effect: pgsluice reads a connection once per event-loop turn "
+          "(one buffer), so a large result never holds up the other connections of its worker."),
     S_INT(peer_id, "0", R, 0, SL_PEER_ID_MAX,
           "This process's id among [peers] (1..16383; 0: none). With it, cancel keys carry the id, and a cancel "
           "request that reaches another process sharing the port (so_reuseport) is forwarded to this one. The "
