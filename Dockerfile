@@ -18,10 +18,8 @@ WORKDIR /src
 COPY meson.build meson_options.txt ./
 COPY src ./src
 COPY docs ./docs
-# meson.build always configures the unit, integration and fuzz tests (they are not built or run here)
+# meson.build always configures the unit tests (they are not built or run here)
 COPY tests/unit/meson.build tests/unit/layers.py ./tests/unit/
-COPY tests/integration/meson.build ./tests/integration/
-COPY tests/fuzz/meson.build ./tests/fuzz/
 RUN meson setup build --buildtype=release --prefix=/usr \
  && ninja -C build pgsluice \
  && install -D -m 0755 build/pgsluice /out/usr/bin/pgsluice \

@@ -114,6 +114,28 @@ static bool user_key(load_ctx *lc, const char *name, const char *value, char *er
     return true;
 }
 
+static bool peer_key(load_ctx *lc, const char *key, const char *value, char *err, size_t errlen)
+{
+    sl_config *c = lc->c;
+    sl_peer_def p;
+    char why[256];
+    if (!sl_peer_def_parse(&p, key, value, why, sizeof(why))) return sl_cfg_err(err, errlen, "[peers] %s", why), false;
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == p.id) { /* a repeated id keeps the later entry, as elsewhere */
+            sl_peer_def_free(&c->peers[i]);
+            c->peers[i] = p;
+            return true;
+        }
+    sl_peer_def *grown = realloc(c->peers, (c->n_peers + 1) * sizeof(*grown));
+    if (!grown) {
+        sl_peer_def_free(&p);
+        return sl_cfg_err(err, errlen, "out of memory"), false;
+    }
+    c->peers = grown;
+    c->peers[c->n_peers++] = p;
+    return true;
+}
+
 static bool on_line(void *vctx, const sl_ini_pos *pos, const char *section, const char *key, const char *value,
                     char *err, size_t errlen)
 {
@@ -126,9 +148,7 @@ static bool on_line(void *vctx, const sl_ini_pos *pos, const char *section, cons
     case SEC_GLOBAL: return global_key(lc, key, value, err, errlen);
     case SEC_DATABASES: return database_key(lc, pos, key, value, err, errlen);
     case SEC_USERS: return user_key(lc, key, value, err, errlen);
-    case SEC_PEERS:
-        sl_warn_once_log(&lc->warn, "[peers]", "the [peers] section is not implemented by pgsluice and is ignored");
-        return true;
+    case SEC_PEERS: return peer_key(lc, key, value, err, errlen);
     case SEC_UNKNOWN: break;
     }
     return false;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/errbuf.h"
+
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
@@ -100,6 +102,9 @@ const sl_setting sl_settings[] = {
     S_TIME(dns_max_ttl, "15", N, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
     S_TIME(autodb_idle_timeout, "3600", A, "Seconds after which a pool that has had no client and no server connection is freed (its counters stay in its database's totals). PgBouncer applies this to pools of automatically created databases only; pgsluice to every pool, so that pools of users and databases no longer in use do not accumulate."),
     S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
+    S_INT(scram_iterations, "4096", N, 1, 10000000,
+          "Iterations of the SCRAM secret pgsluice derives from a plain-text auth_file password when a client "
+          "logs in with SCRAM (PostgreSQL's default is 4096)."),
     S_TIME(query_wait_notify, "0", A,
            "Tell a client that has waited this long for a server why nothing happens yet: a NOTICE \"No server "
            "connection available in pool ..., waiting\" (once per wait); 0 never tells."),
@@ -152,7 +157,13 @@ const sl_setting sl_settings[] = {
     S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
     S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size)."),
     S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
-    S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
+    S_INT(sbuf_loopcnt, "5", A, 0, 0,
+          "Accepted for PgBouncer compatibility, no effect: pgsluice reads a connection once per event-loop turn "
+          "(one buffer), so a large result never holds up the other connections of its worker."),
+    S_INT(peer_id, "0", R, 0, SL_PEER_ID_MAX,
+          "This process's id among [peers] (1..16383; 0: none). With it, cancel keys carry the id, and a cancel "
+          "request that reaches another process sharing the port (so_reuseport) is forwarded to this one. The "
+          "cancel key then has 16 random bits instead of 32 (the id and a hop count take the rest)."),
     S_BOOL(so_reuseport, "0", R, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),
 
     /* TLS: files are read again by every RELOAD (new connections get the new contexts, open ones
@@ -228,10 +239,9 @@ const char *sl_auth_type_name(sl_auth_type t)
 
 void sl_cfg_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    sl_verrf(err, errlen, fmt, ap);
     va_end(ap);
 }
 

@@ -68,7 +68,7 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
         sl_stream_close(&c->s, client_free);
         return;
     }
-    sl_random_bytes(&c->cancel_key, sizeof(c->cancel_key));
+    c->cancel_key = sl_cancel_key_new(w->cfg);
     __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED); /* max_client_conn counts it from now */
     c->counted = true;
     c->state = SL_CL_LOGIN;

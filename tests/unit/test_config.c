@@ -224,6 +224,7 @@ static const err_case err_cases[] = {
     {DATA "no-such-file.ini", "cannot open config file \"" DATA "no-such-file.ini\""},
     /* fail closed: a login method that cannot be carried out refuses the file */
     {DATA "hba.ini", DATA "hba.ini: /etc/pgbouncer/hba.conf: cannot open auth_hba_file"},
+    {DATA "peers_bad.ini", DATA "peers_bad.ini:4: [peers] peer id \"0\" is not a number from 1 to 16383"},
     {DATA "hba_nofile.ini", DATA "hba_nofile.ini: auth_type hba needs auth_hba_file"},
     {DATA "hba_badmap.ini", DATA "hba_badmap.ini: data/hba/peer_map.conf:1: map \"nosuchmap\" is used but auth_ident_file is not set"},
     {DATA "ldap_noopts.ini", DATA "ldap_noopts.ini: auth_type ldap needs auth_ldap_options"},
@@ -264,7 +265,11 @@ static void test_pgbouncer_unimplemented(void **state)
     assert_int_equal(sl_config_find_db(c, "lb2")->load_balance_hosts, SL_LB_DISABLE);
     assert_int_equal(sl_config_find_db(c, "lb2")->server_lifetime, 10000000);
     assert_int_equal(sl_config_find_user(c, "u1")->max_user_client_connections, 3);
-    assert_int_equal(captured_lines_with("[peers] section is not implemented"), 1);
+    assert_int_equal(captured_lines_with("[peers]"), 0); /* implemented: two peers, no warning */
+    assert_int_equal((int)c->n_peers, 2);
+    assert_non_null(sl_config_find_peer(c, 2));
+    assert_string_equal(sl_config_find_peer(c, 2)->host, "/tmp/peer2");
+    assert_int_equal(sl_config_find_peer(c, 2)->port, 6432);
     assert_string_equal(sl_config_find_db(c, "lb")->host, "a,b");
     sl_config_unref(c);
     end_capture();
@@ -392,7 +397,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 97); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 99); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
