@@ -35,6 +35,10 @@ def two_peers(pooler, session_dir):
         p.settings = dict(p.settings, peer_id=pid)
         p.verbatim = peers
         p.start()
+        # the harness waits for the TCP port, which the first process already holds: wait for this
+        # process's own Unix socket
+        path = os.path.join(p.unix_socket_dir, ".s.PGSQL.%d" % p.port)
+        wait_for(lambda: os.path.exists(path), timeout=10, what="peer %d's Unix socket" % pid)
     return a, b
 
 
