@@ -32,7 +32,7 @@
  *    pgsluice forgets the client's names when it sees the query and gives them back if it fails,
  *    so what was sent in between used the names as if it had worked (libpq and the drivers wait
  *    for ReadyForQuery after a simple query);
- *  - a name the client closed, used (or parsed) again by a batch pipelined behind the Close, when PostgreSQL
+ *  - a name the client closed, used (or parsed, or closed) again by a batch pipelined behind the Close, when PostgreSQL
  *    skipped the Close (an earlier message of its batch failed): pgsluice already forgot the name
  *    when it sent the later batch, PostgreSQL still has the statement;
  *  - a name whose Parse PostgreSQL skipped (an earlier message of its batch failed) used by a

@@ -76,7 +76,7 @@ typedef struct pg_model {
     bool missing_skipped; /* a Bind/Describe failed with 26000 on such a name (see the fuzz target) */
     char skipped_close[8][16]; /* names whose Close was skipped after an error (the last few) */
     int nskipped_close;
-    bool used_skipped_close; /* a Bind/Describe used such a name */
+    bool used_skipped_close; /* a Parse/Bind/Describe/Close used such a name */
     int batch, unnamed_batch;  /* Syncs and Queries so far; the count when the unnamed statement was made */
     bool unnamed_across_batches; /* a Bind/Describe used an unnamed statement of an earlier batch */
     bytes in;      /* received, not yet processed */
@@ -390,8 +390,12 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             m->broken = true;
             return;
         }
-        if (what == 'S') obj_del(m->stmts, &m->nstmts, name);
-        else obj_del(m->portals, &m->nportals, name);
+        if (what == 'S') {
+            model_note_used(m, name); /* closed again behind its own skipped Close */
+            obj_del(m->stmts, &m->nstmts, name);
+        } else {
+            obj_del(m->portals, &m->nportals, name);
+        }
         out_msg(m, '3', NULL, 0);
         return;
     }
