@@ -209,9 +209,12 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
          * failed transaction, ...), keeps the old statement and ignores everything up to the next
          * Sync. The server is made to do exactly that: the client's text is parsed under the server
          * name of the old statement, which it has (prepared first if need be). A 42P05 is reported
-         * for the client's name, an earlier error as the server says it. */
+         * for the client's name, an earlier error as the server says it. In a transaction known to
+         * have failed (nothing queued since the ReadyForQuery that said so) the server refuses the
+         * Parse before it looks at the name, whatever it holds: preparing the old statement there
+         * would fail first (25P02) and hide the text's own error. */
         materialize(&c->s, &s->s);
-        ensure_prepared(s, old, max, NULL);
+        if (s->xact != SL_XACT_FAILED || s->exp_n) ensure_prepared(s, old, max, NULL);
         sl_pktbuf *out = &s->s.out;
         sl_pb_begin(out, SL_FE_PARSE);
         sl_pb_str(out, old->name);

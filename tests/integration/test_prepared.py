@@ -734,3 +734,35 @@ def test_bind_of_a_failed_statement_evicted_meanwhile_says_it_does_not_exist(poo
     first, second = c.until_ready(), c.until_ready()
     assert c.types(first) == b"EZ" and b"C42601\0" in first[0][1], first
     assert c.types(second) == b"11EZ" and b"C26000\0" in second[2][1], second
+
+
+def test_parse_of_a_name_in_use_in_a_failed_transaction_reports_the_syntax_error_first(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression dup_name_in_known_failed_transaction):
+    a DISCARD ALL that fails inside a transaction block leaves the client's statements, but pgsluice no
+    longer counts on the server's; a Parse of a name in use with a syntax error, in that failed
+    transaction, got 25P02 from pgsluice's own Parse of the old statement, where PostgreSQL reports
+    the syntax error (42601) first."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"DISCARD ALL\0")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C25001\0" in got[0][1], got
+    c.parse(b"s1", b"SELEC 1")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C42601\0" in got[0][1], got
+    c.parse(b"s1", b"SELECT 2")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C25P02\0" in got[0][1], got
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.bind_execute(b"s1")  # the statement is still the client's
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"one"), got
