@@ -35,6 +35,10 @@
  *  - a name the client closed, used (or parsed, or closed) again by a batch pipelined behind the Close, when PostgreSQL
  *    skipped the Close (an earlier message of its batch failed): pgsluice already forgot the name
  *    when it sent the later batch, PostgreSQL still has the statement;
+ *  - a Parse of a name in use, pipelined behind requests not answered yet, in a failed transaction:
+ *    pgsluice cannot know whether those end the transaction (an Execute of ROLLBACK), so it prepares
+ *    the old statement first where the server may lack it, and that Parse's 25P02 comes before the
+ *    text's own error (a syntax error: 42601 on PostgreSQL);
  *  - a name whose Parse PostgreSQL skipped (an earlier message of its batch failed) used by a
  *    batch pipelined behind it: the server may have the statement under another name of the
  *    client, so the later Bind/Describe works (or fails otherwise) where PostgreSQL answers 26000.
@@ -356,6 +360,7 @@ static void note_known_divergence(const void *p, size_t n)
     char seen[16][8];
     int nseen = 0;
     bool after_discard = false;
+    bool earlier = false; /* a message before this one in these bytes (queued before it) */
     while (W->sent.n - W->sent_scanned >= 5) {
         const uint8_t *m = W->sent.p + W->sent_scanned;
         uint32_t len = sl_get_u32(m + 1);
@@ -369,11 +374,17 @@ static void note_known_divergence(const void *p, size_t n)
         if (m[0] == 'P' && len > 5 && m[5] && memchr(m + 5, 0, len - 4)) {
             const char *name = (const char *)m + 5;
             bool dup = parse_pending(name);
+            if (W->linked >= 0 && sl_stmt_map_get(&W->c.ps_map, name)) {
+                /* a name in use, parsed again behind queued requests in a failed transaction */
+                const sl_server *ls = &W->s[W->linked];
+                if (ls->xact == SL_XACT_FAILED && (ls->exp_n || earlier)) dup = true;
+            }
             for (int i = 0; i < nseen; i++) dup |= !strcmp(seen[i], name);
             if (dup) W->known_divergence = true;
             if (nseen < 16 && strlen(name) < 8) strcpy(seen[nseen++], name);
         }
         W->sent_scanned += (size_t)len + 1;
+        earlier = true;
     }
 }
 
