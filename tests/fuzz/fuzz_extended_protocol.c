@@ -74,6 +74,8 @@ typedef struct world {
     bool known_divergence;   /* ... nor one of the known divergences (top of the file) */
     int links;               /* links made so far */
     int unnamed_link;        /* the link that last parsed the unnamed statement (0: none) */
+    int batches;             /* Syncs, Queries and FunctionCalls pgsluice has seen from the client */
+    int unnamed_batch;       /* the batch of the last Parse of the unnamed statement */
     bytes sent;              /* every byte the client sent, and how far its messages were looked at */
     size_t sent_scanned;
 } world;
@@ -162,14 +164,20 @@ static void note_unnamed(const sl_stream *in, char type, uint32_t len)
 {
     const uint8_t *m = in->buf + in->parse;
     size_t avail = in->end - in->parse < len + 1 ? in->end - in->parse : len + 1;
-    if (type == 'P' && avail >= 6 && m[5] == 0) W->unnamed_link = W->links;
+    if (type == 'P' && avail >= 6 && m[5] == 0) {
+        W->unnamed_link = W->links;
+        W->unnamed_batch = W->batches;
+    }
     const uint8_t *stmt = NULL;
     if (type == 'D' && avail >= 7 && m[5] == 'S') stmt = m + 6;
     if (type == 'B' && avail >= 6) {
         const uint8_t *nul = memchr(m + 5, 0, avail - 5);
         if (nul && (size_t)(nul + 1 - m) < avail) stmt = nul + 1;
     }
-    if (stmt && *stmt == 0 && W->unnamed_link != W->links) W->known_divergence = true;
+    /* on another link, or in a later batch (that Parse may have been skipped, or a simple query
+     * on another server may have dropped it on PostgreSQL) */
+    if (stmt && *stmt == 0 && (W->unnamed_link != W->links || W->unnamed_batch != W->batches))
+        W->known_divergence = true;
 }
 
 /* scan_client: mark the client's messages for forwarding. false: the client was closed. */
@@ -201,6 +209,7 @@ static bool scan_client(sl_server *s)
         case SL_FE_SYNC:
             if (type == SL_FE_SYNC) s->in_batch = false;
             s->outstanding++;
+            W->batches++;
             break;
         case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
             s->in_batch = true;
