@@ -229,6 +229,12 @@ static void add_event(sl_topo_events *ev, int kind, const topo_db *d, int idx)
     ev->n++;
 }
 
+/* A name whose clients only read (its primary matters only as a fallback). */
+static bool reads_only(const topo_db *d)
+{
+    return d->rt.target == SL_TSA_READ_ONLY || d->rt.target == SL_TSA_STANDBY || d->rt.target == SL_TSA_PREFER_STANDBY;
+}
+
 static void log_changes(topo_db *d, const sl_topo_host *old, int old_primary, sl_topo_events *ev)
 {
     char a[280], b[280];
@@ -236,7 +242,8 @@ static void log_changes(topo_db *d, const sl_topo_host *old, int old_primary, sl
     if (d->primary >= 0 && d->primary != d->last_primary) {
         if (d->last_primary >= 0) {
             sl_host_addr_str(d->hosts[d->last_primary].h, b, sizeof(b));
-            sl_log_warn("database %s: the primary is now %s (was %s); writes go there", d->name, a, b);
+            sl_log_msg(reads_only(d) ? SL_LOG_INFO : SL_LOG_WARNING,
+                       "database %s: the primary is now %s (was %s); writes go there", d->name, a, b);
             d->primary_changes++;
             add_event(ev, SL_TOPO_PRIMARY_CHANGED, d, d->primary);
         } else {
@@ -247,9 +254,13 @@ static void log_changes(topo_db *d, const sl_topo_host *old, int old_primary, sl
         sl_log_info("database %s: primary %s is back", d->name, a);
     } else if (d->primary < 0 && old_primary >= 0) {
         sl_host_addr_str(d->hosts[old_primary].h, b, sizeof(b));
-        sl_log_warn("database %s: no primary: %s is %s; new write transactions wait (query_wait_timeout) until a "
-                    "host reports pg_is_in_recovery() false", d->name, b,
-                    sl_backend_health_name(d->hosts[old_primary].health));
+        if (reads_only(d))
+            sl_log_info("database %s: no primary (%s is %s)", d->name, b,
+                        sl_backend_health_name(d->hosts[old_primary].health));
+        else
+            sl_log_warn("database %s: no primary: %s is %s; new write transactions wait (query_wait_timeout) until "
+                        "a host reports pg_is_in_recovery() false", d->name, b,
+                        sl_backend_health_name(d->hosts[old_primary].health));
         add_event(ev, SL_TOPO_PRIMARY_LOST, d, old_primary);
     }
     for (int i = 0; old && i < d->n; i++) {
@@ -263,8 +274,10 @@ static void log_changes(topo_db *d, const sl_topo_host *old, int old_primary, sl
             sl_log_warn("database %s: %s is now a %s (was a %s)", d->name, a, sl_role_name((sl_role)n->role),
                         sl_role_name((sl_role)o->role));
         else if (n->role == SL_ROLE_REPLICA && o->reads != n->reads)
-            sl_log_msg(n->reads ? SL_LOG_INFO : SL_LOG_WARNING, "database %s: replica %s %s the rotation (%s)", d->name,
-                       a, n->reads ? "rejoins" : "leaves", sl_backend_health_name(n->health));
+            sl_log_msg(n->reads ? SL_LOG_INFO : SL_LOG_WARNING, "database %s: replica %s %s (%s)", d->name, a,
+                       !n->reads ? "leaves the rotation" : o->health == SL_BH_UNCHECKED || o->role == SL_ROLE_ANY
+                                                                ? "is in rotation" : "is back in rotation",
+                       sl_backend_health_name(n->health));
     }
 }
 
