@@ -153,30 +153,66 @@ static sl_pool_conn *pop_fit_locked(sl_backend *b, int worker, want_t want)
     }
 }
 
-static sl_pool_conn *find_idle_locked(sl_route *r, int me, uint64_t m, want_t want, bool *stolen)
+static sl_pool_conn *take_from_locked(sl_route *r, sl_backend *b, int me, bool own, want_t want, bool *stolen)
 {
-    int order[MAXB];
-    int n = order_locked(r, m, want, order);
-    for (int k = 0; k < n; k++) {
-        sl_backend *b = r->backends[order[k]];
-        sl_pool_conn *c = b->n_idle ? pop_fit_locked(b, me, want) : NULL;
+    for (int j = own ? 0 : 1; j < (own ? 1 : sl_pool_nworkers) && b->n_idle; j++) {
+        sl_pool_conn *c = pop_fit_locked(b, (me + j) % sl_pool_nworkers, want);
         if (c) {
-            *stolen = false;
+            *stolen = j != 0;
             chosen_locked(r, b);
             return c;
         }
     }
+    return NULL;
+}
+
+/* The pool is full and its servers sit on some replicas while another (back in rotation, or just
+ * added) has few: one idle server of the most served closes (its owner's tick), so the next read
+ * can open one on the least served. Two servers of difference at least, so it never swings. */
+static void rebalance_locked(sl_route *r, const int *order, int n)
+{
+    int64_t now = sl_now_fast();
+    sl_backend *lo = NULL, *hi = NULL;
     for (int k = 0; k < n; k++) {
         sl_backend *b = r->backends[order[k]];
-        for (int j = 1; j < sl_pool_nworkers && b->n_idle; j++) {
-            sl_pool_conn *c = pop_fit_locked(b, (me + j) % sl_pool_nworkers, want);
-            if (c) {
-                *stolen = true;
-                chosen_locked(r, b);
-                return c;
-            }
-        }
+        if (!login_failing(b, now, WAITER_LOGIN_RETRY_US) && (!lo || b->n_servers < lo->n_servers)) lo = b;
+        if (b->n_idle && (!hi || b->n_servers > hi->n_servers)) hi = b;
     }
+    if (!lo || !hi || hi->n_servers < lo->n_servers + 2) return;
+    for (int w = 0; w < sl_pool_nworkers; w++) {
+        sl_list *node = sl_list_pop_head(&hi->idle[w]);
+        if (!node) continue;
+        hi->n_idle--;
+        retire_idle_locked(sl_container_of(node, sl_pool_conn, idle_node));
+        return;
+    }
+}
+
+/* An idle server for a client of worker `me`, among the backends in m. Reads are balanced: the
+ * least busy replicas' idle servers first (this worker's, then another's); when they have none and
+ * the pool may grow, NULL, so that a server opens there (balance), else any idle server. */
+static sl_pool_conn *find_idle_locked(sl_route *r, int me, uint64_t m, want_t want, bool balance, bool *stolen)
+{
+    int order[MAXB];
+    int n = order_locked(r, m, want, order);
+    if (!n) return NULL;
+    sl_pool_conn *c;
+    if (balance && want != WANT_WRITE && n > 1) {
+        int least = busy(r->backends[order[0]]), k = 0;
+        if (r->replica_lb == SL_REPLICA_LB_ROUND_ROBIN) least = -1; /* the rotation decides, not the load */
+        int tied = 1;
+        while (least >= 0 && tied < n && busy(r->backends[order[tied]]) == least) tied++;
+        for (k = 0; k < tied; k++)
+            if ((c = take_from_locked(r, r->backends[order[k]], me, true, want, stolen))) return c;
+        for (k = 0; k < tied; k++)
+            if ((c = take_from_locked(r, r->backends[order[k]], me, false, want, stolen))) return c;
+        if (sl_route_can_open_locked(r, false)) return NULL;
+        rebalance_locked(r, order, n);
+    }
+    for (int k = 0; k < n; k++)
+        if ((c = take_from_locked(r, r->backends[order[k]], me, true, want, stolen))) return c;
+    for (int k = 0; k < n; k++)
+        if ((c = take_from_locked(r, r->backends[order[k]], me, false, want, stolen))) return c;
     return NULL;
 }
 
@@ -255,7 +291,7 @@ void sl_route_serve_routed_locked(sl_route *r, sl_pool_actions *act)
         want_t want = want_of(r, w->intent);
         uint64_t m = eligible_locked(r, w, want);
         bool stolen;
-        sl_pool_conn *c = m ? find_idle_locked(r, w->worker, m, want, &stolen) : NULL;
+        sl_pool_conn *c = m ? find_idle_locked(r, w->worker, m, want, false, &stolen) : NULL;
         if (!c) continue;
         if (!sl_pool_add_handover(act, c, w->worker, w->slot, w->gen)) {
             sl_list_insert_head(&c->backend->idle[c->worker], &c->idle_node);
@@ -299,7 +335,7 @@ sl_acquire_kind sl_route_acquire_routed_locked(sl_route *r, sl_pool_waiter *w, c
         /* an idle server is one nobody waiting can use (they would have been given it), so a client
          * may take one even when others wait */
         bool stolen = false;
-        sl_pool_conn *c = find_idle_locked(r, w->worker, m, want, &stolen);
+        sl_pool_conn *c = find_idle_locked(r, w->worker, m, want, true, &stolen);
         if (c) {
             r->assignments++;
             out->conn = c;
