@@ -107,7 +107,7 @@ void sl_admin_login(sl_client *c)
     sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_us();
     if (cfg->log_connections)
-        sl_log_info("C-%llu pgbouncer/%s@%s console login (%s)", (unsigned long long)c->id, c->user, c->addr,
+        sl_log_info("C-0x%llx: pgbouncer/%s@%s console login (%s)", (unsigned long long)c->id, c->user, c->addr,
                     admin ? "admin" : "stats");
     flush(c);
 }
@@ -182,10 +182,10 @@ static adm_status run_statement(adm_session *s, const char *text, size_t len)
         adm_error(&s->res, "42601", "%s", err);
         return ADM_DONE;
     }
-    sl_log_debug("C-%llu console: %s", (unsigned long long)s->c->id, cmd.text);
+    sl_log_debug("C-0x%llx: console: %s", (unsigned long long)s->c->id, cmd.text);
     adm_status st = adm_execute(s, &cmd, &s->res);
     if (st == ADM_DONE && s->res.failed)
-        sl_log_info("C-%llu console command failed: %s: %s", (unsigned long long)s->c->id, cmd.text, s->res.message);
+        sl_log_info("C-0x%llx: console command failed: %s: %s", (unsigned long long)s->c->id, cmd.text, s->res.message);
     return st;
 }
 

@@ -288,18 +288,25 @@ void adm_cols_peer_pools(adm_result *r)
     adm_cols(r, "iiiii", "peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active_cancel", "sv_login");
 }
 
-/* pgsluice has no [peers] (cancel requests always reach the right process): no rows. */
+/* [peers]: the processes a cancel request may be forwarded to. */
 adm_status adm_show_peers(adm_session *s, adm_result *r)
 {
-    (void)s;
+    const sl_config *cfg = s->c->s.w->cfg;
     adm_cols_peers(r);
+    for (size_t i = 0; i < cfg->n_peers; i++) {
+        const sl_peer_def *p = &cfg->peers[i];
+        adm_row(r, "isii", p->id, p->host, p->port, p->pool_size < 0 ? 0 : p->pool_size);
+    }
     return ADM_DONE;
 }
 
+/* A forwarded cancel is one connection, sent and closed at once (it waits in no pool): a row per
+ * peer, with nothing in flight to count. */
 adm_status adm_show_peer_pools(adm_session *s, adm_result *r)
 {
-    (void)s;
+    const sl_config *cfg = s->c->s.w->cfg;
     adm_cols_peer_pools(r);
+    for (size_t i = 0; i < cfg->n_peers; i++) adm_row(r, "iiiii", cfg->peers[i].id, 0, 0, 0, 0);
     return ADM_DONE;
 }
 void adm_cols_dns_zones(adm_result *r) { adm_cols(r, "sqi", "zonename", "serial", "count"); }

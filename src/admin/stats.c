@@ -282,10 +282,12 @@ static void log_period(int64_t dur)
     sl_pool_totals sums[2] = {{0}, {0}}, avg;
     sl_pools_foreach(sum_pool, sums);
     averages(&avg, &sums[1], &sums[0], dur);
-    sl_log_info("stats: %" PRIu64 " xacts/s, %" PRIu64 " queries/s, %" PRIu64 " server parses/s, in %" PRIu64
-                " B/s, out %" PRIu64 " B/s, xact %" PRIu64 " us, query %" PRIu64 " us, wait %" PRIu64 " us",
-                avg.xact_count, avg.query_count, avg.server_parses, avg.bytes_in, avg.bytes_out, avg.xact_time_us,
-                avg.query_time_us, avg.wait_time_us);
+    /* PgBouncer's wording (pgbadger reads it) */
+    sl_log_info("stats: %" PRIu64 " xacts/s, %" PRIu64 " queries/s, %" PRIu64 " client parses/s, %" PRIu64
+                " server parses/s, %" PRIu64 " binds/s, in %" PRIu64 " B/s, out %" PRIu64 " B/s, xact %" PRIu64
+                " us, query %" PRIu64 " us, wait %" PRIu64 " us",
+                avg.xact_count, avg.query_count, avg.client_parses, avg.server_parses, avg.binds, avg.bytes_in,
+                avg.bytes_out, avg.xact_time_us, avg.query_time_us, avg.wait_time_us);
 }
 
 static void period_done(sl_worker *w, void *arg)

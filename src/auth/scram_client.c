@@ -1,4 +1,5 @@
-/* scram_client.c - SCRAM-SHA-256 client side: logging in to a PostgreSQL server (password or pass-through). */
+/* scram_client.c - SCRAM-SHA-256(-PLUS) client side: logging in to a PostgreSQL server (password or
+ * pass-through), with or without channel binding. */
 #include "auth/scram_int.h"
 
 #include <stdio.h>
@@ -52,9 +53,42 @@ bool sl_scram_client_set_nonce(sl_scram_client *st, const char *nonce, const cha
    return true;
 }
 
+bool sl_scram_client_set_channel_binding(sl_scram_client *st, sl_scram_cb_mode mode, const uint8_t *cb_data,
+                                         size_t cb_len)
+{
+   bool bound = mode == SL_SCRAM_CB_BOUND;
+   bool ok = mode == SL_SCRAM_CB_NONE || mode == SL_SCRAM_CB_CLIENT_ONLY || bound;
+
+   if (st->state != 0)
+      return false;
+   if (!ok || (bound && (cb_data == NULL || cb_len == 0 || cb_len > SL_SCRAM_MAX_CB_DATA)) ||
+       (!bound && (cb_data != NULL || cb_len != 0))) {
+      st->state = -1; /* fail closed: a caller that ignores this cannot log in unbound by mistake */
+      return false;
+   }
+   st->cb_mode = mode;
+   memset(st->cb_data, 0, sizeof(st->cb_data));
+   if (bound)
+      memcpy(st->cb_data, cb_data, cb_len);
+   st->cb_len = bound ? cb_len : 0;
+   return true;
+}
+
+const char *sl_scram_client_mechanism(const sl_scram_client *st)
+{
+   return st->cb_mode == SL_SCRAM_CB_BOUND ? SL_SCRAM_MECH_PLUS : SL_SCRAM_MECH;
+}
+
+static char cbind_flag(const sl_scram_client *st)
+{
+   return st->cb_mode == SL_SCRAM_CB_BOUND ? 'p' : st->cb_mode == SL_SCRAM_CB_CLIENT_ONLY ? 'y' : 'n';
+}
+
 bool sl_scram_client_first(sl_scram_client *st, char *out, size_t outlen)
 {
    sl_scram_i_buf b;
+   const char *hdr = sl_scram_i_gs2_header(cbind_flag(st));
+   size_t hlen = strlen(hdr);
 
    if (st->state != 0)
       return false;
@@ -70,11 +104,11 @@ bool sl_scram_client_first(sl_scram_client *st, char *out, size_t outlen)
    sl_scram_i_puts(&b, st->user);
    sl_scram_i_puts(&b, ",r=");
    sl_scram_i_puts(&b, st->nonce);
-   if (!b.ok || b.len + 3 >= outlen)
+   if (!b.ok || b.len + hlen >= outlen)
       return false;
    st->client_first_bare_len = b.len;
-   memcpy(out, "n,,", 3);
-   memcpy(out + 3, st->client_first_bare, b.len + 1);
+   memcpy(out, hdr, hlen);
+   memcpy(out + hlen, st->client_first_bare, b.len + 1);
    st->state = 1;
    return true;
 }
@@ -85,6 +119,7 @@ bool sl_scram_client_final(sl_scram_client *st, const char *server_first, size_t
    const char *p = server_first, *end = server_first + len, *nonce, *salt_b64, *iter_s;
    size_t nonce_len, salt_b64_len, iter_len, salt_len, ours = strlen(st->nonce);
    uint8_t salt[256], stored[SL_SCRAM_KEY_LEN], client_sig[SL_SCRAM_KEY_LEN], proof[SL_SCRAM_KEY_LEN];
+   char cbind[SL_SCRAM_I_CBIND_B64_MAX];
    long iter;
    sl_scram_i_buf b;
    bool ok;
@@ -114,9 +149,12 @@ bool sl_scram_client_final(sl_scram_client *st, const char *server_first, size_t
    OPENSSL_cleanse(st->password, sizeof(st->password)); /* only the derived keys are needed from here */
 
    sl_scram_i_buf_init(&b, out, outlen);
-   sl_scram_i_puts(&b, "c=biws,r=");
+   sl_scram_i_puts(&b, "c=");
+   ok = sl_scram_i_cbind_b64(cbind_flag(st), st->cb_data, st->cb_len, cbind);
+   sl_scram_i_puts(&b, cbind);
+   sl_scram_i_puts(&b, ",r=");
    sl_scram_i_put(&b, nonce, nonce_len);
-   ok = b.ok && sl_scram_i_sha256(st->client_key, SL_SCRAM_KEY_LEN, stored) &&
+   ok = ok && b.ok && sl_scram_i_sha256(st->client_key, SL_SCRAM_KEY_LEN, stored) &&
         sl_scram_i_auth_hmac(stored, st->client_first_bare, st->client_first_bare_len, server_first, len, out,
                              b.len, client_sig) &&
         sl_scram_i_auth_hmac(st->server_key, st->client_first_bare, st->client_first_bare_len, server_first, len,

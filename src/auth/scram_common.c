@@ -114,6 +114,33 @@ bool sl_scram_i_parse_int(const char *s, size_t n, long min, long max, long *out
    return true;
 }
 
+const char *sl_scram_i_gs2_header(char cbind_flag)
+{
+   switch (cbind_flag) {
+   case 'n': return "n,,";
+   case 'y': return "y,,";
+   case 'p': return "p=" SL_SCRAM_CB_TYPE ",,";
+   default: return NULL;
+   }
+}
+
+bool sl_scram_i_cbind_b64(char cbind_flag, const uint8_t *cb_data, size_t cb_len, char out[SL_SCRAM_I_CBIND_B64_MAX])
+{
+   const char *hdr = sl_scram_i_gs2_header(cbind_flag);
+   uint8_t input[sizeof("p=" SL_SCRAM_CB_TYPE ",,") - 1 + SL_SCRAM_MAX_CB_DATA];
+   size_t hlen;
+
+   out[0] = '\0';
+   if (hdr == NULL || (cbind_flag == 'p') != (cb_len > 0) || cb_len > SL_SCRAM_MAX_CB_DATA ||
+       (cb_len > 0 && cb_data == NULL))
+      return false;
+   hlen = strlen(hdr);
+   memcpy(input, hdr, hlen);
+   if (cb_len > 0)
+      memcpy(input + hlen, cb_data, cb_len);
+   return sl_base64_encode(input, hlen + cb_len, out, SL_SCRAM_I_CBIND_B64_MAX);
+}
+
 /* HMAC and SHA-256 are fetched from the provider once: fetching them by name on every call (a
  * login makes several) cost more than the hashing itself. */
 static EVP_MAC *g_hmac;

@@ -31,6 +31,12 @@ bool sl_scram_i_hmac(const uint8_t *key, size_t keylen, const void *msg, size_t 
 /* HMAC(key, AuthMessage) with AuthMessage = cfb "," sf "," cfwp. */
 bool sl_scram_i_auth_hmac(const uint8_t key[SL_SCRAM_KEY_LEN], const char *cfb, size_t cfb_len, const char *sf,
                           size_t sf_len, const char *cfwp, size_t cfwp_len, uint8_t out[SL_SCRAM_KEY_LEN]);
+/* The gs2 header for a channel binding flag: "n,,", "y,," or "p=tls-server-end-point,,". */
+const char *sl_scram_i_gs2_header(char cbind_flag);
+/* The c= value of client-final: base64 of the gs2 header, followed by cb_data for flag 'p'. out holds
+ * SL_SCRAM_I_CBIND_B64_MAX bytes; false on a bad flag or cb_len (1..SL_SCRAM_MAX_CB_DATA for 'p', else 0). */
+#define SL_SCRAM_I_CBIND_B64_MAX (4 * ((sizeof("p=" SL_SCRAM_CB_TYPE ",,") - 1 + SL_SCRAM_MAX_CB_DATA + 2) / 3) + 1)
+bool sl_scram_i_cbind_b64(char cbind_flag, const uint8_t *cb_data, size_t cb_len, char out[SL_SCRAM_I_CBIND_B64_MAX]);
 /* SaltedPassword from SASLprep(password), then ClientKey and ServerKey. */
 bool sl_scram_i_password_keys(const char *password, const uint8_t *salt, size_t salt_len, int iterations,
                               uint8_t client_key[SL_SCRAM_KEY_LEN], uint8_t server_key[SL_SCRAM_KEY_LEN]);

@@ -1,7 +1,9 @@
-/* scram_server.c - SCRAM-SHA-256 server side: verifying clients that log in to the pooler. */
+/* scram_server.c - SCRAM-SHA-256(-PLUS) server side: verifying clients that log in to the pooler, with
+ * channel binding negotiated as PostgreSQL's backend does. */
 #include "auth/scram_int.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -42,11 +44,110 @@ static bool mock_secret(const char *user, sl_scram_secret *sec)
    return sl_random_bytes(sec->stored_key, SL_SCRAM_KEY_LEN) && sl_random_bytes(sec->server_key, SL_SCRAM_KEY_LEN);
 }
 
-static bool fail(const char **errmsg, const char *why)
+static bool fail(sl_scram_server *st, const char **errmsg, const char *sqlstate, const char *why)
 {
+   st->sqlstate = sqlstate;
    if (errmsg)
       *errmsg = why;
    return false;
+}
+
+/* A protocol violation: the message does not parse, or contradicts the mechanism the client chose. */
+static bool malformed(sl_scram_server *st, const char **errmsg, const char *why)
+{
+   return fail(st, errmsg, "08P01", why);
+}
+
+const char *sl_scram_server_mechanisms(bool offer_plus, size_t *len)
+{
+   static const char plus[] = SL_SCRAM_MECH_PLUS "\0" SL_SCRAM_MECH "\0";
+   static const char plain[] = SL_SCRAM_MECH "\0";
+
+   *len = offer_plus ? sizeof(plus) : sizeof(plain); /* the literal's own NUL ends the list */
+   return offer_plus ? plus : plain;
+}
+
+bool sl_scram_server_set_channel_binding(sl_scram_server *st, const uint8_t *cb_data, size_t cb_len)
+{
+   if (st->state != 0 || cb_data == NULL || cb_len == 0 || cb_len > SL_SCRAM_MAX_CB_DATA)
+      return false;
+   memcpy(st->cb_data, cb_data, cb_len);
+   st->cb_len = cb_len;
+   return true;
+}
+
+bool sl_scram_server_select_mechanism(sl_scram_server *st, const char *mech, const char **errmsg)
+{
+   if (st->state != 0)
+      return malformed(st, errmsg, "SCRAM exchange in wrong state");
+   if (mech != NULL && strcmp(mech, SL_SCRAM_MECH_PLUS) == 0 && st->cb_len > 0) {
+      st->plus_chosen = true;
+      return true;
+   }
+   if (mech != NULL && strcmp(mech, SL_SCRAM_MECH) == 0) {
+      st->plus_chosen = false;
+      return true;
+   }
+   st->state = 2; /* fail closed: no exchange on this struct */
+   return malformed(st, errmsg, "client selected an invalid SASL authentication mechanism");
+}
+
+/* Printable ASCII only, and short: the text goes into logs and an ErrorResponse. */
+static void quote_client_text(char *dst, size_t cap, const char *s, size_t n)
+{
+   size_t i;
+
+   if (cap == 0)
+      return;
+   for (i = 0; i < n && i + 1 < cap; i++)
+      dst[i] = (s[i] >= 0x20 && s[i] <= 0x7e && s[i] != '"') ? s[i] : '?';
+   dst[i] = '\0';
+}
+
+/* The gs2-cbind-flag at *pp and the ',' after it; the rules of PostgreSQL's backend for which flag goes with
+ * which mechanism. */
+static bool parse_cbind_flag(sl_scram_server *st, const char **pp, const char *end, const char **errmsg)
+{
+   const char *p = *pp, *name, *comma;
+   char quoted[40];
+
+   switch (p[0]) {
+   case 'n':
+   case 'y':
+      if (st->plus_chosen)
+         return malformed(st, errmsg,
+                          "malformed SCRAM message (the client selected " SL_SCRAM_MECH_PLUS
+                          ", but the message has no channel binding data)");
+      if (p[0] == 'y' && st->cb_len > 0)
+         return fail(st, errmsg, "28000",
+                     "SCRAM channel binding negotiation error (the client supports channel binding and thinks the "
+                     "server does not, but this server offered it)");
+      if (end - p < 2 || p[1] != ',')
+         return malformed(st, errmsg, "malformed SCRAM message (bad GS2 header)");
+      *pp = p + 2;
+      break;
+   case 'p':
+      if (!st->plus_chosen)
+         return malformed(st, errmsg,
+                          "malformed SCRAM message (the client selected " SL_SCRAM_MECH
+                          " without channel binding, but the message includes channel binding data)");
+      comma = memchr(p, ',', (size_t)(end - p));
+      if (end - p < 3 || p[1] != '=' || comma == NULL || comma == p + 2)
+         return malformed(st, errmsg, "malformed SCRAM message (bad GS2 header)");
+      name = p + 2;
+      if ((size_t)(comma - name) != strlen(SL_SCRAM_CB_TYPE) ||
+          memcmp(name, SL_SCRAM_CB_TYPE, strlen(SL_SCRAM_CB_TYPE)) != 0) {
+         quote_client_text(quoted, sizeof(quoted), name, (size_t)(comma - name));
+         snprintf(st->errbuf, sizeof(st->errbuf), "unsupported SCRAM channel-binding type \"%s\"", quoted);
+         return malformed(st, errmsg, st->errbuf);
+      }
+      *pp = comma + 1;
+      break;
+   default:
+      return malformed(st, errmsg, "malformed SCRAM message (bad GS2 header)");
+   }
+   st->cbind_flag = p[0];
+   return true;
 }
 
 /* Parse client-first-message; sets cbind_flag, client_first_bare and the client nonce (into st->nonce). */
@@ -56,30 +157,26 @@ static bool parse_client_first(sl_scram_server *st, const char *msg, size_t len,
    size_t vlen;
 
    if (len == 0 || memchr(msg, '\0', len))
-      return fail(errmsg, "malformed SCRAM message (empty or NUL byte)");
-   if (p[0] == 'p')
-      return fail(errmsg, "channel binding is not supported");
-   if ((p[0] != 'n' && p[0] != 'y') || len < 2 || p[1] != ',')
-      return fail(errmsg, "malformed SCRAM message (bad GS2 header)");
-   st->cbind_flag = p[0];
-   p += 2;
+      return malformed(st, errmsg, "malformed SCRAM message (empty or NUL byte)");
+   if (!parse_cbind_flag(st, &p, end, errmsg))
+      return false;
    if (p < end && p[0] == 'a')
-      return fail(errmsg, "SCRAM authorization identity is not supported");
+      return fail(st, errmsg, "0A000", "SCRAM authorization identity is not supported");
    if (p >= end || p[0] != ',')
-      return fail(errmsg, "malformed SCRAM message (bad GS2 header)");
+      return malformed(st, errmsg, "malformed SCRAM message (bad GS2 header)");
    bare = ++p;
    if ((size_t)(end - bare) > SL_SCRAM_MAX_MESSAGE)
-      return fail(errmsg, "SCRAM message too long");
+      return malformed(st, errmsg, "SCRAM message too long");
    if (end - p >= 2 && p[0] == 'm' && p[1] == '=')
-      return fail(errmsg, "SCRAM mandatory extension is not supported");
+      return fail(st, errmsg, "0A000", "SCRAM mandatory extension is not supported");
    if (!sl_scram_i_attr(&p, end, 'n', &val, &vlen)) /* user name: ignored, the startup packet has it */
-      return fail(errmsg, "malformed SCRAM message (missing n=)");
+      return malformed(st, errmsg, "malformed SCRAM message (missing n=)");
    if (!sl_scram_i_attr(&p, end, 'r', &val, &vlen))
-      return fail(errmsg, "malformed SCRAM message (missing r=)");
+      return malformed(st, errmsg, "malformed SCRAM message (missing r=)");
    if (!sl_scram_i_nonce_ok(val, vlen) || vlen > SL_SCRAM_MAX_CLIENT_NONCE)
-      return fail(errmsg, "malformed SCRAM message (bad nonce)");
+      return malformed(st, errmsg, "malformed SCRAM message (bad nonce)");
    if ((p == end && end[-1] == ',') || !sl_scram_i_exts_ok(p, end))
-      return fail(errmsg, "malformed SCRAM message (bad extension)");
+      return malformed(st, errmsg, "malformed SCRAM message (bad extension)");
    memcpy(st->nonce, val, vlen);
    st->nonce[vlen] = '\0';
    memcpy(st->client_first_bare, bare, (size_t)(end - bare));
@@ -93,12 +190,19 @@ bool sl_scram_server_first(sl_scram_server *st, const sl_scram_secret *secret, c
 {
    sl_scram_i_buf b;
    char snonce[sizeof(st->server_nonce)];
-   bool fixed = st->fixed_nonce && st->state == 0;
+   uint8_t cb_data[SL_SCRAM_MAX_CB_DATA];
+   size_t cb_len = st->cb_len;
+   bool fixed = st->fixed_nonce, plus_chosen = st->plus_chosen;
 
    if (st->state != 0)
-      return fail(errmsg, "SCRAM exchange already started");
+      return malformed(st, errmsg, "SCRAM exchange in wrong state");
+   /* start from a clean struct, keeping what the set_* calls said */
    memcpy(snonce, st->server_nonce, sizeof(snonce));
+   memcpy(cb_data, st->cb_data, sizeof(cb_data));
    memset(st, 0, sizeof(*st));
+   memcpy(st->cb_data, cb_data, sizeof(cb_data));
+   st->cb_len = cb_len <= SL_SCRAM_MAX_CB_DATA ? cb_len : 0;
+   st->plus_chosen = plus_chosen && st->cb_len > 0;
    st->state = 2; /* finished unless everything below works */
    if (!parse_client_first(st, client_first, len, errmsg))
       return false;
@@ -108,16 +212,16 @@ bool sl_scram_server_first(sl_scram_server *st, const sl_scram_secret *secret, c
       uint8_t raw[SERVER_NONCE_BYTES];
 
       if (!sl_random_bytes(raw, sizeof(raw)))
-         return fail(errmsg, "random generator failure");
+         return fail(st, errmsg, "XX000", "random generator failure");
       sl_base64_encode(raw, sizeof(raw), st->server_nonce, sizeof(st->server_nonce));
    }
    if (secret == NULL) {
       st->mock = true;
       if (!mock_secret(user ? user : "", &st->secret))
-         return fail(errmsg, "random generator failure");
+         return fail(st, errmsg, "XX000", "random generator failure");
    } else {
       if (secret->iterations < 1 || secret->salt_len == 0 || secret->salt_len > SL_SCRAM_MAX_SALT)
-         return fail(errmsg, "unusable SCRAM secret");
+         return fail(st, errmsg, "XX000", "unusable SCRAM secret");
       st->secret = *secret;
    }
    {
@@ -133,7 +237,7 @@ bool sl_scram_server_first(sl_scram_server *st, const sl_scram_secret *secret, c
    sl_scram_i_puts(&b, ",i=");
    sl_scram_i_put_int(&b, st->secret.iterations);
    if (!b.ok || b.len >= outlen)
-      return fail(errmsg, "output buffer too small");
+      return fail(st, errmsg, "XX000", "output buffer too small");
    st->server_first_len = b.len;
    memcpy(out, st->server_first, b.len + 1);
    st->state = 1;
@@ -145,41 +249,46 @@ bool sl_scram_server_final(sl_scram_server *st, const char *client_final, size_t
 {
    const char *p = client_final, *end = client_final + len, *cb, *nonce, *proof_attr, *val;
    size_t cb_len, nonce_len, vlen, proof_len;
-   const char *want_cb = st->cbind_flag == 'y' ? "eSws" : "biws";
+   char want_cb[SL_SCRAM_I_CBIND_B64_MAX];
    uint8_t proof[SL_SCRAM_KEY_LEN], client_sig[SL_SCRAM_KEY_LEN], client_key[SL_SCRAM_KEY_LEN];
    uint8_t stored[SL_SCRAM_KEY_LEN], server_sig[SL_SCRAM_KEY_LEN];
    sl_scram_i_buf b;
    bool ok;
 
    if (st->state != 1)
-      return fail(errmsg, "SCRAM exchange in wrong state");
+      return malformed(st, errmsg, "SCRAM exchange in wrong state");
    st->state = 2;
    if (len == 0 || len > SL_SCRAM_MAX_MESSAGE || memchr(client_final, '\0', len))
-      return fail(errmsg, "malformed SCRAM message (empty, too long or NUL byte)");
+      return malformed(st, errmsg, "malformed SCRAM message (empty, too long or NUL byte)");
    if (!sl_scram_i_attr(&p, end, 'c', &cb, &cb_len))
-      return fail(errmsg, "malformed SCRAM message (missing c=)");
-   if (cb_len != 4 || memcmp(cb, want_cb, 4) != 0)
-      return fail(errmsg, "SCRAM channel binding check failed");
+      return malformed(st, errmsg, "malformed SCRAM message (missing c=)");
+   if (!sl_scram_i_cbind_b64(st->cbind_flag, st->cb_data, st->cbind_flag == 'p' ? st->cb_len : 0, want_cb))
+      return fail(st, errmsg, "XX000", "SCRAM channel binding data unusable");
+   if (cb_len != strlen(want_cb) || memcmp(cb, want_cb, cb_len) != 0) {
+      if (st->cbind_flag == 'p')
+         return fail(st, errmsg, "28000", "SCRAM channel binding check failed");
+      return malformed(st, errmsg, "unexpected SCRAM channel-binding attribute in client-final-message");
+   }
    if (!sl_scram_i_attr(&p, end, 'r', &nonce, &nonce_len))
-      return fail(errmsg, "malformed SCRAM message (missing r=)");
+      return malformed(st, errmsg, "malformed SCRAM message (missing r=)");
    if (nonce_len != strlen(st->nonce) || memcmp(nonce, st->nonce, nonce_len) != 0)
-      return fail(errmsg, "SCRAM nonce mismatch");
+      return malformed(st, errmsg, "SCRAM nonce mismatch");
    proof_attr = NULL;
    while (p < end) { /* extensions, then p= last */
       const char *attr = p;
       bool alpha = (p[0] >= 'a' && p[0] <= 'z') || (p[0] >= 'A' && p[0] <= 'Z');
 
       if (!alpha || !sl_scram_i_attr(&p, end, p[0], &val, &vlen))
-         return fail(errmsg, "malformed SCRAM message (bad attribute)");
+         return malformed(st, errmsg, "malformed SCRAM message (bad attribute)");
       if (attr[0] == 'p') {
          proof_attr = attr;
          break;
       }
    }
    if (proof_attr == NULL || p != end || end[-1] == ',')
-      return fail(errmsg, "malformed SCRAM message (missing or misplaced p=)");
+      return malformed(st, errmsg, "malformed SCRAM message (missing or misplaced p=)");
    if (!sl_base64_decode(val, vlen, proof, sizeof(proof), &proof_len) || proof_len != SL_SCRAM_KEY_LEN)
-      return fail(errmsg, "malformed SCRAM message (bad proof)");
+      return malformed(st, errmsg, "malformed SCRAM message (bad proof)");
 
    /* Same work whatever the proof: ClientSignature, ClientKey, StoredKey check and ServerSignature. */
    ok = sl_scram_i_auth_hmac(st->secret.stored_key, st->client_first_bare, st->client_first_bare_len,
@@ -200,10 +309,10 @@ bool sl_scram_server_final(sl_scram_server *st, const char *client_final, size_t
          memcpy(st->client_key, client_key, sizeof(client_key));
          st->have_client_key = true;
       } else {
-         ok = fail(errmsg, "output buffer too small");
+         ok = fail(st, errmsg, "XX000", "output buffer too small");
       }
    } else {
-      fail(errmsg, "SCRAM proof verification failed");
+      fail(st, errmsg, "28P01", "SCRAM proof verification failed");
    }
    OPENSSL_cleanse(client_key, sizeof(client_key));
    OPENSSL_cleanse(client_sig, sizeof(client_sig));

@@ -14,8 +14,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"dns_nxdomain_ttl", "negative DNS cache lifetime"},
     {"dns_zone_check_period", "DNS zone serial check period"},
     {"job_name", "service name for Windows event log / systemd"},
-    {"peer_id", "identifier of this process among [peers]"},
-    {"query_wait_notify", "seconds before notifying waiting clients"},
     {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
     {"scram_iterations", "iteration count for SCRAM secrets PgBouncer generates"},
     {"service_name", "Windows service name (alias of job_name)"},

@@ -22,6 +22,8 @@ static void config_free(sl_config *c)
     sl_userlist_free(c->userlist, c->n_userlist);
     sl_hba_unref(c->hba);
     sl_ident_unref(c->ident);
+    for (size_t i = 0; i < c->n_peers; i++) sl_peer_def_free(&c->peers[i]);
+    free(c->peers);
     free(c->path);
     free(c);
 }
@@ -90,6 +92,20 @@ static bool clone_userlist(sl_config *dst, const sl_config *src)
     return ok;
 }
 
+static bool clone_peers(sl_config *dst, const sl_config *src)
+{
+    if (src->n_peers == 0) return true;
+    dst->peers = calloc(src->n_peers, sizeof(*dst->peers));
+    if (!dst->peers) return false;
+    bool ok = true;
+    for (size_t i = 0; i < src->n_peers; i++, dst->n_peers++) {
+        dst->peers[i] = src->peers[i];
+        dst->peers[i].host = sl_cfg_strdup(src->peers[i].host);
+        if (!dst->peers[i].host) ok = false;
+    }
+    return ok;
+}
+
 sl_config *sl_config_clone(const sl_config *src)
 {
     if (!src) return NULL;
@@ -97,8 +113,8 @@ sl_config *sl_config_clone(const sl_config *src)
     if (!c) return NULL;
     /* everything but the reference count, which other threads change atomically */
     memcpy(c, src, offsetof(sl_config, refcount));
-    c->dbs = NULL, c->users = NULL, c->userlist = NULL;
-    c->n_dbs = c->n_users = c->n_userlist = 0;
+    c->dbs = NULL, c->users = NULL, c->userlist = NULL, c->peers = NULL;
+    c->n_dbs = c->n_users = c->n_userlist = c->n_peers = 0;
     c->refcount = 1;
     if (c->hba) sl_hba_ref(c->hba);
     if (c->ident) sl_ident_ref(c->ident);
@@ -108,6 +124,7 @@ sl_config *sl_config_clone(const sl_config *src)
     ok = clone_dbs(c, src) && ok;
     ok = clone_users(c, src) && ok;
     ok = clone_userlist(c, src) && ok;
+    ok = clone_peers(c, src) && ok;
     if (!ok) {
         config_free(c);
         return NULL;

@@ -135,6 +135,15 @@ typedef struct sl_user_def {
     int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
 } sl_user_def;
 
+/* One [peers] entry: another process sharing the listening port (so_reuseport). */
+#define SL_PEER_ID_MAX 16383
+typedef struct sl_peer_def {
+    int id;                   /* 1..SL_PEER_ID_MAX */
+    char *host;               /* address, or a Unix socket directory (starts with /) */
+    int port;
+    int pool_size;            /* -1 = not set (shown by SHOW PEERS; cancels are not pooled) */
+} sl_peer_def;
+
 /* One auth_file (userlist.txt) entry: "user" "password-or-md5-or-SCRAM-secret". */
 typedef struct sl_userlist_entry {
     char *name;
@@ -185,6 +194,8 @@ typedef struct sl_config {
     int64_t dns_max_ttl;            /* usec */
     int64_t autodb_idle_timeout;    /* usec: unused pools are freed after this long */
     int64_t client_login_timeout;   /* usec */
+    int64_t auth_failure_delay;     /* usec */
+    int64_t query_wait_notify;      /* usec */
     int64_t query_timeout;          /* usec, 0 = off */
     int64_t query_wait_timeout;     /* usec, 0 = wait forever */
     int64_t cancel_wait_timeout;    /* usec */
@@ -222,6 +233,7 @@ typedef struct sl_config {
     int pkt_buf;
     int max_packet_size;
     int sbuf_loopcnt;
+    int peer_id;              /* [peers]: this process (0: none) */
     int so_reuseport;
 
     /* TLS (net/tls.c builds the contexts from these; strings "" = not set) */
@@ -271,6 +283,8 @@ typedef struct sl_config {
      * made from auth_ldap_options; NULL otherwise. ident: auth_ident_file (hba only) or NULL. */
     struct sl_hba *hba;
     struct sl_ident *ident;
+    sl_peer_def *peers;       /* [peers], in file order */
+    size_t n_peers;
 
     char *path;          /* the main config file */
     int refcount;        /* managed by sl_config_ref/unref (atomic) */
@@ -297,6 +311,7 @@ bool sl_config_load_auth_rules(sl_config *c, char *err, size_t errlen);
 const sl_db_def *sl_config_find_db(const sl_config *c, const char *name);
 const sl_user_def *sl_config_find_user(const sl_config *c, const char *name);
 const sl_userlist_entry *sl_config_find_userlist(const sl_config *c, const char *name);
+const sl_peer_def *sl_config_find_peer(const sl_config *c, int id);
 
 /* How a database's clients are routed over its hosts, resolved from its entry and the global
  * settings. A database has roles (routed) when its entry names a role_map, a target_session_attrs

@@ -82,6 +82,8 @@ bool sl_db_def_parse(sl_db_def *d, const char *name, const char *connstr, sl_war
 bool sl_user_def_parse(sl_user_def *u, const char *name, const char *connstr, sl_warn_once *warn, char *err,
                        size_t errlen);
 void sl_db_def_free(sl_db_def *d);
+bool sl_peer_def_parse(sl_peer_def *p, const char *id, const char *connstr, char *err, size_t errlen);
+void sl_peer_def_free(sl_peer_def *p);
 void sl_user_def_free(sl_user_def *u);
 bool sl_db_def_copy(sl_db_def *dst, const sl_db_def *src);
 bool sl_user_def_copy(sl_user_def *dst, const sl_user_def *src);

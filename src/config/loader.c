@@ -4,6 +4,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,28 @@ static bool user_key(load_ctx *lc, const char *name, const char *value, char *er
     return true;
 }
 
+static bool peer_key(load_ctx *lc, const char *key, const char *value, char *err, size_t errlen)
+{
+    sl_config *c = lc->c;
+    sl_peer_def p;
+    char why[256];
+    if (!sl_peer_def_parse(&p, key, value, why, sizeof(why))) return sl_cfg_err(err, errlen, "[peers] %s", why), false;
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == p.id) { /* a repeated id keeps the later entry, as elsewhere */
+            sl_peer_def_free(&c->peers[i]);
+            c->peers[i] = p;
+            return true;
+        }
+    sl_peer_def *grown = realloc(c->peers, (c->n_peers + 1) * sizeof(*grown));
+    if (!grown) {
+        sl_peer_def_free(&p);
+        return sl_cfg_err(err, errlen, "out of memory"), false;
+    }
+    c->peers = grown;
+    c->peers[c->n_peers++] = p;
+    return true;
+}
+
 static bool on_line(void *vctx, const sl_ini_pos *pos, const char *section, const char *key, const char *value,
                     char *err, size_t errlen)
 {
@@ -125,9 +148,7 @@ static bool on_line(void *vctx, const sl_ini_pos *pos, const char *section, cons
     case SEC_GLOBAL: return global_key(lc, key, value, err, errlen);
     case SEC_DATABASES: return database_key(lc, pos, key, value, err, errlen);
     case SEC_USERS: return user_key(lc, key, value, err, errlen);
-    case SEC_PEERS:
-        sl_warn_once_log(&lc->warn, "[peers]", "the [peers] section is not implemented by pgsluice and is ignored");
-        return true;
+    case SEC_PEERS: return peer_key(lc, key, value, err, errlen);
     case SEC_UNKNOWN: break;
     }
     return false;
@@ -174,9 +195,14 @@ static bool load_auth_file(sl_config *c, char *err, size_t errlen)
     return sl_userlist_load(c->auth_file, &c->userlist, &c->n_userlist, err, errlen);
 }
 
-static int cpu_count(void)
+/* workers = 0 (auto): one event loop per two CPUs this process may run on, at least one. Most of a
+ * pooler's CPU is the kernel's socket work, done on the same cores as PostgreSQL's and the clients'
+ * when they share the machine; on 2 cores one loop beats two (bench scenario 7, issue 15). */
+static int auto_workers(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    n /= 2;
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
@@ -219,7 +245,7 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
 {
     sl_config *c = lc->c;
     lc->warn.where[0] = '\0';
-    if (c->workers == 0) c->workers = cpu_count();
+    if (c->workers == 0) c->workers = auto_workers();
     /* fail closed: a login method pgsluice cannot carry out refuses the file, it never falls back */
     char why[400];
     if (!sl_config_load_auth_rules(c, why, sizeof(why))) return sl_cfg_err(err, errlen, "%s: %s", c->path, why), false;

@@ -49,8 +49,8 @@ const sl_setting sl_settings[] = {
     {.name = "unix_socket_mode", .type = SL_T_INT, .offset = OFS(unix_socket_mode), .default_value = "0777",
      .apply = SL_APPLY_RESTART, .description = "File mode of the Unix socket (octal).", .min_value = 0,
      .max_value = 07777, .flags = SL_SETTING_OCTAL},
-    S_STR(unix_socket_group, "", R, "Group owning the Unix socket; empty keeps the default.", NI),
-    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 means one per CPU."),
+    S_STR(unix_socket_group, "", R, "Group given the Unix socket (with unix_socket_mode, its members may connect); a group that does not exist refuses to start. Empty keeps the process's group."),
+    S_INT(workers, "0", R, 0, 1024, "Number of event-loop worker threads; 0 (auto) means one per two CPUs the process may run on, at least one (on a 2-core machine one loop is faster than two)."),
 
     S_ENUM(auth_type, "md5", N, auth_type_names,
            "How clients authenticate: trust, plain, md5, scram-sha-256, any (no check; forced users), cert "
@@ -89,7 +89,11 @@ const sl_setting sl_settings[] = {
     S_BOOL(server_reset_query_always, "0", A, "Run server_reset_query in every pool mode, not only session."),
     S_STR(server_check_query, "select 1", A, "Query used to check an idle server connection is alive."),
     S_TIME(server_check_delay, "30", A, "Seconds a released connection may be reused without a check."),
-    S_BOOL(server_fast_close, "0", A, "Close server connections as soon as possible during RECONNECT/RELOAD.", NI),
+    S_BOOL(server_fast_close, "0", A,
+           "Session pooling: a server connection that must be replaced (RECONNECT, a RELOAD that changes its "
+           "database's host or settings, server_lifetime) is closed at the end of its current transaction instead "
+           "of at the end of the client's session; the client is then disconnected too (57P01), so that it "
+           "notices. No effect in transaction and statement pooling, where that is what happens anyway."),
     S_TIME(server_lifetime, "3600", A, "Close server connections older than this many seconds; 0 is unlimited."),
     S_TIME(server_idle_timeout, "600", A, "Close server connections idle this many seconds; 0 is never."),
     S_TIME(server_connect_timeout, "15", A, "Seconds allowed for connecting and logging in to a server."),
@@ -97,6 +101,13 @@ const sl_setting sl_settings[] = {
     S_TIME(dns_max_ttl, "15", N, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
     S_TIME(autodb_idle_timeout, "3600", A, "Seconds after which a pool that has had no client and no server connection is freed (its counters stay in its database's totals). PgBouncer applies this to pools of automatically created databases only; pgsluice to every pool, so that pools of users and databases no longer in use do not accumulate."),
     S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
+    S_TIME(query_wait_notify, "0", A,
+           "Tell a client that has waited this long for a server why nothing happens yet: a NOTICE \"No server "
+           "connection available in pool ..., waiting\" (once per wait); 0 never tells."),
+    S_TIME(auth_failure_delay, "0", A,
+           "Answer a refused login (wrong password, no hba line, unknown user) only after this long, so that "
+           "guessing passwords is slow (as PostgreSQL's auth_delay); 0 answers at once. Every refusal is logged "
+           "with the client's address either way. pgsluice's own setting."),
     S_TIME(query_timeout, "0", A, "Cancel queries running longer than this many seconds; 0 is off."),
     S_TIME(query_wait_timeout, "120", A, "Seconds a client may wait for a server connection; 0 waits forever."),
     S_TIME(cancel_wait_timeout, "10", A, "Seconds a cancel request may take: until the server's postmaster has taken it, the server connection it targets is not given to another client (so the cancel cannot hit another client's query); after this long pgsluice gives up on it. 0 waits as long as it takes."),
@@ -112,7 +123,10 @@ const sl_setting sl_settings[] = {
           "clients (e.g. default_transaction_read_only, in_hot_standby; search_path with Citus or PostgreSQL "
           "18) can be tracked reliably."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
-    S_BOOL(disable_pqexec, "0", R, "Refuse the simple query protocol (defence against SQL injection).", NI),
+    S_BOOL(disable_pqexec, "0", R,
+           "Refuse the simple query protocol: a client that sends a Query message is disconnected with \"PQexec "
+           "disallowed\" (several statements in one string make some SQL injections possible); only clients "
+           "that use the extended protocol alone keep working. The console is not affected."),
     S_INT(max_prepared_statements, "200", A, 0, 0,
           "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
 
@@ -137,9 +151,13 @@ const sl_setting sl_settings[] = {
     S_INT(tcp_defer_accept, "1", R, 0, 0, "TCP_DEFER_ACCEPT on listening sockets (0 disables)."),
     S_INT(tcp_socket_buffer, "0", N, 0, 0, "Socket send/receive buffer size in bytes; 0 keeps the OS default."),
     S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
-    S_INT(pkt_buf, "4096", R, 512, 0, "Internal buffer size for packets, in bytes."),
+    S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size)."),
     S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
     S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
+    S_INT(peer_id, "0", R, 0, SL_PEER_ID_MAX,
+          "This process's id among [peers] (1..16383; 0: none). With it, cancel keys carry the id, and a cancel "
+          "request that reaches another process sharing the port (so_reuseport) is forwarded to this one. The "
+          "cancel key then has 16 random bits instead of 32 (the id and a hop count take the rest)."),
     S_BOOL(so_reuseport, "0", R, "Set SO_REUSEPORT on listening sockets so several processes can share a port."),
 
     /* TLS: files are read again by every RELOAD (new connections get the new contexts, open ones

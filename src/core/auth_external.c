@@ -69,7 +69,7 @@ static void check_done(uv_work_t *req, int status)
     if (c && c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_EXTERNAL_WAIT) {
         bool ok = status == 0 && j->ok;
         if (!ok)
-            sl_log_msg(SL_LOG_WARNING, "C-%llu %s/%s@%s %s authentication failed: %s", (unsigned long long)c->id,
+            sl_log_msg(SL_LOG_WARNING, "C-0x%llx: %s/%s@%s %s authentication failed: %s", (unsigned long long)c->id,
                        c->dbname, c->user, c->addr, j->ldap ? "LDAP" : "PAM",
                        status ? uv_strerror(status) : j->err);
         sl_client_auth_external_done(c, ok, ok ? j->password : NULL);

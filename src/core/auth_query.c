@@ -62,7 +62,7 @@ bool sl_auth_query_start(sl_client *c)
     c->route = sl_route_get(cfg, auth_db, auth_user, sqlstate, err, sizeof(err));
     if (!c->route) {
         /* the client may not learn which databases exist: no such user, as far as it can tell */
-        sl_log_warn("C-%llu: auth_query for user \"%s\" cannot run in database \"%s\": %s", (unsigned long long)c->id,
+        sl_log_warn("C-0x%llx: auth_query for user \"%s\" cannot run in database \"%s\": %s", (unsigned long long)c->id,
                     c->user, auth_db, err);
         sl_client_auth_lookup_done(c, NULL, NULL);
         return true;
@@ -117,7 +117,7 @@ void sl_auth_query_finished(sl_server *s)
     char error[300];
     snprintf(error, sizeof(error), "%s", s->setup_failed ? s->setup_error : "auth_query returned more than one row");
     if (failed) {
-        sl_log_warn("S-%llu: auth_query failed: %s", (unsigned long long)s->id, error);
+        sl_log_warn("S-0x%llx: auth_query failed: %s", (unsigned long long)s->id, error);
         sl_server_close(s, SL_CLOSE_POOLER_QUERY_FAILED);
     } else {
         sl_server_set_state(s, SL_SV_ACTIVE);

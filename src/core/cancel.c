@@ -2,8 +2,15 @@
  * server that client is linked to at that moment, on a new connection, and to no other. */
 #include "core/cancel.h"
 
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "auth/random.h"
 
 #include "core/console.h"
 #include "core/dispatch.h"
@@ -23,8 +30,86 @@ typedef struct sl_cancel_conn {
     int64_t started;
 } sl_cancel_conn;
 
+static void cancel_free(sl_stream *st) { free(st); }
+
+/* ---- [peers]: a cancel key that names another process ---- */
+
+static void peer_sent(sl_stream *st, int events)
+{
+    if (!(events & (UV_WRITABLE | UV_READABLE | UV_DISCONNECT))) return;
+    sl_io_status rc = sl_stream_connect_result(st) == 0 ? sl_stream_flush(st, NULL) : SL_IO_ERROR;
+    if (rc == SL_IO_AGAIN) return;
+    if (rc != SL_IO_OK) sl_log_warn("could not forward a cancel request to a peer");
+    sl_stream_close(st, cancel_free);
+}
+
+static int peer_connect(const sl_peer_def *p)
+{
+    if (p->host[0] == '/') {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", p->host, p->port);
+        return sl_sock_connect((struct sockaddr *)&sa, sizeof(sa));
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *res = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", p->port);
+    if (getaddrinfo(p->host, port, &hints, &res) != 0 || !res) return -1; /* no name lookups on a worker */
+    int fd = sl_sock_connect(res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* With peer_id set, a cancel key carries (hops << 30 | peer id << 16 | 16 random bits). true: the key
+ * names another process, and the cancel went there (one hop less) or was dropped. */
+static bool to_peer(sl_worker *w, uint32_t pid, uint32_t key)
+{
+    const sl_config *cfg = w->cfg;
+    if (cfg->peer_id <= 0) return false;
+    int id = (int)((key >> 16) & SL_PEER_ID_MAX), hops = (int)(key >> 30);
+    if (id == 0 || id == cfg->peer_id) return false;
+    const sl_peer_def *p = sl_config_find_peer(cfg, id);
+    if (!p || hops == 0) {
+        sl_log_warn("cancel request for peer %d dropped: %s", id, p ? "forwarded too many times" : "no such peer in [peers]");
+        return true;
+    }
+    int fd = peer_connect(p);
+    sl_stream *st = fd >= 0 ? calloc(1, sizeof(*st)) : NULL;
+    if (!st) {
+        if (fd >= 0) close(fd);
+        sl_log_warn("could not forward a cancel request to peer %d (%s)", id, p->host);
+        return true;
+    }
+    sl_stream_init(st, fd);
+    sl_pb_u32(&st->out, 16);
+    sl_pb_u32(&st->out, SL_CANCEL_CODE);
+    sl_pb_u32(&st->out, pid);
+    sl_pb_u32(&st->out, (key & ~(3u << 30)) | ((uint32_t)(hops - 1) << 30));
+    if (st->out.failed || !sl_stream_attach(st, w, peer_sent)) {
+        st->w = w;
+        sl_stream_close(st, cancel_free);
+        return true;
+    }
+    sl_stream_set_poll(st, UV_WRITABLE);
+    return true;
+}
+
+uint32_t sl_cancel_key_new(const sl_config *cfg)
+{
+    uint32_t key;
+    sl_random_bytes(&key, sizeof(key));
+    if (cfg->peer_id <= 0) return key;
+    return (2u << 30) | ((uint32_t)cfg->peer_id << 16) | (key & 0xffffu); /* two hops at most */
+}
+
+bool sl_cancel_key_matches(const sl_config *cfg, uint32_t mine, uint32_t given)
+{
+    uint32_t mask = cfg->peer_id > 0 ? ~(3u << 30) : ~0u; /* the hop count changes on the way */
+    return (mine & mask) == (given & mask);
+}
+
 void sl_cancel_request(sl_worker *w, uint32_t pid, uint32_t key)
 {
+    if (to_peer(w, pid, key)) return;
     uint32_t wid = pid >> 24;
     if (wid >= (uint32_t)sl_nworkers) return;
     if (&sl_workers[wid] == w) {
@@ -34,8 +119,6 @@ void sl_cancel_request(sl_worker *w, uint32_t pid, uint32_t key)
     sl_msg m = {.type = SL_MSG_CANCEL, .a = pid, .b = key};
     sl_worker_post(&sl_workers[wid], &m);
 }
-
-static void cancel_free(sl_stream *st) { free(st); }
 
 /* The cancel is over (delivered, failed or given up): let go of the server. */
 static void cancel_done(sl_cancel_conn *cc)
@@ -86,7 +169,7 @@ void sl_cancel_tick(sl_server *s, int64_t now, int64_t timeout)
     {
         sl_cancel_conn *cc = sl_container_of(n, sl_cancel_conn, node);
         if (timeout > 0 && now - cc->started > timeout) {
-            sl_log_warn("S-%llu: cancel request not answered within cancel_wait_timeout; giving up",
+            sl_log_warn("S-0x%llx: cancel request not answered within cancel_wait_timeout; giving up",
                         (unsigned long long)s->id);
             cancel_done(cc);
         }
@@ -97,7 +180,7 @@ void sl_cancel_forward(sl_worker *w, uint32_t pid, uint32_t key)
 {
     uint32_t slot = pid & 0xffffff;
     sl_client *c = sl_worker_slot_obj(w, slot);
-    if (!c || c->cancel_key != key || c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH) return;
+    if (!c || !sl_cancel_key_matches(w->cfg, c->cancel_key, key) || c->state == SL_CL_LOGIN || c->state == SL_CL_AUTH) return;
     if (c->admin) {
         sl_console_cancel(c); /* ^C on a console command that waits (PAUSE, WAIT_CLOSE, SUSPEND) */
         return;

@@ -25,7 +25,7 @@
 #include "util/time.h"
 
 #define CL_LOG(c, lvl, fmt, ...) \
-    sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
+    sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
                (c)->user ? (c)->user : "?", (c)->addr, ##__VA_ARGS__)
 
 static void client_on_event(sl_stream *st, int events);
@@ -68,7 +68,9 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
         sl_stream_close(&c->s, client_free);
         return;
     }
-    sl_random_bytes(&c->cancel_key, sizeof(c->cancel_key));
+    c->cancel_key = sl_cancel_key_new(w->cfg);
+    __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED); /* max_client_conn counts it from now */
+    c->counted = true;
     c->state = SL_CL_LOGIN;
     c->wt.worker = w->id;
     c->wt.slot = c->slot;
@@ -117,7 +119,8 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     c->route = NULL;
     if (c->counted) __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
     if (why != SL_CLOSE_NONE && w->cfg->log_disconnections && c->user)
-        CL_LOG(c, SL_LOG_INFO, "closing because: %s", detail ? detail : sl_close_reason_text(why));
+        CL_LOG(c, SL_LOG_INFO, "closing because: %s (age=%llds)", detail ? detail : sl_close_reason_text(why),
+               (long long)((sl_now_fast() - c->connect_time) / 1000000)); /* PgBouncer's wording (pgbadger) */
     sl_client_set_state(c, SL_CL_CLOSING);
     /* last words (an error) go out best-effort, without blocking */
     if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
@@ -208,8 +211,6 @@ static bool admit(sl_client *c, const sl_startup *st)
         sl_client_error(c, true, "53200", "out of memory");
         return false;
     }
-    __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
-    c->counted = true;
     negotiate_version(c, st);
     for (int i = 0; i < st->nparams; i++) {
         /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
@@ -231,7 +232,9 @@ static bool admit(sl_client *c, const sl_startup *st)
         snprintf(buf, sizeof(buf), "%s - %s", an ? an : "", c->addr);
         sl_params_set(&c->params, SL_PARAM_APPLICATION_NAME, buf);
     }
-    if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) > cfg->max_client_conn) {
+    /* every connection counts, logged in or not (a flood of logins that never finish is bounded by
+     * it too); the console stays reachable when the pooler is full, as with PgBouncer */
+    if (__atomic_load_n(&sl_total_clients, __ATOMIC_RELAXED) > cfg->max_client_conn && !sl_console_is_db(c->dbname)) {
         sl_client_error(c, true, "53300", "no more connections allowed (max_client_conn)");
         return false;
     }
@@ -246,7 +249,7 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (cfg->log_connections)
-        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s", c->dbname, c->user,
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s replication=no", c->dbname, c->user,
                sl_stream_is_tls(&c->s) ? "yes" : "no");
     c->admin = sl_console_is_db(c->dbname);
     sl_client_set_state(c, SL_CL_AUTH);
@@ -438,6 +441,7 @@ void sl_client_wake(sl_client *c)
     bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
     if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
     if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
+    c->wt.login = c->state != SL_CL_WAITING; /* still logging in: told at once when server logins fail */
     sl_acquire a;
     sl_pool_actions act;
     sl_pool_actions_init(&act);
@@ -502,6 +506,10 @@ void sl_client_idle_input(sl_client *c)
             sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
             return;
         }
+        if (type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) { /* PgBouncer's words */
+            sl_client_error(c, true, "08P01", "PQexec disallowed");
+            return;
+        }
         sl_ps_result r = local ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
         if (r == SL_PS_NEED_MORE) break;
         if (r == SL_PS_MALFORMED) {
@@ -511,6 +519,7 @@ void sl_client_idle_input(sl_client *c)
         if (r == SL_PS_CONSUMED) continue;
         sl_client_set_state(c, SL_CL_WAITING);
         c->request_time = c->wait_start = sl_now_fast();
+        c->wait_notified = false;
         if (sl_stream_out_pending(s)) (void)sl_stream_flush(s, NULL);
         sl_client_wake(c);
         /* only a client left waiting stops reading: a linked one keeps its poll as it is, so the
@@ -585,14 +594,30 @@ void sl_client_tick(sl_client *c, int64_t now)
     switch (c->state) {
     case SL_CL_LOGIN:
     case SL_CL_AUTH:
+        if (c->auth_fail_at && now >= c->auth_fail_at) { /* a refusal held back by auth_failure_delay */
+            sl_client_error(c, true, c->auth_fail_sqlstate, "%s", c->auth_fail_msg);
+            break;
+        }
+        if (c->auth_fail_at) break;
         if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;
     case SL_CL_WELCOME:
     case SL_CL_WAITING: {
         int64_t t = SL_ROUTE_TIMEOUT(c->route, query_wait_timeout);
-        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt))
+        if (t > 0 && now - c->request_time > t && sl_route_unqueue(c->route, &c->wt)) {
             sl_client_error(c, true, "08P01", "query_wait_timeout");
+            break;
+        }
+        if (c->state == SL_CL_WAITING && cfg->query_wait_notify > 0 && !c->wait_notified &&
+            now - c->request_time > cfg->query_wait_notify) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "No server connection available in pool \"%s/%s\", waiting",
+                     c->route->db_name, c->route->user);
+            sl_pb_notice_detail(&c->s.out, msg, NULL);
+            c->wait_notified = true;
+            client_flush_out(c);
+        }
         break;
     }
     case SL_CL_IDLE: {
@@ -613,6 +638,19 @@ void sl_client_tick(sl_client *c, int64_t now)
             why = SL_CLOSE_IDLE_TRANSACTION_TIMEOUT;
         else if (xt > 0 && c->xact_start && now - c->xact_start > xt)
             why = SL_CLOSE_TRANSACTION_TIMEOUT;
+        /* server_fast_close (session pooling): a server due for replacement goes between transactions,
+         * and takes its client's session with it */
+        bool fast_close = why == SL_CLOSE_NONE && cfg->server_fast_close && s->xact == SL_XACT_IDLE &&
+                          s->outstanding == 0 && !s->in_batch && sl_route_pool_mode(r) == SL_POOL_SESSION &&
+                          sl_route_conn_retire_due(&s->pc, now);
+        if (fast_close) {
+            c->server = NULL;
+            s->client = NULL;
+            sl_server_close(s, SL_CLOSE_SERVER_RETIRED);
+            sl_client_error(c, true, "57P01", "server_fast_close: the server connection of this session was closed by a "
+                                              "configuration change (RECONNECT, RELOAD)");
+            break;
+        }
         if (why == SL_CLOSE_NONE) break;
         /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
          * mid-transaction and cannot be reused */

@@ -3,6 +3,7 @@
  * password costs the same work as a right one and ends with 28P01), trust, cert, peer, or a
  * cleartext password handed to PAM or LDAP (auth_external.c). */
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,13 @@
 #include "net/tls.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
+#include "util/time.h"
 
-#define AUTH_MSG_MAX 8192
+#define AUTH_MSG_MAX (65535 + 1024) /* a cleartext password of up to 65,535 bytes, as PgBouncer takes */
 #define METHOD_PEER 100 /* a method only rules have (next to sl_auth_type's values) */
 
 #define CA_LOG(c, lvl, fmt, ...) \
-    sl_log_msg(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname, (c)->user, (c)->addr, ##__VA_ARGS__)
+    sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname, (c)->user, (c)->addr, ##__VA_ARGS__)
 
 /* The user's secret: auth_file's entry, else what auth_query found. */
 static const char *stored_password(sl_client *c)
@@ -36,9 +38,32 @@ static const char *stored_password(sl_client *c)
     return e ? e->password : c->secret;
 }
 
+/* A refused login: logged with the address; answered now, or after auth_failure_delay (the client
+ * waits without being read; its worker's tick answers it, see sl_client_tick). */
+static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[sizeof(c->auth_fail_msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int64_t delay = c->s.w->cfg->auth_failure_delay;
+    if (delay <= 0) {
+        sl_client_error(c, true, sqlstate, "%s", msg);
+        return;
+    }
+    CA_LOG(c, SL_LOG_WARNING, "login failed: %s (answered in %lld ms: auth_failure_delay)", msg,
+           (long long)(delay / 1000));
+    snprintf(c->auth_fail_msg, sizeof(c->auth_fail_msg), "%s", msg);
+    snprintf(c->auth_fail_sqlstate, sizeof(c->auth_fail_sqlstate), "%s", sqlstate);
+    c->auth_fail_at = sl_now_fast() + delay;
+    sl_stream_set_poll(&c->s, 0);
+}
+
 static void fail_password(sl_client *c)
 {
-    sl_client_error(c, true, "28P01", "password authentication failed for user \"%s\"", c->user);
+    auth_failed(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
 
 static void flush(sl_client *c)
@@ -50,7 +75,7 @@ static void flush(sl_client *c)
 
 static void refuse(sl_client *c, const char *method_words)
 {
-    sl_client_error(c, true, "28000", "%s authentication failed for user \"%s\"", method_words, c->user);
+    auth_failed(c, "28000", "%s authentication failed for user \"%s\"", method_words, c->user);
 }
 
 /* The connection as the rules see it. */
@@ -76,7 +101,7 @@ static const sl_hba_rule *match_rule(sl_client *c, const sl_config *cfg)
     const sl_hba_rule *rule = cfg->hba ? sl_hba_match(cfg->hba, &hc) : NULL;
     if (!rule || rule->method == SL_HBA_REJECT) {
         char msg[512];
-        sl_client_error(c, true, "28000", "%s", sl_hba_refusal_message(&hc, rule != NULL, msg, sizeof(msg)));
+        auth_failed(c, "28000", "%s", sl_hba_refusal_message(&hc, rule != NULL, msg, sizeof(msg)));
         return NULL;
     }
     if (c->auth_cfg != cfg) {
@@ -168,6 +193,28 @@ static bool console_same_user(const sl_client *c)
            getsockopt(c->s.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid();
 }
 
+/* AuthenticationSASL: SCRAM-SHA-256, and SCRAM-SHA-256-PLUS first over TLS (channel binding to
+ * pgsluice's certificate, tls-server-end-point, as PostgreSQL offers it). false: the client was told
+ * why not (out of memory). */
+static bool offer_scram(sl_client *c)
+{
+    free(c->scram);
+    c->scram = calloc(1, sizeof(sl_scram_server));
+    if (!c->scram) {
+        sl_client_error(c, true, "53200", "out of memory");
+        return false;
+    }
+    uint8_t cb[SL_SCRAM_MAX_CB_DATA];
+    size_t cblen = 0;
+    bool plus = sl_stream_is_tls(&c->s) && sl_stream_tls_server_end_point(&c->s, cb, sizeof(cb), &cblen) &&
+                cblen > 0 && sl_scram_server_set_channel_binding(c->scram, cb, cblen);
+    size_t len;
+    const char *mechs = sl_scram_server_mechanisms(plus, &len);
+    c->auth_method = SL_AUTH_STEP_SCRAM_FIRST;
+    sl_pb_auth(&c->s.out, 10, mechs, len);
+    return true;
+}
+
 void sl_client_auth_start(sl_client *c)
 {
     const sl_config *cfg = c->s.w->cfg;
@@ -184,7 +231,7 @@ void sl_client_auth_start(sl_client *c)
         type = method_of(rule);
         /* (a cert line checks the certificate itself, with its own words) */
         if (type != SL_AUTH_CERT && !clientcert_ok(c, cfg, rule)) {
-            sl_client_error(c, true, "28000", "certificate validation (clientcert=%s) failed for user \"%s\"",
+            auth_failed(c, "28000", "certificate validation (clientcert=%s) failed for user \"%s\"",
                             rule->clientcert == SL_HBA_CLIENTCERT_VERIFY_FULL ? "verify-full" : "verify-ca",
                             c->user);
             return;
@@ -218,7 +265,7 @@ void sl_client_auth_start(sl_client *c)
         /* no password, but the user must be one pgsluice knows (PgBouncer: "the user name must still
          * exist in auth_file", or be found by auth_query) */
         if (!pw) {
-            sl_client_error(c, true, "28000", "\"trust\" authentication failed for user \"%s\": no such user in auth_file",
+            auth_failed(c, "28000", "\"trust\" authentication failed for user \"%s\": no such user in auth_file",
                             c->user);
             return;
         }
@@ -233,10 +280,8 @@ void sl_client_auth_start(sl_client *c)
         c->auth_method = SL_AUTH_STEP_MD5;
         sl_random_bytes(c->md5_salt, 4);
         sl_pb_auth(&c->s.out, 5, c->md5_salt, 4);
-    } else {
-        c->auth_method = SL_AUTH_STEP_SCRAM_FIRST;
-        static const char mech[] = "SCRAM-SHA-256\0";
-        sl_pb_auth(&c->s.out, 10, mech, sizeof(mech));
+    } else if (!offer_scram(c)) {
+        return;
     }
     flush(c);
 }
@@ -274,8 +319,10 @@ static void scram_first(sl_client *c, sl_rd *r)
         sl_client_error(c, true, "08P01", "malformed SASLInitialResponse");
         return;
     }
-    if (strcmp(mech, "SCRAM-SHA-256") != 0) {
-        sl_client_error(c, true, "28000", "client selected an invalid SASL authentication mechanism");
+    const char *errmsg = NULL;
+    if (!c->scram || !sl_scram_server_select_mechanism(c->scram, mech, &errmsg)) {
+        sl_client_error(c, true, c->scram && c->scram->sqlstate ? c->scram->sqlstate : "28000", "%s",
+                        errmsg ? errmsg : "client selected an invalid SASL authentication mechanism");
         return;
     }
     const char *pw = stored_password(c);
@@ -283,15 +330,10 @@ static void scram_first(sl_client *c, sl_rd *r)
     bool have = false;
     if (pw && sl_scram_is_secret(pw)) have = sl_scram_parse_secret(pw, &sec);
     else if (pw && !sl_md5_is_hash(pw)) have = sl_scram_secret_from_password(pw, NULL, 0, SL_SCRAM_DEFAULT_ITERATIONS, &sec);
-    c->scram = calloc(1, sizeof(sl_scram_server));
-    if (!c->scram) {
-        sl_client_error(c, true, "53200", "out of memory");
-        return;
-    }
     char out[1024];
-    const char *errmsg = NULL;
     if (!sl_scram_server_first(c->scram, have ? &sec : NULL, c->user, (const char *)data, n, out, sizeof(out), &errmsg)) {
-        sl_client_error(c, true, "08P01", "malformed SCRAM message: %s", errmsg ? errmsg : "?");
+        /* 08P01 a malformed message, 28000 a channel binding negotiation error, 0A000 authzid */
+        sl_client_error(c, true, c->scram->sqlstate ? c->scram->sqlstate : "08P01", "%s", errmsg ? errmsg : "malformed SCRAM message");
         return;
     }
     c->auth_method = SL_AUTH_STEP_SCRAM_FINAL;
@@ -317,7 +359,11 @@ static void scram_final(sl_client *c, sl_rd *r)
     char out[512];
     const char *errmsg = NULL;
     if (!data || !sl_scram_server_final(c->scram, (const char *)data, n, out, sizeof(out), &errmsg)) {
-        fail_password(c);
+        const char *state = data ? c->scram->sqlstate : NULL;
+        if (state && strcmp(state, "28P01") != 0) /* a channel binding check failed, or a malformed message */
+            auth_failed(c, state, "%s", errmsg ? errmsg : "SCRAM authentication failed");
+        else
+            fail_password(c);
         return;
     }
     uint8_t ck[32], sk[32];

@@ -68,6 +68,9 @@ typedef struct sl_client {
     char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
     struct sl_config *auth_cfg;  /* during login: the snapshot whose rule (auth_rule) decides it */
     const void *auth_rule;       /* the matching sl_hba_rule (auth_type hba and ldap), else NULL */
+    int64_t auth_fail_at;        /* a refused login answered then (auth_failure_delay; 0: none pending) */
+    char auth_fail_sqlstate[6];
+    char auth_fail_msg[256];
     bool console_peer_admin;     /* "pgbouncer" on the console over the Unix socket from our own OS user */
     bool external_ldap;          /* SL_AUTH_STEP_EXTERNAL*: LDAP (else PAM) checks the password */
     bool admin;                  /* a console client (its input goes to the console, never a server) */
@@ -75,6 +78,7 @@ typedef struct sl_client {
     bool logged_in;              /* counted in its route's clients */
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
     bool is_unix;                /* came in over the Unix socket (never TLS there, as in PostgreSQL) */
+    bool wait_notified;          /* told (query_wait_notify) that this wait for a server is long */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */

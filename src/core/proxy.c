@@ -137,6 +137,10 @@ static bool scan_client(sl_client *c, sl_server *s)
             sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
             return false;
         }
+        if (type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) { /* simple protocol refused (PgBouncer's words) */
+            sl_client_error(c, true, "08P01", "PQexec disallowed");
+            return false;
+        }
         sl_ps_result psr = SL_PS_FORWARD;
         if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
             /* the server discards it (it failed a request before this one): pass it on untouched

@@ -26,7 +26,7 @@
 #include "util/time.h"
 
 #define SV_LOG(s, lvl, fmt, ...)                                                                       \
-    sl_log_msg(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, sl_server_route(s)->db_name, \
+    sl_log_msg(lvl, "S-0x%llx: %s/%s@%s " fmt, (unsigned long long)(s)->id, sl_server_route(s)->db_name, \
                sl_server_route(s)->user, (s)->addr_str, ##__VA_ARGS__)
 
 #define LOGIN_MSG_MAX (1u << 20)
@@ -65,8 +65,8 @@ void sl_server_close(sl_server *s, sl_close_reason why)
     if (s->state == SL_SV_IDLE) sl_route_take_idle(&s->pc);
     bool quiet = s->state == SL_SV_LOGIN || s->state == SL_SV_CONNECTING; /* login failures log themselves */
     if (why != SL_CLOSE_NONE && (sl_log_verbose() >= 1 || !quiet))
-        SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s",
-               sl_close_reason_text(why));
+        SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s (age=%llds)",
+               sl_close_reason_text(why), (long long)((sl_now_us() - s->pc.connect_time) / 1000000));
     sl_client *c = s->client;
     s->client = NULL;
     if (c && c->server == s) c->server = NULL;
@@ -159,7 +159,7 @@ static void connect_started(sl_server *s, sl_worker *w, int fd)
         return;
     }
     sl_stream_set_poll(&s->s, UV_WRITABLE);
-    sl_log_debug("S-%llu connecting to %s (worker %d)", (unsigned long long)s->id, s->addr_str, w->id);
+    sl_log_debug("S-0x%llx: connecting to %s (worker %d)", (unsigned long long)s->id, s->addr_str, w->id);
 }
 
 /* Connect to the looked-up addresses in order until one connect starts (connected() comes back
@@ -278,7 +278,7 @@ sl_server *sl_server_launch(sl_worker *w, sl_backend *b)
     }
     req->data = s;
     s->conn.resolve = req;
-    sl_log_debug("S-%llu looking up %s (worker %d)", (unsigned long long)s->id, s->conn.name, w->id);
+    sl_log_debug("S-0x%llx: looking up %s (worker %d)", (unsigned long long)s->id, s->conn.name, w->id);
     return s;
 }
 
@@ -318,7 +318,22 @@ static void send_password_msg(sl_server *s, const void *data, size_t len)
     sl_pb_end(&s->s.out);
 }
 
-static bool auth_sasl_start(sl_server *s, char *pw)
+/* Channel binding towards the server, as libpq's channel_binding=prefer: bound (SCRAM-SHA-256-PLUS)
+ * when the server offers it over TLS, "y" (could bind, was not offered) over TLS otherwise. */
+static bool server_channel_binding(sl_server *s, sl_scram_client *sc, bool plus_offered)
+{
+    uint8_t cb[SL_SCRAM_MAX_CB_DATA];
+    size_t cblen = 0;
+    if (!sl_stream_is_tls(&s->s) || !sl_stream_tls_server_end_point(&s->s, cb, sizeof(cb), &cblen) || !cblen)
+        return true; /* plaintext, or a certificate whose hash cannot bind: "n" */
+    if (plus_offered) {
+        if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "SCRAM-SHA-256-PLUS: bound to the server's certificate");
+        return sl_scram_client_set_channel_binding(sc, SL_SCRAM_CB_BOUND, cb, cblen);
+    }
+    return sl_scram_client_set_channel_binding(sc, SL_SCRAM_CB_CLIENT_ONLY, NULL, 0);
+}
+
+static bool auth_sasl_start(sl_server *s, char *pw, bool plus_offered)
 {
     sl_scram_client *sc = calloc(1, sizeof(*sc));
     if (!sc) return false;
@@ -337,10 +352,13 @@ static bool auth_sasl_start(sl_server *s, char *pw)
     }
     s->scram = sc;
     char first[512];
-    if (!sl_scram_client_first(sc, first, sizeof(first))) return false;
+    if (!server_channel_binding(s, sc, plus_offered) || !sl_scram_client_first(sc, first, sizeof(first))) {
+        login_failed(s, "XX000", "could not start the SCRAM exchange with the server");
+        return false;
+    }
     sl_pktbuf *out = &s->s.out;
     sl_pb_begin(out, SL_FE_PASSWORD);
-    sl_pb_str(out, "SCRAM-SHA-256");
+    sl_pb_str(out, sl_scram_client_mechanism(sc));
     sl_pb_u32(out, (uint32_t)strlen(first));
     sl_pb_bytes(out, first, strlen(first));
     sl_pb_end(out);
@@ -373,12 +391,14 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             send_password_msg(s, ans, strlen(ans) + 1);
         }
     } else if (code == SL_AUTH_REQ_SASL) {
-        bool has = false;
+        bool has = false, plus = false;
         const char *m;
-        while ((m = sl_rd_str(&r)) && *m)
-            if (!strcmp(m, "SCRAM-SHA-256")) has = true;
-        if (!has) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
-        else if (!auth_sasl_start(s, pw)) {
+        while ((m = sl_rd_str(&r)) && *m) {
+            if (!strcmp(m, SL_SCRAM_MECH)) has = true;
+            if (!strcmp(m, SL_SCRAM_MECH_PLUS)) plus = true;
+        }
+        if (!has && !plus) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
+        else if (!auth_sasl_start(s, pw, plus)) {
             free(pw);
             return false;
         }
@@ -489,6 +509,21 @@ static void connected(sl_server *s)
         free_connect(&s->conn);
     }
     sl_sock_tune(s->s.fd, s->s.w->cfg, true);
+    if (s->s.w->cfg->log_connections) { /* PgBouncer's line: "new connection to server (from addr:port)" */
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char local[80] = "unix socket";
+        if (getsockname(s->s.fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family != AF_UNIX) {
+            char host[64] = "?";
+            const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                                     : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+            int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                      : ((struct sockaddr_in *)&ss)->sin_port);
+            inet_ntop(ss.ss_family, a, host, sizeof(host));
+            snprintf(local, sizeof(local), "%s:%d", host, port);
+        }
+        SV_LOG(s, SL_LOG_INFO, "new connection to server (from %s)", local);
+    }
     sl_backend *b = s->pc.backend;
     bool is_unix = !b->host || !*b->host || b->host[0] == '/';
     s->tls_plan = (uint8_t)sl_tls_server_plan((sl_tls_mode)s->s.w->cfg->server_tls_sslmode, is_unix);
@@ -628,6 +663,8 @@ void sl_server_tick(sl_server *s, int64_t now)
     sl_retire_why retire = sl_route_conn_retire_why(&s->pc, now);
     if (retire == SL_RETIRE_LIFETIME) why = SL_CLOSE_SERVER_LIFETIME;
     else if (retire != SL_RETIRE_NO) why = SL_CLOSE_SERVER_RETIRED;
+    else if (sl_route_conn_surplus(&s->pc, &s->pend)) /* a pool made smaller gives its surplus back now */
+        why = SL_CLOSE_SERVER_RETIRED;
     else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
         sl_route *r = sl_server_route(s);
         pthread_mutex_lock(&r->lock);

@@ -128,7 +128,7 @@ static void setup_failed(sl_server *s, sl_setup_step step, sl_client *c)
         sl_client_error(c, true, "22023", "%s", msg);
         return;
     }
-    sl_log_warn("S-%llu pooler query failed: %s", (unsigned long long)s->id, s->setup_error);
+    sl_log_warn("S-0x%llx: pooler query failed: %s", (unsigned long long)s->id, s->setup_error);
     if (c) {
         c->server = NULL;
         s->client = NULL;

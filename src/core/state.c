@@ -65,7 +65,7 @@ void sl_client_set_state_slow(sl_client *c, sl_client_state to)
     sl_client_state from = c->state;
     if (from == to) return;
     if (!sl_client_transition_ok(from, to)) {
-        sl_log_error("C-%llu: illegal client state change %s -> %s", (unsigned long long)c->id,
+        sl_log_error("C-0x%llx: illegal client state change %s -> %s", (unsigned long long)c->id,
                      sl_client_state_name(from), sl_client_state_name(to));
         assert(!"illegal client state change");
     }
@@ -78,7 +78,7 @@ void sl_server_set_state_slow(sl_server *s, sl_server_state to)
     sl_server_state from = s->state;
     if (from == to) return;
     if (!sl_server_transition_ok(from, to)) {
-        sl_log_error("S-%llu: illegal server state change %s -> %s", (unsigned long long)s->id,
+        sl_log_error("S-0x%llx: illegal server state change %s -> %s", (unsigned long long)s->id,
                      sl_server_state_name(from), sl_server_state_name(to));
         assert(!"illegal server state change");
     }

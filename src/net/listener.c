@@ -3,11 +3,13 @@
 #include "net/listener.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "net/sockutil.h"
 #include "util/log.h"
@@ -17,6 +19,23 @@ static int listen_fds[SL_MAX_LISTEN];
 static bool listen_is_unix[SL_MAX_LISTEN];
 static int nlisten;
 static int listeners_stopped; /* atomic: workers that stopped accepting for a shutdown */
+
+/* unix_socket_group: the socket's group, so that its members may connect (with unix_socket_mode). */
+static bool set_socket_group(const sl_config *cfg)
+{
+    char path[512], buf[4096];
+    snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+    struct group gr, *found = NULL;
+    if (getgrnam_r(cfg->unix_socket_group, &gr, buf, sizeof(buf), &found) != 0 || !found) {
+        sl_log_fatal("unix_socket_group: no group named \"%s\"", cfg->unix_socket_group);
+        return false;
+    }
+    if (chown(path, (uid_t)-1, found->gr_gid) != 0) {
+        sl_log_fatal("unix_socket_group: cannot give %s to group %s: %s", path, cfg->unix_socket_group, strerror(errno));
+        return false;
+    }
+    return true;
+}
 
 bool sl_listen_open(const sl_config *cfg)
 {
@@ -39,6 +58,10 @@ bool sl_listen_open(const sl_config *cfg)
         int fd = sl_sock_listen_unix(cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode, 128);
         if (fd < 0) {
             sl_log_fatal("cannot listen on unix socket in %s: %s", cfg->unix_socket_dir, strerror(errno));
+            return false;
+        }
+        if (cfg->unix_socket_group && *cfg->unix_socket_group && !set_socket_group(cfg)) {
+            close(fd);
             return false;
         }
         sl_log_info("listening on unix:%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);

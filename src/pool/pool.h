@@ -60,6 +60,7 @@ typedef struct sl_pool_waiter {
     uint32_t slot, gen;          /* how its worker names it */
     int64_t queued_at;
     bool queued;                 /* written under the route lock; read by the owner (atomic) */
+    bool login;                  /* a client still logging in (it needs a server to learn its parameters) */
     sl_intent intent;            /* set by the owner before it asks */
     /* read-your-writes (routes with read_write_split; route lock): its last transaction went to the
      * primary as a write; since when its reads need a replica that has replayed what it wrote */
@@ -120,6 +121,8 @@ typedef struct sl_backend {
     int64_t last_login_failure;  /* usec; new logins are not tried for server_login_retry after */
     char last_login_error[256];
     char last_login_sqlstate[6];
+    bool last_login_transient;   /* the server is not up right now (restarting, refusing connections):
+                                    logged-in clients wait for it instead of failing */
     /* the address the host name resolved to last, reused for dns_max_ttl (dns_at 0: none) */
     struct sockaddr_storage dns_addr;
     socklen_t dns_len;
@@ -184,6 +187,8 @@ typedef struct sl_route {
     uint8_t scram_client_key[32], scram_server_key[32];
 
     bool paused, disabled;
+    int evict_wanted;            /* idle servers to give up for another pool of the same database or user that
+                                    waits at max_db_connections / max_user_connections (registry tick) */
     sl_limit_group *db_group, *user_group;
     sl_pool_stats stats;
     uint64_t assignments;        /* times a server was given to a client */
@@ -309,6 +314,10 @@ void sl_route_kick(sl_route *r, sl_pool_actions *act);
 bool sl_route_take_idle(sl_pool_conn *c);
 /* Pooler queries started / finished on a server (SHOW POOLS sv_tested). */
 void sl_route_conn_testing(sl_pool_conn *c, bool testing);
+/* An idle connection beyond its route's pool_size (made smaller by SET or RELOAD; or a reserve
+ * server nobody waits for), above min_pool_size: true when it is taken off the pool and counted
+ * off (the caller closes it). */
+bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend);
 /* Should this server close instead of going back to the pool? (lifetime, RECONNECT, its target or
  * backend changed by a reload) */
 static inline bool sl_route_conn_retire_due(const sl_pool_conn *c, int64_t now);

@@ -343,6 +343,25 @@ static void free_route(sl_route *r)
     route_free(r);
 }
 
+/* Ask other pools sharing a database or user limit with r to give up idle servers (registry lock
+ * held; each route's lock taken alone). */
+static void evict_for(sl_route *r, sl_limit_group *dbg, sl_limit_group *ug, int need)
+{
+    for (sl_list *n = routes.next; n != &routes && need > 0; n = n->next) {
+        sl_route *o = sl_container_of(n, sl_route, node);
+        if (o == r || (o->db_group != dbg && o->user_group != ug)) continue;
+        pthread_mutex_lock(&o->lock);
+        int idle = 0;
+        for (int i = 0; i < o->nbackends; i++) idle += o->backends[i]->n_idle;
+        int give = idle - o->evict_wanted < need ? idle - o->evict_wanted : need;
+        if (give > 0 && sl_list_empty(&o->waiting)) {
+            o->evict_wanted += give;
+            need -= give;
+        }
+        pthread_mutex_unlock(&o->lock);
+    }
+}
+
 static void tick_route(sl_route *r, const sl_config *cfg, int64_t now, sl_pool_actions *act)
 {
     pthread_mutex_lock(&r->lock);
@@ -361,7 +380,17 @@ static void tick_route(sl_route *r, const sl_config *cfg, int64_t now, sl_pool_a
         sl_backend *b = sl_route_pick_backend_locked(r, SL_INTENT_WRITE, now, cfg->server_login_retry, NULL);
         if (!b || !sl_route_add_launch_locked(b, k++ % sl_pool_nworkers, act)) break;
     }
+    /* clients waiting with no server open or opening (the server was gone, e.g. restarting), or with
+     * room again in their pool: try again (a failed host is retried once a second for them) */
+    bool waiting = !sl_list_empty(&r->waiting);
+    bool stranded = waiting && (r->n_servers == 0 || sl_route_can_open_locked(r, false));
+    /* waiting while their own pool has room but max_db_connections / max_user_connections is reached:
+     * as PgBouncer, idle servers of other pools of the same database or user are closed to make room */
+    int need = waiting && r->n_servers < r->pool_size && !sl_route_can_open_locked(r, false) ? r->n_waiting : 0;
+    sl_limit_group *dbg = r->db_group, *ug = r->user_group;
     pthread_mutex_unlock(&r->lock);
+    if (need > 0) evict_for(r, dbg, ug, need);
+    if (stranded) sl_route_kick(r, act);
 }
 
 void sl_pools_tick(const sl_config *cfg, int64_t now, sl_pool_actions *act)

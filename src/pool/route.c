@@ -209,7 +209,7 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
     out->conn = NULL;
     sl_backend *failing = NULL;
     if (r->n_servers == 0 && !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing) &&
-        failing) {
+        failing && (w->login || !failing->last_login_transient)) {
         /* every host's logins fail and nothing is open: say so now rather than after a wait */
         sl_acquire_kind k = fail(out, failing->last_login_sqlstate[0] ? failing->last_login_sqlstate : "08006",
                                  "server login has been failing, try again later (server_login_retry): %s",
@@ -370,11 +370,13 @@ void sl_route_logged_in(sl_pool_conn *c)
     if (misfit) sl_host_request_check(b->hostrec);
 }
 
-/* Routed databases: a failure to reach a host (not a refused login) may be a failover under way:
- * the waiting clients keep waiting (query_wait_timeout) and the host is checked at once. */
-static bool unreachable(const char *sqlstate)
+/* A failure that says the server is not up right now rather than that logging in cannot work:
+ * cannot_connect_now (starting up, shutting down, in recovery), too many connections, admin shutdown,
+ * and connection failures (refused, reset, closed during login). */
+static bool transient_failure(const char *sqlstate)
 {
-    return !sqlstate || !strncmp(sqlstate, "08", 2) || !strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "53", 2);
+    return !sqlstate || !strcmp(sqlstate, "57P03") || !strcmp(sqlstate, "53300") || !strcmp(sqlstate, "57P01") ||
+           !strncmp(sqlstate, "08", 2);
 }
 
 void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, const char *sqlstate,
@@ -387,13 +389,19 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
     r->stats.server_login_failures++;
     snprintf(b->last_login_error, sizeof(b->last_login_error), "%s", msg);
     snprintf(b->last_login_sqlstate, sizeof(b->last_login_sqlstate), "%s", sqlstate ? sqlstate : "08006");
-    bool wait_failover = r->routed && unreachable(sqlstate);
+    b->last_login_transient = transient_failure(sqlstate);
+    /* with roles, a host that cannot be reached may be a failover under way: everyone keeps waiting
+     * (query_wait_timeout) and the host is checked at once */
+    bool wait_failover = r->routed && b->last_login_transient;
     if (wait_failover) sl_host_request_check(b->hostrec);
     /* no server left to wait for: the waiting clients ask again and learn why at once, instead of
-     * waiting out query_wait_timeout */
+     * waiting out query_wait_timeout; except that while the server is briefly gone (a restart),
+     * clients already logged in keep waiting for it (as with PgBouncer), retried every second */
     if (r->n_servers == 0 && !wait_failover) {
-        while (!sl_list_empty(&r->waiting)) {
-            sl_pool_waiter *w = sl_container_of(r->waiting.next, sl_pool_waiter, node);
+        for (sl_list *n = r->waiting.next, *next; n != &r->waiting; n = next) {
+            next = n->next;
+            sl_pool_waiter *w = sl_container_of(n, sl_pool_waiter, node);
+            if (b->last_login_transient && !w->login) continue;
             sl_list_remove(&w->node);
             __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
             r->n_waiting--;
@@ -402,6 +410,21 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
     }
     kick_locked(r, act, false); /* another host of the database may serve them */
     pthread_mutex_unlock(&r->lock);
+}
+
+bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend)
+{
+    sl_route *r = c->backend->route;
+    pthread_mutex_lock(&r->lock);
+    bool idle = !c->gone && sl_list_linked(&c->idle_node);
+    bool surplus = idle && r->n_servers > r->pool_size && r->n_servers > r->min_pool_size && sl_list_empty(&r->waiting);
+    if (!surplus && idle && r->evict_wanted > 0) { /* another pool of the group needs the room */
+        r->evict_wanted--;
+        surplus = true;
+    }
+    if (surplus) forget_locked(c, pend); /* counted off under the same lock: nobody closes one too many */
+    pthread_mutex_unlock(&r->lock);
+    return surplus;
 }
 
 void sl_route_conn_testing(sl_pool_conn *c, bool testing)

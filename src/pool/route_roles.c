@@ -314,11 +314,7 @@ static sl_acquire_kind fail_locked(sl_acquire *out, const sl_backend *b)
 
 /* A failure that says nothing about the server being reachable (a refused password, an unknown
  * database): clients learn it at once instead of waiting for a failover that will not help. */
-static bool login_refused(const sl_backend *b)
-{
-    const char *s = b->last_login_sqlstate;
-    return s[0] && strncmp(s, "08", 2) && strncmp(s, "57P", 3) && strncmp(s, "53", 2);
-}
+static bool login_refused(const sl_backend *b) { return b->last_login_sqlstate[0] && !b->last_login_transient; }
 
 sl_acquire_kind sl_route_acquire_routed_locked(sl_route *r, sl_pool_waiter *w, const sl_config *cfg,
                                                sl_acquire *out, sl_pool_actions *act)

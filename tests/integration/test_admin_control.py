@@ -230,6 +230,27 @@ def test_set_default_pool_size_changes_the_capacity_of_existing_pools(pooler):
         h.close()
 
 
+@pytest.mark.pgsluice_only  # SHOW POOLS' pool_size column is pgsluice's
+def test_a_smaller_pool_gives_back_its_surplus_idle_servers_promptly(pooler):
+    """SET default_pool_size below the servers open closes the idle surplus within a few ticks,
+    not after server_idle_timeout (600 s here)."""
+    p = admin_pooler(pooler, {"default_pool_size": 8, "server_idle_timeout": 600})
+    conns = [clients.connect(p, autocommit=False) for _ in range(8)]
+    for c in conns:
+        c.execute("SELECT 1")  # eight transactions at once: eight servers
+    for c in conns:
+        c.rollback()
+    wait_for(lambda: pool_row(p, "appdb")["sv_idle"] + pool_row(p, "appdb")["sv_used"] == 8, timeout=10,
+             what="eight idle servers")
+    admin_psql(p, "SET default_pool_size=3;")
+    wait_for(lambda: (lambda r: r["sv_idle"] + r["sv_used"] + r["sv_active"] == 3)(pool_row(p, "appdb")),
+             timeout=10, what="the pool trimmed to 3 servers")
+    for c in conns:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        c.rollback()
+        c.close()
+
+
 @pytest.mark.pgsluice_only  # PgBouncer 1.18 ignores a bad value on RELOAD
 def test_reload_of_a_broken_file_answers_an_error_and_keeps_the_running_config(pooler):
     p = admin_pooler(pooler)
@@ -324,3 +345,24 @@ def test_cancel_request_calls_off_a_waiting_pause(pooler):
     holder.close()
     clients.assert_pooler_serves(p)
     adm.close()
+
+
+@pytest.mark.pgsluice_only  # RECONNECT is PgBouncer 1.19+
+@pytest.mark.parametrize("fast", [0, 1])
+def test_server_fast_close_ends_a_session_whose_server_must_be_replaced(pooler, fast):
+    p = admin_pooler(pooler, {"pool_mode": "session", "server_fast_close": fast})
+    c = clients.connect(p)
+    c.execute("SELECT 1")
+    admin_psql(p, "RECONNECT appdb")
+    if fast:
+        # closed between transactions, with the client's session
+        wait_for(lambda: not [r for r in show(p, "SERVERS") if r["database"] == "appdb"], timeout=10,
+                 what="the session's server closed")
+        with pytest.raises(psycopg.OperationalError):
+            c.execute("SELECT 2")
+    else:
+        # the session keeps its server until it ends
+        assert c.execute("SELECT 2").fetchone() == (2,)
+        assert [r for r in show(p, "SERVERS") if r["database"] == "appdb"]
+    c.close()
+    clients.assert_pooler_serves(p)

@@ -50,3 +50,22 @@ def test_wrong_password_sqlstate_is_28P01(pooler):
     sqlstate, msg = clients.login_error(p, password="not-the-password")
     assert sqlstate == "28P01", (sqlstate, msg)
     clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only  # auth_failure_delay is pgsluice's
+def test_auth_failure_delay_holds_back_a_refusal_and_logs_the_address(pooler):
+    import time
+    p = pooler({"auth_failure_delay": 1})
+    t = time.monotonic()
+    sqlstate, msg = clients.login_error(p, password="not-the-password")
+    assert sqlstate == "28P01" and time.monotonic() - t >= 0.9, (sqlstate, msg)
+    assert 'login failed: password authentication failed for user "app"' in p.log_text()
+    assert "@127.0.0.1:" in p.log_text()
+    clients.assert_pooler_serves(p)  # a right password is not slowed, other clients are served meanwhile
+
+
+@pytest.mark.pgsluice_only
+def test_a_password_of_60000_bytes_is_checked_not_refused_as_too_long(pooler):
+    p = pooler({"auth_type": "plain"})
+    sqlstate, msg = clients.login_error(p, user="plainuser", password="x" * 60000)
+    assert sqlstate == "28P01", (sqlstate, msg)

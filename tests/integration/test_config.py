@@ -66,3 +66,19 @@ def test_sighup_applies_a_valid_config_change(pooler):
             c.execute("SELECT 2")
             c.commit()
     clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only
+def test_unix_socket_group_is_given_to_the_socket(pooler):
+    import grp
+    import os
+    import stat
+    others = [g for g in grp.getgrall() if g.gr_gid != os.getgid()]  # a group the socket would not have anyway
+    target = others[0] if others else grp.getgrgid(os.getgid())
+    p = pooler({"unix_socket_group": target.gr_name, "unix_socket_mode": "0660"})
+    st = os.stat(os.path.join(p.unix_socket_dir, ".s.PGSQL.%d" % p.port))
+    assert st.st_gid == target.gr_gid and stat.S_IMODE(st.st_mode) == 0o660
+    q = pooler({"unix_socket_group": "no_such_group_sl"}, start=False)
+    with pytest.raises(Exception):
+        q.start(attempts=1)
+    assert 'unix_socket_group: no group named "no_such_group_sl"' in q.log_text()

@@ -1,6 +1,7 @@
 """Client limits: max_client_conn, query_wait_timeout, running out of file descriptors."""
 import shutil
 import struct
+import threading
 import time
 
 import psycopg
@@ -91,3 +92,45 @@ def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(pooler):
         for s in socks:
             s.close()
     clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only
+def test_connections_still_logging_in_count_towards_max_client_conn_and_the_console_stays_reachable(pooler):
+    """A flood of connections that never finish logging in is bounded by max_client_conn (PgBouncer
+    counts every client), and the console still lets an admin in."""
+    p = pooler({"max_client_conn": 5, "client_login_timeout": 60})
+    stalled = [clients.raw_socket(p) for _ in range(5)]  # connected, no startup packet
+    try:
+        def refused():
+            try:
+                clients.connect(p).close()
+                return False
+            except psycopg.OperationalError as e:
+                return "no more connections allowed (max_client_conn)" in str(e)
+        wait_for(refused, timeout=10, what="a login refused while 5 connections are still logging in")
+        with psycopg.connect(p.dsn("pgbouncer", "postgres"), autocommit=True) as admin:
+            assert admin.execute("SHOW VERSION").fetchone()
+    finally:
+        for s in stalled:
+            s.close()
+    wait_for(lambda: _try_connect(p), timeout=10, what="logins accepted once the stalled connections left").close()
+
+
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no query_wait_notify
+def test_query_wait_notify_tells_a_waiting_client_why_nothing_happens(pooler):
+    p = pooler({"default_pool_size": 1, "query_wait_notify": 1})
+    holder = clients.connect(p, autocommit=False)
+    holder.execute("SELECT 1")  # the only server, held by an open transaction
+    waiter = clients.connect(p)
+    notices = []
+    waiter.add_notice_handler(lambda d: notices.append(d.message_primary))
+    t = threading.Thread(target=lambda: waiter.execute("SELECT 2"))
+    t.start()
+    try:
+        wait_for(lambda: notices, timeout=15, what="a NOTICE to the waiting client")
+        assert notices[0] == 'No server connection available in pool "appdb/app", waiting'
+    finally:
+        holder.rollback()
+        t.join(30)
+        holder.close()
+        waiter.close()

@@ -191,3 +191,27 @@ def test_a_host_list_with_a_dead_first_host_serves(pooler, cluster, lb):
     for _ in range(4):  # every new server goes to the live host once the dead one failed
         with clients.connect(p) as c:
             assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.pgsluice_only  # max_user_connections on the comparison build differs
+@pytest.mark.parametrize("limit", ["max_db_connections", "max_user_connections"])
+def test_an_idle_server_of_another_pool_makes_room_at_the_group_limit(pooler, limit):
+    """Two pools share max_db_connections (two users on appdb) or max_user_connections (one user on
+    two databases); the first keeps its servers idle, the second must not hang until
+    query_wait_timeout: an idle server of the first is closed to make room, as PgBouncer does."""
+    p = admin_pooler(pooler, {limit: 2, "query_wait_timeout": 60, "default_pool_size": 5})
+    if limit == "max_db_connections":
+        first, second = dict(db="appdb", user="plainuser"), dict(db="appdb", user="app")
+    else:
+        first, second = dict(db="appdb", user="app"), dict(db="sav3", user="app")
+    holders = [clients.connect(p, autocommit=False, **first) for _ in range(2)]
+    for h in holders:
+        h.execute("SELECT 1")
+    for h in holders:
+        h.rollback()  # both servers of the first pool are idle now, the limit is reached
+    with clients.connect(p, **second) as c:
+        assert c.execute("SELECT 42").fetchone() == (42,)
+    for h in holders:
+        assert h.execute("SELECT 1").fetchone() == (1,)  # the first pool still serves (with one server)
+        h.rollback()
+        h.close()

@@ -81,3 +81,15 @@ def test_a_newer_minor_version_and_protocol_options_get_negotiate_protocol_versi
         assert newest == 196608 and count == 1 and msg[8:] == b"_pq_.frobnicate\0"
         kind, msg = _recv_message(s)
         assert kind == b"R"  # and then the password exchange, as with 3.0
+
+
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has disable_pqexec too, but its message differs across versions
+def test_disable_pqexec_refuses_the_simple_protocol_and_serves_the_extended_one(pooler):
+    p = pooler({"disable_pqexec": 1})
+    with clients.connect(p) as c:
+        # psycopg sends a query with parameters through the extended protocol
+        assert c.execute("SELECT %s::int", (5,)).fetchone() == (5,)
+        with pytest.raises(psycopg.OperationalError, match="PQexec disallowed"):
+            c.execute("SELECT 1; SELECT 2")  # no parameters: the simple protocol
+    with psycopg.connect(p.dsn("pgbouncer", "postgres"), autocommit=True) as admin:
+        assert admin.execute("SHOW VERSION").fetchone()  # the console only speaks the simple protocol

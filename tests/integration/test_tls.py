@@ -449,3 +449,35 @@ def test_hba_cert_line_with_a_map(make_pooler, tls_cluster, certs, session_dir):
         clients.connect(p, user="app", password="", **cert)  # CN alice is not app, and no map
     with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
         clients.connect(p, user="plainuser", password="", sslmode="disable")  # hostssl only
+
+
+# ---- SCRAM channel binding ----
+
+def test_channel_binding_required_by_the_client_logs_in_over_tls(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "require"))  # auth_type scram-sha-256 (the harness's)
+    with clients.connect(p, sslmode="require", channel_binding="require") as c:
+        assert c.execute("SELECT current_user").fetchone() == ("app",)
+    # without TLS there is nothing to bind to: libpq refuses, pgsluice never offers PLUS in plaintext
+    q = make_pooler(cluster)
+    with pytest.raises(psycopg.OperationalError, match="channel binding"):
+        clients.connect(q, sslmode="disable", channel_binding="require")
+
+
+def test_server_logins_bind_to_postgresqls_certificate(make_pooler, tls_cluster):
+    """PostgreSQL offers SCRAM-SHA-256-PLUS over TLS: pgsluice binds (with the keys passed through from
+    the client's own SCRAM login); a wrong binding would be refused by PostgreSQL."""
+    p = make_pooler(tls_cluster, {"server_tls_sslmode": "require", "verbose": 1})
+    with clients.connect(p) as c:
+        assert server_ssl(c) is True
+        assert c.execute("SELECT current_user").fetchone() == ("app",)
+    assert "SCRAM-SHA-256-PLUS: bound to the server's certificate" in p.log_text()
+
+
+def test_libpq_verify_full_refuses_pgsluice_with_a_certificate_for_another_name(make_pooler, cluster, certs):
+    p = make_pooler(cluster, client_tls(certs, "require", client_tls_key_file=os.path.join(certs, "wronghost.key"),
+                                        client_tls_cert_file=os.path.join(certs, "wronghost.crt")))
+    ca = os.path.join(certs, "ca.crt")
+    with pytest.raises(psycopg.OperationalError, match="does not match host name|server certificate"):
+        clients.connect(p, sslmode="verify-full", sslrootcert=ca, host="localhost")
+    with clients.connect(p, sslmode="verify-ca", sslrootcert=ca, host="localhost") as c:  # the CA still vouches
+        assert c.execute("SELECT 1").fetchone() == (1,)

@@ -1,4 +1,5 @@
 /* test_config.c - unit tests of the config layer: loader, settings table, connection strings, auth_file. */
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,7 +132,11 @@ static void test_defaults(void **state)
     assert_string_equal(c->syslog_facility, "daemon");
     assert_int_equal(c->so_reuseport, 0);
     assert_string_equal(c->auth_file, "");
-    assert_int_equal(c->workers, (int)sysconf(_SC_NPROCESSORS_ONLN));
+    /* auto: one loop per two CPUs this process may run on, at least one */
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+    int want = CPU_COUNT(&set) / 2;
+    assert_int_equal(c->workers, want < 1 ? 1 : want);
     sl_config_unref(c);
 }
 
@@ -219,6 +224,7 @@ static const err_case err_cases[] = {
     {DATA "no-such-file.ini", "cannot open config file \"" DATA "no-such-file.ini\""},
     /* fail closed: a login method that cannot be carried out refuses the file */
     {DATA "hba.ini", DATA "hba.ini: /etc/pgbouncer/hba.conf: cannot open auth_hba_file"},
+    {DATA "peers_bad.ini", DATA "peers_bad.ini:4: [peers] peer id \"0\" is not a number from 1 to 16383"},
     {DATA "hba_nofile.ini", DATA "hba_nofile.ini: auth_type hba needs auth_hba_file"},
     {DATA "hba_badmap.ini", DATA "hba_badmap.ini: data/hba/peer_map.conf:1: map \"nosuchmap\" is used but auth_ident_file is not set"},
     {DATA "ldap_noopts.ini", DATA "ldap_noopts.ini: auth_type ldap needs auth_ldap_options"},
@@ -251,20 +257,25 @@ static void test_pgbouncer_unimplemented(void **state)
     (void)state;
     capture_log();
     sl_config *c = load_ok(DATA "pgb_unimplemented.ini");
-    assert_int_equal(captured_lines_with("setting query_wait_notify is not implemented"), 1);
-    assert_int_equal(captured_lines_with("pgb_unimplemented.ini:3: setting query_wait_notify"), 1);
     assert_int_equal(captured_lines_with("setting resolv_conf is not implemented"), 1);
+    assert_int_equal(captured_lines_with("pgb_unimplemented.ini:4: setting resolv_conf"), 1);
     assert_int_equal(captured_lines_with("setting dns_nxdomain_ttl is not implemented"), 1);
     /* implemented since: no warning */
     assert_int_equal(captured_lines_with("max_db_client_connections"), 0);
     assert_int_equal(captured_lines_with("load_balance_hosts"), 0);
+    assert_int_equal(captured_lines_with("query_wait_notify"), 0);
+    assert_int_equal(captured_lines_with("track_extra_parameters"), 0);
     assert_int_equal(captured_lines_with("server_lifetime"), 0);
     assert_int_equal(captured_lines_with("max_user_client_connections"), 0);
     assert_int_equal(c->max_db_client_connections, 100);
     assert_int_equal(sl_config_find_db(c, "lb2")->load_balance_hosts, SL_LB_DISABLE);
     assert_int_equal(sl_config_find_db(c, "lb2")->server_lifetime, 10000000);
     assert_int_equal(sl_config_find_user(c, "u1")->max_user_client_connections, 3);
-    assert_int_equal(captured_lines_with("[peers] section is not implemented"), 1);
+    assert_int_equal(captured_lines_with("[peers]"), 0); /* implemented: two peers, no warning */
+    assert_int_equal((int)c->n_peers, 2);
+    assert_non_null(sl_config_find_peer(c, 2));
+    assert_string_equal(sl_config_find_peer(c, 2)->host, "/tmp/peer2");
+    assert_int_equal(sl_config_find_peer(c, 2)->port, 6432);
     assert_string_equal(sl_config_find_db(c, "lb")->host, "a,b");
     sl_config_unref(c);
     end_capture();
@@ -464,7 +475,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 105); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 108); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
@@ -518,7 +529,7 @@ static void test_set_format_roundtrip(void **state)
     static const struct { const char *name, *in; } bad[] = {
         {"query_timeout", "soon"}, {"query_timeout", "5 parsecs"}, {"listen_port", "0"}, {"listen_port", "65536"},
         {"pool_mode", "sometimes"}, {"tcp_keepalive", "2"}, {"max_client_conn", ""}, {"unix_socket_mode", "0999"},
-        {"workers", "-1"}, {"pkt_buf", "100"},
+        {"workers", "-1"}, {"pkt_buf", "0"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const sl_setting *s = sl_setting_find(bad[i].name);
