@@ -209,12 +209,16 @@ void sl_db_routing_of(const sl_config *c, const sl_db_def *d, sl_db_routing *out
 }
 
 bool sl_db_health_login(const sl_config *c, const sl_db_def *d, const char **user, const char **password,
-                        const char **dbname)
+                        const char **password_file, const char **dbname)
 {
-    *user = *password = NULL;
+    *user = *password = *password_file = NULL;
     *dbname = d->dbname && *d->dbname ? d->dbname : strcmp(d->name, "*") ? d->name : "postgres";
     if (c->health_check_user && *c->health_check_user) {
         *user = c->health_check_user;
+        if (c->health_check_password_file && *c->health_check_password_file) {
+            *password_file = c->health_check_password_file;
+            return true;
+        }
     } else if (d->user && *d->user) {
         *user = d->user;
         if (d->password && *d->password) *password = d->password;

@@ -262,6 +262,7 @@ typedef struct sl_config {
     int64_t health_check_period;    /* usec */
     int64_t health_check_timeout;   /* usec */
     char *health_check_user;
+    char *health_check_password_file;
     int64_t max_replica_lag;        /* usec, 0 = no limit */
     int max_replica_lag_bytes;      /* 0 = no limit */
     int replica_fallback;
@@ -330,10 +331,14 @@ typedef struct sl_db_routing {
 } sl_db_routing;
 void sl_db_routing_of(const sl_config *c, const sl_db_def *d, sl_db_routing *out);
 /* Who health checks a routed database's hosts log in as, and where: health_check_user (password
- * from auth_file), else the entry's forced user (password= or auth_file). false: nobody (user
- * NULL). password NULL: none known (trust, peer). */
+ * from health_check_password_file, else auth_file), else the entry's forced user (password= or
+ * auth_file). false: nobody (user NULL). password and password_file NULL: none known (trust, peer);
+ * password_file set: read it at each new check connection. */
 bool sl_db_health_login(const sl_config *c, const sl_db_def *d, const char **user, const char **password,
-                        const char **dbname);
+                        const char **password_file, const char **dbname);
+/* The content of a file holding a secret, trailing newlines dropped (malloc'd; wipe and free it), or
+ * NULL with the file name and reason in err. */
+char *sl_read_secret_file(const char *path, char *err, size_t errlen);
 
 /* Is item in a comma/whitespace separated list (case-insensitive)? "*" in the list matches all. */
 bool sl_list_contains(const char *list, const char *item);

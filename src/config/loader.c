@@ -218,13 +218,20 @@ static bool check_routing(const sl_config *c, char *err, size_t errlen)
     if (c->health_check_period <= 0 || c->health_check_timeout <= 0)
         return sl_cfg_err(err, errlen, "%s: health_check_period and health_check_timeout must be more than 0", c->path),
                false;
+    if (c->health_check_password_file && *c->health_check_password_file) {
+        char why[400];
+        char *pw = sl_read_secret_file(c->health_check_password_file, why, sizeof(why));
+        if (!pw) return sl_cfg_err(err, errlen, "%s: health_check_password_file: %s", c->path, why), false;
+        explicit_bzero(pw, strlen(pw));
+        free(pw);
+    }
     for (size_t i = 0; i < c->n_dbs; i++) {
         const sl_db_def *d = &c->dbs[i];
         sl_db_routing rt;
         sl_db_routing_of(c, d, &rt);
         if (!rt.routed) continue;
-        const char *user, *pw, *db;
-        if (!sl_db_health_login(c, d, &user, &pw, &db))
+        const char *user, *pw, *pwfile, *db;
+        if (!sl_db_health_login(c, d, &user, &pw, &pwfile, &db))
             return sl_cfg_err(err, errlen,
                               "%s:%d: database \"%s\" has roles (role_map, target_session_attrs or read_write_split) "
                               "but nobody to check its hosts as: set health_check_user (its password in auth_file) "

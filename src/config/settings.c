@@ -213,6 +213,9 @@ const sl_setting sl_settings[] = {
           "User the health checks log in as (its plain-text password, if it needs one, in auth_file); any user "
           "may run them. Empty: a database's forced user (user= with password=). A database with roles and "
           "nobody to check its hosts as refuses the configuration."),
+    S_STR(health_check_password_file, "", A,
+          "File holding health_check_user's password (a Docker or Kubernetes secret; trailing newlines are "
+          "dropped), read for each new check connection; empty: its auth_file entry."),
     S_TIME(max_replica_lag, "10", A,
            "A replica whose replay lags the primary by more than this many seconds leaves the rotation until it "
            "catches up; 0 is no limit. A [databases] entry may override it."),

@@ -63,7 +63,18 @@ typedef struct login {
     const char *kw[16], *val[16];
     char port[16], timeout[16];
     char key[1024];
+    char *pw_from_file;          /* health_check_password_file's content (free with login_free) */
 } login;
+
+static void login_free(login *lg)
+{
+    if (lg->pw_from_file) {
+        explicit_bzero(lg->pw_from_file, strlen(lg->pw_from_file));
+        free(lg->pw_from_file);
+    }
+    lg->pw_from_file = NULL;
+    explicit_bzero(lg->key, sizeof(lg->key));
+}
 
 static const char *const sslmodes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
 
@@ -82,8 +93,14 @@ static bool login_for(const sl_config *cfg, const sl_host *h, login *lg)
             names = port == h->port && ((!hh && !h->host) || (hh && h->host && !strcmp(hh, h->host)));
         }
         if (!names) continue;
-        const char *user, *pw, *db;
-        if (!sl_db_health_login(cfg, d, &user, &pw, &db)) continue;
+        const char *user, *pw, *pwfile, *db;
+        if (!sl_db_health_login(cfg, d, &user, &pw, &pwfile, &db)) continue;
+        if (pwfile) { /* a secret file: read now, so a rotated secret is used by the next connection */
+            char why[300];
+            lg->pw_from_file = sl_read_secret_file(pwfile, why, sizeof(why));
+            if (!lg->pw_from_file) sl_log_warn("health check of database %s: %s", d->name, why);
+            pw = lg->pw_from_file;
+        }
         int n = 0;
         snprintf(lg->port, sizeof(lg->port), "%d", h->port);
         int64_t t = (cfg->health_check_timeout + 999999) / 1000000;
@@ -350,7 +367,7 @@ static void *checker_thread(void *arg)
     while (!__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {
         sl_config *cfg = sl_config_acquire();
         int64_t started = sl_now_us();
-        login lg;
+        login lg = {.pw_from_file = NULL};
         sl_check_result res;
         if (!login_for(cfg, ch->h, &lg)) {
             memset(&res, 0, sizeof(res));
@@ -359,6 +376,7 @@ static void *checker_thread(void *arg)
         } else {
             run_check(ch, &lg, cfg->health_check_timeout, &res);
         }
+        login_free(&lg);
         if (__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {
             sl_config_unref(cfg);
             break;

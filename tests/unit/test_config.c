@@ -352,8 +352,9 @@ static void test_routing(void **state)
     assert_int_equal(d->hosts[0].role, SL_HOSTROLE_PRIMARY);
     assert_int_equal(d->hosts[1].role, SL_HOSTROLE_REPLICA);
     assert_int_equal(d->pool_size, 7);
-    const char *user, *pw, *db;
-    assert_true(sl_db_health_login(c, d, &user, &pw, &db));
+    const char *user, *pw, *pwfile, *db;
+    assert_true(sl_db_health_login(c, d, &user, &pw, &pwfile, &db));
+    assert_null(pwfile);
     assert_string_equal(user, "checker");
     assert_string_equal(pw, "checkpw");
     assert_string_equal(db, "app");
@@ -475,7 +476,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 108); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 109); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
