@@ -23,6 +23,8 @@
 #                integrations/prisma (Prisma 7 for test_prisma.py, plus `prisma generate`), each only
 #                when its package-lock.json (or the Prisma schema) changed since the last install
 #   make prisma-deps  only the integrations/prisma half of driver-deps
+#   make soak    build + bench/soak.py: 30 minutes (SOAK_MINUTES) of mixed load, reloads and a server restart;
+#                RSS, fds and threads must stay flat (bench/results/soak.md); not part of `make test`
 #   make clean   remove build dirs and caches
 #
 # Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone").
@@ -50,7 +52,7 @@ define integration
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 endef
 
-.PHONY: all build deps driver-deps prisma-deps test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
+.PHONY: all build deps driver-deps prisma-deps soak test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
 
 all: build
 
@@ -110,6 +112,9 @@ bench:
 	@test -f $(BENCH_BUILD)/build.ninja || meson setup $(BENCH_BUILD) --buildtype=release -Ddebug=true
 	ninja -C $(BENCH_BUILD) pgsluice
 	SL_BIN=$(ROOT)/$(BENCH_BUILD)/pgsluice $(PY) bench/bench.py
+
+soak: build
+	$(PY) bench/soak.py
 
 bench-smoke: build
 	SL_BIN=$(ROOT)/$(BUILD)/pgsluice BENCH_OUT=$(ROOT)/$(BUILD)/bench-smoke $(PY) bench/bench.py --smoke

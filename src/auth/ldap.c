@@ -10,17 +10,10 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "util/errbuf.h"
+
 #define DEFAULT_TIMEOUT_MS 10000
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- escaping ---- */
 
@@ -132,11 +125,11 @@ static char *server_uris(const ldap_ctx *c)
 static LDAP *connect_ldap(const ldap_ctx *c)
 {
     char *uris = server_uris(c);
-    if (!uris) return errf(c->err, c->errlen, "no LDAP server to connect to (ldapserver \"%s\")", c->o->server), NULL;
+    if (!uris) return sl_errf(c->err, c->errlen, "no LDAP server to connect to (ldapserver \"%s\")", c->o->server), NULL;
     LDAP *ld = NULL;
     int rc = ldap_initialize(&ld, uris);
     if (rc != LDAP_SUCCESS) {
-        errf(c->err, c->errlen, "could not initialize LDAP for \"%s\": %s", uris, ldap_err2string(rc));
+        sl_errf(c->err, c->errlen, "could not initialize LDAP for \"%s\": %s", uris, ldap_err2string(rc));
         free(uris);
         return NULL;
     }
@@ -145,7 +138,7 @@ static LDAP *connect_ldap(const ldap_ctx *c)
         (rc = ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &c->timeout)) != LDAP_OPT_SUCCESS ||
         (rc = ldap_set_option(ld, LDAP_OPT_TIMEOUT, &c->timeout)) != LDAP_OPT_SUCCESS ||
         (rc = ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF)) != LDAP_OPT_SUCCESS) {
-        errf(c->err, c->errlen, "could not set LDAP options for \"%s\"", uris);
+        sl_errf(c->err, c->errlen, "could not set LDAP options for \"%s\"", uris);
         ldap_unbind_ext_s(ld, NULL, NULL);
         free(uris);
         return NULL;
@@ -153,7 +146,7 @@ static LDAP *connect_ldap(const ldap_ctx *c)
     if (c->o->starttls && (rc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS) {
         char why[256];
         server_error(ld, rc, why, sizeof(why));
-        errf(c->err, c->errlen, "could not start LDAP TLS session with \"%s\": %s", uris, why);
+        sl_errf(c->err, c->errlen, "could not start LDAP TLS session with \"%s\": %s", uris, why);
         ldap_unbind_ext_s(ld, NULL, NULL);
         free(uris);
         return NULL;
@@ -207,7 +200,7 @@ static char *find_user_dn(const ldap_ctx *c, const char *user)
     const sl_ldap_options *o = c->o;
     char escaped[1024], why[512];
     if (!sl_ldap_escape_filter(user, escaped, sizeof(escaped)))
-        return errf(c->err, c->errlen, "user name too long for LDAP authentication"), NULL;
+        return sl_errf(c->err, c->errlen, "user name too long for LDAP authentication"), NULL;
     LDAP *ld = connect_ldap(c);
     if (!ld) return NULL;
     char *dn = NULL, *filter = NULL;
@@ -215,12 +208,12 @@ static char *find_user_dn(const ldap_ctx *c, const char *user)
     int rc = simple_bind(ld, o->binddn, o->bindpasswd);
     if (rc != LDAP_SUCCESS) {
         server_error(ld, rc, why, sizeof(why));
-        errf(c->err, c->errlen, "could not perform initial LDAP bind for ldapbinddn \"%s\" on server \"%s\": %s",
+        sl_errf(c->err, c->errlen, "could not perform initial LDAP bind for ldapbinddn \"%s\" on server \"%s\": %s",
              o->binddn ? o->binddn : "", o->server, why);
         goto out;
     }
     if (!(filter = search_filter(o, escaped))) {
-        errf(c->err, c->errlen, "out of memory");
+        sl_errf(c->err, c->errlen, "out of memory");
         goto out;
     }
     char *attrs[] = {LDAP_NO_ATTRS, NULL};
@@ -229,17 +222,17 @@ static char *find_user_dn(const ldap_ctx *c, const char *user)
     int count = res ? ldap_count_entries(ld, res) : 0;
     if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
         server_error(ld, rc, why, sizeof(why));
-        errf(c->err, c->errlen, "could not search LDAP for filter \"%s\" on server \"%s\": %s", filter, o->server,
+        sl_errf(c->err, c->errlen, "could not search LDAP for filter \"%s\" on server \"%s\": %s", filter, o->server,
              why);
         goto out;
     }
     if (count == 0) {
-        errf(c->err, c->errlen, "LDAP user \"%s\" does not exist (search for filter \"%s\" on server \"%s\" "
+        sl_errf(c->err, c->errlen, "LDAP user \"%s\" does not exist (search for filter \"%s\" on server \"%s\" "
              "returned no entries)", user, filter, o->server);
         goto out;
     }
     if (count > 1 || rc == LDAP_SIZELIMIT_EXCEEDED) {
-        errf(c->err, c->errlen, "LDAP user \"%s\" is not unique (search for filter \"%s\" on server \"%s\" "
+        sl_errf(c->err, c->errlen, "LDAP user \"%s\" is not unique (search for filter \"%s\" on server \"%s\" "
              "returned more than one entry)", user, filter, o->server);
         goto out;
     }
@@ -248,10 +241,10 @@ static char *find_user_dn(const ldap_ctx *c, const char *user)
     if (!dn) {
         int e = LDAP_OTHER;
         ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &e);
-        errf(c->err, c->errlen, "could not get dn for the first entry matching \"%s\" on server \"%s\": %s", filter,
+        sl_errf(c->err, c->errlen, "could not get dn for the first entry matching \"%s\" on server \"%s\": %s", filter,
              o->server, ldap_err2string(e));
     } else if (!*dn) {
-        errf(c->err, c->errlen, "LDAP search for \"%s\" on server \"%s\" returned an empty DN", filter, o->server);
+        sl_errf(c->err, c->errlen, "LDAP search for \"%s\" on server \"%s\" returned an empty DN", filter, o->server);
         ldap_memfree(dn);
         dn = NULL;
     }
@@ -266,11 +259,11 @@ out:
 
 bool sl_ldap_check(const sl_ldap_options *o, const char *user, const char *password, char *err, size_t errlen)
 {
-    if (!o || !o->server || !*o->server) return errf(err, errlen, "no LDAP server configured"), false;
-    if (!user || !*user) return errf(err, errlen, "empty user name"), false;
-    if (!password || !*password) return errf(err, errlen, "empty password returned by client"), false;
+    if (!o || !o->server || !*o->server) return sl_errf(err, errlen, "no LDAP server configured"), false;
+    if (!user || !*user) return sl_errf(err, errlen, "empty user name"), false;
+    if (!password || !*password) return sl_errf(err, errlen, "empty password returned by client"), false;
     bool simple_mode = o->prefix || o->suffix;
-    if (!simple_mode && !o->basedn) return errf(err, errlen, "LDAP: neither ldapbasedn nor ldapprefix/ldapsuffix set"), false;
+    if (!simple_mode && !o->basedn) return sl_errf(err, errlen, "LDAP: neither ldapbasedn nor ldapprefix/ldapsuffix set"), false;
     pthread_once(&global_once, global_init);
 
     int ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -286,10 +279,10 @@ bool sl_ldap_check(const sl_ldap_options *o, const char *user, const char *passw
     if (simple_mode) {
         char escaped[1024];
         if (!sl_ldap_escape_dn(user, escaped, sizeof(escaped)))
-            return errf(err, errlen, "user name too long for LDAP authentication"), false;
+            return sl_errf(err, errlen, "user name too long for LDAP authentication"), false;
         const char *pre = o->prefix ? o->prefix : "", *suf = o->suffix ? o->suffix : "";
         size_t len = strlen(pre) + strlen(escaped) + strlen(suf) + 1;
-        if (!(dn = malloc(len))) return errf(err, errlen, "out of memory"), false;
+        if (!(dn = malloc(len))) return sl_errf(err, errlen, "out of memory"), false;
         snprintf(dn, len, "%s%s%s", pre, escaped, suf);
     } else {
         if (!(dn = find_user_dn(&c, user))) return false;
@@ -305,7 +298,7 @@ bool sl_ldap_check(const sl_ldap_options *o, const char *user, const char *passw
         } else {
             char why[512];
             server_error(ld, rc, why, sizeof(why));
-            errf(err, errlen, "LDAP login failed for user \"%s\" on server \"%s\": %s", dn, o->server, why);
+            sl_errf(err, errlen, "LDAP login failed for user \"%s\" on server \"%s\": %s", dn, o->server, why);
         }
         ldap_unbind_ext_s(ld, NULL, NULL);
     }

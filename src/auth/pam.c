@@ -9,20 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/errbuf.h"
+
 typedef struct conv_data {
     const char *password;
     char module_error[256]; /* the last PAM_ERROR_MSG a module sent (for the log) */
 } conv_data;
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void free_replies(struct pam_response *r, int n)
 {
@@ -79,16 +72,16 @@ static void no_fail_delay(int retval, unsigned usec, void *appdata)
 bool sl_pam_check(const char *service, const char *user, const char *password, const char *remote_host, char *err,
                   size_t errlen)
 {
-    if (!service || !*service) return errf(err, errlen, "no PAM service name"), false;
-    if (!user || !*user) return errf(err, errlen, "empty user name"), false;
-    if (!password || !*password) return errf(err, errlen, "empty password returned by client"), false;
+    if (!service || !*service) return sl_errf(err, errlen, "no PAM service name"), false;
+    if (!user || !*user) return sl_errf(err, errlen, "empty user name"), false;
+    if (!password || !*password) return sl_errf(err, errlen, "empty password returned by client"), false;
 
     conv_data cd = {.password = password};
     struct pam_conv conv = {conversation, &cd};
     pam_handle_t *h = NULL;
     int rc = pam_start(service, user, &conv, &h);
     if (rc != PAM_SUCCESS) {
-        errf(err, errlen, "could not start PAM service \"%s\": %s", service, pam_strerror(h, rc));
+        sl_errf(err, errlen, "could not start PAM service \"%s\": %s", service, pam_strerror(h, rc));
         if (h) pam_end(h, rc);
         return false;
     }
@@ -107,11 +100,11 @@ bool sl_pam_check(const char *service, const char *user, const char *password, c
         rc = pam_acct_mgmt(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
     }
     if (rc != PAM_SUCCESS)
-        errf(err, errlen, "PAM authentication failed for user \"%s\" (service \"%s\", %s): %s%s%s", user, service,
+        sl_errf(err, errlen, "PAM authentication failed for user \"%s\" (service \"%s\", %s): %s%s%s", user, service,
              step, pam_strerror(h, rc), cd.module_error[0] ? ": " : "", cd.module_error);
     int end_rc = pam_end(h, rc);
     if (rc == PAM_SUCCESS && end_rc != PAM_SUCCESS) {
-        errf(err, errlen, "could not release PAM authenticator: %s", pam_strerror(NULL, end_rc));
+        sl_errf(err, errlen, "could not release PAM authenticator: %s", pam_strerror(NULL, end_rc));
         return false;
     }
     return rc == PAM_SUCCESS;

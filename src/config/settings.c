@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/errbuf.h"
+
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const replica_lb_names[] = {"least-outstanding", "round-robin", NULL};
@@ -153,7 +155,9 @@ const sl_setting sl_settings[] = {
     S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
     S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size)."),
     S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
-    S_INT(sbuf_loopcnt, "5", A, 0, 0, "Rounds of data processed on one connection before moving on; 0 is no limit.", NI),
+    S_INT(sbuf_loopcnt, "5", A, 0, 0,
+          "Accepted for PgBouncer compatibility, no effect: pgsluice reads a connection once per event-loop turn "
+          "(one buffer), so a large result never holds up the other connections of its worker."),
     S_INT(peer_id, "0", R, 0, SL_PEER_ID_MAX,
           "This process's id among [peers] (1..16383; 0: none). With it, cancel keys carry the id, and a cancel "
           "request that reaches another process sharing the port (so_reuseport) is forwarded to this one. The "
@@ -276,10 +280,9 @@ const char *sl_auth_type_name(sl_auth_type t)
 
 void sl_cfg_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    sl_verrf(err, errlen, fmt, ap);
     va_end(ap);
 }
 

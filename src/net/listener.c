@@ -20,17 +20,25 @@ static bool listen_is_unix[SL_MAX_LISTEN];
 static int nlisten;
 static int listeners_stopped; /* atomic: workers that stopped accepting for a shutdown */
 
-/* unix_socket_group: the socket's group, so that its members may connect (with unix_socket_mode). */
-static bool set_socket_group(const sl_config *cfg)
+/* unix_socket_group: its id (looked up before any socket is opened); false: no such group. */
+static bool socket_group(const sl_config *cfg, gid_t *gid)
 {
-    char path[512], buf[4096];
-    snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+    char buf[4096];
     struct group gr, *found = NULL;
     if (getgrnam_r(cfg->unix_socket_group, &gr, buf, sizeof(buf), &found) != 0 || !found) {
         sl_log_fatal("unix_socket_group: no group named \"%s\"", cfg->unix_socket_group);
         return false;
     }
-    if (chown(path, (uid_t)-1, found->gr_gid) != 0) {
+    *gid = found->gr_gid;
+    return true;
+}
+
+/* unix_socket_group: the socket's group, so that its members may connect (with unix_socket_mode). */
+static bool set_socket_group(const sl_config *cfg, gid_t gid)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+    if (chown(path, (uid_t)-1, gid) != 0) {
         sl_log_fatal("unix_socket_group: cannot give %s to group %s: %s", path, cfg->unix_socket_group, strerror(errno));
         return false;
     }
@@ -39,6 +47,9 @@ static bool set_socket_group(const sl_config *cfg)
 
 bool sl_listen_open(const sl_config *cfg)
 {
+    gid_t gid = 0;
+    bool want_group = cfg->unix_socket_dir && *cfg->unix_socket_dir && cfg->unix_socket_group && *cfg->unix_socket_group;
+    if (want_group && !socket_group(cfg, &gid)) return false;
     char addrs[256];
     snprintf(addrs, sizeof(addrs), "%s", cfg->listen_addr);
     char *save = NULL;
@@ -60,7 +71,7 @@ bool sl_listen_open(const sl_config *cfg)
             sl_log_fatal("cannot listen on unix socket in %s: %s", cfg->unix_socket_dir, strerror(errno));
             return false;
         }
-        if (cfg->unix_socket_group && *cfg->unix_socket_group && !set_socket_group(cfg)) {
+        if (want_group && !set_socket_group(cfg, gid)) {
             close(fd);
             return false;
         }

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/errbuf.h"
+
 /* ALPN protocol list with PostgreSQL's one name (length-prefixed, as TLS sends it). */
 static const unsigned char alpn_postgresql[] = "\x0apostgresql";
 #define ALPN_LEN (sizeof(alpn_postgresql) - 1)
@@ -52,15 +54,6 @@ static bool set(const char *v)
     return v && *v;
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* OpenSSL's reason for the last failure (its error queue emptied), e.g. "no start line". */
 static const char *ossl_reason(char *buf, size_t len)
@@ -77,16 +70,16 @@ static bool file_ok(const char *setting, const char *path, char *err, size_t err
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        errf(err, errlen, "%s \"%s\": %s", setting, path, strerror(errno));
+        sl_errf(err, errlen, "%s \"%s\": %s", setting, path, strerror(errno));
         return false;
     }
     if (!S_ISREG(st.st_mode)) {
-        errf(err, errlen, "%s \"%s\": not a regular file", setting, path);
+        sl_errf(err, errlen, "%s \"%s\": not a regular file", setting, path);
         return false;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        errf(err, errlen, "%s \"%s\": %s", setting, path, strerror(errno));
+        sl_errf(err, errlen, "%s \"%s\": %s", setting, path, strerror(errno));
         return false;
     }
     close(fd);
@@ -129,7 +122,7 @@ static bool parse_protocols(const char *setting, const char *text, int *out, cha
             b = protocol_bits(tok);
         }
         if (!b) {
-            errf(err, errlen, "%s: unknown protocol \"%.*s\" (expected tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure, "
+            sl_errf(err, errlen, "%s: unknown protocol \"%.*s\" (expected tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure, "
                  "all or legacy)", setting, (int)(n > 40 ? 40 : n), p);
             return false;
         }
@@ -140,7 +133,7 @@ static bool parse_protocols(const char *setting, const char *text, int *out, cha
     }
     if (!any) bits = P_SECURE;
     if (!bits) {
-        errf(err, errlen, "%s: \"%s\" leaves no protocol", setting, text);
+        sl_errf(err, errlen, "%s: \"%s\" leaves no protocol", setting, text);
         return false;
     }
     *out = bits;
@@ -175,7 +168,7 @@ static bool apply_ciphers(SSL_CTX *ctx, const char *setting, const char *text, c
     const char *list = strcasecmp(t, "all") == 0 ? "ALL" : t;
     if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
         char r[128];
-        errf(err, errlen, "%s: no usable cipher in \"%s\" (%s)", setting, t, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s: no usable cipher in \"%s\" (%s)", setting, t, ossl_reason(r, sizeof(r)));
         return false;
     }
     return true;
@@ -200,7 +193,7 @@ static bool apply_ciphers13(SSL_CTX *ctx, const char *setting, const char *text,
         for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
             if (strlen(known[i]) == n && strncasecmp(p, known[i], n) == 0) name = known[i];
         if (!name) {
-            errf(err, errlen, "%s: unknown TLS 1.3 cipher suite \"%.*s\" (expected TLS_AES_256_GCM_SHA384, "
+            sl_errf(err, errlen, "%s: unknown TLS 1.3 cipher suite \"%.*s\" (expected TLS_AES_256_GCM_SHA384, "
                  "TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256, TLS_AES_128_CCM_8_SHA256 or "
                  "TLS_AES_128_CCM_SHA256)", setting, (int)(n > 40 ? 40 : n), p);
             return false;
@@ -212,7 +205,7 @@ static bool apply_ciphers13(SSL_CTX *ctx, const char *setting, const char *text,
     if (!used) return true;
     if (SSL_CTX_set_ciphersuites(ctx, list) != 1) {
         char r[128];
-        errf(err, errlen, "%s: \"%s\" refused (%s)", setting, text, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s: \"%s\" refused (%s)", setting, text, ossl_reason(r, sizeof(r)));
         return false;
     }
     return true;
@@ -226,7 +219,7 @@ static bool apply_dheparams(SSL_CTX *ctx, const char *text, char *err, size_t er
     if (strcasecmp(t, "none") == 0) return SSL_CTX_set_dh_auto(ctx, 0) == 1;
     if (strcasecmp(t, "auto") == 0) return SSL_CTX_set_dh_auto(ctx, 1) == 1;
     if (strcasecmp(t, "legacy") != 0) {
-        errf(err, errlen, "client_tls_dheparams: unknown value \"%s\" (expected none, auto or legacy)", t);
+        sl_errf(err, errlen, "client_tls_dheparams: unknown value \"%s\" (expected none, auto or legacy)", t);
         return false;
     }
     /* 1024-bit group of RFC 5114; OpenSSL's security level may refuse it, which is then reported */
@@ -241,7 +234,7 @@ static bool apply_dheparams(SSL_CTX *ctx, const char *text, char *err, size_t er
     if (ok && SSL_CTX_set0_tmp_dh_pkey(ctx, dh) == 1) return SSL_CTX_set_dh_auto(ctx, 0) == 1;
     EVP_PKEY_free(dh);
     char r[128];
-    errf(err, errlen, "client_tls_dheparams: legacy (1024-bit DH) refused by OpenSSL (%s)", ossl_reason(r, sizeof(r)));
+    sl_errf(err, errlen, "client_tls_dheparams: legacy (1024-bit DH) refused by OpenSSL (%s)", ossl_reason(r, sizeof(r)));
     return false;
 }
 
@@ -259,7 +252,7 @@ static bool apply_ecdhcurve(SSL_CTX *ctx, const char *text, char *err, size_t er
     }
     if (SSL_CTX_set1_groups_list(ctx, list) != 1) {
         char r[128];
-        errf(err, errlen, "client_tls_ecdhcurve: unknown curve or group in \"%s\" (%s)", t, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "client_tls_ecdhcurve: unknown curve or group in \"%s\" (%s)", t, ossl_reason(r, sizeof(r)));
         return false;
     }
     return true;
@@ -282,14 +275,14 @@ static bool load_identity(SSL_CTX *ctx, const side_settings *ss, char *err, size
     snprintf(cname, sizeof(cname), "%s_cert_file", ss->prefix);
     if (!file_ok(cname, ss->cert_file, err, errlen) || !file_ok(kname, ss->key_file, err, errlen)) return false;
     if (SSL_CTX_use_certificate_chain_file(ctx, ss->cert_file) != 1) {
-        errf(err, errlen, "%s \"%s\": no certificate in PEM format (%s)", cname, ss->cert_file, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s \"%s\": no certificate in PEM format (%s)", cname, ss->cert_file, ossl_reason(r, sizeof(r)));
         return false;
     }
     FILE *f = fopen(ss->key_file, "r");
     EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, no_passphrase, NULL) : NULL;
     if (f) fclose(f);
     if (!key) {
-        errf(err, errlen, "%s \"%s\": no unencrypted private key in PEM format (%s)", kname, ss->key_file,
+        sl_errf(err, errlen, "%s \"%s\": no unencrypted private key in PEM format (%s)", kname, ss->key_file,
              ossl_reason(r, sizeof(r)));
         return false;
     }
@@ -297,13 +290,13 @@ static bool load_identity(SSL_CTX *ctx, const side_settings *ss, char *err, size
     if (!cert || X509_check_private_key(cert, key) != 1) {
         ERR_clear_error();
         EVP_PKEY_free(key);
-        errf(err, errlen, "%s \"%s\" does not match %s \"%s\"", kname, ss->key_file, cname, ss->cert_file);
+        sl_errf(err, errlen, "%s \"%s\" does not match %s \"%s\"", kname, ss->key_file, cname, ss->cert_file);
         return false;
     }
     bool ok = SSL_CTX_use_PrivateKey(ctx, key) == 1;
     EVP_PKEY_free(key);
     if (!ok || SSL_CTX_check_private_key(ctx) != 1) {
-        errf(err, errlen, "%s \"%s\": refused by OpenSSL (%s)", kname, ss->key_file, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s \"%s\": refused by OpenSSL (%s)", kname, ss->key_file, ossl_reason(r, sizeof(r)));
         return false;
     }
     return true;
@@ -315,7 +308,7 @@ static bool load_ca(SSL_CTX *ctx, sl_tls_side side, const side_settings *ss, cha
     snprintf(name, sizeof(name), "%s_ca_file", ss->prefix);
     if (side == SL_TLS_CONNECT && strcmp(ss->ca_file, "system") == 0) {
         if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-            errf(err, errlen, "%s system: the operating system's CA store does not load (%s)", name,
+            sl_errf(err, errlen, "%s system: the operating system's CA store does not load (%s)", name,
                  ossl_reason(r, sizeof(r)));
             return false;
         }
@@ -323,14 +316,14 @@ static bool load_ca(SSL_CTX *ctx, sl_tls_side side, const side_settings *ss, cha
     }
     if (!file_ok(name, ss->ca_file, err, errlen)) return false;
     if (SSL_CTX_load_verify_locations(ctx, ss->ca_file, NULL) != 1) {
-        errf(err, errlen, "%s \"%s\": no CA certificate in PEM format (%s)", name, ss->ca_file, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s \"%s\": no CA certificate in PEM format (%s)", name, ss->ca_file, ossl_reason(r, sizeof(r)));
         return false;
     }
     if (side != SL_TLS_ACCEPT) return true;
     /* tell clients which CAs their certificate may come from */
     STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ss->ca_file);
     if (!names) {
-        errf(err, errlen, "%s \"%s\": no CA certificate in PEM format (%s)", name, ss->ca_file, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s \"%s\": no CA certificate in PEM format (%s)", name, ss->ca_file, ossl_reason(r, sizeof(r)));
         return false;
     }
     SSL_CTX_set_client_CA_list(ctx, names);
@@ -373,16 +366,16 @@ static bool mode_needs(const side_settings *ss, char *err, size_t errlen)
     bool verify = ss->mode >= SL_TLS_VERIFY_CA;
     const char *mode = sl_tls_mode_name(ss->mode);
     if (!strcmp(ss->prefix, "client_tls") && (!set(ss->key_file) || !set(ss->cert_file))) {
-        errf(err, errlen, "client_tls_sslmode %s needs client_tls_key_file and client_tls_cert_file", mode);
+        sl_errf(err, errlen, "client_tls_sslmode %s needs client_tls_key_file and client_tls_cert_file", mode);
         return false;
     }
     if (!strcmp(ss->prefix, "server_tls") && set(ss->key_file) != set(ss->cert_file)) {
-        errf(err, errlen, "server_tls_key_file and server_tls_cert_file go together (only %s is set)",
+        sl_errf(err, errlen, "server_tls_key_file and server_tls_cert_file go together (only %s is set)",
              set(ss->key_file) ? "server_tls_key_file" : "server_tls_cert_file");
         return false;
     }
     if (verify && !set(ss->ca_file)) {
-        errf(err, errlen, "%s_sslmode %s needs %s_ca_file", ss->prefix, mode, ss->prefix);
+        sl_errf(err, errlen, "%s_sslmode %s needs %s_ca_file", ss->prefix, mode, ss->prefix);
         return false;
     }
     return true;
@@ -396,7 +389,7 @@ static bool configure(SSL_CTX *ctx, sl_tls_side side, const side_settings *ss, c
     if (!parse_protocols(name, ss->protocols, &bits, err, errlen)) return false;
     if (!apply_protocols(ctx, bits)) {
         char r[128];
-        errf(err, errlen, "%s: \"%s\" refused by OpenSSL (%s)", name, ss->protocols, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s: \"%s\" refused by OpenSSL (%s)", name, ss->protocols, ossl_reason(r, sizeof(r)));
         return false;
     }
     snprintf(name, sizeof(name), "%s_ciphers", ss->prefix);
@@ -434,7 +427,7 @@ static bool configure(SSL_CTX *ctx, sl_tls_side side, const side_settings *ss, c
         if (set(ss->ca_file) && !load_ca(ctx, side, ss, err, errlen)) return false;
         SSL_CTX_set_verify(ctx, ss->mode >= SL_TLS_VERIFY_CA ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
         if (SSL_CTX_set_alpn_protos(ctx, alpn_postgresql, ALPN_LEN) != 0) {
-            errf(err, errlen, "server_tls: cannot set ALPN");
+            sl_errf(err, errlen, "server_tls: cannot set ALPN");
             return false;
         }
     }
@@ -452,7 +445,7 @@ bool sl_tls_ctx_build(const sl_config *cfg, sl_tls_side side, sl_tls_ctx **out, 
     SSL_CTX *ctx = SSL_CTX_new(side == SL_TLS_ACCEPT ? TLS_server_method() : TLS_client_method());
     if (!ctx) {
         char r[128];
-        errf(err, errlen, "%s: cannot create a TLS context (%s)", ss.prefix, ossl_reason(r, sizeof(r)));
+        sl_errf(err, errlen, "%s: cannot create a TLS context (%s)", ss.prefix, ossl_reason(r, sizeof(r)));
         return false;
     }
     if (!configure(ctx, side, &ss, err, errlen)) {
@@ -463,7 +456,7 @@ bool sl_tls_ctx_build(const sl_config *cfg, sl_tls_side side, sl_tls_ctx **out, 
     sl_tls_ctx *c = calloc(1, sizeof(*c));
     if (!c) {
         SSL_CTX_free(ctx);
-        errf(err, errlen, "out of memory");
+        sl_errf(err, errlen, "out of memory");
         return false;
     }
     c->ssl = ctx;

@@ -102,6 +102,19 @@ def raw_socket(pooler, timeout=5.0):
     return s
 
 
+def read_message(sock):
+    """One whole backend message from a blocking socket: (type byte, body bytes)."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "connection closed"
+            data += chunk
+        return data
+    head = exactly(5)
+    return head[:1], exactly(struct.unpack("!I", head[1:5])[0] - 4)
+
+
 def read_until_close(sock, timeout=5.0):
     """Read until the peer closes. Returns (bytes received, closed?) where closed is False when
     nothing ended the connection within `timeout` seconds."""

@@ -83,15 +83,21 @@ def tail(path, lines=60):
     return "\n".join(data.splitlines()[-lines:])
 
 
-def wait_for(predicate, timeout, interval=0.05, what="condition"):
-    """Poll predicate() until it returns truthy; return its value or raise TimeoutError."""
+def wait_for(predicate, timeout, interval=0.05, what="condition", retry_on=()):
+    """Poll predicate() until it returns truthy; return its value or raise TimeoutError. Exceptions of
+    the types in retry_on count as "not yet" (the last one is quoted if time runs out)."""
     deadline = time.monotonic() + timeout
+    last = None
     while True:
-        v = predicate()
+        try:
+            v = predicate()
+        except retry_on as e:  # noqa: PERF203
+            v, last = None, e
         if v:
             return v
         if time.monotonic() > deadline:
-            raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+            raise TimeoutError("timed out after %.1fs waiting for %s%s" % (timeout, what,
+                                                                       " (last error: %r)" % last if last else ""))
         time.sleep(interval)
 
 

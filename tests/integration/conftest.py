@@ -69,11 +69,14 @@ def cluster(session_dir):
 
 @pytest.fixture
 def pooler(cluster, session_dir, request):
+    session_cluster = cluster
     made = []
     request.node._sl_poolers = made
 
-    def factory(settings=None, dbs=None, users=None, user_settings=None, verbatim=None, args=None, start=True):
-        p = Pooler(cluster, session_dir, settings=settings, dbs=dbs, users=users,
+    def factory(settings=None, dbs=None, users=None, user_settings=None, verbatim=None, args=None, start=True,
+                cluster=None):
+        """cluster: another PostgreSQL than the session's (a module's own, e.g. with ssl=on)."""
+        p = Pooler(cluster or session_cluster, session_dir, settings=settings, dbs=dbs, users=users,
                    user_settings=user_settings, verbatim=verbatim, args=args)
         made.append(p)
         if start:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from harness import clients
+from harness.util import wait_for
 from harness.pooler import PoolerError, pooler_binary
 
 
@@ -44,10 +45,13 @@ def test_daemon_option_detaches_and_writes_the_pidfile(pooler):
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
 def test_user_option_switches_to_that_os_user(pooler):
     p = pooler(args=["-u", "postgres"])
-    with open("/proc/%d/status" % p.pid) as f:
-        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
     pg_uid = pwd.getpwnam("postgres").pw_uid
-    assert all(int(u) == pg_uid for u in uids), uids
+
+    def uids():
+        with open("/proc/%d/status" % p.pid) as f:
+            return next(line for line in f if line.startswith("Uid:")).split()[1:]
+    # the sockets open first (a privileged port needs root), then the process switches: wait for it
+    wait_for(lambda: all(int(u) == pg_uid for u in uids()), timeout=10, what="the switch to postgres")
     clients.assert_pooler_serves(p)
 
 

@@ -21,21 +21,6 @@ def unix_sock(p):
     return s
 
 
-def read_msg(s):
-    head = b""
-    while len(head) < 5:
-        chunk = s.recv(5 - len(head))
-        assert chunk, "connection closed"
-        head += chunk
-    n = struct.unpack("!I", head[1:5])[0] - 4
-    body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        assert chunk, "connection closed"
-        body += chunk
-    return head[:1], body
-
-
 @pytest.fixture
 def two_peers(pooler, session_dir):
     """Two pgsluice processes on one TCP port (so_reuseport), peer 1 and peer 2, each knowing the
@@ -59,7 +44,7 @@ def test_a_cancel_sent_to_the_other_process_is_forwarded_to_the_right_one(two_pe
     client.sendall(clients.startup_packet(user="plainuser"))  # its password is known in clear: servers log in
     key = None
     while True:
-        kind, body = read_msg(client)
+        kind, body = clients.read_message(client)
         if kind == b"K":
             key = struct.unpack("!II", body)
         if kind == b"Z":
@@ -73,7 +58,7 @@ def test_a_cancel_sent_to_the_other_process_is_forwarded_to_the_right_one(two_pe
     with unix_sock(b) as c:
         c.sendall(struct.pack("!IIII", 16, 80877102, key[0], key[1]))
     while True:
-        kind, body = read_msg(client)
+        kind, body = clients.read_message(client)
         if kind == b"E":
             assert b"57014" in body, body  # query_canceled
             break

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from harness.cluster import Cluster
-from harness.util import chown_to_postgres
+from harness.util import chown_to_postgres, wait_for
 
 pytestmark = pytest.mark.pgsluice_only  # src/auth's code, not a pooler's behaviour
 
@@ -32,20 +32,6 @@ SL_BIN = os.environ.get("SL_BIN", os.path.join(REPO, "build", "pgsluice"))
 PROBE = os.path.join(os.path.dirname(os.path.abspath(SL_BIN)), "tests", "integration", "scram_probe")
 DOWNGRADE = ("SCRAM channel binding negotiation error (the client supports channel binding and thinks the "
              "server does not, but this server offered it)")
-
-
-def wait_until(fn, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            r = fn()
-            if r:
-                return r
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s (last error: %r)" % (what, last))
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +158,7 @@ def test_client_bound_with_a_sha384_certificate(probe, pg, certs):
         pg.psql("ALTER SYSTEM SET ssl_cert_file = '%s/%s.crt'" % (pgd, name))
         pg.psql("ALTER SYSTEM SET ssl_key_file = '%s/%s.key'" % (pgd, name))
         pg.psql("SELECT pg_reload_conf()")
-        wait_until(lambda: served_cert(pg.primary_port) == der, what="PostgreSQL serving %s.crt" % name)
+        wait_for(retry_on=(Exception,), timeout=20, predicate=lambda: served_cert(pg.primary_port) == der, what="PostgreSQL serving %s.crt" % name)
 
     serve("strong", strong)
     try:
@@ -196,7 +182,7 @@ def run_server(probe, certs, cert, *args, password="s3cret", sslmode="require", 
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     error = None
     try:
-        port = wait_until(lambda: os.path.exists(portfile) and open(portfile).read().strip(), what="probe port")
+        port = wait_for(retry_on=(Exception,), timeout=20, predicate=lambda: os.path.exists(portfile) and open(portfile).read().strip(), what="probe port")
         try:
             psycopg.connect(host="127.0.0.1", port=int(port), user="app", dbname="x", password=password,
                             sslmode=sslmode, channel_binding=channel_binding, connect_timeout=10).close()

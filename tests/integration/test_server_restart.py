@@ -12,7 +12,6 @@ import pytest
 
 from harness import clients
 from harness.cluster import PG_BINDIR, Cluster
-from harness.pooler import Pooler
 from harness.util import run_as_postgres, wait_for
 
 
@@ -24,16 +23,8 @@ def own_cluster(session_dir):
 
 
 @pytest.fixture
-def own_pooler(own_cluster, session_dir):
-    made = []
-
-    def factory(settings=None):
-        p = Pooler(own_cluster, session_dir, settings=settings)
-        made.append(p)
-        return p.start()
-    yield factory
-    for p in made:
-        p.stop()
+def own_pooler(pooler, own_cluster):
+    return lambda settings=None: pooler(settings, cluster=own_cluster)
 
 
 def restart(cluster, mode):

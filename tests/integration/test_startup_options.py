@@ -52,21 +52,6 @@ def test_track_extra_parameters_keeps_a_reported_parameter_per_client(pooler):
         clients.connect(q, options="-c default_transaction_read_only=on")
 
 
-def _recv_message(sock):
-    head = b""
-    while len(head) < 5:
-        chunk = sock.recv(5 - len(head))
-        assert chunk, "connection closed"
-        head += chunk
-    n = struct.unpack("!I", head[1:5])[0] - 4
-    body = b""
-    while len(body) < n:
-        chunk = sock.recv(n - len(body))
-        assert chunk, "connection closed"
-        body += chunk
-    return head[:1], body
-
-
 @pytest.mark.pgsluice_only  # PgBouncer 1.18 predates NegotiateProtocolVersion support
 def test_a_newer_minor_version_and_protocol_options_get_negotiate_protocol_version(pooler):
     """libpq 18 asks for protocol 3.2 and may send _pq_ options: the answer is 3.0 and the options
@@ -75,11 +60,11 @@ def test_a_newer_minor_version_and_protocol_options_get_negotiate_protocol_versi
     body = struct.pack("!I", (3 << 16) | 2) + b"user\0app\0database\0appdb\0_pq_.frobnicate\0on\0\0"
     with clients.raw_socket(p) as s:
         s.sendall(struct.pack("!I", len(body) + 4) + body)
-        kind, msg = _recv_message(s)
+        kind, msg = clients.read_message(s)
         assert kind == b"v"
         newest, count = struct.unpack("!II", msg[:8])
         assert newest == 196608 and count == 1 and msg[8:] == b"_pq_.frobnicate\0"
-        kind, msg = _recv_message(s)
+        kind, msg = clients.read_message(s)
         assert kind == b"R"  # and then the password exchange, as with 3.0
 
 

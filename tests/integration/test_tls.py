@@ -9,7 +9,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import time
 
 import psycopg
 import pytest
@@ -17,28 +16,14 @@ import pytest
 from admin_helpers import console
 from harness import clients
 from harness.cluster import Cluster
-from harness.pooler import Pooler, PoolerError, pooler_kind
-from harness.util import chown_to_postgres
+from harness.pooler import PoolerError
+from harness.util import chown_to_postgres, wait_for
 
 pytestmark = pytest.mark.pgsluice_only  # direct TLS, SHOW's tls column, refusal texts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CERTS = os.path.join(HERE, "..", "unit", "tls", "make-certs.sh")
 ALICE_PW = "alicepw"
-
-
-def wait_until(fn, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            r = fn()
-            if r:
-                return r
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s (last error: %r)" % (what, last))
 
 
 @pytest.fixture(scope="module")
@@ -80,26 +65,6 @@ def tls_cluster(session_dir, certs):
     c.stop()
 
 
-@pytest.fixture
-def make_pooler(session_dir, request):
-    made = []
-
-    def factory(cluster, settings=None, users=None, start=True):
-        p = Pooler(cluster, session_dir, settings=settings, users=users)
-        made.append(p)
-        if start:
-            p.start()
-        return p
-
-    yield factory
-    problems = []
-    for p in made:
-        p.stop()
-        problems += ["%s\n%s" % (prob, p.describe()) for prob in p.stop_problems]
-    if problems:
-        pytest.fail("pooler problems:\n" + "\n".join(problems), pytrace=False)
-
-
 def client_tls(certs, mode="require", **more):
     s = {"client_tls_sslmode": mode, "client_tls_key_file": os.path.join(certs, "server.key"),
          "client_tls_cert_file": os.path.join(certs, "server.crt")}
@@ -119,64 +84,64 @@ def tls_column(p, what):
 
 # ---- pgsluice -> PostgreSQL ----
 
-def test_server_connections_use_tls_by_default_when_postgresql_offers_it(make_pooler, tls_cluster):
-    p = make_pooler(tls_cluster)  # server_tls_sslmode left at its default, prefer (as PgBouncer)
+def test_server_connections_use_tls_by_default_when_postgresql_offers_it(pooler, tls_cluster):
+    p = pooler(cluster=tls_cluster)  # server_tls_sslmode left at its default, prefer (as PgBouncer)
     with clients.connect(p) as c:
         assert server_ssl(c) is True
         described = [t for t in tls_column(p, "SERVERS") if t]
     assert described and described[0].startswith("TLSv1."), described
 
 
-def test_prefer_goes_on_in_plaintext_with_a_server_without_ssl(make_pooler, cluster):
-    p = make_pooler(cluster)  # the suite's cluster runs ssl = off
+def test_prefer_goes_on_in_plaintext_with_a_server_without_ssl(pooler, cluster):
+    p = pooler(cluster=cluster)  # the suite's cluster runs ssl = off
     with clients.connect(p) as c:
         assert server_ssl(c) is False
     assert tls_column(p, "SERVERS") == [""]
 
 
-def test_server_verify_full_checks_the_certificate_and_host(make_pooler, tls_cluster, certs):
-    p = make_pooler(tls_cluster, {"server_tls_sslmode": "verify-full",
+def test_server_verify_full_checks_the_certificate_and_host(pooler, tls_cluster, certs):
+    p = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "verify-full",
                                   "server_tls_ca_file": os.path.join(certs, "ca.crt")})
     with clients.connect(p) as c:
         assert server_ssl(c) is True
 
 
-def test_server_verify_ca_refuses_a_certificate_from_another_ca(make_pooler, tls_cluster, certs):
-    p = make_pooler(tls_cluster, {"server_tls_sslmode": "verify-ca",
+def test_server_verify_ca_refuses_a_certificate_from_another_ca(pooler, tls_cluster, certs):
+    p = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "verify-ca",
                                   "server_tls_ca_file": os.path.join(certs, "other-ca.crt"),
                                   "query_wait_timeout": 5})
     sqlstate, msg = clients.login_error(p)
     assert sqlstate.startswith("08"), (sqlstate, msg)
-    wait_until(lambda: "certificate verify failed" in p.log_text(), what="the handshake failure in the log")
+    wait_for(retry_on=(Exception,), timeout=20, predicate=lambda: "certificate verify failed" in p.log_text(), what="the handshake failure in the log")
 
 
-def test_server_require_refuses_a_server_without_ssl(make_pooler, cluster):
-    p = make_pooler(cluster, {"server_tls_sslmode": "require", "query_wait_timeout": 5})
+def test_server_require_refuses_a_server_without_ssl(pooler, cluster):
+    p = pooler(cluster=cluster, settings={"server_tls_sslmode": "require", "query_wait_timeout": 5})
     sqlstate, msg = clients.login_error(p)
     assert sqlstate.startswith("08"), (sqlstate, msg)
-    wait_until(lambda: "server does not support SSL, but SSL was required" in p.log_text(), what="the refusal")
+    wait_for(retry_on=(Exception,), timeout=20, predicate=lambda: "server does not support SSL, but SSL was required" in p.log_text(), what="the refusal")
 
 
-def test_server_disable_never_asks_for_tls(make_pooler, tls_cluster):
-    p = make_pooler(tls_cluster, {"server_tls_sslmode": "disable"})
+def test_server_disable_never_asks_for_tls(pooler, tls_cluster):
+    p = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "disable"})
     with clients.connect(p) as c:
         assert server_ssl(c) is False
 
 
-def test_server_allow_asks_for_tls_once_postgresql_refused_plaintext(make_pooler, tls_cluster):
-    p = make_pooler(tls_cluster, {"server_tls_sslmode": "allow", "server_login_retry": 0},
+def test_server_allow_asks_for_tls_once_postgresql_refused_plaintext(pooler, tls_cluster):
+    p = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "allow", "server_login_retry": 0},
                     users={"tlsonly": "tlsonlypw"})
 
     def login():
         with clients.connect(p, user="tlsonly", password="tlsonlypw") as c:
             return server_ssl(c)
-    assert wait_until(login, what="a TLS login after the plaintext refusal") is True
+    assert wait_for(retry_on=(Exception,), timeout=20, predicate=login, what="a TLS login after the plaintext refusal") is True
     with clients.connect(p, user="app") as c:  # app's first connection was plaintext and worked
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_a_reload_that_changes_server_tls_settings_reconnects_servers(make_pooler, tls_cluster):
-    p = make_pooler(tls_cluster)
+def test_a_reload_that_changes_server_tls_settings_reconnects_servers(pooler, tls_cluster):
+    p = pooler(cluster=tls_cluster)
     with clients.connect(p) as c:
         assert server_ssl(c) is True
     with console(p) as a:
@@ -187,8 +152,8 @@ def test_a_reload_that_changes_server_tls_settings_reconnects_servers(make_poole
 
 # ---- applications -> pgsluice ----
 
-def test_client_require_refuses_plaintext_and_serves_tls(make_pooler, cluster, certs):
-    p = make_pooler(cluster, client_tls(certs, "require"))
+def test_client_require_refuses_plaintext_and_serves_tls(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require"))
     with pytest.raises(psycopg.OperationalError, match="SSL required"):
         clients.connect(p, sslmode="disable")
     with clients.connect(p, sslmode="require") as c:
@@ -202,23 +167,23 @@ def test_client_require_refuses_plaintext_and_serves_tls(make_pooler, cluster, c
         assert c.execute("SELECT 2").fetchone() == (2,)
 
 
-def test_client_require_does_not_apply_to_the_unix_socket(make_pooler, cluster, certs):
-    p = make_pooler(cluster, client_tls(certs, "require"))
+def test_client_require_does_not_apply_to_the_unix_socket(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require"))
     with psycopg.connect(p.dsn(host=p.unix_socket_dir), autocommit=True) as c:
         assert not c.pgconn.ssl_in_use
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_client_prefer_serves_both(make_pooler, cluster, certs):
-    p = make_pooler(cluster, client_tls(certs, "prefer"))
+def test_client_prefer_serves_both(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings=client_tls(certs, "prefer"))
     with clients.connect(p, sslmode="disable") as c:
         assert not c.pgconn.ssl_in_use
     with clients.connect(p, sslmode="require") as c:
         assert c.pgconn.ssl_in_use
 
 
-def test_client_verify_full_needs_a_client_certificate(make_pooler, cluster, certs):
-    p = make_pooler(cluster, client_tls(certs, "verify-full", client_tls_ca_file=os.path.join(certs, "ca.crt")))
+def test_client_verify_full_needs_a_client_certificate(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings=client_tls(certs, "verify-full", client_tls_ca_file=os.path.join(certs, "ca.crt")))
     with pytest.raises(psycopg.OperationalError):
         clients.connect(p, sslmode="require")
     with clients.connect(p, sslmode="require", sslcert=os.path.join(certs, "client.crt"),
@@ -230,8 +195,8 @@ def test_client_verify_full_needs_a_client_certificate(make_pooler, cluster, cer
                         sslkey=os.path.join(certs, "stranger.key"))
 
 
-def test_auth_type_cert_logs_in_the_user_named_by_the_certificate(make_pooler, tls_cluster, certs):
-    p = make_pooler(tls_cluster, client_tls(certs, "verify-ca", client_tls_ca_file=os.path.join(certs, "ca.crt"),
+def test_auth_type_cert_logs_in_the_user_named_by_the_certificate(pooler, tls_cluster, certs):
+    p = pooler(cluster=tls_cluster, settings=client_tls(certs, "verify-ca", client_tls_ca_file=os.path.join(certs, "ca.crt"),
                                             auth_type="cert"), users={"alice": ALICE_PW})
     cert = {"sslcert": os.path.join(certs, "client.crt"), "sslkey": os.path.join(certs, "client.key")}
     with clients.connect(p, user="alice", password="", sslmode="require", **cert) as c:
@@ -240,8 +205,8 @@ def test_auth_type_cert_logs_in_the_user_named_by_the_certificate(make_pooler, t
         clients.connect(p, user="app", password="", sslmode="require", **cert)
 
 
-def test_auth_type_cert_without_client_tls_refuses_to_start(make_pooler, cluster):
-    p = make_pooler(cluster, {"auth_type": "cert"}, start=False)
+def test_auth_type_cert_without_client_tls_refuses_to_start(pooler, cluster):
+    p = pooler(cluster=cluster, settings={"auth_type": "cert"}, start=False)
     with pytest.raises(PoolerError):
         p.start(attempts=1)
     assert "auth_type cert needs client_tls_sslmode" in p.log_text()
@@ -252,9 +217,9 @@ def _startup(user="app", db="appdb"):
     return struct.pack("!I", len(body) + 4) + body
 
 
-def test_direct_tls_with_alpn_postgresql(make_pooler, cluster, certs):
+def test_direct_tls_with_alpn_postgresql(pooler, cluster, certs):
     """PostgreSQL 17's sslnegotiation=direct: a ClientHello first, ALPN "postgresql" required."""
-    p = make_pooler(cluster, client_tls(certs, "require"))
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require"))
     ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
     ctx.set_alpn_protocols(["postgresql"])
     with socket.create_connection((p.host, p.port), timeout=10) as raw:
@@ -274,8 +239,8 @@ def test_direct_tls_with_alpn_postgresql(make_pooler, cluster, certs):
     clients.assert_pooler_serves(p)
 
 
-def test_direct_tls_is_refused_when_client_tls_is_off(make_pooler, cluster, certs):
-    p = make_pooler(cluster)
+def test_direct_tls_is_refused_when_client_tls_is_off(pooler, cluster, certs):
+    p = pooler(cluster=cluster)
     ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
     ctx.set_alpn_protocols(["postgresql"])
     with socket.create_connection((p.host, p.port), timeout=10) as raw:
@@ -284,9 +249,9 @@ def test_direct_tls_is_refused_when_client_tls_is_off(make_pooler, cluster, cert
     clients.assert_pooler_serves(p)
 
 
-def test_bytes_pipelined_behind_the_ssl_request_are_refused(make_pooler, cluster, certs):
+def test_bytes_pipelined_behind_the_ssl_request_are_refused(pooler, cluster, certs):
     """CVE-2021-23214: plaintext sent before the handshake must not be read as if it came over TLS."""
-    p = make_pooler(cluster, client_tls(certs, "require"))
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require"))
     with socket.create_connection((p.host, p.port), timeout=10) as s:
         s.sendall(struct.pack("!II", 8, 80877103) + _startup())
         got = b""
@@ -304,26 +269,26 @@ def test_bytes_pipelined_behind_the_ssl_request_are_refused(make_pooler, cluster
 
 # ---- fail closed ----
 
-def test_tls_asked_for_without_a_key_refuses_to_start(make_pooler, cluster, certs):
-    p = make_pooler(cluster, {"client_tls_sslmode": "require",
+def test_tls_asked_for_without_a_key_refuses_to_start(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings={"client_tls_sslmode": "require",
                               "client_tls_cert_file": os.path.join(certs, "server.crt")}, start=False)
     with pytest.raises(PoolerError):
         p.start(attempts=1)
     assert "client_tls_key_file" in p.log_text()
 
 
-def test_server_verify_full_with_an_unreadable_ca_refuses_to_start(make_pooler, cluster, certs):
-    p = make_pooler(cluster, {"server_tls_sslmode": "verify-full",
+def test_server_verify_full_with_an_unreadable_ca_refuses_to_start(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings={"server_tls_sslmode": "verify-full",
                               "server_tls_ca_file": os.path.join(certs, "garbage.pem")}, start=False)
     with pytest.raises(PoolerError):
         p.start(attempts=1)
     assert "server_tls_ca_file" in p.log_text()
 
 
-def test_a_reload_with_a_broken_certificate_keeps_the_running_tls(make_pooler, cluster, certs):
+def test_a_reload_with_a_broken_certificate_keeps_the_running_tls(pooler, cluster, certs):
     cert = os.path.join(certs, "rotating.crt")
     shutil.copy(os.path.join(certs, "server.crt"), cert)
-    p = make_pooler(cluster, client_tls(certs, "require", client_tls_cert_file=cert))
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require", client_tls_cert_file=cert))
     shutil.copy(os.path.join(certs, "garbage.pem"), cert)
     with console(p) as a:
         with pytest.raises(psycopg.Error, match="client_tls_cert_file"):
@@ -349,11 +314,11 @@ LIBPQ_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-ful
 
 
 @pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
-def test_each_client_tls_sslmode_against_each_libpq_sslmode(make_pooler, cluster, certs, mode):
+def test_each_client_tls_sslmode_against_each_libpq_sslmode(pooler, cluster, certs, mode):
     settings = {"client_tls_sslmode": mode}
     if mode != "disable":
         settings = client_tls(certs, mode, client_tls_ca_file=os.path.join(certs, "ca.crt"))
-    p = make_pooler(cluster, settings)
+    p = pooler(cluster=cluster, settings=settings)
     for client in LIBPQ_MODES:
         # a client certificate and the CA go with every attempt; libpq uses them only when asked
         kw = {"sslmode": client, "sslrootcert": os.path.join(certs, "ca.crt"), "host": "localhost",
@@ -398,7 +363,7 @@ def swap_server_cert(tls_cluster, certs):
             got = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256"], input=hello,
                                  capture_output=True, text=True).stdout
             return got == want
-        wait_until(lambda: _pg_presents(presented), what="PostgreSQL presenting %s.crt" % name)
+        wait_for(retry_on=(Exception,), timeout=20, predicate=lambda: _pg_presents(presented), what="PostgreSQL presenting %s.crt" % name)
 
     yield swap
     swap("server")
@@ -415,21 +380,21 @@ def _pg_presents(fn):
                                          ("expired", "certificate has expired"),
                                          ("stranger", "certificate verify failed")])
 def test_server_verify_full_refuses_a_wrong_name_an_expired_or_a_foreign_certificate(
-        make_pooler, tls_cluster, certs, swap_server_cert, cert, words):
+        pooler, tls_cluster, certs, swap_server_cert, cert, words):
     swap_server_cert(cert)
-    p = make_pooler(tls_cluster, {"server_tls_sslmode": "verify-full", "query_wait_timeout": 5,
+    p = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "verify-full", "query_wait_timeout": 5,
                                   "server_tls_ca_file": os.path.join(certs, "ca.crt")})
     sqlstate, msg = clients.login_error(p)
     assert sqlstate.startswith("08"), (sqlstate, msg)
-    wait_until(lambda: words in p.log_text(), what=words)
-    q = make_pooler(tls_cluster, {"server_tls_sslmode": "require"})  # require does not look at the certificate
+    wait_for(retry_on=(Exception,), timeout=20, predicate=lambda: words in p.log_text(), what=words)
+    q = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "require"})  # require does not look at the certificate
     with clients.connect(q) as c:
         assert server_ssl(c) is True
 
 
 # ---- cert through an hba line with a user map ----
 
-def test_hba_cert_line_with_a_map(make_pooler, tls_cluster, certs, session_dir):
+def test_hba_cert_line_with_a_map(pooler, tls_cluster, certs, session_dir):
     d = os.path.join(session_dir, "tls-hba")
     os.makedirs(d, exist_ok=True)
     hba, ident = os.path.join(d, "hba.conf"), os.path.join(d, "ident.conf")
@@ -439,7 +404,7 @@ def test_hba_cert_line_with_a_map(make_pooler, tls_cluster, certs, session_dir):
                 "host all postgres 127.0.0.1/32 scram-sha-256\n")
     with open(ident, "w") as f:
         f.write("certs  alice  plainuser\n")
-    p = make_pooler(tls_cluster, client_tls(certs, "prefer", client_tls_ca_file=os.path.join(certs, "ca.crt"),
+    p = pooler(cluster=tls_cluster, settings=client_tls(certs, "prefer", client_tls_ca_file=os.path.join(certs, "ca.crt"),
                                             auth_type="hba", auth_hba_file=hba, auth_ident_file=ident))
     cert = {"sslmode": "require", "sslcert": os.path.join(certs, "client.crt"),
             "sslkey": os.path.join(certs, "client.key")}
@@ -453,28 +418,28 @@ def test_hba_cert_line_with_a_map(make_pooler, tls_cluster, certs, session_dir):
 
 # ---- SCRAM channel binding ----
 
-def test_channel_binding_required_by_the_client_logs_in_over_tls(make_pooler, cluster, certs):
-    p = make_pooler(cluster, client_tls(certs, "require"))  # auth_type scram-sha-256 (the harness's)
+def test_channel_binding_required_by_the_client_logs_in_over_tls(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require"))  # auth_type scram-sha-256 (the harness's)
     with clients.connect(p, sslmode="require", channel_binding="require") as c:
         assert c.execute("SELECT current_user").fetchone() == ("app",)
     # without TLS there is nothing to bind to: libpq refuses, pgsluice never offers PLUS in plaintext
-    q = make_pooler(cluster)
+    q = pooler(cluster=cluster)
     with pytest.raises(psycopg.OperationalError, match="channel binding"):
         clients.connect(q, sslmode="disable", channel_binding="require")
 
 
-def test_server_logins_bind_to_postgresqls_certificate(make_pooler, tls_cluster):
+def test_server_logins_bind_to_postgresqls_certificate(pooler, tls_cluster):
     """PostgreSQL offers SCRAM-SHA-256-PLUS over TLS: pgsluice binds (with the keys passed through from
     the client's own SCRAM login); a wrong binding would be refused by PostgreSQL."""
-    p = make_pooler(tls_cluster, {"server_tls_sslmode": "require", "verbose": 1})
+    p = pooler(cluster=tls_cluster, settings={"server_tls_sslmode": "require", "verbose": 1})
     with clients.connect(p) as c:
         assert server_ssl(c) is True
         assert c.execute("SELECT current_user").fetchone() == ("app",)
     assert "SCRAM-SHA-256-PLUS: bound to the server's certificate" in p.log_text()
 
 
-def test_libpq_verify_full_refuses_pgsluice_with_a_certificate_for_another_name(make_pooler, cluster, certs):
-    p = make_pooler(cluster, client_tls(certs, "require", client_tls_key_file=os.path.join(certs, "wronghost.key"),
+def test_libpq_verify_full_refuses_pgsluice_with_a_certificate_for_another_name(pooler, cluster, certs):
+    p = pooler(cluster=cluster, settings=client_tls(certs, "require", client_tls_key_file=os.path.join(certs, "wronghost.key"),
                                         client_tls_cert_file=os.path.join(certs, "wronghost.crt")))
     ca = os.path.join(certs, "ca.crt")
     with pytest.raises(psycopg.OperationalError, match="does not match host name|server certificate"):

@@ -205,7 +205,7 @@ static void test_pgoptions_forms(void **state)
 static void test_pgoptions_refusals(void **state)
 {
     (void)state;
-    const char *bad[] = {"-B 100", "-c", "-c noequals", "--=x", "-c =x", "plain", "-c name=" "0123456789012345678901234567890123456789012345678901234567890123456789"};
+    const char *bad[] = {"-B 100", "-c", "-c noequals", "--=x", "-c =x", "plain", "-c name=0123456789012345678901234567890123456789012345678901234567890123456789"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *pos = bad[i];
         char name[64], value[64];
