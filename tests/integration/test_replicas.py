@@ -7,6 +7,7 @@ with read-your-writes, and what /ready, /health and /metrics say meanwhile.
 Tests that stop or break a server use replicas of their own (Cluster.add_replica) or a cluster of
 their own (failover), so the session's primary and replica stay as every other test expects them."""
 import os
+import re
 import threading
 import time
 
@@ -17,7 +18,7 @@ import test_http as th
 from admin_helpers import show
 from harness import clients
 from harness.cluster import Cluster
-from harness.pooler import Pooler
+from harness.pooler import REPO, Pooler
 from harness.util import HOST, chown_to_postgres, run_as_postgres, wait_for
 
 pytestmark = pytest.mark.pgsluice_only
@@ -234,6 +235,11 @@ def test_monitoring_sees_replica_health_and_lag_and_ready_ignores_a_down_replica
         body = th.http_get(p.http_port, "/metrics")[2]
         addr = "%s:%d" % (HOST, r2.port)
         assert 'pgsluice_replica_lag_seconds{database="sav3_replica",replica="%s"}' % addr in body
+        # the metric the shipped PgsluiceReplicaLag alert watches, with the labels its annotations use
+        with open(os.path.join(REPO, "monitoring", "prometheus", "pgsluice-alerts.yml")) as f:
+            rule = re.search(r"alert: PgsluiceReplicaLag\n\s+expr: (\w+)", f.read())
+        assert rule and re.search(r"^%s\{database=\"sav3\",replica=\"%s\"\} [\d.]+$" % (rule.group(1), re.escape(addr)),
+                                  body, re.M), rule
         assert 'pgsluice_backend_in_rotation{database="sav3",host="%s:%d",role="primary"} 1' % (HOST, P) in body
         assert th.get_json(p.http_port, "/ready")[0] == 200
         status, doc = th.get_json(p.http_port, "/health")
