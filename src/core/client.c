@@ -513,11 +513,14 @@ void sl_client_idle_input(sl_client *c)
             return;
         }
         /* read_write_split: the transaction's declared access mode picks primary or replica */
-        sl_rws_result rw = c->deferred_begin || sl_route_rw_split(c->route) ? sl_rw_split_message(c, type, len)
-                                                                             : SL_RWS_FORWARD;
-        if (rw == SL_RWS_NEED_MORE) break;
-        if (rw == SL_RWS_CONSUMED) continue;
-        sl_ps_result r = local && rw != SL_RWS_FORWARD_NOW ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
+        bool now = false;
+        if (__builtin_expect(c->deferred_begin != NULL || sl_route_rw_split(c->route), 0)) {
+            sl_rws_result rw = sl_rw_split_message(c, type, len);
+            if (rw == SL_RWS_NEED_MORE) break;
+            if (rw == SL_RWS_CONSUMED) continue;
+            now = rw == SL_RWS_FORWARD_NOW;
+        }
+        sl_ps_result r = local && !now ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
         if (r == SL_PS_NEED_MORE) break;
         if (r == SL_PS_MALFORMED) {
             sl_client_error(c, true, "08P01", "malformed message (type '%c')", type);
