@@ -15,7 +15,6 @@ const sl_key_doc sl_ignored_settings[] = {
     {"dns_zone_check_period", "DNS zone serial check period"},
     {"job_name", "service name for Windows event log / systemd"},
     {"resolv_conf", "alternative resolv.conf for the DNS resolver"},
-    {"scram_iterations", "iteration count for SCRAM secrets PgBouncer generates"},
     {"service_name", "Windows service name (alias of job_name)"},
     {NULL, NULL},
 };

@@ -196,6 +196,7 @@ typedef struct sl_config {
     int64_t client_login_timeout;   /* usec */
     int64_t auth_failure_delay;     /* usec */
     int64_t query_wait_notify;      /* usec */
+    int scram_iterations;
     int64_t query_timeout;          /* usec, 0 = off */
     int64_t query_wait_timeout;     /* usec, 0 = wait forever */
     int64_t cancel_wait_timeout;    /* usec */

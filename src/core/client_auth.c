@@ -329,7 +329,7 @@ static void scram_first(sl_client *c, sl_rd *r)
     sl_scram_secret sec;
     bool have = false;
     if (pw && sl_scram_is_secret(pw)) have = sl_scram_parse_secret(pw, &sec);
-    else if (pw && !sl_md5_is_hash(pw)) have = sl_scram_secret_from_password(pw, NULL, 0, SL_SCRAM_DEFAULT_ITERATIONS, &sec);
+    else if (pw && !sl_md5_is_hash(pw)) have = sl_scram_secret_from_password(pw, NULL, 0, c->s.w->cfg->scram_iterations, &sec);
     char out[1024];
     if (!sl_scram_server_first(c->scram, have ? &sec : NULL, c->user, (const char *)data, n, out, sizeof(out), &errmsg)) {
         /* 08P01 a malformed message, 28000 a channel binding negotiation error, 0A000 authzid */

@@ -69,3 +69,21 @@ def test_a_password_of_60000_bytes_is_checked_not_refused_as_too_long(pooler):
     p = pooler({"auth_type": "plain"})
     sqlstate, msg = clients.login_error(p, user="plainuser", password="x" * 60000)
     assert sqlstate == "28P01", (sqlstate, msg)
+
+
+@pytest.mark.pgsluice_only  # PgBouncer 1.18 has no scram_iterations
+def test_scram_iterations_sets_the_secret_derived_from_a_plain_password(pooler):
+    import struct
+    p = pooler({"auth_type": "scram-sha-256", "scram_iterations": 10000})
+    with clients.raw_socket(p) as s:
+        s.sendall(clients.startup_packet(user="plainuser"))
+        kind, body = clients.read_message(s)
+        assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 10  # AuthenticationSASL
+        first = b"n,,n=,r=abcdefghijklmnopqrstuvwx"
+        msg = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
+        s.sendall(b"p" + struct.pack("!I", len(msg) + 4) + msg)
+        kind, body = clients.read_message(s)
+        assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 11  # AuthenticationSASLContinue
+        assert b",i=10000" in body[4:], body
+    with clients.connect(p, user="plainuser") as c:  # and the exchange completes with it
+        assert c.execute("SELECT 1").fetchone() == (1,)
