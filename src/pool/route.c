@@ -365,9 +365,11 @@ void sl_route_logged_in(sl_pool_conn *c)
     /* a server that says it is not what its host was taken for (in_hot_standby) serves nobody, and
      * its host is checked again at once */
     bool misfit = r->routed && !sl_route_conn_role_fits_locked(c);
-    if (misfit) __atomic_store_n(&c->retire, true, __ATOMIC_RELAXED);
+    if (misfit) {
+        __atomic_store_n(&c->retire, true, __ATOMIC_RELAXED);
+        sl_host_request_check(b->hostrec); /* host lock: a leaf */
+    }
     pthread_mutex_unlock(&r->lock);
-    if (misfit) sl_host_request_check(b->hostrec);
 }
 
 /* A failure that says the server is not up right now rather than that logging in cannot work:

@@ -206,8 +206,14 @@ static sl_pool_conn *find_idle_locked(sl_route *r, int me, uint64_t m, want_t wa
             if ((c = take_from_locked(r, r->backends[order[k]], me, true, want, stolen))) return c;
         for (k = 0; k < tied; k++)
             if ((c = take_from_locked(r, r->backends[order[k]], me, false, want, stolen))) return c;
-        if (sl_route_can_open_locked(r, false)) return NULL;
-        rebalance_locked(r, order, n);
+        /* open one there, unless its logins are failing (then any idle server will do) */
+        bool can_launch = false;
+        int64_t now = sl_now_fast();
+        for (k = 0; k < tied && !can_launch; k++)
+            can_launch = !login_failing(r->backends[order[k]], now, WAITER_LOGIN_RETRY_US);
+        bool can_open = sl_route_can_open_locked(r, false);
+        if (can_launch && can_open) return NULL;
+        if (!can_open) rebalance_locked(r, order, n);
     }
     for (int k = 0; k < n; k++)
         if ((c = take_from_locked(r, r->backends[order[k]], me, true, want, stolen))) return c;

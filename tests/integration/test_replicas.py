@@ -304,10 +304,12 @@ def _make_standby_of(old, new_port, password):
     chown_to_postgres(old.datadir, recursive=True)
 
 
-def test_failover_writes_wait_then_go_to_the_promoted_replica(own_pooler, own_cluster):
+def test_failover_writes_wait_then_go_to_the_promoted_replica(own_pooler, own_cluster, tmp_path):
     c = own_cluster
     P, R = c.primary_port, c.replica_port
-    p = own_pooler(dict(HEALTH, http_port=0), dbs={
+    hook_log = tmp_path / "failover_command.log"
+    hook = 'echo "$PGSLUICE_EVENT $PGSLUICE_DATABASE $PGSLUICE_HOST:$PGSLUICE_PORT" >> %s' % hook_log
+    p = own_pooler(dict(HEALTH, http_port=0, failover_command=hook), dbs={
         "sav3": "%s dbname=sav3 role_map=primary,replica" % hosts(P, R),
         "sav3_replica": "%s dbname=sav3 role_map=primary,replica target_session_attrs=read-only" % hosts(P, R)})
     wait_backend(p, "sav3", R, health="up", serves="reads")
@@ -338,6 +340,9 @@ def test_failover_writes_wait_then_go_to_the_promoted_replica(own_pooler, own_cl
         c.primary.stop()
         stopped = time.monotonic()
         wait_backend(p, "sav3", P, health="down")
+        # failover_command ran for each database that lost its primary (promotion is left to us here)
+        wait_for(lambda: hook_log.exists() and "primary_lost sav3 %s:%d" % (HOST, P) in hook_log.read_text(),
+                 timeout=10, what="failover_command's line")
         _pg_ctl(c.replica, "promote")
         wait_for(lambda: any(port == R for _, port in ok), timeout=30, what="a write on the promoted replica")
         first_new = min(at for at, port in ok if port == R)
