@@ -217,9 +217,10 @@ const sl_setting sl_settings[] = {
            "Seconds a health check (connect, log in, query) may take; a host that does not answer in time is "
            "down."),
     S_STR(health_check_user, "", A,
-          "User the health checks log in as (its plain-text password, if it needs one, in auth_file); any user "
-          "may run them. Empty: a database's forced user (user= with password=). A database with roles and "
-          "nobody to check its hosts as refuses the configuration."),
+          "User the health checks log in as (any user may run them): its password from "
+          "health_check_password_file, else its plain-text auth_file entry (none: trust or peer on the server). "
+          "Empty: a database's forced user (user= with password=). A database with roles and nobody to check its "
+          "hosts as refuses the configuration."),
     S_STR(health_check_password_file, "", A,
           "File holding health_check_user's password (a Docker or Kubernetes secret; trailing newlines are "
           "dropped), read for each new check connection; empty: its auth_file entry."),
