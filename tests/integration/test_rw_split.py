@@ -121,8 +121,8 @@ def test_read_your_writes_a_client_reads_its_own_write_at_once(pooler, cluster):
             with c.transaction():  # at once, and for as long as the replica has not replayed it
                 assert server_port(c) == (P, False)
                 assert c.execute("SELECT count(*) FROM sl_ryw WHERE id = 1").fetchone() == (1,)
-            time.sleep(0.1)
-            with c.transaction():
+            with c.transaction():  # again: the replica still has not replayed it
+                assert server_port(c) == (P, False)
                 assert c.execute("SELECT count(*) FROM sl_ryw WHERE id = 1").fetchone() == (1,)
             # another client that did not write reads from the replica (in rotation: lag 0 before the pause)
             cluster.psql("SELECT pg_wal_replay_resume()", port=r.port)
