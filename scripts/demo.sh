@@ -103,8 +103,10 @@ subst() { # subst FROM TO: replace the line FROM (anchored, whole key = value) i
   sed -i -E "s|^$1([[:space:]]\|\$)|$2\\1|" "$INI"
 }
 cp "$DEPLOY_INI" "$INI"
-subst 'sav3 = host=db-primary port=5432' "sav3 = host=127.0.0.1 port=$PRIMARY_PORT"
-subst 'sav3_replica = host=db-replica port=5432' "sav3_replica = host=127.0.0.1 port=$REPLICA_PORT"
+subst 'sav3 = host=db-primary,db-replica port=5432' "sav3 = host=127.0.0.1,127.0.0.1 port=$PRIMARY_PORT,$REPLICA_PORT"
+subst 'sav3_replica = host=db-primary,db-replica port=5432' \
+  "sav3_replica = host=127.0.0.1,127.0.0.1 port=$PRIMARY_PORT,$REPLICA_PORT"
+subst 'health_check_password_file = /run/secrets/postgres_password' "health_check_password_file = $DIR/postgres_password"
 subst 'listen_addr = \*' 'listen_addr = 127.0.0.1'
 subst 'listen_port = 6432' "listen_port = $PORT"
 subst 'http_listen_addr = \*' 'http_listen_addr = 127.0.0.1'
@@ -115,7 +117,10 @@ subst 'auth_file = /etc/pgsluice/auth/userlist.txt' "auth_file = $USERLIST"
 
 if [[ $POOLER == pgbouncer ]]; then
   # PgBouncer 1.18 rejects trailing comments, has no HTTP endpoint and refuses root: adapt, run as postgres.
-  sed -i -E 's/[[:space:]]+#.*$//; /^http_/d' "$INI"
+  # ... nor host lists with roles (1.18 has one host per database): the primary, and the replica
+  sed -i -E 's/[[:space:]]+#.*$//; /^http_/d; /^health_check_/d' "$INI"
+  sed -i -E "s/^(sav3 = ).*/\1host=127.0.0.1 port=$PRIMARY_PORT dbname=sav3/" "$INI"
+  sed -i -E "s/^(sav3_replica = ).*/\1host=127.0.0.1 port=$REPLICA_PORT dbname=sav3/" "$INI"
   chown -R postgres: "$DIR"/*.ini "$DIR"/*.txt
   RUN=(setpriv --reuid=postgres --regid=postgres --clear-groups "$BIN" "$INI")
   chown postgres "$DIR"
@@ -166,7 +171,7 @@ cat <<EOF2
    psql "postgresql://postgres:$PW@127.0.0.1:$PORT/sav3"
  Replica (read-only):
    psql "postgresql://postgres:$PW@127.0.0.1:$PORT/sav3_replica"
- Admin console:
+ Admin console (SHOW BACKENDS: each host's role, health and replication lag):
    PGPASSWORD=$PW psql -h 127.0.0.1 -p $PORT -U postgres pgbouncer -c "SHOW POOLS;"
  Health and metrics (pgsluice's own HTTP endpoint):
    curl http://127.0.0.1:$HTTP_PORT/health      curl http://127.0.0.1:$HTTP_PORT/metrics

@@ -30,6 +30,8 @@ PKGS=(
   # deployment checks (tests/integration/test_deploy.py): docker-compose validates deploy/docker-compose.yml
   # without an engine, systemd-analyze verifies the unit, groff/man render the man pages
   docker-compose python3-yaml systemd groff-base man-db binutils
+  # several instances behind HAProxy (deploy/haproxy.cfg, tests/integration/test_ha.py)
+  haproxy
   # the benchmark's chart (bench/bench.py; `make test` runs its smoke version)
   gnuplot-nox
   # driver tests (tests/drivers, tests/integration/test_drivers.py): node-postgres and postgres.js

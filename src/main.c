@@ -19,6 +19,7 @@
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "http/http.h"
+#include "health/checker.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "pool/pool.h"
@@ -72,6 +73,7 @@ static void cleanup_and_exit(int code)
 {
     sl_sd_stopping("stopped");
     sl_http_stop();
+    sl_health_stop();
     if (g_pidfile) unlink(g_pidfile);
     if (g_unix_socket) unlink(g_unix_socket);
     sl_log_info("pgsluice stopped");
@@ -254,6 +256,7 @@ int main(int argc, char **argv)
     if (!sl_workers_start(cfg->workers, (uint32_t)(cfg->pkt_buf < 1024 ? 1024 : cfg->pkt_buf), &sl_core_worker_ops, cfg))
         return 1;
     (void)sl_http_start(cfg); /* a monitoring endpoint that cannot listen is logged, never fatal */
+    sl_health_start(cfg);     /* health checks of the hosts of databases with roles */
     sl_log_info("pgsluice %s started: %d worker%s, pool_mode=%s", SL_VERSION, sl_nworkers, sl_nworkers == 1 ? "" : "s",
                 sl_pool_mode_name(cfg->pool_mode));
     sl_sd_ready("accepting connections");

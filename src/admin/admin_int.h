@@ -153,6 +153,7 @@ adm_status adm_show_totals(adm_session *s, adm_result *r);
 void adm_stats_tick(sl_worker *w, int64_t now);
 /* collect.c */
 void adm_cols_sockets(adm_result *r);
+void adm_cols_servers(adm_result *r);
 void adm_cols_debug_sockets(adm_result *r);
 void adm_cols_lists(adm_result *r);
 void adm_cols_mem(adm_result *r);
@@ -192,5 +193,17 @@ void adm_cols_version(adm_result *r);
 void adm_cols_dns_hosts(adm_result *r);
 void adm_cols_dns_zones(adm_result *r);
 bool adm_control_known(const char *verb);
+/* show_backends.c */
+struct sl_topo_snap;
+typedef struct adm_db_routing_info {
+    const char *target;          /* target_session_attrs */
+    bool read_write_split;
+    char primary[280];           /* host:port, "" when none */
+    int replicas;                /* in rotation */
+} adm_db_routing_info;
+void adm_cols_backends(adm_result *r);
+adm_status adm_show_backends(adm_session *s, adm_result *r);
+/* The routing of database name (false: it has no roles). */
+bool adm_db_routing(const struct sl_topo_snap *t, const char *name, adm_db_routing_info *out);
 
 #endif

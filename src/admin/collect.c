@@ -42,6 +42,9 @@ typedef struct round_ctx {
 #define DEBUG_NAMES "recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"
 
 void adm_cols_sockets(adm_result *r) { adm_cols(r, SOCKET_TYPES "i", SOCKET_NAMES, "worker"); }
+/* SHOW SERVERS adds what each server is: primary or replica (its database's topology when it has
+ * roles, else what the server said at login: in_hot_standby; NULL when unknown). */
+void adm_cols_servers(adm_result *r) { adm_cols(r, SOCKET_TYPES "is", SOCKET_NAMES, "worker", "role"); }
 void adm_cols_debug_sockets(adm_result *r)
 {
     adm_cols(r, SOCKET_TYPES "iiiiiiii", SOCKET_NAMES, DEBUG_NAMES, "worker");
@@ -52,7 +55,7 @@ void adm_cols_mem(adm_result *r) { adm_cols(r, "siiii", "name", "size", "used", 
 /* ---- one socket's row ---- */
 
 typedef struct sock_info {
-    const char *type, *user, *db, *state, *app;
+    const char *type, *user, *db, *state, *app, *role;
     char addr[64], laddr[64], ptr[32], link[32], user_buf[128];
     int port, lport, remote_pid, close_needed, prepared;
     int64_t connect_time, request_time, wait_us;
@@ -105,6 +108,12 @@ static void sock_row(adm_result *r, const round_ctx *ctx, const sock_info *k, in
     int wait = (int)(k->wait_us / 1000000), wait_us = (int)(k->wait_us % 1000000);
     char tls[128];
     sl_stream_tls_describe(k->st, tls, sizeof(tls));
+    if (!debug && ctx->what == W_SERVERS) {
+        adm_row(r, SOCKET_TYPES "is", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
+                k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app,
+                k->prepared, (int)k->id, worker, k->role);
+        return;
+    }
     if (!debug) {
         adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr, k->lport,
                 ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
@@ -212,6 +221,10 @@ static void server_info(const round_ctx *ctx, sl_server *s, sock_info *k, bool d
     k->id = s->id;
     k->prepared = (int)s->ps_cache.n;
     k->st = &s->s;
+    int role = sl_backend_role(s->pc.backend);
+    if (role == SL_ROLE_ANY && s->pc.standby != SL_STANDBY_UNKNOWN)
+        role = s->pc.standby == SL_STANDBY_ON ? SL_ROLE_REPLICA : SL_ROLE_PRIMARY;
+    k->role = role == SL_ROLE_ANY ? NULL : sl_role_name((sl_role)role);
 }
 
 static void worker_servers(sl_worker *w, const round_ctx *ctx, adm_result *part, bool debug, bool active_only)
@@ -316,7 +329,8 @@ static void round_done(sl_worker *w, void *arg)
         adm_result *r = &s->res;
         if (ctx->what == W_LISTS) lists_rows(r, ctx, w->cfg);
         else if (ctx->what == W_MEM) mem_rows(r, ctx);
-        else if (ctx->what == W_CLIENTS || ctx->what == W_SERVERS) adm_cols_sockets(r);
+        else if (ctx->what == W_SERVERS) adm_cols_servers(r);
+        else if (ctx->what == W_CLIENTS) adm_cols_sockets(r);
         else adm_cols_debug_sockets(r);
         for (int i = 0; i < sl_nworkers && ctx->what < W_LISTS; i++) adm_result_take_rows(r, &ctx->parts[i]);
     }

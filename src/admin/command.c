@@ -12,7 +12,7 @@ static const adm_show shows[] = {
     {"help", NULL, adm_show_help},
     {"pools", adm_cols_pools, adm_show_pools},
     {"clients", adm_cols_sockets, adm_show_clients},
-    {"servers", adm_cols_sockets, adm_show_servers},
+    {"servers", adm_cols_servers, adm_show_servers},
     {"stats", adm_cols_stats, adm_show_stats},
     {"stats_totals", adm_cols_stats_totals, adm_show_stats_totals},
     {"stats_averages", adm_cols_stats_averages, adm_show_stats_averages},
@@ -30,6 +30,7 @@ static const adm_show shows[] = {
     {"dns_zones", adm_cols_dns_zones, adm_show_dns_zones},
     {"peers", adm_cols_peers, adm_show_peers},
     {"peer_pools", adm_cols_peer_pools, adm_show_peer_pools},
+    {"backends", adm_cols_backends, adm_show_backends},
 };
 
 const adm_show *adm_show_find(const char *name)

@@ -10,6 +10,7 @@
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "pool/health.h"
 #include "pool/pool.h"
 #include "pool/snapshot.h"
 #include "util/time.h"
@@ -19,6 +20,7 @@ static const char help_text[] =
     "\tSHOW PEERS|PEER_POOLS\n"
     "\tSHOW SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
     "\tSHOW DNS_HOSTS|DNS_ZONES\n"
+    "\tSHOW BACKENDS\n"
     "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
     "\tSET key = arg\n"
     "\tRELOAD\n"
@@ -116,15 +118,22 @@ static int clients_of(const sl_pools_snap *rs, const char *db, const char *user)
     return n;
 }
 
+/* PgBouncer's columns, then pgsluice's routing ones: target_session_attrs, read_write_split, the
+ * current primary (host:port) and the replicas in rotation (NULL for a database without roles). */
+#define DB_TYPES "ssissiiiissiiiiiisisi"
 void adm_cols_databases(adm_result *r)
 {
-    adm_cols(r, "ssissiiiissiiiiii", "name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
+    adm_cols(r, DB_TYPES, "name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
              "reserve_pool_size", "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections",
-             "current_connections", "max_client_connections", "current_client_connections", "paused", "disabled");
+             "current_connections", "max_client_connections", "current_client_connections", "paused", "disabled",
+             "target_session_attrs", "read_write_split", "primary", "replicas");
 }
 
-static void database_row(adm_result *r, const sl_config *cfg, const char *name, const sl_db_def *d, const sl_pools_snap *rs)
+static void database_row(adm_result *r, const sl_config *cfg, const char *name, const sl_db_def *d, const sl_pools_snap *rs,
+                         const sl_topo_snap *topo)
 {
+    adm_db_routing_info ri;
+    bool routed = adm_db_routing(topo, d->name, &ri);
     bool paused, disabled;
     int nserv;
     sl_db_state(name, &paused, &disabled, &nserv);
@@ -134,13 +143,14 @@ static void database_row(adm_result *r, const sl_config *cfg, const char *name, 
     int64_t lifetime = d->server_lifetime >= 0 ? d->server_lifetime : cfg->server_lifetime;
     const char *lb = d->nhosts > 1 ? (d->load_balance_hosts == SL_LB_DISABLE ? "disable" : "round-robin") : NULL;
     int maxc = d->max_db_client_connections >= 0 ? d->max_db_client_connections : cfg->max_db_client_connections;
-    adm_row(r, "ssissiiiissiiiiii", name, host, d->port > 0 ? d->port : 5432, dbname, user,
+    adm_row(r, DB_TYPES, name, host, d->port > 0 ? d->port : 5432, dbname, user,
             d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size,
             d->min_pool_size >= 0 ? d->min_pool_size : cfg->min_pool_size,
             d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size, (int)(lifetime / 1000000),
             d->pool_mode >= 0 ? sl_pool_mode_name(d->pool_mode) : NULL, lb,
             d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections, nserv, maxc,
-            clients_of(rs, name, NULL), paused ? 1 : 0, disabled ? 1 : 0);
+            clients_of(rs, name, NULL), paused ? 1 : 0, disabled ? 1 : 0, routed ? ri.target : NULL,
+            routed ? (int)ri.read_write_split : 0, routed && ri.primary[0] ? ri.primary : NULL, routed ? ri.replicas : 0);
 }
 
 static bool in_config(const sl_config *cfg, const char *name)
@@ -172,14 +182,17 @@ adm_status adm_show_databases(adm_session *s, adm_result *r)
         if (!dup) names[n++] = db; /* made through the "*" entry */
     }
     if (names) qsort(names, n, sizeof(char *), cmp_str);
+    sl_topo_snap topo;
+    if (!sl_topology_snapshot(&topo, sl_now_us())) memset(&topo, 0, sizeof(topo));
     adm_cols_databases(r);
-    adm_row(r, "ssissiiiissiiiiii", "pgbouncer", NULL, cfg->listen_port, "pgbouncer", "pgbouncer", 2, 0, 0,
+    adm_row(r, DB_TYPES, "pgbouncer", NULL, cfg->listen_port, "pgbouncer", "pgbouncer", 2, 0, 0,
             (int)(cfg->server_lifetime / 1000000), "statement", NULL, 0, 0, 0, clients_of(&rs, "pgbouncer", NULL), 0,
-            0);
+            0, NULL, 0, NULL, 0);
     for (size_t i = 0; i < n; i++) {
         const sl_db_def *d = sl_config_find_db(cfg, names[i]);
-        if (d) database_row(r, cfg, names[i], d, &rs);
+        if (d) database_row(r, cfg, names[i], d, &rs, &topo);
     }
+    sl_topology_snapshot_free(&topo);
     free(names);
     sl_pools_snapshot_free(&rs);
     return ADM_DONE;

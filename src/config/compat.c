@@ -49,11 +49,17 @@ const sl_key_doc sl_db_keys[] = {
     {"datestyle", "DateStyle sent to the server"},
     {"timezone", "TimeZone sent to the server"},
     {"application_name", "application_name sent to the server"},
+    {"role_map", "with several hosts: what each one is expected to be, in the order of host= (primary, replica or auto), e.g. host=db1,db2 role_map=primary,replica. It is trusted until the first health check answers (and while the checks cannot log in); what the checks find (pg_is_in_recovery()) wins, so a promoted replica takes the writes"},
+    {"target_session_attrs", "which servers this name's clients get, libpq's names: read-write or primary (the primary; the default of a database with roles), read-only (replicas, the primary while none is in rotation if replica_fallback is on), standby (replicas only), prefer-standby (replicas, else the primary), any (any reachable host). Any value but any makes the hosts health checked"},
+    {"read_write_split", "overrides read_write_split"},
+    {"replica_fallback", "overrides replica_fallback"},
+    {"replica_load_balance", "overrides replica_load_balance"},
+    {"max_replica_lag", "overrides max_replica_lag"},
+    {"max_replica_lag_bytes", "overrides max_replica_lag_bytes"},
     {NULL, NULL},
 };
 
 const sl_key_doc sl_db_ignored_keys[] = {
-    {"target_session_attrs", "choosing a read-write or standby host"},
     {NULL, NULL},
 };
 

@@ -174,3 +174,60 @@ bool sl_list_contains(const char *list, const char *item)
     }
     return false;
 }
+
+/* ---- primary/replica routing ---- */
+
+static const char *const host_role_names[] = {"auto", "primary", "replica"};
+static const char *const tsa_names[] = {"any", "read-write", "primary", "read-only", "standby", "prefer-standby"};
+
+const char *sl_host_role_name(int r)
+{
+    return r >= SL_HOSTROLE_AUTO && r <= SL_HOSTROLE_REPLICA ? host_role_names[r] : "unknown";
+}
+
+const char *sl_tsa_name(int t) { return t >= SL_TSA_ANY && t <= SL_TSA_PREFER_STANDBY ? tsa_names[t] : "unknown"; }
+
+bool sl_parse_tsa(const char *text, int *out)
+{
+    for (int i = SL_TSA_ANY; text && i <= SL_TSA_PREFER_STANDBY; i++)
+        if (!strcasecmp(text, tsa_names[i])) return *out = i, true;
+    return false;
+}
+
+void sl_db_routing_of(const sl_config *c, const sl_db_def *d, sl_db_routing *out)
+{
+    out->read_write_split = (d->read_write_split >= 0 ? d->read_write_split : c->read_write_split) != 0;
+    out->replica_fallback = (d->replica_fallback >= 0 ? d->replica_fallback : c->replica_fallback) != 0;
+    out->read_your_writes = c->read_your_writes != 0;
+    out->replica_lb = d->replica_load_balance >= 0 ? d->replica_load_balance : c->replica_load_balance;
+    out->max_lag_us = d->max_replica_lag >= 0 ? d->max_replica_lag : c->max_replica_lag;
+    out->max_lag_bytes = d->max_replica_lag_bytes >= 0 ? d->max_replica_lag_bytes : c->max_replica_lag_bytes;
+    bool tsa_set = d->target_session_attrs >= 0 && d->target_session_attrs != SL_TSA_ANY;
+    out->routed = d->role_map != NULL || tsa_set || (d->nhosts > 1 && out->read_write_split);
+    if (!out->routed) out->read_write_split = false;
+    out->target = d->target_session_attrs >= 0 ? d->target_session_attrs : out->routed ? SL_TSA_READ_WRITE : SL_TSA_ANY;
+}
+
+bool sl_db_health_login(const sl_config *c, const sl_db_def *d, const char **user, const char **password,
+                        const char **password_file, const char **dbname)
+{
+    *user = *password = *password_file = NULL;
+    *dbname = d->dbname && *d->dbname ? d->dbname : strcmp(d->name, "*") ? d->name : "postgres";
+    if (c->health_check_user && *c->health_check_user) {
+        *user = c->health_check_user;
+        if (c->health_check_password_file && *c->health_check_password_file) {
+            *password_file = c->health_check_password_file;
+            return true;
+        }
+    } else if (d->user && *d->user) {
+        *user = d->user;
+        if (d->password && *d->password) *password = d->password;
+    } else {
+        return false;
+    }
+    if (!*password) {
+        const sl_userlist_entry *e = sl_config_find_userlist(c, *user);
+        if (e) *password = e->password;
+    }
+    return true;
+}

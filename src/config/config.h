@@ -50,10 +50,39 @@ const char *sl_pool_mode_name(sl_pool_mode m);
 const char *sl_tls_mode_name(sl_tls_mode m);
 const char *sl_auth_type_name(sl_auth_type t);
 
+/* What a host of a [databases] entry is expected to be (role_map). What its health checks find
+ * (pg_is_in_recovery()) wins: a promoted replica is a primary, a primary back in recovery a replica. */
+typedef enum {
+    SL_HOSTROLE_AUTO = 0, /* whatever the checks find */
+    SL_HOSTROLE_PRIMARY,
+    SL_HOSTROLE_REPLICA,
+} sl_host_role;
+const char *sl_host_role_name(int r);
+
+/* Which servers a database's clients get (target_session_attrs, libpq's names). */
+typedef enum {
+    SL_TSA_ANY = 0,        /* any reachable host, whatever its role */
+    SL_TSA_READ_WRITE,     /* the primary */
+    SL_TSA_PRIMARY,        /* the primary (same as read-write) */
+    SL_TSA_READ_ONLY,      /* replicas; the primary when none is in rotation and replica_fallback is on */
+    SL_TSA_STANDBY,        /* replicas only */
+    SL_TSA_PREFER_STANDBY, /* replicas; the primary when none is in rotation (always) */
+} sl_target_session;
+const char *sl_tsa_name(int t);
+/* Parse a target_session_attrs value; false if unknown. */
+bool sl_parse_tsa(const char *text, int *out);
+
+/* How reads are spread over the replicas in rotation (replica_load_balance). */
+typedef enum {
+    SL_REPLICA_LB_LEAST_OUTSTANDING = 0, /* the replica with the fewest busy server connections */
+    SL_REPLICA_LB_ROUND_ROBIN,           /* each new server connection to the next replica */
+} sl_replica_lb;
+
 /* One host of a [databases] entry. */
 typedef struct sl_host_def {
     char *host;              /* NULL: unix socket default dir; starting with '/': unix socket dir */
     int port;
+    int role;                /* sl_host_role from role_map */
 } sl_host_def;
 
 /* One [databases] entry. Strings are NULL when not given. */
@@ -77,6 +106,14 @@ typedef struct sl_db_def {
     int max_db_client_connections; /* -1 = unlimited */
     int pool_mode;           /* -1 = global, else sl_pool_mode */
     int load_balance_hosts;  /* sl_load_balance */
+    /* primary/replica routing; -1 (NULL) = not set, the global setting applies */
+    char *role_map;          /* as written: one role per host */
+    int target_session_attrs;    /* sl_target_session */
+    int read_write_split;
+    int replica_fallback;
+    int replica_load_balance;    /* sl_replica_lb */
+    int max_replica_lag_bytes;
+    int64_t max_replica_lag;     /* usec */
     int64_t server_lifetime;     /* usec; -1 = global */
     int64_t query_wait_timeout;  /* usec; -1 = user's or global */
     char *connect_query;
@@ -222,6 +259,19 @@ typedef struct sl_config {
     int http_port;
     char *http_token;
 
+    /* primary/replica routing and health checks (databases with roles: sl_db_routing_of) */
+    int64_t health_check_period;    /* usec */
+    int64_t health_check_timeout;   /* usec */
+    char *health_check_user;
+    char *health_check_password_file;
+    int64_t max_replica_lag;        /* usec, 0 = no limit */
+    int max_replica_lag_bytes;      /* 0 = no limit */
+    int replica_fallback;
+    int replica_load_balance;       /* sl_replica_lb */
+    int read_write_split;
+    int read_your_writes;
+    char *failover_command;
+
     /* --- [databases], [users], auth_file ---
      * (added note) String settings above are never NULL after load: "" means not set.
      * dbs, users and userlist are sorted by name (strcmp); a repeated name keeps the later entry. */
@@ -264,6 +314,32 @@ const sl_db_def *sl_config_find_db(const sl_config *c, const char *name);
 const sl_user_def *sl_config_find_user(const sl_config *c, const char *name);
 const sl_userlist_entry *sl_config_find_userlist(const sl_config *c, const char *name);
 const sl_peer_def *sl_config_find_peer(const sl_config *c, int id);
+
+/* How a database's clients are routed over its hosts, resolved from its entry and the global
+ * settings. A database has roles (routed) when its entry names a role_map, a target_session_attrs
+ * other than any, or several hosts with read_write_split on; its hosts are then health checked and
+ * each client is given a server of the role it needs. Otherwise (routed false) its hosts are used
+ * as PgBouncer does (load_balance_hosts) and nothing else here applies. */
+typedef struct sl_db_routing {
+    bool routed;
+    int target;              /* sl_target_session: read-write when routed and not set */
+    bool read_write_split;   /* declared read-only transactions go to replicas */
+    bool replica_fallback;   /* reads go to the primary when no replica is in rotation */
+    bool read_your_writes;
+    int replica_lb;          /* sl_replica_lb */
+    int64_t max_lag_us;      /* 0: no limit */
+    int64_t max_lag_bytes;   /* 0: no limit */
+} sl_db_routing;
+void sl_db_routing_of(const sl_config *c, const sl_db_def *d, sl_db_routing *out);
+/* Who health checks a routed database's hosts log in as, and where: health_check_user (password
+ * from health_check_password_file, else auth_file), else the entry's forced user (password= or
+ * auth_file). false: nobody (user NULL). password and password_file NULL: none known (trust, peer);
+ * password_file set: read it at each new check connection. */
+bool sl_db_health_login(const sl_config *c, const sl_db_def *d, const char **user, const char **password,
+                        const char **password_file, const char **dbname);
+/* The content of a file holding a secret, trailing newlines dropped (malloc'd; wipe and free it), or
+ * NULL with the file name and reason in err. */
+char *sl_read_secret_file(const char *path, char *err, size_t errlen);
 
 /* Is item in a comma/whitespace separated list (case-insensitive)? "*" in the list matches all. */
 bool sl_list_contains(const char *list, const char *item);

@@ -65,9 +65,6 @@ void sl_warn_once_log(sl_warn_once *w, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sl_warn_once_free(sl_warn_once *w);
 
-/* The content of a file holding a secret, trailing newlines dropped (malloc'd), or NULL with the
- * file name and reason in err. */
-char *sl_read_secret_file(const char *path, char *err, size_t errlen);
 
 /* ---- connstr.c: [databases] and [users] values ---- */
 

@@ -87,7 +87,7 @@ bool sl_connstr_parse(const char *text, sl_connstr_cb cb, void *ctx, char *err, 
 
 /* ---- [databases] ---- */
 
-typedef enum { K_STR, K_INT, K_TIME, K_POOL_MODE, K_LOAD_BALANCE, K_SECRET_FILE } key_kind;
+typedef enum { K_STR, K_INT, K_TIME, K_BOOL, K_POOL_MODE, K_LOAD_BALANCE, K_SECRET_FILE, K_TSA, K_REPLICA_LB } key_kind;
 typedef struct key_spec {
     const char *name;
     key_kind kind;
@@ -103,7 +103,10 @@ static const key_spec db_specs[] = {
     DB(max_db_client_connections, K_INT), DB(pool_mode, K_POOL_MODE), DB(load_balance_hosts, K_LOAD_BALANCE),
     DB(server_lifetime, K_TIME), DB(query_wait_timeout, K_TIME),
     DB(connect_query, K_STR), DB(client_encoding, K_STR), DB(datestyle, K_STR),
-    DB(timezone, K_STR), DB(application_name, K_STR), {NULL, K_STR, 0},
+    DB(timezone, K_STR), DB(application_name, K_STR),
+    DB(role_map, K_STR), DB(target_session_attrs, K_TSA), DB(read_write_split, K_BOOL), DB(replica_fallback, K_BOOL),
+    DB(replica_load_balance, K_REPLICA_LB), DB(max_replica_lag, K_TIME), DB(max_replica_lag_bytes, K_INT),
+    {NULL, K_STR, 0},
 };
 
 #define USR(f, k) {#f, k, offsetof(sl_user_def, f)}
@@ -139,6 +142,22 @@ static bool store_key(void *obj, const key_spec *k, const char *value, char *err
     case K_TIME:
         if (sl_parse_time_usec(value, slot)) return true;
         return sl_cfg_err(err, errlen, "invalid time for %s: \"%s\"", k->name, value), false;
+    case K_BOOL: {
+        bool b;
+        if (!sl_parse_bool(value, &b))
+            return sl_cfg_err(err, errlen, "invalid boolean for %s: \"%s\" (expected on or off)", k->name, value), false;
+        *(int *)slot = b ? 1 : 0;
+        return true;
+    }
+    case K_TSA:
+        if (sl_parse_tsa(value, slot)) return true;
+        return sl_cfg_err(err, errlen, "invalid target_session_attrs: \"%s\" (expected read-write, primary, read-only, "
+                          "standby, prefer-standby or any)", value), false;
+    case K_REPLICA_LB:
+        if (!strcasecmp(value, "least-outstanding")) *(int *)slot = SL_REPLICA_LB_LEAST_OUTSTANDING;
+        else if (!strcasecmp(value, "round-robin")) *(int *)slot = SL_REPLICA_LB_ROUND_ROBIN;
+        else return sl_cfg_err(err, errlen, "invalid replica_load_balance: \"%s\" (expected least-outstanding or round-robin)", value), false;
+        return true;
     case K_LOAD_BALANCE:
         if (!strcasecmp(value, "round-robin")) *(int *)slot = SL_LB_ROUND_ROBIN;
         else if (!strcasecmp(value, "disable")) *(int *)slot = SL_LB_DISABLE;
@@ -193,6 +212,28 @@ static int split_list(char *text, char **items, int max)
 
 #define MAX_HOSTS 32
 
+/* role_map=primary,replica,...: one role per host, in the order of host=. */
+static bool pair_roles(sl_db_def *d, char *err, size_t errlen)
+{
+    if (!d->role_map) return true;
+    char buf[1024];
+    char *roles[MAX_HOSTS];
+    snprintf(buf, sizeof(buf), "%s", d->role_map);
+    int n = split_list(buf, roles, MAX_HOSTS);
+    if (n != d->nhosts)
+        return sl_cfg_err(err, errlen, "role_map names %d role%s for %d host%s (one per host, in the order of host=)",
+                          n < 0 ? MAX_HOSTS + 1 : n, n == 1 ? "" : "s", d->nhosts, d->nhosts == 1 ? "" : "s"), false;
+    for (int i = 0; i < n; i++) {
+        const char *r = roles[i];
+        while (*r == ' ') r++;
+        if (!strcasecmp(r, "primary")) d->hosts[i].role = SL_HOSTROLE_PRIMARY;
+        else if (!strcasecmp(r, "replica") || !strcasecmp(r, "standby")) d->hosts[i].role = SL_HOSTROLE_REPLICA;
+        else if (!strcasecmp(r, "auto") || !strcasecmp(r, "any")) d->hosts[i].role = SL_HOSTROLE_AUTO;
+        else return sl_cfg_err(err, errlen, "invalid role in role_map: \"%s\" (expected primary, replica or auto)", r), false;
+    }
+    return true;
+}
+
 /* host=a,b,c and port=p or port=pa,pb,pc (libpq's rule): pair them up into d->hosts. */
 static bool pair_hosts(sl_db_def *d, char *err, size_t errlen)
 {
@@ -215,7 +256,7 @@ static bool pair_hosts(sl_db_def *d, char *err, size_t errlen)
         if (*hosts[i] && !(d->hosts[i].host = strdup(hosts[i]))) return sl_cfg_err(err, errlen, "out of memory"), false;
     }
     d->port = d->hosts[0].port;
-    return true;
+    return pair_roles(d, err, errlen);
 }
 
 bool sl_db_def_parse(sl_db_def *d, const char *name, const char *connstr, sl_warn_once *warn, char *err,
@@ -225,6 +266,9 @@ bool sl_db_def_parse(sl_db_def *d, const char *name, const char *connstr, sl_war
     d->pool_size = d->min_pool_size = d->reserve_pool_size = d->max_db_connections = d->pool_mode = -1;
     d->max_db_client_connections = -1;
     d->server_lifetime = d->query_wait_timeout = -1;
+    d->target_session_attrs = d->read_write_split = d->replica_fallback = d->replica_load_balance = -1;
+    d->max_replica_lag_bytes = -1;
+    d->max_replica_lag = -1;
     d->name = strdup(name);
     if (!d->name) return sl_cfg_err(err, errlen, "out of memory"), false;
     entry_ctx ctx = {d, db_specs, sl_db_ignored_keys, "database", warn};
@@ -251,6 +295,7 @@ static const size_t db_str_offsets[] = {
     offsetof(sl_db_def, user),          offsetof(sl_db_def, password),      offsetof(sl_db_def, auth_user), offsetof(sl_db_def, auth_query), offsetof(sl_db_def, auth_dbname),
     offsetof(sl_db_def, connect_query), offsetof(sl_db_def, client_encoding), offsetof(sl_db_def, datestyle),
     offsetof(sl_db_def, timezone),      offsetof(sl_db_def, application_name), offsetof(sl_db_def, port_list),
+    offsetof(sl_db_def, role_map),
 };
 #define N_DB_STR (sizeof(db_str_offsets) / sizeof(db_str_offsets[0]))
 
@@ -292,6 +337,7 @@ bool sl_db_def_copy(sl_db_def *dst, const sl_db_def *src)
     }
     for (int i = 0; i < src->nhosts; i++) {
         dst->hosts[i].port = src->hosts[i].port;
+        dst->hosts[i].role = src->hosts[i].role;
         dst->hosts[i].host = sl_cfg_strdup(src->hosts[i].host);
         if (src->hosts[i].host && !dst->hosts[i].host) ok = false;
     }

@@ -139,6 +139,7 @@ static void write_keys(FILE *f, const sl_key_doc *list)
 
 static void write_ignored(FILE *f, const char *intro, const sl_key_doc *list)
 {
+    if (!list->name) return;
     fputs(intro, f);
     for (; list->name; list++) fprintf(f, "- `%s`: %s\n", list->name, list->description);
     fputc('\n', f);
@@ -262,12 +263,12 @@ static void write_man5(FILE *f)
     fputs(".\n.SH [DATABASES]\n", f);
     roff_line(f, databases_text);
     man_keys(f, sl_db_keys);
-    fputs(".PP\nPgBouncer parameters accepted with a warning and ignored:\n", f);
+    if (sl_db_ignored_keys[0].name) fputs(".PP\nPgBouncer parameters accepted with a warning and ignored:\n", f);
     man_bullets(f, sl_db_ignored_keys);
     fputs(".SH [USERS]\n", f);
     roff_line(f, users_text);
     man_keys(f, sl_user_keys);
-    fputs(".PP\nPgBouncer parameters accepted with a warning and ignored:\n", f);
+    if (sl_user_ignored_keys[0].name) fputs(".PP\nPgBouncer parameters accepted with a warning and ignored:\n", f);
     man_bullets(f, sl_user_ignored_keys);
     fputs(".SH AUTH_FILE\n", f);
     roff_line(f, auth_file_text);

@@ -206,6 +206,47 @@ static int auto_workers(void)
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
+/* A plain-text password? (libpq, which runs the health checks, cannot log in with a hash.) */
+static bool is_hash(const char *pw)
+{
+    return !strncmp(pw, "SCRAM-SHA-256$", 14) || (strlen(pw) == 35 && !strncmp(pw, "md5", 3));
+}
+
+/* Databases with roles need someone to check their hosts as; fail closed rather than guess roles. */
+static bool check_routing(const sl_config *c, char *err, size_t errlen)
+{
+    if (c->health_check_period <= 0 || c->health_check_timeout <= 0)
+        return sl_cfg_err(err, errlen, "%s: health_check_period and health_check_timeout must be more than 0", c->path),
+               false;
+    if (c->health_check_password_file && *c->health_check_password_file) {
+        char why[400];
+        char *pw = sl_read_secret_file(c->health_check_password_file, why, sizeof(why));
+        if (!pw) return sl_cfg_err(err, errlen, "%s: health_check_password_file: %s", c->path, why), false;
+        explicit_bzero(pw, strlen(pw));
+        free(pw);
+    }
+    for (size_t i = 0; i < c->n_dbs; i++) {
+        const sl_db_def *d = &c->dbs[i];
+        sl_db_routing rt;
+        sl_db_routing_of(c, d, &rt);
+        if (!rt.routed) continue;
+        const char *user, *pw, *pwfile, *db;
+        if (!sl_db_health_login(c, d, &user, &pw, &pwfile, &db))
+            return sl_cfg_err(err, errlen,
+                              "%s:%d: database \"%s\" has roles (role_map, target_session_attrs or read_write_split) "
+                              "but nobody to check its hosts as: set health_check_user (its password in auth_file) "
+                              "or user= and password= on the entry", c->path, d->line, d->name),
+                   false;
+        if (pw && is_hash(pw))
+            return sl_cfg_err(err, errlen,
+                              "%s:%d: database \"%s\": the health checks log in as \"%s\", whose auth_file entry is a "
+                              "hash; they need its plain-text password (or a trust/peer rule on the server and no entry)",
+                              c->path, d->line, d->name, user),
+                   false;
+    }
+    return true;
+}
+
 /* Everything that needs the whole file: workers, auth_file, warnings, sorting. */
 static bool finish(load_ctx *lc, char *err, size_t errlen)
 {
@@ -222,6 +263,7 @@ static bool finish(load_ctx *lc, char *err, size_t errlen)
                           "client_tls_ca_file (client certificates are checked against it)", c->path),
                false;
     if (!load_auth_file(c, err, errlen)) return false;
+    if (!check_routing(c, err, errlen)) return false;
     if (c->n_dbs > 1) qsort(c->dbs, c->n_dbs, sizeof(*c->dbs), cmp_db);
     if (c->n_users > 1) qsort(c->users, c->n_users, sizeof(*c->users), cmp_user);
     return true;

@@ -14,6 +14,7 @@
 
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
+static const char *const replica_lb_names[] = {"least-outstanding", "round-robin", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
                                               "hba",   "cert",  "pam", "ldap", NULL};
 
@@ -205,6 +206,50 @@ const sl_setting sl_settings[] = {
     S_INT(http_port, "8081", R, 0, 65535, "Port of the HTTP endpoint; 0 disables it."),
     S_STR(http_token, "", A, "Bearer token required by the HTTP endpoint; empty requires none. SHOW CONFIG shows it masked.",
           .flags = SL_SETTING_SECRET),
+
+    /* primary/replica routing (databases with roles: role_map, target_session_attrs, read_write_split) */
+    S_TIME(health_check_period, "1", A,
+           "Seconds between two health checks of each host of a database with roles: one query on a connection "
+           "of its own (reachable, pg_is_in_recovery(), WAL position; replay lag on replicas). While a database "
+           "has no reachable primary its hosts are checked every 250 ms (or this often, if shorter), so a "
+           "promotion is noticed at once."),
+    S_TIME(health_check_timeout, "2", A,
+           "Seconds a health check (connect, log in, query) may take; a host that does not answer in time is "
+           "down."),
+    S_STR(health_check_user, "", A,
+          "User the health checks log in as (any user may run them): its password from "
+          "health_check_password_file, else its plain-text auth_file entry (none: trust or peer on the server). "
+          "Empty: a database's forced user (user= with password=). A database with roles and nobody to check its "
+          "hosts as refuses the configuration."),
+    S_STR(health_check_password_file, "", A,
+          "File holding health_check_user's password (a Docker or Kubernetes secret; trailing newlines are "
+          "dropped), read for each new check connection; empty: its auth_file entry."),
+    S_TIME(max_replica_lag, "10", A,
+           "A replica whose replay lags the primary by more than this many seconds leaves the rotation until it "
+           "catches up; 0 is no limit. A [databases] entry may override it."),
+    S_INT(max_replica_lag_bytes, "0", A, 0, 0,
+          "A replica whose replay lags the primary's WAL by more than this many bytes leaves the rotation; 0 is "
+          "no limit. A [databases] entry may override it."),
+    S_BOOL(replica_fallback, "1", A,
+           "Reads go to the primary while no replica is in rotation (down, lagging). Off: they wait for a replica "
+           "(query_wait_timeout). target_session_attrs=prefer-standby always falls back, standby never."),
+    S_ENUM(replica_load_balance, "least-outstanding", A, replica_lb_names,
+           "How new server connections for reads are spread over the replicas in rotation: least-outstanding "
+           "(the replica with the fewest busy server connections of the pool) or round-robin."),
+    S_BOOL(read_write_split, "0", A,
+           "In a database with several hosts or roles, transactions declared read-only (BEGIN READ ONLY, START "
+           "TRANSACTION READ ONLY, a first statement SET TRANSACTION READ ONLY, default_transaction_read_only=on "
+           "in the startup packet or options) go to replicas, everything else to the primary. Statements are not "
+           "guessed at. A [databases] entry may override it."),
+    S_BOOL(read_your_writes, "1", A,
+           "With read_write_split: after a client's transaction on the primary, its reads go to a replica only "
+           "once that replica has replayed the primary's WAL position seen by a health check that began after "
+           "the transaction ended (until then, to the primary)."),
+    S_STR(failover_command, "", A,
+          "Shell command run (by /bin/sh, off the worker threads) when a database's primary becomes unreachable; "
+          "environment: PGSLUICE_DATABASE, PGSLUICE_HOST, PGSLUICE_PORT, PGSLUICE_EVENT=primary_lost. Promotion "
+          "itself is left to it or to the operator: pgsluice routes writes to whichever host reports "
+          "pg_is_in_recovery() false. Its exit status is logged; it is killed after 60 seconds."),
 };
 const size_t sl_settings_count = sizeof(sl_settings) / sizeof(sl_settings[0]);
 #undef R

@@ -16,6 +16,7 @@
 #include "core/lifecycle.h"
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
+#include "core/rw_split.h"
 #include "core/server.h"
 #include "net/tls.h"
 #include "proto/msgtype.h"
@@ -35,6 +36,7 @@ static void client_free(sl_stream *st)
     sl_client *c = (sl_client *)st;
     sl_params_clear(&c->params);
     sl_stmt_map_clear(&c->ps_map);
+    free(c->deferred_begin);
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
     free(c->scram);
@@ -510,7 +512,15 @@ void sl_client_idle_input(sl_client *c)
             sl_client_error(c, true, "08P01", "PQexec disallowed");
             return;
         }
-        sl_ps_result r = local ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
+        /* read_write_split: the transaction's declared access mode picks primary or replica */
+        bool now = false;
+        if (__builtin_expect(c->deferred_begin != NULL || sl_route_rw_split(c->route), 0)) {
+            sl_rws_result rw = sl_rw_split_message(c, type, len);
+            if (rw == SL_RWS_NEED_MORE) break;
+            if (rw == SL_RWS_CONSUMED) continue;
+            now = rw == SL_RWS_FORWARD_NOW;
+        }
+        sl_ps_result r = local && !now ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
         if (r == SL_PS_NEED_MORE) break;
         if (r == SL_PS_MALFORMED) {
             sl_client_error(c, true, "08P01", "malformed message (type '%c')", type);

@@ -82,6 +82,8 @@ typedef struct sl_client {
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
+    char *deferred_begin;        /* read_write_split: a BEGIN pgsluice answered, replayed on the server it
+                                    gets (rw_split.c); NULL when none */
 } sl_client;
 
 typedef enum {
@@ -92,6 +94,7 @@ typedef enum {
     SL_SETUP_CONNECT_QUERY,
     SL_SETUP_ROLLBACK,
     SL_SETUP_AUTH_QUERY, /* looking up a client's secret (auth_query.c) */
+    SL_SETUP_BEGIN,      /* the client's deferred BEGIN (read_write_split, rw_split.c) */
 } sl_setup_step;
 
 /* A server connection's way to its backend: the name lookup and the addresses still to try. */

@@ -46,7 +46,7 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
         return true;
     for (int i = 0; i < SL_NPARAMS; i++)
         if (c->params.v[i] && c->params.v[i] != s->params.v[i]) return true;
-    return false;
+    return c->deferred_begin != NULL; /* read_write_split: its BEGIN is replayed first */
 }
 
 void sl_proxy_link(sl_client *c, sl_server *s)

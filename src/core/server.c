@@ -460,6 +460,8 @@ static void login_input(sl_server *s)
         } else if (m.type == SL_BE_PARAM_STATUS) {
             const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
             if (!name || !val) continue;
+            /* what the server is (PostgreSQL 14+): a route with roles never gives a standby a write */
+            if (!strcmp(name, "in_hot_standby")) s->pc.standby = !strcmp(val, "on") ? SL_STANDBY_ON : SL_STANDBY_OFF;
             int id = sl_param_lookup(name);
             if (id >= 0) sl_params_set(&s->params, id, val);
             else sl_pb_param_status(&others, name, val);

@@ -55,6 +55,12 @@ static bool send_setup_query(sl_server *s, const char *sql)
     return true;
 }
 
+/* After the client's parameters: its deferred BEGIN (read_write_split), if it has one. */
+static sl_setup_step after_params(const sl_server *s)
+{
+    return s->client && s->client->deferred_begin ? SL_SETUP_BEGIN : SL_SETUP_NONE;
+}
+
 /* Start one step; false when the step has nothing to do (s->setup then names the next one). */
 static bool start_step(sl_server *s, const sl_config *cfg)
 {
@@ -74,9 +80,13 @@ static bool start_step(sl_server *s, const sl_config *cfg)
             started = !q.failed && send_setup_query(s, (const char *)q.data);
         }
         sl_pb_free(&q);
-        if (!started) s->setup = SL_SETUP_NONE;
+        if (!started) s->setup = after_params(s);
         return started;
     }
+    case SL_SETUP_BEGIN:
+        if (s->client && send_setup_query(s, s->client->deferred_begin)) return true;
+        s->setup = SL_SETUP_NONE;
+        return false;
     case SL_SETUP_RESET:
         if (send_setup_query(s, cfg->server_reset_query)) return true;
         s->setup = SL_SETUP_NONE;
@@ -172,7 +182,11 @@ static void setup_finished(sl_server *s)
         for (int i = 0; i < SL_NPARAMS; i++)
             if (c->params.v[i] && s->params.v[i]) sl_params_set_interned(&c->params, i, s->params.v[i]);
     }
-    s->setup = step == SL_SETUP_CHECK ? SL_SETUP_PARAMS : SL_SETUP_NONE;
+    if (step == SL_SETUP_BEGIN && c) { /* the client is in the server's transaction now */
+        free(c->deferred_begin);
+        c->deferred_begin = NULL;
+    }
+    s->setup = step == SL_SETUP_CHECK ? SL_SETUP_PARAMS : step == SL_SETUP_PARAMS ? after_params(s) : SL_SETUP_NONE;
     s->last_used = sl_now_us();
     if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) return;
     s->setup = SL_SETUP_NONE;

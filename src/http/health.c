@@ -90,9 +90,13 @@ static void judge_process(const sl_snapshot *s, verdict *v)
 {
     if (s->run_state == SL_RUN_PAUSED) say(v, H_DEGRADED, "pgsluice is paused: clients wait until RESUME");
     else if (s->run_state != SL_RUN_NORMAL) say(v, H_UNHEALTHY, "pgsluice is shutting down");
-    for (int i = 0; i < s->ndbs; i++)
-        if (!s->dbs[i].reachable)
-            say(v, H_UNHEALTHY, "database %s: backend unreachable: %s", s->dbs[i].name, s->dbs[i].error);
+    for (int i = 0; i < s->ndbs; i++) {
+        const sl_db_snap *d = &s->dbs[i];
+        /* a read-only name that cannot be served degrades this pgsluice; it can still take writes */
+        if (!d->reachable)
+            say(v, d->reads_only ? H_DEGRADED : H_UNHEALTHY, "database %s: backend unreachable: %s", d->name, d->error);
+        if (d->degraded[0]) say(v, H_DEGRADED, "%s", d->degraded);
+    }
 }
 
 static void pool_json(sl_tb *b, const sl_route_snap *p, health_level lvl)
@@ -112,6 +116,32 @@ static void pool_json(sl_tb *b, const sl_route_snap *p, health_level lvl)
     sl_tb_printf(b, ",\"paused\":%s}", p->paused ? "true" : "false");
 }
 
+/* A database with roles: its primary and every host as the health checks see it. */
+static void roles_json(sl_tb *b, const sl_topo_snap_db *t)
+{
+    sl_tb_put(b, ",\"target_session_attrs\":");
+    sl_tb_json_str(b, sl_tsa_name(t->rt.target));
+    sl_tb_put(b, ",\"primary\":");
+    sl_tb_json_str(b, t->primary >= 0 ? t->hosts[t->primary].addr : NULL);
+    sl_tb_printf(b, ",\"replicas_in_rotation\":%d,\"hosts\":[", t->nreaders);
+    for (int i = 0; i < t->n; i++) {
+        const sl_topo_snap_host *h = &t->hosts[i];
+        sl_tb_put(b, i ? ",{\"host\":" : "{\"host\":");
+        sl_tb_json_str(b, h->addr);
+        sl_tb_printf(b, ",\"role\":\"%s\",\"health\":\"%s\",\"serves\":\"%s\"", sl_role_name((sl_role)h->role),
+                     sl_backend_health_name(h->health), h->writes ? "writes" : h->reads ? "reads" : "none");
+        if (h->role == SL_ROLE_REPLICA && h->lag_us >= 0) {
+            sl_tb_put(b, ",\"lag_seconds\":");
+            sl_tb_num(b, (double)h->lag_us / 1e6);
+            sl_tb_printf(b, ",\"lag_bytes\":%lld", (long long)(h->lag_bytes > 0 ? h->lag_bytes : 0));
+        }
+        sl_tb_put(b, ",\"error\":");
+        sl_tb_json_str(b, h->error[0] ? h->error : NULL);
+        sl_tb_put(b, "}");
+    }
+    sl_tb_put(b, "]");
+}
+
 static void backends_json(sl_tb *b, const sl_snapshot *s)
 {
     sl_tb_put(b, ",\"backends\":[");
@@ -123,6 +153,7 @@ static void backends_json(sl_tb *b, const sl_snapshot *s)
         sl_tb_json_str(b, d->host ? d->host : "/var/run/postgresql");
         sl_tb_printf(b, ",\"port\":%d,\"reachable\":%s,\"error\":", d->port, d->reachable ? "true" : "false");
         sl_tb_json_str(b, d->reachable ? NULL : d->error);
+        if (d->topo) roles_json(b, d->topo);
         sl_tb_put(b, "}");
     }
     sl_tb_put(b, "]");
@@ -130,11 +161,14 @@ static void backends_json(sl_tb *b, const sl_snapshot *s)
 
 static void rules_json(sl_tb *b, const rules *ru)
 {
-    sl_tb_put(b, ",\"rules\":{\"unhealthy\":[\"a database's backend is unreachable\",\"a pool is at 100% with a client"
-                 " waiting longer than maxwait_threshold_seconds\",\"pgsluice is shutting down\"],"
-                 "\"degraded\":[\"a pool's utilization is over utilization_threshold\",\"pgsluice is paused\"],"
-                 "\"not_checked\":[\"replica lag: not measured yet, it needs the primary/replica routing of a later"
-                 " issue\"],\"utilization_threshold\":");
+    sl_tb_put(b, ",\"rules\":{\"unhealthy\":[\"a database's backend is unreachable (with roles: it has no primary)\","
+                 "\"a pool is at 100% with a client waiting longer than maxwait_threshold_seconds\","
+                 "\"pgsluice is shutting down\"],"
+                 "\"degraded\":[\"a pool's utilization is over utilization_threshold\",\"pgsluice is paused\","
+                 "\"a host of a database with roles is down, lagging past max_replica_lag, fenced or cannot be checked\","
+                 "\"a read-only database (target_session_attrs) has no replica in rotation\"],"
+                 "\"not_checked\":[\"replica lag of databases without roles (role_map, target_session_attrs): "
+                 "pgsluice does not know which host is a replica\"],\"utilization_threshold\":");
     sl_tb_num(b, ru->util_degraded);
     sl_tb_put(b, ",\"maxwait_threshold_seconds\":");
     sl_tb_num(b, ru->maxwait_unhealthy);
@@ -195,7 +229,9 @@ int sl_page_live(sl_http_req *r, sl_tb *out)
     return 200;
 }
 
-/* Ready: running (not paused, not shutting down) and every database's backend reachable. */
+/* Ready: this pgsluice can serve writes: running (not paused, not shutting down) and every
+ * database but the read-only names reachable (with roles: its primary known and up). A replica that
+ * is down never makes it unready. */
 int sl_page_ready(sl_http_req *r, sl_tb *out)
 {
     (void)r;
@@ -211,7 +247,8 @@ int sl_render_ready(const sl_snapshot *s, sl_tb *out)
     verdict v = {H_OK, {0}};
     if (s->run_state != SL_RUN_NORMAL) say(&v, H_UNHEALTHY, "pgsluice is %s", sl_run_state_label(s->run_state));
     for (int i = 0; i < s->ndbs; i++)
-        if (!s->dbs[i].reachable) say(&v, H_UNHEALTHY, "database %s: backend unreachable: %s", s->dbs[i].name, s->dbs[i].error);
+        if (!s->dbs[i].reachable && !s->dbs[i].reads_only)
+            say(&v, H_UNHEALTHY, "database %s: backend unreachable: %s", s->dbs[i].name, s->dbs[i].error);
     sl_tb_printf(out, "{\"ready\":%s,\"timestamp\":\"", v.level == H_OK ? "true" : "false");
     sl_tb_rfc3339(out, s->wall_us);
     sl_tb_put(out, "\",\"reasons\":[");

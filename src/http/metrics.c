@@ -137,7 +137,8 @@ static uint64_t counter_at(const sl_pool_stats *st, size_t offset)
 static void db_counter_metrics(sl_tb *b, const sl_snapshot *s)
 {
     family(b, "pgsluice_database_backend_up", "gauge",
-           "1 if the database's backend accepts connections and no server login failed within server_login_retry.");
+           "1 if the database's backend accepts connections and no server login failed within server_login_retry "
+           "(with roles: its primary is up; for a read-only name, a replica in rotation or the fallback).");
     for (int i = 0; i < s->ndbs; i++) {
         label(b, "pgsluice_database_backend_up{", "database", s->dbs[i].name);
         sl_tb_printf(b, "} %d\n", s->dbs[i].reachable);
@@ -156,6 +157,68 @@ static void db_counter_metrics(sl_tb *b, const sl_snapshot *s)
             label(b, "pgsluice_errors_total{", "database", s->dbs[i].name);
             sl_tb_printf(b, ",class=\"%s\"} %llu\n", sl_error_class_names[c], (unsigned long long)s->dbs[i].stats.errors[c]);
         }
+}
+
+/* Databases with roles: each host's health, role and lag as the health checks see them. The lag
+ * family is the one the shipped PgsluiceReplicaLag alert watches. */
+static void host_labels(sl_tb *b, const char *metric, const sl_topo_snap_db *d, const char *hname,
+                        const sl_topo_snap_host *h)
+{
+    sl_tb_put(b, metric);
+    label(b, "{", "database", d->name);
+    label(b, ",", hname, h->addr);
+}
+
+static void routing_metrics(sl_tb *b, const sl_snapshot *s)
+{
+    const sl_topo_snap *t = &s->topo;
+    family(b, "pgsluice_backend_up", "gauge",
+           "1 if the last health check of the host answered (databases with roles); role: what it is now.");
+    for (int i = 0; i < t->n; i++)
+        for (int k = 0; k < t->dbs[i].n; k++) {
+            const sl_topo_snap_host *h = &t->dbs[i].hosts[k];
+            host_labels(b, "pgsluice_backend_up", &t->dbs[i], "host", h);
+            label(b, ",", "role", h->role == SL_ROLE_ANY ? "unknown" : sl_role_name((sl_role)h->role));
+            sl_tb_printf(b, "} %d\n", h->host_state == SL_HOST_UP);
+        }
+    family(b, "pgsluice_backend_in_rotation", "gauge",
+           "1 if the host serves clients now: the primary (writes) or a replica in rotation (reads).");
+    for (int i = 0; i < t->n; i++)
+        for (int k = 0; k < t->dbs[i].n; k++) {
+            const sl_topo_snap_host *h = &t->dbs[i].hosts[k];
+            host_labels(b, "pgsluice_backend_in_rotation", &t->dbs[i], "host", h);
+            label(b, ",", "role", h->role == SL_ROLE_ANY ? "unknown" : sl_role_name((sl_role)h->role));
+            sl_tb_printf(b, "} %d\n", h->writes || h->reads);
+        }
+    family(b, "pgsluice_replica_lag_seconds", "gauge",
+           "How long ago the primary first had WAL the replica has not replayed (0: caught up).");
+    for (int i = 0; i < t->n; i++)
+        for (int k = 0; k < t->dbs[i].n; k++) {
+            const sl_topo_snap_host *h = &t->dbs[i].hosts[k];
+            if (h->role != SL_ROLE_REPLICA || h->lag_us < 0) continue;
+            host_labels(b, "pgsluice_replica_lag_seconds", &t->dbs[i], "replica", h);
+            sl_tb_put(b, "}");
+            sample(b, (double)h->lag_us / 1e6);
+        }
+    family(b, "pgsluice_replica_lag_bytes", "gauge", "WAL bytes the primary has and the replica has not replayed.");
+    for (int i = 0; i < t->n; i++)
+        for (int k = 0; k < t->dbs[i].n; k++) {
+            const sl_topo_snap_host *h = &t->dbs[i].hosts[k];
+            if (h->role != SL_ROLE_REPLICA || h->lag_bytes < 0) continue;
+            host_labels(b, "pgsluice_replica_lag_bytes", &t->dbs[i], "replica", h);
+            sl_tb_printf(b, "} %lld\n", (long long)h->lag_bytes);
+        }
+    family(b, "pgsluice_database_has_primary", "gauge", "1 while a database with roles has a primary to write to.");
+    for (int i = 0; i < t->n; i++) {
+        label(b, "pgsluice_database_has_primary{", "database", t->dbs[i].name);
+        sl_tb_printf(b, "} %d\n", t->dbs[i].primary >= 0);
+    }
+    family(b, "pgsluice_primary_changes_total", "counter",
+           "Times a database's writes moved to another host (a promoted replica).");
+    for (int i = 0; i < t->n; i++) {
+        label(b, "pgsluice_primary_changes_total{", "database", t->dbs[i].name);
+        sl_tb_printf(b, "} %llu\n", (unsigned long long)t->dbs[i].primary_changes);
+    }
 }
 
 static void histogram(sl_tb *b, const char *name, const char *db, const sl_hist *h)
@@ -220,6 +283,7 @@ int sl_render_metrics(const sl_snapshot *s, sl_tb *out)
     pool_metrics(out, s);
     db_counter_metrics(out, s);
     db_histogram_metrics(out, s);
+    routing_metrics(out, s);
     worker_metrics(out, s);
     return 200;
 }

@@ -7,16 +7,22 @@
 #include <stdint.h>
 
 #include "net/worker.h"
+#include "pool/health.h"
 #include "pool/snapshot.h"
 #include "pool/stats.h"
 
 typedef struct sl_db_snap {
     char *name;
-    char *host;                 /* as configured; NULL = default unix socket dir */
+    char *host;                 /* the first host; NULL = default unix socket dir */
     int port;
     int npools;
-    bool reachable;             /* TCP/unix connect works and no recent server login failure */
+    bool reachable;             /* it can serve its clients: a host answers (with roles: the primary, or
+                                   for a read-only name a replica in rotation or the fallback) and no
+                                   recent server login failure */
     char error[300];            /* why not reachable */
+    const sl_topo_snap_db *topo; /* its hosts' roles and health when it has roles (else NULL) */
+    bool reads_only;            /* target_session_attrs read-only, standby or prefer-standby */
+    char degraded[300];         /* with roles: a host down, lagging or fenced ("" if none) */
     sl_pool_stats stats;        /* sum over the database's pools */
 } sl_db_snap;
 
@@ -36,6 +42,7 @@ typedef struct sl_snapshot {
     int npools;                 /* = routes.n */
     sl_db_snap *dbs;
     int ndbs;
+    sl_topo_snap topo;          /* databases with roles (sl_topology_snapshot) */
     int64_t server_login_retry_us;
 } sl_snapshot;
 

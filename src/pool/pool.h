@@ -27,8 +27,10 @@
 
 struct sl_route;
 struct sl_backend;
+struct sl_host;
 
-/* What a client wants a server for (the routing issue sends reads to replicas). */
+/* What a client wants a server for: a transaction it declared read-only may go to a replica
+ * (read_write_split); anything else needs the primary. */
 typedef enum { SL_INTENT_WRITE = 0, SL_INTENT_READ } sl_intent;
 /* What a backend is to its database. */
 typedef enum { SL_ROLE_ANY = 0, SL_ROLE_PRIMARY, SL_ROLE_REPLICA } sl_role;
@@ -44,9 +46,12 @@ typedef struct sl_pool_conn {
     uint32_t target_gen;         /* backend->target_gen when it connected */
     bool logged_in;              /* counted as connecting until then */
     bool testing;                /* counted as tested (pooler queries running) */
-    bool retire;                 /* close instead of reuse at the next release */
+    bool retire;                 /* atomic: close instead of reuse (at release, or by its owner's tick when
+                                    taken off the idle list to make room) */
     bool gone;                   /* forgotten by its route (no longer counted) */
+    uint8_t standby;             /* in_hot_standby the server reported at login: SL_STANDBY_* */
 } sl_pool_conn;
+enum { SL_STANDBY_UNKNOWN = 0, SL_STANDBY_OFF, SL_STANDBY_ON };
 
 /* Embedded in a client: its place in its route's queue. */
 typedef struct sl_pool_waiter {
@@ -56,7 +61,11 @@ typedef struct sl_pool_waiter {
     int64_t queued_at;
     bool queued;                 /* written under the route lock; read by the owner (atomic) */
     bool login;                  /* a client still logging in (it needs a server to learn its parameters) */
-    sl_intent intent;
+    sl_intent intent;            /* set by the owner before it asks */
+    /* read-your-writes (routes with read_write_split; route lock): its last transaction went to the
+     * primary as a write; since when its reads need a replica that has replayed what it wrote */
+    bool last_write;
+    int64_t ryw_after;
 } sl_pool_waiter;
 
 /* Accounting shared by all routes of one database (max_db_connections) or one user. Never freed:
@@ -87,7 +96,7 @@ typedef struct sl_backend {
     int index;                   /* position in the database's host list */
     char *host;                  /* NULL: the default Unix socket directory */
     int port;
-    sl_role role;
+    int role;                    /* sl_role: what it is now (atomic; route lock to change) */
     bool retired;                /* no longer configured: its servers close, then it is freed */
     sl_list retired_node;        /* on route->retired_backends while retired */
     uint32_t target_gen;         /* bumped when what its servers log in to changes (reload) */
@@ -100,6 +109,15 @@ typedef struct sl_backend {
     int n_tested;
     sl_list *idle;               /* one list per worker; most recently used first */
     int64_t last_connect_attempt;
+    /* primary/replica routing (routed databases; copied from the topology by every refresh) */
+    struct sl_host *hostrec;     /* its health check record; NULL when the database has no roles */
+    int configured_role;         /* sl_host_role (role_map) */
+    int health;                  /* sl_backend_health */
+    bool serves_write;           /* the database's primary */
+    bool serves_read;            /* a replica in rotation */
+    int64_t lag_us, lag_bytes;   /* -1: unknown */
+    uint32_t role_gen;           /* its record's role_gen when last copied: a change retires its servers */
+    bool role_gen_set;
     int64_t last_login_failure;  /* usec; new logins are not tried for server_login_retry after */
     char last_login_error[256];
     char last_login_sqlstate[6];
@@ -140,6 +158,16 @@ typedef struct sl_route {
     bool round_robin;            /* server_round_robin: idle servers reused oldest first */
     int load_balance;            /* sl_load_balance over the backends */
     int next_backend;            /* round-robin position, or the sticky backend (disable) */
+    /* primary/replica routing (sl_db_routing of its database) */
+    bool routed;                 /* its database has roles: backends serve by role and health */
+    int target;                  /* sl_target_session */
+    int rw_split;                /* read_write_split; also read without the lock by clients (atomic) */
+    bool fallback;               /* replica_fallback */
+    bool ryw;                    /* read_your_writes */
+    int replica_lb;              /* sl_replica_lb */
+    int primary;                 /* index of the primary backend, -1: none */
+    int n_readers;               /* replicas in rotation */
+    char *topo_name;             /* its [databases] entry (the topology view's name) */
     int max_db_client_conns, max_user_client_conns; /* -1: unlimited */
     sl_client_timeouts timeouts; /* read by the clients' workers without the lock (atomics) */
 
@@ -331,6 +359,12 @@ bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key
 bool sl_route_welcome(sl_route *r, sl_pktbuf *out, sl_params *p);
 bool sl_route_has_welcome(sl_route *r);
 
+/* Does this route send declared read-only transactions to replicas (read_write_split)? Read by
+ * the client's worker without the lock. */
+static inline bool sl_route_rw_split(const sl_route *r) { return __atomic_load_n(&r->rw_split, __ATOMIC_RELAXED) != 0; }
+/* What a server of this backend is now (sl_role), for SHOW SERVERS. */
+static inline int sl_backend_role(const sl_backend *b) { return __atomic_load_n(&b->role, __ATOMIC_RELAXED); }
+
 /* ---- one backend (backend.c) ---- */
 
 sl_backend *sl_backend_new(sl_route *r, int index, const sl_host_def *h);
@@ -371,7 +405,7 @@ static inline sl_retire_why sl_route_conn_retire_why(const sl_pool_conn *c, int6
 {
     const sl_backend *b = c->backend;
     const sl_route *r = b->route;
-    if (c->retire || b->retired || c->target_gen != __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED))
+    if (__atomic_load_n(&c->retire, __ATOMIC_RELAXED) || b->retired || c->target_gen != __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED))
         return SL_RETIRE_TARGET;
     int64_t lifetime = __atomic_load_n(&r->server_lifetime, __ATOMIC_RELAXED);
     if (lifetime > 0 && now - c->connect_time > lifetime) return SL_RETIRE_LIFETIME;

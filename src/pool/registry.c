@@ -106,6 +106,41 @@ static void set_timeouts(sl_client_timeouts *t, const sl_config *cfg, const sl_d
 #undef SET
 }
 
+/* Roles: the routing settings of its database, each backend's health record and role_map role,
+ * and the topology's current view of them. */
+static bool configure_routing_locked(sl_route *r, const sl_config *cfg, const sl_db_def *db)
+{
+    sl_db_routing rt;
+    sl_db_routing_of(cfg, db, &rt);
+    r->routed = rt.routed;
+    r->target = rt.target;
+    __atomic_store_n(&r->rw_split, rt.read_write_split ? 1 : 0, __ATOMIC_RELAXED);
+    r->fallback = rt.replica_fallback;
+    r->ryw = rt.read_your_writes;
+    r->replica_lb = rt.replica_lb;
+    if (!r->topo_name || strcmp(r->topo_name, db->name)) {
+        char *name = strdup(db->name);
+        if (!name) return false;
+        free(r->topo_name);
+        r->topo_name = name;
+    }
+    for (int i = 0; i < r->nbackends && i < db->nhosts; i++) {
+        sl_backend *b = r->backends[i];
+        b->configured_role = db->hosts[i].role;
+        if (!rt.routed) {
+            b->hostrec = NULL;
+            __atomic_store_n(&b->role, SL_ROLE_ANY, __ATOMIC_RELAXED);
+            b->serves_write = b->serves_read = false;
+            continue;
+        }
+        b->hostrec = sl_host_get(db->hosts[i].host, db->hosts[i].port > 0 ? db->hosts[i].port : 5432);
+        if (!b->hostrec) return false;
+    }
+    if (!rt.routed) r->primary = -1;
+    sl_topology_apply_route_locked(r);
+    return true;
+}
+
 /* (Re)read a route's target and limits from a snapshot. Caller holds r->lock (or r is new). */
 static bool configure_locked(sl_route *r, const sl_config *cfg, const sl_db_def *db)
 {
@@ -145,6 +180,7 @@ static bool configure_locked(sl_route *r, const sl_config *cfg, const sl_db_def 
     set_timeouts(&r->timeouts, cfg, db, u);
     __atomic_store_n(&r->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)),
                      __ATOMIC_RELAXED);
+    if (!configure_routing_locked(r, cfg, db)) return false;
     return r->server_db && r->server_user;
 }
 
@@ -158,6 +194,7 @@ static void route_free(sl_route *r)
     free(r->server_user);
     free(r->server_password);
     free(r->connect_query);
+    free(r->topo_name);
     if (r->auth_secret) explicit_bzero(r->auth_secret, strlen(r->auth_secret));
     free(r->auth_secret);
     sl_params_clear(&r->db_defaults);
@@ -174,6 +211,7 @@ static sl_route *route_new(const sl_config *cfg, const sl_db_def *db, const char
     pthread_mutex_init(&r->lock, NULL);
     sl_list_init(&r->waiting);
     sl_list_init(&r->retired_backends);
+    r->primary = -1;
     r->db_name = strdup(dbname);
     r->user = strdup(user);
     r->db_group = group_get(&db_groups, dbname);
@@ -256,6 +294,8 @@ void sl_route_put(sl_route *r)
 
 void sl_pools_reconfigure(const sl_config *cfg, sl_pool_actions *act)
 {
+    /* the topology's views first: routes copy them as they are refreshed */
+    if (!sl_topology_configure(cfg)) sl_log_error("out of memory applying the new configuration's database roles");
     pthread_mutex_lock(&registry_lock);
     for (sl_list *n = routes.next; n != &routes; n = n->next) {
         sl_route *r = sl_container_of(n, sl_route, node);

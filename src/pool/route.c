@@ -91,7 +91,10 @@ static bool login_failing(const sl_backend *b, int64_t now, int64_t holdoff)
 sl_backend *sl_route_pick_backend_locked(sl_route *r, sl_intent intent, int64_t now, int64_t holdoff,
                                          sl_backend **failing)
 {
-    (void)intent; /* every backend serves every intent until roles are configured */
+    if (r->routed) {
+        if (failing) *failing = NULL;
+        return sl_route_pick_routed_locked(r, intent, now, holdoff);
+    }
     int n = r->nbackends;
     if (failing) *failing = n ? r->backends[0] : NULL;
     if (n == 0) return NULL;
@@ -111,6 +114,10 @@ sl_backend *sl_route_pick_backend_locked(sl_route *r, sl_intent intent, int64_t 
  * allow, each on the worker of the client it is for. */
 static void kick_locked(sl_route *r, sl_pool_actions *act, bool reserve)
 {
+    if (r->routed) {
+        sl_route_kick_routed_locked(r, act, reserve);
+        return;
+    }
     if (sl_route_held_locked(r) || r->disabled) return;
     int64_t now = sl_now_fast();
     int skip = 0;
@@ -182,6 +189,11 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         pthread_mutex_unlock(&r->lock);
         return fail(out, "57P03", "database \"%s\" is disabled", r->db_name);
     }
+    if (r->routed) {
+        sl_acquire_kind k = sl_route_acquire_routed_locked(r, w, cfg, out, act);
+        pthread_mutex_unlock(&r->lock);
+        return k;
+    }
     if (sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
         bool stolen = false;
         sl_pool_conn *c = find_idle_locked(r, w->worker, &stolen);
@@ -250,7 +262,7 @@ static sl_pool_waiter *pick_waiter_locked(sl_route *r, int worker, int64_t now)
     return head;
 }
 
-static void take_waiter_locked(sl_route *r, sl_pool_waiter *w)
+void sl_route_take_waiter_locked(sl_route *r, sl_pool_waiter *w)
 {
     sl_list_remove(&w->node);
     __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
@@ -265,11 +277,13 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
     int64_t now = sl_now_fast();
     pthread_mutex_lock(&r->lock);
     if (pend) sl_stats_drain(&r->stats, pend);
-    if (sl_route_conn_retire_due(c, now) || r->disabled) {
+    if (r->routed) {
+        sl_route_release_routed_locked(c, now, out);
+    } else if (sl_route_conn_retire_due(c, now) || r->disabled) {
         out->kind = SL_REL_CLOSE;
     } else if (!sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
         sl_pool_waiter *w = pick_waiter_locked(r, c->worker, now);
-        take_waiter_locked(r, w);
+        sl_route_take_waiter_locked(r, w);
         out->kind = SL_REL_HANDOFF;
         out->worker = w->worker;
         out->slot = w->slot;
@@ -348,6 +362,13 @@ void sl_route_logged_in(sl_pool_conn *c)
     c->logged_in = true;
     r->stats.server_connects++;
     b->last_login_failure = 0;
+    /* a server that says it is not what its host was taken for (in_hot_standby) serves nobody, and
+     * its host is checked again at once */
+    bool misfit = r->routed && !sl_route_conn_role_fits_locked(c);
+    if (misfit) {
+        __atomic_store_n(&c->retire, true, __ATOMIC_RELAXED);
+        sl_host_request_check(b->hostrec); /* host lock: a leaf */
+    }
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -371,10 +392,14 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
     snprintf(b->last_login_error, sizeof(b->last_login_error), "%s", msg);
     snprintf(b->last_login_sqlstate, sizeof(b->last_login_sqlstate), "%s", sqlstate ? sqlstate : "08006");
     b->last_login_transient = transient_failure(sqlstate);
+    /* with roles, a host that cannot be reached may be a failover under way: everyone keeps waiting
+     * (query_wait_timeout) and the host is checked at once */
+    bool wait_failover = r->routed && b->last_login_transient;
+    if (wait_failover) sl_host_request_check(b->hostrec);
     /* no server left to wait for: the waiting clients ask again and learn why at once, instead of
      * waiting out query_wait_timeout; except that while the server is briefly gone (a restart),
      * clients already logged in keep waiting for it (as with PgBouncer), retried every second */
-    if (r->n_servers == 0) {
+    if (r->n_servers == 0 && !wait_failover) {
         for (sl_list *n = r->waiting.next, *next; n != &r->waiting; n = next) {
             next = n->next;
             sl_pool_waiter *w = sl_container_of(n, sl_pool_waiter, node);
@@ -501,6 +526,11 @@ static sl_pool_conn *idle_for_locked(sl_route *r, const sl_pool_waiter *w)
 void sl_route_serve(sl_route *r, sl_pool_actions *act)
 {
     pthread_mutex_lock(&r->lock);
+    if (r->routed) {
+        sl_route_serve_routed_locked(r, act);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
     while (!sl_route_held_locked(r) && !r->disabled && !sl_list_empty(&r->waiting)) {
         sl_pool_waiter *w = sl_container_of(r->waiting.next, sl_pool_waiter, node);
         sl_pool_conn *c = idle_for_locked(r, w);
@@ -511,7 +541,7 @@ void sl_route_serve(sl_route *r, sl_pool_actions *act)
             c->backend->n_idle++;
             break;
         }
-        take_waiter_locked(r, w);
+        sl_route_take_waiter_locked(r, w);
     }
     kick_locked(r, act, false);
     pthread_mutex_unlock(&r->lock);
@@ -576,11 +606,27 @@ bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key
     return have;
 }
 
+/* Whose login parameters a new client sees: the first backend's; with roles, a backend that serves
+ * the route's clients (a replica for a read-only name, so in_hot_standby says on), else any. */
+static sl_backend *welcome_backend_locked(sl_route *r)
+{
+    if (!r->routed) return r->nbackends && r->backends[0]->have_welcome ? r->backends[0] : NULL;
+    bool reads = r->target == SL_TSA_READ_ONLY || r->target == SL_TSA_STANDBY || r->target == SL_TSA_PREFER_STANDBY;
+    sl_backend *any = NULL;
+    for (int i = 0; i < r->nbackends; i++) {
+        sl_backend *b = r->backends[i];
+        if (!b->have_welcome) continue;
+        if (reads ? b->serves_read : b->serves_write) return b;
+        if (!any) any = b;
+    }
+    return any;
+}
+
 bool sl_route_welcome(sl_route *r, sl_pktbuf *out, sl_params *p)
 {
     pthread_mutex_lock(&r->lock);
-    sl_backend *b = r->nbackends ? r->backends[0] : NULL;
-    bool have = b && b->have_welcome;
+    sl_backend *b = welcome_backend_locked(r);
+    bool have = b != NULL;
     if (have) {
         sl_pb_bytes(out, b->welcome.data, b->welcome.len);
         for (int i = 0; i < SL_NPARAMS; i++) {
@@ -596,7 +642,7 @@ bool sl_route_welcome(sl_route *r, sl_pktbuf *out, sl_params *p)
 bool sl_route_has_welcome(sl_route *r)
 {
     pthread_mutex_lock(&r->lock);
-    bool have = r->nbackends && r->backends[0]->have_welcome;
+    bool have = welcome_backend_locked(r) != NULL;
     pthread_mutex_unlock(&r->lock);
     return have;
 }

@@ -277,6 +277,17 @@ class Pooler:
         if self.alive():
             os.kill(self.pid, sig)
 
+    def kill(self):
+        """SIGKILL on purpose (a test playing a crashed instance): stop() then reports nothing for it."""
+        self.signal(signal.SIGKILL)
+        if not self.daemon and self.proc is not None:
+            self.proc.wait(10)
+            self.returncode = self.proc.returncode
+        self._stopped = True
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+
     def reload(self, new_settings=None, extra_lines=None, wait=0.5):
         """Merge new_settings (None values delete) into the config, rewrite the ini (plus any raw
         extra_lines, e.g. a deliberately broken one) and send SIGHUP. Returns after `wait` seconds."""

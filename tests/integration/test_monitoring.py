@@ -43,7 +43,7 @@ def test_alert_rules_pass_their_promtool_unit_tests():
 def test_alert_rules_cover_exhaustion_wait_latency_backend_down_and_replica_lag():
     text = open(os.path.join(PROM_DIR, "pgsluice-alerts.yml")).read()
     for name in ("PgsluicePoolExhausted", "PgsluiceHighWaitLatency", "PgsluiceClientsWaitingLong",
-                 "PgsluiceBackendDown", "PgsluiceReplicaLag"):
+                 "PgsluiceBackendDown", "PgsluiceReplicaLag", "PgsluiceNoPrimary"):
         assert "alert: " + name in text, name
 
 

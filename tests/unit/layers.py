@@ -2,7 +2,7 @@
 """layers.py - fails when a layer reaches upwards: an #include of a higher layer's header, or a
 call (an undefined symbol of its static library) that only a higher layer defines.
 
-    util <- {proto, config, auth} <- net <- pool <- core <- {admin, http} <- main.c
+    util <- {proto, config, auth} <- net <- pool <- core <- {admin, http, health} <- main.c
 
 Run by `meson test` (test "layers") with the source dir and the build dir."""
 import os
@@ -20,6 +20,7 @@ BELOW = {
     "core": {"util", "proto", "config", "auth", "net", "pool"},
     "admin": {"util", "proto", "config", "auth", "net", "pool", "core"},
     "http": {"util", "proto", "config", "auth", "net", "pool", "core"},
+    "health": {"util", "proto", "config", "auth", "net", "pool", "core"},
     "tools": {"util", "proto", "config", "auth"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/[^"]+"', re.M)

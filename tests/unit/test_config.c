@@ -229,6 +229,12 @@ static const err_case err_cases[] = {
     {DATA "hba_badmap.ini", DATA "hba_badmap.ini: data/hba/peer_map.conf:1: map \"nosuchmap\" is used but auth_ident_file is not set"},
     {DATA "ldap_noopts.ini", DATA "ldap_noopts.ini: auth_type ldap needs auth_ldap_options"},
     {DATA "ldap_badopts.ini", DATA "ldap_badopts.ini: auth_ldap_options:1: "},
+    /* primary/replica routing */
+    {DATA "routing_nouser.ini", DATA "routing_nouser.ini:4: database \"app\" has roles (role_map, target_session_attrs or read_write_split) but nobody to check its hosts as"},
+    {DATA "routing_hash.ini", DATA "routing_hash.ini:6: database \"app\": the health checks log in as \"alice\", whose auth_file entry is a hash"},
+    {DATA "routing_badmap.ini", DATA "routing_badmap.ini:4: database \"app\": role_map names 1 role for 2 hosts"},
+    {DATA "routing_badrole.ini", DATA "routing_badrole.ini:4: database \"app\": invalid role in role_map: \"leader\""},
+    {DATA "routing_badtsa.ini", DATA "routing_badtsa.ini:4: database \"app\": invalid target_session_attrs: \"writable\""},
 };
 
 static void test_errors(void **state)
@@ -318,6 +324,79 @@ static void test_quoted_and_fallback(void **state)
     sl_config_unref(c);
 }
 
+/* role_map, target_session_attrs and the routing settings, resolved per database. */
+static void test_routing(void **state)
+{
+    (void)state;
+    sl_config *c = load_ok(DATA "routing.ini");
+    assert_int_equal(c->health_check_period, 500000);
+    assert_int_equal(c->health_check_timeout, 2 * SEC);
+    assert_int_equal(c->max_replica_lag, 5 * SEC);
+    assert_int_equal(c->replica_fallback, 0);
+    sl_db_routing rt;
+    const sl_db_def *d = sl_config_find_db(c, "rw");
+    sl_db_routing_of(c, d, &rt);
+    assert_true(rt.routed);
+    assert_int_equal(rt.target, SL_TSA_READ_WRITE);
+    assert_int_equal(d->nhosts, 3);
+    assert_int_equal(d->hosts[2].port, 5434);
+    assert_int_equal(d->hosts[0].role, SL_HOSTROLE_AUTO);
+    assert_false(rt.read_write_split);
+    assert_false(rt.replica_fallback);
+    assert_int_equal(rt.max_lag_us, 5 * SEC);
+
+    d = sl_config_find_db(c, "mapped");
+    sl_db_routing_of(c, d, &rt);
+    assert_true(rt.routed);
+    assert_int_equal(rt.target, SL_TSA_READ_WRITE); /* roles and no target: the primary */
+    assert_int_equal(d->hosts[0].role, SL_HOSTROLE_PRIMARY);
+    assert_int_equal(d->hosts[1].role, SL_HOSTROLE_REPLICA);
+    assert_int_equal(d->pool_size, 7);
+    const char *user, *pw, *pwfile, *db;
+    assert_true(sl_db_health_login(c, d, &user, &pw, &pwfile, &db));
+    assert_null(pwfile);
+    assert_string_equal(user, "checker");
+    assert_string_equal(pw, "checkpw");
+    assert_string_equal(db, "app");
+
+    d = sl_config_find_db(c, "ro");
+    sl_db_routing_of(c, d, &rt);
+    assert_int_equal(rt.target, SL_TSA_READ_ONLY);
+    assert_true(rt.replica_fallback);
+    assert_int_equal(rt.max_lag_us, SEC / 2);
+    assert_int_equal(rt.max_lag_bytes, 1000);
+    assert_int_equal(rt.replica_lb, SL_REPLICA_LB_ROUND_ROBIN);
+    assert_int_equal(d->pool_size, 3);
+
+    d = sl_config_find_db(c, "split");
+    sl_db_routing_of(c, d, &rt);
+    assert_true(rt.routed);
+    assert_true(rt.read_write_split);
+    assert_int_equal(rt.target, SL_TSA_READ_WRITE);
+
+    /* several hosts without roles, or one host: PgBouncer's behaviour */
+    sl_db_routing_of(c, sl_config_find_db(c, "plain"), &rt);
+    assert_false(rt.routed);
+    assert_int_equal(rt.target, SL_TSA_ANY);
+    sl_db_routing_of(c, sl_config_find_db(c, "single"), &rt);
+    assert_false(rt.routed);
+
+    d = sl_config_find_db(c, "anyhost");
+    sl_db_routing_of(c, d, &rt);
+    assert_true(rt.routed); /* a role_map makes the hosts checked, any takes whichever is up */
+    assert_int_equal(rt.target, SL_TSA_ANY);
+    assert_string_equal(sl_tsa_name(SL_TSA_PREFER_STANDBY), "prefer-standby");
+    assert_string_equal(sl_host_role_name(SL_HOSTROLE_REPLICA), "replica");
+
+    /* a copy keeps the roles */
+    sl_config *copy = sl_config_clone(c);
+    d = sl_config_find_db(copy, "mapped");
+    assert_int_equal(d->hosts[1].role, SL_HOSTROLE_REPLICA);
+    assert_string_equal(d->role_map, "primary,replica");
+    sl_config_unref(copy);
+    sl_config_unref(c);
+}
+
 static void test_users(void **state)
 {
     (void)state;
@@ -397,7 +476,7 @@ static int cmp_size(const void *a, const void *b)
 static void test_table_complete(void **state)
 {
     (void)state;
-    assert_int_equal(sl_settings_count, 99); /* = number of fields before dbs in sl_config */
+    assert_int_equal(sl_settings_count, 110); /* = number of fields before dbs in sl_config */
     size_t offs[128];
     for (size_t i = 0; i < sl_settings_count; i++) {
         offs[i] = sl_settings[i].offset;
@@ -507,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_quoted_and_fallback),
         cmocka_unit_test(test_users),
         cmocka_unit_test(test_userlist),
+        cmocka_unit_test(test_routing),
         cmocka_unit_test(test_list_contains),
         cmocka_unit_test(test_table_complete),
         cmocka_unit_test(test_set_format_roundtrip),
