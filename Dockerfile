@@ -15,7 +15,7 @@ RUN apt-get update \
       libuv1-dev libssl-dev libmicrohttpd-dev libpq-dev libsystemd-dev libcmocka-dev libldap-dev libpam0g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY meson.build ./
+COPY meson.build meson_options.txt ./
 COPY src ./src
 COPY docs ./docs
 # meson.build always configures the unit tests (they are not built or run here)

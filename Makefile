@@ -13,6 +13,10 @@
 #   make asan    build-asan (ASan+UBSan, gcc), unit + integration tests against it (halt on the
 #                first error, leak detection on; the suite fails on any sanitizer report in a log)
 #   make tsan    build-tsan (TSan, clang), unit tests + the core integration subset with SL_WORKERS=4
+#   make fuzz    build-fuzz (clang, libFuzzer, ASan+UBSan): replays each fuzz target's seeds and
+#                regression inputs, then fuzzes each target for FUZZ_SECONDS (default 60) on a copy of
+#                its seed corpus (scripts/fuzz.sh; FUZZ_TARGETS="startup config" picks some); fails on
+#                any finding, keeping the input in build-fuzz/fuzz-work/<target>/ (tests/fuzz/README.md)
 #   make test-pgbouncer   the integration suite against Debian's PgBouncer (validates the tests)
 #   make bench   build-bench (release) + bench/bench.py: pgsluice vs PgBouncer vs direct PostgreSQL,
 #                all scenarios (~15-20 min); writes bench/results/latest.md (see bench/README.md).
@@ -27,7 +31,8 @@
 #                RSS, fds and threads must stay flat (bench/results/soak.md); not part of `make test`
 #   make clean   remove build dirs and caches
 #
-# Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone").
+# Variables: POOLER (pgsluice|pgbouncer), PYTEST_ARGS (e.g. PYTEST_ARGS="-x -k timezone"),
+# FUZZ_SECONDS, FUZZ_TARGETS.
 # The integration suite must run with Debian's /usr/bin/python3 (psycopg, asyncpg, pytest).
 
 SHELL := /bin/bash
@@ -40,6 +45,9 @@ BUILD := build
 ASAN_BUILD := build-asan
 TSAN_BUILD := build-tsan
 BENCH_BUILD := build-bench
+FUZZ_BUILD := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 
 ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:print_summary=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:print_summary=1 \
@@ -52,7 +60,7 @@ define integration
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 endef
 
-.PHONY: all build deps driver-deps prisma-deps soak test unit integration demo asan tsan test-pgbouncer bench bench-smoke clean
+.PHONY: all build deps driver-deps prisma-deps soak test unit integration demo asan tsan fuzz test-pgbouncer bench bench-smoke clean
 
 all: build
 
@@ -136,6 +144,14 @@ tsan: deps $(TSAN_BUILD)/build.ninja
 	$(TSAN_ENV) meson test -C $(TSAN_BUILD) --print-errorlogs
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(TSAN_BUILD)/pgsluice SL_WORKERS=4 $(TSAN_ENV) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	$(ASAN_ENV) meson test -C $(FUZZ_BUILD) --suite fuzz --print-errorlogs
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(BENCH_BUILD) .pytest_cache
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(BENCH_BUILD) $(FUZZ_BUILD) .pytest_cache
 	find tests -name __pycache__ -type d -prune -exec rm -rf {} +

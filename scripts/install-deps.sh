@@ -16,7 +16,7 @@ PKGS=(
   libpq-dev libsystemd-dev
   # the openssl command: tests/unit/tls/make-certs.sh makes the TLS unit tests' certificates
   openssl
-  # sanitizer runtimes (ASan/UBSan/LSan with gcc; TSan with clang)
+  # clang's sanitizer runtimes and libFuzzer (TSan and `make fuzz` build with clang: libclang_rt.fuzzer)
   libclang-rt-14-dev
   # servers and clients used by the tests and the demo
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 util-linux

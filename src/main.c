@@ -216,11 +216,13 @@ int main(int argc, char **argv)
     }
     if (!sl_params_track_extra(cfg->track_extra_parameters, err, sizeof(err))) {
         sl_log_fatal("%s", err);
+        sl_config_unref(cfg);
         return 1;
     }
     /* fail closed: TLS that is asked for and cannot be set up refuses to start */
     if (!sl_tls_install(cfg, err, sizeof(err))) {
         sl_log_fatal("%s", err);
+        sl_config_unref(cfg); /* nothing left for LeakSanitizer to report at this exit */
         return 1;
     }
     sl_log_setup(cfg->logfile, cfg->syslog, cfg->syslog_ident, cfg->syslog_facility, cfg->verbose + g_verbose, g_quiet);

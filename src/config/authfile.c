@@ -422,17 +422,105 @@ static long interval_bound(const char *pat)
     return n > m ? n : m;
 }
 
+/* "{m}", "{m,}" or "{m,n}" at pat: its counts (*max -1 for "{m,}"); false when it is not one. */
+static bool interval_counts(const char *pat, long *min, long *max)
+{
+    const char *p = pat + 1;
+    long m = 0, n;
+    if (!isdigit((unsigned char)*p)) return false;
+    while (isdigit((unsigned char)*p) && m <= 100000) m = m * 10 + (*p++ - '0');
+    n = m;
+    if (*p == ',') {
+        p++;
+        n = -1;
+        if (isdigit((unsigned char)*p)) {
+            n = 0;
+            while (isdigit((unsigned char)*p) && n <= 100000) n = n * 10 + (*p++ - '0');
+        }
+    }
+    if (*p != '}') return false;
+    *min = m;
+    *max = n;
+    return true;
+}
+
 /* PostgreSQL's regex engine allows repetition counts up to 255; POSIX regcomp expands nested counts into
- * automata that grow with their product ("((a{255}){255}){255}" takes seconds and gigabytes). */
+ * automata that grow with their product ("((a{255}){255}){255}" takes seconds and gigabytes), copies
+ * what "+" repeats once more (nested "+" double it each time: 16 deep took a second), and takes
+ * time exponential in the
+ * nesting when a "+" or a count repeats something that can match the empty string ("(.*)+++++",
+ * "((a?)+){20}": minutes). */
 #define REGEX_MAX_COUNT 255
 #define REGEX_MAX_COUNT_PRODUCT 100000
+#define REGEX_MAX_COPIES 1000 /* of one item, by the repetitions around it ("(\\.[a-z]{1,63}){0,10}": 630) */
+#define REGEX_MAX_NESTING 64
+
+/* One group level of the pattern being translated (0: the whole pattern). */
+typedef struct re_level {
+    bool seq_nullable;  /* the items of this alternative before the last one all can match "" */
+    bool any_nullable;  /* an earlier alternative can match "" */
+    bool has_last;      /* the last item, which a quantifier applies to */
+    bool last_nullable;
+    long last_copies;   /* copies regcomp makes of the last item: times 2 per "+", times its count */
+    long max_copies;    /* the most copies of an item of this level so far */
+} re_level;
+
+static void re_fold(re_level *l)
+{
+    if (!l->has_last) return;
+    l->seq_nullable = l->seq_nullable && l->last_nullable;
+    if (l->last_copies > l->max_copies) l->max_copies = l->last_copies;
+}
+
+static void re_item(re_level *l, bool nullable, long copies)
+{
+    re_fold(l);
+    l->has_last = true;
+    l->last_nullable = nullable;
+    l->last_copies = copies;
+}
+
+static void re_alternative_end(re_level *l)
+{
+    re_fold(l);
+    l->any_nullable = l->any_nullable || l->seq_nullable;
+    l->seq_nullable = true;
+    l->has_last = false;
+}
+
+/* A quantifier repeating the last item min to max times (max -1: no limit); factor: the copies it
+ * makes (counts are bounded by their product, checked where they are read; a "+" by the copies of
+ * what it repeats, counts inside included). false with the reason when regcomp would take too long
+ * over it. */
+static bool re_quantifier(re_level *l, long min, long max, long factor, char *reason, size_t rlen)
+{
+    if (!l->has_last) return true; /* nothing to repeat: regcomp says what it thinks of that */
+    bool repeats = max < 0 ? min >= 1 : max >= 2;
+    if (repeats && l->last_nullable)
+        return reasonf(reason, rlen,
+                       "a repetition (+ or {m,n}) of something that can match an empty string is not supported "
+                       "in regular expressions here (use * or ? instead)"),
+               false;
+    bool plus = min == 1 && max < 0;
+    if (factor > 1 && (l->last_copies *= factor) > REGEX_MAX_COPIES && plus)
+        return reasonf(reason, rlen,
+                       "repetitions in a regular expression are nested too deeply (+ counts as 2, {m,n} as its "
+                       "count; at most %d multiplied together)",
+                       REGEX_MAX_COPIES),
+               false;
+    if (min == 0) l->last_nullable = true;
+    return true;
+}
 
 static bool translate_regex(const char *pat, strbuf *out, char *reason, size_t rlen)
 {
     bool in_interval = false;
-    long product = 1;
+    long product = 1, imin = 1, imax = 1;
+    re_level levels[REGEX_MAX_NESTING + 1] = {{.seq_nullable = true, .last_copies = 1, .max_copies = 1}};
+    int depth = 0;
     for (size_t i = 0; pat[i];) {
         char c = pat[i];
+        re_level *l = &levels[depth];
         if (c == '\\') {
             char n = pat[i + 1];
             if (n == '\0') return reasonf(reason, rlen, "regular expression ends with a backslash"), false;
@@ -448,6 +536,7 @@ static bool translate_regex(const char *pat, strbuf *out, char *reason, size_t r
                        false;
             else ok = sb_append(out, pat + i, 2); /* an escaped punctuation character is that character */
             if (!ok) return reasonf(reason, rlen, "out of memory"), false;
+            re_item(l, n >= '1' && n <= '9', 1); /* a back reference may match "" */
             i += 2;
             continue;
         }
@@ -455,6 +544,7 @@ static bool translate_regex(const char *pat, strbuf *out, char *reason, size_t r
             size_t end = bracket_end(pat, i, reason, rlen);
             if (!end) return false;
             if (!sb_append(out, pat + i, end - i)) return reasonf(reason, rlen, "out of memory"), false;
+            re_item(l, false, 1);
             i = end;
             continue;
         }
@@ -467,13 +557,36 @@ static bool translate_regex(const char *pat, strbuf *out, char *reason, size_t r
                                "most %d multiplied together)",
                                REGEX_MAX_COUNT, REGEX_MAX_COUNT_PRODUCT),
                        false;
+            if (!interval_counts(pat + i, &imin, &imax)) imin = imax = 1; /* not a count: regcomp judges */
         }
         bool quantifier = c == '*' || c == '+' || c == '?' || (c == '}' && in_interval);
-        if (c == '}') in_interval = false;
         if (quantifier && pat[i + 1] == '?')
             return reasonf(reason, rlen,
                             "non-greedy quantifiers (%c?) are not supported in regular expressions here", c),
                    false;
+        bool ok = true;
+        if (c == '*') ok = re_quantifier(l, 0, -1, 1, reason, rlen);
+        else if (c == '+') ok = re_quantifier(l, 1, -1, 2, reason, rlen);
+        else if (c == '?') ok = re_quantifier(l, 0, 1, 1, reason, rlen);
+        else if (c == '}' && in_interval) ok = re_quantifier(l, imin, imax, imax < 0 ? imin : imax, reason, rlen);
+        else if (in_interval) { /* the digits of {m,n} */
+        } else if (c == '(') {
+            if (depth == REGEX_MAX_NESTING)
+                return reasonf(reason, rlen, "a regular expression nests more than %d groups", REGEX_MAX_NESTING),
+                       false;
+            levels[++depth] = (re_level){.seq_nullable = true, .last_copies = 1, .max_copies = 1};
+        } else if (c == ')' && depth > 0) {
+            re_alternative_end(l);
+            bool nullable = l->any_nullable;
+            long copies = l->max_copies;
+            re_item(&levels[--depth], nullable, copies);
+        } else if (c == '|') {
+            re_alternative_end(l);
+        } else {
+            re_item(l, c == '^' || c == '$', 1); /* anchors match "" */
+        }
+        if (!ok) return false;
+        if (c == '}') in_interval = false;
         if (!sb_append(out, pat + i, 1)) return reasonf(reason, rlen, "out of memory"), false;
         i++;
     }

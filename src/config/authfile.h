@@ -56,8 +56,12 @@ bool sl_af_is_keyword(const sl_af_token *tok, const char *kw);
 /* Compile pattern (the token without its leading '/') as a POSIX extended regular expression with
  * PostgreSQL's meaning: the shorthands \d \D \w \W \s \S outside brackets are translated; any other
  * backslash-letter escape, a backslash inside [...] and a non-greedy quantifier (*? +? ?? {n}?) are
- * refused, because POSIX would silently give them another meaning. captures: keep subexpression
- * offsets (the ident map's \1). On success *nsub (may be NULL) is the number of subexpressions. */
+ * refused, because POSIX would silently give them another meaning; so are what regcomp would take
+ * minutes or gigabytes over: counts above 255 or multiplying past 100000, + and {m,n} repeating
+ * something that can match the empty string ("(.*)+": write "(.*)*"), and repetitions (+ counting
+ * as 2) nested past 1000 copies of what they repeat.
+ * captures: keep subexpression offsets (the ident map's \1). On success *nsub (may be NULL) is the
+ * number of subexpressions. */
 bool sl_af_regcomp(regex_t *re, const char *pattern, bool captures, size_t *nsub, char *reason, size_t rlen);
 
 #endif

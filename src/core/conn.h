@@ -147,6 +147,7 @@ typedef struct sl_server {
     sl_stmt_cache ps_cache;      /* statements prepared on this server */
     struct sl_expect *exp;       /* ring of responses the server owes, in order */
     uint32_t exp_head, exp_n, exp_cap;
+    uint32_t ps_parses_queued;   /* entries of exp that are Parses of a statement (for proxy_ps.c) */
 } sl_server;
 
 static inline sl_route *sl_server_route(const sl_server *s) { return s->pc.backend->route; }

@@ -169,6 +169,21 @@ void sl_stmt_map_clear(sl_stmt_map *m)
     m->cap = m->n = 0;
 }
 
+void sl_stmt_map_restore(sl_stmt_map *dst, sl_stmt_map *src)
+{
+    for (uint32_t i = 0; i < src->cap; i++) {
+        struct sl_stmt_map_entry *e = &src->e[i];
+        if (!e->name || e->name == DELETED || map_find(dst, e->name)) continue;
+        if (sl_stmt_map_put(dst, e->name, e->stmt)) { /* the reference moves to dst */
+            free(e->name);
+            e->name = DELETED;
+            e->stmt = NULL;
+            src->n--;
+        }
+    }
+    sl_stmt_map_clear(src);
+}
+
 /* ---- server cache ---- */
 
 void sl_stmt_cache_init(sl_stmt_cache *c)

@@ -37,6 +37,8 @@ sl_stmt *sl_stmt_map_get(const sl_stmt_map *m, const char *name);
 bool sl_stmt_map_put(sl_stmt_map *m, const char *name, sl_stmt *stmt); /* takes the reference */
 bool sl_stmt_map_del(sl_stmt_map *m, const char *name);
 void sl_stmt_map_clear(sl_stmt_map *m);
+/* Move into dst every entry of src whose name dst does not have; src is left empty. */
+void sl_stmt_map_restore(sl_stmt_map *dst, sl_stmt_map *src);
 
 /* A server's prepared statements, least recently used first out. */
 typedef struct sl_stmt_node {

@@ -4,6 +4,7 @@
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
 #include "core/proxy.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "core/client.h"
@@ -287,19 +288,22 @@ static bool scan_server(sl_server *s, sl_client *c)
     char type;
     uint32_t len;
     for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4) {
+        if (!sl_stream_next_header(in, &type, &len)) {
+            /* answers pgsluice gives itself (after a Flush, say) may be due now that the answers
+             * before them are marked for the client */
+            if (s->ps_active && !in->msg_left) sl_ps_synth_due(s, c);
+            return true;
+        }
+        /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
+        if (len < 4 || len > INT32_MAX) {
             sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE);
             return false;
         }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue */
-        if (s->ps_active && type != SL_BE_DATA_ROW && type != SL_BE_COPY_DATA) {
-            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
-            if (r == SL_PS_NEED_MORE) return true;
-            if (r == SL_PS_CONSUMED) continue;
-        }
-        s->pend.bytes_out += (uint64_t)len + 1;
-        if (type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX)) {
+        /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
+         * before anything is decided about it (the queue of answers below too: deciding twice on
+         * a message that arrives in pieces would take two entries off it) */
+        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
+        if (small) {
             if (len > SMALL_MSG_MAX) {
                 sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
                 return false;
@@ -311,6 +315,18 @@ static bool scan_server(sl_server *s, sl_client *c)
                 }
                 return true;
             }
+        }
+        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
+         * answers pgsluice gives itself that are due (after the answer just passed) go first */
+        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
+        if (s->ps_active && row) sl_ps_synth_due(s, c);
+        if (s->ps_active && !row) {
+            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
+            if (r == SL_PS_NEED_MORE) return true;
+            if (r == SL_PS_CONSUMED) continue;
+        }
+        s->pend.bytes_out += (uint64_t)len + 1;
+        if (small) {
             if (!server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) {
                 refuse_transaction(s, c);
                 return false;

@@ -19,7 +19,7 @@
 static int whole_message(sl_stream *in, uint32_t len, uint32_t max)
 {
     uint32_t have = in->end - in->parse;
-    if (have >= len + 1) return 1;
+    if (have >= (uint64_t)len + 1) return 1;
     if (len > max || !sl_stream_make_room(in, len + 1 - have, max + 8)) return -1;
     return 0;
 }
@@ -44,6 +44,8 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
     e->stmt = st;
     if (st) sl_stmt_ref(st);
     e->client_name = cname ? strdup(cname) : NULL;
+    e->discarded = NULL;
+    if (msg == SL_FE_PARSE && st) s->ps_parses_queued++;
     s->exp_n++;
     return true;
 }
@@ -53,8 +55,13 @@ void sl_exp_push_fwd_grow(sl_server *s, char msg) { exp_push(s, msg, SL_EXP_FWD,
 static inline void exp_pop(sl_server *s)
 {
     sl_expect *e = sl_exp_at(s, 0);
+    if (e->msg == SL_FE_PARSE && e->stmt) s->ps_parses_queued--;
     if (e->stmt) sl_stmt_unref(e->stmt);
     if (e->client_name) free(e->client_name);
+    if (e->discarded) {
+        sl_stmt_map_clear(e->discarded);
+        free(e->discarded);
+    }
     s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
     s->exp_n--;
 }
@@ -91,15 +98,6 @@ static void consume(sl_stream *in, uint32_t n)
     in->pos = in->parse;
 }
 
-static void send_parse(sl_server *s, const sl_stmt *st)
-{
-    sl_pktbuf *out = &s->s.out;
-    sl_pb_begin(out, SL_FE_PARSE);
-    sl_pb_str(out, st->name);
-    sl_pb_bytes(out, st->body, st->body_len);
-    sl_pb_end(out);
-}
-
 static void send_close(sl_server *s, const sl_stmt *st)
 {
     sl_pktbuf *out = &s->s.out;
@@ -107,6 +105,54 @@ static void send_close(sl_server *s, const sl_stmt *st)
     sl_pb_u8(out, SL_TARGET_STATEMENT);
     sl_pb_str(out, st->name);
     sl_pb_end(out);
+}
+
+/* Prepare st on the server: a Close of its name first (answer skipped; closing a name the server
+ * lacks is no error), so the Parse works whatever the server has: pgsluice's own Close of that
+ * name may have been skipped after an error earlier in a batch. The Parse's answer is skipped, or
+ * forwarded to the client whose Parse this is (action FWD, cname). */
+static void prepare_on_server(sl_server *s, sl_stmt *st, sl_exp_action action, const char *cname)
+{
+    send_close(s, st);
+    exp_push(s, SL_FE_CLOSE, SL_EXP_SKIP, NULL, NULL);
+    sl_pktbuf *out = &s->s.out;
+    sl_pb_begin(out, SL_FE_PARSE);
+    sl_pb_str(out, st->name);
+    sl_pb_bytes(out, st->body, st->body_len);
+    sl_pb_end(out);
+    exp_push(s, SL_FE_PARSE, action, st, cname);
+    sl_stmt_cache_add(&s->ps_cache, st);
+    SL_STATS_RARE_INC(&s->pend, prepares);
+}
+
+/* Is a Parse of st still unanswered in an earlier batch (a Sync queued after it)? That batch may
+ * fail before it, and the server then skips it: what is sent now for the client's name cname
+ * cannot count on it. Except the client's own Parse of that very name: whether the name exists
+ * is what that Parse decides, on PostgreSQL too, so what follows is sent as it is. */
+static bool parse_in_doubt(sl_server *s, const sl_stmt *st, const char *cname)
+{
+    if (!s->ps_parses_queued) return false;
+    bool queued = false;
+    for (uint32_t i = 0; i < s->exp_n; i++) {
+        const sl_expect *e = sl_exp_at(s, i);
+        if (e->msg == SL_FE_PARSE && e->stmt == st)
+            queued = !(e->action == SL_EXP_FWD && e->client_name && cname && !strcmp(e->client_name, cname));
+        else if (queued && e->msg == SL_FE_SYNC)
+            return true;
+    }
+    return false;
+}
+
+/* Could a request sent now run in a failed transaction? The server is in one, or an earlier
+ * batch or query is still queued (whatever it does, even open a block and fail, happens first). */
+static bool failed_xact_possible(sl_server *s)
+{
+    if (s->xact == SL_XACT_FAILED) return true;
+    for (uint32_t i = 0; i < s->exp_n; i++) {
+        char m = sl_exp_at(s, i)->msg;
+        if (m == SL_FE_SYNC || m == SL_FE_QUERY) return true;
+    }
+    return false;
 }
 
 /* Make room in the server's cache, closing the least recently used statement. */
@@ -122,18 +168,20 @@ static void make_cache_room(sl_server *s, int max)
     }
 }
 
-/* Ensure the server has st prepared; queues a Parse (answer skipped) if not. */
-static void ensure_prepared(sl_server *s, sl_stmt *st, int max)
+/* Ensure the server has st (the client's cname, or NULL) prepared; queues a Parse (answer skipped)
+ * if not. In doubt (parse_in_doubt) it is prepared again. When that Parse, or one of a statement
+ * no server has accepted yet, fails, the first Parse of it failed too (or will): the client
+ * learns what PostgreSQL would say, that its statement does not exist (SL_EXP_DOUBT). */
+static void ensure_prepared(sl_server *s, sl_stmt *st, int max, const char *cname)
 {
-    if (sl_stmt_cache_touch(&s->ps_cache, st)) {
+    bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
+    if (cached && !parse_in_doubt(s, st, cname)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
         return;
     }
-    make_cache_room(s, max);
-    send_parse(s, st);
-    exp_push(s, SL_FE_PARSE, SL_EXP_SKIP, st, NULL);
-    sl_stmt_cache_add(&s->ps_cache, st);
-    SL_STATS_RARE_INC(&s->pend, prepares);
+    if (!cached) make_cache_room(s, max);
+    bool doubt = cname && (cached || !__atomic_load_n(&st->valid, __ATOMIC_RELAXED));
+    prepare_on_server(s, st, doubt ? SL_EXP_DOUBT : SL_EXP_SKIP, doubt ? cname : NULL);
 }
 
 static bool starts_with_word(const char *q, const char *word)
@@ -155,17 +203,19 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
         sl_exp_push_fwd(s, SL_FE_PARSE);
         return SL_PS_FORWARD;
     }
-    if (sl_stmt_map_get(&c->ps_map, name)) {
-        /* PostgreSQL refuses a name in use (42P05), keeps the old statement and ignores everything
-         * up to the next Sync (a transaction block fails). The server is made to fail the same way
-         * with a Parse whose text cannot parse (no statement is created), and its error is replaced
-         * by PostgreSQL's own for the client's name. */
+    sl_stmt *old = sl_stmt_map_get(&c->ps_map, name);
+    if (old) {
+        /* PostgreSQL refuses a name in use (42P05) once the text has passed its checks (syntax,
+         * failed transaction, ...), keeps the old statement and ignores everything up to the next
+         * Sync. The server is made to do exactly that: the client's text is parsed under the server
+         * name of the old statement, which it has (prepared first if need be). A 42P05 is reported
+         * for the client's name, an earlier error as the server says it. */
         materialize(&c->s, &s->s);
+        ensure_prepared(s, old, max, NULL);
         sl_pktbuf *out = &s->s.out;
         sl_pb_begin(out, SL_FE_PARSE);
-        sl_pb_str(out, "sl_duplicate_name");
-        sl_pb_str(out, "pgsluice: this statement name is already in use");
-        sl_pb_u16(out, 0);
+        sl_pb_str(out, old->name);
+        sl_pb_bytes(out, r.p, sl_rd_left(&r));
         sl_pb_end(out);
         exp_push(s, SL_FE_PARSE, SL_EXP_DUP_NAME, NULL, name);
         return SL_PS_CONSUMED;
@@ -180,15 +230,15 @@ static sl_ps_result client_parse(sl_client *c, sl_server *s, const uint8_t *body
         return SL_PS_MALFORMED;
     }
     materialize(&c->s, &s->s);
-    if (sl_stmt_cache_touch(&s->ps_cache, st)) {
+    bool cached = sl_stmt_cache_touch(&s->ps_cache, st);
+    /* answered here when the server has the statement, unless the Parse may run in a failed
+     * transaction, where PostgreSQL refuses it (25P02): then the server answers */
+    if (cached && !failed_xact_possible(s) && !parse_in_doubt(s, st, name)) {
         SL_STATS_RARE_INC(&s->pend, prepare_hits);
-        exp_push(s, SL_FE_PARSE, SL_EXP_SYNTH_PARSE, NULL, NULL);
+        exp_push(s, SL_FE_PARSE, SL_EXP_SYNTH_PARSE, NULL, name); /* the name: to forget if its batch fails */
     } else {
-        make_cache_room(s, max);
-        send_parse(s, st);
-        exp_push(s, SL_FE_PARSE, SL_EXP_FWD, st, name);
-        sl_stmt_cache_add(&s->ps_cache, st);
-        SL_STATS_RARE_INC(&s->pend, prepares);
+        if (!cached) make_cache_room(s, max);
+        prepare_on_server(s, st, SL_EXP_FWD, name);
     }
     sl_stmt_unref(st);
     return SL_PS_CONSUMED;
@@ -208,7 +258,7 @@ static sl_ps_result client_bind(sl_client *c, sl_server *s, const uint8_t *body,
     }
     SL_STATS_RARE_INC(&s->pend, binds);
     materialize(&c->s, &s->s);
-    ensure_prepared(s, st, max);
+    ensure_prepared(s, st, max, name);
     sl_pktbuf *out = &s->s.out;
     sl_pb_begin(out, SL_FE_BIND);
     sl_pb_str(out, portal);
@@ -232,10 +282,14 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
         return SL_PS_FORWARD;
     }
     if (type == SL_FE_CLOSE) {
-        /* the statement may serve other clients on this server: only this client forgets it */
+        /* the statement may serve other clients on this server: only this client forgets it (and
+         * gets it back if the batch fails before this Close, see after_error) */
+        sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
+        if (st) sl_stmt_ref(st);
         sl_stmt_map_del(&c->ps_map, name);
         materialize(&c->s, &s->s);
-        exp_push(s, SL_FE_CLOSE, SL_EXP_SYNTH_CLOSE, NULL, NULL);
+        exp_push(s, SL_FE_CLOSE, SL_EXP_SYNTH_CLOSE, st, st ? name : NULL);
+        if (st) sl_stmt_unref(st);
         return SL_PS_CONSUMED;
     }
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
@@ -244,7 +298,7 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
         return SL_PS_FORWARD;
     }
     materialize(&c->s, &s->s);
-    ensure_prepared(s, st, max);
+    ensure_prepared(s, st, max, name);
     sl_pktbuf *out = &s->s.out;
     sl_pb_begin(out, SL_FE_DESCRIBE);
     sl_pb_u8(out, SL_TARGET_STATEMENT);
@@ -270,8 +324,23 @@ sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32
     case SL_FE_CLOSE: r = client_describe_close(c, s, type, body, blen, max); break;
     default: /* SL_FE_QUERY */
         if (blen && (starts_with_word((const char *)body, "DEALLOCATE ALL") ||
-                     starts_with_word((const char *)body, "DISCARD ALL")))
-            sl_stmt_map_clear(&c->ps_map);
+                     starts_with_word((const char *)body, "DISCARD ALL"))) {
+            /* the names are forgotten now (what the client sends next may use them again) but kept
+             * until the server confirms: the command can fail and leave them (DISCARD ALL inside a
+             * transaction block, anything in a failed one) */
+            sl_stmt_map *old = malloc(sizeof(*old));
+            if (!old || !exp_push(s, SL_FE_QUERY, SL_EXP_DISCARD, NULL, NULL)) {
+                free(old);
+                return SL_PS_MALFORMED;
+            }
+            *old = c->ps_map;
+            memset(&c->ps_map, 0, sizeof(c->ps_map));
+            sl_exp_at(s, s->exp_n - 1)->discarded = old;
+            /* what the client pipelines behind it must not count on the server's statements either
+             * (if the command fails, they are prepared again: a Close comes before each Parse) */
+            sl_stmt_cache_clear(&s->ps_cache);
+            return SL_PS_FORWARD;
+        }
         sl_exp_push_fwd(s, SL_FE_QUERY);
         return SL_PS_FORWARD;
     }
@@ -295,20 +364,39 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 
 void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
-/* The server failed a request: it ignores everything up to the next Sync. */
+/* The server failed a request: it ignores everything up to the next Sync. What pgsluice changed
+ * in the client's names when it saw those requests is undone, latest first, as they never happen:
+ * a Parse's name (forwarded or answered by pgsluice) is forgotten, a Close's name and a DISCARD
+ * ALL's names are given back. */
+static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
+{
+    for (uint32_t i = n; i-- > 0;) {
+        sl_expect *e = sl_exp_at(s, i);
+        if (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD && e->client_name) {
+            if (sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt) sl_stmt_map_del(&c->ps_map, e->client_name);
+        } else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name) {
+            sl_stmt_map_del(&c->ps_map, e->client_name);
+        } else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name && !sl_stmt_map_get(&c->ps_map, e->client_name)) {
+            sl_stmt_ref(e->stmt);
+            if (!sl_stmt_map_put(&c->ps_map, e->client_name, e->stmt)) sl_stmt_unref(e->stmt);
+        } else if (e->discarded) {
+            sl_stmt_map_restore(&c->ps_map, e->discarded);
+        }
+    }
+}
+
 static void after_error(sl_server *s, sl_client *c)
 {
     sl_expect *e = sl_exp_at(s, 0);
     if (e->msg == SL_FE_QUERY || e->msg == SL_FE_FUNCTION_CALL || e->msg == SL_FE_SYNC) return; /* ends at ReadyForQuery */
-    do {
+    uint32_t n = 1; /* the failed request and what the server skips after it */
+    while (n < s->exp_n && sl_exp_at(s, n)->msg != SL_FE_SYNC) n++;
+    undo_skipped(s, c, n);
+    while (n--) {
         e = sl_exp_at(s, 0);
-        if (e->msg == SL_FE_PARSE && e->stmt) {
-            sl_stmt_cache_remove(&s->ps_cache, e->stmt);
-            if (e->client_name && sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt)
-                sl_stmt_map_del(&c->ps_map, e->client_name);
-        }
+        if (e->msg == SL_FE_PARSE && e->stmt) sl_stmt_cache_remove(&s->ps_cache, e->stmt);
         exp_pop(s);
-    } while (s->exp_n && sl_exp_at(s, 0)->msg != SL_FE_SYNC);
+    }
     /* no Sync recorded yet: what the client sends until its Sync is discarded by the server */
     if (!s->exp_n) s->ps_skip_till_sync = true;
 }
@@ -327,38 +415,72 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         int whole = whole_message(in, len, 65536);
         if (whole <= 0) return whole < 0 ? SL_PS_FORWARD : SL_PS_NEED_MORE;
         const char *tag = (const char *)in->buf + in->parse + 5;
-        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) sl_stmt_cache_clear(&s->ps_cache);
+        if (!strncmp(tag, "DISCARD ALL", 11) || !strncmp(tag, "DEALLOCATE ALL", 14)) {
+            sl_stmt_cache_clear(&s->ps_cache);
+            if (e->discarded) { /* it happened: the names set aside are gone for good */
+                sl_stmt_map_clear(e->discarded);
+                free(e->discarded);
+                e->discarded = NULL;
+            }
+        }
     }
     if (type == SL_BE_ERROR) {
         if (e->action == SL_EXP_DUP_NAME) {
-            int whole = whole_message(in, len, 65536); /* the whole message, to drop it */
+            int whole = whole_message(in, len, 65536); /* the whole message, to replace it */
             if (whole == 0) return SL_PS_NEED_MORE;
-            if (whole < 0) {
+            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, SL_ERRF_CODE) : NULL;
+            if (code && !strcmp(code, "42P05")) { /* it names the server's statement: say the client's */
+                materialize(in, &c->s);
+                consume(in, len + 1);
+                sl_pb_error(&c->s.out, false, "42P05", "prepared statement \"%s\" already exists", e->client_name);
                 after_error(s, c);
-                return SL_PS_FORWARD;
+                return SL_PS_CONSUMED;
             }
-            materialize(in, &c->s);
-            consume(in, len + 1);
-            sl_pb_error(&c->s.out, false, "42P05", "prepared statement \"%s\" already exists", e->client_name);
             after_error(s, c);
-            return SL_PS_CONSUMED;
+            return SL_PS_FORWARD; /* the text failed first, as PostgreSQL reports it */
+        }
+        if (e->action == SL_EXP_DOUBT) {
+            int whole = whole_message(in, len, 65536);
+            if (whole == 0) return SL_PS_NEED_MORE;
+            const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, SL_ERRF_CODE) : NULL;
+            if (code && strcmp(code, "25P02") != 0) { /* not "in a failed transaction": the statement's own error */
+                materialize(in, &c->s);
+                consume(in, len + 1);
+                sl_pb_error(&c->s.out, false, "26000", "prepared statement \"%s\" does not exist", e->client_name);
+                after_error(s, c);
+                return SL_PS_CONSUMED;
+            }
         }
         after_error(s, c);
         return SL_PS_FORWARD; /* errors always reach the client, even for pgsluice's own Parse */
     }
-    bool skip = e->action == SL_EXP_SKIP;
+    bool skip = e->action == SL_EXP_SKIP || e->action == SL_EXP_DOUBT;
+    if (skip) {
+        /* the answer to pgsluice's own Parse/Close is dropped, once whole in the buffer: a
+         * ParseComplete/CloseComplete is, but a server may send anything here */
+        int whole = whole_message(in, len, 65536);
+        if (whole == 0) return SL_PS_NEED_MORE;
+        if (whole < 0) skip = false; /* too long to hold: passed on like any answer */
+    }
     if (type == SL_BE_PARSE_COMPLETE && e->msg == SL_FE_PARSE && e->stmt) __atomic_store_n(&e->stmt->valid, 1, __ATOMIC_RELAXED);
-    if (sl_exp_ends_request(e->msg, type)) exp_pop(s);
+    if (type == SL_BE_PARSE_COMPLETE && e->action == SL_EXP_DUP_NAME) {
+        /* the server lacked the old statement after all (a client deallocated it with SQL): it now
+         * holds the client's text under that name, so pgsluice prepares it again when next used */
+        sl_stmt *old = sl_stmt_map_get(&c->ps_map, e->client_name);
+        if (old) sl_stmt_cache_remove(&s->ps_cache, old);
+    }
+    if (sl_exp_ends_request(e->msg, type)) {
+        /* a DISCARD ALL / DEALLOCATE ALL that did not happen: the client keeps its names */
+        if (e->discarded) sl_stmt_map_restore(&c->ps_map, e->discarded);
+        exp_pop(s);
+    }
     if (!skip) return SL_PS_FORWARD;
     materialize(in, &c->s);
     consume(in, len + 1);
     return SL_PS_CONSUMED;
 }
 
-
-
 /* ---- answered without a server ---- */
-
 
 /* A client between transactions sends Parse of a statement some server already accepted, Close of
  * a statement, Flush or Sync: answer it here, so a client that prepares synchronously while every
@@ -390,7 +512,8 @@ sl_ps_result sl_ps_client_local_full(sl_client *c, char type, uint32_t len)
     } else if (type == SL_FE_CLOSE) {
         uint8_t what = sl_rd_u8(&r);
         const char *name = sl_rd_str(&r);
-        if (what != SL_TARGET_STATEMENT || !name) return SL_PS_FORWARD;
+        /* the unnamed statement lives on the server that parsed it: the server closes it */
+        if (what != SL_TARGET_STATEMENT || !name || !*name) return SL_PS_FORWARD;
         sl_stmt_map_del(&c->ps_map, name);
         sl_pb_begin(out, SL_BE_CLOSE_COMPLETE);
         sl_pb_end(out);

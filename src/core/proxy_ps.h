@@ -19,16 +19,27 @@ typedef enum {
 
 /* ---- the queue of responses a server owes, one entry per request that gets an answer ---- */
 
-/* FWD: pass the answer on; SKIP: drop it (pgsluice's own Parse/Close); DUP_NAME: a Parse made to
- * fail in place of a client's Parse of a name it already uses, its error replaced by PostgreSQL's
- * 42P05; SYNTH_*: answer the client without the server (keep these last: tested with >=). */
-typedef enum { SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_DUP_NAME, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE } sl_exp_action;
+/* FWD: pass the answer on; SKIP: drop it (pgsluice's own Parse/Close); DUP_NAME: a client's Parse
+ * of a name it already uses, parsed under the server name of that name's statement so that it
+ * fails as on PostgreSQL, a 42P05 reported for the client's name; DISCARD: a Query starting with
+ * DISCARD ALL / DEALLOCATE ALL, answers passed on, the client's names set aside until the server
+ * confirms; DOUBT: pgsluice's own Parse for a client's Bind/Describe of a statement in doubt or
+ * that no server accepted yet, answer dropped, an error reported as the client's statement not
+ * existing (26000); SYNTH_*: answer the client without the server (keep these last: tested
+ * with >=). */
+typedef enum {
+    SL_EXP_FWD, SL_EXP_SKIP, SL_EXP_DUP_NAME, SL_EXP_DISCARD, SL_EXP_DOUBT, SL_EXP_SYNTH_PARSE, SL_EXP_SYNTH_CLOSE
+} sl_exp_action;
 
 typedef struct sl_expect {
     char msg;          /* the request: P B D E C S Q F */
     uint8_t action;    /* sl_exp_action: forward the answer, skip it, or synthesize one */
-    sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails (referenced) */
-    char *client_name; /* Parse entries: the client's name to forget if it fails */
+    sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails; SYNTH_CLOSE:
+                          the statement to give back if the Close is skipped (referenced) */
+    char *client_name; /* the client's name: FWD and SYNTH_PARSE, to forget if the Parse fails or
+                          is skipped; SYNTH_CLOSE, to give back; DUP_NAME and DOUBT, for errors */
+    sl_stmt_map *discarded; /* DISCARD entries: the client's names before it; they come back if the
+                               command fails (e.g. DISCARD ALL inside a transaction block) */
 } sl_expect;
 
 static inline sl_expect *sl_exp_at(sl_server *s, uint32_t i) { return &s->exp[(s->exp_head + i) & (s->exp_cap - 1)]; }
@@ -47,6 +58,7 @@ static inline void sl_exp_push_fwd(sl_server *s, char msg)
     e->action = SL_EXP_FWD;
     e->stmt = NULL;
     e->client_name = NULL;
+    e->discarded = NULL;
     s->exp_n++;
 }
 
@@ -104,10 +116,11 @@ void sl_ps_emit_synth(sl_server *s, sl_client *c);
 
 /* Answers pgsluice synthesizes that are due now (ParseComplete/CloseComplete at the queue's head):
  * after a client scan, and after a server ReadyForQuery was marked for forwarding (the answers to
- * requests sent after that Sync go after it). */
+ * requests sent after that Sync go after it). Only between two server messages: the answer before
+ * them may still be arriving (its entry left the queue at its header), and they go after it. */
 static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
 {
-    if (s->exp_n && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) sl_ps_emit_synth(s, c);
+    if (s->exp_n && !s->s.msg_left && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) sl_ps_emit_synth(s, c);
 }
 
 /* ---- server -> client ---- */

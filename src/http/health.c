@@ -184,9 +184,16 @@ static int servers_total(const sl_snapshot *s)
 
 int sl_page_health(sl_http_req *r, sl_tb *out)
 {
-    rules ru = {arg_double(r, "utilization", DEFAULT_UTIL_DEGRADED), arg_double(r, "maxwait", DEFAULT_MAXWAIT_UNHEALTHY)};
     sl_snapshot *s = sl_snapshot_take(true);
     if (!s) return (sl_tb_put(out, "{\"error\":\"out of memory\"}\n"), 500);
+    int status = sl_render_health(r, s, out);
+    sl_snapshot_free(s);
+    return status;
+}
+
+int sl_render_health(sl_http_req *r, const sl_snapshot *s, sl_tb *out)
+{
+    rules ru = {arg_double(r, "utilization", DEFAULT_UTIL_DEGRADED), arg_double(r, "maxwait", DEFAULT_MAXWAIT_UNHEALTHY)};
     verdict v = {H_OK, {0}};
     sl_tb details;
     sl_tb_init(&details);
@@ -209,7 +216,6 @@ int sl_page_health(sl_http_req *r, sl_tb *out)
     out->failed |= v.messages.failed || details.failed;
     sl_tb_free(&v.messages);
     sl_tb_free(&details);
-    sl_snapshot_free(s);
     return v.level == H_UNHEALTHY ? 503 : 200;
 }
 
@@ -231,6 +237,13 @@ int sl_page_ready(sl_http_req *r, sl_tb *out)
     (void)r;
     sl_snapshot *s = sl_snapshot_take(true);
     if (!s) return (sl_tb_put(out, "{\"error\":\"out of memory\"}\n"), 500);
+    int status = sl_render_ready(s, out);
+    sl_snapshot_free(s);
+    return status;
+}
+
+int sl_render_ready(const sl_snapshot *s, sl_tb *out)
+{
     verdict v = {H_OK, {0}};
     if (s->run_state != SL_RUN_NORMAL) say(&v, H_UNHEALTHY, "pgsluice is %s", sl_run_state_label(s->run_state));
     for (int i = 0; i < s->ndbs; i++)
@@ -243,6 +256,5 @@ int sl_page_ready(sl_http_req *r, sl_tb *out)
     sl_tb_put(out, "]}\n");
     out->failed |= v.messages.failed;
     sl_tb_free(&v.messages);
-    sl_snapshot_free(s);
     return v.level == H_OK ? 200 : 503;
 }

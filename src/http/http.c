@@ -59,15 +59,11 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
     return r;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const char *msg, const char *extra_header,
-                                  const char *extra_value)
+static void error_body(sl_tb *b, const char *msg)
 {
-    sl_tb b;
-    sl_tb_init(&b);
-    sl_tb_put(&b, "{\"error\":");
-    sl_tb_json_str(&b, msg);
-    sl_tb_put(&b, "}\n");
-    return send_body(conn, status, SL_CT_JSON, &b, extra_header, extra_value);
+    sl_tb_put(b, "{\"error\":");
+    sl_tb_json_str(b, msg);
+    sl_tb_put(b, "}\n");
 }
 
 /* Constant-time comparison, so the token cannot be guessed byte by byte from timings. */
@@ -79,16 +75,10 @@ static bool token_equal(const char *given, const char *want)
     return diff == 0;
 }
 
-static bool authorized(struct MHD_Connection *conn)
+static bool authorized(const char *authorization, const char *token)
 {
-    sl_config *cfg = sl_config_acquire();
-    bool ok = true;
-    if (cfg->http_token && *cfg->http_token) {
-        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        ok = h && !strncasecmp(h, "Bearer ", 7) && token_equal(h + 7, cfg->http_token);
-    }
-    sl_config_unref(cfg);
-    return ok;
+    if (!token || !*token) return true;
+    return authorization && !strncasecmp(authorization, "Bearer ", 7) && token_equal(authorization + 7, token);
 }
 
 static sl_http_page find_page(const char *url)
@@ -96,6 +86,31 @@ static sl_http_page find_page(const char *url)
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (!strcmp(url, routes[i].path)) return routes[i].page;
     return NULL;
+}
+
+void sl_http_answer_request(const char *method, const char *url, const char *authorization, const char *token,
+                            sl_http_req *r, sl_tb *body, sl_http_answer *a)
+{
+    *a = (sl_http_answer){.status = MHD_HTTP_OK, .content_type = SL_CT_JSON};
+    sl_http_page page = find_page(url);
+    if (!authorized(authorization, token)) {
+        a->status = MHD_HTTP_UNAUTHORIZED;
+        a->header = MHD_HTTP_HEADER_WWW_AUTHENTICATE;
+        a->header_value = "Bearer realm=\"pgsluice\"";
+        error_body(body, "missing or wrong bearer token");
+    } else if (!page) {
+        a->status = MHD_HTTP_NOT_FOUND;
+        error_body(body, "no such path");
+    } else if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+        a->status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        a->header = MHD_HTTP_HEADER_ALLOW;
+        a->header_value = "GET, HEAD";
+        error_body(body, "only GET and HEAD are supported");
+    } else {
+        r->content_type = SL_CT_JSON;
+        a->status = page(r, body);
+        a->content_type = r->content_type;
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -110,19 +125,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0; /* bodies are ignored: every page is GET-only */
         return MHD_YES;
     }
-    if (!authorized(conn))
-        return send_error(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                          "Bearer realm=\"pgsluice\"");
-    sl_http_page page = find_page(url);
-    if (!page) return send_error(conn, MHD_HTTP_NOT_FOUND, "no such path", NULL, NULL);
-    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-        return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are supported", MHD_HTTP_HEADER_ALLOW,
-                          "GET, HEAD");
+    sl_config *cfg = sl_config_acquire(); /* held until answered: the token belongs to it */
+    const char *authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     sl_http_req r = {.arg = lookup_arg, .ctx = conn, .content_type = SL_CT_JSON};
     sl_tb body;
     sl_tb_init(&body);
-    int status = page(&r, &body);
-    return send_body(conn, status, r.content_type, &body, NULL, NULL);
+    sl_http_answer a;
+    sl_http_answer_request(method, url, authorization, cfg->http_token, &r, &body, &a);
+    sl_config_unref(cfg);
+    return send_body(conn, a.status, a.content_type, &body, a.header, a.header_value);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

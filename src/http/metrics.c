@@ -272,12 +272,18 @@ int sl_page_metrics(sl_http_req *r, sl_tb *out)
     r->content_type = SL_CT_PROM;
     sl_snapshot *s = sl_snapshot_take(true);
     if (!s) return (sl_tb_put(out, "# out of memory\n"), 500);
+    int status = sl_render_metrics(s, out);
+    sl_snapshot_free(s);
+    return status;
+}
+
+int sl_render_metrics(const sl_snapshot *s, sl_tb *out)
+{
     process_metrics(out, s);
     pool_metrics(out, s);
     db_counter_metrics(out, s);
     db_histogram_metrics(out, s);
     routing_metrics(out, s);
     worker_metrics(out, s);
-    sl_snapshot_free(s);
     return 200;
 }

@@ -27,13 +27,19 @@ int sl_page_pools(sl_http_req *r, sl_tb *out)
     (void)r;
     sl_snapshot *s = sl_snapshot_take(false);
     if (!s) return (sl_tb_put(out, "{\"error\":\"out of memory\"}\n"), 500);
+    int status = sl_render_pools(s, out);
+    sl_snapshot_free(s);
+    return status;
+}
+
+int sl_render_pools(const sl_snapshot *s, sl_tb *out)
+{
     sl_tb_put(out, "[");
     for (int i = 0; i < s->npools; i++) {
         if (i) sl_tb_put(out, ",\n");
         pool_row(out, &s->pools[i]);
     }
     sl_tb_put(out, "]\n");
-    sl_snapshot_free(s);
     return 200;
 }
 
@@ -60,12 +66,18 @@ int sl_page_stats(sl_http_req *r, sl_tb *out)
     (void)r;
     sl_snapshot *s = sl_snapshot_take(false);
     if (!s) return (sl_tb_put(out, "{\"error\":\"out of memory\"}\n"), 500);
+    int status = sl_render_stats(s, out);
+    sl_snapshot_free(s);
+    return status;
+}
+
+int sl_render_stats(const sl_snapshot *s, sl_tb *out)
+{
     sl_tb_put(out, "[");
     for (int i = 0; i < s->ndbs; i++) {
         if (i) sl_tb_put(out, ",\n");
         stats_row(out, s->dbs[i].name, &s->dbs[i].stats);
     }
     sl_tb_put(out, "]\n");
-    sl_snapshot_free(s);
     return 200;
 }

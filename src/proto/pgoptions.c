@@ -37,7 +37,6 @@ sl_pgopt_status sl_pgoptions_next(const char **pos, char *name, size_t name_len,
     if (!next_arg(pos, arg, sizeof(arg), &found)) return fail(err, err_len, "%s", "parameter too long");
     if (!found) return SL_PGOPT_DONE;
     const char *setting;
-    bool dashes = false;
     if (!strcmp(arg, "-c")) {
         if (!next_arg(pos, arg, sizeof(arg), &found)) return fail(err, err_len, "%s", "parameter too long");
         if (!found) return fail(err, err_len, "%s", "-c needs name=value");
@@ -46,7 +45,6 @@ sl_pgopt_status sl_pgoptions_next(const char **pos, char *name, size_t name_len,
         setting = arg + 2;
     } else if (!strncmp(arg, "--", 2) && arg[2]) {
         setting = arg + 2;
-        dashes = true;
     } else {
         return fail(err, err_len, "only -c name=value and --name=value are supported, not \"%s\"", arg);
     }
@@ -54,7 +52,8 @@ sl_pgopt_status sl_pgoptions_next(const char **pos, char *name, size_t name_len,
     if (!eq || eq == setting) return fail(err, err_len, "\"%s\" is not name=value", setting);
     size_t nlen = (size_t)(eq - setting), vlen = strlen(eq + 1);
     if (nlen + 1 > name_len || vlen + 1 > value_len) return fail(err, err_len, "%s", "parameter too long");
-    for (size_t i = 0; i < nlen; i++) name[i] = dashes && setting[i] == '-' ? '_' : setting[i];
+    /* PostgreSQL's ParseLongOption: dashes in the name become underscores, for -c as for -- */
+    for (size_t i = 0; i < nlen; i++) name[i] = setting[i] == '-' ? '_' : setting[i];
     name[nlen] = '\0';
     memcpy(value, eq + 1, vlen + 1);
     return SL_PGOPT_SETTING;

@@ -1,7 +1,7 @@
 /* pgoptions.h - the startup packet's "options" parameter (libpq's options / PGOPTIONS), read as
  * PostgreSQL reads it: arguments separated by blanks, a backslash taking the next character
- * literally, and "-c name=value", "-cname=value" or "--name=value" setting a parameter ("-" in a
- * --name becomes "_"). pgsluice accepts only such settings; any other switch is refused. */
+ * literally, and "-c name=value", "-cname=value" or "--name=value" setting a parameter ("-" in the
+ * name becomes "_", in either form). pgsluice accepts only such settings; any other switch is refused. */
 #ifndef SL_PROTO_PGOPTIONS_H
 #define SL_PROTO_PGOPTIONS_H
 

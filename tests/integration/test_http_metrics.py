@@ -1,8 +1,10 @@
 """GET /metrics: Prometheus text format (promtool clean, escaped labels) and counters that match
 what a pgbench run did: N transactions by C clients grow the transaction histogram by exactly N*C."""
+import http.client
 import os
 import re
 import shutil
+import struct
 import subprocess
 import threading
 
@@ -72,6 +74,38 @@ def test_metric_label_values_are_escaped(pooler, cluster):
     status, headers, body = http_get(p.http_port, "/metrics")
     assert 'database="we\\"ird\\\\db"' in body
     assert value(parse_metrics(body), "pgsluice_database_backend_up", database=odd) == 1
+
+
+def test_a_client_database_name_that_is_not_utf8_leaves_metrics_and_health_utf8(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_http.c): through the "*" entry a client names any database,
+    and once it has logged in the name reaches /metrics and /health. One byte that is not UTF-8 made
+    both invalid (a Prometheus scrape fails on it); such bytes are now shown as U+FFFD."""
+    p = http_pooler(pooler, {"auth_type": "trust"},
+                    dbs={"*": "host=%s port=%d dbname=appdb" % (HOST, cluster.primary_port)})
+    body = struct.pack("!I", 196608) + b"user\0app\0database\0caf\xe9\0\0"
+    with clients.raw_socket(p) as s:
+        s.sendall(struct.pack("!I", len(body) + 4) + body)
+        # AuthenticationOk: the pool exists from the login on (it is made only for a logged-in client)
+        assert s.recv(9) == b"R\0\0\0\x08\0\0\0\0"
+        raw = wait_for(lambda: (lambda b: b if b"caf" in b else None)(raw_get(p.http_port, "/metrics")), timeout=10,
+                       what="the pool in /metrics")
+        text = raw.decode("utf-8")  # strict: fails on a byte that is not UTF-8
+        assert value(parse_metrics(text), "pgsluice_pool_size", database="caf\ufffd", user="app") == 5
+        status, doc = get_json(p.http_port, "/health")
+        assert any(d["database"] == "caf\ufffd" for d in doc["pool_details"]), doc
+    promtool = shutil.which("promtool")
+    if promtool:
+        r = subprocess.run([promtool, "check", "metrics"], input=raw, capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def raw_get(port, path):
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read()
+    finally:
+        conn.close()
 
 
 def test_histograms_are_cumulative_and_end_with_inf(pooler):

@@ -7,11 +7,17 @@ import struct
 
 import pytest
 
-from admin_helpers import show
+from admin_helpers import console
 from harness import clients
 from harness.util import wait_for
 
 pytestmark = pytest.mark.pgsluice_only  # the comparison PgBouncer 1.18 predates [peers]
+
+
+def show(p, what):
+    """SHOW on that very process: over its own Unix socket (the TCP port is shared)."""
+    with console(p, host=p.unix_socket_dir) as c:
+        return c.execute("SHOW " + what).fetchall()
 
 
 def unix_sock(p):
@@ -35,12 +41,25 @@ def two_peers(pooler, session_dir):
         p.settings = dict(p.settings, peer_id=pid)
         p.verbatim = peers
         p.start()
+        # the shared TCP port answers as soon as the first one listens: wait for this one's own socket
+        wait_for(lambda: os.path.exists(os.path.join(p.unix_socket_dir, ".s.PGSQL.%d" % p.port)), timeout=15,
+                 what="the Unix socket of peer %d" % pid)
     return a, b
 
 
 def test_a_cancel_sent_to_the_other_process_is_forwarded_to_the_right_one(two_peers):
     a, b = two_peers
     client = unix_sock(a)  # a client of process 1
+    try:
+        run_and_cancel(a, b, client)
+    finally:
+        client.close()  # a query left running would hold the poolers' graceful stop
+    rows = show(b, "PEERS")
+    assert [(r["peer_id"], r["host"]) for r in rows] == [(1, a.unix_socket_dir), (2, b.unix_socket_dir)]
+    assert [r["peer_id"] for r in show(b, "PEER_POOLS")] == [1, 2]
+
+
+def run_and_cancel(a, b, client):
     client.sendall(clients.startup_packet(user="plainuser"))  # its password is known in clear: servers log in
     key = None
     while True:
@@ -62,7 +81,3 @@ def test_a_cancel_sent_to_the_other_process_is_forwarded_to_the_right_one(two_pe
         if kind == b"E":
             assert b"57014" in body, body  # query_canceled
             break
-    client.close()
-    rows = show(b, "PEERS")
-    assert [(r["peer_id"], r["host"]) for r in rows] == [(1, a.unix_socket_dir), (2, b.unix_socket_dir)]
-    assert [r["peer_id"] for r in show(b, "PEER_POOLS")] == [1, 2]

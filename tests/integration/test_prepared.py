@@ -234,6 +234,32 @@ def test_deallocate_all_clears_only_this_clients_statements(pooler):
     b.finish()
 
 
+def test_discard_all_that_fails_keeps_the_clients_statements(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression discard_all_in_transaction):
+    DISCARD ALL inside a transaction block fails (25001) and deallocates nothing, nor does
+    DEALLOCATE ALL in a failed transaction (25P02). The client's statements work afterwards, as on
+    PostgreSQL; a DISCARD ALL that runs still ends them."""
+    from psycopg import pq
+    sqlstate = pq.DiagnosticField.SQLSTATE
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 2})
+    a = _pq(p)
+    _ok(a.prepare(b"x", b"SELECT 1"))
+    _ok(a.exec_(b"BEGIN"))
+    assert a.exec_(b"DISCARD ALL").error_field(sqlstate) == b"25001"
+    _ok(a.exec_(b"ROLLBACK"))
+    assert _ok(a.exec_prepared(b"x", [])).get_value(0, 0) == b"1"
+    _ok(a.exec_(b"BEGIN"))
+    assert a.exec_(b"SELECT 1/0").error_field(sqlstate) == b"22012"
+    assert a.exec_(b"DEALLOCATE ALL").error_field(sqlstate) == b"25P02"
+    _ok(a.exec_(b"ROLLBACK"))
+    assert _ok(a.exec_prepared(b"x", [])).get_value(0, 0) == b"1"
+    _ok(a.exec_(b"DISCARD ALL"))
+    assert a.exec_prepared(b"x", []).error_field(sqlstate) == b"26000"
+    _ok(a.prepare(b"x", b"SELECT 2"))  # the name is free again
+    assert _ok(a.exec_prepared(b"x", [])).get_value(0, 0) == b"2"
+    a.finish()
+
+
 def test_thousand_distinct_statements_with_max_prepared_statements_100(pooler):
     p = pooler({"pool_mode": "transaction", "default_pool_size": 2, "max_prepared_statements": 100})
     c = _pq(p)
@@ -341,6 +367,35 @@ def test_parse_of_a_name_in_use_fails_like_postgresql_and_keeps_the_old_statemen
     c.msg(b"Q", b"ROLLBACK\0")
     got = c.until_ready()
     assert c.types(got) == b"CZ" and got[-1][1] == b"I"
+
+
+def test_parse_of_a_name_in_use_reports_an_earlier_error_first_as_postgresql_does(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression dup_name_in_failed_transaction):
+    PostgreSQL checks the text and refuses a failed transaction before it looks at the name, so a
+    Parse of a name in use answers 42601 for bad SQL and 25P02 in a failed transaction, not 42P05."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'first'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.parse(b"q", b"SELEC 'second'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C42601\0" in got[0][1], got
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"SELECT 1/0\0")
+    assert c.types(c.until_ready()) == b"EZ"
+    c.parse(b"q", b"SELECT 'third'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C25P02\0" in got[0][1], got
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"first"), got
 
 
 def test_requests_between_an_error_and_the_sync_get_no_answer_and_the_server_is_released(pooler, cluster):
@@ -455,3 +510,227 @@ def test_pgbench_pipeline_mode_with_prepared_statements(pgbench_init, pooler, tm
                       "SELECT :delta::int + 1;\n\\endpipeline\n")
     result = clients.pgbench(p, "-M", "prepared", "-c", "10", "-j", "2", "-T", "3", "-n", "-f", str(script))
     _assert_run_ok(result, p)
+
+
+def test_pipelined_batch_after_a_failed_one_finds_the_statement_prepared_in_it(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression reprepare_in_failed_batch):
+    pgsluice prepares a client's statement on a server that lacks it inside the client's batch; when
+    that batch fails before the Parse, PostgreSQL skips it, and the next batch, pipelined behind the
+    Sync, must not count on it. Likewise for the Close of an evicted statement."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "max_prepared_statements": 1}, dbs={"appdb": db})
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.parse(b"s2", b"SELECT 'two'")  # evicts s1's statement from the server (Close)
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"11Z"
+    # one write: a batch that fails first (s1 is prepared again inside it, s2 closed), then one
+    # that uses both
+    batch1 = c.pack(b"P", b"\0SELEC 1\0\0\0") + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"S")
+    batch2 = (c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0")
+              + c.pack(b"B", b"\0s2\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    c.sock.sendall(batch1 + batch2)
+    got = c.until_ready()
+    assert c.types(got) == b"EZ", got
+    got = c.until_ready()
+    assert c.types(got) == b"2DC2DCZ", got
+    assert got[1][1].endswith(b"one") and got[4][1].endswith(b"two")
+
+
+def test_pipelined_bind_of_a_statement_whose_parse_fails_says_it_does_not_exist(pooler, cluster):
+    """The Bind's statement is the one the first batch's Parse (unanswered behind a Sync) creates or
+    not: the client gets PostgreSQL's answer to its Bind, 26000 (the message names pgsluice's name
+    for the statement)."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"P", b"s1\0SELEC 1\0\0\0") + c.pack(b"S")
+                   + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and b"C42601\0" in first[0][1], first
+    assert c.types(second) == b"EZ" and b"C26000\0" in second[0][1], second
+    c.parse(b"s1", b"SELECT 'fine'")
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"fine"), got
+
+
+def test_parse_and_close_skipped_after_an_error_in_their_batch_leave_the_names_as_they_were(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_answers_in_failed_batch):
+    pgsluice answers some Parse and Close messages itself; when an earlier message of the same
+    batch fails, PostgreSQL skips them, so the Parse's name stays free and the closed name stays."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'kept'")
+    c.parse(b"known", b"SELECT 'new'")  # the server has this statement from now on
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"11Z"
+    # one write, so that pgsluice sees the whole batch before the error: the Bind fails and the
+    # rest is skipped
+    c.sock.sendall(c.pack(b"B", b"\0no_such\0\0\0\0\0\0\0") + c.pack(b"P", b"fresh\0SELECT 'new'\0\0\0")
+                   + c.pack(b"C", b"Sq\0") + c.pack(b"S"))
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.bind_execute(b"q")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"kept"), got
+    c.bind_execute(b"fresh")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.parse(b"fresh", b"SELECT 'new'")  # the name is free
+    c.bind_execute(b"fresh")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"12DCZ"
+
+
+def test_answer_pgsluice_gives_itself_after_a_server_answer_comes_on_flush(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_after_flush): Parse of
+    an unnamed statement, then Parse of a statement the server already has (pgsluice answers it),
+    then Flush. The second ParseComplete was only sent when something else came from the server
+    or the client: a client waiting after its Flush waited forever."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"q", b"SELECT 'known'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"P", b"\0SELECT 1\0\0\0") + c.pack(b"P", b"again\0SELECT 'known'\0\0\0") + c.pack(b"H"))
+    got = [c.recv_msg(), c.recv_msg()]  # the socket times out after 5 s
+    assert c.types(got) == b"11", got
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"Z"
+
+
+def test_statement_whose_parse_was_skipped_does_not_exist_in_the_next_pipelined_batch(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression skipped_parse_then_bind):
+    the client's Parse s1 is skipped (an earlier message of its batch failed), so the next batch's
+    Bind s1 fails with 26000, as on PostgreSQL: pgsluice must not prepare it again by itself."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"B", b"\0no_such\0\0\0\0\0\0\0") + c.pack(b"P", b"s1\0SELECT 'never'\0\0\0") + c.pack(b"S")
+                   + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ", first
+    assert c.types(second) == b"EZ" and b"C26000\0" in second[0][1], second
+
+
+def test_statements_prepared_behind_a_pipelined_discard_all_work(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression parse_behind_discard_all):
+    Parse and Bind pipelined behind DISCARD ALL run after it on the server, so they cannot count on
+    what the server had prepared before."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"Q", b"DISCARD ALL\0") + c.pack(b"P", b"s1\0SELECT 'one'\0\0\0")
+                   + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"CZ", first
+    assert c.types(second) == b"12DCZ" and second[2][1].endswith(b"one"), second
+
+
+def test_close_answered_by_pgsluice_comes_before_the_rows_of_the_next_execute(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_before_datarow): the
+    CloseComplete pgsluice gives itself between a Bind and an Execute went out after the first
+    DataRow, which does not pass through the queue of answers."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"P", b"\0SELECT 2\0\0\0") + c.pack(b"B", b"\0\0\0\0\0\0\0\0") + c.pack(b"C", b"Ss1\0")
+                   + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
+    got = c.until_ready()
+    assert c.types(got) == b"123DCZ", got
+
+
+def test_parse_then_close_of_a_name_skipped_in_a_failed_batch_leave_it_free(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression parse_close_skipped): the
+    skipped requests are undone latest first, so the Close does not give back the name its skipped
+    Parse never created."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"D", b"Pno_such\0") + c.pack(b"P", b"s2\0SELECT 'x'\0\0\0") + c.pack(b"C", b"Ss2\0")
+                   + c.pack(b"S"))
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C34000\0" in got[0][1], got
+    c.parse(b"s2", b"SELECT 'y'")
+    c.bind_execute(b"s2")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"y"), got
+
+
+def test_parse_of_a_known_statement_in_a_failed_transaction_is_refused(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression parse_in_failed_transaction):
+    pgsluice answers a Parse of a statement the server has by itself, but in a failed transaction
+    PostgreSQL refuses every Parse (25P02), and the name must not exist afterwards; also when the
+    Parse is pipelined behind the batch whose error fails the transaction."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"SELECT 1/0\0")
+    assert c.types(c.until_ready()) == b"EZ"
+    c.parse(b"s2", b"SELECT 'one'")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C25P02\0" in got[0][1], got
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.sock.sendall(c.pack(b"B", b"\0no_such\0\0\0\0\0\0\0") + c.pack(b"S") + c.pack(b"P", b"s3\0SELECT 'one'\0\0\0")
+                   + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and c.types(second) == b"EZ" and b"C25P02\0" in second[0][1], second
+    c.msg(b"Q", b"ROLLBACK\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    for name in (b"s2", b"s3"):
+        c.bind_execute(name)
+        c.msg(b"S")
+        got = c.until_ready()
+        assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"2DCZ"
+
+
+def test_close_of_the_unnamed_statement_between_transactions_reaches_the_server(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression close_unnamed_between_transactions):
+    pgsluice answered Close of the unnamed statement by itself between transactions, so the
+    server kept it and a later Bind of it worked where PostgreSQL answers 26000."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"", b"SELECT 'unnamed'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"C", b"S\0")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"3Z"
+    c.bind_execute(b"")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+
+
+def test_bind_of_a_failed_statement_evicted_meanwhile_says_it_does_not_exist(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression failed_statement_evicted):
+    with max_prepared_statements 2, the pipelined Bind of s1 (whose Parse fails) came after s1's
+    statement was evicted for two others; pgsluice prepared it again and passed on its syntax
+    error, where PostgreSQL answers 26000 for the Bind."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "max_prepared_statements": 2}, dbs={"appdb": db})
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"P", b"s1\0SELEC 1\0\0\0") + c.pack(b"S") + c.pack(b"P", b"s2\0SELECT 2\0\0\0")
+                   + c.pack(b"P", b"s3\0SELECT 3\0\0\0") + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"S"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and b"C42601\0" in first[0][1], first
+    assert c.types(second) == b"11EZ" and b"C26000\0" in second[2][1], second

@@ -106,6 +106,10 @@ static void test_parse_types_and_methods(void **state)
         {"host all all 10.1.2.3/8 trust # host bits beyond the mask are ignored", SL_HBA_HOST, SL_HBA_TRUST},
         /* a regex with a comma is quoted (and still a regex) */
         {"host \"/^db[0-9]{2,4}$\",/^x{255}$,\"/(ab){3,}c\" all all trust", SL_HBA_HOST, SL_HBA_TRUST},
+        /* repetitions of groups that cannot match "": + and counts; of those that can: * and ? */
+        {"host /^([a-z]+\\.)+example\\.com$,/(a*)*x,/^(.*)?@(x|y){2}$ all all trust", SL_HBA_HOST, SL_HBA_TRUST},
+        {"host \"/^[a-z]{1,63}(\\.[a-z]{1,63}){0,10}$\",/(((((((((a)+)+)+)+)+)+)+)+)+ all all trust", SL_HBA_HOST,
+         SL_HBA_TRUST},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++) {
         sl_hba *h;
@@ -342,6 +346,13 @@ static void test_errors(void **state)
         {"local /a\\ all trust", 1, "regular expression ends with a backslash"},
         {"local /a{256} all trust", 1, "repetition counts in a regular expression are too large"},
         {"local /((a{255}){255}){2} all trust", 1, "repetition counts in a regular expression are too large"},
+        /* POSIX regcomp takes minutes over these (found by fuzz_hba) */
+        {"local /^(.*)++++++++++++++++++++@x all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
+        {"local /((a?)+){20} all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
+        {"local /(a|)+ all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
+        {"local /(^){2} all trust", 1, "a repetition (+ or {m,n}) of something that can match an empty string"},
+        {"local /((((((((((a)+)+)+)+)+)+)+)+)+)+ all trust", 1, "repetitions in a regular expression are nested too deeply"},
+        {"local /((a{255})+)+ all trust", 1, "repetitions in a regular expression are nested too deeply"},
         {"local /[[:alpha: all trust", 1, "unterminated [:"},
         {"local @users.txt all trust", 1, "@users.txt: including a file with @ is not possible here"},
         /* positions: the first physical line of a continued line; lines after continuations */

@@ -198,6 +198,14 @@ static void test_pgoptions_forms(void **state)
     assert_string_equal(name, "a");
     assert_string_equal(value, "b c"); /* a backslash keeps the blank */
     assert_int_equal(opt(&pos, name, value), SL_PGOPT_DONE);
+    /* -c too, as PostgreSQL (PGOPTIONS='-c statement-timeout=7s' sets statement_timeout there) */
+    pos = "-c statement-timeout=7s -capplication-name=a-b";
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_SETTING);
+    assert_string_equal(name, "statement_timeout");
+    assert_string_equal(value, "7s");
+    assert_int_equal(opt(&pos, name, value), SL_PGOPT_SETTING);
+    assert_string_equal(name, "application_name");
+    assert_string_equal(value, "a-b"); /* values keep theirs */
     pos = "";
     assert_int_equal(opt(&pos, name, value), SL_PGOPT_DONE);
 }

@@ -64,6 +64,27 @@ static void test_client_map_put_get_replace_delete(void **state)
     assert_null(sl_stmt_map_get(&m, "s1"));
 }
 
+static void test_map_restore_gives_back_names_not_used_again(void **state)
+{
+    (void)state;
+    size_t before = sl_stmt_registry_count();
+    sl_stmt_map now = {0}, old = {0};
+    assert_true(sl_stmt_map_put(&old, "a", intern_text("SELECT 'a'")));
+    assert_true(sl_stmt_map_put(&old, "b", intern_text("SELECT 'old b'")));
+    assert_true(sl_stmt_map_put(&old, "gone", intern_text("SELECT 'gone'")));
+    assert_true(sl_stmt_map_del(&old, "gone"));
+    assert_true(sl_stmt_map_put(&now, "b", intern_text("SELECT 'new b'")));
+    sl_stmt_map_restore(&now, &old);
+    assert_int_equal(now.n, 2);
+    assert_string_equal((const char *)sl_stmt_map_get(&now, "a")->body, "SELECT 'a'");
+    assert_string_equal((const char *)sl_stmt_map_get(&now, "b")->body, "SELECT 'new b'");
+    assert_null(sl_stmt_map_get(&now, "gone"));
+    assert_int_equal(old.n, 0);
+    assert_null(old.e);
+    sl_stmt_map_clear(&now);
+    assert_int_equal(sl_stmt_registry_count(), before);
+}
+
 static void test_server_cache_evicts_least_recently_used(void **state)
 {
     (void)state;
@@ -111,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_text_is_one_statement_with_its_own_name),
         cmocka_unit_test(test_client_map_put_get_replace_delete),
+        cmocka_unit_test(test_map_restore_gives_back_names_not_used_again),
         cmocka_unit_test(test_server_cache_evicts_least_recently_used),
         cmocka_unit_test(test_cache_holds_many_statements),
     };

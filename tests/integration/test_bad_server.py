@@ -1,0 +1,233 @@
+"""Bad input from servers: a server that sends what PostgreSQL never would loses its connection, its
+client gets an error, and the pooler keeps serving everyone else. The server here is a stand-in
+that logs pgsluice in and answers each query with the bytes a test gives it."""
+import socket
+import struct
+import threading
+import time
+
+import psycopg
+import pytest
+
+from harness import clients
+from harness.util import HOST
+
+pytestmark = pytest.mark.pgsluice_only
+
+
+def _msg(t, body=b""):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def _recv_exact(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+class FakeServer:
+    """Accepts pgsluice's server connections: startup (SSLRequest refused), AuthenticationOk, a few
+    ParameterStatus, BackendKeyData, ReadyForQuery; then answers each message with
+    respond(type, body) (bytes to send; default: `answer` to a Query, ReadyForQuery to a Sync)."""
+
+    def __init__(self, answer=b"", respond=None, bytewise=False):
+        self.answer = answer
+        self.respond = respond or self._default_respond
+        self.bytewise = bytewise  # send answers one byte at a time (they arrive in pieces)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes go out as they are
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            while True:
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                body = _recv_exact(conn, n - 4)
+                if struct.unpack("!I", body[:4])[0] == 80877103:  # SSLRequest
+                    conn.sendall(b"N")
+                    continue
+                break
+            welcome = _msg(b"R", struct.pack("!I", 0))
+            for k, v in (("server_version", "15.0"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+                         ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
+                welcome += _msg(b"S", k.encode() + b"\0" + v.encode() + b"\0")
+            conn.sendall(welcome + _msg(b"K", struct.pack("!II", 1234, 5678)) + _msg(b"Z", b"I"))
+            while True:
+                t = _recv_exact(conn, 1)
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                body = _recv_exact(conn, n - 4)
+                if t == b"X":
+                    return
+                out = self.respond(t, body)
+                if out and self.bytewise:
+                    for i in range(len(out)):
+                        conn.sendall(out[i:i + 1])
+                        time.sleep(0.001)
+                elif out:
+                    conn.sendall(out)
+        except (ConnectionError, OSError):
+            return
+        finally:
+            conn.close()
+
+    def _default_respond(self, t, body):
+        return self.answer if t == b"Q" else _msg(b"Z", b"I") if t == b"S" else b""
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def test_server_message_length_over_2gb_ends_that_server_not_the_worker(pooler, pool_mode):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression server_length_ffffffff): a
+    length of 0xFFFFFFFF made the forwarding loop's "rest of this message" wrap to 0, so a worker
+    read the same header forever and served no one else."""
+    fake = FakeServer(_msg(b"T", struct.pack("!H", 0))[:1] + b"\xff\xff\xff\xff" + b"\0" * 64)
+    try:
+        p = pooler({"pool_mode": pool_mode, "workers": 1},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb" % (HOST, fake.port)})
+        outcome = {}
+
+        def query():
+            try:
+                with clients.connect(p, "fakedb") as c:
+                    c.execute("SELECT 1")
+                outcome["result"] = "answered"
+            except psycopg.Error as e:
+                outcome["result"] = e
+
+        t = threading.Thread(target=query, daemon=True)
+        t.start()
+        t.join(timeout=15)
+        assert not t.is_alive(), "the client got no answer in 15 s (a worker is stuck?)"
+        assert isinstance(outcome["result"], psycopg.OperationalError), outcome
+        clients.assert_pooler_serves(p)  # one worker: it is not stuck
+    finally:
+        fake.close()
+
+
+def test_odd_answer_to_pgsluices_own_close_is_dropped_whole(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression skipped_answer_not_whole):
+    the answer to a Parse or Close pgsluice sends itself is dropped; a message there that was not
+    whole in the buffer (here 20 kB before the CloseComplete) moved the read position past the end
+    of the data."""
+    odd = _msg(b"x", b"\0" * 20000)
+
+    def respond(t, body):
+        return {b"P": _msg(b"1"), b"C": odd + _msg(b"3"), b"S": _msg(b"Z", b"I")}.get(t, b"")
+
+    from psycopg import pq
+    fake = FakeServer(respond=respond)
+    try:
+        p = pooler({"pool_mode": "transaction", "workers": 1, "max_prepared_statements": 1},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb" % (HOST, fake.port)})
+        c = pq.PGconn.connect(p.dsn("fakedb").encode())
+        assert c.status == pq.ConnStatus.OK, c.error_message
+        assert c.prepare(b"s1", b"SELECT 1").status == pq.ExecStatus.COMMAND_OK
+        # evicts s1's statement (Close), closes s2's name before its Parse: two odd answers to drop
+        r = c.prepare(b"s2", b"SELECT 2")
+        assert r.status == pq.ExecStatus.COMMAND_OK, r.error_message
+        c.finish()
+        clients.assert_pooler_serves(p)
+    finally:
+        fake.close()
+
+
+def test_answers_arriving_in_pieces_reach_the_client_in_order(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression split_ready_for_query): a
+    ReadyForQuery (or an error) whose bytes arrive in pieces was looked at by the queue of answers
+    once per piece, which took the next request's entry too: the ReadyForQuery was dropped as the
+    answer to pgsluice's own Close, and the client waited for it forever."""
+    def respond(t, body):
+        return {b"P": _msg(b"1"), b"B": _msg(b"2"), b"E": _msg(b"C", b"SELECT 0\0"), b"S": _msg(b"Z", b"I"),
+                b"C": _msg(b"3")}.get(t, b"")
+
+    fake = FakeServer(respond=respond, bytewise=True)
+    try:
+        p = pooler({"pool_mode": "transaction", "workers": 1, "auth_type": "trust"},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb password=unused" % (HOST, fake.port)})
+        with clients.raw_socket(p, timeout=10) as s:
+            s.sendall(clients.startup_packet(database="fakedb"))
+            got = b""
+            while not got.endswith(_msg(b"Z", b"I")):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            batch = b""
+            for name, sql in ((b"s1", b"SELECT 1"), (b"s2", b"SELECT 2")):
+                batch += (_msg(b"P", name + b"\0" + sql + b"\0\0\0") + _msg(b"B", b"\0" + name + b"\0\0\0\0\0\0\0")
+                          + _msg(b"E", b"\0\0\0\0\0") + _msg(b"S"))
+            s.sendall(batch)
+            want = (_msg(b"1") + _msg(b"2") + _msg(b"C", b"SELECT 0\0") + _msg(b"Z", b"I")) * 2
+            got = b""
+            while len(got) < len(want):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            assert got == want
+    finally:
+        fake.close()
+
+
+def test_answer_pgsluice_gives_itself_waits_for_the_end_of_a_server_message_in_pieces(pooler):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression synth_inside_server_message):
+    a CloseComplete pgsluice answers itself was written to the client when the client sent more,
+    even while the server's previous answer (a RowDescription arriving in pieces) was only partly
+    passed on: the client got it in the middle of that message."""
+    cols = b"".join(b"column_%02d\0" % i + struct.pack("!IhIhih", 0, 0, 25, -1, -1, 0) for i in range(12))
+    rowdesc = _msg(b"T", struct.pack("!H", 12) + cols)
+
+    def respond(t, body):
+        return {b"P": _msg(b"1"), b"D": _msg(b"t", b"\0\0") + rowdesc, b"S": _msg(b"Z", b"I"),
+                b"C": _msg(b"3")}.get(t, b"")
+
+    fake = FakeServer(respond=respond, bytewise=True)
+    try:
+        p = pooler({"pool_mode": "transaction", "workers": 1, "auth_type": "trust"},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb password=unused" % (HOST, fake.port)})
+        with clients.raw_socket(p, timeout=10) as s:
+            def read(n):
+                got = b""
+                while len(got) < n:
+                    chunk = s.recv(n - len(got))
+                    assert chunk, got
+                    got += chunk
+                return got
+
+            s.sendall(clients.startup_packet(database="fakedb"))
+            got = b""
+            while not got.endswith(_msg(b"Z", b"I")):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            s.sendall(_msg(b"P", b"q\0SELECT 1\0\0\0") + _msg(b"S"))
+            assert read(11) == _msg(b"1") + _msg(b"Z", b"I")
+            s.sendall(_msg(b"P", b"\0SELECT 2\0\0\0") + _msg(b"D", b"S\0") + _msg(b"C", b"Sq\0") + _msg(b"H"))
+            time.sleep(0.1)  # the RowDescription is arriving now, a byte per millisecond
+            s.sendall(_msg(b"S"))
+            want = _msg(b"1") + _msg(b"t", b"\0\0") + rowdesc + _msg(b"3") + _msg(b"Z", b"I")
+            assert read(len(want)) == want
+    finally:
+        fake.close()
