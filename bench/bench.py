@@ -543,6 +543,13 @@ class Bench:
         cpu = sum(cpu1) - sum(cpu0) if pid else None
         ucpu = cpu1[0] - cpu0[0] if pid else None
         r = parse_pgbench(out)
+        if rc == 0 and r["tx"] == 0 and not r["failed_tx"] and seconds < 10 and not (extra or {}).get("longer"):
+            # the run ended before its clients had connected (a loaded machine, 50 logins): not a failure
+            # of the target, a run too short; once more, longer
+            log("  scenario %s round %d %-12s no transaction within %d s (clients still connecting): again for %d s"
+                % (sc, rnd, target.name, seconds, seconds * 3))
+            return self.measure(sc, target, rnd, record=record, seconds=seconds * 3,
+                                extra=dict(extra or {}, longer=True))
         r.update(scenario=sc, target=target.name, round=rnd, rc=rc, wall_s=round(wall, 2),
                  pooler_cpu_s=cpu, rss_kb=rss if pid else None)
         r["p99_ms"] = latency_percentile(prefix) if record else None

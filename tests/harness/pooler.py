@@ -244,13 +244,20 @@ class Pooler:
                 self.returncode = self.proc.returncode
                 raise PoolerError("%s exited with code %s before accepting connections\n%s"
                                   % (self.kind, self.returncode, self.describe()))
-            if (not self.daemon or self._daemon_pid) and port_is_open(self.port, timeout=0.2):
+            # the TCP port alone is not enough: the Unix socket comes a moment later, and with
+            # so_reuseport another process may hold the port already
+            if (not self.daemon or self._daemon_pid) and port_is_open(self.port, timeout=0.2) and \
+                    self._unix_socket_ready():
                 return self
             if time.monotonic() > deadline:
                 self.stop()
                 raise PoolerError("%s did not accept connections on %s:%d within %ss\n%s"
                                   % (self.kind, HOST, self.port, timeout, self.describe()))
             time.sleep(0.05)
+
+    def _unix_socket_ready(self):
+        d = self.settings.get("unix_socket_dir", self.unix_socket_dir)
+        return not d or os.path.exists(os.path.join(str(d), ".s.PGSQL.%d" % self.port))
 
     def _read_pidfile(self):
         path = self.settings.get("pidfile")

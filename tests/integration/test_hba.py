@@ -117,7 +117,7 @@ def test_ldap_that_cannot_be_reached_refuses_the_login_and_the_pooler_goes_on(po
     assert "LDAP authentication failed" in p.log_text()
 
 
-PAM_USER = "slpamuser"
+PAM_USER = "slpam%d" % (os.getpid() % 1000000)  # own to this run: another run on the machine may test at once
 PAM_PW = "pam-Secret-42"
 
 
