@@ -138,6 +138,9 @@ typedef struct sl_server {
     sl_list cancels;
     bool release_after_cancel;   /* released while cancels were in flight: go back when they end */
     /* handoff between workers */
+    bool await_detach;           /* closed while promised to another worker's client: its detach
+                                    message still names this object, so it is freed after both */
+    bool free_pending;           /* await_detach and the poll handle is closed already */
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
     /* prepared statements (proxy_ps.c) */

@@ -43,9 +43,13 @@ static void free_connect(sl_connect *k)
     k->res = k->cur = k->next = NULL;
 }
 
-static void server_free(sl_stream *st)
+void sl_server_free(sl_stream *st)
 {
     sl_server *s = (sl_server *)st;
+    if (s->await_detach) { /* sl_server_detach_for frees it */
+        s->free_pending = true;
+        return;
+    }
     sl_params_clear(&s->params);
     free(s->found_secret);
     sl_ps_server_gone(s);
@@ -61,8 +65,8 @@ void sl_server_close(sl_server *s, sl_close_reason why)
 {
     if (s->state == SL_SV_CLOSING) return;
     /* parked in the pool: another worker may have just taken it, and then a detach message is on
-     * its way here; it will find the server closing */
-    if (s->state == SL_SV_IDLE) sl_route_take_idle(&s->pc);
+     * its way here; it will find the server closing, and free it */
+    if (s->state == SL_SV_IDLE && sl_route_take_idle(&s->pc) == SL_IDLE_PROMISED) s->await_detach = true;
     bool quiet = s->state == SL_SV_LOGIN || s->state == SL_SV_CONNECTING; /* login failures log themselves */
     if (why != SL_CLOSE_NONE && (sl_log_verbose() >= 1 || !quiet))
         SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s (age=%llds)",
@@ -87,7 +91,7 @@ void sl_server_close(sl_server *s, sl_close_reason why)
     sl_route_forget(&s->pc, &s->pend, &act);
     sl_stream_shutdown(&s->s);
     if (!s->conn.retrying) /* else the retry's detach, still to come, frees it */
-        sl_stream_close(&s->s, server_free);
+        sl_stream_close(&s->s, sl_server_free);
     if (c && c->state == SL_CL_ACTIVE) sl_proxy_server_lost_client(c);
     sl_carry_out(&act);
 }
@@ -189,7 +193,7 @@ static void retry_detached(sl_stream *st)
     sl_server *s = (sl_server *)st;
     s->conn.retrying = false;
     if (s->state == SL_SV_CLOSING) {
-        sl_stream_close(&s->s, server_free);
+        sl_stream_close(&s->s, sl_server_free);
         return;
     }
     sl_stream_close(&s->s, NULL); /* the refused socket */

@@ -49,6 +49,8 @@ typedef struct sl_pool_conn {
     bool retire;                 /* atomic: close instead of reuse (at release, or by its owner's tick when
                                     taken off the idle list to make room) */
     bool gone;                   /* forgotten by its route (no longer counted) */
+    bool promised;               /* taken off the idle list for a client whose worker asks its owner
+                                    to hand it over (route lock): the owner must keep it until then */
     uint8_t standby;             /* in_hot_standby the server reported at login: SL_STANDBY_* */
 } sl_pool_conn;
 enum { SL_STANDBY_UNKNOWN = 0, SL_STANDBY_OFF, SL_STANDBY_ON };
@@ -309,9 +311,13 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
                            const char *msg, sl_pool_actions *act);
 /* Open servers for waiting clients where the limits allow. */
 void sl_route_kick(sl_route *r, sl_pool_actions *act);
-/* Take an idle server of this worker off its idle list (maintenance, closing); false if another
- * worker took it meanwhile. */
-bool sl_route_take_idle(sl_pool_conn *c);
+/* Take an idle server of this worker off its idle list (maintenance, closing): SL_IDLE_TAKEN, or
+ * SL_IDLE_PROMISED when it was promised to a client meanwhile (a detach message is on its way to
+ * the owner, who must keep the object until it arrives), or SL_IDLE_NOT_PARKED. */
+typedef enum { SL_IDLE_TAKEN, SL_IDLE_PROMISED, SL_IDLE_NOT_PARKED } sl_idle_take;
+sl_idle_take sl_route_take_idle(sl_pool_conn *c);
+/* The owner got the detach message of a promised connection (it moves, or is closing already). */
+void sl_route_promise_kept(sl_pool_conn *c);
 /* Pooler queries started / finished on a server (SHOW POOLS sv_tested). */
 void sl_route_conn_testing(sl_pool_conn *c, bool testing);
 /* An idle connection beyond its route's pool_size (made smaller by SET or RELOAD; or a reserve

@@ -47,6 +47,7 @@ bool sl_pool_add_handover(sl_pool_actions *a, sl_pool_conn *c, int to, uint32_t 
         a->hand_cap = cap;
     }
     a->hand[a->nhand++] = (sl_handover){.conn = c, .to_worker = to, .slot = slot, .gen = gen};
+    c->promised = true; /* under its route's lock, as every caller holds it */
     return true;
 }
 
@@ -199,6 +200,7 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         sl_pool_conn *c = find_idle_locked(r, w->worker, &stolen);
         if (c) {
             r->assignments++;
+            if (stolen) c->promised = true;
             pthread_mutex_unlock(&r->lock);
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
@@ -300,18 +302,29 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
     pthread_mutex_unlock(&r->lock);
 }
 
-bool sl_route_take_idle(sl_pool_conn *c)
+sl_idle_take sl_route_take_idle(sl_pool_conn *c)
 {
     sl_backend *b = c->backend;
     sl_route *r = b->route;
     pthread_mutex_lock(&r->lock);
-    bool ok = sl_list_linked(&c->idle_node);
-    if (ok) {
+    sl_idle_take t = SL_IDLE_NOT_PARKED;
+    if (sl_list_linked(&c->idle_node)) {
         sl_list_remove(&c->idle_node);
         b->n_idle--;
+        t = SL_IDLE_TAKEN;
+    } else if (c->promised) {
+        t = SL_IDLE_PROMISED;
     }
     pthread_mutex_unlock(&r->lock);
-    return ok;
+    return t;
+}
+
+void sl_route_promise_kept(sl_pool_conn *c)
+{
+    sl_route *r = c->backend->route;
+    pthread_mutex_lock(&r->lock);
+    c->promised = false;
+    pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- servers coming and going ---- */

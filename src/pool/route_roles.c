@@ -340,6 +340,7 @@ sl_acquire_kind sl_route_acquire_routed_locked(sl_route *r, sl_pool_waiter *w, c
         sl_pool_conn *c = find_idle_locked(r, w->worker, m, want, true, &stolen);
         if (c) {
             r->assignments++;
+            if (stolen) c->promised = true;
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
             return out->kind;

@@ -131,6 +131,11 @@ static void test_idle_server_of_another_worker_is_stolen(void **state)
     assert_ptr_equal(a.conn, c);
     assert_int_equal(a.conn->worker, 2);
     assert_int_equal(act.launch[0].backend->n_idle, 0);
+    /* its owner, closing it before the detach message arrives, learns it must keep the object for
+     * that message; once the message is handled, nothing is promised any more */
+    assert_int_equal(sl_route_take_idle(c), SL_IDLE_PROMISED);
+    sl_route_promise_kept(c);
+    assert_int_equal(sl_route_take_idle(c), SL_IDLE_NOT_PARKED);
     sl_route_forget(c, NULL, &act);
     sl_pool_actions_free(&act);
     sl_route_put(r);
