@@ -210,8 +210,14 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
     int64_t now = sl_now_fast();
     out->conn = NULL;
     sl_backend *failing = NULL;
-    if (r->n_servers == 0 && !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing) &&
-        failing && (w->login || !failing->last_login_transient)) {
+    bool none_usable = false;
+    if (r->n_servers == 0 && !r->routed) {
+        /* only a look: the launch below picks (and moves round-robin on) for real */
+        int rotation = r->next_backend;
+        none_usable = !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing);
+        r->next_backend = rotation;
+    }
+    if (none_usable && failing && (w->login || !failing->last_login_transient)) {
         /* every host's logins fail and nothing is open: say so now rather than after a wait */
         sl_acquire_kind k = fail(out, failing->last_login_sqlstate[0] ? failing->last_login_sqlstate : "08006",
                                  "server login has been failing, try again later (server_login_retry): %s",
