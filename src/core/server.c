@@ -402,6 +402,9 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             if (!strcmp(m, SL_SCRAM_MECH_PLUS)) plus = true;
         }
         if (!has && !plus) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
+        else if (!has && !sl_stream_is_tls(&s->s)) /* -PLUS needs TLS to bind to: a server that offers only
+                                                     that over plaintext is lying (libpq refuses too) */
+            ok = false, errmsg = "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection";
         else if (!auth_sasl_start(s, pw, plus)) {
             free(pw);
             return false;
