@@ -107,6 +107,7 @@ typedef struct adm_session {
     char wait_db[256];          /* "" = all databases */
     bool wait_round;            /* a check round is in flight */
     unsigned wait_seq;          /* which wait a round belongs to (rounds of a cancelled wait are ignored) */
+    int64_t wait_since;         /* when the waiting command began (SUSPEND: suspend_timeout) */
     bool suspended;             /* issued SUSPEND: RESUME when it disconnects */
 } adm_session;
 

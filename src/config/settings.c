@@ -119,7 +119,7 @@ const sl_setting sl_settings[] = {
     S_TIME(client_idle_timeout, "0", A, "Disconnect clients idle this many seconds; 0 is off."),
     S_TIME(idle_transaction_timeout, "0", A, "Disconnect clients idle in a transaction this long; 0 is off."),
     S_TIME(transaction_timeout, "0", A, "Disconnect clients whose transaction has been open this long (their server is closed, which rolls it back); 0 is off."),
-    S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),
+    S_TIME(suspend_timeout, "10", A, "Seconds SUSPEND waits for every connection's buffers to be passed on; connections whose buffers are still not flushed then are dropped and SUSPEND answers. 0 waits for ever."),
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
     S_STR(track_extra_parameters, "IntervalStyle", R,
           "Parameters tracked per client besides client_encoding, DateStyle, TimeZone, IntervalStyle, "

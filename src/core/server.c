@@ -14,6 +14,7 @@
 #include "auth/md5.h"
 #include "auth/scram.h"
 #include "core/cancel.h"
+#include "core/client.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/msgread.h"
@@ -245,9 +246,13 @@ static sl_server *server_new(sl_worker *w, sl_backend *b)
     return s;
 }
 
-sl_server *sl_server_launch(sl_worker *w, sl_backend *b)
+sl_server *sl_server_launch(sl_worker *w, sl_backend *b, uint32_t slot, uint32_t gen)
 {
     sl_server *s = server_new(w, b);
+    if (s) {
+        s->for_slot = slot;
+        s->for_gen = gen;
+    }
     if (!s) {
         sl_pool_actions act;
         sl_pool_actions_init(&act);
@@ -299,6 +304,16 @@ static void send_startup(sl_server *s)
     sl_pb_str(out, user);
     sl_pb_str(out, "database");
     sl_pb_str(out, db);
+    if (s->for_gen) { /* a replication connection: the client's own parameters, as it asked */
+        const sl_client *c = sl_worker_find_slot(s->s.w, s->for_slot, s->for_gen);
+        sl_pb_str(out, "replication");
+        sl_pb_str(out, sl_server_route(s)->replication == SL_REPL_LOGICAL ? "database" : "true");
+        for (int i = 0; c && i < SL_NPARAMS; i++) {
+            if (!c->params.v[i]) continue;
+            sl_pb_str(out, sl_param_names[i]);
+            sl_pb_str(out, c->params.v[i]);
+        }
+    }
     sl_pb_u8(out, 0);
     sl_pb_end(out);
     sl_server_set_state(s, SL_SV_LOGIN);
@@ -440,6 +455,16 @@ static void login_complete(sl_server *s, const sl_pktbuf *other_params)
     if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "logged in, backend pid %u", s->be_pid);
     sl_backend_set_welcome(s->pc.backend, &s->params, other_params);
     s->pc.idle_since = sl_now_us();
+    if (s->for_gen) { /* a replication route's: to the client it was opened for, or closed */
+        sl_client *c = sl_worker_find_slot(s->s.w, s->for_slot, s->for_gen);
+        if (c && c->route == sl_server_route(s) && sl_route_claim_waiter(c->route, &c->wt)) {
+            sl_server_set_state(s, SL_SV_ACTIVE);
+            sl_client_got_server(c, s);
+        } else {
+            sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
+        }
+        return;
+    }
     s->setup = SL_SETUP_CONNECT_QUERY;
     if (sl_server_begin_setup(s)) return;
     sl_server_release(s);

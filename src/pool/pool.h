@@ -141,10 +141,16 @@ typedef struct sl_client_timeouts {
     int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
 } sl_client_timeouts;
 
+/* A replication connection's kind (the startup packet's replication=): its own route, one server
+ * opened for each client with the client's parameters, closed when the client leaves. */
+typedef enum { SL_REPL_NONE = 0, SL_REPL_PHYSICAL, SL_REPL_LOGICAL } sl_replication;
+const char *sl_replication_name(int replication); /* "none", "physical", "logical" (SHOW CLIENTS) */
+
 typedef struct sl_route {
     sl_list node;                /* the registry's list */
     char *db_name;               /* as clients name it; never changes */
     char *user;                  /* client user; never changes */
+    int replication;             /* sl_replication; never changes (part of the key) */
     int refs;                    /* clients admitted through it (atomic) */
 
     pthread_mutex_t lock;
@@ -203,6 +209,7 @@ typedef struct sl_route {
 typedef struct sl_launch {
     sl_backend *backend;         /* already counted in its route: launch it, or sl_route_launch_failed */
     int worker;
+    uint32_t slot, gen;          /* replication routes: the client it is opened for (gen 0: anyone) */
 } sl_launch;
 
 typedef struct sl_wakeup {
@@ -271,10 +278,13 @@ typedef struct sl_release {
 
 /* nworkers: how many idle lists each backend keeps. */
 void sl_pools_init(int nworkers);
-/* The route of (dbname, user), created if needed, with a reference for the caller (a client).
- * NULL if the database is unknown or disabled (err set, sqlstate 3D000 or 57P03). */
-sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *user, char *sqlstate, char *err,
-                       size_t errlen);
+/* The route of (dbname, user, replication), created if needed, with a reference for the caller (a
+ * client). NULL if the database is unknown or disabled (err set, sqlstate 3D000 or 57P03). */
+sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *user, int replication,
+                       char *sqlstate, char *err, size_t errlen);
+/* A replication route's server, logged in for the client it was opened for: that client's turn,
+ * taken out of the queue (false: it is no longer waiting; the server is not for anyone else). */
+bool sl_route_claim_waiter(sl_route *r, sl_pool_waiter *w);
 void sl_route_put(sl_route *r);
 /* Refresh every route's targets and limits from a new snapshot; servers whose target changed
  * retire. Starts servers for waiting clients where the new limits allow. */

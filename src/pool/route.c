@@ -84,6 +84,12 @@ bool sl_route_add_launch_locked(sl_backend *b, int worker, sl_pool_actions *act)
     return true;
 }
 
+void sl_route_launch_for(sl_pool_actions *act, const sl_pool_waiter *w)
+{
+    act->launch[act->nlaunch - 1].slot = w->slot;
+    act->launch[act->nlaunch - 1].gen = w->gen;
+}
+
 static bool login_failing(const sl_backend *b, int64_t now, int64_t holdoff)
 {
     return b->last_login_failure && now - b->last_login_failure < holdoff;
@@ -132,6 +138,7 @@ static void kick_locked(sl_route *r, sl_pool_actions *act, bool reserve)
         if (!sl_route_can_open_locked(r, reserve)) break;
         sl_backend *b = sl_route_pick_backend_locked(r, w->intent, now, WAITER_LOGIN_RETRY_US, NULL);
         if (!b || !sl_route_add_launch_locked(b, w->worker, act)) break;
+        if (r->replication) sl_route_launch_for(act, w);
     }
 }
 
@@ -278,6 +285,15 @@ void sl_route_take_waiter_locked(sl_route *r, sl_pool_waiter *w)
     r->assignments++;
 }
 
+bool sl_route_claim_waiter(sl_route *r, sl_pool_waiter *w)
+{
+    pthread_mutex_lock(&r->lock);
+    bool queued = __atomic_load_n(&w->queued, __ATOMIC_RELAXED);
+    if (queued) sl_route_take_waiter_locked(r, w);
+    pthread_mutex_unlock(&r->lock);
+    return queued;
+}
+
 void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
 {
     sl_backend *b = c->backend;
@@ -287,7 +303,7 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
     if (pend) sl_stats_drain(&r->stats, pend);
     if (r->routed) {
         sl_route_release_routed_locked(c, now, out);
-    } else if (sl_route_conn_retire_due(c, now) || r->disabled) {
+    } else if (sl_route_conn_retire_due(c, now) || r->disabled || r->replication) {
         out->kind = SL_REL_CLOSE;
     } else if (!sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
         sl_pool_waiter *w = pick_waiter_locked(r, c->worker, now);
