@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 
+import psycopg
 import pytest
 
 from harness import clients
+from harness.cluster import Cluster
 from harness.util import wait_for
 
 from admin_helpers import show
@@ -125,3 +127,46 @@ def test_console_refuses_replication(pooler):
     p = pooler()
     r = clients.psql(p, "-c", "SHOW POOLS", db="dbname=pgbouncer replication=database", user=SU, check=False)
     assert r.returncode != 0 and "replication" in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def subscriber(session_dir):
+    """A second PostgreSQL that subscribes to the session's primary through the pooler."""
+    c = Cluster(os.path.join(session_dir, "pgsub"), replica=False).start()
+    yield c
+    c.stop()
+
+
+def test_logical_subscription_through_the_pooler(pooler, direct, subscriber):
+    """CREATE SUBSCRIPTION on another server with a CONNECTION to pgsluice: the initial table copy
+    (a tablesync worker: a replication=database connection that runs SQL and COPY) and the stream
+    (the apply worker) both pass through; rows written later on the publisher arrive."""
+    p = pooler({"pool_mode": "transaction"})
+    tag = "%d" % os.getpid()
+    with direct("appdb") as d:
+        d.autocommit = True
+        d.execute("DROP PUBLICATION IF EXISTS sl_pub_%s" % tag)
+        d.execute("DROP TABLE IF EXISTS sl_sub_t; CREATE TABLE sl_sub_t (id int primary key, v text)")
+        d.execute("INSERT INTO sl_sub_t SELECT g, 'before-' || g FROM generate_series(1, 100) g")
+        d.execute("CREATE PUBLICATION sl_pub_%s FOR TABLE sl_sub_t" % tag)
+    sub = psycopg.connect(subscriber.dsn("appdb"), autocommit=True)
+    try:
+        sub.execute("CREATE TABLE sl_sub_t (id int primary key, v text)")
+        conninfo = "host=%s port=%d dbname=appdb user=postgres password=%s" % (
+            p.host, p.port, p.cluster.passwords["postgres"])
+        sub.execute("CREATE SUBSCRIPTION sl_sub_%s CONNECTION '%s' PUBLICATION sl_pub_%s" % (tag, conninfo, tag))
+        wait_for(lambda: sub.execute("SELECT count(*) FROM sl_sub_t").fetchone()[0] == 100, timeout=60,
+                 what="the initial copy through the pooler")
+        with direct("appdb") as d:
+            d.autocommit = True
+            d.execute("INSERT INTO sl_sub_t SELECT g, 'after-' || g FROM generate_series(101, 150) g")
+        wait_for(lambda: sub.execute("SELECT count(*) FROM sl_sub_t").fetchone()[0] == 150, timeout=60,
+                 what="the streamed inserts through the pooler")
+        assert any(s["replication"] == "logical" and s["state"] == "active" for s in show(p, "SERVERS"))
+        sub.execute("DROP SUBSCRIPTION sl_sub_%s" % tag)  # drops its slot on the publisher, through us
+        wait_for(lambda: not _servers(p, "logical"), timeout=30, what="the apply worker's server closed")
+    finally:
+        sub.close()
+        with direct("appdb") as d:
+            d.autocommit = True
+            d.execute("DROP PUBLICATION IF EXISTS sl_pub_%s" % tag)
