@@ -90,7 +90,7 @@ typedef struct sl_limit_group {
 typedef struct sl_pool_totals {
     int64_t at;
     uint64_t assignments, xact_count, query_count, bytes_in, bytes_out, xact_time_us, query_time_us, wait_time_us,
-        client_parses, server_parses, binds;
+        client_parses, server_parses, binds, client_logins;
 } sl_pool_totals;
 
 typedef struct sl_backend {

@@ -544,6 +544,7 @@ void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assi
     t->server_parses = st->prepares;
     t->client_parses = st->client_parses;
     t->binds = st->binds;
+    t->client_logins = st->client_logins;
 }
 
 void sl_route_totals_locked(const sl_route *r, sl_pool_totals *t, int64_t now)

@@ -23,7 +23,8 @@ def test_200_concurrent_clients_each_read_back_their_own_write(pooler):
     token = "%08x" % random.getrandbits(32)
 
     async def run():
-        conns = await asyncio.gather(*(clients.aconnect(p) for _ in range(200)))  # all connected at once
+        # all connected at once; 200 logins at a time can take long on a loaded 2-core machine (TSan)
+        conns = await asyncio.gather(*(clients.aconnect(p, timeout=120) for _ in range(200)))
 
         async def one(i, conn):
             try:
