@@ -1340,6 +1340,32 @@ HEAD = ["#", "scenario", "target", "TPS", "×PgB", "mean ms", "×PgB", "p99 ms",
         "ctx sw/tx", "×PgB", "RSS MiB", "×PgB"]
 
 
+def ctx_switch_rows(b):
+    """Per scenario (1, 2, 7) and pooler: each thread's context switches per transaction (mean of rounds)."""
+    rows = []
+    for sc in ("1", "2", "7"):
+        if sc not in b.scenarios:
+            continue
+        for t in b.scenario_targets(sc):
+            if not isinstance(t, Pooler):
+                continue
+            rs = [r for r in b.runs if r["scenario"] == sc and r["target"] == t.name and r["ok"] and r.get("cs_threads")]
+            if not rs:
+                continue
+            acc = {}
+            for r in rs:
+                for label, v, nv in r["cs_threads"]:
+                    a = acc.setdefault(label, [0.0, 0.0])
+                    a[0] += v / len(rs)
+                    a[1] += nv / len(rs)
+            name = t.name if sc != "7" or t.kind != "pgsluice" else (
+                "pgsluice default" if t.workers is None else "pgsluice workers=%d" % t.workers)
+            for label, (v, nv) in sorted(acc.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
+                if v + nv >= 0.0005:
+                    rows.append([sc, name, label, "%.3f" % v, "%.3f" % nv, "%.3f" % (v + nv)])
+    return rows
+
+
 BIG_HEAD = ["#", "scenario", "target", "MB/s", "×PgB", "CPU ms/MB", "×PgB", "user CPU ms/MB", "×PgB", "syscalls/MB",
             "×PgB", "ctx sw/MB", "×PgB", "RSS MiB", "×PgB", "load"]
 BIG_SC_SHOWN = ("recvfrom", "read", "sendto", "sendmsg", "writev", "write", "epoll_wait", "epoll_ctl")
@@ -1497,6 +1523,17 @@ def report(b):
         md.append("")
         text.append("\nFailed runs:\n" + "\n".join("  scenario %s, %s: %s%s" % (sc, t, e, " [expected]" if x else "")
                                                      for sc, t, e, x in fails))
+
+    cs_rows = ctx_switch_rows(b)
+    if cs_rows:
+        md.append("Context switches per transaction of the pooler, by thread (select-only scenarios; "
+                  "voluntary: the thread went to sleep, mostly in epoll_wait with nothing to do; "
+                  "involuntary: it was preempted, on 2 cores mostly by pgbench or PostgreSQL), mean over "
+                  "rounds; from /proc/PID/task/*/status before and after each run:\n")
+        cs_head = ["#", "target", "thread", "voluntary/tx", "involuntary/tx", "total/tx"]
+        md.append(md_table(cs_head, cs_rows))
+        md.append("")
+        text.append("\nContext switches per transaction by thread:\n" + text_table(cs_head, cs_rows))
 
     big_sc = [sc for sc in b.scenarios if SCENARIOS[sc].get("big")]
     if big_sc:
