@@ -950,9 +950,9 @@ class Bench:
         perf = subprocess.Popen(["perf", "trace", "-s", "-o", out, "-p", str(t.pid)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        cs0 = proc_ctx_switches(t.pid)
+        cs0 = proc_ctx_threads(t.pid)
         r = self._pgbench_fixed(t.port, spec, per_client)
-        cs1 = proc_ctx_switches(t.pid)
+        cs1 = proc_ctx_threads(t.pid)
         perf.send_signal(signal.SIGINT)
         try:
             perf.wait(120)
@@ -973,7 +973,9 @@ class Bench:
         total = sum(calls.values())
         return {"syscalls_tx": r["tx"], "syscalls": total, "syscalls_per_tx": total / r["tx"],
                 "syscall_breakdown": sorted(((n / r["tx"], name) for name, n in calls.items()), reverse=True),
-                "ctx_switches_per_tx": (cs1 - cs0) / r["tx"]}
+                "ctx_switches_per_tx": sum(ctx_delta(t.pid, cs0, cs1)[:2]) / r["tx"],
+                "ctx_threads": [(label, v / r["tx"], nv / r["tx"]) for label, v, nv in ctx_delta(t.pid, cs0, cs1)[2]
+                                if v or nv]}
 
     def _instr_perf(self, t, spec, per_client):
         out = os.path.join(self.base, "perfstat-%s.txt" % t.name)
@@ -1452,6 +1454,11 @@ def cost_tables(instr, unit, noun, tag, md, text, text_title):
                       fmt_ratio(ratio(r.get("ctx_switches_per_tx"), pgb.get("ctx_switches_per_tx")))])
     md.append(md_table(head, irows))
     md.append("")
+    by_thread = ["%s: %s" % (t, ", ".join("%s %.3f voluntary + %.3f involuntary" % x
+                                          for x in instr[t]["ctx_threads"]))
+                 for t in ("pgbouncer", "pgsluice") if instr.get(t, {}).get("ctx_threads")]
+    if by_thread:
+        md.append("Context switches per %s by thread: %s.\n" % (noun, "; ".join(by_thread)))
     text.append("\n%s:\n" % text_title + text_table(head, irows))
     sc_rows = []
     names = []
