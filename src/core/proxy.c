@@ -4,6 +4,7 @@
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
 #include "core/proxy.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -15,6 +16,11 @@
 #include "util/time.h"
 
 #define SMALL_MSG_MAX (64u * 1024)
+/* Times one request may go to another server because the one it got died without reading it. */
+#define RESEND_MAX 3
+/* PostgreSQL reads its socket into an 8 kB buffer (PQ_RECV_BUFFER_SIZE): a request sent in one
+ * write of at most this much is read whole or not at all. */
+#define PG_RECV_CHUNK 8192u
 
 void sl_proxy_update_poll(sl_client *c, sl_server *s)
 {
@@ -33,7 +39,8 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
  * 100 ms so the hot path stays one syscall lighter. */
 static bool server_looks_alive(sl_server *s, int64_t now)
 {
-    return now - s->pc.idle_since < 100000 || sl_stream_idle_and_open(&s->s);
+    (void)now;
+    return sl_stream_idle_and_open(&s->s);
 }
 
 /* The usual answer is no: the server was used a moment ago and has the client's settings
@@ -67,6 +74,9 @@ void sl_proxy_link(sl_client *c, sl_server *s)
     s->in_batch = false;
     s->release_pending = false;
     s->link_time = now;
+    /* a BEGIN pgsluice answered and replays first (read_write_split) puts the client in the
+     * server's transaction: from then on nothing may go elsewhere */
+    s->resend_ok = !c->deferred_begin && c->resends < RESEND_MAX;
     s->setup = link_needs_setup(c, s) ? SL_SETUP_CHECK : SL_SETUP_NONE;
     if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
@@ -80,8 +90,75 @@ void sl_proxy_start(sl_client *c, sl_server *s)
 {
     sl_server_set_state(s, SL_SV_ACTIVE);
     s->ps_active = sl_ps_enabled_for(c);
+    if (s->resend_ok) { /* the request starts here, whole messages only */
+        if (c->s.buf && c->s.pos == c->s.parse && !c->s.msg_left) sl_stream_keep(&c->s);
+        else sl_proxy_commit_link(s, c);
+    }
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
+}
+
+/* ---- a server that died before it read its client's request ----
+ * A PostgreSQL backend terminated while idle in the pool (pg_terminate_backend, idle_session_timeout,
+ * a restart) may not have sent its FATAL, or not have closed, when a client is given it. Its client's
+ * request then goes to a dead server. Linux tells the two cases apart: a socket closed with unread
+ * input is reset (ECONNRESET, or EPIPE on a write), one whose input was all read is closed
+ * normally. So a reset before any answer reached the client, the request having gone out in a
+ * single write of at most PostgreSQL's read size, means the backend never read it: it goes to
+ * another server as if this one had never been taken. A backend that read it and died running it
+ * closes normally: its client gets the error, never a second run of its request. */
+static bool died_unread(int err) { return err == ECONNRESET || err == EPIPE; }
+
+static bool resend_elsewhere(sl_server *s, sl_client *c)
+{
+    if (c->resends >= RESEND_MAX || !sl_stream_rewind_to_keep(&c->s)) return false;
+    c->resends++;
+    c->server = NULL;
+    s->client = NULL;
+    sl_server_close(s, SL_CLOSE_SERVER_DIED_UNREAD);
+    sl_client_set_state(c, SL_CL_WAITING);
+    c->wait_start = sl_now_fast();
+    sl_stream_set_poll(&c->s, 0);
+    sl_client_wake(c);
+    return true;
+}
+
+/* After a write of the client's bytes (from `from` on) to a server whose link may still be undone.
+ * false: the server is gone and the request went elsewhere. */
+static bool track_resend(sl_server *s, sl_client *c, uint32_t from, sl_io_status st)
+{
+    sl_stream *in = &c->s;
+    if (st == SL_IO_ERROR) {
+        /* nothing of it delivered: the server had closed before */
+        if (from == in->keep && in->pos == from && died_unread(s->s.err) && resend_elsewhere(s, c)) return false;
+        sl_proxy_commit_link(s, c);
+        return true;
+    }
+    /* a second write, or more than one read's worth: the server may have read a request whole */
+    if (in->pos != from && (from != in->keep || in->pos - in->keep > PG_RECV_CHUNK)) sl_proxy_commit_link(s, c);
+    return true;
+}
+
+/* The first bytes of the server's answer: a FATAL error is held back until the connection ends (a
+ * reset says the request was never read: it goes elsewhere and the error with the dead server).
+ * Anything else commits the link. true: hold (wait for more). */
+static bool hold_first_answer(sl_server *s, sl_client *c)
+{
+    const sl_stream *in = &s->s;
+    uint32_t avail = in->end - in->parse;
+    if (avail < 5) return true;
+    if (in->buf[in->parse] == SL_BE_ERROR) {
+        uint32_t len = sl_get_u32(in->buf + in->parse + 1);
+        if (len >= 4 && len <= SMALL_MSG_MAX) {
+            if (avail < len + 1) return true;
+            const uint8_t *body = in->buf + in->parse + 5;
+            const char *sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY_NONLOCALIZED);
+            if (!sev) sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY);
+            if (sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"))) return true;
+        }
+    }
+    sl_proxy_commit_link(s, c);
+    return false;
 }
 
 void sl_proxy_unlink_release(sl_server *s)
@@ -93,9 +170,11 @@ void sl_proxy_unlink_release(sl_server *s)
         s->client = NULL;
         if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
         c->last_activity = now;
+        sl_stream_unkeep(&c->s);
     }
     s->last_used = now;
     s->release_pending = false;
+    s->resend_ok = false;
     sl_ps_reset_link(s);
     if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always) {
         s->setup = SL_SETUP_RESET;
@@ -114,6 +193,8 @@ static void after_release(sl_client *c)
 
 void sl_proxy_server_lost_client(sl_client *c)
 {
+    sl_stream_unkeep(&c->s);
+    c->resends = 0;
     c->server = NULL;
     sl_client_set_state(c, SL_CL_IDLE);
     sl_client_error(c, true, "08006", "server connection crashed or was terminated");
@@ -199,7 +280,9 @@ static void client_forward(sl_client *c)
             return;
         }
     }
+    uint32_t from = in->pos;
     sl_io_status st = sl_stream_flush(&s->s, in);
+    if (__builtin_expect(s->resend_ok, 0) && !track_resend(s, c, from, st)) return;
     if (st == SL_IO_ERROR) {
         sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
@@ -371,9 +454,18 @@ void sl_proxy_server_input(sl_server *s)
     }
     sl_io_status st = sl_stream_read(&s->s);
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        if (__builtin_expect(s->resend_ok, 0)) {
+            if (st == SL_IO_ERROR && died_unread(s->s.err) && resend_elsewhere(s, c)) return;
+            sl_proxy_commit_link(s, c);
+            if (!scan_server(s, c)) return; /* the FATAL held back goes to the client after all */
+        }
         /* pass on whatever the server said last (e.g. FATAL terminating connection) */
         sl_stream_flush(&c->s, &s->s);
         sl_server_close(s, st == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
+        return;
+    }
+    if (__builtin_expect(s->resend_ok, 0) && hold_first_answer(s, c)) {
+        sl_proxy_update_poll(c, s);
         return;
     }
     server_forward(s);
@@ -398,7 +490,9 @@ void sl_proxy_client_writable(sl_client *c)
 void sl_proxy_server_writable(sl_server *s)
 {
     sl_client *c = s->client;
+    uint32_t from = c->s.pos;
     sl_io_status st = sl_stream_flush(&s->s, &c->s);
+    if (__builtin_expect(s->resend_ok, 0) && !track_resend(s, c, from, st)) return;
     if (st == SL_IO_ERROR) {
         sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;

@@ -618,6 +618,7 @@ static void server_on_event(sl_stream *st, int events)
         sl_io_status rc = sl_stream_flush(st, NULL);
         if (rc == SL_IO_ERROR) {
             if (s->state == SL_SV_LOGIN) login_failed(s, "08006", "lost connection to server during login");
+            else if (s->state == SL_SV_SETUP) sl_server_setup_lost(s, SL_CLOSE_SERVER_WRITE_ERROR);
             else sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
             return;
         }
@@ -626,8 +627,10 @@ static void server_on_event(sl_stream *st, int events)
     if (!(events & UV_READABLE)) return;
     sl_io_status rc = sl_stream_read(st);
     if (rc == SL_IO_EOF || rc == SL_IO_ERROR) {
+        sl_close_reason why = rc == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR;
         if (s->state == SL_SV_LOGIN) login_failed(s, "08006", "server closed the connection during login");
-        else sl_server_close(s, rc == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
+        else if (s->state == SL_SV_SETUP) sl_server_setup_lost(s, why);
+        else sl_server_close(s, why);
         return;
     }
     if (rc == SL_IO_AGAIN) return;
@@ -638,6 +641,13 @@ static void server_on_event(sl_stream *st, int events)
         break;
     case SL_SV_SETUP: sl_server_setup_input(s); break;
     case SL_SV_IDLE:
+        /* an error while idle is PostgreSQL's goodbye (FATAL: terminating connection ...): the end
+         * of file follows, but no client should be given it meanwhile */
+        if (st->end > st->parse && st->buf[st->parse] == SL_BE_ERROR) {
+            sl_server_close(s, SL_CLOSE_SERVER_DEAD_IN_POOL);
+            return;
+        }
+        /* fall through */
     case SL_SV_ACTIVE: /* not linked: held for a cancel in flight */
         /* an idle server only speaks to say goodbye (FATAL) or to report async notices: drop them */
         st->pos = st->parse = st->end;

@@ -116,12 +116,23 @@ void sl_stream_set_poll(sl_stream *s, int events)
 
 static void compact(sl_stream *s)
 {
-    if (s->pos == 0) return;
-    uint32_t n = s->end - s->pos;
-    if (n) memmove(s->buf, s->buf + s->pos, n);
-    s->parse -= s->pos;
+    uint32_t from = s->keeping && s->keep < s->pos ? s->keep : s->pos;
+    if (from == 0) return;
+    uint32_t n = s->end - from;
+    if (n) memmove(s->buf, s->buf + from, n);
+    s->parse -= from;
+    s->pos -= from;
+    if (s->keeping) s->keep -= from;
     s->end = n;
-    s->pos = 0;
+}
+
+bool sl_stream_rewind_to_keep(sl_stream *s)
+{
+    if (!s->keeping || !s->buf) return false;
+    s->pos = s->parse = s->keep;
+    s->msg_left = 0;
+    s->keeping = false;
+    return true;
 }
 
 bool sl_stream_make_room(sl_stream *s, uint32_t need, uint32_t max)
@@ -163,11 +174,12 @@ void sl_stream_free_buf(sl_stream *s)
         free(s->buf);
     s->buf = NULL;
     s->cap = 0;
+    s->keeping = false;
 }
 
 void sl_stream_recycle_buf(sl_stream *s)
 {
-    if (s->buf && s->pos == s->end) {
+    if (s->buf && s->pos == s->end && !s->keeping) {
         if (s->cap != s->w->buf_size) sl_stream_free_buf(s); /* grown for a big message: give it back */
         s->pos = s->parse = s->end = 0;
     }
@@ -175,7 +187,7 @@ void sl_stream_recycle_buf(sl_stream *s)
 
 void sl_stream_maybe_release_buf(sl_stream *s)
 {
-    if (s->buf && s->pos == s->end) {
+    if (s->buf && s->pos == s->end && !s->keeping) {
         sl_stream_free_buf(s);
         s->pos = s->parse = s->end = 0;
     }
@@ -197,6 +209,10 @@ sl_io_status sl_stream_read(sl_stream *s)
 {
     if (!s->buf && !sl_stream_make_room(s, 1, UINT32_MAX)) return SL_IO_ERROR;
     if (s->end == s->cap) compact(s);
+    if (s->end == s->cap && s->keeping) { /* what is kept fills it: give up keeping, not reading */
+        s->keeping = false;
+        compact(s);
+    }
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
     size_t n = 0;
     sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, s->cap - s->end, &n)
