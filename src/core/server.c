@@ -371,7 +371,16 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
     sl_rd r;
     sl_rd_init(&r, body, len);
     uint32_t code = sl_rd_u32(&r);
-    if (code == SL_AUTH_REQ_OK) return true;
+    if (code == SL_AUTH_REQ_OK) {
+        /* once SCRAM has started, only a server that proved it knows the password (its signature in
+         * server-final) is believed; one that skips to AuthenticationOk may be anyone in the middle
+         * (libpq refuses it too). Found by fuzz_server_login. */
+        if (s->scram && !sl_scram_client_verified(s->scram)) {
+            login_failed(s, "28000", "server sent AuthenticationOk before completing the SCRAM exchange");
+            return false;
+        }
+        return true;
+    }
     char user[256];
     char *pw = server_password(s, user, sizeof(user));
     const char *errmsg = NULL;
