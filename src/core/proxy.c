@@ -10,12 +10,12 @@
 
 #include "core/client.h"
 #include "core/proxy_ps.h"
+#include "core/scan.h"
 #include "core/server.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
-#define SMALL_MSG_MAX (64u * 1024)
 /* Times one request may go to another server because the one it got died without reading it. */
 #define RESEND_MAX 3
 /* PostgreSQL reads its socket into an 8 kB buffer (PQ_RECV_BUFFER_SIZE): a request sent in one
@@ -149,7 +149,7 @@ static bool hold_first_answer(sl_server *s, sl_client *c)
     if (avail < 5) return true;
     if (in->buf[in->parse] == SL_BE_ERROR) {
         uint32_t len = sl_get_u32(in->buf + in->parse + 1);
-        if (len >= 4 && len <= SMALL_MSG_MAX) {
+        if (len >= 4 && len <= SL_SMALL_MSG_MAX) {
             if (avail < len + 1) return true;
             const uint8_t *body = in->buf + in->parse + 5;
             const char *sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY_NONLOCALIZED);
@@ -200,72 +200,20 @@ void sl_proxy_server_lost_client(sl_client *c)
     sl_client_error(c, true, "08006", "server connection crashed or was terminated");
 }
 
-static bool can_release(const sl_server *s, const sl_client *c)
-{
-    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == SL_XACT_IDLE &&
-           c->s.msg_left == 0 && sl_ps_idle(s);
-}
-
-/* Parse as much of the client's buffer as possible, marking messages to forward. */
+/* Mark the client's messages for forwarding; a protocol violation or goodbye closes the client. */
 static bool scan_client(sl_client *c, sl_server *s)
 {
-    sl_stream *in = &c->s;
-    int64_t max_packet = c->s.w->cfg->max_packet_size;
-    char type;
-    uint32_t len;
-    for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > max_packet) {
-            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
-            return false;
-        }
-        if (type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) { /* simple protocol refused (PgBouncer's words) */
-            sl_client_error(c, true, "08P01", "PQexec disallowed");
-            return false;
-        }
-        sl_ps_result psr = SL_PS_FORWARD;
-        if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
-            /* the server discards it (it failed a request before this one): pass it on untouched
-             * and expect nothing back */
-            s->pend.bytes_in += (uint64_t)len + 1;
-            in->msg_left = len + 1;
-            continue;
-        }
-        if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
-        if (s->ps_active && type != SL_FE_TERMINATE) {
-            psr = sl_ps_client_msg(c, s, type, len);
-            if (psr == SL_PS_NEED_MORE) return true;
-            if (psr == SL_PS_MALFORMED) {
-                sl_client_error(c, true, "08P01", "malformed or oversized message (type '%c')", type);
-                return false;
-            }
-        }
-        s->pend.bytes_in += (uint64_t)len + 1;
-        switch (type) {
-        case SL_FE_QUERY:
-        case SL_FE_FUNCTION_CALL:
-        case SL_FE_SYNC:
-            if (type == SL_FE_SYNC) s->in_batch = false;
-            s->outstanding++;
-            if (!c->query_start) c->query_start = sl_now_fast();
-            if (!c->xact_start) c->xact_start = c->query_start;
-            break;
-        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
-            s->in_batch = true;
-            break;
-        case SL_FE_TERMINATE:
-            /* the client says goodbye: do not pass it on, the server stays ours */
-            if (sl_stream_fwd_pending(in)) {
-                in->msg_left = 0;
-                return true; /* flush first; X is seen again afterwards */
-            }
-            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
-            return false;
-        default:
-            break;
-        }
-        if (psr != SL_PS_CONSUMED) in->msg_left = len + 1;
+    char type = 0;
+    uint32_t len = 0;
+    switch (sl_scan_client(c, s, &type, &len, NULL)) {
+    case SL_SCAN_MORE: return true;
+    case SL_SCAN_BAD_LENGTH: sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type); break;
+    case SL_SCAN_PQEXEC: sl_client_error(c, true, "08P01", "PQexec disallowed"); break; /* PgBouncer's words */
+    case SL_SCAN_MALFORMED: sl_client_error(c, true, "08P01", "malformed or oversized message (type '%c')", type); break;
+    case SL_SCAN_TERMINATE: sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE); break;
+    default: break;
     }
+    return false;
 }
 
 static void client_forward(sl_client *c)
@@ -315,43 +263,6 @@ void sl_proxy_client_input(sl_client *c)
     client_forward(c);
 }
 
-/* A ReadyForQuery or ParameterStatus from the server, whole in the buffer. */
-static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_t *body, uint32_t blen)
-{
-    if (type == SL_BE_READY) {
-        char status = blen ? (char)body[0] : SL_XACT_IDLE;
-        int64_t now = sl_now_fast();
-        if (s->outstanding > 0) s->outstanding--;
-        if (c->query_start) {
-            s->pend.query_count++;
-            s->pend.query_time_us += (uint64_t)(now - c->query_start);
-            sl_hist_add(&s->pend.h_query, now - c->query_start);
-            c->query_start = s->outstanding > 0 ? now : 0;
-        }
-        if (status == SL_XACT_IDLE && c->xact_start) {
-            s->pend.xact_count++;
-            s->pend.xact_time_us += (uint64_t)(now - c->xact_start);
-            sl_hist_add(&s->pend.h_xact, now - c->xact_start);
-            c->xact_start = 0;
-        }
-        s->xact = status;
-        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != SL_XACT_IDLE) return false;
-        if (can_release(s, c)) s->release_pending = true;
-    } else if (type == SL_BE_ERROR) {
-        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE))]);
-    } else if (type == SL_BE_PARAM_STATUS) {
-        sl_rd r;
-        sl_rd_init(&r, body, blen);
-        const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
-        int id = name && val ? sl_param_lookup(name) : -1;
-        if (id >= 0) {
-            sl_params_set(&s->params, id, val);
-            sl_params_set(&c->params, id, val);
-        }
-    }
-    return true;
-}
-
 /* Statement mode: the server opened a transaction. Refuse it and roll it back. */
 static void refuse_transaction(sl_server *s, sl_client *c)
 {
@@ -365,63 +276,17 @@ static void refuse_transaction(sl_server *s, sl_client *c)
     sl_client_error(c, true, "25001", "transaction blocks not allowed in statement pooling mode");
 }
 
+/* Mark the server's answers for forwarding; a broken message closes the server. */
 static bool scan_server(sl_server *s, sl_client *c)
 {
-    sl_stream *in = &s->s;
-    char type;
-    uint32_t len;
-    for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) {
-            /* answers pgsluice gives itself (after a Flush, say) may be due now that the answers
-             * before them are marked for the client */
-            if (s->ps_active && !in->msg_left) sl_ps_synth_due(s, c);
-            return true;
-        }
-        /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
-        if (len < 4 || len > INT32_MAX) {
-            sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE);
-            return false;
-        }
-        /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
-         * before anything is decided about it (the queue of answers below too: deciding twice on
-         * a message that arrives in pieces would take two entries off it) */
-        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
-        if (small) {
-            if (len > SMALL_MSG_MAX) {
-                sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
-                return false;
-            }
-            if (in->end - in->parse < len + 1) {
-                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) {
-                    sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY);
-                    return false;
-                }
-                return true;
-            }
-        }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
-         * answers pgsluice gives itself that are due (after the answer just passed) go first */
-        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
-        if (s->ps_active && row) sl_ps_synth_due(s, c);
-        if (s->ps_active && !row) {
-            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
-            if (r == SL_PS_NEED_MORE) return true;
-            if (r == SL_PS_CONSUMED) continue;
-        }
-        s->pend.bytes_out += (uint64_t)len + 1;
-        if (small) {
-            if (!server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) {
-                refuse_transaction(s, c);
-                return false;
-            }
-            if (type == SL_BE_READY && s->ps_active) {
-                in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
-                sl_ps_synth_due(s, c);
-                continue;
-            }
-        }
-        in->msg_left = len + 1;
+    switch (sl_scan_server(s, c)) {
+    case SL_SCAN_MORE: return true;
+    case SL_SCAN_REFUSE_TXN: refuse_transaction(s, c); break;
+    case SL_SCAN_OVERSIZED: sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED); break;
+    case SL_SCAN_NOMEM: sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY); break;
+    default: sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE); break;
     }
+    return false;
 }
 
 static void server_forward(sl_server *s)
@@ -436,7 +301,7 @@ static void server_forward(sl_server *s)
     }
     if (st == SL_IO_OK && in->pos == in->end) {
         sl_stream_recycle_buf(in);
-        if (s->release_pending && can_release(s, c)) {
+        if (s->release_pending && sl_scan_can_release(s, c)) {
             sl_proxy_unlink_release(s);
             after_release(c);
             return;

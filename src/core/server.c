@@ -379,6 +379,7 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             login_failed(s, "28000", "server sent AuthenticationOk before completing the SCRAM exchange");
             return false;
         }
+        s->auth_ok = true;
         return true;
     }
     char user[256];
@@ -485,7 +486,10 @@ static void login_input(sl_server *s)
             login_failed(s, code ? code : "08006", msg);
             break;
         } else if (m.type == SL_BE_READY) {
-            login_complete(s, &others);
+            /* a server that never said AuthenticationOk has not logged us in (found by
+             * fuzz_server_login: it was taken as logged in, whatever exchange it had started) */
+            if (!s->auth_ok) login_failed(s, "08P01", "server sent ReadyForQuery before AuthenticationOk");
+            else login_complete(s, &others);
             break;
         } /* notices and NegotiateProtocolVersion are ignored */
     }

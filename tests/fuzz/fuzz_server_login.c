@@ -157,11 +157,14 @@ static bool many_iterations(const uint8_t *p, size_t n)
     return false;
 }
 
-/* Did the server ask for the password in cleartext (AuthenticationCleartextPassword)? */
+/* Did the server ask for the password in cleartext (AuthenticationCleartextPassword: an 'R' whose
+ * code is 3, whatever its length says)? */
 static bool asks_cleartext(const uint8_t *p, size_t n)
 {
-    static const uint8_t req[9] = {'R', 0, 0, 0, 8, 0, 0, 0, 3};
-    return memmem(p, n, req, sizeof(req)) != NULL;
+    static const uint8_t code[4] = {0, 0, 0, 3};
+    for (size_t i = 0; i + 9 <= n; i++)
+        if (p[i] == 'R' && !memcmp(p + i + 5, code, 4)) return true;
+    return false;
 }
 
 /* What pgsluice sent: the startup packet, then whole 'p' messages and at most a final Terminate.
