@@ -233,10 +233,12 @@ def test_answer_pgsluice_gives_itself_waits_for_the_end_of_a_server_message_in_p
         fake.close()
 
 
-def test_server_that_skips_the_end_of_scram_is_not_believed(pooler):
-    """Found by fuzzing (tests/fuzz/fuzz_server_login.c, regression auth_ok_before_scram_final): a
-    server that asked for SCRAM and then said AuthenticationOk without its server-final (without
-    proving it knows the password: anyone in the middle could) was logged in to."""
+@pytest.mark.parametrize("skip", ["auth_ok", "ready"])
+def test_server_that_skips_the_end_of_scram_is_not_believed(pooler, skip):
+    """Found by fuzzing (tests/fuzz/fuzz_server_login.c, regressions auth_ok_before_scram_final and
+    ready_without_auth_ok_after_sasl): a server that asked for SCRAM and then said AuthenticationOk
+    without its server-final (without proving it knows the password: anyone in the middle could), or
+    went straight to ReadyForQuery, was logged in to."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((HOST, 0))
     sock.listen(4)
@@ -259,7 +261,8 @@ def test_server_that_skips_the_end_of_scram_is_not_believed(pooler):
                 t = _recv_exact(conn, 1)
                 (n,) = struct.unpack("!I", _recv_exact(conn, 4))
                 logins.append(t + _recv_exact(conn, n - 4))
-                conn.sendall(_msg(b"R", struct.pack("!I", 0)) + _msg(b"K", struct.pack("!II", 1, 2)) + _msg(b"Z", b"I"))
+                ok = _msg(b"R", struct.pack("!I", 0)) if skip == "auth_ok" else b""
+                conn.sendall(ok + _msg(b"K", struct.pack("!II", 1, 2)) + _msg(b"Z", b"I"))
                 conn.recv(1024)
             except (ConnectionError, OSError):
                 pass
@@ -273,7 +276,8 @@ def test_server_that_skips_the_end_of_scram_is_not_believed(pooler):
             with clients.connect(p, "fakedb") as c:
                 c.execute("SELECT 1")
         assert logins and logins[0].startswith(b"p") and b"SCRAM-SHA-256" in logins[0], logins
-        assert "before completing the SCRAM exchange" in open(p.log_path).read()
+        said = "before completing the SCRAM exchange" if skip == "auth_ok" else "ReadyForQuery before AuthenticationOk"
+        assert said in open(p.log_path).read()
         clients.assert_pooler_serves(p)
     finally:
         sock.close()
