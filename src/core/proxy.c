@@ -39,8 +39,7 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
  * 100 ms so the hot path stays one syscall lighter. */
 static bool server_looks_alive(sl_server *s, int64_t now)
 {
-    (void)now;
-    return sl_stream_idle_and_open(&s->s);
+    return now - s->pc.idle_since < 100000 || sl_stream_idle_and_open(&s->s);
 }
 
 /* The usual answer is no: the server was used a moment ago and has the client's settings
@@ -102,11 +101,15 @@ void sl_proxy_start(sl_client *c, sl_server *s)
  * A PostgreSQL backend terminated while idle in the pool (pg_terminate_backend, idle_session_timeout,
  * a restart) may not have sent its FATAL, or not have closed, when a client is given it. Its client's
  * request then goes to a dead server. Linux tells the two cases apart: a socket closed with unread
- * input is reset (ECONNRESET, or EPIPE on a write), one whose input was all read is closed
- * normally. So a reset before any answer reached the client, the request having gone out in a
- * single write of at most PostgreSQL's read size, means the backend never read it: it goes to
- * another server as if this one had never been taken. A backend that read it and died running it
- * closes normally: its client gets the error, never a second run of its request. */
+ * input is reset (ECONNRESET; EPIPE on a write to it, or pending after the end of file when it had
+ * closed before the request arrived), one whose input was all read is closed normally. So a reset
+ * before any answer reached the client, the request having gone out in a single write of at most
+ * PostgreSQL's read size, means the backend never read it: it goes to another server as if this
+ * one had never been taken. A backend that read it and died running it closes normally: its client
+ * gets the error, never a second run of its request. (A backend that was signalled but had not run
+ * yet when the request arrived reads it, then dies before running it: that cannot be told from a
+ * death while running it, and is not retried.) Costs the hot path no system call: the checks run
+ * only when a write fails or the server hangs up. */
 static bool died_unread(int err) { return err == ECONNRESET || err == EPIPE; }
 
 static bool resend_elsewhere(sl_server *s, sl_client *c)
@@ -320,7 +323,9 @@ void sl_proxy_server_input(sl_server *s)
     sl_io_status st = sl_stream_read(&s->s);
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
         if (__builtin_expect(s->resend_ok, 0)) {
-            if (st == SL_IO_ERROR && died_unread(s->s.err) && resend_elsewhere(s, c)) return;
+            /* an end of file after a reset: the server had closed before the request arrived */
+            int err = st == SL_IO_ERROR ? s->s.err : sl_stream_connect_result(&s->s);
+            if (died_unread(err) && resend_elsewhere(s, c)) return;
             sl_proxy_commit_link(s, c);
             if (!scan_server(s, c)) return; /* the FATAL held back goes to the client after all */
         }

@@ -25,7 +25,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     sl_stream *s = h->data;
     sl_now_refresh();
-    if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let the owner find the error */
+    if (status < 0) {
+        /* let the owner find the error; libuv has stopped the handle (POLLERR), so whatever the owner
+         * asks for next starts it again (an owner still waiting for the end of file after reading
+         * what came before the error would otherwise never hear of it) */
+        events = UV_READABLE | UV_WRITABLE;
+        s->want = 0;
+    }
     SL_OWNER_ADD(s->w->stats.events, 1);
     /* a transport may hold bytes the socket will not signal again (decrypted TLS records): it
      * translates the events and keeps calling the owner while they last */
