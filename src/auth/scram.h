@@ -168,6 +168,8 @@ bool sl_scram_client_final(sl_scram_client *st, const char *server_first, size_t
 /* Checks server-final "v=..." in constant time; "e=..." gives false with *errmsg quoting the server's error
  * (pointing into st, valid until st changes). */
 bool sl_scram_client_verify(sl_scram_client *st, const char *server_final, size_t len, const char **errmsg);
+/* The server's signature was verified: only then may its AuthenticationOk be believed. */
+static inline bool sl_scram_client_verified(const sl_scram_client *st) { return st->state == 3; }
 void sl_scram_client_clear(sl_scram_client *st);
 
 /* ---- test-only hooks: fixed nonces for test vectors. Never use in production code. ---- */

@@ -80,6 +80,8 @@ typedef struct sl_client {
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
     bool is_unix;                /* came in over the Unix socket (never TLS there, as in PostgreSQL) */
     bool wait_notified;          /* told (query_wait_notify) that this wait for a server is long */
+    uint8_t resends;             /* times its request went to another server because the one it got
+                                    died before answering (proxy.c; reset once a server answers) */
     int64_t connect_time, request_time, wait_start, last_activity, xact_start, query_start;
     uint64_t wait_us_total;
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
@@ -119,6 +121,9 @@ typedef struct sl_server {
     int outstanding;             /* ReadyForQuery messages still expected by the linked client */
     bool in_batch;               /* extended-protocol messages since the last Sync */
     bool release_pending;        /* ready to go back to the pool once flushed */
+    bool resend_ok;              /* nothing of its answer has reached the client yet and the client's
+                                    bytes since the link are kept: should it turn out dead before it
+                                    read them, they go to another server (proxy.c) */
     char xact;                   /* last ReadyForQuery status: I, T or E */
     int64_t last_used, link_time;
     sl_pool_stats pend;          /* counters not yet added to the route's */
@@ -132,6 +137,7 @@ typedef struct sl_server {
     char addr_str[64];
     sl_connect conn;
     void *scram;                 /* sl_scram_client during login */
+    bool auth_ok;                /* the server said AuthenticationOk (believed only then: ReadyForQuery ends the login) */
     uint8_t tls_step;            /* sl_server_tls_step: TLS negotiation before the startup packet */
     uint8_t tls_plan;            /* sl_tls_plan this connection follows */
     /* cancel requests sent for its client's query (cancel.c): it is not given to anyone else before

@@ -4,17 +4,23 @@
  * ReadyForQuery that ends the client's last request, once everything before it reached the client. */
 #include "core/proxy.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/client.h"
 #include "core/proxy_ps.h"
+#include "core/scan.h"
 #include "core/server.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
 
-#define SMALL_MSG_MAX (64u * 1024)
+/* Times one request may go to another server because the one it got died without reading it. */
+#define RESEND_MAX 3
+/* PostgreSQL reads its socket into an 8 kB buffer (PQ_RECV_BUFFER_SIZE): a request sent in one
+ * write of at most this much is read whole or not at all. */
+#define PG_RECV_CHUNK 8192u
 
 void sl_proxy_update_poll(sl_client *c, sl_server *s)
 {
@@ -68,6 +74,9 @@ void sl_proxy_link(sl_client *c, sl_server *s)
     s->in_batch = false;
     s->release_pending = false;
     s->link_time = now;
+    /* a BEGIN pgsluice answered and replays first (read_write_split) puts the client in the
+     * server's transaction: from then on nothing may go elsewhere */
+    s->resend_ok = !c->deferred_begin && c->resends < RESEND_MAX;
     s->setup = link_needs_setup(c, s) ? SL_SETUP_CHECK : SL_SETUP_NONE;
     if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
@@ -81,8 +90,79 @@ void sl_proxy_start(sl_client *c, sl_server *s)
 {
     sl_server_set_state(s, SL_SV_ACTIVE);
     s->ps_active = sl_ps_enabled_for(c);
+    if (s->resend_ok) { /* the request starts here, whole messages only */
+        if (c->s.buf && c->s.pos == c->s.parse && !c->s.msg_left) sl_stream_keep(&c->s);
+        else sl_proxy_commit_link(s, c);
+    }
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
+}
+
+/* ---- a server that died before it read its client's request ----
+ * A PostgreSQL backend terminated while idle in the pool (pg_terminate_backend, idle_session_timeout,
+ * a restart) may not have sent its FATAL, or not have closed, when a client is given it. Its client's
+ * request then goes to a dead server. Linux tells the two cases apart: a socket closed with unread
+ * input is reset (ECONNRESET; EPIPE on a write to it, or pending after the end of file when it had
+ * closed before the request arrived), one whose input was all read is closed normally. So a reset
+ * before any answer reached the client, the request having gone out in a single write of at most
+ * PostgreSQL's read size, means the backend never read it: it goes to another server as if this
+ * one had never been taken. A backend that read it and died running it closes normally: its client
+ * gets the error, never a second run of its request. (A backend that was signalled but had not run
+ * yet when the request arrived reads it, then dies before running it: that cannot be told from a
+ * death while running it, and is not retried.) Costs the hot path no system call: the checks run
+ * only when a write fails or the server hangs up. */
+static bool died_unread(int err) { return err == ECONNRESET || err == EPIPE; }
+
+static bool resend_elsewhere(sl_server *s, sl_client *c)
+{
+    if (c->resends >= RESEND_MAX || !sl_stream_rewind_to_keep(&c->s)) return false;
+    c->resends++;
+    c->server = NULL;
+    s->client = NULL;
+    sl_server_close(s, SL_CLOSE_SERVER_DIED_UNREAD);
+    sl_client_set_state(c, SL_CL_WAITING);
+    c->wait_start = sl_now_fast();
+    sl_stream_set_poll(&c->s, 0);
+    sl_client_wake(c);
+    return true;
+}
+
+/* After a write of the client's bytes (from `from` on) to a server whose link may still be undone.
+ * false: the server is gone and the request went elsewhere. */
+static bool track_resend(sl_server *s, sl_client *c, uint32_t from, sl_io_status st)
+{
+    sl_stream *in = &c->s;
+    if (st == SL_IO_ERROR) {
+        /* nothing of it delivered: the server had closed before */
+        if (from == in->keep && in->pos == from && died_unread(s->s.err) && resend_elsewhere(s, c)) return false;
+        sl_proxy_commit_link(s, c);
+        return true;
+    }
+    /* a second write, or more than one read's worth: the server may have read a request whole */
+    if (in->pos != from && (from != in->keep || in->pos - in->keep > PG_RECV_CHUNK)) sl_proxy_commit_link(s, c);
+    return true;
+}
+
+/* The first bytes of the server's answer: a FATAL error is held back until the connection ends (a
+ * reset says the request was never read: it goes elsewhere and the error with the dead server).
+ * Anything else commits the link. true: hold (wait for more). */
+static bool hold_first_answer(sl_server *s, sl_client *c)
+{
+    const sl_stream *in = &s->s;
+    uint32_t avail = in->end - in->parse;
+    if (avail < 5) return true;
+    if (in->buf[in->parse] == SL_BE_ERROR) {
+        uint32_t len = sl_get_u32(in->buf + in->parse + 1);
+        if (len >= 4 && len <= SL_SMALL_MSG_MAX) {
+            if (avail < len + 1) return true;
+            const uint8_t *body = in->buf + in->parse + 5;
+            const char *sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY_NONLOCALIZED);
+            if (!sev) sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY);
+            if (sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"))) return true;
+        }
+    }
+    sl_proxy_commit_link(s, c);
+    return false;
 }
 
 void sl_proxy_unlink_release(sl_server *s)
@@ -94,9 +174,11 @@ void sl_proxy_unlink_release(sl_server *s)
         s->client = NULL;
         if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
         c->last_activity = now;
+        sl_stream_unkeep(&c->s);
     }
     s->last_used = now;
     s->release_pending = false;
+    s->resend_ok = false;
     sl_ps_reset_link(s);
     if (sl_server_route(s)->replication) { /* never reused: it goes with its client */
         sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
@@ -119,77 +201,27 @@ static void after_release(sl_client *c)
 
 void sl_proxy_server_lost_client(sl_client *c)
 {
+    sl_stream_unkeep(&c->s);
+    c->resends = 0;
     c->server = NULL;
     sl_client_set_state(c, SL_CL_IDLE);
     sl_client_error(c, true, "08006", "server connection crashed or was terminated");
 }
 
-static bool can_release(const sl_server *s, const sl_client *c)
-{
-    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == SL_XACT_IDLE &&
-           c->s.msg_left == 0 && sl_ps_idle(s);
-}
-
-/* Parse as much of the client's buffer as possible, marking messages to forward. */
+/* Mark the client's messages for forwarding; a protocol violation or goodbye closes the client. */
 static bool scan_client(sl_client *c, sl_server *s)
 {
-    sl_stream *in = &c->s;
-    int64_t max_packet = c->s.w->cfg->max_packet_size;
-    char type;
-    uint32_t len;
-    for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > max_packet) {
-            sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type);
-            return false;
-        }
-        if (type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) { /* simple protocol refused (PgBouncer's words) */
-            sl_client_error(c, true, "08P01", "PQexec disallowed");
-            return false;
-        }
-        sl_ps_result psr = SL_PS_FORWARD;
-        if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
-            /* the server discards it (it failed a request before this one): pass it on untouched
-             * and expect nothing back */
-            s->pend.bytes_in += (uint64_t)len + 1;
-            in->msg_left = len + 1;
-            continue;
-        }
-        if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
-        if (s->ps_active && type != SL_FE_TERMINATE) {
-            psr = sl_ps_client_msg(c, s, type, len);
-            if (psr == SL_PS_NEED_MORE) return true;
-            if (psr == SL_PS_MALFORMED) {
-                sl_client_error(c, true, "08P01", "malformed or oversized message (type '%c')", type);
-                return false;
-            }
-        }
-        s->pend.bytes_in += (uint64_t)len + 1;
-        switch (type) {
-        case SL_FE_QUERY:
-        case SL_FE_FUNCTION_CALL:
-        case SL_FE_SYNC:
-            if (type == SL_FE_SYNC) s->in_batch = false;
-            s->outstanding++;
-            if (!c->query_start) c->query_start = sl_now_fast();
-            if (!c->xact_start) c->xact_start = c->query_start;
-            break;
-        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
-            s->in_batch = true;
-            break;
-        case SL_FE_TERMINATE:
-            /* the client says goodbye: do not pass it on, the server stays ours */
-            if (sl_stream_fwd_pending(in)) {
-                in->msg_left = 0;
-                return true; /* flush first; X is seen again afterwards */
-            }
-            sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE);
-            return false;
-        default:
-            break;
-        }
-        if (psr != SL_PS_CONSUMED) in->msg_left = len + 1;
+    char type = 0;
+    uint32_t len = 0;
+    switch (sl_scan_client(c, s, &type, &len, NULL)) {
+    case SL_SCAN_MORE: return true;
+    case SL_SCAN_BAD_LENGTH: sl_client_error(c, true, "08P01", "invalid message length %u (type '%c')", len, type); break;
+    case SL_SCAN_PQEXEC: sl_client_error(c, true, "08P01", "PQexec disallowed"); break; /* PgBouncer's words */
+    case SL_SCAN_MALFORMED: sl_client_error(c, true, "08P01", "malformed or oversized message (type '%c')", type); break;
+    case SL_SCAN_TERMINATE: sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE); break;
+    default: break;
     }
+    return false;
 }
 
 static void client_forward(sl_client *c)
@@ -204,7 +236,9 @@ static void client_forward(sl_client *c)
             return;
         }
     }
+    uint32_t from = in->pos;
     sl_io_status st = sl_stream_flush(&s->s, in);
+    if (__builtin_expect(s->resend_ok, 0) && !track_resend(s, c, from, st)) return;
     if (st == SL_IO_ERROR) {
         sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
@@ -237,43 +271,6 @@ void sl_proxy_client_input(sl_client *c)
     client_forward(c);
 }
 
-/* A ReadyForQuery or ParameterStatus from the server, whole in the buffer. */
-static bool server_small_msg(sl_server *s, sl_client *c, char type, const uint8_t *body, uint32_t blen)
-{
-    if (type == SL_BE_READY) {
-        char status = blen ? (char)body[0] : SL_XACT_IDLE;
-        int64_t now = sl_now_fast();
-        if (s->outstanding > 0) s->outstanding--;
-        if (c->query_start) {
-            s->pend.query_count++;
-            s->pend.query_time_us += (uint64_t)(now - c->query_start);
-            sl_hist_add(&s->pend.h_query, now - c->query_start);
-            c->query_start = s->outstanding > 0 ? now : 0;
-        }
-        if (status == SL_XACT_IDLE && c->xact_start) {
-            s->pend.xact_count++;
-            s->pend.xact_time_us += (uint64_t)(now - c->xact_start);
-            sl_hist_add(&s->pend.h_xact, now - c->xact_start);
-            c->xact_start = 0;
-        }
-        s->xact = status;
-        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != SL_XACT_IDLE) return false;
-        if (can_release(s, c)) s->release_pending = true;
-    } else if (type == SL_BE_ERROR) {
-        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE))]);
-    } else if (type == SL_BE_PARAM_STATUS) {
-        sl_rd r;
-        sl_rd_init(&r, body, blen);
-        const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
-        int id = name && val ? sl_param_lookup(name) : -1;
-        if (id >= 0) {
-            sl_params_set(&s->params, id, val);
-            sl_params_set(&c->params, id, val);
-        }
-    }
-    return true;
-}
-
 /* Statement mode: the server opened a transaction. Refuse it and roll it back. */
 static void refuse_transaction(sl_server *s, sl_client *c)
 {
@@ -287,63 +284,17 @@ static void refuse_transaction(sl_server *s, sl_client *c)
     sl_client_error(c, true, "25001", "transaction blocks not allowed in statement pooling mode");
 }
 
+/* Mark the server's answers for forwarding; a broken message closes the server. */
 static bool scan_server(sl_server *s, sl_client *c)
 {
-    sl_stream *in = &s->s;
-    char type;
-    uint32_t len;
-    for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) {
-            /* answers pgsluice gives itself (after a Flush, say) may be due now that the answers
-             * before them are marked for the client */
-            if (s->ps_active && !in->msg_left) sl_ps_synth_due(s, c);
-            return true;
-        }
-        /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
-        if (len < 4 || len > INT32_MAX) {
-            sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE);
-            return false;
-        }
-        /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
-         * before anything is decided about it (the queue of answers below too: deciding twice on
-         * a message that arrives in pieces would take two entries off it) */
-        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
-        if (small) {
-            if (len > SMALL_MSG_MAX) {
-                sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
-                return false;
-            }
-            if (in->end - in->parse < len + 1) {
-                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) {
-                    sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY);
-                    return false;
-                }
-                return true;
-            }
-        }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
-         * answers pgsluice gives itself that are due (after the answer just passed) go first */
-        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
-        if (s->ps_active && row) sl_ps_synth_due(s, c);
-        if (s->ps_active && !row) {
-            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
-            if (r == SL_PS_NEED_MORE) return true;
-            if (r == SL_PS_CONSUMED) continue;
-        }
-        s->pend.bytes_out += (uint64_t)len + 1;
-        if (small) {
-            if (!server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) {
-                refuse_transaction(s, c);
-                return false;
-            }
-            if (type == SL_BE_READY && s->ps_active) {
-                in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
-                sl_ps_synth_due(s, c);
-                continue;
-            }
-        }
-        in->msg_left = len + 1;
+    switch (sl_scan_server(s, c)) {
+    case SL_SCAN_MORE: return true;
+    case SL_SCAN_REFUSE_TXN: refuse_transaction(s, c); break;
+    case SL_SCAN_OVERSIZED: sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED); break;
+    case SL_SCAN_NOMEM: sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY); break;
+    default: sl_server_close(s, SL_CLOSE_SERVER_BAD_MESSAGE); break;
     }
+    return false;
 }
 
 static void server_forward(sl_server *s)
@@ -358,7 +309,7 @@ static void server_forward(sl_server *s)
     }
     if (st == SL_IO_OK && in->pos == in->end) {
         sl_stream_recycle_buf(in);
-        if (s->release_pending && can_release(s, c)) {
+        if (s->release_pending && sl_scan_can_release(s, c)) {
             sl_proxy_unlink_release(s);
             after_release(c);
             return;
@@ -376,9 +327,20 @@ void sl_proxy_server_input(sl_server *s)
     }
     sl_io_status st = sl_stream_read(&s->s);
     if (st == SL_IO_EOF || st == SL_IO_ERROR) {
+        if (__builtin_expect(s->resend_ok, 0)) {
+            /* an end of file after a reset: the server had closed before the request arrived */
+            int err = st == SL_IO_ERROR ? s->s.err : sl_stream_connect_result(&s->s);
+            if (died_unread(err) && resend_elsewhere(s, c)) return;
+            sl_proxy_commit_link(s, c);
+            if (!scan_server(s, c)) return; /* the FATAL held back goes to the client after all */
+        }
         /* pass on whatever the server said last (e.g. FATAL terminating connection) */
         sl_stream_flush(&c->s, &s->s);
         sl_server_close(s, st == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
+        return;
+    }
+    if (__builtin_expect(s->resend_ok, 0) && hold_first_answer(s, c)) {
+        sl_proxy_update_poll(c, s);
         return;
     }
     server_forward(s);
@@ -403,7 +365,9 @@ void sl_proxy_client_writable(sl_client *c)
 void sl_proxy_server_writable(sl_server *s)
 {
     sl_client *c = s->client;
+    uint32_t from = c->s.pos;
     sl_io_status st = sl_stream_flush(&s->s, &c->s);
+    if (__builtin_expect(s->resend_ok, 0) && !track_resend(s, c, from, st)) return;
     if (st == SL_IO_ERROR) {
         sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;

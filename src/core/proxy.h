@@ -16,6 +16,15 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s);
 /* The client leaves its server (end of transaction, or client gone in a clean state). */
 void sl_proxy_unlink_release(sl_server *s);
 void sl_proxy_client_input_buffered(sl_client *c);
+/* The link can no longer be undone: a server's answer reaches the client, or pgsluice changed the
+ * client's state for this server (prepared statement names). Until then a server that dies with the
+ * client's request unread is replaced without the client noticing (proxy.c). */
+static inline void sl_proxy_commit_link(sl_server *s, sl_client *c)
+{
+    s->resend_ok = false;
+    sl_stream_unkeep(&c->s);
+    c->resends = 0;
+}
 /* The server died under its client: tell the client and let it go. */
 void sl_proxy_server_lost_client(sl_client *c);
 

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/proxy_ps.h"
+#include "core/proxy.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 
@@ -313,6 +314,9 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
 
 sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
 {
+    /* what follows may change the client's names or answer it without the server: this request can
+     * no longer go to another server should this one turn out dead */
+    if (__builtin_expect(s->resend_ok, 0)) sl_proxy_commit_link(s, c);
     sl_stream *in = &c->s;
     int whole = whole_message(in, len, PS_FULL_MAX);
     if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;

@@ -390,7 +390,17 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
     sl_rd r;
     sl_rd_init(&r, body, len);
     uint32_t code = sl_rd_u32(&r);
-    if (code == SL_AUTH_REQ_OK) return true;
+    if (code == SL_AUTH_REQ_OK) {
+        /* once SCRAM has started, only a server that proved it knows the password (its signature in
+         * server-final) is believed; one that skips to AuthenticationOk may be anyone in the middle
+         * (libpq refuses it too). Found by fuzz_server_login. */
+        if (s->scram && !sl_scram_client_verified(s->scram)) {
+            login_failed(s, "28000", "server sent AuthenticationOk before completing the SCRAM exchange");
+            return false;
+        }
+        s->auth_ok = true;
+        return true;
+    }
     char user[256];
     char *pw = server_password(s, user, sizeof(user));
     const char *errmsg = NULL;
@@ -416,7 +426,8 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             if (!strcmp(m, SL_SCRAM_MECH)) has = true;
             if (!strcmp(m, SL_SCRAM_MECH_PLUS)) plus = true;
         }
-        if (!has && !plus) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
+        if (s->scram) ok = false, errmsg = "server started a second SASL exchange"; /* found by fuzz_server_login: the first one leaked */
+        else if (!has && !plus) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
         else if (!has && !sl_stream_is_tls(&s->s)) /* -PLUS needs TLS to bind to: a server that offers only
                                                      that over plaintext is lying (libpq refuses too) */
             ok = false, errmsg = "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection";
@@ -508,7 +519,10 @@ static void login_input(sl_server *s)
             login_failed(s, code ? code : "08006", msg);
             break;
         } else if (m.type == SL_BE_READY) {
-            login_complete(s, &others);
+            /* a server that never said AuthenticationOk has not logged us in (found by
+             * fuzz_server_login: it was taken as logged in, whatever exchange it had started) */
+            if (!s->auth_ok) login_failed(s, "08P01", "server sent ReadyForQuery before AuthenticationOk");
+            else login_complete(s, &others);
             break;
         } /* notices and NegotiateProtocolVersion are ignored */
     }
@@ -650,6 +664,7 @@ static void server_on_event(sl_stream *st, int events)
         sl_io_status rc = sl_stream_flush(st, NULL);
         if (rc == SL_IO_ERROR) {
             if (s->state == SL_SV_LOGIN) login_failed(s, "08006", "lost connection to server during login");
+            else if (s->state == SL_SV_SETUP) sl_server_setup_lost(s, SL_CLOSE_SERVER_WRITE_ERROR);
             else sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
             return;
         }
@@ -658,8 +673,10 @@ static void server_on_event(sl_stream *st, int events)
     if (!(events & UV_READABLE)) return;
     sl_io_status rc = sl_stream_read(st);
     if (rc == SL_IO_EOF || rc == SL_IO_ERROR) {
+        sl_close_reason why = rc == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR;
         if (s->state == SL_SV_LOGIN) login_failed(s, "08006", "server closed the connection during login");
-        else sl_server_close(s, rc == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR);
+        else if (s->state == SL_SV_SETUP) sl_server_setup_lost(s, why);
+        else sl_server_close(s, why);
         return;
     }
     if (rc == SL_IO_AGAIN) return;
@@ -670,6 +687,13 @@ static void server_on_event(sl_stream *st, int events)
         break;
     case SL_SV_SETUP: sl_server_setup_input(s); break;
     case SL_SV_IDLE:
+        /* an error while idle is PostgreSQL's goodbye (FATAL: terminating connection ...): the end
+         * of file follows, but no client should be given it meanwhile */
+        if (st->end > st->parse && st->buf[st->parse] == SL_BE_ERROR) {
+            sl_server_close(s, SL_CLOSE_SERVER_DEAD_IN_POOL);
+            return;
+        }
+        /* fall through */
     case SL_SV_ACTIVE: /* not linked: held for a cancel in flight */
         /* an idle server only speaks to say goodbye (FATAL) or to report async notices: drop them */
         st->pos = st->parse = st->end;

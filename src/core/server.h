@@ -25,6 +25,9 @@ void sl_server_tick(sl_server *s, int64_t now);
  * to the pool. */
 bool sl_server_begin_setup(sl_server *s);
 void sl_server_setup_input(sl_server *s);
+/* The connection ended (or failed) while a pooler query ran: closed, and the client it was for (none
+ * of whose bytes went to it yet) waits for another server instead of getting an error. */
+void sl_server_setup_lost(sl_server *s, sl_close_reason why);
 
 /* handoff.c */
 /* The server (on the caller's worker, not linked) is free: to a waiting client, the idle list, or

@@ -114,7 +114,7 @@ bool sl_server_begin_setup(sl_server *s)
     if (started) {
         sl_io_status st = sl_stream_flush(&s->s, NULL);
         if (st == SL_IO_ERROR) {
-            sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
+            sl_server_setup_lost(s, SL_CLOSE_SERVER_WRITE_ERROR);
             return true;
         }
         sl_stream_set_poll(&s->s, st == SL_IO_AGAIN ? UV_READABLE | UV_WRITABLE : UV_READABLE);
@@ -145,6 +145,20 @@ static void setup_failed(sl_server *s, sl_setup_step step, sl_client *c)
         sl_client_set_state(c, SL_CL_WAITING);
     }
     sl_server_close(s, SL_CLOSE_POOLER_QUERY_FAILED);
+    if (c) sl_client_wake(c);
+}
+
+void sl_server_setup_lost(sl_server *s, sl_close_reason why)
+{
+    sl_client *c = s->client;
+    if (c && c->server == s && c->state == SL_CL_ACTIVE) {
+        c->server = NULL;
+        s->client = NULL;
+        sl_client_set_state(c, SL_CL_WAITING);
+    } else {
+        c = NULL;
+    }
+    sl_server_close(s, why);
     if (c) sl_client_wake(c);
 }
 

@@ -25,7 +25,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     sl_stream *s = h->data;
     sl_now_refresh();
-    if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let the owner find the error */
+    if (status < 0) {
+        /* let the owner find the error; libuv has stopped the handle (POLLERR), so whatever the owner
+         * asks for next starts it again (an owner still waiting for the end of file after reading
+         * what came before the error would otherwise never hear of it) */
+        events = UV_READABLE | UV_WRITABLE;
+        s->want = 0;
+    }
     SL_OWNER_ADD(s->w->stats.events, 1);
     /* a transport may hold bytes the socket will not signal again (decrypted TLS records): it
      * translates the events and keeps calling the owner while they last */
@@ -116,12 +122,23 @@ void sl_stream_set_poll(sl_stream *s, int events)
 
 static void compact(sl_stream *s)
 {
-    if (s->pos == 0) return;
-    uint32_t n = s->end - s->pos;
-    if (n) memmove(s->buf, s->buf + s->pos, n);
-    s->parse -= s->pos;
+    uint32_t from = s->keeping && s->keep < s->pos ? s->keep : s->pos;
+    if (from == 0) return;
+    uint32_t n = s->end - from;
+    if (n) memmove(s->buf, s->buf + from, n);
+    s->parse -= from;
+    s->pos -= from;
+    if (s->keeping) s->keep -= from;
     s->end = n;
-    s->pos = 0;
+}
+
+bool sl_stream_rewind_to_keep(sl_stream *s)
+{
+    if (!s->keeping || !s->buf) return false;
+    s->pos = s->parse = s->keep;
+    s->msg_left = 0;
+    s->keeping = false;
+    return true;
 }
 
 bool sl_stream_make_room(sl_stream *s, uint32_t need, uint32_t max)
@@ -163,11 +180,12 @@ void sl_stream_free_buf(sl_stream *s)
         free(s->buf);
     s->buf = NULL;
     s->cap = 0;
+    s->keeping = false;
 }
 
 void sl_stream_recycle_buf(sl_stream *s)
 {
-    if (s->buf && s->pos == s->end) {
+    if (s->buf && s->pos == s->end && !s->keeping) {
         /* grown for a big message, or for bulk reads that are over: give it back */
         if (s->cap != s->w->buf_size && !(s->bulk && s->cap == SL_STREAM_BULK_BUF)) sl_stream_free_buf(s);
         s->pos = s->parse = s->end = 0;
@@ -176,7 +194,7 @@ void sl_stream_recycle_buf(sl_stream *s)
 
 void sl_stream_maybe_release_buf(sl_stream *s)
 {
-    if (s->buf && s->pos == s->end) {
+    if (s->buf && s->pos == s->end && !s->keeping) {
         if (!s->bulk) sl_stream_free_buf(s); /* in bulk mode the next read comes at once */
         s->pos = s->parse = s->end = 0;
     }
@@ -218,9 +236,14 @@ static sl_io_status io_status(sl_tr_result r)
 
 sl_io_status sl_stream_read(sl_stream *s)
 {
-    if (__builtin_expect(s->bulk, 0) && s->cap < SL_STREAM_BULK_BUF) grow_for_bulk(s);
+    /* (not while keeping: the bytes kept before pos would not move with the rest) */
+    if (__builtin_expect(s->bulk, 0) && s->cap < SL_STREAM_BULK_BUF && !s->keeping) grow_for_bulk(s);
     if (!s->buf && !sl_stream_make_room(s, 1, UINT32_MAX)) return SL_IO_ERROR;
     if (s->end == s->cap) compact(s);
+    if (s->end == s->cap && s->keeping) { /* what is kept fills it: give up keeping, not reading */
+        s->keeping = false;
+        compact(s);
+    }
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
     size_t n = 0, room = s->cap - s->end;
     sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, room, &n)

@@ -49,6 +49,8 @@ typedef struct sl_stream {
     uint8_t *buf;
     uint32_t cap, pos, parse, end;
     uint32_t msg_left;       /* bytes of the current message still to come */
+    uint32_t keep;           /* keeping: bytes from here on stay in the buffer even once sent */
+    bool keeping;            /* (sl_stream_keep: what was sent may have to be sent again) */
 
     sl_pktbuf out;           /* pooler-built bytes queued for this socket */
     size_t out_sent;
@@ -81,6 +83,18 @@ void sl_stream_free_buf(sl_stream *s);
 /* Keep the (standard-size) input buffer but start it over when it holds nothing: for server
  * connections, which are few and busy, so that they do not borrow and return it per response. */
 void sl_stream_recycle_buf(sl_stream *s);
+
+/* Keep the bytes from pos on in the buffer, even once sent, until sl_stream_unkeep (no compaction
+ * past them, no release of the buffer): what they were sent to may fail before it read them, and
+ * then they go elsewhere. A full buffer drops the mark rather than stop reading (sl_stream_read). */
+static inline void sl_stream_keep(sl_stream *s)
+{
+    s->keep = s->pos;
+    s->keeping = s->buf != NULL;
+}
+static inline void sl_stream_unkeep(sl_stream *s) { s->keeping = false; }
+/* Back to the kept mark: the bytes from there on are unsent and unparsed again (false: none kept). */
+bool sl_stream_rewind_to_keep(sl_stream *s);
 
 /* Send this stream's own out queue, then src's forward region [pos, parse), with one writev. */
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src);

@@ -2,9 +2,10 @@
  * a client's Parse/Bind/Describe/Execute/Close/Sync/Flush and simple queries, as the statement
  * rewriting layer sees them, with the answers of model PostgreSQL servers (pg_model.h) flowing
  * back through it. Everything goes through the functions proxy_ps.h exposes, on a fake client and
- * two fake servers; the forwarding loop around them is this file's copy of proxy.c's scan_client /
- * scan_server / release decisions and client.c's idle-client path (no sockets: "sending" appends
- * to a byte string). Keep those copies in step with proxy.c and client.c.
+ * two fake servers, inside proxy.c's own scan loops and release decision (core/scan.h, with a hook
+ * that watches each client message); around them, this file's copy of client.c's idle-client path
+ * and of proxy.c's flushing (no sockets: "sending" appends to a byte string). Keep that copy in
+ * step with client.c.
  *
  * The input is a list of operations (see the switch in LLVMFuzzerTestOneInput): the client sends
  * a message (built from a few statement names and query texts), bytes reach pgsluice (all or
@@ -48,18 +49,19 @@
 #include <strings.h>
 
 #include "core/proxy_ps.h"
+#include "core/scan.h"
 #include "pg_model.h"
 #include "pool/pool.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 
 #define NSERVERS 2
-#define SMALL_MSG_MAX (64u * 1024)
 #define STREAM_MAX (64u * 1024 * 1024)
 
 typedef struct world {
     sl_worker w;                /* its cfg: max_prepared_statements 2 or 100 */
     sl_route route;             /* transaction mode */
+    sl_backend backend;         /* of the route: the servers' */
     sl_client c;
     sl_server s[NSERVERS];
     pg_model model[NSERVERS], direct;
@@ -120,13 +122,7 @@ static void flush_to_server(int i)
     bytes_free(&got);
 }
 
-/* ---- copies of proxy.c / client.c decisions ---- */
-
-static bool can_release(const sl_server *s, const sl_client *c)
-{
-    return sl_route_pool_mode(c->route) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch &&
-           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s);
-}
+/* ---- proxy.c's scan loops (core/scan.h) on the fake connections, client.c's idle path ---- */
 
 static void client_idle_input(void);
 
@@ -180,51 +176,19 @@ static void note_unnamed(const sl_stream *in, char type, uint32_t len)
         W->known_divergence = true;
 }
 
-/* scan_client: mark the client's messages for forwarding. false: the client was closed. */
+/* What the harness watches in each client message (core/scan.h's hook). */
+static void scan_hook(sl_client *c, char type, uint32_t len, bool decided)
+{
+    if (!decided) note_unnamed(&c->s, type, len);
+    else if (type == SL_FE_QUERY || type == SL_FE_FUNCTION_CALL || type == SL_FE_SYNC) W->batches++;
+}
+
+/* proxy.c's scan_client: false when pgsluice closes the client (an error, or Terminate). */
 static bool scan_client(sl_server *s)
 {
-    sl_client *c = &W->c;
-    sl_stream *in = &c->s;
-    int64_t max_packet = c->s.w->cfg->max_packet_size;
     char type;
     uint32_t len;
-    for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) return true;
-        if (len < 4 || (int64_t)len > max_packet) return false;
-        sl_ps_result psr = SL_PS_FORWARD;
-        if (s->ps_skip_till_sync && type != SL_FE_SYNC && type != SL_FE_TERMINATE) {
-            in->msg_left = len + 1;
-            continue;
-        }
-        if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
-        note_unnamed(in, type, len);
-        if (s->ps_active && type != SL_FE_TERMINATE) {
-            psr = sl_ps_client_msg(c, s, type, len);
-            if (psr == SL_PS_NEED_MORE) return true;
-            if (psr == SL_PS_MALFORMED) return false;
-        }
-        switch (type) {
-        case SL_FE_QUERY:
-        case SL_FE_FUNCTION_CALL:
-        case SL_FE_SYNC:
-            if (type == SL_FE_SYNC) s->in_batch = false;
-            s->outstanding++;
-            W->batches++;
-            break;
-        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
-            s->in_batch = true;
-            break;
-        case SL_FE_TERMINATE:
-            if (sl_stream_fwd_pending(in)) {
-                in->msg_left = 0;
-                return true; /* flush first; X is seen again afterwards */
-            }
-            return false; /* the client says goodbye: the test ends for it */
-        default:
-            break;
-        }
-        if (psr != SL_PS_CONSUMED) in->msg_left = len + 1;
-    }
+    return sl_scan_client(&W->c, s, &type, &len, scan_hook) == SL_SCAN_MORE;
 }
 
 static void client_forward(void)
@@ -247,57 +211,8 @@ static void client_forward(void)
     if (in->pos == in->end) sl_stream_maybe_release_buf(in);
 }
 
-/* server_small_msg for ReadyForQuery, ErrorResponse, ParameterStatus (the statistics left out). */
-static void server_small_msg(sl_server *s, char type, const uint8_t *body, uint32_t blen)
-{
-    if (type == SL_BE_READY) {
-        if (s->outstanding > 0) s->outstanding--;
-        s->xact = blen ? (char)body[0] : SL_XACT_IDLE;
-        if (can_release(s, &W->c)) s->release_pending = true;
-    } else if (type == SL_BE_ERROR) {
-        (void)sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE));
-    }
-}
-
-/* scan_server. false: pgsluice closes the server. */
-static bool scan_server(sl_server *s)
-{
-    sl_stream *in = &s->s;
-    sl_client *c = &W->c;
-    char type;
-    uint32_t len;
-    for (;;) {
-        if (!sl_stream_next_header(in, &type, &len)) {
-            if (s->ps_active && !in->msg_left) sl_ps_synth_due(s, c);
-            return true;
-        }
-        if (len < 4 || len > INT32_MAX) return false;
-        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
-        if (small) {
-            if (len > SMALL_MSG_MAX) return false;
-            if (in->end - in->parse < len + 1) {
-                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SMALL_MSG_MAX * 2)) return false;
-                return true;
-            }
-        }
-        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
-        if (s->ps_active && row) sl_ps_synth_due(s, c);
-        if (s->ps_active && !row) {
-            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
-            if (r == SL_PS_NEED_MORE) return true;
-            if (r == SL_PS_CONSUMED) continue;
-        }
-        if (small) {
-            server_small_msg(s, type, in->buf + in->parse + 5, len - 4);
-            if (type == SL_BE_READY && s->ps_active) {
-                in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
-                sl_ps_synth_due(s, c);
-                continue;
-            }
-        }
-        in->msg_left = len + 1;
-    }
-}
+/* proxy.c's scan_server: false when pgsluice closes the server. */
+static bool scan_server(sl_server *s) { return sl_scan_server(s, &W->c) == SL_SCAN_MORE; }
 
 static void server_forward(void)
 {
@@ -309,7 +224,7 @@ static void server_forward(void)
     flush_to(&W->client_rx, &W->c.s, &s->s);
     if (s->s.pos == s->s.end) {
         sl_stream_recycle_buf(&s->s);
-        if (s->release_pending && can_release(s, &W->c)) {
+        if (s->release_pending && sl_scan_can_release(s, &W->c)) {
             unlink_release();
             if (W->c.s.end > W->c.s.parse) client_idle_input(); /* after_release */
             else sl_stream_trim(&W->c.s);
@@ -591,6 +506,7 @@ static void world_init(world *w, sl_config *cfg)
     w->w.cfg = cfg;
     pthread_mutex_init(&w->route.lock, NULL);
     w->route.pool_mode = SL_POOL_TRANSACTION;
+    w->backend.route = &w->route;
     sl_stream_init(&w->c.s, -1);
     w->c.s.w = &w->w;
     w->c.route = &w->route;
@@ -600,6 +516,7 @@ static void world_init(world *w, sl_config *cfg)
         w->s[i].s.w = &w->w;
         w->s[i].state = SL_SV_IDLE;
         w->s[i].xact = 'I';
+        w->s[i].pc.backend = &w->backend;
         sl_stmt_cache_init(&w->s[i].ps_cache);
         model_init(&w->model[i], &w->srv_out[i]);
     }

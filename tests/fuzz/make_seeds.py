@@ -513,6 +513,46 @@ def hba_seeds():
           + b"m b +admins\n")
 
 
+def server_login_seeds():
+    """What PostgreSQL (or something pretending) answers pgsluice's startup packet: a database byte
+    (0 cleartext password known, 1 its md5 hash, 2 SCRAM keys only), a chunk byte, the bytes."""
+    t = "server_login"
+
+    def auth(code, extra=b""):
+        return msg("R", struct.pack("!I", code) + extra)
+    params = b"".join(msg("S", cstr(k) + cstr(v)) for k, v in (
+        ("server_version", "15.4"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+        ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on"),
+        ("in_hot_standby", "off"), ("application_name", "")))
+    welcome = auth(0) + params + msg("K", struct.pack("!II", 4242, 0xdeadbeef)) + msg("Z", b"I")
+    sasl = auth(10, cstr("SCRAM-SHA-256") + b"\0")
+    sasl_plus = auth(10, cstr("SCRAM-SHA-256-PLUS") + cstr("SCRAM-SHA-256") + b"\0")
+    first = b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=16"
+    final = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    fatal = msg("E", cstr("SFATAL") + cstr("VFATAL") + cstr("C28P01") +
+                cstr('Mpassword authentication failed for user "fuzz"') + b"\0")
+    for db in (0, 1, 2):
+        write(t, "trust_%d" % db, bytes([db, 0]) + welcome)
+        write(t, "cleartext_%d" % db, bytes([db, 0]) + auth(3) + welcome)
+        write(t, "md5_%d" % db, bytes([db, 0]) + auth(5, b"\x01\x02\x03\x04") + welcome)
+        write(t, "scram_%d" % db, bytes([db, 0]) + sasl + auth(11, first) + auth(12, final) + welcome)
+        write(t, "scram_plus_offered_%d" % db, bytes([db, 0]) + sasl_plus + auth(11, first) + auth(12, final) + welcome)
+        write(t, "scram_skipped_%d" % db, bytes([db, 0]) + sasl + welcome)
+        write(t, "refused_%d" % db, bytes([db, 0]) + auth(5, b"salt") + fatal)
+    write(t, "negotiate_version", b"\0\0" + msg("v", struct.pack("!II", 196608, 1) + cstr("_pq_.x")) + welcome)
+    write(t, "notice_first", b"\0\0" + msg("N", cstr("SWARNING") + cstr("C01000") + cstr("Mhello") + b"\0") + welcome)
+    write(t, "gss_asked", b"\0\0" + auth(7))
+    write(t, "sspi_asked", b"\0\0" + auth(9))
+    write(t, "sasl_continue_unasked", b"\0\0" + auth(11, first))
+    write(t, "sasl_no_mechanism", b"\0\0" + auth(10, cstr("SCRAM-SHA-1") + b"\0"))
+    write(t, "bad_length", b"\0\0R\0\0\0\x03\0\0\0\0")
+    write(t, "huge_length", b"\0\0R\xff\xff\xff\xff\0\0\0\0")
+    write(t, "bytewise", b"\0\x01" + auth(5, b"abcd") + welcome)
+    write(t, "split_3", b"\x02\x03" + sasl + auth(11, first) + welcome)
+    write(t, "ready_without_auth", b"\0\0" + msg("Z", b"I"))
+    write(t, "startup_error", b"\0\0" + msg("E", cstr("SFATAL") + cstr("C57P03") + cstr("Mthe database system is starting up") + b"\0"))
+
+
 def main():
     startup_seeds()
     scram_server_seeds()
@@ -524,6 +564,7 @@ def main():
     admin_parse_seeds()
     http_seeds()
     client_login_seeds()
+    server_login_seeds()
     extended_protocol_seeds()
     hba_seeds()
     return 0

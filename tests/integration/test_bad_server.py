@@ -257,3 +257,53 @@ def test_server_offering_only_scram_plus_over_plaintext_is_refused(pooler):
         clients.assert_pooler_serves(p)
     finally:
         fake.close()
+
+
+@pytest.mark.parametrize("skip", ["auth_ok", "ready"])
+def test_server_that_skips_the_end_of_scram_is_not_believed(pooler, skip):
+    """Found by fuzzing (tests/fuzz/fuzz_server_login.c, regressions auth_ok_before_scram_final and
+    ready_without_auth_ok_after_sasl): a server that asked for SCRAM and then said AuthenticationOk
+    without its server-final (without proving it knows the password: anyone in the middle could), or
+    went straight to ReadyForQuery, was logged in to."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((HOST, 0))
+    sock.listen(4)
+    logins = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            try:
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                body = _recv_exact(conn, n - 4)
+                if struct.unpack("!I", body[:4])[0] == 80877103:  # SSLRequest
+                    conn.sendall(b"N")
+                    (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                    _recv_exact(conn, n - 4)
+                conn.sendall(_msg(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256\0\0"))
+                t = _recv_exact(conn, 1)
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                logins.append(t + _recv_exact(conn, n - 4))
+                ok = _msg(b"R", struct.pack("!I", 0)) if skip == "auth_ok" else b""
+                conn.sendall(ok + _msg(b"K", struct.pack("!II", 1, 2)) + _msg(b"Z", b"I"))
+                conn.recv(1024)
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = pooler({"server_login_retry": 1, "query_wait_timeout": 5},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb password=secret" % (HOST, sock.getsockname()[1])})
+        with pytest.raises(psycopg.Error):
+            with clients.connect(p, "fakedb") as c:
+                c.execute("SELECT 1")
+        assert logins and logins[0].startswith(b"p") and b"SCRAM-SHA-256" in logins[0], logins
+        said = "before completing the SCRAM exchange" if skip == "auth_ok" else "ReadyForQuery before AuthenticationOk"
+        assert said in open(p.log_path).read()
+        clients.assert_pooler_serves(p)
+    finally:
+        sock.close()

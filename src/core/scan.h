@@ -1,0 +1,188 @@
+/* scan.h - the forwarding loop's reading of message headers: which of a linked client's messages go
+ * to its server and what they mean for the link (requests owed an answer, batches, statement
+ * rewriting), which of the server's answers go to the client and when the link may end. proxy.c
+ * forwards with these and acts on what they report (errors, closing); they are inline so that its
+ * hot path stays one function, and tests/fuzz/fuzz_extended_protocol.c runs the very same loops on
+ * fake connections (with a hook that watches each client message; proxy.c passes NULL, which the
+ * compiler removes). */
+#ifndef SL_SCAN_H
+#define SL_SCAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/conn.h"
+#include "core/proxy_ps.h"
+#include "proto/msgtype.h"
+#include "util/time.h"
+
+/* ReadyForQuery, ParameterStatus and errors up to this size are looked at whole. */
+#define SL_SMALL_MSG_MAX (64u * 1024)
+
+typedef enum {
+    SL_SCAN_MORE = 0,    /* all there is decided: more bytes are needed */
+    /* client */
+    SL_SCAN_BAD_LENGTH,  /* a length below 4 or above max_packet_size */
+    SL_SCAN_PQEXEC,      /* a simple Query under disable_pqexec */
+    SL_SCAN_MALFORMED,   /* the statement rewriting refused a message (or ran out of memory) */
+    SL_SCAN_TERMINATE,   /* Terminate, with nothing before it left to send */
+    /* server */
+    SL_SCAN_BAD_MESSAGE, /* a length below 4 or above INT32_MAX */
+    SL_SCAN_OVERSIZED,   /* a ReadyForQuery or ParameterStatus above SL_SMALL_MSG_MAX */
+    SL_SCAN_NOMEM,       /* no room to hold a small message whole */
+    SL_SCAN_REFUSE_TXN,  /* statement mode: the server opened a transaction */
+} sl_scan_result;
+
+/* Watches each client message at its header: decided false before the statement rewriting looks at
+ * it (it may be seen again if the rewriting needs more bytes), true once it is decided. */
+typedef void (*sl_scan_client_hook)(sl_client *c, char type, uint32_t len, bool decided);
+
+/* The server may go back to the pool: no answer owed, no batch or transaction open. */
+static inline bool sl_scan_can_release(const sl_server *s, const sl_client *c)
+{
+    return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch &&
+           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s);
+}
+
+/* Parse as much of the client's buffer as possible, marking messages to forward. On a result other
+ * than SL_SCAN_MORE, *type and *len name the message. */
+static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_client *c, sl_server *s, char *type,
+                                                                           uint32_t *len, sl_scan_client_hook hook)
+{
+    sl_stream *in = &c->s;
+    int64_t max_packet = c->s.w->cfg->max_packet_size;
+    for (;;) {
+        if (!sl_stream_next_header(in, type, len)) return SL_SCAN_MORE;
+        if (*len < 4 || (int64_t)*len > max_packet) return SL_SCAN_BAD_LENGTH;
+        if (*type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) return SL_SCAN_PQEXEC;
+        sl_ps_result psr = SL_PS_FORWARD;
+        if (s->ps_skip_till_sync && *type != SL_FE_SYNC && *type != SL_FE_TERMINATE) {
+            /* the server discards it (it failed a request before this one): pass it on untouched
+             * and expect nothing back */
+            s->pend.bytes_in += (uint64_t)*len + 1;
+            in->msg_left = *len + 1;
+            continue;
+        }
+        if (*type == SL_FE_SYNC) s->ps_skip_till_sync = false;
+        if (hook) hook(c, *type, *len, false);
+        if (s->ps_active && *type != SL_FE_TERMINATE) {
+            psr = sl_ps_client_msg(c, s, *type, *len);
+            if (psr == SL_PS_NEED_MORE) return SL_SCAN_MORE;
+            if (psr == SL_PS_MALFORMED) return SL_SCAN_MALFORMED;
+        }
+        if (hook) hook(c, *type, *len, true);
+        s->pend.bytes_in += (uint64_t)*len + 1;
+        switch (*type) {
+        case SL_FE_QUERY:
+        case SL_FE_FUNCTION_CALL:
+        case SL_FE_SYNC:
+            if (*type == SL_FE_SYNC) s->in_batch = false;
+            s->outstanding++;
+            if (!c->query_start) c->query_start = sl_now_fast();
+            if (!c->xact_start) c->xact_start = c->query_start;
+            break;
+        case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
+            s->in_batch = true;
+            break;
+        case SL_FE_TERMINATE:
+            /* the client says goodbye: do not pass it on, the server stays ours */
+            if (sl_stream_fwd_pending(in)) {
+                in->msg_left = 0;
+                return SL_SCAN_MORE; /* flush first; X is seen again afterwards */
+            }
+            return SL_SCAN_TERMINATE;
+        default:
+            break;
+        }
+        if (psr != SL_PS_CONSUMED) in->msg_left = *len + 1;
+    }
+}
+
+/* A ReadyForQuery, ParameterStatus or error from the server, whole in the buffer. false: statement
+ * mode, and the server opened a transaction. */
+static inline bool sl_scan_server_small_msg(sl_server *s, sl_client *c, char type, const uint8_t *body, uint32_t blen)
+{
+    if (type == SL_BE_READY) {
+        char status = blen ? (char)body[0] : SL_XACT_IDLE;
+        int64_t now = sl_now_fast();
+        if (s->outstanding > 0) s->outstanding--;
+        if (c->query_start) {
+            s->pend.query_count++;
+            s->pend.query_time_us += (uint64_t)(now - c->query_start);
+            sl_hist_add(&s->pend.h_query, now - c->query_start);
+            c->query_start = s->outstanding > 0 ? now : 0;
+        }
+        if (status == SL_XACT_IDLE && c->xact_start) {
+            s->pend.xact_count++;
+            s->pend.xact_time_us += (uint64_t)(now - c->xact_start);
+            sl_hist_add(&s->pend.h_xact, now - c->xact_start);
+            c->xact_start = 0;
+        }
+        s->xact = status;
+        if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT && status != SL_XACT_IDLE) return false;
+        if (sl_scan_can_release(s, c)) s->release_pending = true;
+    } else if (type == SL_BE_ERROR) {
+        SL_STATS_RARE_INC(&s->pend, errors[sl_error_class_index(sl_error_field(body, blen, SL_ERRF_CODE))]);
+    } else if (type == SL_BE_PARAM_STATUS) {
+        sl_rd r;
+        sl_rd_init(&r, body, blen);
+        const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
+        int id = name && val ? sl_param_lookup(name) : -1;
+        if (id >= 0) {
+            sl_params_set(&s->params, id, val);
+            sl_params_set(&c->params, id, val);
+        }
+    }
+    return true;
+}
+
+/* Parse as much of the server's buffer as possible, marking answers to forward (and the answers
+ * pgsluice gives itself in between, with the statement rewriting on). */
+static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_server *s, sl_client *c)
+{
+    sl_stream *in = &s->s;
+    char type;
+    uint32_t len;
+    for (;;) {
+        if (!sl_stream_next_header(in, &type, &len)) {
+            /* answers pgsluice gives itself (after a Flush, say) may be due now that the answers
+             * before them are marked for the client */
+            if (s->ps_active && !in->msg_left) sl_ps_synth_due(s, c);
+            return SL_SCAN_MORE;
+        }
+        /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
+        if (len < 4 || len > INT32_MAX) return SL_SCAN_BAD_MESSAGE;
+        /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
+         * before anything is decided about it (the queue of answers below too: deciding twice on
+         * a message that arrives in pieces would take two entries off it) */
+        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SL_SMALL_MSG_MAX);
+        if (small) {
+            if (len > SL_SMALL_MSG_MAX) return SL_SCAN_OVERSIZED;
+            if (in->end - in->parse < len + 1) {
+                if (!sl_stream_make_room(in, len + 1 - (in->end - in->parse), SL_SMALL_MSG_MAX * 2)) return SL_SCAN_NOMEM;
+                return SL_SCAN_MORE;
+            }
+        }
+        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
+         * answers pgsluice gives itself that are due (after the answer just passed) go first */
+        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
+        if (s->ps_active && row) sl_ps_synth_due(s, c);
+        if (s->ps_active && !row) {
+            sl_ps_result r = sl_ps_server_msg(s, c, type, len);
+            if (r == SL_PS_NEED_MORE) return SL_SCAN_MORE;
+            if (r == SL_PS_CONSUMED) continue;
+        }
+        s->pend.bytes_out += (uint64_t)len + 1;
+        if (small) {
+            if (!sl_scan_server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) return SL_SCAN_REFUSE_TXN;
+            if (type == SL_BE_READY && s->ps_active) {
+                in->parse += len + 1; /* whole in the buffer: mark it, then what follows it */
+                sl_ps_synth_due(s, c);
+                continue;
+            }
+        }
+        in->msg_left = len + 1;
+    }
+}
+
+#endif
