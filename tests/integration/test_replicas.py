@@ -135,14 +135,20 @@ def test_reads_are_spread_over_two_replicas(pooler, cluster):
         for t in threads:
             t.start()
         wait_for(lambda: len(seen) >= 300, timeout=30, what="300 reads")
-        stop.set()
-        for t in threads:
-            t.join()
+
+        def balanced():  # the last 300 reads: the pool may start lopsided (one replica's servers open
+            # first on a loaded machine) and evens out as idle servers of the busier one are given back
+            last = [port for _, port in seen[-300:]]
+            return 0.2 <= last.count(R) / len(last) <= 0.8
+        try:
+            wait_for(balanced, timeout=60, what="reads spread over both replicas")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
         assert not errors, errors[:3]
         ports = [port for _, port in seen]
         assert P not in ports  # the primary serves no read while a replica is in rotation
-        share = ports.count(R) / len(ports)
-        assert 0.2 <= share <= 0.8, "replica %d served %.0f%% of %d reads" % (R, share * 100, len(ports))
     finally:
         cluster.remove_replica(r2)
 
