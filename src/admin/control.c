@@ -14,6 +14,7 @@
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "core/takeover.h"
 #include "pool/pool.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -463,6 +464,24 @@ static adm_status ctl_wait_close(adm_session *s, const char *arg, adm_result *r)
     return begin_wait(s, r, ADM_WAIT_CLOSE, arg);
 }
 
+/* TAKEOVER [seconds]: what `pgsluice --takeover` sends (core/takeover.c); the answer is the hand-over
+ * itself, or an error once it failed and this process serves again. */
+static adm_status ctl_takeover(adm_session *s, const char *arg, adm_result *r)
+{
+    char *end = NULL;
+    long secs = *arg ? strtol(arg, &end, 10) : 60;
+    if (*arg && (*end || secs <= 0 || secs > 86400)) {
+        adm_error(r, "22023", "TAKEOVER: the wait must be a number of seconds (1 to 86400), not \"%s\"", arg);
+        return ADM_DONE;
+    }
+    char err[256];
+    if (!sl_takeover_donor_begin(s->c, (int)secs, err, sizeof(err))) {
+        adm_error(r, "55000", "%s", err);
+        return ADM_DONE;
+    }
+    return ADM_ASYNC;
+}
+
 enum { ARG_NONE, ARG_OPT, ARG_REQ };
 
 static const struct {
@@ -475,7 +494,7 @@ static const struct {
     {"reconnect", ARG_OPT, ctl_reconnect}, {"kill", ARG_OPT, ctl_kill},
     {"kill_client", ARG_REQ, ctl_kill_client}, {"suspend", ARG_NONE, ctl_suspend},
     {"shutdown", ARG_OPT, ctl_shutdown},   {"reload", ARG_NONE, ctl_reload},
-    {"wait_close", ARG_OPT, ctl_wait_close},
+    {"wait_close", ARG_OPT, ctl_wait_close}, {"takeover", ARG_OPT, ctl_takeover},
 };
 
 static int find_control(const char *verb)

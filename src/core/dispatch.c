@@ -10,6 +10,7 @@
 #include "core/console.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "core/takeover.h"
 #include "net/listener.h"
 #include "util/time.h"
 
@@ -84,7 +85,11 @@ static void on_message(sl_worker *w, sl_msg *m)
     }
 }
 
-static void on_started(sl_worker *w) { sl_listen_start(w, sl_client_accept); }
+static void on_started(sl_worker *w)
+{
+    sl_takeover_adopt(w); /* connections handed over by the previous process, before anything else */
+    sl_listen_start(w, sl_client_accept);
+}
 
 static void refresh_cpu(sl_worker *w)
 {
@@ -100,6 +105,11 @@ static void on_tick(sl_worker *w)
     int64_t now = sl_now_us();
     sl_listen_tick(w, now);
     refresh_cpu(w);
+    sl_takeover_tick(w, now);
+    if (sl_takeover_frozen(w)) { /* handing its connections over: nothing may touch them */
+        sl_console_tick(w, now);
+        return;
+    }
     sl_list *n, *t;
     sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
     sl_list_for_each_safe(n, t, &w->servers)
