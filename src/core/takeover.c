@@ -459,7 +459,7 @@ static void resumed(sl_worker *w, void *arg)
     tb_free(&D.msg);
     D.console = NULL;
     D.round_busy = false;
-    D.phase = D_IDLE;
+    __atomic_store_n(&D.phase, D_IDLE, __ATOMIC_RELEASE);
     sl_set_run_state(sl_run_state_get()); /* releases the hold (unless paused meanwhile) */
     sl_log_info("takeover called off, serving again: %s", D.fail_msg);
 }
@@ -474,7 +474,7 @@ static void give_up(sl_worker *home, const char *fmt, ...)
     va_end(ap);
     memcpy(D.fail_msg, msg, sizeof(msg));
     sl_log_warn("takeover failed: %s", D.fail_msg);
-    D.phase = D_RESUMING;
+    __atomic_store_n(&D.phase, D_RESUMING, __ATOMIC_RELEASE);
     D.round_busy = true;
     if (!sl_workers_round(home, resume_each, resumed, NULL)) {
         /* out of memory: thaw this worker at least; the others retry at their next freeze check */
@@ -620,7 +620,7 @@ static void freeze_done(sl_worker *home, void *arg)
         give_up(home, "cannot start the sender thread: %s", strerror(rc));
         return;
     }
-    D.phase = D_SENDING;
+    __atomic_store_n(&D.phase, D_SENDING, __ATOMIC_RELEASE);
     D.round_busy = false;
 }
 
@@ -667,7 +667,7 @@ bool sl_takeover_donor_begin(sl_client *c, int timeout_s, char *err, size_t errl
                               "user");
         return false;
     }
-    if (D.phase != D_IDLE) {
+    if (__atomic_load_n(&D.phase, __ATOMIC_ACQUIRE) != D_IDLE) {
         snprintf(err, errlen, "a takeover is already under way");
         return false;
     }
@@ -688,7 +688,7 @@ bool sl_takeover_donor_begin(sl_client *c, int timeout_s, char *err, size_t errl
     D.attempts = 0;
     D.round_busy = false;
     D.fail_msg[0] = '\0';
-    D.phase = D_WAITING;
+    __atomic_store_n(&D.phase, D_WAITING, __ATOMIC_RELEASE); /* other workers' ticks look at it */
     sl_pools_set_hold(true);
     sl_log_info("takeover requested by process %d: holding new transactions, waiting up to %d s for clients to get "
                 "between transactions",
@@ -698,8 +698,8 @@ bool sl_takeover_donor_begin(sl_client *c, int timeout_s, char *err, size_t errl
 
 void sl_takeover_tick(sl_worker *w, int64_t now)
 {
-    if (D.phase == D_IDLE || w->id != D.home || D.round_busy) return;
-    switch (D.phase) {
+    if (__atomic_load_n(&D.phase, __ATOMIC_ACQUIRE) == D_IDLE || w->id != D.home || D.round_busy) return;
+    switch (__atomic_load_n(&D.phase, __ATOMIC_RELAXED)) {
     case D_WAITING:
         if (!console_alive(w)) {
             D.console = NULL;
@@ -720,7 +720,7 @@ void sl_takeover_tick(sl_worker *w, int64_t now)
             give_up(w, "%s", D.err);
             return;
         }
-        D.phase = D_FINISHING;
+        __atomic_store_n(&D.phase, D_FINISHING, __ATOMIC_RELEASE);
         D.round_busy = true;
         if (!sl_workers_round(w, finish_each, finished, NULL)) finished(w, NULL);
         break;
