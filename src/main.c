@@ -226,6 +226,12 @@ int main(int argc, char **argv)
         return 1;
     }
     sl_log_setup(NULL, 0, NULL, NULL, g_verbose, g_quiet);
+    {
+        /* what the console's UPGRADE runs: this binary's path, read again from disk then */
+        char *exe = realpath("/proc/self/exe", NULL);
+        sl_takeover_set_exec(exe, g_config_path);
+        free(exe);
+    }
     char err[512];
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -48,6 +49,7 @@
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 #include "util/time.h"
 
 #define TK_MAGIC 0x534c544bu /* "SLTK" */
@@ -657,6 +659,9 @@ static void finished(sl_worker *w, void *arg)
     (void)arg;
     sl_log_info("takeover: process %d took over in %.1f s; exiting", (int)D.peer,
                 (double)(sl_now_us() - D.started) / 1e6);
+    /* under systemd the new process is the service from now on (it runs in the service's cgroup
+     * when UPGRADE started it) */
+    if (D.peer > 0) sl_sd_mainpid((long)D.peer, "handed over to the new process");
     _exit(0);
 }
 
@@ -727,6 +732,52 @@ void sl_takeover_tick(sl_worker *w, int64_t now)
     }
     default: break;
     }
+}
+
+/* ---- UPGRADE: start the new process from here ---- */
+
+static char *g_exe, *g_config;
+
+void sl_takeover_set_exec(const char *exe_path, const char *config_path)
+{
+    free(g_exe);
+    free(g_config);
+    g_exe = exe_path ? strdup(exe_path) : NULL;
+    g_config = config_path ? strdup(config_path) : NULL;
+}
+
+bool sl_takeover_spawn(int timeout_s, char *err, size_t errlen)
+{
+    if (!g_exe || !g_config) {
+        snprintf(err, errlen, "the path of the pgsluice binary is unknown");
+        return false;
+    }
+    if (access(g_exe, X_OK) != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", g_exe, strerror(errno));
+        return false;
+    }
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", timeout_s);
+    char *const argv[] = {g_exe, "--takeover", "--takeover-timeout", secs, g_config, NULL};
+    /* twice forked: the new process is nobody's zombie, and stays in this process's cgroup */
+    pid_t mid = fork();
+    if (mid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return false;
+    }
+    if (mid == 0) {
+        setsid();
+        if (fork() != 0) _exit(0);
+        /* only stdin/out/err go along: every socket of this process stays here until handed over */
+        for (int fd = 3; fd < 65536; fd++) close(fd);
+        execv(argv[0], argv);
+        fprintf(stderr, "pgsluice: UPGRADE: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int st;
+    while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {}
+    sl_log_info("UPGRADE: started %s --takeover", g_exe);
+    return true;
 }
 
 /* ---- the new process: receiving ---- */

@@ -24,6 +24,14 @@ void sl_takeover_tick(sl_worker *w, int64_t now);
 /* This worker's connections are frozen for a hand-over: its timeouts and pool upkeep wait. */
 bool sl_takeover_frozen(const sl_worker *w);
 
+/* The binary and config this process runs with (main, at start): what UPGRADE starts. */
+void sl_takeover_set_exec(const char *exe_path, const char *config_path);
+/* UPGRADE (console): start `<exe> --takeover --takeover-timeout <s> <config>` as a child of this
+ * process - in its systemd service, with its environment - which then takes over from it. The
+ * binary is read from disk now: a new version installed over it is what runs. false + err: it could
+ * not be started. */
+bool sl_takeover_spawn(int timeout_s, char *err, size_t errlen);
+
 /* ---- the new process ---- */
 
 /* Connect to the running process's console (unix_socket_dir, listen_port of cfg), ask it to hand
