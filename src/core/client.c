@@ -128,9 +128,9 @@ bool sl_client_adopt(sl_worker *w, sl_client *c, const char *fatal_sqlstate, con
         return true;
     }
     sl_stream_set_poll(&c->s, UV_READABLE);
-    /* a request it sent while the previous process was handing it over */
+    /* a request it sent while the previous process was handing it over (what came later is still on
+     * the socket: the poll reports it) */
     if (c->s.end > c->s.parse) sl_client_idle_input(c);
-    else client_on_event(&c->s, UV_READABLE);
     return true;
 }
 

@@ -77,7 +77,9 @@ static void on_message(sl_worker *w, sl_msg *m)
     case SL_MSG_CANCEL: sl_cancel_forward(w, m->a, m->b); break;
     case SL_MSG_WAKE_CLIENT: {
         sl_client *c = sl_worker_find_slot(w, m->slot, m->gen);
-        if (c) sl_client_wake(c);
+        /* a client frozen for a takeover is not touched (a failed wake would write to it): it is
+         * woken when it thaws, or the new process serves it */
+        if (c && !c->s.frozen) sl_client_wake(c);
         break;
     }
     case SL_MSG_LAUNCH: sl_server_launch(w, m->obj); break;

@@ -416,7 +416,12 @@ static void thaw_worker(sl_worker *w, bool listen)
     sl_list_for_each_safe(n, t_, &w->clients)
     {
         sl_client *c = sl_container_of(n, sl_client, node);
-        if (c->s.frozen) sl_stream_thaw(&c->s);
+        if (!c->s.frozen) continue;
+        sl_stream_thaw(&c->s);
+        /* a wake it missed while frozen (dispatch.c skips them) */
+        if ((c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME) && !c->server &&
+            !__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED))
+            sl_client_wake(c);
     }
     sl_list_for_each_safe(n, t_, &w->servers)
     {
@@ -568,6 +573,10 @@ static void freeze_done(sl_worker *home, void *arg)
         if (D.parts[i].busy && !why) why = D.parts[i].why;
     }
     D.attempts++;
+    if (sl_run_state_get() != SL_RUN_NORMAL) { /* SIGINT, SHUTDOWN...: the sockets may be shut down */
+        give_up(home, "the running process is %s", sl_run_state_label(sl_run_state_get()));
+        return;
+    }
     if (nok < sl_nworkers || !console_alive(home)) {
         if (D.attempts == 1 || D.attempts % 50 == 0)
             sl_log_info("takeover: waiting for %d connection%s to get between transactions (%s)", busy,
