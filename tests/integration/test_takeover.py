@@ -230,3 +230,38 @@ def test_console_upgrade_starts_the_new_process_which_takes_over(pooler):
             wait_for(lambda: not os.path.exists("/proc/%d" % new_pid) or
                      open("/proc/%d/stat" % new_pid).read().split()[2] == "Z",
                      timeout=15, what="the upgraded process to stop")
+
+
+@pytest.fixture(scope="module")
+def tls_certs(session_dir):
+    d = os.path.join(session_dir, "takeover-certs")
+    os.makedirs(d, exist_ok=True)
+    make_certs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit", "tls", "make-certs.sh")
+    subprocess.run(["sh", make_certs, d], check=True, capture_output=True)
+    for f in os.listdir(d):
+        if f.endswith(".key"):
+            os.chmod(os.path.join(d, f), 0o600)
+    return d
+
+
+def test_tls_client_is_closed_with_57P01_and_plaintext_clients_are_kept(pooler, tls_certs):
+    """A TLS session cannot leave OpenSSL: the client is told (57P01) and closed between transactions;
+    it reconnects to the new process."""
+    p = pooler({"pool_mode": "transaction", "client_tls_sslmode": "prefer",
+                "client_tls_key_file": os.path.join(tls_certs, "server.key"),
+                "client_tls_cert_file": os.path.join(tls_certs, "server.crt")})
+    tls = psycopg.connect(p.dsn("appdb", "app", sslmode="require"), autocommit=True)
+    plain = psycopg.connect(p.dsn("appdb", "app", sslmode="disable"), autocommit=True)
+    assert tls.pgconn.ssl_in_use and not plain.pgconn.ssl_in_use
+    assert tls.execute("SELECT 1").fetchone()[0] == 1
+    new = start_takeover(p)
+    complete_takeover(p, new)
+    assert plain.execute("SELECT 2").fetchone()[0] == 2
+    with pytest.raises(psycopg.OperationalError) as e:
+        tls.execute("SELECT 3")
+    assert "could not be handed over" in str(e.value), str(e.value)
+    with psycopg.connect(p.dsn("appdb", "app", sslmode="require"), autocommit=True) as again:
+        assert again.pgconn.ssl_in_use
+        assert again.execute("SELECT 4").fetchone()[0] == 4
+    plain.close()
+    tls.close()
