@@ -64,7 +64,7 @@ def pgbench_tables(cluster, session_dir):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("protocol", ["extended", "prepared", "simple"])
+@pytest.mark.parametrize("protocol", [pytest.param("extended", marks=pytest.mark.core), "prepared", "simple"])
 def test_takeover_under_pgbench_load_loses_no_transaction(pgbench_tables, pooler, protocol):
     p = pooler({"pool_mode": "transaction", "default_pool_size": 10})
     bench = subprocess.Popen(
@@ -131,6 +131,7 @@ def test_takeover_that_times_out_leaves_the_old_process_serving(pooler):
     c.close()
 
 
+@pytest.mark.core
 def test_takeover_that_dies_halfway_leaves_the_old_process_serving(pooler):
     p = pooler({"pool_mode": "transaction"})
     conns = [psycopg.connect(p.dsn("appdb", "app"), autocommit=True, prepare_threshold=None) for _ in range(5)]
@@ -154,6 +155,7 @@ def test_takeover_that_dies_halfway_leaves_the_old_process_serving(pooler):
         c.close()
 
 
+@pytest.mark.core
 def test_session_client_with_listen_keeps_its_server(pooler, direct):
     p = pooler({"pool_mode": "session"})
     c = psycopg.connect(p.dsn("appdb", "app"), autocommit=True, prepare_threshold=None)
