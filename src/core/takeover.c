@@ -692,7 +692,7 @@ bool sl_takeover_donor_begin(sl_client *c, int timeout_s, char *err, size_t errl
     struct ucred cr;
     socklen_t cl = sizeof(cr);
     D.peer = getsockopt(c->s.fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 ? cr.pid : 0;
-    D.home = c->s.w->id;
+    __atomic_store_n(&D.home, c->s.w->id, __ATOMIC_RELAXED);
     D.slot = c->slot;
     D.gen = c->gen;
     D.console = c;
@@ -712,7 +712,9 @@ bool sl_takeover_donor_begin(sl_client *c, int timeout_s, char *err, size_t errl
 
 void sl_takeover_tick(sl_worker *w, int64_t now)
 {
-    if (__atomic_load_n(&D.phase, __ATOMIC_ACQUIRE) == D_IDLE || w->id != D.home || D.round_busy) return;
+    if (__atomic_load_n(&D.phase, __ATOMIC_ACQUIRE) == D_IDLE || w->id != __atomic_load_n(&D.home, __ATOMIC_RELAXED) ||
+        D.round_busy)
+        return;
     switch (__atomic_load_n(&D.phase, __ATOMIC_RELAXED)) {
     case D_WAITING:
         if (!console_alive(w)) {
