@@ -69,7 +69,7 @@ typedef struct tk_buf {
 
 static void tb_put(tk_buf *b, const void *d, size_t n)
 {
-    if (b->oom) return;
+    if (b->oom || n == 0) return; /* memcpy from NULL is undefined even for 0 bytes */
     if (b->len + n > b->cap) {
         size_t nc = b->cap ? b->cap * 2 : 4096;
         while (nc < b->len + n) nc *= 2;
