@@ -41,6 +41,7 @@ static bool server_looks_alive(sl_server *s, int64_t now)
 static bool link_needs_setup(const sl_client *c, const sl_server *s)
 {
     const sl_config *cfg = c->s.w->cfg;
+    if (c->replication) return false; /* opened with its parameters; a walsender takes no SET */
     if (cfg->server_check_delay >= 0 && cfg->server_check_query && cfg->server_check_query[0] &&
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
@@ -97,6 +98,10 @@ void sl_proxy_unlink_release(sl_server *s)
     s->last_used = now;
     s->release_pending = false;
     sl_ps_reset_link(s);
+    if (sl_server_route(s)->replication) { /* never reused: it goes with its client */
+        sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
+        return;
+    }
     if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always) {
         s->setup = SL_SETUP_RESET;
         if (sl_server_begin_setup(s)) return;

@@ -307,6 +307,9 @@ static bool server_quiet(const sl_server *s)
 /* Is this client between transactions, so that it can be frozen? */
 static bool client_ready(sl_client *c, char *why, size_t len)
 {
+    /* a replication connection (walsender) is never between transactions while it streams: it is not
+     * waited for, frozen with the rest and closed on success (it reconnects to the new process) */
+    if (c->replication && c->state != SL_CL_LOGIN && c->state != SL_CL_AUTH) return true;
     switch (c->state) {
     case SL_CL_IDLE:
     case SL_CL_WAITING:
@@ -363,6 +366,7 @@ static void freeze_each(sl_worker *w, void *arg)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
         if (s->client) continue; /* with its client */
+        if (sl_server_route(s)->replication) continue; /* not handed over: closed on success */
         if (s->state != SL_SV_IDLE || !server_quiet(s)) {
             if (!p->busy++)
                 snprintf(p->why, sizeof(p->why), "server S-0x%llx is %s", (unsigned long long)s->id,
@@ -382,7 +386,7 @@ static void freeze_each(sl_worker *w, void *arg)
             c->s.handed = true; /* the sender thread's from now on */
             continue;
         }
-        if (sl_stream_is_tls(&c->s) || (c->server && sl_stream_is_tls(&c->server->s))) {
+        if (sl_stream_is_tls(&c->s) || (c->server && sl_stream_is_tls(&c->server->s)) || c->replication) {
             if (c->server) sl_stream_freeze(&c->server->s);
             continue; /* closed if the takeover succeeds */
         }
@@ -400,7 +404,7 @@ static void freeze_each(sl_worker *w, void *arg)
         sl_server *s = sl_container_of(n, sl_server, node);
         if (s->client) continue;
         sl_stream_freeze(&s->s);
-        if (sl_stream_is_tls(&s->s)) continue;
+        if (sl_stream_is_tls(&s->s) || sl_server_route(s)->replication) continue;
         tb_u8(&p->buf, 'S');
         put_server(&p->buf, s, now);
         p->nrec++;
@@ -651,7 +655,9 @@ static void finish_each(sl_worker *w, void *arg)
         sl_client_error(c, true, "57P01",
                         "pgsluice was restarted (takeover) and this connection could not be handed over%s; "
                         "please reconnect",
-                        c->admin ? " (console sessions are not)" : " (TLS sessions are not)");
+                        c->admin         ? " (console sessions are not)"
+                        : c->replication ? " (replication connections are not)"
+                                         : " (TLS sessions are not)");
     }
     sl_list_for_each_safe(n, t, &w->servers)
     {
@@ -1031,7 +1037,7 @@ static sl_server *get_server(tk_in *in, tk_rd *r, int worker, bool idle, char *w
     s->pc.connect_time = in->now - age;
     s->last_used = s->pc.idle_since = in->now;
     char sqlstate[6], err[256];
-    sl_route *rt = r->bad ? NULL : sl_route_get(in->cfg, db, user, sqlstate, err, sizeof(err));
+    sl_route *rt = r->bad ? NULL : sl_route_get(in->cfg, db, user, SL_REPL_NONE, sqlstate, err, sizeof(err));
     sl_backend *b = NULL;
     if (rt) {
         pthread_mutex_lock(&rt->lock);
@@ -1134,7 +1140,7 @@ static void get_client(tk_in *in, tk_rd *r, int worker, int old_worker)
         }
     }
     char sqlstate[6], err[256];
-    if (!r->bad) c->route = sl_route_get(in->cfg, rdb, ruser, sqlstate, err, sizeof(err));
+    if (!r->bad) c->route = sl_route_get(in->cfg, rdb, ruser, SL_REPL_NONE, sqlstate, err, sizeof(err));
     if (!c->route && !a->reject_state[0]) {
         snprintf(a->reject_state, sizeof(a->reject_state), "%s", r->bad ? "08P01" : sqlstate);
         snprintf(a->reject, sizeof(a->reject), "pgsluice was restarted (takeover) and cannot serve this connection "
