@@ -267,3 +267,23 @@ def test_tls_client_is_closed_with_57P01_and_plaintext_clients_are_kept(pooler, 
         assert again.execute("SELECT 4").fetchone()[0] == 4
     plain.close()
     tls.close()
+
+
+def test_replication_connection_is_not_waited_for_and_closed_with_57P01(pooler):
+    """A walsender connection is never between transactions: the takeover goes on without it and it is
+    told to reconnect (to the new process)."""
+    p = pooler({"pool_mode": "transaction"})
+    repl = psycopg.connect(p.dsn("appdb", "postgres", replication="database"), autocommit=True)
+    assert repl.execute("IDENTIFY_SYSTEM").fetchone()[0]
+    plain = psycopg.connect(p.dsn("appdb", "app"), autocommit=True)
+    assert plain.execute("SELECT 1").fetchone()[0] == 1
+    new = start_takeover(p)
+    complete_takeover(p, new)
+    assert plain.execute("SELECT 2").fetchone()[0] == 2
+    with pytest.raises(psycopg.OperationalError) as e:
+        repl.execute("IDENTIFY_SYSTEM")
+    assert "replication connections are not" in str(e.value), str(e.value)
+    with psycopg.connect(p.dsn("appdb", "postgres", replication="database"), autocommit=True) as again:
+        assert again.execute("IDENTIFY_SYSTEM").fetchone()[0]
+    plain.close()
+    repl.close()
