@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
+#include "core/takeover.h"
 #include "http/http.h"
 #include "health/checker.h"
 #include "net/listener.h"
@@ -45,7 +46,13 @@ static void usage(FILE *f)
             "Options:\n"
             "  -d, --daemon         run in the background (without it, the process runs in the foreground)\n"
             "  -q, --quiet          run quietly (only errors to stderr)\n"
-            "  -R, --reboot         accepted for compatibility; online restart is not supported yet\n"
+            "  -R, --takeover, --reboot\n"
+            "                       take over from the running pgsluice (same config, same OS user): its\n"
+            "                       listening sockets and every client and server connection are handed to\n"
+            "                       this process between transactions, and it exits; nothing is dropped\n"
+            "      --takeover-timeout=SECONDS\n"
+            "                       how long the running process waits for its clients to get between\n"
+            "                       transactions before it gives up and serves on (default 60)\n"
             "  -u, --user=USERNAME  drop privileges to this OS user\n"
             "  -v, --verbose        increase verbosity (repeat for more)\n"
             "  -V, --version        show the version and exit\n"
@@ -179,12 +186,13 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"daemon", no_argument, NULL, 'd'}, {"quiet", no_argument, NULL, 'q'},   {"verbose", no_argument, NULL, 'v'},
         {"user", required_argument, NULL, 'u'}, {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
-        {"reboot", no_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
+        {"reboot", no_argument, NULL, 'R'}, {"takeover", no_argument, NULL, 'R'},
+        {"takeover-timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
     /* Operator subcommands first: they have options of their own. */
     if (argc >= 2 && !strcmp(argv[1], "tune")) return sl_tool_tune_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "userlist")) return sl_tool_userlist_main(argc - 1, argv + 1);
-    int daemon_mode = 0, c;
+    int daemon_mode = 0, c, takeover = 0, takeover_timeout = 60;
     const char *run_user = NULL;
     while ((c = getopt_long(argc, argv, "dqvu:VhR", opts, NULL)) != -1) {
         switch (c) {
@@ -194,7 +202,17 @@ int main(int argc, char **argv)
         case 'u': run_user = optarg; break;
         case 'V': printf("pgsluice %s\n", SL_VERSION); return 0;
         case 'h': usage(stdout); return 0;
-        case 'R': fprintf(stderr, "pgsluice: -R (online restart) is not supported yet; starting normally\n"); break;
+        case 'R': takeover = 1; break;
+        case 'T': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 86400) {
+                fprintf(stderr, "pgsluice: --takeover-timeout wants a number of seconds (1 to 86400), not \"%s\"\n", optarg);
+                return 1;
+            }
+            takeover_timeout = (int)v;
+            break;
+        }
         default: usage(stderr); return 1;
         }
     }
@@ -208,6 +226,12 @@ int main(int argc, char **argv)
         return 1;
     }
     sl_log_setup(NULL, 0, NULL, NULL, g_verbose, g_quiet);
+    {
+        /* what the console's UPGRADE runs: this binary's path, read again from disk then */
+        char *exe = realpath("/proc/self/exe", NULL);
+        sl_takeover_set_exec(exe, g_config_path);
+        free(exe);
+    }
     char err[512];
     sl_config *cfg = sl_config_load(g_config_path, err, sizeof(err));
     if (!cfg) {
@@ -234,7 +258,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sl_pools_init(cfg->workers < SL_MAX_WORKERS ? cfg->workers : SL_MAX_WORKERS);
     sl_admin_register();
-    if (!sl_listen_open(cfg)) return 1;
+    if (takeover) {
+        /* the sockets come from the running process, which must be the same OS user: switch first */
+        drop_privileges(run_user);
+        if (!sl_takeover_receive(cfg, takeover_timeout, err, sizeof(err))) {
+            sl_log_fatal("takeover failed, the running pgsluice goes on serving: %s", err);
+            return 1;
+        }
+    } else if (!sl_listen_open(cfg)) {
+        return 1;
+    }
     if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
         char path[512];
         snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);

@@ -14,6 +14,7 @@
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "core/takeover.h"
 #include "pool/pool.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -480,6 +481,49 @@ static adm_status ctl_wait_close(adm_session *s, const char *arg, adm_result *r)
     return begin_wait(s, r, ADM_WAIT_CLOSE, arg);
 }
 
+/* TAKEOVER [seconds]: what `pgsluice --takeover` sends (core/takeover.c); the answer is the hand-over
+ * itself, or an error once it failed and this process serves again. */
+static adm_status ctl_takeover(adm_session *s, const char *arg, adm_result *r)
+{
+    char *end = NULL;
+    long secs = *arg ? strtol(arg, &end, 10) : 60;
+    if (*arg && (*end || secs <= 0 || secs > 86400)) {
+        adm_error(r, "22023", "TAKEOVER: the wait must be a number of seconds (1 to 86400), not \"%s\"", arg);
+        return ADM_DONE;
+    }
+    char err[256];
+    if (!sl_takeover_donor_begin(s->c, (int)secs, err, sizeof(err))) {
+        adm_error(r, "55000", "%s", err);
+        return ADM_DONE;
+    }
+    return ADM_ASYNC;
+}
+
+/* UPGRADE [seconds]: start a new pgsluice from the binary's path, which takes over from this one
+ * (the systemd-friendly upgrade: it runs inside this service). Answered once it is started. */
+static adm_status ctl_upgrade(adm_session *s, const char *arg, adm_result *r)
+{
+    (void)s;
+    char *end = NULL;
+    long secs = *arg ? strtol(arg, &end, 10) : 60;
+    if (*arg && (*end || secs <= 0 || secs > 86400)) {
+        adm_error(r, "22023", "UPGRADE: the wait must be a number of seconds (1 to 86400), not \"%s\"", arg);
+        return ADM_DONE;
+    }
+    if (sl_run_state_get() != SL_RUN_NORMAL) {
+        adm_error(r, "55000", "UPGRADE needs the pooler running (not %s)", sl_run_state_label(sl_run_state_get()));
+        return ADM_DONE;
+    }
+    char err[256];
+    if (!sl_takeover_spawn((int)secs, err, sizeof(err))) {
+        adm_error(r, "58000", "UPGRADE: %s", err);
+        return ADM_DONE;
+    }
+    sl_log_info("UPGRADE command issued");
+    adm_tag(r, "UPGRADE");
+    return ADM_DONE;
+}
+
 enum { ARG_NONE, ARG_OPT, ARG_REQ };
 
 static const struct {
@@ -492,7 +536,8 @@ static const struct {
     {"reconnect", ARG_OPT, ctl_reconnect}, {"kill", ARG_OPT, ctl_kill},
     {"kill_client", ARG_REQ, ctl_kill_client}, {"suspend", ARG_NONE, ctl_suspend},
     {"shutdown", ARG_OPT, ctl_shutdown},   {"reload", ARG_NONE, ctl_reload},
-    {"wait_close", ARG_OPT, ctl_wait_close},
+    {"wait_close", ARG_OPT, ctl_wait_close}, {"takeover", ARG_OPT, ctl_takeover},
+    {"upgrade", ARG_OPT, ctl_upgrade},
 };
 
 static int find_control(const char *verb)

@@ -34,7 +34,9 @@ static const char help_text[] =
     "\tSUSPEND\n"
     "\tSHUTDOWN\n"
     "\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n"
-    "\tWAIT_CLOSE [<db>]";
+    "\tWAIT_CLOSE [<db>]\n"
+    "\tUPGRADE [<seconds>]\n"
+    "\tTAKEOVER [<seconds>]";
 
 adm_status adm_show_help(adm_session *s, adm_result *r)
 {

@@ -88,6 +88,52 @@ void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
     client_on_event(&c->s, UV_READABLE);
 }
 
+bool sl_client_adopt(sl_worker *w, sl_client *c, const char *fatal_sqlstate, const char *fatal_msg)
+{
+    sl_client_state st = c->state;
+    c->s.w = w;
+    c->state = SL_CL_IDLE;
+    __atomic_add_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
+    c->counted = true;
+    c->wt.worker = w->id;
+    c->wt.slot = c->slot;
+    c->wt.gen = c->gen;
+    sl_list_init(&c->wt.node);
+    sl_list_insert_tail(&w->clients, &c->node);
+    SL_OWNER_ADD(w->nclients, 1);
+    if (!sl_stream_attach(&c->s, w, client_on_event)) {
+        if (c->server) {
+            sl_server *s = c->server;
+            c->server = NULL;
+            s->client = NULL;
+            sl_server_close(s, SL_CLOSE_ATTACH_FAILED);
+        }
+        sl_client_close(c, SL_CLOSE_ATTACH_FAILED);
+        return false;
+    }
+    if (fatal_sqlstate) {
+        sl_client_error(c, true, fatal_sqlstate, "%s", fatal_msg);
+        return false;
+    }
+    if (st == SL_CL_ACTIVE && c->server) {
+        c->state = SL_CL_ACTIVE;
+        sl_proxy_start(c, c->server);
+        if (c->state == SL_CL_ACTIVE && !c->s.want) sl_stream_set_poll(&c->s, UV_READABLE);
+        return true;
+    }
+    if (st == SL_CL_WELCOME) {
+        c->state = SL_CL_WELCOME;
+        c->request_time = c->wait_start = sl_now_fast();
+        sl_client_wake(c);
+        return true;
+    }
+    sl_stream_set_poll(&c->s, UV_READABLE);
+    /* a request it sent while the previous process was handing it over (what came later is still on
+     * the socket: the poll reports it) */
+    if (c->s.end > c->s.parse) sl_client_idle_input(c);
+    return true;
+}
+
 static void client_flush_out(sl_client *c)
 {
     sl_io_status st = sl_stream_flush(&c->s, NULL);

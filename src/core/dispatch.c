@@ -10,6 +10,7 @@
 #include "core/console.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "core/takeover.h"
 #include "net/listener.h"
 #include "util/time.h"
 
@@ -76,7 +77,9 @@ static void on_message(sl_worker *w, sl_msg *m)
     case SL_MSG_CANCEL: sl_cancel_forward(w, m->a, m->b); break;
     case SL_MSG_WAKE_CLIENT: {
         sl_client *c = sl_worker_find_slot(w, m->slot, m->gen);
-        if (c) sl_client_wake(c);
+        /* a client frozen for a takeover is not touched (a failed wake would write to it): it is
+         * woken when it thaws, or the new process serves it */
+        if (c && !c->s.frozen) sl_client_wake(c);
         break;
     }
     case SL_MSG_LAUNCH: sl_server_launch(w, m->obj, m->slot, m->gen); break;
@@ -84,7 +87,11 @@ static void on_message(sl_worker *w, sl_msg *m)
     }
 }
 
-static void on_started(sl_worker *w) { sl_listen_start(w, sl_client_accept); }
+static void on_started(sl_worker *w)
+{
+    sl_takeover_adopt(w); /* connections handed over by the previous process, before anything else */
+    sl_listen_start(w, sl_client_accept);
+}
 
 static void refresh_cpu(sl_worker *w)
 {
@@ -100,6 +107,11 @@ static void on_tick(sl_worker *w)
     int64_t now = sl_now_us();
     sl_listen_tick(w, now);
     refresh_cpu(w);
+    sl_takeover_tick(w, now);
+    if (sl_takeover_frozen(w)) { /* handing its connections over: nothing may touch them */
+        sl_console_tick(w, now);
+        return;
+    }
     sl_list *n, *t;
     sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
     sl_list_for_each_safe(n, t, &w->servers)

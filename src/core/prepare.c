@@ -57,6 +57,42 @@ sl_stmt *sl_stmt_intern(const uint8_t *body, uint32_t len)
     return s;
 }
 
+sl_stmt *sl_stmt_adopt(uint64_t id, const uint8_t *body, uint32_t len, bool valid)
+{
+    uint64_t h = fnv1a(body, len);
+    pthread_mutex_lock(&reg_lock);
+    sl_stmt **b = &reg[h % REG_BUCKETS];
+    for (sl_stmt *s = *b; s; s = s->next) {
+        if (s->hash == h && s->body_len == len && memcmp(s->body, body, len) == 0) {
+            if (s->id != id) s = NULL;
+            else __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&reg_lock);
+            return s;
+        }
+    }
+    sl_stmt *s = calloc(1, sizeof(*s));
+    uint8_t *copy = s ? malloc(len ? len : 1) : NULL;
+    if (!s || !copy) {
+        free(s);
+        pthread_mutex_unlock(&reg_lock);
+        return NULL;
+    }
+    memcpy(copy, body, len);
+    s->body = copy;
+    s->body_len = len;
+    s->hash = h;
+    s->refs = 1;
+    s->valid = valid;
+    s->id = id;
+    if (reg_next_id <= id) reg_next_id = id + 1;
+    snprintf(s->name, sizeof(s->name), "SL_%" PRIu64, s->id);
+    s->next = *b;
+    *b = s;
+    reg_count++;
+    pthread_mutex_unlock(&reg_lock);
+    return s;
+}
+
 void sl_stmt_ref(sl_stmt *s) { __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED); }
 
 void sl_stmt_unref(sl_stmt *s)

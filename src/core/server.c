@@ -100,7 +100,9 @@ void sl_server_close(sl_server *s, sl_close_reason why)
 bool sl_server_attach(sl_server *s, sl_worker *w)
 {
     if (!sl_stream_attach(&s->s, w, server_on_event)) return false;
-    s->pc.worker = w->id;
+    /* a server adopted from a takeover is already counted on w's idle list, where other workers read
+     * its worker under the route lock: written only when it changes */
+    if (s->pc.worker != w->id) s->pc.worker = w->id;
     return true;
 }
 

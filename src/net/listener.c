@@ -156,3 +156,31 @@ void sl_listen_stop(sl_worker *w, bool keep_unix)
     w->listening = false;
     if (__atomic_add_fetch(&listeners_stopped, 1, __ATOMIC_ACQ_REL) == sl_nworkers) refuse_connections(keep_unix);
 }
+
+int sl_listen_fds(int *fds, bool *is_unix, int max)
+{
+    int n = nlisten < max ? nlisten : max;
+    for (int i = 0; i < n; i++) {
+        fds[i] = listen_fds[i];
+        is_unix[i] = listen_is_unix[i];
+    }
+    return n;
+}
+
+void sl_listen_adopt(const int *fds, const bool *is_unix, int n)
+{
+    nlisten = 0;
+    for (int i = 0; i < n && nlisten < SL_MAX_LISTEN; i++) {
+        listen_fds[nlisten] = fds[i];
+        listen_is_unix[nlisten++] = is_unix[i];
+    }
+}
+
+void sl_listen_freeze(sl_worker *w, bool freeze)
+{
+    if (!w->listening) return;
+    for (int i = 0; i < w->nlisten; i++) {
+        if (freeze) uv_poll_stop(&w->listen_polls[i]);
+        else if (!w->accept_paused_until) uv_poll_start(&w->listen_polls[i], UV_READABLE, on_accept);
+    }
+}

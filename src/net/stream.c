@@ -120,6 +120,19 @@ void sl_stream_set_poll(sl_stream *s, int events)
     apply_poll(s, events);
 }
 
+void sl_stream_freeze(sl_stream *s)
+{
+    s->frozen = true;
+    if (s->poll_open && s->want) uv_poll_stop(&s->poll);
+}
+
+void sl_stream_thaw(sl_stream *s)
+{
+    s->frozen = false;
+    s->handed = false;
+    if (s->poll_open && s->want) uv_poll_start(&s->poll, s->want, on_poll);
+}
+
 static void compact(sl_stream *s)
 {
     uint32_t from = s->keeping && s->keep < s->pos ? s->keep : s->pos;

@@ -40,6 +40,9 @@ typedef struct sl_stream {
     sl_stream_done_cb on_done;
     bool poll_open;          /* poll handle initialised and not yet closed */
     bool close_fd;           /* on_done: the descriptor is closed first (sl_stream_close) */
+    bool frozen;             /* takeover (core/takeover.c): polling stopped while a new process takes
+                              * the socket over; nothing may read, write or close it meanwhile */
+    bool handed;             /* takeover: its descriptor and state went to the new process */
     bool bulk;               /* the last read filled the buffer: more is waiting (a large result,
                               * COPY), so reads go through a SL_STREAM_BULK_BUF buffer */
     int want;                /* UV_READABLE / UV_WRITABLE currently requested */
@@ -67,6 +70,9 @@ void sl_stream_detach(sl_stream *s, sl_stream_done_cb done);
  * stream that was never attached is finished at once. */
 void sl_stream_close(sl_stream *s, sl_stream_done_cb done);
 void sl_stream_set_poll(sl_stream *s, int events);
+/* Takeover: stop polling without forgetting what was asked (frozen set), and start again. */
+void sl_stream_freeze(sl_stream *s);
+void sl_stream_thaw(sl_stream *s);
 
 /* Make room for at least `need` more unparsed bytes (grows beyond the worker buffer if needed,
  * up to max). false on allocation failure or when need > max. */

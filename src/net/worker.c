@@ -159,6 +159,33 @@ void sl_worker_remove_slot(sl_worker *w, uint32_t slot, const void *obj)
     }
 }
 
+bool sl_worker_claim_slot(sl_worker *w, uint32_t slot, void *obj, uint32_t gen)
+{
+    if (slot >= (1u << 24)) return false;
+    if (slot >= w->nslots) {
+        uint32_t ncap = w->nslots ? w->nslots : 256;
+        while (ncap <= slot) ncap *= 2;
+        sl_slot *ns = realloc(w->slots, ncap * sizeof(*ns));
+        if (!ns) return false;
+        w->slots = ns;
+        uint32_t *nf = realloc(w->free_slots, ncap * sizeof(*nf));
+        if (!nf) return false;
+        w->free_slots = nf;
+        for (uint32_t i = w->nslots; i < ncap; i++) w->slots[i] = (sl_slot){0};
+        w->nslots = ncap;
+    }
+    if (w->slots[slot].obj) return false;
+    w->slots[slot] = (sl_slot){.obj = obj, .gen = gen};
+    return true;
+}
+
+void sl_worker_claim_slots_done(sl_worker *w)
+{
+    w->nfree_slots = 0;
+    for (uint32_t i = w->nslots; i > 0; i--)
+        if (!w->slots[i - 1].obj) w->free_slots[w->nfree_slots++] = i - 1;
+}
+
 void *sl_worker_find_slot(sl_worker *w, uint32_t slot, uint32_t gen)
 {
     if (slot >= w->nslots || !w->slots[slot].obj || w->slots[slot].gen != gen) return NULL;

@@ -381,6 +381,28 @@ void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act)
     pthread_mutex_unlock(&r->lock);
 }
 
+void sl_route_adopt_conn(sl_pool_conn *c, int worker, bool idle)
+{
+    sl_backend *b = c->backend;
+    sl_route *r = b->route;
+    int64_t now = sl_now_fast();
+    pthread_mutex_lock(&r->lock);
+    b->n_servers++;
+    r->n_servers++;
+    r->unused_since = 0;
+    __atomic_add_fetch(&r->db_group->n_servers, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&r->user_group->n_servers, 1, __ATOMIC_RELAXED);
+    c->worker = worker;
+    c->logged_in = true;
+    c->target_gen = __atomic_load_n(&b->target_gen, __ATOMIC_RELAXED);
+    if (idle) {
+        c->idle_since = now;
+        sl_list_insert_tail(&b->idle[worker], &c->idle_node);
+        b->n_idle++;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act)
 {
     sl_pool_conn c = {.backend = b, .logged_in = false};

@@ -28,6 +28,14 @@ void sl_sd_ready(const char *status)
     send_state(buf);
 }
 
+void sl_sd_mainpid(long pid, const char *status)
+{
+    if (!enabled()) return;
+    char buf[600];
+    snprintf(buf, sizeof(buf), "MAINPID=%ld\nSTATUS=%s", pid, status ? status : "");
+    send_state(buf);
+}
+
 void sl_sd_reloading(void)
 {
     if (!enabled()) return;

@@ -12,6 +12,8 @@ void sl_sd_reloading(void);
 void sl_sd_reloaded(const char *status);
 /* Shutting down: STOPPING=1, STATUS=status. */
 void sl_sd_stopping(const char *status);
+/* Takeover: another process (pid) is the service's main process from now on: MAINPID=pid. */
+void sl_sd_mainpid(long pid, const char *status);
 /* STATUS= line only. */
 void sl_sd_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
