@@ -15,6 +15,7 @@
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const replica_lb_names[] = {"least-outstanding", "round-robin", NULL};
+static const char *const pin_mode_names[] = {"off", "on", "error", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
                                               "hba",   "cert",  "pam", "ldap", NULL};
 
@@ -134,6 +135,15 @@ const sl_setting sl_settings[] = {
            "that use the extended protocol alone keep working. The console is not affected."),
     S_INT(max_prepared_statements, "200", A, 0, 0,
           "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
+    S_ENUM(pin_session_state, "on", A, pin_mode_names,
+           "Transaction/statement pooling: what happens when a client does something whose effect outlives its "
+           "transaction on the server (a session advisory lock, CREATE TEMP TABLE, DECLARE ... WITH HOLD, LISTEN, "
+           "SQL PREPARE, SET of a parameter pgsluice does not track, SET ROLE). on: the client keeps that server "
+           "(session behaviour) until the state is gone (pg_advisory_unlock_all(), DISCARD ALL/TEMP, UNLISTEN *, "
+           "DEALLOCATE ALL, CLOSE ALL, RESET ALL) or it disconnects; the server then gets DISCARD ALL before it "
+           "goes back to the pool. error: such statements are refused (SQLSTATE 0A000, naming the feature and "
+           "this setting). off: nothing is done (the state stays on whichever server ran the statement). "
+           "pgsluice's own setting."),
 
     S_STR(logfile, "", A, "Log file; empty logs to stderr only."),
     S_STR(pidfile, "", R, "PID file; empty writes none."),

@@ -10,6 +10,7 @@
 #include "core/client.h"
 #include "core/proxy_ps.h"
 #include "core/server.h"
+#include "core/session_state.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -45,7 +46,7 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
     for (int i = 0; i < SL_NPARAMS; i++)
-        if (c->params.v[i] && c->params.v[i] != s->params.v[i]) return true;
+        if (c->params.v[i] != s->params.v[i] && (c->params.v[i] || !((s->reported >> i) & 1u))) return true;
     return c->deferred_begin != NULL; /* read_write_split: its BEGIN is replayed first */
 }
 
@@ -80,6 +81,7 @@ void sl_proxy_start(sl_client *c, sl_server *s)
 {
     sl_server_set_state(s, SL_SV_ACTIVE);
     s->ps_active = sl_ps_enabled_for(c);
+    s->sess_active = c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
@@ -89,6 +91,7 @@ void sl_proxy_unlink_release(sl_server *s)
     sl_client *c = s->client;
     int64_t now = sl_now_fast();
     if (c) {
+        if (s->sess_active) sl_sess_link_end(c);
         c->server = NULL;
         s->client = NULL;
         if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
@@ -97,7 +100,10 @@ void sl_proxy_unlink_release(sl_server *s)
     s->last_used = now;
     s->release_pending = false;
     sl_ps_reset_link(s);
-    if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always) {
+    s->sess_active = false;
+    /* a client pinned here left state behind (temporary tables, locks, ...): reset before reuse */
+    if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always ||
+        s->session_dirty) {
         s->setup = SL_SETUP_RESET;
         if (sl_server_begin_setup(s)) return;
     }
@@ -122,7 +128,7 @@ void sl_proxy_server_lost_client(sl_client *c)
 static bool can_release(const sl_server *s, const sl_client *c)
 {
     return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch && s->xact == SL_XACT_IDLE &&
-           c->s.msg_left == 0 && sl_ps_idle(s);
+           c->s.msg_left == 0 && sl_ps_idle(s) && !sl_sess_pinned(c);
 }
 
 /* Parse as much of the client's buffer as possible, marking messages to forward. */
@@ -151,6 +157,15 @@ static bool scan_client(sl_client *c, sl_server *s)
             continue;
         }
         if (type == SL_FE_SYNC) s->ps_skip_till_sync = false;
+        if (s->sess_active && type != SL_FE_TERMINATE) {
+            sl_sess_result sr = sl_sess_client_msg(c, s, type, len);
+            if (sr == SL_SESS_NEED_MORE) return true;
+            if (sr == SL_SESS_REPLACED) continue; /* a refusal took its place: read it */
+            if (sr == SL_SESS_FAILED) {
+                sl_client_error(c, true, "53200", "out of memory");
+                return false;
+            }
+        }
         if (s->ps_active && type != SL_FE_TERMINATE) {
             psr = sl_ps_client_msg(c, s, type, len);
             if (psr == SL_PS_NEED_MORE) return true;
@@ -302,7 +317,11 @@ static bool scan_server(sl_server *s, sl_client *c)
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
-        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX);
+        bool sess_msg = s->sess_active && c->sess &&
+                        (type == SL_BE_COMMAND_COMPLETE || type == SL_BE_EMPTY_QUERY || type == SL_BE_PORTAL_SUSPENDED ||
+                         type == SL_BE_ERROR || type == SL_BE_READY);
+        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SMALL_MSG_MAX) ||
+                     (sess_msg && len <= SMALL_MSG_MAX);
         if (small) {
             if (len > SMALL_MSG_MAX) {
                 sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED);
@@ -326,6 +345,7 @@ static bool scan_server(sl_server *s, sl_client *c)
             if (r == SL_PS_CONSUMED) continue;
         }
         s->pend.bytes_out += (uint64_t)len + 1;
+        if (sess_msg && small) sl_sess_server_msg(c, s, type, in->buf + in->parse + 5, len - 4);
         if (small) {
             if (!server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) {
                 refuse_transaction(s, c);
