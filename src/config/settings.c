@@ -124,10 +124,12 @@ const sl_setting sl_settings[] = {
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
     S_STR(track_extra_parameters, "IntervalStyle", R,
           "Parameters tracked per client besides client_encoding, DateStyle, TimeZone, IntervalStyle, "
-          "standard_conforming_strings and application_name (comma separated, at most 8): a client's value "
-          "(startup packet or options) is set on every server it gets. Only parameters PostgreSQL reports to "
-          "clients (e.g. default_transaction_read_only, in_hot_standby; search_path with Citus or PostgreSQL "
-          "18) can be tracked reliably."),
+          "standard_conforming_strings, application_name, search_path and default_transaction_read_only (comma "
+          "separated, at most 8): a client's value (startup packet, options, or a SET in transaction pooling) is "
+          "set on every server it gets where the server's differs. Parameters PostgreSQL reports to clients "
+          "(ParameterStatus) are followed from its reports; the others (search_path before PostgreSQL 18) from "
+          "the client's SET / RESET statements in transaction pooling. A SET of a parameter not tracked pins "
+          "the client to its server (pin_session_state)."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
     S_BOOL(disable_pqexec, "0", R,
            "Refuse the simple query protocol: a client that sends a Query message is disconnected with \"PQexec "

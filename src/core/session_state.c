@@ -428,7 +428,11 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
         stmt = sl_rd_str(&r);
         if (r.failed || !portal || !stmt) return SL_SESS_FORWARD;
     }
-    if (!portal[0]) {
+    if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
+        entry_release(&ss->unnamed_portal);
+        ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
+        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+    } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
     } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
