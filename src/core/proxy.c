@@ -82,6 +82,7 @@ void sl_proxy_start(sl_client *c, sl_server *s)
     sl_server_set_state(s, SL_SV_ACTIVE);
     s->ps_active = sl_ps_enabled_for(c);
     s->sess_active = c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
+    if (c->sess) sl_sess_link_end(c); /* nothing is expected from a server just linked */
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
@@ -289,6 +290,7 @@ static void refuse_transaction(sl_server *s, sl_client *c)
 {
     sl_stream *in = &s->s;
     in->pos = in->parse = in->end; /* nothing more of this reaches the client */
+    if (c->sess) sl_sess_link_end(c);
     c->server = NULL;
     s->client = NULL;
     sl_client_set_state(c, SL_CL_IDLE);

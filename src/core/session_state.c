@@ -308,13 +308,14 @@ static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len, con
     return ok ? SL_SESS_REPLACED : SL_SESS_FAILED;
 }
 
-/* Is message [parse, parse + len + 1) whole? 1 yes, 0 read more (room made), -1 too long. */
+/* Is message [parse, parse + len + 1) whole? 1 yes, 0 read more (room made), -1 it cannot be held
+ * (too long, or no memory for it): not followed. */
 static int whole(sl_stream *in, uint32_t len)
 {
     uint32_t have = in->end - in->parse;
     if (have >= (uint64_t)len + 1) return 1;
     if (len > SESS_MSG_MAX) return -1;
-    return sl_stream_make_room(in, len + 1 - have, SESS_MSG_MAX + 8) ? 0 : -2;
+    return sl_stream_make_room(in, len + 1 - have, SESS_MSG_MAX + 8) ? 0 : -1;
 }
 
 /* A request that cannot be followed: pinned for the rest of the client's session. */
@@ -332,7 +333,6 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
-    if (w == -2) return SL_SESS_FAILED;
     if (w < 0) {
         if (mode != SL_PIN_MODE_OFF) lose_track(c, s);
         return SL_SESS_FORWARD;
@@ -376,7 +376,6 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
-    if (w == -2) return SL_SESS_FAILED;
     if (w < 0) {
         if (mode != SL_PIN_MODE_OFF) lose_track(c, s);
         return SL_SESS_FORWARD;
@@ -419,7 +418,6 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
-    if (w == -2) return SL_SESS_FAILED;
     const char *portal = "?", *stmt = "?";
     if (w == 1) {
         sl_rd r;
@@ -446,7 +444,6 @@ static sl_sess_result on_execute(sl_client *c, uint32_t len)
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
-    if (w == -2) return SL_SESS_FAILED;
     bool unnamed = w == 1 && len >= 5 && c->s.buf[c->s.parse + 5] == 0;
     sl_sess_entry none = {.kind = E_NONE};
     if (!q_push(ss, unnamed ? &ss->unnamed_portal : &none)) return SL_SESS_FAILED;
