@@ -80,6 +80,7 @@ def schemas(direct):
 
 # ---- settings followed from server to server ----
 
+@pytest.mark.core
 def test_set_search_path_20_clients_over_pool_of_2_each_see_their_own_schema(pooler, schemas):
     p = pooler(tx(2))
     conns = [clients.connect(p) for _ in range(20)]
@@ -239,6 +240,7 @@ def test_set_in_a_rolled_back_or_failed_transaction_and_set_local_are_not_rememb
 
 # ---- pinning ----
 
+@pytest.mark.core
 def test_advisory_lock_keeps_its_server_across_transactions_until_unlocked(pooler, direct):
     p = http_pooler(pooler, tx(2))
     d = direct("appdb")
