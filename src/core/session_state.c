@@ -22,7 +22,7 @@
 /* Query and Parse messages are read whole to be classified; longer ones cannot be followed. */
 #define SESS_MSG_MAX (16u * 1024 * 1024)
 
-enum { E_NONE, E_END, E_PARAM, E_RESET_ALL, E_ROLLBACK_TO };
+enum { E_NONE, E_END, E_PARAM, E_RESET_ALL, E_ROLLBACK_TO, E_NAME_ADD, E_NAME_DROP };
 
 int64_t sl_pinned_clients;
 uint64_t sl_pins_total[SL_PIN_NREASONS];
@@ -87,9 +87,69 @@ static void add_pins(sl_client *c, sl_server *s, unsigned bits)
 static void drop_pins(sl_client *c, unsigned bits)
 {
     sl_session *ss = c->sess;
+    /* the names that made those pins go with them */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < ss->nnames; i++) {
+        if (bits & SL_PIN_BIT(ss->names[i].reason)) sl_intern_release(ss->names[i].name);
+        else ss->names[k++] = ss->names[i];
+    }
+    ss->nnames = k;
     if (!(ss->pins & bits)) return;
     ss->pins &= (uint16_t)~bits;
     if (!ss->pins) __atomic_sub_fetch(&sl_pinned_clients, 1, __ATOMIC_RELAXED);
+}
+
+/* Pins made of named things (cursors WITH HOLD, channels, SQL prepared statements). */
+static int named_reason(const sl_stmt_info *in)
+{
+    switch (in->kind) {
+    case SL_SK_DECLARE: case SL_SK_CLOSE: return SL_PINR_HOLD_CURSOR;
+    case SL_SK_LISTEN: case SL_SK_UNLISTEN: return SL_PINR_LISTEN;
+    case SL_SK_PREPARE: case SL_SK_DEALLOCATE: return SL_PINR_PREPARE;
+    default: return -1;
+    }
+}
+
+/* A named thing made by a statement that pins (name "" when it could not be read). */
+static void names_add(sl_client *c, int reason, const char *name)
+{
+    sl_session *ss = c->sess;
+    const char *in = name[0] ? sl_intern(name) : NULL;
+    for (uint32_t i = 0; i < ss->nnames; i++)
+        if (ss->names[i].reason == reason && ss->names[i].name == in) {
+            sl_intern_release(in);
+            return;
+        }
+    if (ss->nnames == ss->namescap) {
+        uint32_t ncap = ss->namescap ? ss->namescap * 2 : 4;
+        struct sl_sess_name *n = realloc(ss->names, ncap * sizeof(*n));
+        if (!n) { /* kept as one that cannot be read: only the ALL form ends the pin */
+            sl_intern_release(in);
+            return;
+        }
+        ss->names = n;
+        ss->namescap = ncap;
+    }
+    ss->names[ss->nnames++] = (struct sl_sess_name){(uint8_t)reason, in};
+}
+
+/* A CLOSE / UNLISTEN / DEALLOCATE committed: the pin ends with its last name. */
+static void names_drop(sl_client *c, int reason, const char *interned)
+{
+    sl_session *ss = c->sess;
+    bool left = false;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < ss->nnames; i++) {
+        if (ss->names[i].reason == reason && ss->names[i].name == interned) {
+            sl_intern_release(ss->names[i].name);
+            continue;
+        }
+        if (ss->names[i].reason == reason) left = true;
+        ss->names[k++] = ss->names[i];
+    }
+    bool had = k != ss->nnames;
+    ss->nnames = k;
+    if (had && !left) drop_pins(c, SL_PIN_BIT(reason));
 }
 
 /* ---- the transaction's settings ---- */
@@ -127,6 +187,11 @@ static void tx_commit(sl_client *c, sl_server *s)
             p.v[e->param] = e->value;
             sl_params_copy_one(&c->params, &p, e->param);
             sl_params_copy_one(&s->params, &p, e->param);
+        } else if (e->kind == E_NAME_DROP) {
+            names_drop(c, e->param, e->value);
+        } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
+            names_add(c, e->param, e->value ? e->value : "");
+            add_pins(c, s, SL_PIN_BIT(e->param));
         } else if (e->kind == E_RESET_ALL) {
             sl_params none = {{0}};
             for (int id = 0; id < SL_NPARAMS && sl_param_names[id]; id++)
@@ -224,6 +289,26 @@ static sl_sess_entry entry_of(const sl_server *s, const sl_stmt_info *in, sl_pin
     case SL_SK_RESET_ALL:
     case SL_SK_DISCARD_ALL: e.kind = E_RESET_ALL; break;
     case SL_SK_ROLLBACK_TO: e.kind = E_ROLLBACK_TO; break;
+    case SL_SK_DECLARE:
+    case SL_SK_LISTEN:
+    case SL_SK_PREPARE:
+        if (in->name[0] && mode != SL_PIN_MODE_OFF && (e.pins & SL_PIN_BIT(named_reason(in)))) {
+            e.kind = E_NAME_ADD;
+            e.param = (int8_t)named_reason(in);
+            e.value = sl_intern(in->name);
+            if (!e.value) e.kind = E_NONE;
+        }
+        break;
+    case SL_SK_CLOSE:
+    case SL_SK_UNLISTEN:
+    case SL_SK_DEALLOCATE:
+        if (in->name[0] && strcmp(in->name, "*") != 0 && mode != SL_PIN_MODE_OFF) {
+            e.kind = E_NAME_DROP;
+            e.param = (int8_t)named_reason(in);
+            e.value = sl_intern(in->name);
+            if (!e.value) e.kind = E_NONE;
+        }
+        break;
     default: break;
     }
     if (mode == SL_PIN_MODE_OFF) e.pins = 0;
@@ -347,6 +432,8 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     while (sl_stmt_next(&it, &info)) {
         sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
         pins |= e.pins;
+        int nr = named_reason(&info);
+        if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
         if (mode != SL_PIN_MODE_ERROR && ok) ok = q_push(ss, &e);
         entry_release(&e);
     }
@@ -391,10 +478,12 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     sl_stmt_classify_one(sql, strlen(sql), &info);
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
     if (name[0] && e.kind != E_NONE) {
-        /* a named statement may run any number of times later: its settings are not followed */
+        /* a named statement may run any number of times later: its settings are not followed (and
+         * a CLOSE / UNLISTEN / DEALLOCATE through it does not end a pin) */
+        if (mode != SL_PIN_MODE_OFF && (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO))
+            e.pins |= SL_PIN_BIT(SL_PINR_SET);
         entry_release(&e);
         e.kind = E_NONE;
-        if (mode != SL_PIN_MODE_OFF) e.pins |= SL_PIN_BIT(SL_PINR_SET);
     }
     if (mode == SL_PIN_MODE_ERROR && e.pins) {
         unsigned pins = e.pins;
@@ -402,6 +491,8 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         return refuse_parse(c, s, len, name, info.max_param, types, ntypes, pins);
     }
     if (mode == SL_PIN_MODE_ERROR) e.pins = 0;
+    int nr = named_reason(&info);
+    if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
     unsigned pins = e.pins;
     if (!name[0]) {
         entry_release(&ss->unnamed_stmt);
@@ -496,7 +587,8 @@ static void on_command_complete(sl_client *c, sl_server *s, const char *tag)
     }
     ss->clear_pending &= (uint16_t)~h->pins;
     ss->clear_pending |= h->clears;
-    if (h->kind == E_PARAM || h->kind == E_RESET_ALL) tx_push(ss, h);
+    if (h->kind == E_PARAM || h->kind == E_RESET_ALL || h->kind == E_NAME_DROP || h->kind == E_NAME_ADD)
+        tx_push(ss, h);
     q_pop(ss);
 }
 
@@ -557,6 +649,8 @@ void sl_sess_free(sl_client *c)
     if (ss->pins) __atomic_sub_fetch(&sl_pinned_clients, 1, __ATOMIC_RELAXED);
     sl_sess_link_end(c);
     entry_release(&ss->unnamed_stmt);
+    for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
+    free(ss->names);
     free(ss->q);
     free(ss->tx);
     free(ss);

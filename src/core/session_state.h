@@ -33,6 +33,14 @@ typedef struct sl_session {
     sl_sess_entry *tx;       /* settings changed in the open transaction, kept if it commits */
     uint32_t txn, txcap;
     sl_sess_entry unnamed_stmt, unnamed_portal; /* extended protocol: what they would do */
+    /* what a cursor_with_hold / listen / prepare pin is made of: the cursors, channels and statement
+     * names, so that CLOSE / UNLISTEN / DEALLOCATE of the last one ends the pin (NULL name: one pgsluice
+     * could not read, ended only by the ALL form) */
+    struct sl_sess_name {
+        uint8_t reason;
+        const char *name; /* interned */
+    } *names;
+    uint32_t nnames, namescap;
 } sl_session;
 
 typedef enum {

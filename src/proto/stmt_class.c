@@ -471,17 +471,27 @@ static void classify_stmt(const stmt *st, sl_stmt_info *info, bool on_commit_dro
             copy_name(info, &t[1]);
         }
     } else if (is(first, "declare")) {
+        info->kind = SL_SK_DECLARE;
+        if (n >= 2) copy_name(info, &t[1]);
         for (int i = 1; i + 1 < n && !is(&t[i], "for"); i++)
             if (is(&t[i], "with") && is(&t[i + 1], "hold")) info->pins |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
         if (st->more) info->pins |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
-    } else if (is(first, "close") && n == 2 && is(&t[1], "all")) {
-        info->clears |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
+    } else if (is(first, "close") && n == 2) {
+        info->kind = SL_SK_CLOSE;
+        if (is(&t[1], "all")) info->clears |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
+        else copy_name(info, &t[1]);
     } else if (is(first, "prepare")) {
-        if (!(n >= 2 && is(&t[1], "transaction"))) info->pins |= SL_PIN_BIT(SL_PINR_PREPARE);
+        if (!(n >= 2 && is(&t[1], "transaction"))) {
+            info->kind = SL_SK_PREPARE;
+            info->pins |= SL_PIN_BIT(SL_PINR_PREPARE);
+            if (n >= 2) copy_name(info, &t[1]);
+        }
     } else if (is(first, "deallocate")) {
         int i = 1;
         if (i < n && is(&t[i], "prepare")) i++;
+        info->kind = SL_SK_DEALLOCATE;
         if (i < n && is(&t[i], "all")) info->clears |= SL_PIN_BIT(SL_PINR_PREPARE);
+        else if (i + 1 == n) copy_name(info, &t[i]);
     } else if (is(first, "create")) {
         if (creates_temp(st) && !on_commit_drop) info->pins |= SL_PIN_BIT(SL_PINR_TEMP_TABLE);
     } else if (is(first, "rollback") || is(first, "abort")) {

@@ -40,6 +40,10 @@ typedef enum {
     SL_SK_ROLLBACK_TO,    /* ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT] x: part of a transaction undone */
     SL_SK_LISTEN,         /* LISTEN channel (channel in name) */
     SL_SK_UNLISTEN,       /* UNLISTEN channel, or "*" */
+    SL_SK_DECLARE,        /* DECLARE name ... (pins when WITH HOLD) */
+    SL_SK_CLOSE,          /* CLOSE name (name empty for CLOSE ALL) */
+    SL_SK_PREPARE,        /* PREPARE name ... */
+    SL_SK_DEALLOCATE,     /* DEALLOCATE [PREPARE] name (name empty for ALL) */
 } sl_stmt_kind;
 
 #define SL_STMT_NAME_MAX 64
@@ -50,7 +54,8 @@ typedef struct sl_stmt_info {
     unsigned pins;              /* SL_PIN_BIT()s of the state this statement leaves on the server */
     unsigned clears;            /* SL_PIN_BIT()s of the state it removes entirely */
     /* SET / RESET: the parameter, lower case ("timezone" for SET TIME ZONE, "client_encoding" for
-     * SET NAMES, "search_path" for SET SCHEMA); LISTEN/UNLISTEN: the channel as the server folds it */
+     * SET NAMES, "search_path" for SET SCHEMA); LISTEN/UNLISTEN: the channel, DECLARE/CLOSE: the
+     * cursor, PREPARE/DEALLOCATE: the statement, each as the server folds it */
     char name[SL_STMT_NAME_MAX];
     /* SET: the value as the server stores it (a list parameter such as search_path flattened and
      * quoted the way SHOW prints it), to be given back with set_config(); empty with is_default */

@@ -362,6 +362,38 @@ def test_listen_and_sql_prepare_pin_until_unlisten_and_deallocate(pooler):
         assert pinned_of(p, "lp") == ""
 
 
+def test_close_unlisten_and_deallocate_of_the_last_name_end_the_pin(pooler):
+    p = pooler(tx(2))
+    with clients.connect(p, application_name="nm") as a, clients.connect(p) as b:
+        simple(a, "DECLARE c1 CURSOR WITH HOLD FOR SELECT 1; DECLARE \"C2\" CURSOR WITH HOLD FOR SELECT 2")
+        simple(a, "LISTEN ch_a")
+        a.execute("LISTEN Ch_B")
+        simple(a, "PREPARE q1 AS SELECT 1")
+        assert pinned_of(p, "nm") == "cursor_with_hold,listen,prepare"
+        simple(a, "CLOSE c1")
+        assert pinned_of(p, "nm") == "cursor_with_hold,listen,prepare"
+        a.execute('CLOSE "C2"')
+        assert pinned_of(p, "nm") == "listen,prepare"
+        simple(a, "UNLISTEN ch_b; UNLISTEN ch_a")
+        assert pinned_of(p, "nm") == "prepare"
+        # a DEALLOCATE that fails keeps the pin; one in a transaction that rolls back too (PostgreSQL
+        # does not undo it, pgsluice stays on the safe side)
+        assert a.pgconn.exec_(b"DEALLOCATE nosuch").error_message
+        assert pinned_of(p, "nm") == "prepare"
+        assert simple(a, "EXECUTE q1") == "1"
+        simple(a, "BEGIN; DEALLOCATE q1")
+        simple(a, "ROLLBACK")
+        assert pinned_of(p, "nm") == "prepare"
+        simple(a, "PREPARE q1 AS SELECT 1")
+        # closed and made again in one query: still pinned
+        simple(a, "DEALLOCATE q1; PREPARE q1 AS SELECT 2")
+        assert pinned_of(p, "nm") == "prepare"
+        assert simple(a, "EXECUTE q1") == "2"
+        assert one(b, "SELECT 3") == 3
+        simple(a, "DEALLOCATE PREPARE q1")
+        assert pinned_of(p, "nm") == ""
+
+
 def test_set_of_an_untracked_parameter_pins_until_reset_all(pooler):
     p = pooler(tx(2))
     with clients.connect(p, application_name="wm") as a:

@@ -147,6 +147,13 @@ static const struct {
     {"ROLLBACK", SL_SK_OTHER, "", NULL, false},
     {"LISTEN \"Chan\"", SL_SK_LISTEN, "Chan", NULL, false},
     {"UNLISTEN Chan", SL_SK_UNLISTEN, "chan", NULL, false},
+    {"DECLARE \"Cur\" CURSOR WITH HOLD FOR SELECT 1", SL_SK_DECLARE, "Cur", NULL, false},
+    {"CLOSE cur", SL_SK_CLOSE, "cur", NULL, false},
+    {"CLOSE ALL", SL_SK_CLOSE, "", NULL, false},
+    {"PREPARE Q1 (int) AS SELECT $1", SL_SK_PREPARE, "q1", NULL, false},
+    {"DEALLOCATE PREPARE q1", SL_SK_DEALLOCATE, "q1", NULL, false},
+    {"DEALLOCATE q1", SL_SK_DEALLOCATE, "q1", NULL, false},
+    {"DEALLOCATE ALL", SL_SK_DEALLOCATE, "", NULL, false},
     {"SELECT 'SET search_path = a'", SL_SK_OTHER, "", NULL, false},
 };
 
