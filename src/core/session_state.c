@@ -504,19 +504,34 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     return SL_SESS_FORWARD;
 }
 
+/* The portal and statement names at the start of a Bind: only they are waited for (a Bind with
+ * large parameter values keeps streaming). 1 found, 0 read more (room made), -1 not readable (names
+ * longer than 64 KB, a malformed message, no memory). */
+#define BIND_NAMES_MAX (64u * 1024)
+static int bind_names(sl_stream *in, uint32_t len, const char **portal, const char **stmt)
+{
+    uint32_t have = in->end - in->parse, body = len - 4;
+    uint32_t avail = have > 5 ? have - 5 : 0;
+    if (avail > body) avail = body;
+    const char *b = (const char *)in->buf + in->parse + 5;
+    const char *z1 = avail ? memchr(b, 0, avail) : NULL;
+    const char *z2 = z1 ? memchr(z1 + 1, 0, avail - (uint32_t)(z1 + 1 - b)) : NULL;
+    if (z2) {
+        *portal = b;
+        *stmt = z1 + 1;
+        return 1;
+    }
+    if (avail >= body || avail >= BIND_NAMES_MAX) return -1;
+    uint32_t want = len + 1 < 5 + BIND_NAMES_MAX ? len + 1 : 5 + BIND_NAMES_MAX;
+    return sl_stream_make_room(in, want - have, SESS_MSG_MAX + 8) ? 0 : -1;
+}
+
 static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
 {
     sl_session *ss = c->sess;
-    int w = whole(&c->s, len);
-    if (w == 0) return SL_SESS_NEED_MORE;
     const char *portal = "?", *stmt = "?";
-    if (w == 1) {
-        sl_rd r;
-        sl_rd_init(&r, c->s.buf + c->s.parse + 5, len - 4);
-        portal = sl_rd_str(&r);
-        stmt = sl_rd_str(&r);
-        if (r.failed || !portal || !stmt) return SL_SESS_FORWARD;
-    }
+    int w = len >= 4 ? bind_names(&c->s, len, &portal, &stmt) : -1;
+    if (w == 0) return SL_SESS_NEED_MORE;
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};

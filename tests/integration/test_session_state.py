@@ -476,3 +476,17 @@ def test_pin_session_state_off_keeps_the_old_behaviour(pooler, direct):
         b.execute("SELECT pg_advisory_unlock_all()")
     assert one(direct("appdb"), "SELECT pg_try_advisory_lock(777006)") is True
     one(direct("appdb"), "SELECT pg_advisory_unlock(777006)")
+
+
+def test_large_bind_and_query_still_pass_and_settings_still_follow(pooler, schemas):
+    """A Bind is only read up to its names (large parameter values stream through); a Query is read
+    whole to be classified."""
+    p = pooler(tx(1))
+    big = "x" * (5 * 1024 * 1024)
+    with clients.connect(p) as a, clients.connect(p) as b:
+        a.execute("SET search_path = sp_s14")
+        assert one(a, "SELECT length(%s::text)", big) == len(big)
+        assert one(b, "SELECT length(%s::text)", big) == len(big)
+        assert int(simple(a, "SELECT length('%s') + v FROM t" % big)) == len(big) + 14
+        assert one(a, "SELECT v FROM t") == 14
+        assert one(b, "SHOW search_path") != "sp_s14"
