@@ -27,6 +27,8 @@
 #                integrations/prisma (Prisma 7 for test_prisma.py, plus `prisma generate`), each only
 #                when its package-lock.json (or the Prisma schema) changed since the last install
 #   make prisma-deps  only the integrations/prisma half of driver-deps
+#   make bench-scale  build-bench + bench/scale.sh: pgsluice workers 1..N against PgBouncer with PostgreSQL,
+#                pgbench and the pooler pinned to separate CPU sets (for machines with >= 8 CPUs; see bench/README.md)
 #   make soak    build + bench/soak.py: 30 minutes (SOAK_MINUTES) of mixed load, reloads and a server restart;
 #                RSS, fds and threads must stay flat (bench/results/soak.md); not part of `make test`
 #   make clean   remove build dirs and caches
@@ -60,7 +62,7 @@ define integration
 	POOLER=$(POOLER) SL_BIN=$(ROOT)/$(1)/pgsluice SL_WORKERS=1 $(2) $(PYTEST) tests/integration -m core $(PYTEST_ARGS)
 endef
 
-.PHONY: all build deps driver-deps prisma-deps soak test unit integration demo asan tsan fuzz test-pgbouncer bench bench-smoke clean
+.PHONY: all build deps driver-deps prisma-deps soak test unit integration demo asan tsan fuzz test-pgbouncer bench bench-smoke bench-scale clean
 
 all: build
 
@@ -126,6 +128,13 @@ soak: build
 
 bench-smoke: build
 	SL_BIN=$(ROOT)/$(BUILD)/pgsluice BENCH_OUT=$(ROOT)/$(BUILD)/bench-smoke $(PY) bench/bench.py --smoke
+	SL_BIN=$(ROOT)/$(BUILD)/pgsluice bench/scale.sh --plan
+
+bench-scale:
+	@scripts/install-deps.sh --bench
+	@test -f $(BENCH_BUILD)/build.ninja || meson setup $(BENCH_BUILD) --buildtype=release -Ddebug=true
+	ninja -C $(BENCH_BUILD) pgsluice
+	SL_BIN=$(ROOT)/$(BENCH_BUILD)/pgsluice bench/scale.sh
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false

@@ -73,9 +73,19 @@ SCENARIOS = {
     "5": dict(title="connection per transaction (-C)", clients=20, mode="simple", select=True, connect=True),
     "6": dict(title="20 active clients (select-only, simple) + idle clients", clients=20, mode="simple",
               select=True),
-    "7": dict(title="scenario 2 with pgsluice workers=1 vs workers=2", clients=50, mode="extended",
+    "7": dict(title="scenario 2 with pgsluice default (no workers line), workers=1 and workers=2", clients=50,
+              mode="extended",
               select=True),
+    # large data (issue 15): BENCH_BIG_CLIENTS clients at once, each moving BENCH_BIG_MB MB (10^6 payload
+    # bytes: rows of repeat('x', 1000)); see Bench.run_big
+    "8": dict(title="large result set (SELECT repeat('x',1000) FROM generate_series(1,N))", big="result"),
+    "9": dict(title="COPY out (COPY (SELECT repeat('x',1000) ...) TO STDOUT)", big="copy_out"),
+    "10": dict(title="COPY in (COPY t FROM STDIN, 1,000-byte lines)", big="copy_in"),
 }
+# System calls counted per MB in the large-data scenarios (perf stat tracepoints; the total is
+# raw_syscalls:sys_enter, the rest are the ones a forwarding loop makes).
+BIG_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "epoll_wait",
+                "epoll_pwait", "epoll_ctl")
 # Failures that are expected and reported, not errors of the harness: PgBouncer 1.18 does not track
 # protocol-level prepared statements in transaction mode.
 EXPECTED_FAILURES = {("3", "pgbouncer")}
@@ -120,6 +130,37 @@ def proc_ctx_switches(pid):
         except OSError:
             pass
     return n
+
+
+def proc_ctx_threads(pid):
+    """{tid: (name, voluntary, involuntary)} context switches of each thread of a process."""
+    out = {}
+    for st in glob.glob("/proc/%d/task/*/status" % pid):
+        name, v, nv = "?", 0, 0
+        try:
+            with open(st) as f:
+                for line in f:
+                    if line.startswith("Name:"):
+                        name = line.split(None, 1)[1].strip() if len(line.split()) > 1 else "?"
+                    elif line.startswith("voluntary_ctxt_switches:"):
+                        v = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        nv = int(line.split()[1])
+        except OSError:
+            continue
+        out[int(st.split("/")[-2])] = (name, v, nv)
+    return out
+
+
+def ctx_delta(pid, before, after):
+    """Context switches between two proc_ctx_threads() samples: (voluntary, involuntary, per thread
+    [(label, voluntary, involuntary)]). A thread that came and went in between is missed."""
+    per = []
+    for tid, (name, v, nv) in sorted(after.items()):
+        _, v0, nv0 = before.get(tid, (name, 0, 0))
+        label = "%s (main)" % name if tid == pid else name
+        per.append((label, v - v0, nv - nv0))
+    return sum(x[1] for x in per), sum(x[2] for x in per), per
 
 
 def proc_rss_kb(pid):
@@ -294,8 +335,14 @@ class Pooler(Target):
             "log_stats": 0,
         }
         if self.kind == "pgsluice":
-            s["workers"] = self.workers
+            if self.workers is not None:  # None: no workers line, the default a user gets
+                s["workers"] = self.workers
             s["http_port"] = 0
+            # BENCH_SL_SET="pkt_buf=65536,...": extra pgsluice settings, for trying a setting out
+            for kv in os.environ.get("BENCH_SL_SET", "").split(","):
+                if "=" in kv:
+                    k, v = kv.split("=", 1)
+                    s[k.strip()] = v.strip()
         if TLS:  # clients over TLS, servers in plaintext, for both poolers
             s.update(client_tls_sslmode="require", client_tls_key_file=os.path.join(TLS_DIR, "server.key"),
                      client_tls_cert_file=os.path.join(TLS_DIR, "server.crt"), server_tls_sslmode="disable")
@@ -428,12 +475,16 @@ class Bench:
         self.rounds = env_int("BENCH_ROUNDS", 1 if self.smoke else 3)
         self.scale = env_int("BENCH_SCALE", 1 if self.smoke else 10)
         self.idle_n = env_int("BENCH_IDLE", 10000)
+        self.big_mb = env_int("BENCH_BIG_MB", 1 if self.smoke else 100)
+        self.big_clients = env_int("BENCH_BIG_CLIENTS", 4)
+        self.big_runs = []      # scenarios 8-10: every run (dicts)
+        self.big_syscalls = {}  # (scenario, target) -> system call counts of the counted run
         self.sl_workers = env_int("BENCH_SL_WORKERS", 1)
         self.auth = os.environ.get("BENCH_AUTH", "md5")
         self.instr_tx = env_int("BENCH_INSTR_TX", 0 if self.smoke else 20000)
         self.instr_login = env_int("BENCH_INSTR_LOGIN", 0 if self.smoke else 2000)
         self.do_profile = env_int("BENCH_PROFILE", 0 if self.smoke else 1) != 0
-        default_sc = "1,2" if self.smoke else "1,2,3,4,5,6,7"
+        default_sc = "1,2" if self.smoke else "1,2,3,4,5,6,7,8,9,10"
         self.scenarios = [s.strip() for s in os.environ.get("BENCH_SCENARIOS", default_sc).split(",") if s.strip()]
         for s in self.scenarios:
             if s not in SCENARIOS:
@@ -492,6 +543,9 @@ class Bench:
         for w in sorted(workers):
             name = "pgsluice" if w == self.sl_workers else "pgsluice-w%d" % w
             self.targets[name] = Pooler(name, "pgsluice", self.sl_bin, self.base, self.pg, max_clients, workers=w)
+        if "7" in self.scenarios:  # what a PgBouncer user who switches gets: no workers line at all
+            self.targets["pgsluice-default"] = Pooler("pgsluice-default", "pgsluice", self.sl_bin, self.base, self.pg,
+                                                      max_clients, workers=None)
         for t in self.targets.values():
             if isinstance(t, Pooler):
                 t.start()
@@ -529,6 +583,7 @@ class Bench:
         cmd = pgbench_cmd(target.port, spec, seconds=seconds, log_prefix=prefix if record else None)
         pid = target.pid
         cpu0 = proc_cpu_split(pid) if pid else None
+        cs0 = proc_ctx_threads(pid) if pid else None
         sampler = RssSampler(pid).start()
         t0 = time.monotonic()
         try:
@@ -540,6 +595,7 @@ class Bench:
         wall = time.monotonic() - t0
         rss = sampler.stop()
         cpu1 = proc_cpu_split(pid) if pid else None
+        cs1 = proc_ctx_threads(pid) if pid else None
         cpu = sum(cpu1) - sum(cpu0) if pid else None
         ucpu = cpu1[0] - cpu0[0] if pid else None
         r = parse_pgbench(out)
@@ -558,6 +614,11 @@ class Bench:
             r["error"] = first_error(out)
         r["cpu_per_1k"] = (cpu / r["tx"] * 1000.0) if (cpu is not None and r["tx"]) else None
         r["ucpu_per_1k"] = (ucpu / r["tx"] * 1000.0) if (ucpu is not None and r["tx"]) else None
+        if pid and r["tx"]:
+            vol, invol, per = ctx_delta(pid, cs0, cs1)
+            r["cs_per_tx"] = (vol + invol) / r["tx"]
+            r["vcs_per_tx"], r["ivcs_per_tx"] = vol / r["tx"], invol / r["tx"]
+            r["cs_threads"] = [(label, v / r["tx"], nv / r["tx"]) for label, v, nv in per if v or nv]
         if extra:
             r.update(extra)
         if record:
@@ -576,7 +637,8 @@ class Bench:
 
     def scenario_targets(self, sc):
         if sc == "7":
-            return [self.targets["pgbouncer"], self.target_for_sc7(1), self.target_for_sc7(2)]
+            return [self.targets["pgbouncer"], self.targets["pgsluice-default"], self.target_for_sc7(1),
+                    self.target_for_sc7(2)]
         return [self.targets["direct"], self.targets["pgbouncer"], self.targets["pgsluice"]]
 
     def run_simple(self, sc):
@@ -655,6 +717,178 @@ class Bench:
             self.notes.append("scenario 6, %s, round %d: %d of %d idle clients failed to log in"
                               % (t.name, rnd, failed, self.idle_n))
 
+    # ---- large data: scenarios 8-10 ----
+    def run_big(self, sc):
+        """BENCH_BIG_CLIENTS clients at once, each moving BENCH_BIG_MB MB (rows of 1,000 bytes) through
+        one target; the same interleaving as the pgbench scenarios. Measured per run: wall time from
+        starting the clients to the last one done (throughput = clients x MB / wall), the pooler's
+        CPU time (/proc/PID/stat), context switches and peak RSS. System calls are counted in a
+        separate, unrecorded run per target (perf stat on syscall tracepoints costs the pooler a
+        little per call): the warm-up run, or round 1 when there is none (the smoke run)."""
+        kind = SCENARIOS[sc]["big"]
+        targets = [self.targets["direct"], self.targets["pgbouncer"], self.targets["pgsluice"]]
+        log("scenario %s: %s, %d clients x %d MB, %d rounds"
+            % (sc, SCENARIOS[sc]["title"], self.big_clients, self.big_mb, self.rounds))
+        self._big_prepare(kind)
+        if self.warmup:
+            for t in targets:
+                self.big_measure(sc, t, 0, count_syscalls=True)
+        for rnd in range(1, self.rounds + 1):
+            for t in targets:
+                self.big_measure(sc, t, rnd, count_syscalls=not self.warmup and rnd == 1)
+
+    def _big_prepare(self, kind):
+        rows = self.big_mb * 1000
+        if kind == "result":
+            self.big_script = os.path.join(self.base, "big_result.sql")
+            with open(self.big_script, "w") as f:
+                f.write("SELECT repeat('x', 1000) FROM generate_series(1, %d);\n" % rows)
+        elif kind == "copy_in" and not getattr(self, "big_input", None):
+            self.big_input = os.path.join(self.base, "big_copy_in.txt")
+            line = b"x" * 1000 + b"\n"
+            with open(self.big_input, "wb") as f:
+                for _ in range(rows // 1000):
+                    f.write(line * 1000)
+            os.chmod(self.big_input, 0o644)
+            for k in range(1, self.big_clients + 1):
+                self.pg.psql("DROP TABLE IF EXISTS big_in_%d; CREATE UNLOGGED TABLE big_in_%d (t text); "
+                             "ALTER TABLE big_in_%d OWNER TO %s" % (k, k, k, USER), db=DB)
+
+    def big_commands(self, kind, port):
+        rows = self.big_mb * 1000
+        psql = [os.path.join(PGBIN, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(port),
+                "-U", USER, "-d", DB, "-c"]
+        if kind == "result":  # pgbench: libpq reads the whole result, nothing is printed
+            return [[PGBENCH, "-n", "-j", "1", "-c", str(self.big_clients), "-t", "1", "-M", "simple", "-h", HOST,
+                     "-p", str(port), "-U", USER, "-f", self.big_script, DB]]
+        if kind == "copy_out":  # \copy to a file: psql writes the data there and the "COPY n" tag to stdout
+            return [psql + ["\\copy (SELECT repeat('x', 1000) FROM generate_series(1, %d)) TO '/dev/null'" % rows]
+                    for _ in range(self.big_clients)]
+        return [psql + ["\\copy big_in_%d FROM '%s'" % (k, self.big_input)] for k in range(1, self.big_clients + 1)]
+
+    def syscall_events(self):
+        """The syscall tracepoints perf can count here (None: perf stat cannot count tracepoints)."""
+        if not hasattr(self, "_sc_events"):
+            self._sc_events = None
+            evs = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + n for n in BIG_SYSCALLS]
+            ok = []
+            for ev in evs:
+                try:
+                    p = subprocess.run(["perf", "stat", "-x,", "-e", ev, "--", "true"], capture_output=True,
+                                       text=True, timeout=30)
+                except (OSError, subprocess.TimeoutExpired):
+                    break
+                if p.returncode == 0 and re.search(r"^\d+,", p.stderr, re.M):
+                    ok.append(ev)
+            if ok and ok[0] == "raw_syscalls:sys_enter":
+                self._sc_events = ok
+        return self._sc_events
+
+    def big_measure(self, sc, target, rnd, count_syscalls=False):
+        kind = SCENARIOS[sc]["big"]
+        if isinstance(target, Pooler) and not target.alive():
+            raise RuntimeError("%s is not running any more\n%s" % (target.name, tail(target.logpath, 30)))
+        if kind == "copy_in":
+            self.pg.psql("TRUNCATE " + ", ".join("big_in_%d" % k for k in range(1, self.big_clients + 1)), db=DB)
+        pid = target.pid
+        perf, perf_out = None, None
+        events = self.syscall_events() if (count_syscalls and pid) else None
+        if events:
+            perf_out = os.path.join(self.base, "perfstat-big-%s-%s.txt" % (sc, target.name))
+            perf = subprocess.Popen(["perf", "stat", "-x,", "-o", perf_out, "-e", ",".join(events), "-p", str(pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        cpu0 = proc_cpu_split(pid) if pid else None
+        cs0 = proc_ctx_threads(pid) if pid else None
+        sampler = RssSampler(pid).start()
+        load = os.getloadavg()[0]
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(cmd, env=pgbench_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=self.base)
+                 for cmd in self.big_commands(kind, target.port)]
+        outs = []
+        for p in procs:
+            try:
+                o, e = p.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                o, e = p.communicate()
+                e += "\ntimed out"
+            outs.append((p.returncode, o, e))
+        wall = time.monotonic() - t0
+        rss = sampler.stop()
+        cpu1 = proc_cpu_split(pid) if pid else None
+        cs1 = proc_ctx_threads(pid) if pid else None
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            try:
+                perf.wait(30)
+            except subprocess.TimeoutExpired:
+                perf.kill()
+                perf.wait()
+        # did every client move all of its data?
+        rows = self.big_mb * 1000
+        error = None
+        for rc, o, e in outs:
+            if rc != 0:
+                error = first_error(o + e)
+            elif kind == "result":
+                r = parse_pgbench(o)
+                if r["tx"] != self.big_clients or r["failed_tx"]:
+                    error = "pgbench processed %d of %d queries: %s" % (r["tx"], self.big_clients, first_error(o + e))
+            elif not re.search(r"^COPY %d$" % rows, o, re.M):
+                error = "psql did not report COPY %d: %s" % (rows, first_error(o + e))
+            if error:
+                break
+        mb = float(self.big_clients * self.big_mb)
+        r = dict(scenario=sc, target=target.name, round=rnd, wall_s=wall, mb=mb, ok=error is None, load=load,
+                 mb_s=mb / wall if wall > 0 else None, rss_kb=rss if pid else None)
+        if error:
+            r["error"] = error
+        if pid:
+            r["cpu_ms_mb"] = (sum(cpu1) - sum(cpu0)) * 1000.0 / mb
+            r["ucpu_ms_mb"] = (cpu1[0] - cpu0[0]) * 1000.0 / mb
+            vol, invol, per = ctx_delta(pid, cs0, cs1)
+            r["cs_mb"] = (vol + invol) / mb
+        if perf_out:
+            counts = {}
+            try:
+                with open(perf_out) as f:
+                    for line in f:
+                        m = re.match(r"^(\d+),[^,]*,(?:raw_syscalls:sys_enter|syscalls:sys_enter_(\w+))", line)
+                        if m:
+                            counts[m.group(2) or "total"] = int(m.group(1))
+            except OSError:
+                pass
+            if counts.get("total"):
+                self.big_syscalls[(sc, target.name)] = {k: v / mb for k, v in counts.items()}
+                r["syscalls_mb"] = counts["total"] / mb
+        if rnd == 0:
+            log("  scenario %s warm-up %-12s %s" % (sc, target.name, "%.0f syscalls/MB" % r["syscalls_mb"]
+                                                   if r.get("syscalls_mb") else "(no syscall count)"))
+            return r
+        self.big_runs.append(r)
+        state = "%.0f MB/s" % r["mb_s"] if r["ok"] else "FAILED: %s" % r["error"]
+        log("  scenario %s round %d %-12s %s%s (load %.2f)" % (
+            sc, rnd, target.name, state, " cpu %.2f ms/MB" % r["cpu_ms_mb"] if pid else "", load))
+        return r
+
+    def big_summary(self, sc, target):
+        rs = [r for r in self.big_runs if r["scenario"] == sc and r["target"] == target]
+        if not rs:
+            return None
+        good = [r for r in rs if r["ok"]]
+        s = {"rounds": len(rs), "failed": len(rs) - len(good)}
+        if s["failed"]:
+            s["error"] = next(r["error"] for r in rs if not r["ok"])
+        for k in ("mb_s", "wall_s", "cpu_ms_mb", "ucpu_ms_mb", "cs_mb", "rss_kb", "load"):
+            s[k] = median([r.get(k) for r in good])
+        sys_ = self.big_syscalls.get((sc, target))
+        if sys_:
+            s["syscalls_mb"] = sys_["total"]
+            s["syscalls_by_name"] = sys_
+        return s
+
     # ---- instructions per transaction ----
     def perf_counts_instructions(self):
         try:
@@ -716,9 +950,9 @@ class Bench:
         perf = subprocess.Popen(["perf", "trace", "-s", "-o", out, "-p", str(t.pid)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        cs0 = proc_ctx_switches(t.pid)
+        cs0 = proc_ctx_threads(t.pid)
         r = self._pgbench_fixed(t.port, spec, per_client)
-        cs1 = proc_ctx_switches(t.pid)
+        cs1 = proc_ctx_threads(t.pid)
         perf.send_signal(signal.SIGINT)
         try:
             perf.wait(120)
@@ -739,7 +973,9 @@ class Bench:
         total = sum(calls.values())
         return {"syscalls_tx": r["tx"], "syscalls": total, "syscalls_per_tx": total / r["tx"],
                 "syscall_breakdown": sorted(((n / r["tx"], name) for name, n in calls.items()), reverse=True),
-                "ctx_switches_per_tx": (cs1 - cs0) / r["tx"]}
+                "ctx_switches_per_tx": sum(ctx_delta(t.pid, cs0, cs1)[:2]) / r["tx"],
+                "ctx_threads": [(label, v / r["tx"], nv / r["tx"]) for label, v, nv in ctx_delta(t.pid, cs0, cs1)[2]
+                                if v or nv]}
 
     def _instr_perf(self, t, spec, per_client):
         out = os.path.join(self.base, "perfstat-%s.txt" % t.name)
@@ -877,6 +1113,8 @@ class Bench:
         for sc in self.scenarios:
             if sc == "6":
                 self.run_idle()
+            elif SCENARIOS[sc].get("big"):
+                self.run_big(sc)
             else:
                 self.run_simple(sc)
         if self.instr_tx:
@@ -897,6 +1135,8 @@ class Bench:
     def rows(self):
         rows = []
         for sc in self.scenarios:
+            if SCENARIOS[sc].get("big"):
+                continue  # their own table (big_rows)
             base = self.summary(sc, "pgbouncer")
             if sc == "6":
                 # baseline rows (no idle) first, then the loaded rows
@@ -921,7 +1161,9 @@ class Bench:
                 if s:
                     name = t.name
                     if sc == "7":
-                        name = "pgsluice workers=%d" % t.workers if t.kind == "pgsluice" else t.name
+                        name = t.name if t.kind != "pgsluice" else (
+                            "pgsluice default (no workers line)" if t.workers is None else
+                            "pgsluice workers=%d" % t.workers)
                     rows.append((sc, SCENARIOS[sc]["title"], name, s, base))
         return rows
 
@@ -932,7 +1174,8 @@ class Bench:
         s = {"rounds": len(rs), "failed": len(rs) - len(good)}
         if s["failed"]:
             s["error"] = next(r["error"] for r in rs if not r["ok"])
-        for k in ("tps", "lat_mean_ms", "p99_ms", "cpu_per_1k", "ucpu_per_1k", "rss_kb"):
+        for k in ("tps", "lat_mean_ms", "p99_ms", "cpu_per_1k", "ucpu_per_1k", "cs_per_tx", "vcs_per_tx",
+                  "ivcs_per_tx", "rss_kb"):
             s[k] = median([r.get(k) for r in good])
         return s
 
@@ -991,21 +1234,29 @@ class Bench:
         add("TPS, scenario 5 (-C)", ratio(a and a["tps"], b and b["tps"]), ">1.0", "ge")
         a, b = s("2", "pgsluice"), s("2", "pgbouncer")
         add("p99 latency, scenario 2", ratio(a and a["p99_ms"], b and b["p99_ms"]), "<1.0", "le")
+        for sc in ("8", "9", "10"):  # issue 15: large results and COPY
+            if sc not in self.scenarios:
+                continue
+            a, b = self.big_summary(sc, "pgsluice"), self.big_summary(sc, "pgbouncer")
+            add("pooler CPU per MB, scenario %s" % sc, ratio(a and a.get("cpu_ms_mb"), b and b.get("cpu_ms_mb")),
+                "<0.5", "le")
+            add("throughput, scenario %s" % sc, ratio(a and a.get("mb_s"), b and b.get("mb_s")), ">1.0", "ge")
         return checks
 
     def failures(self):
         """(scenario, target, error, expected) for every failed run."""
         out = []
         seen = set()
-        for r in self.runs:
+        runs = self.runs + self.big_runs
+        for r in runs:
             if r["ok"]:
                 continue
             key = (r["scenario"], r["target"])
             if key in seen:
                 continue
             seen.add(key)
-            n = sum(1 for x in self.runs if (x["scenario"], x["target"]) == key and not x["ok"])
-            total = sum(1 for x in self.runs if (x["scenario"], x["target"]) == key)
+            n = sum(1 for x in runs if (x["scenario"], x["target"]) == key and not x["ok"])
+            total = sum(1 for x in runs if (x["scenario"], x["target"]) == key)
             out.append((r["scenario"], r["target"], "%s (%d of %d runs)" % (r["error"], n, total),
                         key in EXPECTED_FAILURES))
         return out
@@ -1075,20 +1326,78 @@ def fmt_rss(kb):
 
 def result_cells(s, base):
     if s["failed"] == s["rounds"]:
-        return ["FAILED"] + ["—"] * 11
+        return ["FAILED"] + ["—"] * 13
     def pair(k, f):
         return [f(s[k]), fmt_ratio(ratio(s[k], base and not base["failed"] == base["rounds"] and base[k]))]
     cells = pair("tps", lambda v: fmt(v, "%.0f")) + pair("lat_mean_ms", lambda v: fmt(v, "%.2f")) \
         + pair("p99_ms", lambda v: fmt(v, "%.2f")) + pair("cpu_per_1k", lambda v: fmt(v, "%.3f")) \
         + pair("ucpu_per_1k", lambda v: fmt(v, "%.4f")) \
-        + pair("rss_kb", fmt_rss)
+        + pair("cs_per_tx", lambda v: fmt(v, "%.3f")) + pair("rss_kb", fmt_rss)
     if s["failed"]:
         cells[0] += " (%d/%d failed)" % (s["failed"], s["rounds"])
     return cells
 
 
 HEAD = ["#", "scenario", "target", "TPS", "×PgB", "mean ms", "×PgB", "p99 ms", "×PgB", "CPU s/1k tx", "×PgB", "user CPU s/1k tx", "×PgB",
-        "RSS MiB", "×PgB"]
+        "ctx sw/tx", "×PgB", "RSS MiB", "×PgB"]
+
+
+def ctx_switch_rows(b):
+    """Per scenario (1, 2, 7) and pooler: each thread's context switches per transaction (mean of rounds)."""
+    rows = []
+    for sc in ("1", "2", "7"):
+        if sc not in b.scenarios:
+            continue
+        for t in b.scenario_targets(sc):
+            if not isinstance(t, Pooler):
+                continue
+            rs = [r for r in b.runs if r["scenario"] == sc and r["target"] == t.name and r["ok"] and r.get("cs_threads")]
+            if not rs:
+                continue
+            acc = {}
+            for r in rs:
+                for label, v, nv in r["cs_threads"]:
+                    a = acc.setdefault(label, [0.0, 0.0])
+                    a[0] += v / len(rs)
+                    a[1] += nv / len(rs)
+            name = t.name if sc != "7" or t.kind != "pgsluice" else (
+                "pgsluice default" if t.workers is None else "pgsluice workers=%d" % t.workers)
+            for label, (v, nv) in sorted(acc.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
+                if v + nv >= 0.0005:
+                    rows.append([sc, name, label, "%.3f" % v, "%.3f" % nv, "%.3f" % (v + nv)])
+    return rows
+
+
+BIG_HEAD = ["#", "scenario", "target", "MB/s", "×PgB", "CPU ms/MB", "×PgB", "user CPU ms/MB", "×PgB", "syscalls/MB",
+            "×PgB", "ctx sw/MB", "×PgB", "RSS MiB", "×PgB", "load"]
+BIG_SC_SHOWN = ("recvfrom", "read", "sendto", "sendmsg", "writev", "write", "epoll_wait", "epoll_ctl")
+
+
+def big_rows(b, big_sc):
+    """The scenario 8-10 table and the system calls by name."""
+    rows, srows = [], []
+    for sc in big_sc:
+        base = b.big_summary(sc, "pgbouncer")
+        for t in ("direct", "pgbouncer", "pgsluice"):
+            s = b.big_summary(sc, t)
+            if not s:
+                continue
+            if s["failed"] == s["rounds"]:
+                rows.append([sc, SCENARIOS[sc]["title"], t, "FAILED: %s" % s.get("error")] + ["—"] * 12)
+                continue
+
+            def pair(k, f):
+                return [f(s.get(k)), fmt_ratio(ratio(s.get(k), base and base.get(k)))]
+            cells = pair("mb_s", lambda v: fmt(v, "%.0f")) + pair("cpu_ms_mb", lambda v: fmt(v, "%.2f")) \
+                + pair("ucpu_ms_mb", lambda v: fmt(v, "%.3f")) + pair("syscalls_mb", lambda v: fmt(v, "%.0f")) \
+                + pair("cs_mb", lambda v: fmt(v, "%.1f")) + pair("rss_kb", fmt_rss) + [fmt(s.get("load"), "%.2f")]
+            if s["failed"]:
+                cells[0] += " (%d/%d failed: %s)" % (s["failed"], s["rounds"], s.get("error"))
+            rows.append([sc, SCENARIOS[sc]["title"], t] + cells)
+            by = s.get("syscalls_by_name")
+            if by:
+                srows.append([sc, t] + [fmt(by.get(n), "%.1f") for n in BIG_SC_SHOWN] + [fmt(by.get("total"), "%.1f")])
+    return rows, srows
 
 
 def md_table(head, rows):
@@ -1145,6 +1454,11 @@ def cost_tables(instr, unit, noun, tag, md, text, text_title):
                       fmt_ratio(ratio(r.get("ctx_switches_per_tx"), pgb.get("ctx_switches_per_tx")))])
     md.append(md_table(head, irows))
     md.append("")
+    by_thread = ["%s: %s" % (t, ", ".join("%s %.3f voluntary + %.3f involuntary" % x
+                                          for x in instr[t]["ctx_threads"]))
+                 for t in ("pgbouncer", "pgsluice") if instr.get(t, {}).get("ctx_threads")]
+    if by_thread:
+        md.append("Context switches per %s by thread: %s.\n" % (noun, "; ".join(by_thread)))
     text.append("\n%s:\n" % text_title + text_table(head, irows))
     sc_rows = []
     names = []
@@ -1216,6 +1530,40 @@ def report(b):
         md.append("")
         text.append("\nFailed runs:\n" + "\n".join("  scenario %s, %s: %s%s" % (sc, t, e, " [expected]" if x else "")
                                                      for sc, t, e, x in fails))
+
+    cs_rows = ctx_switch_rows(b)
+    if cs_rows:
+        md.append("Context switches per transaction of the pooler, by thread (select-only scenarios; "
+                  "voluntary: the thread went to sleep, mostly in epoll_wait with nothing to do; "
+                  "involuntary: it was preempted, on 2 cores mostly by pgbench or PostgreSQL), mean over "
+                  "rounds; from /proc/PID/task/*/status before and after each run:\n")
+        cs_head = ["#", "target", "thread", "voluntary/tx", "involuntary/tx", "total/tx"]
+        md.append(md_table(cs_head, cs_rows))
+        md.append("")
+        text.append("\nContext switches per transaction by thread:\n" + text_table(cs_head, cs_rows))
+
+    big_sc = [sc for sc in b.scenarios if SCENARIOS[sc].get("big")]
+    if big_sc:
+        brows, srows = big_rows(b, big_sc)
+        md.append("## Scenarios 8-10: large results and COPY\n")
+        md.append("%d clients at once, each moving %d MB (10^6 bytes of payload: %s rows of `repeat('x', 1000)`); "
+                  "MB/s = all clients' MB / wall time from starting the clients to the last one done (client start "
+                  "and login included). Scenario 8: `pgbench -f` with the SELECT (libpq reads every row); 9: psql "
+                  "`\\copy (SELECT ...) TO '/dev/null'`; 10: psql `\\copy big_in_K FROM` a file of 1,000-byte "
+                  "lines into an unlogged table (truncated before each run). The same interleaving as above "
+                  "(direct, pgbouncer, pgsluice, ...); medians of %d rounds. CPU ms/MB: the pooler's utime+stime "
+                  "(all threads) per MB; user: utime alone. Syscalls/MB: `perf stat` on the tracepoints "
+                  "`raw_syscalls:sys_enter` (all) and `syscalls:sys_enter_*` (by name) on the pooler during the "
+                  "warm-up run (not a measured one: counting costs a little per call). Load: the 1-minute load "
+                  "average when the run started (median).\n"
+                  % (b.big_clients, b.big_mb, "{:,}".format(b.big_mb * 1000), b.rounds))
+        md.append(md_table(BIG_HEAD, brows))
+        md.append("")
+        if srows:
+            md.append("System calls per MB by name (the counted run):\n")
+            md.append(md_table(["#", "target"] + list(BIG_SC_SHOWN) + ["all"], srows))
+            md.append("")
+        text.append("\nLarge results and COPY:\n" + text_table(BIG_HEAD, brows))
 
     idle = b.idle_summary()
     if idle:
@@ -1321,12 +1669,15 @@ def chart(b, path):
             table[lab] = {c: (None, None) for c in cols}
         table[lab][col] = val
     rows = b.rows()
+    if not rows:
+        return False  # only scenarios 8-10 ran: no TPS to draw
     for sc, title, tname, s, base in rows:
         val = (s["tps"], s["p99_ms"]) if s["failed"] < s["rounds"] else (None, None)
         if sc != "7":
             put(short.get(sc, sc), tname, val)
         elif tname != "pgbouncer":
-            put("7 " + tname.replace("pgsluice ", "").replace("workers", "w"), "pgsluice", val)
+            put("7 " + tname.replace("pgsluice ", "").replace("workers", "w").replace(" (no workers line)", ""),
+                "pgsluice", val)
     for sc, title, tname, s, base in rows:  # scenario 7: PgBouncer's bar beside each workers value
         if sc == "7" and tname == "pgbouncer":
             for lab in labels:
@@ -1403,7 +1754,8 @@ def finish(b):
     with open(os.path.join(b.out, "latest.json"), "w") as f:
         json.dump({"settings": {"seconds": b.seconds, "rounds": b.rounds, "scale": b.scale, "idle": b.idle_n,
                                 "sl_workers": b.sl_workers, "auth": b.auth, "scenarios": b.scenarios},
-                   "runs": b.runs, "idle": b.idle, "instructions": b.instr,
+                   "runs": b.runs, "big_runs": b.big_runs,
+                   "big_syscalls": {"%s/%s" % k: v for k, v in b.big_syscalls.items()}, "idle": b.idle, "instructions": b.instr,
                    "instructions_per_login": b.instr_logins, "profiles": b.profiles,
                    "load_before": b.load_before}, f, indent=1)
     print(text)

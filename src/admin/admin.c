@@ -16,6 +16,7 @@
 #include "util/time.h"
 
 int adm_nsessions;
+uint64_t adm_nlogins;
 static adm_session *sessions[SL_MAX_WORKERS]; /* per worker, touched only by that worker */
 
 static void pump(adm_session *s);
@@ -103,6 +104,7 @@ void sl_admin_login(sl_client *c)
     s->next = sessions[w];
     sessions[w] = s;
     __atomic_add_fetch(&adm_nsessions, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&adm_nlogins, 1, __ATOMIC_RELAXED);
     send_welcome(s);
     sl_client_set_state(c, SL_CL_IDLE);
     c->last_activity = sl_now_us();

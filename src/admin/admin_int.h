@@ -107,6 +107,7 @@ typedef struct adm_session {
     char wait_db[256];          /* "" = all databases */
     bool wait_round;            /* a check round is in flight */
     unsigned wait_seq;          /* which wait a round belongs to (rounds of a cancelled wait are ignored) */
+    int64_t wait_since;         /* when the waiting command began (SUSPEND: suspend_timeout) */
     bool suspended;             /* issued SUSPEND: RESUME when it disconnects */
 } adm_session;
 
@@ -122,6 +123,7 @@ adm_session *adm_ref_session(sl_worker *w, const adm_ref *ref);
 /* An asynchronous command filled s->res: answer it and go on with the session's input. */
 void adm_async_done(adm_session *s);
 extern int adm_nsessions; /* atomic: open console sessions */
+extern uint64_t adm_nlogins; /* atomic: console logins since start (SHOW STATS' pgbouncer row) */
 
 /* ---- commands (control.c, show.c, collect.c, stats.c) ---- */
 

@@ -59,7 +59,7 @@ void adm_cols_mem(adm_result *r) { adm_cols(r, "siiii", "name", "size", "used", 
 /* ---- one socket's row ---- */
 
 typedef struct sock_info {
-    const char *type, *user, *db, *state, *app, *role;
+    const char *type, *user, *db, *repl, *state, *app, *role;
     char pinned[160];
     char addr[64], laddr[64], ptr[32], link[32], user_buf[128];
     int port, lport, remote_pid, close_needed, prepared;
@@ -114,26 +114,26 @@ static void sock_row(adm_result *r, const round_ctx *ctx, const sock_info *k, in
     char tls[128];
     sl_stream_tls_describe(k->st, tls, sizeof(tls));
     if (!debug && ctx->what == W_SERVERS) {
-        adm_row(r, SOCKET_TYPES "is", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
+        adm_row(r, SOCKET_TYPES "is", k->type, k->user, k->db, k->repl, k->state, k->addr, k->port, k->laddr,
                 k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app,
                 k->prepared, (int)k->id, worker, k->role);
         return;
     }
     if (!debug && ctx->what == W_CLIENTS) {
-        adm_row(r, SOCKET_TYPES "is", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
+        adm_row(r, SOCKET_TYPES "is", k->type, k->user, k->db, k->repl, k->state, k->addr, k->port, k->laddr,
                 k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app,
                 k->prepared, (int)k->id, worker, k->pinned);
         return;
     }
     if (!debug) {
-        adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr, k->lport,
+        adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, k->repl, k->state, k->addr, k->port, k->laddr, k->lport,
                 ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
                 (int)k->id, worker);
         return;
     }
     const sl_stream *st = k->st;
     int pending = (int)(st->out.len - st->out_sent);
-    adm_row(r, SOCKET_TYPES "iiiiiiii", k->type, k->user, k->db, "none", k->state, k->addr, k->port, k->laddr,
+    adm_row(r, SOCKET_TYPES "iiiiiiii", k->type, k->user, k->db, k->repl, k->state, k->addr, k->port, k->laddr,
             k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
             (int)k->id,
             (int)st->end, (int)st->parse, (int)st->msg_left, (int)st->out_sent, pending, (int)(st->end - st->parse),
@@ -160,6 +160,7 @@ static void client_info(const round_ctx *ctx, const sl_client *c, sock_info *k, 
     k->type = "C";
     k->user = c->user ? c->user : "(nouser)";
     k->db = c->admin ? "pgbouncer" : c->route ? c->route->db_name : c->dbname ? c->dbname : "(nodb)";
+    k->repl = sl_replication_name(c->replication);
     k->state = client_state(c, debug);
     k->app = c->params.v[SL_PARAM_APPLICATION_NAME] ? c->params.v[SL_PARAM_APPLICATION_NAME] : "";
     split_addr(c->addr, k->addr, sizeof(k->addr), &k->port, ctx->listen_port);
@@ -219,6 +220,7 @@ static void server_info(const round_ctx *ctx, sl_server *s, sock_info *k, bool d
     sl_route_login_target(s->pc.backend, k->user_buf, sizeof(k->user_buf), db, sizeof(db), NULL, NULL);
     k->user = k->user_buf;
     k->db = r->db_name;
+    k->repl = sl_replication_name(r->replication);
     k->state = server_state(s, ctx, debug);
     const char *app = s->client ? s->client->params.v[SL_PARAM_APPLICATION_NAME] : NULL;
     k->app = app ? app : "";

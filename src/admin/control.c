@@ -18,7 +18,7 @@
 #include "util/log.h"
 #include "util/time.h"
 
-typedef enum { R_PAUSE, R_WAIT_CLOSE, R_SUSPEND, R_KILL, R_KILL_CLIENT, R_RECONNECT } round_kind;
+typedef enum { R_PAUSE, R_WAIT_CLOSE, R_SUSPEND, R_SUSPEND_DROP, R_KILL, R_KILL_CLIENT, R_RECONNECT } round_kind;
 
 typedef struct ctl_ctx {
     adm_ref ref;
@@ -64,18 +64,26 @@ static void close_needed_worker(sl_worker *w, ctl_ctx *ctx)
     }
 }
 
-/* SUSPEND: count connections with bytes not yet passed on (consoles excepted). */
+/* SUSPEND: count connections with bytes not yet passed on (consoles excepted); once suspend_timeout
+ * has passed (R_SUSPEND_DROP), drop them instead, as PgBouncer does. */
 static void suspend_worker(sl_worker *w, ctl_ctx *ctx)
 {
-    sl_list *n;
+    sl_list *n, *t;
+    bool drop = ctx->kind == R_SUSPEND_DROP;
     int busy = 0;
-    for (n = w->clients.next; n != &w->clients; n = n->next) {
+    sl_list_for_each_safe(n, t, &w->clients)
+    {
         sl_client *c = sl_container_of(n, sl_client, node);
-        if (!c->admin && (sl_stream_out_pending(&c->s) || sl_stream_fwd_pending(&c->s))) busy++;
+        if (c->admin || !(sl_stream_out_pending(&c->s) || sl_stream_fwd_pending(&c->s))) continue;
+        if (drop) sl_client_close(c, SL_CLOSE_SUSPEND_TIMEOUT);
+        else busy++;
     }
-    for (n = w->servers.next; n != &w->servers; n = n->next) {
+    sl_list_for_each_safe(n, t, &w->servers)
+    {
         sl_server *s = sl_container_of(n, sl_server, node);
-        if (sl_stream_out_pending(&s->s) || sl_stream_fwd_pending(&s->s)) busy++;
+        if (!(sl_stream_out_pending(&s->s) || sl_stream_fwd_pending(&s->s))) continue;
+        if (drop) sl_server_close(s, SL_CLOSE_SUSPEND_TIMEOUT);
+        else busy++;
     }
     __atomic_add_fetch(&ctx->count, busy, __ATOMIC_RELAXED);
 }
@@ -117,7 +125,8 @@ static void ctl_each(sl_worker *w, void *arg)
     case R_PAUSE: pause_worker(w, ctx); break;
     case R_WAIT_CLOSE:
     case R_RECONNECT: close_needed_worker(w, ctx); break;
-    case R_SUSPEND: suspend_worker(w, ctx); break;
+    case R_SUSPEND:
+    case R_SUSPEND_DROP: suspend_worker(w, ctx); break;
     case R_KILL: kill_worker(w, ctx); break;
     case R_KILL_CLIENT: kill_client_worker(w, ctx); break;
     }
@@ -182,7 +191,7 @@ static void wait_checked(adm_session *s, ctl_ctx *ctx)
             sl_pools_foreach(sum_servers, &ss);
             done = ss.n == 0;
         }
-    } else if (ctx->kind == R_SUSPEND) {
+    } else if (ctx->kind == R_SUSPEND || ctx->kind == R_SUSPEND_DROP) {
         if (run_state() != SL_RUN_SUSPENDED) {
             adm_error(&s->res, "57014", "SUSPEND was cancelled by RESUME");
             done = true;
@@ -205,7 +214,8 @@ static void ctl_done(sl_worker *w, void *arg)
         switch (ctx->kind) {
         case R_PAUSE:
         case R_WAIT_CLOSE:
-        case R_SUSPEND: wait_checked(s, ctx); break;
+        case R_SUSPEND:
+        case R_SUSPEND_DROP: wait_checked(s, ctx); break;
         case R_KILL_CLIENT:
             if (!ctx->count) adm_error(&s->res, "42704", "client not found");
             adm_async_done(s);
@@ -242,6 +252,7 @@ static adm_status begin_wait(adm_session *s, adm_result *r, adm_wait wait, const
     static const round_kind kinds[] = {R_PAUSE, R_PAUSE, R_WAIT_CLOSE, R_SUSPEND};
     s->wait = wait;
     s->wait_seq++;
+    s->wait_since = sl_now_fast();
     snprintf(s->wait_db, sizeof(s->wait_db), "%s", db);
     s->wait_round = start_round(s, kinds[wait], db, 0);
     (void)r;
@@ -252,7 +263,13 @@ void adm_wait_tick(adm_session *s)
 {
     static const round_kind kinds[] = {R_PAUSE, R_PAUSE, R_WAIT_CLOSE, R_SUSPEND};
     if (s->wait_round || s->wait == ADM_WAIT_NONE) return;
-    s->wait_round = start_round(s, kinds[s->wait], s->wait_db, 0);
+    round_kind k = kinds[s->wait];
+    int64_t limit = s->c->s.w->cfg->suspend_timeout;
+    if (k == R_SUSPEND && limit > 0 && sl_now_fast() - s->wait_since >= limit) {
+        sl_log_warn("SUSPEND: buffers not flushed after suspend_timeout: dropping those connections");
+        k = R_SUSPEND_DROP;
+    }
+    s->wait_round = start_round(s, k, s->wait_db, 0);
 }
 
 void adm_cancel(adm_session *s)

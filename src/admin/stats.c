@@ -47,6 +47,7 @@ static void add_totals(sl_pool_totals *a, const sl_pool_totals *b)
     a->client_parses += b->client_parses;
     a->server_parses += b->server_parses;
     a->binds += b->binds;
+    a->client_logins += b->client_logins;
 }
 
 static db_acc *acc_for(acc_list *l, const char *db)
@@ -109,6 +110,7 @@ static void averages(sl_pool_totals *avg, const sl_pool_totals *new_, const sl_p
     avg->client_parses = (new_->client_parses - old->client_parses) * 1000000 / d;
     avg->server_parses = (new_->server_parses - old->server_parses) * 1000000 / d;
     avg->binds = (new_->binds - old->binds) * 1000000 / d;
+    avg->client_logins = (new_->client_logins - old->client_logins) * 1000000 / d;
     if (xacts) avg->xact_time_us = (new_->xact_time_us - old->xact_time_us) / xacts;
     if (queries) avg->query_time_us = (new_->query_time_us - old->query_time_us) / queries;
     if (assigns) avg->wait_time_us = (new_->wait_time_us - old->wait_time_us) / assigns;
@@ -119,52 +121,55 @@ static void averages(sl_pool_totals *avg, const sl_pool_totals *new_, const sl_p
 #define TOTAL_COLS                                                                                             \
     "total_server_assignment_count", "total_xact_count", "total_query_count", "total_received", "total_sent", \
         "total_xact_time", "total_query_time", "total_wait_time", "total_client_parse_count",                 \
-        "total_server_parse_count", "total_bind_count"
+        "total_server_parse_count", "total_bind_count", "total_client_login_count"
 #define AVG_COLS                                                                                                  \
     "avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", \
-        "avg_query_time", "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"
+        "avg_query_time", "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count", \
+        "avg_client_login_count"
 #define PLAIN_COLS                                                                                              \
     "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time",       \
         "query_time", "wait_time"
 
-void adm_cols_stats(adm_result *r) { adm_cols(r, "sNNNNNNNNNNNNNNNNNNNNNN", "database", TOTAL_COLS, AVG_COLS); }
+void adm_cols_stats(adm_result *r) { adm_cols(r, "sNNNNNNNNNNNNNNNNNNNNNNNN", "database", TOTAL_COLS, AVG_COLS); }
 void adm_cols_stats_totals(adm_result *r)
 {
-    adm_cols(r, "sNNNNNNNNNNN", "database", PLAIN_COLS, "client_parse_count", "server_parse_count", "bind_count");
+    adm_cols(r, "sNNNNNNNNNNNN", "database", PLAIN_COLS, "client_parse_count", "server_parse_count", "bind_count",
+             "client_login_count");
 }
 void adm_cols_stats_averages(adm_result *r)
 {
-    adm_cols(r, "sNNNNNNNNNNN", "database", PLAIN_COLS, "avg_client_parse_count", "avg_server_parse_count",
-             "avg_bind_count");
+    adm_cols(r, "sNNNNNNNNNNNN", "database", PLAIN_COLS, "avg_client_parse_count", "avg_server_parse_count",
+             "avg_bind_count", "avg_client_login_count");
 }
 void adm_cols_totals(adm_result *r) { adm_cols(r, "sN", "name", "value"); }
 
 /* ---- rows ---- */
 
-#define T11(t)                                                                                                      \
+#define T12(t)                                                                                                      \
     (t)->assignments, (t)->xact_count, (t)->query_count, (t)->bytes_in, (t)->bytes_out, (t)->xact_time_us,          \
-        (t)->query_time_us, (t)->wait_time_us, (t)->client_parses, (t)->server_parses, (t)->binds
+        (t)->query_time_us, (t)->wait_time_us, (t)->client_parses, (t)->server_parses, (t)->binds, (t)->client_logins
 
 static void db_row(adm_result *r, stats_kind kind, const char *db, const sl_pool_totals *cur,
                    const sl_pool_totals *avg)
 {
-    if (kind == ST_STATS) adm_row(r, "sNNNNNNNNNNNNNNNNNNNNNN", db, T11(cur), T11(avg));
-    else if (kind == ST_TOTALS_ONLY) adm_row(r, "sNNNNNNNNNNN", db, T11(cur));
-    else adm_row(r, "sNNNNNNNNNNN", db, T11(avg));
+    if (kind == ST_STATS) adm_row(r, "sNNNNNNNNNNNNNNNNNNNNNNNN", db, T12(cur), T12(avg));
+    else if (kind == ST_TOTALS_ONLY) adm_row(r, "sNNNNNNNNNNNN", db, T12(cur));
+    else adm_row(r, "sNNNNNNNNNNNN", db, T12(avg));
 }
 
 static void totals_rows(adm_result *r, const sl_pool_totals *t, const sl_pool_totals *a)
 {
     static const char *const names[] = {"server_assignment_count", "xact_count", "query_count", "client_bytes",
                                         "server_bytes", "xact_time", "query_time", "wait_time",
-                                        "ps_client_parse_count", "ps_server_parse_count", "ps_bind_count"};
-    uint64_t tv[] = {T11(t)}, av[] = {T11(a)};
+                                        "ps_client_parse_count", "ps_server_parse_count", "ps_bind_count",
+                                        "client_login_count"};
+    uint64_t tv[] = {T12(t)}, av[] = {T12(a)};
     char name[64];
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < 12; i++) {
         snprintf(name, sizeof(name), "total_%s", names[i]);
         adm_row(r, "sN", name, tv[i]);
     }
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < 12; i++) {
         snprintf(name, sizeof(name), "avg_%s", names[i]);
         adm_row(r, "sN", name, av[i]);
     }
@@ -181,6 +186,9 @@ static void build(adm_result *r, stats_kind kind)
     if (l.n) qsort(l.v, (size_t)l.n, sizeof(db_acc), cmp_acc);
     sl_pool_totals sum = {0}, sum_old = {0}, sum_new = {0}, avg;
     static const sl_pool_totals zero;
+    /* the console's own row counts its logins (as PgBouncer's admin pool does), and so do the totals */
+    sl_pool_totals console = {.client_logins = __atomic_load_n(&adm_nlogins, __ATOMIC_RELAXED)};
+    sum.client_logins = sum_old.client_logins = sum_new.client_logins = console.client_logins;
     if (kind == ST_STATS) adm_cols_stats(r);
     else if (kind == ST_TOTALS_ONLY) adm_cols_stats_totals(r);
     else if (kind == ST_AVERAGES_ONLY) adm_cols_stats_averages(r);
@@ -189,7 +197,7 @@ static void build(adm_result *r, stats_kind kind)
     for (int i = 0; i <= l.n; i++) {
         /* the console's own database, in its sorted place, like PgBouncer's admin pool */
         if (!admin_row_done && kind != ST_TOTALS && (i == l.n || strcmp(l.v[i].db, "pgbouncer") > 0)) {
-            db_row(r, kind, "pgbouncer", &zero, &zero);
+            db_row(r, kind, "pgbouncer", &console, &zero);
             admin_row_done = true;
         }
         if (i == l.n) break;

@@ -120,7 +120,7 @@ const sl_setting sl_settings[] = {
     S_TIME(client_idle_timeout, "0", A, "Disconnect clients idle this many seconds; 0 is off."),
     S_TIME(idle_transaction_timeout, "0", A, "Disconnect clients idle in a transaction this long; 0 is off."),
     S_TIME(transaction_timeout, "0", A, "Disconnect clients whose transaction has been open this long (their server is closed, which rolls it back); 0 is off."),
-    S_TIME(suspend_timeout, "10", A, "Seconds to wait for buffers to flush on SUSPEND or reboot.", NI),
+    S_TIME(suspend_timeout, "10", A, "Seconds SUSPEND waits for every connection's buffers to be passed on; connections whose buffers are still not flushed then are dropped and SUSPEND answers. 0 waits for ever."),
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
     S_STR(track_extra_parameters, "IntervalStyle", R,
           "Parameters tracked per client besides client_encoding, DateStyle, TimeZone, IntervalStyle, "
@@ -168,7 +168,7 @@ const sl_setting sl_settings[] = {
     S_INT(tcp_defer_accept, "1", R, 0, 0, "TCP_DEFER_ACCEPT on listening sockets (0 disables)."),
     S_INT(tcp_socket_buffer, "0", N, 0, 0, "Socket send/receive buffer size in bytes; 0 keeps the OS default."),
     S_INT(tcp_backlog, "128", R, 1, 0, "Backlog for listen(2) (PgBouncer calls it listen_backlog)."),
-    S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size)."),
+    S_INT(pkt_buf, "4096", R, 1, 0, "Internal buffer size for packets, in bytes (pgsluice uses at least 1024 whatever the value; PgBouncer takes any size). A connection whose read fills it, as a large result or COPY does, reads in 64 KB pieces (when pkt_buf is smaller) until its socket is drained."),
     S_INT(max_packet_size, "2147483647", A, 1024, 0, "Largest packet accepted from a client, in bytes."),
     S_INT(sbuf_loopcnt, "5", A, 0, 0,
           "Accepted for PgBouncer compatibility, no effect: pgsluice reads a connection once per event-loop turn "

@@ -59,7 +59,7 @@ bool sl_auth_query_start(sl_client *c)
         return true;
     }
     char sqlstate[6], err[256];
-    c->route = sl_route_get(cfg, auth_db, auth_user, sqlstate, err, sizeof(err));
+    c->route = sl_route_get(cfg, auth_db, auth_user, SL_REPL_NONE, sqlstate, err, sizeof(err));
     if (!c->route) {
         /* the client may not learn which databases exist: no such user, as far as it can tell */
         sl_log_warn("C-0x%llx: auth_query for user \"%s\" cannot run in database \"%s\": %s", (unsigned long long)c->id,

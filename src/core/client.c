@@ -182,6 +182,29 @@ static bool take_options(sl_client *c, const sl_config *cfg, const char *options
     }
 }
 
+/* replication=true|on|yes|1 (physical: pg_basebackup, pg_receivewal, a standby) or database (logical:
+ * subscribers, pg_recvlogical), as PostgreSQL reads it; false|off|no|0 is an ordinary connection. */
+static bool take_replication(sl_client *c, const char *v)
+{
+    static const char *const yes[] = {"true", "on", "yes", "1"}, *const no[] = {"false", "off", "no", "0"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (!strcasecmp(v, yes[i])) {
+            c->replication = SL_REPL_PHYSICAL;
+            return true;
+        }
+        if (!strcasecmp(v, no[i])) {
+            c->replication = SL_REPL_NONE;
+            return true;
+        }
+    }
+    if (!strcasecmp(v, "database")) {
+        c->replication = SL_REPL_LOGICAL;
+        return true;
+    }
+    sl_client_error(c, true, "22023", "invalid value for parameter \"replication\": \"%s\"", v);
+    return false;
+}
+
 /* A client asking for a newer minor protocol version (3.2, libpq 18) or for protocol options (_pq_.*)
  * is told what pgsluice speaks, as PostgreSQL does: NegotiateProtocolVersion with 3.0 and the options
  * it does not know (all of them), before anything else. */
@@ -220,6 +243,10 @@ static bool admit(sl_client *c, const sl_startup *st)
         /* allowed: user, database, the tracked parameters and ignore_startup_parameters */
         const char *name = st->names[i];
         if (!strcmp(name, "user") || !strcmp(name, "database") || !strncmp(name, "_pq_.", 5)) continue;
+        if (!strcmp(name, "replication")) {
+            if (!take_replication(c, st->values[i])) return false;
+            continue;
+        }
         int id = sl_param_lookup(name);
         if (id >= 0) {
             sl_params_set(&c->params, id, st->values[i]);
@@ -253,9 +280,14 @@ static bool admit(sl_client *c, const sl_startup *st)
         return false;
     }
     if (cfg->log_connections)
-        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s replication=no", c->dbname, c->user,
-               sl_stream_is_tls(&c->s) ? "yes" : "no");
+        CL_LOG(c, SL_LOG_INFO, "login attempt: db=%s user=%s tls=%s replication=%s", c->dbname, c->user,
+               sl_stream_is_tls(&c->s) ? "yes" : "no",
+               c->replication == SL_REPL_PHYSICAL ? "yes" : c->replication == SL_REPL_LOGICAL ? "database" : "no");
     c->admin = sl_console_is_db(c->dbname);
+    if (c->admin && c->replication) {
+        sl_client_error(c, true, "08P01", "the admin console does not take replication connections");
+        return false;
+    }
     sl_client_set_state(c, SL_CL_AUTH);
     sl_client_auth_start(c);
     return true;
@@ -400,7 +432,7 @@ static bool find_route(sl_client *c)
         if (db) user = db->user;
     }
     char sqlstate[6], err[256];
-    c->route = sl_route_get(cfg, c->dbname, user, sqlstate, err, sizeof(err));
+    c->route = sl_route_get(cfg, c->dbname, user, c->replication, sqlstate, err, sizeof(err));
     if (!c->route) sl_client_error(c, true, sqlstate, "%s", err);
     return c->route != NULL;
 }
@@ -477,6 +509,13 @@ void sl_client_got_server(sl_client *c, sl_server *s)
     if (c->state == SL_CL_AUTH) { /* the server is for looking up its secret */
         if (c->auth_method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
         else sl_server_release(s);
+        return;
+    }
+    if (c->state == SL_CL_WELCOME && c->replication) {
+        /* its own server, opened with its parameters: kept for its whole life (session) */
+        send_welcome(c);
+        if (c->state == SL_CL_IDLE) sl_proxy_link(c, s);
+        else sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
         return;
     }
     if (c->state == SL_CL_WELCOME) {

@@ -33,10 +33,12 @@
     X(IDLE_TRANSACTION_TIMEOUT, "idle transaction timeout", false)                            \
     X(TRANSACTION_TIMEOUT, "transaction timeout", false)                                      \
     X(ATTACH_FAILED, "cannot attach", false)                                                  \
+    X(REPLICATION_CLIENT_GONE, "its replication client left", false)                          \
     X(OUT_OF_MEMORY, "out of memory", false)                                                  \
     X(ADMIN_KILL, "KILL", true)                                                               \
     X(ADMIN_RECONNECT, "RECONNECT", true)                                                     \
     X(ADMIN_PAUSE, "pause mode", true)                                                        \
+    X(SUSPEND_TIMEOUT, "suspend_timeout: buffers not flushed", false)                         \
     X(SHUTDOWN, "shutting down", true)
 
 #define SL_CLOSE_ENUM(id, text, polite) SL_CLOSE_##id,

@@ -75,6 +75,7 @@ typedef struct sl_client {
     bool console_peer_admin;     /* "pgbouncer" on the console over the Unix socket from our own OS user */
     bool external_ldap;          /* SL_AUTH_STEP_EXTERNAL*: LDAP (else PAM) checks the password */
     bool admin;                  /* a console client (its input goes to the console, never a server) */
+    uint8_t replication;         /* sl_replication it asked for (startup replication=): its own server */
     bool counted;                /* counted in sl_total_clients (max_client_conn) */
     bool logged_in;              /* counted in its route's clients */
     bool peer_closed;            /* it sent Terminate or closed its end: no shutdown() needed */
@@ -144,7 +145,12 @@ typedef struct sl_server {
      * they are done, or its next client's query could be the one cancelled */
     sl_list cancels;
     bool release_after_cancel;   /* released while cancels were in flight: go back when they end */
+    /* replication routes: the client it is opened for (its parameters go in the startup packet) */
+    uint32_t for_slot, for_gen;
     /* handoff between workers */
+    bool await_detach;           /* closed while promised to another worker's client: its detach
+                                    message still names this object, so it is freed after both */
+    bool free_pending;           /* await_detach and the poll handle is closed already */
     uint32_t handoff_slot, handoff_gen;
     int handoff_to;
     /* prepared statements (proxy_ps.c) */

@@ -18,9 +18,9 @@ void sl_carry_out_all(sl_pool_actions *act)
     sl_worker *self = sl_worker_self();
     for (int i = 0; i < act->nlaunch; i++) {
         sl_launch *l = &act->launch[i];
-        if (self && self->id == l->worker) sl_server_launch(self, l->backend);
+        if (self && self->id == l->worker) sl_server_launch(self, l->backend, l->slot, l->gen);
         else {
-            sl_msg m = {.type = SL_MSG_LAUNCH, .obj = l->backend};
+            sl_msg m = {.type = SL_MSG_LAUNCH, .obj = l->backend, .slot = l->slot, .gen = l->gen};
             sl_worker_post(&sl_workers[l->worker], &m);
         }
     }
@@ -79,7 +79,7 @@ static void on_message(sl_worker *w, sl_msg *m)
         if (c) sl_client_wake(c);
         break;
     }
-    case SL_MSG_LAUNCH: sl_server_launch(w, m->obj); break;
+    case SL_MSG_LAUNCH: sl_server_launch(w, m->obj, m->slot, m->gen); break;
     case SL_MSG_STATE: state_changed(w); break;
     }
 }

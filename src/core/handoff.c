@@ -60,11 +60,15 @@ void sl_server_release(sl_server *s)
 void sl_server_detach_for(sl_server *s, int to, uint32_t slot, uint32_t gen)
 {
     if (s->state == SL_SV_CLOSING) {
-        /* it died meanwhile: the client must ask again */
+        /* it died meanwhile (closed while promised, so sl_server_close kept the object for this
+         * message): the client must ask again */
         sl_msg m = {.type = SL_MSG_WAKE_CLIENT, .slot = slot, .gen = gen};
         sl_worker_post(&sl_workers[to], &m);
+        s->await_detach = false;
+        if (s->free_pending) sl_server_free(&s->s);
         return;
     }
+    sl_route_promise_kept(&s->pc);
     move_to(s, to, slot, gen);
 }
 

@@ -42,6 +42,7 @@ static bool server_looks_alive(sl_server *s, int64_t now)
 static bool link_needs_setup(const sl_client *c, const sl_server *s)
 {
     const sl_config *cfg = c->s.w->cfg;
+    if (c->replication) return false; /* opened with its parameters; a walsender takes no SET */
     if (cfg->server_check_delay >= 0 && cfg->server_check_query && cfg->server_check_query[0] &&
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
@@ -81,7 +82,7 @@ void sl_proxy_start(sl_client *c, sl_server *s)
 {
     sl_server_set_state(s, SL_SV_ACTIVE);
     s->ps_active = sl_ps_enabled_for(c);
-    s->sess_active = c->route && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
+    s->sess_active = c->route && !c->route->replication && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
     if (c->sess) sl_sess_link_end(c); /* nothing is expected from a server just linked */
     sl_proxy_update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
@@ -102,6 +103,10 @@ void sl_proxy_unlink_release(sl_server *s)
     s->release_pending = false;
     sl_ps_reset_link(s);
     s->sess_active = false;
+    if (sl_server_route(s)->replication) { /* never reused: it goes with its client */
+        sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
+        return;
+    }
     /* a client pinned here left state behind (temporary tables, locks, ...): reset before reuse */
     if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always ||
         s->session_dirty) {

@@ -14,6 +14,7 @@
 #include "auth/md5.h"
 #include "auth/scram.h"
 #include "core/cancel.h"
+#include "core/client.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/msgread.h"
@@ -43,9 +44,13 @@ static void free_connect(sl_connect *k)
     k->res = k->cur = k->next = NULL;
 }
 
-static void server_free(sl_stream *st)
+void sl_server_free(sl_stream *st)
 {
     sl_server *s = (sl_server *)st;
+    if (s->await_detach) { /* sl_server_detach_for frees it */
+        s->free_pending = true;
+        return;
+    }
     sl_params_clear(&s->params);
     free(s->found_secret);
     sl_ps_server_gone(s);
@@ -61,8 +66,8 @@ void sl_server_close(sl_server *s, sl_close_reason why)
 {
     if (s->state == SL_SV_CLOSING) return;
     /* parked in the pool: another worker may have just taken it, and then a detach message is on
-     * its way here; it will find the server closing */
-    if (s->state == SL_SV_IDLE) sl_route_take_idle(&s->pc);
+     * its way here; it will find the server closing, and free it */
+    if (s->state == SL_SV_IDLE && sl_route_take_idle(&s->pc) == SL_IDLE_PROMISED) s->await_detach = true;
     bool quiet = s->state == SL_SV_LOGIN || s->state == SL_SV_CONNECTING; /* login failures log themselves */
     if (why != SL_CLOSE_NONE && (sl_log_verbose() >= 1 || !quiet))
         SV_LOG(s, sl_log_verbose() >= 1 ? SL_LOG_DEBUG : SL_LOG_INFO, "closing because: %s (age=%llds)",
@@ -87,7 +92,7 @@ void sl_server_close(sl_server *s, sl_close_reason why)
     sl_route_forget(&s->pc, &s->pend, &act);
     sl_stream_shutdown(&s->s);
     if (!s->conn.retrying) /* else the retry's detach, still to come, frees it */
-        sl_stream_close(&s->s, server_free);
+        sl_stream_close(&s->s, sl_server_free);
     if (c && c->state == SL_CL_ACTIVE) sl_proxy_server_lost_client(c);
     sl_carry_out(&act);
 }
@@ -189,7 +194,7 @@ static void retry_detached(sl_stream *st)
     sl_server *s = (sl_server *)st;
     s->conn.retrying = false;
     if (s->state == SL_SV_CLOSING) {
-        sl_stream_close(&s->s, server_free);
+        sl_stream_close(&s->s, sl_server_free);
         return;
     }
     sl_stream_close(&s->s, NULL); /* the refused socket */
@@ -241,9 +246,13 @@ static sl_server *server_new(sl_worker *w, sl_backend *b)
     return s;
 }
 
-sl_server *sl_server_launch(sl_worker *w, sl_backend *b)
+sl_server *sl_server_launch(sl_worker *w, sl_backend *b, uint32_t slot, uint32_t gen)
 {
     sl_server *s = server_new(w, b);
+    if (s) {
+        s->for_slot = slot;
+        s->for_gen = gen;
+    }
     if (!s) {
         sl_pool_actions act;
         sl_pool_actions_init(&act);
@@ -295,6 +304,16 @@ static void send_startup(sl_server *s)
     sl_pb_str(out, user);
     sl_pb_str(out, "database");
     sl_pb_str(out, db);
+    if (s->for_gen) { /* a replication connection: the client's own parameters, as it asked */
+        const sl_client *c = sl_worker_find_slot(s->s.w, s->for_slot, s->for_gen);
+        sl_pb_str(out, "replication");
+        sl_pb_str(out, sl_server_route(s)->replication == SL_REPL_LOGICAL ? "database" : "true");
+        for (int i = 0; c && i < SL_NPARAMS; i++) {
+            if (!c->params.v[i]) continue;
+            sl_pb_str(out, sl_param_names[i]);
+            sl_pb_str(out, c->params.v[i]);
+        }
+    }
     sl_pb_u8(out, 0);
     sl_pb_end(out);
     sl_server_set_state(s, SL_SV_LOGIN);
@@ -398,6 +417,9 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
             if (!strcmp(m, SL_SCRAM_MECH_PLUS)) plus = true;
         }
         if (!has && !plus) ok = false, errmsg = "server offers no SASL mechanism pgsluice supports";
+        else if (!has && !sl_stream_is_tls(&s->s)) /* -PLUS needs TLS to bind to: a server that offers only
+                                                     that over plaintext is lying (libpq refuses too) */
+            ok = false, errmsg = "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection";
         else if (!auth_sasl_start(s, pw, plus)) {
             free(pw);
             return false;
@@ -433,6 +455,16 @@ static void login_complete(sl_server *s, const sl_pktbuf *other_params)
     if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "logged in, backend pid %u", s->be_pid);
     sl_backend_set_welcome(s->pc.backend, &s->params, other_params);
     s->pc.idle_since = sl_now_us();
+    if (s->for_gen) { /* a replication route's: to the client it was opened for, or closed */
+        sl_client *c = sl_worker_find_slot(s->s.w, s->for_slot, s->for_gen);
+        if (c && c->route == sl_server_route(s) && sl_route_claim_waiter(c->route, &c->wt)) {
+            sl_server_set_state(s, SL_SV_ACTIVE);
+            sl_client_got_server(c, s);
+        } else {
+            sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
+        }
+        return;
+    }
     s->setup = SL_SETUP_CONNECT_QUERY;
     if (sl_server_begin_setup(s)) return;
     sl_server_release(s);

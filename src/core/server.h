@@ -12,8 +12,11 @@
 
 /* server.c */
 /* Open a connection to backend b on worker w (already counted in its route by the launch decision). */
-sl_server *sl_server_launch(sl_worker *w, sl_backend *b);
+/* gen != 0: a replication route's server, for client (slot, gen) of this worker only. */
+sl_server *sl_server_launch(sl_worker *w, sl_backend *b, uint32_t slot, uint32_t gen);
 void sl_server_close(sl_server *s, sl_close_reason why);
+/* The stream's close callback: frees the object (unless a detach message still names it). */
+void sl_server_free(sl_stream *st);
 bool sl_server_attach(sl_server *s, sl_worker *w);
 void sl_server_tick(sl_server *s, int64_t now);
 

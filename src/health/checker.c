@@ -361,6 +361,7 @@ static void refresh_and_carry_out(const sl_config *cfg)
 static void *checker_thread(void *arg)
 {
     checker *ch = arg;
+    pthread_setname_np(pthread_self(), "sl-health-check");
     char addr[300];
     sl_host_addr_str(ch->h, addr, sizeof(addr));
     int last_state = -1;
@@ -453,6 +454,7 @@ static void reconcile(void)
 static void *supervisor_thread(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "sl-health");
     sl_config *seen = NULL;
     while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE)) {
         sl_config *cfg = sl_config_acquire();

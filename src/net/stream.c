@@ -168,7 +168,8 @@ void sl_stream_free_buf(sl_stream *s)
 void sl_stream_recycle_buf(sl_stream *s)
 {
     if (s->buf && s->pos == s->end) {
-        if (s->cap != s->w->buf_size) sl_stream_free_buf(s); /* grown for a big message: give it back */
+        /* grown for a big message, or for bulk reads that are over: give it back */
+        if (s->cap != s->w->buf_size && !(s->bulk && s->cap == SL_STREAM_BULK_BUF)) sl_stream_free_buf(s);
         s->pos = s->parse = s->end = 0;
     }
 }
@@ -176,9 +177,31 @@ void sl_stream_recycle_buf(sl_stream *s)
 void sl_stream_maybe_release_buf(sl_stream *s)
 {
     if (s->buf && s->pos == s->end) {
-        sl_stream_free_buf(s);
+        if (!s->bulk) sl_stream_free_buf(s); /* in bulk mode the next read comes at once */
         s->pos = s->parse = s->end = 0;
     }
+}
+
+/* Move the unconsumed bytes to a SL_STREAM_BULK_BUF buffer; false (and nothing changed) when there
+ * is no memory for it: the stream goes on with the buffer it has. */
+static bool grow_for_bulk(sl_stream *s)
+{
+    uint8_t *nb = malloc(SL_STREAM_BULK_BUF);
+    if (!nb) return false;
+    uint32_t n = 0;
+    if (s->buf) {
+        n = s->end - s->pos;
+        if (n) memcpy(nb, s->buf + s->pos, n);
+        s->parse -= s->pos;
+        sl_stream_free_buf(s);
+    } else {
+        s->parse = 0;
+    }
+    s->buf = nb;
+    s->cap = SL_STREAM_BULK_BUF;
+    s->pos = 0;
+    s->end = n;
+    return true;
 }
 
 static sl_io_status io_status(sl_tr_result r)
@@ -195,12 +218,16 @@ static sl_io_status io_status(sl_tr_result r)
 
 sl_io_status sl_stream_read(sl_stream *s)
 {
+    if (__builtin_expect(s->bulk, 0) && s->cap < SL_STREAM_BULK_BUF) grow_for_bulk(s);
     if (!s->buf && !sl_stream_make_room(s, 1, UINT32_MAX)) return SL_IO_ERROR;
     if (s->end == s->cap) compact(s);
     if (s->end == s->cap) return SL_IO_AGAIN; /* full: the parser must consume or grow first */
-    size_t n = 0;
-    sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, s->cap - s->end, &n)
-                                                   : s->tr->read(s, s->buf + s->end, s->cap - s->end, &n);
+    size_t n = 0, room = s->cap - s->end;
+    sl_tr_result r = s->tr == &sl_transport_plain ? sl_plain_read(s, s->buf + s->end, room, &n)
+                                                   : s->tr->read(s, s->buf + s->end, room, &n);
+    /* a read that fills all the room there was leaves more in the socket, as a large result or
+     * COPY does; one that does not drained it */
+    s->bulk = r == SL_TR_OK && n == room;
     if (r == SL_TR_OK) s->end += (uint32_t)n;
     return io_status(r);
 }
@@ -270,6 +297,7 @@ void sl_stream_refuse_encryption(sl_stream *s)
 
 void sl_stream_trim(sl_stream *s)
 {
+    s->bulk = false;
     if (!sl_stream_out_pending(s) && s->out.data) {
         sl_pb_free(&s->out);
         s->out_sent = 0;

@@ -2,6 +2,7 @@
  * What a worker does with messages, ticks and its start is the upper layer's (sl_worker_ops). */
 #include "net/worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +180,9 @@ static void *worker_main(void *arg)
 {
     sl_worker *w = arg;
     t_self = w;
+    char name[16]; /* shown by top -H, ps -L and /proc/PID/task/TID/comm */
+    snprintf(name, sizeof(name), "sl-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name);
     sl_now_refresh();
     if (w->ops->started) w->ops->started(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -49,6 +49,8 @@ typedef struct sl_pool_conn {
     bool retire;                 /* atomic: close instead of reuse (at release, or by its owner's tick when
                                     taken off the idle list to make room) */
     bool gone;                   /* forgotten by its route (no longer counted) */
+    bool promised;               /* taken off the idle list for a client whose worker asks its owner
+                                    to hand it over (route lock): the owner must keep it until then */
     uint8_t standby;             /* in_hot_standby the server reported at login: SL_STANDBY_* */
 } sl_pool_conn;
 enum { SL_STANDBY_UNKNOWN = 0, SL_STANDBY_OFF, SL_STANDBY_ON };
@@ -88,7 +90,7 @@ typedef struct sl_limit_group {
 typedef struct sl_pool_totals {
     int64_t at;
     uint64_t assignments, xact_count, query_count, bytes_in, bytes_out, xact_time_us, query_time_us, wait_time_us,
-        client_parses, server_parses, binds;
+        client_parses, server_parses, binds, client_logins;
 } sl_pool_totals;
 
 typedef struct sl_backend {
@@ -139,10 +141,16 @@ typedef struct sl_client_timeouts {
     int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
 } sl_client_timeouts;
 
+/* A replication connection's kind (the startup packet's replication=): its own route, one server
+ * opened for each client with the client's parameters, closed when the client leaves. */
+typedef enum { SL_REPL_NONE = 0, SL_REPL_PHYSICAL, SL_REPL_LOGICAL } sl_replication;
+const char *sl_replication_name(int replication); /* "none", "physical", "logical" (SHOW CLIENTS) */
+
 typedef struct sl_route {
     sl_list node;                /* the registry's list */
     char *db_name;               /* as clients name it; never changes */
     char *user;                  /* client user; never changes */
+    int replication;             /* sl_replication; never changes (part of the key) */
     int refs;                    /* clients admitted through it (atomic) */
 
     pthread_mutex_t lock;
@@ -201,6 +209,7 @@ typedef struct sl_route {
 typedef struct sl_launch {
     sl_backend *backend;         /* already counted in its route: launch it, or sl_route_launch_failed */
     int worker;
+    uint32_t slot, gen;          /* replication routes: the client it is opened for (gen 0: anyone) */
 } sl_launch;
 
 typedef struct sl_wakeup {
@@ -269,10 +278,13 @@ typedef struct sl_release {
 
 /* nworkers: how many idle lists each backend keeps. */
 void sl_pools_init(int nworkers);
-/* The route of (dbname, user), created if needed, with a reference for the caller (a client).
- * NULL if the database is unknown or disabled (err set, sqlstate 3D000 or 57P03). */
-sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *user, char *sqlstate, char *err,
-                       size_t errlen);
+/* The route of (dbname, user, replication), created if needed, with a reference for the caller (a
+ * client). NULL if the database is unknown or disabled (err set, sqlstate 3D000 or 57P03). */
+sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *user, int replication,
+                       char *sqlstate, char *err, size_t errlen);
+/* A replication route's server, logged in for the client it was opened for: that client's turn,
+ * taken out of the queue (false: it is no longer waiting; the server is not for anyone else). */
+bool sl_route_claim_waiter(sl_route *r, sl_pool_waiter *w);
 void sl_route_put(sl_route *r);
 /* Refresh every route's targets and limits from a new snapshot; servers whose target changed
  * retire. Starts servers for waiting clients where the new limits allow. */
@@ -309,9 +321,13 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
                            const char *msg, sl_pool_actions *act);
 /* Open servers for waiting clients where the limits allow. */
 void sl_route_kick(sl_route *r, sl_pool_actions *act);
-/* Take an idle server of this worker off its idle list (maintenance, closing); false if another
- * worker took it meanwhile. */
-bool sl_route_take_idle(sl_pool_conn *c);
+/* Take an idle server of this worker off its idle list (maintenance, closing): SL_IDLE_TAKEN, or
+ * SL_IDLE_PROMISED when it was promised to a client meanwhile (a detach message is on its way to
+ * the owner, who must keep the object until it arrives), or SL_IDLE_NOT_PARKED. */
+typedef enum { SL_IDLE_TAKEN, SL_IDLE_PROMISED, SL_IDLE_NOT_PARKED } sl_idle_take;
+sl_idle_take sl_route_take_idle(sl_pool_conn *c);
+/* The owner got the detach message of a promised connection (it moves, or is closing already). */
+void sl_route_promise_kept(sl_pool_conn *c);
 /* Pooler queries started / finished on a server (SHOW POOLS sv_tested). */
 void sl_route_conn_testing(sl_pool_conn *c, bool testing);
 /* An idle connection beyond its route's pool_size (made smaller by SET or RELOAD; or a reserve

@@ -12,6 +12,8 @@ extern int sl_pool_hold;      /* atomic: every route holds new transactions */
 bool sl_route_can_open_locked(sl_route *r, bool reserve);
 /* Count a new server of b (connecting) and record a launch on worker; false when act is full. */
 bool sl_route_add_launch_locked(sl_backend *b, int worker, sl_pool_actions *act);
+/* The launch just added opens a replication route's server for waiter w (its parameters, its turn). */
+void sl_route_launch_for(sl_pool_actions *act, const sl_pool_waiter *w);
 /* The backend a new server for this intent should go to: the first one, in the configured order,
  * whose logins are not failing (NULL: all are failing; *failing then names the first). */
 sl_backend *sl_route_pick_backend_locked(sl_route *r, sl_intent intent, int64_t now, int64_t retry_us,

@@ -181,6 +181,17 @@ static bool configure_locked(sl_route *r, const sl_config *cfg, const sl_db_def 
     __atomic_store_n(&r->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)),
                      __ATOMIC_RELAXED);
     if (!configure_routing_locked(r, cfg, db)) return false;
+    if (r->replication) {
+        /* one server per client, opened with its parameters and closed when it leaves: no pool to
+         * size, no reserve, nothing kept open, no query of the pooler's own on a walsender; the
+         * database's and user's connection limits still count it */
+        r->pool_size = 1 << 24;
+        r->min_pool_size = r->reserve_size = 0;
+        __atomic_store_n(&r->pool_mode, SL_POOL_SESSION, __ATOMIC_RELAXED);
+        __atomic_store_n(&r->rw_split, 0, __ATOMIC_RELAXED);
+        free(r->connect_query);
+        r->connect_query = NULL;
+    }
     return r->server_db && r->server_user;
 }
 
@@ -204,10 +215,12 @@ static void route_free(sl_route *r)
     free(r);
 }
 
-static sl_route *route_new(const sl_config *cfg, const sl_db_def *db, const char *dbname, const char *user)
+static sl_route *route_new(const sl_config *cfg, const sl_db_def *db, const char *dbname, const char *user,
+                           int replication)
 {
     sl_route *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
+    r->replication = replication;
     pthread_mutex_init(&r->lock, NULL);
     sl_list_init(&r->waiting);
     sl_list_init(&r->retired_backends);
@@ -225,8 +238,8 @@ static sl_route *route_new(const sl_config *cfg, const sl_db_def *db, const char
     return r;
 }
 
-sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *user, char *sqlstate, char *err,
-                       size_t errlen)
+sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *user, int replication,
+                       char *sqlstate, char *err, size_t errlen)
 {
     const sl_db_def *db = sl_config_find_db(cfg, dbname);
     if (!db) {
@@ -245,12 +258,12 @@ sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *use
     sl_route *r = NULL;
     for (sl_list *n = routes.next; n != &routes; n = n->next) {
         sl_route *x = sl_container_of(n, sl_route, node);
-        if (!strcmp(x->db_name, dbname) && !strcmp(x->user, user)) {
+        if (x->replication == replication && !strcmp(x->db_name, dbname) && !strcmp(x->user, user)) {
             r = x;
             break;
         }
     }
-    if (!r && (r = route_new(cfg, db, dbname, user))) {
+    if (!r && (r = route_new(cfg, db, dbname, user, replication))) {
         sl_list_insert_tail(&routes, &r->node);
         nroutes++;
     }
@@ -266,6 +279,11 @@ sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *use
         snprintf(err, errlen, "out of memory");
     }
     return r;
+}
+
+const char *sl_replication_name(int replication)
+{
+    return replication == SL_REPL_PHYSICAL ? "physical" : replication == SL_REPL_LOGICAL ? "logical" : "none";
 }
 
 char *sl_pools_cached_secret(const char *dbname, const char *user, int64_t max_age)

@@ -47,6 +47,7 @@ bool sl_pool_add_handover(sl_pool_actions *a, sl_pool_conn *c, int to, uint32_t 
         a->hand_cap = cap;
     }
     a->hand[a->nhand++] = (sl_handover){.conn = c, .to_worker = to, .slot = slot, .gen = gen};
+    c->promised = true; /* under its route's lock, as every caller holds it */
     return true;
 }
 
@@ -81,6 +82,12 @@ bool sl_route_add_launch_locked(sl_backend *b, int worker, sl_pool_actions *act)
     b->last_connect_attempt = sl_now_fast();
     act->launch[act->nlaunch++] = (sl_launch){.backend = b, .worker = worker};
     return true;
+}
+
+void sl_route_launch_for(sl_pool_actions *act, const sl_pool_waiter *w)
+{
+    act->launch[act->nlaunch - 1].slot = w->slot;
+    act->launch[act->nlaunch - 1].gen = w->gen;
 }
 
 static bool login_failing(const sl_backend *b, int64_t now, int64_t holdoff)
@@ -131,6 +138,7 @@ static void kick_locked(sl_route *r, sl_pool_actions *act, bool reserve)
         if (!sl_route_can_open_locked(r, reserve)) break;
         sl_backend *b = sl_route_pick_backend_locked(r, w->intent, now, WAITER_LOGIN_RETRY_US, NULL);
         if (!b || !sl_route_add_launch_locked(b, w->worker, act)) break;
+        if (r->replication) sl_route_launch_for(act, w);
     }
 }
 
@@ -199,6 +207,7 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         sl_pool_conn *c = find_idle_locked(r, w->worker, &stolen);
         if (c) {
             r->assignments++;
+            if (stolen) c->promised = true;
             pthread_mutex_unlock(&r->lock);
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
@@ -208,8 +217,14 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
     int64_t now = sl_now_fast();
     out->conn = NULL;
     sl_backend *failing = NULL;
-    if (r->n_servers == 0 && !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing) &&
-        failing && (w->login || !failing->last_login_transient)) {
+    bool none_usable = false;
+    if (r->n_servers == 0 && !r->routed) {
+        /* only a look: the launch below picks (and moves round-robin on) for real */
+        int rotation = r->next_backend;
+        none_usable = !sl_route_pick_backend_locked(r, w->intent, now, cfg->server_login_retry, &failing);
+        r->next_backend = rotation;
+    }
+    if (none_usable && failing && (w->login || !failing->last_login_transient)) {
         /* every host's logins fail and nothing is open: say so now rather than after a wait */
         sl_acquire_kind k = fail(out, failing->last_login_sqlstate[0] ? failing->last_login_sqlstate : "08006",
                                  "server login has been failing, try again later (server_login_retry): %s",
@@ -270,6 +285,15 @@ void sl_route_take_waiter_locked(sl_route *r, sl_pool_waiter *w)
     r->assignments++;
 }
 
+bool sl_route_claim_waiter(sl_route *r, sl_pool_waiter *w)
+{
+    pthread_mutex_lock(&r->lock);
+    bool queued = __atomic_load_n(&w->queued, __ATOMIC_RELAXED);
+    if (queued) sl_route_take_waiter_locked(r, w);
+    pthread_mutex_unlock(&r->lock);
+    return queued;
+}
+
 void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
 {
     sl_backend *b = c->backend;
@@ -279,7 +303,7 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
     if (pend) sl_stats_drain(&r->stats, pend);
     if (r->routed) {
         sl_route_release_routed_locked(c, now, out);
-    } else if (sl_route_conn_retire_due(c, now) || r->disabled) {
+    } else if (sl_route_conn_retire_due(c, now) || r->disabled || r->replication) {
         out->kind = SL_REL_CLOSE;
     } else if (!sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
         sl_pool_waiter *w = pick_waiter_locked(r, c->worker, now);
@@ -300,18 +324,29 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
     pthread_mutex_unlock(&r->lock);
 }
 
-bool sl_route_take_idle(sl_pool_conn *c)
+sl_idle_take sl_route_take_idle(sl_pool_conn *c)
 {
     sl_backend *b = c->backend;
     sl_route *r = b->route;
     pthread_mutex_lock(&r->lock);
-    bool ok = sl_list_linked(&c->idle_node);
-    if (ok) {
+    sl_idle_take t = SL_IDLE_NOT_PARKED;
+    if (sl_list_linked(&c->idle_node)) {
         sl_list_remove(&c->idle_node);
         b->n_idle--;
+        t = SL_IDLE_TAKEN;
+    } else if (c->promised) {
+        t = SL_IDLE_PROMISED;
     }
     pthread_mutex_unlock(&r->lock);
-    return ok;
+    return t;
+}
+
+void sl_route_promise_kept(sl_pool_conn *c)
+{
+    sl_route *r = c->backend->route;
+    pthread_mutex_lock(&r->lock);
+    c->promised = false;
+    pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- servers coming and going ---- */
@@ -509,6 +544,7 @@ void sl_pool_totals_of(sl_pool_totals *t, const sl_pool_stats *st, uint64_t assi
     t->server_parses = st->prepares;
     t->client_parses = st->client_parses;
     t->binds = st->binds;
+    t->client_logins = st->client_logins;
 }
 
 void sl_route_totals_locked(const sl_route *r, sl_pool_totals *t, int64_t now)

@@ -283,6 +283,7 @@ void sl_route_kick_routed_locked(sl_route *r, sl_pool_actions *act, bool reserve
         sl_backend *b = pick_launch_locked(r, m, want, now, WAITER_LOGIN_RETRY_US);
         if (!b) continue;
         if (!sl_route_add_launch_locked(b, w->worker, act)) break;
+        if (r->replication) sl_route_launch_for(act, w);
     }
     if (unserved) make_room_locked(r, unserved);
 }
@@ -340,6 +341,7 @@ sl_acquire_kind sl_route_acquire_routed_locked(sl_route *r, sl_pool_waiter *w, c
         sl_pool_conn *c = find_idle_locked(r, w->worker, m, want, true, &stolen);
         if (c) {
             r->assignments++;
+            if (stolen) c->promised = true;
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
             return out->kind;
@@ -381,7 +383,7 @@ void sl_route_release_routed_locked(sl_pool_conn *c, int64_t now, sl_release *ou
 {
     sl_backend *b = c->backend;
     sl_route *r = b->route;
-    if (sl_route_conn_retire_due(c, now) || r->disabled || !sl_route_conn_role_fits_locked(c) ||
+    if (sl_route_conn_retire_due(c, now) || r->disabled || r->replication || !sl_route_conn_role_fits_locked(c) ||
         b->health == SL_BH_FENCED) {
         out->kind = SL_REL_CLOSE;
         return;

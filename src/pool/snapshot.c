@@ -38,6 +38,7 @@ static void count_backend_locked(const sl_backend *b, sl_route_snap *rs, int64_t
 
 static void copy_locked(const sl_route *r, sl_route_snap *rs, int64_t now, int64_t delay)
 {
+    rs->replication = r->replication;
     rs->pool_mode = sl_route_pool_mode(r);
     rs->n_clients = r->n_clients;
     rs->cl_waiting = r->n_waiting;
@@ -96,7 +97,42 @@ static int cmp(const void *a, const void *b)
 {
     const sl_route_snap *x = a, *y = b;
     int c = strcmp(x->db, y->db);
-    return c ? c : strcmp(x->user, y->user);
+    if (!c) c = strcmp(x->user, y->user);
+    return c ? c : x->replication - y->replication;
+}
+
+/* Adds a replication route's counts to the entry of its database and user (sorted just before). */
+static void merge_into(sl_route_snap *into, sl_route_snap *from)
+{
+    into->n_clients += from->n_clients;
+    into->cl_active += from->cl_active;
+    into->cl_waiting += from->cl_waiting;
+    into->sv_active += from->sv_active;
+    into->sv_idle += from->sv_idle;
+    into->sv_used += from->sv_used;
+    into->sv_tested += from->sv_tested;
+    into->sv_login += from->sv_login;
+    if (from->maxwait_us > into->maxwait_us) into->maxwait_us = from->maxwait_us;
+    sl_stats_drain(&into->stats, &from->stats);
+    free(from->db);
+    free(from->user);
+}
+
+static void merge_replication(sl_pools_snap *s)
+{
+    int out = 0;
+    for (int i = 0; i < s->n; i++) {
+        sl_route_snap *prev = out ? &s->v[out - 1] : NULL;
+        if (prev && s->v[i].replication && !strcmp(prev->db, s->v[i].db) && !strcmp(prev->user, s->v[i].user)) {
+            merge_into(prev, &s->v[i]);
+            continue;
+        }
+        if (s->v[i].replication) { /* only replication connections for the pair: no pool to size */
+            s->v[i].pool_size = s->v[i].reserve_size = 0;
+        }
+        s->v[out++] = s->v[i];
+    }
+    s->n = out;
 }
 
 bool sl_pools_snapshot(sl_pools_snap *s, int64_t check_delay_us)
@@ -110,6 +146,7 @@ bool sl_pools_snapshot(sl_pools_snap *s, int64_t check_delay_us)
         return false;
     }
     if (s->n > 1) qsort(s->v, (size_t)s->n, sizeof(*s->v), cmp);
+    merge_replication(s);
     return true;
 }
 

@@ -11,6 +11,7 @@
 
 typedef struct sl_route_snap {
     char *db, *user;
+    int replication;                             /* a replication route's, until merged (below) */
     int pool_mode;
     int n_clients;                               /* logged in */
     int cl_active, cl_waiting;                   /* logged-in clients not waiting / waiting */
@@ -30,7 +31,9 @@ typedef struct sl_pools_snap {
     int n;
 } sl_pools_snap;
 
-/* check_delay_us: idle servers idle longer than this count as "used". Sorted by database, user.
+/* check_delay_us: idle servers idle longer than this count as "used". Sorted by database, user; one
+ * entry per pair: the replication connections of a pair are counted in its entry (as PgBouncer's
+ * SHOW POOLS does), so tools keyed by database and user see no duplicate.
  * false on out of memory (s is then empty). */
 bool sl_pools_snapshot(sl_pools_snap *s, int64_t check_delay_us);
 void sl_pools_snapshot_free(sl_pools_snap *s);

@@ -21,10 +21,10 @@ SOCKET_COLS = ["type", "user", "database", "replication", "state", "addr", "port
 DEBUG_COLS = ["recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"]
 STATS_TOTAL = ["total_server_assignment_count", "total_xact_count", "total_query_count", "total_received",
                "total_sent", "total_xact_time", "total_query_time", "total_wait_time", "total_client_parse_count",
-               "total_server_parse_count", "total_bind_count"]
+               "total_server_parse_count", "total_bind_count", "total_client_login_count"]
 STATS_AVG = ["avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
              "avg_xact_time", "avg_query_time", "avg_wait_time", "avg_client_parse_count",
-             "avg_server_parse_count", "avg_bind_count"]
+             "avg_server_parse_count", "avg_bind_count", "avg_client_login_count"]
 PLAIN = ["server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time",
          "query_time", "wait_time"]
 
@@ -38,8 +38,10 @@ EXPECTED_COLUMNS = {
     "SOCKETS": SOCKET_COLS + DEBUG_COLS,
     "ACTIVE_SOCKETS": SOCKET_COLS + DEBUG_COLS,
     "STATS": ["database"] + STATS_TOTAL + STATS_AVG,
-    "STATS_TOTALS": ["database"] + PLAIN + ["client_parse_count", "server_parse_count", "bind_count"],
-    "STATS_AVERAGES": ["database"] + PLAIN + ["avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"],
+    "STATS_TOTALS": ["database"] + PLAIN + ["client_parse_count", "server_parse_count", "bind_count",
+                                                     "client_login_count"],
+    "STATS_AVERAGES": ["database"] + PLAIN + ["avg_client_parse_count", "avg_server_parse_count", "avg_bind_count",
+                                                       "avg_client_login_count"],
     "TOTALS": ["name", "value"],
     "DATABASES": ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
                   "reserve_pool_size", "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections",

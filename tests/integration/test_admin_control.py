@@ -1,6 +1,7 @@
 """Admin console control commands: PAUSE/RESUME (nothing lost mid-transaction), KILL, KILL_CLIENT,
 DISABLE/ENABLE, RECONNECT/WAIT_CLOSE, SUSPEND, SET default_pool_size on live pools, RELOAD of a broken
 file, SHUTDOWN and its variants."""
+import struct
 import time
 
 import psycopg
@@ -204,6 +205,32 @@ def test_suspend_holds_new_transactions_until_resume(pooler):
     admin_psql(p, "SUSPEND")
     wait_for(lambda: state(p)["active"] == "yes", timeout=10, what="automatic RESUME")
     clients.assert_pooler_serves(p)
+
+
+@pytest.mark.pgsluice_only  # a raw client that stops reading; PgBouncer 1.18 drops it the same way
+def test_suspend_drops_a_connection_whose_buffers_do_not_flush_within_suspend_timeout(pooler):
+    """A client that stops reading a large result keeps bytes in the pooler's buffers: SUSPEND waits
+    for them up to suspend_timeout, then drops that connection and answers."""
+    p = admin_pooler(pooler, {"suspend_timeout": "1", "auth_type": "trust", "pool_mode": "session"})
+    stuck = clients.raw_socket(p)
+    stuck.sendall(clients.startup_packet(user="plainuser"))  # its userlist password is plain: logs servers in
+    while clients.read_message(stuck)[0] != b"Z":
+        pass
+    q = b"SELECT repeat('x', 1000) FROM generate_series(1, 300000)\0"
+    stuck.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)  # about 300 MB it never reads
+
+    def stuck_busy():  # bytes for it the socket does not take any more
+        rows = [c for c in show(p, "SOCKETS") if c["user"] == "plainuser"]
+        return any(r["send_remain"] > 0 or r["send_avail"] > 0 for r in rows)
+    wait_for(stuck_busy, timeout=30, what="the stuck client's output piling up in the pooler")
+    with console(p) as con:
+        con.execute("SUSPEND")  # answers once the stuck connection is dropped
+        con.execute("RESUME")
+    assert "suspend_timeout" in p.log_text()
+    _, closed = clients.read_until_close(stuck, timeout=30)
+    assert closed
+    stuck.close()
+    clients.assert_pooler_serves(p, user="plainuser")
 
 
 @pytest.mark.pgsluice_only  # SHOW POOLS' pool_size column is pgsluice's

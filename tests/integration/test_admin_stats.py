@@ -159,3 +159,21 @@ def test_every_console_command_through_psql_under_pgbench_load(pooler):
     admin_psql(p, "SHUTDOWN WAIT_FOR_CLIENTS;")
     assert p.proc.wait(15) == 0
     p.returncode = 0
+
+
+@pytest.mark.pgsluice_only  # total_client_login_count is from PgBouncer's development branch, after 1.25
+def test_client_logins_are_counted_per_database_with_the_consoles_in_its_own_row(pooler):
+    p = admin_pooler(pooler)
+    before = {r["database"]: int(r["total_client_login_count"]) for r in show(p, "STATS")}
+    for _ in range(5):
+        clients.assert_pooler_serves(p)  # one login each
+    for _ in range(2):
+        clients.assert_pooler_serves(p, db="sav3")
+    after = {r["database"]: int(r["total_client_login_count"]) for r in show(p, "STATS")}
+    assert after["appdb"] - before.get("appdb", 0) == 5
+    assert after["sav3"] - before.get("sav3", 0) == 2
+    assert after["pgbouncer"] > before["pgbouncer"]  # the SHOW STATS sessions themselves
+    totals = {r["name"]: int(r["value"]) for r in show(p, "TOTALS")}
+    st = {r["database"]: int(r["client_login_count"]) for r in show(p, "STATS_TOTALS")}
+    # each SHOW above is one more console login: the totals include the one that reads them
+    assert totals["total_client_login_count"] == sum(st.values()) - 1

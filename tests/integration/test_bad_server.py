@@ -34,8 +34,10 @@ class FakeServer:
     ParameterStatus, BackendKeyData, ReadyForQuery; then answers each message with
     respond(type, body) (bytes to send; default: `answer` to a Query, ReadyForQuery to a Sync)."""
 
-    def __init__(self, answer=b"", respond=None, bytewise=False):
+    def __init__(self, answer=b"", respond=None, bytewise=False, auth=None):
         self.answer = answer
+        self.auth = auth  # sent instead of AuthenticationOk; what pgsluice answers goes to self.auth_answers
+        self.auth_answers = []
         self.respond = respond or self._default_respond
         self.bytewise = bytewise  # send answers one byte at a time (they arrive in pieces)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -64,6 +66,12 @@ class FakeServer:
                     conn.sendall(b"N")
                     continue
                 break
+            if self.auth is not None:
+                conn.sendall(self.auth)
+                t = _recv_exact(conn, 1)
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                self.auth_answers.append((t, _recv_exact(conn, n - 4)))
+                return
             welcome = _msg(b"R", struct.pack("!I", 0))
             for k, v in (("server_version", "15.0"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
                          ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
@@ -229,5 +237,23 @@ def test_answer_pgsluice_gives_itself_waits_for_the_end_of_a_server_message_in_p
             s.sendall(_msg(b"S"))
             want = _msg(b"1") + _msg(b"t", b"\0\0") + rowdesc + _msg(b"3") + _msg(b"Z", b"I")
             assert read(len(want)) == want
+    finally:
+        fake.close()
+
+
+def test_server_offering_only_scram_plus_over_plaintext_is_refused(pooler):
+    """SCRAM-SHA-256-PLUS binds to the TLS channel; a server that offers only it over a plaintext
+    connection is not PostgreSQL (or is being impersonated): pgsluice refuses to log in, as libpq does,
+    rather than answering with a mechanism the server did not offer."""
+    fake = FakeServer(auth=_msg(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256-PLUS\0\0"))
+    try:
+        p = pooler({"server_tls_sslmode": "disable"},
+                   dbs={"fakedb": "host=%s port=%d dbname=fakedb" % (HOST, fake.port)})
+        with pytest.raises(psycopg.OperationalError) as e:
+            with clients.connect(p, "fakedb") as c:
+                c.execute("SELECT 1")
+        assert "non-SSL" in str(e.value), str(e.value)
+        assert all(t != b"p" for t, _ in fake.auth_answers), fake.auth_answers  # no SASLInitialResponse
+        clients.assert_pooler_serves(p)
     finally:
         fake.close()

@@ -71,6 +71,34 @@ def test_copy_in_and_out_with_cursor_copy(pooler):
         assert c.execute("SELECT 7").fetchone() == (7,)
 
 
+@pytest.mark.client("psycopg3", "8 MB result set, COPY out and COPY in of 8 MB, byte for byte")
+def test_large_result_and_copy_arrive_intact(pooler):
+    """Megabytes in one go: the pooler reads such a stream in bulk (bigger buffers while the socket
+    keeps filling them) and must pass every byte on, in order, then return to 4 KB reads for the
+    next small query on the same connections."""
+    p = pooler()
+    n = 8000  # rows of 1,000 bytes, each different
+    line = lambda i: ("%06d" % i) * 166 + "%04d" % (i % 10000)  # noqa: E731
+    expect = [line(i) for i in range(n)]
+    with clients.connect(p) as c:
+        got = [r[0] for r in c.execute(
+            "SELECT repeat(lpad(g::text, 6, '0'), 166) || lpad((g %% 10000)::text, 4, '0') "
+            "FROM generate_series(0, %s) g ORDER BY g", (n - 1,)).fetchall()]
+        assert got == expect
+        c.execute("DROP TABLE IF EXISTS sl_bulk; CREATE TABLE sl_bulk (s text)")
+        with c.cursor() as cur:
+            with cur.copy("COPY sl_bulk (s) FROM STDIN") as cp:
+                cp.write("".join(x + "\n" for x in expect).encode())
+            assert c.execute("SELECT count(*), md5(string_agg(s, ',' ORDER BY s)) FROM sl_bulk").fetchone() == \
+                (n, hashlib.md5(",".join(expect).encode()).hexdigest())
+            data = bytearray()
+            with cur.copy("COPY (SELECT s FROM sl_bulk ORDER BY s) TO STDOUT") as cp:
+                for chunk in cp:
+                    data += chunk
+        assert bytes(data) == "".join(x + "\n" for x in expect).encode()
+        assert c.execute("SELECT 7").fetchone() == (7,)
+
+
 def test_listen_notify_in_session_mode(pooler):
     p = pooler({"pool_mode": "session"})
     got = []

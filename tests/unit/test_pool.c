@@ -47,7 +47,7 @@ static sl_pool_waiter waiter(int worker, uint32_t slot)
 static sl_route *route(const char *db, const char *user)
 {
     char sqlstate[6], err[256];
-    sl_route *r = sl_route_get(cfg, db, user, sqlstate, err, sizeof(err));
+    sl_route *r = sl_route_get(cfg, db, user, SL_REPL_NONE, sqlstate, err, sizeof(err));
     assert_non_null(r);
     return r;
 }
@@ -131,6 +131,11 @@ static void test_idle_server_of_another_worker_is_stolen(void **state)
     assert_ptr_equal(a.conn, c);
     assert_int_equal(a.conn->worker, 2);
     assert_int_equal(act.launch[0].backend->n_idle, 0);
+    /* its owner, closing it before the detach message arrives, learns it must keep the object for
+     * that message; once the message is handled, nothing is promised any more */
+    assert_int_equal(sl_route_take_idle(c), SL_IDLE_PROMISED);
+    sl_route_promise_kept(c);
+    assert_int_equal(sl_route_take_idle(c), SL_IDLE_NOT_PARKED);
     sl_route_forget(c, NULL, &act);
     sl_pool_actions_free(&act);
     sl_route_put(r);
@@ -291,6 +296,33 @@ static void test_a_failing_first_host_sends_new_servers_to_the_next(void **state
     free(c);
 }
 
+static void test_round_robin_hosts_start_with_the_first_and_alternate(void **state)
+{
+    (void)state;
+    sl_route *r = route("rrhosts", "u6b");
+    assert_int_equal(r->nbackends, 2);
+    sl_pool_waiter w[3] = {waiter(0, 1), waiter(0, 2), waiter(0, 3)};
+    sl_acquire a;
+    sl_pool_actions act;
+    sl_pool_actions_init(&act);
+    for (int i = 0; i < 3; i++) assert_int_equal(sl_route_acquire(r, &w[i], cfg, &a, &act), SL_ACQ_QUEUED);
+    assert_int_equal(act.nlaunch, 3);
+    assert_ptr_equal(act.launch[0].backend, r->backends[0]); /* the first host is not skipped */
+    assert_ptr_equal(act.launch[1].backend, r->backends[1]);
+    assert_ptr_equal(act.launch[2].backend, r->backends[0]);
+    sl_pool_conn *c[3];
+    for (int i = 0; i < 3; i++) {
+        sl_route_unqueue(r, &w[i]);
+        c[i] = launched(&act.launch[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        sl_route_forget(c[i], NULL, NULL);
+        free(c[i]);
+    }
+    sl_pool_actions_free(&act);
+    sl_route_put(r);
+}
+
 static void test_reserve_opens_after_reserve_pool_timeout(void **state)
 {
     (void)state;
@@ -390,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_failed_login_wakes_the_waiting_clients_then_new_ones_fail_fast),
         cmocka_unit_test(test_a_server_of_a_moved_database_retires),
         cmocka_unit_test(test_a_failing_first_host_sends_new_servers_to_the_next),
+        cmocka_unit_test(test_round_robin_hosts_start_with_the_first_and_alternate),
         cmocka_unit_test(test_reserve_opens_after_reserve_pool_timeout),
         cmocka_unit_test(test_min_pool_size_opens_servers_on_the_tick),
         cmocka_unit_test(test_held_routes_give_no_server_and_open_none),

@@ -95,7 +95,7 @@ static sl_pool_waiter waiter(int worker, uint32_t slot, sl_intent intent)
 static sl_route *route(const char *db, const char *user)
 {
     char sqlstate[6], err[256];
-    sl_route *r = sl_route_get(cfg, db, user, sqlstate, err, sizeof(err));
+    sl_route *r = sl_route_get(cfg, db, user, SL_REPL_NONE, sqlstate, err, sizeof(err));
     assert_non_null(r);
     return r;
 }

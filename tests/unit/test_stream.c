@@ -1,6 +1,6 @@
 /* test_stream.c - the stream over the plain transport, against a socketpair: short reads,
  * EAGAIN, end of file, partial writes (the out queue goes before the forwarded region, and what
- * did not fit is sent later), buffer growth, and taking whole messages off a stream. */
+ * did not fit is sent later), buffer growth, bulk reads, and taking whole messages off a stream. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -74,17 +74,62 @@ static void test_full_buffer_waits_for_the_parser(void **state)
     (void)state;
     pair p;
     open_pair(&p);
-    char big[200];
-    memset(big, 'z', sizeof(big));
-    assert_int_equal(write(p.peer, big, sizeof(big)), (ssize_t)sizeof(big));
+    size_t total = SL_STREAM_BULK_BUF + 100;
+    char *big = malloc(total);
+    assert_non_null(big);
+    memset(big, 'z', total);
+    assert_int_equal(write(p.peer, big, total), (ssize_t)total);
     assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
     assert_int_equal(p.s.end, 64); /* the worker's buffer size */
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK); /* bulk mode: the rest in a bigger buffer */
+    assert_int_equal(p.s.cap, SL_STREAM_BULK_BUF);
+    assert_int_equal(p.s.end, SL_STREAM_BULK_BUF);
     assert_int_equal(sl_stream_read(&p.s), SL_IO_AGAIN); /* full until consumed or grown */
-    assert_true(sl_stream_make_room(&p.s, 100, 1000));
-    assert_true(p.s.cap >= 164);
+    assert_true(sl_stream_make_room(&p.s, 100, 2 * SL_STREAM_BULK_BUF));
+    assert_true(p.s.cap >= total);
     assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
-    assert_int_equal(p.s.end, 200);
-    assert_false(sl_stream_make_room(&p.s, 2000, 1000)); /* above max */
+    assert_int_equal(p.s.end, total);
+    assert_false(sl_stream_make_room(&p.s, 4 * SL_STREAM_BULK_BUF, 2 * SL_STREAM_BULK_BUF)); /* above max */
+    free(big);
+    close_pair(&p);
+}
+
+/* A read that fills the buffer means more is waiting (a large result, COPY): the next read goes
+ * through a SL_STREAM_BULK_BUF buffer, with what was not consumed moved along; once a read comes
+ * back short and everything is consumed, the big buffer is given back. */
+static void test_bulk_reads_use_a_bigger_buffer_until_drained(void **state)
+{
+    (void)state;
+    pair p;
+    open_pair(&p);
+    char data[300];
+    for (size_t i = 0; i < sizeof(data); i++) data[i] = (char)('a' + i % 26);
+    assert_int_equal(write(p.peer, data, sizeof(data)), (ssize_t)sizeof(data));
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(p.s.cap, 64);
+    assert_true(p.s.bulk);
+    p.s.pos = p.s.parse = 10; /* the parser took 10 bytes */
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_int_equal(p.s.cap, SL_STREAM_BULK_BUF);
+    assert_int_equal(p.s.pos, 0);
+    assert_int_equal(p.s.parse, 0);
+    assert_int_equal(p.s.end, sizeof(data) - 10);
+    assert_memory_equal(p.s.buf, data + 10, sizeof(data) - 10);
+    assert_false(p.s.bulk); /* short read: the socket is drained */
+    /* a server's stream keeps its standard buffer, not a big one that is no longer needed */
+    p.s.pos = p.s.parse = p.s.end;
+    sl_stream_recycle_buf(&p.s);
+    assert_null(p.s.buf);
+    /* in bulk mode an emptied buffer is kept for the next read; trimmed (idle), it goes */
+    assert_int_equal(write(p.peer, data, 64), 64);
+    assert_int_equal(sl_stream_read(&p.s), SL_IO_OK);
+    assert_true(p.s.bulk);
+    p.s.pos = p.s.parse = p.s.end;
+    sl_stream_maybe_release_buf(&p.s);
+    assert_non_null(p.s.buf);
+    sl_stream_trim(&p.s);
+    assert_null(p.s.buf);
+    assert_false(p.s.bulk);
     close_pair(&p);
 }
 
@@ -208,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_short_read_then_again),
         cmocka_unit_test(test_end_of_file),
         cmocka_unit_test(test_full_buffer_waits_for_the_parser),
+        cmocka_unit_test(test_bulk_reads_use_a_bigger_buffer_until_drained),
         cmocka_unit_test(test_partial_writes_keep_order_and_finish_later),
         cmocka_unit_test(test_write_to_a_closed_peer_is_an_error),
         cmocka_unit_test(test_whole_messages_are_taken_one_at_a_time),
