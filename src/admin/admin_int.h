@@ -155,6 +155,7 @@ adm_status adm_show_totals(adm_session *s, adm_result *r);
 void adm_stats_tick(sl_worker *w, int64_t now);
 /* collect.c */
 void adm_cols_sockets(adm_result *r);
+void adm_cols_clients(adm_result *r);
 void adm_cols_servers(adm_result *r);
 void adm_cols_debug_sockets(adm_result *r);
 void adm_cols_lists(adm_result *r);

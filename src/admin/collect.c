@@ -13,6 +13,7 @@
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
+#include "core/session_state.h"
 #include "net/tls.h"
 #include "pool/pool.h"
 #include "util/time.h"
@@ -42,6 +43,9 @@ typedef struct round_ctx {
 #define DEBUG_NAMES "recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"
 
 void adm_cols_sockets(adm_result *r) { adm_cols(r, SOCKET_TYPES "i", SOCKET_NAMES, "worker"); }
+/* SHOW CLIENTS adds why a client keeps its server in transaction pooling (pin_session_state), e.g.
+ * "advisory_lock,temp_table"; empty when it does not. */
+void adm_cols_clients(adm_result *r) { adm_cols(r, SOCKET_TYPES "is", SOCKET_NAMES, "worker", "pinned"); }
 /* SHOW SERVERS adds what each server is: primary or replica (its database's topology when it has
  * roles, else what the server said at login: in_hot_standby; NULL when unknown). */
 void adm_cols_servers(adm_result *r) { adm_cols(r, SOCKET_TYPES "is", SOCKET_NAMES, "worker", "role"); }
@@ -56,6 +60,7 @@ void adm_cols_mem(adm_result *r) { adm_cols(r, "siiii", "name", "size", "used", 
 
 typedef struct sock_info {
     const char *type, *user, *db, *repl, *state, *app, *role;
+    char pinned[160];
     char addr[64], laddr[64], ptr[32], link[32], user_buf[128];
     int port, lport, remote_pid, close_needed, prepared;
     int64_t connect_time, request_time, wait_us;
@@ -114,6 +119,12 @@ static void sock_row(adm_result *r, const round_ctx *ctx, const sock_info *k, in
                 k->prepared, (int)k->id, worker, k->role);
         return;
     }
+    if (!debug && ctx->what == W_CLIENTS) {
+        adm_row(r, SOCKET_TYPES "is", k->type, k->user, k->db, k->repl, k->state, k->addr, k->port, k->laddr,
+                k->lport, ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app,
+                k->prepared, (int)k->id, worker, k->pinned);
+        return;
+    }
     if (!debug) {
         adm_row(r, SOCKET_TYPES "i", k->type, k->user, k->db, k->repl, k->state, k->addr, k->port, k->laddr, k->lport,
                 ct, rt, wait, wait_us, k->close_needed, k->ptr, k->link, k->remote_pid, tls, k->app, k->prepared,
@@ -162,6 +173,7 @@ static void client_info(const round_ctx *ctx, const sl_client *c, sock_info *k, 
     if (c->state == SL_CL_WAITING && c->wait_start) k->wait_us = ctx->now - c->wait_start;
     k->id = c->id;
     k->prepared = (int)c->ps_map.n;
+    if (c->sess) sl_pin_reasons_text(c->sess->pins, k->pinned, sizeof(k->pinned));
     k->st = &c->s;
 }
 
@@ -332,7 +344,7 @@ static void round_done(sl_worker *w, void *arg)
         if (ctx->what == W_LISTS) lists_rows(r, ctx, w->cfg);
         else if (ctx->what == W_MEM) mem_rows(r, ctx);
         else if (ctx->what == W_SERVERS) adm_cols_servers(r);
-        else if (ctx->what == W_CLIENTS) adm_cols_sockets(r);
+        else if (ctx->what == W_CLIENTS) adm_cols_clients(r);
         else adm_cols_debug_sockets(r);
         for (int i = 0; i < sl_nworkers && ctx->what < W_LISTS; i++) adm_result_take_rows(r, &ctx->parts[i]);
     }

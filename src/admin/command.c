@@ -11,7 +11,7 @@
 static const adm_show shows[] = {
     {"help", NULL, adm_show_help},
     {"pools", adm_cols_pools, adm_show_pools},
-    {"clients", adm_cols_sockets, adm_show_clients},
+    {"clients", adm_cols_clients, adm_show_clients},
     {"servers", adm_cols_servers, adm_show_servers},
     {"stats", adm_cols_stats, adm_show_stats},
     {"stats_totals", adm_cols_stats_totals, adm_show_stats_totals},

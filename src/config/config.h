@@ -209,6 +209,7 @@ typedef struct sl_config {
     int application_name_add_host;
     int disable_pqexec;
     int max_prepared_statements;
+    int pin_session_state;          /* sl_pin_mode: off, on, error */
 
     char *logfile;
     char *pidfile;

@@ -15,6 +15,7 @@
 static const char *const pool_mode_names[] = {"session", "transaction", "statement", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 static const char *const replica_lb_names[] = {"least-outstanding", "round-robin", NULL};
+static const char *const pin_mode_names[] = {"off", "on", "error", NULL};
 static const char *const auth_type_names[] = {"trust", "plain", "md5", "scram-sha-256", "any",
                                               "hba",   "cert",  "pam", "ldap", NULL};
 
@@ -123,10 +124,12 @@ const sl_setting sl_settings[] = {
     S_STR(ignore_startup_parameters, "", N, "Startup parameters to accept and ignore (comma separated)."),
     S_STR(track_extra_parameters, "IntervalStyle", R,
           "Parameters tracked per client besides client_encoding, DateStyle, TimeZone, IntervalStyle, "
-          "standard_conforming_strings and application_name (comma separated, at most 8): a client's value "
-          "(startup packet or options) is set on every server it gets. Only parameters PostgreSQL reports to "
-          "clients (e.g. default_transaction_read_only, in_hot_standby; search_path with Citus or PostgreSQL "
-          "18) can be tracked reliably."),
+          "standard_conforming_strings, application_name, search_path and default_transaction_read_only (comma "
+          "separated, at most 8): a client's value (startup packet, options, or a SET in transaction pooling) is "
+          "set on every server it gets where the server's differs. Parameters PostgreSQL reports to clients "
+          "(ParameterStatus) are followed from its reports; the others (search_path before PostgreSQL 18) from "
+          "the client's SET / RESET statements in transaction pooling. A SET of a parameter not tracked pins "
+          "the client to its server (pin_session_state)."),
     S_BOOL(application_name_add_host, "0", N, "Append the client host and port to application_name."),
     S_BOOL(disable_pqexec, "0", R,
            "Refuse the simple query protocol: a client that sends a Query message is disconnected with \"PQexec "
@@ -134,6 +137,15 @@ const sl_setting sl_settings[] = {
            "that use the extended protocol alone keep working. The console is not affected."),
     S_INT(max_prepared_statements, "200", A, 0, 0,
           "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
+    S_ENUM(pin_session_state, "on", A, pin_mode_names,
+           "Transaction/statement pooling: what happens when a client does something whose effect outlives its "
+           "transaction on the server (a session advisory lock, CREATE TEMP TABLE, DECLARE ... WITH HOLD, LISTEN, "
+           "SQL PREPARE, SET of a parameter pgsluice does not track, SET ROLE). on: the client keeps that server "
+           "(session behaviour) until the state is gone (pg_advisory_unlock_all(), DISCARD ALL/TEMP, UNLISTEN *, "
+           "DEALLOCATE ALL, CLOSE ALL, RESET ALL) or it disconnects; the server then gets DISCARD ALL before it "
+           "goes back to the pool. error: such statements are refused (SQLSTATE 0A000, naming the feature and "
+           "this setting). off: nothing is done (the state stays on whichever server ran the statement). "
+           "pgsluice's own setting."),
 
     S_STR(logfile, "", A, "Log file; empty logs to stderr only."),
     S_STR(pidfile, "", R, "PID file; empty writes none."),

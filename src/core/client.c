@@ -18,6 +18,7 @@
 #include "core/proxy_ps.h"
 #include "core/rw_split.h"
 #include "core/server.h"
+#include "core/session_state.h"
 #include "net/tls.h"
 #include "proto/msgtype.h"
 #include "proto/pgoptions.h"
@@ -35,6 +36,7 @@ static void client_free(sl_stream *st)
 {
     sl_client *c = (sl_client *)st;
     sl_params_clear(&c->params);
+    sl_sess_free(c);
     sl_stmt_map_clear(&c->ps_map);
     free(c->deferred_begin);
     sl_intern_release(c->user);

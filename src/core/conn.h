@@ -47,6 +47,7 @@ typedef enum { SL_SERVER_STATES(SL_STATE_ENUM) SL_SV_NSTATES } sl_server_state;
 const char *sl_server_state_name(sl_server_state s);
 
 struct sl_scram_server;
+struct sl_session;
 
 typedef struct sl_client {
     sl_stream s;                 /* must stay first */
@@ -87,6 +88,8 @@ typedef struct sl_client {
     sl_stmt_map ps_map;          /* its prepared statement names (transaction mode rewriting) */
     char *deferred_begin;        /* read_write_split: a BEGIN pgsluice answered, replayed on the server it
                                     gets (rw_split.c); NULL when none */
+    struct sl_session *sess;     /* transaction pooling: settings followed and pins (session_state.c);
+                                    NULL until its first request there */
 } sl_client;
 
 typedef enum {
@@ -117,6 +120,10 @@ typedef struct sl_server {
     sl_list node;                /* on its worker's server list (every state but MOVING and CLOSING) */
     uint32_t be_pid, be_key;     /* PostgreSQL's BackendKeyData, for cancels */
     sl_params params;            /* the server's current values */
+    uint32_t reported;           /* bit per SL_PARAM_*: the server reports it (ParameterStatus); the
+                                    others are followed from clients' SET statements */
+    bool session_dirty;          /* a pinned client left state here: DISCARD ALL before reuse */
+    bool sess_active;            /* this link follows SET and pins (transaction/statement pooling) */
     /* the link with a client (proxy.c) */
     int outstanding;             /* ReadyForQuery messages still expected by the linked client */
     bool in_batch;               /* extended-protocol messages since the last Sync */

@@ -12,6 +12,7 @@
 #include "core/proxy_ps.h"
 #include "core/scan.h"
 #include "core/server.h"
+#include "core/session_state.h"
 #include "proto/msgtype.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -52,7 +53,7 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
     for (int i = 0; i < SL_NPARAMS; i++)
-        if (c->params.v[i] && c->params.v[i] != s->params.v[i]) return true;
+        if (c->params.v[i] != s->params.v[i] && (c->params.v[i] || !((s->reported >> i) & 1u))) return true;
     return c->deferred_begin != NULL; /* read_write_split: its BEGIN is replayed first */
 }
 
@@ -90,6 +91,8 @@ void sl_proxy_start(sl_client *c, sl_server *s)
 {
     sl_server_set_state(s, SL_SV_ACTIVE);
     s->ps_active = sl_ps_enabled_for(c);
+    s->sess_active = c->route && !c->route->replication && sl_route_pool_mode(c->route) != SL_POOL_SESSION;
+    if (c->sess) sl_sess_link_end(c); /* nothing is expected from a server just linked */
     if (s->resend_ok) { /* the request starts here, whole messages only */
         if (c->s.buf && c->s.pos == c->s.parse && !c->s.msg_left) sl_stream_keep(&c->s);
         else sl_proxy_commit_link(s, c);
@@ -170,6 +173,7 @@ void sl_proxy_unlink_release(sl_server *s)
     sl_client *c = s->client;
     int64_t now = sl_now_fast();
     if (c) {
+        if (s->sess_active) sl_sess_link_end(c);
         c->server = NULL;
         s->client = NULL;
         if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
@@ -180,11 +184,14 @@ void sl_proxy_unlink_release(sl_server *s)
     s->release_pending = false;
     s->resend_ok = false;
     sl_ps_reset_link(s);
+    s->sess_active = false;
     if (sl_server_route(s)->replication) { /* never reused: it goes with its client */
         sl_server_close(s, SL_CLOSE_REPLICATION_CLIENT_GONE);
         return;
     }
-    if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always) {
+    /* a client pinned here left state behind (temporary tables, locks, ...): reset before reuse */
+    if (sl_route_pool_mode(sl_server_route(s)) == SL_POOL_SESSION || s->s.w->cfg->server_reset_query_always ||
+        s->session_dirty) {
         s->setup = SL_SETUP_RESET;
         if (sl_server_begin_setup(s)) return;
     }
@@ -219,6 +226,7 @@ static bool scan_client(sl_client *c, sl_server *s)
     case SL_SCAN_PQEXEC: sl_client_error(c, true, "08P01", "PQexec disallowed"); break; /* PgBouncer's words */
     case SL_SCAN_MALFORMED: sl_client_error(c, true, "08P01", "malformed or oversized message (type '%c')", type); break;
     case SL_SCAN_TERMINATE: sl_client_close(c, SL_CLOSE_CLIENT_TERMINATE); break;
+    case SL_SCAN_CLIENT_NOMEM: sl_client_error(c, true, "53200", "out of memory"); break;
     default: break;
     }
     return false;
@@ -276,6 +284,7 @@ static void refuse_transaction(sl_server *s, sl_client *c)
 {
     sl_stream *in = &s->s;
     in->pos = in->parse = in->end; /* nothing more of this reaches the client */
+    if (c->sess) sl_sess_link_end(c);
     c->server = NULL;
     s->client = NULL;
     sl_client_set_state(c, SL_CL_IDLE);

@@ -13,6 +13,7 @@
 
 #include "core/conn.h"
 #include "core/proxy_ps.h"
+#include "core/session_state.h"
 #include "proto/msgtype.h"
 #include "util/time.h"
 
@@ -26,6 +27,7 @@ typedef enum {
     SL_SCAN_PQEXEC,      /* a simple Query under disable_pqexec */
     SL_SCAN_MALFORMED,   /* the statement rewriting refused a message (or ran out of memory) */
     SL_SCAN_TERMINATE,   /* Terminate, with nothing before it left to send */
+    SL_SCAN_CLIENT_NOMEM, /* the session-state tracking ran out of memory */
     /* server */
     SL_SCAN_BAD_MESSAGE, /* a length below 4 or above INT32_MAX */
     SL_SCAN_OVERSIZED,   /* a ReadyForQuery or ParameterStatus above SL_SMALL_MSG_MAX */
@@ -41,7 +43,7 @@ typedef void (*sl_scan_client_hook)(sl_client *c, char type, uint32_t len, bool 
 static inline bool sl_scan_can_release(const sl_server *s, const sl_client *c)
 {
     return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch &&
-           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s);
+           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s) && !sl_sess_pinned(c);
 }
 
 /* Parse as much of the client's buffer as possible, marking messages to forward. On a result other
@@ -64,6 +66,12 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
             continue;
         }
         if (*type == SL_FE_SYNC) s->ps_skip_till_sync = false;
+        if (s->sess_active && *type != SL_FE_TERMINATE) { /* session state in transaction mode */
+            sl_sess_result sr = sl_sess_client_msg(c, s, *type, *len);
+            if (sr == SL_SESS_NEED_MORE) return SL_SCAN_MORE;
+            if (sr == SL_SESS_REPLACED) continue; /* a refusal took its place: read it */
+            if (sr == SL_SESS_FAILED) return SL_SCAN_CLIENT_NOMEM;
+        }
         if (hook) hook(c, *type, *len, false);
         if (s->ps_active && *type != SL_FE_TERMINATE) {
             psr = sl_ps_client_msg(c, s, *type, *len);
@@ -155,7 +163,11 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
-        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SL_SMALL_MSG_MAX);
+        bool sess_msg = s->sess_active && c->sess &&
+                        (type == SL_BE_COMMAND_COMPLETE || type == SL_BE_EMPTY_QUERY || type == SL_BE_PORTAL_SUSPENDED ||
+                         type == SL_BE_ERROR || type == SL_BE_READY);
+        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SL_SMALL_MSG_MAX) ||
+                     (sess_msg && len <= SL_SMALL_MSG_MAX);
         if (small) {
             if (len > SL_SMALL_MSG_MAX) return SL_SCAN_OVERSIZED;
             if (in->end - in->parse < len + 1) {
@@ -173,6 +185,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
             if (r == SL_PS_CONSUMED) continue;
         }
         s->pend.bytes_out += (uint64_t)len + 1;
+        if (sess_msg && small) sl_sess_server_msg(c, s, type, in->buf + in->parse + 5, len - 4);
         if (small) {
             if (!sl_scan_server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) return SL_SCAN_REFUSE_TXN;
             if (type == SL_BE_READY && s->ps_active) {

@@ -508,8 +508,12 @@ static void login_input(sl_server *s)
             /* what the server is (PostgreSQL 14+): a route with roles never gives a standby a write */
             if (!strcmp(name, "in_hot_standby")) s->pc.standby = !strcmp(val, "on") ? SL_STANDBY_ON : SL_STANDBY_OFF;
             int id = sl_param_lookup(name);
-            if (id >= 0) sl_params_set(&s->params, id, val);
-            else sl_pb_param_status(&others, name, val);
+            if (id >= 0) {
+                sl_params_set(&s->params, id, val);
+                s->reported |= 1u << id;
+            } else {
+                sl_pb_param_status(&others, name, val);
+            }
         } else if (m.type == SL_BE_BACKEND_KEY) {
             s->be_pid = sl_rd_u32(&r);
             s->be_key = sl_rd_u32(&r);

@@ -12,6 +12,7 @@
 #include "core/proxy.h"
 #include "core/server.h"
 #include "proto/msgtype.h"
+#include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -27,22 +28,44 @@ static void append_quoted(sl_pktbuf *pb, const char *v)
     sl_pb_u8(pb, '\'');
 }
 
-/* SET for every tracked parameter where the client's value differs from the server's. */
+/* For every tracked parameter where the client's value differs from the server's: set_config()
+ * with the value as the server keeps it (a list such as search_path included), or RESET when the
+ * client has the default of a parameter the server does not report (a value a SET of another
+ * client left there). */
 static bool build_param_sets(sl_server *s, sl_pktbuf *q)
 {
     sl_client *c = s->client;
     bool any = false;
-    for (int i = 0; c && i < SL_NPARAMS; i++) {
+    for (int i = 0; c && i < SL_NPARAMS && sl_param_names[i]; i++) {
         const char *want = c->params.v[i];
-        if (!want || want == s->params.v[i]) continue; /* interned: equal values are equal pointers */
-        sl_pb_bytes(q, "SET ", 4);
-        sl_pb_bytes(q, sl_param_names[i], strlen(sl_param_names[i]));
-        sl_pb_bytes(q, " TO ", 4);
+        if (want == s->params.v[i]) continue; /* interned: equal values are equal pointers */
+        if (!want) {
+            if ((s->reported >> i) & 1u) continue;
+            sl_pb_bytes(q, "RESET ", 6);
+            sl_pb_bytes(q, sl_param_names[i], strlen(sl_param_names[i]));
+            sl_pb_bytes(q, ";", 1);
+            any = true;
+            continue;
+        }
+        sl_pb_bytes(q, "SELECT pg_catalog.set_config(", 29); /* 29 = its length */
+        append_quoted(q, sl_param_names[i]);
+        sl_pb_bytes(q, ", ", 2);
         append_quoted(q, want);
-        sl_pb_bytes(q, ";", 1);
+        sl_pb_bytes(q, ", false);", 9);
         any = true;
     }
     return any;
+}
+
+/* The server forgot every setting (DISCARD ALL, RESET ALL): those it does not report are back to
+ * their defaults (the ones it reports come in ParameterStatus messages). */
+static void forget_unreported(sl_server *s)
+{
+    for (int i = 0; i < SL_NPARAMS; i++)
+        if (!((s->reported >> i) & 1u)) {
+            sl_intern_release(s->params.v[i]);
+            s->params.v[i] = NULL;
+        }
 }
 
 static bool send_setup_query(sl_server *s, const char *sql)
@@ -88,7 +111,9 @@ static bool start_step(sl_server *s, const sl_config *cfg)
         s->setup = SL_SETUP_NONE;
         return false;
     case SL_SETUP_RESET:
-        if (send_setup_query(s, cfg->server_reset_query)) return true;
+        /* after a pinned client, DISCARD ALL whatever server_reset_query says: its temporary tables,
+         * locks and listens must not reach the next client */
+        if (send_setup_query(s, s->session_dirty ? "DISCARD ALL" : cfg->server_reset_query)) return true;
         s->setup = SL_SETUP_NONE;
         return false;
     case SL_SETUP_ROLLBACK: return send_setup_query(s, "ROLLBACK");
@@ -193,9 +218,12 @@ static void setup_finished(sl_server *s)
     }
     if (step == SL_SETUP_PARAMS && c) {
         /* adopt the server's spelling of the values (e.g. utf8 -> UTF8) */
-        for (int i = 0; i < SL_NPARAMS; i++)
-            if (c->params.v[i] && s->params.v[i]) sl_params_set_interned(&c->params, i, s->params.v[i]);
+        for (int i = 0; i < SL_NPARAMS; i++) {
+            if (!((s->reported >> i) & 1u)) sl_params_copy_one(&s->params, &c->params, i); /* as sent */
+            else if (c->params.v[i] && s->params.v[i]) sl_params_set_interned(&c->params, i, s->params.v[i]);
+        }
     }
+    if (step == SL_SETUP_RESET) s->session_dirty = false;
     if (step == SL_SETUP_BEGIN && c) { /* the client is in the server's transaction now */
         free(c->deferred_begin);
         c->deferred_begin = NULL;
@@ -225,7 +253,10 @@ void sl_server_setup_input(sl_server *s)
             sl_rd_init(&r, m.body, m.len);
             const char *name = sl_rd_str(&r), *val = sl_rd_str(&r);
             int id = name && val ? sl_param_lookup(name) : -1;
-            if (id >= 0) sl_params_set(&s->params, id, val);
+            if (id >= 0) {
+                sl_params_set(&s->params, id, val);
+                s->reported |= 1u << id;
+            }
         } else if (m.type == SL_BE_DATA_ROW && s->setup == SL_SETUP_AUTH_QUERY) {
             found_row(s, m.body, m.len);
         } else if (m.type == SL_BE_COMMAND_COMPLETE) {
@@ -233,6 +264,8 @@ void sl_server_setup_input(sl_server *s)
             if (m.len && (!strncmp((const char *)m.body, "DISCARD ALL", 11) ||
                           !strncmp((const char *)m.body, "DEALLOCATE ALL", 14)))
                 sl_stmt_cache_clear(&s->ps_cache);
+            if (m.len && (!strcmp((const char *)m.body, "DISCARD ALL") || !strcmp((const char *)m.body, "RESET")))
+                forget_unreported(s);
         } else if (m.type == SL_BE_ERROR) {
             const char *text = sl_error_field(m.body, m.len, 'M');
             snprintf(s->setup_error, sizeof(s->setup_error), "%s", text ? text : "error");

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/session_state.h"
 #include "core/client.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
@@ -84,6 +85,14 @@ static void process_metrics(sl_tb *b, const sl_snapshot *s)
     sl_tb_printf(b, "pgsluice_clients %d\n", s->total_clients);
     family(b, "pgsluice_pools", "gauge", "Pools (one per database and user).");
     sl_tb_printf(b, "pgsluice_pools %d\n", s->npools);
+    family(b, "pgsluice_pinned_clients", "gauge",
+           "Clients kept on their server in transaction pooling because of session state (pin_session_state).");
+    sl_tb_printf(b, "pgsluice_pinned_clients %lld\n", (long long)__atomic_load_n(&sl_pinned_clients, __ATOMIC_RELAXED));
+    family(b, "pgsluice_pins_total", "counter",
+           "Times a client was pinned to its server, by reason (a client pinned for two reasons counts twice).");
+    for (int r = 0; r < SL_PIN_NREASONS; r++)
+        sl_tb_printf(b, "pgsluice_pins_total{reason=\"%s\"} %llu\n", sl_pin_reason_names[r],
+                     (unsigned long long)__atomic_load_n(&sl_pins_total[r], __ATOMIC_RELAXED));
 }
 
 static void pool_state_family(sl_tb *b, const sl_snapshot *s, const char *name, const char *help, bool servers)

@@ -82,3 +82,11 @@ void sl_params_clear(sl_params *p)
         p->v[i] = NULL;
     }
 }
+
+void sl_params_copy_one(sl_params *dst, const sl_params *src, int id)
+{
+    if (dst->v[id] == src->v[id]) return;
+    const char *old = dst->v[id];
+    dst->v[id] = src->v[id] ? sl_intern_ref(src->v[id]) : NULL;
+    sl_intern_release(old);
+}

@@ -8,14 +8,19 @@
 #include <stddef.h>
 
 /* Session parameters a client may set at startup and that pgsluice keeps per client: when a client
- * is linked to a server whose value differs, pgsluice sends SET first. X-macro: C name, wire name. */
+ * is linked to a server whose value differs, pgsluice sets it there first. Those the server reports
+ * (ParameterStatus) are followed from its reports; the others (search_path before PostgreSQL 18)
+ * from the client's SET / RESET statements in transaction pooling (core/session_state.c).
+ * X-macro: C name, wire name. */
 #define SL_TRACKED_PARAMS(X)                                   \
     X(CLIENT_ENCODING, "client_encoding")                      \
     X(DATESTYLE, "DateStyle")                                  \
     X(TIMEZONE, "TimeZone")                                    \
     X(INTERVALSTYLE, "IntervalStyle")                          \
     X(STANDARD_CONFORMING_STRINGS, "standard_conforming_strings") \
-    X(APPLICATION_NAME, "application_name")
+    X(APPLICATION_NAME, "application_name")                    \
+    X(SEARCH_PATH, "search_path")                              \
+    X(DEFAULT_TRANSACTION_READ_ONLY, "default_transaction_read_only")
 #define SL_PARAM_ENUM(id, name) SL_PARAM_##id,
 typedef enum { SL_TRACKED_PARAMS(SL_PARAM_ENUM) SL_NPARAMS_FIXED } sl_param_id;
 #undef SL_PARAM_ENUM
@@ -40,5 +45,7 @@ void sl_params_set(sl_params *p, int id, const char *value);
 /* Set from a value that is already interned (another sl_params' v[]): no lookup. */
 void sl_params_set_interned(sl_params *p, int id, const char *interned);
 void sl_params_clear(sl_params *p);
+/* Copy one value (NULL allowed) from another sl_params. */
+void sl_params_copy_one(sl_params *dst, const sl_params *src, int id);
 
 #endif

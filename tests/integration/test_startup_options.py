@@ -46,10 +46,13 @@ def test_track_extra_parameters_keeps_a_reported_parameter_per_client(pooler):
             assert rw.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 ro.execute("CREATE TABLE sl_ro_probe (x int)")
-    # without tracking it the parameter is refused, as before
+    # default_transaction_read_only (and search_path) are tracked by default now, as in PgBouncer 1.26;
+    # a parameter that is not tracked is refused, as before
     q = pooler({"track_extra_parameters": ""})
-    with pytest.raises(psycopg.OperationalError, match="parameter cannot be changed: default_transaction_read_only"):
-        clients.connect(q, options="-c default_transaction_read_only=on")
+    with clients.connect(q, options="-c default_transaction_read_only=on") as ro:
+        assert ro.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+    with pytest.raises(psycopg.OperationalError, match="parameter cannot be changed: work_mem"):
+        clients.connect(q, options="-c work_mem=2MB")
 
 
 @pytest.mark.pgsluice_only  # PgBouncer 1.18 predates NegotiateProtocolVersion support

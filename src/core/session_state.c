@@ -1,0 +1,673 @@
+/* session_state.c - session settings and pins in transaction pooling (see session_state.h).
+ *
+ * Each statement sent is classified (proto/stmt_class.c) and an entry queued for the answer that
+ * ends it: a CommandComplete (or EmptyQueryResponse / PortalSuspended) per statement of a Query and
+ * per Execute, and an end mark per Query / Sync / FunctionCall, consumed by its ReadyForQuery. A SET
+ * of a parameter the server does not report moves into the open transaction's list when its
+ * CommandComplete arrives; the list is kept at COMMIT or a ReadyForQuery 'I', dropped at an error,
+ * ROLLBACK or ReadyForQuery 'E'. Pins are taken when a statement is sent (whether or not it then
+ * succeeds: when in doubt, pin); the state that ends them (pg_advisory_unlock_all(), DISCARD,
+ * UNLISTEN *, ...) counts once its transaction commits. */
+#include "core/session_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/client.h"
+#include "proto/msgtype.h"
+#include "util/intern.h"
+#include "util/log.h"
+
+/* Query and Parse messages are read whole to be classified; longer ones cannot be followed. */
+#define SESS_MSG_MAX (16u * 1024 * 1024)
+
+enum { E_NONE, E_END, E_PARAM, E_RESET_ALL, E_ROLLBACK_TO, E_NAME_ADD, E_NAME_DROP };
+
+int64_t sl_pinned_clients;
+uint64_t sl_pins_total[SL_PIN_NREASONS];
+
+/* What a refused statement is called in the error message, per pin reason. */
+static const char *const feature_names[SL_PIN_NREASONS] = {
+    [SL_PINR_ADVISORY_LOCK] = "a session-level advisory lock (pg_advisory_lock)",
+    [SL_PINR_TEMP_TABLE] = "a temporary table",
+    [SL_PINR_HOLD_CURSOR] = "a cursor WITH HOLD",
+    [SL_PINR_LISTEN] = "LISTEN",
+    [SL_PINR_PREPARE] = "SQL PREPARE",
+    [SL_PINR_SET] = "SET of a parameter pgsluice does not track",
+    [SL_PINR_ROLE] = "SET ROLE / SET SESSION AUTHORIZATION",
+    [SL_PINR_UNCLASSIFIED] = "a statement pgsluice cannot read",
+};
+
+static sl_session *sess_get(sl_client *c)
+{
+    if (!c->sess) c->sess = calloc(1, sizeof(*c->sess));
+    return c->sess;
+}
+
+static bool reported(const sl_server *s, int id) { return (s->reported >> id) & 1u; }
+
+static void entry_release(sl_sess_entry *e)
+{
+    if (e->value) sl_intern_release(e->value);
+    e->value = NULL;
+}
+
+static sl_sess_entry entry_copy(const sl_sess_entry *e)
+{
+    sl_sess_entry d = *e;
+    if (d.value) d.value = sl_intern_ref(d.value);
+    return d;
+}
+
+/* ---- pins ---- */
+
+static void add_pins(sl_client *c, sl_server *s, unsigned bits)
+{
+    sl_session *ss = c->sess;
+    unsigned fresh = bits & ~ss->pins;
+    if (!fresh) {
+        ss->clear_pending &= (uint16_t)~bits;
+        return;
+    }
+    if (!ss->pins) __atomic_add_fetch(&sl_pinned_clients, 1, __ATOMIC_RELAXED);
+    for (int r = 0; r < SL_PIN_NREASONS; r++)
+        if (fresh & SL_PIN_BIT(r)) __atomic_add_fetch(&sl_pins_total[r], 1, __ATOMIC_RELAXED);
+    ss->pins |= (uint16_t)bits;
+    ss->clear_pending &= (uint16_t)~bits;
+    s->session_dirty = true;
+    if (c->s.w->cfg->verbose) {
+        char why[160];
+        sl_pin_reasons_text(ss->pins, why, sizeof(why));
+        sl_log_info("C-0x%llx: kept on its server S-0x%llx in transaction pooling (%s)", (unsigned long long)c->id,
+                    (unsigned long long)s->id, why);
+    }
+}
+
+static void drop_pins(sl_client *c, unsigned bits)
+{
+    sl_session *ss = c->sess;
+    /* the names that made those pins go with them */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < ss->nnames; i++) {
+        if (bits & SL_PIN_BIT(ss->names[i].reason)) sl_intern_release(ss->names[i].name);
+        else ss->names[k++] = ss->names[i];
+    }
+    ss->nnames = k;
+    if (!(ss->pins & bits)) return;
+    ss->pins &= (uint16_t)~bits;
+    if (!ss->pins) __atomic_sub_fetch(&sl_pinned_clients, 1, __ATOMIC_RELAXED);
+}
+
+/* Pins made of named things (cursors WITH HOLD, channels, SQL prepared statements). */
+static int named_reason(const sl_stmt_info *in)
+{
+    switch (in->kind) {
+    case SL_SK_DECLARE: case SL_SK_CLOSE: return SL_PINR_HOLD_CURSOR;
+    case SL_SK_LISTEN: case SL_SK_UNLISTEN: return SL_PINR_LISTEN;
+    case SL_SK_PREPARE: case SL_SK_DEALLOCATE: return SL_PINR_PREPARE;
+    default: return -1;
+    }
+}
+
+/* A named thing made by a statement that pins (name "" when it could not be read). */
+static void names_add(sl_client *c, int reason, const char *name)
+{
+    sl_session *ss = c->sess;
+    const char *in = name[0] ? sl_intern(name) : NULL;
+    for (uint32_t i = 0; i < ss->nnames; i++)
+        if (ss->names[i].reason == reason && ss->names[i].name == in) {
+            sl_intern_release(in);
+            return;
+        }
+    if (ss->nnames == ss->namescap) {
+        uint32_t ncap = ss->namescap ? ss->namescap * 2 : 4;
+        struct sl_sess_name *n = realloc(ss->names, ncap * sizeof(*n));
+        if (!n) { /* kept as one that cannot be read: only the ALL form ends the pin */
+            sl_intern_release(in);
+            return;
+        }
+        ss->names = n;
+        ss->namescap = ncap;
+    }
+    ss->names[ss->nnames++] = (struct sl_sess_name){(uint8_t)reason, in};
+}
+
+/* A CLOSE / UNLISTEN / DEALLOCATE committed: the pin ends with its last name. */
+static void names_drop(sl_client *c, int reason, const char *interned)
+{
+    sl_session *ss = c->sess;
+    bool left = false;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < ss->nnames; i++) {
+        if (ss->names[i].reason == reason && ss->names[i].name == interned) {
+            sl_intern_release(ss->names[i].name);
+            continue;
+        }
+        if (ss->names[i].reason == reason) left = true;
+        ss->names[k++] = ss->names[i];
+    }
+    bool had = k != ss->nnames;
+    ss->nnames = k;
+    if (had && !left) drop_pins(c, SL_PIN_BIT(reason));
+}
+
+/* ---- the transaction's settings ---- */
+
+static void tx_push(sl_session *ss, const sl_sess_entry *e)
+{
+    if (ss->txn == ss->txcap) {
+        uint32_t ncap = ss->txcap ? ss->txcap * 2 : 4;
+        sl_sess_entry *n = realloc(ss->tx, ncap * sizeof(*n));
+        if (!n) {
+            ss->desync = true; /* cannot remember: pinned for good below */
+            return;
+        }
+        ss->tx = n;
+        ss->txcap = ncap;
+    }
+    ss->tx[ss->txn++] = entry_copy(e);
+}
+
+static void tx_drop(sl_session *ss)
+{
+    for (uint32_t i = 0; i < ss->txn; i++) entry_release(&ss->tx[i]);
+    ss->txn = 0;
+    ss->clear_pending = 0;
+}
+
+/* The transaction committed: its settings are the client's (and the server's) now. */
+static void tx_commit(sl_client *c, sl_server *s)
+{
+    sl_session *ss = c->sess;
+    for (uint32_t i = 0; i < ss->txn; i++) {
+        const sl_sess_entry *e = &ss->tx[i];
+        if (e->kind == E_PARAM) {
+            sl_params p = {{0}};
+            p.v[e->param] = e->value;
+            sl_params_copy_one(&c->params, &p, e->param);
+            sl_params_copy_one(&s->params, &p, e->param);
+        } else if (e->kind == E_NAME_DROP) {
+            names_drop(c, e->param, e->value);
+        } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
+            names_add(c, e->param, e->value ? e->value : "");
+            add_pins(c, s, SL_PIN_BIT(e->param));
+        } else if (e->kind == E_RESET_ALL) {
+            sl_params none = {{0}};
+            for (int id = 0; id < SL_NPARAMS && sl_param_names[id]; id++)
+                if (!reported(s, id)) {
+                    sl_params_copy_one(&c->params, &none, id);
+                    sl_params_copy_one(&s->params, &none, id);
+                }
+        }
+        entry_release(&ss->tx[i]);
+    }
+    ss->txn = 0;
+    drop_pins(c, ss->clear_pending);
+    ss->clear_pending = 0;
+}
+
+/* ---- the queue of answers ---- */
+
+static bool q_push(sl_session *ss, const sl_sess_entry *e)
+{
+    if (e->kind == E_NONE && !e->pins && !e->clears && ss->qn) { /* runs of plain statements: one entry */
+        sl_sess_entry *last = &ss->q[(ss->qhead + ss->qn - 1) & (ss->qcap - 1)];
+        if (last->kind == E_NONE && !last->pins && !last->clears) {
+            last->n++;
+            return true;
+        }
+    }
+    if (ss->qn == ss->qcap) {
+        uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
+        sl_sess_entry *n = malloc(ncap * sizeof(*n));
+        if (!n) return false;
+        for (uint32_t i = 0; i < ss->qn; i++) n[i] = ss->q[(ss->qhead + i) & (ss->qcap - 1)];
+        free(ss->q);
+        ss->q = n;
+        ss->qcap = ncap;
+        ss->qhead = 0;
+    }
+    sl_sess_entry *d = &ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)];
+    *d = entry_copy(e);
+    if (d->kind == E_NONE && d->n == 0) d->n = 1;
+    ss->qn++;
+    return true;
+}
+
+static sl_sess_entry *q_head(sl_session *ss) { return ss->qn ? &ss->q[ss->qhead] : NULL; }
+
+static void q_pop(sl_session *ss)
+{
+    sl_sess_entry *h = &ss->q[ss->qhead];
+    if (h->kind == E_NONE && h->n > 1) {
+        h->n--;
+        return;
+    }
+    entry_release(h);
+    ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
+    ss->qn--;
+}
+
+static void q_clear(sl_session *ss)
+{
+    while (ss->qn) {
+        ss->q[ss->qhead].n = 1;
+        q_pop(ss);
+    }
+}
+
+/* ---- classification ---- */
+
+/* What a classified statement will do on this server. */
+static sl_sess_entry entry_of(const sl_server *s, const sl_stmt_info *in, sl_pin_mode mode)
+{
+    sl_sess_entry e = {.kind = E_NONE, .param = -1, .pins = (uint16_t)in->pins, .clears = (uint16_t)in->clears};
+    int id;
+    switch (in->kind) {
+    case SL_SK_SET:
+    case SL_SK_RESET:
+        if (!in->name[0]) break; /* the classifier pinned it already */
+        id = sl_param_lookup(in->name);
+        if (id < 0) {
+            e.pins |= SL_PIN_BIT(SL_PINR_SET); /* a parameter pgsluice does not track */
+            break;
+        }
+        if (reported(s, id)) break; /* the server's ParameterStatus tells */
+        if (in->kind == SL_SK_SET && !in->value_ok) {
+            e.pins |= SL_PIN_BIT(SL_PINR_SET);
+            break;
+        }
+        e.kind = E_PARAM;
+        e.param = (int8_t)id;
+        e.value = in->kind == SL_SK_SET && !in->is_default ? sl_intern(in->value) : NULL;
+        if (in->kind == SL_SK_SET && !in->is_default && !e.value) {
+            e.kind = E_NONE;
+            e.pins |= SL_PIN_BIT(SL_PINR_SET); /* out of memory */
+        }
+        break;
+    case SL_SK_RESET_ALL:
+    case SL_SK_DISCARD_ALL: e.kind = E_RESET_ALL; break;
+    case SL_SK_ROLLBACK_TO: e.kind = E_ROLLBACK_TO; break;
+    case SL_SK_DECLARE:
+    case SL_SK_LISTEN:
+    case SL_SK_PREPARE:
+        if (in->name[0] && mode != SL_PIN_MODE_OFF && (e.pins & SL_PIN_BIT(named_reason(in)))) {
+            e.kind = E_NAME_ADD;
+            e.param = (int8_t)named_reason(in);
+            e.value = sl_intern(in->name);
+            if (!e.value) e.kind = E_NONE;
+        }
+        break;
+    case SL_SK_CLOSE:
+    case SL_SK_UNLISTEN:
+    case SL_SK_DEALLOCATE:
+        if (in->name[0] && strcmp(in->name, "*") != 0 && mode != SL_PIN_MODE_OFF) {
+            e.kind = E_NAME_DROP;
+            e.param = (int8_t)named_reason(in);
+            e.value = sl_intern(in->name);
+            if (!e.value) e.kind = E_NONE;
+        }
+        break;
+    default: break;
+    }
+    if (mode == SL_PIN_MODE_OFF) e.pins = 0;
+    return e;
+}
+
+/* The first reason in bits, for the refusal's words. */
+static const char *feature_of(unsigned bits)
+{
+    for (int r = 0; r < SL_PIN_NREASONS; r++)
+        if (bits & SL_PIN_BIT(r)) return feature_names[r];
+    return "this statement";
+}
+
+/* The statement that makes the server refuse in the client's place, in order with everything else
+ * the client sent (the server's transaction state then follows as on any error). */
+static void refusal_sql(char *buf, size_t len, unsigned pins)
+{
+    snprintf(buf, len,
+             "DO $sl_refuse$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = 'pgsluice: %s is not "
+             "supported in transaction pooling (pin_session_state = error)', HINT = 'Set pin_session_state = on to "
+             "keep such a client on its server connection, or use pool_mode = session.'; END$sl_refuse$",
+             feature_of(pins));
+}
+
+/* Replace the client's message at parse (old_total bytes with its header) by msg: what was marked
+ * for forwarding before it goes to the server's out queue first. */
+static bool replace_message(sl_client *c, sl_server *s, const uint8_t *msg, uint32_t mlen, uint32_t old_total)
+{
+    sl_stream *in = &c->s;
+    if (in->parse > in->pos) {
+        sl_pb_bytes(&s->s.out, in->buf + in->pos, in->parse - in->pos);
+        in->pos = in->parse;
+    }
+    if (mlen <= old_total) {
+        uint32_t start = in->parse + (old_total - mlen);
+        memcpy(in->buf + start, msg, mlen);
+        in->pos = in->parse = start;
+        return true;
+    }
+    uint32_t extra = mlen - old_total;
+    if (!sl_stream_make_room(in, extra, SESS_MSG_MAX * 2)) return false;
+    memmove(in->buf + in->parse + mlen, in->buf + in->parse + old_total, in->end - (in->parse + old_total));
+    in->end += extra;
+    memcpy(in->buf + in->parse, msg, mlen);
+    return true;
+}
+
+static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, unsigned pins)
+{
+    char sql[512];
+    refusal_sql(sql, sizeof(sql), pins);
+    sl_pktbuf pb;
+    sl_pb_init(&pb);
+    sl_pb_query(&pb, sql);
+    bool ok = !pb.failed && replace_message(c, s, pb.data, (uint32_t)pb.len, len + 1);
+    sl_pb_free(&pb);
+    return ok ? SL_SESS_REPLACED : SL_SESS_FAILED;
+}
+
+/* A Parse refused: the same statement name, the refusal as its text, and as many parameters as the
+ * original used (types the client left open become text) so that its Bind still fits. */
+static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len, const char *name, int max_param,
+                                   const uint8_t *types, uint16_t ntypes, unsigned pins)
+{
+    char sql[512];
+    refusal_sql(sql, sizeof(sql), pins);
+    uint16_t n = ntypes > max_param ? ntypes : (uint16_t)max_param;
+    sl_pktbuf pb;
+    sl_pb_init(&pb);
+    sl_pb_begin(&pb, SL_FE_PARSE);
+    sl_pb_str(&pb, name);
+    sl_pb_str(&pb, sql);
+    sl_pb_u16(&pb, n);
+    for (uint16_t i = 0; i < n; i++) {
+        uint32_t oid = i < ntypes ? sl_get_u32(types + 4 * i) : 0;
+        sl_pb_u32(&pb, oid ? oid : 25);
+    }
+    sl_pb_end(&pb);
+    bool ok = !pb.failed && replace_message(c, s, pb.data, (uint32_t)pb.len, len + 1);
+    sl_pb_free(&pb);
+    return ok ? SL_SESS_REPLACED : SL_SESS_FAILED;
+}
+
+/* Is message [parse, parse + len + 1) whole? 1 yes, 0 read more (room made), -1 it cannot be held
+ * (too long, or no memory for it): not followed. */
+static int whole(sl_stream *in, uint32_t len)
+{
+    uint32_t have = in->end - in->parse;
+    if (have >= (uint64_t)len + 1) return 1;
+    if (len > SESS_MSG_MAX) return -1;
+    return sl_stream_make_room(in, len + 1 - have, SESS_MSG_MAX + 8) ? 0 : -1;
+}
+
+/* A request that cannot be followed: pinned for the rest of the client's session. */
+static void lose_track(sl_client *c, sl_server *s)
+{
+    sl_session *ss = c->sess;
+    ss->desync = true;
+    q_clear(ss);
+    tx_drop(ss);
+    add_pins(c, s, SL_PIN_BIT(SL_PINR_UNCLASSIFIED));
+}
+
+static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
+{
+    sl_session *ss = c->sess;
+    int w = whole(&c->s, len);
+    if (w == 0) return SL_SESS_NEED_MORE;
+    if (w < 0) {
+        if (mode != SL_PIN_MODE_OFF) lose_track(c, s);
+        return SL_SESS_FORWARD;
+    }
+    const char *text = (const char *)c->s.buf + c->s.parse + 5;
+    sl_stmt_iter it;
+    sl_stmt_info info;
+    /* first pass: would anything pin? (refused whole in error mode, before anything is queued) */
+    unsigned pins = 0;
+    sl_stmt_iter_init(&it, text, len - 4);
+    bool ok = true;
+    while (sl_stmt_next(&it, &info)) {
+        sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
+        pins |= e.pins;
+        int nr = named_reason(&info);
+        if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+        if (mode != SL_PIN_MODE_ERROR && ok) ok = q_push(ss, &e);
+        entry_release(&e);
+    }
+    if (mode == SL_PIN_MODE_ERROR && pins) {
+        /* nothing was queued: the replacement is read (and queued) next */
+        return refuse_query(c, s, len, pins);
+    }
+    if (mode == SL_PIN_MODE_ERROR) { /* nothing pins: queue for real */
+        sl_stmt_iter_init(&it, text, len - 4);
+        while (ok && sl_stmt_next(&it, &info)) {
+            sl_sess_entry e = entry_of(s, &info, SL_PIN_MODE_OFF);
+            ok = q_push(ss, &e);
+            entry_release(&e);
+        }
+    }
+    sl_sess_entry end = {.kind = E_END};
+    if (!ok || !q_push(ss, &end)) {
+        lose_track(c, s);
+        return SL_SESS_FORWARD;
+    }
+    if (pins) add_pins(c, s, pins);
+    return SL_SESS_FORWARD;
+}
+
+static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
+{
+    sl_session *ss = c->sess;
+    int w = whole(&c->s, len);
+    if (w == 0) return SL_SESS_NEED_MORE;
+    if (w < 0) {
+        if (mode != SL_PIN_MODE_OFF) lose_track(c, s);
+        return SL_SESS_FORWARD;
+    }
+    sl_rd r;
+    sl_rd_init(&r, c->s.buf + c->s.parse + 5, len - 4);
+    const char *name = sl_rd_str(&r);
+    const char *sql = sl_rd_str(&r);
+    uint16_t ntypes = sl_rd_u16(&r);
+    const uint8_t *types = sl_rd_bytes(&r, 4u * ntypes);
+    if (r.failed || !name || !sql) return SL_SESS_FORWARD; /* malformed: the server says so */
+    sl_stmt_info info;
+    sl_stmt_classify_one(sql, strlen(sql), &info);
+    sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
+    if (name[0] && e.kind != E_NONE) {
+        /* a named statement may run any number of times later: its settings are not followed (and
+         * a CLOSE / UNLISTEN / DEALLOCATE through it does not end a pin) */
+        if (mode != SL_PIN_MODE_OFF && (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO))
+            e.pins |= SL_PIN_BIT(SL_PINR_SET);
+        entry_release(&e);
+        e.kind = E_NONE;
+    }
+    if (mode == SL_PIN_MODE_ERROR && e.pins) {
+        unsigned pins = e.pins;
+        entry_release(&e);
+        return refuse_parse(c, s, len, name, info.max_param, types, ntypes, pins);
+    }
+    if (mode == SL_PIN_MODE_ERROR) e.pins = 0;
+    int nr = named_reason(&info);
+    if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+    unsigned pins = e.pins;
+    if (!name[0]) {
+        entry_release(&ss->unnamed_stmt);
+        ss->unnamed_stmt = e;
+    } else {
+        entry_release(&e);
+    }
+    if (pins) add_pins(c, s, pins);
+    return SL_SESS_FORWARD;
+}
+
+/* The portal and statement names at the start of a Bind: only they are waited for (a Bind with
+ * large parameter values keeps streaming). 1 found, 0 read more (room made), -1 not readable (names
+ * longer than 64 KB, a malformed message, no memory). */
+#define BIND_NAMES_MAX (64u * 1024)
+static int bind_names(sl_stream *in, uint32_t len, const char **portal, const char **stmt)
+{
+    uint32_t have = in->end - in->parse, body = len - 4;
+    uint32_t avail = have > 5 ? have - 5 : 0;
+    if (avail > body) avail = body;
+    const char *b = (const char *)in->buf + in->parse + 5;
+    const char *z1 = avail ? memchr(b, 0, avail) : NULL;
+    const char *z2 = z1 ? memchr(z1 + 1, 0, avail - (uint32_t)(z1 + 1 - b)) : NULL;
+    if (z2) {
+        *portal = b;
+        *stmt = z1 + 1;
+        return 1;
+    }
+    if (avail >= body || avail >= BIND_NAMES_MAX) return -1;
+    uint32_t want = len + 1 < 5 + BIND_NAMES_MAX ? len + 1 : 5 + BIND_NAMES_MAX;
+    return sl_stream_make_room(in, want - have, SESS_MSG_MAX + 8) ? 0 : -1;
+}
+
+static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
+{
+    sl_session *ss = c->sess;
+    const char *portal = "?", *stmt = "?";
+    int w = len >= 4 ? bind_names(&c->s, len, &portal, &stmt) : -1;
+    if (w == 0) return SL_SESS_NEED_MORE;
+    if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
+        entry_release(&ss->unnamed_portal);
+        ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
+        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+    } else if (!portal[0]) {
+        entry_release(&ss->unnamed_portal);
+        ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
+    } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
+        add_pins(c, s, SL_PIN_BIT(SL_PINR_SET)); /* a named portal's settings are not followed */
+    }
+    return SL_SESS_FORWARD;
+}
+
+static sl_sess_result on_execute(sl_client *c, uint32_t len)
+{
+    sl_session *ss = c->sess;
+    int w = whole(&c->s, len);
+    if (w == 0) return SL_SESS_NEED_MORE;
+    bool unnamed = w == 1 && len >= 5 && c->s.buf[c->s.parse + 5] == 0;
+    sl_sess_entry none = {.kind = E_NONE};
+    if (!q_push(ss, unnamed ? &ss->unnamed_portal : &none)) return SL_SESS_FAILED;
+    return SL_SESS_FORWARD;
+}
+
+sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+{
+    if (type != SL_FE_QUERY && type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_EXECUTE &&
+        type != SL_FE_SYNC && type != SL_FE_FUNCTION_CALL)
+        return SL_SESS_FORWARD;
+    sl_session *ss = sess_get(c);
+    if (!ss) return SL_SESS_FAILED;
+    if (ss->desync) return SL_SESS_FORWARD;
+    sl_pin_mode mode = (sl_pin_mode)c->s.w->cfg->pin_session_state;
+    sl_sess_entry end = {.kind = E_END};
+    switch (type) {
+    case SL_FE_QUERY: return on_query(c, s, len, mode);
+    case SL_FE_PARSE: return on_parse(c, s, len, mode);
+    case SL_FE_BIND: return on_bind(c, s, len, mode);
+    case SL_FE_EXECUTE: return on_execute(c, len);
+    default: /* Sync, FunctionCall */
+        if (!q_push(ss, &end)) lose_track(c, s);
+        return SL_SESS_FORWARD;
+    }
+}
+
+/* ---- answers ---- */
+
+static void on_command_complete(sl_client *c, sl_server *s, const char *tag)
+{
+    sl_session *ss = c->sess;
+    sl_sess_entry *h = q_head(ss);
+    if (!h || h->kind == E_END) return; /* nothing expected: not followed */
+    if (!strcmp(tag, "COMMIT")) {
+        q_pop(ss);
+        tx_commit(c, s);
+        return;
+    }
+    if (!strcmp(tag, "ROLLBACK")) {
+        if (h->kind == E_ROLLBACK_TO) {
+            /* part of the transaction undone: which settings survive is not known */
+            if (ss->txn && c->s.w->cfg->pin_session_state != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+            if (ss->txn) tx_drop(ss);
+        } else {
+            tx_drop(ss);
+        }
+        q_pop(ss);
+        return;
+    }
+    ss->clear_pending &= (uint16_t)~h->pins;
+    ss->clear_pending |= h->clears;
+    if (h->kind == E_PARAM || h->kind == E_RESET_ALL || h->kind == E_NAME_DROP || h->kind == E_NAME_ADD)
+        tx_push(ss, h);
+    q_pop(ss);
+}
+
+void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
+{
+    sl_session *ss = c->sess;
+    if (!ss || ss->desync) return;
+    switch (type) {
+    case SL_BE_COMMAND_COMPLETE: {
+        char tag[32];
+        uint32_t n = blen < sizeof(tag) - 1 ? blen : sizeof(tag) - 1;
+        memcpy(tag, body, n);
+        tag[n] = '\0';
+        on_command_complete(c, s, tag);
+        break;
+    }
+    case SL_BE_EMPTY_QUERY:
+    case SL_BE_PORTAL_SUSPENDED:
+        if (q_head(ss) && q_head(ss)->kind != E_END) q_pop(ss);
+        break;
+    case SL_BE_ERROR: /* the transaction (implicit or not) fails; the rest up to the end mark is skipped */
+        tx_drop(ss);
+        while (q_head(ss) && q_head(ss)->kind != E_END) {
+            q_head(ss)->n = 1;
+            q_pop(ss);
+        }
+        break;
+    case SL_BE_READY: {
+        while (q_head(ss) && q_head(ss)->kind != E_END) {
+            q_head(ss)->n = 1;
+            q_pop(ss);
+        }
+        if (q_head(ss)) q_pop(ss);
+        char st = blen ? (char)body[0] : SL_XACT_IDLE;
+        if (st == SL_XACT_IDLE) tx_commit(c, s);
+        else if (st == SL_XACT_FAILED) tx_drop(ss);
+        break;
+    }
+    default: break;
+    }
+    if (ss->desync) lose_track(c, s);
+}
+
+void sl_sess_link_end(sl_client *c)
+{
+    sl_session *ss = c->sess;
+    if (!ss) return;
+    q_clear(ss);
+    tx_drop(ss);
+    entry_release(&ss->unnamed_portal);
+    ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
+}
+
+void sl_sess_free(sl_client *c)
+{
+    sl_session *ss = c->sess;
+    if (!ss) return;
+    if (ss->pins) __atomic_sub_fetch(&sl_pinned_clients, 1, __ATOMIC_RELAXED);
+    sl_sess_link_end(c);
+    entry_release(&ss->unnamed_stmt);
+    for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
+    free(ss->names);
+    free(ss->q);
+    free(ss->tx);
+    free(ss);
+    c->sess = NULL;
+}

@@ -1,0 +1,70 @@
+/* session_state.h - transaction pooling without surprises (session_state.c): settings a client
+ * changes with SET / RESET that the server does not report are remembered once they commit, and a
+ * client whose statements leave state on its server (advisory locks, temporary tables, cursors WITH
+ * HOLD, LISTEN, SQL PREPARE, untracked settings) is pinned to it until that state is gone. Called
+ * from the forwarding path (proxy.c) for the few messages that matter. */
+#ifndef SL_SESSION_STATE_H
+#define SL_SESSION_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/conn.h"
+#include "proto/stmt_class.h"
+
+/* pin_session_state */
+typedef enum { SL_PIN_MODE_OFF = 0, SL_PIN_MODE_ON, SL_PIN_MODE_ERROR } sl_pin_mode;
+
+/* What one statement (or a run of statements) will do once the server confirms it. */
+typedef struct sl_sess_entry {
+    uint8_t kind;        /* see session_state.c */
+    int8_t param;        /* SL_PARAM_* of a SET / RESET */
+    uint16_t pins, clears;
+    uint32_t n;          /* statements in a run of plain ones */
+    const char *value;   /* the value set (interned; NULL: back to the default) */
+} sl_sess_entry;
+
+typedef struct sl_session {
+    uint16_t pins;           /* SL_PIN_BIT()s: why the client keeps its server */
+    uint16_t clear_pending;  /* state ended by statements whose transaction has not committed yet */
+    bool desync;             /* a request could not be followed: pinned until the client leaves */
+    sl_sess_entry *q;        /* answers expected (CommandComplete..., ReadyForQuery), in order */
+    uint32_t qhead, qn, qcap;
+    sl_sess_entry *tx;       /* settings changed in the open transaction, kept if it commits */
+    uint32_t txn, txcap;
+    sl_sess_entry unnamed_stmt, unnamed_portal; /* extended protocol: what they would do */
+    /* what a cursor_with_hold / listen / prepare pin is made of: the cursors, channels and statement
+     * names, so that CLOSE / UNLISTEN / DEALLOCATE of the last one ends the pin (NULL name: one pgsluice
+     * could not read, ended only by the ALL form) */
+    struct sl_sess_name {
+        uint8_t reason;
+        const char *name; /* interned */
+    } *names;
+    uint32_t nnames, namescap;
+} sl_session;
+
+typedef enum {
+    SL_SESS_FORWARD,   /* go on with the message */
+    SL_SESS_NEED_MORE, /* the whole message is needed first */
+    SL_SESS_REPLACED,  /* the message was replaced (a refusal): read its header again */
+    SL_SESS_FAILED,    /* out of memory */
+} sl_sess_result;
+
+/* A client message (Query, Parse, Bind, Execute, Sync, FunctionCall) on a link in transaction or
+ * statement pooling, before it is forwarded. */
+sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len);
+/* A server message (CommandComplete, EmptyQueryResponse, PortalSuspended, ErrorResponse,
+ * ReadyForQuery), whole, before it is forwarded. */
+void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen);
+
+static inline bool sl_sess_pinned(const sl_client *c) { return c->sess && c->sess->pins; }
+/* The link ends: what was still expected is forgotten. */
+void sl_sess_link_end(sl_client *c);
+/* The client is freed. */
+void sl_sess_free(sl_client *c);
+
+/* Process-wide counts for /metrics: clients pinned now, and pins by reason since start. */
+extern int64_t sl_pinned_clients;
+extern uint64_t sl_pins_total[SL_PIN_NREASONS];
+
+#endif

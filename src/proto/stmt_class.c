@@ -1,0 +1,591 @@
+/* stmt_class.c - reading what a statement leaves on the session (see stmt_class.h): a lexer that
+ * knows PostgreSQL's comments, strings, quoted identifiers and dollar quotes, the leading keywords
+ * of SET / RESET / DISCARD / LISTEN / DECLARE / CREATE / PREPARE / ..., and function calls such as
+ * pg_advisory_lock( anywhere outside literals and comments. */
+#include "proto/stmt_class.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define PIN_NAME(id, name) name,
+const char *const sl_pin_reason_names[SL_PIN_NREASONS] = {SL_PIN_REASONS(PIN_NAME)};
+#undef PIN_NAME
+
+void sl_pin_reasons_text(unsigned bits, char *buf, size_t len)
+{
+    size_t used = 0;
+    if (len) buf[0] = '\0';
+    for (int r = 0; r < SL_PIN_NREASONS; r++) {
+        if (!(bits & SL_PIN_BIT(r))) continue;
+        int n = snprintf(buf + used, len > used ? len - used : 0, "%s%s", used ? "," : "", sl_pin_reason_names[r]);
+        if (n < 0 || (size_t)n >= len - used) break;
+        used += (size_t)n;
+    }
+}
+
+/* ---- lexer ---- */
+
+typedef enum { T_END, T_WORD, T_QIDENT, T_STRING, T_ESTRING, T_DOLLAR, T_PARAM, T_NUMBER, T_SEMI, T_COMMA,
+               T_LPAREN, T_OP, T_BAD } tkind;
+
+typedef struct tok {
+    tkind k;
+    const char *s; /* the token's text (for quoted ones, with the quotes) */
+    size_t n;
+} tok;
+
+static bool word_start(char c) { return isalpha((unsigned char)c) || c == '_' || (unsigned char)c >= 0x80; }
+static bool word_char(char c) { return word_start(c) || isdigit((unsigned char)c) || c == '$'; }
+
+static bool skip_space(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    for (;;) {
+        while (p < end && isspace((unsigned char)*p)) p++;
+        if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+            while (p < end && *p != '\n') p++;
+            continue;
+        }
+        if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+            int depth = 0;
+            while (p < end) {
+                if (end - p >= 2 && p[0] == '/' && p[1] == '*') depth++, p += 2;
+                else if (end - p >= 2 && p[0] == '*' && p[1] == '/') {
+                    p += 2;
+                    if (--depth == 0) break;
+                } else p++;
+            }
+            *pp = p;
+            if (depth) return false;
+            continue;
+        }
+        *pp = p;
+        return true;
+    }
+}
+
+/* A run quoted by q starting at *pp (on the quote); doubled quotes stay inside; backslash escapes
+ * when esc. false if unterminated. */
+static bool skip_quoted(const char **pp, const char *end, char q, bool esc)
+{
+    const char *p = *pp + 1;
+    while (p < end) {
+        char c = *p++;
+        if (esc && c == '\\' && p < end) p++;
+        else if (c == q) {
+            if (p < end && *p == q) p++;
+            else {
+                *pp = p;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static tok next_tok(const char **pp, const char *end)
+{
+    if (!skip_space(pp, end)) return (tok){T_BAD, *pp, 0};
+    const char *p = *pp, *start = p;
+    if (p >= end) return (tok){T_END, p, 0};
+    char c = *p;
+    if (c == ';' || c == ',' || c == '(') {
+        *pp = p + 1;
+        return (tok){c == ';' ? T_SEMI : c == ',' ? T_COMMA : T_LPAREN, start, 1};
+    }
+    /* E'..', and the prefixed forms B'..' X'..' N'..' U&'..' U&".." */
+    if ((c == 'e' || c == 'E') && end - p >= 2 && p[1] == '\'') {
+        p++;
+        if (!skip_quoted(&p, end, '\'', true)) return (tok){T_BAD, start, 0};
+        *pp = p;
+        return (tok){T_ESTRING, start, (size_t)(p - start)};
+    }
+    if ((c == 'u' || c == 'U') && end - p >= 3 && p[1] == '&' && (p[2] == '\'' || p[2] == '"')) {
+        p += 2;
+        char q = *p;
+        if (!skip_quoted(&p, end, q, false)) return (tok){T_BAD, start, 0};
+        *pp = p;
+        return (tok){T_OP, start, (size_t)(p - start)}; /* understood as "something": never a tracked value */
+    }
+    if (strchr("bBxXnN", c) && end - p >= 2 && p[1] == '\'') {
+        p++;
+        if (!skip_quoted(&p, end, '\'', false)) return (tok){T_BAD, start, 0};
+        *pp = p;
+        return (tok){c == 'n' || c == 'N' ? T_STRING : T_OP, start, (size_t)(p - start)};
+    }
+    if (word_start(c)) {
+        while (p < end && word_char(*p)) p++;
+        *pp = p;
+        return (tok){T_WORD, start, (size_t)(p - start)};
+    }
+    if (c == '\'' || c == '"') {
+        if (!skip_quoted(&p, end, c, false)) return (tok){T_BAD, start, 0};
+        *pp = p;
+        return (tok){c == '"' ? T_QIDENT : T_STRING, start, (size_t)(p - start)};
+    }
+    if (c == '$') {
+        const char *q = p + 1;
+        if (q < end && isdigit((unsigned char)*q)) {
+            while (q < end && isdigit((unsigned char)*q)) q++;
+            *pp = q;
+            return (tok){T_PARAM, start, (size_t)(q - start)};
+        }
+        while (q < end && *q != '$' && word_char(*q)) q++;
+        if (q < end && *q == '$') {
+            size_t taglen = (size_t)(q - p) + 1;
+            for (const char *s = q + 1; s + taglen <= end; s++)
+                if (*s == '$' && !memcmp(s, p, taglen)) {
+                    *pp = s + taglen;
+                    return (tok){T_DOLLAR, start, (size_t)(*pp - start)};
+                }
+            return (tok){T_BAD, start, 0};
+        }
+        *pp = p + 1;
+        return (tok){T_OP, start, 1};
+    }
+    if (isdigit((unsigned char)c) || (c == '.' && end - p >= 2 && isdigit((unsigned char)p[1]))) {
+        while (p < end && (isalnum((unsigned char)*p) || *p == '.' || *p == '_' ||
+                           ((*p == '+' || *p == '-') && (p[-1] == 'e' || p[-1] == 'E'))))
+            p++;
+        *pp = p;
+        return (tok){T_NUMBER, start, (size_t)(p - start)};
+    }
+    /* operators: a run of operator characters is one token (so "=" alone is recognisable) */
+    while (p < end && strchr("+-*/<>=~!@#%^&|`?:.)[]", *p)) {
+        if (end - p >= 2 && ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*'))) break;
+        p++;
+    }
+    if (p == start) p++;
+    *pp = p;
+    return (tok){T_OP, start, (size_t)(p - start)};
+}
+
+static bool is(const tok *t, const char *w)
+{
+    return t->k == T_WORD && strlen(w) == t->n && !strncasecmp(t->s, w, t->n);
+}
+
+static bool is_op(const tok *t, const char *op) { return t->k == T_OP && strlen(op) == t->n && !memcmp(t->s, op, t->n); }
+
+/* A function's name as called: an unquoted word (case-insensitive) or a quoted identifier. */
+static bool names_function(const tok *t, const char *fn)
+{
+    if (t->k == T_WORD) return is(t, fn);
+    return t->k == T_QIDENT && t->n == strlen(fn) + 2 && !memcmp(t->s + 1, fn, strlen(fn));
+}
+
+/* ---- values ---- */
+
+typedef struct sbuf {
+    char *b;
+    size_t n, cap;
+    bool overflow;
+} sbuf;
+
+static void sb_putc(sbuf *sb, char c)
+{
+    if (sb->n + 1 >= sb->cap) {
+        sb->overflow = true;
+        return;
+    }
+    sb->b[sb->n++] = c;
+    sb->b[sb->n] = '\0';
+}
+
+/* The content of a quoted token (identifier or string) with its doubled quotes undone; E'' escapes
+ * only in their simple forms (\\ \' and the letters b f n r t): anything else is not understood. */
+static bool unquote(const tok *t, sbuf *out)
+{
+    const char *p = t->s, *end = t->s + t->n;
+    bool esc = t->k == T_ESTRING;
+    if (esc) p++;
+    if (t->k == T_STRING && (*p == 'n' || *p == 'N')) p++;
+    char q = *p++;
+    end--; /* the closing quote */
+    while (p < end) {
+        char c = *p++;
+        if (c == q) p++; /* doubled */
+        else if (esc && c == '\\') {
+            char e = *p++;
+            switch (e) {
+            case '\\': case '\'': case '"': c = e; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            default: return false;
+            }
+        }
+        if (c == '\0') return false;
+        sb_putc(out, c);
+    }
+    return true;
+}
+
+/* Parameters whose list elements the server keeps as quoted identifiers (GUC_LIST_QUOTE). */
+static bool list_quoted(const char *name)
+{
+    static const char *const names[] = {"search_path", "temp_tablespaces", "session_preload_libraries",
+                                        "shared_preload_libraries", "local_preload_libraries", NULL};
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], name)) return true;
+    return false;
+}
+
+/* quote_identifier's rule: plain lower-case identifiers stay bare, anything else is double-quoted
+ * (a reserved word left bare is still read back as the same schema name by set_config). */
+static void put_ident(sbuf *out, const char *s, size_t n)
+{
+    bool bare = n > 0 && (islower((unsigned char)s[0]) || s[0] == '_');
+    for (size_t i = 0; bare && i < n; i++)
+        if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '_') bare = false;
+    if (!bare) sb_putc(out, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') sb_putc(out, '"');
+        sb_putc(out, s[i]);
+    }
+    if (!bare) sb_putc(out, '"');
+}
+
+/* One element of a SET value, in the form the server stores it. */
+static bool put_element(const tok *t, const tok *sign, bool quote_list, sbuf *out)
+{
+    char tmp[SL_STMT_VALUE_MAX];
+    sbuf e = {tmp, 0, sizeof(tmp), false};
+    tmp[0] = '\0';
+    switch (t->k) {
+    case T_WORD: /* folded to lower case, as the server does */
+        for (size_t i = 0; i < t->n; i++) sb_putc(&e, (char)tolower((unsigned char)t->s[i]));
+        break;
+    case T_QIDENT: case T_STRING: case T_ESTRING:
+        if (!unquote(t, &e)) return false;
+        break;
+    case T_NUMBER:
+        if (sign) sb_putc(&e, sign->s[0]);
+        for (size_t i = 0; i < t->n; i++) sb_putc(&e, t->s[i]);
+        break;
+    default: return false;
+    }
+    if (e.overflow) return false;
+    if (quote_list && t->k != T_NUMBER) put_ident(out, tmp, e.n);
+    else
+        for (size_t i = 0; i < e.n; i++) sb_putc(out, tmp[i]);
+    return true;
+}
+
+/* The value tokens of SET name TO ... (toks[i..n)) into info->value; false if not understood. */
+static bool take_value(const tok *toks, int i, int n, sl_stmt_info *info)
+{
+    if (i >= n) return false;
+    if (i + 1 == n && is(&toks[i], "default")) {
+        info->is_default = true;
+        return true;
+    }
+    bool quote_list = list_quoted(info->name);
+    sbuf out = {info->value, 0, sizeof(info->value), false};
+    info->value[0] = '\0';
+    int elems = 0;
+    while (i < n) {
+        const tok *sign = NULL;
+        if (is_op(&toks[i], "-") || is_op(&toks[i], "+")) sign = &toks[i++];
+        if (i >= n || (sign && toks[i].k != T_NUMBER)) return false;
+        if (elems++) {
+            sb_putc(&out, ',');
+            sb_putc(&out, ' ');
+        }
+        if (!put_element(&toks[i], sign, quote_list, &out)) return false;
+        i++;
+        if (i < n) {
+            if (toks[i].k != T_COMMA) return false;
+            i++;
+            if (i >= n) return false;
+        }
+    }
+    return !out.overflow;
+}
+
+static void copy_name(sl_stmt_info *info, const tok *t)
+{
+    sbuf out = {info->name, 0, sizeof(info->name), false};
+    info->name[0] = '\0';
+    if (t->k == T_WORD) {
+        for (size_t i = 0; i < t->n; i++) sb_putc(&out, (char)tolower((unsigned char)t->s[i]));
+    } else if (t->k == T_QIDENT) {
+        if (!unquote(t, &out)) info->name[0] = '\0';
+    }
+    if (out.overflow) info->name[0] = '\0';
+}
+
+/* ---- statements ---- */
+
+#define MAXTOK 96
+
+typedef struct stmt {
+    tok t[MAXTOK];
+    int n;          /* tokens kept */
+    bool more;      /* the statement has more tokens than kept */
+} stmt;
+
+/* SET ...: toks[0] is SET. */
+static void classify_set(const stmt *st, sl_stmt_info *info)
+{
+    const tok *t = st->t;
+    int n = st->n, i = 1;
+    bool local = false;
+    if (i < n && is(&t[i], "local")) local = true, i++;
+    else if (i < n && is(&t[i], "session")) {
+        if (i + 1 < n && (is(&t[i + 1], "authorization") || is(&t[i + 1], "characteristics"))) {
+            info->kind = SL_SK_SET;
+            info->pins |= is(&t[i + 1], "authorization") ? SL_PIN_BIT(SL_PINR_ROLE) : SL_PIN_BIT(SL_PINR_SET);
+            return;
+        }
+        i++;
+    }
+    if (i < n && (is(&t[i], "transaction") || is(&t[i], "constraints"))) {
+        info->kind = SL_SK_SET_LOCAL;
+        return;
+    }
+    if (local) {
+        info->kind = SL_SK_SET_LOCAL;
+        return;
+    }
+    info->kind = SL_SK_SET;
+    if (i < n && (is(&t[i], "role") || is(&t[i], "authorization"))) {
+        info->pins |= SL_PIN_BIT(SL_PINR_ROLE);
+        return;
+    }
+    int vstart;
+    if (i + 1 < n && is(&t[i], "time") && is(&t[i + 1], "zone")) {
+        snprintf(info->name, sizeof(info->name), "timezone");
+        vstart = i + 2;
+        if (vstart + 1 == n && is(&t[vstart], "local")) {
+            info->is_default = true;
+            info->value_ok = true;
+            return;
+        }
+    } else if (i < n && is(&t[i], "names")) {
+        snprintf(info->name, sizeof(info->name), "client_encoding");
+        vstart = i + 1;
+    } else if (i < n && is(&t[i], "schema")) {
+        snprintf(info->name, sizeof(info->name), "search_path");
+        vstart = i + 1;
+        if (vstart + 1 != n || (t[vstart].k != T_STRING && t[vstart].k != T_ESTRING)) {
+            info->pins |= SL_PIN_BIT(SL_PINR_SET); /* not a form pgsluice knows */
+            return;
+        }
+    } else if (i < n && (t[i].k == T_WORD || t[i].k == T_QIDENT)) {
+        /* name, or class.name for a custom parameter */
+        copy_name(info, &t[i]);
+        vstart = i + 1;
+        if (vstart + 1 < n && is_op(&t[vstart], ".") && (t[vstart + 1].k == T_WORD || t[vstart + 1].k == T_QIDENT)) {
+            sl_stmt_info part;
+            copy_name(&part, &t[vstart + 1]);
+            size_t l = strlen(info->name);
+            if (l + 1 + strlen(part.name) < sizeof(info->name))
+                snprintf(info->name + l, sizeof(info->name) - l, ".%s", part.name);
+            else info->name[0] = '\0';
+            vstart += 2;
+        }
+        if (vstart < n && (is_op(&t[vstart], "=") || is(&t[vstart], "to"))) vstart++;
+        else info->name[0] = '\0'; /* SET x FROM CURRENT and other forms */
+    } else {
+        vstart = n;
+    }
+    if (!info->name[0]) {
+        info->pins |= SL_PIN_BIT(SL_PINR_SET);
+        return;
+    }
+    info->value_ok = !st->more && take_value(t, vstart, n, info);
+}
+
+static void classify_reset(const stmt *st, sl_stmt_info *info)
+{
+    const tok *t = st->t;
+    int n = st->n;
+    info->kind = SL_SK_RESET;
+    if (n == 2 && is(&t[1], "all")) {
+        info->kind = SL_SK_RESET_ALL;
+        info->clears |= SL_PIN_BIT(SL_PINR_SET);
+    } else if (n == 3 && is(&t[1], "time") && is(&t[2], "zone")) {
+        snprintf(info->name, sizeof(info->name), "timezone");
+    } else if (n >= 2 && (is(&t[1], "role") || is(&t[1], "session"))) {
+        /* the role and session authorization: still pinned until DISCARD ALL */
+        info->kind = SL_SK_OTHER;
+    } else if (n == 2 && (t[1].k == T_WORD || t[1].k == T_QIDENT)) {
+        copy_name(info, &t[1]);
+    } else if (n == 4 && is_op(&t[2], ".")) {
+        sl_stmt_info a, b;
+        copy_name(&a, &t[1]);
+        copy_name(&b, &t[3]);
+        size_t la = strlen(a.name), lb = strlen(b.name);
+        if (la && lb && la + lb + 2 <= sizeof(info->name)) {
+            memcpy(info->name, a.name, la);
+            info->name[la] = '.';
+            memcpy(info->name + la + 1, b.name, lb + 1);
+        }
+    }
+    if (info->kind == SL_SK_RESET && !info->name[0]) info->pins |= SL_PIN_BIT(SL_PINR_SET);
+}
+
+/* CREATE ... TEMP / TEMPORARY: a temporary table, view or sequence (unless ON COMMIT DROP). */
+static bool creates_temp(const stmt *st)
+{
+    const tok *t = st->t;
+    for (int i = 1; i < st->n && i < 6; i++) {
+        if (is(&t[i], "temp") || is(&t[i], "temporary")) return true;
+        if (!is(&t[i], "or") && !is(&t[i], "replace") && !is(&t[i], "global") && !is(&t[i], "local") &&
+            !is(&t[i], "unlogged"))
+            return false;
+    }
+    return false;
+}
+
+static void classify_stmt(const stmt *st, sl_stmt_info *info, bool on_commit_drop)
+{
+    const tok *t = st->t;
+    int n = st->n;
+    if (n == 0) return;
+    const tok *first = &t[0];
+    if (is(first, "set")) classify_set(st, info);
+    else if (is(first, "reset")) classify_reset(st, info);
+    else if (is(first, "discard") && n >= 2) {
+        if (is(&t[1], "all")) {
+            info->kind = SL_SK_DISCARD_ALL;
+            info->clears |= SL_PIN_ALL;
+        } else if (is(&t[1], "temp") || is(&t[1], "temporary")) {
+            info->clears |= SL_PIN_BIT(SL_PINR_TEMP_TABLE);
+        }
+    } else if (is(first, "listen")) {
+        info->kind = SL_SK_LISTEN;
+        info->pins |= SL_PIN_BIT(SL_PINR_LISTEN);
+        if (n >= 2) copy_name(info, &t[1]);
+    } else if (is(first, "unlisten")) {
+        info->kind = SL_SK_UNLISTEN;
+        if (n >= 2 && is_op(&t[1], "*")) {
+            snprintf(info->name, sizeof(info->name), "*");
+            info->clears |= SL_PIN_BIT(SL_PINR_LISTEN);
+        } else if (n >= 2) {
+            copy_name(info, &t[1]);
+        }
+    } else if (is(first, "declare")) {
+        info->kind = SL_SK_DECLARE;
+        if (n >= 2) copy_name(info, &t[1]);
+        for (int i = 1; i + 1 < n && !is(&t[i], "for"); i++)
+            if (is(&t[i], "with") && is(&t[i + 1], "hold")) info->pins |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
+        if (st->more) info->pins |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
+    } else if (is(first, "close") && n == 2) {
+        info->kind = SL_SK_CLOSE;
+        if (is(&t[1], "all")) info->clears |= SL_PIN_BIT(SL_PINR_HOLD_CURSOR);
+        else copy_name(info, &t[1]);
+    } else if (is(first, "prepare")) {
+        if (!(n >= 2 && is(&t[1], "transaction"))) {
+            info->kind = SL_SK_PREPARE;
+            info->pins |= SL_PIN_BIT(SL_PINR_PREPARE);
+            if (n >= 2) copy_name(info, &t[1]);
+        }
+    } else if (is(first, "deallocate")) {
+        int i = 1;
+        if (i < n && is(&t[i], "prepare")) i++;
+        info->kind = SL_SK_DEALLOCATE;
+        if (i < n && is(&t[i], "all")) info->clears |= SL_PIN_BIT(SL_PINR_PREPARE);
+        else if (i + 1 == n) copy_name(info, &t[i]);
+    } else if (is(first, "create")) {
+        if (creates_temp(st) && !on_commit_drop) info->pins |= SL_PIN_BIT(SL_PINR_TEMP_TABLE);
+    } else if (is(first, "rollback") || is(first, "abort")) {
+        for (int i = 1; i < n && i < 4; i++)
+            if (is(&t[i], "to")) info->kind = SL_SK_ROLLBACK_TO;
+    }
+}
+
+/* Scan one statement from *pp: keep its first tokens, and look for function calls and words that
+ * matter wherever they are. */
+static bool scan_stmt(const char **pp, const char *end, stmt *st, sl_stmt_info *info, bool *on_commit_drop,
+                      bool *broken)
+{
+    st->n = 0;
+    st->more = false;
+    tok prev = {T_END, NULL, 0}, prev2 = prev;
+    bool any = false;
+    for (;;) {
+        tok t = next_tok(pp, end);
+        if (t.k == T_BAD) {
+            *broken = true;
+            *pp = end;
+            return any;
+        }
+        if (t.k == T_END) return any;
+        if (t.k == T_SEMI) {
+            if (any) return true;
+            continue; /* empty statement */
+        }
+        any = true;
+        if (st->n < MAXTOK) st->t[st->n++] = t;
+        else st->more = true;
+        if (t.k == T_PARAM) {
+            int v = 0;
+            for (size_t i = 1; i < t.n && v < 100000; i++) v = v * 10 + (t.s[i] - '0');
+            if (v > info->max_param) info->max_param = v;
+        }
+        if (t.k == T_LPAREN && (prev.k == T_WORD || prev.k == T_QIDENT)) {
+            if (names_function(&prev, "pg_advisory_lock") || names_function(&prev, "pg_advisory_lock_shared") ||
+                names_function(&prev, "pg_try_advisory_lock") ||
+                names_function(&prev, "pg_try_advisory_lock_shared"))
+                info->pins |= SL_PIN_BIT(SL_PINR_ADVISORY_LOCK);
+            else if (names_function(&prev, "pg_advisory_unlock_all"))
+                info->clears |= SL_PIN_BIT(SL_PINR_ADVISORY_LOCK);
+            else if (names_function(&prev, "set_config"))
+                info->pins |= SL_PIN_BIT(SL_PINR_SET); /* session or local: not told apart, pinned */
+        }
+        /* SELECT ... INTO TEMP t, CREATE TABLE pg_temp.t */
+        if ((is(&t, "temp") || is(&t, "temporary")) && is(&prev, "into")) info->pins |= SL_PIN_BIT(SL_PINR_TEMP_TABLE);
+        if (is(&t, "pg_temp") || (t.k == T_QIDENT && t.n == 9 && !memcmp(t.s, "\"pg_temp\"", 9)))
+            info->pins |= SL_PIN_BIT(SL_PINR_TEMP_TABLE);
+        if (is(&t, "drop") && is(&prev, "commit") && is(&prev2, "on")) *on_commit_drop = true;
+        prev2 = prev;
+        prev = t;
+    }
+}
+
+void sl_stmt_iter_init(sl_stmt_iter *it, const char *sql, size_t len)
+{
+    it->p = sql;
+    it->end = sql + len;
+    it->broken = false;
+    /* a Query's text ends at its NUL */
+    const char *nul = memchr(sql, '\0', len);
+    if (nul) it->end = nul;
+}
+
+bool sl_stmt_next(sl_stmt_iter *it, sl_stmt_info *out)
+{
+    static __thread stmt st; /* ~2 KB of tokens: kept off the stack of the event loop */
+    memset(out, 0, offsetof(sl_stmt_info, name));
+    out->name[0] = out->value[0] = '\0';
+    out->is_default = out->value_ok = false;
+    out->max_param = 0;
+    if (it->p >= it->end) return false;
+    bool on_commit_drop = false;
+    bool any = scan_stmt(&it->p, it->end, &st, out, &on_commit_drop, &it->broken);
+    if (it->broken) {
+        /* not lexable (an unterminated quote or comment): the server will refuse it, but when in
+         * doubt, pin */
+        out->pins |= SL_PIN_BIT(SL_PINR_UNCLASSIFIED);
+        return true;
+    }
+    if (!any) return false;
+    classify_stmt(&st, out, on_commit_drop);
+    return true;
+}
+
+void sl_stmt_classify_one(const char *sql, size_t len, sl_stmt_info *out)
+{
+    sl_stmt_iter it;
+    sl_stmt_iter_init(&it, sql, len);
+    if (!sl_stmt_next(&it, out)) return;
+    /* a Parse holds one statement; anything after it (the server refuses that) is looked at too */
+    sl_stmt_info more;
+    while (sl_stmt_next(&it, &more)) out->pins |= more.pins;
+}

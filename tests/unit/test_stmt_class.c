@@ -1,0 +1,269 @@
+/* test_stmt_class.c - the statement classifier of transaction pooling, from tables: which statements
+ * pin a client to its server, which end that state, and what SET / RESET change (with the value in
+ * the form the server keeps it). Keywords inside strings, comments, dollar quotes and quoted
+ * identifiers never count. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "proto/stmt_class.h"
+
+#define ADV SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)
+#define TEMP SL_PIN_BIT(SL_PINR_TEMP_TABLE)
+#define HOLD SL_PIN_BIT(SL_PINR_HOLD_CURSOR)
+#define LSTN SL_PIN_BIT(SL_PINR_LISTEN)
+#define PREP SL_PIN_BIT(SL_PINR_PREPARE)
+#define SETP SL_PIN_BIT(SL_PINR_SET)
+#define ROLE SL_PIN_BIT(SL_PINR_ROLE)
+#define UNCL SL_PIN_BIT(SL_PINR_UNCLASSIFIED)
+
+/* pins / clears of a whole query text (every statement's together) */
+static const struct {
+    const char *sql;
+    unsigned pins, clears;
+} pin_cases[] = {
+    {"SELECT 1", 0, 0},
+    {"", 0, 0},
+    {" ;; ", 0, 0},
+    {"SELECT pg_advisory_lock(1)", ADV, 0},
+    {"select PG_ADVISORY_LOCK(1, 2)", ADV, 0},
+    {"SELECT pg_catalog.pg_advisory_lock_shared(42)", ADV, 0},
+    {"SELECT pg_try_advisory_lock ($1)", ADV, 0},
+    {"SELECT pg_try_advisory_lock_shared(7) FROM t", ADV, 0},
+    {"SELECT \"pg_advisory_lock\"(1)", ADV, 0},
+    {"SELECT pg_advisory_xact_lock(1)", 0, 0},          /* ends with the transaction */
+    {"SELECT pg_try_advisory_xact_lock(1)", 0, 0},
+    {"SELECT 'pg_advisory_lock(1)'", 0, 0},              /* in a string */
+    {"SELECT $$ pg_advisory_lock(1) $$", 0, 0},          /* dollar quoted */
+    {"SELECT $fn$ LISTEN x; pg_advisory_lock(1) $fn$", 0, 0},
+    {"SELECT 1 -- pg_advisory_lock(1)\n", 0, 0},         /* comments */
+    {"SELECT /* pg_advisory_lock(1) /* nested */ */ 1", 0, 0},
+    {"SELECT \"pg_advisory_lock(1)\" FROM t", 0, 0},     /* a quoted identifier */
+    {"SELECT E'it\\'s pg_advisory_lock(1)'", 0, 0},      /* E'' with an escaped quote */
+    {"SELECT 'it''s'; SELECT pg_advisory_lock(1)", ADV, 0},
+    {"SELECT pg_advisory_lock", 0, 0},                   /* a column, not a call */
+    {"SELECT pg_advisory_unlock_all()", 0, ADV},
+    {"SELECT pg_advisory_unlock(1)", 0, 0},              /* maybe not the last: still pinned */
+    {"CREATE TEMP TABLE t (a int)", TEMP, 0},
+    {"create temporary table t as select 1", TEMP, 0},
+    {"CREATE GLOBAL TEMPORARY TABLE t (a int)", TEMP, 0},
+    {"CREATE OR REPLACE TEMP VIEW v AS SELECT 1", TEMP, 0},
+    {"CREATE TEMP SEQUENCE s", TEMP, 0},
+    {"CREATE TEMP TABLE t (a int) ON COMMIT DROP", 0, 0},
+    {"CREATE TABLE pg_temp.t (a int)", TEMP, 0},
+    {"SELECT * INTO TEMP t FROM x", TEMP, 0},
+    {"CREATE TABLE temp (a int)", 0, 0},
+    {"CREATE TABLE t (temp int)", 0, 0},
+    {"DISCARD TEMP", 0, TEMP},
+    {"DISCARD ALL", 0, SL_PIN_ALL},
+    {"DISCARD PLANS", 0, 0},
+    {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", HOLD, 0},
+    {"declare c no scroll cursor with hold for select 'with hold'", HOLD, 0},
+    {"DECLARE c CURSOR FOR SELECT 1", 0, 0},
+    {"DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1", 0, 0},
+    {"DECLARE c CURSOR FOR SELECT 1 AS \"with\", 2 AS hold", 0, 0},
+    {"CLOSE ALL", 0, HOLD},
+    {"CLOSE c", 0, 0},
+    {"LISTEN chan", LSTN, 0},
+    {"UNLISTEN *", 0, LSTN},
+    {"UNLISTEN chan", 0, 0},
+    {"PREPARE q AS SELECT 1", PREP, 0},
+    {"PREPARE q (int) AS SELECT $1", PREP, 0},
+    {"PREPARE TRANSACTION 'x'", 0, 0},
+    {"DEALLOCATE ALL", 0, PREP},
+    {"DEALLOCATE PREPARE ALL", 0, PREP},
+    {"DEALLOCATE q", 0, 0},
+    {"SET work_mem = '64MB'", 0, 0},                     /* pinned by the caller when not tracked */
+    {"SET ROLE admin", ROLE, 0},
+    {"SET SESSION AUTHORIZATION bob", ROLE, 0},
+    {"SET LOCAL ROLE admin", 0, 0},
+    {"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", SETP, 0},
+    {"SET x FROM CURRENT", SETP, 0},
+    {"SELECT set_config('search_path', 'a', false)", SETP, 0},
+    {"RESET ALL", 0, SETP},
+    /* several statements: each counts */
+    {"BEGIN; SELECT pg_advisory_lock(1); LISTEN a; COMMIT", ADV | LSTN, 0},
+    {"LISTEN a; UNLISTEN *", LSTN, LSTN},
+    /* not lexable: pinned */
+    {"SELECT 'unterminated", UNCL, 0},
+    {"SELECT 1 /* unterminated", UNCL, 0},
+    {"SELECT $x$ unterminated", UNCL, 0},
+};
+
+static void test_pins(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(pin_cases) / sizeof(pin_cases[0]); i++) {
+        sl_stmt_iter it;
+        sl_stmt_info info;
+        unsigned pins = 0, clears = 0;
+        sl_stmt_iter_init(&it, pin_cases[i].sql, strlen(pin_cases[i].sql));
+        while (sl_stmt_next(&it, &info)) pins |= info.pins, clears |= info.clears;
+        if (pins != pin_cases[i].pins || clears != pin_cases[i].clears)
+            fail_msg("%s: pins %#x clears %#x, want %#x %#x", pin_cases[i].sql, pins, clears, pin_cases[i].pins,
+                     pin_cases[i].clears);
+    }
+}
+
+/* SET / RESET: kind, parameter, value */
+static const struct {
+    const char *sql;
+    sl_stmt_kind kind;
+    const char *name, *value; /* value NULL: DEFAULT / not understood (see ok) */
+    bool ok;
+} set_cases[] = {
+    {"SET search_path = a", SL_SK_SET, "search_path", "a", true},
+    {"set SEARCH_PATH to Foo, public", SL_SK_SET, "search_path", "foo, public", true},
+    {"SET search_path TO \"My Schema\", public", SL_SK_SET, "search_path", "\"My Schema\", public", true},
+    {"SET search_path = 'a,b'", SL_SK_SET, "search_path", "\"a,b\"", true}, /* one schema named a,b */
+    {"SET search_path = 'Sch', \"x\"\"y\"", SL_SK_SET, "search_path", "\"Sch\", \"x\"\"y\"", true},
+    {"SET SESSION search_path = s1", SL_SK_SET, "search_path", "s1", true},
+    {"  /* c */ SET search_path TO DEFAULT", SL_SK_SET, "search_path", NULL, true},
+    {"SET SCHEMA 'app'", SL_SK_SET, "search_path", "app", true},
+    {"SET TIME ZONE 'Europe/Paris'", SL_SK_SET, "timezone", "Europe/Paris", true},
+    {"SET TIME ZONE LOCAL", SL_SK_SET, "timezone", NULL, true},
+    {"SET TIME ZONE -5", SL_SK_SET, "timezone", "-5", true},
+    {"SET TIME ZONE INTERVAL '+00:00' HOUR TO MINUTE", SL_SK_SET, "timezone", NULL, false},
+    {"SET TimeZone = 'UTC'", SL_SK_SET, "timezone", "UTC", true},
+    {"SET application_name = E'it\\'s'", SL_SK_SET, "application_name", "it's", true},
+    {"SET application_name = 'a;b'", SL_SK_SET, "application_name", "a;b", true},
+    {"SET NAMES 'UTF8'", SL_SK_SET, "client_encoding", "UTF8", true},
+    {"SET default_transaction_read_only = on", SL_SK_SET, "default_transaction_read_only", "on", true},
+    {"SET myapp.tenant = 42", SL_SK_SET, "myapp.tenant", "42", true},
+    {"SET statement_timeout = $1", SL_SK_SET, "statement_timeout", NULL, false},
+    {"SET LOCAL search_path = a", SL_SK_SET_LOCAL, "", NULL, false},
+    {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", SL_SK_SET_LOCAL, "", NULL, false},
+    {"SET CONSTRAINTS ALL DEFERRED", SL_SK_SET_LOCAL, "", NULL, false},
+    {"RESET search_path", SL_SK_RESET, "search_path", NULL, false},
+    {"reset TIME ZONE", SL_SK_RESET, "timezone", NULL, false},
+    {"RESET ALL", SL_SK_RESET_ALL, "", NULL, false},
+    {"DISCARD ALL", SL_SK_DISCARD_ALL, "", NULL, false},
+    {"ROLLBACK TO SAVEPOINT a", SL_SK_ROLLBACK_TO, "", NULL, false},
+    {"ROLLBACK", SL_SK_OTHER, "", NULL, false},
+    {"LISTEN \"Chan\"", SL_SK_LISTEN, "Chan", NULL, false},
+    {"UNLISTEN Chan", SL_SK_UNLISTEN, "chan", NULL, false},
+    {"DECLARE \"Cur\" CURSOR WITH HOLD FOR SELECT 1", SL_SK_DECLARE, "Cur", NULL, false},
+    {"CLOSE cur", SL_SK_CLOSE, "cur", NULL, false},
+    {"CLOSE ALL", SL_SK_CLOSE, "", NULL, false},
+    {"PREPARE Q1 (int) AS SELECT $1", SL_SK_PREPARE, "q1", NULL, false},
+    {"DEALLOCATE PREPARE q1", SL_SK_DEALLOCATE, "q1", NULL, false},
+    {"DEALLOCATE q1", SL_SK_DEALLOCATE, "q1", NULL, false},
+    {"DEALLOCATE ALL", SL_SK_DEALLOCATE, "", NULL, false},
+    {"SELECT 'SET search_path = a'", SL_SK_OTHER, "", NULL, false},
+};
+
+static void test_set_reset(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(set_cases) / sizeof(set_cases[0]); i++) {
+        sl_stmt_info info;
+        sl_stmt_classify_one(set_cases[i].sql, strlen(set_cases[i].sql), &info);
+        const char *sql = set_cases[i].sql;
+        if (info.kind != set_cases[i].kind) fail_msg("%s: kind %d want %d", sql, info.kind, set_cases[i].kind);
+        if (strcmp(info.name, set_cases[i].name)) fail_msg("%s: name \"%s\" want \"%s\"", sql, info.name, set_cases[i].name);
+        if (info.kind != SL_SK_SET) continue;
+        if (info.value_ok != set_cases[i].ok) fail_msg("%s: value_ok %d", sql, info.value_ok);
+        if (!info.value_ok) continue;
+        if (set_cases[i].value == NULL) {
+            if (!info.is_default) fail_msg("%s: not DEFAULT", sql);
+        } else if (info.is_default || strcmp(info.value, set_cases[i].value)) {
+            fail_msg("%s: value \"%s\" want \"%s\"", sql, info.value, set_cases[i].value);
+        }
+    }
+}
+
+static void test_multi_statement(void **state)
+{
+    (void)state;
+    const char *sql = "SET search_path = a; SELECT ';'; -- x;\n RESET TimeZone ; SET LOCAL x = 1;";
+    sl_stmt_iter it;
+    sl_stmt_info info;
+    sl_stmt_iter_init(&it, sql, strlen(sql) + 1); /* the NUL of a Query message ends the text */
+    assert_true(sl_stmt_next(&it, &info));
+    assert_int_equal(info.kind, SL_SK_SET);
+    assert_string_equal(info.value, "a");
+    assert_true(sl_stmt_next(&it, &info));
+    assert_int_equal(info.kind, SL_SK_OTHER);
+    assert_true(sl_stmt_next(&it, &info));
+    assert_int_equal(info.kind, SL_SK_RESET);
+    assert_string_equal(info.name, "timezone");
+    assert_true(sl_stmt_next(&it, &info));
+    assert_int_equal(info.kind, SL_SK_SET_LOCAL);
+    assert_false(sl_stmt_next(&it, &info));
+}
+
+static void test_params_counted(void **state)
+{
+    (void)state;
+    sl_stmt_info info;
+    const char *sql = "SELECT pg_advisory_lock($1), $12, '$3'";
+    sl_stmt_classify_one(sql, strlen(sql), &info);
+    assert_int_equal(info.max_param, 12);
+}
+
+static void test_reason_text(void **state)
+{
+    (void)state;
+    char buf[128];
+    sl_pin_reasons_text(ADV | LSTN, buf, sizeof(buf));
+    assert_string_equal(buf, "advisory_lock,listen");
+    sl_pin_reasons_text(0, buf, sizeof(buf));
+    assert_string_equal(buf, "");
+}
+
+/* Arbitrary bytes (and SQL-ish fragments glued at random) never read outside the text and always
+ * end; run under ASan by `make asan`. */
+static void test_random_input_is_safe(void **state)
+{
+    (void)state;
+    static const char *const bits[] = {"SET ", "search_path", " = ", "'", "\"", "$$", "$a$", "--", "/*", "*/",
+                                       ";", "E'\\", "(", "pg_advisory_lock", " TO ", ",", "RESET ", "ALL",
+                                       "LISTEN ", "U&'", "$1", "-", "1e+", "DECLARE c CURSOR WITH HOLD FOR"};
+    unsigned seed = 12345;
+    char buf[200];
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = 0;
+        while (n < sizeof(buf) - 40) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = (seed >> 16) & 0x7fff;
+            if (r % 3 == 0) {
+                buf[n++] = (char)(r >> 2);
+            } else {
+                const char *b = bits[r % (sizeof(bits) / sizeof(bits[0]))];
+                size_t l = strlen(b);
+                memcpy(buf + n, b, l);
+                n += l;
+            }
+            if (r % 17 == 0) break;
+        }
+        /* an exact-size copy so that ASan sees a read past the end */
+        char *text = test_malloc(n ? n : 1);
+        memcpy(text, buf, n);
+        sl_stmt_iter it;
+        sl_stmt_info info;
+        sl_stmt_iter_init(&it, text, n);
+        int guard = 0;
+        while (sl_stmt_next(&it, &info) && guard < 1000) guard++;
+        assert_true(guard < 1000);
+        sl_stmt_classify_one(text, n, &info);
+        test_free(text);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pins),
+        cmocka_unit_test(test_set_reset),
+        cmocka_unit_test(test_multi_statement),
+        cmocka_unit_test(test_params_counted),
+        cmocka_unit_test(test_reason_text),
+        cmocka_unit_test(test_random_input_is_safe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
