@@ -69,7 +69,7 @@ def test_takeover_under_pgbench_load_loses_no_transaction(pgbench_tables, pooler
     p = pooler({"pool_mode": "transaction", "default_pool_size": 10})
     bench = subprocess.Popen(
         [os.path.join(clients.PG_BINDIR, "pgbench"), "-h", p.host, "-p", str(p.port), "-U", "app", "-M", protocol,
-         "-c", "50", "-j", "2", "-T", "6", "-n", "appdb"],
+         "-c", "100", "-j", "2", "-T", "6", "-n", "appdb"],
         env=clients._env(p, "app", None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # in the middle of the run: once transactions are flowing
@@ -92,7 +92,7 @@ def test_takeover_under_pgbench_load_loses_no_transaction(pgbench_tables, pooler
     assert totals(p) > before, detail
     # every pgbench client was handed over (none reconnected: pgbench runs without -C)
     took = re.search(r"took over (\d+) clients", p.log_text())
-    assert took and int(took.group(1)) >= 50, p.describe(40)
+    assert took and int(took.group(1)) >= 100, p.describe(40)
 
 
 def test_takeover_waits_for_a_transaction_in_progress(pooler):
