@@ -22,7 +22,9 @@
  *     with the reason.
  * TLS sessions (client or server side) live in OpenSSL and cannot be handed over: such a client is
  * waited for until it is between transactions, frozen with the rest, and on success closed with
- * FATAL 57P01 (its driver reconnects, to the new process); console sessions are closed the same way.
+ * FATAL 57P01 (its driver reconnects, to the new process); console sessions, replication connections
+ * and transaction-mode clients pinned by session state (session_state.c: that state lives in the
+ * backend and is not carried) are closed the same way, a pinned client's server with it.
  * The new process adopts each connection on its worker's own thread (sl_takeover_adopt, before the
  * worker polls anything) into the same worker number and slot, so that cancel keys stay valid. */
 #include "core/takeover.h"
@@ -44,6 +46,7 @@
 #include "core/lifecycle.h"
 #include "core/proxy.h"
 #include "core/server.h"
+#include "core/session_state.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "proto/msgtype.h"
@@ -386,7 +389,10 @@ static void freeze_each(sl_worker *w, void *arg)
             c->s.handed = true; /* the sender thread's from now on */
             continue;
         }
-        if (sl_stream_is_tls(&c->s) || (c->server && sl_stream_is_tls(&c->server->s)) || c->replication) {
+        /* a client pinned to its server by session state (transaction mode, pin_session_state) is not
+         * handed over either: that state is not carried, and its server must not be reused as if clean */
+        if (sl_stream_is_tls(&c->s) || (c->server && sl_stream_is_tls(&c->server->s)) || c->replication ||
+            sl_sess_pinned(c)) {
             if (c->server) sl_stream_freeze(&c->server->s);
             continue; /* closed if the takeover succeeds */
         }
@@ -655,9 +661,11 @@ static void finish_each(sl_worker *w, void *arg)
         sl_client_error(c, true, "57P01",
                         "pgsluice was restarted (takeover) and this connection could not be handed over%s; "
                         "please reconnect",
-                        c->admin         ? " (console sessions are not)"
-                        : c->replication ? " (replication connections are not)"
-                                         : " (TLS sessions are not)");
+                        c->admin               ? " (console sessions are not)"
+                        : c->replication       ? " (replication connections are not)"
+                        : sl_sess_pinned(c)    ? " (session state pinned to its server is not: advisory locks, "
+                                                 "temporary tables, WITH HOLD cursors, LISTEN, SQL PREPARE)"
+                                               : " (TLS sessions are not)");
     }
     sl_list_for_each_safe(n, t, &w->servers)
     {

@@ -287,3 +287,32 @@ def test_replication_connection_is_not_waited_for_and_closed_with_57P01(pooler):
         assert again.execute("IDENTIFY_SYSTEM").fetchone()[0]
     plain.close()
     repl.close()
+
+
+def test_client_pinned_by_session_state_is_closed_with_57p01_and_its_state_released(pooler, direct):
+    """Transaction mode: a client holding an advisory lock is pinned to its server (pin_session_state).
+    That state cannot be carried to the new process: the client is told (57P01), its server is closed
+    (the lock goes with the backend, it never reaches another client), plain clients are kept."""
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 2})
+    key = 424200 + os.getpid() % 1000
+    pinned = psycopg.connect(p.dsn("appdb", "app"), autocommit=True)
+    pinned.execute("SELECT pg_advisory_lock(%s)" % key)
+    plain = psycopg.connect(p.dsn("appdb", "app"), autocommit=True)
+    assert plain.execute("SELECT 1").fetchone()[0] == 1
+
+    def lock_held():
+        with direct("appdb") as d:
+            return d.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
+                             (key,)).fetchone()[0]
+    assert lock_held() == 1
+    new = start_takeover(p)
+    complete_takeover(p, new)
+    assert plain.execute("SELECT 2").fetchone()[0] == 2
+    with pytest.raises(psycopg.OperationalError) as e:
+        pinned.execute("SELECT 1")
+    assert "session state pinned to its server" in str(e.value), str(e.value)
+    wait_for(lambda: lock_held() == 0, timeout=15, what="the pinned server closed, its lock released")
+    with psycopg.connect(p.dsn("appdb", "app"), autocommit=True) as again:
+        assert again.execute("SELECT pg_try_advisory_lock(%s)" % key).fetchone()[0] is True
+    plain.close()
+    pinned.close()
