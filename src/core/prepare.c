@@ -24,57 +24,22 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
-sl_stmt *sl_stmt_intern(const uint8_t *body, uint32_t len)
+/* The registry entry for this body in bucket b, or NULL (reg_lock held). */
+static sl_stmt *find_locked(sl_stmt **b, uint64_t h, const uint8_t *body, uint32_t len)
 {
-    uint64_t h = fnv1a(body, len);
-    pthread_mutex_lock(&reg_lock);
-    sl_stmt **b = &reg[h % REG_BUCKETS];
-    for (sl_stmt *s = *b; s; s = s->next) {
-        if (s->hash == h && s->body_len == len && memcmp(s->body, body, len) == 0) {
-            __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
-            pthread_mutex_unlock(&reg_lock);
-            return s;
-        }
-    }
-    sl_stmt *s = calloc(1, sizeof(*s));
-    uint8_t *copy = s ? malloc(len) : NULL;
-    if (!s || !copy) {
-        free(s);
-        pthread_mutex_unlock(&reg_lock);
-        return NULL;
-    }
-    memcpy(copy, body, len);
-    s->body = copy;
-    s->body_len = len;
-    s->hash = h;
-    s->refs = 1;
-    s->id = reg_next_id++;
-    snprintf(s->name, sizeof(s->name), "SL_%" PRIu64, s->id);
-    s->next = *b;
-    *b = s;
-    reg_count++;
-    pthread_mutex_unlock(&reg_lock);
-    return s;
+    for (sl_stmt *s = *b; s; s = s->next)
+        if (s->hash == h && s->body_len == len && memcmp(s->body, body, len) == 0) return s;
+    return NULL;
 }
 
-sl_stmt *sl_stmt_adopt(uint64_t id, const uint8_t *body, uint32_t len, bool valid)
+/* A new entry with one reference, linked into bucket b under server-side name SL_<id> (reg_lock
+ * held); NULL on out of memory. */
+static sl_stmt *insert_locked(sl_stmt **b, uint64_t h, const uint8_t *body, uint32_t len, uint64_t id)
 {
-    uint64_t h = fnv1a(body, len);
-    pthread_mutex_lock(&reg_lock);
-    sl_stmt **b = &reg[h % REG_BUCKETS];
-    for (sl_stmt *s = *b; s; s = s->next) {
-        if (s->hash == h && s->body_len == len && memcmp(s->body, body, len) == 0) {
-            if (s->id != id) s = NULL;
-            else __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
-            pthread_mutex_unlock(&reg_lock);
-            return s;
-        }
-    }
     sl_stmt *s = calloc(1, sizeof(*s));
     uint8_t *copy = s ? malloc(len ? len : 1) : NULL;
     if (!s || !copy) {
         free(s);
-        pthread_mutex_unlock(&reg_lock);
         return NULL;
     }
     memcpy(copy, body, len);
@@ -82,13 +47,41 @@ sl_stmt *sl_stmt_adopt(uint64_t id, const uint8_t *body, uint32_t len, bool vali
     s->body_len = len;
     s->hash = h;
     s->refs = 1;
-    s->valid = valid;
     s->id = id;
     if (reg_next_id <= id) reg_next_id = id + 1;
     snprintf(s->name, sizeof(s->name), "SL_%" PRIu64, s->id);
     s->next = *b;
     *b = s;
     reg_count++;
+    return s;
+}
+
+sl_stmt *sl_stmt_intern(const uint8_t *body, uint32_t len)
+{
+    uint64_t h = fnv1a(body, len);
+    pthread_mutex_lock(&reg_lock);
+    sl_stmt **b = &reg[h % REG_BUCKETS];
+    sl_stmt *s = find_locked(b, h, body, len);
+    if (s) __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    else s = insert_locked(b, h, body, len, reg_next_id);
+    pthread_mutex_unlock(&reg_lock);
+    return s;
+}
+
+/* Takeover: the statement the old process prepared as SL_<id> gets the same id here (its servers
+ * have it under that name); NULL when the body is known under another id, or out of memory. */
+sl_stmt *sl_stmt_adopt(uint64_t id, const uint8_t *body, uint32_t len, bool valid)
+{
+    uint64_t h = fnv1a(body, len);
+    pthread_mutex_lock(&reg_lock);
+    sl_stmt **b = &reg[h % REG_BUCKETS];
+    sl_stmt *s = find_locked(b, h, body, len);
+    if (s) {
+        if (s->id != id) s = NULL;
+        else __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    } else if ((s = insert_locked(b, h, body, len, id))) {
+        s->valid = valid;
+    }
     pthread_mutex_unlock(&reg_lock);
     return s;
 }
