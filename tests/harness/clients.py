@@ -87,6 +87,22 @@ def pgbench(pooler, *args, db="appdb", user="app", password=None, timeout=120):
 
 # ---- raw protocol ----
 
+def msg(t, body=b""):
+    """One protocol message: type byte, Int32 length, body."""
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def recv_exact(sock, n):
+    """Exactly n bytes from a blocking socket (ConnectionError if it closes first)."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
 def startup_packet(user="app", database="appdb", **params):
     """A v3 StartupMessage; values may be bytes (sent as they are) or text (UTF-8)."""
     body = struct.pack("!I", 196608)  # protocol 3.0

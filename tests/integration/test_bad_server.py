@@ -15,18 +15,8 @@ from harness.util import HOST
 pytestmark = pytest.mark.pgsluice_only
 
 
-def _msg(t, body=b""):
-    return t + struct.pack("!I", len(body) + 4) + body
-
-
-def _recv_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
+_msg = clients.msg
+_recv_exact = clients.recv_exact
 
 
 class FakeServer:

@@ -98,18 +98,8 @@ def test_server_terminated_mid_query_fails_its_client_and_is_not_run_again(poole
 
 # ---- a stand-in server, to make each way of dying happen for sure ----
 
-def _msg(t, body=b""):
-    return t + struct.pack("!I", len(body) + 4) + body
-
-
-def _recv_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
+_msg = clients.msg
+_recv_exact = clients.recv_exact
 
 
 FATAL_57P01 = _msg(b"E", b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0")
