@@ -371,24 +371,53 @@ static void emit_synth_slow(sl_server *s, sl_client *c)
 
 void sl_ps_emit_synth(sl_server *s, sl_client *c) { emit_synth_slow(s, c); }
 
+/* Forget name in m if it still means st (or anything, st NULL). */
+static void forget_name(sl_stmt_map *m, const char *name, const sl_stmt *st)
+{
+    sl_stmt *cur = sl_stmt_map_get(m, name);
+    if (cur && (!st || cur == st)) sl_stmt_map_del(m, name);
+}
+
+/* Give name back in m (meaning st) unless it means something else now. */
+static void give_back_name(sl_stmt_map *m, const char *name, sl_stmt *st)
+{
+    if (sl_stmt_map_get(m, name)) return;
+    sl_stmt_ref(st);
+    if (!sl_stmt_map_put(m, name, st)) sl_stmt_unref(st);
+}
+
 /* The server failed a request: it ignores everything up to the next Sync. What pgsluice changed
  * in the client's names when it saw those requests is undone, latest first, as they never happen:
  * a Parse's name (forwarded or answered by pgsluice) is forgotten, a Close's name and a DISCARD
- * ALL's names are given back. */
+ * ALL's names are given back. The names a DISCARD ALL queued in a later batch set aside were
+ * taken as they stood when pgsluice saw it, counting on these requests: they are corrected the
+ * same way, or a failing DISCARD ALL would give back a name whose Parse had failed. */
 static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
 {
     for (uint32_t i = n; i-- > 0;) {
         sl_expect *e = sl_exp_at(s, i);
+        bool forget = false, give_back = false;
+        const sl_stmt *meant = NULL; /* the statement the name was given (NULL: whatever it means) */
         if (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD && e->client_name) {
-            if (sl_stmt_map_get(&c->ps_map, e->client_name) == e->stmt) sl_stmt_map_del(&c->ps_map, e->client_name);
+            forget = true, meant = e->stmt;
         } else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name) {
-            sl_stmt_map_del(&c->ps_map, e->client_name);
-        } else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name && !sl_stmt_map_get(&c->ps_map, e->client_name)) {
-            sl_stmt_ref(e->stmt);
-            if (!sl_stmt_map_put(&c->ps_map, e->client_name, e->stmt)) sl_stmt_unref(e->stmt);
+            forget = true;
+        } else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name) {
+            give_back = true;
         } else if (e->discarded) {
             sl_stmt_map_restore(&c->ps_map, e->discarded);
+            continue;
+        } else {
+            continue;
         }
+        for (uint32_t j = n; j < s->exp_n; j++) {
+            sl_stmt_map *later = sl_exp_at(s, j)->discarded;
+            if (!later) continue;
+            if (forget) forget_name(later, e->client_name, meant);
+            if (give_back) give_back_name(later, e->client_name, e->stmt);
+        }
+        if (forget) forget_name(&c->ps_map, e->client_name, meant);
+        if (give_back) give_back_name(&c->ps_map, e->client_name, e->stmt);
     }
 }
 

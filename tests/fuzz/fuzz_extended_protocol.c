@@ -43,7 +43,11 @@
  *  - a name whose Parse PostgreSQL skipped (an earlier message of its batch failed) used by a
  *    batch pipelined behind it: the server may have the statement under another name of the
  *    client, so the later Bind/Describe works (or fails otherwise) where PostgreSQL answers 26000.
- *    The comparison stops there (the direct model notes the case). */
+ *    The comparison stops there (the direct model notes the case);
+ *  - in a failed transaction, a Bind with the wrong parameter count (08P01) or a Describe of a
+ *    statement or portal without rows (answered): PostgreSQL checks those before refusing the failed
+ *    transaction, but where the server lacks the statement, pgsluice's own Parse of it is refused
+ *    first (25P02). The direct model notes the case. */
 #include "fuzz_common.h"
 
 #include <strings.h>
@@ -130,6 +134,7 @@ static void link_server(int i)
 {
     sl_server *s = &W->s[i];
     sl_client *c = &W->c;
+    FZ_LOG("link server %d", i);
     W->linked = i;
     W->links++;
     c->server = s;
@@ -146,6 +151,7 @@ static void unlink_release(void)
 {
     sl_server *s = &W->s[W->linked];
     sl_client *c = &W->c;
+    FZ_LOG("release server %d", W->linked);
     c->server = NULL;
     s->client = NULL;
     c->state = SL_CL_IDLE;
@@ -301,7 +307,8 @@ static void note_known_divergence(const void *p, size_t n)
             if (W->linked >= 0 && sl_stmt_map_get(&W->c.ps_map, name)) {
                 /* a name in use, parsed again behind queued requests in a failed transaction */
                 const sl_server *ls = &W->s[W->linked];
-                if (ls->xact == SL_XACT_FAILED && (ls->exp_n || earlier)) dup = true;
+                bool failed = ls->xact == SL_XACT_FAILED || W->direct.xact == 'E'; /* known, or not yet to pgsluice */
+                if (failed && (ls->exp_n || earlier)) dup = true;
             }
             for (int i = 0; i < nseen; i++) dup |= !strcmp(seen[i], name);
             if (dup) W->known_divergence = true;
@@ -410,6 +417,14 @@ static void client_message(fz_in *in, bytes *pending)
     case 5: sl_pb_begin(&pb, 'S'); sl_pb_end(&pb); break;
     case 6: sl_pb_begin(&pb, 'H'); sl_pb_end(&pb); break;
     default: sl_pb_query(&pb, query_texts[b % 10]); break;
+    }
+    if (fz_verbose()) { /* the trace: the message as the client built it */
+        char shown[64];
+        size_t o = 0;
+        for (uint32_t i = 5; i < pb.len && o + 2 < sizeof(shown); i++)
+            shown[o++] = pb.data[i] >= 32 && pb.data[i] < 127 ? (char)pb.data[i] : '.';
+        shown[o] = '\0';
+        FZ_LOG("  build %c %s", pb.data[0], shown);
     }
     bytes_add(pending, pb.data, pb.len);
     sl_pb_free(&pb);
@@ -562,6 +577,26 @@ static void world_free(void)
     pthread_mutex_destroy(&W->route.lock);
 }
 
+/* The trace (FZ_VERBOSE): after an operation, what the client got so far and what the linked
+ * server owes according to pgsluice's queue (request:action). */
+static void trace_state(void)
+{
+    if (!fz_verbose()) return;
+    char got[4096], q[512];
+    describe_stream(&W->client_rx, got, sizeof(got));
+    size_t o = 0;
+    q[0] = '\0';
+    if (W->linked >= 0) {
+        sl_server *s = &W->s[W->linked];
+        for (uint32_t i = 0; i < s->exp_n && o + 16 < sizeof(q); i++) {
+            const sl_expect *e = sl_exp_at(s, i);
+            o += (size_t)snprintf(q + o, sizeof(q) - o, "%c:%d%s%s ", e->msg, e->action, e->client_name ? "/" : "",
+                                  e->client_name ? e->client_name : "");
+        }
+    }
+    FZ_LOG("    client got: %s\n    queue: %s%s", got, q, W->linked >= 0 && W->s[W->linked].ps_skip_till_sync ? " (skip till Sync)" : "");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
@@ -574,6 +609,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int ops = 0;
     while (in.n && ops++ < 400 && !w->client_closed && !w->server_closed) {
         uint8_t op = fz_u8(&in);
+        if (op % 8 >= 2) trace_state();
         switch (op % 8) {
         case 0: case 1: client_message(&in, &pending); break;
         case 2: { /* send all (or the first n bytes) of what the client built */
@@ -584,15 +620,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!copy) abort();
             memcpy(copy, pending.p, n);
             bytes_drop_front(&pending, n);
+            FZ_LOG("send %zu bytes (%zu left)", n, pending.n);
             client_input(copy, n);
             free(copy);
             break;
         }
-        case 3: server_answers(fz_u8(&in)); break;
-        case 4: w->next_server = fz_u8(&in) % NSERVERS; break;
+        case 3: {
+            uint8_t n = fz_u8(&in);
+            FZ_LOG("server %d answers %u bytes (0: all; it owes %zu)", w->linked, n,
+                   w->linked >= 0 ? w->srv_out[w->linked].n : 0);
+            server_answers(n);
+            break;
+        }
+        case 4: w->next_server = fz_u8(&in) % NSERVERS; FZ_LOG("next link: server %d", w->next_server); break;
         case 5: { /* an idle server goes away and a fresh one takes its place */
             int i = fz_u8(&in) % NSERVERS;
             if (i != w->linked) server_reset(i);
+            FZ_LOG("server %d replaced%s", i, i == w->linked ? " (no: linked)" : "");
             break;
         }
         case 6: { /* raw client bytes */
@@ -625,7 +669,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int k = 0; k < 50 && w->linked >= 0 && w->srv_out[w->linked].n && !w->client_closed && !w->server_closed; k++)
         server_answers(0);
     bool broken = w->direct.broken || w->model[0].broken || w->model[1].broken;
-    if (w->direct.used_skipped_close || w->direct.unnamed_across_batches) w->known_divergence = true;
+    if (w->direct.used_skipped_close || w->direct.unnamed_across_batches || w->direct.passed_failed_xact)
+        w->known_divergence = true;
     bool checked = w->compare && !w->known_divergence && !w->client_closed && !w->server_closed && !broken;
     if (checked) compare_answers();
     FZ_LOG("%d ops, %zu answer bytes, %s", ops, w->client_rx.n,

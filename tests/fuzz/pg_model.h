@@ -79,6 +79,8 @@ typedef struct pg_model {
     bool used_skipped_close; /* a Parse/Bind/Describe/Close used such a name */
     int batch, unnamed_batch;  /* Syncs and Queries so far; the count when the unnamed statement was made */
     bool unnamed_across_batches; /* a Bind/Describe used an unnamed statement of an earlier batch */
+    bool passed_failed_xact; /* in a failed transaction, a check before the 25P02 one decided (a
+                              * Bind's parameter count, a Describe without rows): see the fuzz target */
     bytes in;      /* received, not yet processed */
     bytes held;    /* answers not flushed yet */
     bytes *out;    /* where flushed answers go */
@@ -334,7 +336,8 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             m->broken = true;
             return;
         }
-        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
+        /* PostgreSQL's order (exec_bind_message): the statement looked up, the parameter count
+         * checked, and only then a failed transaction refused (no text here ends one) */
         model_obj *st = obj_find(m->stmts, m->nstmts, stmt);
         if (st) model_note_used(m, stmt);
         if (st && !*stmt && m->unnamed_batch != m->batch) m->unnamed_across_batches = true;
@@ -342,7 +345,11 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             model_note_missing(m, stmt);
             return ext_error(m, "26000", "prepared statement does not exist");
         }
-        if (np != st->nparams) return ext_error(m, "08P01", "wrong number of parameters");
+        if (np != st->nparams) {
+            if (m->xact == 'E') m->passed_failed_xact = true;
+            return ext_error(m, "08P01", "wrong number of parameters");
+        }
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         if (*portal && obj_find(m->portals, m->nportals, portal)) return ext_error(m, "42P03", "cursor exists");
         if (!obj_put(m->portals, &m->nportals, portal, st->query, 0)) return ext_error(m, "54000", "too many");
         out_msg(m, '2', NULL, 0);
@@ -355,12 +362,17 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             m->broken = true;
             return;
         }
-        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
+        /* looked up first; a failed transaction refuses only what returns rows (the row
+         * description needs the catalogs): a statement or portal without rows is described */
         model_obj *o = what == 'S' ? obj_find(m->stmts, m->nstmts, name) : obj_find(m->portals, m->nportals, name);
         if (!o && what == 'S') model_note_missing(m, name);
         if (o && what == 'S') model_note_used(m, name);
         if (o && what == 'S' && !*name && m->unnamed_batch != m->batch) m->unnamed_across_batches = true;
         if (!o) return ext_error(m, what == 'S' ? "26000" : "34000", "does not exist");
+        if (m->xact == 'E') {
+            if (model_classify(o->query) != Q_NOROWS) return ext_error(m, "25P02", "current transaction is aborted");
+            m->passed_failed_xact = true;
+        }
         if (what == 'S') {
             uint8_t pd[6] = {0, 0, 0, 0, 0, 23};
             pd[1] = (uint8_t)o->nparams;
@@ -377,9 +389,9 @@ static inline void model_message(pg_model *m, char type, const uint8_t *body, ui
             m->broken = true;
             return;
         }
-        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_obj *o = obj_find(m->portals, m->nportals, portal);
         if (!o) return ext_error(m, "34000", "portal does not exist");
+        if (m->xact == 'E') return ext_error(m, "25P02", "current transaction is aborted");
         model_run(m, model_classify(o->query), true, false);
         return;
     }
