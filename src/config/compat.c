@@ -74,6 +74,7 @@ const sl_key_doc sl_user_keys[] = {
     {"idle_transaction_timeout", "overrides idle_transaction_timeout for this user's clients"},
     {"transaction_timeout", "overrides transaction_timeout for this user's clients"},
     {"client_idle_timeout", "overrides client_idle_timeout for this user's clients"},
+    {"pool_idle_timeout", "overrides pool_idle_timeout for this user's pools"},
     {NULL, NULL},
 };
 

@@ -133,6 +133,7 @@ typedef struct sl_user_def {
     int pool_size;            /* -1 = not set */
     int reserve_pool_size;    /* -1 = not set */
     int64_t query_timeout, query_wait_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
+    int64_t pool_idle_timeout; /* usec; -1 = the global value */
 } sl_user_def;
 
 /* One [peers] entry: another process sharing the listening port (so_reuseport). */
@@ -193,6 +194,7 @@ typedef struct sl_config {
     int64_t server_login_retry;     /* usec */
     int64_t dns_max_ttl;            /* usec */
     int64_t autodb_idle_timeout;    /* usec: unused pools are freed after this long */
+    int64_t pool_idle_timeout;      /* usec: when set (> 0), instead of autodb_idle_timeout */
     int64_t client_login_timeout;   /* usec */
     int64_t auth_failure_delay;     /* usec */
     int64_t query_wait_notify;      /* usec */

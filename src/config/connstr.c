@@ -114,6 +114,7 @@ static const key_spec user_specs[] = {
     USR(pool_mode, K_POOL_MODE), USR(max_user_connections, K_INT), USR(max_user_client_connections, K_INT),
     USR(pool_size, K_INT), USR(reserve_pool_size, K_INT), USR(query_timeout, K_TIME), USR(query_wait_timeout, K_TIME),
     USR(idle_transaction_timeout, K_TIME), USR(transaction_timeout, K_TIME), USR(client_idle_timeout, K_TIME),
+    USR(pool_idle_timeout, K_TIME),
     {NULL, K_STR, 0},
 };
 
@@ -282,6 +283,7 @@ bool sl_user_def_parse(sl_user_def *u, const char *name, const char *connstr, sl
     u->pool_mode = u->max_user_connections = u->pool_size = u->reserve_pool_size = -1;
     u->max_user_client_connections = -1;
     u->query_timeout = u->query_wait_timeout = u->idle_transaction_timeout = u->transaction_timeout = -1;
+    u->pool_idle_timeout = -1;
     u->client_idle_timeout = -1;
     u->name = strdup(name);
     if (!u->name) return sl_cfg_err(err, errlen, "out of memory"), false;

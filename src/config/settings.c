@@ -103,6 +103,7 @@ const sl_setting sl_settings[] = {
     S_TIME(server_login_retry, "15", A, "Seconds to wait before retrying after a failed server login."),
     S_TIME(dns_max_ttl, "15", N, "Seconds a server host name's resolved address is reused before it is looked up again. Lookups run off the worker threads (libuv's thread pool)."),
     S_TIME(autodb_idle_timeout, "3600", A, "Seconds after which a pool that has had no client and no server connection is freed (its counters stay in its database's totals). PgBouncer applies this to pools of automatically created databases only; pgsluice to every pool, so that pools of users and databases no longer in use do not accumulate."),
+    S_TIME(pool_idle_timeout, "0", A, "Seconds after which a pool (a database and user pair) that has had no client and no server connection is freed, when set; it then decides instead of autodb_idle_timeout, for every pool (a [users] entry can set its own). 0: autodb_idle_timeout decides. From PgBouncer's development branch, where it frees pools of any database that stay unused."),
     S_TIME(client_login_timeout, "60", A, "Disconnect clients that do not log in within this many seconds."),
     S_INT(scram_iterations, "4096", N, 1, 10000000,
           "Iterations of the SCRAM secret pgsluice derives from a plain-text auth_file password when a client "

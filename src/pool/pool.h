@@ -188,6 +188,8 @@ typedef struct sl_route {
     int n_waiting;
     sl_list waiting;             /* sl_pool_waiter.node, first come first served */
     int64_t unused_since;        /* no client and no server since then (0: in use) */
+    int64_t free_after;          /* usec unused before the route is freed: pool_idle_timeout (the user's or
+                                    the global one) when set, else autodb_idle_timeout (route lock) */
 
     char *auth_secret;           /* the user's secret found by auth_query (also logs servers in) */
     int64_t auth_secret_at;

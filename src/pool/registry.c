@@ -178,6 +178,8 @@ static bool configure_locked(sl_route *r, const sl_config *cfg, const sl_db_def 
     r->max_user_client_conns = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
                                : cfg->max_user_client_connections > 0 ? cfg->max_user_client_connections : -1;
     set_timeouts(&r->timeouts, cfg, db, u);
+    int64_t pool_idle = u && u->pool_idle_timeout >= 0 ? u->pool_idle_timeout : cfg->pool_idle_timeout;
+    r->free_after = pool_idle > 0 ? pool_idle : cfg->autodb_idle_timeout;
     __atomic_store_n(&r->pool_mode, pick(u ? u->pool_mode : -1, pick(db->pool_mode, cfg->pool_mode)),
                      __ATOMIC_RELAXED);
     if (!configure_routing_locked(r, cfg, db)) return false;
@@ -343,9 +345,9 @@ static void free_retired_locked(sl_route *r)
     }
 }
 
-static bool unused_locked(const sl_route *r, int64_t now, int64_t idle_timeout)
+static bool unused_locked(const sl_route *r, int64_t now)
 {
-    return r->unused_since && now - r->unused_since >= idle_timeout && r->n_servers == 0 && r->n_waiting == 0 &&
+    return r->unused_since && now - r->unused_since >= r->free_after && r->n_servers == 0 && r->n_waiting == 0 &&
            __atomic_load_n(&r->refs, __ATOMIC_RELAXED) == 0;
 }
 
@@ -420,7 +422,7 @@ void sl_pools_tick(const sl_config *cfg, int64_t now, sl_pool_actions *act)
         sl_route *r = sl_container_of(n, sl_route, node);
         tick_route(r, cfg, now, act);
         pthread_mutex_lock(&r->lock);
-        bool unused = unused_locked(r, now, cfg->autodb_idle_timeout);
+        bool unused = unused_locked(r, now);
         pthread_mutex_unlock(&r->lock);
         if (unused) free_route(r);
     }

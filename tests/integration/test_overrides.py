@@ -215,3 +215,37 @@ def test_an_idle_server_of_another_pool_makes_room_at_the_group_limit(pooler, li
         assert h.execute("SELECT 1").fetchone() == (1,)  # the first pool still serves (with one server)
         h.rollback()
         h.close()
+
+
+@pytest.mark.pgsluice_only
+def test_pool_idle_timeout_frees_the_unused_pools_it_applies_to(pooler):
+    """pool_idle_timeout (PgBouncer's development branch): a pool with no client and no server for
+    that long is freed; a [users] value applies to that user's pools only, the others keep the
+    global rule (here autodb_idle_timeout, an hour)."""
+    p = admin_pooler(pooler, {"server_idle_timeout": 1, "min_pool_size": 0},
+                     user_settings={"app": "pool_idle_timeout=1"})
+    for user in ("app", "plainuser"):
+        with clients.connect(p, user=user) as c:
+            c.execute("SELECT 1")
+
+    def pools():
+        return {(r["database"], r["user"]) for r in show(p, "POOLS")}
+
+    assert ("appdb", "app") in pools() and ("appdb", "plainuser") in pools()
+    wait_for(lambda: ("appdb", "app") not in pools(), timeout=30, what="app's unused pool freed")
+    # plainuser's server closed too (server_idle_timeout), but its pool stays: autodb_idle_timeout
+    wait_for(lambda: not [r for r in show(p, "SERVERS") if r["user"] == "plainuser"], timeout=30,
+             what="plainuser's idle server closed")
+    assert ("appdb", "plainuser") in pools()
+    # a freed pool comes back on demand
+    clients.assert_pooler_serves(p, user="app")
+    assert ("appdb", "app") in pools()
+
+
+@pytest.mark.pgsluice_only
+def test_global_pool_idle_timeout_applies_to_every_pool(pooler):
+    p = admin_pooler(pooler, {"server_idle_timeout": 1, "min_pool_size": 0, "pool_idle_timeout": 1})
+    with clients.connect(p, user="plainuser") as c:
+        c.execute("SELECT 1")
+    wait_for(lambda: not [r for r in show(p, "POOLS") if r["user"] == "plainuser"], timeout=30,
+             what="the unused pool freed")
