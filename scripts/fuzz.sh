@@ -7,6 +7,9 @@
 #
 #   scripts/fuzz.sh [target...]     default: every fuzz_* executable in the build
 #   FUZZ_SECONDS=600 FUZZ_BUILD=build-fuzz FUZZ_WORK=build-fuzz/fuzz-work scripts/fuzz.sh startup
+#   FUZZ_SEED=1 scripts/fuzz.sh      libFuzzer's random seed fixed (CI): the same inputs in the same
+#                                    order on every run, so a red run replays and a green one was
+#                                    checked here first (the default: a new seed each run)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,6 +53,7 @@ for t in "${targets[@]}"; do
   args=(-max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$dir/")
   [[ -f $SRC/dict/$t.dict ]] && args+=(-dict="$SRC/dict/$t.dict")
+  [[ -n ${FUZZ_SEED:-} ]] && args+=(-seed="$FUZZ_SEED")
   "$exe" "${args[@]}" "$dir/corpus" >"$dir/log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
