@@ -108,7 +108,8 @@ def test_every_console_command_through_psql_under_pgbench_load(pooler):
     bystander.execute("SELECT 1")
     victim = clients.connect(p, db="postgres", application_name="to_kill")
     victim.execute("SELECT 1")
-    load = pgbench_load(p, db="appdb", clients_n=4, seconds=8)
+    # long enough to outlast the console commands below on a loaded machine (they check its clients)
+    load = pgbench_load(p, db="appdb", clients_n=4, seconds=30)
     try:
         wait_for(lambda: int((stats_row(p, "appdb") or {}).get("total_xact_count", 0)) > 0, timeout=15,
                  what="pgbench running")
