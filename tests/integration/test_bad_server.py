@@ -431,15 +431,15 @@ def test_slow_scram_key_derivation_does_not_stall_the_worker(pooler):
     libuv's thread pool: on a single worker, another client's queries and a new client's login are
     answered while the slow login is still deriving (the stand-in has not received client-final yet),
     and the slow login then completes with the right proof."""
-    fake = ScramStandIn(iterations=8_000_000)  # a few seconds of PBKDF2 (the limit is 10,000,000)
+    fake = ScramStandIn(iterations=5_000_000)  # a few seconds of PBKDF2 (the limit is 10,000,000)
     try:
         p = pooler({"workers": 1, "server_connect_timeout": 120, "query_wait_timeout": 120},
                    dbs={"slowdb": "host=%s port=%d dbname=slowdb password=%s" % (HOST, fake.port, fake.PASSWORD)})
         with clients.connect(p) as other:  # logged in, with its server, before the slow login starts
             assert other.execute("SELECT 1").fetchone()[0] == 1
 
-            def slow_login():
-                with clients.connect(p, "slowdb") as c:
+            def slow_login():  # its connect waits for the server login (ASan and a busy machine: give it time)
+                with clients.connect(p, "slowdb", connect_timeout=180) as c:
                     c.execute("SELECT 1")
                 return "answered"
             slow, outcome = _in_thread(slow_login)
