@@ -481,7 +481,7 @@ static adm_status ctl_wait_close(adm_session *s, const char *arg, adm_result *r)
     return begin_wait(s, r, ADM_WAIT_CLOSE, arg);
 }
 
-/* TAKEOVER [seconds]: what `pgsluice --takeover` sends (core/takeover.c); the answer is the hand-over
+/* TAKEOVER [seconds]: what `pgsluice --takeover` sends (core/takeover_*.c); the answer is the hand-over
  * itself, or an error once it failed and this process serves again. */
 static adm_status ctl_takeover(adm_session *s, const char *arg, adm_result *r)
 {

@@ -14,7 +14,14 @@
 #define SL_SCRAM_MAX_SALT 64
 #define SL_SCRAM_DEFAULT_ITERATIONS 4096 /* PostgreSQL's default, also used for mock exchanges */
 #define SL_SCRAM_DEFAULT_SALT_LEN 16
-#define SL_SCRAM_MAX_ITERATIONS 10000000 /* the most a server may ask of our client side */
+/* The most a server may ask of our client side (when pgsluice logs in to a server with a password). PostgreSQL
+ * accepts scram_iterations up to INT_MAX (default 4096) and libpq computes whatever it is asked; at ~0.5 us per
+ * iteration, 2,000,000,000 would keep a thread busy for a quarter of an hour per login. 10,000,000 is 2,400
+ * times PostgreSQL's default and 16 times OWASP's 2023 advice for PBKDF2-HMAC-SHA256 (600,000), the same bound
+ * as pgsluice's own scram_iterations setting, and still fits in the default server_connect_timeout (~5 s).
+ * The derivation runs on libuv's thread pool (server.c), never on a worker's loop. */
+#define SL_SCRAM_MAX_ITERATIONS 10000000
+#define SL_SCRAM_CLIENT_MAX_SALT 256 /* longest salt a server may send our client side */
 #define SL_SCRAM_SECRET_MAX 256           /* buffer for sl_scram_secret_format, NUL included */
 #define SL_SCRAM_MAX_CLIENT_NONCE 256     /* longest client nonce the server side accepts */
 #define SL_SCRAM_MAX_MESSAGE 1024         /* longest client-first-bare / client-final the server side accepts */
@@ -129,6 +136,7 @@ typedef enum sl_scram_cb_mode {
 typedef struct sl_scram_client {
    int state;        /* internal: 0 fresh, 1 client-first sent, 2 client-final sent, 3 verified, -1 bad init */
    bool passthrough; /* client_key/server_key given instead of a password */
+   bool keys_set;    /* client_key/server_key derived elsewhere from the password (sl_scram_client_set_keys) */
    sl_scram_cb_mode cb_mode;
    uint8_t cb_data[SL_SCRAM_MAX_CB_DATA]; /* the server certificate's tls-server-end-point hash (BOUND) */
    size_t cb_len;
@@ -165,6 +173,23 @@ bool sl_scram_client_first(sl_scram_client *st, char *out, size_t outlen);
  * to out. */
 bool sl_scram_client_final(sl_scram_client *st, const char *server_first, size_t len, char *out, size_t outlen,
                            const char **errmsg);
+/* Deriving the keys from the password elsewhere (a thread pool: PBKDF2 with a large iteration count takes
+ * seconds), between receiving server-first and sl_scram_client_final:
+ *   sl_scram_client_needs_keys: a password login after sl_scram_client_first, keys not derived yet (pass-through
+ *     logins have their keys and need none);
+ *   sl_scram_client_key_params: parses and checks server-first as sl_scram_client_final does (same errors; an
+ *     iteration count above SL_SCRAM_MAX_ITERATIONS is refused, saying so) and gives its salt (up to
+ *     SL_SCRAM_CLIENT_MAX_SALT bytes) and iteration count; false leaves the exchange failed;
+ *   sl_scram_derive_keys: the derivation itself, thread-safe, touching no sl_scram_client (give it a copy of
+ *     st->password);
+ *   sl_scram_client_set_keys: the result (false in the wrong state); the password is wiped. Then
+ *     sl_scram_client_final with the same server-first skips the derivation. */
+bool sl_scram_client_needs_keys(const sl_scram_client *st);
+bool sl_scram_client_key_params(sl_scram_client *st, const char *server_first, size_t len, uint8_t *salt,
+                                size_t *salt_len, int *iterations, const char **errmsg);
+bool sl_scram_derive_keys(const char *password, const uint8_t *salt, size_t salt_len, int iterations,
+                          uint8_t client_key[SL_SCRAM_KEY_LEN], uint8_t server_key[SL_SCRAM_KEY_LEN]);
+bool sl_scram_client_set_keys(sl_scram_client *st, const uint8_t *client_key, const uint8_t *server_key);
 /* Checks server-final "v=..." in constant time; "e=..." gives false with *errmsg quoting the server's error
  * (pointing into st, valid until st changes). */
 bool sl_scram_client_verify(sl_scram_client *st, const char *server_final, size_t len, const char **errmsg);

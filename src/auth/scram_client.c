@@ -2,6 +2,7 @@
  * pass-through), with or without channel binding. */
 #include "auth/scram_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -113,12 +114,86 @@ bool sl_scram_client_first(sl_scram_client *st, char *out, size_t outlen)
    return true;
 }
 
+/* server-first: r= (extending our nonce), s=, i= (1..SL_SCRAM_MAX_ITERATIONS), allowed extensions. */
+static bool parse_server_first(sl_scram_client *st, const char *server_first, size_t len, const char **nonce,
+                               size_t *nonce_len, uint8_t *salt, size_t salt_cap, size_t *salt_len, long *iter,
+                               const char **errmsg)
+{
+   const char *p = server_first, *end = server_first + len, *salt_b64, *iter_s;
+   size_t salt_b64_len, iter_len, ours = strlen(st->nonce);
+
+   if (len == 0 || memchr(server_first, '\0', len))
+      return fail(errmsg, "malformed SCRAM server-first-message (empty or NUL byte)");
+   if (len >= 2 && p[0] == 'm' && p[1] == '=')
+      return fail(errmsg, "SCRAM mandatory extension is not supported");
+   if (!sl_scram_i_attr(&p, end, 'r', nonce, nonce_len) || !sl_scram_i_nonce_ok(*nonce, *nonce_len))
+      return fail(errmsg, "malformed SCRAM server-first-message (bad r=)");
+   if (*nonce_len <= ours || memcmp(*nonce, st->nonce, ours) != 0)
+      return fail(errmsg, "SCRAM server nonce does not start with the client nonce");
+   if (!sl_scram_i_attr(&p, end, 's', &salt_b64, &salt_b64_len) ||
+       !sl_base64_decode(salt_b64, salt_b64_len, salt, salt_cap, salt_len) || *salt_len == 0)
+      return fail(errmsg, "malformed SCRAM server-first-message (bad s=)");
+   if (!sl_scram_i_attr(&p, end, 'i', &iter_s, &iter_len) || !sl_scram_i_parse_int(iter_s, iter_len, 1, INT_MAX, iter))
+      return fail(errmsg, "malformed SCRAM server-first-message (bad i=)");
+   if (*iter > SL_SCRAM_MAX_ITERATIONS) {
+      snprintf(st->errbuf, sizeof(st->errbuf),
+               "server asks for %ld SCRAM iterations, more than the %d pgsluice computes (misconfigured or hostile "
+               "server?)",
+               *iter, SL_SCRAM_MAX_ITERATIONS);
+      return fail(errmsg, st->errbuf);
+   }
+   if ((p == end && end[-1] == ',') || !sl_scram_i_exts_ok(p, end))
+      return fail(errmsg, "malformed SCRAM server-first-message (bad extension)");
+   return true;
+}
+
+bool sl_scram_client_needs_keys(const sl_scram_client *st)
+{
+   return st->state == 1 && !st->passthrough && !st->keys_set;
+}
+
+bool sl_scram_client_key_params(sl_scram_client *st, const char *server_first, size_t len, uint8_t *salt,
+                                size_t *salt_len, int *iterations, const char **errmsg)
+{
+   const char *nonce;
+   size_t nonce_len;
+   long iter;
+
+   if (!sl_scram_client_needs_keys(st))
+      return fail(errmsg, "SCRAM exchange in wrong state");
+   if (!parse_server_first(st, server_first, len, &nonce, &nonce_len, salt, SL_SCRAM_CLIENT_MAX_SALT, salt_len,
+                           &iter, errmsg)) {
+      st->state = -1;
+      return false;
+   }
+   *iterations = (int)iter;
+   return true;
+}
+
+bool sl_scram_derive_keys(const char *password, const uint8_t *salt, size_t salt_len, int iterations,
+                          uint8_t client_key[SL_SCRAM_KEY_LEN], uint8_t server_key[SL_SCRAM_KEY_LEN])
+{
+   return sl_scram_i_password_keys(password, salt, salt_len, iterations, client_key, server_key);
+}
+
+bool sl_scram_client_set_keys(sl_scram_client *st, const uint8_t *client_key, const uint8_t *server_key)
+{
+   if (!sl_scram_client_needs_keys(st))
+      return false;
+   memcpy(st->client_key, client_key, SL_SCRAM_KEY_LEN);
+   memcpy(st->server_key, server_key, SL_SCRAM_KEY_LEN);
+   st->keys_set = true;
+   OPENSSL_cleanse(st->password, sizeof(st->password));
+   return true;
+}
+
 bool sl_scram_client_final(sl_scram_client *st, const char *server_first, size_t len, char *out, size_t outlen,
                            const char **errmsg)
 {
-   const char *p = server_first, *end = server_first + len, *nonce, *salt_b64, *iter_s;
-   size_t nonce_len, salt_b64_len, iter_len, salt_len, ours = strlen(st->nonce);
-   uint8_t salt[256], stored[SL_SCRAM_KEY_LEN], client_sig[SL_SCRAM_KEY_LEN], proof[SL_SCRAM_KEY_LEN];
+   const char *nonce;
+   size_t nonce_len, salt_len;
+   uint8_t salt[SL_SCRAM_CLIENT_MAX_SALT], stored[SL_SCRAM_KEY_LEN], client_sig[SL_SCRAM_KEY_LEN],
+      proof[SL_SCRAM_KEY_LEN];
    char cbind[SL_SCRAM_I_CBIND_B64_MAX];
    long iter;
    sl_scram_i_buf b;
@@ -127,23 +202,10 @@ bool sl_scram_client_final(sl_scram_client *st, const char *server_first, size_t
    if (st->state != 1)
       return fail(errmsg, "SCRAM exchange in wrong state");
    st->state = -1;
-   if (len == 0 || memchr(server_first, '\0', len))
-      return fail(errmsg, "malformed SCRAM server-first-message (empty or NUL byte)");
-   if (len >= 2 && p[0] == 'm' && p[1] == '=')
-      return fail(errmsg, "SCRAM mandatory extension is not supported");
-   if (!sl_scram_i_attr(&p, end, 'r', &nonce, &nonce_len) || !sl_scram_i_nonce_ok(nonce, nonce_len))
-      return fail(errmsg, "malformed SCRAM server-first-message (bad r=)");
-   if (nonce_len <= ours || memcmp(nonce, st->nonce, ours) != 0)
-      return fail(errmsg, "SCRAM server nonce does not start with the client nonce");
-   if (!sl_scram_i_attr(&p, end, 's', &salt_b64, &salt_b64_len) ||
-       !sl_base64_decode(salt_b64, salt_b64_len, salt, sizeof(salt), &salt_len) || salt_len == 0)
-      return fail(errmsg, "malformed SCRAM server-first-message (bad s=)");
-   if (!sl_scram_i_attr(&p, end, 'i', &iter_s, &iter_len) ||
-       !sl_scram_i_parse_int(iter_s, iter_len, 1, SL_SCRAM_MAX_ITERATIONS, &iter))
-      return fail(errmsg, "malformed SCRAM server-first-message (bad i=)");
-   if ((p == end && end[-1] == ',') || !sl_scram_i_exts_ok(p, end))
-      return fail(errmsg, "malformed SCRAM server-first-message (bad extension)");
-   if (!st->passthrough &&
+   if (!parse_server_first(st, server_first, len, &nonce, &nonce_len, salt, sizeof(salt), &salt_len, &iter, errmsg))
+      return false;
+   /* keys derived elsewhere (sl_scram_client_set_keys) were derived from this very message's s= and i= */
+   if (!st->passthrough && !st->keys_set &&
        !sl_scram_i_password_keys(st->password, salt, salt_len, (int)iter, st->client_key, st->server_key))
       return fail(errmsg, "SCRAM key derivation failed");
    OPENSSL_cleanse(st->password, sizeof(st->password)); /* only the derived keys are needed from here */

@@ -21,7 +21,7 @@ void sl_client_error(sl_client *c, bool fatal, const char *sqlstate, const char 
 void sl_client_got_server(sl_client *c, sl_server *s);
 /* Ask the route for a server (WELCOME or WAITING, not already queued). */
 void sl_client_wake(sl_client *c);
-/* Takeover (core/takeover.c): a client handed over by the previous process, built off-thread with
+/* Takeover (core/takeover_*.c): a client handed over by the previous process, built off-thread with
  * its slot already claimed on w, joins w now (its thread): counted, polled, and what it sent meanwhile
  * (buffered or on the socket) is served. state: SL_CL_IDLE, SL_CL_WELCOME, or SL_CL_ACTIVE with
  * c->server linked and attached. fatal_sqlstate: it cannot go on here, told so (FATAL fatal_msg) and

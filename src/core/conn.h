@@ -144,6 +144,7 @@ typedef struct sl_server {
     char addr_str[64];
     sl_connect conn;
     void *scram;                 /* sl_scram_client during login */
+    void *scram_job;             /* its key derivation running in libuv's thread pool (server.c), or NULL */
     bool auth_ok;                /* the server said AuthenticationOk (believed only then: ReadyForQuery ends the login) */
     uint8_t tls_step;            /* sl_server_tls_step: TLS negotiation before the startup packet */
     uint8_t tls_plan;            /* sl_tls_plan this connection follows */

@@ -21,7 +21,7 @@ typedef struct sl_stmt {
 
 /* Find or add the statement whose Parse body (after the statement name) is body; +1 reference. */
 sl_stmt *sl_stmt_intern(const uint8_t *body, uint32_t len);
-/* Takeover (core/takeover.c): the statement the previous process knew as id, added with that id
+/* Takeover (core/takeover_*.c): the statement the previous process knew as id, added with that id
  * (servers handed over have it prepared as "SL_<id>"); later ids are above it. +1 reference; NULL
  * when out of memory or the same body already has another id. */
 sl_stmt *sl_stmt_adopt(uint64_t id, const uint8_t *body, uint32_t len, bool valid);

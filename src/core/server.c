@@ -34,6 +34,7 @@
 
 static void server_on_event(sl_stream *st, int events);
 static void login_input(sl_server *s);
+static void scram_job_detach(sl_server *s);
 
 /* Where a connection stands in TLS negotiation (s->tls_step). */
 enum { TLS_STEP_NONE = 0, TLS_STEP_ANSWER, TLS_STEP_HANDSHAKE };
@@ -82,6 +83,7 @@ void sl_server_close(sl_server *s, sl_close_reason why)
     }
     sl_server_set_state(s, SL_SV_CLOSING);
     sl_cancel_server_gone(s);
+    scram_job_detach(s);
     if (s->conn.resolve) { /* its callback still runs (cancelled or not) and frees the request */
         s->conn.resolve->data = NULL;
         uv_cancel((uv_req_t *)s->conn.resolve);
@@ -386,6 +388,119 @@ static bool auth_sasl_start(sl_server *s, char *pw, bool plus_offered)
     return true;
 }
 
+/* ---- SCRAM key derivation off the worker's loop ----
+ * PBKDF2 with the server's iteration count (up to SL_SCRAM_MAX_ITERATIONS: seconds) runs in libuv's thread
+ * pool on copies of the password, salt and server-first; the login waits (its server's input is neither read
+ * nor parsed meanwhile) and goes on in scram_keys_done on the worker. A server closed meanwhile (timeout,
+ * shutdown, ...) detaches the job first (scram_job_detach): the callback then only frees it. */
+
+typedef struct scram_job {
+    uv_work_t req;
+    sl_server *s;                /* NULL once detached: the server is gone */
+    uint64_t server_id;          /* for the log, once detached */
+    char *password;
+    uint8_t salt[SL_SCRAM_CLIENT_MAX_SALT];
+    size_t salt_len;
+    int iterations;
+    char *server_first;          /* the message the keys are for: client-final is computed from it */
+    size_t len;
+    uint8_t client_key[SL_SCRAM_KEY_LEN], server_key[SL_SCRAM_KEY_LEN];
+    bool ok;
+} scram_job;
+
+static void scram_job_free(scram_job *j)
+{
+    if (j->password) {
+        explicit_bzero(j->password, strlen(j->password));
+        free(j->password);
+    }
+    free(j->server_first);
+    explicit_bzero(j, sizeof(*j));
+    free(j);
+}
+
+static void scram_derive(uv_work_t *req)
+{
+    scram_job *j = req->data;
+    j->ok = sl_scram_derive_keys(j->password, j->salt, j->salt_len, j->iterations, j->client_key, j->server_key);
+}
+
+static void scram_keys_done(uv_work_t *req, int status)
+{
+    scram_job *j = req->data;
+    sl_server *s = j->s;
+    if (!s) { /* closed meanwhile (uv_cancel may have stopped it before it ran: status UV_ECANCELED) */
+        if (sl_log_verbose() >= 1)
+            sl_log_msg(SL_LOG_DEBUG, "S-0x%llx: SCRAM key derivation %s after its server connection closed",
+                       (unsigned long long)j->server_id, status == UV_ECANCELED ? "cancelled" : "finished");
+        scram_job_free(j);
+        return;
+    }
+    s->scram_job = NULL;
+    char out[1024];
+    const char *errmsg = NULL;
+    if (status != 0 || !j->ok) {
+        login_failed(s, "XX000", "SCRAM key derivation failed");
+    } else if (!sl_scram_client_set_keys(s->scram, j->client_key, j->server_key) ||
+               !sl_scram_client_final(s->scram, j->server_first, j->len, out, sizeof(out), &errmsg)) {
+        login_failed(s, "28000", errmsg ? errmsg : "SCRAM exchange failed");
+    } else {
+        send_password_msg(s, out, strlen(out));
+        explicit_bzero(out, sizeof(out));
+        sl_stream_set_poll(&s->s, UV_READABLE);
+        login_input(s); /* what the server sent meanwhile, if anything; sends client-final */
+    }
+    scram_job_free(j);
+}
+
+static void scram_job_detach(sl_server *s)
+{
+    scram_job *j = s->scram_job;
+    if (!j) return;
+    j->s = NULL;
+    s->scram_job = NULL;
+    uv_cancel((uv_req_t *)&j->req); /* not started yet: it never runs; scram_keys_done frees it either way */
+}
+
+/* server-first arrived for a password login: derive the keys in the thread pool. false + *errmsg: refused
+ * (malformed, too many iterations, out of memory); the exchange is over. */
+static bool scram_derive_start(sl_server *s, const char *server_first, size_t len, const char **errmsg)
+{
+    scram_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        *errmsg = "out of memory";
+        return false;
+    }
+    sl_scram_client *sc = s->scram;
+    if (!sl_scram_client_key_params(sc, server_first, len, j->salt, &j->salt_len, &j->iterations, errmsg)) {
+        scram_job_free(j);
+        return false;
+    }
+    j->password = strdup(sc->password);
+    j->server_first = malloc(len ? len : 1);
+    if (!j->password || !j->server_first) {
+        scram_job_free(j);
+        *errmsg = "out of memory";
+        return false;
+    }
+    memcpy(j->server_first, server_first, len);
+    j->len = len;
+    j->s = s;
+    j->server_id = s->id;
+    j->req.data = j;
+    if (uv_queue_work(&s->s.w->loop, &j->req, scram_derive, scram_keys_done) != 0) {
+        scram_job_free(j);
+        *errmsg = "could not start the SCRAM key derivation";
+        return false;
+    }
+    s->scram_job = j;
+    if (sl_log_verbose() >= 1)
+        SV_LOG(s, SL_LOG_DEBUG, "SCRAM: deriving the keys (%d iterations) in the thread pool", j->iterations);
+    /* nothing from the server is read until the keys are there (what it says meanwhile waits in its socket) */
+    sl_stream_set_poll(&s->s, sl_stream_out_pending(&s->s) ? UV_WRITABLE : 0);
+    return true;
+}
+
 /* AuthenticationXXX from the server. Returns false when the server was closed. */
 static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
 {
@@ -442,7 +557,9 @@ static bool handle_auth(sl_server *s, const uint8_t *body, uint32_t len)
         size_t n = sl_rd_left(&r);
         const char *data = (const char *)sl_rd_bytes(&r, n);
         if (!s->scram) ok = false, errmsg = "unexpected SASL message";
-        else if (code == SL_AUTH_REQ_SASL_CONTINUE) {
+        else if (code == SL_AUTH_REQ_SASL_CONTINUE && sl_scram_client_needs_keys(s->scram)) {
+            if (!scram_derive_start(s, data ? data : "", n, &errmsg)) ok = false;
+        } else if (code == SL_AUTH_REQ_SASL_CONTINUE) {
             if (!sl_scram_client_final(s->scram, data, n, out, sizeof(out), &errmsg)) ok = false;
             else send_password_msg(s, out, strlen(out));
         } else if (!sl_scram_client_verify(s->scram, data, n, &errmsg)) ok = false;
@@ -489,7 +606,7 @@ static void login_input(sl_server *s)
     sl_stream *st = &s->s;
     sl_pktbuf others;
     sl_pb_init(&others);
-    while (s->state == SL_SV_LOGIN) {
+    while (s->state == SL_SV_LOGIN && !s->scram_job) { /* with a key derivation running: its callback goes on */
         sl_wire_msg m;
         sl_take_status ts = sl_take_msg(st, LOGIN_MSG_MAX, &m);
         if (ts == SL_TAKE_MORE) break;
@@ -535,7 +652,8 @@ static void login_input(sl_server *s)
     sl_pb_free(&others);
     if (s->state != SL_SV_CLOSING && st->pos == st->end) sl_stream_recycle_buf(st);
     if (s->state == SL_SV_LOGIN && sl_stream_out_pending(st)) {
-        if (sl_stream_flush(st, NULL) == SL_IO_AGAIN) sl_stream_set_poll(st, UV_READABLE | UV_WRITABLE);
+        if (sl_stream_flush(st, NULL) == SL_IO_AGAIN)
+            sl_stream_set_poll(st, s->scram_job ? UV_WRITABLE : UV_READABLE | UV_WRITABLE);
     }
 }
 
@@ -674,9 +792,10 @@ static void server_on_event(sl_stream *st, int events)
             else sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
             return;
         }
-        sl_stream_set_poll(st, rc == SL_IO_AGAIN ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+        int more = rc == SL_IO_AGAIN ? UV_WRITABLE : 0;
+        sl_stream_set_poll(st, s->scram_job ? more : more | UV_READABLE);
     }
-    if (!(events & UV_READABLE)) return;
+    if (!(events & UV_READABLE) || s->scram_job) return; /* SCRAM keys being derived: read afterwards */
     sl_io_status rc = sl_stream_read(st);
     if (rc == SL_IO_EOF || rc == SL_IO_ERROR) {
         sl_close_reason why = rc == SL_IO_EOF ? SL_CLOSE_SERVER_EOF : SL_CLOSE_SERVER_READ_ERROR;

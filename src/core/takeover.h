@@ -1,6 +1,7 @@
 /* takeover.h - zero-downtime restart: a new pgsluice process (`pgsluice --takeover`, `-R`) takes the
  * listening sockets and every client and server connection, with its state, over from the running
- * one through the admin console's Unix socket (SCM_RIGHTS). See takeover.c for the protocol. */
+ * one through the admin console's Unix socket (SCM_RIGHTS). See takeover_int.h for the protocol
+ * and the files (takeover_donor.c, takeover_receive.c, ...). */
 #ifndef SL_TAKEOVER_H
 #define SL_TAKEOVER_H
 

@@ -19,7 +19,7 @@ void sl_listen_start(sl_worker *w, sl_accept_cb cb);
  * refused instead of waiting in the backlog. keep_unix: the Unix socket keeps accepting (so the
  * admin console stays reachable while the process drains). */
 void sl_listen_stop(sl_worker *w, bool keep_unix);
-/* Takeover (core/takeover.c): the listening sockets (up to max), to hand them to a new process. */
+/* Takeover (core/takeover_*.c): the listening sockets (up to max), to hand them to a new process. */
 int sl_listen_fds(int *fds, bool *is_unix, int max);
 /* Use listening sockets handed over by the previous process instead of opening them. */
 void sl_listen_adopt(const int *fds, const bool *is_unix, int n);

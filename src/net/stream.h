@@ -40,7 +40,7 @@ typedef struct sl_stream {
     sl_stream_done_cb on_done;
     bool poll_open;          /* poll handle initialised and not yet closed */
     bool close_fd;           /* on_done: the descriptor is closed first (sl_stream_close) */
-    bool frozen;             /* takeover (core/takeover.c): polling stopped while a new process takes
+    bool frozen;             /* takeover (core/takeover_*.c): polling stopped while a new process takes
                               * the socket over; nothing may read, write or close it meanwhile */
     bool handed;             /* takeover: its descriptor and state went to the new process */
     bool bulk;               /* the last read filled the buffer: more is waiting (a large result,

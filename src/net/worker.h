@@ -118,7 +118,7 @@ void sl_worker_buf_put(sl_worker *w, void *buf);
 uint32_t sl_worker_add_slot(sl_worker *w, void *obj, uint32_t gen);
 void sl_worker_remove_slot(sl_worker *w, uint32_t slot, const void *obj);
 void *sl_worker_find_slot(sl_worker *w, uint32_t slot, uint32_t gen);
-/* Takeover (core/takeover.c): put obj in this very slot (a connection handed over keeps its slot, so
+/* Takeover (core/takeover_*.c): put obj in this very slot (a connection handed over keeps its slot, so
  * its cancel key still names it); before any sl_worker_add_slot on this worker. false if taken or
  * out of range. sl_worker_claim_slots_done rebuilds the free list once all are claimed. */
 bool sl_worker_claim_slot(sl_worker *w, uint32_t slot, void *obj, uint32_t gen);

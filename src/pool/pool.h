@@ -314,7 +314,7 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out);
 /* A server is gone: drop it from the books (once; act may be NULL when nothing is to be done). */
 void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act);
 /* A launch that never became a connection (out of memory). */
-/* Takeover (core/takeover.c): a logged-in server connection of backend c->backend handed over by the
+/* Takeover (core/takeover_*.c): a logged-in server connection of backend c->backend handed over by the
  * previous process, counted in now; idle: parked on worker's idle list (else linked to a client). */
 void sl_route_adopt_conn(sl_pool_conn *c, int worker, bool idle);
 void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act);

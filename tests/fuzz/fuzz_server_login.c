@@ -5,7 +5,8 @@
  * ReadyForQuery; bad lengths and garbage), through the real code: the server connection is
  * launched by sl_server_launch (counted in its route as the pool's launch decision counts it) to a
  * Unix socket the harness listens on, on a worker struct whose libuv loop the harness runs (one
- * thread: a uv_run(UV_RUN_NOWAIT) after each piece of input).
+ * thread: a uv_run(UV_RUN_NOWAIT) after each piece of input, then until the SCRAM key derivation
+ * pgsluice runs in libuv's thread pool, if any, has called back).
  * Input: a byte that picks the database (what pgsluice knows to log in with: the cleartext
  * password, its md5 hash, or SCRAM keys passed through from a client login), a chunk byte, then
  * the bytes the server sends after the startup packet. Chunk 0: message by message (by their
@@ -121,9 +122,12 @@ static bool server_alive(const sl_server *s)
     return false;
 }
 
+/* A few turns of the loop, and then until no request is outstanding: a SCRAM key derivation runs in
+ * libuv's thread pool (server.c) and the login goes on only in its callback on this loop. */
 static void run_loop(void)
 {
     for (int i = 0; i < 4; i++) uv_run(&g_worker.loop, UV_RUN_NOWAIT);
+    while (g_worker.loop.active_reqs.count > 0) uv_run(&g_worker.loop, UV_RUN_ONCE);
 }
 
 typedef struct bytes {

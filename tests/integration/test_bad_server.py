@@ -1,6 +1,7 @@
 """Bad input from servers: a server that sends what PostgreSQL never would loses its connection, its
 client gets an error, and the pooler keeps serving everyone else. The server here is a stand-in
 that logs pgsluice in and answers each query with the bytes a test gives it."""
+import re
 import socket
 import struct
 import threading
@@ -297,3 +298,203 @@ def test_server_that_skips_the_end_of_scram_is_not_believed(pooler, skip):
         clients.assert_pooler_serves(p)
     finally:
         sock.close()
+
+
+class ScramStandIn:
+    """A stand-in server that asks for SCRAM-SHA-256 and answers client-first with `iterations`. When
+    `complete` it checks the proof in client-final (deriving the keys itself, in parallel with pgsluice),
+    signs server-final and logs pgsluice in, then answers each Query with `SELECT 0`. Events:
+    first_sent (server-first is out), final_received (client-final arrived)."""
+
+    PASSWORD = "secret"
+
+    def __init__(self, iterations, complete=True):
+        self.iterations = iterations
+        self.complete = complete
+        self.first_sent = threading.Event()
+        self.final_received = threading.Event()
+        self.proof_ok = None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read(conn):
+        t = _recv_exact(conn, 1)
+        (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+        return t, _recv_exact(conn, n - 4)
+
+    def _serve(self, conn):
+        import base64
+        import hashlib
+        import hmac
+        try:
+            (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+            body = _recv_exact(conn, n - 4)
+            if struct.unpack("!I", body[:4])[0] == 80877103:  # SSLRequest
+                conn.sendall(b"N")
+                (n,) = struct.unpack("!I", _recv_exact(conn, 4))
+                _recv_exact(conn, n - 4)
+            conn.sendall(_msg(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256\0\0"))
+            t, body = self._read(conn)  # SASLInitialResponse: mechanism, length, client-first
+            mech_end = body.index(b"\0")
+            client_first = body[mech_end + 5:].decode()
+            client_first_bare = client_first[client_first.index("n=", 3):]
+            nonce = client_first_bare.split("r=", 1)[1] + "standin"
+            salt = b"pgsluice-salt"
+            server_first = "r=%s,s=%s,i=%d" % (nonce, base64.b64encode(salt).decode(), self.iterations)
+            conn.sendall(_msg(b"R", struct.pack("!I", 11) + server_first.encode()))
+            self.first_sent.set()
+            keys = {}
+            if self.complete:  # what pgsluice derives, derived here too meanwhile
+                def derive():
+                    salted = hashlib.pbkdf2_hmac("sha256", self.PASSWORD.encode(), salt, self.iterations)
+                    keys["ck"] = hmac.new(salted, b"Client Key", "sha256").digest()
+                    keys["sk"] = hmac.new(salted, b"Server Key", "sha256").digest()
+                deriving = threading.Thread(target=derive, daemon=True)
+                deriving.start()
+            t, body = self._read(conn)
+            self.final_received.set()
+            if not self.complete:
+                conn.sendall(_msg(b"E", b"SFATAL\0C28P01\0Mstand-in: not logging anyone in\0\0"))
+                return
+            deriving.join()
+            client_final = body.decode()
+            without_proof, proof = client_final.rsplit(",p=", 1)
+            auth_msg = ",".join((client_first_bare, server_first, without_proof)).encode()
+            stored = hashlib.sha256(keys["ck"]).digest()
+            sig = hmac.new(stored, auth_msg, "sha256").digest()
+            self.proof_ok = bytes(a ^ b for a, b in zip(keys["ck"], sig)) == base64.b64decode(proof)
+            if not self.proof_ok:
+                conn.sendall(_msg(b"E", b"SFATAL\0C28P01\0Mstand-in: wrong SCRAM proof\0\0"))
+                return
+            server_sig = base64.b64encode(hmac.new(keys["sk"], auth_msg, "sha256").digest())
+            welcome = _msg(b"R", struct.pack("!I", 12) + b"v=" + server_sig) + _msg(b"R", struct.pack("!I", 0))
+            for k, v in (("server_version", "15.0"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+                         ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
+                welcome += _msg(b"S", k.encode() + b"\0" + v.encode() + b"\0")
+            conn.sendall(welcome + _msg(b"K", struct.pack("!II", 1234, 5678)) + _msg(b"Z", b"I"))
+            while True:
+                t, body = self._read(conn)
+                if t == b"X":
+                    return
+                if t == b"Q":
+                    conn.sendall(_msg(b"C", b"SELECT 0\0") + _msg(b"Z", b"I"))
+                elif t == b"S":
+                    conn.sendall(_msg(b"Z", b"I"))
+        except (ConnectionError, OSError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def _in_thread(fn):
+    """Run fn in a thread; returns (thread, outcome dict: "result" or "error")."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = fn()
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, outcome
+
+
+def _wait(event, what, timeout=60):
+    assert event.wait(timeout), "timed out waiting for " + what
+
+
+def test_slow_scram_key_derivation_does_not_stall_the_worker(pooler):
+    """Issue 14: a server that answers SCRAM with a large iteration count made pgsluice compute PBKDF2
+    on the worker's thread, and every client of that worker waited meanwhile. The derivation runs in
+    libuv's thread pool: on a single worker, another client's queries and a new client's login are
+    answered while the slow login is still deriving (the stand-in has not received client-final yet),
+    and the slow login then completes with the right proof."""
+    fake = ScramStandIn(iterations=5_000_000)  # a few seconds of PBKDF2 (the limit is 10,000,000)
+    try:
+        p = pooler({"workers": 1, "server_connect_timeout": 120, "query_wait_timeout": 120},
+                   dbs={"slowdb": "host=%s port=%d dbname=slowdb password=%s" % (HOST, fake.port, fake.PASSWORD)})
+        with clients.connect(p) as other:  # logged in, with its server, before the slow login starts
+            assert other.execute("SELECT 1").fetchone()[0] == 1
+
+            def slow_login():  # its connect waits for the server login (ASan and a busy machine: give it time)
+                with clients.connect(p, "slowdb", connect_timeout=180) as c:
+                    c.execute("SELECT 1")
+                return "answered"
+            slow, outcome = _in_thread(slow_login)
+            _wait(fake.first_sent, "the stand-in's server-first")
+            assert other.execute("SELECT 2").fetchone()[0] == 2
+            with clients.connect(p) as newcomer:
+                assert newcomer.execute("SELECT 3").fetchone()[0] == 3
+            assert not fake.final_received.is_set(), "the derivation ended before the other clients were served"
+        slow.join(180)
+        assert not slow.is_alive(), "the slow login never finished"
+        assert outcome.get("result") == "answered", outcome
+        assert fake.proof_ok is True
+        clients.assert_pooler_serves(p)
+    finally:
+        fake.close()
+
+
+def test_absurd_scram_iteration_count_is_refused_with_a_clear_error(pooler):
+    """A server asking for 2,000,000,000 PBKDF2 iterations (a quarter of an hour of CPU per login) is
+    refused before any derivation: its client gets an error saying why, the log says so, and nothing
+    is sent back to the server."""
+    fake = ScramStandIn(iterations=2_000_000_000, complete=False)
+    try:
+        p = pooler({"workers": 1, "server_login_retry": 1},
+                   dbs={"slowdb": "host=%s port=%d dbname=slowdb password=%s" % (HOST, fake.port, fake.PASSWORD)})
+        with pytest.raises(psycopg.Error) as e:
+            with clients.connect(p, "slowdb") as c:
+                c.execute("SELECT 1")
+        assert "SCRAM iterations" in str(e.value), str(e.value)
+        assert "server asks for 2000000000 SCRAM iterations" in open(p.log_path).read()
+        assert not fake.final_received.is_set()
+        clients.assert_pooler_serves(p)
+    finally:
+        fake.close()
+
+
+def test_server_closed_while_its_scram_keys_are_derived(pooler):
+    """server_connect_timeout closes a server connection whose SCRAM keys are still being derived in
+    the thread pool: its client gets the timeout error, and the derivation, when it ends, finds the
+    connection gone (no use of freed memory: the sanitizer builds run this) and the pooler serves on."""
+    fake = ScramStandIn(iterations=8_000_000, complete=False)
+    try:
+        p = pooler({"workers": 1, "server_connect_timeout": 1, "server_login_retry": 1, "verbose": 1},
+                   dbs={"slowdb": "host=%s port=%d dbname=slowdb password=%s" % (HOST, fake.port, fake.PASSWORD)})
+        with pytest.raises(psycopg.Error) as e:
+            with clients.connect(p, "slowdb") as c:
+                c.execute("SELECT 1")
+        assert "server_connect_timeout" in str(e.value), str(e.value)
+        deadline = time.monotonic() + 120
+        said = re.compile(r"SCRAM key derivation (finished|cancelled) after its server connection closed")
+        while not said.search(open(p.log_path).read()):
+            assert time.monotonic() < deadline, "the derivation never ended\n" + p.describe()
+            time.sleep(0.1)
+        assert not fake.final_received.is_set()
+        clients.assert_pooler_serves(p)
+    finally:
+        fake.close()

@@ -1,5 +1,5 @@
 """Zero-downtime restart: `pgsluice --takeover` (-R) takes the listening sockets and every client and
-server connection over from the running process (src/core/takeover.c, docs/OPERATIONS.md).
+server connection over from the running process (src/core/takeover_*.c, docs/OPERATIONS.md).
 
 Each test starts a pooler, then a second pgsluice with --takeover on the same config; the harness's
 Pooler object is pointed at the new process once the old one has exited."""

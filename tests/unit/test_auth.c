@@ -295,6 +295,58 @@ static void test_rfc7677_client(void **state)
    assert_non_null(err);
 }
 
+/* The keys derived elsewhere (server.c: libuv's thread pool) give the same client-final as the inline
+ * derivation; a count above SL_SCRAM_MAX_ITERATIONS is refused before any work, saying so. */
+static void test_scram_client_keys_derived_elsewhere(void **state)
+{
+   sl_scram_client cl;
+   char out[512];
+   const char *err = NULL;
+   uint8_t salt[SL_SCRAM_CLIENT_MAX_SALT], ck[SL_SCRAM_KEY_LEN], sk[SL_SCRAM_KEY_LEN];
+   size_t salt_len = 0;
+   int iter = 0;
+
+   (void)state;
+   sl_scram_client_init(&cl, "pencil", NULL, NULL);
+   assert_true(sl_scram_client_set_nonce(&cl, "rOprNGfwEbeRWgbNEkqO", "user"));
+   assert_false(sl_scram_client_needs_keys(&cl)); /* not before client-first */
+   assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+   assert_true(sl_scram_client_needs_keys(&cl));
+   assert_true(sl_scram_client_key_params(&cl, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), salt, &salt_len, &iter,
+                                          &err));
+   assert_int_equal(iter, 4096);
+   assert_int_equal(salt_len, 16);
+   assert_true(sl_scram_derive_keys("pencil", salt, salt_len, iter, ck, sk));
+   assert_true(sl_scram_client_set_keys(&cl, ck, sk));
+   assert_false(sl_scram_client_needs_keys(&cl));
+   assert_true(sl_scram_client_final(&cl, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), out, sizeof(out), &err));
+   assert_string_equal(out, RFC_CLIENT_FINAL);
+   assert_true(sl_scram_client_verify(&cl, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err));
+   sl_scram_client_clear(&cl);
+
+   static const char *const too_many[] = {
+      "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=2000000000",
+      "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=10000001",
+   };
+   for (size_t k = 0; k < 2; k++) {
+      for (int inline_final = 0; inline_final < 2; inline_final++) {
+         sl_scram_client_init(&cl, "pencil", NULL, NULL);
+         assert_true(sl_scram_client_set_nonce(&cl, "rOprNGfwEbeRWgbNEkqO", "user"));
+         assert_true(sl_scram_client_first(&cl, out, sizeof(out)));
+         err = NULL;
+         if (inline_final)
+            assert_false(sl_scram_client_final(&cl, too_many[k], strlen(too_many[k]), out, sizeof(out), &err));
+         else
+            assert_false(
+               sl_scram_client_key_params(&cl, too_many[k], strlen(too_many[k]), salt, &salt_len, &iter, &err));
+         assert_non_null(err);
+         assert_non_null(strstr(err, "SCRAM iterations, more than the 10000000 pgsluice computes"));
+         assert_false(sl_scram_client_needs_keys(&cl)); /* the exchange is over */
+         sl_scram_client_clear(&cl);
+      }
+   }
+}
+
 /* Run a full exchange between cl and a fresh server with sec; returns the server's verdict. */
 static bool exchange(sl_scram_client *cl, const sl_scram_secret *sec, sl_scram_server *srv)
 {
@@ -1111,6 +1163,7 @@ int main(void)
       cmocka_unit_test(test_secret_parse),
       cmocka_unit_test(test_rfc7677_server),
       cmocka_unit_test(test_rfc7677_client),
+      cmocka_unit_test(test_scram_client_keys_derived_elsewhere),
       cmocka_unit_test(test_round_trip_password),
       cmocka_unit_test(test_pass_through),
       cmocka_unit_test(test_mock),
