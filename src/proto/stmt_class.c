@@ -582,10 +582,165 @@ bool sl_stmt_next(sl_stmt_iter *it, sl_stmt_info *out)
 
 void sl_stmt_classify_one(const char *sql, size_t len, sl_stmt_info *out)
 {
+    int maxp, n = sl_stmt_plain_count(sql, len, &maxp);
+    if (n == 0 || n == 1) { /* most statements: nothing to read further */
+        memset(out, 0, offsetof(sl_stmt_info, name));
+        out->name[0] = out->value[0] = '\0';
+        out->is_default = out->value_ok = false;
+        out->max_param = maxp;
+        return;
+    }
     sl_stmt_iter it;
     sl_stmt_iter_init(&it, sql, len);
     if (!sl_stmt_next(&it, out)) return;
     /* a Parse holds one statement; anything after it (the server refuses that) is looked at too */
     sl_stmt_info more;
     while (sl_stmt_next(&it, &more)) out->pins |= more.pins;
+}
+
+/* ---- the shortcut: texts that cannot do anything to the session ---- */
+
+/* Byte classes of the one-pass check, the lexer's own in the C locale (pgsluice never calls
+ * setlocale): isspace, word_start, isdigit, and the bytes that start quotes, parameters, comments,
+ * numbers and statements. */
+enum { B_OTHER, B_SPACE, B_WORD, B_DIGIT, B_SQUOTE, B_DQUOTE, B_DOLLAR, B_DASH, B_SLASH, B_SEMI, B_DOT };
+
+static const unsigned char byte_class[256] = {
+    [' '] = B_SPACE, ['\t'] = B_SPACE, ['\n'] = B_SPACE, ['\v'] = B_SPACE, ['\f'] = B_SPACE, ['\r'] = B_SPACE,
+    ['A' ... 'Z'] = B_WORD, ['a' ... 'z'] = B_WORD, ['_'] = B_WORD, [0x80 ... 0xff] = B_WORD,
+    ['0' ... '9'] = B_DIGIT, ['\''] = B_SQUOTE, ['"'] = B_DQUOTE, ['$'] = B_DOLLAR, ['-'] = B_DASH,
+    ['/'] = B_SLASH, [';'] = B_SEMI, ['.'] = B_DOT,
+};
+
+static bool cls_word_char(unsigned char c)
+{
+    unsigned k = byte_class[c];
+    return k == B_WORD || k == B_DIGIT || c == '$';
+}
+
+/* Does the word (or quoted identifier's content) w[0..n) start like a name the scanner looks for
+ * (pg_advisory_lock and friends, pg_temp, set_config, temp / temporary)? Case-insensitive. */
+static bool trigger_prefix(const char *w, size_t n)
+{
+    char c = (char)(w[0] | 0x20);
+    if (c == 'p') return n >= 3 && (w[1] | 0x20) == 'g' && w[2] == '_';
+    if (c == 't') return n >= 4 && !strncasecmp(w, "temp", 4);
+    if (c == 's') return n >= 10 && !strncasecmp(w, "set_config", 10);
+    return false;
+}
+
+/* Is the word w[0..n) one of the first keywords classify_stmt acts on? */
+static bool acting_keyword(const char *w, size_t n)
+{
+    static const char *const words[] = {"set",    "reset",    "discard", "listen",     "unlisten", "declare",
+                                        "close",  "prepare",  "create",  "deallocate", "rollback", "abort"};
+    if (n < 3 || n > 10) return false;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strlen(words[i]) == n && !strncasecmp(w, words[i], n)) return true;
+    return false;
+}
+
+/* A quoted run from p (on the quote q) without backslash escapes: the byte after it, or NULL. */
+static const char *past_quoted(const char *p, const char *end, char q)
+{
+    for (p++;;) {
+        const char *z = memchr(p, q, (size_t)(end - p));
+        if (!z) return NULL;
+        p = z + 1;
+        if (p < end && *p == q) p++; /* doubled: still inside */
+        else return p;
+    }
+}
+
+/* A number from p, as next_tok reads it (1e-5, 0x1F, 1_000, .5). */
+static const char *past_number(const char *p, const char *end)
+{
+    for (p++; p < end && (isalnum((unsigned char)*p) || *p == '.' || *p == '_' ||
+                          ((*p == '+' || *p == '-') && (p[-1] == 'e' || p[-1] == 'E')));
+         p++)
+        ;
+    return p;
+}
+
+int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
+{
+    const char *p = sql, *end = sql + len;
+    const char *nul = memchr(sql, '\0', len); /* as sl_stmt_iter_init */
+    if (nul) end = nul;
+    int count = 0, maxp = 0;
+    bool any = false; /* the statement so far has a token */
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        switch (byte_class[c]) {
+        case B_SPACE: p++; continue;
+        case B_SEMI:
+            count += any;
+            any = false;
+            p++;
+            continue;
+        case B_WORD: {
+            const char *w = p++;
+            while (p < end && cls_word_char((unsigned char)*p)) p++;
+            size_t n = (size_t)(p - w);
+            if (n == 1 && p < end) {
+                char l = (char)(c | 0x20);
+                if (l == 'e' && *p == '\'') return -1;            /* E'' with backslash escapes */
+                if (l == 'u' && *p == '&') return -1;             /* U&'' / U&"" */
+            }
+            if (!any && acting_keyword(w, n)) return -1;
+            if (trigger_prefix(w, n)) return -1;
+            break;
+        }
+        case B_DQUOTE: {
+            const char *q = past_quoted(p, end, '"');
+            if (!q) return -1;
+            if (q - p > 2 && trigger_prefix(p + 1, (size_t)(q - p - 2))) return -1;
+            p = q;
+            break;
+        }
+        case B_SQUOTE: /* also the B'' X'' N'' forms: their prefix was a word of its own */
+            if (!(p = past_quoted(p, end, '\''))) return -1;
+            break;
+        case B_DOLLAR: {
+            if (end - p < 2 || byte_class[(unsigned char)p[1]] != B_DIGIT) return -1; /* a dollar quote, maybe */
+            int v = 0;
+            for (p++; p < end && byte_class[(unsigned char)*p] == B_DIGIT; p++)
+                if (v < 100000) v = v * 10 + (*p - '0');
+            if (v > maxp) maxp = v;
+            break;
+        }
+        case B_DASH:
+            if (end - p >= 2 && p[1] == '-') { /* a comment to the end of the line */
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                p = nl ? nl : end;
+                continue;
+            }
+            p++;
+            break;
+        case B_SLASH:
+            if (end - p >= 2 && p[1] == '*') { /* nested block comments, as skip_space */
+                int depth = 0;
+                while (p < end) {
+                    if (end - p >= 2 && p[0] == '/' && p[1] == '*') depth++, p += 2;
+                    else if (end - p >= 2 && p[0] == '*' && p[1] == '/') {
+                        p += 2;
+                        if (--depth == 0) break;
+                    } else p++;
+                }
+                if (depth) return -1;
+                continue;
+            }
+            p++;
+            break;
+        case B_DOT: /* a number such as .5, else an operator */
+            p = end - p >= 2 && byte_class[(unsigned char)p[1]] == B_DIGIT ? past_number(p, end) : p + 1;
+            break;
+        case B_DIGIT: p = past_number(p, end); break;
+        default: p++; break;
+        }
+        any = true;
+    }
+    count += any;
+    *max_param = maxp;
+    return count;
 }
