@@ -180,6 +180,7 @@ static void tx_drop(sl_session *ss)
 static void tx_commit(sl_client *c, sl_server *s)
 {
     sl_session *ss = c->sess;
+    if (!ss->txn && !ss->clear_pending) return; /* nothing changed */
     for (uint32_t i = 0; i < ss->txn; i++) {
         const sl_sess_entry *e = &ss->tx[i];
         if (e->kind == E_PARAM) {
@@ -209,29 +210,48 @@ static void tx_commit(sl_client *c, sl_server *s)
 
 /* ---- the queue of answers ---- */
 
-static bool q_push(sl_session *ss, const sl_sess_entry *e)
+static bool plain(const sl_sess_entry *e) { return e->kind == E_NONE && !e->pins && !e->clears; }
+
+static bool q_grow(sl_session *ss);
+
+/* n plain statements (n > 0): added to the run at the tail, or a new entry for them. */
+static inline bool q_push_plain(sl_session *ss, uint32_t n)
 {
-    if (e->kind == E_NONE && !e->pins && !e->clears && ss->qn) { /* runs of plain statements: one entry */
+    if (ss->qn) { /* runs of plain statements: one entry */
         sl_sess_entry *last = &ss->q[(ss->qhead + ss->qn - 1) & (ss->qcap - 1)];
-        if (last->kind == E_NONE && !last->pins && !last->clears) {
-            last->n++;
+        if (plain(last)) {
+            last->n += n;
             return true;
         }
     }
-    if (ss->qn == ss->qcap) {
-        uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
-        sl_sess_entry *n = malloc(ncap * sizeof(*n));
-        if (!n) return false;
-        for (uint32_t i = 0; i < ss->qn; i++) n[i] = ss->q[(ss->qhead + i) & (ss->qcap - 1)];
-        free(ss->q);
-        ss->q = n;
-        ss->qcap = ncap;
-        ss->qhead = 0;
-    }
+    if (ss->qn == ss->qcap && !q_grow(ss)) return false;
+    ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = E_NONE, .param = -1, .n = n};
+    ss->qn++;
+    return true;
+}
+
+static bool q_push(sl_session *ss, const sl_sess_entry *e)
+{
+    if (plain(e)) return q_push_plain(ss, 1);
+    if (ss->qn == ss->qcap && !q_grow(ss)) return false;
     sl_sess_entry *d = &ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)];
     *d = entry_copy(e);
     if (d->kind == E_NONE && d->n == 0) d->n = 1;
     ss->qn++;
+    return true;
+}
+
+/* The queue is full: twice the room (the ring unrolled from 0). */
+static bool q_grow(sl_session *ss)
+{
+    uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
+    sl_sess_entry *n = malloc(ncap * sizeof(*n));
+    if (!n) return false;
+    for (uint32_t i = 0; i < ss->qn; i++) n[i] = ss->q[(ss->qhead + i) & (ss->qcap - 1)];
+    free(ss->q);
+    ss->q = n;
+    ss->qcap = ncap;
+    ss->qhead = 0;
     return true;
 }
 
@@ -423,6 +443,12 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         return SL_SESS_FORWARD;
     }
     const char *text = (const char *)c->s.buf + c->s.parse + 5;
+    int maxp, nplain = sl_stmt_plain_count(text, len - 4, &maxp);
+    if (nplain >= 0) { /* nothing in it acts on the session: one answer each, then the end mark */
+        if ((nplain && !q_push_plain(ss, (uint32_t)nplain)) || !q_push(ss, &(sl_sess_entry){.kind = E_END}))
+            lose_track(c, s);
+        return SL_SESS_FORWARD;
+    }
     sl_stmt_iter it;
     sl_stmt_info info;
     /* first pass: would anything pin? (refused whole in error mode, before anything is queued) */
@@ -458,6 +484,33 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     return SL_SESS_FORWARD;
 }
 
+/* SL_SESS_MEMO_MAX: longer texts are classified each time (the shortcut's one pass). */
+#define SL_SESS_MEMO_MAX 2048u
+
+static inline bool memo_hit(const sl_session *ss, const char *sql, size_t len)
+{
+    return ss->memo_len == len && ss->memo && !memcmp(ss->memo, sql, len);
+}
+
+/* Is a Parse's text one statement that does nothing to the session? Remembered when it is. */
+static bool plain_parse(sl_session *ss, const char *sql, size_t len)
+{
+    int maxp, n = sl_stmt_plain_count(sql, len, &maxp);
+    if (n != 0 && n != 1) return false;
+    if (len <= SL_SESS_MEMO_MAX) {
+        if (ss->memo_cap < len + 1) {
+            uint32_t cap = (uint32_t)len + 1 < 128 ? 128 : (uint32_t)len + 1;
+            char *m = realloc(ss->memo, cap);
+            if (!m) return true; /* not remembered: looked at again next time */
+            ss->memo = m;
+            ss->memo_cap = cap;
+        }
+        memcpy(ss->memo, sql, len);
+        ss->memo_len = (uint32_t)len;
+    }
+    return true;
+}
+
 static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
 {
     sl_session *ss = c->sess;
@@ -474,8 +527,16 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     uint16_t ntypes = sl_rd_u16(&r);
     const uint8_t *types = sl_rd_bytes(&r, 4u * ntypes);
     if (r.failed || !name || !sql) return SL_SESS_FORWARD; /* malformed: the server says so */
+    size_t sqllen = strlen(sql);
+    if (memo_hit(ss, sql, sqllen) || plain_parse(ss, sql, sqllen)) { /* most statements: nothing to follow */
+        if (!name[0]) {
+            entry_release(&ss->unnamed_stmt);
+            ss->unnamed_stmt = (sl_sess_entry){.kind = E_NONE, .param = -1};
+        }
+        return SL_SESS_FORWARD;
+    }
     sl_stmt_info info;
-    sl_stmt_classify_one(sql, strlen(sql), &info);
+    sl_stmt_classify_one(sql, sqllen, &info);
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
@@ -613,6 +674,13 @@ void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *bo
     if (!ss || ss->desync) return;
     switch (type) {
     case SL_BE_COMMAND_COMPLETE: {
+        sl_sess_entry *h = q_head(ss);
+        if (h && plain(h) && !ss->txn && !ss->clear_pending) {
+            /* a plain statement with nothing pending: whatever its tag (even COMMIT or ROLLBACK),
+             * nothing changes but the queue */
+            q_pop(ss);
+            break;
+        }
         char tag[32];
         uint32_t n = blen < sizeof(tag) - 1 ? blen : sizeof(tag) - 1;
         memcpy(tag, body, n);
@@ -651,9 +719,9 @@ void sl_sess_link_end(sl_client *c)
 {
     sl_session *ss = c->sess;
     if (!ss) return;
-    q_clear(ss);
-    tx_drop(ss);
-    entry_release(&ss->unnamed_portal);
+    if (ss->qn) q_clear(ss);
+    if (ss->txn || ss->clear_pending) tx_drop(ss);
+    if (ss->unnamed_portal.value) entry_release(&ss->unnamed_portal);
     ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
 }
 
@@ -666,6 +734,7 @@ void sl_sess_free(sl_client *c)
     entry_release(&ss->unnamed_stmt);
     for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
     free(ss->names);
+    free(ss->memo);
     free(ss->q);
     free(ss->tx);
     free(ss);

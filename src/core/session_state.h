@@ -41,6 +41,11 @@ typedef struct sl_session {
         const char *name; /* interned */
     } *names;
     uint32_t nnames, namescap;
+    /* the text of the last Parse that did nothing to the session (up to SL_SESS_MEMO_MAX bytes): a
+     * client that parses the same statement again (an unnamed one each transaction, say) is
+     * answered by a memcmp instead of another look at the text */
+    char *memo;
+    uint32_t memo_len, memo_cap;
 } sl_session;
 
 typedef enum {

@@ -612,10 +612,24 @@ static const unsigned char byte_class[256] = {
     ['/'] = B_SLASH, [';'] = B_SEMI, ['.'] = B_DOT,
 };
 
-static bool cls_word_char(unsigned char c)
+/* Word bytes (word_char), and the first letters of the words the shortcut must look at: a
+ * statement's acting keyword (F_ACT), pg_ / temp / set_config (F_TRIG), the E'' and U&'' prefixes. */
+enum { F_WORD = 1, F_ACT = 2, F_TRIG = 4, F_PREFIX = 8 };
+#define FW(lo, hi, extra) [lo ... hi] = F_WORD | (extra), [(lo) - 'a' + 'A' ... (hi) - 'a' + 'A'] = F_WORD | (extra)
+static const unsigned char word_flags[256] = {
+    ['_'] = F_WORD, [0x80 ... 0xff] = F_WORD, ['0' ... '9'] = F_WORD, ['$'] = F_WORD,
+    FW('a', 'a', F_ACT), FW('b', 'b', 0), FW('c', 'd', F_ACT), FW('e', 'e', F_PREFIX), FW('f', 'k', 0),
+    FW('l', 'l', F_ACT), FW('m', 'o', 0), FW('p', 'p', F_ACT | F_TRIG), FW('q', 'q', 0), FW('r', 'r', F_ACT),
+    FW('s', 's', F_ACT | F_TRIG), FW('t', 't', F_TRIG), FW('u', 'u', F_ACT | F_PREFIX), FW('v', 'z', 0),
+};
+#undef FW
+
+/* w[0..n) is lower (all letters, n bytes), ignoring ASCII case. */
+static inline bool ci_letters(const char *w, const char *lower, size_t n)
 {
-    unsigned k = byte_class[c];
-    return k == B_WORD || k == B_DIGIT || c == '$';
+    for (size_t i = 0; i < n; i++)
+        if ((char)(w[i] | 0x20) != lower[i]) return false;
+    return true;
 }
 
 /* Does the word (or quoted identifier's content) w[0..n) start like a name the scanner looks for
@@ -624,20 +638,39 @@ static bool trigger_prefix(const char *w, size_t n)
 {
     char c = (char)(w[0] | 0x20);
     if (c == 'p') return n >= 3 && (w[1] | 0x20) == 'g' && w[2] == '_';
-    if (c == 't') return n >= 4 && !strncasecmp(w, "temp", 4);
-    if (c == 's') return n >= 10 && !strncasecmp(w, "set_config", 10);
+    if (c == 't') return n >= 4 && ci_letters(w, "temp", 4);
+    if (c == 's') return n >= 10 && ci_letters(w, "set", 3) && w[3] == '_' && ci_letters(w + 4, "config", 6);
     return false;
 }
 
 /* Is the word w[0..n) one of the first keywords classify_stmt acts on? */
 static bool acting_keyword(const char *w, size_t n)
 {
-    static const char *const words[] = {"set",    "reset",    "discard", "listen",     "unlisten", "declare",
-                                        "close",  "prepare",  "create",  "deallocate", "rollback", "abort"};
-    if (n < 3 || n > 10) return false;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strlen(words[i]) == n && !strncasecmp(w, words[i], n)) return true;
-    return false;
+    switch (w[0] | 0x20) {
+    case 'a': return n == 5 && ci_letters(w, "abort", 5);
+    case 'c': return (n == 5 && ci_letters(w, "close", 5)) || (n == 6 && ci_letters(w, "create", 6));
+    case 'd':
+        return (n == 7 && ci_letters(w, "discard", 7)) || (n == 7 && ci_letters(w, "declare", 7)) ||
+               (n == 10 && ci_letters(w, "deallocate", 10));
+    case 'l': return n == 6 && ci_letters(w, "listen", 6);
+    case 'p': return n == 7 && ci_letters(w, "prepare", 7);
+    case 'r': return (n == 5 && ci_letters(w, "reset", 5)) || (n == 8 && ci_letters(w, "rollback", 8));
+    case 's': return n == 3 && ci_letters(w, "set", 3);
+    case 'u': return n == 8 && ci_letters(w, "unlisten", 8);
+    default: return false;
+    }
+}
+
+/* A word w[0..n) that ends at p: can the full classifier make anything of it? */
+static bool word_matters(const char *w, size_t n, const char *p, const char *end, bool first)
+{
+    unsigned f = word_flags[(unsigned char)w[0]];
+    if ((f & F_PREFIX) && n == 1 && p < end) {
+        if ((w[0] | 0x20) == 'e' && *p == '\'') return true; /* E'' with backslash escapes */
+        if ((w[0] | 0x20) == 'u' && *p == '&') return true;   /* U&'' / U&"" */
+    }
+    if ((f & F_ACT) && first && acting_keyword(w, n)) return true;
+    return (f & F_TRIG) && trigger_prefix(w, n);
 }
 
 /* A quoted run from p (on the quote q) without backslash escapes: the byte after it, or NULL. */
@@ -680,15 +713,9 @@ int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
             continue;
         case B_WORD: {
             const char *w = p++;
-            while (p < end && cls_word_char((unsigned char)*p)) p++;
-            size_t n = (size_t)(p - w);
-            if (n == 1 && p < end) {
-                char l = (char)(c | 0x20);
-                if (l == 'e' && *p == '\'') return -1;            /* E'' with backslash escapes */
-                if (l == 'u' && *p == '&') return -1;             /* U&'' / U&"" */
-            }
-            if (!any && acting_keyword(w, n)) return -1;
-            if (trigger_prefix(w, n)) return -1;
+            while (p < end && (word_flags[(unsigned char)*p] & F_WORD)) p++;
+            if ((word_flags[c] & (F_ACT | F_TRIG | F_PREFIX)) && word_matters(w, (size_t)(p - w), p, end, !any))
+                return -1;
             break;
         }
         case B_DQUOTE: {
