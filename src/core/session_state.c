@@ -230,6 +230,15 @@ static inline bool q_push_plain(sl_session *ss, uint32_t n)
     return true;
 }
 
+/* The end mark of a Query / Sync / FunctionCall. */
+static inline bool q_push_end(sl_session *ss)
+{
+    if (ss->qn == ss->qcap && !q_grow(ss)) return false;
+    ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = E_END};
+    ss->qn++;
+    return true;
+}
+
 static bool q_push(sl_session *ss, const sl_sess_entry *e)
 {
     if (plain(e)) return q_push_plain(ss, 1);
@@ -242,7 +251,7 @@ static bool q_push(sl_session *ss, const sl_sess_entry *e)
 }
 
 /* The queue is full: twice the room (the ring unrolled from 0). */
-static bool q_grow(sl_session *ss)
+__attribute__((noinline)) static bool q_grow(sl_session *ss)
 {
     uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
     sl_sess_entry *n = malloc(ncap * sizeof(*n));
@@ -377,7 +386,7 @@ static bool replace_message(sl_client *c, sl_server *s, const uint8_t *msg, uint
     return true;
 }
 
-static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, unsigned pins)
+__attribute__((noinline)) static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, unsigned pins)
 {
     char sql[512];
     refusal_sql(sql, sizeof(sql), pins);
@@ -391,7 +400,7 @@ static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, uns
 
 /* A Parse refused: the same statement name, the refusal as its text, and as many parameters as the
  * original used (types the client left open become text) so that its Bind still fits. */
-static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len, const char *name, int max_param,
+__attribute__((noinline)) static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len, const char *name, int max_param,
                                    const uint8_t *types, uint16_t ntypes, unsigned pins)
 {
     char sql[512];
@@ -424,7 +433,7 @@ static int whole(sl_stream *in, uint32_t len)
 }
 
 /* A request that cannot be followed: pinned for the rest of the client's session. */
-static void lose_track(sl_client *c, sl_server *s)
+__attribute__((noinline)) static void lose_track(sl_client *c, sl_server *s)
 {
     sl_session *ss = c->sess;
     ss->desync = true;
@@ -433,7 +442,7 @@ static void lose_track(sl_client *c, sl_server *s)
     add_pins(c, s, SL_PIN_BIT(SL_PINR_UNCLASSIFIED));
 }
 
-static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
+__attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
 {
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
@@ -445,7 +454,7 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     const char *text = (const char *)c->s.buf + c->s.parse + 5;
     int maxp, nplain = sl_stmt_plain_count(text, len - 4, &maxp);
     if (nplain >= 0) { /* nothing in it acts on the session: one answer each, then the end mark */
-        if ((nplain && !q_push_plain(ss, (uint32_t)nplain)) || !q_push(ss, &(sl_sess_entry){.kind = E_END}))
+        if ((nplain && !q_push_plain(ss, (uint32_t)nplain)) || !q_push_end(ss))
             lose_track(c, s);
         return SL_SESS_FORWARD;
     }
@@ -475,8 +484,7 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
             entry_release(&e);
         }
     }
-    sl_sess_entry end = {.kind = E_END};
-    if (!ok || !q_push(ss, &end)) {
+    if (!ok || !q_push_end(ss)) {
         lose_track(c, s);
         return SL_SESS_FORWARD;
     }
@@ -487,13 +495,15 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
 /* SL_SESS_MEMO_MAX: longer texts are classified each time (the shortcut's one pass). */
 #define SL_SESS_MEMO_MAX 2048u
 
-static inline bool memo_hit(const sl_session *ss, const char *sql, size_t len)
+/* Does the text at sql (room bytes up to the end of the message) start with the remembered one
+ * and end there? */
+static inline bool memo_hit(const sl_session *ss, const char *sql, size_t room)
 {
-    return ss->memo_len == len && ss->memo && !memcmp(ss->memo, sql, len);
+    return ss->memo && ss->memo_len < room && sql[ss->memo_len] == '\0' && !memcmp(ss->memo, sql, ss->memo_len);
 }
 
 /* Is a Parse's text one statement that does nothing to the session? Remembered when it is. */
-static bool plain_parse(sl_session *ss, const char *sql, size_t len)
+__attribute__((noinline)) static bool plain_parse(sl_session *ss, const char *sql, size_t len)
 {
     int maxp, n = sl_stmt_plain_count(sql, len, &maxp);
     if (n != 0 && n != 1) return false;
@@ -520,15 +530,25 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         if (mode != SL_PIN_MODE_OFF) lose_track(c, s);
         return SL_SESS_FORWARD;
     }
-    sl_rd r;
-    sl_rd_init(&r, c->s.buf + c->s.parse + 5, len - 4);
-    const char *name = sl_rd_str(&r);
-    const char *sql = sl_rd_str(&r);
-    uint16_t ntypes = sl_rd_u16(&r);
-    const uint8_t *types = sl_rd_bytes(&r, 4u * ntypes);
-    if (r.failed || !name || !sql) return SL_SESS_FORWARD; /* malformed: the server says so */
-    size_t sqllen = strlen(sql);
-    if (memo_hit(ss, sql, sqllen) || plain_parse(ss, sql, sqllen)) { /* most statements: nothing to follow */
+    /* name, text, parameter types; malformed: the server says so */
+    const uint8_t *b = c->s.buf + c->s.parse + 5, *bend = b + (len - 4);
+    const uint8_t *z1 = memchr(b, 0, (size_t)(bend - b));
+    if (!z1) return SL_SESS_FORWARD;
+    const char *name = (const char *)b, *sql = (const char *)z1 + 1;
+    size_t room = (size_t)(bend - (z1 + 1)), sqllen;
+    bool same = memo_hit(ss, sql, room); /* the same text as last time: its NUL is at memo_len */
+    if (same) sqllen = ss->memo_len;
+    else {
+        const uint8_t *z2 = memchr(z1 + 1, 0, room);
+        if (!z2) return SL_SESS_FORWARD;
+        sqllen = (size_t)(z2 - (z1 + 1));
+    }
+    const uint8_t *tp = (const uint8_t *)sql + sqllen + 1;
+    if (bend - tp < 2) return SL_SESS_FORWARD;
+    uint16_t ntypes = sl_get_u16(tp);
+    const uint8_t *types = tp + 2;
+    if ((size_t)(bend - types) < 4u * ntypes) return SL_SESS_FORWARD;
+    if (same || plain_parse(ss, sql, sqllen)) { /* most statements: nothing to follow */
         if (!name[0]) {
             entry_release(&ss->unnamed_stmt);
             ss->unnamed_stmt = (sl_sess_entry){.kind = E_NONE, .param = -1};
@@ -575,6 +595,10 @@ static int bind_names(sl_stream *in, uint32_t len, const char **portal, const ch
     uint32_t avail = have > 5 ? have - 5 : 0;
     if (avail > body) avail = body;
     const char *b = (const char *)in->buf + in->parse + 5;
+    if (avail >= 2 && !b[0] && !b[1]) { /* the unnamed portal of the unnamed statement */
+        *portal = *stmt = b;
+        return 1;
+    }
     const char *z1 = avail ? memchr(b, 0, avail) : NULL;
     const char *z2 = z1 ? memchr(z1 + 1, 0, avail - (uint32_t)(z1 + 1 - b)) : NULL;
     if (z2) {
@@ -612,9 +636,8 @@ static sl_sess_result on_execute(sl_client *c, uint32_t len)
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
     bool unnamed = w == 1 && len >= 5 && c->s.buf[c->s.parse + 5] == 0;
-    sl_sess_entry none = {.kind = E_NONE};
-    if (!q_push(ss, unnamed ? &ss->unnamed_portal : &none)) return SL_SESS_FAILED;
-    return SL_SESS_FORWARD;
+    bool ok = unnamed && !plain(&ss->unnamed_portal) ? q_push(ss, &ss->unnamed_portal) : q_push_plain(ss, 1);
+    return ok ? SL_SESS_FORWARD : SL_SESS_FAILED;
 }
 
 sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
@@ -626,14 +649,13 @@ sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_
     if (!ss) return SL_SESS_FAILED;
     if (ss->desync) return SL_SESS_FORWARD;
     sl_pin_mode mode = (sl_pin_mode)c->s.w->cfg->pin_session_state;
-    sl_sess_entry end = {.kind = E_END};
     switch (type) {
     case SL_FE_QUERY: return on_query(c, s, len, mode);
     case SL_FE_PARSE: return on_parse(c, s, len, mode);
     case SL_FE_BIND: return on_bind(c, s, len, mode);
     case SL_FE_EXECUTE: return on_execute(c, len);
     default: /* Sync, FunctionCall */
-        if (!q_push(ss, &end)) lose_track(c, s);
+        if (!q_push_end(ss)) lose_track(c, s);
         return SL_SESS_FORWARD;
     }
 }
@@ -706,6 +728,7 @@ void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *bo
         }
         if (q_head(ss)) q_pop(ss);
         char st = blen ? (char)body[0] : SL_XACT_IDLE;
+        if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
         if (st == SL_XACT_IDLE) tx_commit(c, s);
         else if (st == SL_XACT_FAILED) tx_drop(ss);
         break;
