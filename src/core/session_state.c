@@ -22,7 +22,9 @@
 /* Query and Parse messages are read whole to be classified; longer ones cannot be followed. */
 #define SESS_MSG_MAX (16u * 1024 * 1024)
 
-enum { E_NONE, E_END, E_PARAM, E_RESET_ALL, E_ROLLBACK_TO, E_NAME_ADD, E_NAME_DROP };
+#define E_NONE SL_SE_NONE
+#define E_END SL_SE_END
+enum { E_PARAM = SL_SE_END + 1, E_RESET_ALL, E_ROLLBACK_TO, E_NAME_ADD, E_NAME_DROP };
 
 int64_t sl_pinned_clients;
 uint64_t sl_pins_total[SL_PIN_NREASONS];
@@ -210,7 +212,7 @@ static void tx_commit(sl_client *c, sl_server *s)
 
 /* ---- the queue of answers ---- */
 
-static bool plain(const sl_sess_entry *e) { return e->kind == E_NONE && !e->pins && !e->clears; }
+#define plain sl_sess_entry_plain
 
 static bool q_grow(sl_session *ss);
 
@@ -640,7 +642,7 @@ static sl_sess_result on_execute(sl_client *c, uint32_t len)
     return ok ? SL_SESS_FORWARD : SL_SESS_FAILED;
 }
 
-sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     if (type != SL_FE_QUERY && type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_EXECUTE &&
         type != SL_FE_SYNC && type != SL_FE_FUNCTION_CALL)
@@ -690,7 +692,7 @@ static void on_command_complete(sl_client *c, sl_server *s, const char *tag)
     q_pop(ss);
 }
 
-void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
+void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
 {
     sl_session *ss = c->sess;
     if (!ss || ss->desync) return;
