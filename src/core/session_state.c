@@ -740,7 +740,7 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
     if (ss->desync) lose_track(c, s);
 }
 
-void sl_sess_link_end(sl_client *c)
+void sl_sess_link_end_full(sl_client *c)
 {
     sl_session *ss = c->sess;
     if (!ss) return;

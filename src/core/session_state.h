@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/conn.h"
 #include "proto/msgtype.h"
@@ -67,18 +68,36 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
 /* An entry that changes nothing: a run of statements that only want their answers counted. */
 static inline bool sl_sess_entry_plain(const sl_sess_entry *e) { return e->kind == SL_SE_NONE && !e->pins && !e->clears; }
 
-/* The hot path inline (the forwarding loop of proxy.c, through core/scan.h): a Sync, an Execute of
- * a portal that does nothing to the session and a Bind of the unnamed portal to a plain unnamed
- * statement need a queue entry at most; everything else goes to sl_sess_client_msg_full. */
+/* The hot path inline (the forwarding loop of proxy.c, through core/scan.h): a Parse of the unnamed
+ * statement with the client's last plain text, a Bind of the unnamed portal to a plain unnamed
+ * statement, a Sync and an Execute of a portal that does nothing to the session need a queue entry
+ * at most; everything else goes to sl_sess_client_msg_full. */
 static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     sl_session *ss = c->sess;
     if (type != SL_FE_QUERY && type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_EXECUTE &&
         type != SL_FE_SYNC && type != SL_FE_FUNCTION_CALL)
         return SL_SESS_FORWARD;
-    if (ss && !ss->desync && ss->qn < ss->qcap) {
-        const uint8_t *m = c->s.buf + c->s.parse;
-        uint32_t avail = c->s.end - c->s.parse;
+    if (!ss || ss->desync) return sl_sess_client_msg_full(c, s, type, len);
+    const uint8_t *m = c->s.buf + c->s.parse;
+    uint32_t avail = c->s.end - c->s.parse;
+    if (type == SL_FE_PARSE) {
+        /* the unnamed statement, whole, with the text the client's last plain Parse had */
+        const char *sql = (const char *)m + 6;
+        uint32_t tl = ss->memo_len;
+        if (ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] && !sql[tl] &&
+            len - (4 + 1 + tl + 1 + 2) >= 4u * (((unsigned)(uint8_t)sql[tl + 1] << 8) | (uint8_t)sql[tl + 2]) &&
+            !memcmp(sql, ss->memo, tl)) {
+            ss->unnamed_stmt = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1};
+            return SL_SESS_FORWARD;
+        }
+    } else if (type == SL_FE_BIND) {
+        /* the unnamed portal to the unnamed statement, neither holding a value */
+        if (len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value) {
+            ss->unnamed_portal = ss->unnamed_stmt;
+            return SL_SESS_FORWARD;
+        }
+    } else if (ss->qn < ss->qcap) {
         sl_sess_entry *tail = &ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)];
         if (type == SL_FE_SYNC) {
             *tail = (sl_sess_entry){.kind = SL_SE_END};
@@ -94,12 +113,6 @@ static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char
                 *tail = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1, .n = 1};
                 ss->qn++;
             }
-            return SL_SESS_FORWARD;
-        }
-        /* Bind of the unnamed portal to the unnamed statement, neither holding a value */
-        if (type == SL_FE_BIND && len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value &&
-            !ss->unnamed_stmt.value) {
-            ss->unnamed_portal = ss->unnamed_stmt;
             return SL_SESS_FORWARD;
         }
     }
@@ -127,7 +140,14 @@ static inline void sl_sess_server_msg(sl_client *c, sl_server *s, char type, con
 
 static inline bool sl_sess_pinned(const sl_client *c) { return c->sess && c->sess->pins; }
 /* The link ends: what was still expected is forgotten. */
-void sl_sess_link_end(sl_client *c);
+void sl_sess_link_end_full(sl_client *c);
+static inline void sl_sess_link_end(sl_client *c)
+{
+    sl_session *ss = c->sess;
+    if (!ss) return;
+    if (ss->qn || ss->txn || ss->clear_pending || ss->unnamed_portal.value) sl_sess_link_end_full(c);
+    else ss->unnamed_portal = (sl_sess_entry){.kind = SL_SE_NONE};
+}
 /* The client is freed. */
 void sl_sess_free(sl_client *c);
 
