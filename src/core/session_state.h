@@ -75,9 +75,11 @@ static inline bool sl_sess_entry_plain(const sl_sess_entry *e) { return e->kind 
 static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     sl_session *ss = c->sess;
-    if (type != SL_FE_QUERY && type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_EXECUTE &&
-        type != SL_FE_SYNC && type != SL_FE_FUNCTION_CALL)
-        return SL_SESS_FORWARD;
+    /* Query, Parse, Bind, Execute, Sync, FunctionCall: one bit each of 'A'..'Z' */
+    const uint32_t followed = 1u << (SL_FE_QUERY - 'A') | 1u << (SL_FE_PARSE - 'A') | 1u << (SL_FE_BIND - 'A') |
+                              1u << (SL_FE_EXECUTE - 'A') | 1u << (SL_FE_SYNC - 'A') | 1u << (SL_FE_FUNCTION_CALL - 'A');
+    unsigned bit = (unsigned)(unsigned char)type - 'A';
+    if (bit >= 26 || !((followed >> bit) & 1u)) return SL_SESS_FORWARD;
     if (!ss || ss->desync) return sl_sess_client_msg_full(c, s, type, len);
     const uint8_t *m = c->s.buf + c->s.parse;
     uint32_t avail = c->s.end - c->s.parse;
