@@ -402,8 +402,9 @@ __attribute__((noinline)) static sl_sess_result refuse_query(sl_client *c, sl_se
 
 /* A Parse refused: the same statement name, the refusal as its text, and as many parameters as the
  * original used (types the client left open become text) so that its Bind still fits. */
-__attribute__((noinline)) static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len, const char *name, int max_param,
-                                   const uint8_t *types, uint16_t ntypes, unsigned pins)
+__attribute__((noinline)) static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len,
+                                                             const char *name, int max_param, const uint8_t *types,
+                                                             uint16_t ntypes, unsigned pins)
 {
     char sql[512];
     refusal_sql(sql, sizeof(sql), pins);

@@ -66,7 +66,10 @@ sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, ui
 void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen);
 
 /* An entry that changes nothing: a run of statements that only want their answers counted. */
-static inline bool sl_sess_entry_plain(const sl_sess_entry *e) { return e->kind == SL_SE_NONE && !e->pins && !e->clears; }
+static inline bool sl_sess_entry_plain(const sl_sess_entry *e)
+{
+    return e->kind == SL_SE_NONE && !e->pins && !e->clears;
+}
 
 /* The hot path inline (the forwarding loop of proxy.c, through core/scan.h): a Parse of the unnamed
  * statement with the client's last plain text, a Bind of the unnamed portal to a plain unnamed
@@ -76,8 +79,9 @@ static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char
 {
     sl_session *ss = c->sess;
     /* Query, Parse, Bind, Execute, Sync, FunctionCall: one bit each of 'A'..'Z' */
-    const uint32_t followed = 1u << (SL_FE_QUERY - 'A') | 1u << (SL_FE_PARSE - 'A') | 1u << (SL_FE_BIND - 'A') |
-                              1u << (SL_FE_EXECUTE - 'A') | 1u << (SL_FE_SYNC - 'A') | 1u << (SL_FE_FUNCTION_CALL - 'A');
+    const uint32_t followed = 1u << (SL_FE_QUERY - 'A') | 1u << (SL_FE_PARSE - 'A') |
+                              1u << (SL_FE_BIND - 'A') | 1u << (SL_FE_EXECUTE - 'A') | 1u << (SL_FE_SYNC - 'A') |
+                              1u << (SL_FE_FUNCTION_CALL - 'A');
     unsigned bit = (unsigned)(unsigned char)type - 'A';
     if (bit >= 26 || !((followed >> bit) & 1u)) return SL_SESS_FORWARD;
     if (!ss || ss->desync) return sl_sess_client_msg_full(c, s, type, len);
@@ -87,7 +91,8 @@ static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char
         /* the unnamed statement, whole, with the text the client's last plain Parse had */
         const char *sql = (const char *)m + 6;
         uint32_t tl = ss->memo_len;
-        if (ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] && !sql[tl] &&
+        if (ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] &&
+            !sql[tl] &&
             len - (4 + 1 + tl + 1 + 2) >= 4u * (((unsigned)(uint8_t)sql[tl + 1] << 8) | (uint8_t)sql[tl + 2]) &&
             !memcmp(sql, ss->memo, tl)) {
             ss->unnamed_stmt = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1};
@@ -128,7 +133,8 @@ static inline void sl_sess_server_msg(sl_client *c, sl_server *s, char type, con
     sl_session *ss = c->sess;
     if (ss && !ss->desync && ss->qn && !ss->txn && !ss->clear_pending) {
         sl_sess_entry *h = &ss->q[ss->qhead];
-        if ((type == SL_BE_COMMAND_COMPLETE && sl_sess_entry_plain(h)) || (type == SL_BE_READY && h->kind == SL_SE_END)) {
+        if ((type == SL_BE_COMMAND_COMPLETE && sl_sess_entry_plain(h)) ||
+            (type == SL_BE_READY && h->kind == SL_SE_END)) {
             if (h->kind == SL_SE_NONE && h->n > 1) h->n--;
             else {
                 ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
