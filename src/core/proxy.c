@@ -52,8 +52,9 @@ static bool link_needs_setup(const sl_client *c, const sl_server *s)
     if (cfg->server_check_delay >= 0 && cfg->server_check_query && cfg->server_check_query[0] &&
         sl_now_fast() - s->last_used >= cfg->server_check_delay)
         return true;
-    for (int i = 0; i < SL_NPARAMS; i++)
-        if (c->params.v[i] != s->params.v[i] && (c->params.v[i] || !((s->reported >> i) & 1u))) return true;
+    if (memcmp(c->params.v, s->params.v, sizeof(c->params.v)) != 0) /* mostly the same pointers: one memcmp */
+        for (int i = 0; i < SL_NPARAMS; i++)
+            if (c->params.v[i] != s->params.v[i] && (c->params.v[i] || !((s->reported >> i) & 1u))) return true;
     return c->deferred_begin != NULL; /* read_write_split: its BEGIN is replayed first */
 }
 

@@ -144,6 +144,18 @@ static inline bool sl_scan_server_small_msg(sl_server *s, sl_client *c, char typ
     return true;
 }
 
+/* Message types ('A'..'z') as bits of a mask, so that "one of these" is one test. */
+#define SL_SCAN_BIT(t) (1ull << ((t) - 'A'))
+static inline bool sl_scan_type_in(char type, uint64_t mask)
+{
+    unsigned b = (unsigned)(unsigned char)type - 'A';
+    return b < 64 && ((mask >> b) & 1u);
+}
+/* The answers the session-state queue follows. */
+#define SL_SCAN_SESS_ANSWERS                                                                                     \
+    (SL_SCAN_BIT(SL_BE_COMMAND_COMPLETE) | SL_SCAN_BIT(SL_BE_EMPTY_QUERY) | SL_SCAN_BIT(SL_BE_PORTAL_SUSPENDED) | \
+     SL_SCAN_BIT(SL_BE_ERROR) | SL_SCAN_BIT(SL_BE_READY))
+
 /* Parse as much of the server's buffer as possible, marking answers to forward (and the answers
  * pgsluice gives itself in between, with the statement rewriting on). */
 static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_server *s, sl_client *c)
@@ -163,11 +175,9 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
-        bool sess_msg = s->sess_active && c->sess &&
-                        (type == SL_BE_COMMAND_COMPLETE || type == SL_BE_EMPTY_QUERY || type == SL_BE_PORTAL_SUSPENDED ||
-                         type == SL_BE_ERROR || type == SL_BE_READY);
-        bool small = type == SL_BE_READY || type == SL_BE_PARAM_STATUS || (type == SL_BE_ERROR && len <= SL_SMALL_MSG_MAX) ||
-                     (sess_msg && len <= SL_SMALL_MSG_MAX);
+        bool sess_msg = sl_scan_type_in(type, SL_SCAN_SESS_ANSWERS) && s->sess_active && c->sess;
+        bool small = sl_scan_type_in(type, SL_SCAN_BIT(SL_BE_READY) | SL_SCAN_BIT(SL_BE_PARAM_STATUS)) ||
+                     ((type == SL_BE_ERROR || sess_msg) && len <= SL_SMALL_MSG_MAX);
         if (small) {
             if (len > SL_SMALL_MSG_MAX) return SL_SCAN_OVERSIZED;
             if (in->end - in->parse < len + 1) {

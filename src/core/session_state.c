@@ -22,7 +22,9 @@
 /* Query and Parse messages are read whole to be classified; longer ones cannot be followed. */
 #define SESS_MSG_MAX (16u * 1024 * 1024)
 
-enum { E_NONE, E_END, E_PARAM, E_RESET_ALL, E_ROLLBACK_TO, E_NAME_ADD, E_NAME_DROP };
+#define E_NONE SL_SE_NONE
+#define E_END SL_SE_END
+enum { E_PARAM = SL_SE_END + 1, E_RESET_ALL, E_ROLLBACK_TO, E_NAME_ADD, E_NAME_DROP };
 
 int64_t sl_pinned_clients;
 uint64_t sl_pins_total[SL_PIN_NREASONS];
@@ -180,6 +182,7 @@ static void tx_drop(sl_session *ss)
 static void tx_commit(sl_client *c, sl_server *s)
 {
     sl_session *ss = c->sess;
+    if (!ss->txn && !ss->clear_pending) return; /* nothing changed */
     for (uint32_t i = 0; i < ss->txn; i++) {
         const sl_sess_entry *e = &ss->tx[i];
         if (e->kind == E_PARAM) {
@@ -209,29 +212,57 @@ static void tx_commit(sl_client *c, sl_server *s)
 
 /* ---- the queue of answers ---- */
 
-static bool q_push(sl_session *ss, const sl_sess_entry *e)
+#define plain sl_sess_entry_plain
+
+static bool q_grow(sl_session *ss);
+
+/* n plain statements (n > 0): added to the run at the tail, or a new entry for them. */
+static inline bool q_push_plain(sl_session *ss, uint32_t n)
 {
-    if (e->kind == E_NONE && !e->pins && !e->clears && ss->qn) { /* runs of plain statements: one entry */
+    if (ss->qn) { /* runs of plain statements: one entry */
         sl_sess_entry *last = &ss->q[(ss->qhead + ss->qn - 1) & (ss->qcap - 1)];
-        if (last->kind == E_NONE && !last->pins && !last->clears) {
-            last->n++;
+        if (plain(last)) {
+            last->n += n;
             return true;
         }
     }
-    if (ss->qn == ss->qcap) {
-        uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
-        sl_sess_entry *n = malloc(ncap * sizeof(*n));
-        if (!n) return false;
-        for (uint32_t i = 0; i < ss->qn; i++) n[i] = ss->q[(ss->qhead + i) & (ss->qcap - 1)];
-        free(ss->q);
-        ss->q = n;
-        ss->qcap = ncap;
-        ss->qhead = 0;
-    }
+    if (ss->qn == ss->qcap && !q_grow(ss)) return false;
+    ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = E_NONE, .param = -1, .n = n};
+    ss->qn++;
+    return true;
+}
+
+/* The end mark of a Query / Sync / FunctionCall. */
+static inline bool q_push_end(sl_session *ss)
+{
+    if (ss->qn == ss->qcap && !q_grow(ss)) return false;
+    ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = E_END};
+    ss->qn++;
+    return true;
+}
+
+static bool q_push(sl_session *ss, const sl_sess_entry *e)
+{
+    if (plain(e)) return q_push_plain(ss, 1);
+    if (ss->qn == ss->qcap && !q_grow(ss)) return false;
     sl_sess_entry *d = &ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)];
     *d = entry_copy(e);
     if (d->kind == E_NONE && d->n == 0) d->n = 1;
     ss->qn++;
+    return true;
+}
+
+/* The queue is full: twice the room (the ring unrolled from 0). */
+__attribute__((noinline)) static bool q_grow(sl_session *ss)
+{
+    uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
+    sl_sess_entry *n = malloc(ncap * sizeof(*n));
+    if (!n) return false;
+    for (uint32_t i = 0; i < ss->qn; i++) n[i] = ss->q[(ss->qhead + i) & (ss->qcap - 1)];
+    free(ss->q);
+    ss->q = n;
+    ss->qcap = ncap;
+    ss->qhead = 0;
     return true;
 }
 
@@ -357,7 +388,7 @@ static bool replace_message(sl_client *c, sl_server *s, const uint8_t *msg, uint
     return true;
 }
 
-static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, unsigned pins)
+__attribute__((noinline)) static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, unsigned pins)
 {
     char sql[512];
     refusal_sql(sql, sizeof(sql), pins);
@@ -371,8 +402,9 @@ static sl_sess_result refuse_query(sl_client *c, sl_server *s, uint32_t len, uns
 
 /* A Parse refused: the same statement name, the refusal as its text, and as many parameters as the
  * original used (types the client left open become text) so that its Bind still fits. */
-static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len, const char *name, int max_param,
-                                   const uint8_t *types, uint16_t ntypes, unsigned pins)
+__attribute__((noinline)) static sl_sess_result refuse_parse(sl_client *c, sl_server *s, uint32_t len,
+                                                             const char *name, int max_param, const uint8_t *types,
+                                                             uint16_t ntypes, unsigned pins)
 {
     char sql[512];
     refusal_sql(sql, sizeof(sql), pins);
@@ -404,7 +436,7 @@ static int whole(sl_stream *in, uint32_t len)
 }
 
 /* A request that cannot be followed: pinned for the rest of the client's session. */
-static void lose_track(sl_client *c, sl_server *s)
+__attribute__((noinline)) static void lose_track(sl_client *c, sl_server *s)
 {
     sl_session *ss = c->sess;
     ss->desync = true;
@@ -413,7 +445,7 @@ static void lose_track(sl_client *c, sl_server *s)
     add_pins(c, s, SL_PIN_BIT(SL_PINR_UNCLASSIFIED));
 }
 
-static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
+__attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
 {
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
@@ -423,6 +455,12 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         return SL_SESS_FORWARD;
     }
     const char *text = (const char *)c->s.buf + c->s.parse + 5;
+    int maxp, nplain = sl_stmt_plain_count(text, len - 4, &maxp);
+    if (nplain >= 0) { /* nothing in it acts on the session: one answer each, then the end mark */
+        if ((nplain && !q_push_plain(ss, (uint32_t)nplain)) || !q_push_end(ss))
+            lose_track(c, s);
+        return SL_SESS_FORWARD;
+    }
     sl_stmt_iter it;
     sl_stmt_info info;
     /* first pass: would anything pin? (refused whole in error mode, before anything is queued) */
@@ -449,13 +487,41 @@ static sl_sess_result on_query(sl_client *c, sl_server *s, uint32_t len, sl_pin_
             entry_release(&e);
         }
     }
-    sl_sess_entry end = {.kind = E_END};
-    if (!ok || !q_push(ss, &end)) {
+    if (!ok || !q_push_end(ss)) {
         lose_track(c, s);
         return SL_SESS_FORWARD;
     }
     if (pins) add_pins(c, s, pins);
     return SL_SESS_FORWARD;
+}
+
+/* SL_SESS_MEMO_MAX: longer texts are classified each time (the shortcut's one pass). */
+#define SL_SESS_MEMO_MAX 2048u
+
+/* Does the text at sql (room bytes up to the end of the message) start with the remembered one
+ * and end there? */
+static inline bool memo_hit(const sl_session *ss, const char *sql, size_t room)
+{
+    return ss->memo && ss->memo_len < room && sql[ss->memo_len] == '\0' && !memcmp(ss->memo, sql, ss->memo_len);
+}
+
+/* Is a Parse's text one statement that does nothing to the session? Remembered when it is. */
+__attribute__((noinline)) static bool plain_parse(sl_session *ss, const char *sql, size_t len)
+{
+    int maxp, n = sl_stmt_plain_count(sql, len, &maxp);
+    if (n != 0 && n != 1) return false;
+    if (len <= SL_SESS_MEMO_MAX) {
+        if (ss->memo_cap < len + 1) {
+            uint32_t cap = (uint32_t)len + 1 < 128 ? 128 : (uint32_t)len + 1;
+            char *m = realloc(ss->memo, cap);
+            if (!m) return true; /* not remembered: looked at again next time */
+            ss->memo = m;
+            ss->memo_cap = cap;
+        }
+        memcpy(ss->memo, sql, len);
+        ss->memo_len = (uint32_t)len;
+    }
+    return true;
 }
 
 static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
@@ -467,15 +533,33 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         if (mode != SL_PIN_MODE_OFF) lose_track(c, s);
         return SL_SESS_FORWARD;
     }
-    sl_rd r;
-    sl_rd_init(&r, c->s.buf + c->s.parse + 5, len - 4);
-    const char *name = sl_rd_str(&r);
-    const char *sql = sl_rd_str(&r);
-    uint16_t ntypes = sl_rd_u16(&r);
-    const uint8_t *types = sl_rd_bytes(&r, 4u * ntypes);
-    if (r.failed || !name || !sql) return SL_SESS_FORWARD; /* malformed: the server says so */
+    /* name, text, parameter types; malformed: the server says so */
+    const uint8_t *b = c->s.buf + c->s.parse + 5, *bend = b + (len - 4);
+    const uint8_t *z1 = memchr(b, 0, (size_t)(bend - b));
+    if (!z1) return SL_SESS_FORWARD;
+    const char *name = (const char *)b, *sql = (const char *)z1 + 1;
+    size_t room = (size_t)(bend - (z1 + 1)), sqllen;
+    bool same = memo_hit(ss, sql, room); /* the same text as last time: its NUL is at memo_len */
+    if (same) sqllen = ss->memo_len;
+    else {
+        const uint8_t *z2 = memchr(z1 + 1, 0, room);
+        if (!z2) return SL_SESS_FORWARD;
+        sqllen = (size_t)(z2 - (z1 + 1));
+    }
+    const uint8_t *tp = (const uint8_t *)sql + sqllen + 1;
+    if (bend - tp < 2) return SL_SESS_FORWARD;
+    uint16_t ntypes = sl_get_u16(tp);
+    const uint8_t *types = tp + 2;
+    if ((size_t)(bend - types) < 4u * ntypes) return SL_SESS_FORWARD;
+    if (same || plain_parse(ss, sql, sqllen)) { /* most statements: nothing to follow */
+        if (!name[0]) {
+            entry_release(&ss->unnamed_stmt);
+            ss->unnamed_stmt = (sl_sess_entry){.kind = E_NONE, .param = -1};
+        }
+        return SL_SESS_FORWARD;
+    }
     sl_stmt_info info;
-    sl_stmt_classify_one(sql, strlen(sql), &info);
+    sl_stmt_classify_one(sql, sqllen, &info);
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
@@ -514,6 +598,10 @@ static int bind_names(sl_stream *in, uint32_t len, const char **portal, const ch
     uint32_t avail = have > 5 ? have - 5 : 0;
     if (avail > body) avail = body;
     const char *b = (const char *)in->buf + in->parse + 5;
+    if (avail >= 2 && !b[0] && !b[1]) { /* the unnamed portal of the unnamed statement */
+        *portal = *stmt = b;
+        return 1;
+    }
     const char *z1 = avail ? memchr(b, 0, avail) : NULL;
     const char *z2 = z1 ? memchr(z1 + 1, 0, avail - (uint32_t)(z1 + 1 - b)) : NULL;
     if (z2) {
@@ -551,12 +639,11 @@ static sl_sess_result on_execute(sl_client *c, uint32_t len)
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
     bool unnamed = w == 1 && len >= 5 && c->s.buf[c->s.parse + 5] == 0;
-    sl_sess_entry none = {.kind = E_NONE};
-    if (!q_push(ss, unnamed ? &ss->unnamed_portal : &none)) return SL_SESS_FAILED;
-    return SL_SESS_FORWARD;
+    bool ok = unnamed && !plain(&ss->unnamed_portal) ? q_push(ss, &ss->unnamed_portal) : q_push_plain(ss, 1);
+    return ok ? SL_SESS_FORWARD : SL_SESS_FAILED;
 }
 
-sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     if (type != SL_FE_QUERY && type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_EXECUTE &&
         type != SL_FE_SYNC && type != SL_FE_FUNCTION_CALL)
@@ -565,14 +652,13 @@ sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_
     if (!ss) return SL_SESS_FAILED;
     if (ss->desync) return SL_SESS_FORWARD;
     sl_pin_mode mode = (sl_pin_mode)c->s.w->cfg->pin_session_state;
-    sl_sess_entry end = {.kind = E_END};
     switch (type) {
     case SL_FE_QUERY: return on_query(c, s, len, mode);
     case SL_FE_PARSE: return on_parse(c, s, len, mode);
     case SL_FE_BIND: return on_bind(c, s, len, mode);
     case SL_FE_EXECUTE: return on_execute(c, len);
     default: /* Sync, FunctionCall */
-        if (!q_push(ss, &end)) lose_track(c, s);
+        if (!q_push_end(ss)) lose_track(c, s);
         return SL_SESS_FORWARD;
     }
 }
@@ -607,12 +693,19 @@ static void on_command_complete(sl_client *c, sl_server *s, const char *tag)
     q_pop(ss);
 }
 
-void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
+void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
 {
     sl_session *ss = c->sess;
     if (!ss || ss->desync) return;
     switch (type) {
     case SL_BE_COMMAND_COMPLETE: {
+        sl_sess_entry *h = q_head(ss);
+        if (h && plain(h) && !ss->txn && !ss->clear_pending) {
+            /* a plain statement with nothing pending: whatever its tag (even COMMIT or ROLLBACK),
+             * nothing changes but the queue */
+            q_pop(ss);
+            break;
+        }
         char tag[32];
         uint32_t n = blen < sizeof(tag) - 1 ? blen : sizeof(tag) - 1;
         memcpy(tag, body, n);
@@ -638,6 +731,7 @@ void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *bo
         }
         if (q_head(ss)) q_pop(ss);
         char st = blen ? (char)body[0] : SL_XACT_IDLE;
+        if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
         if (st == SL_XACT_IDLE) tx_commit(c, s);
         else if (st == SL_XACT_FAILED) tx_drop(ss);
         break;
@@ -647,13 +741,13 @@ void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *bo
     if (ss->desync) lose_track(c, s);
 }
 
-void sl_sess_link_end(sl_client *c)
+void sl_sess_link_end_full(sl_client *c)
 {
     sl_session *ss = c->sess;
     if (!ss) return;
-    q_clear(ss);
-    tx_drop(ss);
-    entry_release(&ss->unnamed_portal);
+    if (ss->qn) q_clear(ss);
+    if (ss->txn || ss->clear_pending) tx_drop(ss);
+    if (ss->unnamed_portal.value) entry_release(&ss->unnamed_portal);
     ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
 }
 
@@ -666,6 +760,7 @@ void sl_sess_free(sl_client *c)
     entry_release(&ss->unnamed_stmt);
     for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
     free(ss->names);
+    free(ss->memo);
     free(ss->q);
     free(ss->tx);
     free(ss);

@@ -8,16 +8,19 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/conn.h"
+#include "proto/msgtype.h"
 #include "proto/stmt_class.h"
 
 /* pin_session_state */
 typedef enum { SL_PIN_MODE_OFF = 0, SL_PIN_MODE_ON, SL_PIN_MODE_ERROR } sl_pin_mode;
 
 /* What one statement (or a run of statements) will do once the server confirms it. */
+enum { SL_SE_NONE = 0, SL_SE_END = 1 /* the other kinds: session_state.c */ };
 typedef struct sl_sess_entry {
-    uint8_t kind;        /* see session_state.c */
+    uint8_t kind;        /* SL_SE_NONE: a run of n plain statements, SL_SE_END: a Query / Sync's end */
     int8_t param;        /* SL_PARAM_* of a SET / RESET */
     uint16_t pins, clears;
     uint32_t n;          /* statements in a run of plain ones */
@@ -41,6 +44,11 @@ typedef struct sl_session {
         const char *name; /* interned */
     } *names;
     uint32_t nnames, namescap;
+    /* the text of the last Parse that did nothing to the session (up to SL_SESS_MEMO_MAX bytes): a
+     * client that parses the same statement again (an unnamed one each transaction, say) is
+     * answered by a memcmp instead of another look at the text */
+    char *memo;
+    uint32_t memo_len, memo_cap;
 } sl_session;
 
 typedef enum {
@@ -52,14 +60,102 @@ typedef enum {
 
 /* A client message (Query, Parse, Bind, Execute, Sync, FunctionCall) on a link in transaction or
  * statement pooling, before it is forwarded. */
-sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len);
+sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len);
 /* A server message (CommandComplete, EmptyQueryResponse, PortalSuspended, ErrorResponse,
  * ReadyForQuery), whole, before it is forwarded. */
-void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen);
+void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen);
+
+/* An entry that changes nothing: a run of statements that only want their answers counted. */
+static inline bool sl_sess_entry_plain(const sl_sess_entry *e)
+{
+    return e->kind == SL_SE_NONE && !e->pins && !e->clears;
+}
+
+/* The hot path inline (the forwarding loop of proxy.c, through core/scan.h): a Parse of the unnamed
+ * statement with the client's last plain text, a Bind of the unnamed portal to a plain unnamed
+ * statement, a Sync and an Execute of a portal that does nothing to the session need a queue entry
+ * at most; everything else goes to sl_sess_client_msg_full. */
+static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+{
+    sl_session *ss = c->sess;
+    /* Query, Parse, Bind, Execute, Sync, FunctionCall: one bit each of 'A'..'Z' */
+    const uint32_t followed = 1u << (SL_FE_QUERY - 'A') | 1u << (SL_FE_PARSE - 'A') |
+                              1u << (SL_FE_BIND - 'A') | 1u << (SL_FE_EXECUTE - 'A') | 1u << (SL_FE_SYNC - 'A') |
+                              1u << (SL_FE_FUNCTION_CALL - 'A');
+    unsigned bit = (unsigned)(unsigned char)type - 'A';
+    if (bit >= 26 || !((followed >> bit) & 1u)) return SL_SESS_FORWARD;
+    if (!ss || ss->desync) return sl_sess_client_msg_full(c, s, type, len);
+    const uint8_t *m = c->s.buf + c->s.parse;
+    uint32_t avail = c->s.end - c->s.parse;
+    if (type == SL_FE_PARSE) {
+        /* the unnamed statement, whole, with the text the client's last plain Parse had */
+        const char *sql = (const char *)m + 6;
+        uint32_t tl = ss->memo_len;
+        if (ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] &&
+            !sql[tl] &&
+            len - (4 + 1 + tl + 1 + 2) >= 4u * (((unsigned)(uint8_t)sql[tl + 1] << 8) | (uint8_t)sql[tl + 2]) &&
+            !memcmp(sql, ss->memo, tl)) {
+            ss->unnamed_stmt = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1};
+            return SL_SESS_FORWARD;
+        }
+    } else if (type == SL_FE_BIND) {
+        /* the unnamed portal to the unnamed statement, neither holding a value */
+        if (len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value) {
+            ss->unnamed_portal = ss->unnamed_stmt;
+            return SL_SESS_FORWARD;
+        }
+    } else if (ss->qn < ss->qcap) {
+        sl_sess_entry *tail = &ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)];
+        if (type == SL_FE_SYNC) {
+            *tail = (sl_sess_entry){.kind = SL_SE_END};
+            ss->qn++;
+            return SL_SESS_FORWARD;
+        }
+        /* Execute, whole: of a named portal (not followed) or of the unnamed one, plain */
+        if (type == SL_FE_EXECUTE && len >= 5 && avail >= len + 1 &&
+            (m[5] != 0 || sl_sess_entry_plain(&ss->unnamed_portal))) {
+            sl_sess_entry *last = ss->qn ? &ss->q[(ss->qhead + ss->qn - 1) & (ss->qcap - 1)] : NULL;
+            if (last && sl_sess_entry_plain(last)) last->n++;
+            else {
+                *tail = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1, .n = 1};
+                ss->qn++;
+            }
+            return SL_SESS_FORWARD;
+        }
+    }
+    return sl_sess_client_msg_full(c, s, type, len);
+}
+
+/* The same for the answers: a CommandComplete of a plain statement and a ReadyForQuery that ends
+ * a request, with no setting or pin waiting for the transaction's end, only move the queue on. */
+static inline void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
+{
+    sl_session *ss = c->sess;
+    if (ss && !ss->desync && ss->qn && !ss->txn && !ss->clear_pending) {
+        sl_sess_entry *h = &ss->q[ss->qhead];
+        if ((type == SL_BE_COMMAND_COMPLETE && sl_sess_entry_plain(h)) ||
+            (type == SL_BE_READY && h->kind == SL_SE_END)) {
+            if (h->kind == SL_SE_NONE && h->n > 1) h->n--;
+            else {
+                ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
+                ss->qn--;
+            }
+            return;
+        }
+    }
+    sl_sess_server_msg_full(c, s, type, body, blen);
+}
 
 static inline bool sl_sess_pinned(const sl_client *c) { return c->sess && c->sess->pins; }
 /* The link ends: what was still expected is forgotten. */
-void sl_sess_link_end(sl_client *c);
+void sl_sess_link_end_full(sl_client *c);
+static inline void sl_sess_link_end(sl_client *c)
+{
+    sl_session *ss = c->sess;
+    if (!ss) return;
+    if (ss->qn || ss->txn || ss->clear_pending || ss->unnamed_portal.value) sl_sess_link_end_full(c);
+    else ss->unnamed_portal = (sl_sess_entry){.kind = SL_SE_NONE};
+}
 /* The client is freed. */
 void sl_sess_free(sl_client *c);
 

@@ -582,10 +582,192 @@ bool sl_stmt_next(sl_stmt_iter *it, sl_stmt_info *out)
 
 void sl_stmt_classify_one(const char *sql, size_t len, sl_stmt_info *out)
 {
+    int maxp, n = sl_stmt_plain_count(sql, len, &maxp);
+    if (n == 0 || n == 1) { /* most statements: nothing to read further */
+        memset(out, 0, offsetof(sl_stmt_info, name));
+        out->name[0] = out->value[0] = '\0';
+        out->is_default = out->value_ok = false;
+        out->max_param = maxp;
+        return;
+    }
     sl_stmt_iter it;
     sl_stmt_iter_init(&it, sql, len);
     if (!sl_stmt_next(&it, out)) return;
     /* a Parse holds one statement; anything after it (the server refuses that) is looked at too */
     sl_stmt_info more;
     while (sl_stmt_next(&it, &more)) out->pins |= more.pins;
+}
+
+/* ---- the shortcut: texts that cannot do anything to the session ---- */
+
+/* Byte classes of the one-pass check, the lexer's own in the C locale (pgsluice never calls
+ * setlocale): isspace, word_start, isdigit, and the bytes that start quotes, parameters, comments,
+ * numbers and statements. */
+enum { B_OTHER, B_SPACE, B_WORD, B_DIGIT, B_SQUOTE, B_DQUOTE, B_DOLLAR, B_DASH, B_SLASH, B_SEMI, B_DOT };
+
+static const unsigned char byte_class[256] = {
+    [' '] = B_SPACE, ['\t'] = B_SPACE, ['\n'] = B_SPACE, ['\v'] = B_SPACE, ['\f'] = B_SPACE, ['\r'] = B_SPACE,
+    ['A' ... 'Z'] = B_WORD, ['a' ... 'z'] = B_WORD, ['_'] = B_WORD, [0x80 ... 0xff] = B_WORD,
+    ['0' ... '9'] = B_DIGIT, ['\''] = B_SQUOTE, ['"'] = B_DQUOTE, ['$'] = B_DOLLAR, ['-'] = B_DASH,
+    ['/'] = B_SLASH, [';'] = B_SEMI, ['.'] = B_DOT,
+};
+
+/* Word bytes (word_char), and the first letters of the words the shortcut must look at: a
+ * statement's acting keyword (F_ACT), pg_ / temp / set_config (F_TRIG), the E'' and U&'' prefixes. */
+enum { F_WORD = 1, F_ACT = 2, F_TRIG = 4, F_PREFIX = 8 };
+#define FW(lo, hi, extra) [lo ... hi] = F_WORD | (extra), [(lo) - 'a' + 'A' ... (hi) - 'a' + 'A'] = F_WORD | (extra)
+static const unsigned char word_flags[256] = {
+    ['_'] = F_WORD, [0x80 ... 0xff] = F_WORD, ['0' ... '9'] = F_WORD, ['$'] = F_WORD,
+    FW('a', 'a', F_ACT), FW('b', 'b', 0), FW('c', 'd', F_ACT), FW('e', 'e', F_PREFIX), FW('f', 'k', 0),
+    FW('l', 'l', F_ACT), FW('m', 'o', 0), FW('p', 'p', F_ACT | F_TRIG), FW('q', 'q', 0), FW('r', 'r', F_ACT),
+    FW('s', 's', F_ACT | F_TRIG), FW('t', 't', F_TRIG), FW('u', 'u', F_ACT | F_PREFIX), FW('v', 'z', 0),
+};
+#undef FW
+
+/* w[0..n) is lower (all letters, n bytes), ignoring ASCII case. */
+static inline bool ci_letters(const char *w, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((char)(w[i] | 0x20) != lower[i]) return false;
+    return true;
+}
+
+/* Does the word (or quoted identifier's content) w[0..n) start like a name the scanner looks for
+ * (pg_advisory_lock and friends, pg_temp, set_config, temp / temporary)? Case-insensitive. */
+static bool trigger_prefix(const char *w, size_t n)
+{
+    char c = (char)(w[0] | 0x20);
+    if (c == 'p') return n >= 3 && (w[1] | 0x20) == 'g' && w[2] == '_';
+    if (c == 't') return n >= 4 && ci_letters(w, "temp", 4);
+    if (c == 's') return n >= 10 && ci_letters(w, "set", 3) && w[3] == '_' && ci_letters(w + 4, "config", 6);
+    return false;
+}
+
+/* Is the word w[0..n) one of the first keywords classify_stmt acts on? */
+static bool acting_keyword(const char *w, size_t n)
+{
+    switch (w[0] | 0x20) {
+    case 'a': return n == 5 && ci_letters(w, "abort", 5);
+    case 'c': return (n == 5 && ci_letters(w, "close", 5)) || (n == 6 && ci_letters(w, "create", 6));
+    case 'd':
+        return (n == 7 && ci_letters(w, "discard", 7)) || (n == 7 && ci_letters(w, "declare", 7)) ||
+               (n == 10 && ci_letters(w, "deallocate", 10));
+    case 'l': return n == 6 && ci_letters(w, "listen", 6);
+    case 'p': return n == 7 && ci_letters(w, "prepare", 7);
+    case 'r': return (n == 5 && ci_letters(w, "reset", 5)) || (n == 8 && ci_letters(w, "rollback", 8));
+    case 's': return n == 3 && ci_letters(w, "set", 3);
+    case 'u': return n == 8 && ci_letters(w, "unlisten", 8);
+    default: return false;
+    }
+}
+
+/* A word w[0..n) that ends at p: can the full classifier make anything of it? */
+static bool word_matters(const char *w, size_t n, const char *p, const char *end, bool first)
+{
+    unsigned f = word_flags[(unsigned char)w[0]];
+    if ((f & F_PREFIX) && n == 1 && p < end) {
+        if ((w[0] | 0x20) == 'e' && *p == '\'') return true; /* E'' with backslash escapes */
+        if ((w[0] | 0x20) == 'u' && *p == '&') return true;   /* U&'' / U&"" */
+    }
+    if ((f & F_ACT) && first && acting_keyword(w, n)) return true;
+    return (f & F_TRIG) && trigger_prefix(w, n);
+}
+
+/* A quoted run from p (on the quote q) without backslash escapes: the byte after it, or NULL. */
+static const char *past_quoted(const char *p, const char *end, char q)
+{
+    for (p++;;) {
+        const char *z = memchr(p, q, (size_t)(end - p));
+        if (!z) return NULL;
+        p = z + 1;
+        if (p < end && *p == q) p++; /* doubled: still inside */
+        else return p;
+    }
+}
+
+/* A number from p, as next_tok reads it (1e-5, 0x1F, 1_000, .5). */
+static const char *past_number(const char *p, const char *end)
+{
+    for (p++; p < end && (isalnum((unsigned char)*p) || *p == '.' || *p == '_' ||
+                          ((*p == '+' || *p == '-') && (p[-1] == 'e' || p[-1] == 'E')));
+         p++)
+        ;
+    return p;
+}
+
+int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
+{
+    const char *p = sql, *end = sql + len;
+    const char *nul = memchr(sql, '\0', len); /* as sl_stmt_iter_init */
+    if (nul) end = nul;
+    int count = 0, maxp = 0;
+    bool any = false; /* the statement so far has a token */
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        switch (byte_class[c]) {
+        case B_SPACE: p++; continue;
+        case B_SEMI:
+            count += any;
+            any = false;
+            p++;
+            continue;
+        case B_WORD: {
+            const char *w = p++;
+            while (p < end && (word_flags[(unsigned char)*p] & F_WORD)) p++;
+            if ((word_flags[c] & (F_ACT | F_TRIG | F_PREFIX)) && word_matters(w, (size_t)(p - w), p, end, !any))
+                return -1;
+            break;
+        }
+        case B_DQUOTE: {
+            const char *q = past_quoted(p, end, '"');
+            if (!q) return -1;
+            if (q - p > 2 && trigger_prefix(p + 1, (size_t)(q - p - 2))) return -1;
+            p = q;
+            break;
+        }
+        case B_SQUOTE: /* also the B'' X'' N'' forms: their prefix was a word of its own */
+            if (!(p = past_quoted(p, end, '\''))) return -1;
+            break;
+        case B_DOLLAR: {
+            if (end - p < 2 || byte_class[(unsigned char)p[1]] != B_DIGIT) return -1; /* a dollar quote, maybe */
+            int v = 0;
+            for (p++; p < end && byte_class[(unsigned char)*p] == B_DIGIT; p++)
+                if (v < 100000) v = v * 10 + (*p - '0');
+            if (v > maxp) maxp = v;
+            break;
+        }
+        case B_DASH:
+            if (end - p >= 2 && p[1] == '-') { /* a comment to the end of the line */
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                p = nl ? nl : end;
+                continue;
+            }
+            p++;
+            break;
+        case B_SLASH:
+            if (end - p >= 2 && p[1] == '*') { /* nested block comments, as skip_space */
+                int depth = 0;
+                while (p < end) {
+                    if (end - p >= 2 && p[0] == '/' && p[1] == '*') depth++, p += 2;
+                    else if (end - p >= 2 && p[0] == '*' && p[1] == '/') {
+                        p += 2;
+                        if (--depth == 0) break;
+                    } else p++;
+                }
+                if (depth) return -1;
+                continue;
+            }
+            p++;
+            break;
+        case B_DOT: /* a number such as .5, else an operator */
+            p = end - p >= 2 && byte_class[(unsigned char)p[1]] == B_DIGIT ? past_number(p, end) : p + 1;
+            break;
+        case B_DIGIT: p = past_number(p, end); break;
+        default: p++; break;
+        }
+        any = true;
+    }
+    count += any;
+    *max_param = maxp;
+    return count;
 }

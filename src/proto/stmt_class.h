@@ -78,4 +78,13 @@ bool sl_stmt_next(sl_stmt_iter *it, sl_stmt_info *out);
 /* Classify a text that is one statement (a Parse), or the first statement of a text. */
 void sl_stmt_classify_one(const char *sql, size_t len, sl_stmt_info *out);
 
+/* The hot path's shortcut (one pass, no tokens kept): the number of statements in a text (as
+ * sl_stmt_next would return them) when it is certain that each of them classifies as nothing at
+ * all (kind SL_SK_OTHER, no pins, no clears, lexable), with the highest $n in *max_param; -1 when
+ * that is not certain and the text needs sl_stmt_next (a statement starting with SET, RESET,
+ * DISCARD, LISTEN, UNLISTEN, DECLARE, CLOSE, PREPARE, DEALLOCATE, CREATE, ROLLBACK or ABORT; a word
+ * or quoted identifier starting with pg_, temp or set_config anywhere; an E'' or U&'' string, a
+ * dollar quote or anything unterminated). */
+int sl_stmt_plain_count(const char *sql, size_t len, int *max_param);
+
 #endif

@@ -490,3 +490,34 @@ def test_large_bind_and_query_still_pass_and_settings_still_follow(pooler, schem
         assert int(simple(a, "SELECT length('%s') + v FROM t" % big)) == len(big) + 14
         assert one(a, "SELECT v FROM t") == 14
         assert one(b, "SHOW search_path") != "sp_s14"
+
+
+@pytest.mark.core
+def test_the_same_plain_statement_over_and_over_then_one_that_pins_or_sets(pooler, schemas):
+    """The hot path remembers a client's last plain Parse text and skips its classification: a
+    statement that pins or sets right after many repeats of a plain one (unnamed statements, the
+    extended protocol as psycopg sends it, and the simple protocol) is still followed."""
+    p = pooler(tx(2))
+    with clients.connect(p, application_name="hot") as a, clients.connect(p) as b:
+        # a text that starts like the one remembered below, a lock call in its comment
+        assert one(a, "SELECT %s::int + 1 /* pg_advisory_lock(1) */", 1) == 2
+        for i in range(30):
+            # as long as the statement that pins below: only the bytes tell them apart
+            assert one(a, "SELECT %s::int + 1 AS abcde", i) == i + 1
+            assert simple(a, "SELECT %d" % i) == str(i)
+        assert pinned_of(p, "hot") == ""
+        a.execute("SELECT pg_advisory_lock(%s)", (777002,))  # with a parameter: the extended protocol
+        assert pinned_of(p, "hot") == "advisory_lock"
+        pid = one(a, "SELECT pg_backend_pid()")
+        for i in range(5):
+            assert one(a, "SELECT %s::int + 1", i) == i + 1
+            assert one(a, "SELECT pg_backend_pid()") == pid
+        a.execute("SELECT pg_advisory_unlock_all()")
+        assert pinned_of(p, "hot") == ""
+        # a setting after the repeats follows the client to whichever server it gets
+        a.execute("SET search_path = sp_s3")
+        for i in range(10):
+            assert one(a, "SELECT %s::int + 1", i) == i + 1
+            assert one(b, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", "sp_s3") == 1  # b takes servers
+            assert one(a, "SELECT v FROM t") == 3
+        assert pinned_of(p, "hot") == ""

@@ -197,6 +197,132 @@ static void test_multi_statement(void **state)
     assert_false(sl_stmt_next(&it, &info));
 }
 
+/* The one-pass shortcut (sl_stmt_plain_count) against the full classifier: whenever it says "plain",
+ * sl_stmt_next must find exactly that many statements, each of them classified as nothing, with the
+ * same highest $n. */
+static void check_shortcut(const char *text, size_t n)
+{
+    int maxp = -7;
+    int count = sl_stmt_plain_count(text, n, &maxp);
+    if (count < 0) return;
+    sl_stmt_iter it;
+    sl_stmt_info info;
+    int stmts = 0, full_maxp = 0;
+    sl_stmt_iter_init(&it, text, n);
+    while (sl_stmt_next(&it, &info)) {
+        stmts++;
+        if (info.kind != SL_SK_OTHER || info.pins || info.clears || it.broken)
+            fail_msg("shortcut said plain, full classifier disagrees (kind %d pins %#x clears %#x): %.*s", info.kind,
+                     info.pins, info.clears, (int)n, text);
+        if (info.max_param > full_maxp) full_maxp = info.max_param;
+    }
+    if (stmts != count) fail_msg("shortcut counted %d statements, full %d: %.*s", count, stmts, (int)n, text);
+    if (maxp != full_maxp) fail_msg("shortcut max $n %d, full %d: %.*s", maxp, full_maxp, (int)n, text);
+}
+
+/* Texts the shortcut must take (the hot path of pgbench and ordinary applications)... */
+static const struct {
+    const char *sql;
+    int count, maxp;
+} plain_cases[] = {
+    {"SELECT abalance FROM pgbench_accounts WHERE aid = $1", 1, 1},
+    {"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;", 1, 0},
+    {"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;", 1, 2},
+    {"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);", 1, 4},
+    {"BEGIN;", 1, 0},
+    {"END;", 1, 0},
+    {"begin; select 1; commit", 3, 0},
+    {"", 0, 0},
+    {" ;; ", 0, 0},
+    {"SELECT 'it''s set_config(1)' AS x", 1, 0},        /* a string: never read */
+    {"SELECT 1 -- SET x = 1; pg_advisory_lock(1)\n", 1, 0},
+    {"SELECT /* LISTEN x; /* nested */ */ 1", 1, 0},
+    {"WITH a AS (SELECT 1) SELECT * FROM a", 1, 0},
+    {"DELETE FROM t WHERE id = $10 AND x = 1e-5", 1, 10},
+    {"SELECT \"Col\" FROM \"Table\" WHERE a = $1", 1, 1},
+    {"SELECT 'a;b'; SELECT $2", 2, 2},
+    {"ROLLBACKS", 1, 0},                                   /* not the keyword ROLLBACK */
+    {"SELECT x FROM template1", 1, 0},                     /* not temp: but counted as one below */
+};
+
+/* ...and texts it must leave to the full classifier (they act on the session, or it cannot be sure). */
+static const char *const not_plain_cases[] = {
+    "select pg_advisory_lock(1)",
+    "SELECT PG_TRY_ADVISORY_LOCK($1)",
+    "SELECT \"pg_advisory_lock\"(1)",
+    "SELECT pg_catalog.pg_advisory_lock_shared(1)",
+    "SELECT set_config('search_path', 'a', false)",
+    "SELECT Set_Config('a.b', 'c', true)",
+    "WITH x AS (SELECT pg_advisory_lock(1)) SELECT * FROM x",
+    "SELECT * INTO TEMP t FROM x",
+    "CREATE TABLE pg_temp.t (a int)",
+    "SELECT 1; SET search_path = a",
+    "SELECT 1;SET search_path = a",
+    "SELECT 1; /* c */ set x = 1",
+    "  /* c */ SET search_path TO a",
+    "-- c\nRESET ALL",
+    "select 1;\n\tlisten x",
+    "Discard All",
+    "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+    "CLOSE ALL",
+    "PREPARE q AS SELECT 1",
+    "DEALLOCATE ALL",
+    "CREATE TEMP TABLE t (a int)",
+    "ROLLBACK TO SAVEPOINT a",
+    "abort",
+    "UNLISTEN *",
+    "SELECT $$ SET x $$",                                    /* a dollar quote */
+    "SELECT $a$ x $a$",
+    "SELECT E'it\\'s'",                                   /* backslash escapes */
+    "SELECT E'\\'' ; SET x = 1; --'",                     /* one string when read with its escapes */
+    "SELECT U&'\\0041'",
+    "SELECT 'unterminated",
+    "SELECT \"unterminated",
+    "SELECT 1 /* unterminated",
+    "SELECT 1 /* /* */",
+};
+
+static void test_shortcut(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(plain_cases) / sizeof(plain_cases[0]); i++) {
+        const char *sql = plain_cases[i].sql;
+        int maxp = -1;
+        int n = sl_stmt_plain_count(sql, strlen(sql), &maxp);
+        if (i == sizeof(plain_cases) / sizeof(plain_cases[0]) - 1) {
+            check_shortcut(sql, strlen(sql)); /* template1 may go either way; it must be right */
+            continue;
+        }
+        if (n != plain_cases[i].count || maxp != plain_cases[i].maxp)
+            fail_msg("%s: shortcut %d statements, $%d; want %d, $%d", sql, n, maxp, plain_cases[i].count,
+                     plain_cases[i].maxp);
+        check_shortcut(sql, strlen(sql));
+    }
+    for (size_t i = 0; i < sizeof(not_plain_cases) / sizeof(not_plain_cases[0]); i++) {
+        int maxp;
+        if (sl_stmt_plain_count(not_plain_cases[i], strlen(not_plain_cases[i]), &maxp) >= 0)
+            fail_msg("%s: taken as plain by the shortcut", not_plain_cases[i]);
+    }
+    /* every text of the other tables: the shortcut agrees with the full classifier */
+    for (size_t i = 0; i < sizeof(pin_cases) / sizeof(pin_cases[0]); i++)
+        check_shortcut(pin_cases[i].sql, strlen(pin_cases[i].sql));
+    for (size_t i = 0; i < sizeof(set_cases) / sizeof(set_cases[0]); i++)
+        check_shortcut(set_cases[i].sql, strlen(set_cases[i].sql));
+    /* a Query's text ends at its NUL, with the shortcut too */
+    static const char q[] = "SELECT 1\0SET x = 1";
+    int maxp;
+    assert_int_equal(sl_stmt_plain_count(q, sizeof(q), &maxp), 1);
+    check_shortcut(q, sizeof(q));
+    /* sl_stmt_classify_one takes the shortcut and gives the same answer */
+    sl_stmt_info info;
+    const char *sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $3";
+    sl_stmt_classify_one(sql, strlen(sql), &info);
+    assert_int_equal(info.kind, SL_SK_OTHER);
+    assert_int_equal(info.pins, 0);
+    assert_int_equal(info.max_param, 3);
+    assert_string_equal(info.name, "");
+}
+
 static void test_params_counted(void **state)
 {
     (void)state;
@@ -251,8 +377,42 @@ static void test_random_input_is_safe(void **state)
         while (sl_stmt_next(&it, &info) && guard < 1000) guard++;
         assert_true(guard < 1000);
         sl_stmt_classify_one(text, n, &info);
+        check_shortcut(text, n);
         test_free(text);
     }
+}
+
+/* Fragments glued at random, mostly harmless ones, so that the shortcut says "plain" often: each
+ * time it must agree with the full classifier (statement count, highest $n, nothing classified). */
+static void test_shortcut_random(void **state)
+{
+    (void)state;
+    static const char *const bits[] = {"SELECT ", "a", " ", "$1", "$12", "'x'", "'y''z'", "\"Q\"", "\"\"\"\"", "1e-",
+                                       "1e", ".5", "-", "--c\n", "/* c */", "/*", "*/", ";", "e", "x'1'", "b'", "E",
+                                       "'", "\"", "\n", "$", "1", "(", ")", "tem", "p", "pg", "_", "set", "config",
+                                       "se", "t", "\t", "u", "&", "=", "WITH ", "BEGIN", "\x80", "\xa0", "a$1", "0x"};
+    unsigned seed = 4242;
+    char buf[120];
+    int plain = 0;
+    for (int iter = 0; iter < 50000; iter++) {
+        size_t n = 0;
+        while (n < sizeof(buf) - 16) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = (seed >> 16) & 0x7fff;
+            const char *b = bits[r % (sizeof(bits) / sizeof(bits[0]))];
+            size_t l = strlen(b);
+            memcpy(buf + n, b, l);
+            n += l;
+            if (r % 13 == 0) break;
+        }
+        char *text = test_malloc(n ? n : 1);
+        memcpy(text, buf, n);
+        int maxp;
+        if (sl_stmt_plain_count(text, n, &maxp) >= 0) plain++;
+        check_shortcut(text, n);
+        test_free(text);
+    }
+    assert_true(plain > 1000); /* the comparison above was not vacuous */
 }
 
 int main(void)
@@ -261,9 +421,11 @@ int main(void)
         cmocka_unit_test(test_pins),
         cmocka_unit_test(test_set_reset),
         cmocka_unit_test(test_multi_statement),
+        cmocka_unit_test(test_shortcut),
         cmocka_unit_test(test_params_counted),
         cmocka_unit_test(test_reason_text),
         cmocka_unit_test(test_random_input_is_safe),
+        cmocka_unit_test(test_shortcut_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
