@@ -46,6 +46,7 @@
 #include "core/lifecycle.h"
 #include "core/proxy.h"
 #include "core/server.h"
+#include "core/listen_fanout.h"
 #include "core/session_state.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -369,7 +370,7 @@ static void freeze_each(sl_worker *w, void *arg)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
         if (s->client) continue; /* with its client */
-        if (sl_server_route(s)->replication) continue; /* not handed over: closed on success */
+        if (sl_server_route(s)->replication || s->fanout) continue; /* not handed over: closed on success */
         if (s->state != SL_SV_IDLE || !server_quiet(s)) {
             if (!p->busy++)
                 snprintf(p->why, sizeof(p->why), "server S-0x%llx is %s", (unsigned long long)s->id,
@@ -392,7 +393,7 @@ static void freeze_each(sl_worker *w, void *arg)
         /* a client pinned to its server by session state (transaction mode, pin_session_state) is not
          * handed over either: that state is not carried, and its server must not be reused as if clean */
         if (sl_stream_is_tls(&c->s) || (c->server && sl_stream_is_tls(&c->server->s)) || c->replication ||
-            sl_sess_pinned(c)) {
+            sl_sess_pinned(c) || sl_fanout_client_subscribed(c)) {
             if (c->server) sl_stream_freeze(&c->server->s);
             continue; /* closed if the takeover succeeds */
         }
@@ -410,7 +411,7 @@ static void freeze_each(sl_worker *w, void *arg)
         sl_server *s = sl_container_of(n, sl_server, node);
         if (s->client) continue;
         sl_stream_freeze(&s->s);
-        if (sl_stream_is_tls(&s->s) || sl_server_route(s)->replication) continue;
+        if (sl_stream_is_tls(&s->s) || sl_server_route(s)->replication || s->fanout) continue;
         tb_u8(&p->buf, 'S');
         put_server(&p->buf, s, now);
         p->nrec++;
@@ -665,6 +666,7 @@ static void finish_each(sl_worker *w, void *arg)
                         : c->replication       ? " (replication connections are not)"
                         : sl_sess_pinned(c)    ? " (session state pinned to its server is not: advisory locks, "
                                                  "temporary tables, WITH HOLD cursors, LISTEN, SQL PREPARE)"
+                        : sl_fanout_client_subscribed(c) ? " (LISTEN subscriptions are not)"
                                                : " (TLS sessions are not)");
     }
     sl_list_for_each_safe(n, t, &w->servers)
