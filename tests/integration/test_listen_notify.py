@@ -6,6 +6,7 @@ import asyncio
 import select
 import time
 
+import psycopg
 import pytest
 
 from admin_helpers import show
@@ -217,6 +218,18 @@ def test_notification_during_a_transaction_arrives_after_it_ends(pooler):
         assert "listen" in pinned(p)
         pid2 = notify(s, "tx_pinned", "y")
         assert ia.wait(2)[1] == ("tx_pinned", "y", pid2)
+
+
+def test_pin_session_state_error_still_serves_listen_through_the_fanout(pooler):
+    p = pooler(tx(2, pin_session_state="error"))
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        assert simple(a, "LISTEN err_chan") == "LISTEN"
+        pid = notify(s, "err_chan", "e")
+        assert ia.wait(1) == [("err_chan", "e", pid)]
+        # in a transaction block it would pin: refused
+        res = a.pgconn.exec_(b"BEGIN; LISTEN err_chan2; COMMIT")
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"0A000"
 
 
 def test_listen_fanout_off_pins_as_before_and_session_mode_is_unchanged(pooler):
