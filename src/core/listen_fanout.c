@@ -91,6 +91,7 @@ typedef struct sl_fanout_db {
     sl_server *conn;
     bool ready;
     bool lost;            /* it was up and went down: say so when it is back */
+    int64_t checked_at;   /* when its backend was last checked against the route's */
     int64_t retry_at, backoff;
 } sl_fanout_db;
 
@@ -560,8 +561,24 @@ static void service(sl_worker *w, sl_fanout_db *d, int64_t now)
     if (d->conn && d->conn->s.frozen) return; /* a takeover is handing connections over */
     if (!d->conn) {
         if (now < d->retry_at) return;
+        if (!sl_route_listen_backend_current(d->backend)) { /* a reload moved the database, or a failover */
+            sl_backend *b = sl_route_listen_backend(d->backend->route);
+            if (b) {
+                sl_route_listen_backend_put(d->backend);
+                d->backend = b;
+            }
+        }
         sl_server_launch_listener(w, d->backend, d);
         return;
+    }
+    if (d->ready && now - d->checked_at >= 1000000) { /* once a second: still the right server? */
+        d->checked_at = now;
+        if (!sl_route_listen_backend_current(d->backend)) {
+            sl_log_info("LISTEN fan-out: database %s now lives elsewhere (reload or failover): its listener "
+                        "connection moves", d->name);
+            sl_server_close(d->conn, SL_CLOSE_SERVER_RETIRED);
+            return;
+        }
     }
     if (d->ready) send_commands(d);
 }

@@ -323,6 +323,8 @@ void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act);
  * is freed meanwhile. The listener is not one of the route's servers (pool sizes do not count it). */
 sl_backend *sl_route_listen_backend(sl_route *r);
 void sl_route_listen_backend_put(sl_backend *b);
+/* Would sl_route_listen_backend still pick b (not retired by a reload, still the primary)? */
+bool sl_route_listen_backend_current(sl_backend *b);
 void sl_route_logged_in(sl_pool_conn *c);
 /* A server's login failed: remember why and forget the server (c may be NULL: the failure was
  * before a server existed). When no server of the route is left, the waiting clients are woken:

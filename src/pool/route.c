@@ -425,6 +425,16 @@ sl_backend *sl_route_listen_backend(sl_route *r)
     return b;
 }
 
+bool sl_route_listen_backend_current(sl_backend *b)
+{
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    bool cur = !b->retired && (r->routed ? r->primary >= 0 && r->primary < r->nbackends && r->backends[r->primary] == b
+                                         : r->nbackends == 1 && r->backends[0] == b);
+    pthread_mutex_unlock(&r->lock);
+    return cur;
+}
+
 void sl_route_listen_backend_put(sl_backend *b)
 {
     sl_route *r = b->route;
