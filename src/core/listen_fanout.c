@@ -667,7 +667,7 @@ void sl_fanout_server_closed(sl_server *s)
     }
     kick_locked(d);
     pthread_mutex_unlock(&hub_lock);
-    if (was_ready) {
+    if (was_ready && nchans) {
         d->lost = true;
         d->retry_at = now;
         d->backoff = BACKOFF_MIN_US;
@@ -675,7 +675,7 @@ void sl_fanout_server_closed(sl_server *s)
         sl_log_warn("LISTEN fan-out: listener connection S-0x%llx for database %s lost; reconnecting to LISTEN "
                        "again on %u channel(s) (notifications sent until then are not delivered)",
                        (unsigned long long)s->id, d->name, nchans);
-    } else {
+    } else if (!was_ready) {
         d->retry_at = now + d->backoff;
         d->backoff = d->backoff * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : d->backoff * 2;
     }

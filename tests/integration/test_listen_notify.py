@@ -263,3 +263,27 @@ def test_metrics_count_channels_and_deliveries(pooler):
         pid = notify(s, "m_two", "p")
         assert ia.wait(1) == [("m_two", "p", pid)]
         wait_for(lambda: value(scrape(p), "pgsluice_listen_notifications_total") >= 1, 10, what="the counter")
+
+
+def test_takeover_closes_subscribed_clients_with_57p01_and_the_new_process_serves_listen(pooler, direct):
+    from test_takeover import complete_takeover, start_takeover
+    p = pooler(tx(2))
+    d = direct("appdb")
+    listening = clients.connect(p)
+    plain = clients.connect(p)
+    simple(listening, "LISTEN to_chan")
+    assert len(listeners(d)) == 1
+    complete_takeover(p, start_takeover(p))
+    assert simple(plain, "SELECT 2") == "2"
+    with pytest.raises(psycopg.OperationalError) as e:
+        listening.execute("SELECT 1")
+    assert "LISTEN subscriptions are not" in str(e.value), str(e.value)
+    listening.close()
+    # the old listener connection went with the old process; the new one opens its own
+    wait_for(lambda: not listeners(d), 15, what="the old listener connection to close")
+    with clients.connect(p) as a:
+        ia = Inbox(a)
+        simple(a, "LISTEN to_chan")
+        pid = notify(plain, "to_chan", "new")
+        assert ia.wait(1) == [("to_chan", "new", pid)]
+    plain.close()
