@@ -100,6 +100,8 @@ typedef struct sl_fanout_client {
     const char **chans;   /* interned */
     uint32_t n, cap;
     const char *waiting;  /* a LISTEN waiting for the listener (interned), NULL: none */
+    int8_t done;          /* its answer came while the client was frozen (takeover): 1 ok, -1 failed */
+    char *done_err;
     sl_pktbuf q;          /* notifications waiting for a message boundary */
     uint32_t qn;
 } sl_fanout_client;
@@ -340,6 +342,7 @@ void sl_fanout_client_gone(sl_client *c)
         pthread_mutex_unlock(&hub_lock);
     }
     if (f->waiting) sl_intern_release(f->waiting);
+    free(f->done_err);
     free(f->chans);
     sl_pb_free(&f->q);
     free(f);
@@ -798,6 +801,12 @@ void sl_fanout_message(sl_worker *w, sl_msg *m)
     case SL_MSG_FANOUT_KICK: service_worker(w, sl_now_fast()); break;
     case SL_MSG_FANOUT_DONE: {
         sl_client *c = sl_worker_find_slot(w, m->slot, m->gen);
+        if (c && c->state != SL_CL_CLOSING && c->s.frozen && c->fanout && !c->fanout->done) {
+            /* a takeover holds it: answered when it thaws (the tick), or closed if the takeover ends */
+            c->fanout->done = m->a == NOTE_OK ? 1 : -1;
+            c->fanout->done_err = m->obj;
+            break;
+        }
         if (c && c->state != SL_CL_CLOSING) listen_done(c, m->a == NOTE_OK, m->obj);
         free(m->obj);
         break;
@@ -820,6 +829,15 @@ void sl_fanout_tick(sl_worker *w, int64_t now)
     sl_list_for_each_safe(n, t, &w->clients)
     {
         sl_client *c = sl_container_of(n, sl_client, node);
+        if (c->fanout && c->fanout->done && !c->s.frozen) {
+            char *err = c->fanout->done_err;
+            bool ok = c->fanout->done > 0;
+            c->fanout->done = 0;
+            c->fanout->done_err = NULL;
+            listen_done(c, ok, err);
+            free(err);
+            if (c->state == SL_CL_CLOSING) continue;
+        }
         if (c->fanout && c->fanout->qn) sl_fanout_client_flush(c);
     }
 }
