@@ -79,6 +79,7 @@ def pinned(p):
     return [r["pinned"] for r in show(p, "CLIENTS") if r["database"] == "appdb"]
 
 
+@pytest.mark.core
 def test_fifty_listeners_on_five_channels_get_every_notify_once_in_order(pooler, direct):
     p = pooler(tx(2))
     channels = ["fan_%d" % i for i in range(5)]
@@ -167,6 +168,7 @@ def test_unlisten_stops_delivery_and_client_exit_unlistens(pooler, direct):
         assert ia.poll(0.2) == [("un_one", "1", pid), ("Un_Two", "3", pid3), ("Un_Two", "5", pid5)]
 
 
+@pytest.mark.core
 def test_listener_killed_is_reestablished(pooler, direct):
     p = pooler(tx(2))
     d = direct("appdb")
@@ -196,6 +198,7 @@ def test_listener_killed_is_reestablished(pooler, direct):
         assert "listener connection" in p.log_text() and "lost" in p.log_text()
 
 
+@pytest.mark.core
 def test_notification_during_a_transaction_arrives_after_it_ends(pooler):
     p = pooler(tx(2))
     with clients.connect(p) as a, clients.connect(p) as b, clients.connect(p) as s:
