@@ -290,3 +290,22 @@ def test_takeover_closes_subscribed_clients_with_57p01_and_the_new_process_serve
         pid = notify(plain, "to_chan", "new")
         assert ia.wait(1) == [("to_chan", "new", pid)]
     plain.close()
+
+
+def test_client_with_more_than_listen_queue_max_waiting_is_disconnected(pooler):
+    p = pooler(tx(2, listen_queue_max=3))
+    with clients.connect(p) as a, clients.connect(p) as b, clients.connect(p) as s:
+        ib = Inbox(b)
+        simple(a, "LISTEN q_chan")
+        simple(b, "LISTEN q_chan")
+        simple(a, "BEGIN")  # a holds them until its transaction ends
+        sent = [("q_chan", str(k), notify(s, "q_chan", str(k))) for k in range(3)]
+        assert ib.wait(3) == sent
+        simple(a, "SELECT 1")  # 3 waiting: still fine
+        sent.append(("q_chan", "3", notify(s, "q_chan", "3")))
+        assert ib.wait(4) == sent
+        wait_for(lambda: "listen_queue_max" in p.log_text(), 10, what="the drop to be logged")
+        with pytest.raises(psycopg.OperationalError):
+            a.execute("SELECT 2")
+        # b, idle all along, is unaffected
+        assert simple(b, "SELECT 3") == "3"
