@@ -588,17 +588,26 @@ static void service(sl_worker *w, sl_fanout_db *d, int64_t now)
 
 static void service_worker(sl_worker *w, int64_t now)
 {
-    sl_fanout_db *mine[64];
-    int n = 0;
+    sl_fanout_db *few[16], **mine = few;
+    size_t n = 0, cap = sizeof(few) / sizeof(few[0]);
     pthread_mutex_lock(&hub_lock);
-    for (sl_fanout_db *d = dbs; d && n < 64; d = d->next)
-        if (d->worker == w->id) {
-            d->kick_posted = false;
-            mine[n++] = d;
+    for (sl_fanout_db *d = dbs; d; d = d->next) {
+        if (d->worker != w->id) continue;
+        if (n == cap) { /* many databases on this worker: the rest wait for the next tick if out of memory */
+            sl_fanout_db **more = malloc(2 * cap * sizeof(*more));
+            if (!more) break;
+            memcpy(more, mine, n * sizeof(*more));
+            if (mine != few) free(mine);
+            mine = more;
+            cap *= 2;
         }
+        d->kick_posted = false;
+        mine[n++] = d;
+    }
     pthread_mutex_unlock(&hub_lock);
     /* only this worker frees its entries: the pointers stay valid */
-    for (int i = 0; i < n; i++) service(w, mine[i], now);
+    for (size_t i = 0; i < n; i++) service(w, mine[i], now);
+    if (mine != few) free(mine);
 }
 
 void sl_fanout_server_created(sl_server *s)
