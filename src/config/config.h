@@ -212,6 +212,8 @@ typedef struct sl_config {
     int disable_pqexec;
     int max_prepared_statements;
     int pin_session_state;          /* sl_pin_mode: off, on, error */
+    int listen_fanout;              /* LISTEN served by one listener connection per database */
+    int listen_queue_max;           /* notifications held for one client before it is dropped */
 
     char *logfile;
     char *pidfile;

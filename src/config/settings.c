@@ -138,6 +138,18 @@ const sl_setting sl_settings[] = {
            "that use the extended protocol alone keep working. The console is not affected."),
     S_INT(max_prepared_statements, "200", A, 0, 0,
           "Protocol-level prepared statements tracked per client in transaction/statement mode; 0 disables."),
+    S_BOOL(listen_fanout, "1", A,
+           "Transaction pooling: a LISTEN or UNLISTEN sent alone in a simple Query between transactions is served "
+           "by pgsluice instead of pinning the client to a server: one listener connection per database LISTENs on "
+           "the union of the clients' channels and passes each notification (channel, payload, sending backend's "
+           "PID) to every subscribed client, between its transactions. LISTEN inside a transaction block, in a "
+           "multi-statement query or through the extended protocol still pins (pin_session_state). Notifications "
+           "sent while the listener connection is down (reconnecting) are lost. 0: LISTEN always pins. "
+           "pgsluice's own setting."),
+    S_INT(listen_queue_max, "10000", A, 1, 100000000,
+          "LISTEN fan-out: notifications held for one client that is busy (in a transaction, or not reading); a "
+          "client with more waiting is disconnected (as PostgreSQL's notification queue is bounded). "
+          "pgsluice's own setting."),
     S_ENUM(pin_session_state, "on", A, pin_mode_names,
            "Transaction/statement pooling: what happens when a client does something whose effect outlives its "
            "transaction on the server (a session advisory lock, CREATE TEMP TABLE, DECLARE ... WITH HOLD, LISTEN, "

@@ -14,6 +14,7 @@
 #include "core/console.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
+#include "core/listen_fanout.h"
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
 #include "core/rw_split.h"
@@ -164,6 +165,7 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     if (c->route && (c->state == SL_CL_WAITING || c->state == SL_CL_WELCOME || c->state == SL_CL_AUTH))
         sl_route_unqueue(c->route, &c->wt);
     if (c->server) drop_server(c);
+    if (c->fanout) sl_fanout_client_gone(c); /* its channels, before its route goes */
     if (c->logged_in) sl_route_client_logout(c->route);
     if (c->route) sl_route_put(c->route);
     c->route = NULL;
@@ -583,6 +585,10 @@ void sl_client_idle_input(sl_client *c)
     sl_stream *s = &c->s;
     bool local = sl_ps_enabled_for(c);
     int64_t max_packet = c->s.w->cfg->max_packet_size;
+    if (__builtin_expect(c->fanout != NULL, 0) && sl_fanout_client_waiting(c)) {
+        sl_stream_set_poll(s, 0); /* its LISTEN is answered first; the rest stays buffered */
+        return;
+    }
     while (c->state == SL_CL_IDLE && s->end - s->parse >= 5) {
         char type = (char)s->buf[s->parse];
         uint32_t len = sl_get_u32(s->buf + s->parse + 1);
@@ -606,6 +612,15 @@ void sl_client_idle_input(sl_client *c)
             if (rw == SL_RWS_NEED_MORE) break;
             if (rw == SL_RWS_CONSUMED) continue;
             now = rw == SL_RWS_FORWARD_NOW;
+        }
+        if (type == SL_FE_QUERY && !now) { /* LISTEN / UNLISTEN served without a server */
+            sl_fanout_result fr = sl_fanout_client_query(c, len);
+            if (fr == SL_FANOUT_NEED_MORE) break;
+            if (fr == SL_FANOUT_DONE) continue;
+            if (fr == SL_FANOUT_WAIT) {
+                if (sl_stream_out_pending(s)) client_flush_out(c);
+                return;
+            }
         }
         sl_ps_result r = local && !now ? sl_ps_client_local(c, type, len) : SL_PS_FORWARD;
         if (r == SL_PS_NEED_MORE) break;

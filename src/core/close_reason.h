@@ -41,7 +41,8 @@
     X(ADMIN_PAUSE, "pause mode", true)                                                        \
     X(SUSPEND_TIMEOUT, "suspend_timeout: buffers not flushed", false)                         \
     X(SHUTDOWN, "shutting down", true)                                                        \
-    X(TAKEOVER, "takeover: a new pgsluice process took over", true)
+    X(TAKEOVER, "takeover: a new pgsluice process took over", true)                          \
+    X(LISTEN_UNUSED, "LISTEN fan-out: no channel left to listen on", true)
 
 #define SL_CLOSE_ENUM(id, text, polite) SL_CLOSE_##id,
 typedef enum { SL_CLOSE_REASONS(SL_CLOSE_ENUM) SL_CLOSE_NREASONS } sl_close_reason;

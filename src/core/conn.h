@@ -48,6 +48,8 @@ const char *sl_server_state_name(sl_server_state s);
 
 struct sl_scram_server;
 struct sl_session;
+struct sl_fanout_client;
+struct sl_fanout_db;
 
 typedef struct sl_client {
     sl_stream s;                 /* must stay first */
@@ -90,6 +92,8 @@ typedef struct sl_client {
                                     gets (rw_split.c); NULL when none */
     struct sl_session *sess;     /* transaction pooling: settings followed and pins (session_state.c);
                                     NULL until its first request there */
+    struct sl_fanout_client *fanout; /* LISTEN fan-out: its channels and notifications waiting for it
+                                    (listen_fanout.c); NULL until its first LISTEN served that way */
 } sl_client;
 
 typedef enum {
@@ -168,6 +172,8 @@ typedef struct sl_server {
     struct sl_expect *exp;       /* ring of responses the server owes, in order */
     uint32_t exp_head, exp_n, exp_cap;
     uint32_t ps_parses_queued;   /* entries of exp that are Parses of a statement (for proxy_ps.c) */
+    /* LISTEN fan-out: this is a database's listener connection (listen_fanout.c), never pooled */
+    struct sl_fanout_db *fanout;
 } sl_server;
 
 static inline sl_route *sl_server_route(const sl_server *s) { return s->pc.backend->route; }

@@ -9,6 +9,7 @@
 #include "core/client.h"
 #include "core/console.h"
 #include "core/lifecycle.h"
+#include "core/listen_fanout.h"
 #include "core/server.h"
 #include "core/takeover.h"
 #include "net/listener.h"
@@ -84,6 +85,9 @@ static void on_message(sl_worker *w, sl_msg *m)
     }
     case SL_MSG_LAUNCH: sl_server_launch(w, m->obj, m->slot, m->gen); break;
     case SL_MSG_STATE: state_changed(w); break;
+    case SL_MSG_FANOUT_KICK:
+    case SL_MSG_FANOUT_DONE:
+    case SL_MSG_FANOUT_NOTIFY: sl_fanout_message(w, m); break;
     }
 }
 
@@ -114,6 +118,7 @@ static void on_tick(sl_worker *w)
     }
     sl_list *n, *t;
     sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
+    sl_fanout_tick(w, now);
     sl_list_for_each_safe(n, t, &w->servers)
     {
         sl_server *s = sl_container_of(n, sl_server, node);

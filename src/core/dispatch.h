@@ -15,6 +15,9 @@ typedef enum {
     SL_MSG_WAKE_CLIENT,      /* re-examine client (slot, gen): a pool slot freed up, or it failed */
     SL_MSG_LAUNCH,           /* obj: open a server connection to this backend (already counted) */
     SL_MSG_STATE,            /* the run state or the config changed: re-examine everything */
+    SL_MSG_FANOUT_KICK,      /* LISTEN fan-out: a database this worker owns has work (listen_fanout.c) */
+    SL_MSG_FANOUT_DONE,      /* LISTEN fan-out: client (slot, gen)'s LISTEN ran (a: 1 ok; obj: error text) */
+    SL_MSG_FANOUT_NOTIFY,    /* LISTEN fan-out: obj = a NotificationResponse of a bytes for client (slot, gen) */
 } sl_core_msg;
 
 extern const sl_worker_ops sl_core_worker_ops;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/client.h"
+#include "core/listen_fanout.h"
 #include "core/proxy_ps.h"
 #include "core/scan.h"
 #include "core/server.h"
@@ -202,6 +203,8 @@ void sl_proxy_unlink_release(sl_server *s)
 static void after_release(sl_client *c)
 {
     if (c->state != SL_CL_IDLE) return;
+    if (__builtin_expect(c->fanout != NULL, 0)) sl_fanout_client_flush(c); /* notifications held meanwhile */
+    if (c->state != SL_CL_IDLE) return;
     sl_stream_set_poll(&c->s, UV_READABLE);
     if (c->s.end > c->s.parse) sl_client_idle_input(c);
     else sl_stream_trim(&c->s);
@@ -323,6 +326,11 @@ static void server_forward(sl_server *s)
             sl_proxy_unlink_release(s);
             after_release(c);
             return;
+        }
+        /* a client kept on its server (pinned) gets its notifications between transactions too */
+        if (__builtin_expect(c->fanout != NULL, 0)) {
+            sl_fanout_client_flush(c);
+            if (c->server != s) return;
         }
     }
     sl_proxy_update_poll(c, s);

@@ -17,6 +17,7 @@
 #include "core/client.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
+#include "core/listen_fanout.h"
 #include "core/msgread.h"
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
@@ -66,6 +67,7 @@ void sl_server_free(sl_stream *st)
 void sl_server_close(sl_server *s, sl_close_reason why)
 {
     if (s->state == SL_SV_CLOSING) return;
+    if (s->fanout) sl_fanout_server_closed(s); /* its database reconnects */
     /* parked in the pool: another worker may have just taken it, and then a detach message is on
      * its way here; it will find the server closing, and free it */
     if (s->state == SL_SV_IDLE && sl_route_take_idle(&s->pc) == SL_IDLE_PROMISED) s->await_detach = true;
@@ -250,6 +252,8 @@ static sl_server *server_new(sl_worker *w, sl_backend *b)
     return s;
 }
 
+static sl_server *start_connect(sl_worker *w, sl_backend *b, sl_server *s);
+
 sl_server *sl_server_launch(sl_worker *w, sl_backend *b, uint32_t slot, uint32_t gen)
 {
     sl_server *s = server_new(w, b);
@@ -265,6 +269,26 @@ sl_server *sl_server_launch(sl_worker *w, sl_backend *b, uint32_t slot, uint32_t
         sl_carry_out(&act);
         return NULL;
     }
+    return start_connect(w, b, s);
+}
+
+void sl_server_launch_listener(sl_worker *w, sl_backend *b, struct sl_fanout_db *fanout)
+{
+    sl_server *s = server_new(w, b);
+    if (!s) {
+        sl_log_error("LISTEN fan-out: out of memory opening a listener connection");
+        return;
+    }
+    /* not one of its route's servers: nothing to count off when it closes */
+    s->pc.gone = true;
+    s->pc.logged_in = true;
+    s->fanout = fanout;
+    sl_fanout_server_created(s);
+    (void)start_connect(w, b, s);
+}
+
+static sl_server *start_connect(sl_worker *w, sl_backend *b, sl_server *s)
+{
     /* host and port never change for a backend */
     if (!needs_lookup(b->host)) {
         connect_started(s, w, connect_direct(b->host, b->port));
@@ -585,6 +609,11 @@ static void login_complete(sl_server *s, const sl_pktbuf *other_params)
     if (sl_log_verbose() >= 1) SV_LOG(s, SL_LOG_DEBUG, "logged in, backend pid %u", s->be_pid);
     sl_backend_set_welcome(s->pc.backend, &s->params, other_params);
     s->pc.idle_since = sl_now_us();
+    if (s->fanout) { /* a database's LISTEN connection: its own, never pooled */
+        sl_server_set_state(s, SL_SV_ACTIVE);
+        sl_fanout_server_ready(s);
+        return;
+    }
     if (s->for_gen) { /* a replication route's: to the client it was opened for, or closed */
         sl_client *c = sl_worker_find_slot(s->s.w, s->for_slot, s->for_gen);
         if (c && c->route == sl_server_route(s) && sl_route_claim_waiter(c->route, &c->wt)) {
@@ -777,6 +806,10 @@ static void server_on_event(sl_stream *st, int events)
     }
     if (s->tls_step == TLS_STEP_HANDSHAKE) {
         server_handshake(s);
+        return;
+    }
+    if (s->fanout && s->state == SL_SV_ACTIVE) {
+        sl_fanout_server_event(s, events);
         return;
     }
     if (s->state == SL_SV_ACTIVE && s->client) {

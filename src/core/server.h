@@ -14,6 +14,10 @@
 /* Open a connection to backend b on worker w (already counted in its route by the launch decision). */
 /* gen != 0: a replication route's server, for client (slot, gen) of this worker only. */
 sl_server *sl_server_launch(sl_worker *w, sl_backend *b, uint32_t slot, uint32_t gen);
+/* A database's LISTEN fan-out connection (listen_fanout.c) to backend b, owned by w: not counted in
+ * its route; logged in like any server, then handed to the fan-out instead of the pool. */
+struct sl_fanout_db;
+void sl_server_launch_listener(sl_worker *w, sl_backend *b, struct sl_fanout_db *fanout);
 void sl_server_close(sl_server *s, sl_close_reason why);
 /* The stream's close callback: frees the object (unless a detach message still names it). */
 void sl_server_free(sl_stream *st);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/client.h"
+#include "core/listen_fanout.h"
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
@@ -192,6 +193,8 @@ static void tx_commit(sl_client *c, sl_server *s)
             sl_params_copy_one(&s->params, &p, e->param);
         } else if (e->kind == E_NAME_DROP) {
             names_drop(c, e->param, e->value);
+            /* an UNLISTEN that went to the server ends the fan-out's subscription too */
+            if (e->param == SL_PINR_LISTEN && c->fanout) sl_fanout_client_unlisten(c, e->value);
         } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
             names_add(c, e->param, e->value ? e->value : "");
             add_pins(c, s, SL_PIN_BIT(e->param));
@@ -206,6 +209,7 @@ static void tx_commit(sl_client *c, sl_server *s)
         entry_release(&ss->tx[i]);
     }
     ss->txn = 0;
+    if ((ss->clear_pending & SL_PIN_BIT(SL_PINR_LISTEN)) && c->fanout) sl_fanout_client_unlisten(c, NULL);
     drop_pins(c, ss->clear_pending);
     ss->clear_pending = 0;
 }
@@ -472,6 +476,9 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
         pins |= e.pins;
         int nr = named_reason(&info);
         if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+        /* a channel LISTENed on its (pinned) server is delivered by that server from now on */
+        if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
+            sl_fanout_client_unlisten(c, info.name);
         if (mode != SL_PIN_MODE_ERROR && ok) ok = q_push(ss, &e);
         entry_release(&e);
     }

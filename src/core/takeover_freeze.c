@@ -4,6 +4,7 @@
  * is tried again or called off; once the new process confirmed, close what was not handed over. */
 #include <stdio.h>
 
+#include "core/listen_fanout.h"
 #include "core/session_state.h"
 #include "core/takeover.h"
 #include "core/takeover_int.h"
@@ -84,7 +85,7 @@ void freeze_each(sl_worker *w, void *arg)
     {
         sl_server *s = sl_container_of(n, sl_server, node);
         if (s->client) continue; /* with its client */
-        if (sl_server_route(s)->replication) continue; /* not handed over: closed on success */
+        if (sl_server_route(s)->replication || s->fanout) continue; /* not handed over: closed on success */
         if (s->state != SL_SV_IDLE || !server_quiet(s)) {
             if (!p->busy++)
                 snprintf(p->why, sizeof(p->why), "server S-0x%llx is %s", (unsigned long long)s->id,
@@ -107,7 +108,7 @@ void freeze_each(sl_worker *w, void *arg)
         /* a client pinned to its server by session state (transaction mode, pin_session_state) is not
          * handed over either: that state is not carried, and its server must not be reused as if clean */
         if (sl_stream_is_tls(&c->s) || (c->server && sl_stream_is_tls(&c->server->s)) || c->replication ||
-            sl_sess_pinned(c)) {
+            sl_sess_pinned(c) || sl_fanout_client_subscribed(c)) {
             if (c->server) sl_stream_freeze(&c->server->s);
             continue; /* closed if the takeover succeeds */
         }
@@ -125,7 +126,7 @@ void freeze_each(sl_worker *w, void *arg)
         sl_server *s = sl_container_of(n, sl_server, node);
         if (s->client) continue;
         sl_stream_freeze(&s->s);
-        if (sl_stream_is_tls(&s->s) || sl_server_route(s)->replication) continue;
+        if (sl_stream_is_tls(&s->s) || sl_server_route(s)->replication || s->fanout) continue;
         tb_u8(&p->buf, 'S');
         put_server(&p->buf, s, now);
         p->nrec++;
@@ -190,6 +191,7 @@ void finish_each(sl_worker *w, void *arg)
                         : c->replication       ? " (replication connections are not)"
                         : sl_sess_pinned(c)    ? " (session state pinned to its server is not: advisory locks, "
                                                  "temporary tables, WITH HOLD cursors, LISTEN, SQL PREPARE)"
+                        : sl_fanout_client_subscribed(c) ? " (LISTEN subscriptions are not)"
                                                : " (TLS sessions are not)");
     }
     sl_list_for_each_safe(n, t, &w->servers)

@@ -6,6 +6,7 @@
 #include "core/session_state.h"
 #include "core/client.h"
 #include "core/dispatch.h"
+#include "core/listen_fanout.h"
 #include "core/lifecycle.h"
 #include "core/server.h"
 #include "http/routes.h"
@@ -93,6 +94,23 @@ static void process_metrics(sl_tb *b, const sl_snapshot *s)
     for (int r = 0; r < SL_PIN_NREASONS; r++)
         sl_tb_printf(b, "pgsluice_pins_total{reason=\"%s\"} %llu\n", sl_pin_reason_names[r],
                      (unsigned long long)__atomic_load_n(&sl_pins_total[r], __ATOMIC_RELAXED));
+    sl_fanout_stats fo;
+    sl_fanout_get_stats(&fo);
+    family(b, "pgsluice_listen_channels", "gauge",
+           "LISTEN fan-out: channels the listener connections listen on (all databases).");
+    sl_tb_printf(b, "pgsluice_listen_channels %lld\n", (long long)fo.channels);
+    family(b, "pgsluice_listen_connections", "gauge", "LISTEN fan-out: listener connections open (one per database).");
+    sl_tb_printf(b, "pgsluice_listen_connections %lld\n", (long long)fo.listeners);
+    family(b, "pgsluice_listen_subscriptions", "gauge", "LISTEN fan-out: (client, channel) subscriptions.");
+    sl_tb_printf(b, "pgsluice_listen_subscriptions %lld\n", (long long)fo.subscriptions);
+    family(b, "pgsluice_listen_notifications_total", "counter", "LISTEN fan-out: notifications written to clients.");
+    sl_tb_printf(b, "pgsluice_listen_notifications_total %llu\n", (unsigned long long)fo.delivered);
+    family(b, "pgsluice_listen_reconnects_total", "counter",
+           "LISTEN fan-out: listener connections lost and opened again (notifications sent in between are lost).");
+    sl_tb_printf(b, "pgsluice_listen_reconnects_total %llu\n", (unsigned long long)fo.reconnects);
+    family(b, "pgsluice_listen_dropped_clients_total", "counter",
+           "LISTEN fan-out: clients disconnected with more than listen_queue_max notifications waiting.");
+    sl_tb_printf(b, "pgsluice_listen_dropped_clients_total %llu\n", (unsigned long long)fo.dropped_clients);
 }
 
 static void pool_state_family(sl_tb *b, const sl_snapshot *s, const char *name, const char *help, bool servers)

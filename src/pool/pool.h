@@ -109,6 +109,7 @@ typedef struct sl_backend {
     int n_connecting;
     int n_idle;
     int n_tested;
+    int n_listeners;             /* LISTEN fan-out connections holding it (sl_route_listen_backend) */
     sl_list *idle;               /* one list per worker; most recently used first */
     int64_t last_connect_attempt;
     /* primary/replica routing (routed databases; copied from the topology by every refresh) */
@@ -318,6 +319,14 @@ void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act)
  * previous process, counted in now; idle: parked on worker's idle list (else linked to a client). */
 void sl_route_adopt_conn(sl_pool_conn *c, int worker, bool idle);
 void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act);
+/* LISTEN fan-out (core/listen_fanout.c): the backend a database's listener connection logs in to
+ * (the only host, or the primary of a database with roles; NULL when there is none or the database
+ * has several hosts without roles), held with its route until sl_route_listen_backend_put: neither
+ * is freed meanwhile. The listener is not one of the route's servers (pool sizes do not count it). */
+sl_backend *sl_route_listen_backend(sl_route *r);
+void sl_route_listen_backend_put(sl_backend *b);
+/* Would sl_route_listen_backend still pick b (not retired by a reload, still the primary)? */
+bool sl_route_listen_backend_current(sl_backend *b);
 void sl_route_logged_in(sl_pool_conn *c);
 /* A server's login failed: remember why and forget the server (c may be NULL: the failure was
  * before a server existed). When no server of the route is left, the waiting clients are woken:

@@ -339,7 +339,7 @@ static void free_retired_locked(sl_route *r)
     sl_list_for_each_safe(n, t, &r->retired_backends)
     {
         sl_backend *b = sl_container_of(n, sl_backend, retired_node);
-        if (b->n_servers > 0) continue;
+        if (b->n_servers > 0 || b->n_listeners > 0) continue;
         sl_list_remove(&b->retired_node);
         sl_backend_free(b);
     }

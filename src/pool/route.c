@@ -410,6 +410,40 @@ void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act)
     sl_route_forget(&c, NULL, act);
 }
 
+sl_backend *sl_route_listen_backend(sl_route *r)
+{
+    sl_backend *b = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (r->routed) b = r->primary >= 0 && r->primary < r->nbackends ? r->backends[r->primary] : NULL;
+    else if (r->nbackends == 1) b = r->backends[0];
+    if (b) {
+        b->n_listeners++; /* a retired backend is freed only once this is back to 0 */
+        __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+        r->unused_since = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return b;
+}
+
+bool sl_route_listen_backend_current(sl_backend *b)
+{
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    bool cur = !b->retired && (r->routed ? r->primary >= 0 && r->primary < r->nbackends && r->backends[r->primary] == b
+                                         : r->nbackends == 1 && r->backends[0] == b);
+    pthread_mutex_unlock(&r->lock);
+    return cur;
+}
+
+void sl_route_listen_backend_put(sl_backend *b)
+{
+    sl_route *r = b->route;
+    pthread_mutex_lock(&r->lock);
+    b->n_listeners--;
+    pthread_mutex_unlock(&r->lock);
+    sl_route_put(r);
+}
+
 void sl_route_logged_in(sl_pool_conn *c)
 {
     sl_backend *b = c->backend;

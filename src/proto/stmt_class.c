@@ -576,6 +576,7 @@ bool sl_stmt_next(sl_stmt_iter *it, sl_stmt_info *out)
         return true;
     }
     if (!any) return false;
+    out->ntokens = st.more ? st.n + 1 : st.n;
     classify_stmt(&st, out, on_commit_drop);
     return true;
 }

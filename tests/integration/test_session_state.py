@@ -350,7 +350,9 @@ def test_cursor_with_hold_is_fetched_over_several_transactions(pooler):
 
 
 def test_listen_and_sql_prepare_pin_until_unlisten_and_deallocate(pooler):
-    p = pooler(tx(2))
+    # listen_fanout = 0: LISTEN pins (with the fan-out, a LISTEN alone between transactions does not:
+    # test_listen_notify.py)
+    p = pooler(tx(2, listen_fanout=0))
     with clients.connect(p, application_name="lp") as a:
         simple(a, "LISTEN sp_chan")
         simple(a, "PREPARE sp_q AS SELECT 41 + 1")
@@ -360,6 +362,21 @@ def test_listen_and_sql_prepare_pin_until_unlisten_and_deallocate(pooler):
         assert pinned_of(p, "lp") == "prepare"
         simple(a, "DEALLOCATE ALL")
         assert pinned_of(p, "lp") == ""
+
+
+def test_listen_alone_between_transactions_does_not_pin_with_the_fanout(pooler):
+    p = pooler(tx(2))
+    with clients.connect(p, application_name="lf") as a:
+        simple(a, "LISTEN sp_chan")
+        simple(a, "PREPARE sp_q AS SELECT 41 + 1")
+        assert pinned_of(p, "lf") == "prepare"
+        # once pinned, a LISTEN goes to its server and pins (the fan-out gives that channel up)
+        simple(a, "LISTEN sp_chan2")
+        assert pinned_of(p, "lf") == "listen,prepare"
+        simple(a, "UNLISTEN *")
+        assert pinned_of(p, "lf") == "prepare"
+        simple(a, "DEALLOCATE ALL")
+        assert pinned_of(p, "lf") == ""
 
 
 def test_close_unlisten_and_deallocate_of_the_last_name_end_the_pin(pooler):
@@ -433,7 +450,9 @@ REFUSAL = ("pgsluice: %s is not supported in transaction pooling (pin_session_st
     ("SET work_mem = '8MB'", "SET of a parameter pgsluice does not track"),
 ])
 def test_pin_session_state_error_refuses_with_the_documented_message(pooler, direct, sql, feature):
-    p = pooler(tx(2, pin_session_state="error"))
+    # listen_fanout = 0: with the fan-out, a LISTEN alone between transactions pins nothing and is
+    # served (test_listen_notify.py)
+    p = pooler(tx(2, pin_session_state="error", listen_fanout=0))
     with clients.connect(p) as a:
         with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
             a.execute(sql)

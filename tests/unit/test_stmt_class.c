@@ -323,6 +323,29 @@ static void test_shortcut(void **state)
     assert_string_equal(info.name, "");
 }
 
+/* The LISTEN fan-out serves only LISTEN ch / UNLISTEN ch / UNLISTEN * of exactly two tokens, the
+ * channel as the server folds it (a name it cannot read, e.g. longer than 63 bytes, is ""). */
+static void test_listen_tokens(void **state)
+{
+    (void)state;
+    static const struct { const char *sql; int kind, ntokens; const char *name; } cases[] = {
+        {"LISTEN chan", SL_SK_LISTEN, 2, "chan"},
+        {" listen /* c */ Chan ;", SL_SK_LISTEN, 2, "chan"},
+        {"LISTEN \"My \"\"Chan\"\"\"", SL_SK_LISTEN, 2, "My \"Chan\""},
+        {"UNLISTEN *", SL_SK_UNLISTEN, 2, "*"},
+        {"LISTEN chan extra", SL_SK_LISTEN, 3, "chan"},
+        {"LISTEN", SL_SK_LISTEN, 1, ""},
+        {"LISTEN 'chan'", SL_SK_LISTEN, 2, ""},
+        {"LISTEN a234567890123456789012345678901234567890123456789012345678901234", SL_SK_LISTEN, 2, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sl_stmt_info info;
+        sl_stmt_classify_one(cases[i].sql, strlen(cases[i].sql), &info);
+        if ((int)info.kind != cases[i].kind || info.ntokens != cases[i].ntokens || strcmp(info.name, cases[i].name))
+            fail_msg("%s: kind %d ntokens %d name \"%s\"", cases[i].sql, info.kind, info.ntokens, info.name);
+    }
+}
+
 static void test_params_counted(void **state)
 {
     (void)state;
@@ -422,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_set_reset),
         cmocka_unit_test(test_multi_statement),
         cmocka_unit_test(test_shortcut),
+        cmocka_unit_test(test_listen_tokens),
         cmocka_unit_test(test_params_counted),
         cmocka_unit_test(test_reason_text),
         cmocka_unit_test(test_random_input_is_safe),

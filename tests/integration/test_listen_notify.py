@@ -1,0 +1,311 @@
+"""LISTEN/NOTIFY in transaction pooling without a server per listener (listen_fanout): a LISTEN or
+UNLISTEN sent alone between transactions is served by pgsluice, one listener connection per database
+LISTENs on the union of the channels, and every client gets each notification of its channels once,
+in order, with the channel, payload and sending PID it would see on a direct connection."""
+import asyncio
+import select
+import time
+
+import psycopg
+import pytest
+
+from admin_helpers import show
+from harness import clients
+from harness.util import wait_for
+from test_http import http_pooler
+from test_http_metrics import scrape, value
+
+pytestmark = pytest.mark.pgsluice_only
+
+
+def tx(size=2, **extra):
+    s = {"pool_mode": "transaction", "default_pool_size": size, "max_client_conn": 200}
+    s.update(extra)
+    return s
+
+
+def simple(conn, sql):
+    """Run sql with the simple query protocol (psycopg's execute with no parameters may not)."""
+    from psycopg import pq
+    res = conn.pgconn.exec_(sql.encode())
+    assert res.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK), res.error_message
+    if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:
+        v = res.get_value(0, 0)
+        return v.decode() if v is not None else None
+    return res.command_status.decode()
+
+
+class Inbox:
+    """The notifications a psycopg connection received, read off its libpq connection."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.got = []
+
+    def poll(self, timeout=0.0):
+        pg = self.conn.pgconn
+        if timeout:
+            select.select([pg.socket], [], [], timeout)
+        pg.consume_input()
+        while True:
+            n = pg.notifies()
+            if n is None:
+                break
+            self.got.append((n.relname.decode(), n.extra.decode(), n.be_pid))
+        return self.got
+
+    def wait(self, count, timeout=15):
+        deadline = time.monotonic() + timeout
+        while len(self.poll()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError("got %d of %d notifications: %r" % (len(self.got), count, self.got))
+            self.poll(0.1)
+        return self.got
+
+
+def notify(conn, channel, payload):
+    """NOTIFY through conn in one statement; the sending backend's PID."""
+    return int(conn.execute("SELECT pg_backend_pid() FROM (SELECT pg_notify(%s, %s)) n", (channel, payload))
+               .fetchone()[0])
+
+
+def listeners(d):
+    """Backends of app in appdb whose last statement was one of pgsluice's LISTEN / UNLISTEN."""
+    return d.execute("SELECT pid, query FROM pg_stat_activity WHERE datname = 'appdb' AND usename = 'app' "
+                     "AND (query LIKE 'LISTEN \"%%' OR query LIKE 'UNLISTEN \"%%')").fetchall()
+
+
+def pinned(p):
+    return [r["pinned"] for r in show(p, "CLIENTS") if r["database"] == "appdb"]
+
+
+@pytest.mark.core
+def test_fifty_listeners_on_five_channels_get_every_notify_once_in_order(pooler, direct):
+    p = pooler(tx(2))
+    channels = ["fan_%d" % i for i in range(5)]
+    per_channel = 20
+    conns = [clients.connect(p) for _ in range(50)]
+    senders = [clients.connect(p), clients.connect(p)]
+    try:
+        boxes = []
+        for i, c in enumerate(conns):
+            assert simple(c, "LISTEN " + channels[i % 5]) == "LISTEN"
+            boxes.append(Inbox(c))
+        # nobody is pinned: the pool of 2 serves the senders
+        assert set(pinned(p)) == {""}
+        sent = {ch: [] for ch in channels}
+        for k in range(per_channel):
+            for j, ch in enumerate(channels):
+                payload = "%s:%d" % (ch, k)
+                sent[ch].append((ch, payload, notify(senders[(k + j) % 2], ch, payload)))
+        assert len({pid for v in sent.values() for _, _, pid in v}) <= 2
+        deadline = time.monotonic() + 30
+        while any(len(b.poll()) < per_channel for b in boxes) and time.monotonic() < deadline:
+            select.select([c.pgconn.socket for c in conns], [], [], 0.1)
+        for i, b in enumerate(boxes):
+            assert b.poll(0.01) == sent[channels[i % 5]], "listener %d" % i
+        # one listener connection; the pool kept its 2 servers
+        assert len(listeners(direct("appdb"))) == 1
+        row = [r for r in show(p, "POOLS") if r["database"] == "appdb" and r["user"] == "app"][0]
+        assert row["sv_active"] + row["sv_idle"] + row["sv_used"] + row["sv_tested"] + row["sv_login"] <= 2
+    finally:
+        for c in conns + senders:
+            c.close()
+    # everybody left: the listener connection closes
+    wait_for(lambda: not listeners(direct("appdb")), 15, what="the listener connection to close")
+
+
+def test_asyncpg_listener_uses_the_extended_protocol_and_pins(pooler):
+    """asyncpg's add_listener sends LISTEN as a prepared statement: not served by the fan-out (it
+    pins, as before), and its notifications still arrive."""
+    p = pooler(tx(2))
+
+    async def run():
+        c = await clients.aconnect(p)
+        got = []
+        await c.add_listener("apg_chan", lambda _c, pid, ch, payload: got.append((ch, payload, pid)))
+        assert pinned(p) == ["listen"]
+        with clients.connect(p) as s:
+            pid = notify(s, "apg_chan", "a")
+        deadline = time.monotonic() + 15
+        while not got and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert got == [("apg_chan", "a", pid)]
+        await c.close()
+
+    asyncio.run(run())
+
+
+def test_unlisten_stops_delivery_and_client_exit_unlistens(pooler, direct):
+    p = pooler(tx(2))
+    d = direct("appdb")
+    with clients.connect(p) as a, clients.connect(p) as b, clients.connect(p) as s:
+        ia, ib = Inbox(a), Inbox(b)
+        assert simple(a, "LISTEN un_one") == "LISTEN"
+        assert simple(a, 'LISTEN "Un_Two"') == "LISTEN"
+        assert simple(b, "LISTEN UN_ONE") == "LISTEN"  # folded: the same channel
+        assert simple(a, "LISTEN un_one") == "LISTEN"  # twice: still once
+        assert set(pinned(p)) == {""}
+        pid = notify(s, "un_one", "1")
+        assert ia.wait(1) == [("un_one", "1", pid)]
+        assert ib.wait(1) == [("un_one", "1", pid)]
+        assert simple(a, "UNLISTEN un_one") == "UNLISTEN"
+        pid2 = notify(s, "un_one", "2")
+        pid3 = notify(s, "Un_Two", "3")
+        assert ib.wait(2)[1] == ("un_one", "2", pid2)
+        # a's next notification is the one of its other channel: un_one's was not delivered
+        assert ia.wait(2) == [("un_one", "1", pid), ("Un_Two", "3", pid3)]
+        # b leaves: the listener UNLISTENs the channel nobody listens to any more
+        b.close()
+        wait_for(lambda: [q for _, q in listeners(d)] == ['UNLISTEN "un_one"'], 15, what="UNLISTEN of un_one")
+        notify(s, "un_one", "4")
+        pid5 = notify(s, "Un_Two", "5")
+        assert ia.wait(3)[2] == ("Un_Two", "5", pid5)
+        assert simple(a, "UNLISTEN *") == "UNLISTEN"
+        wait_for(lambda: not listeners(d), 15, what="the listener connection to close")
+        notify(s, "Un_Two", "6")
+        assert simple(a, "SELECT 1") == "1"
+        assert ia.poll(0.2) == [("un_one", "1", pid), ("Un_Two", "3", pid3), ("Un_Two", "5", pid5)]
+
+
+@pytest.mark.core
+def test_listener_killed_is_reestablished(pooler, direct):
+    p = pooler(tx(2))
+    d = direct("appdb")
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN re_chan")
+        pid = notify(s, "re_chan", "before")
+        assert ia.wait(1) == [("re_chan", "before", pid)]
+        (old,) = [r[0] for r in listeners(d)]
+        assert d.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone()[0] is True
+        # notifications sent while it is away are lost: send until one arrives again
+        n = 0
+
+        def arrived():
+            nonlocal n
+            n += 1
+            notify(s, "re_chan", "probe%d" % n)
+            return len(ia.poll(0.1)) > 1
+        wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
+        new = [r[0] for r in listeners(d)]
+        assert len(new) == 1 and new[0] != old
+        # from now on, every one exactly once and in order
+        base = len(ia.poll(0.2))
+        sent = [("re_chan", "after%d" % k, notify(s, "re_chan", "after%d" % k)) for k in range(10)]
+        got = ia.wait(base + 10)
+        assert got[base:] == sent
+        assert "listener connection" in p.log_text() and "lost" in p.log_text()
+
+
+@pytest.mark.core
+def test_notification_during_a_transaction_arrives_after_it_ends(pooler):
+    p = pooler(tx(2))
+    with clients.connect(p) as a, clients.connect(p) as b, clients.connect(p) as s:
+        ia, ib = Inbox(a), Inbox(b)
+        simple(a, "LISTEN tx_chan")
+        simple(b, "LISTEN tx_chan")
+        simple(a, "BEGIN")
+        assert simple(a, "SELECT 1") == "1"
+        pid = notify(s, "tx_chan", "x")
+        # b (idle) has it: the listener passed it on; a, in its transaction, has not
+        assert ib.wait(1) == [("tx_chan", "x", pid)]
+        assert simple(a, "SELECT 2") == "2"
+        assert ia.poll(0.1) == []
+        simple(a, "COMMIT")
+        assert ia.wait(1) == [("tx_chan", "x", pid)]
+        # a LISTEN inside a transaction block still pins the client to its server (as before)
+        simple(a, "BEGIN")
+        simple(a, "LISTEN tx_pinned")
+        simple(a, "COMMIT")
+        assert "listen" in pinned(p)
+        pid2 = notify(s, "tx_pinned", "y")
+        assert ia.wait(2)[1] == ("tx_pinned", "y", pid2)
+
+
+def test_pin_session_state_error_still_serves_listen_through_the_fanout(pooler):
+    p = pooler(tx(2, pin_session_state="error"))
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        assert simple(a, "LISTEN err_chan") == "LISTEN"
+        pid = notify(s, "err_chan", "e")
+        assert ia.wait(1) == [("err_chan", "e", pid)]
+        # in a transaction block it would pin: refused
+        res = a.pgconn.exec_(b"BEGIN; LISTEN err_chan2; COMMIT")
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"0A000"
+
+
+def test_listen_fanout_off_pins_as_before_and_session_mode_is_unchanged(pooler):
+    p = pooler(tx(2, listen_fanout=0))
+    with clients.connect(p, application_name="off") as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN off_chan")
+        assert pinned(p) == ["listen", ""] or sorted(pinned(p)) == ["", "listen"]
+        pid = notify(s, "off_chan", "z")
+        assert ia.wait(1) == [("off_chan", "z", pid)]
+    q = pooler({"pool_mode": "session", "default_pool_size": 2})
+    with clients.connect(q) as a, clients.connect(q) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN ses_chan")
+        pid = notify(s, "ses_chan", "w")
+        assert ia.wait(1) == [("ses_chan", "w", pid)]
+        # a's own server delivers it: its backend is the one listening
+        assert a.execute("SELECT pg_listening_channels()").fetchall() == [("ses_chan",)]
+
+
+def test_metrics_count_channels_and_deliveries(pooler):
+    p = http_pooler(pooler, tx(2))
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN m_one")
+        simple(a, "LISTEN m_two")
+        text = scrape(p)
+        assert value(text, "pgsluice_listen_channels") == 2
+        assert value(text, "pgsluice_listen_connections") == 1
+        assert value(text, "pgsluice_listen_subscriptions") == 2
+        pid = notify(s, "m_two", "p")
+        assert ia.wait(1) == [("m_two", "p", pid)]
+        wait_for(lambda: value(scrape(p), "pgsluice_listen_notifications_total") >= 1, 10, what="the counter")
+
+
+def test_takeover_closes_subscribed_clients_with_57p01_and_the_new_process_serves_listen(pooler, direct):
+    from test_takeover import complete_takeover, start_takeover
+    p = pooler(tx(2))
+    d = direct("appdb")
+    listening = clients.connect(p)
+    plain = clients.connect(p)
+    simple(listening, "LISTEN to_chan")
+    assert len(listeners(d)) == 1
+    complete_takeover(p, start_takeover(p))
+    assert simple(plain, "SELECT 2") == "2"
+    with pytest.raises(psycopg.OperationalError) as e:
+        listening.execute("SELECT 1")
+    assert "LISTEN subscriptions are not" in str(e.value), str(e.value)
+    listening.close()
+    # the old listener connection went with the old process; the new one opens its own
+    wait_for(lambda: not listeners(d), 15, what="the old listener connection to close")
+    with clients.connect(p) as a:
+        ia = Inbox(a)
+        simple(a, "LISTEN to_chan")
+        pid = notify(plain, "to_chan", "new")
+        assert ia.wait(1) == [("to_chan", "new", pid)]
+    plain.close()
+
+
+def test_client_with_more_than_listen_queue_max_waiting_is_disconnected(pooler):
+    p = pooler(tx(2, listen_queue_max=3))
+    with clients.connect(p) as a, clients.connect(p) as b, clients.connect(p) as s:
+        ib = Inbox(b)
+        simple(a, "LISTEN q_chan")
+        simple(b, "LISTEN q_chan")
+        simple(a, "BEGIN")  # a holds them until its transaction ends
+        sent = [("q_chan", str(k), notify(s, "q_chan", str(k))) for k in range(3)]
+        assert ib.wait(3) == sent
+        simple(a, "SELECT 1")  # 3 waiting: still fine
+        sent.append(("q_chan", "3", notify(s, "q_chan", "3")))
+        assert ib.wait(4) == sent
+        wait_for(lambda: "listen_queue_max" in p.log_text(), 10, what="the drop to be logged")
+        with pytest.raises(psycopg.OperationalError):
+            a.execute("SELECT 2")
+        # b, idle all along, is unaffected
+        assert simple(b, "SELECT 3") == "3"
