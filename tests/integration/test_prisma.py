@@ -242,9 +242,13 @@ class App:
         return self.proc.returncode
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        # tsx runs the app in a child node process: the whole process group goes (its own session),
+        # or that child outlives the test holding its port and connections
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
         self._log.close()
 
 
