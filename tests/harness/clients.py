@@ -5,6 +5,7 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import asyncpg
@@ -101,6 +102,48 @@ def recv_exact(sock, n):
             raise ConnectionError("closed")
         data += chunk
     return data
+
+
+class StandInServer:
+    """A stand-in PostgreSQL server on a free TCP port of 127.0.0.1: each connection it accepts is
+    served by self._serve(conn, n) (n: 1 for the first) on a thread of its own. Subclasses write
+    _serve; close() stops accepting and closes the connections."""
+
+    def __init__(self, backlog=16, nodelay=False):
+        self.nodelay = nodelay  # small writes go out as they are
+        self.conns = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.nodelay:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, len(self.conns)), daemon=True).start()
+
+    @property
+    def nconns(self):
+        """Connections accepted so far."""
+        return len(self.conns)
+
+    def _serve(self, conn, n):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
 
 
 def startup_packet(user="app", database="appdb", **params):

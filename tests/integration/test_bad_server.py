@@ -20,7 +20,7 @@ _msg = clients.msg
 _recv_exact = clients.recv_exact
 
 
-class FakeServer:
+class FakeServer(clients.StandInServer):
     """Accepts pgsluice's server connections: startup (SSLRequest refused), AuthenticationOk, a few
     ParameterStatus, BackendKeyData, ReadyForQuery; then answers each message with
     respond(type, body) (bytes to send; default: `answer` to a Query, ReadyForQuery to a Sync)."""
@@ -31,24 +31,9 @@ class FakeServer:
         self.auth_answers = []
         self.respond = respond or self._default_respond
         self.bytewise = bytewise  # send answers one byte at a time (they arrive in pieces)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(nodelay=True)
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes go out as they are
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def _serve(self, conn, n):
         try:
             while True:
                 (n,) = struct.unpack("!I", _recv_exact(conn, 4))
@@ -88,14 +73,6 @@ class FakeServer:
 
     def _default_respond(self, t, body):
         return self.answer if t == b"Q" else _msg(b"Z", b"I") if t == b"S" else b""
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 @pytest.mark.parametrize("pool_mode", ["session", "transaction"])
@@ -300,7 +277,7 @@ def test_server_that_skips_the_end_of_scram_is_not_believed(pooler, skip):
         sock.close()
 
 
-class ScramStandIn:
+class ScramStandIn(clients.StandInServer):
     """A stand-in server that asks for SCRAM-SHA-256 and answers client-first with `iterations`. When
     `complete` it checks the proof in client-final (deriving the keys itself, in parallel with pgsluice),
     signs server-final and logs pgsluice in, then answers each Query with `SELECT 0`. Events:
@@ -314,21 +291,7 @@ class ScramStandIn:
         self.first_sent = threading.Event()
         self.final_received = threading.Event()
         self.proof_ok = None
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(backlog=4)
 
     @staticmethod
     def _read(conn):
@@ -336,7 +299,7 @@ class ScramStandIn:
         (n,) = struct.unpack("!I", _recv_exact(conn, 4))
         return t, _recv_exact(conn, n - 4)
 
-    def _serve(self, conn):
+    def _serve(self, conn, n):
         import base64
         import hashlib
         import hmac
@@ -398,14 +361,6 @@ class ScramStandIn:
             return
         finally:
             conn.close()
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 def _in_thread(fn):

@@ -6,7 +6,6 @@ The last two tests use a stand-in server to produce each case exactly."""
 import socket
 import struct
 import threading
-import time
 
 import psycopg
 import pytest
@@ -107,7 +106,7 @@ ANSWER_1 = (_msg(b"T", struct.pack("!H", 1) + b"x\0" + struct.pack("!IHIhih", 0,
             _msg(b"D", struct.pack("!HI", 1, 1) + b"1") + _msg(b"C", b"SELECT 1\0") + _msg(b"Z", b"I"))
 
 
-class DyingServer:
+class DyingServer(clients.StandInServer):
     """Logs pgsluice in and answers every Query with one row (1). `die` decides what the next
     connection to get a Query does instead: "unread" sends FATAL 57P01 and closes without reading it
     (as a backend terminated while idle, whose socket still holds the request: the kernel resets
@@ -117,24 +116,8 @@ class DyingServer:
     def __init__(self):
         self.die = None
         self.queries = []  # (connection number, query text) of every Query read
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.nconns = 0
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.nconns += 1
-                n = self.nconns
-            threading.Thread(target=self._serve, args=(conn, n), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn, n):
         try:
@@ -173,9 +156,6 @@ class DyingServer:
             return
         finally:
             conn.close()
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture
