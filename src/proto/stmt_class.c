@@ -39,6 +39,21 @@ typedef struct tok {
 static bool word_start(char c) { return isalpha((unsigned char)c) || c == '_' || (unsigned char)c >= 0x80; }
 static bool word_char(char c) { return word_start(c) || isdigit((unsigned char)c) || c == '$'; }
 
+/* A block comment starting at p (on its slash-star), nested as PostgreSQL nests them: what follows
+ * it, or NULL if it never ends. */
+static const char *skip_block_comment(const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        if (end - p >= 2 && p[0] == '/' && p[1] == '*') depth++, p += 2;
+        else if (end - p >= 2 && p[0] == '*' && p[1] == '/') {
+            p += 2;
+            if (--depth == 0) return p;
+        } else p++;
+    }
+    return NULL;
+}
+
 static bool skip_space(const char **pp, const char *end)
 {
     const char *p = *pp;
@@ -49,16 +64,11 @@ static bool skip_space(const char **pp, const char *end)
             continue;
         }
         if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
-            int depth = 0;
-            while (p < end) {
-                if (end - p >= 2 && p[0] == '/' && p[1] == '*') depth++, p += 2;
-                else if (end - p >= 2 && p[0] == '*' && p[1] == '/') {
-                    p += 2;
-                    if (--depth == 0) break;
-                } else p++;
+            p = skip_block_comment(p, end);
+            if (!p) {
+                *pp = end; /* unterminated: all of it was comment */
+                return false;
             }
-            *pp = p;
-            if (depth) return false;
             continue;
         }
         *pp = p;
@@ -746,16 +756,9 @@ int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
             p++;
             break;
         case B_SLASH:
-            if (end - p >= 2 && p[1] == '*') { /* nested block comments, as skip_space */
-                int depth = 0;
-                while (p < end) {
-                    if (end - p >= 2 && p[0] == '/' && p[1] == '*') depth++, p += 2;
-                    else if (end - p >= 2 && p[0] == '*' && p[1] == '/') {
-                        p += 2;
-                        if (--depth == 0) break;
-                    } else p++;
-                }
-                if (depth) return -1;
+            if (end - p >= 2 && p[1] == '*') {
+                p = skip_block_comment(p, end);
+                if (!p) return -1;
                 continue;
             }
             p++;
