@@ -14,25 +14,9 @@ from harness import clients
 from harness.util import wait_for
 from test_http import http_pooler
 from test_http_metrics import scrape, value
+from test_session_state import simple, tx
 
 pytestmark = pytest.mark.pgsluice_only
-
-
-def tx(size=2, **extra):
-    s = {"pool_mode": "transaction", "default_pool_size": size, "max_client_conn": 200}
-    s.update(extra)
-    return s
-
-
-def simple(conn, sql):
-    """Run sql with the simple query protocol (psycopg's execute with no parameters may not)."""
-    from psycopg import pq
-    res = conn.pgconn.exec_(sql.encode())
-    assert res.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK), res.error_message
-    if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:
-        v = res.get_value(0, 0)
-        return v.decode() if v is not None else None
-    return res.command_status.decode()
 
 
 class Inbox:

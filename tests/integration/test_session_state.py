@@ -24,14 +24,14 @@ def tx(size=2, **extra):
 
 def simple(conn, sql):
     """Run sql with the simple query protocol (psycopg's execute uses the extended one); the last
-    result's first column of the first row, or None."""
+    result's first column of the first row, else its command tag."""
     from psycopg import pq
     res = conn.pgconn.exec_(sql.encode())
     assert res.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK), res.error_message
     if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:
         v = res.get_value(0, 0)
         return v.decode() if v is not None else None
-    return None
+    return res.command_status.decode()
 
 
 def simple_error(conn, sql):
