@@ -393,10 +393,11 @@ static void classify_set(const stmt *st, sl_stmt_info *info)
         if (vstart + 1 < n && is_op(&t[vstart], ".") && (t[vstart + 1].k == T_WORD || t[vstart + 1].k == T_QIDENT)) {
             sl_stmt_info part;
             copy_name(&part, &t[vstart + 1]);
-            size_t l = strlen(info->name);
-            if (l + 1 + strlen(part.name) < sizeof(info->name))
-                snprintf(info->name + l, sizeof(info->name) - l, ".%s", part.name);
-            else info->name[0] = '\0';
+            size_t l = strlen(info->name), pl = strlen(part.name);
+            if (l + 1 + pl < sizeof(info->name)) {
+                info->name[l] = '.';
+                memcpy(info->name + l + 1, part.name, pl + 1);
+            } else info->name[0] = '\0';
             vstart += 2;
         }
         if (vstart < n && (is_op(&t[vstart], "=") || is(&t[vstart], "to"))) vstart++;
