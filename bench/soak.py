@@ -6,7 +6,9 @@ SOAK_MINUTES (default 30): pgbench select-only with 20 clients, pgbench with a n
 transaction (-C, 5 clients: client churn), a TPC-B-like read/write pgbench (5 clients), a RELOAD every
 30 s, one PostgreSQL restart (fast) at a third of the run, and a sample every 10 s of pgsluice's RSS,
 open file descriptors and thread count. After a warm-up of a fifth of the run, each must stay within
-5 % of its median (file descriptors: within the clients' own churn). Prints a table and writes
+5 % of its median (file descriptors: within the clients' own churn). A pgbench that ends early (its
+clients aborted) is started again for the time left; each load's transactions, failures and aborted
+clients over all its runs are reported, with the first abort's reason. Prints the tables and writes
 SOAK_OUT/soak.md (default bench/results/soak.md). Exit status 1 when a figure drifts or pgsluice died.
 
 Run as root with /usr/bin/python3 (PostgreSQL runs as the postgres OS user).
@@ -14,6 +16,7 @@ Environment: SL_BIN (default build/pgsluice), SOAK_MINUTES, SOAK_OUT.
 """
 import datetime
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -80,16 +83,36 @@ def main():
     threads = [threading.Thread(target=sampler), threading.Thread(target=reloader)]
     for t in threads:
         t.start()
-    loads = [pgbench(p, seconds, "-S", "-c", "20", "-j", "2"), pgbench(p, seconds, "-S", "-C", "-c", "5"),
-             pgbench(p, seconds, "-c", "5")]
+    # Each load runs until the end: pgbench stops a client whose transaction fails (the restart kills the
+    # transactions in flight) and exits when all have stopped, so a run that ends early is started again
+    # for the time left. Every run's counts go into the report.
+    deadline = time.monotonic() + seconds
+    kinds = (("select-only, 20 clients", ("-S", "-c", "20", "-j", "2")),
+             ("select-only, new connection per transaction (-C), 5 clients", ("-S", "-C", "-c", "5")),
+             ("TPC-B-like read/write, 5 clients", ("-c", "5")))
+    runs = {name: [] for name, _ in kinds}
+
+    def load(name, args):
+        while True:
+            left = int(deadline - time.monotonic())
+            if left < 2:
+                return
+            lp = pgbench(p, left, *args)
+            out = lp.communicate(timeout=left + 120)[0]
+            runs[name].append((lp.returncode, out))
+            if lp.returncode not in (0, 2):  # 2: some clients aborted (counted below)
+                failures.append("pgbench (%s) failed to run: %s" % (name, out.strip().splitlines()[-1:]))
+                return
+
+    loaders = [threading.Thread(target=load, args=kind) for kind in kinds]
+    for t in loaders:
+        t.start()
     time.sleep(seconds / 3)  # the load runs meanwhile; this is the schedule, not a wait for a condition
     run_as_postgres([os.path.join(PG_BINDIR, "pg_ctl"), "-D", cluster.primary.datadir, "-m", "fast", "-w",
                      "restart", "-l", cluster.primary.logfile], timeout=120)
     events.append("server restart")
-    outputs = [lp.communicate(timeout=seconds + 120)[0] for lp in loads]
-    for lp, o in zip(loads, outputs):
-        if lp.returncode not in (0, 2):  # 2: some clients aborted (a restart may cost a transaction), reported below
-            failures.append("pgbench failed to run: %s" % o.strip().splitlines()[-1:])
+    for t in loaders:
+        t.join()
     stop.set()
     for t in threads:
         t.join()
@@ -114,9 +137,21 @@ def main():
         if slack is not None and drift > slack + 1e-9:
             ok = False
             failures.append("%s drifts %.1f %% from its median" % (name, drift * 100))
-    report += ["", "pgbench (select-only 20 clients / -C 5 clients / read-write 5 clients), last lines:", ""]
-    for o in outputs:
-        report += ["    " + line for line in o.strip().splitlines()[-4:]]
+    report += ["", "| load | pgbench runs | transactions | failed | clients aborted | first abort |",
+               "|---|---|---|---|---|---|"]
+    for name, _ in kinds:
+        txs = failed = aborted = 0
+        first = ""
+        for _, out in runs[name]:
+            m = re.search(r"number of transactions actually processed: (\d+)", out)
+            txs += int(m.group(1)) if m else 0
+            m = re.search(r"number of failed transactions: (\d+)", out)
+            failed += int(m.group(1)) if m else 0
+            lines = [ln for ln in out.splitlines() if re.search(r"client \d+ aborted", ln)]
+            aborted += len(lines)
+            if lines and not first:
+                first = lines[0].split("aborted", 1)[1].strip()[:120].replace("|", "/")
+        report.append("| %s | %d | %d | %d | %d | %s |" % (name, len(runs[name]), txs, failed, aborted, first or "—"))
     report += ["", "Result: %s" % ("flat, pgsluice alive" if ok else "FAILED: " + "; ".join(failures or ["pgsluice died"]))]
     text = "\n".join(report) + "\n"
     os.makedirs(out_dir, exist_ok=True)
