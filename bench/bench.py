@@ -599,9 +599,10 @@ class Bench:
         cpu = sum(cpu1) - sum(cpu0) if pid else None
         ucpu = cpu1[0] - cpu0[0] if pid else None
         r = parse_pgbench(out)
-        if rc == 0 and r["tx"] == 0 and not r["failed_tx"] and seconds < 10 and not (extra or {}).get("longer"):
-            # the run ended before its clients had connected (a loaded machine, 50 logins): not a failure
-            # of the target, a run too short; once more, longer
+        if rc == 0 and r["tx"] == 0 and not r["failed_tx"] and seconds * 3 <= 60:
+            # the run ended before its clients had connected (a loaded machine, 50 logins; PostgreSQL
+            # itself forks a backend per login): not a failure of the target, a run too short; again,
+            # three times longer each time, up to a minute
             log("  scenario %s round %d %-12s no transaction within %d s (clients still connecting): again for %d s"
                 % (sc, rnd, target.name, seconds, seconds * 3))
             return self.measure(sc, target, rnd, record=record, seconds=seconds * 3,
