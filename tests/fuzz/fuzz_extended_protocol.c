@@ -291,6 +291,7 @@ static void note_known_divergence(const void *p, size_t n)
     int nseen = 0;
     bool after_discard = false;
     bool earlier = false; /* a message before this one in these bytes (queued before it) */
+    bool earlier_may_begin = false; /* ... a Query or Execute, which may begin a block (BEGIN) */
     while (W->sent.n - W->sent_scanned >= 5) {
         const uint8_t *m = W->sent.p + W->sent_scanned;
         uint32_t len = sl_get_u32(m + 1);
@@ -305,9 +306,11 @@ static void note_known_divergence(const void *p, size_t n)
             const char *name = (const char *)m + 5;
             bool dup = parse_pending(name);
             if (W->linked >= 0 && sl_stmt_map_get(&W->c.ps_map, name)) {
-                /* a name in use, parsed again behind queued requests in a failed transaction */
+                /* a name in use, parsed again behind queued requests in a failed transaction: failed
+                 * as pgsluice knows it, as the direct model knows it (every byte before these), or
+                 * possibly by a message earlier in these bytes (in a block, or one may begin it) */
                 const sl_server *ls = &W->s[W->linked];
-                bool failed = ls->xact == SL_XACT_FAILED || W->direct.xact == 'E'; /* known, or not yet to pgsluice */
+                bool failed = ls->xact == SL_XACT_FAILED || W->direct.xact != 'I' || earlier_may_begin;
                 if (failed && (ls->exp_n || earlier)) dup = true;
             }
             for (int i = 0; i < nseen; i++) dup |= !strcmp(seen[i], name);
@@ -316,6 +319,7 @@ static void note_known_divergence(const void *p, size_t n)
         }
         W->sent_scanned += (size_t)len + 1;
         earlier = true;
+        earlier_may_begin |= m[0] == 'Q' || m[0] == 'E';
     }
 }
 
