@@ -916,7 +916,8 @@ class Bench:
         use_perf = self.perf_counts_instructions()
         method = "perf stat -e instructions" if use_perf else "valgrind --tool=callgrind (user-space Ir)"
         log("instructions per transaction: %s, %d transactions of %s" % (method, total, workload))
-        for name in ("pgbouncer", "pgsluice"):
+        # with scenario 7 also pgsluice as a user gets it (no workers line), so that one run has both
+        for name in [n for n in ("pgbouncer", "pgsluice", "pgsluice-default") if n in self.targets]:
             src = self.targets[name]
             if use_perf:
                 r = self._instr_perf(src, spec, per_client)
@@ -1217,6 +1218,9 @@ class Bench:
                 ratio(a and a.get("ucpu_per_1k"), b and b.get("ucpu_per_1k")), "<0.6", "le")
         a, b = self.instr.get("pgsluice", {}), self.instr.get("pgbouncer", {})
         add("instructions per transaction (scenario 2)", ratio(a.get("per_tx"), b.get("per_tx")), "<0.6", "le")
+        if "pgsluice-default" in self.instr:
+            a = self.instr["pgsluice-default"]
+            add("  the same, pgsluice with no workers line", ratio(a.get("per_tx"), b.get("per_tx")), "<0.6", "le")
         for sc in ("1", "2", "4"):
             a, b = s(sc, "pgsluice"), s(sc, "pgbouncer")
             add("TPS, scenario %s" % sc, ratio(a and a["tps"], b and b["tps"]), ">1.1", "ge")
@@ -1443,7 +1447,7 @@ def cost_tables(instr, unit, noun, tag, md, text, text_title):
     head = ["pooler", "instructions per %s (user space)" % unit, "×PgB", "syscalls per %s" % unit, "×PgB",
             "context switches per %s" % unit, "×PgB"]
     irows = []
-    for t in ("pgbouncer", "pgsluice"):
+    for t in ("pgbouncer", "pgsluice", "pgsluice-default"):
         r = instr.get(t)
         if not r:
             continue
@@ -1457,7 +1461,7 @@ def cost_tables(instr, unit, noun, tag, md, text, text_title):
     md.append("")
     by_thread = ["%s: %s" % (t, ", ".join("%s %.3f voluntary + %.3f involuntary" % x
                                           for x in instr[t]["ctx_threads"]))
-                 for t in ("pgbouncer", "pgsluice") if instr.get(t, {}).get("ctx_threads")]
+                 for t in ("pgbouncer", "pgsluice", "pgsluice-default") if instr.get(t, {}).get("ctx_threads")]
     if by_thread:
         md.append("Context switches per %s by thread: %s.\n" % (noun, "; ".join(by_thread)))
     text.append("\n%s:\n" % text_title + text_table(head, irows))

@@ -144,9 +144,9 @@ static void sum_servers(sl_route *r, void *arg)
 {
     server_sum *ss = arg;
     if (ss->db[0] && strcmp(r->db_name, ss->db) != 0) return;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     ss->n += r->n_servers;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 /* PAUSE/RESUME of one database (NULL: all) and serving what waited, through the pools. */

@@ -73,11 +73,11 @@ static void acc_route(sl_route *p, void *arg)
     db_acc *a = acc_for(l, p->db_group->name); /* groups are never freed, routes may be */
     if (!a) return;
     sl_pool_totals cur;
-    pthread_mutex_lock(&p->lock);
+    sl_mutex_lock(&p->lock);
     sl_route_totals_locked(p, &cur, l->now);
     add_totals(&a->old, &p->period_old);
     add_totals(&a->new_, &p->period_new);
-    pthread_mutex_unlock(&p->lock);
+    sl_mutex_unlock(&p->lock);
     add_totals(&a->cur, &cur);
 }
 
@@ -270,19 +270,19 @@ static bool period_round; /* worker 0 only */
 static void snap_pool(sl_route *p, void *arg)
 {
     int64_t now = *(const int64_t *)arg;
-    pthread_mutex_lock(&p->lock);
+    sl_mutex_lock(&p->lock);
     p->period_old = p->period_new;
     sl_route_totals_locked(p, &p->period_new, now);
-    pthread_mutex_unlock(&p->lock);
+    sl_mutex_unlock(&p->lock);
 }
 
 static void sum_pool(sl_route *p, void *arg)
 {
     sl_pool_totals *sums = arg;
-    pthread_mutex_lock(&p->lock);
+    sl_mutex_lock(&p->lock);
     add_totals(&sums[0], &p->period_old);
     add_totals(&sums[1], &p->period_new);
-    pthread_mutex_unlock(&p->lock);
+    sl_mutex_unlock(&p->lock);
 }
 
 static void log_period(int64_t dur)

@@ -881,9 +881,9 @@ void sl_server_tick(sl_server *s, int64_t now)
         why = SL_CLOSE_SERVER_RETIRED;
     else if (cfg->server_idle_timeout > 0 && now - s->pc.idle_since > cfg->server_idle_timeout) {
         sl_route *r = sl_server_route(s);
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         bool keep = r->n_servers <= r->min_pool_size;
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         if (!keep) why = SL_CLOSE_SERVER_IDLE_TIMEOUT;
     }
     if (why != SL_CLOSE_NONE) sl_server_close(s, why);

@@ -310,13 +310,13 @@ static sl_server *get_server(tk_in *in, tk_rd *r, int worker, bool idle, char *w
     sl_route *rt = r->bad ? NULL : sl_route_get(in->cfg, db, user, SL_REPL_NONE, sqlstate, err, sizeof(err));
     sl_backend *b = NULL;
     if (rt) {
-        pthread_mutex_lock(&rt->lock);
+        sl_mutex_lock(&rt->lock);
         if (bidx < (uint32_t)rt->nbackends) {
             sl_backend *cand = rt->backends[bidx];
             bool same_host = have_host ? cand->host && !strcmp(cand->host, host) : !cand->host;
             if (same_host && cand->port == (int)port) b = cand;
         }
-        pthread_mutex_unlock(&rt->lock);
+        sl_mutex_unlock(&rt->lock);
     } else {
         snprintf(why, whylen, "%s", err);
     }

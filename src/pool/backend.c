@@ -46,13 +46,13 @@ void sl_backend_free(sl_backend *b)
 bool sl_backend_dns_get(sl_backend *b, int64_t ttl, struct sockaddr_storage *ss, socklen_t *len)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool hit = b->dns_at && sl_now_us() - b->dns_at < ttl;
     if (hit) {
         memcpy(ss, &b->dns_addr, b->dns_len);
         *len = b->dns_len;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return hit;
 }
 
@@ -60,32 +60,32 @@ void sl_backend_dns_store(sl_backend *b, const struct sockaddr *sa, socklen_t le
 {
     if (len > sizeof(b->dns_addr)) return;
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     memcpy(&b->dns_addr, sa, len);
     b->dns_len = len;
     b->dns_at = sl_now_us();
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_backend_dns_forget(sl_backend *b)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     b->dns_at = 0;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_backend_set_welcome(sl_backend *b, const sl_params *server_params, const sl_pktbuf *other)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (!b->have_welcome && other) {
         sl_pb_reset(&b->welcome);
         sl_pb_bytes(&b->welcome, other->data, other->len);
         for (int i = 0; i < SL_NPARAMS; i++) sl_params_set_interned(&b->welcome_params, i, server_params->v[i]);
         b->have_welcome = !b->welcome.failed;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_backend_addr_str(const sl_backend *b, char *out, size_t len)

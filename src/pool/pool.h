@@ -24,6 +24,7 @@
 #include "proto/params.h"
 #include "proto/pkt.h"
 #include "util/list.h"
+#include "util/mutex.h"
 
 struct sl_route;
 struct sl_backend;
@@ -154,7 +155,7 @@ typedef struct sl_route {
     int replication;             /* sl_replication; never changes (part of the key) */
     int refs;                    /* clients admitted through it (atomic) */
 
-    pthread_mutex_t lock;
+    sl_mutex lock;               /* util/mutex.h: taken twice per transaction */
     /* --- everything below is protected by lock --- */
     /* resolved from the config snapshot (database, user and global settings), refreshed on reload */
     char *server_db, *server_user;

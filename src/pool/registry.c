@@ -211,7 +211,6 @@ static void route_free(sl_route *r)
     if (r->auth_secret) explicit_bzero(r->auth_secret, strlen(r->auth_secret));
     free(r->auth_secret);
     sl_params_clear(&r->db_defaults);
-    pthread_mutex_destroy(&r->lock);
     free(r->db_name);
     free(r->user);
     free(r);
@@ -223,7 +222,7 @@ static sl_route *route_new(const sl_config *cfg, const sl_db_def *db, const char
     sl_route *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     r->replication = replication;
-    pthread_mutex_init(&r->lock, NULL);
+    sl_mutex_init(&r->lock);
     sl_list_init(&r->waiting);
     sl_list_init(&r->retired_backends);
     r->primary = -1;
@@ -271,9 +270,9 @@ sl_route *sl_route_get(const sl_config *cfg, const char *dbname, const char *use
     }
     if (r) {
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         r->unused_since = 0;
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
     }
     pthread_mutex_unlock(&registry_lock);
     if (!r) {
@@ -307,9 +306,9 @@ char *sl_pools_cached_secret(const char *dbname, const char *user, int64_t max_a
 void sl_route_put(sl_route *r)
 {
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_RELAXED) > 0) return;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (r->n_servers == 0 && __atomic_load_n(&r->refs, __ATOMIC_RELAXED) == 0) r->unused_since = sl_now_fast();
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_pools_reconfigure(const sl_config *cfg, sl_pool_actions *act)
@@ -320,11 +319,11 @@ void sl_pools_reconfigure(const sl_config *cfg, sl_pool_actions *act)
     for (sl_list *n = routes.next; n != &routes; n = n->next) {
         sl_route *r = sl_container_of(n, sl_route, node);
         const sl_db_def *db = sl_config_find_db(cfg, r->db_name);
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         if (db && !configure_locked(r, cfg, db))
             sl_log_error("out of memory applying the new configuration to pool %s/%s", r->db_name, r->user);
         r->disabled = db == NULL;
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         sl_route_kick(r, act);
     }
     pthread_mutex_unlock(&registry_lock);
@@ -370,7 +369,7 @@ static void evict_for(sl_route *r, sl_limit_group *dbg, sl_limit_group *ug, int 
     for (sl_list *n = routes.next; n != &routes && need > 0; n = n->next) {
         sl_route *o = sl_container_of(n, sl_route, node);
         if (o == r || (o->db_group != dbg && o->user_group != ug)) continue;
-        pthread_mutex_lock(&o->lock);
+        sl_mutex_lock(&o->lock);
         int idle = 0;
         for (int i = 0; i < o->nbackends; i++) idle += o->backends[i]->n_idle;
         int give = idle - o->evict_wanted < need ? idle - o->evict_wanted : need;
@@ -378,13 +377,13 @@ static void evict_for(sl_route *r, sl_limit_group *dbg, sl_limit_group *ug, int 
             o->evict_wanted += give;
             need -= give;
         }
-        pthread_mutex_unlock(&o->lock);
+        sl_mutex_unlock(&o->lock);
     }
 }
 
 static void tick_route(sl_route *r, const sl_config *cfg, int64_t now, sl_pool_actions *act)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     free_retired_locked(r);
     if (!sl_list_empty(&r->waiting)) {
         sl_pool_waiter *w = sl_container_of(r->waiting.next, sl_pool_waiter, node);
@@ -408,7 +407,7 @@ static void tick_route(sl_route *r, const sl_config *cfg, int64_t now, sl_pool_a
      * as PgBouncer, idle servers of other pools of the same database or user are closed to make room */
     int need = waiting && r->n_servers < r->pool_size && !sl_route_can_open_locked(r, false) ? r->n_waiting : 0;
     sl_limit_group *dbg = r->db_group, *ug = r->user_group;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     if (need > 0) evict_for(r, dbg, ug, need);
     if (stranded) sl_route_kick(r, act);
 }
@@ -421,9 +420,9 @@ void sl_pools_tick(const sl_config *cfg, int64_t now, sl_pool_actions *act)
     {
         sl_route *r = sl_container_of(n, sl_route, node);
         tick_route(r, cfg, now, act);
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         bool unused = unused_locked(r, now);
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         if (unused) free_route(r);
     }
     pthread_mutex_unlock(&registry_lock);
@@ -450,7 +449,7 @@ int sl_pools_busy_servers(void)
     pthread_mutex_lock(&registry_lock);
     for (sl_list *l = routes.next; l != &routes; l = l->next) {
         sl_route *r = sl_container_of(l, sl_route, node);
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         for (int i = 0; i < r->nbackends; i++) {
             const sl_backend *b = r->backends[i];
             n += b->n_servers - b->n_idle - b->n_connecting;
@@ -459,7 +458,7 @@ int sl_pools_busy_servers(void)
             const sl_backend *b = sl_container_of(k, sl_backend, retired_node);
             n += b->n_servers - b->n_idle - b->n_connecting;
         }
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
     }
     pthread_mutex_unlock(&registry_lock);
     return n;
@@ -486,9 +485,9 @@ void sl_db_set_paused(const char *db, bool paused, sl_pool_actions *act)
     for (sl_list *n = routes.next; n != &routes; n = n->next) {
         sl_route *r = sl_container_of(n, sl_route, node);
         if (db && strcmp(r->db_name, db) != 0) continue;
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         r->paused = paused;
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         if (!paused) sl_route_serve(r, act);
     }
     pthread_mutex_unlock(&registry_lock);
@@ -604,7 +603,7 @@ void sl_pools_foreach_dns(int64_t ttl, void (*fn)(const char *host, int64_t vali
     pthread_mutex_lock(&registry_lock);
     for (sl_list *n = routes.next; n != &routes; n = n->next) {
         sl_route *r = sl_container_of(n, sl_route, node);
-        pthread_mutex_lock(&r->lock);
+        sl_mutex_lock(&r->lock);
         for (int i = 0; i < r->nbackends; i++) {
             const sl_backend *b = r->backends[i];
             if (!b->dns_at || now - b->dns_at >= ttl || !b->host || !dns_seen_add(&seen, b->host)) continue;
@@ -612,7 +611,7 @@ void sl_pools_foreach_dns(int64_t ttl, void (*fn)(const char *host, int64_t vali
             addr_str(&b->dns_addr, addr, sizeof(addr));
             fn(b->host, (ttl - (now - b->dns_at)) / 1000000, addr, arg);
         }
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
     }
     pthread_mutex_unlock(&registry_lock);
 }

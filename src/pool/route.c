@@ -144,9 +144,9 @@ static void kick_locked(sl_route *r, sl_pool_actions *act, bool reserve)
 
 void sl_route_kick(sl_route *r, sl_pool_actions *act)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     kick_locked(r, act, false);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 /* ---- acquire ---- */
@@ -192,14 +192,14 @@ static sl_acquire_kind fail(sl_acquire *out, const char *sqlstate, const char *f
 sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config *cfg, sl_acquire *out,
                                  sl_pool_actions *act)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (r->disabled) {
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         return fail(out, "57P03", "database \"%s\" is disabled", r->db_name);
     }
     if (r->routed) {
         sl_acquire_kind k = sl_route_acquire_routed_locked(r, w, cfg, out, act);
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         return k;
     }
     if (sl_list_empty(&r->waiting) && !sl_route_held_locked(r)) {
@@ -208,7 +208,7 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         if (c) {
             r->assignments++;
             if (stolen) c->promised = true;
-            pthread_mutex_unlock(&r->lock);
+            sl_mutex_unlock(&r->lock);
             out->conn = c;
             out->kind = stolen ? SL_ACQ_STEAL : SL_ACQ_GOT;
             return out->kind;
@@ -229,7 +229,7 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
         sl_acquire_kind k = fail(out, failing->last_login_sqlstate[0] ? failing->last_login_sqlstate : "08006",
                                  "server login has been failing, try again later (server_login_retry): %s",
                                  failing->last_login_error);
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         return k;
     }
     w->queued_at = now;
@@ -237,21 +237,21 @@ sl_acquire_kind sl_route_acquire(sl_route *r, sl_pool_waiter *w, const sl_config
     sl_list_insert_tail(&r->waiting, &w->node);
     r->n_waiting++;
     kick_locked(r, act, false);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     out->kind = SL_ACQ_QUEUED;
     return SL_ACQ_QUEUED;
 }
 
 bool sl_route_unqueue(sl_route *r, sl_pool_waiter *w)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool was = __atomic_load_n(&w->queued, __ATOMIC_RELAXED);
     if (was) {
         sl_list_remove(&w->node);
         __atomic_store_n(&w->queued, false, __ATOMIC_RELAXED);
         r->n_waiting--;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return was;
 }
 
@@ -287,10 +287,10 @@ void sl_route_take_waiter_locked(sl_route *r, sl_pool_waiter *w)
 
 bool sl_route_claim_waiter(sl_route *r, sl_pool_waiter *w)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool queued = __atomic_load_n(&w->queued, __ATOMIC_RELAXED);
     if (queued) sl_route_take_waiter_locked(r, w);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return queued;
 }
 
@@ -299,7 +299,7 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
     sl_backend *b = c->backend;
     sl_route *r = b->route;
     int64_t now = sl_now_fast();
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (pend) sl_stats_drain(&r->stats, pend);
     if (r->routed) {
         sl_route_release_routed_locked(c, now, out);
@@ -321,14 +321,14 @@ void sl_route_release(sl_pool_conn *c, sl_pool_stats *pend, sl_release *out)
         else sl_list_insert_head(&b->idle[c->worker], &c->idle_node);
         b->n_idle++;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 sl_idle_take sl_route_take_idle(sl_pool_conn *c)
 {
     sl_backend *b = c->backend;
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     sl_idle_take t = SL_IDLE_NOT_PARKED;
     if (sl_list_linked(&c->idle_node)) {
         sl_list_remove(&c->idle_node);
@@ -337,16 +337,16 @@ sl_idle_take sl_route_take_idle(sl_pool_conn *c)
     } else if (c->promised) {
         t = SL_IDLE_PROMISED;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return t;
 }
 
 void sl_route_promise_kept(sl_pool_conn *c)
 {
     sl_route *r = c->backend->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     c->promised = false;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 /* ---- servers coming and going ---- */
@@ -375,10 +375,10 @@ static void forget_locked(sl_pool_conn *c, sl_pool_stats *pend)
 void sl_route_forget(sl_pool_conn *c, sl_pool_stats *pend, sl_pool_actions *act)
 {
     sl_route *r = c->backend->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     forget_locked(c, pend);
     if (act) kick_locked(r, act, false);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_route_adopt_conn(sl_pool_conn *c, int worker, bool idle)
@@ -386,7 +386,7 @@ void sl_route_adopt_conn(sl_pool_conn *c, int worker, bool idle)
     sl_backend *b = c->backend;
     sl_route *r = b->route;
     int64_t now = sl_now_fast();
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     b->n_servers++;
     r->n_servers++;
     r->unused_since = 0;
@@ -400,7 +400,7 @@ void sl_route_adopt_conn(sl_pool_conn *c, int worker, bool idle)
         sl_list_insert_tail(&b->idle[worker], &c->idle_node);
         b->n_idle++;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act)
@@ -413,7 +413,7 @@ void sl_route_launch_failed(sl_backend *b, sl_pool_actions *act)
 sl_backend *sl_route_listen_backend(sl_route *r)
 {
     sl_backend *b = NULL;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (r->routed) b = r->primary >= 0 && r->primary < r->nbackends ? r->backends[r->primary] : NULL;
     else if (r->nbackends == 1) b = r->backends[0];
     if (b) {
@@ -421,26 +421,26 @@ sl_backend *sl_route_listen_backend(sl_route *r)
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
         r->unused_since = 0;
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return b;
 }
 
 bool sl_route_listen_backend_current(sl_backend *b)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool cur = !b->retired && (r->routed ? r->primary >= 0 && r->primary < r->nbackends && r->backends[r->primary] == b
                                          : r->nbackends == 1 && r->backends[0] == b);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return cur;
 }
 
 void sl_route_listen_backend_put(sl_backend *b)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     b->n_listeners--;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     sl_route_put(r);
 }
 
@@ -448,7 +448,7 @@ void sl_route_logged_in(sl_pool_conn *c)
 {
     sl_backend *b = c->backend;
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (!c->logged_in) b->n_connecting--;
     c->logged_in = true;
     r->stats.server_connects++;
@@ -460,7 +460,7 @@ void sl_route_logged_in(sl_pool_conn *c)
         __atomic_store_n(&c->retire, true, __ATOMIC_RELAXED);
         sl_host_request_check(b->hostrec); /* host lock: a leaf */
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 /* A failure that says the server is not up right now rather than that logging in cannot work:
@@ -476,7 +476,7 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
                            const char *msg, sl_pool_actions *act)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (c) forget_locked(c, pend);
     b->last_login_failure = sl_now_fast();
     r->stats.server_login_failures++;
@@ -502,13 +502,13 @@ void sl_route_login_failed(sl_backend *b, sl_pool_conn *c, sl_pool_stats *pend, 
         }
     }
     kick_locked(r, act, false); /* another host of the database may serve them */
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend)
 {
     sl_route *r = c->backend->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool idle = !c->gone && sl_list_linked(&c->idle_node);
     bool surplus = idle && r->n_servers > r->pool_size && r->n_servers > r->min_pool_size && sl_list_empty(&r->waiting);
     if (!surplus && idle && r->evict_wanted > 0) { /* another pool of the group needs the room */
@@ -516,7 +516,7 @@ bool sl_route_conn_surplus(sl_pool_conn *c, sl_pool_stats *pend)
         surplus = true;
     }
     if (surplus) forget_locked(c, pend); /* counted off under the same lock: nobody closes one too many */
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return surplus;
 }
 
@@ -524,25 +524,25 @@ void sl_route_conn_testing(sl_pool_conn *c, bool testing)
 {
     if (c->testing == testing) return;
     sl_backend *b = c->backend;
-    pthread_mutex_lock(&b->route->lock);
+    sl_mutex_lock(&b->route->lock);
     c->testing = testing;
     b->n_tested += testing ? 1 : -1;
-    pthread_mutex_unlock(&b->route->lock);
+    sl_mutex_unlock(&b->route->lock);
 }
 
 void sl_route_flush_stats(sl_pool_conn *c, sl_pool_stats *pend)
 {
     sl_route *r = c->backend->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     sl_stats_drain(&r->stats, pend);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_route_add_stats(sl_route *r, sl_pool_stats *st)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     sl_stats_drain(&r->stats, st);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 /* One more client in a group, unless that passes limit (-1: none). */
@@ -556,9 +556,9 @@ static bool group_admit(sl_limit_group *g, int limit)
 
 bool sl_route_client_login(sl_route *r, const char **which)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     int dbmax = r->max_db_client_conns, usermax = r->max_user_client_conns;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     if (!group_admit(r->db_group, dbmax)) {
         *which = "max_db_client_connections";
         return false;
@@ -568,10 +568,10 @@ bool sl_route_client_login(sl_route *r, const char **which)
         *which = "max_user_client_connections";
         return false;
     }
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     r->n_clients++;
     r->stats.client_logins++;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return true;
 }
 
@@ -579,9 +579,9 @@ void sl_route_client_logout(sl_route *r)
 {
     __atomic_sub_fetch(&r->db_group->n_clients, 1, __ATOMIC_RELAXED);
     __atomic_sub_fetch(&r->user_group->n_clients, 1, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     r->n_clients--;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 
@@ -617,10 +617,10 @@ static sl_pool_conn *idle_for_locked(sl_route *r, const sl_pool_waiter *w)
 
 void sl_route_serve(sl_route *r, sl_pool_actions *act)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (r->routed) {
         sl_route_serve_routed_locked(r, act);
-        pthread_mutex_unlock(&r->lock);
+        sl_mutex_unlock(&r->lock);
         return;
     }
     while (!sl_route_held_locked(r) && !r->disabled && !sl_list_empty(&r->waiting)) {
@@ -636,7 +636,7 @@ void sl_route_serve(sl_route *r, sl_pool_actions *act)
         sl_route_take_waiter_locked(r, w);
     }
     kick_locked(r, act, false);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 /* ---- what servers log in as ---- */
@@ -647,31 +647,31 @@ void sl_route_login_target(sl_backend *b, char *user, size_t ulen, char *db, siz
                            char **connect_query)
 {
     sl_route *r = b->route;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     copy_str(user, ulen, r->server_user);
     copy_str(db, dlen, r->server_db);
     if (password) *password = r->server_password ? strdup(r->server_password) : NULL;
     if (connect_query) *connect_query = r->connect_query && *r->connect_query ? strdup(r->connect_query) : NULL;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_route_set_scram_keys(sl_route *r, const uint8_t client_key[32], const uint8_t server_key[32])
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     memcpy(r->scram_client_key, client_key, 32);
     memcpy(r->scram_server_key, server_key, 32);
     r->have_scram_keys = true;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_route_set_auth_secret(sl_route *r, const char *secret)
 {
     char *copy = secret ? strdup(secret) : NULL;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     char *old = r->auth_secret;
     r->auth_secret = copy;
     r->auth_secret_at = sl_now_fast();
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     if (old) {
         explicit_bzero(old, strlen(old));
         free(old);
@@ -680,21 +680,21 @@ void sl_route_set_auth_secret(sl_route *r, const char *secret)
 
 char *sl_route_auth_secret(sl_route *r, int64_t max_age)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     char *copy = r->auth_secret && (max_age <= 0 || sl_now_fast() - r->auth_secret_at < max_age)
                      ? strdup(r->auth_secret)
                      : NULL;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return copy;
 }
 
 bool sl_route_scram_keys(sl_route *r, uint8_t client_key[32], uint8_t server_key[32])
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool have = r->have_scram_keys;
     memcpy(client_key, r->scram_client_key, 32);
     memcpy(server_key, r->scram_server_key, 32);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return have;
 }
 
@@ -716,7 +716,7 @@ static sl_backend *welcome_backend_locked(sl_route *r)
 
 bool sl_route_welcome(sl_route *r, sl_pktbuf *out, sl_params *p)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     sl_backend *b = welcome_backend_locked(r);
     bool have = b != NULL;
     if (have) {
@@ -727,15 +727,15 @@ bool sl_route_welcome(sl_route *r, sl_pktbuf *out, sl_params *p)
             if (d) sl_params_set_interned(p, i, d);
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return have;
 }
 
 bool sl_route_has_welcome(sl_route *r)
 {
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool have = welcome_backend_locked(r) != NULL;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     return have;
 }
 

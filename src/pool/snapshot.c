@@ -87,9 +87,9 @@ static void take(sl_route *r, void *arg)
         c->failed = true;
         return;
     }
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     copy_locked(r, rs, s->now, c->check_delay);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     s->n++;
 }
 

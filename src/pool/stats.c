@@ -8,8 +8,12 @@
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, \
         10000000, 30000000
 const int64_t sl_hist_bounds_us[SL_HIST_NBOUNDS] = {BOUNDS_US};
-/* The same with a sentinel that ends the bucket search without a second test per step. */
-static const int64_t bounds_sentinel[SL_HIST_NBOUNDS + 1] = {BOUNDS_US, INT64_MAX};
+const int64_t sl_hist_bounds_sentinel[SL_HIST_NBOUNDS + 1] = {BOUNDS_US, INT64_MAX};
+/* by bit length 0..64 (see stats.h); tests/unit/test_pool.c checks it against a walk of the bounds */
+const uint8_t sl_hist_start[65] = {0,  0,  0,  0,  0,  0,  0,  0,  1,  2,  3,  4,  4,  5,  6,  7,  8,
+                                   9,  10, 11, 12, 13, 13, 14, 15, 16, 17, 17, 17, 17, 17, 17, 17, 17,
+                                   17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
+                                   17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17};
 
 #define SL_CLASS_NAME(c) c,
 const char *const sl_error_class_names[SL_NERRCLASS] = {SL_ERROR_CLASSES(SL_CLASS_NAME) "other"};
@@ -20,16 +24,6 @@ int sl_error_class_index(const char *sqlstate)
     for (int i = 0; i < SL_NERRCLASS - 1; i++)
         if (sqlstate[0] == sl_error_class_names[i][0] && sqlstate[1] == sl_error_class_names[i][1]) return i;
     return SL_NERRCLASS - 1;
-}
-
-void sl_hist_add(sl_hist *h, int64_t us)
-{
-    if (us < 0) us = 0;
-    int i = 0;
-    while (us > bounds_sentinel[i]) i++;
-    h->count[i]++;
-    h->sum_us += (uint64_t)us;
-    h->touched |= 1u << i;
 }
 
 /* Add src's counts to dst and zero src, visiting only the buckets src touched. */

@@ -45,7 +45,22 @@ typedef struct sl_pool_stats {
 /* Count in the rare group of a server's share: also sets `rare`, which draining relies on. */
 #define SL_STATS_RARE_INC(st, field) ((st)->field++, (st)->rare = true)
 
-void sl_hist_add(sl_hist *h, int64_t us);
+/* The bounds again with INT64_MAX after them, and where the search for a value's bucket starts by
+ * its bit length (64 - clz(us | 1)): the first bound at or above the smallest value of that length.
+ * The bounds at least double from one to the next, so a value's bucket is that one or the next:
+ * one table load and one comparison instead of a walk from 100 us up (three times a transaction). */
+extern const int64_t sl_hist_bounds_sentinel[SL_HIST_NBOUNDS + 1];
+extern const uint8_t sl_hist_start[65];
+
+static inline void sl_hist_add(sl_hist *h, int64_t us)
+{
+    if (us < 0) us = 0;
+    int i = sl_hist_start[64 - __builtin_clzll((uint64_t)us | 1u)];
+    i += us > sl_hist_bounds_sentinel[i];
+    h->count[i]++;
+    h->sum_us += (uint64_t)us;
+    h->touched |= 1u << i;
+}
 /* dst += src, then src = 0 */
 void sl_stats_drain(sl_pool_stats *dst, sl_pool_stats *src);
 

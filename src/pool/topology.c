@@ -389,12 +389,12 @@ void sl_topology_apply_route_locked(sl_route *r)
 static void refresh_route(sl_route *r, void *arg)
 {
     sl_pool_actions *act = arg;
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     if (r->routed) {
         sl_topology_apply_route_locked(r);
         sl_route_serve_routed_locked(r, act);
     }
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
 }
 
 void sl_topology_refresh(int64_t now, sl_pool_actions *act, sl_topo_events *ev)

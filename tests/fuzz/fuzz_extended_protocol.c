@@ -523,7 +523,7 @@ static void world_init(world *w, sl_config *cfg)
     memset(w, 0, sizeof(*w));
     w->w.buf_size = 4096;
     w->w.cfg = cfg;
-    pthread_mutex_init(&w->route.lock, NULL);
+    sl_mutex_init(&w->route.lock);
     w->route.pool_mode = SL_POOL_TRANSACTION;
     w->backend.route = &w->route;
     sl_stream_init(&w->c.s, -1);
@@ -578,7 +578,6 @@ static void world_free(void)
     bytes_free(&W->sent);
     for (uint32_t i = 0; i < W->w.buf_free_n; i++) free(W->w.buf_free[i]);
     free(W->w.buf_free);
-    pthread_mutex_destroy(&W->route.lock);
 }
 
 /* The trace (FZ_VERBOSE): after an operation, what the client got so far and what the linked

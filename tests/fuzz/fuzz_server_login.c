@@ -211,9 +211,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the launch decision's accounting, then the launch */
     sl_pool_actions act;
     sl_pool_actions_init(&act);
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     bool counted = sl_route_add_launch_locked(b, 0, &act);
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     sl_pool_actions_free(&act);
     FZ_CHECK(counted, "launch not counted");
     sl_server *s = sl_server_launch(&g_worker, b, 0, 0);
@@ -263,9 +263,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (memmem(sent.p, sent.n, "secret", 6))
         FZ_CHECK(db == 0 && asks_cleartext(data, size), "the cleartext password sent unasked");
     FZ_CHECK(!memmem(sent.p, sent.n, g_md5, strlen(g_md5)), "the stored md5 hash sent to the server");
-    pthread_mutex_lock(&r->lock);
+    sl_mutex_lock(&r->lock);
     int left = r->n_servers, connecting = b->n_connecting;
-    pthread_mutex_unlock(&r->lock);
+    sl_mutex_unlock(&r->lock);
     FZ_CHECK(left == 0 && connecting == 0, "the route still counts %d servers (%d connecting)", left, connecting);
     FZ_LOG("db %s, chunk %zu: %zu bytes sent by pgsluice, %s%s", dbnames[db], chunk, sent.n,
            logged_in ? "logged in" : "not logged in", sasl ? ", SCRAM started" : "");

@@ -411,6 +411,38 @@ static void test_unused_routes_are_freed_and_snapshots_see_the_rest(void **state
     assert_true(sl_pools_count() < before + 1);
 }
 
+/* A latency goes to the first bucket whose bound is at or above it (a walk of the bounds), for
+ * every bound and its neighbours, every power of two and its neighbours, and negative values. */
+static int walk_bucket(int64_t us)
+{
+    if (us < 0) us = 0;
+    int i = 0;
+    while (i < SL_HIST_NBOUNDS && us > sl_hist_bounds_us[i]) i++;
+    return i;
+}
+
+static void check_bucket(int64_t us)
+{
+    sl_hist h;
+    memset(&h, 0, sizeof(h));
+    sl_hist_add(&h, us);
+    int want = walk_bucket(us);
+    assert_int_equal(h.count[want], 1);
+    assert_int_equal(h.touched, 1u << want);
+    assert_int_equal(h.sum_us, (uint64_t)(us < 0 ? 0 : us));
+}
+
+static void test_latency_histogram_bucket_is_the_first_bound_at_or_above(void **state)
+{
+    (void)state;
+    for (int64_t us = -3; us <= 70000; us++) check_bucket(us);
+    for (int i = 0; i < SL_HIST_NBOUNDS; i++)
+        for (int64_t d = -2; d <= 2; d++) check_bucket(sl_hist_bounds_us[i] + d);
+    for (int b = 0; b < 63; b++)
+        for (int64_t d = -1; d <= 1; d++) check_bucket(((int64_t)1 << b) + d);
+    check_bucket(INT64_MAX);
+}
+
 int main(void)
 {
     sl_pools_init(NWORKERS);
@@ -427,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_min_pool_size_opens_servers_on_the_tick),
         cmocka_unit_test(test_held_routes_give_no_server_and_open_none),
         cmocka_unit_test(test_unused_routes_are_freed_and_snapshots_see_the_rest),
+        cmocka_unit_test(test_latency_histogram_bucket_is_the_first_bound_at_or_above),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
