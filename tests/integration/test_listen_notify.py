@@ -99,23 +99,120 @@ def test_fifty_listeners_on_five_channels_get_every_notify_once_in_order(pooler,
     wait_for(lambda: not listeners(direct("appdb")), 15, what="the listener connection to close")
 
 
-def test_asyncpg_listener_uses_the_extended_protocol_and_pins(pooler):
-    """asyncpg's add_listener sends LISTEN as a prepared statement: not served by the fan-out (it
-    pins, as before), and its notifications still arrive."""
+async def until(cond, timeout=15, what="the condition"):
+    """Poll cond (letting the event loop run: asyncpg reads notifications then) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for " + what)
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("cache", [100, 0], ids=["named", "unnamed"])
+def test_asyncpg_add_listener_is_served_by_the_fanout_without_a_pin(pooler, direct, cache):
+    """asyncpg's add_listener prepares LISTEN (under a name with its statement cache, as the unnamed
+    statement without) and runs it in a second exchange: served by the fan-out, so the client is not
+    pinned and the pool's only server serves the other clients; each notification reaches the
+    callback once, in order; remove_listener stops delivery and add_listener again (the cached
+    statement bound alone) brings it back."""
+    p = pooler(tx(1))
+    d = direct("appdb")
+
+    async def run():
+        c = await clients.aconnect(p, statement_cache_size=cache)
+        got = []
+
+        def cb(_c, pid, ch, payload):
+            got.append((ch, payload, pid))
+        await c.add_listener("apg_chan", cb)
+        assert pinned(p) == [""]
+        assert len(listeners(d)) == 1
+        with clients.connect(p) as s:  # takes the pool's only server for each statement
+            assert simple(s, "SELECT 41") == "41"
+            assert await c.fetchval("SELECT 42") == 42
+            sent = [("apg_chan", str(k), notify(s, "apg_chan", str(k))) for k in range(5)]
+            sent.append(("apg_chan", "end", notify(s, "apg_chan", "end")))
+            await until(lambda: len(got) >= len(sent), what="six notifications")
+            assert got == sent
+            await c.remove_listener("apg_chan", cb)
+            assert set(pinned(p)) == {""}
+            wait_for(lambda: not listeners(d), 15, what="the listener connection to close")
+            notify(s, "apg_chan", "not listened")
+            await c.add_listener("apg_chan", cb)
+            sent.append(("apg_chan", "again", notify(s, "apg_chan", "again")))
+            await until(lambda: len(got) >= len(sent), what="the notification after LISTEN again")
+            assert got == sent
+            assert set(pinned(p)) == {""}
+            assert await c.fetchval("SELECT 43") == 43
+        await c.close()
+        wait_for(lambda: not listeners(d), 15, what="the listener connection to close")
+
+    asyncio.run(run())
+
+
+def test_asyncpg_listen_inside_a_transaction_pins(pooler):
+    """The cached LISTEN statement bound inside a transaction runs on the server: the client is pinned
+    there (its Parse was answered by pgsluice, never seen by a server) and still gets notifications."""
     p = pooler(tx(2))
 
     async def run():
-        c = await clients.aconnect(p)
+        c = await clients.aconnect(p, statement_cache_size=100)
         got = []
-        await c.add_listener("apg_chan", lambda _c, pid, ch, payload: got.append((ch, payload, pid)))
+
+        def cb(_c, pid, ch, payload):
+            got.append((ch, payload, pid))
+        await c.add_listener("in_tx", cb)
+        await c.remove_listener("in_tx", cb)
+        assert pinned(p) == [""]
+        async with c.transaction():
+            await c.add_listener("in_tx", cb)
         assert pinned(p) == ["listen"]
         with clients.connect(p) as s:
-            pid = notify(s, "apg_chan", "a")
-        deadline = time.monotonic() + 15
-        while not got and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert got == [("apg_chan", "a", pid)]
+            pid = notify(s, "in_tx", "t")
+        await until(lambda: got, what="the notification")
+        assert got == [("in_tx", "t", pid)]
         await c.close()
+
+    asyncio.run(run())
+
+
+def test_psycopg_prepared_and_binary_listen_are_served_by_the_fanout(pooler, direct):
+    """psycopg 3 sends LISTEN through the extended protocol with prepare=True (PQsendPrepare, then
+    PQsendQueryPrepared of the named statement) or binary=True (PQsendQueryParams, the unnamed one):
+    served by the fan-out over a pool of one, and conn.notifies() gets every notification once, in
+    order."""
+    p = pooler(tx(1))
+
+    async def run():
+        a = await psycopg.AsyncConnection.connect(p.dsn("appdb", "app", None), autocommit=True,
+                                                  prepare_threshold=None)
+        cur = await a.execute("LISTEN ps_named", prepare=True)
+        assert cur.statusmessage == "LISTEN"
+        cur = await a.execute("LISTEN ps_unnamed", binary=True)
+        assert cur.statusmessage == "LISTEN"
+        assert pinned(p) == [""]
+        assert len(listeners(direct("appdb"))) == 1
+        gen = a.notifies()
+
+        async def receive(n):
+            out = []
+            while len(out) < n:
+                x = await asyncio.wait_for(gen.__anext__(), 15)
+                out.append((x.channel, x.payload, x.pid))
+            return out
+        with clients.connect(p) as s:
+            sent = [(ch, ch + str(k), notify(s, ch, ch + str(k)))
+                    for k in range(3) for ch in ("ps_named", "ps_unnamed")]
+            assert await receive(len(sent)) == sent
+            cur = await a.execute("UNLISTEN ps_unnamed", binary=True)
+            assert cur.statusmessage == "UNLISTEN"
+            notify(s, "ps_unnamed", "not listened")
+            last = ("ps_named", "last", notify(s, "ps_named", "last"))
+            assert await receive(1) == [last]
+            assert await (await a.execute("SELECT 7", binary=False)).fetchone() == (7,)
+            assert pinned(p) == ["", ""] or set(pinned(p)) == {""}
+        await gen.aclose()
+        await a.close()
 
     asyncio.run(run())
 
