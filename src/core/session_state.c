@@ -476,6 +476,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
     while (sl_stmt_next(&it, &info)) {
         sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
         pins |= e.pins;
+        if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
         int nr = named_reason(&info);
         if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
         /* a channel LISTENed on its (pinned) server is delivered by that server from now on */
@@ -569,6 +570,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     }
     sl_stmt_info info;
     sl_stmt_classify_one(sql, sqllen, &info);
+    if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
@@ -644,6 +646,7 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     __atomic_store_n(&st->sess_plain, -1, __ATOMIC_RELAXED);
     sl_stmt_info info;
     sl_stmt_classify_one(sql, sqllen, &info);
+    if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) c->sess->advisory_check = true;
     sl_sess_entry e = entry_of(s, &info, SL_PIN_MODE_ON);
     /* its settings are not followed (it may run any number of times) */
     if (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO) e.pins |= SL_PIN_BIT(SL_PINR_SET);
@@ -657,6 +660,18 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
         sl_fanout_client_unlisten(c, info.name);
     add_pins(c, s, pins);
+}
+
+void sl_sess_advisory_checked(sl_client *c, bool held)
+{
+    sl_session *ss = c->sess;
+    if (!ss) return;
+    ss->advisory_check = false;
+    if (held || ss->desync || !(ss->pins & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK))) return;
+    drop_pins(c, SL_PIN_BIT(SL_PINR_ADVISORY_LOCK));
+    if (c->s.w->cfg->verbose)
+        sl_log_info("C-0x%llx: holds no advisory lock any more%s", (unsigned long long)c->id,
+                    ss->pins ? "" : ": no longer kept on its server");
 }
 
 static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
