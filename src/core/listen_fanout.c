@@ -601,6 +601,18 @@ static void retire_db(sl_fanout_db *d)
     free(d);
 }
 
+/* Should the listener connection be replaced: RECONNECT of its database, or a RELOAD that changed
+ * what its route logs in with (user, password, database name)? server_lifetime is not applied: a
+ * new connection means a gap in which notifications are lost (docs/OPERATIONS.md). */
+static const char *retire_reason(const sl_server *s)
+{
+    if (sl_route_conn_retire_why(&s->pc, sl_now_fast()) == SL_RETIRE_TARGET)
+        return "the database's login settings changed at RELOAD";
+    const sl_route *r = s->pc.backend->route;
+    if (s->pc.connect_time <= __atomic_load_n(&r->db_group->reconnect_before, __ATOMIC_RELAXED)) return "RECONNECT";
+    return NULL;
+}
+
 /* Whatever d needs now: its connection opened, its commands sent, or it let go. */
 static void service(sl_worker *w, sl_fanout_db *d, int64_t now)
 {
@@ -629,6 +641,13 @@ static void service(sl_worker *w, sl_fanout_db *d, int64_t now)
         if (!sl_route_listen_backend_current(d->backend)) {
             sl_log_info("LISTEN fan-out: database %s now lives elsewhere (reload or failover): its listener "
                         "connection moves", d->name);
+            sl_server_close(d->conn, SL_CLOSE_SERVER_RETIRED);
+            return;
+        }
+        const char *why = retire_reason(d->conn);
+        if (why) {
+            sl_log_info("LISTEN fan-out: listener connection S-0x%llx for database %s is replaced (%s)",
+                        (unsigned long long)d->conn->id, d->name, why);
             sl_server_close(d->conn, SL_CLOSE_SERVER_RETIRED);
             return;
         }

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from admin_helpers import show
+from admin_helpers import console, show
 from harness import clients
 from harness.util import wait_for
 from test_http import http_pooler
@@ -277,6 +277,37 @@ def test_listener_killed_is_reestablished(pooler, direct):
         got = ia.wait(base + 10)
         assert got[base:] == sent
         assert "listener connection" in p.log_text() and "lost" in p.log_text()
+
+
+def test_reconnect_replaces_the_listener_connection(pooler, direct):
+    """RECONNECT of the database replaces the listener connection too: a new one LISTENs on every
+    channel again (what is sent in the gap is lost, as when it is killed)."""
+    p = pooler(tx(2))
+    d = direct("appdb")
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN rc_chan")
+        pid = notify(s, "rc_chan", "before")
+        assert ia.wait(1) == [("rc_chan", "before", pid)]
+        (old,) = [r[0] for r in listeners(d)]
+        with console(p) as c:
+            c.execute("RECONNECT appdb")
+        wait_for(lambda: [r[0] for r in listeners(d)] not in ([], [old]), 15, what="a new listener connection")
+        assert old not in [r[0] for r in listeners(d)]
+        n = 0
+
+        def arrived():
+            nonlocal n
+            n += 1
+            notify(s, "rc_chan", "probe%d" % n)
+            return len(ia.poll(0.1)) > 1
+        wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
+        base = len(ia.poll(0.2))
+        sent = [("rc_chan", "after%d" % k, notify(s, "rc_chan", "after%d" % k)) for k in range(5)]
+        assert ia.wait(base + 5)[base:] == sent
+        assert "is replaced (RECONNECT)" in p.log_text()
+        # a client that did not LISTEN is not pinned, and nobody is
+        assert set(pinned(p)) == {""}
 
 
 @pytest.mark.core
