@@ -127,8 +127,9 @@ static run_scan scan(const sl_client *c, ext_run *run)
             uint16_t nparams = sl_rd_u16(&r);
             uint16_t nres = sl_rd_u16(&r);
             (void)sl_rd_bytes(&r, 2u * nres);
-            /* no parameters; one result format at most (the statement has no columns) */
-            if (r.failed || nparams != 0 || nres > 1 || sl_rd_left(&r) != 0) return RUN_NO;
+            /* no parameters (one format code at most, as PostgreSQL checks); one result format at
+             * most (the statement has no columns) */
+            if (r.failed || nfmt > 1 || nparams != 0 || nres > 1 || sl_rd_left(&r) != 0) return RUN_NO;
             run->bound = true;
             break;
         }

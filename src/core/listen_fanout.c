@@ -430,6 +430,7 @@ sl_fanout_result sl_fanout_client_query(sl_client *c, uint32_t len)
     sl_stmt_info info;
     if (!sl_fanout_listen_text(text, len - 4, &info)) return SL_FANOUT_NO;
     bool star = info.kind == SL_SK_UNLISTEN && !strcmp(info.name, "*");
+    sl_fanout_client_forwarding(c); /* a Query ends the unnamed statement, as on the server */
     if (info.kind == SL_SK_LISTEN && !sl_fanout_has(c, info.name)) {
         if (!sl_fanout_start_listen(c, info.name)) return SL_FANOUT_NO;
         in->parse += len + 1;
