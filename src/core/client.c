@@ -614,9 +614,10 @@ void sl_client_idle_input(sl_client *c)
             if (rw == SL_RWS_CONSUMED) continue;
             now = rw == SL_RWS_FORWARD_NOW;
         }
-        if ((type == SL_FE_QUERY || type == SL_FE_PARSE || type == SL_FE_BIND) && !now) {
+        if ((type == SL_FE_QUERY || type == SL_FE_PARSE || type == SL_FE_BIND || type == SL_FE_DESCRIBE) && !now) {
             /* LISTEN / UNLISTEN served without a server */
-            sl_fanout_result fr = type == SL_FE_QUERY ? sl_fanout_client_query(c, len) : sl_fanout_client_extended(c, type, len);
+            sl_fanout_result fr =
+                type == SL_FE_QUERY ? sl_fanout_client_query(c, len) : sl_fanout_client_extended(c, type, len);
             if (fr == SL_FANOUT_NEED_MORE) break;
             if (fr == SL_FANOUT_DONE) continue;
             if (fr == SL_FANOUT_WAIT) {

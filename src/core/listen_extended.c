@@ -1,9 +1,11 @@
 /* listen_extended.c - LISTEN / UNLISTEN sent through the extended protocol, served by the fan-out.
  *
  * Drivers that prepare every statement send LISTEN as Parse / Bind / Execute / Sync: asyncpg's
- * add_listener prepares it under a name (Parse, Describe statement, Sync), then runs it (Bind,
- * Execute, Sync); libpq's PQsendQueryParams and PQsendPrepare / PQsendQueryPrepared (psycopg with
- * binary=True, prepare=True or in a pipeline) do the same with the unnamed or a named statement.
+ * add_listener prepares it (Parse, Describe statement, Flush; named with its statement cache, else
+ * the unnamed statement), then runs it (Bind, Execute, Sync); libpq's PQsendQueryParams,
+ * PQsendPrepare, PQsendDescribePrepared and PQsendQueryPrepared (psycopg with binary=True,
+ * prepare=True or in a pipeline) do the same with the unnamed or a named statement. A run may start
+ * with a Parse, a Bind, or a Describe of a statement prepared here.
  *
  * A client between transactions whose messages up to a Sync (or up to a Flush, when they only
  * prepare and describe: asyncpg's Parse, Describe, Flush) are only such a run about one
@@ -190,9 +192,10 @@ static bool may_start_run(const sl_client *c, char type, uint32_t len)
         }
         return true;
     }
-    /* Bind of the unnamed portal to a statement parsed here, or to a named statement the client
-     * prepared whose text starts so */
-    if (avail < 2 || m[0]) return false;
+    /* Bind of the unnamed portal (Describe of a statement) to a statement parsed here, or to a
+     * named statement the client prepared, whose text starts so */
+    if (avail < 2 || (type == SL_FE_BIND && m[0]) || (type == SL_FE_DESCRIBE && m[0] != SL_TARGET_STATEMENT))
+        return false;
     const uint8_t *sb = NULL;
     uint32_t slen = 0;
     if (!m[1]) {
@@ -218,7 +221,8 @@ static bool may_start_run(const sl_client *c, char type, uint32_t len)
 
 sl_fanout_result sl_fanout_client_extended(sl_client *c, char type, uint32_t len)
 {
-    if ((type != SL_FE_PARSE && type != SL_FE_BIND) || len < 4 || len > RUN_MAX || !sl_fanout_serves(c) ||
+    if ((type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_DESCRIBE) || len < 4 || len > RUN_MAX ||
+        !sl_fanout_serves(c) ||
         !may_start_run(c, type, len))
         return SL_FANOUT_NO;
     sl_stream *in = &c->s;

@@ -357,8 +357,8 @@ void sl_fanout_client_gone(sl_client *c)
 bool sl_fanout_serves(const sl_client *c)
 {
     const sl_route *r = c->route;
-    return c->s.w->cfg->listen_fanout && r && !r->replication && sl_route_pool_mode(r) == SL_POOL_TRANSACTION &&
-           !c->deferred_begin;
+    return c->s.w->cfg->listen_fanout && r && !r->replication &&
+           sl_route_pool_mode(r) == SL_POOL_TRANSACTION && !c->deferred_begin;
 }
 
 bool sl_fanout_listen_text(const char *text, size_t len, sl_stmt_info *info)

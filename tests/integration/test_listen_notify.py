@@ -217,6 +217,47 @@ def test_psycopg_prepared_and_binary_listen_are_served_by_the_fanout(pooler, dir
     asyncio.run(run())
 
 
+def test_extended_listen_answers_match_a_direct_connection(pooler, cluster):
+    """What libpq gets for LISTEN / UNLISTEN through the extended protocol (prepared, described,
+    executed; run with PQexecParams) is what a direct connection gets, errors included."""
+    p = pooler(tx(1))
+
+    def run(conn, steps):
+        from psycopg import pq
+        f = pq.DiagnosticField
+        out = []
+        for step in steps:
+            r = step(conn.pgconn)
+            out.append((r.status, r.command_status, r.nfields, r.nparams, r.error_field(f.SQLSTATE)))
+        return out
+    served = [
+        lambda pg: pg.prepare(b"lst", b"LISTEN cmp_chan"),
+        lambda pg: pg.describe_prepared(b"lst"),
+        lambda pg: pg.exec_prepared(b"lst", None),
+        lambda pg: pg.exec_prepared(b"lst", None),  # twice: the same answer
+        lambda pg: pg.exec_params(b"UNLISTEN cmp_chan", None),
+        lambda pg: pg.exec_params(b"UNLISTEN *", None, result_format=1),
+        lambda pg: pg.prepare(b"", b"listen cmp_unnamed"),
+        lambda pg: pg.describe_prepared(b""),
+        lambda pg: pg.exec_prepared(b"", None),
+        lambda pg: pg.exec_params(b"UNLISTEN cmp_unnamed", None),
+    ]
+    # these go to the server (and pin, as a LISTEN sent there does, even when it fails)
+    refused = [
+        lambda pg: pg.prepare(b"lst", b"LISTEN cmp_other"),  # name in use
+        lambda pg: pg.exec_params(b"LISTEN $1", [b"x"]),  # not a statement with parameters
+    ]
+    with clients.direct(cluster, db="appdb") as d, clients.connect(p) as c:
+        want = run(d, served)
+        assert run(c, served) == want
+        assert [r[1] for r in want] == [b"", b"", b"LISTEN", b"LISTEN", b"UNLISTEN", b"UNLISTEN", b"", b"",
+                                        b"LISTEN", b"UNLISTEN"]
+        assert pinned(p) == [""]
+        want = run(d, refused)
+        assert run(c, refused) == want
+        assert [r[4] for r in want] == [b"42P05", b"42601"]
+
+
 def test_unlisten_stops_delivery_and_client_exit_unlistens(pooler, direct):
     p = pooler(tx(2))
     d = direct("appdb")
