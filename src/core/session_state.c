@@ -200,6 +200,8 @@ static void tx_commit(sl_client *c, sl_server *s)
         } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
             names_add(c, e->param, e->value ? e->value : "");
             add_pins(c, s, SL_PIN_BIT(e->param));
+            /* a channel LISTENed on the server: the server delivers it from now on */
+            if (e->param == SL_PINR_LISTEN && e->value && c->fanout) sl_fanout_client_unlisten(c, e->value);
         } else if (e->kind == E_RESET_ALL) {
             sl_params none = {{0}};
             for (int id = 0; id < SL_NPARAMS && sl_param_names[id]; id++)
@@ -479,9 +481,9 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
         if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
         int nr = named_reason(&info);
         if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
-        /* a channel LISTENed on its (pinned) server is delivered by that server from now on */
-        if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
-            sl_fanout_client_unlisten(c, info.name);
+        /* a channel the client has through the fan-out and LISTENs on its (pinned) server is
+         * delivered by that server once the LISTEN commits (tx_commit): until then, and for good
+         * if it rolls back, the fan-out goes on delivering it */
         if (mode != SL_PIN_MODE_ERROR && ok) ok = q_push(ss, &e);
         entry_release(&e);
     }

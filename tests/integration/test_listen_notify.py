@@ -376,6 +376,30 @@ def test_notification_during_a_transaction_arrives_after_it_ends(pooler):
         assert ia.wait(2)[1] == ("tx_pinned", "y", pid2)
 
 
+def test_listen_on_the_server_of_a_channel_held_through_the_fanout(pooler):
+    """A client that has a channel through the fan-out and LISTENs on it again in a transaction block:
+    rolled back, it keeps the channel (as on a direct connection, the earlier LISTEN stands); committed,
+    its server delivers the channel from then on, each notification once."""
+    p = pooler(tx(2))
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN rb_chan")
+        simple(a, "BEGIN")
+        simple(a, "LISTEN rb_chan")
+        sent = [("rb_chan", "during", notify(s, "rb_chan", "during"))]
+        simple(a, "ROLLBACK")
+        sent.append(("rb_chan", "after rollback", notify(s, "rb_chan", "after rollback")))
+        assert ia.wait(2) == sent
+        simple(a, "BEGIN")
+        simple(a, "LISTEN rb_chan")
+        simple(a, "COMMIT")
+        assert "listen" in pinned(p)
+        sent += [("rb_chan", str(k), notify(s, "rb_chan", str(k))) for k in range(3)]
+        assert ia.wait(len(sent)) == sent
+        assert simple(a, "SELECT 1") == "1"
+        assert ia.poll(0.3) == sent  # nothing twice
+
+
 def test_pin_session_state_error_still_serves_listen_through_the_fanout(pooler):
     p = pooler(tx(2, pin_session_state="error"))
     with clients.connect(p) as a, clients.connect(p) as s:
