@@ -290,6 +290,22 @@ def test_unlisten_stops_delivery_and_client_exit_unlistens(pooler, direct):
         assert ia.poll(0.2) == [("un_one", "1", pid), ("Un_Two", "3", pid3), ("Un_Two", "5", pid5)]
 
 
+def delivers_again_after_the_gap(ia, s, channel, count):
+    """After the listener connection was replaced: notify on channel through s until one reaches ia
+    (what is sent in the gap is lost), then count more, each of which must arrive once, in order."""
+    n = 0
+
+    def arrived():
+        nonlocal n
+        n += 1
+        notify(s, channel, "probe%d" % n)
+        return len(ia.poll(0.1)) > 1
+    wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
+    base = len(ia.poll(0.2))
+    sent = [(channel, "after%d" % k, notify(s, channel, "after%d" % k)) for k in range(count)]
+    assert ia.wait(base + count)[base:] == sent
+
+
 @pytest.mark.core
 def test_listener_killed_is_reestablished(pooler, direct):
     p = pooler(tx(2))
@@ -301,22 +317,10 @@ def test_listener_killed_is_reestablished(pooler, direct):
         assert ia.wait(1) == [("re_chan", "before", pid)]
         (old,) = [r[0] for r in listeners(d)]
         assert d.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone()[0] is True
-        # notifications sent while it is away are lost: send until one arrives again
-        n = 0
-
-        def arrived():
-            nonlocal n
-            n += 1
-            notify(s, "re_chan", "probe%d" % n)
-            return len(ia.poll(0.1)) > 1
-        wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
+        # notifications sent while it is away are lost; from then on, every one exactly once, in order
+        delivers_again_after_the_gap(ia, s, "re_chan", 10)
         new = [r[0] for r in listeners(d)]
         assert len(new) == 1 and new[0] != old
-        # from now on, every one exactly once and in order
-        base = len(ia.poll(0.2))
-        sent = [("re_chan", "after%d" % k, notify(s, "re_chan", "after%d" % k)) for k in range(10)]
-        got = ia.wait(base + 10)
-        assert got[base:] == sent
         assert "listener connection" in p.log_text() and "lost" in p.log_text()
 
 
@@ -335,17 +339,7 @@ def test_reconnect_replaces_the_listener_connection(pooler, direct):
             c.execute("RECONNECT appdb")
         wait_for(lambda: [r[0] for r in listeners(d)] not in ([], [old]), 15, what="a new listener connection")
         assert old not in [r[0] for r in listeners(d)]
-        n = 0
-
-        def arrived():
-            nonlocal n
-            n += 1
-            notify(s, "rc_chan", "probe%d" % n)
-            return len(ia.poll(0.1)) > 1
-        wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
-        base = len(ia.poll(0.2))
-        sent = [("rc_chan", "after%d" % k, notify(s, "rc_chan", "after%d" % k)) for k in range(5)]
-        assert ia.wait(base + 5)[base:] == sent
+        delivers_again_after_the_gap(ia, s, "rc_chan", 5)
         assert "is replaced (RECONNECT)" in p.log_text()
         # a client that did not LISTEN is not pinned, and nobody is
         assert set(pinned(p)) == {""}
