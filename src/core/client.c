@@ -14,6 +14,7 @@
 #include "core/console.h"
 #include "core/dispatch.h"
 #include "core/lifecycle.h"
+#include "core/listen_extended.h"
 #include "core/listen_fanout.h"
 #include "core/proxy.h"
 #include "core/proxy_ps.h"
@@ -613,8 +614,10 @@ void sl_client_idle_input(sl_client *c)
             if (rw == SL_RWS_CONSUMED) continue;
             now = rw == SL_RWS_FORWARD_NOW;
         }
-        if (type == SL_FE_QUERY && !now) { /* LISTEN / UNLISTEN served without a server */
-            sl_fanout_result fr = sl_fanout_client_query(c, len);
+        if ((type == SL_FE_QUERY || type == SL_FE_PARSE || type == SL_FE_BIND || type == SL_FE_DESCRIBE) && !now) {
+            /* LISTEN / UNLISTEN served without a server */
+            sl_fanout_result fr =
+                type == SL_FE_QUERY ? sl_fanout_client_query(c, len) : sl_fanout_client_extended(c, type, len);
             if (fr == SL_FANOUT_NEED_MORE) break;
             if (fr == SL_FANOUT_DONE) continue;
             if (fr == SL_FANOUT_WAIT) {
@@ -629,6 +632,7 @@ void sl_client_idle_input(sl_client *c)
             return;
         }
         if (r == SL_PS_CONSUMED) continue;
+        if (__builtin_expect(c->fanout != NULL, 0)) sl_fanout_client_forwarding(c);
         sl_client_set_state(c, SL_CL_WAITING);
         c->request_time = c->wait_start = sl_now_fast();
         c->wait_notified = false;

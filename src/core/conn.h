@@ -105,6 +105,7 @@ typedef enum {
     SL_SETUP_ROLLBACK,
     SL_SETUP_AUTH_QUERY, /* looking up a client's secret (auth_query.c) */
     SL_SETUP_BEGIN,      /* the client's deferred BEGIN (read_write_split, rw_split.c) */
+    SL_SETUP_ADVISORY,   /* between a pinned client's transactions: does it still hold advisory locks? */
 } sl_setup_step;
 
 /* A server connection's way to its backend: the name lookup and the addresses still to try. */
@@ -144,6 +145,7 @@ typedef struct sl_server {
     char setup_error[256];
     char *found_secret;          /* SL_SETUP_AUTH_QUERY: the secret column of the row found */
     int found_rows;
+    bool advisory_held;          /* SL_SETUP_ADVISORY: the answer (true unless the server said false) */
     /* connect and login (server.c) */
     char addr_str[64];
     sl_connect conn;

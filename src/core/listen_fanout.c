@@ -24,6 +24,7 @@
  * Locks: the hub's mutex is taken for a subscription, an unsubscription, each notification and each
  * command's answer; worker mailboxes are posted to with it held (their own lock is taken inside). */
 #include "core/listen_fanout.h"
+#include "core/listen_fanout_int.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -104,6 +105,9 @@ typedef struct sl_fanout_client {
     char *done_err;
     sl_pktbuf q;          /* notifications waiting for a message boundary */
     uint32_t qn;
+    uint8_t *unnamed;     /* the unnamed statement parsed by listen_extended.c (its Parse body after
+                             the name) while nothing the client sent went to a server since */
+    uint32_t unnamed_len;
 } sl_fanout_client;
 
 static pthread_mutex_t hub_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -343,47 +347,94 @@ void sl_fanout_client_gone(sl_client *c)
     }
     if (f->waiting) sl_intern_release(f->waiting);
     free(f->done_err);
+    free(f->unnamed);
     free(f->chans);
     sl_pb_free(&f->q);
     free(f);
     c->fanout = NULL;
 }
 
+bool sl_fanout_serves(const sl_client *c)
+{
+    const sl_route *r = c->route;
+    return c->s.w->cfg->listen_fanout && r && !r->replication &&
+           sl_route_pool_mode(r) == SL_POOL_TRANSACTION && !c->deferred_begin;
+}
+
+bool sl_fanout_listen_text(const char *text, size_t len, sl_stmt_info *info)
+{
+    /* cheap first look: the first word (after blanks) starts with l or u, else it is no LISTEN */
+    size_t k = 0;
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+    if (k >= len || (text[k] != 'l' && text[k] != 'L' && text[k] != 'u' && text[k] != 'U')) return false;
+    sl_stmt_iter it;
+    sl_stmt_info more;
+    sl_stmt_iter_init(&it, text, len);
+    if (!sl_stmt_next(&it, info) || it.broken) return false;
+    if ((info->kind != SL_SK_LISTEN && info->kind != SL_SK_UNLISTEN) || info->ntokens != 2 || !info->name[0])
+        return false;
+    if (sl_stmt_next(&it, &more) || it.broken) return false; /* several statements: as before */
+    return true;
+}
+
+bool sl_fanout_unnamed_set(sl_client *c, const uint8_t *body, uint32_t len)
+{
+    sl_fanout_client *f = fc_get(c);
+    uint8_t *copy = f ? malloc(len ? len : 1) : NULL;
+    if (!copy) return false;
+    memcpy(copy, body, len);
+    free(f->unnamed);
+    f->unnamed = copy;
+    f->unnamed_len = len;
+    return true;
+}
+
+const uint8_t *sl_fanout_unnamed_get(const sl_client *c, uint32_t *len)
+{
+    if (!c->fanout || !c->fanout->unnamed) return NULL;
+    *len = c->fanout->unnamed_len;
+    return c->fanout->unnamed;
+}
+
+void sl_fanout_client_forwarding(sl_client *c)
+{
+    sl_fanout_client *f = c->fanout;
+    if (!f || !f->unnamed) return;
+    free(f->unnamed);
+    f->unnamed = NULL;
+    f->unnamed_len = 0;
+}
+
+bool sl_fanout_has(const sl_client *c, const char *chan) { return fc_find(c->fanout, chan) >= 0; }
+
+bool sl_fanout_start_listen(sl_client *c, const char *chan)
+{
+    sl_fanout_client *f = fc_get(c);
+    const char *name = f ? sl_intern(chan) : NULL;
+    if (!name || !subscribe(c, chan)) {
+        sl_intern_release(name);
+        return false;
+    }
+    f->waiting = name;
+    sl_stream_set_poll(&c->s, 0); /* nothing more is read until it is answered */
+    return true;
+}
+
 sl_fanout_result sl_fanout_client_query(sl_client *c, uint32_t len)
 {
-    const sl_config *cfg = c->s.w->cfg;
-    sl_route *r = c->route;
-    if (!cfg->listen_fanout || !r || r->replication || sl_route_pool_mode(r) != SL_POOL_TRANSACTION ||
-        c->deferred_begin || len > QUERY_MAX || len < 5)
-        return SL_FANOUT_NO;
+    if (!sl_fanout_serves(c) || len > QUERY_MAX || len < 5) return SL_FANOUT_NO;
     sl_stream *in = &c->s;
     uint32_t have = in->end - in->parse;
     if (have < len + 1) return sl_stream_make_room(in, len + 1 - have, QUERY_MAX + 8) ? SL_FANOUT_NEED_MORE : SL_FANOUT_NO;
     const char *text = (const char *)in->buf + in->parse + 5;
-    /* cheap first look: the first word (after blanks) starts with l or u, else it is no LISTEN */
-    uint32_t k = 0;
-    while (k < len - 4 && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
-    if (k >= len - 4 || (text[k] != 'l' && text[k] != 'L' && text[k] != 'u' && text[k] != 'U'))
-        return SL_FANOUT_NO;
-    sl_stmt_iter it;
-    sl_stmt_info info, more;
-    sl_stmt_iter_init(&it, text, len - 4);
-    if (!sl_stmt_next(&it, &info) || it.broken) return SL_FANOUT_NO;
-    if ((info.kind != SL_SK_LISTEN && info.kind != SL_SK_UNLISTEN) || info.ntokens != 2 || !info.name[0])
-        return SL_FANOUT_NO;
-    if (sl_stmt_next(&it, &more) || it.broken) return SL_FANOUT_NO; /* several statements: as before */
+    sl_stmt_info info;
+    if (!sl_fanout_listen_text(text, len - 4, &info)) return SL_FANOUT_NO;
     bool star = info.kind == SL_SK_UNLISTEN && !strcmp(info.name, "*");
-    if (info.kind == SL_SK_LISTEN && fc_find(c->fanout, info.name) < 0) {
-        sl_fanout_client *f = fc_get(c);
-        const char *name = f ? sl_intern(info.name) : NULL;
-        if (!name || !subscribe(c, info.name)) {
-            sl_intern_release(name);
-            return SL_FANOUT_NO;
-        }
-        f->waiting = name;
+    sl_fanout_client_forwarding(c); /* a Query ends the unnamed statement, as on the server */
+    if (info.kind == SL_SK_LISTEN && !sl_fanout_has(c, info.name)) {
+        if (!sl_fanout_start_listen(c, info.name)) return SL_FANOUT_NO;
         in->parse += len + 1;
         in->pos = in->parse;
-        sl_stream_set_poll(in, 0); /* nothing more is read until it is answered */
         return SL_FANOUT_WAIT;
     }
     in->parse += len + 1;
@@ -551,6 +602,18 @@ static void retire_db(sl_fanout_db *d)
     free(d);
 }
 
+/* Should the listener connection be replaced: RECONNECT of its database, or a RELOAD that changed
+ * what its route logs in with (user, password, database name)? server_lifetime is not applied: a
+ * new connection means a gap in which notifications are lost (docs/OPERATIONS.md). */
+static const char *retire_reason(const sl_server *s)
+{
+    if (sl_route_conn_retire_why(&s->pc, sl_now_fast()) == SL_RETIRE_TARGET)
+        return "the database's login settings changed at RELOAD";
+    const sl_route *r = s->pc.backend->route;
+    if (s->pc.connect_time <= __atomic_load_n(&r->db_group->reconnect_before, __ATOMIC_RELAXED)) return "RECONNECT";
+    return NULL;
+}
+
 /* Whatever d needs now: its connection opened, its commands sent, or it let go. */
 static void service(sl_worker *w, sl_fanout_db *d, int64_t now)
 {
@@ -579,6 +642,13 @@ static void service(sl_worker *w, sl_fanout_db *d, int64_t now)
         if (!sl_route_listen_backend_current(d->backend)) {
             sl_log_info("LISTEN fan-out: database %s now lives elsewhere (reload or failover): its listener "
                         "connection moves", d->name);
+            sl_server_close(d->conn, SL_CLOSE_SERVER_RETIRED);
+            return;
+        }
+        const char *why = retire_reason(d->conn);
+        if (why) {
+            sl_log_info("LISTEN fan-out: listener connection S-0x%llx for database %s is replaced (%s)",
+                        (unsigned long long)d->conn->id, d->name, why);
             sl_server_close(d->conn, SL_CLOSE_SERVER_RETIRED);
             return;
         }

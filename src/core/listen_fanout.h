@@ -31,6 +31,8 @@ bool sl_fanout_client_waiting(const sl_client *c);
 /* A channel (NULL: all) given up by a statement that went to its server (UNLISTEN or DISCARD ALL
  * committed there, session_state.c), or moved there (a LISTEN on its pinned server). */
 void sl_fanout_client_unlisten(sl_client *c, const char *chan);
+/* What it sent next goes to a server: an unnamed statement parsed by the fan-out is gone there. */
+void sl_fanout_client_forwarding(sl_client *c);
 /* It may be at a message boundary now: write the notifications waiting for it if so. */
 void sl_fanout_client_flush(sl_client *c);
 

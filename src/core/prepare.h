@@ -13,6 +13,8 @@ typedef struct sl_stmt {
     uint64_t hash;
     uint32_t refs;          /* atomic */
     int valid;              /* atomic: some server accepted its Parse, so it can be answered locally */
+    int sess_plain;         /* atomic, session_state.c: 0 not looked at yet, 1 its text does nothing
+                               to the session, -1 it may (classified at each Bind) */
     uint32_t body_len;      /* query + NUL + nparams + types, as in a Parse body after the name */
     uint8_t *body;
     char name[24];

@@ -200,6 +200,24 @@ void sl_proxy_unlink_release(sl_server *s)
     sl_server_release(s);
 }
 
+static void after_release(sl_client *c);
+
+void sl_proxy_resume(sl_server *s)
+{
+    sl_client *c = s->client;
+    if (!c || c->server != s || c->state != SL_CL_ACTIVE) { /* its client went meanwhile */
+        if (c && c->server != s) s->client = NULL;
+        sl_proxy_unlink_release(s);
+        return;
+    }
+    if (sl_scan_can_release(s, c)) { /* nothing pins it any more: the server goes back (reset) */
+        sl_proxy_unlink_release(s);
+        after_release(c);
+        return;
+    }
+    sl_proxy_start(c, s);
+}
+
 static void after_release(sl_client *c)
 {
     if (c->state != SL_CL_IDLE) return;
@@ -326,6 +344,18 @@ static void server_forward(sl_server *s)
             sl_proxy_unlink_release(s);
             after_release(c);
             return;
+        }
+        /* pinned for advisory locks, and it called a lock function: between transactions, the
+         * server is asked whether any is still held (server_setup.c; sl_proxy_resume after it) */
+        if (__builtin_expect(c->sess != NULL, 1) && __builtin_expect(sl_sess_advisory_check_due(c), 0) &&
+            sl_scan_between_transactions(s, c) && !sl_stream_out_pending(&c->s)) {
+            s->setup = SL_SETUP_ADVISORY;
+            if (sl_server_begin_setup(s)) {
+                if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
+                return;
+            }
+            s->setup = SL_SETUP_NONE;
+            sl_sess_advisory_checked(c, true);
         }
         /* a client kept on its server (pinned) gets its notifications between transactions too */
         if (__builtin_expect(c->fanout != NULL, 0)) {

@@ -15,6 +15,9 @@ void sl_proxy_server_writable(sl_server *s);
 void sl_proxy_update_poll(sl_client *c, sl_server *s);
 /* The client leaves its server (end of transaction, or client gone in a clean state). */
 void sl_proxy_unlink_release(sl_server *s);
+/* A pooler query between a linked client's transactions finished (server_setup.c): the server goes
+ * back to the pool if nothing keeps the client on it any more, else forwarding goes on. */
+void sl_proxy_resume(sl_server *s);
 void sl_proxy_client_input_buffered(sl_client *c);
 /* The link can no longer be undone: a server's answer reaches the client, or pgsluice changed the
  * client's state for this server (prepared statement names). Until then a server that dies with the

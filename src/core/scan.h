@@ -39,11 +39,17 @@ typedef enum {
  * it (it may be seen again if the rewriting needs more bytes), true once it is decided. */
 typedef void (*sl_scan_client_hook)(sl_client *c, char type, uint32_t len, bool decided);
 
-/* The server may go back to the pool: no answer owed, no batch or transaction open. */
-static inline bool sl_scan_can_release(const sl_server *s, const sl_client *c)
+/* Transaction or statement pooling, no answer owed, no batch or transaction open. */
+static inline bool sl_scan_between_transactions(const sl_server *s, const sl_client *c)
 {
     return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch &&
-           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s) && !sl_sess_pinned(c);
+           s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s);
+}
+
+/* The server may go back to the pool: between transactions, and the client not pinned to it. */
+static inline bool sl_scan_can_release(const sl_server *s, const sl_client *c)
+{
+    return sl_scan_between_transactions(s, c) && !sl_sess_pinned(c);
 }
 
 /* Parse as much of the client's buffer as possible, marking messages to forward. On a result other

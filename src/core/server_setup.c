@@ -1,7 +1,8 @@
 /* server_setup.c - the pooler's own queries on a server before it serves a client or goes back to
  * the pool: server_check_query on a server idle for long, SET of the client's tracked parameters
  * where the server's differ, server_reset_query, connect_query after login, and ROLLBACK of a
- * transaction statement mode refused. Their answers never reach a client. */
+ * transaction statement mode refused, and between the transactions of a client pinned for advisory
+ * locks that called a lock function, whether it still holds any. Their answers never reach a client. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "core/msgread.h"
 #include "core/proxy.h"
 #include "core/server.h"
+#include "core/session_state.h"
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
@@ -125,6 +127,11 @@ static bool start_step(sl_server *s, const sl_config *cfg)
         if (!started) s->setup = SL_SETUP_NONE;
         return started;
     }
+    case SL_SETUP_ADVISORY:
+        /* only session-level locks are left between transactions */
+        s->advisory_held = true;
+        return send_setup_query(s, "SELECT pg_catalog.pg_backend_pid() FROM pg_catalog.pg_locks WHERE locktype = "
+                                   "'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted LIMIT 1");
     case SL_SETUP_AUTH_QUERY: /* sent by auth_query.c itself */
     case SL_SETUP_NONE: break;
     }
@@ -212,6 +219,16 @@ static void setup_finished(sl_server *s)
         sl_auth_query_finished(s);
         return;
     }
+    if (step == SL_SETUP_ADVISORY) { /* an error keeps the pin (when in doubt, pin) */
+        s->setup = SL_SETUP_NONE;
+        sl_server_set_state(s, SL_SV_ACTIVE);
+        if (c) sl_sess_advisory_checked(c, s->setup_failed || s->advisory_held);
+        if (s->setup_failed)
+            sl_log_warn("S-0x%llx: could not ask the server for its advisory locks: %s", (unsigned long long)s->id,
+                        s->setup_error);
+        sl_proxy_resume(s);
+        return;
+    }
     if (s->setup_failed) {
         setup_failed(s, step, c);
         return;
@@ -259,6 +276,13 @@ void sl_server_setup_input(sl_server *s)
             }
         } else if (m.type == SL_BE_DATA_ROW && s->setup == SL_SETUP_AUTH_QUERY) {
             found_row(s, m.body, m.len);
+        } else if (m.type == SL_BE_NOTIFICATION && s->setup == SL_SETUP_ADVISORY && s->client) {
+            /* a pinned client's own LISTEN: still its notification (written when forwarding resumes) */
+            sl_pb_begin(&s->client->s.out, SL_BE_NOTIFICATION);
+            sl_pb_bytes(&s->client->s.out, m.body, m.len);
+            sl_pb_end(&s->client->s.out);
+        } else if (m.type == SL_BE_COMMAND_COMPLETE && s->setup == SL_SETUP_ADVISORY) {
+            s->advisory_held = !(m.len >= 9 && !memcmp(m.body, "SELECT 0", 9)); /* no row: none held */
         } else if (m.type == SL_BE_COMMAND_COMPLETE) {
             /* DISCARD ALL / DEALLOCATE ALL (server_reset_query) drop every prepared statement */
             if (m.len && (!strncmp((const char *)m.body, "DISCARD ALL", 11) ||

@@ -16,6 +16,8 @@
 
 #include "core/client.h"
 #include "core/listen_fanout.h"
+#include "core/prepare.h"
+#include "core/proxy_ps.h"
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
@@ -198,6 +200,8 @@ static void tx_commit(sl_client *c, sl_server *s)
         } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
             names_add(c, e->param, e->value ? e->value : "");
             add_pins(c, s, SL_PIN_BIT(e->param));
+            /* a channel LISTENed on the server: the server delivers it from now on */
+            if (e->param == SL_PINR_LISTEN && e->value && c->fanout) sl_fanout_client_unlisten(c, e->value);
         } else if (e->kind == E_RESET_ALL) {
             sl_params none = {{0}};
             for (int id = 0; id < SL_NPARAMS && sl_param_names[id]; id++)
@@ -474,11 +478,12 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
     while (sl_stmt_next(&it, &info)) {
         sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
         pins |= e.pins;
+        if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
         int nr = named_reason(&info);
         if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
-        /* a channel LISTENed on its (pinned) server is delivered by that server from now on */
-        if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
-            sl_fanout_client_unlisten(c, info.name);
+        /* a channel the client has through the fan-out and LISTENs on its (pinned) server is
+         * delivered by that server once the LISTEN commits (tx_commit): until then, and for good
+         * if it rolls back, the fan-out goes on delivering it */
         if (mode != SL_PIN_MODE_ERROR && ok) ok = q_push(ss, &e);
         entry_release(&e);
     }
@@ -567,6 +572,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     }
     sl_stmt_info info;
     sl_stmt_classify_one(sql, sqllen, &info);
+    if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
@@ -621,6 +627,55 @@ static int bind_names(sl_stream *in, uint32_t len, const char **portal, const ch
     return sl_stream_make_room(in, want - have, SESS_MSG_MAX + 8) ? 0 : -1;
 }
 
+/* A Bind of a named statement the client prepared earlier: its Parse may never have been looked at
+ * here (answered by pgsluice: proxy_ps.c for a text another client prepared, listen_extended.c for a
+ * LISTEN), so what it does is taken from the statement's text now, and pins as a named Parse would. */
+__attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, const char *name, sl_pin_mode mode)
+{
+    if (mode == SL_PIN_MODE_OFF || !sl_ps_enabled_for(c)) return;
+    sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
+    if (!st || __atomic_load_n(&st->sess_plain, __ATOMIC_RELAXED) > 0) return;
+    const char *sql = (const char *)st->body;
+    const uint8_t *z = memchr(st->body, 0, st->body_len);
+    if (!z) return;
+    size_t sqllen = (size_t)(z - st->body);
+    int maxp;
+    int n = sl_stmt_plain_count(sql, sqllen, &maxp);
+    if (n == 0 || n == 1) {
+        __atomic_store_n(&st->sess_plain, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_store_n(&st->sess_plain, -1, __ATOMIC_RELAXED);
+    sl_stmt_info info;
+    sl_stmt_classify_one(sql, sqllen, &info);
+    if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) c->sess->advisory_check = true;
+    sl_sess_entry e = entry_of(s, &info, SL_PIN_MODE_ON);
+    /* its settings are not followed (it may run any number of times) */
+    if (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO) e.pins |= SL_PIN_BIT(SL_PINR_SET);
+    unsigned pins = e.pins;
+    entry_release(&e);
+    if (!pins) return;
+    /* pin_session_state = error: the Parse was accepted already, so the client is kept on its
+     * server rather than refused (when in doubt, pin) */
+    int nr = named_reason(&info);
+    if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+    if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
+        sl_fanout_client_unlisten(c, info.name);
+    add_pins(c, s, pins);
+}
+
+void sl_sess_advisory_checked(sl_client *c, bool held)
+{
+    sl_session *ss = c->sess;
+    if (!ss) return;
+    ss->advisory_check = false;
+    if (held || ss->desync || !(ss->pins & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK))) return;
+    drop_pins(c, SL_PIN_BIT(SL_PINR_ADVISORY_LOCK));
+    if (c->s.w->cfg->verbose)
+        sl_log_info("C-0x%llx: holds no advisory lock any more%s", (unsigned long long)c->id,
+                    ss->pins ? "" : ": no longer kept on its server");
+}
+
 static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_mode mode)
 {
     sl_session *ss = c->sess;
@@ -637,6 +692,7 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
         add_pins(c, s, SL_PIN_BIT(SL_PINR_SET)); /* a named portal's settings are not followed */
     }
+    if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode);
     return SL_SESS_FORWARD;
 }
 

@@ -31,6 +31,9 @@ typedef struct sl_session {
     uint16_t pins;           /* SL_PIN_BIT()s: why the client keeps its server */
     uint16_t clear_pending;  /* state ended by statements whose transaction has not committed yet */
     bool desync;             /* a request could not be followed: pinned until the client leaves */
+    bool advisory_check;     /* it called an advisory lock function while (or by) being pinned for
+                                one: once its transaction has ended, the server is asked whether
+                                it still holds any (server_setup.c) */
     sl_sess_entry *q;        /* answers expected (CommandComplete..., ReadyForQuery), in order */
     uint32_t qhead, qn, qcap;
     sl_sess_entry *tx;       /* settings changed in the open transaction, kept if it commits */
@@ -147,6 +150,14 @@ static inline void sl_sess_server_msg(sl_client *c, sl_server *s, char type, con
 }
 
 static inline bool sl_sess_pinned(const sl_client *c) { return c->sess && c->sess->pins; }
+/* Pinned for advisory locks, and it called a lock function since the server was last asked. */
+static inline bool sl_sess_advisory_check_due(const sl_client *c)
+{
+    return c->sess && c->sess->advisory_check && (c->sess->pins & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) &&
+           !c->sess->desync;
+}
+/* The server answered: held false ends the advisory-lock pin (the client's other pins stay). */
+void sl_sess_advisory_checked(sl_client *c, bool held);
 /* The link ends: what was still expected is forgotten. */
 void sl_sess_link_end_full(sl_client *c);
 static inline void sl_sess_link_end(sl_client *c)

@@ -543,10 +543,15 @@ static bool scan_stmt(const char **pp, const char *end, stmt *st, sl_stmt_info *
         if (t.k == T_LPAREN && (prev.k == T_WORD || prev.k == T_QIDENT)) {
             if (names_function(&prev, "pg_advisory_lock") || names_function(&prev, "pg_advisory_lock_shared") ||
                 names_function(&prev, "pg_try_advisory_lock") ||
-                names_function(&prev, "pg_try_advisory_lock_shared"))
+                names_function(&prev, "pg_try_advisory_lock_shared")) {
                 info->pins |= SL_PIN_BIT(SL_PINR_ADVISORY_LOCK);
-            else if (names_function(&prev, "pg_advisory_unlock_all"))
+                info->recheck |= SL_PIN_BIT(SL_PINR_ADVISORY_LOCK); /* a pg_try_* may take nothing */
+            } else if (names_function(&prev, "pg_advisory_unlock_all")) {
                 info->clears |= SL_PIN_BIT(SL_PINR_ADVISORY_LOCK);
+            } else if (names_function(&prev, "pg_advisory_unlock") ||
+                       names_function(&prev, "pg_advisory_unlock_shared")) {
+                info->recheck |= SL_PIN_BIT(SL_PINR_ADVISORY_LOCK);
+            }
             else if (names_function(&prev, "set_config"))
                 info->pins |= SL_PIN_BIT(SL_PINR_SET); /* session or local: not told apart, pinned */
         }

@@ -53,6 +53,8 @@ typedef struct sl_stmt_info {
     sl_stmt_kind kind;
     unsigned pins;              /* SL_PIN_BIT()s of the state this statement leaves on the server */
     unsigned clears;            /* SL_PIN_BIT()s of the state it removes entirely */
+    unsigned recheck;           /* SL_PIN_BIT()s of the state it may take or give back in part (the
+                                   advisory lock functions): asked of the server once it has run */
     int ntokens;                /* tokens in the statement (more than 96: 97) */
     /* SET / RESET: the parameter, lower case ("timezone" for SET TIME ZONE, "client_encoding" for
      * SET NAMES, "search_path" for SET SCHEMA); LISTEN/UNLISTEN: the channel, DECLARE/CLOSE: the

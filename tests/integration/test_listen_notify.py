@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from admin_helpers import show
+from admin_helpers import console, show
 from harness import clients
 from harness.util import wait_for
 from test_http import http_pooler
@@ -99,25 +99,163 @@ def test_fifty_listeners_on_five_channels_get_every_notify_once_in_order(pooler,
     wait_for(lambda: not listeners(direct("appdb")), 15, what="the listener connection to close")
 
 
-def test_asyncpg_listener_uses_the_extended_protocol_and_pins(pooler):
-    """asyncpg's add_listener sends LISTEN as a prepared statement: not served by the fan-out (it
-    pins, as before), and its notifications still arrive."""
+async def until(cond, timeout=15, what="the condition"):
+    """Poll cond (letting the event loop run: asyncpg reads notifications then) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for " + what)
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("cache", [100, 0], ids=["named", "unnamed"])
+def test_asyncpg_add_listener_is_served_by_the_fanout_without_a_pin(pooler, direct, cache):
+    """asyncpg's add_listener prepares LISTEN (under a name with its statement cache, as the unnamed
+    statement without) and runs it in a second exchange: served by the fan-out, so the client is not
+    pinned and the pool's only server serves the other clients; each notification reaches the
+    callback once, in order; remove_listener stops delivery and add_listener again (the cached
+    statement bound alone) brings it back."""
+    p = pooler(tx(1))
+    d = direct("appdb")
+
+    async def run():
+        c = await clients.aconnect(p, statement_cache_size=cache)
+        got = []
+
+        def cb(_c, pid, ch, payload):
+            got.append((ch, payload, pid))
+        await c.add_listener("apg_chan", cb)
+        assert pinned(p) == [""]
+        assert len(listeners(d)) == 1
+        with clients.connect(p) as s:  # takes the pool's only server for each statement
+            assert simple(s, "SELECT 41") == "41"
+            assert await c.fetchval("SELECT 42") == 42
+            sent = [("apg_chan", str(k), notify(s, "apg_chan", str(k))) for k in range(5)]
+            sent.append(("apg_chan", "end", notify(s, "apg_chan", "end")))
+            await until(lambda: len(got) >= len(sent), what="six notifications")
+            assert got == sent
+            await c.remove_listener("apg_chan", cb)
+            assert set(pinned(p)) == {""}
+            wait_for(lambda: not listeners(d), 15, what="the listener connection to close")
+            notify(s, "apg_chan", "not listened")
+            await c.add_listener("apg_chan", cb)
+            sent.append(("apg_chan", "again", notify(s, "apg_chan", "again")))
+            await until(lambda: len(got) >= len(sent), what="the notification after LISTEN again")
+            assert got == sent
+            assert set(pinned(p)) == {""}
+            assert await c.fetchval("SELECT 43") == 43
+        await c.close()
+        wait_for(lambda: not listeners(d), 15, what="the listener connection to close")
+
+    asyncio.run(run())
+
+
+def test_asyncpg_listen_inside_a_transaction_pins(pooler):
+    """The cached LISTEN statement bound inside a transaction runs on the server: the client is pinned
+    there (its Parse was answered by pgsluice, never seen by a server) and still gets notifications."""
     p = pooler(tx(2))
 
     async def run():
-        c = await clients.aconnect(p)
+        c = await clients.aconnect(p, statement_cache_size=100)
         got = []
-        await c.add_listener("apg_chan", lambda _c, pid, ch, payload: got.append((ch, payload, pid)))
+
+        def cb(_c, pid, ch, payload):
+            got.append((ch, payload, pid))
+        await c.add_listener("in_tx", cb)
+        await c.remove_listener("in_tx", cb)
+        assert pinned(p) == [""]
+        async with c.transaction():
+            await c.add_listener("in_tx", cb)
         assert pinned(p) == ["listen"]
         with clients.connect(p) as s:
-            pid = notify(s, "apg_chan", "a")
-        deadline = time.monotonic() + 15
-        while not got and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert got == [("apg_chan", "a", pid)]
+            pid = notify(s, "in_tx", "t")
+        await until(lambda: got, what="the notification")
+        assert got == [("in_tx", "t", pid)]
         await c.close()
 
     asyncio.run(run())
+
+
+def test_psycopg_prepared_and_binary_listen_are_served_by_the_fanout(pooler, direct):
+    """psycopg 3 sends LISTEN through the extended protocol with prepare=True (PQsendPrepare, then
+    PQsendQueryPrepared of the named statement) or binary=True (PQsendQueryParams, the unnamed one):
+    served by the fan-out over a pool of one, and conn.notifies() gets every notification once, in
+    order."""
+    p = pooler(tx(1))
+
+    async def run():
+        a = await psycopg.AsyncConnection.connect(p.dsn("appdb", "app", None), autocommit=True,
+                                                  prepare_threshold=None)
+        cur = await a.execute("LISTEN ps_named", prepare=True)
+        assert cur.statusmessage == "LISTEN"
+        cur = await a.execute("LISTEN ps_unnamed", binary=True)
+        assert cur.statusmessage == "LISTEN"
+        assert pinned(p) == [""]
+        assert len(listeners(direct("appdb"))) == 1
+        gen = a.notifies()
+
+        async def receive(n):
+            out = []
+            while len(out) < n:
+                x = await asyncio.wait_for(gen.__anext__(), 15)
+                out.append((x.channel, x.payload, x.pid))
+            return out
+        with clients.connect(p) as s:
+            sent = [(ch, ch + str(k), notify(s, ch, ch + str(k)))
+                    for k in range(3) for ch in ("ps_named", "ps_unnamed")]
+            assert await receive(len(sent)) == sent
+            cur = await a.execute("UNLISTEN ps_unnamed", binary=True)
+            assert cur.statusmessage == "UNLISTEN"
+            notify(s, "ps_unnamed", "not listened")
+            last = ("ps_named", "last", notify(s, "ps_named", "last"))
+            assert await receive(1) == [last]
+            assert await (await a.execute("SELECT 7", binary=False)).fetchone() == (7,)
+            assert set(pinned(p)) == {""}
+        await gen.aclose()
+        await a.close()
+
+    asyncio.run(run())
+
+
+def test_extended_listen_answers_match_a_direct_connection(pooler, cluster):
+    """What libpq gets for LISTEN / UNLISTEN through the extended protocol (prepared, described,
+    executed; run with PQexecParams) is what a direct connection gets, errors included."""
+    p = pooler(tx(1))
+
+    def run(conn, steps):
+        from psycopg import pq
+        f = pq.DiagnosticField
+        out = []
+        for step in steps:
+            r = step(conn.pgconn)
+            out.append((r.status, r.command_status, r.nfields, r.nparams, r.error_field(f.SQLSTATE)))
+        return out
+    served = [
+        lambda pg: pg.prepare(b"lst", b"LISTEN cmp_chan"),
+        lambda pg: pg.describe_prepared(b"lst"),
+        lambda pg: pg.exec_prepared(b"lst", None),
+        lambda pg: pg.exec_prepared(b"lst", None),  # twice: the same answer
+        lambda pg: pg.exec_params(b"UNLISTEN cmp_chan", None),
+        lambda pg: pg.exec_params(b"UNLISTEN *", None, result_format=1),
+        lambda pg: pg.prepare(b"", b"listen cmp_unnamed"),
+        lambda pg: pg.describe_prepared(b""),
+        lambda pg: pg.exec_prepared(b"", None),
+        lambda pg: pg.exec_params(b"UNLISTEN cmp_unnamed", None),
+    ]
+    # these go to the server (and pin, as a LISTEN sent there does, even when it fails)
+    refused = [
+        lambda pg: pg.prepare(b"lst", b"LISTEN cmp_other"),  # name in use
+        lambda pg: pg.exec_params(b"LISTEN $1", [b"x"]),  # not a statement with parameters
+    ]
+    with clients.direct(cluster, db="appdb") as d, clients.connect(p) as c:
+        want = run(d, served)
+        assert run(c, served) == want
+        assert [r[1] for r in want] == [b"", b"", b"LISTEN", b"LISTEN", b"UNLISTEN", b"UNLISTEN", b"", b"",
+                                        b"LISTEN", b"UNLISTEN"]
+        assert pinned(p) == [""]
+        want = run(d, refused)
+        assert run(c, refused) == want
+        assert [r[4] for r in want] == [b"42P05", b"42601"]
 
 
 def test_unlisten_stops_delivery_and_client_exit_unlistens(pooler, direct):
@@ -152,6 +290,22 @@ def test_unlisten_stops_delivery_and_client_exit_unlistens(pooler, direct):
         assert ia.poll(0.2) == [("un_one", "1", pid), ("Un_Two", "3", pid3), ("Un_Two", "5", pid5)]
 
 
+def delivers_again_after_the_gap(ia, s, channel, count):
+    """After the listener connection was replaced: notify on channel through s until one reaches ia
+    (what is sent in the gap is lost), then count more, each of which must arrive once, in order."""
+    n = 0
+
+    def arrived():
+        nonlocal n
+        n += 1
+        notify(s, channel, "probe%d" % n)
+        return len(ia.poll(0.1)) > 1
+    wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
+    base = len(ia.poll(0.2))
+    sent = [(channel, "after%d" % k, notify(s, channel, "after%d" % k)) for k in range(count)]
+    assert ia.wait(base + count)[base:] == sent
+
+
 @pytest.mark.core
 def test_listener_killed_is_reestablished(pooler, direct):
     p = pooler(tx(2))
@@ -163,23 +317,32 @@ def test_listener_killed_is_reestablished(pooler, direct):
         assert ia.wait(1) == [("re_chan", "before", pid)]
         (old,) = [r[0] for r in listeners(d)]
         assert d.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone()[0] is True
-        # notifications sent while it is away are lost: send until one arrives again
-        n = 0
-
-        def arrived():
-            nonlocal n
-            n += 1
-            notify(s, "re_chan", "probe%d" % n)
-            return len(ia.poll(0.1)) > 1
-        wait_for(arrived, 20, interval=0.1, what="a notification through the new listener connection")
+        # notifications sent while it is away are lost; from then on, every one exactly once, in order
+        delivers_again_after_the_gap(ia, s, "re_chan", 10)
         new = [r[0] for r in listeners(d)]
         assert len(new) == 1 and new[0] != old
-        # from now on, every one exactly once and in order
-        base = len(ia.poll(0.2))
-        sent = [("re_chan", "after%d" % k, notify(s, "re_chan", "after%d" % k)) for k in range(10)]
-        got = ia.wait(base + 10)
-        assert got[base:] == sent
         assert "listener connection" in p.log_text() and "lost" in p.log_text()
+
+
+def test_reconnect_replaces_the_listener_connection(pooler, direct):
+    """RECONNECT of the database replaces the listener connection too: a new one LISTENs on every
+    channel again (what is sent in the gap is lost, as when it is killed)."""
+    p = pooler(tx(2))
+    d = direct("appdb")
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN rc_chan")
+        pid = notify(s, "rc_chan", "before")
+        assert ia.wait(1) == [("rc_chan", "before", pid)]
+        (old,) = [r[0] for r in listeners(d)]
+        with console(p) as c:
+            c.execute("RECONNECT appdb")
+        wait_for(lambda: [r[0] for r in listeners(d)] not in ([], [old]), 15, what="a new listener connection")
+        assert old not in [r[0] for r in listeners(d)]
+        delivers_again_after_the_gap(ia, s, "rc_chan", 5)
+        assert "is replaced (RECONNECT)" in p.log_text()
+        # a client that did not LISTEN is not pinned, and nobody is
+        assert set(pinned(p)) == {""}
 
 
 @pytest.mark.core
@@ -205,6 +368,30 @@ def test_notification_during_a_transaction_arrives_after_it_ends(pooler):
         assert "listen" in pinned(p)
         pid2 = notify(s, "tx_pinned", "y")
         assert ia.wait(2)[1] == ("tx_pinned", "y", pid2)
+
+
+def test_listen_on_the_server_of_a_channel_held_through_the_fanout(pooler):
+    """A client that has a channel through the fan-out and LISTENs on it again in a transaction block:
+    rolled back, it keeps the channel (as on a direct connection, the earlier LISTEN stands); committed,
+    its server delivers the channel from then on, each notification once."""
+    p = pooler(tx(2))
+    with clients.connect(p) as a, clients.connect(p) as s:
+        ia = Inbox(a)
+        simple(a, "LISTEN rb_chan")
+        simple(a, "BEGIN")
+        simple(a, "LISTEN rb_chan")
+        sent = [("rb_chan", "during", notify(s, "rb_chan", "during"))]
+        simple(a, "ROLLBACK")
+        sent.append(("rb_chan", "after rollback", notify(s, "rb_chan", "after rollback")))
+        assert ia.wait(2) == sent
+        simple(a, "BEGIN")
+        simple(a, "LISTEN rb_chan")
+        simple(a, "COMMIT")
+        assert "listen" in pinned(p)
+        sent += [("rb_chan", str(k), notify(s, "rb_chan", str(k))) for k in range(3)]
+        assert ia.wait(len(sent)) == sent
+        assert simple(a, "SELECT 1") == "1"
+        assert ia.poll(0.3) == sent  # nothing twice
 
 
 def test_pin_session_state_error_still_serves_listen_through_the_fanout(pooler):

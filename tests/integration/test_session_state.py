@@ -436,6 +436,48 @@ def test_unlock_in_a_rolled_back_transaction_keeps_the_pin(pooler):
         assert pinned_of(p, "rb") == ""
 
 
+def test_advisory_unlock_of_the_last_lock_ends_the_pin(pooler, direct):
+    """pg_advisory_unlock(key) of the last session-level lock held ends the pin: between the client's
+    transactions pgsluice asks its server whether it still holds any. A lock taken twice needs two
+    unlocks; a pg_try_advisory_lock that got nothing does not keep the pin. Over a pool of one, the
+    other client gets the server back, and the lock."""
+    p = pooler(tx(1))
+    d = direct("appdb")
+    with clients.connect(p, application_name="ul") as a, clients.connect(p, application_name="other") as b:
+        a.execute("SELECT pg_advisory_lock(777010)")
+        simple(a, "SELECT pg_advisory_lock(777011); SELECT pg_advisory_lock(777011)")
+        pid = one(a, "SELECT pg_backend_pid()")
+        assert pinned_of(p, "ul") == "advisory_lock"
+        with a.transaction():
+            assert one(a, "SELECT pg_advisory_unlock(%s)", 777010) is True
+        # still holds 777011 (twice): kept (its next statement runs after the server was asked)
+        assert one(a, "SELECT pg_backend_pid()") == pid
+        assert pinned_of(p, "ul") == "advisory_lock"
+        assert simple(a, "SELECT pg_advisory_unlock(777011)") == "t"
+        assert one(a, "SELECT pg_backend_pid()") == pid
+        assert pinned_of(p, "ul") == "advisory_lock"
+        assert one(d, "SELECT pg_try_advisory_lock(777011)") is False
+        # the last one: no longer pinned, and the pool's only server serves the other client
+        assert one(a, "SELECT pg_advisory_unlock(%s)", 777011) is True
+        wait_for(lambda: pinned_of(p, "ul") == "", 10, what="the pin to end")
+        assert one(b, "SELECT pg_try_advisory_lock(777011)") is True
+        assert one(b, "SELECT pg_advisory_unlock(777011)") is True
+        assert one(b, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == 0
+        # a try that gets nothing (another session holds the key) does not keep the client
+        assert one(d, "SELECT pg_advisory_lock(777012) IS NOT NULL") is True
+        assert one(a, "SELECT pg_try_advisory_lock(777012)") is False
+        wait_for(lambda: pinned_of(p, "ul") == "", 10, what="no pin after a failed try")
+        assert one(b, "SELECT 5") == 5
+        one(d, "SELECT pg_advisory_unlock(777012)")
+        # one that gets it does
+        assert one(a, "SELECT pg_try_advisory_lock(777012)") is True
+        assert one(a, "SELECT 6") == 6
+        assert pinned_of(p, "ul") == "advisory_lock"
+        assert one(a, "SELECT pg_advisory_unlock(777012)") is True
+        wait_for(lambda: pinned_of(p, "ul") == "", 10, what="the pin to end")
+    assert one(d, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
 # ---- pin_session_state = error / off ----
 
 REFUSAL = ("pgsluice: %s is not supported in transaction pooling (pin_session_state = error)")

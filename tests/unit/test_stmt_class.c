@@ -325,6 +325,36 @@ static void test_shortcut(void **state)
 
 /* The LISTEN fan-out serves only LISTEN ch / UNLISTEN ch / UNLISTEN * of exactly two tokens, the
  * channel as the server folds it (a name it cannot read, e.g. longer than 63 bytes, is ""). */
+/* The advisory lock functions whose effect the server is asked about afterwards (recheck): the
+ * session-level lock and unlock calls, not the transaction-level ones, nor unlock_all (clears). */
+static void test_advisory_recheck(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql;
+        unsigned recheck;
+    } cases[] = {
+        {"SELECT pg_advisory_unlock(1)", ADV},
+        {"select PG_ADVISORY_UNLOCK_SHARED($1)", ADV},
+        {"SELECT pg_catalog.pg_advisory_unlock(7)", ADV},
+        {"SELECT pg_try_advisory_lock(1)", ADV},
+        {"SELECT pg_advisory_lock(1)", ADV},
+        {"SELECT pg_advisory_unlock_all()", 0},
+        {"SELECT pg_advisory_xact_lock(1)", 0},
+        {"SELECT 'pg_advisory_unlock(1)'", 0},
+        {"SELECT pg_advisory_unlock", 0}, /* a column, not a call */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sl_stmt_info info;
+        sl_stmt_classify_one(cases[i].sql, strlen(cases[i].sql), &info);
+        if (info.recheck != cases[i].recheck)
+            fail_msg("%s: recheck %#x, want %#x", cases[i].sql, info.recheck, cases[i].recheck);
+    }
+    sl_stmt_info info;
+    sl_stmt_classify_one("SELECT pg_advisory_unlock(1)", 28, &info);
+    assert_int_equal(info.pins, 0); /* an unlock alone pins nothing */
+}
+
 static void test_listen_tokens(void **state)
 {
     (void)state;
@@ -445,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_set_reset),
         cmocka_unit_test(test_multi_statement),
         cmocka_unit_test(test_shortcut),
+        cmocka_unit_test(test_advisory_recheck),
         cmocka_unit_test(test_listen_tokens),
         cmocka_unit_test(test_params_counted),
         cmocka_unit_test(test_reason_text),
