@@ -145,6 +145,17 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
+/* The signals pgsluice acts on, handled by the main loop (g_main_loop, initialized). */
+static void catch_signals(void)
+{
+    static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
+    static uv_signal_t sh[6];
+    for (int i = 0; i < 6; i++) {
+        uv_signal_init(&g_main_loop, &sh[i]);
+        uv_signal_start(&sh[i], on_signal, sigs[i]);
+    }
+}
+
 static void drop_privileges(const char *user)
 {
     if (!user || !*user) return;
@@ -258,15 +269,22 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sl_pools_init(cfg->workers < SL_MAX_WORKERS ? cfg->workers : SL_MAX_WORKERS);
     sl_admin_register();
+    uv_loop_init(&g_main_loop);
     if (takeover) {
-        /* the sockets come from the running process, which must be the same OS user: switch first */
+        /* the sockets come from the running process, which must be the same OS user: switch first.
+         * A signal during the transfer keeps its default action: the new process dies and the old
+         * one, seeing the transfer cut, goes on serving. */
         drop_privileges(run_user);
         if (!sl_takeover_receive(cfg, takeover_timeout, err, sizeof(err))) {
             sl_log_fatal("takeover failed, the running pgsluice goes on serving: %s", err);
             return 1;
         }
-    } else if (!sl_listen_open(cfg)) {
-        return 1;
+        catch_signals();
+    } else {
+        /* caught before the first "listening on": a SIGHUP sent as soon as that is logged is a reload
+         * (run once the loop runs), not the default action that kills the process */
+        catch_signals();
+        if (!sl_listen_open(cfg)) return 1;
     }
     if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
         char path[512];
@@ -276,13 +294,6 @@ int main(int argc, char **argv)
     drop_privileges(run_user);
     write_pidfile(cfg->pidfile);
 
-    uv_loop_init(&g_main_loop);
-    static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
-    static uv_signal_t sh[6];
-    for (int i = 0; i < 6; i++) {
-        uv_signal_init(&g_main_loop, &sh[i]);
-        uv_signal_start(&sh[i], on_signal, sigs[i]);
-    }
     uv_timer_init(&g_main_loop, &g_watch);
     uv_timer_start(&g_watch, watch_cb, 100, 100);
 

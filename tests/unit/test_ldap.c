@@ -258,13 +258,13 @@ static sl_ldap_options search_opts(void)
 static void expect_ok(const sl_ldap_options *o, const char *user, const char *password)
 {
     char err[1024] = "";
-    if (!sl_ldap_check(o, user, password, err, sizeof(err))) fail_msg("%s / %s refused: %s", user, password, err);
+    if (!sl_ldap_check(o, user, password, err, sizeof(err))) fail_msg("%s / %s refused: %s", user, password ? password : "(no password)", err);
 }
 
 static void expect_refused(const sl_ldap_options *o, const char *user, const char *password, const char *needle)
 {
     char err[1024] = "";
-    if (sl_ldap_check(o, user, password, err, sizeof(err))) fail_msg("%s / %s accepted", user, password);
+    if (sl_ldap_check(o, user, password, err, sizeof(err))) fail_msg("%s / %s accepted", user, password ? password : "(no password)");
     if (needle && !strstr(err, needle)) fail_msg("%s: \"%s\" not in: %s", user, needle, err);
     if (password && strlen(password) >= 5 && strstr(err, password)) fail_msg("the password is in the message: %s", err);
 }
