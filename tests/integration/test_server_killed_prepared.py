@@ -237,6 +237,7 @@ def _fake_pooler(pooler, server):
                   dbs={"fakedb": "host=%s port=%d dbname=fakedb" % (HOST, server.port)})
 
 
+@pytest.mark.core
 @pytest.mark.pgsluice_only
 def test_prepared_execution_sent_to_a_server_that_dies_unread_goes_to_a_new_one_which_gets_the_parse(
         pooler, dying_server):
