@@ -37,6 +37,7 @@ static void client_on_event(sl_stream *st, int events);
 static void client_free(sl_stream *st)
 {
     sl_client *c = (sl_client *)st;
+    if (c->counted) __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED); /* after a lingering close */
     sl_params_clear(&c->params);
     sl_sess_free(c);
     sl_stmt_map_clear(&c->ps_map);
@@ -170,15 +171,25 @@ void sl_client_close_detail(sl_client *c, sl_close_reason why, const char *detai
     if (c->logged_in) sl_route_client_logout(c->route);
     if (c->route) sl_route_put(c->route);
     c->route = NULL;
-    if (c->counted) __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
+    /* a client told why it is closed gets the time to read it (a lingering close, bounded); it still
+     * holds its descriptor meanwhile, so it counts towards max_client_conn until it is gone */
+    bool linger = !c->peer_closed && (why == SL_CLOSE_ERROR_SENT || sl_stream_out_pending(&c->s));
+    if (c->counted && !linger) {
+        __atomic_sub_fetch(&sl_total_clients, 1, __ATOMIC_RELAXED);
+        c->counted = false;
+    }
     if (why != SL_CLOSE_NONE && w->cfg->log_disconnections && c->user)
         CL_LOG(c, SL_LOG_INFO, "closing because: %s (age=%llds)", detail ? detail : sl_close_reason_text(why),
                (long long)((sl_now_fast() - c->connect_time) / 1000000)); /* PgBouncer's wording (pgbadger) */
     sl_client_set_state(c, SL_CL_CLOSING);
-    /* last words (an error) go out best-effort, without blocking */
-    if (sl_stream_out_pending(&c->s)) (void)sl_stream_flush(&c->s, NULL);
     SL_OWNER_ADD(w->nclients, -1);
     sl_worker_remove_slot(w, c->slot, c);
+    if (linger) {
+        /* last words (an error): sent, then the input is drained until the client closes too, or
+         * for at most SL_STREAM_LINGER_MS (net/stream_linger.c) */
+        sl_stream_close_lingering(&c->s, client_free);
+        return;
+    }
     /* the peer sees the end now; the descriptor is closed once libuv lets go of it (a peer that hung
      * up or said Terminate is not waiting for that) */
     if (!c->peer_closed) sl_stream_shutdown(&c->s);

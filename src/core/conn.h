@@ -136,6 +136,8 @@ typedef struct sl_server {
     bool resend_ok;              /* nothing of its answer has reached the client yet and the client's
                                     bytes since the link are kept: should it turn out dead before it
                                     read them, they go to another server (proxy.c) */
+    uint32_t resend_sent;        /* while resend_ok: bytes written to it since the link (the client's
+                                    and pgsluice's own, such as injected Parse messages) */
     char xact;                   /* last ReadyForQuery status: I, T or E */
     int64_t last_used, link_time;
     sl_pool_stats pend;          /* counters not yet added to the route's */

@@ -80,6 +80,7 @@ void sl_proxy_link(sl_client *c, sl_server *s)
     /* a BEGIN pgsluice answered and replays first (read_write_split) puts the client in the
      * server's transaction: from then on nothing may go elsewhere */
     s->resend_ok = !c->deferred_begin && c->resends < RESEND_MAX;
+    s->resend_sent = 0;
     s->setup = link_needs_setup(c, s) ? SL_SETUP_CHECK : SL_SETUP_NONE;
     if (s->setup != SL_SETUP_NONE && sl_server_begin_setup(s)) {
         if (s->state == SL_SV_SETUP) sl_stream_set_poll(&c->s, 0);
@@ -115,12 +116,20 @@ void sl_proxy_start(sl_client *c, sl_server *s)
  * gets the error, never a second run of its request. (A backend that was signalled but had not run
  * yet when the request arrived reads it, then dies before running it: that cannot be told from a
  * death while running it, and is not retried.) Costs the hot path no system call: the checks run
- * only when a write fails or the server hangs up. */
+ * only when a write fails or the server hangs up.
+ * Named prepared statements (proxy_ps.c) take part: the request may have been rewritten for the
+ * dead server (Parse injected for statements it lacked, names changed in the client's map, its
+ * cache and queue of expected answers filled). What went to it counts as written whatever its
+ * origin; on a resend the changes to the client's names are undone (sl_ps_undo_request), the
+ * server's records go with it, and the client's original bytes are rewritten afresh for the next
+ * server. An answer pgsluice would give in the server's place (ParseComplete for a statement the
+ * server has) is an answer reaching the client: it commits the link. */
 static bool died_unread(int err) { return err == ECONNRESET || err == EPIPE; }
 
 static bool resend_elsewhere(sl_server *s, sl_client *c)
 {
     if (c->resends >= RESEND_MAX || !sl_stream_rewind_to_keep(&c->s)) return false;
+    if (s->ps_active) sl_ps_undo_request(s, c);
     c->resends++;
     c->server = NULL;
     s->client = NULL;
@@ -132,19 +141,23 @@ static bool resend_elsewhere(sl_server *s, sl_client *c)
     return true;
 }
 
-/* After a write of the client's bytes (from `from` on) to a server whose link may still be undone.
- * false: the server is gone and the request went elsewhere. */
-static bool track_resend(sl_server *s, sl_client *c, uint32_t from, sl_io_status st)
+static inline size_t out_left(const sl_stream *s) { return s->out.len - s->out_sent; }
+
+/* After a write to a server whose link may still be undone, in which `wrote` bytes went out (the
+ * client's, and pgsluice's own from the server's out queue). false: the server is gone and the
+ * request went elsewhere. */
+static bool track_resend(sl_server *s, sl_client *c, size_t wrote, sl_io_status st)
 {
-    sl_stream *in = &c->s;
     if (st == SL_IO_ERROR) {
         /* nothing of it delivered: the server had closed before */
-        if (from == in->keep && in->pos == from && died_unread(s->s.err) && resend_elsewhere(s, c)) return false;
+        if (!s->resend_sent && !wrote && died_unread(s->s.err) && resend_elsewhere(s, c)) return false;
         sl_proxy_commit_link(s, c);
         return true;
     }
+    if (!wrote) return true;
     /* a second write, or more than one read's worth: the server may have read a request whole */
-    if (in->pos != from && (from != in->keep || in->pos - in->keep > PG_RECV_CHUNK)) sl_proxy_commit_link(s, c);
+    if (s->resend_sent || wrote > PG_RECV_CHUNK) sl_proxy_commit_link(s, c);
+    else s->resend_sent = (uint32_t)wrote;
     return true;
 }
 
@@ -260,6 +273,8 @@ static void client_forward(sl_client *c)
     if (!scan_client(c, s)) return;
     sl_stream *in = &c->s;
     if (s->ps_active) {
+        /* an answer given in the server's place reaches the client: no resend after that */
+        if (__builtin_expect(s->resend_ok, 0) && sl_ps_synth_pending(s)) sl_proxy_commit_link(s, c);
         sl_ps_synth_due(s, c);
         if (sl_stream_out_pending(&c->s) && sl_stream_flush(&c->s, &s->s) == SL_IO_ERROR) {
             sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
@@ -267,8 +282,11 @@ static void client_forward(sl_client *c)
         }
     }
     uint32_t from = in->pos;
+    size_t out_from = out_left(&s->s);
     sl_io_status st = sl_stream_flush(&s->s, in);
-    if (__builtin_expect(s->resend_ok, 0) && !track_resend(s, c, from, st)) return;
+    if (__builtin_expect(s->resend_ok, 0) &&
+        !track_resend(s, c, (in->pos - from) + (out_from - out_left(&s->s)), st))
+        return;
     if (st == SL_IO_ERROR) {
         sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;
@@ -414,8 +432,11 @@ void sl_proxy_server_writable(sl_server *s)
 {
     sl_client *c = s->client;
     uint32_t from = c->s.pos;
+    size_t out_from = out_left(&s->s);
     sl_io_status st = sl_stream_flush(&s->s, &c->s);
-    if (__builtin_expect(s->resend_ok, 0) && !track_resend(s, c, from, st)) return;
+    if (__builtin_expect(s->resend_ok, 0) &&
+        !track_resend(s, c, (c->s.pos - from) + (out_from - out_left(&s->s)), st))
+        return;
     if (st == SL_IO_ERROR) {
         sl_server_close(s, SL_CLOSE_SERVER_WRITE_ERROR);
         return;

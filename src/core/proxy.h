@@ -19,9 +19,10 @@ void sl_proxy_unlink_release(sl_server *s);
  * back to the pool if nothing keeps the client on it any more, else forwarding goes on. */
 void sl_proxy_resume(sl_server *s);
 void sl_proxy_client_input_buffered(sl_client *c);
-/* The link can no longer be undone: a server's answer reaches the client, or pgsluice changed the
- * client's state for this server (prepared statement names). Until then a server that dies with the
- * client's request unread is replaced without the client noticing (proxy.c). */
+/* The link can no longer be undone: a server's answer (or one pgsluice gives in its place) reaches
+ * the client, or the server may have read the request. Until then a server that dies with the
+ * client's request unread is replaced without the client noticing (proxy.c); what pgsluice changed
+ * in the client's prepared-statement names for it is undone then (sl_ps_undo_request). */
 static inline void sl_proxy_commit_link(sl_server *s, sl_client *c)
 {
     s->resend_ok = false;

@@ -314,9 +314,9 @@ static sl_ps_result client_describe_close(sl_client *c, sl_server *s, char type,
 
 sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
 {
-    /* what follows may change the client's names or answer it without the server: this request can
-     * no longer go to another server should this one turn out dead */
-    if (__builtin_expect(s->resend_ok, 0)) sl_proxy_commit_link(s, c);
+    /* what follows may change the client's names: should this server turn out dead before it read
+     * the request (s->resend_ok, proxy.c), sl_ps_undo_request takes the changes back and the request
+     * is rewritten afresh for the next server */
     sl_stream *in = &c->s;
     int whole = whole_message(in, len, PS_FULL_MAX);
     if (whole <= 0) return whole < 0 ? SL_PS_MALFORMED : SL_PS_NEED_MORE;
@@ -419,6 +419,13 @@ static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
         if (forget) forget_name(&c->ps_map, e->client_name, meant);
         if (give_back) give_back_name(&c->ps_map, e->client_name, e->stmt);
     }
+}
+
+void sl_ps_undo_request(sl_server *s, sl_client *c)
+{
+    /* nothing of the queue happened: the same undoing as for requests a server skips after an
+     * error; the server's own records (its statements, the queue) go with it (sl_ps_server_gone) */
+    undo_skipped(s, c, s->exp_n);
 }
 
 static void after_error(sl_server *s, sl_client *c)

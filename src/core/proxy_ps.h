@@ -118,9 +118,13 @@ void sl_ps_emit_synth(sl_server *s, sl_client *c);
  * after a client scan, and after a server ReadyForQuery was marked for forwarding (the answers to
  * requests sent after that Sync go after it). Only between two server messages: the answer before
  * them may still be arriving (its entry left the queue at its header), and they go after it. */
+static inline bool sl_ps_synth_pending(sl_server *s)
+{
+    return s->exp_n && !s->s.msg_left && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE;
+}
 static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
 {
-    if (s->exp_n && !s->s.msg_left && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE) sl_ps_emit_synth(s, c);
+    if (sl_ps_synth_pending(s)) sl_ps_emit_synth(s, c);
 }
 
 /* ---- server -> client ---- */
@@ -171,6 +175,11 @@ static inline sl_ps_result sl_ps_client_local(sl_client *c, char type, uint32_t 
     if (type == SL_FE_PARSE && c->s.end - c->s.parse >= 6 && c->s.buf[c->s.parse + 5] == 0) return SL_PS_FORWARD; /* unnamed */
     return sl_ps_client_local_full(c, type, len);
 }
+/* The server died before it read the linked client's request, which goes to another server
+ * (proxy.c): the changes made to the client's names for the requests queued here are undone
+ * (latest first), so that the request is rewritten for the next server as if seen for the first
+ * time. The server's cache and queue are left for sl_ps_server_gone. */
+void sl_ps_undo_request(sl_server *s, sl_client *c);
 /* The server is closing: free its cache and queue. */
 void sl_ps_server_gone(sl_server *s);
 

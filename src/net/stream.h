@@ -57,6 +57,7 @@ typedef struct sl_stream {
 
     sl_pktbuf out;           /* pooler-built bytes queued for this socket */
     size_t out_sent;
+    struct sl_stream_linger *linger; /* a lingering close in progress (stream_linger.c), or NULL */
 } sl_stream;
 
 void sl_stream_init(sl_stream *s, int fd);
@@ -69,6 +70,15 @@ void sl_stream_detach(sl_stream *s, sl_stream_done_cb done);
  * removed it from the loop (so its number cannot be reused under a live handle); then done. A
  * stream that was never attached is finished at once. */
 void sl_stream_close(sl_stream *s, sl_stream_done_cb done);
+/* Close after last words the peer must read (an error): send what is queued, tell the peer the end
+ * (TLS close_notify, then a half close), then read and drop whatever it still sends until it closes
+ * too, SL_STREAM_LINGER_MS pass or SL_STREAM_LINGER_BYTES came; then as sl_stream_close. (Closing a
+ * socket with unread input makes the kernel reset the connection, and a peer that is reset may lose
+ * what it was sent last.) The owner must not touch the stream afterwards: it hears of it only
+ * through done. */
+#define SL_STREAM_LINGER_MS 2000
+#define SL_STREAM_LINGER_BYTES (256u * 1024)
+void sl_stream_close_lingering(sl_stream *s, sl_stream_done_cb done);
 void sl_stream_set_poll(sl_stream *s, int events);
 /* Takeover: stop polling without forgetting what was asked (frozen set), and start again. */
 void sl_stream_freeze(sl_stream *s);

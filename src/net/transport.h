@@ -31,6 +31,9 @@ typedef struct sl_transport {
     sl_tr_result (*handshake)(struct sl_stream *s);
     /* Tell the peer no more data comes (and stop reading). */
     void (*shutdown)(struct sl_stream *s);
+    /* Tell the peer no more data comes but go on reading what it still sends (a half close; TLS
+     * sends close_notify first): a lingering close (stream_linger.c). */
+    void (*end_output)(struct sl_stream *s);
     /* Free the transport's own state (the descriptor is the stream's). NULL: nothing to free. */
     void (*release)(struct sl_stream *s);
     /* Hand a poll event to the owner (stream->on_event). NULL: the owner gets the events as they

@@ -7,6 +7,11 @@ static void plain_shutdown(sl_stream *s)
     if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
 }
 
+static void plain_end_output(sl_stream *s)
+{
+    if (s->fd >= 0) shutdown(s->fd, SHUT_WR);
+}
+
 const sl_transport sl_transport_plain = {
     .name = "plain",
     .read = sl_plain_read,
@@ -14,5 +19,6 @@ const sl_transport sl_transport_plain = {
     .pending = NULL,
     .handshake = NULL,
     .shutdown = plain_shutdown,
+    .end_output = plain_end_output,
     .release = NULL,
 };

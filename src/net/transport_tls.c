@@ -428,6 +428,20 @@ static void tls_shutdown(sl_stream *s)
     if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
 }
 
+static void tls_end_output(sl_stream *s)
+{
+    sl_tls_conn *t = conn(s);
+    if (!t->handshaking && !t->shut) {
+        /* close_notify if the socket takes it now; what the peer sends afterwards is still read
+         * (SSL_read goes on until the peer's close_notify) */
+        ERR_clear_error();
+        (void)SSL_shutdown(t->ssl);
+        ERR_clear_error();
+    }
+    t->shut = true;
+    if (s->fd >= 0) shutdown(s->fd, SHUT_WR);
+}
+
 static void tls_release(sl_stream *s)
 {
     sl_tls_conn_free(conn(s));
@@ -442,6 +456,7 @@ const sl_transport sl_transport_tls = {
     .pending = tls_pending,
     .handshake = tls_handshake,
     .shutdown = tls_shutdown,
+    .end_output = tls_end_output,
     .release = tls_release,
     .dispatch = tls_dispatch,
     .poll_events = tls_poll_events,
