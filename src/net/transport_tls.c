@@ -415,32 +415,24 @@ static sl_tr_result tls_handshake(sl_stream *s)
     }
 }
 
-static void tls_shutdown(sl_stream *s)
+/* close_notify (once, if the socket takes it now; nobody waits for the peer's), then the socket's
+ * shutdown: SHUT_RDWR to end the connection, SHUT_WR to end only our side (what the peer sends
+ * afterwards is still read: SSL_read goes on until the peer's close_notify). */
+static void tls_close_notify(sl_stream *s, int how)
 {
     sl_tls_conn *t = conn(s);
     if (!t->handshaking && !t->shut) {
-        /* close_notify if the socket takes it now; nobody waits for the peer's */
         ERR_clear_error();
         (void)SSL_shutdown(t->ssl);
         ERR_clear_error();
     }
     t->shut = true;
-    if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
+    if (s->fd >= 0) shutdown(s->fd, how);
 }
 
-static void tls_end_output(sl_stream *s)
-{
-    sl_tls_conn *t = conn(s);
-    if (!t->handshaking && !t->shut) {
-        /* close_notify if the socket takes it now; what the peer sends afterwards is still read
-         * (SSL_read goes on until the peer's close_notify) */
-        ERR_clear_error();
-        (void)SSL_shutdown(t->ssl);
-        ERR_clear_error();
-    }
-    t->shut = true;
-    if (s->fd >= 0) shutdown(s->fd, SHUT_WR);
-}
+static void tls_shutdown(sl_stream *s) { tls_close_notify(s, SHUT_RDWR); }
+
+static void tls_end_output(sl_stream *s) { tls_close_notify(s, SHUT_WR); }
 
 static void tls_release(sl_stream *s)
 {

@@ -137,6 +137,23 @@ class StandInServer:
     def _serve(self, conn, n):
         raise NotImplementedError
 
+    @staticmethod
+    def trust_login(conn):
+        """Answer a startup packet (after refusing any SSLRequest) as a trust-authenticated PostgreSQL 15:
+        AuthenticationOk, the usual ParameterStatus messages, BackendKeyData, ReadyForQuery."""
+        while True:
+            (length,) = struct.unpack("!I", recv_exact(conn, 4))
+            body = recv_exact(conn, length - 4)
+            if struct.unpack("!I", body[:4])[0] == 80877103:  # SSLRequest
+                conn.sendall(b"N")
+                continue
+            break
+        welcome = msg(b"R", struct.pack("!I", 0))
+        for k, v in (("server_version", "15.0"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+                     ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
+            welcome += msg(b"S", k.encode() + b"\0" + v.encode() + b"\0")
+        conn.sendall(welcome + msg(b"K", struct.pack("!II", 1234, 5678)) + msg(b"Z", b"I"))
+
     def close(self):
         self.sock.close()
         for c in self.conns:

@@ -139,25 +139,11 @@ class ExtendedDyingServer(clients.StandInServer):
         self.lock = threading.Lock()
         super().__init__()
 
-    def _login(self, conn):
-        while True:
-            (length,) = struct.unpack("!I", _recv_exact(conn, 4))
-            body = _recv_exact(conn, length - 4)
-            if struct.unpack("!I", body[:4])[0] == 80877103:  # SSLRequest
-                conn.sendall(b"N")
-                continue
-            break
-        welcome = _msg(b"R", struct.pack("!I", 0))
-        for k, v in (("server_version", "15.0"), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
-                     ("TimeZone", "UTC"), ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
-            welcome += _msg(b"S", k.encode() + b"\0" + v.encode() + b"\0")
-        conn.sendall(welcome + _msg(b"K", struct.pack("!II", 1234, 5678)) + _msg(b"Z", b"I"))
-
     def _serve(self, conn, n):
         prepared = set()
         failed = False  # an error: everything up to Sync is skipped
         try:
-            self._login(conn)
+            self.trust_login(conn)
             while True:
                 conn.recv(1, socket.MSG_PEEK)  # wait for the next request
                 with self.lock:
