@@ -386,38 +386,37 @@ static void give_back_name(sl_stmt_map *m, const char *name, sl_stmt *st)
     if (!sl_stmt_map_put(m, name, st)) sl_stmt_unref(st);
 }
 
+/* The client's names as they stood after the queue's first `from` requests (for undoing those):
+ * what the first DISCARD ALL queued behind them set aside, or, with none, the client's names now. */
+static sl_stmt_map *names_after(sl_server *s, sl_client *c, uint32_t from)
+{
+    for (uint32_t j = from; j < s->exp_n; j++)
+        if (sl_exp_at(s, j)->discarded) return sl_exp_at(s, j)->discarded;
+    return &c->ps_map;
+}
+
 /* The server failed a request: it ignores everything up to the next Sync. What pgsluice changed
  * in the client's names when it saw those requests is undone, latest first, as they never happen:
  * a Parse's name (forwarded or answered by pgsluice) is forgotten, a Close's name and a DISCARD
- * ALL's names are given back. The names a DISCARD ALL queued in a later batch set aside were
- * taken as they stood when pgsluice saw it, counting on these requests: they are corrected the
- * same way, or a failing DISCARD ALL would give back a name whose Parse had failed. */
+ * ALL's names are given back. Given back where the names stood right after those requests: in
+ * the client's names, unless a DISCARD ALL queued in a later batch set them aside already; then in
+ * what that DISCARD ALL set aside (the first such one), and nowhere else. The client's names now
+ * are those after it, and a later one's set aside came after it too: a name closed by a skipped
+ * Close and then discarded stays gone, and a failing DISCARD ALL gives back no name whose Parse
+ * failed. */
 static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
 {
+    sl_stmt_map *names = names_after(s, c, n);
     for (uint32_t i = n; i-- > 0;) {
         sl_expect *e = sl_exp_at(s, i);
-        bool forget = false, give_back = false;
-        const sl_stmt *meant = NULL; /* the statement the name was given (NULL: whatever it means) */
-        if (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD && e->client_name) {
-            forget = true, meant = e->stmt;
-        } else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name) {
-            forget = true;
-        } else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name) {
-            give_back = true;
-        } else if (e->discarded) {
-            sl_stmt_map_restore(&c->ps_map, e->discarded);
-            continue;
-        } else {
-            continue;
-        }
-        for (uint32_t j = n; j < s->exp_n; j++) {
-            sl_stmt_map *later = sl_exp_at(s, j)->discarded;
-            if (!later) continue;
-            if (forget) forget_name(later, e->client_name, meant);
-            if (give_back) give_back_name(later, e->client_name, e->stmt);
-        }
-        if (forget) forget_name(&c->ps_map, e->client_name, meant);
-        if (give_back) give_back_name(&c->ps_map, e->client_name, e->stmt);
+        if (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD && e->client_name)
+            forget_name(names, e->client_name, e->stmt);
+        else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name)
+            forget_name(names, e->client_name, NULL);
+        else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name)
+            give_back_name(names, e->client_name, e->stmt);
+        else if (e->discarded)
+            sl_stmt_map_restore(names, e->discarded);
     }
 }
 
@@ -513,8 +512,9 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
         if (old) sl_stmt_cache_remove(&s->ps_cache, old);
     }
     if (sl_exp_ends_request(e->msg, type)) {
-        /* a DISCARD ALL / DEALLOCATE ALL that did not happen: the client keeps its names */
-        if (e->discarded) sl_stmt_map_restore(&c->ps_map, e->discarded);
+        /* a DISCARD ALL / DEALLOCATE ALL that did not happen: the client keeps its names (unless a
+         * later one, queued behind it, set them aside in turn) */
+        if (e->discarded) sl_stmt_map_restore(names_after(s, c, 1), e->discarded);
         exp_pop(s);
     }
     if (!skip) return SL_PS_FORWARD;

@@ -766,3 +766,45 @@ def test_parse_of_a_name_in_use_in_a_failed_transaction_reports_the_syntax_error
     c.msg(b"S")
     got = c.until_ready()
     assert c.types(got) == b"2DCZ" and got[1][1].endswith(b"one"), got
+
+
+def test_close_skipped_in_a_failed_batch_then_deallocate_all_leaves_the_name_gone(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression skipped_close_then_deallocate_all):
+    a Close skipped by PostgreSQL (its batch failed earlier) was undone into the client's names as
+    they stood after a DEALLOCATE ALL pipelined behind it, so pgsluice still knew the statement and
+    prepared it again for a later Bind, where PostgreSQL answers 26000."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.sock.sendall(c.pack(b"D", b"Pno_such\0") + c.pack(b"C", b"Ss1\0") + c.pack(b"S")
+                   + c.pack(b"Q", b"DEALLOCATE ALL\0"))
+    first, second = c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and b"C34000\0" in first[0][1], first
+    assert c.types(second) == b"CZ", second
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+
+
+def test_discard_all_failing_in_a_block_then_deallocate_all_after_rollback_leaves_no_name(pooler, cluster):
+    """The same for a DISCARD ALL that fails (inside a transaction block) with a DEALLOCATE ALL
+    pipelined behind its ROLLBACK: the failing one's names go back to what the later one set aside,
+    which then happens, so no name is left."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.parse(b"s1", b"SELECT 'one'")
+    c.msg(b"S")
+    assert c.types(c.until_ready()) == b"1Z"
+    c.msg(b"Q", b"BEGIN\0")
+    assert c.types(c.until_ready()) == b"CZ"
+    c.sock.sendall(c.pack(b"Q", b"DISCARD ALL\0") + c.pack(b"Q", b"ROLLBACK\0") + c.pack(b"Q", b"DEALLOCATE ALL\0"))
+    first, second, third = c.until_ready(), c.until_ready(), c.until_ready()
+    assert c.types(first) == b"EZ" and b"C25001\0" in first[0][1], first
+    assert c.types(second) == b"CZ" and c.types(third) == b"CZ", (second, third)
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
