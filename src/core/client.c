@@ -712,6 +712,20 @@ static void client_on_event(sl_stream *s, int events)
     else if (c->state != SL_CL_CLOSING) sl_stream_maybe_release_buf(s);
 }
 
+/* The client's server is closed under it (a timeout, server_fast_close): the answers already on
+ * their way to the client go first, then the error; an answer cut in the middle of a message
+ * closes the client without one (proxy.h). */
+static void close_server_then_error(sl_client *c, sl_server *s, sl_close_reason why, const char *sqlstate,
+                                    const char *msg)
+{
+    bool whole = sl_proxy_keep_answers(c, s);
+    c->server = NULL;
+    s->client = NULL;
+    sl_server_close(s, why);
+    if (whole) sl_client_error(c, true, sqlstate, "%s", msg);
+    else sl_proxy_close_cut(c, why);
+}
+
 /* Timeouts for this client, checked every tick by its worker: its route's (resolved from [users],
  * [databases] and the current global settings, refreshed by every RELOAD and SET), so a change
  * reaches clients connected before it. */
@@ -771,20 +785,15 @@ void sl_client_tick(sl_client *c, int64_t now)
                           s->outstanding == 0 && !s->in_batch && sl_route_pool_mode(r) == SL_POOL_SESSION &&
                           sl_route_conn_retire_due(&s->pc, now);
         if (fast_close) {
-            c->server = NULL;
-            s->client = NULL;
-            sl_server_close(s, SL_CLOSE_SERVER_RETIRED);
-            sl_client_error(c, true, "57P01", "server_fast_close: the server connection of this session was closed by a "
-                                              "configuration change (RECONNECT, RELOAD)");
+            close_server_then_error(c, s, SL_CLOSE_SERVER_RETIRED, "57P01",
+                                    "server_fast_close: the server connection of this session was closed by a "
+                                    "configuration change (RECONNECT, RELOAD)");
             break;
         }
         if (why == SL_CLOSE_NONE) break;
         /* the client is told why (as PgBouncer does), then its server goes: it is mid-query or
          * mid-transaction and cannot be reused */
-        c->server = NULL;
-        s->client = NULL;
-        sl_server_close(s, why);
-        sl_client_error(c, true, "08P01", "%s", sl_close_reason_text(why));
+        close_server_then_error(c, s, why, "08P01", sl_close_reason_text(why));
         break;
     }
     default: break;

@@ -16,6 +16,7 @@
     X(CLIENT_MID_TRANSACTION, "client disconnected mid-transaction", false)                   \
     X(CLIENT_TOO_MUCH_INPUT, "console client sent too much while a command was running", false) \
     X(ERROR_SENT, "error sent to the client", false)                                         \
+    X(SERVER_GONE_MID_ANSWER, "server connection crashed or was terminated", false)           \
     X(CANCEL_REQUEST, "cancel request", false)                                                \
     X(SERVER_LIFETIME, "server_lifetime", true)                                               \
     X(SERVER_IDLE_TIMEOUT, "server_idle_timeout", true)                                       \

@@ -241,12 +241,42 @@ static void after_release(sl_client *c)
     else sl_stream_trim(&c->s);
 }
 
-void sl_proxy_server_lost_client(sl_client *c)
+bool sl_proxy_keep_answers(sl_client *c, sl_server *s)
+{
+    sl_stream *in = &s->s;
+    if (in->msg_left) {
+        uint32_t begun = in->msg_len - in->msg_left; /* its bytes before parse */
+        if (begun > in->parse - in->pos) return false; /* some already sent */
+        in->parse -= begun;
+        in->msg_left = 0;
+    }
+    if (in->parse > in->pos) {
+        sl_pb_bytes(&c->s.out, in->buf + in->pos, in->parse - in->pos);
+        in->pos = in->parse;
+    }
+    return true;
+}
+
+void sl_proxy_close_cut(sl_client *c, sl_close_reason why)
+{
+    sl_pb_reset(&c->s.out); /* its last words would land inside the cut message */
+    c->s.out_sent = 0;
+    char detail[160];
+    snprintf(detail, sizeof(detail), "%s, in the middle of a message to the client (closed without an error message)",
+             sl_close_reason_text(why));
+    sl_client_close_detail(c, why, detail);
+}
+
+void sl_proxy_server_lost_client(sl_client *c, bool whole)
 {
     sl_stream_unkeep(&c->s);
     c->resends = 0;
     c->server = NULL;
     sl_client_set_state(c, SL_CL_IDLE);
+    if (!whole) {
+        sl_proxy_close_cut(c, SL_CLOSE_SERVER_GONE_MID_ANSWER);
+        return;
+    }
     sl_client_error(c, true, "08006", "server connection crashed or was terminated");
 }
 

@@ -29,7 +29,17 @@ static inline void sl_proxy_commit_link(sl_server *s, sl_client *c)
     sl_stream_unkeep(&c->s);
     c->resends = 0;
 }
-/* The server died under its client: tell the client and let it go. */
-void sl_proxy_server_lost_client(sl_client *c);
+/* The client's server goes while answers may be on their way to it (it died, or a timeout closes
+ * it): the answers already marked for the client move to the client's own queue, so that they
+ * arrive before pgsluice's error, and a message the server sent only part of is dropped if none of
+ * it reached the client. false when some of it did: an error after it would be read as the rest of
+ * that message, so the client must go without one (sl_proxy_close_cut). */
+bool sl_proxy_keep_answers(sl_client *c, sl_server *s);
+/* Close a client whose answer was cut in the middle of a message: no error after it, nothing more
+ * sent; the log says why. */
+void sl_proxy_close_cut(sl_client *c, sl_close_reason why);
+/* The server died under its client: tell the client (whole: sl_proxy_keep_answers said an error
+ * may follow) and let it go. */
+void sl_proxy_server_lost_client(sl_client *c, bool whole);
 
 #endif

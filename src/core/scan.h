@@ -210,7 +210,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
                 continue;
             }
         }
-        in->msg_left = len + 1;
+        in->msg_left = in->msg_len = len + 1;
     }
 }
 

@@ -77,6 +77,8 @@ void sl_server_close(sl_server *s, sl_close_reason why)
                sl_close_reason_text(why), (long long)((sl_now_us() - s->pc.connect_time) / 1000000));
     sl_client *c = s->client;
     s->client = NULL;
+    /* answers on their way to the client go first, before its error */
+    bool whole = !c || c->server != s || c->state != SL_CL_ACTIVE || sl_proxy_keep_answers(c, s);
     if (c && c->server == s) c->server = NULL;
     /* a healthy connection closed on purpose says goodbye */
     if (s->s.poll_open && sl_close_reason_polite(why)) {
@@ -97,7 +99,7 @@ void sl_server_close(sl_server *s, sl_close_reason why)
     sl_stream_shutdown(&s->s);
     if (!s->conn.retrying) /* else the retry's detach, still to come, frees it */
         sl_stream_close(&s->s, sl_server_free);
-    if (c && c->state == SL_CL_ACTIVE) sl_proxy_server_lost_client(c);
+    if (c && c->state == SL_CL_ACTIVE) sl_proxy_server_lost_client(c, whole);
     sl_carry_out(&act);
 }
 

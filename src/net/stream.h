@@ -52,6 +52,7 @@ typedef struct sl_stream {
     uint8_t *buf;
     uint32_t cap, pos, parse, end;
     uint32_t msg_left;       /* bytes of the current message still to come */
+    uint32_t msg_len;        /* its whole length (type byte included); server streams only */
     uint32_t keep;           /* keeping: bytes from here on stay in the buffer even once sent */
     bool keeping;            /* (sl_stream_keep: what was sent may have to be sent again) */
 
