@@ -485,7 +485,10 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
             int whole = whole_message(in, len, 65536);
             if (whole == 0) return SL_PS_NEED_MORE;
             const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, SL_ERRF_CODE) : NULL;
-            if (code && strcmp(code, "25P02") != 0) { /* not "in a failed transaction": the statement's own error */
+            /* not "in a failed transaction": the statement's own error; or "in a failed transaction",
+             * but the client's own Parse of the name, queued before, failed meanwhile (the name is
+             * gone): PostgreSQL looks the statement up before it refuses the failed transaction */
+            if (code && (strcmp(code, "25P02") != 0 || !sl_stmt_map_get(names_after(s, c, 1), e->client_name))) {
                 materialize(in, &c->s);
                 consume(in, len + 1);
                 sl_pb_error(&c->s.out, false, "26000", "prepared statement \"%s\" does not exist", e->client_name);
