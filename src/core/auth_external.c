@@ -66,7 +66,7 @@ static void check_done(uv_work_t *req, int status)
 {
     ext_job *j = req->data;
     sl_client *c = sl_worker_find_slot(j->w, j->slot, j->gen);
-    if (c && c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_EXTERNAL_WAIT) {
+    if (c && c->state == SL_CL_AUTH && c->login && c->login->method == SL_AUTH_STEP_EXTERNAL_WAIT) {
         bool ok = status == 0 && j->ok;
         if (!ok)
             sl_log_msg(SL_LOG_WARNING, "C-0x%llx: %s/%s@%s %s authentication failed: %s", (unsigned long long)c->id,
@@ -84,11 +84,11 @@ bool sl_auth_external_start(sl_client *c, const char *password)
     j->w = c->s.w;
     j->slot = c->slot;
     j->gen = c->gen;
-    j->ldap = c->external_ldap;
-    j->rule = c->auth_rule;
-    if (c->auth_cfg) {
-        sl_config_ref(c->auth_cfg);
-        j->cfg = c->auth_cfg;
+    j->ldap = c->login->external_ldap;
+    j->rule = c->login->rule;
+    if (c->login->cfg) {
+        sl_config_ref(c->login->cfg);
+        j->cfg = c->login->cfg;
     }
     snprintf(j->user, sizeof(j->user), "%s", c->user);
     j->password = strdup(password);

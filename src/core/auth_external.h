@@ -7,7 +7,7 @@
 
 #include "core/conn.h"
 
-/* Check c's cleartext password with PAM or LDAP (c->external_ldap; the options of c->auth_rule, or
+/* Check c's cleartext password with PAM or LDAP (c->login->external_ldap; the options of c->login->rule, or
  * PAM's defaults for auth_type pam). The answer comes back on c's worker through
  * sl_client_auth_external_done, unless c has gone meanwhile. false: the job could not be queued. */
 bool sl_auth_external_start(sl_client *c, const char *password);

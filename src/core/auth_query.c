@@ -50,7 +50,7 @@ bool sl_auth_query_start(sl_client *c)
     if (!auth_user) return false;
     const char *auth_db = first_set(db ? db->auth_dbname : NULL, cfg->auth_dbname);
     if (!auth_db) auth_db = c->dbname;
-    c->auth_method = SL_AUTH_STEP_LOOKUP;
+    c->login->method = SL_AUTH_STEP_LOOKUP;
     char *cached = sl_pools_cached_secret(c->dbname, c->user, cfg->auth_cache_ttl);
     if (cached) {
         sl_client_auth_lookup_done(c, cached, NULL);

@@ -34,6 +34,18 @@
 
 static void client_on_event(sl_stream *st, int events);
 
+static void login_free(sl_client_login *l)
+{
+    if (!l) return;
+    free(l->scram);
+    sl_config_unref(l->cfg);
+    if (l->secret) {
+        explicit_bzero(l->secret, strlen(l->secret));
+        free(l->secret);
+    }
+    free(l);
+}
+
 static void client_free(sl_stream *st)
 {
     sl_client *c = (sl_client *)st;
@@ -44,23 +56,23 @@ static void client_free(sl_stream *st)
     free(c->deferred_begin);
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
-    free(c->scram);
-    sl_config_unref(c->auth_cfg);
-    if (c->secret) explicit_bzero(c->secret, strlen(c->secret));
-    free(c->secret);
+    login_free(c->login);
     free(c);
 }
 
 void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
 {
     sl_client *c = calloc(1, sizeof(*c));
-    if (!c) {
+    sl_client_login *login = c ? calloc(1, sizeof(*login)) : NULL;
+    if (!login) {
+        free(c);
         sl_stream tmp;
         sl_stream_init(&tmp, fd);
         sl_stream_close(&tmp, NULL);
         return;
     }
     sl_stream_init(&c->s, fd);
+    c->login = login;
     c->id = __atomic_add_fetch(&sl_conn_counter, 1, __ATOMIC_RELAXED);
     c->gen = (uint32_t)c->id;
     const char *a = is_unix ? "unix" : addr;
@@ -499,22 +511,26 @@ static bool find_route(sl_client *c)
 
 void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const uint8_t *scram_server_key)
 {
-    sl_config_unref(c->auth_cfg); /* the rule that decided the login is no longer needed */
-    c->auth_cfg = NULL;
-    c->auth_rule = NULL;
+    /* the exchange is over: its state goes (the rule that decided it, the SCRAM state), all but a
+     * secret auth_query found, which the route keeps for the next logins and its servers */
+    char *secret = c->login ? c->login->secret : NULL;
+    if (c->login) c->login->secret = NULL;
+    login_free(c->login);
+    c->login = NULL;
     sl_pb_auth(&c->s.out, 0, NULL, 0);
+    if (!c->admin && find_route(c)) {
+        if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
+        if (secret) sl_route_set_auth_secret(c->route, secret);
+    }
+    if (secret) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
     if (c->admin) {
         sl_console_login(c);
         return;
     }
-    if (!find_route(c)) return;
-    if (scram_client_key) sl_route_set_scram_keys(c->route, scram_client_key, scram_server_key);
-    if (c->secret) { /* found by auth_query: kept for the next logins and for logging servers in */
-        sl_route_set_auth_secret(c->route, c->secret);
-        explicit_bzero(c->secret, strlen(c->secret));
-        free(c->secret);
-        c->secret = NULL;
-    }
+    if (!c->route) return;
     const char *limit = NULL;
     if (!sl_route_client_login(c->route, &limit)) {
         sl_client_error(c, true, "53300", "no more connections allowed (%s)", limit);
@@ -534,7 +550,7 @@ void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const ui
 
 void sl_client_wake(sl_client *c)
 {
-    bool lookup = c->state == SL_CL_AUTH && c->auth_method == SL_AUTH_STEP_LOOKUP && c->route;
+    bool lookup = c->state == SL_CL_AUTH && c->login && c->login->method == SL_AUTH_STEP_LOOKUP && c->route;
     if (c->state != SL_CL_WELCOME && c->state != SL_CL_WAITING && !lookup) return;
     if (__atomic_load_n(&c->wt.queued, __ATOMIC_RELAXED)) return;
     c->wt.login = c->state != SL_CL_WAITING; /* still logging in: told at once when server logins fail */
@@ -567,7 +583,7 @@ void sl_client_got_server(sl_client *c, sl_server *s)
         c->wait_start = 0;
     }
     if (c->state == SL_CL_AUTH) { /* the server is for looking up its secret */
-        if (c->auth_method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
+        if (c->login && c->login->method == SL_AUTH_STEP_LOOKUP && c->route) sl_auth_query_run(c, s);
         else sl_server_release(s);
         return;
     }
@@ -735,11 +751,14 @@ void sl_client_tick(sl_client *c, int64_t now)
     switch (c->state) {
     case SL_CL_LOGIN:
     case SL_CL_AUTH:
-        if (c->auth_fail_at && now >= c->auth_fail_at) { /* a refusal held back by auth_failure_delay */
-            sl_client_error(c, true, c->auth_fail_sqlstate, "%s", c->auth_fail_msg);
+    {
+        int64_t fail_at = c->login ? c->login->fail_at : 0;
+        if (fail_at && now >= fail_at) { /* a refusal held back by auth_failure_delay */
+            sl_client_error(c, true, c->login->fail_sqlstate, "%s", c->login->fail_msg);
             break;
         }
-        if (c->auth_fail_at) break;
+        if (fail_at) break;
+    }
         if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
             sl_client_error(c, true, "08P01", "client_login_timeout (server down or wrong password?)");
         break;

@@ -35,7 +35,7 @@
 static const char *stored_password(sl_client *c)
 {
     const sl_userlist_entry *e = sl_config_find_userlist(c->s.w->cfg, c->user);
-    return e ? e->password : c->secret;
+    return e ? e->password : c->login->secret;
 }
 
 /* A refused login: logged with the address; answered now, or after auth_failure_delay (the client
@@ -43,7 +43,7 @@ static const char *stored_password(sl_client *c)
 static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...)
 {
-    char msg[sizeof(c->auth_fail_msg)];
+    char msg[sizeof(c->login->fail_msg)];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -55,9 +55,9 @@ static void auth_failed(sl_client *c, const char *sqlstate, const char *fmt, ...
     }
     CA_LOG(c, SL_LOG_WARNING, "login failed: %s (answered in %lld ms: auth_failure_delay)", msg,
            (long long)(delay / 1000));
-    snprintf(c->auth_fail_msg, sizeof(c->auth_fail_msg), "%s", msg);
-    snprintf(c->auth_fail_sqlstate, sizeof(c->auth_fail_sqlstate), "%s", sqlstate);
-    c->auth_fail_at = sl_now_fast() + delay;
+    snprintf(c->login->fail_msg, sizeof(c->login->fail_msg), "%s", msg);
+    snprintf(c->login->fail_sqlstate, sizeof(c->login->fail_sqlstate), "%s", sqlstate);
+    c->login->fail_at = sl_now_fast() + delay;
     sl_stream_set_poll(&c->s, 0);
 }
 
@@ -104,12 +104,12 @@ static const sl_hba_rule *match_rule(sl_client *c, const sl_config *cfg)
         auth_failed(c, "28000", "%s", sl_hba_refusal_message(&hc, rule != NULL, msg, sizeof(msg)));
         return NULL;
     }
-    if (c->auth_cfg != cfg) {
-        sl_config_unref(c->auth_cfg);
+    if (c->login->cfg != cfg) {
+        sl_config_unref(c->login->cfg);
         sl_config_ref((sl_config *)cfg);
-        c->auth_cfg = (sl_config *)cfg;
+        c->login->cfg = (sl_config *)cfg;
     }
-    c->auth_rule = rule;
+    c->login->rule = rule;
     return rule;
 }
 
@@ -179,7 +179,7 @@ static bool peer_matches(sl_client *c, const sl_config *cfg, const sl_hba_rule *
  * may still know the secret its servers are logged in with. */
 static void accept_without_password(sl_client *c, const char *pw)
 {
-    if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
+    if (!pw && c->login->method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
     sl_client_auth_done(c, NULL, NULL);
 }
 
@@ -198,19 +198,19 @@ static bool console_same_user(const sl_client *c)
  * why not (out of memory). */
 static bool offer_scram(sl_client *c)
 {
-    free(c->scram);
-    c->scram = calloc(1, sizeof(sl_scram_server));
-    if (!c->scram) {
+    free(c->login->scram);
+    c->login->scram = calloc(1, sizeof(sl_scram_server));
+    if (!c->login->scram) {
         sl_client_error(c, true, "53200", "out of memory");
         return false;
     }
     uint8_t cb[SL_SCRAM_MAX_CB_DATA];
     size_t cblen = 0;
     bool plus = sl_stream_is_tls(&c->s) && sl_stream_tls_server_end_point(&c->s, cb, sizeof(cb), &cblen) &&
-                cblen > 0 && sl_scram_server_set_channel_binding(c->scram, cb, cblen);
+                cblen > 0 && sl_scram_server_set_channel_binding(c->login->scram, cb, cblen);
     size_t len;
     const char *mechs = sl_scram_server_mechanisms(plus, &len);
-    c->auth_method = SL_AUTH_STEP_SCRAM_FIRST;
+    c->login->method = SL_AUTH_STEP_SCRAM_FIRST;
     sl_pb_auth(&c->s.out, 10, mechs, len);
     return true;
 }
@@ -251,16 +251,16 @@ void sl_client_auth_start(sl_client *c)
         return;
     case SL_AUTH_PAM:
     case SL_AUTH_LDAP:
-        if (c->auth_method == SL_AUTH_STEP_EXTERNAL || c->auth_method == SL_AUTH_STEP_EXTERNAL_WAIT) return;
-        c->auth_method = SL_AUTH_STEP_EXTERNAL;
-        c->external_ldap = type == SL_AUTH_LDAP;
+        if (c->login->method == SL_AUTH_STEP_EXTERNAL || c->login->method == SL_AUTH_STEP_EXTERNAL_WAIT) return;
+        c->login->method = SL_AUTH_STEP_EXTERNAL;
+        c->login->external_ldap = type == SL_AUTH_LDAP;
         sl_pb_auth(&c->s.out, 3, NULL, 0);
         flush(c);
         return;
     default: break;
     }
     /* a user auth_file does not know: auth_query may (once per login) */
-    if (!pw && c->auth_method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
+    if (!pw && c->login->method != SL_AUTH_STEP_LOOKUP && !c->admin && sl_auth_query_start(c)) return;
     if (type == SL_AUTH_TRUST) {
         /* no password, but the user must be one pgsluice knows (PgBouncer: "the user name must still
          * exist in auth_file", or be found by auth_query) */
@@ -274,12 +274,12 @@ void sl_client_auth_start(sl_client *c)
     }
     if (type == SL_AUTH_MD5 && pw && sl_scram_is_secret(pw)) type = SL_AUTH_SCRAM;
     if (type == SL_AUTH_PLAIN) {
-        c->auth_method = SL_AUTH_STEP_PLAIN;
+        c->login->method = SL_AUTH_STEP_PLAIN;
         sl_pb_auth(&c->s.out, 3, NULL, 0);
     } else if (type == SL_AUTH_MD5) {
-        c->auth_method = SL_AUTH_STEP_MD5;
-        sl_random_bytes(c->md5_salt, 4);
-        sl_pb_auth(&c->s.out, 5, c->md5_salt, 4);
+        c->login->method = SL_AUTH_STEP_MD5;
+        sl_random_bytes(c->login->md5_salt, 4);
+        sl_pb_auth(&c->s.out, 5, c->login->md5_salt, 4);
     } else if (!offer_scram(c)) {
         return;
     }
@@ -320,8 +320,8 @@ static void scram_first(sl_client *c, sl_rd *r)
         return;
     }
     const char *errmsg = NULL;
-    if (!c->scram || !sl_scram_server_select_mechanism(c->scram, mech, &errmsg)) {
-        sl_client_error(c, true, c->scram && c->scram->sqlstate ? c->scram->sqlstate : "28000", "%s",
+    if (!c->login->scram || !sl_scram_server_select_mechanism(c->login->scram, mech, &errmsg)) {
+        sl_client_error(c, true, c->login->scram && c->login->scram->sqlstate ? c->login->scram->sqlstate : "28000", "%s",
                         errmsg ? errmsg : "client selected an invalid SASL authentication mechanism");
         return;
     }
@@ -331,12 +331,14 @@ static void scram_first(sl_client *c, sl_rd *r)
     if (pw && sl_scram_is_secret(pw)) have = sl_scram_parse_secret(pw, &sec);
     else if (pw && !sl_md5_is_hash(pw)) have = sl_scram_secret_from_password(pw, NULL, 0, c->s.w->cfg->scram_iterations, &sec);
     char out[1024];
-    if (!sl_scram_server_first(c->scram, have ? &sec : NULL, c->user, (const char *)data, n, out, sizeof(out), &errmsg)) {
+    sl_scram_server *scram = c->login->scram;
+    if (!sl_scram_server_first(scram, have ? &sec : NULL, c->user, (const char *)data, n, out, sizeof(out), &errmsg)) {
         /* 08P01 a malformed message, 28000 a channel binding negotiation error, 0A000 authzid */
-        sl_client_error(c, true, c->scram->sqlstate ? c->scram->sqlstate : "08P01", "%s", errmsg ? errmsg : "malformed SCRAM message");
+        sl_client_error(c, true, scram->sqlstate ? scram->sqlstate : "08P01", "%s",
+                        errmsg ? errmsg : "malformed SCRAM message");
         return;
     }
-    c->auth_method = SL_AUTH_STEP_SCRAM_FINAL;
+    c->login->method = SL_AUTH_STEP_SCRAM_FINAL;
     send_sasl(c, 11, out);
 }
 
@@ -346,8 +348,8 @@ static bool scram_keys(sl_client *c, uint8_t client_key[32], uint8_t server_key[
 {
     const char *pw = stored_password(c);
     sl_scram_secret sec;
-    if (!c->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return false;
-    memcpy(client_key, c->scram->client_key, 32);
+    if (!c->login->scram->have_client_key || !pw || !sl_scram_is_secret(pw) || !sl_scram_parse_secret(pw, &sec)) return false;
+    memcpy(client_key, c->login->scram->client_key, 32);
     memcpy(server_key, sec.server_key, 32);
     return true;
 }
@@ -358,8 +360,8 @@ static void scram_final(sl_client *c, sl_rd *r)
     const uint8_t *data = sl_rd_bytes(r, n);
     char out[512];
     const char *errmsg = NULL;
-    if (!data || !sl_scram_server_final(c->scram, (const char *)data, n, out, sizeof(out), &errmsg)) {
-        const char *state = data ? c->scram->sqlstate : NULL;
+    if (!data || !sl_scram_server_final(c->login->scram, (const char *)data, n, out, sizeof(out), &errmsg)) {
+        const char *state = data ? c->login->scram->sqlstate : NULL;
         if (state && strcmp(state, "28P01") != 0) /* a channel binding check failed, or a malformed message */
             auth_failed(c, state, "%s", errmsg ? errmsg : "SCRAM authentication failed");
         else
@@ -368,8 +370,8 @@ static void scram_final(sl_client *c, sl_rd *r)
     }
     uint8_t ck[32], sk[32];
     bool keys = scram_keys(c, ck, sk);
-    free(c->scram);
-    c->scram = NULL;
+    free(c->login->scram);
+    c->login->scram = NULL;
     sl_pb_auth(&c->s.out, 12, out, strlen(out));
     sl_client_auth_done(c, keys ? ck : NULL, keys ? sk : NULL);
 }
@@ -378,7 +380,7 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
 {
     sl_rd r;
     sl_rd_init(&r, body, len);
-    switch (c->auth_method) {
+    switch (c->login->method) {
     case SL_AUTH_STEP_PLAIN: {
         const char *given = sl_rd_str(&r);
         if (!given) sl_client_error(c, true, "08P01", "malformed password message");
@@ -390,7 +392,7 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
         const char *given = sl_rd_str(&r);
         const char *stored = stored_password(c);
         if (!given) sl_client_error(c, true, "08P01", "malformed password message");
-        else if (stored && sl_md5_verify(stored, c->user, c->md5_salt, given)) sl_client_auth_done(c, NULL, NULL);
+        else if (stored && sl_md5_verify(stored, c->user, c->login->md5_salt, given)) sl_client_auth_done(c, NULL, NULL);
         else fail_password(c);
         break;
     }
@@ -399,11 +401,11 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
         if (!given) {
             sl_client_error(c, true, "08P01", "malformed password message");
         } else if (!*given) { /* as PostgreSQL: an empty password is never handed to PAM or LDAP */
-            refuse(c, c->external_ldap ? "LDAP" : "PAM");
+            refuse(c, c->login->external_ldap ? "LDAP" : "PAM");
         } else {
-            c->auth_method = SL_AUTH_STEP_EXTERNAL_WAIT;
+            c->login->method = SL_AUTH_STEP_EXTERNAL_WAIT;
             sl_stream_set_poll(&c->s, 0); /* nothing more is expected until the check answers */
-            if (!sl_auth_external_start(c, given)) refuse(c, c->external_ldap ? "LDAP" : "PAM");
+            if (!sl_auth_external_start(c, given)) refuse(c, c->login->external_ldap ? "LDAP" : "PAM");
         }
         break;
     }
@@ -416,14 +418,14 @@ static void handle_password(sl_client *c, const uint8_t *body, uint32_t len)
 void sl_client_auth_external_done(sl_client *c, bool ok, const char *password)
 {
     if (!ok) {
-        refuse(c, c->external_ldap ? "LDAP" : "PAM");
+        refuse(c, c->login->external_ldap ? "LDAP" : "PAM");
         return;
     }
     sl_stream_set_poll(&c->s, UV_READABLE);
     /* its servers log in with the password that passed, unless auth_file knows one */
     if (!sl_config_find_userlist(c->s.w->cfg, c->user) && password) {
-        free(c->secret);
-        c->secret = strdup(password);
+        free(c->login->secret);
+        c->login->secret = strdup(password);
     }
     sl_client_auth_done(c, NULL, NULL);
 }
@@ -434,8 +436,8 @@ void sl_client_auth_lookup_done(sl_client *c, const char *secret, const char *er
         sl_client_error(c, true, "08006", "could not look up the password of user \"%s\": %s", c->user, error);
         return;
     }
-    free(c->secret);
-    c->secret = secret ? strdup(secret) : NULL;
+    free(c->login->secret);
+    c->login->secret = secret ? strdup(secret) : NULL;
     /* no such user (or a NULL secret): the exchange still runs, against a mock secret, and fails
      * like a wrong password */
     sl_client_auth_start(c);

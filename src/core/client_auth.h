@@ -5,7 +5,7 @@
 
 #include "core/conn.h"
 
-/* The steps of a login (sl_client.auth_method). */
+/* The steps of a login (sl_client_login.method). */
 typedef enum {
     SL_AUTH_STEP_NONE = 0,
     SL_AUTH_STEP_PLAIN,

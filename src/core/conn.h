@@ -51,6 +51,21 @@ struct sl_session;
 struct sl_fanout_client;
 struct sl_fanout_db;
 
+/* What a client needs only while it logs in (allocated at accept, freed once it is in), so that
+ * an idle client carries none of it. */
+typedef struct sl_client_login {
+    int method;                  /* the password exchange under way (client_auth.c) */
+    uint8_t md5_salt[4];
+    bool external_ldap;          /* SL_AUTH_STEP_EXTERNAL*: LDAP (else PAM) checks the password */
+    struct sl_scram_server *scram;
+    char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
+    struct sl_config *cfg;       /* the snapshot whose rule (rule) decides it */
+    const void *rule;            /* the matching sl_hba_rule (auth_type hba and ldap), else NULL */
+    int64_t fail_at;             /* a refused login answered then (auth_failure_delay; 0: none pending) */
+    char fail_sqlstate[6];
+    char fail_msg[256];
+} sl_client_login;
+
 typedef struct sl_client {
     sl_stream s;                 /* must stay first */
     sl_client_state state;
@@ -65,17 +80,8 @@ typedef struct sl_client {
     const char *user;            /* interned */
     const char *dbname;          /* interned */
     char addr[64];
-    int auth_method;             /* the password exchange under way (client_auth.c) */
-    uint8_t md5_salt[4];
-    struct sl_scram_server *scram;
-    char *secret;                /* its password secret as auth_query found it (NULL: auth_file's) */
-    struct sl_config *auth_cfg;  /* during login: the snapshot whose rule (auth_rule) decides it */
-    const void *auth_rule;       /* the matching sl_hba_rule (auth_type hba and ldap), else NULL */
-    int64_t auth_fail_at;        /* a refused login answered then (auth_failure_delay; 0: none pending) */
-    char auth_fail_sqlstate[6];
-    char auth_fail_msg[256];
+    struct sl_client_login *login; /* while it logs in (LOGIN, AUTH): the exchange's state; NULL after */
     bool console_peer_admin;     /* "pgbouncer" on the console over the Unix socket from our own OS user */
-    bool external_ldap;          /* SL_AUTH_STEP_EXTERNAL*: LDAP (else PAM) checks the password */
     bool admin;                  /* a console client (its input goes to the console, never a server) */
     uint8_t replication;         /* sl_replication it asked for (startup replication=): its own server */
     bool counted;                /* counted in sl_total_clients (max_client_conn) */

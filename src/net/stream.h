@@ -34,6 +34,7 @@ typedef struct sl_stream {
     void *tr_state;          /* the transport's own state (e.g. an SSL object) */
     int tr_extra;            /* poll events the transport needs on top of the owner's, or
                               * SL_TR_POLL_HOOK: it computes them itself (TLS) */
+    int want;                /* UV_READABLE / UV_WRITABLE currently requested */
     struct sl_worker *w;     /* the loop that owns the poll handle */
     uv_poll_t poll;
     sl_stream_cb on_event;
@@ -45,7 +46,8 @@ typedef struct sl_stream {
     bool handed;             /* takeover: its descriptor and state went to the new process */
     bool bulk;               /* the last read filled the buffer: more is waiting (a large result,
                               * COPY), so reads go through a SL_STREAM_BULK_BUF buffer */
-    int want;                /* UV_READABLE / UV_WRITABLE currently requested */
+    bool keeping;            /* input: bytes from keep on stay in the buffer even once sent
+                              * (sl_stream_keep: what was sent may have to be sent again) */
 
     /* input: bytes [pos, end) are not yet consumed; parse <= end is the next unparsed byte;
      * [pos, parse) is the region already decided to be forwarded. */
@@ -54,7 +56,6 @@ typedef struct sl_stream {
     uint32_t msg_left;       /* bytes of the current message still to come */
     uint32_t msg_len;        /* its whole length (type byte included); server streams only */
     uint32_t keep;           /* keeping: bytes from here on stay in the buffer even once sent */
-    bool keeping;            /* (sl_stream_keep: what was sent may have to be sent again) */
 
     sl_pktbuf out;           /* pooler-built bytes queued for this socket */
     size_t out_sent;

@@ -61,10 +61,10 @@ typedef struct sl_pool_waiter {
     sl_list node;                /* on route->waiting (route lock) */
     int worker;
     uint32_t slot, gen;          /* how its worker names it */
+    sl_intent intent;            /* set by the owner before it asks */
     int64_t queued_at;
     bool queued;                 /* written under the route lock; read by the owner (atomic) */
     bool login;                  /* a client still logging in (it needs a server to learn its parameters) */
-    sl_intent intent;            /* set by the owner before it asks */
     /* read-your-writes (routes with read_write_split; route lock): its last transaction went to the
      * primary as a write; since when its reads need a replica that has replayed what it wrote */
     bool last_write;
