@@ -192,6 +192,8 @@ static void daemonize(void)
     }
 }
 
+#define SL_THREADPOOL_SIZE "16"
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -205,6 +207,11 @@ int main(int argc, char **argv)
     if (argc >= 2 && !strcmp(argv[1], "userlist")) return sl_tool_userlist_main(argc - 1, argv + 1);
     int daemon_mode = 0, c, takeover = 0, takeover_timeout = 60;
     const char *run_user = NULL;
+    /* libuv's thread pool (read once, at its first use) runs host name lookups, SCRAM key derivations
+     * and PAM/LDAP checks for every worker. Its default of 4 threads would let four logins waiting on
+     * a slow LDAP server hold up every server connection that needs a DNS lookup; UV_THREADPOOL_SIZE
+     * in the environment still decides. */
+    setenv("UV_THREADPOOL_SIZE", SL_THREADPOOL_SIZE, 0);
     while ((c = getopt_long(argc, argv, "dqvu:VhR", opts, NULL)) != -1) {
         switch (c) {
         case 'd': daemon_mode = 1; break;

@@ -6,13 +6,14 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
 
 import psycopg
 import pytest
 
 from admin_helpers import console
 from harness import clients
-from harness.util import free_port
+from harness.util import free_port, wait_for
 
 pytestmark = pytest.mark.pgsluice_only  # PgBouncer 1.18 (the comparison build) has no peer/map/ldap
 
@@ -151,3 +152,43 @@ def test_pam_checks_the_os_account_and_logs_servers_in_with_that_password(pooler
     assert sqlstate == "28000" and 'PAM authentication failed for user "%s"' % PAM_USER in msg, (sqlstate, msg)
     with clients.connect(p, user="app") as c:  # other lines still apply
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+class SilentLdap(clients.StandInServer):
+    """An LDAP server that accepts connections and never answers: each check waits for its timeout."""
+
+    def _serve(self, conn, n):
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def test_logins_waiting_on_a_silent_ldap_server_do_not_hold_up_host_name_lookups(pooler, session_dir, cluster):
+    """The thread pool runs PAM/LDAP checks and host name lookups (and SCRAM key derivations) for every
+    worker. Six logins waiting on an LDAP server that never answers must not stop a client of a
+    database given by host name from getting a server: with libuv's default of 4 threads, its
+    lookup waited for the LDAP checks' 10-second timeout."""
+    ldap = SilentLdap()
+    try:
+        rules = ('host all ldapuser 127.0.0.1/32 ldap ldapserver=127.0.0.1 ldapport=%d ldapprefix="uid=" '
+                 'ldapsuffix=",dc=example"\nhost all app 127.0.0.1/32 scram-sha-256\n' % ldap.port)
+        p = hba_pooler(pooler, session_dir, rules,
+                       dbs={"bynamedb": "host=localhost port=%d dbname=appdb" % cluster.primary_port})
+        results = []
+        waiting = [threading.Thread(target=lambda: results.append(clients.login_error(p, user="ldapuser",
+                                                                                      password="pw")))
+                   for _ in range(6)]
+        for t in waiting:
+            t.start()
+        wait_for(lambda: ldap.nconns >= 6, timeout=30, what="six LDAP checks waiting")
+        with clients.connect(p, db="bynamedb", user="app") as c:
+            assert c.execute("SELECT 1").fetchone() == (1,)
+        still_waiting = len(results)
+        for t in waiting:
+            t.join(60)
+        assert still_waiting == 0, "the lookup waited for %d LDAP checks to time out" % still_waiting
+        assert len(results) == 6 and all(r[0] == "28000" for r in results), results
+    finally:
+        ldap.close()
