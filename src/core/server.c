@@ -77,8 +77,10 @@ void sl_server_close(sl_server *s, sl_close_reason why)
                sl_close_reason_text(why), (long long)((sl_now_us() - s->pc.connect_time) / 1000000));
     sl_client *c = s->client;
     s->client = NULL;
-    /* answers on their way to the client go first, before its error */
-    bool whole = !c || c->server != s || c->state != SL_CL_ACTIVE || sl_proxy_keep_answers(c, s);
+    /* answers on their way to the client go first, before its error (only while forwarding: a
+     * server in setup answers pgsluice's own queries) */
+    bool whole = !c || c->server != s || c->state != SL_CL_ACTIVE || s->state != SL_SV_ACTIVE ||
+                 sl_proxy_keep_answers(c, s);
     if (c && c->server == s) c->server = NULL;
     /* a healthy connection closed on purpose says goodbye */
     if (s->s.poll_open && sl_close_reason_polite(why)) {
