@@ -11,5 +11,7 @@
  * PAM's defaults for auth_type pam). The answer comes back on c's worker through
  * sl_client_auth_external_done, unless c has gone meanwhile. false: the job could not be queued. */
 bool sl_auth_external_start(sl_client *c, const char *password);
+/* Every tick: start checks queued on this worker that found no room (auth_external.c) when they came. */
+void sl_auth_external_tick(struct sl_worker *w);
 
 #endif

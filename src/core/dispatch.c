@@ -5,6 +5,7 @@
 
 #include <sys/resource.h>
 
+#include "core/auth_external.h"
 #include "core/cancel.h"
 #include "core/client.h"
 #include "core/console.h"
@@ -116,6 +117,7 @@ static void on_tick(sl_worker *w)
         sl_console_tick(w, now);
         return;
     }
+    sl_auth_external_tick(w);
     sl_list *n, *t;
     sl_list_for_each_safe(n, t, &w->clients) sl_client_tick(sl_container_of(n, sl_client, node), now);
     sl_fanout_tick(w, now);

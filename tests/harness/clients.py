@@ -37,12 +37,13 @@ async def aconnect(pooler, db="appdb", user="app", password=None, **kw):
                                  **kw)
 
 
-def login_error(pooler, db="appdb", user="app", password=None):
+def login_error(pooler, db="appdb", user="app", password=None, **kw):
     """Try to log in with asyncpg (which exposes the SQLSTATE of a startup-time ErrorResponse, unlike
-    psycopg 3.1). Returns (sqlstate, message) of the refusal, or raises AssertionError if login worked."""
+    psycopg 3.1). Returns (sqlstate, message) of the refusal, or raises AssertionError if login worked.
+    Extra keywords go to aconnect (e.g. timeout)."""
     async def attempt():
         try:
-            conn = await aconnect(pooler, db, user, password)
+            conn = await aconnect(pooler, db, user, password, **kw)
         except asyncpg.PostgresError as e:
             return e.sqlstate, str(e)
         await conn.close()

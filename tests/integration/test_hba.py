@@ -166,10 +166,12 @@ class SilentLdap(clients.StandInServer):
 
 
 def test_logins_waiting_on_a_silent_ldap_server_do_not_hold_up_host_name_lookups(pooler, session_dir, cluster):
-    """The thread pool runs PAM/LDAP checks and host name lookups (and SCRAM key derivations) for every
-    worker. Six logins waiting on an LDAP server that never answers must not stop a client of a
-    database given by host name from getting a server: with libuv's default of 4 threads, its
-    lookup waited for the LDAP checks' 10-second timeout."""
+    """libuv's thread pool runs PAM/LDAP checks, host name lookups and SCRAM key derivations for
+    every worker. Twenty logins waiting on an LDAP server that never answers (each check waits for
+    its 10-second timeout) must not stop a client of a database given by host name from getting a
+    server: at most half of the pool's 16 threads run checks, the other logins wait their turn.
+    Before, with libuv's default of 4 threads, and then with 16 and no limit, the lookup waited for
+    the checks to time out."""
     ldap = SilentLdap()
     try:
         rules = ('host all ldapuser 127.0.0.1/32 ldap ldapserver=127.0.0.1 ldapport=%d ldapprefix="uid=" '
@@ -177,18 +179,20 @@ def test_logins_waiting_on_a_silent_ldap_server_do_not_hold_up_host_name_lookups
         p = hba_pooler(pooler, session_dir, rules,
                        dbs={"bynamedb": "host=localhost port=%d dbname=appdb" % cluster.primary_port})
         results = []
+        # the last ones wait for two rounds of eight 10-second checks first
         waiting = [threading.Thread(target=lambda: results.append(clients.login_error(p, user="ldapuser",
-                                                                                      password="pw")))
-                   for _ in range(6)]
+                                                                                      password="pw", timeout=120)))
+                   for _ in range(20)]
         for t in waiting:
             t.start()
-        wait_for(lambda: ldap.nconns >= 6, timeout=30, what="six LDAP checks waiting")
+        wait_for(lambda: ldap.nconns >= 8, timeout=30, what="eight LDAP checks waiting")
         with clients.connect(p, db="bynamedb", user="app") as c:
             assert c.execute("SELECT 1").fetchone() == (1,)
-        still_waiting = len(results)
+        done_before = len(results)
         for t in waiting:
-            t.join(60)
-        assert still_waiting == 0, "the lookup waited for %d LDAP checks to time out" % still_waiting
-        assert len(results) == 6 and all(r[0] == "28000" for r in results), results
+            t.join(120)
+        assert done_before == 0, "the lookup waited for %d LDAP checks to time out" % done_before
+        assert len(results) == 20 and all(r[0] == "28000" for r in results), results
+        assert ldap.nconns == 20  # every check ran, in turn
     finally:
         ldap.close()
