@@ -80,7 +80,15 @@ void sl_stream_close(sl_stream *s, sl_stream_done_cb done);
 #define SL_STREAM_LINGER_MS 2000
 #define SL_STREAM_LINGER_BYTES (256u * 1024)
 void sl_stream_close_lingering(sl_stream *s, sl_stream_done_cb done);
-void sl_stream_set_poll(sl_stream *s, int events);
+/* Ask the loop for these events (UV_READABLE / UV_WRITABLE); inline, since the answer is mostly
+ * "already asked" (a change, or a transport that computes its own events, goes out of line). */
+void sl_stream_set_poll_change(sl_stream *s, int events);
+static inline void sl_stream_set_poll(sl_stream *s, int events)
+{
+    events |= s->tr_extra;
+    if (__builtin_expect(!(events & SL_TR_POLL_HOOK), 1) && (!s->poll_open || s->want == events)) return;
+    sl_stream_set_poll_change(s, events);
+}
 /* Takeover: stop polling without forgetting what was asked (frozen set), and start again. */
 void sl_stream_freeze(sl_stream *s);
 void sl_stream_thaw(sl_stream *s);
