@@ -68,7 +68,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
             /* the server discards it (it failed a request before this one): pass it on untouched
              * and expect nothing back */
             s->pend.bytes_in += (uint64_t)*len + 1;
-            in->msg_left = *len + 1;
+            sl_stream_pass(in, *len + 1);
             continue;
         }
         if (*type == SL_FE_SYNC) s->ps_skip_till_sync = false;
@@ -108,7 +108,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         default:
             break;
         }
-        if (psr != SL_PS_CONSUMED) in->msg_left = *len + 1;
+        if (psr != SL_PS_CONSUMED) sl_stream_pass(in, *len + 1);
     }
 }
 
@@ -210,7 +210,8 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
                 continue;
             }
         }
-        in->msg_left = in->msg_len = len + 1;
+        if (in->end - in->parse >= len + 1) in->parse += len + 1; /* whole: stepped over at once */
+        else in->msg_left = in->msg_len = len + 1;
     }
 }
 

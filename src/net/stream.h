@@ -152,6 +152,14 @@ static inline bool sl_stream_next_header(sl_stream *in, char *type, uint32_t *le
     return true;
 }
 
+/* The message at parse, n bytes with its type byte, is passed on: stepped over at once when it is
+ * all in the buffer (the usual case), else its bytes are as they come (msg_left). */
+static inline void sl_stream_pass(sl_stream *in, uint32_t n)
+{
+    if (in->end - in->parse >= n) in->parse += n;
+    else in->msg_left = n;
+}
+
 /* An idle connection keeps no buffers: drop the out queue's memory once it is sent, and the input
  * buffer once it is consumed. */
 void sl_stream_trim(sl_stream *s);
