@@ -52,6 +52,80 @@ static inline bool sl_scan_can_release(const sl_server *s, const sl_client *c)
     return sl_scan_between_transactions(s, c) && !sl_sess_pinned(c);
 }
 
+/* A Query, FunctionCall or Sync goes to the server: a ReadyForQuery is owed, and the query (and
+ * the transaction, if none is open) starts timing. */
+static inline void sl_scan_ready_owed(sl_client *c, sl_server *s)
+{
+    s->outstanding++;
+    if (!c->query_start) c->query_start = sl_now_fast();
+    if (!c->xact_start) c->xact_start = c->query_start;
+}
+
+/* The usual messages of the extended protocol on a link that rewrites statement names: a Parse of
+ * the unnamed statement, a Bind of the unnamed portal to it, a Describe of a portal or of the
+ * unnamed statement, an Execute and a Sync, each plain for the session-state tracking where that
+ * is on. Decided in one pass with the same tests and steps as sl_scan_client's general path below
+ * (sl_ps_classify, the sl_sess_* tests), every test of a message before any step. false: nothing
+ * was done, the general path decides. */
+static inline __attribute__((always_inline)) bool sl_scan_client_usual(sl_client *c, sl_server *s, char type,
+                                                                       uint32_t len, sl_scan_client_hook hook)
+{
+    sl_stream *in = &c->s;
+    if (!s->ps_active || s->ps_skip_till_sync) return false;
+    sl_session *ss = NULL;
+    if (s->sess_active) {
+        ss = c->sess;
+        if (!ss || ss->desync) return false;
+    }
+    const uint8_t *m = in->buf + in->parse;
+    uint32_t avail = in->end - in->parse;
+    switch (type) {
+    case SL_FE_PARSE:
+        if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
+        if (ss) {
+            if (!sl_sess_parse_memo(ss, m, avail, len)) return false;
+            sl_sess_parse_memo_seen(ss);
+        }
+        break;
+    case SL_FE_BIND:
+        if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
+        if (ss) {
+            if (!sl_sess_bind_plain(ss, m, avail, len)) return false;
+            sl_sess_bind_plain_seen(ss);
+        }
+        break;
+    case SL_FE_DESCRIBE: /* not followed by the session-state tracking */
+        if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
+        break;
+    case SL_FE_EXECUTE: /* always plain for the rewriting */
+        if (ss) {
+            if (!sl_sess_execute_plain(ss, m, avail, len)) return false;
+            sl_sess_execute_plain_seen(ss);
+        }
+        break;
+    case SL_FE_SYNC: /* always plain for the rewriting */
+        if (ss) {
+            if (!sl_sess_sync_room(ss)) return false;
+            sl_sess_sync_seen(ss);
+        }
+        break;
+    default:
+        return false;
+    }
+    if (hook) hook(c, type, len, false);
+    sl_exp_push_fwd(s, type);
+    if (hook) hook(c, type, len, true);
+    s->pend.bytes_in += (uint64_t)len + 1;
+    if (type == SL_FE_SYNC) {
+        s->in_batch = false;
+        sl_scan_ready_owed(c, s);
+    } else {
+        s->in_batch = true;
+    }
+    sl_stream_pass(in, len + 1);
+    return true;
+}
+
 /* Parse as much of the client's buffer as possible, marking messages to forward. On a result other
  * than SL_SCAN_MORE, *type and *len name the message. */
 static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_client *c, sl_server *s, char *type,
@@ -63,6 +137,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         if (!sl_stream_next_header(in, type, len)) return SL_SCAN_MORE;
         if (*len < 4 || (int64_t)*len > max_packet) return SL_SCAN_BAD_LENGTH;
         if (*type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) return SL_SCAN_PQEXEC;
+        if (sl_scan_client_usual(c, s, *type, *len, hook)) continue;
         sl_ps_result psr = SL_PS_FORWARD;
         if (s->ps_skip_till_sync && *type != SL_FE_SYNC && *type != SL_FE_TERMINATE) {
             /* the server discards it (it failed a request before this one): pass it on untouched
@@ -91,9 +166,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         case SL_FE_FUNCTION_CALL:
         case SL_FE_SYNC:
             if (*type == SL_FE_SYNC) s->in_batch = false;
-            s->outstanding++;
-            if (!c->query_start) c->query_start = sl_now_fast();
-            if (!c->xact_start) c->xact_start = c->query_start;
+            sl_scan_ready_owed(c, s);
             break;
         case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
             s->in_batch = true;
