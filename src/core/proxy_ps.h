@@ -141,6 +141,18 @@ static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
 
 sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32_t len);
 
+/* A request whose answer is simply passed on (nothing of pgsluice's own to undo or report). */
+static inline bool sl_exp_plain(const sl_expect *e) { return e->action == SL_EXP_FWD && !e->stmt; }
+/* An answer to the plain request e at the head of the queue is passed on: the request leaves the
+ * queue if the answer is its last. */
+static inline void sl_exp_answered(sl_server *s, const sl_expect *e, char type)
+{
+    if (sl_exp_ends_request(e->msg, type)) {
+        s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
+        s->exp_n--;
+    }
+}
+
 /* Called at each server message header (except DataRow/CopyData) while linked with s->ps_active. */
 static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len)
 {
@@ -149,13 +161,10 @@ static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char typ
     sl_expect *e = sl_exp_at(s, 0);
     /* plain forwarded answers to plain requests; errors, DISCARD/DEALLOCATE tags and the rest go
      * the long way */
-    if (e->action != SL_EXP_FWD || e->stmt || type == SL_BE_ERROR ||
+    if (!sl_exp_plain(e) || type == SL_BE_ERROR ||
         (type == SL_BE_COMMAND_COMPLETE && (s->s.end - s->s.parse < 6 || s->s.buf[s->s.parse + 5] == 'D')))
         return sl_ps_server_msg_full(s, c, type, len);
-    if (sl_exp_ends_request(e->msg, type)) {
-        s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
-        s->exp_n--;
-    }
+    sl_exp_answered(s, e, type);
     return SL_PS_FORWARD;
 }
 

@@ -235,6 +235,36 @@ static inline bool sl_scan_type_in(char type, uint64_t mask)
     (SL_SCAN_BIT(SL_BE_COMMAND_COMPLETE) | SL_SCAN_BIT(SL_BE_EMPTY_QUERY) | SL_SCAN_BIT(SL_BE_PORTAL_SUSPENDED) | \
      SL_SCAN_BIT(SL_BE_ERROR) | SL_SCAN_BIT(SL_BE_READY))
 
+/* The answers that are neither looked at whole nor followed by the session-state queue, the usual
+ * ones of the extended protocol (ParseComplete, BindComplete, RowDescription, NoData, CloseComplete,
+ * answering a plain request) and rows: decided in one pass with the general path's tests and steps
+ * (sl_exp_plain, sl_exp_answered). false: nothing was done, the general path below decides. */
+static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server *s, sl_client *c, char type,
+                                                                       uint32_t len)
+{
+    sl_stream *in = &s->s;
+    switch (type) {
+    case SL_BE_DATA_ROW: case SL_BE_COPY_DATA:
+        /* never end a request, always forwarded; but answers pgsluice gives itself that are due
+         * (after the answer just passed) go first */
+        if (s->ps_active) sl_ps_synth_due(s, c);
+        break;
+    case SL_BE_PARSE_COMPLETE: case SL_BE_BIND_COMPLETE: case SL_BE_ROW_DESCRIPTION: case SL_BE_NO_DATA:
+    case SL_BE_CLOSE_COMPLETE:
+        if (s->ps_active && s->exp_n) {
+            sl_expect *e = sl_exp_at(s, 0);
+            if (!sl_exp_plain(e)) return false;
+            sl_exp_answered(s, e, type);
+        }
+        break;
+    default:
+        return false;
+    }
+    s->pend.bytes_out += (uint64_t)len + 1;
+    sl_stream_pass(in, len + 1);
+    return true;
+}
+
 /* Parse as much of the server's buffer as possible, marking answers to forward (and the answers
  * pgsluice gives itself in between, with the statement rewriting on). */
 static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_server *s, sl_client *c)
@@ -251,6 +281,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
         }
         /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
         if (len < 4 || len > INT32_MAX) return SL_SCAN_BAD_MESSAGE;
+        if (sl_scan_server_usual(s, c, type, len)) continue;
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
@@ -283,8 +314,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
                 continue;
             }
         }
-        if (in->end - in->parse >= len + 1) in->parse += len + 1; /* whole: stepped over at once */
-        else in->msg_left = in->msg_len = len + 1;
+        sl_stream_pass(in, len + 1);
     }
 }
 

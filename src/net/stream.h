@@ -52,7 +52,7 @@ typedef struct sl_stream {
     uint8_t *buf;
     uint32_t cap, pos, parse, end;
     uint32_t msg_left;       /* bytes of the current message still to come */
-    uint32_t msg_len;        /* its whole length (type byte included); server streams only */
+    uint32_t msg_len;        /* its whole length (type byte included), while msg_left */
     uint32_t keep;           /* keeping: bytes from here on stay in the buffer even once sent */
     bool keeping;            /* (sl_stream_keep: what was sent may have to be sent again) */
 
@@ -153,11 +153,11 @@ static inline bool sl_stream_next_header(sl_stream *in, char *type, uint32_t *le
 }
 
 /* The message at parse, n bytes with its type byte, is passed on: stepped over at once when it is
- * all in the buffer (the usual case), else its bytes are as they come (msg_left). */
+ * all in the buffer (the usual case), else its bytes are as they come (msg_left, msg_len). */
 static inline void sl_stream_pass(sl_stream *in, uint32_t n)
 {
     if (in->end - in->parse >= n) in->parse += n;
-    else in->msg_left = n;
+    else in->msg_left = in->msg_len = n;
 }
 
 /* An idle connection keeps no buffers: drop the out queue's memory once it is sent, and the input
