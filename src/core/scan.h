@@ -295,11 +295,8 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
                 return SL_SCAN_MORE;
             }
         }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
-         * answers pgsluice gives itself that are due (after the answer just passed) go first */
-        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
-        if (s->ps_active && row) sl_ps_synth_due(s, c);
-        if (s->ps_active && !row) {
+        /* (DataRow and CopyData were decided above, with the usual answers) */
+        if (s->ps_active) {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return SL_SCAN_MORE;
             if (r == SL_PS_CONSUMED) continue;
