@@ -219,7 +219,7 @@ static bool may_start_run(const sl_client *c, char type, uint32_t len)
     return false;
 }
 
-sl_fanout_result sl_fanout_client_extended(sl_client *c, char type, uint32_t len)
+sl_fanout_result sl_fanout_client_extended_full(sl_client *c, char type, uint32_t len)
 {
     if ((type != SL_FE_PARSE && type != SL_FE_BIND && type != SL_FE_DESCRIBE) || len < 4 || len > RUN_MAX ||
         !sl_fanout_serves(c) ||

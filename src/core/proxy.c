@@ -24,7 +24,8 @@
  * write of at most this much is read whole or not at all. */
 #define PG_RECV_CHUNK 8192u
 
-void sl_proxy_update_poll(sl_client *c, sl_server *s)
+/* Inline on the forwarding paths of this file; sl_proxy_update_poll for the others. */
+static inline void update_poll(sl_client *c, sl_server *s)
 {
     int cev = 0, sev = 0;
     bool setup = s->state == SL_SV_SETUP;
@@ -35,6 +36,8 @@ void sl_proxy_update_poll(sl_client *c, sl_server *s)
     sl_stream_set_poll(&c->s, cev);
     sl_stream_set_poll(&s->s, sev);
 }
+
+void sl_proxy_update_poll(sl_client *c, sl_server *s) { update_poll(c, s); }
 
 /* An idle server may have been terminated while it sat in the pool (its FATAL message and EOF are
  * not seen yet). One non-blocking peek before reuse catches it; skipped for servers reused within
@@ -100,7 +103,7 @@ void sl_proxy_start(sl_client *c, sl_server *s)
         if (c->s.buf && c->s.pos == c->s.parse && !c->s.msg_left) sl_stream_keep(&c->s);
         else sl_proxy_commit_link(s, c);
     }
-    sl_proxy_update_poll(c, s);
+    update_poll(c, s);
     if (c->s.end > c->s.parse || c->s.msg_left) sl_proxy_client_input_buffered(c);
 }
 
@@ -328,7 +331,7 @@ static void client_forward(sl_client *c)
         }
         if (in->pos == in->end) sl_stream_maybe_release_buf(in);
     }
-    sl_proxy_update_poll(c, s);
+    update_poll(c, s);
 }
 
 void sl_proxy_client_input_buffered(sl_client *c) { client_forward(c); }
@@ -411,14 +414,14 @@ static void server_forward(sl_server *s)
             if (c->server != s) return;
         }
     }
-    sl_proxy_update_poll(c, s);
+    update_poll(c, s);
 }
 
 void sl_proxy_server_input(sl_server *s)
 {
     sl_client *c = s->client;
     if (sl_stream_fwd_pending(&s->s) || sl_stream_out_pending(&c->s)) {
-        sl_proxy_update_poll(c, s);
+        update_poll(c, s);
         return;
     }
     sl_io_status st = sl_stream_read(&s->s);
@@ -436,7 +439,7 @@ void sl_proxy_server_input(sl_server *s)
         return;
     }
     if (__builtin_expect(s->resend_ok, 0) && hold_first_answer(s, c)) {
-        sl_proxy_update_poll(c, s);
+        update_poll(c, s);
         return;
     }
     server_forward(s);
@@ -455,7 +458,7 @@ void sl_proxy_client_writable(sl_client *c)
         server_forward(s); /* continue with what is buffered (and release if due) */
         return;
     }
-    sl_proxy_update_poll(c, s);
+    update_poll(c, s);
 }
 
 void sl_proxy_server_writable(sl_server *s)
@@ -475,5 +478,5 @@ void sl_proxy_server_writable(sl_server *s)
         client_forward(c);
         return;
     }
-    sl_proxy_update_poll(c, s);
+    update_poll(c, s);
 }

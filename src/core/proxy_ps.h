@@ -79,34 +79,44 @@ static inline bool sl_exp_ends_request(char req, char resp)
 
 sl_ps_result sl_ps_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len);
 
-/* Called at each client message header while linked with s->ps_active. Messages that need no
- * rewriting are decided from their first bytes: unnamed statements and portals, Execute, Sync,
- * and queries that cannot be DISCARD ALL / DEALLOCATE ALL. */
-static inline sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+/* How a client message stands for the rewriting, decided from its first bytes (m: the message in
+ * the client's buffer, avail bytes of it there): no answer of its own (Flush, COPY data and the
+ * rest), a request whose answer is simply passed on (unnamed statements and portals, Execute,
+ * Sync, queries that cannot be DISCARD ALL / DEALLOCATE ALL), or one sl_ps_client_msg_full looks
+ * at. */
+typedef enum { SL_PS_REQ_NONE, SL_PS_REQ_PLAIN, SL_PS_REQ_LOOK } sl_ps_req;
+static inline sl_ps_req sl_ps_classify(char type, const uint8_t *m, uint32_t avail, uint32_t len)
 {
-    const uint8_t *m = c->s.buf + c->s.parse;
-    uint32_t avail = c->s.end - c->s.parse;
     switch (type) {
     case SL_FE_EXECUTE: case SL_FE_SYNC: case SL_FE_FUNCTION_CALL:
-        break;
+        return SL_PS_REQ_PLAIN;
     case SL_FE_PARSE: /* unnamed statement */
-        if (len < 5 || avail < 6 || m[5] != 0) return sl_ps_client_msg_full(c, s, type, len);
-        break;
+        return len < 5 || avail < 6 || m[5] != 0 ? SL_PS_REQ_LOOK : SL_PS_REQ_PLAIN;
     case SL_FE_BIND: /* unnamed portal and unnamed statement */
-        if (len < 6 || avail < 7 || m[5] != 0 || m[6] != 0) return sl_ps_client_msg_full(c, s, type, len);
-        break;
+        return len < 6 || avail < 7 || m[5] != 0 || m[6] != 0 ? SL_PS_REQ_LOOK : SL_PS_REQ_PLAIN;
     case SL_FE_DESCRIBE: case SL_FE_CLOSE: /* a portal, or the unnamed statement */
-        if (len < 6 || avail < 7 || (m[5] != SL_TARGET_STATEMENT && m[5] != SL_TARGET_PORTAL) ||
-            (m[5] == SL_TARGET_STATEMENT && m[6] != 0))
-            return sl_ps_client_msg_full(c, s, type, len);
-        break;
+        return len < 6 || avail < 7 || (m[5] != SL_TARGET_STATEMENT && m[5] != SL_TARGET_PORTAL) ||
+                       (m[5] == SL_TARGET_STATEMENT && m[6] != 0)
+                   ? SL_PS_REQ_LOOK
+                   : SL_PS_REQ_PLAIN;
     case SL_FE_QUERY: /* DISCARD ALL / DEALLOCATE ALL need a look at the text */
-        if (len < 65536 && (len < 5 || avail < 6 || m[5] == 'D' || m[5] == 'd' || m[5] == ' ' || m[5] == '\t' ||
-                            m[5] == '\n' || m[5] == '\r'))
-            return sl_ps_client_msg_full(c, s, type, len);
-        break;
-    default: /* Flush, COPY data and the rest: no answer of their own */
-        return SL_PS_FORWARD;
+        return len < 65536 && (len < 5 || avail < 6 || m[5] == 'D' || m[5] == 'd' || m[5] == ' ' || m[5] == '\t' ||
+                               m[5] == '\n' || m[5] == '\r')
+                   ? SL_PS_REQ_LOOK
+                   : SL_PS_REQ_PLAIN;
+    default:
+        return SL_PS_REQ_NONE;
+    }
+}
+
+/* Called at each client message header while linked with s->ps_active. Messages that need no
+ * rewriting are decided from their first bytes (sl_ps_classify). */
+static inline sl_ps_result sl_ps_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
+{
+    switch (sl_ps_classify(type, c->s.buf + c->s.parse, c->s.end - c->s.parse, len)) {
+    case SL_PS_REQ_NONE: return SL_PS_FORWARD;
+    case SL_PS_REQ_LOOK: return sl_ps_client_msg_full(c, s, type, len);
+    case SL_PS_REQ_PLAIN: break;
     }
     sl_exp_push_fwd(s, type);
     return SL_PS_FORWARD;
@@ -131,6 +141,18 @@ static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
 
 sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32_t len);
 
+/* A request whose answer is simply passed on (nothing of pgsluice's own to undo or report). */
+static inline bool sl_exp_plain(const sl_expect *e) { return e->action == SL_EXP_FWD && !e->stmt; }
+/* An answer to the plain request e at the head of the queue is passed on: the request leaves the
+ * queue if the answer is its last. */
+static inline void sl_exp_answered(sl_server *s, const sl_expect *e, char type)
+{
+    if (sl_exp_ends_request(e->msg, type)) {
+        s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
+        s->exp_n--;
+    }
+}
+
 /* Called at each server message header (except DataRow/CopyData) while linked with s->ps_active. */
 static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char type, uint32_t len)
 {
@@ -139,13 +161,10 @@ static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char typ
     sl_expect *e = sl_exp_at(s, 0);
     /* plain forwarded answers to plain requests; errors, DISCARD/DEALLOCATE tags and the rest go
      * the long way */
-    if (e->action != SL_EXP_FWD || e->stmt || type == SL_BE_ERROR ||
+    if (!sl_exp_plain(e) || type == SL_BE_ERROR ||
         (type == SL_BE_COMMAND_COMPLETE && (s->s.end - s->s.parse < 6 || s->s.buf[s->s.parse + 5] == 'D')))
         return sl_ps_server_msg_full(s, c, type, len);
-    if (sl_exp_ends_request(e->msg, type)) {
-        s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
-        s->exp_n--;
-    }
+    sl_exp_answered(s, e, type);
     return SL_PS_FORWARD;
 }
 

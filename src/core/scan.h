@@ -52,6 +52,80 @@ static inline bool sl_scan_can_release(const sl_server *s, const sl_client *c)
     return sl_scan_between_transactions(s, c) && !sl_sess_pinned(c);
 }
 
+/* A Query, FunctionCall or Sync goes to the server: a ReadyForQuery is owed, and the query (and
+ * the transaction, if none is open) starts timing. */
+static inline void sl_scan_ready_owed(sl_client *c, sl_server *s)
+{
+    s->outstanding++;
+    if (!c->query_start) c->query_start = sl_now_fast();
+    if (!c->xact_start) c->xact_start = c->query_start;
+}
+
+/* The usual messages of the extended protocol on a link that rewrites statement names: a Parse of
+ * the unnamed statement, a Bind of the unnamed portal to it, a Describe of a portal or of the
+ * unnamed statement, an Execute and a Sync, each plain for the session-state tracking where that
+ * is on. Decided in one pass with the same tests and steps as sl_scan_client's general path below
+ * (sl_ps_classify, the sl_sess_* tests), every test of a message before any step. false: nothing
+ * was done, the general path decides. */
+static inline __attribute__((always_inline)) bool sl_scan_client_usual(sl_client *c, sl_server *s, char type,
+                                                                       uint32_t len, sl_scan_client_hook hook)
+{
+    sl_stream *in = &c->s;
+    if (!s->ps_active || s->ps_skip_till_sync) return false;
+    sl_session *ss = NULL;
+    if (s->sess_active) {
+        ss = c->sess;
+        if (!ss || ss->desync) return false;
+    }
+    const uint8_t *m = in->buf + in->parse;
+    uint32_t avail = in->end - in->parse;
+    switch (type) {
+    case SL_FE_PARSE:
+        if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
+        if (ss) {
+            if (!sl_sess_parse_memo(ss, m, avail, len)) return false;
+            sl_sess_parse_memo_seen(ss);
+        }
+        break;
+    case SL_FE_BIND:
+        if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
+        if (ss) {
+            if (!sl_sess_bind_plain(ss, m, avail, len)) return false;
+            sl_sess_bind_plain_seen(ss);
+        }
+        break;
+    case SL_FE_DESCRIBE: /* not followed by the session-state tracking */
+        if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
+        break;
+    case SL_FE_EXECUTE: /* always plain for the rewriting */
+        if (ss) {
+            if (!sl_sess_execute_plain(ss, m, avail, len)) return false;
+            sl_sess_execute_plain_seen(ss);
+        }
+        break;
+    case SL_FE_SYNC: /* always plain for the rewriting */
+        if (ss) {
+            if (!sl_sess_sync_room(ss)) return false;
+            sl_sess_sync_seen(ss);
+        }
+        break;
+    default:
+        return false;
+    }
+    if (hook) hook(c, type, len, false);
+    sl_exp_push_fwd(s, type);
+    if (hook) hook(c, type, len, true);
+    s->pend.bytes_in += (uint64_t)len + 1;
+    if (type == SL_FE_SYNC) {
+        s->in_batch = false;
+        sl_scan_ready_owed(c, s);
+    } else {
+        s->in_batch = true;
+    }
+    sl_stream_pass(in, len + 1);
+    return true;
+}
+
 /* Parse as much of the client's buffer as possible, marking messages to forward. On a result other
  * than SL_SCAN_MORE, *type and *len name the message. */
 static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_client *c, sl_server *s, char *type,
@@ -63,12 +137,13 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         if (!sl_stream_next_header(in, type, len)) return SL_SCAN_MORE;
         if (*len < 4 || (int64_t)*len > max_packet) return SL_SCAN_BAD_LENGTH;
         if (*type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) return SL_SCAN_PQEXEC;
+        if (sl_scan_client_usual(c, s, *type, *len, hook)) continue;
         sl_ps_result psr = SL_PS_FORWARD;
         if (s->ps_skip_till_sync && *type != SL_FE_SYNC && *type != SL_FE_TERMINATE) {
             /* the server discards it (it failed a request before this one): pass it on untouched
              * and expect nothing back */
             s->pend.bytes_in += (uint64_t)*len + 1;
-            in->msg_left = *len + 1;
+            sl_stream_pass(in, *len + 1);
             continue;
         }
         if (*type == SL_FE_SYNC) s->ps_skip_till_sync = false;
@@ -91,9 +166,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         case SL_FE_FUNCTION_CALL:
         case SL_FE_SYNC:
             if (*type == SL_FE_SYNC) s->in_batch = false;
-            s->outstanding++;
-            if (!c->query_start) c->query_start = sl_now_fast();
-            if (!c->xact_start) c->xact_start = c->query_start;
+            sl_scan_ready_owed(c, s);
             break;
         case SL_FE_PARSE: case SL_FE_BIND: case SL_FE_DESCRIBE: case SL_FE_EXECUTE: case SL_FE_CLOSE: case SL_FE_FLUSH:
             s->in_batch = true;
@@ -108,7 +181,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         default:
             break;
         }
-        if (psr != SL_PS_CONSUMED) in->msg_left = *len + 1;
+        if (psr != SL_PS_CONSUMED) sl_stream_pass(in, *len + 1);
     }
 }
 
@@ -162,6 +235,36 @@ static inline bool sl_scan_type_in(char type, uint64_t mask)
     (SL_SCAN_BIT(SL_BE_COMMAND_COMPLETE) | SL_SCAN_BIT(SL_BE_EMPTY_QUERY) | SL_SCAN_BIT(SL_BE_PORTAL_SUSPENDED) | \
      SL_SCAN_BIT(SL_BE_ERROR) | SL_SCAN_BIT(SL_BE_READY))
 
+/* The answers that are neither looked at whole nor followed by the session-state queue, the usual
+ * ones of the extended protocol (ParseComplete, BindComplete, RowDescription, NoData, CloseComplete,
+ * answering a plain request) and rows: decided in one pass with the general path's tests and steps
+ * (sl_exp_plain, sl_exp_answered). false: nothing was done, the general path below decides. */
+static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server *s, sl_client *c, char type,
+                                                                       uint32_t len)
+{
+    sl_stream *in = &s->s;
+    switch (type) {
+    case SL_BE_DATA_ROW: case SL_BE_COPY_DATA:
+        /* never end a request, always forwarded; but answers pgsluice gives itself that are due
+         * (after the answer just passed) go first */
+        if (s->ps_active) sl_ps_synth_due(s, c);
+        break;
+    case SL_BE_PARSE_COMPLETE: case SL_BE_BIND_COMPLETE: case SL_BE_ROW_DESCRIPTION: case SL_BE_NO_DATA:
+    case SL_BE_CLOSE_COMPLETE:
+        if (s->ps_active && s->exp_n) {
+            sl_expect *e = sl_exp_at(s, 0);
+            if (!sl_exp_plain(e)) return false;
+            sl_exp_answered(s, e, type);
+        }
+        break;
+    default:
+        return false;
+    }
+    s->pend.bytes_out += (uint64_t)len + 1;
+    sl_stream_pass(in, len + 1);
+    return true;
+}
+
 /* Parse as much of the server's buffer as possible, marking answers to forward (and the answers
  * pgsluice gives itself in between, with the statement rewriting on). */
 static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_server *s, sl_client *c)
@@ -178,6 +281,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
         }
         /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
         if (len < 4 || len > INT32_MAX) return SL_SCAN_BAD_MESSAGE;
+        if (sl_scan_server_usual(s, c, type, len)) continue;
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
@@ -191,11 +295,8 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
                 return SL_SCAN_MORE;
             }
         }
-        /* DataRow and CopyData never end a request and are always forwarded: skip the queue; but
-         * answers pgsluice gives itself that are due (after the answer just passed) go first */
-        bool row = type == SL_BE_DATA_ROW || type == SL_BE_COPY_DATA;
-        if (s->ps_active && row) sl_ps_synth_due(s, c);
-        if (s->ps_active && !row) {
+        /* (DataRow and CopyData were decided above, with the usual answers) */
+        if (s->ps_active) {
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return SL_SCAN_MORE;
             if (r == SL_PS_CONSUMED) continue;
@@ -210,7 +311,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
                 continue;
             }
         }
-        in->msg_left = in->msg_len = len + 1;
+        sl_stream_pass(in, len + 1);
     }
 }
 

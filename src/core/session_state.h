@@ -77,7 +77,53 @@ static inline bool sl_sess_entry_plain(const sl_sess_entry *e)
 /* The hot path inline (the forwarding loop of proxy.c, through core/scan.h): a Parse of the unnamed
  * statement with the client's last plain text, a Bind of the unnamed portal to a plain unnamed
  * statement, a Sync and an Execute of a portal that does nothing to the session need a queue entry
- * at most; everything else goes to sl_sess_client_msg_full. */
+ * at most; everything else goes to sl_sess_client_msg_full. The tests and steps are apart so that
+ * scan.h's decision of the usual messages (sl_scan_client_usual) uses the very same. m: the
+ * message in the client's buffer, avail bytes of it there. */
+
+/* A Parse of the unnamed statement, whole, with the text the client's last plain Parse had. */
+static inline bool sl_sess_parse_memo(const sl_session *ss, const uint8_t *m, uint32_t avail, uint32_t len)
+{
+    const char *sql = (const char *)m + 6;
+    uint32_t tl = ss->memo_len;
+    return ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] &&
+           !sql[tl] &&
+           len - (4 + 1 + tl + 1 + 2) >= 4u * (((unsigned)(uint8_t)sql[tl + 1] << 8) | (uint8_t)sql[tl + 2]) &&
+           !memcmp(sql, ss->memo, tl);
+}
+static inline void sl_sess_parse_memo_seen(sl_session *ss)
+{
+    ss->unnamed_stmt = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1};
+}
+/* A Bind of the unnamed portal to the unnamed statement, neither holding a value. */
+static inline bool sl_sess_bind_plain(const sl_session *ss, const uint8_t *m, uint32_t avail, uint32_t len)
+{
+    return len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value;
+}
+static inline void sl_sess_bind_plain_seen(sl_session *ss) { ss->unnamed_portal = ss->unnamed_stmt; }
+/* An Execute, whole, of a named portal (not followed) or of the unnamed one, plain; with room in the
+ * queue. */
+static inline bool sl_sess_execute_plain(const sl_session *ss, const uint8_t *m, uint32_t avail, uint32_t len)
+{
+    return ss->qn < ss->qcap && len >= 5 && avail >= len + 1 && (m[5] != 0 || sl_sess_entry_plain(&ss->unnamed_portal));
+}
+static inline void sl_sess_execute_plain_seen(sl_session *ss)
+{
+    sl_sess_entry *last = ss->qn ? &ss->q[(ss->qhead + ss->qn - 1) & (ss->qcap - 1)] : NULL;
+    if (last && sl_sess_entry_plain(last)) last->n++;
+    else {
+        ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1, .n = 1};
+        ss->qn++;
+    }
+}
+/* A Sync, with room in the queue: its ReadyForQuery ends the request. */
+static inline bool sl_sess_sync_room(const sl_session *ss) { return ss->qn < ss->qcap; }
+static inline void sl_sess_sync_seen(sl_session *ss)
+{
+    ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = SL_SE_END};
+    ss->qn++;
+}
+
 static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
 {
     sl_session *ss = c->sess;
@@ -91,40 +137,23 @@ static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char
     const uint8_t *m = c->s.buf + c->s.parse;
     uint32_t avail = c->s.end - c->s.parse;
     if (type == SL_FE_PARSE) {
-        /* the unnamed statement, whole, with the text the client's last plain Parse had */
-        const char *sql = (const char *)m + 6;
-        uint32_t tl = ss->memo_len;
-        if (ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] &&
-            !sql[tl] &&
-            len - (4 + 1 + tl + 1 + 2) >= 4u * (((unsigned)(uint8_t)sql[tl + 1] << 8) | (uint8_t)sql[tl + 2]) &&
-            !memcmp(sql, ss->memo, tl)) {
-            ss->unnamed_stmt = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1};
+        if (sl_sess_parse_memo(ss, m, avail, len)) {
+            sl_sess_parse_memo_seen(ss);
             return SL_SESS_FORWARD;
         }
     } else if (type == SL_FE_BIND) {
-        /* the unnamed portal to the unnamed statement, neither holding a value */
-        if (len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value) {
-            ss->unnamed_portal = ss->unnamed_stmt;
+        if (sl_sess_bind_plain(ss, m, avail, len)) {
+            sl_sess_bind_plain_seen(ss);
             return SL_SESS_FORWARD;
         }
-    } else if (ss->qn < ss->qcap) {
-        sl_sess_entry *tail = &ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)];
-        if (type == SL_FE_SYNC) {
-            *tail = (sl_sess_entry){.kind = SL_SE_END};
-            ss->qn++;
+    } else if (type == SL_FE_SYNC) {
+        if (sl_sess_sync_room(ss)) {
+            sl_sess_sync_seen(ss);
             return SL_SESS_FORWARD;
         }
-        /* Execute, whole: of a named portal (not followed) or of the unnamed one, plain */
-        if (type == SL_FE_EXECUTE && len >= 5 && avail >= len + 1 &&
-            (m[5] != 0 || sl_sess_entry_plain(&ss->unnamed_portal))) {
-            sl_sess_entry *last = ss->qn ? &ss->q[(ss->qhead + ss->qn - 1) & (ss->qcap - 1)] : NULL;
-            if (last && sl_sess_entry_plain(last)) last->n++;
-            else {
-                *tail = (sl_sess_entry){.kind = SL_SE_NONE, .param = -1, .n = 1};
-                ss->qn++;
-            }
-            return SL_SESS_FORWARD;
-        }
+    } else if (type == SL_FE_EXECUTE && sl_sess_execute_plain(ss, m, avail, len)) {
+        sl_sess_execute_plain_seen(ss);
+        return SL_SESS_FORWARD;
     }
     return sl_sess_client_msg_full(c, s, type, len);
 }

@@ -110,9 +110,8 @@ __attribute__((noinline, cold)) static void set_poll_hooked(sl_stream *s, int ev
     apply_poll(s, s->tr->poll_events(s, events & ~SL_TR_POLL_HOOK));
 }
 
-void sl_stream_set_poll(sl_stream *s, int events)
+void sl_stream_set_poll_change(sl_stream *s, int events)
 {
-    events |= s->tr_extra;
     if (__builtin_expect(events & SL_TR_POLL_HOOK, 0)) {
         set_poll_hooked(s, events);
         return;
@@ -268,6 +267,16 @@ sl_io_status sl_stream_read(sl_stream *s)
     return io_status(r);
 }
 
+/* The out queue went out whole: start it over (its memory given back if it grew). */
+static inline void out_all_sent(sl_stream *dst)
+{
+    if (dst->out.len) {
+        if (dst->out.cap > 4096) sl_pb_free(&dst->out);
+        else sl_pb_reset(&dst->out);
+        dst->out_sent = 0;
+    }
+}
+
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
 {
     for (;;) {
@@ -284,17 +293,18 @@ sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
             n++;
         }
         if (n == 0) {
-            if (dst->out.len) {
-                if (dst->out.cap > 4096) sl_pb_free(&dst->out);
-                else sl_pb_reset(&dst->out);
-                dst->out_sent = 0;
-            }
+            out_all_sent(dst);
             return SL_IO_OK;
         }
-        size_t left = 0;
+        size_t left = 0, total = iov[0].iov_len + (n > 1 ? iov[1].iov_len : 0);
         sl_tr_result r = dst->tr == &sl_transport_plain ? sl_plain_writev(dst, iov, n, &left)
                                                          : dst->tr->writev(dst, iov, n, &left);
         if (r != SL_TR_OK) return io_status(r);
+        if (left == total) { /* all of it went (the usual case): done without another look */
+            if (src && src->parse > src->pos) src->pos = src->parse;
+            out_all_sent(dst);
+            return SL_IO_OK;
+        }
         size_t o = dst->out.len - dst->out_sent;
         if (o) {
             size_t k = left < o ? left : o;

@@ -54,7 +54,7 @@ typedef struct sl_stream {
     uint8_t *buf;
     uint32_t cap, pos, parse, end;
     uint32_t msg_left;       /* bytes of the current message still to come */
-    uint32_t msg_len;        /* its whole length (type byte included); server streams only */
+    uint32_t msg_len;        /* its whole length (type byte included), while msg_left */
     uint32_t keep;           /* keeping: bytes from here on stay in the buffer even once sent */
 
     sl_pktbuf out;           /* pooler-built bytes queued for this socket */
@@ -81,7 +81,15 @@ void sl_stream_close(sl_stream *s, sl_stream_done_cb done);
 #define SL_STREAM_LINGER_MS 2000
 #define SL_STREAM_LINGER_BYTES (256u * 1024)
 void sl_stream_close_lingering(sl_stream *s, sl_stream_done_cb done);
-void sl_stream_set_poll(sl_stream *s, int events);
+/* Ask the loop for these events (UV_READABLE / UV_WRITABLE); inline, since the answer is mostly
+ * "already asked" (a change, or a transport that computes its own events, goes out of line). */
+void sl_stream_set_poll_change(sl_stream *s, int events);
+static inline void sl_stream_set_poll(sl_stream *s, int events)
+{
+    events |= s->tr_extra;
+    if (__builtin_expect(!(events & SL_TR_POLL_HOOK), 1) && (!s->poll_open || s->want == events)) return;
+    sl_stream_set_poll_change(s, events);
+}
 /* Takeover: stop polling without forgetting what was asked (frozen set), and start again. */
 void sl_stream_freeze(sl_stream *s);
 void sl_stream_thaw(sl_stream *s);
@@ -143,6 +151,14 @@ static inline bool sl_stream_next_header(sl_stream *in, char *type, uint32_t *le
     *type = (char)in->buf[in->parse];
     *len = sl_get_u32(in->buf + in->parse + 1);
     return true;
+}
+
+/* The message at parse, n bytes with its type byte, is passed on: stepped over at once when it is
+ * all in the buffer (the usual case), else its bytes are as they come (msg_left, msg_len). */
+static inline void sl_stream_pass(sl_stream *in, uint32_t n)
+{
+    if (in->end - in->parse >= n) in->parse += n;
+    else in->msg_left = in->msg_len = n;
 }
 
 /* An idle connection keeps no buffers: drop the out queue's memory once it is sent, and the input
