@@ -1616,8 +1616,11 @@ def report(b):
                   % "{:,}".format(any_r.get("syscalls_tx") or 0))
         cost_tables(b.instr, "tx", "transaction", "", md, text, "Per-transaction costs (scenario 2 workload, "
                     "fixed transactions)")
-        md.append("Instructions and system calls are steady from run to run; context switches depend on how "
-                  "busy the machine is (a loop that finds nothing to do sleeps in epoll_wait).\n")
+        md.append("System calls per transaction are steady from run to run. Instructions are on a quiet machine; "
+                  "on a busy one they move by a few hundred per transaction (an event loop's cost per "
+                  "wake-up is spread over fewer events), for both poolers: compare runs made back to back. "
+                  "Context switches depend on how busy the machine is (a loop that finds nothing to do "
+                  "sleeps in epoll_wait).\n")
     if b.instr_logins:
         any_r = next(iter(b.instr_logins.values()))
         md.append("## Per-login costs (scenario 5's workload)\n")
