@@ -46,6 +46,7 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
     if (st) sl_stmt_ref(st);
     e->client_name = cname ? strdup(cname) : NULL;
     e->discarded = NULL;
+    e->name_gone = false;
     if (msg == SL_FE_PARSE && st) s->ps_parses_queued++;
     s->exp_n++;
     return true;
@@ -404,11 +405,27 @@ static sl_stmt_map *names_after(sl_server *s, sl_client *c, uint32_t from)
  * are those after it, and a later one's set aside came after it too: a name closed by a skipped
  * Close and then discarded stays gone, and a failing DISCARD ALL gives back no name whose Parse
  * failed. */
+/* The client's Parse of name (queue entry i) failed or was skipped: pgsluice's own Parses queued
+ * behind it for a Bind/Describe of that name, up to the client's next Parse of it, are for a
+ * statement PostgreSQL does not have. */
+static void doubts_lose_name(sl_server *s, uint32_t i, const char *name)
+{
+    for (uint32_t j = i + 1; j < s->exp_n; j++) {
+        sl_expect *e = sl_exp_at(s, j);
+        if (!e->client_name || strcmp(e->client_name, name) != 0) continue;
+        if (e->action == SL_EXP_DOUBT) e->name_gone = true;
+        else if (e->msg == SL_FE_PARSE && (e->action == SL_EXP_FWD || e->action == SL_EXP_SYNTH_PARSE)) break;
+    }
+}
+
 static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
 {
     sl_stmt_map *names = names_after(s, c, n);
     for (uint32_t i = n; i-- > 0;) {
         sl_expect *e = sl_exp_at(s, i);
+        bool parse = (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD) ||
+                     e->action == SL_EXP_SYNTH_PARSE;
+        if (parse && e->client_name) doubts_lose_name(s, i, e->client_name);
         if (e->msg == SL_FE_PARSE && e->stmt && e->action == SL_EXP_FWD && e->client_name)
             forget_name(names, e->client_name, e->stmt);
         else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name)
@@ -486,9 +503,9 @@ sl_ps_result sl_ps_server_msg_full(sl_server *s, sl_client *c, char type, uint32
             if (whole == 0) return SL_PS_NEED_MORE;
             const char *code = whole > 0 ? sl_error_field(in->buf + in->parse + 5, len - 4, SL_ERRF_CODE) : NULL;
             /* not "in a failed transaction": the statement's own error; or "in a failed transaction",
-             * but the client's own Parse of the name, queued before, failed meanwhile (the name is
-             * gone): PostgreSQL looks the statement up before it refuses the failed transaction */
-            if (code && (strcmp(code, "25P02") != 0 || !sl_stmt_map_get(names_after(s, c, 1), e->client_name))) {
+             * but the client's own Parse of the name, queued before, failed or was skipped: PostgreSQL
+             * looks the statement up before it refuses the failed transaction */
+            if (code && (strcmp(code, "25P02") != 0 || e->name_gone)) {
                 materialize(in, &c->s);
                 consume(in, len + 1);
                 sl_pb_error(&c->s.out, false, "26000", "prepared statement \"%s\" does not exist", e->client_name);
