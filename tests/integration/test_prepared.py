@@ -142,6 +142,28 @@ class Raw:
     def close(self, name):
         self.msg(b"C", b"S" + name + b"\0")
 
+    def prepare(self, name, sql):
+        """Parse and Sync, answered."""
+        self.parse(name, sql)
+        self.msg(b"S")
+        assert self.types(self.until_ready()) == b"1Z"
+
+    def simple(self, sql, types):
+        """A simple query, answered with these message types."""
+        self.msg(b"Q", sql + b"\0")
+        got = self.until_ready()
+        assert self.types(got) == types, got
+        return got
+
+    def fails_with(self, got, sqlstate):
+        """got is an error then ReadyForQuery, with this SQLSTATE."""
+        assert self.types(got) == b"EZ" and b"C" + sqlstate + b"\0" in got[0][1], got
+
+    def bind_execute_sync_fails_with(self, name, sqlstate):
+        self.bind_execute(name)
+        self.msg(b"S")
+        self.fails_with(self.until_ready(), sqlstate)
+
 
 def _trust_pooler(pooler, cluster):
     db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
@@ -775,18 +797,13 @@ def test_close_skipped_in_a_failed_batch_then_deallocate_all_leaves_the_name_gon
     prepared it again for a later Bind, where PostgreSQL answers 26000."""
     p = _trust_pooler(pooler, cluster)
     c = Raw(p)
-    c.parse(b"s1", b"SELECT 'one'")
-    c.msg(b"S")
-    assert c.types(c.until_ready()) == b"1Z"
+    c.prepare(b"s1", b"SELECT 'one'")
     c.sock.sendall(c.pack(b"D", b"Pno_such\0") + c.pack(b"C", b"Ss1\0") + c.pack(b"S")
                    + c.pack(b"Q", b"DEALLOCATE ALL\0"))
     first, second = c.until_ready(), c.until_ready()
-    assert c.types(first) == b"EZ", first
+    c.fails_with(first, b"34000")
     assert c.types(second) == b"CZ", second
-    c.bind_execute(b"s1")
-    c.msg(b"S")
-    got = c.until_ready()
-    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.bind_execute_sync_fails_with(b"s1", b"26000")
 
 
 def test_discard_all_failing_in_a_block_then_deallocate_all_after_rollback_leaves_no_name(pooler, cluster):
@@ -795,19 +812,13 @@ def test_discard_all_failing_in_a_block_then_deallocate_all_after_rollback_leave
     which then happens, so no name is left."""
     p = _trust_pooler(pooler, cluster)
     c = Raw(p)
-    c.parse(b"s1", b"SELECT 'one'")
-    c.msg(b"S")
-    assert c.types(c.until_ready()) == b"1Z"
-    c.msg(b"Q", b"BEGIN\0")
-    assert c.types(c.until_ready()) == b"CZ"
+    c.prepare(b"s1", b"SELECT 'one'")
+    c.simple(b"BEGIN", b"CZ")
     c.sock.sendall(c.pack(b"Q", b"DISCARD ALL\0") + c.pack(b"Q", b"ROLLBACK\0") + c.pack(b"Q", b"DEALLOCATE ALL\0"))
     first, second, third = c.until_ready(), c.until_ready(), c.until_ready()
-    assert c.types(first) == b"EZ" and b"C25001\0" in first[0][1], first
+    c.fails_with(first, b"25001")
     assert c.types(second) == b"CZ" and c.types(third) == b"CZ", (second, third)
-    c.bind_execute(b"s1")
-    c.msg(b"S")
-    got = c.until_ready()
-    assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+    c.bind_execute_sync_fails_with(b"s1", b"26000")
 
 
 def test_pipelined_bind_of_a_statement_whose_parse_failed_in_a_failed_transaction_says_it_does_not_exist(pooler, cluster):
@@ -818,20 +829,14 @@ def test_pipelined_bind_of_a_statement_whose_parse_failed_in_a_failed_transactio
     and passed on its own Parse's 25P02."""
     p = _trust_pooler(pooler, cluster)
     c = Raw(p)
-    c.msg(b"Q", b"BEGIN\0")
-    assert c.types(c.until_ready()) == b"CZ"
-    c.msg(b"Q", b"SELECT 1/0\0")
-    assert c.types(c.until_ready()) == b"EZ"
+    c.simple(b"BEGIN", b"CZ")
+    c.simple(b"SELECT 1/0", b"EZ")
     c.sock.sendall(c.pack(b"P", b"s3\0SELECT 'same'\0\0\0") + c.pack(b"S") + c.pack(b"P", b"s1\0SELECT 'same'\0\0\0")
                    + c.pack(b"S") + c.pack(b"B", b"\0s1\0\0\0\0\0\0\0") + c.pack(b"E", b"\0\0\0\0\0") + c.pack(b"S"))
     first, second, third = c.until_ready(), c.until_ready(), c.until_ready()
-    assert c.types(first) == b"EZ" and b"C25P02\0" in first[0][1], first
-    assert c.types(second) == b"EZ" and b"C25P02\0" in second[0][1], second
-    assert c.types(third) == b"EZ" and b"C26000\0" in third[0][1], third
-    c.msg(b"Q", b"ROLLBACK\0")
-    assert c.types(c.until_ready()) == b"CZ"
+    c.fails_with(first, b"25P02")
+    c.fails_with(second, b"25P02")
+    c.fails_with(third, b"26000")
+    c.simple(b"ROLLBACK", b"CZ")
     for name in (b"s1", b"s3"):
-        c.bind_execute(name)
-        c.msg(b"S")
-        got = c.until_ready()
-        assert c.types(got) == b"EZ" and b"C26000\0" in got[0][1], got
+        c.bind_execute_sync_fails_with(name, b"26000")
