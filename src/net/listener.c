@@ -99,7 +99,6 @@ static void on_accept(uv_poll_t *h, int status, int events)
     (void)events;
     sl_worker *w = h->loop->data;
     int idx = (int)(h - w->listen_polls);
-    sl_now_refresh();
     if (status < 0) return;
     /* One connection per wake-up: looping until accept4 fails with EAGAIN costs a system call per
      * wake-up, i.e. per login when clients connect one at a time (a connection per transaction).

@@ -24,7 +24,6 @@ void sl_stream_init(sl_stream *s, int fd)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     sl_stream *s = h->data;
-    sl_now_refresh();
     if (status < 0) {
         /* let the owner find the error; libuv has stopped the handle (POLLERR), so whatever the owner
          * asks for next starts it again (an owner still waiting for the end of file after reading
@@ -183,7 +182,7 @@ bool sl_stream_make_room(sl_stream *s, uint32_t need, uint32_t max)
     return true;
 }
 
-void sl_stream_free_buf(sl_stream *s)
+static inline void free_buf(sl_stream *s)
 {
     if (!s->buf) return;
     if (s->w && s->cap == s->w->buf_size)
@@ -195,22 +194,26 @@ void sl_stream_free_buf(sl_stream *s)
     s->keeping = false;
 }
 
+void sl_stream_free_buf(sl_stream *s) { free_buf(s); }
+
 void sl_stream_recycle_buf(sl_stream *s)
 {
     if (s->buf && s->pos == s->end && !s->keeping) {
         /* grown for a big message, or for bulk reads that are over: give it back */
-        if (s->cap != s->w->buf_size && !(s->bulk && s->cap == SL_STREAM_BULK_BUF)) sl_stream_free_buf(s);
+        if (s->cap != s->w->buf_size && !(s->bulk && s->cap == SL_STREAM_BULK_BUF)) free_buf(s);
         s->pos = s->parse = s->end = 0;
     }
 }
 
-void sl_stream_maybe_release_buf(sl_stream *s)
+static inline void maybe_release_buf(sl_stream *s)
 {
     if (s->buf && s->pos == s->end && !s->keeping) {
-        if (!s->bulk) sl_stream_free_buf(s); /* in bulk mode the next read comes at once */
+        if (!s->bulk) free_buf(s); /* in bulk mode the next read comes at once */
         s->pos = s->parse = s->end = 0;
     }
 }
+
+void sl_stream_maybe_release_buf(sl_stream *s) { maybe_release_buf(s); }
 
 /* Move the unconsumed bytes to a SL_STREAM_BULK_BUF buffer; false (and nothing changed) when there
  * is no memory for it: the stream goes on with the buffer it has. */
@@ -223,7 +226,7 @@ static bool grow_for_bulk(sl_stream *s)
         n = s->end - s->pos;
         if (n) memcpy(nb, s->buf + s->pos, n);
         s->parse -= s->pos;
-        sl_stream_free_buf(s);
+        free_buf(s);
     } else {
         s->parse = 0;
     }
@@ -250,7 +253,12 @@ sl_io_status sl_stream_read(sl_stream *s)
 {
     /* (not while keeping: the bytes kept before pos would not move with the rest) */
     if (__builtin_expect(s->bulk, 0) && s->cap < SL_STREAM_BULK_BUF && !s->keeping) grow_for_bulk(s);
-    if (!s->buf && !sl_stream_make_room(s, 1, UINT32_MAX)) return SL_IO_ERROR;
+    if (!s->buf) { /* the usual start of a client's request: a buffer from the worker's cache */
+        s->buf = sl_worker_buf_get(s->w);
+        if (!s->buf) return SL_IO_ERROR;
+        s->cap = s->w->buf_size;
+        s->pos = s->parse = s->end = 0;
+    }
     if (s->end == s->cap) compact(s);
     if (s->end == s->cap && s->keeping) { /* what is kept fills it: give up keeping, not reading */
         s->keeping = false;
@@ -279,6 +287,17 @@ static inline void out_all_sent(sl_stream *dst)
 
 sl_io_status sl_stream_flush(sl_stream *dst, sl_stream *src)
 {
+    /* the usual case: nothing of pgsluice's own queued, the peer's bytes go out in one send() */
+    if (dst->out_sent == dst->out.len && src && src->parse > src->pos && dst->tr == &sl_transport_plain) {
+        size_t len = src->parse - src->pos, sent = 0;
+        sl_tr_result r = sl_plain_write(dst, src->buf + src->pos, len, &sent);
+        if (r != SL_TR_OK) return io_status(r);
+        src->pos += (uint32_t)sent;
+        if (sent == len) {
+            out_all_sent(dst);
+            return SL_IO_OK;
+        }
+    }
     for (;;) {
         struct iovec iov[2];
         int n = 0;
@@ -348,5 +367,5 @@ void sl_stream_trim(sl_stream *s)
         sl_pb_free(&s->out);
         s->out_sent = 0;
     }
-    sl_stream_maybe_release_buf(s);
+    maybe_release_buf(s);
 }

@@ -18,10 +18,10 @@
  * system call instruction is inline (glibc's syscall() shuffles all six argument registers and
  * returns through a call frame, ~11 instructions a call); elsewhere syscall() does it. */
 #if defined(__x86_64__) && defined(__linux__)
-static inline long sl_plain_syscall(long nr, long a1, long a2, long a3)
+static inline long sl_plain_syscall4(long nr, long a1, long a2, long a3, long flags)
 {
     long ret;
-    register long a4 __asm__("r10") = 0; /* recvfrom's flags, addr and addrlen: 0, NULL, NULL */
+    register long a4 __asm__("r10") = flags; /* recvfrom's and sendto's flags; addr and addrlen: NULL, 0 */
     register long a5 __asm__("r8") = 0;
     register long a6 __asm__("r9") = 0;
     __asm__ volatile("syscall"
@@ -34,11 +34,13 @@ static inline long sl_plain_syscall(long nr, long a1, long a2, long a3)
     }
     return ret;
 }
-#define SL_PLAIN_RECV(fd, buf, len) sl_plain_syscall(SYS_recvfrom, (fd), (long)(buf), (long)(len))
-#define SL_PLAIN_SENDMSG(fd, mh, flags) sl_plain_syscall(SYS_sendmsg, (fd), (long)(mh), (long)(flags))
+#define SL_PLAIN_RECV(fd, buf, len) sl_plain_syscall4(SYS_recvfrom, (fd), (long)(buf), (long)(len), 0)
+#define SL_PLAIN_SENDMSG(fd, mh, flags) sl_plain_syscall4(SYS_sendmsg, (fd), (long)(mh), (long)(flags), 0)
+#define SL_PLAIN_SEND(fd, buf, len, flags) sl_plain_syscall4(SYS_sendto, (fd), (long)(buf), (long)(len), (flags))
 #else
 #define SL_PLAIN_RECV(fd, buf, len) syscall(SYS_recvfrom, (fd), (buf), (len), 0, NULL, NULL)
 #define SL_PLAIN_SENDMSG(fd, mh, flags) syscall(SYS_sendmsg, (fd), (mh), (flags))
+#define SL_PLAIN_SEND(fd, buf, len, flags) syscall(SYS_sendto, (fd), (buf), (len), (flags), NULL, 0)
 #endif
 
 static inline sl_tr_result sl_plain_read(sl_stream *s, void *buf, size_t len, size_t *n)
@@ -52,6 +54,22 @@ static inline sl_tr_result sl_plain_read(sl_stream *s, void *buf, size_t len, si
         if (r == 0) return SL_TR_EOF;
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_READ;
+        s->err = errno;
+        return SL_TR_ERROR;
+    }
+}
+
+/* One buffer: send(), without the message header writev needs (what a forwarded answer usually is). */
+static inline sl_tr_result sl_plain_write(sl_stream *s, const void *buf, size_t len, size_t *n)
+{
+    for (;;) {
+        ssize_t r = SL_PLAIN_SEND(s->fd, buf, len, MSG_NOSIGNAL);
+        if (r >= 0) {
+            *n = (size_t)r;
+            return SL_TR_OK;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_WRITE;
         s->err = errno;
         return SL_TR_ERROR;
     }

@@ -19,7 +19,6 @@ sl_worker *sl_worker_self(void) { return t_self; }
 static void drain_mailbox(uv_async_t *a)
 {
     sl_worker *w = a->data;
-    sl_now_refresh();
     pthread_mutex_lock(&w->mbox_lock);
     sl_msg *m = w->mbox_head;
     w->mbox_head = w->mbox_tail = NULL;
@@ -101,30 +100,24 @@ void sl_worker_set_config(sl_worker *w, sl_config *cfg)
 
 /* ---- buffers ---- */
 
-void *sl_worker_buf_get(sl_worker *w)
-{
-    if (w->buf_free_n) return w->buf_free[--w->buf_free_n];
-    return malloc(w->buf_size);
-}
+void *sl_worker_buf_get_slow(sl_worker *w) { return malloc(w->buf_size); }
 
-void sl_worker_buf_put(sl_worker *w, void *buf)
+void sl_worker_buf_put_slow(sl_worker *w, void *buf)
 {
-    if (w->buf_free_n == w->buf_free_cap) {
-        /* keep a bounded cache: enough for the busy connections, not for every idle one
-         * (10,000 clients logging in at once must not leave 40 MB behind) */
-        if (w->buf_free_cap >= 256) {
-            free(buf);
-            return;
-        }
-        uint32_t ncap = w->buf_free_cap ? w->buf_free_cap * 2 : 64;
-        void **n = realloc(w->buf_free, ncap * sizeof(void *));
-        if (!n) {
-            free(buf);
-            return;
-        }
-        w->buf_free = n;
-        w->buf_free_cap = ncap;
+    /* the cache is full: grow it, up to a bound: enough for the busy connections, not for every
+     * idle one (10,000 clients logging in at once must not leave 40 MB behind) */
+    if (w->buf_free_cap >= 256) {
+        free(buf);
+        return;
     }
+    uint32_t ncap = w->buf_free_cap ? w->buf_free_cap * 2 : 64;
+    void **n = realloc(w->buf_free, ncap * sizeof(void *));
+    if (!n) {
+        free(buf);
+        return;
+    }
+    w->buf_free = n;
+    w->buf_free_cap = ncap;
     w->buf_free[w->buf_free_n++] = buf;
 }
 
@@ -203,6 +196,17 @@ static void tick_cb(uv_timer_t *t)
     w->ops->tick(w);
 }
 
+static void clock_stale_before_poll(uv_prepare_t *h)
+{
+    (void)h;
+    sl_now_mark_stale();
+}
+static void clock_stale_after_poll(uv_check_t *h)
+{
+    (void)h;
+    sl_now_mark_stale();
+}
+
 static void *worker_main(void *arg)
 {
     sl_worker *w = arg;
@@ -240,6 +244,14 @@ bool sl_workers_start(int n, uint32_t buf_size, const sl_worker_ops *ops, sl_con
         uv_timer_init(&w->loop, &w->tick);
         w->tick.data = w;
         uv_timer_start(&w->tick, tick_cb, 100, 100);
+        /* the cached clock lasts one turn of the loop: stale before it waits for events, and after
+         * the events of the turn (the timers of the next turn, which run first, read it afresh) */
+        uv_prepare_init(&w->loop, &w->clock_before_poll);
+        uv_prepare_start(&w->clock_before_poll, clock_stale_before_poll);
+        uv_unref((uv_handle_t *)&w->clock_before_poll);
+        uv_check_init(&w->loop, &w->clock_after_poll);
+        uv_check_start(&w->clock_after_poll, clock_stale_after_poll);
+        uv_unref((uv_handle_t *)&w->clock_after_poll);
     }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&sl_workers[i].thread, NULL, worker_main, &sl_workers[i]) != 0) {

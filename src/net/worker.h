@@ -57,6 +57,8 @@ typedef struct sl_worker {
     uv_loop_t loop;
     uv_async_t async;
     uv_timer_t tick;
+    uv_prepare_t clock_before_poll; /* mark the cached clock stale (util/time.h) */
+    uv_check_t clock_after_poll;
     const sl_worker_ops *ops;
     struct sl_config *cfg;       /* the snapshot this worker runs with (sl_worker_set_config) */
 
@@ -111,8 +113,20 @@ bool sl_workers_round(sl_worker *home, sl_worker_fn each, sl_worker_fn done, voi
  * worker's own thread. */
 void sl_worker_set_config(sl_worker *w, struct sl_config *cfg);
 
-void *sl_worker_buf_get(sl_worker *w);
-void sl_worker_buf_put(sl_worker *w, void *buf);
+void *sl_worker_buf_get_slow(sl_worker *w);
+void sl_worker_buf_put_slow(sl_worker *w, void *buf);
+/* A buffer of buf_size bytes from the worker's cache (NULL: no memory), and back. Inline: a
+ * client's buffer is taken and given back once a transaction. */
+static inline void *sl_worker_buf_get(sl_worker *w)
+{
+    if (__builtin_expect(w->buf_free_n != 0, 1)) return w->buf_free[--w->buf_free_n];
+    return sl_worker_buf_get_slow(w);
+}
+static inline void sl_worker_buf_put(sl_worker *w, void *buf)
+{
+    if (__builtin_expect(w->buf_free_n < w->buf_free_cap, 1)) w->buf_free[w->buf_free_n++] = buf;
+    else sl_worker_buf_put_slow(w, buf);
+}
 
 /* Name obj by a slot of this worker (UINT32_MAX when out of slots); gen tells reuses apart. */
 uint32_t sl_worker_add_slot(sl_worker *w, void *obj, uint32_t gen);
