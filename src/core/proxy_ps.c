@@ -31,7 +31,7 @@ static bool exp_push(sl_server *s, char msg, sl_exp_action a, sl_stmt *st, const
 {
     if (s->exp_n == s->exp_cap) {
         uint32_t ncap = s->exp_cap ? s->exp_cap * 2 : 16;
-        sl_expect *ne = malloc(ncap * sizeof(*ne));
+        sl_expect *ne = calloc(ncap, sizeof(*ne)); /* free slots hold no pointers (sl_exp_push_fwd) */
         if (!ne) return false;
         for (uint32_t i = 0; i < s->exp_n; i++) ne[i] = *sl_exp_at(s, i);
         free(s->exp);
@@ -64,6 +64,11 @@ static inline void exp_pop(sl_server *s)
         sl_stmt_map_clear(e->discarded);
         free(e->discarded);
     }
+    /* a free slot holds no pointers and no mark: sl_exp_push_fwd writes only the request and action */
+    e->stmt = NULL;
+    e->client_name = NULL;
+    e->discarded = NULL;
+    e->name_gone = false;
     s->exp_head = (s->exp_head + 1) & (s->exp_cap - 1);
     s->exp_n--;
 }

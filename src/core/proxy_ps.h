@@ -48,7 +48,10 @@ static inline sl_expect *sl_exp_at(sl_server *s, uint32_t i) { return &s->exp[(s
 
 void sl_exp_push_fwd_grow(sl_server *s, char msg);
 
-/* Record a request whose answer is simply passed on. */
+/* Record a request whose answer is simply passed on. A free slot of the ring holds no pointers and
+ * no mark (the ring is allocated zeroed and every entry is cleared as it leaves: proxy_ps.c's exp_pop,
+ * and sl_exp_answered below for plain entries, which hold none): only the request and action are
+ * written. */
 static inline void sl_exp_push_fwd(sl_server *s, char msg)
 {
     if (s->exp_n == s->exp_cap) {
@@ -58,9 +61,6 @@ static inline void sl_exp_push_fwd(sl_server *s, char msg)
     sl_expect *e = &s->exp[(s->exp_head + s->exp_n) & (s->exp_cap - 1)];
     e->msg = msg;
     e->action = SL_EXP_FWD;
-    e->stmt = NULL;
-    e->client_name = NULL;
-    e->discarded = NULL;
     s->exp_n++;
 }
 

@@ -65,20 +65,20 @@ static inline void sl_scan_ready_owed(sl_client *c, sl_server *s)
  * the unnamed statement, a Bind of the unnamed portal to it, a Describe of a portal or of the
  * unnamed statement, an Execute and a Sync, each plain for the session-state tracking where that
  * is on. Decided in one pass with the same tests and steps as sl_scan_client's general path below
- * (sl_ps_classify, the sl_sess_* tests), every test of a message before any step. false: nothing
- * was done, the general path decides. */
-static inline __attribute__((always_inline)) bool sl_scan_client_usual(sl_client *c, sl_server *s, char type,
-                                                                       uint32_t len, sl_scan_client_hook hook)
+ * (sl_ps_classify, the sl_sess_* tests), every test of a message before any step. m: the message,
+ * avail bytes of it in the buffer (the stream's parse may lag behind m: only the hook reads it,
+ * and it is brought up to m first). false: nothing was done, the general path decides. The caller
+ * steps over the message. */
+static inline __attribute__((always_inline)) bool sl_scan_client_usual_step(sl_client *c, sl_server *s, char type,
+                                                                            uint32_t len, const uint8_t *m,
+                                                                            uint32_t avail, sl_scan_client_hook hook)
 {
-    sl_stream *in = &c->s;
     if (!s->ps_active || s->ps_skip_till_sync) return false;
     sl_session *ss = NULL;
     if (s->sess_active) {
         ss = c->sess;
         if (!ss || ss->desync) return false;
     }
-    const uint8_t *m = in->buf + in->parse;
-    uint32_t avail = in->end - in->parse;
     switch (type) {
     case SL_FE_PARSE:
         if (sl_ps_classify(type, m, avail, len) != SL_PS_REQ_PLAIN) return false;
@@ -112,37 +112,75 @@ static inline __attribute__((always_inline)) bool sl_scan_client_usual(sl_client
     default:
         return false;
     }
+    if (hook) c->s.parse = (uint32_t)(m - c->s.buf);
     if (hook) hook(c, type, len, false);
     sl_exp_push_fwd(s, type);
     if (hook) hook(c, type, len, true);
-    s->pend.bytes_in += (uint64_t)len + 1;
     if (type == SL_FE_SYNC) {
         s->in_batch = false;
         sl_scan_ready_owed(c, s);
     } else {
         s->in_batch = true;
     }
+    return true;
+}
+
+/* The same for a message at the stream's parse, whole or not (the general loop's). */
+static inline __attribute__((always_inline)) bool sl_scan_client_usual(sl_client *c, sl_server *s, char type,
+                                                                       uint32_t len, sl_scan_client_hook hook,
+                                                                       uint64_t *bytes_in)
+{
+    sl_stream *in = &c->s;
+    if (!sl_scan_client_usual_step(c, s, type, len, in->buf + in->parse, in->end - in->parse, hook)) return false;
+    *bytes_in += (uint64_t)len + 1;
     sl_stream_pass(in, len + 1);
     return true;
 }
 
-/* Parse as much of the client's buffer as possible, marking messages to forward. On a result other
- * than SL_SCAN_MORE, *type and *len name the message. */
-static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_client *c, sl_server *s, char *type,
-                                                                           uint32_t *len, sl_scan_client_hook hook)
+/* A run of usual messages each whole in the buffer (a request's Parse, Bind, Describe, Execute and
+ * Sync usually come in one read): decided with the stream's position in locals, written back once
+ * (the stores of the decisions would otherwise make the compiler read it again for every message).
+ * Stops at a message that is not whole, not usual or has a bad length: the general loop decides it. */
+static inline __attribute__((always_inline)) void sl_scan_client_run(sl_client *c, sl_server *s, int64_t max_packet,
+                                                                     sl_scan_client_hook hook, uint64_t *bytes_in)
+{
+    sl_stream *in = &c->s;
+    if (in->msg_left) return;
+    const uint8_t *buf = in->buf;
+    uint32_t parse = in->parse, end = in->end;
+    uint64_t bytes = 0;
+    while (end - parse >= 5) {
+        const uint8_t *m = buf + parse;
+        uint32_t len = sl_get_u32(m + 1);
+        if (len < 4 || (int64_t)len > max_packet || end - parse - 1 < len) break;
+        if (!sl_scan_client_usual_step(c, s, (char)m[0], len, m, end - parse, hook)) break;
+        parse += len + 1;
+        bytes += (uint64_t)len + 1;
+    }
+    in->parse = parse;
+    *bytes_in += bytes;
+}
+
+/* sl_scan_client's loop; the bytes of the messages it decides are added up in *bytes_in (a local of
+ * the caller's: one addition to the server's counters per scan, not one per message). */
+static inline __attribute__((always_inline)) sl_scan_result sl_scan_client_loop(sl_client *c, sl_server *s,
+                                                                                char *type, uint32_t *len,
+                                                                                sl_scan_client_hook hook,
+                                                                                uint64_t *bytes_in)
 {
     sl_stream *in = &c->s;
     int64_t max_packet = c->s.w->cfg->max_packet_size;
     for (;;) {
+        sl_scan_client_run(c, s, max_packet, hook, bytes_in);
         if (!sl_stream_next_header(in, type, len)) return SL_SCAN_MORE;
         if (*len < 4 || (int64_t)*len > max_packet) return SL_SCAN_BAD_LENGTH;
         if (*type == SL_FE_QUERY && c->s.w->cfg->disable_pqexec) return SL_SCAN_PQEXEC;
-        if (sl_scan_client_usual(c, s, *type, *len, hook)) continue;
+        if (sl_scan_client_usual(c, s, *type, *len, hook, bytes_in)) continue;
         sl_ps_result psr = SL_PS_FORWARD;
         if (s->ps_skip_till_sync && *type != SL_FE_SYNC && *type != SL_FE_TERMINATE) {
             /* the server discards it (it failed a request before this one): pass it on untouched
              * and expect nothing back */
-            s->pend.bytes_in += (uint64_t)*len + 1;
+            *bytes_in += (uint64_t)*len + 1;
             sl_stream_pass(in, *len + 1);
             continue;
         }
@@ -160,7 +198,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
             if (psr == SL_PS_MALFORMED) return SL_SCAN_MALFORMED;
         }
         if (hook) hook(c, *type, *len, true);
-        s->pend.bytes_in += (uint64_t)*len + 1;
+        *bytes_in += (uint64_t)*len + 1;
         switch (*type) {
         case SL_FE_QUERY:
         case SL_FE_FUNCTION_CALL:
@@ -183,6 +221,17 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_cl
         }
         if (psr != SL_PS_CONSUMED) sl_stream_pass(in, *len + 1);
     }
+}
+
+/* Parse as much of the client's buffer as possible, marking messages to forward. On a result other
+ * than SL_SCAN_MORE, *type and *len name the message. */
+static inline __attribute__((always_inline)) sl_scan_result sl_scan_client(sl_client *c, sl_server *s, char *type,
+                                                                           uint32_t *len, sl_scan_client_hook hook)
+{
+    uint64_t bytes_in = 0;
+    sl_scan_result r = sl_scan_client_loop(c, s, type, len, hook, &bytes_in);
+    s->pend.bytes_in += bytes_in;
+    return r;
 }
 
 /* A ReadyForQuery, ParameterStatus or error from the server, whole in the buffer. false: statement
@@ -235,19 +284,27 @@ static inline bool sl_scan_type_in(char type, uint64_t mask)
     (SL_SCAN_BIT(SL_BE_COMMAND_COMPLETE) | SL_SCAN_BIT(SL_BE_EMPTY_QUERY) | SL_SCAN_BIT(SL_BE_PORTAL_SUSPENDED) | \
      SL_SCAN_BIT(SL_BE_ERROR) | SL_SCAN_BIT(SL_BE_READY))
 
-/* The answers that are neither looked at whole nor followed by the session-state queue, the usual
- * ones of the extended protocol (ParseComplete, BindComplete, RowDescription, NoData, CloseComplete,
- * answering a plain request) and rows: decided in one pass with the general path's tests and steps
- * (sl_exp_plain, sl_exp_answered). false: nothing was done, the general path below decides. */
-static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server *s, sl_client *c, char type,
-                                                                       uint32_t len)
+/* The usual answers of the extended protocol (ParseComplete, BindComplete, RowDescription, NoData,
+ * CloseComplete, answering a plain request), rows, and the CommandComplete of a plain statement (its
+ * tag not DISCARD/DEALLOCATE for the rewriting, a plain entry at the head of the session-state queue
+ * with no setting or pin waiting for the transaction's end): decided at the header, in one pass with
+ * the general path's tests and steps (sl_exp_plain, sl_exp_answered, sl_sess_server_msg's queue step),
+ * every test before any step. m: the message, avail bytes of it in the buffer; parse: where the
+ * stream's parse should be (at m; the caller may keep it in a local: it is written back before
+ * anything that reads it). false: nothing was done, the general path below decides. The caller
+ * steps over the message. */
+static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_server *s, sl_client *c, char type,
+                                                                            uint32_t len, const uint8_t *m,
+                                                                            uint32_t avail, uint32_t parse)
 {
-    sl_stream *in = &s->s;
     switch (type) {
     case SL_BE_DATA_ROW: case SL_BE_COPY_DATA:
         /* never end a request, always forwarded; but answers pgsluice gives itself that are due
          * (after the answer just passed) go first */
-        if (s->ps_active) sl_ps_synth_due(s, c);
+        if (s->ps_active && sl_ps_synth_pending(s)) {
+            s->s.parse = parse; /* they go after the answers marked so far */
+            sl_ps_emit_synth(s, c);
+        }
         break;
     case SL_BE_PARSE_COMPLETE: case SL_BE_BIND_COMPLETE: case SL_BE_ROW_DESCRIPTION: case SL_BE_NO_DATA:
     case SL_BE_CLOSE_COMPLETE:
@@ -257,22 +314,105 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server
             sl_exp_answered(s, e, type);
         }
         break;
+    case SL_BE_READY: {
+        /* whole (the general path waits for all of it too), the end of a plain request for the
+         * rewriting and of a request the session-state queue expects, outside statement mode (there
+         * it may refuse a transaction): the general path's steps without its dispatching */
+        if (len != 5 || avail < 6 || sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT) return false;
+        sl_expect *e = NULL;
+        if (s->ps_active && s->exp_n) {
+            e = sl_exp_at(s, 0);
+            if (!sl_exp_plain(e)) return false;
+        }
+        sl_session *ss = c->sess;
+        bool sess = s->sess_active && ss;
+        if (sess && (ss->desync || !ss->qn || ss->txn || ss->clear_pending || ss->q[ss->qhead].kind != SL_SE_END))
+            return false;
+        if (e) sl_exp_answered(s, e, type);
+        if (sess) {
+            ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
+            ss->qn--;
+        }
+        (void)sl_scan_server_small_msg(s, c, type, m + 5, 1);
+        /* answers pgsluice gives itself for requests after this Sync go after its ReadyForQuery */
+        if (s->ps_active && sl_ps_synth_pending(s)) {
+            s->s.parse = parse + 6;
+            sl_ps_emit_synth(s, c);
+        }
+        break;
+    }
+    case SL_BE_COMMAND_COMPLETE: {
+        if (avail < 6 || len > SL_SMALL_MSG_MAX) return false;
+        sl_expect *e = NULL;
+        if (s->ps_active && s->exp_n) {
+            e = sl_exp_at(s, 0);
+            if (!sl_exp_plain(e) || m[5] == 'D') return false;
+        }
+        sl_sess_entry *h = NULL;
+        sl_session *ss = c->sess;
+        if (s->sess_active && ss) {
+            if (ss->desync || !ss->qn || ss->txn || ss->clear_pending) return false;
+            h = &ss->q[ss->qhead];
+            if (!sl_sess_entry_plain(h)) return false;
+        }
+        if (e) sl_exp_answered(s, e, type);
+        if (h) {
+            if (h->n > 1) h->n--;
+            else {
+                ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
+                ss->qn--;
+            }
+        }
+        break;
+    }
     default:
         return false;
     }
-    s->pend.bytes_out += (uint64_t)len + 1;
+    return true;
+}
+
+/* The same for an answer at the stream's parse, whole or not (the general loop's). */
+static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server *s, sl_client *c, char type,
+                                                                       uint32_t len, uint64_t *bytes_out)
+{
+    sl_stream *in = &s->s;
+    if (!sl_scan_server_usual_step(s, c, type, len, in->buf + in->parse, in->end - in->parse, in->parse)) return false;
+    *bytes_out += (uint64_t)len + 1;
     sl_stream_pass(in, len + 1);
     return true;
 }
 
-/* Parse as much of the server's buffer as possible, marking answers to forward (and the answers
- * pgsluice gives itself in between, with the statement rewriting on). */
-static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_server *s, sl_client *c)
+/* A run of usual answers each whole in the buffer, with the stream's position in locals (as
+ * sl_scan_client_run). Stops at an answer that is not whole, not usual, or has a bad length. */
+static inline __attribute__((always_inline)) void sl_scan_server_run(sl_server *s, sl_client *c, uint64_t *bytes_out)
+{
+    sl_stream *in = &s->s;
+    if (in->msg_left) return;
+    const uint8_t *buf = in->buf;
+    uint32_t parse = in->parse, end = in->end;
+    uint64_t bytes = 0;
+    while (end - parse >= 5) {
+        const uint8_t *m = buf + parse;
+        uint32_t len = sl_get_u32(m + 1);
+        if (len < 4 || len > INT32_MAX || end - parse - 1 < len) break;
+        if (!sl_scan_server_usual_step(s, c, (char)m[0], len, m, end - parse, parse)) break;
+        parse += len + 1;
+        bytes += (uint64_t)len + 1;
+    }
+    in->parse = parse;
+    *bytes_out += bytes;
+}
+
+/* sl_scan_server's loop; the bytes of the answers it passes on are added up in *bytes_out (as the
+ * client's in sl_scan_client_loop). */
+static inline __attribute__((always_inline)) sl_scan_result sl_scan_server_loop(sl_server *s, sl_client *c,
+                                                                                uint64_t *bytes_out)
 {
     sl_stream *in = &s->s;
     char type;
     uint32_t len;
     for (;;) {
+        sl_scan_server_run(s, c, bytes_out);
         if (!sl_stream_next_header(in, &type, &len)) {
             /* answers pgsluice gives itself (after a Flush, say) may be due now that the answers
              * before them are marked for the client */
@@ -281,7 +421,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
         }
         /* the length is an Int32: above INT32_MAX, len + 1 below would wrap to 0 */
         if (len < 4 || len > INT32_MAX) return SL_SCAN_BAD_MESSAGE;
-        if (sl_scan_server_usual(s, c, type, len)) continue;
+        if (sl_scan_server_usual(s, c, type, len, bytes_out)) continue;
         /* ReadyForQuery, ParameterStatus and errors are looked at whole: all of one is waited for
          * before anything is decided about it (the queue of answers below too: deciding twice on
          * a message that arrives in pieces would take two entries off it) */
@@ -301,7 +441,7 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
             if (r == SL_PS_NEED_MORE) return SL_SCAN_MORE;
             if (r == SL_PS_CONSUMED) continue;
         }
-        s->pend.bytes_out += (uint64_t)len + 1;
+        *bytes_out += (uint64_t)len + 1;
         if (sess_msg && small) sl_sess_server_msg(c, s, type, in->buf + in->parse + 5, len - 4);
         if (small) {
             if (!sl_scan_server_small_msg(s, c, type, in->buf + in->parse + 5, len - 4)) return SL_SCAN_REFUSE_TXN;
@@ -313,6 +453,16 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_se
         }
         sl_stream_pass(in, len + 1);
     }
+}
+
+/* Parse as much of the server's buffer as possible, marking answers to forward (and the answers
+ * pgsluice gives itself in between, with the statement rewriting on). */
+static inline __attribute__((always_inline)) sl_scan_result sl_scan_server(sl_server *s, sl_client *c)
+{
+    uint64_t bytes_out = 0;
+    sl_scan_result r = sl_scan_server_loop(s, c, &bytes_out);
+    s->pend.bytes_out += bytes_out;
+    return r;
 }
 
 #endif
