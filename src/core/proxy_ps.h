@@ -45,6 +45,8 @@ typedef struct sl_expect {
 } sl_expect;
 
 static inline sl_expect *sl_exp_at(sl_server *s, uint32_t i) { return &s->exp[(s->exp_head + i) & (s->exp_cap - 1)]; }
+/* The head entry (exp_head is kept below exp_cap). */
+static inline sl_expect *sl_exp_head(sl_server *s) { return &s->exp[s->exp_head]; }
 
 void sl_exp_push_fwd_grow(sl_server *s, char msg);
 
@@ -132,7 +134,7 @@ void sl_ps_emit_synth(sl_server *s, sl_client *c);
  * them may still be arriving (its entry left the queue at its header), and they go after it. */
 static inline bool sl_ps_synth_pending(sl_server *s)
 {
-    return s->exp_n && !s->s.msg_left && sl_exp_at(s, 0)->action >= SL_EXP_SYNTH_PARSE;
+    return s->exp_n && !s->s.msg_left && sl_exp_head(s)->action >= SL_EXP_SYNTH_PARSE;
 }
 static inline void sl_ps_synth_due(sl_server *s, sl_client *c)
 {
@@ -160,7 +162,7 @@ static inline sl_ps_result sl_ps_server_msg(sl_server *s, sl_client *c, char typ
 {
     if (type == SL_BE_NOTICE || type == SL_BE_NOTIFICATION || type == SL_BE_PARAM_STATUS || !s->exp_n)
         return SL_PS_FORWARD; /* asynchronous */
-    sl_expect *e = sl_exp_at(s, 0);
+    sl_expect *e = sl_exp_head(s);
     /* plain forwarded answers to plain requests; errors, DISCARD/DEALLOCATE tags and the rest go
      * the long way */
     if (!sl_exp_plain(e) || type == SL_BE_ERROR ||

@@ -293,6 +293,18 @@ static inline bool sl_scan_type_in(char type, uint64_t mask)
  * stream's parse should be (at m; the caller may keep it in a local: it is written back before
  * anything that reads it). false: nothing was done, the general path below decides. The caller
  * steps over the message. */
+/* An answer passed on to a plain request at the head of the rewriting's queue (or with nothing
+ * queued); false: the head is not plain, the general path decides. */
+static inline __attribute__((always_inline)) bool sl_scan_plain_answer(sl_server *s, char type)
+{
+    if (s->ps_active && s->exp_n) {
+        sl_expect *e = sl_exp_head(s);
+        if (!sl_exp_plain(e)) return false;
+        sl_exp_answered(s, e, type);
+    }
+    return true;
+}
+
 static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_server *s, sl_client *c, char type,
                                                                             uint32_t len, const uint8_t *m,
                                                                             uint32_t avail, uint32_t parse)
@@ -306,14 +318,12 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
             sl_ps_emit_synth(s, c);
         }
         break;
-    case SL_BE_PARSE_COMPLETE: case SL_BE_BIND_COMPLETE: case SL_BE_ROW_DESCRIPTION: case SL_BE_NO_DATA:
-    case SL_BE_CLOSE_COMPLETE:
-        if (s->ps_active && s->exp_n) {
-            sl_expect *e = sl_exp_at(s, 0);
-            if (!sl_exp_plain(e)) return false;
-            sl_exp_answered(s, e, type);
-        }
-        break;
+    /* (one case a type: sl_exp_answered's test of the request folds to one comparison) */
+    case SL_BE_PARSE_COMPLETE: return sl_scan_plain_answer(s, SL_BE_PARSE_COMPLETE);
+    case SL_BE_BIND_COMPLETE: return sl_scan_plain_answer(s, SL_BE_BIND_COMPLETE);
+    case SL_BE_ROW_DESCRIPTION: return sl_scan_plain_answer(s, SL_BE_ROW_DESCRIPTION);
+    case SL_BE_NO_DATA: return sl_scan_plain_answer(s, SL_BE_NO_DATA);
+    case SL_BE_CLOSE_COMPLETE: return sl_scan_plain_answer(s, SL_BE_CLOSE_COMPLETE);
     case SL_BE_READY: {
         /* whole (the general path waits for all of it too), the end of a plain request for the
          * rewriting and of a request the session-state queue expects, outside statement mode (there
@@ -321,14 +331,14 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
         if (len != 5 || avail < 6 || sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT) return false;
         sl_expect *e = NULL;
         if (s->ps_active && s->exp_n) {
-            e = sl_exp_at(s, 0);
+            e = sl_exp_head(s);
             if (!sl_exp_plain(e)) return false;
         }
         sl_session *ss = c->sess;
         bool sess = s->sess_active && ss;
         if (sess && (ss->desync || !ss->qn || ss->txn || ss->clear_pending || ss->q[ss->qhead].kind != SL_SE_END))
             return false;
-        if (e) sl_exp_answered(s, e, type);
+        if (e) sl_exp_answered(s, e, SL_BE_READY);
         if (sess) {
             ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
             ss->qn--;
@@ -345,7 +355,7 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
         if (avail < 6 || len > SL_SMALL_MSG_MAX) return false;
         sl_expect *e = NULL;
         if (s->ps_active && s->exp_n) {
-            e = sl_exp_at(s, 0);
+            e = sl_exp_head(s);
             if (!sl_exp_plain(e) || m[5] == 'D') return false;
         }
         sl_sess_entry *h = NULL;
@@ -355,7 +365,7 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
             h = &ss->q[ss->qhead];
             if (!sl_sess_entry_plain(h)) return false;
         }
-        if (e) sl_exp_answered(s, e, type);
+        if (e) sl_exp_answered(s, e, SL_BE_COMMAND_COMPLETE);
         if (h) {
             if (h->n > 1) h->n--;
             else {
