@@ -344,11 +344,8 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
             ss->qn--;
         }
         (void)sl_scan_server_small_msg(s, c, type, m + 5, 1);
-        /* answers pgsluice gives itself for requests after this Sync go after its ReadyForQuery */
-        if (s->ps_active && sl_ps_synth_pending(s)) {
-            s->s.parse = parse + 6;
-            sl_ps_emit_synth(s, c);
-        }
+        /* (answers pgsluice gives itself for requests after this Sync go after its ReadyForQuery:
+         * the caller gives them once it has stepped over it, sl_scan_server_ready_passed) */
         break;
     }
     case SL_BE_COMMAND_COMPLETE: {
@@ -381,6 +378,13 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
     return true;
 }
 
+/* A ReadyForQuery was stepped over (the stream's parse is past it): the answers pgsluice gives itself
+ * for requests after its Sync are due now, after it. */
+static inline void sl_scan_server_ready_passed(sl_server *s, sl_client *c)
+{
+    if (s->ps_active) sl_ps_synth_due(s, c);
+}
+
 /* The same for an answer at the stream's parse, whole or not (the general loop's). */
 static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server *s, sl_client *c, char type,
                                                                        uint32_t len, uint64_t *bytes_out)
@@ -389,6 +393,7 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual(sl_server
     if (!sl_scan_server_usual_step(s, c, type, len, in->buf + in->parse, in->end - in->parse, in->parse)) return false;
     *bytes_out += (uint64_t)len + 1;
     sl_stream_pass(in, len + 1);
+    if (type == SL_BE_READY) sl_scan_server_ready_passed(s, c); /* (whole: parse is past it) */
     return true;
 }
 
@@ -408,6 +413,10 @@ static inline __attribute__((always_inline)) void sl_scan_server_run(sl_server *
         if (!sl_scan_server_usual_step(s, c, (char)m[0], len, m, end - parse, parse)) break;
         parse += len + 1;
         bytes += (uint64_t)len + 1;
+        if (m[0] == SL_BE_READY && s->ps_active && sl_ps_synth_pending(s)) {
+            in->parse = parse; /* they go after the answers marked so far, this one included */
+            sl_scan_server_ready_passed(s, c);
+        }
     }
     in->parse = parse;
     *bytes_out += bytes;
