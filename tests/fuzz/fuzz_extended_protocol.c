@@ -52,18 +52,21 @@
 
 #include <strings.h>
 
+#include "core/prepare.h"
 #include "core/proxy_ps.h"
 #include "core/scan.h"
+#include "core/session_state.h"
 #include "pg_model.h"
 #include "pool/pool.h"
 #include "proto/msgtype.h"
+#include "util/intern.h"
 #include "util/log.h"
 
 #define NSERVERS 2
 #define STREAM_MAX (64u * 1024 * 1024)
 
 typedef struct world {
-    sl_worker w;                /* its cfg: max_prepared_statements 2 or 100 */
+    sl_worker w;                /* its cfg: max_prepared_statements 2 or 100, pin_session_state */
     sl_route route;             /* transaction mode */
     sl_backend backend;         /* of the route: the servers' */
     sl_client c;
@@ -84,10 +87,13 @@ typedef struct world {
     int unnamed_batch;       /* the batch of the last Parse of the unnamed statement */
     bytes sent;              /* every byte the client sent, and how far its messages were looked at */
     size_t sent_scanned;
+    bytes pending;           /* client bytes built but not yet sent */
+    bool sess_on;            /* session-state tracking on (as in production): links have sess_active */
+    sl_pin_mode pin_mode;    /* pin_session_state */
 } world;
 
 static world *W;
-static sl_config *g_cfg[2];
+static sl_config *g_cfg[2][3]; /* max_prepared_statements 2 / 100, pin_session_state on / off / error */
 
 /* ---- byte plumbing ---- */
 
@@ -129,36 +135,155 @@ static void flush_to_server(int i)
 /* ---- proxy.c's scan loops (core/scan.h) on the fake connections, client.c's idle path ---- */
 
 static void client_idle_input(void);
+static void client_forward(void);
 
+/* sl_sess_link_end forgets what the link still expected. */
+static void check_link_end(const sl_client *c)
+{
+    const sl_session *ss = c->sess;
+    if (!ss) return;
+    FZ_CHECK(ss->qn == 0 && ss->txn == 0 && ss->clear_pending == 0 && !ss->unnamed_portal.value,
+             "the session state kept %u answers expected, %u settings, clears %x after the link ended", ss->qn, ss->txn,
+             ss->clear_pending);
+}
+
+/* server_setup.c's SL_SETUP_PARAMS, as sl_proxy_link runs it when link_needs_setup finds the
+ * client's tracked settings different from the server's: set_config / RESET on the model (answered
+ * to pgsluice), then the values the server has now. (server_check_query is not modelled.) */
+static void setup_params(int i)
+{
+    sl_client *c = &W->c;
+    sl_server *s = &W->s[i];
+    for (int id = 0; id < SL_NPARAMS && sl_param_names[id]; id++) {
+        const char *want = c->params.v[id];
+        bool reported = (s->reported >> id) & 1u;
+        if (want == s->params.v[id] || (!want && reported)) continue;
+        FZ_CHECK(id == SL_PARAM_SEARCH_PATH || id == SL_PARAM_APPLICATION_NAME, "setting %s changed",
+                 sl_param_names[id]);
+        bool app = id == SL_PARAM_APPLICATION_NAME;
+        /* a reported setting that changes is reported (ParameterStatus, read by the setup) */
+        bool changed = app && strcmp(W->model[i].reported_app, want ? want : "") != 0;
+        FZ_LOG("  setup on server %d: %s = %s", i, sl_param_names[id], want ? want : "(default)");
+        model_pooler_set(&W->model[i], app, want);
+        if (!reported) sl_params_copy_one(&s->params, &c->params, id); /* as sent */
+        else if (changed) sl_params_set(&s->params, id, want);
+    }
+}
+
+/* sl_proxy_start: the link begins forwarding. */
+static void proxy_start(int i)
+{
+    sl_server *s = &W->s[i];
+    sl_client *c = &W->c;
+    s->state = SL_SV_ACTIVE;
+    s->ps_active = sl_ps_enabled_for(c);
+    /* in production sess_active = c->route && !replication && pool_mode != session: always in the
+     * transaction mode of this target; the input may turn it off (the target's first layout) */
+    s->sess_active = W->sess_on && c->route && !c->route->replication &&
+                     sl_route_pool_mode(c->route) != SL_POOL_SESSION;
+    if (c->sess) {
+        sl_sess_link_end(c); /* nothing is expected from a server just linked */
+        check_link_end(c);
+    }
+}
+
+/* sl_proxy_link, then sl_proxy_start. */
 static void link_server(int i)
 {
     sl_server *s = &W->s[i];
     sl_client *c = &W->c;
     FZ_LOG("link server %d", i);
+    FZ_CHECK(!sl_sess_pinned(c), "a pinned client was linked to another server");
     W->linked = i;
     W->links++;
     c->server = s;
     s->client = c;
     c->state = SL_CL_ACTIVE;
-    s->state = SL_SV_ACTIVE;
     s->outstanding = 0;
     s->in_batch = false;
     s->release_pending = false;
-    s->ps_active = sl_ps_enabled_for(c); /* sl_proxy_start */
+    setup_params(i);
+    proxy_start(i);
 }
 
+/* Can the model's session still hold something of the client's (pgsluice lets go of the server
+ * only when it cannot)? NULL: nothing. */
+static const char *model_client_state(const pg_model *m)
+{
+    if (m->cur.temp_table) return "a temporary table";
+    if (m->prepared_q) return "an SQL prepared statement";
+    if (m->advisory_locks) return "an advisory lock";
+    if (m->cur.listening) return "LISTEN";
+    if (m->cur.untracked_set) return "a setting pgsluice does not track";
+    return NULL;
+}
+
+/* sl_proxy_unlink_release: the server goes back to the pool (after server_setup.c's DISCARD ALL
+ * when a pinned client left state on it). */
 static void unlink_release(void)
 {
-    sl_server *s = &W->s[W->linked];
+    int i = W->linked;
+    sl_server *s = &W->s[i];
     sl_client *c = &W->c;
-    FZ_LOG("release server %d", W->linked);
+    FZ_LOG("release server %d", i);
+    if (s->sess_active) {
+        sl_sess_link_end(c);
+        check_link_end(c);
+    }
+    FZ_CHECK(!sl_sess_pinned(c), "a pinned client let go of its server");
+    if (W->sess_on && W->pin_mode != SL_PIN_MODE_OFF && W->compare && !W->model[i].broken) {
+        const char *left = model_client_state(&W->model[i]);
+        FZ_CHECK(!left, "the client let go of server %d, which holds its session state (%s)", i, left);
+    }
     c->server = NULL;
     s->client = NULL;
     c->state = SL_CL_IDLE;
     s->state = SL_SV_IDLE;
     s->release_pending = false;
     sl_ps_reset_link(s);
+    s->sess_active = false;
     W->linked = -1;
+    if (s->session_dirty) { /* SL_SETUP_RESET: DISCARD ALL (server_setup.c, sl_server_setup_input) */
+        FZ_LOG("  reset server %d (DISCARD ALL)", i);
+        bool app_changed = W->model[i].reported_app[0] != '\0';
+        model_pooler_discard_all(&W->model[i]);
+        sl_stmt_cache_clear(&s->ps_cache);
+        for (int id = 0; id < SL_NPARAMS; id++) /* forget_unreported */
+            if (!((s->reported >> id) & 1u)) sl_params_copy_one(&s->params, &(sl_params){{0}}, id);
+        if (app_changed) sl_params_set(&s->params, SL_PARAM_APPLICATION_NAME, "");
+        s->session_dirty = false;
+    }
+}
+
+/* proxy.c's after_release: the client's bytes left over are read as an idle client's. */
+static void after_release(void)
+{
+    if (W->c.s.end > W->c.s.parse) client_idle_input();
+    else sl_stream_trim(&W->c.s);
+}
+
+/* sl_proxy_resume, after a pooler query between the linked client's transactions. */
+static void proxy_resume(void)
+{
+    int i = W->linked;
+    sl_client *c = &W->c;
+    if (sl_scan_can_release(&W->s[i], c)) { /* nothing pins it any more */
+        unlink_release();
+        after_release();
+        return;
+    }
+    proxy_start(i);
+    if (c->s.end > c->s.parse || c->s.msg_left) client_forward();
+}
+
+/* server_setup.c's SL_SETUP_ADVISORY: does the pinned client still hold an advisory lock? */
+static void advisory_check(void)
+{
+    int i = W->linked;
+    bool held = model_pooler_advisory_held(&W->model[i]);
+    FZ_LOG("  advisory check on server %d: %s", i, held ? "held" : "none");
+    sl_sess_advisory_checked(&W->c, held);
+    proxy_resume();
 }
 
 /* The unnamed-statement divergence (top of the file), from the message at the scan position. */
@@ -223,18 +348,22 @@ static bool scan_server(sl_server *s) { return sl_scan_server(s, &W->c) == SL_SC
 static void server_forward(void)
 {
     sl_server *s = &W->s[W->linked];
+    sl_client *c = &W->c;
     if (!scan_server(s)) {
         W->server_closed = true;
         return;
     }
-    flush_to(&W->client_rx, &W->c.s, &s->s);
+    flush_to(&W->client_rx, &c->s, &s->s);
     if (s->s.pos == s->s.end) {
         sl_stream_recycle_buf(&s->s);
-        if (s->release_pending && sl_scan_can_release(s, &W->c)) {
+        if (s->release_pending && sl_scan_can_release(s, c)) {
             unlink_release();
-            if (W->c.s.end > W->c.s.parse) client_idle_input(); /* after_release */
-            else sl_stream_trim(&W->c.s);
+            after_release();
+            return;
         }
+        /* pinned for advisory locks, and it called a lock function: between transactions, the
+         * server is asked whether any is still held (the client's out queue was flushed above) */
+        if (c->sess && sl_sess_advisory_check_due(c) && sl_scan_between_transactions(s, c)) advisory_check();
     }
 }
 
@@ -361,24 +490,84 @@ static void server_answers(size_t n)
 /* ---- the client's messages ---- */
 
 static const char *const stmt_names[] = {"", "s1", "s2", "s3"};
-static const char *const parse_texts[] = {"SELECT 1", "SELECT 2", "SELECT $1::int", "SELECT 1/0", "SET x.y = 1",
-                                          "SELEC 1"};
-static const char *const query_texts[] = {"SELECT 1",   "BEGIN",       "COMMIT", "ROLLBACK",    "SELECT 1/0",
-                                          "DISCARD ALL", "discard all", "DEALLOCATE ALL", "SELEC 1", " DISCARD ALL;"};
+
+/* What pgsluice's session-state tracking makes of a text: refused under pin_session_state = error
+ * (as a Query, an unnamed Parse, a named Parse: it pins), or session state that pgsluice follows
+ * only by pinning (lost under pin_session_state = off when the client changes servers, a known
+ * divergence then). */
+enum { T_REFUSED_Q = 1, T_REFUSED_PU = 2, T_REFUSED_PN = 4, T_LOSSY = 8 };
+typedef struct text_info {
+    const char *text;
+    unsigned flags;
+} text_info;
+
+/* The first 6 (Parse) and 10 (Query) are all a run without session-state tracking uses (the
+ * inputs of the first layout keep their meaning); the rest come with the tracking. */
+#define PARSE_TEXTS_PLAIN 6
+#define QUERY_TEXTS_PLAIN 10
+static const text_info parse_texts[] = {
+    {"SELECT 1", 0}, {"SELECT 2", 0}, {"SELECT $1::int", 0}, {"SELECT 1/0", 0},
+    {"SET x.y = 1", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY}, {"SELEC 1", 0},
+    /* a tracked setting: a named statement's is not followed (pinned instead) */
+    {"SET search_path = a", T_REFUSED_PN | T_LOSSY}, {"SET work_mem = '8MB'", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY},
+    {"CREATE TEMP TABLE t (a int)", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY},
+    {"PREPARE q AS SELECT 1", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY},
+    {"SELECT pg_advisory_lock(1)", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY}, {"SHOW search_path", 0}, {"BEGIN", 0},
+    {"COMMIT", 0}, {"ROLLBACK", 0}, {"RESET ALL", T_REFUSED_PN | T_LOSSY}, {"DISCARD TEMP", 0},
+    {"SELECT pg_advisory_unlock_all()", 0}, {"SET application_name = 'x'", 0},
+};
+static const text_info query_texts[] = {
+    {"SELECT 1", 0}, {"BEGIN", 0}, {"COMMIT", 0}, {"ROLLBACK", 0}, {"SELECT 1/0", 0}, {"DISCARD ALL", 0},
+    {"discard all", 0}, {"DEALLOCATE ALL", 0}, {"SELEC 1", 0}, {" DISCARD ALL;", 0},
+    {"SET search_path = a", 0}, {"SET search_path TO \"B\", public", 0}, {"RESET search_path", 0},
+    {"SHOW search_path", 0}, {"SET application_name = 'x'", 0}, {"SET work_mem = '8MB'", T_REFUSED_Q | T_LOSSY},
+    {"RESET ALL", 0}, {"CREATE TEMP TABLE t (a int)", T_REFUSED_Q | T_LOSSY}, {"SELECT * FROM t", 0},
+    {"DISCARD TEMP", 0}, {"PREPARE q AS SELECT 1", T_REFUSED_Q | T_LOSSY}, {"EXECUTE q", 0}, {"DEALLOCATE q", 0},
+    {"SELECT pg_advisory_lock(1)", T_REFUSED_Q | T_LOSSY}, {"SELECT pg_advisory_unlock_all()", 0},
+    {"LISTEN ch", T_REFUSED_Q | T_LOSSY}, {"UNLISTEN *", 0},
+    /* the SET is undone by the error after it (one implicit transaction) */
+    {"SET search_path TO \"B\", public; SELECT 1/0", 0}, {"SAVEPOINT sp", 0},
+    /* which settings survive is not known: pinned */
+    {"ROLLBACK TO sp", T_LOSSY},
+};
+#define NTEXTS(a) (sizeof(a) / sizeof((a)[0]))
+
+static unsigned text_flags(const text_info *t, size_t n, const char *text)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(t[i].text, text)) return t[i].flags;
+    return 0;
+}
+
+/* pin_session_state = error: does pgsluice refuse this Query or Parse (the direct model's view)? */
+static bool refused_by_pgsluice(const char *text, char msg, bool named)
+{
+    if (msg == 'Q') return text_flags(query_texts, NTEXTS(query_texts), text) & T_REFUSED_Q;
+    return text_flags(parse_texts, NTEXTS(parse_texts), text) & (named ? T_REFUSED_PN : T_REFUSED_PU);
+}
+
+/* A text sent under pin_session_state = off whose state pgsluice may lose: not compared. */
+static void note_lossy(unsigned flags)
+{
+    if (W->sess_on && W->pin_mode == SL_PIN_MODE_OFF && (flags & T_LOSSY)) W->known_divergence = true;
+}
 
 static void client_message(fz_in *in, bytes *pending)
 {
     uint8_t k = fz_u8(in), a = fz_u8(in), b = fz_u8(in);
     const char *name = stmt_names[a % 4];
+    size_t nparse = W->sess_on ? NTEXTS(parse_texts) : PARSE_TEXTS_PLAIN;
+    size_t nquery = W->sess_on ? NTEXTS(query_texts) : QUERY_TEXTS_PLAIN;
     sl_pktbuf pb;
     sl_pb_init(&pb);
     switch (k % 8) {
     case 0: { /* Parse, with or without the parameter's type */
-        const char *text = parse_texts[b % 6];
+        const char *text = parse_texts[b % nparse].text;
+        note_lossy(parse_texts[b % nparse].flags);
         sl_pb_begin(&pb, 'P');
         sl_pb_str(&pb, name);
         sl_pb_str(&pb, text);
-        bool typed = (b / 6) & 1 && !strcmp(text, "SELECT $1::int");
+        bool typed = (b / nparse) & 1 && !strcmp(text, "SELECT $1::int");
         sl_pb_u16(&pb, typed);
         if (typed) sl_pb_u32(&pb, 23);
         sl_pb_end(&pb);
@@ -420,7 +609,10 @@ static void client_message(fz_in *in, bytes *pending)
         break;
     case 5: sl_pb_begin(&pb, 'S'); sl_pb_end(&pb); break;
     case 6: sl_pb_begin(&pb, 'H'); sl_pb_end(&pb); break;
-    default: sl_pb_query(&pb, query_texts[b % 10]); break;
+    default:
+        note_lossy(query_texts[b % nquery].flags);
+        sl_pb_query(&pb, query_texts[b % nquery].text);
+        break;
     }
     if (fz_verbose()) { /* the trace: the message as the client built it */
         char shown[64];
@@ -509,18 +701,40 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     sl_log_setup(NULL, 0, NULL, NULL, 0, 1);
     char err[256];
-    for (int i = 0; i < 2; i++) {
-        g_cfg[i] = sl_config_new_default();
-        if (!g_cfg[i] || !sl_setting_set(g_cfg[i], sl_setting_find("max_prepared_statements"), i ? "100" : "2", err,
-                                         sizeof(err)))
-            abort();
-    }
+    static const char *const pin_modes[] = {"on", "off", "error"};
+    for (int i = 0; i < 2; i++)
+        for (int p = 0; p < 3; p++) {
+            sl_config *cfg = g_cfg[i][p] = sl_config_new_default();
+            /* listen_fanout off: a LISTEN goes to the server (client.c's fanout branch, which answers
+             * it through a listener connection, does nothing then, nor does read_write_split's) */
+            if (!cfg ||
+                !sl_setting_set(cfg, sl_setting_find("max_prepared_statements"), i ? "100" : "2", err, sizeof(err)) ||
+                !sl_setting_set(cfg, sl_setting_find("pin_session_state"), pin_modes[p], err, sizeof(err)) ||
+                !sl_setting_set(cfg, sl_setting_find("listen_fanout"), "0", err, sizeof(err)))
+                abort();
+        }
     return 0;
 }
 
-static void world_init(world *w, sl_config *cfg)
+/* The server's parameters after login: PostgreSQL 15 reports every tracked one but search_path
+ * (application_name "", the others not modelled). */
+static void server_params_init(sl_server *s)
+{
+    s->reported = 0;
+    for (int id = 0; id < SL_NPARAMS_FIXED; id++)
+        if (id != SL_PARAM_SEARCH_PATH) s->reported |= 1u << id;
+    sl_params_set(&s->params, SL_PARAM_APPLICATION_NAME, "");
+}
+
+/* The first byte: bit 0 max_prepared_statements 100 (else 2); bit 1 session-state tracking on; bits
+ * 2-3 pin_session_state (1 off, 2 error, else on). */
+static void world_init(world *w, uint8_t mode)
 {
     memset(w, 0, sizeof(*w));
+    w->sess_on = mode & 2;
+    int pin = (mode >> 2) & 3;
+    w->pin_mode = pin == 1 ? SL_PIN_MODE_OFF : pin == 2 ? SL_PIN_MODE_ERROR : SL_PIN_MODE_ON;
+    sl_config *cfg = g_cfg[mode & 1][pin == 1 ? 1 : pin == 2 ? 2 : 0];
     w->w.buf_size = 4096;
     w->w.cfg = cfg;
     sl_mutex_init(&w->route.lock);
@@ -537,9 +751,11 @@ static void world_init(world *w, sl_config *cfg)
         w->s[i].xact = 'I';
         w->s[i].pc.backend = &w->backend;
         sl_stmt_cache_init(&w->s[i].ps_cache);
+        server_params_init(&w->s[i]);
         model_init(&w->model[i], &w->srv_out[i]);
     }
     model_init(&w->direct, &w->direct_rx);
+    if (w->sess_on && w->pin_mode == SL_PIN_MODE_ERROR) w->direct.refuses = refused_by_pgsluice;
     w->linked = -1;
     w->compare = true;
 }
@@ -557,6 +773,9 @@ static void server_reset(int i)
     s->xact = 'I';
     s->outstanding = 0;
     s->in_batch = false;
+    s->session_dirty = false;
+    sl_params_clear(&s->params);
+    server_params_init(s);
     model_init(&W->model[i], &W->srv_out[i]);
 }
 
@@ -568,7 +787,10 @@ static void world_free(void)
         sl_pb_free(&W->s[i].s.out);
         model_free(&W->model[i]);
         bytes_free(&W->srv_out[i]);
+        sl_params_clear(&W->s[i].params);
     }
+    sl_sess_free(&W->c);
+    sl_params_clear(&W->c.params);
     sl_stmt_map_clear(&W->c.ps_map);
     sl_stream_free_buf(&W->c.s);
     sl_pb_free(&W->c.s.out);
@@ -576,8 +798,53 @@ static void world_free(void)
     bytes_free(&W->direct_rx);
     bytes_free(&W->client_rx);
     bytes_free(&W->sent);
+    bytes_free(&W->pending);
     for (uint32_t i = 0; i < W->w.buf_free_n; i++) free(W->w.buf_free[i]);
     free(W->w.buf_free);
+}
+
+/* Everything the client sent was decided, and the linked server (if any) answered all of it. */
+static bool quiescent(void)
+{
+    const sl_client *c = &W->c;
+    if (c->s.parse != c->s.end || c->s.msg_left) return false;
+    if (W->linked < 0) return true;
+    int i = W->linked;
+    const sl_server *s = &W->s[i];
+    return s->outstanding == 0 && !s->in_batch && !W->srv_out[i].n && !W->model[i].in.n && !W->model[i].held.n &&
+           s->s.parse == s->s.end && !s->s.msg_left;
+}
+
+static bool same_setting(const char *pgsluice, const char *model) { return !strcmp(pgsluice ? pgsluice : "", model); }
+
+/* After each operation: the session-state tracking agrees with the servers. */
+static void check_invariants(void)
+{
+    if (W->client_closed || W->server_closed) return;
+    const sl_client *c = &W->c;
+    const sl_session *ss = c->sess;
+    /* a client pinned to its server keeps it */
+    FZ_CHECK(!sl_sess_pinned(c) || W->linked >= 0, "a pinned client has no server");
+    if (!W->sess_on) FZ_CHECK(!ss, "session state without the tracking");
+    if (!ss || ss->desync) return;
+    /* pin_session_state = off pins nothing */
+    if (W->pin_mode == SL_PIN_MODE_OFF) FZ_CHECK(!ss->pins, "pinned (%x) under pin_session_state = off", ss->pins);
+    if (!W->compare || !quiescent()) return; /* raw bytes may answer what was never asked */
+    /* every answer it expected came (Query, Sync: their ReadyForQuery ended their entries) */
+    FZ_CHECK(ss->qn == 0, "the session state still expects %u answers when the server answered everything", ss->qn);
+    if (W->linked >= 0)
+        FZ_CHECK(W->s[W->linked].xact == W->model[W->linked].xact, "transaction status '%c', the server's '%c'",
+                 W->s[W->linked].xact, W->model[W->linked].xact);
+    /* the settings pgsluice gives the client on any server are those it committed (as PostgreSQL
+     * spoken to directly has them), unless it pinned the client for a setting it does not follow */
+    if (W->known_divergence || W->direct.broken || (ss->pins & SL_PIN_BIT(SL_PINR_SET))) return;
+    FZ_CHECK(same_setting(c->params.v[SL_PARAM_SEARCH_PATH], W->direct.committed.search_path),
+             "search_path: pgsluice has '%s', PostgreSQL '%s'", c->params.v[SL_PARAM_SEARCH_PATH] ? c->params.v[SL_PARAM_SEARCH_PATH] : "",
+             W->direct.committed.search_path);
+    FZ_CHECK(same_setting(c->params.v[SL_PARAM_APPLICATION_NAME], W->direct.reported_app),
+             "application_name: pgsluice has '%s', PostgreSQL reported '%s'",
+             c->params.v[SL_PARAM_APPLICATION_NAME] ? c->params.v[SL_PARAM_APPLICATION_NAME] : "",
+             W->direct.reported_app);
 }
 
 /* The trace (FZ_VERBOSE): after an operation, what the client got so far and what the linked
@@ -598,6 +865,9 @@ static void trace_state(void)
         }
     }
     FZ_LOG("    client got: %s\n    queue: %s%s", got, q, W->linked >= 0 && W->s[W->linked].ps_skip_till_sync ? " (skip till Sync)" : "");
+    if (W->c.sess)
+        FZ_LOG("    session: pins %x, %u answers expected, %u settings in the transaction%s", W->c.sess->pins,
+               W->c.sess->qn, W->c.sess->txn, W->c.sess->desync ? " (desync)" : "");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -606,24 +876,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     world *w = calloc(1, sizeof(*w));
     if (!w) abort();
     W = w;
-    world_init(w, g_cfg[fz_u8(&in) & 1]);
     size_t registry_before = sl_stmt_registry_count();
-    bytes pending = {0}; /* client bytes built but not yet sent */
+    unsigned long interned_before = sl_intern_count();
+    int64_t pinned_before = sl_pinned_clients;
+    world_init(w, fz_u8(&in));
+    bytes *pending = &w->pending;
+    FZ_LOG("max_prepared_statements %d, session-state tracking %s, pin_session_state %s",
+           w->w.cfg->max_prepared_statements, w->sess_on ? "on" : "off",
+           w->pin_mode == SL_PIN_MODE_OFF ? "off" : w->pin_mode == SL_PIN_MODE_ERROR ? "error" : "on");
     int ops = 0;
     while (in.n && ops++ < 400 && !w->client_closed && !w->server_closed) {
         uint8_t op = fz_u8(&in);
         if (op % 8 >= 2) trace_state();
         switch (op % 8) {
-        case 0: case 1: client_message(&in, &pending); break;
+        case 0: case 1: client_message(&in, pending); break;
         case 2: { /* send all (or the first n bytes) of what the client built */
             size_t n = fz_u8(&in);
-            if (!n || n > pending.n) n = pending.n;
+            if (!n || n > pending->n) n = pending->n;
             if (!n) break;
             uint8_t *copy = malloc(n);
             if (!copy) abort();
-            memcpy(copy, pending.p, n);
-            bytes_drop_front(&pending, n);
-            FZ_LOG("send %zu bytes (%zu left)", n, pending.n);
+            memcpy(copy, pending->p, n);
+            bytes_drop_front(pending, n);
+            FZ_LOG("send %zu bytes (%zu left)", n, pending->n);
             client_input(copy, n);
             free(copy);
             break;
@@ -646,7 +921,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t n;
             const uint8_t *p = fz_chunk(&in, &n);
             w->compare = false;
-            bytes_add(&pending, p, n);
+            bytes_add(pending, p, n);
             break;
         }
         default: { /* raw server bytes */
@@ -658,19 +933,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         }
+        check_invariants();
     }
     /* the end: the client's bytes arrive, servers answer everything they owe */
-    if (pending.n && !w->client_closed) {
-        uint8_t *copy = malloc(pending.n);
+    if (pending->n && !w->client_closed) {
+        uint8_t *copy = malloc(pending->n);
         if (!copy) abort();
-        memcpy(copy, pending.p, pending.n);
-        size_t n = pending.n;
-        pending.n = 0;
+        memcpy(copy, pending->p, pending->n);
+        size_t n = pending->n;
+        pending->n = 0;
         client_input(copy, n);
         free(copy);
     }
     for (int k = 0; k < 50 && w->linked >= 0 && w->srv_out[w->linked].n && !w->client_closed && !w->server_closed; k++)
         server_answers(0);
+    check_invariants();
     bool broken = w->direct.broken || w->model[0].broken || w->model[1].broken;
     if (w->direct.used_skipped_close || w->direct.unnamed_across_batches || w->direct.passed_failed_xact)
         w->known_divergence = true;
@@ -681,10 +958,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
            : !w->compare          ? "raw bytes: not compared"
            : w->known_divergence  ? "a known divergence: not compared"
                                   : "not compared (closed)");
-    bytes_free(&pending);
     world_free();
     FZ_CHECK(sl_stmt_registry_count() == registry_before, "%zu statements left in the registry",
              sl_stmt_registry_count() - registry_before);
+    FZ_CHECK(sl_intern_count() == interned_before, "%ld interned strings left (settings, names)",
+             (long)(sl_intern_count() - interned_before));
+    FZ_CHECK(sl_pinned_clients == pinned_before, "the count of pinned clients moved by %lld",
+             (long long)(sl_pinned_clients - pinned_before));
     free(w);
     W = NULL;
     return 0;
