@@ -89,6 +89,17 @@ static void add_pins(sl_client *c, sl_server *s, unsigned bits)
     }
 }
 
+/* Pins taken as a statement is sent outlast the requests sent before it that still wait for their
+ * answers: a DISCARD, RESET ALL, UNLISTEN *, pg_advisory_unlock_all() pipelined ahead of it runs
+ * first, so its commit must not end them. first: the queued entries sent before (a Query's own are
+ * queued already when its pins are taken). */
+static void pin_at_send(sl_client *c, sl_server *s, unsigned bits, uint32_t first)
+{
+    sl_session *ss = c->sess;
+    for (uint32_t i = 0; i < first; i++) ss->q[(ss->qhead + i) & (ss->qcap - 1)].clears &= (uint16_t)~bits;
+    add_pins(c, s, bits);
+}
+
 static void drop_pins(sl_client *c, unsigned bits)
 {
     sl_session *ss = c->sess;
@@ -115,11 +126,28 @@ static int named_reason(const sl_stmt_info *in)
     }
 }
 
-/* A named thing made by a statement that pins (name "" when it could not be read). */
-static void names_add(sl_client *c, int reason, const char *name)
+/* A DEALLOCATE / UNLISTEN / CLOSE of the name sent before the statement that makes it again, answered
+ * in the open transaction or still waiting for its answer, runs first: its commit must not end the
+ * pin (it stays in the queue as a plain statement). */
+static void names_outlast_drops(sl_session *ss, int reason, const char *interned)
+{
+    for (uint32_t i = 0; i < ss->qn + ss->txn; i++) {
+        sl_sess_entry *e = i < ss->qn ? &ss->q[(ss->qhead + i) & (ss->qcap - 1)] : &ss->tx[i - ss->qn];
+        if (e->kind != E_NAME_DROP || e->param != reason || e->value != interned) continue;
+        entry_release(e);
+        e->kind = E_NONE;
+        e->param = -1;
+        e->n = 1;
+    }
+}
+
+/* A named thing made by a statement that pins (name "" when it could not be read); at_send: as the
+ * statement is sent (not as its transaction commits). */
+static void names_add(sl_client *c, int reason, const char *name, bool at_send)
 {
     sl_session *ss = c->sess;
     const char *in = name[0] ? sl_intern(name) : NULL;
+    if (at_send && in) names_outlast_drops(ss, reason, in);
     for (uint32_t i = 0; i < ss->nnames; i++)
         if (ss->names[i].reason == reason && ss->names[i].name == in) {
             sl_intern_release(in);
@@ -198,7 +226,7 @@ static void tx_commit(sl_client *c, sl_server *s)
             /* an UNLISTEN that went to the server ends the fan-out's subscription too */
             if (e->param == SL_PINR_LISTEN && c->fanout) sl_fanout_client_unlisten(c, e->value);
         } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
-            names_add(c, e->param, e->value ? e->value : "");
+            names_add(c, e->param, e->value ? e->value : "", false);
             add_pins(c, s, SL_PIN_BIT(e->param));
             /* a channel LISTENed on the server: the server delivers it from now on */
             if (e->param == SL_PINR_LISTEN && e->value && c->fanout) sl_fanout_client_unlisten(c, e->value);
@@ -473,6 +501,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
     sl_stmt_info info;
     /* first pass: would anything pin? (refused whole in error mode, before anything is queued) */
     unsigned pins = 0;
+    uint32_t queued_before = ss->qn;
     sl_stmt_iter_init(&it, text, len - 4);
     bool ok = true;
     while (sl_stmt_next(&it, &info)) {
@@ -480,7 +509,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
         pins |= e.pins;
         if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
         int nr = named_reason(&info);
-        if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+        if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
         /* a channel the client has through the fan-out and LISTENs on its (pinned) server is
          * delivered by that server once the LISTEN commits (tx_commit): until then, and for good
          * if it rolls back, the fan-out goes on delivering it */
@@ -503,7 +532,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
         lose_track(c, s);
         return SL_SESS_FORWARD;
     }
-    if (pins) add_pins(c, s, pins);
+    if (pins) pin_at_send(c, s, pins, queued_before);
     return SL_SESS_FORWARD;
 }
 
@@ -589,7 +618,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     }
     if (mode == SL_PIN_MODE_ERROR) e.pins = 0;
     int nr = named_reason(&info);
-    if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+    if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     unsigned pins = e.pins;
     if (!name[0]) {
         entry_release(&ss->unnamed_stmt);
@@ -597,7 +626,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     } else {
         entry_release(&e);
     }
-    if (pins) add_pins(c, s, pins);
+    if (pins) pin_at_send(c, s, pins, ss->qn);
     return SL_SESS_FORWARD;
 }
 
@@ -658,10 +687,10 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     /* pin_session_state = error: the Parse was accepted already, so the client is kept on its
      * server rather than refused (when in doubt, pin) */
     int nr = named_reason(&info);
-    if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+    if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
         sl_fanout_client_unlisten(c, info.name);
-    add_pins(c, s, pins);
+    pin_at_send(c, s, pins, c->sess->qn);
 }
 
 void sl_sess_advisory_checked(sl_client *c, bool held)
@@ -685,12 +714,12 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
-        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn);
     } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
     } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
-        add_pins(c, s, SL_PIN_BIT(SL_PINR_SET)); /* a named portal's settings are not followed */
+        pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
     }
     if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode);
     return SL_SESS_FORWARD;
