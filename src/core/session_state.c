@@ -4,8 +4,10 @@
  * ends it: a CommandComplete (or EmptyQueryResponse / PortalSuspended) per statement of a Query and
  * per Execute, and an end mark per Query / Sync / FunctionCall, consumed by its ReadyForQuery. A SET
  * of a parameter the server does not report moves into the open transaction's list when its
- * CommandComplete arrives; the list is kept at COMMIT or a ReadyForQuery 'I', dropped at an error,
- * ROLLBACK or ReadyForQuery 'E'. Pins are taken when a statement is sent (whether or not it then
+ * CommandComplete arrives; the list is kept at COMMIT or a ReadyForQuery 'I', dropped at ROLLBACK or
+ * at the ReadyForQuery 'I' that ends a transaction an error failed (a failed block keeps it until it
+ * ends: a ROLLBACK TO SAVEPOINT may revive it), and at ROLLBACK TO SAVEPOINT, which undoes an
+ * unknown part of it (pinned if it held settings). Pins are taken when a statement is sent (whether or not it then
  * succeeds: when in doubt, pin); the state that ends them (pg_advisory_unlock_all(), DISCARD,
  * UNLISTEN *, ...) counts once its transaction commits. */
 #include "core/session_state.h"
@@ -207,6 +209,7 @@ static void tx_drop(sl_session *ss)
     for (uint32_t i = 0; i < ss->txn; i++) entry_release(&ss->tx[i]);
     ss->txn = 0;
     ss->clear_pending = 0;
+    ss->tx_failed = false;
 }
 
 /* The transaction committed: its settings are the client's (and the server's) now. */
@@ -244,6 +247,7 @@ static void tx_commit(sl_client *c, sl_server *s)
     if ((ss->clear_pending & SL_PIN_BIT(SL_PINR_LISTEN)) && c->fanout) sl_fanout_client_unlisten(c, NULL);
     drop_pins(c, ss->clear_pending);
     ss->clear_pending = 0;
+    ss->tx_failed = false;
 }
 
 /* ---- the queue of answers ---- */
@@ -768,13 +772,12 @@ static void on_command_complete(sl_client *c, sl_server *s, const char *tag)
         return;
     }
     if (!strcmp(tag, "ROLLBACK")) {
-        if (h->kind == E_ROLLBACK_TO) {
-            /* part of the transaction undone: which settings survive is not known */
-            if (ss->txn && c->s.w->cfg->pin_session_state != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
-            if (ss->txn) tx_drop(ss);
-        } else {
-            tx_drop(ss);
-        }
+        /* ROLLBACK TO SAVEPOINT: part of the transaction undone: which settings survive is not known
+         * (pinned), nor whether a DISCARD / UNLISTEN / ... that would end a pin still does (the pin
+         * stays) */
+        if (h->kind == E_ROLLBACK_TO && ss->txn && c->s.w->cfg->pin_session_state != SL_PIN_MODE_OFF)
+            add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+        tx_drop(ss);
         q_pop(ss);
         return;
     }
@@ -809,8 +812,10 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
     case SL_BE_PORTAL_SUSPENDED:
         if (q_head(ss) && q_head(ss)->kind != E_END) q_pop(ss);
         break;
-    case SL_BE_ERROR: /* the transaction (implicit or not) fails; the rest up to the end mark is skipped */
-        tx_drop(ss);
+    case SL_BE_ERROR:
+        /* the transaction (implicit or not) fails; the rest up to the end mark is skipped. Its list
+         * goes at the transaction's end: a failed block may come back to a savepoint made before */
+        if (ss->txn || ss->clear_pending) ss->tx_failed = true;
         while (q_head(ss) && q_head(ss)->kind != E_END) {
             q_head(ss)->n = 1;
             q_pop(ss);
@@ -824,8 +829,8 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
         if (q_head(ss)) q_pop(ss);
         char st = blen ? (char)body[0] : SL_XACT_IDLE;
         if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
-        if (st == SL_XACT_IDLE) tx_commit(c, s);
-        else if (st == SL_XACT_FAILED) tx_drop(ss);
+        if (st == SL_XACT_IDLE && ss->tx_failed) tx_drop(ss); /* rolled back */
+        else if (st == SL_XACT_IDLE) tx_commit(c, s);
         break;
     }
     default: break;

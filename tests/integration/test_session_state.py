@@ -674,3 +674,44 @@ def test_sql_prepare_through_a_named_statement_after_deallocate_in_one_transacti
         assert simple(a, "EXECUTE sp_q") == "2"
         simple(a, "DEALLOCATE sp_q")
         assert pinned_of(p, "redo") == ""
+
+
+def test_rollback_to_a_savepoint_after_an_error_keeps_the_settings_made_before_it(pooler, schemas, direct):
+    """BEGIN; SET; SAVEPOINT; an error; ROLLBACK TO SAVEPOINT; COMMIT: PostgreSQL commits the SET
+    made before the savepoint. The error used to drop it from what pgsluice followed: the client was
+    let go with the setting left on its server, unreset, and the next client there had it
+    (fuzz_extended_protocol: rollback_to_savepoint_after_an_error). Which settings survive a
+    ROLLBACK TO is not followed: the client is pinned."""
+    default = one(direct("appdb"), "SHOW search_path")
+    p = pooler(tx(1))
+    with clients.connect(p, application_name="sp") as a:
+        simple(a, "BEGIN")
+        simple(a, "SET search_path = sp_s5")
+        simple(a, "SAVEPOINT s")
+        assert a.pgconn.exec_(b"SELECT 1/0").error_message
+        simple(a, "ROLLBACK TO s")
+        simple(a, "COMMIT")
+        assert one(a, "SELECT v FROM t") == 5
+        assert pinned_of(p, "sp") == "set"
+        assert one(a, "SELECT v FROM t") == 5
+    # a left: its server was reset before the next client got it
+    with clients.connect(p) as b:
+        assert one(b, "SHOW search_path") == default
+
+
+def test_rollback_to_a_savepoint_undoes_a_discard_temp(pooler):
+    """A DISCARD TEMP that a ROLLBACK TO SAVEPOINT undid ended the temporary table's pin at COMMIT,
+    although the table is still there (fuzz_extended_protocol: rollback_to_savepoint_undoes_a_clear)."""
+    p = pooler(tx(2))
+    with clients.connect(p, application_name="rt") as a, clients.connect(p) as b:
+        simple(a, "CREATE TEMP TABLE sp_rt (v int)")
+        simple(a, "BEGIN")
+        simple(a, "SAVEPOINT s")
+        simple(a, "DISCARD TEMP")
+        simple(a, "ROLLBACK TO s")
+        simple(a, "COMMIT")
+        assert pinned_of(p, "rt") == "temp_table"
+        for i in range(3):
+            with b.transaction():  # b takes the other server meanwhile
+                assert one(b, "SELECT %s::int", i) == i
+            assert simple(a, "SELECT count(*) FROM sp_rt") == "0"
