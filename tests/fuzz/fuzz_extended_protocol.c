@@ -1,27 +1,54 @@
-/* fuzz_extended_protocol.c - prepared statements in transaction mode (core/proxy_ps.c, prepare.c):
- * a client's Parse/Bind/Describe/Execute/Close/Sync/Flush and simple queries, as the statement
- * rewriting layer sees them, with the answers of model PostgreSQL servers (pg_model.h) flowing
- * back through it. Everything goes through the functions proxy_ps.h exposes, on a fake client and
- * two fake servers, inside proxy.c's own scan loops and release decision (core/scan.h, with a hook
- * that watches each client message); around them, this file's copy of client.c's idle-client path
- * and of proxy.c's flushing (no sockets: "sending" appends to a byte string). Keep that copy in
- * step with client.c.
+/* fuzz_extended_protocol.c - transaction pooling's forwarding path: prepared statements
+ * (core/proxy_ps.c, prepare.c) and session-state tracking (core/session_state.c/.h: SET / RESET
+ * followed, pins, the queue of expected answers), as proxy.c runs them. A client's
+ * Parse/Bind/Describe/Execute/Close/Sync/Flush and simple queries go through proxy.c's own scan
+ * loops and release decision (core/scan.h: sl_scan_client and sl_scan_server with their one-pass
+ * fast paths, sl_scan_can_release, with a hook that watches each client message) on a fake client and
+ * two fake servers, with the answers of model PostgreSQL servers (pg_model.h) flowing back. Around
+ * them, this file's copies (keep them in step): client.c's idle-client path (sl_client_idle_input;
+ * its LISTEN fan-out and read_write_split branches do nothing here: listen_fanout is off, no
+ * read_write_split), proxy.c's flushing, sl_proxy_link / sl_proxy_start (sess_active, and
+ * sl_sess_link_end at the link's start), sl_proxy_unlink_release (sl_sess_link_end, then
+ * server_setup.c's DISCARD ALL when a pinned client left state: the model reset, the server's
+ * statement cache cleared, the settings it does not report forgotten), after_release, and
+ * between a pinned client's transactions server_setup.c's advisory-lock question with
+ * sl_proxy_resume. server_setup.c's SET of the client's tracked settings on a server that differs
+ * is done on the model directly (server_check_query is not modelled). No sockets: "sending"
+ * appends to a byte string.
  *
- * The input is a list of operations (see the switch in LLVMFuzzerTestOneInput): the client sends
- * a message (built from a few statement names and query texts), bytes reach pgsluice (all or
- * some), a server answers (all or some of what it owes), the next server to link is chosen, an
- * idle server is replaced by a fresh one (empty statement cache), max_prepared_statements is 2 or
- * 100, or raw bytes arrive from the client or a server.
+ * The input: a first byte (bit 0: max_prepared_statements 100, else 2; bit 1: session-state
+ * tracking on, as production has it in transaction mode: links get sess_active and the client the
+ * c->sess session_state.c makes; bits 2-3: pin_session_state off (1), error (2), else on), then a
+ * list of operations (see the switch in LLVMFuzzerTestOneInput): the client sends a message (built
+ * from a few statement names and texts: with the tracking, also SET / RESET of search_path (followed)
+ * and application_name (reported), of work_mem (not followed: pins), RESET ALL, SAVEPOINT / ROLLBACK
+ * TO, CREATE TEMP TABLE, DISCARD TEMP, SQL PREPARE / EXECUTE / DEALLOCATE, advisory locks, LISTEN /
+ * UNLISTEN, a SET then an error in one query; BEGIN / COMMIT / ROLLBACK also through Parse), bytes
+ * reach pgsluice (all or some), a server answers (all or some of what it owes), the next server to
+ * link is chosen, an idle server is replaced by a fresh one (empty statement cache, default
+ * settings), or raw bytes arrive from the client or a server. Inputs without bit 1 (the first
+ * layout) keep their meaning: the tracking off and the first texts only.
  *
  * Checks:
  *  - differential: the answers the client gets through pgsluice are, message for message, what
  *    a model server spoken to directly answers to the same bytes (errors compared by SQLSTATE).
  *    So a statement is prepared before use on whichever server the client lands on, pgsluice's
  *    own Parse/Close answers never reach the client, synthesized answers come in order, and
- *    errors skip to Sync as PostgreSQL does. Raw bytes (any op 6/7) turn this check off, since
- *    pgsluice may refuse what a server would have answered;
- *  - no sanitizer report, and no statement left in the registry once the client and servers are
- *    gone (reference counting).
+ *    errors skip to Sync as PostgreSQL does; with the tracking, the client's temporary table, SQL
+ *    prepared statement and settings (SHOW search_path, ParameterStatus) are where it looks for them
+ *    whichever server it gets. Under pin_session_state = error the direct model refuses (0A000)
+ *    what pgsluice refuses (the texts that pin, in a Query or a Parse). Raw bytes (any op 6/7) turn
+ *    this check off, since pgsluice may refuse what a server would have answered;
+ *  - with the tracking, after every operation: a pinned client has its server (never linked to
+ *    another); pin_session_state = off pins nothing; once everything the client sent was answered,
+ *    the queue of expected answers is empty (c->sess->qn 0), pgsluice's transaction status is the
+ *    server's, and the client's search_path and application_name as pgsluice keeps them are what
+ *    PostgreSQL spoken to directly committed and reported (unless pinned for a setting it does not
+ *    follow); sl_sess_link_end leaves nothing expected; a server let go holds none of the client's
+ *    state (temporary table, SQL prepared statement, advisory lock, LISTEN, untracked setting);
+ *  - no sanitizer report, no leak, and once the client and servers are gone no statement left in
+ *    the registry, no interned string (settings, names) and no change in the count of pinned
+ *    clients.
  * Known divergences, not checked (see tests/fuzz/README.md):
  *  - a Parse of a name whose earlier Parse has not been answered yet (pipelined): pgsluice decides
  *    "name in use" (42P05) when it sees the second Parse; PostgreSQL decides when it runs it,
@@ -33,9 +60,9 @@
  *    pgsluice forgets the client's names when it sees the query and gives them back if it fails,
  *    so what was sent in between used the names as if it had worked (libpq and the drivers wait
  *    for ReadyForQuery after a simple query);
- *  - a name the client closed, used (or parsed, or closed) again by a batch pipelined behind the Close, when PostgreSQL
- *    skipped the Close (an earlier message of its batch failed): pgsluice already forgot the name
- *    when it sent the later batch, PostgreSQL still has the statement;
+ *  - a name the client closed, used (or parsed, or closed) again by a batch pipelined behind the
+ *    Close, when PostgreSQL skipped the Close (an earlier message of its batch failed): pgsluice
+ *    already forgot the name when it sent the later batch, PostgreSQL still has the statement;
  *  - a Parse of a name in use, pipelined behind requests not answered yet, in a failed transaction:
  *    pgsluice cannot know whether those end the transaction (an Execute of ROLLBACK), so it prepares
  *    the old statement first where the server may lack it, and that Parse's 25P02 comes before the
@@ -47,7 +74,15 @@
  *  - in a failed transaction, a Bind with the wrong parameter count (08P01) or a Describe of a
  *    statement or portal without rows (answered): PostgreSQL checks those before refusing the failed
  *    transaction, but where the server lacks the statement, pgsluice's own Parse of it is refused
- *    first (25P02). The direct model notes the case. */
+ *    first (25P02). The direct model notes the case;
+ *  - pin_session_state = off, once the client sent a text whose state pgsluice follows only by
+ *    pinning: that state may stay behind on a server the client leaves (what off means).
+ * Open findings, recognised and not checked unless FZ_OPEN_FINDINGS=1 (tests/fuzz/findings-open/):
+ *  - a named portal of a statement that pins, executed after a statement that ends such state ran
+ *    since its Bind (named portals are not followed): the pin ends, the state stays;
+ *  - an error the statement rewriting answers in the server's place (42P05 of a name in use, 26000
+ *    of a statement in doubt): the session-state tracking never sees it, so it keeps what the
+ *    failed transaction set or cleared. */
 #include "fuzz_common.h"
 
 #include <strings.h>

@@ -1,8 +1,16 @@
 /* pg_model.h - a tiny model of a PostgreSQL backend's extended query protocol, for
  * fuzz_extended_protocol.c: named and unnamed statements and portals, skip-till-Sync after an
- * error, transaction status, and a handful of query texts with fixed behaviour. It answers
- * messages as PostgreSQL does in the ways pgsluice's statement rewriting depends on; two of them
- * are compared (one behind pgsluice, one spoken to directly). Header-only, harness code. */
+ * error, transaction status (explicit blocks, the implicit transaction of a Query or of the
+ * extended-protocol messages up to Sync, SAVEPOINT / ROLLBACK TO), and a handful of statement texts
+ * with fixed behaviour, among them what session-state tracking follows: search_path and
+ * application_name (reported with ParameterStatus before ReadyForQuery), an untracked setting, a
+ * temporary table, an SQL prepared statement, advisory locks, LISTEN, each transactional as in
+ * PostgreSQL or not (advisory locks, SQL PREPARE / DEALLOCATE). It answers messages as PostgreSQL
+ * does in the ways pgsluice's statement rewriting and session-state tracking depend on; two of
+ * them are compared (one behind pgsluice, one spoken to directly; the direct one can be told what
+ * pgsluice refuses under pin_session_state = error, and answers the refusal's 0A000 then). The
+ * queries pgsluice sends itself (server_setup.c: DISCARD ALL, the advisory-lock question,
+ * set_config) run on the model without output. Header-only, harness code. */
 #ifndef SL_PG_MODEL_H
 #define SL_PG_MODEL_H
 
