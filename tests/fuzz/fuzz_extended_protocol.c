@@ -116,6 +116,7 @@ typedef struct world {
     bool server_closed;      /* pgsluice closed the linked server */
     bool compare;            /* no raw bytes were sent: the differential check applies */
     bool known_divergence;   /* ... nor one of the known divergences (top of the file) */
+    const char *divergence;  /* the first one met (the trace says it) */
     int links;               /* links made so far */
     int unnamed_link;        /* the link that last parsed the unnamed statement (0: none) */
     int batches;             /* Syncs, Queries and FunctionCalls pgsluice has seen from the client */
@@ -138,6 +139,12 @@ typedef struct world {
 } world;
 
 static world *W;
+
+static void known(const char *why)
+{
+    if (!W->known_divergence) W->divergence = why;
+    W->known_divergence = true;
+}
 static sl_config *g_cfg[2][3]; /* max_prepared_statements 2 / 100, pin_session_state on / off / error */
 
 /* ---- byte plumbing ---- */
@@ -354,7 +361,7 @@ static void note_unnamed(const sl_stream *in, char type, uint32_t len)
     /* on another link, or in a later batch (that Parse may have been skipped, or a simple query
      * on another server may have dropped it on PostgreSQL) */
     if (stmt && *stmt == 0 && (W->unnamed_link != W->links || W->unnamed_batch != W->batches))
-        W->known_divergence = true;
+        known("the unnamed statement of another link or batch");
 }
 
 /* What the harness watches in each client message (core/scan.h's hook). */
@@ -463,7 +470,7 @@ static void note_known_divergence(const void *p, size_t n)
     if (W->linked >= 0) { /* pipelined behind a DISCARD ALL not answered yet */
         sl_server *s = &W->s[W->linked];
         for (uint32_t i = 0; i < s->exp_n; i++)
-            if (sl_exp_at(s, i)->action == SL_EXP_DISCARD) W->known_divergence = true;
+            if (sl_exp_at(s, i)->action == SL_EXP_DISCARD) known("pipelined behind DISCARD ALL");
     }
     bytes_add(&W->sent, p, n);
     char seen[16][8];
@@ -475,7 +482,7 @@ static void note_known_divergence(const void *p, size_t n)
         const uint8_t *m = W->sent.p + W->sent_scanned;
         uint32_t len = sl_get_u32(m + 1);
         if (len < 4 || W->sent.n - W->sent_scanned < (size_t)len + 1) break;
-        if (after_discard) W->known_divergence = true; /* pipelined behind DISCARD ALL */
+        if (after_discard) known("pipelined behind DISCARD ALL");
         if (m[0] == 'Q' && len > 5) {
             const char *q = (const char *)m + 5;
             while (*q == ' ' || *q == '\t' || *q == '\n') q++;
@@ -493,7 +500,7 @@ static void note_known_divergence(const void *p, size_t n)
                 if (failed && (ls->exp_n || earlier)) dup = true;
             }
             for (int i = 0; i < nseen; i++) dup |= !strcmp(seen[i], name);
-            if (dup) W->known_divergence = true;
+            if (dup) known("a Parse of a name in use, pipelined");
             if (nseen < 16 && strlen(name) < 8) strcpy(seen[nseen++], name);
         }
         note_open_portal_pin(m, len);
@@ -542,7 +549,7 @@ static bool client_got_error(size_t from, const char *code1, const char *code2)
 static void note_rewritten_error(void)
 {
     if (W->rewrite_from != SIZE_MAX && client_got_error(W->rewrite_from, "42P05", "26000") && !open_findings_checked())
-        W->open_rewritten_error = W->known_divergence = true;
+        W->open_rewritten_error = true, known("open finding rewritten_error_unseen");
 }
 
 /* Bytes from the linked server reach pgsluice. */
@@ -634,7 +641,7 @@ static bool refused_by_pgsluice(const char *text, char msg, bool named)
 /* A text sent under pin_session_state = off whose state pgsluice may lose: not compared. */
 static void note_lossy(unsigned flags)
 {
-    if (W->sess_on && W->pin_mode == SL_PIN_MODE_OFF && (flags & T_LOSSY)) W->known_divergence = true;
+    if (W->sess_on && W->pin_mode == SL_PIN_MODE_OFF && (flags & T_LOSSY)) known("pin_session_state = off");
 }
 
 /* The open finding named_portal_executed_after_a_clear (tests/fuzz/README.md): a named portal's
@@ -686,7 +693,7 @@ static void note_open_portal_pin(const uint8_t *m, uint32_t len)
     } else if (m[0] == 'E') { /* portal */
         if (!*a && (texts_flags(W->unnamed_portal_text, true) & T_CLEARS)) W->p1_cleared = true;
         if (!strcmp(a, "p1") && W->p1_pins && W->p1_cleared && !open_findings_checked())
-            W->open_portal_pin = W->known_divergence = true;
+            W->open_portal_pin = true, known("open finding named_portal_executed_after_a_clear");
     } else if (m[0] == 'Q') {
         if (texts_flags(a, false) & T_CLEARS) W->p1_cleared = true;
         W->unnamed_portal_text = NULL;
@@ -1091,16 +1098,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         server_answers(0);
     check_invariants();
     bool broken = w->direct.broken || w->model[0].broken || w->model[1].broken;
-    if (w->direct.used_skipped_close || w->direct.unnamed_across_batches || w->direct.passed_failed_xact ||
-        w->open_portal_pin || w->open_rewritten_error)
-        w->known_divergence = true;
+    if (w->direct.used_skipped_close) known("a name used behind its skipped Close");
+    if (w->direct.unnamed_across_batches) known("the unnamed statement of an earlier batch");
+    if (w->direct.passed_failed_xact) known("a check before 25P02 in a failed transaction");
     bool checked = w->compare && !w->known_divergence && !w->client_closed && !w->server_closed && !broken;
     if (checked) compare_answers();
-    FZ_LOG("%d ops, %zu answer bytes, %s", ops, w->client_rx.n,
+    bool divergence = !checked && w->compare && w->known_divergence;
+    FZ_LOG("%d ops, %zu answer bytes, %s%s", ops, w->client_rx.n,
            checked                ? "compared"
            : !w->compare          ? "raw bytes: not compared"
-           : w->known_divergence  ? "a known divergence: not compared"
-                                  : "not compared (closed)");
+           : divergence           ? "not compared: a known divergence, "
+                                  : "not compared (closed)",
+           divergence ? w->divergence : "");
     world_free();
     FZ_CHECK(sl_stmt_registry_count() == registry_before, "%zu statements left in the registry",
              sl_stmt_registry_count() - registry_before);
