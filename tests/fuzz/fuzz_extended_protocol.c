@@ -31,8 +31,8 @@
  *
  * Checks:
  *  - differential: the answers the client gets through pgsluice are, message for message, what
- *    a model server spoken to directly answers to the same bytes (errors compared by SQLSTATE).
- *    So a statement is prepared before use on whichever server the client lands on, pgsluice's
+ *    a model server spoken to directly answers to the same bytes (errors compared by SQLSTATE;
+ *    ParameterStatus among themselves, as a client accepts them anywhere). So a statement is prepared before use on whichever server the client lands on, pgsluice's
  *    own Parse/Close answers never reach the client, synthesized answers come in order, and
  *    errors skip to Sync as PostgreSQL does; with the tracking, the client's temporary table, SQL
  *    prepared statement and settings (SHOW search_path, ParameterStatus) are where it looks for them
@@ -791,12 +791,41 @@ static void describe_stream(const bytes *b, char *out, size_t outlen)
 /* PostgreSQL holds answers until Flush, Sync or an error, and pgsluice answers some requests
  * itself at once; sending early is allowed (a server may flush whenever its buffer fills). So the
  * client must have got at least what the direct model flushed, and nothing beyond what it holds. */
+/* ParameterStatus messages apart from the rest: a client accepts them anywhere, and pgsluice's own
+ * answers (a CloseComplete of a statement the server never had) may come after one PostgreSQL sends
+ * just before its ReadyForQuery. They are compared among themselves. */
+static void split_param_status(const bytes *in, bytes *rest, bytes *ps)
+{
+    size_t i = 0;
+    while (in->n - i >= 5) {
+        uint32_t len = sl_get_u32(in->p + i + 1);
+        if (len < 4 || in->n - i < (size_t)len + 1) break;
+        bytes_add(in->p[i] == 'S' ? ps : rest, in->p + i, (size_t)len + 1);
+        i += (size_t)len + 1;
+    }
+    bytes_add(rest, in->p + i, in->n - i);
+}
+
 static void compare_answers(void)
 {
-    bytes all = {0}; /* the direct model's answers: flushed, then held */
-    bytes_add(&all, W->direct_rx.p, W->direct_rx.n);
-    bytes_add(&all, W->direct.held.p, W->direct.held.n);
-    const bytes *a = &W->client_rx, *d = &all;
+    bytes all = {0}; /* the direct model's answers: flushed, then held (ParameterStatus apart) */
+    bytes client = {0}, flushed_ps = {0}, all_ps = {0}, client_ps = {0};
+    split_param_status(&W->direct_rx, &all, &flushed_ps);
+    size_t flushed = all.n;
+    split_param_status(&W->direct.held, &all, &all_ps);
+    bytes held_ps = all_ps;
+    all_ps = (bytes){0};
+    bytes_add(&all_ps, flushed_ps.p, flushed_ps.n);
+    bytes_add(&all_ps, held_ps.p, held_ps.n);
+    bytes_free(&held_ps);
+    split_param_status(&W->client_rx, &client, &client_ps);
+    FZ_CHECK(client_ps.n >= flushed_ps.n && client_ps.n <= all_ps.n &&
+                 (!client_ps.n || !memcmp(client_ps.p, all_ps.p, client_ps.n)),
+             "ParameterStatus through pgsluice differs (%zu bytes, %zu direct)", client_ps.n, all_ps.n);
+    bytes_free(&flushed_ps);
+    bytes_free(&all_ps);
+    bytes_free(&client_ps);
+    const bytes *a = &client, *d = &all;
     size_t i = 0, j = 0;
     int n = 0;
     char sa[4096], sd[4096];
@@ -813,6 +842,7 @@ static void compare_answers(void)
             if (cd && !strcmp(cd, "26000") && !(ca && !strcmp(ca, cd))) { /* the lenient known divergence (top of the file) */
                 FZ_LOG("stopped at a known lenient divergence (answer %d)", n);
                 bytes_free(&all);
+                bytes_free(&client);
                 return;
             }
         }
@@ -830,16 +860,18 @@ static void compare_answers(void)
         j += (size_t)ld + 1;
         n++;
     }
-    if (i == a->n && j < W->direct_rx.n && W->direct.missing_skipped) {
+    if (i == a->n && j < flushed && W->direct.missing_skipped) {
         /* the skipped-Parse divergence, with pgsluice's own answers still held by the server */
         FZ_LOG("stopped at a known divergence (answer %d, not sent yet)", n);
         bytes_free(&all);
+        bytes_free(&client);
         return;
     }
     FZ_CHECK(i == a->n, "extra answers through pgsluice\n  pgsluice: %s\n  direct (flushed, then held): %s", sa, sd);
-    FZ_CHECK(j >= W->direct_rx.n, "missing answers through pgsluice (%zu of %zu bytes flushed)\n  pgsluice: %s\n"
-             "  direct (flushed, then held): %s", i, W->direct_rx.n, sa, sd);
+    FZ_CHECK(j >= flushed, "missing answers through pgsluice (%zu of %zu bytes flushed)\n  pgsluice: %s\n"
+             "  direct (flushed, then held): %s", i, flushed, sa, sd);
     bytes_free(&all);
+    bytes_free(&client);
 }
 
 /* ---- setup and teardown ---- */
