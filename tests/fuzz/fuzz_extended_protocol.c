@@ -803,7 +803,7 @@ static void split_param_status(const bytes *in, bytes *rest, bytes *ps)
         bytes_add(in->p[i] == 'S' ? ps : rest, in->p + i, (size_t)len + 1);
         i += (size_t)len + 1;
     }
-    bytes_add(rest, in->p + i, in->n - i);
+    if (in->n > i) bytes_add(rest, in->p + i, in->n - i);
 }
 
 static void compare_answers(void)
