@@ -4,8 +4,10 @@
  * ends it: a CommandComplete (or EmptyQueryResponse / PortalSuspended) per statement of a Query and
  * per Execute, and an end mark per Query / Sync / FunctionCall, consumed by its ReadyForQuery. A SET
  * of a parameter the server does not report moves into the open transaction's list when its
- * CommandComplete arrives; the list is kept at COMMIT or a ReadyForQuery 'I', dropped at an error,
- * ROLLBACK or ReadyForQuery 'E'. Pins are taken when a statement is sent (whether or not it then
+ * CommandComplete arrives; the list is kept at COMMIT or a ReadyForQuery 'I', dropped at ROLLBACK or
+ * at the ReadyForQuery 'I' that ends a transaction an error failed (a failed block keeps it until it
+ * ends: a ROLLBACK TO SAVEPOINT may revive it), and at ROLLBACK TO SAVEPOINT, which undoes an
+ * unknown part of it (pinned if it held settings). Pins are taken when a statement is sent (whether or not it then
  * succeeds: when in doubt, pin); the state that ends them (pg_advisory_unlock_all(), DISCARD,
  * UNLISTEN *, ...) counts once its transaction commits. */
 #include "core/session_state.h"
@@ -89,6 +91,17 @@ static void add_pins(sl_client *c, sl_server *s, unsigned bits)
     }
 }
 
+/* Pins taken as a statement is sent outlast the requests sent before it that still wait for their
+ * answers: a DISCARD, RESET ALL, UNLISTEN *, pg_advisory_unlock_all() pipelined ahead of it runs
+ * first, so its commit must not end them. first: the queued entries sent before (a Query's own are
+ * queued already when its pins are taken). */
+static void pin_at_send(sl_client *c, sl_server *s, unsigned bits, uint32_t first)
+{
+    sl_session *ss = c->sess;
+    for (uint32_t i = 0; i < first; i++) ss->q[(ss->qhead + i) & (ss->qcap - 1)].clears &= (uint16_t)~bits;
+    add_pins(c, s, bits);
+}
+
 static void drop_pins(sl_client *c, unsigned bits)
 {
     sl_session *ss = c->sess;
@@ -115,11 +128,28 @@ static int named_reason(const sl_stmt_info *in)
     }
 }
 
-/* A named thing made by a statement that pins (name "" when it could not be read). */
-static void names_add(sl_client *c, int reason, const char *name)
+/* A DEALLOCATE / UNLISTEN / CLOSE of the name sent before the statement that makes it again, answered
+ * in the open transaction or still waiting for its answer, runs first: its commit must not end the
+ * pin (it stays in the queue as a plain statement). */
+static void names_outlast_drops(sl_session *ss, int reason, const char *interned)
+{
+    for (uint32_t i = 0; i < ss->qn + ss->txn; i++) {
+        sl_sess_entry *e = i < ss->qn ? &ss->q[(ss->qhead + i) & (ss->qcap - 1)] : &ss->tx[i - ss->qn];
+        if (e->kind != E_NAME_DROP || e->param != reason || e->value != interned) continue;
+        entry_release(e);
+        e->kind = E_NONE;
+        e->param = -1;
+        e->n = 1;
+    }
+}
+
+/* A named thing made by a statement that pins (name "" when it could not be read); at_send: as the
+ * statement is sent (not as its transaction commits). */
+static void names_add(sl_client *c, int reason, const char *name, bool at_send)
 {
     sl_session *ss = c->sess;
     const char *in = name[0] ? sl_intern(name) : NULL;
+    if (at_send && in) names_outlast_drops(ss, reason, in);
     for (uint32_t i = 0; i < ss->nnames; i++)
         if (ss->names[i].reason == reason && ss->names[i].name == in) {
             sl_intern_release(in);
@@ -179,6 +209,7 @@ static void tx_drop(sl_session *ss)
     for (uint32_t i = 0; i < ss->txn; i++) entry_release(&ss->tx[i]);
     ss->txn = 0;
     ss->clear_pending = 0;
+    ss->tx_failed = false;
 }
 
 /* The transaction committed: its settings are the client's (and the server's) now. */
@@ -198,7 +229,7 @@ static void tx_commit(sl_client *c, sl_server *s)
             /* an UNLISTEN that went to the server ends the fan-out's subscription too */
             if (e->param == SL_PINR_LISTEN && c->fanout) sl_fanout_client_unlisten(c, e->value);
         } else if (e->kind == E_NAME_ADD) { /* again: a drop earlier in the transaction took it */
-            names_add(c, e->param, e->value ? e->value : "");
+            names_add(c, e->param, e->value ? e->value : "", false);
             add_pins(c, s, SL_PIN_BIT(e->param));
             /* a channel LISTENed on the server: the server delivers it from now on */
             if (e->param == SL_PINR_LISTEN && e->value && c->fanout) sl_fanout_client_unlisten(c, e->value);
@@ -216,6 +247,7 @@ static void tx_commit(sl_client *c, sl_server *s)
     if ((ss->clear_pending & SL_PIN_BIT(SL_PINR_LISTEN)) && c->fanout) sl_fanout_client_unlisten(c, NULL);
     drop_pins(c, ss->clear_pending);
     ss->clear_pending = 0;
+    ss->tx_failed = false;
 }
 
 /* ---- the queue of answers ---- */
@@ -473,6 +505,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
     sl_stmt_info info;
     /* first pass: would anything pin? (refused whole in error mode, before anything is queued) */
     unsigned pins = 0;
+    uint32_t queued_before = ss->qn;
     sl_stmt_iter_init(&it, text, len - 4);
     bool ok = true;
     while (sl_stmt_next(&it, &info)) {
@@ -480,7 +513,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
         pins |= e.pins;
         if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
         int nr = named_reason(&info);
-        if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+        if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
         /* a channel the client has through the fan-out and LISTENs on its (pinned) server is
          * delivered by that server once the LISTEN commits (tx_commit): until then, and for good
          * if it rolls back, the fan-out goes on delivering it */
@@ -503,7 +536,7 @@ __attribute__((noinline)) static sl_sess_result on_query(sl_client *c, sl_server
         lose_track(c, s);
         return SL_SESS_FORWARD;
     }
-    if (pins) add_pins(c, s, pins);
+    if (pins) pin_at_send(c, s, pins, queued_before);
     return SL_SESS_FORWARD;
 }
 
@@ -589,7 +622,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     }
     if (mode == SL_PIN_MODE_ERROR) e.pins = 0;
     int nr = named_reason(&info);
-    if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+    if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     unsigned pins = e.pins;
     if (!name[0]) {
         entry_release(&ss->unnamed_stmt);
@@ -597,7 +630,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     } else {
         entry_release(&e);
     }
-    if (pins) add_pins(c, s, pins);
+    if (pins) pin_at_send(c, s, pins, ss->qn);
     return SL_SESS_FORWARD;
 }
 
@@ -658,10 +691,10 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     /* pin_session_state = error: the Parse was accepted already, so the client is kept on its
      * server rather than refused (when in doubt, pin) */
     int nr = named_reason(&info);
-    if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name);
+    if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
         sl_fanout_client_unlisten(c, info.name);
-    add_pins(c, s, pins);
+    pin_at_send(c, s, pins, c->sess->qn);
 }
 
 void sl_sess_advisory_checked(sl_client *c, bool held)
@@ -685,12 +718,12 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
-        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn);
     } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
     } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
-        add_pins(c, s, SL_PIN_BIT(SL_PINR_SET)); /* a named portal's settings are not followed */
+        pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
     }
     if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode);
     return SL_SESS_FORWARD;
@@ -739,13 +772,12 @@ static void on_command_complete(sl_client *c, sl_server *s, const char *tag)
         return;
     }
     if (!strcmp(tag, "ROLLBACK")) {
-        if (h->kind == E_ROLLBACK_TO) {
-            /* part of the transaction undone: which settings survive is not known */
-            if (ss->txn && c->s.w->cfg->pin_session_state != SL_PIN_MODE_OFF) add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
-            if (ss->txn) tx_drop(ss);
-        } else {
-            tx_drop(ss);
-        }
+        /* ROLLBACK TO SAVEPOINT: part of the transaction undone: which settings survive is not known
+         * (pinned), nor whether a DISCARD / UNLISTEN / ... that would end a pin still does (the pin
+         * stays) */
+        if (h->kind == E_ROLLBACK_TO && ss->txn && c->s.w->cfg->pin_session_state != SL_PIN_MODE_OFF)
+            add_pins(c, s, SL_PIN_BIT(SL_PINR_SET));
+        tx_drop(ss);
         q_pop(ss);
         return;
     }
@@ -780,8 +812,10 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
     case SL_BE_PORTAL_SUSPENDED:
         if (q_head(ss) && q_head(ss)->kind != E_END) q_pop(ss);
         break;
-    case SL_BE_ERROR: /* the transaction (implicit or not) fails; the rest up to the end mark is skipped */
-        tx_drop(ss);
+    case SL_BE_ERROR:
+        /* the transaction (implicit or not) fails; the rest up to the end mark is skipped. Its list
+         * goes at the transaction's end: a failed block may come back to a savepoint made before */
+        if (ss->txn || ss->clear_pending) ss->tx_failed = true;
         while (q_head(ss) && q_head(ss)->kind != E_END) {
             q_head(ss)->n = 1;
             q_pop(ss);
@@ -795,8 +829,8 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
         if (q_head(ss)) q_pop(ss);
         char st = blen ? (char)body[0] : SL_XACT_IDLE;
         if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
-        if (st == SL_XACT_IDLE) tx_commit(c, s);
-        else if (st == SL_XACT_FAILED) tx_drop(ss);
+        if (st == SL_XACT_IDLE && ss->tx_failed) tx_drop(ss); /* rolled back */
+        else if (st == SL_XACT_IDLE) tx_commit(c, s);
         break;
     }
     default: break;

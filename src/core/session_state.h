@@ -31,6 +31,7 @@ typedef struct sl_session {
     uint16_t pins;           /* SL_PIN_BIT()s: why the client keeps its server */
     uint16_t clear_pending;  /* state ended by statements whose transaction has not committed yet */
     bool desync;             /* a request could not be followed: pinned until the client leaves */
+    bool tx_failed;          /* an error failed the transaction that tx / clear_pending belong to */
     bool advisory_check;     /* it called an advisory lock function while (or by) being pinned for
                                 one: once its transaction has ended, the server is asked whether
                                 it still holds any (server_setup.c) */

@@ -374,15 +374,27 @@ def client_login_seeds():
     write(t, "tls_second_ssl_request", bytes([11, 0]) + SSL_REQUEST + startup(console) + msg("p", cstr("md5" + "0" * 32)))
 
 
-# fuzz_extended_protocol ops (see its LLVMFuzzerTestOneInput)
+# fuzz_extended_protocol ops (see its LLVMFuzzerTestOneInput); the texts in its order: the first
+# 6 / 10 without session-state tracking, all of them with it
 NAMES = {"": 0, "s1": 1, "s2": 2, "s3": 3}
-PTEXT = {"SELECT 1": 0, "SELECT 2": 1, "SELECT $1::int": 2, "SELECT 1/0": 3, "SET x.y = 1": 4, "SELEC 1": 5}
-QTEXT = {"SELECT 1": 0, "BEGIN": 1, "COMMIT": 2, "ROLLBACK": 3, "SELECT 1/0": 4, "DISCARD ALL": 5,
-         "discard all": 6, "DEALLOCATE ALL": 7, "SELEC 1": 8, " DISCARD ALL;": 9}
+PTEXTS = ["SELECT 1", "SELECT 2", "SELECT $1::int", "SELECT 1/0", "SET x.y = 1", "SELEC 1",
+          "SET search_path = a", "SET work_mem = '8MB'", "CREATE TEMP TABLE t (a int)", "PREPARE q AS SELECT 1",
+          "SELECT pg_advisory_lock(1)", "SHOW search_path", "BEGIN", "COMMIT", "ROLLBACK", "RESET ALL",
+          "DISCARD TEMP", "SELECT pg_advisory_unlock_all()", "SET application_name = 'x'"]
+QTEXTS = ["SELECT 1", "BEGIN", "COMMIT", "ROLLBACK", "SELECT 1/0", "DISCARD ALL", "discard all", "DEALLOCATE ALL",
+          "SELEC 1", " DISCARD ALL;",
+          "SET search_path = a", 'SET search_path TO "B", public', "RESET search_path", "SHOW search_path",
+          "SET application_name = 'x'", "SET work_mem = '8MB'", "RESET ALL", "CREATE TEMP TABLE t (a int)",
+          "SELECT * FROM t", "DISCARD TEMP", "PREPARE q AS SELECT 1", "EXECUTE q", "DEALLOCATE q",
+          "SELECT pg_advisory_lock(1)", "SELECT pg_advisory_unlock_all()", "LISTEN ch", "UNLISTEN *",
+          'SET search_path TO "B", public; SELECT 1/0', "SAVEPOINT sp", "ROLLBACK TO sp"]
+PTEXT = {t: i for i, t in enumerate(PTEXTS)}
+QTEXT = {t: i for i, t in enumerate(QTEXTS)}
+PLAIN_PTEXTS = 6  # how many a run without session-state tracking picks from
 
 
-def op_parse(name, text, typed=False):
-    return bytes([0, 0, NAMES[name], PTEXT[text] + (6 if typed else 0)])
+def op_parse(name, text, typed=False, sess=False):
+    return bytes([0, 0, NAMES[name], PTEXT[text] + ((len(PTEXTS) if sess else PLAIN_PTEXTS) if typed else 0)])
 
 
 def op_bind(name, portal="", param=False, binary=False):
@@ -477,6 +489,58 @@ def extended_protocol_seeds():
           + op_query("BEGIN") + round_trip + op_query("DISCARD ALL") + round_trip + op_query("ROLLBACK")
           + round_trip + op_bind("s1") + op_execute() + OP_SYNC + round_trip)
     write(t, "raw_client_bytes", big + bytes([6, 9]) + msg("P", b"\0\0\0") + op_send() + op_answer())
+    extended_protocol_session_seeds()
+
+
+def extended_protocol_session_seeds():
+    """The first byte: bit 0 max_prepared_statements 100, bit 1 session-state tracking (as in
+    production), bits 2-3 pin_session_state (1 off, 2 error, else on)."""
+    t = "extended_protocol"
+    on, off, error = b"\x03", b"\x07", b"\x0b"
+    rt = op_send() + op_answer()
+
+    def q(text):
+        return op_query(text) + rt
+
+    def unnamed(text):  # psycopg/asyncpg style: one statement through the unnamed statement
+        return op_parse("", text, sess=True) + op_bind("") + op_execute() + OP_SYNC + rt
+
+    write(t, "sess_set_tracked_other_server", on + q("SET search_path = a") + op_next_server(1) + q("SHOW search_path")
+          + q("RESET search_path") + op_next_server(0) + q("SHOW search_path"))
+    write(t, "sess_set_in_failed_transaction", on + q("BEGIN") + q('SET search_path TO "B", public') + q("SELECT 1/0")
+          + q("ROLLBACK") + op_next_server(1) + q("SHOW search_path"))
+    write(t, "sess_set_then_error_in_one_query", on + q('SET search_path TO "B", public; SELECT 1/0')
+          + op_next_server(1) + q("SHOW search_path"))
+    write(t, "sess_savepoint", on + q("BEGIN") + q("SET search_path = a") + q("SAVEPOINT sp")
+          + q('SET search_path TO "B", public') + q("ROLLBACK TO sp") + q("COMMIT") + op_next_server(1)
+          + q("SHOW search_path"))
+    write(t, "sess_temp_table_pins", on + q("CREATE TEMP TABLE t (a int)") + op_next_server(1) + q("SELECT * FROM t")
+          + q("DISCARD TEMP") + q("SELECT * FROM t") + q("SELECT 1"))
+    write(t, "sess_prepare_pins", on + q("PREPARE q AS SELECT 1") + op_next_server(1) + q("EXECUTE q")
+          + q("DEALLOCATE q") + q("EXECUTE q") + q("SELECT 1"))
+    write(t, "sess_advisory_lock", on + q("SELECT pg_advisory_lock(1)") + op_next_server(1) + q("SELECT 1")
+          + q("SELECT pg_advisory_unlock_all()") + q("SELECT 1"))
+    write(t, "sess_listen", on + q("LISTEN ch") + op_next_server(1) + q("SELECT 1") + q("UNLISTEN *") + q("SELECT 1"))
+    write(t, "sess_untracked_setting_reset_all", on + q("SET work_mem = '8MB'") + op_next_server(1) + q("SELECT 1")
+          + q("RESET ALL") + q("SELECT 1"))
+    write(t, "sess_application_name", on + q("BEGIN") + q("SET application_name = 'x'") + q("COMMIT")
+          + op_next_server(1) + q("SELECT 1") + q("BEGIN") + q("RESET ALL") + q("ROLLBACK"))
+    write(t, "sess_extended_unnamed", on + unnamed("SET search_path = a") + op_next_server(1)
+          + unnamed("SHOW search_path") + unnamed("BEGIN") + unnamed("CREATE TEMP TABLE t (a int)")
+          + unnamed("ROLLBACK") + unnamed("DISCARD TEMP") + unnamed("SELECT 1"))
+    write(t, "sess_extended_named_set_pins", on + op_parse("s1", "SET search_path = a", sess=True) + op_bind("s1")
+          + op_execute() + OP_SYNC + rt + op_next_server(1) + q("SELECT 1") + q("RESET ALL") + q("SHOW search_path"))
+    write(t, "sess_extended_pipeline", on + op_parse("", "BEGIN", sess=True) + op_bind("") + op_execute()
+          + op_parse("s2", "SET search_path = a", sess=True) + op_bind("s2") + op_execute()
+          + op_parse("", "COMMIT", sess=True) + op_bind("") + op_execute() + OP_SYNC + rt + q("SHOW search_path"))
+    write(t, "sess_pin_error_refusals", error + q("CREATE TEMP TABLE t (a int)") + q("SET search_path = a")
+          + op_parse("s1", "CREATE TEMP TABLE t (a int)", sess=True) + op_bind("s1") + op_execute() + OP_SYNC + rt
+          + op_next_server(1) + q("SHOW search_path") + q("SELECT * FROM t"))
+    write(t, "sess_pin_off", off + q("SET search_path = a") + op_next_server(1) + q("SHOW search_path")
+          + unnamed("SELECT 1"))
+    # each message sent as it is built, answered in pieces
+    write(t, "sess_pieces", on + op_query("BEGIN") + op_query("SET search_path = a") + op_query("COMMIT")
+          + op_send(3) * 20 + op_answer(5) * 30 + op_answer())
 
 
 def hba_seeds():

@@ -2,6 +2,7 @@
 TimeZone, application_name, RESET, RESET ALL) follow it from server to server as on a direct
 connection, and a client whose statements leave state on its server (advisory locks, temporary
 tables, cursors WITH HOLD) keeps that server until the state is gone (pin_session_state)."""
+import struct
 import threading
 
 import psycopg
@@ -582,3 +583,135 @@ def test_the_same_plain_statement_over_and_over_then_one_that_pins_or_sets(poole
             assert one(b, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", "sp_s3") == 1  # b takes servers
             assert one(a, "SELECT v FROM t") == 3
         assert pinned_of(p, "hot") == ""
+
+
+# ---- pipelines: a batch that ends some state, then one that makes it again, in one write ----
+
+def _trust_pooler(pooler, cluster):
+    """Two servers, auth_type trust: a bare protocol client logs in with its startup packet."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    return pooler(tx(2, auth_type="trust"), dbs={"appdb": db})
+
+
+def _msg(t, body=b""):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def _batch(sql, stmt=b""):
+    """Parse (of statement stmt), Bind of the unnamed portal, Execute, Sync: one pipelined batch."""
+    return (_msg(b"P", stmt + b"\0" + sql + b"\0\0\0") + _msg(b"B", b"\0" + stmt + b"\0\0\0\0\0\0\0")
+            + _msg(b"E", b"\0\0\0\0\0") + _msg(b"S"))
+
+
+def _answers(sock, n):
+    """The message types answering n batches or queries (each up to its ReadyForQuery)."""
+    got = b""
+    for _ in range(n):
+        t = None
+        while t != b"Z":
+            t, _ = clients.read_message(sock)
+            got += t
+    return got
+
+
+def _raw_client(p, app):
+    s = clients.raw_socket(p)
+    s.sendall(clients.startup_packet(application_name=app))
+    _answers(s, 1)
+    return s
+
+
+def test_pin_taken_in_a_pipeline_behind_a_batch_that_clears_it_is_kept(pooler, cluster):
+    """DISCARD TEMP (or DEALLOCATE of a name) in one batch, CREATE TEMP TABLE (PREPARE of the name)
+    in the next, sent in one write: the first batch commits before the second runs, and used to end
+    the pin the second had taken as it was sent. The client then lost its server, and the reset of
+    that server its temporary table (fuzz_extended_protocol: clear_pipelined_before_pin,
+    deallocate_pipelined_before_prepare)."""
+    p = _trust_pooler(pooler, cluster)
+    with clients.connect(p) as other:
+        s = _raw_client(p, "piped")
+        s.sendall(_batch(b"DISCARD TEMP") + _batch(b"CREATE TEMP TABLE sp_piped (v int)"))
+        assert _answers(s, 2) == b"12CZ12CZ"
+        assert pinned_of(p, "piped") == "temp_table"
+        for i in range(3):
+            assert one(other, "SELECT %s::int", i) == i
+            s.sendall(_msg(b"Q", b"SELECT count(*) FROM sp_piped\0"))
+            assert _answers(s, 1) == b"TDCZ"
+        s.sendall(_msg(b"Q", b"PREPARE sp_pq AS SELECT 1; DISCARD TEMP\0"))
+        assert _answers(s, 1) == b"CCZ"
+        assert pinned_of(p, "piped") == "prepare"
+        # the DEALLOCATE commits first; the named statement's PREPARE runs after it
+        s.sendall(_msg(b"Q", b"DEALLOCATE sp_pq\0") + _batch(b"PREPARE sp_pq AS SELECT 2", b"sp_st"))
+        assert _answers(s, 2) == b"CZ12CZ"
+        assert pinned_of(p, "piped") == "prepare"
+        assert one(other, "SELECT 1") == 1
+        s.sendall(_msg(b"Q", b"EXECUTE sp_pq\0"))
+        got = b""
+        t = None
+        while t != b"Z":
+            t, body = clients.read_message(s)
+            got += t
+            if t == b"D":
+                assert body.endswith(b"2"), body
+        assert got == b"TDCZ"
+        s.close()
+
+
+def test_sql_prepare_through_a_named_statement_after_deallocate_in_one_transaction_keeps_the_pin(pooler):
+    """PREPARE, DEALLOCATE, then PREPARE again through a named (extended protocol) statement, in one
+    transaction: its commit ended the pin although the statement exists (fuzz_extended_protocol:
+    deallocate_then_prepare_in_transaction)."""
+    p = pooler(tx(2))
+    with clients.connect(p, application_name="redo") as a, clients.connect(p) as b:
+        with a.transaction():
+            simple(a, "PREPARE sp_q AS SELECT 1")
+            simple(a, "DEALLOCATE sp_q")
+            from psycopg import pq
+            assert a.pgconn.prepare(b"sp_st", b"PREPARE sp_q AS SELECT 2").status == pq.ExecStatus.COMMAND_OK
+            assert a.pgconn.exec_prepared(b"sp_st", []).status == pq.ExecStatus.COMMAND_OK
+        assert pinned_of(p, "redo") == "prepare"
+        assert one(b, "SELECT 1") == 1
+        assert simple(a, "EXECUTE sp_q") == "2"
+        simple(a, "DEALLOCATE sp_q")
+        assert pinned_of(p, "redo") == ""
+
+
+def test_rollback_to_a_savepoint_after_an_error_keeps_the_settings_made_before_it(pooler, schemas, direct):
+    """BEGIN; SET; SAVEPOINT; an error; ROLLBACK TO SAVEPOINT; COMMIT: PostgreSQL commits the SET
+    made before the savepoint. The error used to drop it from what pgsluice followed: the client was
+    let go with the setting left on its server, unreset, and the next client there had it
+    (fuzz_extended_protocol: rollback_to_savepoint_after_an_error). Which settings survive a
+    ROLLBACK TO is not followed: the client is pinned."""
+    default = one(direct("appdb"), "SHOW search_path")
+    p = pooler(tx(1))
+    with clients.connect(p, application_name="sp") as a:
+        simple(a, "BEGIN")
+        simple(a, "SET search_path = sp_s5")
+        simple(a, "SAVEPOINT s")
+        assert a.pgconn.exec_(b"SELECT 1/0").error_message
+        simple(a, "ROLLBACK TO s")
+        simple(a, "COMMIT")
+        assert one(a, "SELECT v FROM t") == 5
+        assert pinned_of(p, "sp") == "set"
+        assert one(a, "SELECT v FROM t") == 5
+    # a left: its server was reset before the next client got it
+    with clients.connect(p) as b:
+        assert one(b, "SHOW search_path") == default
+
+
+def test_rollback_to_a_savepoint_undoes_a_discard_temp(pooler):
+    """A DISCARD TEMP that a ROLLBACK TO SAVEPOINT undid ended the temporary table's pin at COMMIT,
+    although the table is still there (fuzz_extended_protocol: rollback_to_savepoint_undoes_a_clear)."""
+    p = pooler(tx(2))
+    with clients.connect(p, application_name="rt") as a, clients.connect(p) as b:
+        simple(a, "CREATE TEMP TABLE sp_rt (v int)")
+        simple(a, "BEGIN")
+        simple(a, "SAVEPOINT s")
+        simple(a, "DISCARD TEMP")
+        simple(a, "ROLLBACK TO s")
+        simple(a, "COMMIT")
+        assert pinned_of(p, "rt") == "temp_table"
+        for i in range(3):
+            with b.transaction():  # b takes the other server meanwhile
+                assert one(b, "SELECT %s::int", i) == i
+            assert simple(a, "SELECT count(*) FROM sp_rt") == "0"
