@@ -456,9 +456,16 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server_loop(
         }
         /* (DataRow and CopyData were decided above, with the usual answers) */
         if (s->ps_active) {
+            const uint8_t *body = in->buf + in->parse + 5; /* (consuming it leaves the bytes in place) */
             sl_ps_result r = sl_ps_server_msg(s, c, type, len);
             if (r == SL_PS_NEED_MORE) return SL_SCAN_MORE;
-            if (r == SL_PS_CONSUMED) continue;
+            if (r == SL_PS_CONSUMED) {
+                /* an error the rewriting answers in its own words (42P05, 26000) or drops is still
+                 * the server's: the session-state tracking learns that the transaction failed and
+                 * the rest of the batch was skipped */
+                if (type == SL_BE_ERROR && sess_msg && small) sl_sess_server_msg(c, s, type, body, len - 4);
+                continue;
+            }
         }
         *bytes_out += (uint64_t)len + 1;
         if (sess_msg && small) sl_sess_server_msg(c, s, type, in->buf + in->parse + 5, len - 4);

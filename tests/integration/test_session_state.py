@@ -715,3 +715,24 @@ def test_rollback_to_a_savepoint_undoes_a_discard_temp(pooler):
             with b.transaction():  # b takes the other server meanwhile
                 assert one(b, "SELECT %s::int", i) == i
             assert simple(a, "SELECT count(*) FROM sp_rt") == "0"
+
+
+def test_set_in_a_batch_whose_parse_pgsluice_refuses_in_its_own_words_is_rolled_back(pooler, cluster):
+    """A SET in an implicit transaction that then fails on a Parse of a name the client already uses:
+    pgsluice reports that server error as its own 42P05 for the client's name, and PostgreSQL rolls
+    the SET back. The session-state tracking must see that error too: before, it kept the setting
+    and set it on the client's next server link (found by the fuzzer with tracking on)."""
+    from test_prepared import Raw, _trust_pooler
+    p = _trust_pooler(pooler, cluster)  # one server: the other client takes it in between
+    a = Raw(p)
+    a.prepare(b"s1", b"SELECT 1")
+    a.parse(b"", b"SET search_path = sp_rolled_back, public")
+    a.bind_execute(b"")
+    a.parse(b"s1", b"SELECT 2")  # a name in use: 42P05, the implicit transaction fails
+    a.msg(b"S")
+    got = a.until_ready()
+    assert a.types(got) == b"12CEZ" and b"C42P05\0" in got[3][1], got
+    b = Raw(p)
+    b.simple(b"SELECT 1", b"TDCZ")  # the server goes to b and back
+    got = a.simple(b"SHOW search_path", b"TDCZ")
+    assert got[1][1][6:] == b'"$user", public', got
