@@ -59,36 +59,34 @@ static inline sl_tr_result sl_plain_read(sl_stream *s, void *buf, size_t len, si
     }
 }
 
+/* What a send()/sendmsg() that returned r means: SL_TR_OK (*n bytes went), SL_TR_WANT_WRITE or
+ * SL_TR_ERROR (the code in s->err); -1: interrupted by a signal, call again. */
+static inline int sl_plain_sent(sl_stream *s, ssize_t r, size_t *n)
+{
+    if (r >= 0) {
+        *n = (size_t)r;
+        return SL_TR_OK;
+    }
+    if (errno == EINTR) return -1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_WRITE;
+    s->err = errno;
+    return SL_TR_ERROR;
+}
+
 /* One buffer: send(), without the message header writev needs (what a forwarded answer usually is). */
 static inline sl_tr_result sl_plain_write(sl_stream *s, const void *buf, size_t len, size_t *n)
 {
-    for (;;) {
-        ssize_t r = SL_PLAIN_SEND(s->fd, buf, len, MSG_NOSIGNAL);
-        if (r >= 0) {
-            *n = (size_t)r;
-            return SL_TR_OK;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_WRITE;
-        s->err = errno;
-        return SL_TR_ERROR;
-    }
+    int res;
+    while ((res = sl_plain_sent(s, SL_PLAIN_SEND(s->fd, buf, len, MSG_NOSIGNAL), n)) < 0) continue;
+    return (sl_tr_result)res;
 }
 
 static inline sl_tr_result sl_plain_writev(sl_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
 {
     struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    for (;;) {
-        ssize_t r = SL_PLAIN_SENDMSG(s->fd, &mh, MSG_NOSIGNAL);
-        if (r >= 0) {
-            *n = (size_t)r;
-            return SL_TR_OK;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return SL_TR_WANT_WRITE;
-        s->err = errno;
-        return SL_TR_ERROR;
-    }
+    int res;
+    while ((res = sl_plain_sent(s, SL_PLAIN_SENDMSG(s->fd, &mh, MSG_NOSIGNAL), n)) < 0) continue;
+    return (sl_tr_result)res;
 }
 
 #endif
