@@ -678,7 +678,7 @@ class Bench:
         rss_before = proc_rss_kb(t.pid)
         idle = subprocess.Popen(
             [sys.executable, os.path.join(BENCH_DIR, "idle_clients.py"), "--host", HOST, "--port", str(t.port),
-             "--user", USER, "--password", PASSWORD, "--db", DB, "-n", str(self.idle_n)],
+             "--user", USER, "--password", PASSWORD, "--db", DB, "-n", str(self.idle_n)] + (["--tls"] if TLS else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             line = idle.stdout.readline().strip()

@@ -3,8 +3,8 @@
 
 Used by bench/bench.py (scenario 6) to load a pooler with thousands of idle, logged-in clients while
 pgbench runs a few active ones. Speaks the v3 wire protocol on raw asyncio streams (stdlib only):
-StartupMessage, then trust, cleartext, md5 or SCRAM-SHA-256 authentication, then waits for
-ReadyForQuery. Nothing is sent after that until the end, when each connection sends Terminate.
+StartupMessage (with --tls after an SSLRequest and a TLS handshake), then trust, cleartext, md5 or
+SCRAM-SHA-256 authentication, then waits for ReadyForQuery. Nothing is sent after that until the end, when each connection sends Terminate.
 
     idle_clients.py --host 127.0.0.1 --port 6432 --user bench --password pw --db bench -n 10000
 
@@ -20,6 +20,7 @@ import hmac
 import os
 import resource
 import signal
+import ssl
 import struct
 import sys
 import time
@@ -85,10 +86,17 @@ class _Scram:
         return without_proof + ",p=" + base64.b64encode(proof).decode()
 
 
-async def login(host, port, user, password, db, timeout):
-    """Open one connection and log it in; return (reader, writer) at ReadyForQuery."""
+async def login(host, port, user, password, db, timeout, tls=None):
+    """Open one connection and log it in; return (reader, writer) at ReadyForQuery. tls: an
+    ssl.SSLContext for sslmode=require (SSLRequest first, then the handshake)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
+        if tls is not None:
+            writer.write(struct.pack("!II", 8, 80877103))
+            answer = await asyncio.wait_for(reader.readexactly(1), timeout)
+            if answer != b"S":
+                raise LoginError("the server refused TLS (%r)" % answer)
+            await asyncio.wait_for(writer.start_tls(tls), timeout)
         writer.write(_startup(user, db))
         scram = None
         deadline = time.monotonic() + timeout
@@ -129,13 +137,18 @@ async def login(host, port, user, password, db, timeout):
 
 async def main_async(args):
     sem = asyncio.Semaphore(args.concurrency)
+    tls = None
+    if args.tls:  # sslmode=require: encrypted, the certificate not checked
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     conns, errors = [], []
 
     async def one():
         async with sem:
             try:
                 conns.append(await login(args.host, args.port, args.user, args.password, args.db,
-                                         args.timeout))
+                                         args.timeout, tls))
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, LoginError) as e:
                 errors.append("%s: %s" % (type(e).__name__, e))
 
@@ -180,6 +193,7 @@ def main():
     ap.add_argument("-n", type=int, default=10000, help="connections to open (default 10000)")
     ap.add_argument("--concurrency", type=int, default=64, help="logins in flight at once (default 64)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per login")
+    ap.add_argument("--tls", action="store_true", help="log in over TLS (sslmode=require)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.n + 100

@@ -403,8 +403,10 @@ static bool configure(SSL_CTX *ctx, sl_tls_side side, const side_settings *ss, c
                                  SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     /* writes report each record (partial progress), may be retried from a moved buffer; reads take
-     * what the socket has in one call (pending() tells the stream about the rest) */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+     * what the socket has in one call (pending() tells the stream about the rest); the read and
+     * write buffers (about 17 KB each) are freed whenever they hold nothing, so that an idle TLS
+     * client costs about 15 KB, as in PgBouncer, not 32 (a malloc and a free per record) */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx, 1);
     X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 
