@@ -328,6 +328,83 @@ static void q_clear(sl_session *ss)
     }
 }
 
+/* ---- named portals ---- */
+
+/* What an Execute of a named portal bound to a statement that does src does again: its pins (a
+ * setting changed through it is not followed: pinned) and the name it makes. Not what it ends (a
+ * DISCARD, CLOSE, ... through a named portal is not followed: the pin stays). */
+static sl_sess_entry portal_entry(const sl_sess_entry *src, sl_pin_mode mode)
+{
+    sl_sess_entry e = {.kind = E_NONE, .param = -1, .pins = src->pins};
+    if (mode == SL_PIN_MODE_OFF) e.pins = 0;
+    else if (src->kind == E_PARAM || src->kind == E_RESET_ALL || src->kind == E_ROLLBACK_TO)
+        e.pins |= SL_PIN_BIT(SL_PINR_SET);
+    else if (src->kind == E_NAME_ADD && src->value) {
+        e.kind = E_NAME_ADD;
+        e.param = src->param;
+        e.value = sl_intern_ref(src->value);
+    }
+    return e;
+}
+
+static struct sl_sess_portal *portal_find(sl_session *ss, const char *name)
+{
+    for (uint32_t i = 0; i < ss->nportals; i++)
+        if (!strcmp(ss->portals[i].name, name)) return &ss->portals[i];
+    return NULL;
+}
+
+static void portal_forget(sl_session *ss, struct sl_sess_portal *p)
+{
+    sl_intern_release(p->name);
+    entry_release(&p->e);
+    *p = ss->portals[--ss->nportals];
+}
+
+static void portals_clear(sl_session *ss)
+{
+    while (ss->nportals) portal_forget(ss, &ss->portals[ss->nportals - 1]);
+}
+
+/* A Bind of the named portal name to a statement whose Execute does e again (taken; plain: nothing
+ * to record, a record of an earlier portal of that name goes). false: out of memory. */
+static bool portal_bound(sl_session *ss, const char *name, sl_sess_entry *e)
+{
+    struct sl_sess_portal *p = ss->nportals ? portal_find(ss, name) : NULL;
+    if (p) portal_forget(ss, p);
+    if (plain(e)) return true;
+    uint32_t ends = 0; /* the transaction the portal lives in ends at a ReadyForQuery after these */
+    for (uint32_t i = 0; i < ss->qn; i++) ends += ss->q[(ss->qhead + i) & (ss->qcap - 1)].kind == E_END;
+    if (ss->nportals == ss->portalscap) {
+        uint32_t ncap = ss->portalscap ? ss->portalscap * 2 : 4;
+        struct sl_sess_portal *n = realloc(ss->portals, ncap * sizeof(*n));
+        if (!n) {
+            entry_release(e);
+            return false;
+        }
+        ss->portals = n;
+        ss->portalscap = ncap;
+    }
+    const char *in = sl_intern(name);
+    if (!in) {
+        entry_release(e);
+        return false;
+    }
+    ss->portals[ss->nportals++] = (struct sl_sess_portal){in, ends, *e};
+    return true;
+}
+
+/* A ReadyForQuery answered a Query / Sync / FunctionCall: the portals bound after it was sent are gone
+ * when it ends their transaction (status 'I'); it comes before the transactions of those bound
+ * earlier. */
+static void portals_ready(sl_session *ss, char status)
+{
+    for (uint32_t i = ss->nportals; i-- > 0;) {
+        if (ss->portals[i].ends) ss->portals[i].ends--;
+        else if (status == SL_XACT_IDLE) portal_forget(ss, &ss->portals[i]);
+    }
+}
+
 /* ---- classification ---- */
 
 /* What a classified statement will do on this server. */
@@ -662,8 +739,10 @@ static int bind_names(sl_stream *in, uint32_t len, const char **portal, const ch
 
 /* A Bind of a named statement the client prepared earlier: its Parse may never have been looked at
  * here (answered by pgsluice: proxy_ps.c for a text another client prepared, listen_extended.c for a
- * LISTEN), so what it does is taken from the statement's text now, and pins as a named Parse would. */
-__attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, const char *name, sl_pin_mode mode)
+ * LISTEN), so what it does is taken from the statement's text now, and pins as a named Parse would.
+ * pe (a named portal's Bind): what the portal's Execute does again (portal_entry). */
+__attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, const char *name, sl_pin_mode mode,
+                                                 sl_sess_entry *pe)
 {
     if (mode == SL_PIN_MODE_OFF || !sl_ps_enabled_for(c)) return;
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
@@ -685,6 +764,7 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     sl_sess_entry e = entry_of(s, &info, SL_PIN_MODE_ON);
     /* its settings are not followed (it may run any number of times) */
     if (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO) e.pins |= SL_PIN_BIT(SL_PINR_SET);
+    if (pe) *pe = portal_entry(&e, mode);
     unsigned pins = e.pins;
     entry_release(&e);
     if (!pins) return;
@@ -715,6 +795,7 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     const char *portal = "?", *stmt = "?";
     int w = len >= 4 ? bind_names(&c->s, len, &portal, &stmt) : -1;
     if (w == 0) return SL_SESS_NEED_MORE;
+    sl_sess_entry pe = {.kind = E_NONE, .param = -1}; /* a named portal's: what its Execute does again */
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
@@ -722,19 +803,43 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
-    } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
-        pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
+    } else if (!stmt[0]) {
+        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF)
+            pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
+        pe = portal_entry(&ss->unnamed_stmt, mode);
     }
-    if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode);
+    if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode, portal[0] ? &pe : NULL);
+    /* a named portal runs its statement at its Execute, maybe after a DISCARD / RESET ALL / ... that
+     * ended the pins its Parse or Bind took: the Execute takes them again */
+    if (w == 1 && portal[0] && !portal_bound(ss, portal, &pe)) lose_track(c, s);
     return SL_SESS_FORWARD;
 }
 
-static sl_sess_result on_execute(sl_client *c, uint32_t len)
+/* An Execute of a named portal bound to a statement that pins: the pins are taken again as it is sent
+ * (a DISCARD pipelined ahead of it, or answered earlier in its transaction, does not end them) and
+ * the name it makes counts again (a DEALLOCATE of it ahead does not end the pin). */
+__attribute__((noinline)) static sl_sess_result execute_portal(sl_client *c, sl_server *s,
+                                                               const struct sl_sess_portal *p)
+{
+    sl_session *ss = c->sess;
+    uint32_t before = ss->qn;
+    if (p->e.kind == E_NAME_ADD) names_add(c, p->e.param, p->e.value, true);
+    if (!q_push(ss, &p->e)) return SL_SESS_FAILED;
+    if (p->e.pins) pin_at_send(c, s, p->e.pins, before);
+    return SL_SESS_FORWARD;
+}
+
+static sl_sess_result on_execute(sl_client *c, sl_server *s, uint32_t len)
 {
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
-    bool unnamed = w == 1 && len >= 5 && c->s.buf[c->s.parse + 5] == 0;
+    const char *portal = (const char *)c->s.buf + c->s.parse + 5;
+    bool unnamed = w == 1 && len >= 5 && !portal[0];
+    if (w == 1 && len >= 5 && !unnamed && ss->nportals && memchr(portal, 0, len - 4)) {
+        const struct sl_sess_portal *p = portal_find(ss, portal);
+        if (p) return execute_portal(c, s, p);
+    }
     bool ok = unnamed && !plain(&ss->unnamed_portal) ? q_push(ss, &ss->unnamed_portal) : q_push_plain(ss, 1);
     return ok ? SL_SESS_FORWARD : SL_SESS_FAILED;
 }
@@ -752,7 +857,7 @@ sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, ui
     case SL_FE_QUERY: return on_query(c, s, len, mode);
     case SL_FE_PARSE: return on_parse(c, s, len, mode);
     case SL_FE_BIND: return on_bind(c, s, len, mode);
-    case SL_FE_EXECUTE: return on_execute(c, len);
+    case SL_FE_EXECUTE: return on_execute(c, s, len);
     default: /* Sync, FunctionCall */
         if (!q_push_end(ss)) lose_track(c, s);
         return SL_SESS_FORWARD;
@@ -826,8 +931,11 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
             q_head(ss)->n = 1;
             q_pop(ss);
         }
-        if (q_head(ss)) q_pop(ss);
         char st = blen ? (char)body[0] : SL_XACT_IDLE;
+        if (q_head(ss)) {
+            q_pop(ss);
+            if (ss->nportals) portals_ready(ss, st);
+        }
         if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
         if (st == SL_XACT_IDLE && ss->tx_failed) tx_drop(ss); /* rolled back */
         else if (st == SL_XACT_IDLE) tx_commit(c, s);
@@ -846,6 +954,7 @@ void sl_sess_link_end_full(sl_client *c)
     if (ss->txn || ss->clear_pending) tx_drop(ss);
     if (ss->unnamed_portal.value) entry_release(&ss->unnamed_portal);
     ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
+    portals_clear(ss); /* they lived in the link's transactions */
 }
 
 void sl_sess_free(sl_client *c)
@@ -857,6 +966,7 @@ void sl_sess_free(sl_client *c)
     entry_release(&ss->unnamed_stmt);
     for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
     free(ss->names);
+    free(ss->portals);
     free(ss->memo);
     free(ss->q);
     free(ss->tx);

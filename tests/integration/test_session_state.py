@@ -736,3 +736,50 @@ def test_set_in_a_batch_whose_parse_pgsluice_refuses_in_its_own_words_is_rolled_
     b.simple(b"SELECT 1", b"TDCZ")  # the server goes to b and back
     got = a.simple(b"SHOW search_path", b"TDCZ")
     assert got[1][1][6:] == b'"$user", public', got
+
+
+def _portal_bind(portal, stmt):
+    """Bind of a portal to a statement, no parameters, text results."""
+    return _msg(b"B", portal + b"\0" + stmt + b"\0\0\0\0\0\0\0")
+
+
+def _portal_execute(portal):
+    return _msg(b"E", portal + b"\0\0\0\0\0")
+
+
+@pytest.mark.parametrize("in_a_block", [False, True])
+def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(pooler, cluster, in_a_block):
+    """A named portal bound to CREATE TEMP TABLE, a DISCARD TEMP run (through the unnamed portal, or
+    a simple query in a block) between its Bind and its Execute, in one transaction: the table is
+    made after the DISCARD, so the client keeps its server. Before, the portal's Execute counted as a
+    plain statement, the DISCARD's commit ended the pin, the client lost its server and the reset of
+    that server dropped its table (fuzz_extended_protocol: named_portal_executed_after_a_clear,
+    ..._in_a_block)."""
+    from test_prepared import _trust_pooler
+    p = _trust_pooler(pooler, cluster)
+    s = _raw_client(p, "portal")
+    create = _msg(b"P", b"sp_st\0CREATE TEMP TABLE sp_portal (v int)\0\0\0") + _portal_bind(b"sp_p", b"sp_st")
+    if in_a_block:
+        s.sendall(_msg(b"Q", b"BEGIN\0") + create + _msg(b"S"))
+        assert _answers(s, 2) == b"CZ12Z"
+        s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
+        assert _answers(s, 1) == b"CZ"
+        s.sendall(_portal_execute(b"sp_p") + _msg(b"S") + _msg(b"Q", b"COMMIT\0"))
+        assert _answers(s, 2) == b"CZCZ"
+    else:
+        s.sendall(create + _msg(b"P", b"\0DISCARD TEMP\0\0\0") + _portal_bind(b"", b"") + _portal_execute(b"")
+                  + _portal_execute(b"sp_p") + _msg(b"S"))
+        assert _answers(s, 1) == b"1212CCZ"
+    assert pinned_of(p, "portal") == "temp_table"
+    s.sendall(_msg(b"Q", b"SELECT count(*) FROM sp_portal\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    # the table's end still ends the pin, and a named portal of a plain statement pins nothing
+    s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
+    assert _answers(s, 1) == b"CZ"
+    assert pinned_of(p, "portal") == ""
+    s.sendall(_msg(b"P", b"sp_plain\0SELECT 1\0\0\0") + _portal_bind(b"sp_p", b"sp_plain") + _portal_execute(b"sp_p")
+              + _msg(b"S"))
+    assert _answers(s, 1) == b"12DCZ"
+    assert pinned_of(p, "portal") == ""
+    s.close()
+
