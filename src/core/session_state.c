@@ -737,10 +737,47 @@ static int bind_names(sl_stream *in, uint32_t len, const char **portal, const ch
     return sl_stream_make_room(in, want - have, SESS_MSG_MAX + 8) ? 0 : -1;
 }
 
+/* pin_session_state = error, a Bind of the client's statement name whose text pins (st, its text
+ * sqllen bytes long), which was never refused: its Parse was answered without a look at it (by
+ * pgsluice: a text another client prepared, or listen_extended.c's LISTEN). The name now stands for
+ * the refusal, as after a refused Parse (refuse_parse: the same parameter count, so the Bind still
+ * fits): proxy_ps.c binds that in its place, and the Execute fails with 0A000 in order. false: out of
+ * memory (the caller pins instead: when in doubt, pin). */
+__attribute__((noinline)) static bool refuse_bound(sl_client *c, const char *name, const sl_stmt *st, size_t sqllen,
+                                                   int max_param, unsigned pins)
+{
+    const uint8_t *tp = st->body + sqllen + 1, *end = st->body + st->body_len;
+    uint16_t ntypes = end - tp >= 2 ? sl_get_u16(tp) : 0;
+    if ((size_t)(end - tp) < 2u + 4u * ntypes) ntypes = 0;
+    uint16_t n = ntypes > max_param ? ntypes : (uint16_t)max_param;
+    char sql[512];
+    refusal_sql(sql, sizeof(sql), pins);
+    sl_pktbuf pb;
+    sl_pb_init(&pb);
+    sl_pb_str(&pb, sql);
+    sl_pb_u16(&pb, n);
+    for (uint16_t i = 0; i < n; i++) {
+        uint32_t oid = i < ntypes ? sl_get_u32(tp + 2 + 4 * i) : 0;
+        sl_pb_u32(&pb, oid ? oid : 25);
+    }
+    sl_stmt *r = pb.failed ? NULL : sl_stmt_intern(pb.data, (uint32_t)pb.len);
+    sl_pb_free(&pb);
+    if (!r) return false;
+    if (!sl_stmt_map_put(&c->ps_map, name, r)) { /* (takes r's reference; replaces and unrefs st) */
+        sl_stmt_unref(r);
+        return false;
+    }
+    if (c->s.w->cfg->verbose)
+        sl_log_info("C-0x%llx: statement \"%s\" refused at its Bind (pin_session_state = error)",
+                    (unsigned long long)c->id, name);
+    return true;
+}
+
 /* A Bind of a named statement the client prepared earlier: its Parse may never have been looked at
  * here (answered by pgsluice: proxy_ps.c for a text another client prepared, listen_extended.c for a
- * LISTEN), so what it does is taken from the statement's text now, and pins as a named Parse would.
- * pe (a named portal's Bind): what the portal's Execute does again (portal_entry). */
+ * LISTEN), so what it does is taken from the statement's text now, and pins (or, under
+ * pin_session_state = error, is refused) as a named Parse would. pe (a named portal's Bind): what the
+ * portal's Execute does again (portal_entry). */
 __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, const char *name, sl_pin_mode mode,
                                                  sl_sess_entry *pe)
 {
@@ -764,12 +801,14 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     sl_sess_entry e = entry_of(s, &info, SL_PIN_MODE_ON);
     /* its settings are not followed (it may run any number of times) */
     if (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO) e.pins |= SL_PIN_BIT(SL_PINR_SET);
-    if (pe) *pe = portal_entry(&e, mode);
     unsigned pins = e.pins;
+    if (pins && mode == SL_PIN_MODE_ERROR && refuse_bound(c, name, st, sqllen, info.max_param, pins)) {
+        entry_release(&e);
+        return; /* (st may be gone) */
+    }
+    if (pe) *pe = portal_entry(&e, mode);
     entry_release(&e);
     if (!pins) return;
-    /* pin_session_state = error: the Parse was accepted already, so the client is kept on its
-     * server rather than refused (when in doubt, pin) */
     int nr = named_reason(&info);
     if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])

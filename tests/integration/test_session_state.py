@@ -783,3 +783,31 @@ def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(poo
     assert pinned_of(p, "portal") == ""
     s.close()
 
+
+def test_pin_session_state_error_refuses_a_named_listen_the_fanout_prepared_once_bound_in_a_block(pooler, cluster):
+    """pin_session_state = error: a named statement LISTEN prepared and run between transactions is
+    served by the fan-out (no server, no pin); bound again inside a transaction block it would LISTEN on
+    the server, which pins, and is refused as a Parse of it there would be (0A000 at its Execute, the
+    name standing for the refusal from then on). Before, the client was pinned instead."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "pin_session_state": "error"}, dbs={"appdb": db})
+    s = _raw_client(p, "errl")
+    run = _portal_bind(b"", b"sp_l") + _portal_execute(b"") + _msg(b"S")
+    s.sendall(_msg(b"P", b"sp_l\0LISTEN sp_err_chan\0\0\0") + run)
+    assert _answers(s, 1) == b"12CZ"
+    assert pinned_of(p, "errl") == ""
+    s.sendall(_msg(b"Q", b"BEGIN\0") + run)
+    got = []
+    while len([t for t, _ in got if t == b"Z"]) < 2:
+        got.append(clients.read_message(s))
+    assert b"".join(t for t, _ in got) == b"CZ2EZ", got
+    err = got[3][1]
+    assert b"C0A000\0" in err and (REFUSAL % "LISTEN").encode() in err, err
+    s.sendall(_msg(b"Q", b"ROLLBACK\0"))
+    assert _answers(s, 1) == b"CZ"
+    assert pinned_of(p, "errl") == ""
+    s.sendall(run)  # the name stands for the refusal now, as after a refused Parse
+    assert _answers(s, 1) == b"2EZ"
+    assert pinned_of(p, "errl") == ""
+    s.close()
