@@ -347,51 +347,61 @@ static sl_sess_entry portal_entry(const sl_sess_entry *src, sl_pin_mode mode)
     return e;
 }
 
-static struct sl_sess_portal *portal_find(sl_session *ss, const char *name)
+/* Records of named portals (sl_session.portals) and statements (sl_session.stmts): v, n, cap. */
+static struct sl_sess_portal *rec_find(struct sl_sess_portal *v, uint32_t n, const char *name)
 {
-    for (uint32_t i = 0; i < ss->nportals; i++)
-        if (!strcmp(ss->portals[i].name, name)) return &ss->portals[i];
+    for (uint32_t i = 0; i < n; i++)
+        if (!strcmp(v[i].name, name)) return &v[i];
     return NULL;
 }
 
-static void portal_forget(sl_session *ss, struct sl_sess_portal *p)
+static void rec_forget(struct sl_sess_portal *v, uint32_t *n, struct sl_sess_portal *p)
 {
     sl_intern_release(p->name);
     entry_release(&p->e);
-    *p = ss->portals[--ss->nportals];
+    *p = v[--*n];
 }
 
-static void portals_clear(sl_session *ss)
+static void rec_clear(struct sl_sess_portal *v, uint32_t *n)
 {
-    while (ss->nportals) portal_forget(ss, &ss->portals[ss->nportals - 1]);
+    while (*n) rec_forget(v, n, &v[*n - 1]);
 }
 
-/* A Bind of the named portal name to a statement whose Execute does e again (taken; plain: nothing
- * to record, a record of an earlier portal of that name goes). false: out of memory. */
-static bool portal_bound(sl_session *ss, const char *name, sl_sess_entry *e)
+/* name now does e (taken; plain: nothing to record, an earlier record of the name goes). false: out of
+ * memory. */
+static bool rec_put(struct sl_sess_portal **v, uint32_t *n, uint32_t *cap, const char *name, uint32_t ends,
+                    sl_sess_entry *e)
 {
-    struct sl_sess_portal *p = ss->nportals ? portal_find(ss, name) : NULL;
-    if (p) portal_forget(ss, p);
+    struct sl_sess_portal *p = *n ? rec_find(*v, *n, name) : NULL;
+    if (p) rec_forget(*v, n, p);
     if (plain(e)) return true;
-    uint32_t ends = 0; /* the transaction the portal lives in ends at a ReadyForQuery after these */
-    for (uint32_t i = 0; i < ss->qn; i++) ends += ss->q[(ss->qhead + i) & (ss->qcap - 1)].kind == E_END;
-    if (ss->nportals == ss->portalscap) {
-        uint32_t ncap = ss->portalscap ? ss->portalscap * 2 : 4;
-        struct sl_sess_portal *n = realloc(ss->portals, ncap * sizeof(*n));
-        if (!n) {
+    if (*n == *cap) {
+        uint32_t ncap = *cap ? *cap * 2 : 4;
+        struct sl_sess_portal *nv = realloc(*v, ncap * sizeof(*nv));
+        if (!nv) {
             entry_release(e);
             return false;
         }
-        ss->portals = n;
-        ss->portalscap = ncap;
+        *v = nv;
+        *cap = ncap;
     }
     const char *in = sl_intern(name);
     if (!in) {
         entry_release(e);
         return false;
     }
-    ss->portals[ss->nportals++] = (struct sl_sess_portal){in, ends, *e};
+    (*v)[(*n)++] = (struct sl_sess_portal){in, ends, *e};
     return true;
+}
+
+/* A Bind of the named portal name to a statement whose Execute does e again (taken). false: out of
+ * memory. */
+static bool portal_bound(sl_session *ss, const char *name, sl_sess_entry *e)
+{
+    uint32_t ends = 0; /* the transaction the portal lives in ends at a ReadyForQuery after these */
+    if (!plain(e))
+        for (uint32_t i = 0; i < ss->qn; i++) ends += ss->q[(ss->qhead + i) & (ss->qcap - 1)].kind == E_END;
+    return rec_put(&ss->portals, &ss->nportals, &ss->portalscap, name, ends, e);
 }
 
 /* A ReadyForQuery answered a Query / Sync / FunctionCall: the portals bound after it was sent are gone
@@ -401,7 +411,7 @@ static void portals_ready(sl_session *ss, char status)
 {
     for (uint32_t i = ss->nportals; i-- > 0;) {
         if (ss->portals[i].ends) ss->portals[i].ends--;
-        else if (status == SL_XACT_IDLE) portal_forget(ss, &ss->portals[i]);
+        else if (status == SL_XACT_IDLE) rec_forget(ss->portals, &ss->nportals, &ss->portals[i]);
     }
 }
 
@@ -677,6 +687,9 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         if (!name[0]) {
             entry_release(&ss->unnamed_stmt);
             ss->unnamed_stmt = (sl_sess_entry){.kind = E_NONE, .param = -1};
+        } else if (ss->nstmts) {
+            struct sl_sess_portal *r = rec_find(ss->stmts, ss->nstmts, name);
+            if (r) rec_forget(ss->stmts, &ss->nstmts, r);
         }
         return SL_SESS_FORWARD;
     }
@@ -684,6 +697,9 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     sl_stmt_classify_one(sql, sqllen, &info);
     if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
+    /* max_prepared_statements = 0: what its Binds do again is recorded here (bind_recorded) */
+    sl_sess_entry se = {.kind = E_NONE, .param = -1};
+    if (name[0] && !sl_ps_enabled_for(c)) se = portal_entry(&e, mode);
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
          * a CLOSE / UNLISTEN / DEALLOCATE through it does not end a pin) */
@@ -691,6 +707,15 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
             e.pins |= SL_PIN_BIT(SL_PINR_SET);
         entry_release(&e);
         e.kind = E_NONE;
+    }
+    if (mode == SL_PIN_MODE_ERROR && e.pins) { /* refused below: it does nothing */
+        entry_release(&se);
+        se = (sl_sess_entry){.kind = E_NONE, .param = -1};
+    }
+    if (name[0] && (ss->nstmts || !plain(&se)) && !rec_put(&ss->stmts, &ss->nstmts, &ss->stmtscap, name, 0, &se)) {
+        entry_release(&e);
+        lose_track(c, s);
+        return SL_SESS_FORWARD;
     }
     if (mode == SL_PIN_MODE_ERROR && e.pins) {
         unsigned pins = e.pins;
@@ -816,6 +841,18 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     pin_at_send(c, s, pins, c->sess->qn);
 }
 
+/* max_prepared_statements = 0: a Bind of a named statement whose Parse pinned (recorded then) pins
+ * again, as bind_named does (a DISCARD may have ended the pins since). */
+__attribute__((noinline)) static void bind_recorded(sl_client *c, sl_server *s, const char *name, sl_sess_entry *pe)
+{
+    sl_session *ss = c->sess;
+    const struct sl_sess_portal *r = rec_find(ss->stmts, ss->nstmts, name);
+    if (!r) return;
+    if (r->e.kind == E_NAME_ADD) names_add(c, r->e.param, r->e.value, true);
+    if (r->e.pins) pin_at_send(c, s, r->e.pins, ss->qn);
+    if (pe) *pe = entry_copy(&r->e);
+}
+
 void sl_sess_advisory_checked(sl_client *c, bool held)
 {
     sl_session *ss = c->sess;
@@ -847,7 +884,8 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
             pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
         pe = portal_entry(&ss->unnamed_stmt, mode);
     }
-    if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode, portal[0] ? &pe : NULL);
+    if (w == 1 && stmt[0] && sl_ps_enabled_for(c)) bind_named(c, s, stmt, mode, portal[0] ? &pe : NULL);
+    else if (w == 1 && stmt[0] && ss->nstmts) bind_recorded(c, s, stmt, portal[0] ? &pe : NULL);
     /* a named portal runs its statement at its Execute, maybe after a DISCARD / RESET ALL / ... that
      * ended the pins its Parse or Bind took: the Execute takes them again */
     if (w == 1 && portal[0] && !portal_bound(ss, portal, &pe)) lose_track(c, s);
@@ -876,7 +914,7 @@ static sl_sess_result on_execute(sl_client *c, sl_server *s, uint32_t len)
     const char *portal = (const char *)c->s.buf + c->s.parse + 5;
     bool unnamed = w == 1 && len >= 5 && !portal[0];
     if (w == 1 && len >= 5 && !unnamed && ss->nportals && memchr(portal, 0, len - 4)) {
-        const struct sl_sess_portal *p = portal_find(ss, portal);
+        const struct sl_sess_portal *p = rec_find(ss->portals, ss->nportals, portal);
         if (p) return execute_portal(c, s, p);
     }
     bool ok = unnamed && !plain(&ss->unnamed_portal) ? q_push(ss, &ss->unnamed_portal) : q_push_plain(ss, 1);
@@ -993,7 +1031,7 @@ void sl_sess_link_end_full(sl_client *c)
     if (ss->txn || ss->clear_pending) tx_drop(ss);
     if (ss->unnamed_portal.value) entry_release(&ss->unnamed_portal);
     ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
-    portals_clear(ss); /* they lived in the link's transactions */
+    rec_clear(ss->portals, &ss->nportals); /* they lived in the link's transactions */
 }
 
 void sl_sess_free(sl_client *c)
@@ -1005,6 +1043,8 @@ void sl_sess_free(sl_client *c)
     entry_release(&ss->unnamed_stmt);
     for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
     free(ss->names);
+    rec_clear(ss->stmts, &ss->nstmts);
+    free(ss->stmts);
     free(ss->portals);
     free(ss->memo);
     free(ss->q);

@@ -50,6 +50,11 @@ typedef struct sl_session {
         sl_sess_entry e;
     } *portals;
     uint32_t nportals, portalscap;
+    /* with max_prepared_statements = 0 (no proxy_ps.c names to look the text up in at a Bind), the
+     * named statements that pin, as portal records (ends unused): their Bind pins again, and a named
+     * portal of one is recorded as above */
+    struct sl_sess_portal *stmts;
+    uint32_t nstmts, stmtscap;
     /* what a cursor_with_hold / listen / prepare pin is made of: the cursors, channels and statement
      * names, so that CLOSE / UNLISTEN / DEALLOCATE of the last one ends the pin (NULL name: one pgsluice
      * could not read, ended only by the ALL form) */

@@ -747,16 +747,20 @@ def _portal_execute(portal):
     return _msg(b"E", portal + b"\0\0\0\0\0")
 
 
-@pytest.mark.parametrize("in_a_block", [False, True])
-def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(pooler, cluster, in_a_block):
+@pytest.mark.parametrize("in_a_block,max_prepared", [(False, 200), (True, 200), (False, 0), (True, 0)])
+def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(pooler, cluster, in_a_block,
+                                                                           max_prepared):
     """A named portal bound to CREATE TEMP TABLE, a DISCARD TEMP run (through the unnamed portal, or
     a simple query in a block) between its Bind and its Execute, in one transaction: the table is
     made after the DISCARD, so the client keeps its server. Before, the portal's Execute counted as a
     plain statement, the DISCARD's commit ended the pin, the client lost its server and the reset of
     that server dropped its table (fuzz_extended_protocol: named_portal_executed_after_a_clear,
-    ..._in_a_block)."""
-    from test_prepared import _trust_pooler
-    p = _trust_pooler(pooler, cluster)
+    ..._in_a_block). The same with max_prepared_statements = 0 (the statement's text is then kept
+    nowhere but in the session-state tracking), where a Bind of the statement after the pin ended
+    did not pin again either."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "max_prepared_statements": max_prepared}, dbs={"appdb": db})
     s = _raw_client(p, "portal")
     create = _msg(b"P", b"sp_st\0CREATE TEMP TABLE sp_portal (v int)\0\0\0") + _portal_bind(b"sp_p", b"sp_st")
     if in_a_block:
@@ -773,10 +777,25 @@ def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(poo
     assert pinned_of(p, "portal") == "temp_table"
     s.sendall(_msg(b"Q", b"SELECT count(*) FROM sp_portal\0"))
     assert _answers(s, 1) == b"TDCZ"
-    # the table's end still ends the pin, and a named portal of a plain statement pins nothing
+    # the table's end ends its pin (an advisory lock keeps the server, and the statement on it); the
+    # statement bound again makes the table again, and pins again
+    s.sendall(_msg(b"Q", b"SELECT pg_advisory_lock(7340)\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
+    assert _answers(s, 1) == b"CZ"
+    assert pinned_of(p, "portal") == "advisory_lock"
+    s.sendall(_portal_bind(b"", b"sp_st") + _portal_execute(b"") + _msg(b"S"))
+    assert _answers(s, 1) == b"2CZ"
+    assert "temp_table" in pinned_of(p, "portal")
+    s.sendall(_msg(b"Q", b"SELECT pg_advisory_unlock_all()\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    assert pinned_of(p, "portal") == "temp_table"
+    s.sendall(_msg(b"Q", b"SELECT count(*) FROM sp_portal\0"))
+    assert _answers(s, 1) == b"TDCZ"
     s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
     assert _answers(s, 1) == b"CZ"
     assert pinned_of(p, "portal") == ""
+    # a named portal of a plain statement pins nothing
     s.sendall(_msg(b"P", b"sp_plain\0SELECT 1\0\0\0") + _portal_bind(b"sp_p", b"sp_plain") + _portal_execute(b"sp_p")
               + _msg(b"S"))
     assert _answers(s, 1) == b"12DCZ"
