@@ -15,7 +15,8 @@
  * the fan-out (listen_fanout.c): the CommandComplete "LISTEN" and ReadyForQuery are written once the
  * listener has run it. A named statement is kept in the client's prepared-statement names
  * (proxy_ps.c) like any other, so a later Bind of it in another run finds it (outside a transaction:
- * here again; inside one: on the server, where session_state.c pins the client as for any LISTEN).
+ * here again; inside one: on the server, where session_state.c pins the client as for any LISTEN, or
+ * refuses it under pin_session_state = error).
  *
  * Anything else goes the usual way (and a LISTEN there pins the client's server): another statement
  * in the run, parameters, a named portal, Close, a second Parse, Bind or Execute, a message after the

@@ -326,8 +326,9 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
     case SL_BE_CLOSE_COMPLETE: return sl_scan_plain_answer(s, SL_BE_CLOSE_COMPLETE);
     case SL_BE_READY: {
         /* whole (the general path waits for all of it too), the end of a plain request for the
-         * rewriting and of a request the session-state queue expects, outside statement mode (there
-         * it may refuse a transaction): the general path's steps without its dispatching */
+         * rewriting and of a request the session-state queue expects (with nothing waiting for the
+         * transaction's end there: settings, clears, named portals that pin), outside statement mode
+         * (there it may refuse a transaction): the general path's steps without its dispatching */
         if (len != 5 || avail < 6 || sl_route_pool_mode(sl_server_route(s)) == SL_POOL_STATEMENT) return false;
         sl_expect *e = NULL;
         if (s->ps_active && s->exp_n) {
@@ -336,7 +337,8 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
         }
         sl_session *ss = c->sess;
         bool sess = s->sess_active && ss;
-        if (sess && (ss->desync || !ss->qn || ss->txn || ss->clear_pending || ss->q[ss->qhead].kind != SL_SE_END))
+        if (sess && (ss->desync || !ss->qn || ss->txn || ss->clear_pending || ss->nportals ||
+                     ss->q[ss->qhead].kind != SL_SE_END))
             return false;
         if (e) sl_exp_answered(s, e, SL_BE_READY);
         if (sess) {

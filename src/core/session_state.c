@@ -328,6 +328,93 @@ static void q_clear(sl_session *ss)
     }
 }
 
+/* ---- named portals ---- */
+
+/* What an Execute of a named portal bound to a statement that does src does again: its pins (a
+ * setting changed through it is not followed: pinned) and the name it makes. Not what it ends (a
+ * DISCARD, CLOSE, ... through a named portal is not followed: the pin stays). */
+static sl_sess_entry portal_entry(const sl_sess_entry *src, sl_pin_mode mode)
+{
+    sl_sess_entry e = {.kind = E_NONE, .param = -1, .pins = src->pins};
+    if (mode == SL_PIN_MODE_OFF) e.pins = 0;
+    else if (src->kind == E_PARAM || src->kind == E_RESET_ALL || src->kind == E_ROLLBACK_TO)
+        e.pins |= SL_PIN_BIT(SL_PINR_SET);
+    else if (src->kind == E_NAME_ADD && src->value) {
+        e.kind = E_NAME_ADD;
+        e.param = src->param;
+        e.value = sl_intern_ref(src->value);
+    }
+    return e;
+}
+
+/* Records of named portals (sl_session.portals) and statements (sl_session.stmts): v, n, cap. */
+static struct sl_sess_portal *rec_find(struct sl_sess_portal *v, uint32_t n, const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (!strcmp(v[i].name, name)) return &v[i];
+    return NULL;
+}
+
+static void rec_forget(struct sl_sess_portal *v, uint32_t *n, struct sl_sess_portal *p)
+{
+    sl_intern_release(p->name);
+    entry_release(&p->e);
+    *p = v[--*n];
+}
+
+static void rec_clear(struct sl_sess_portal *v, uint32_t *n)
+{
+    while (*n) rec_forget(v, n, &v[*n - 1]);
+}
+
+/* name now does e (taken; plain: nothing to record, an earlier record of the name goes). false: out of
+ * memory. */
+static bool rec_put(struct sl_sess_portal **v, uint32_t *n, uint32_t *cap, const char *name, uint32_t ends,
+                    sl_sess_entry *e)
+{
+    struct sl_sess_portal *p = *n ? rec_find(*v, *n, name) : NULL;
+    if (p) rec_forget(*v, n, p);
+    if (plain(e)) return true;
+    if (*n == *cap) {
+        uint32_t ncap = *cap ? *cap * 2 : 4;
+        struct sl_sess_portal *nv = realloc(*v, ncap * sizeof(*nv));
+        if (!nv) {
+            entry_release(e);
+            return false;
+        }
+        *v = nv;
+        *cap = ncap;
+    }
+    const char *in = sl_intern(name);
+    if (!in) {
+        entry_release(e);
+        return false;
+    }
+    (*v)[(*n)++] = (struct sl_sess_portal){in, ends, *e};
+    return true;
+}
+
+/* A Bind of the named portal name to a statement whose Execute does e again (taken). false: out of
+ * memory. */
+static bool portal_bound(sl_session *ss, const char *name, sl_sess_entry *e)
+{
+    uint32_t ends = 0; /* the transaction the portal lives in ends at a ReadyForQuery after these */
+    if (!plain(e))
+        for (uint32_t i = 0; i < ss->qn; i++) ends += ss->q[(ss->qhead + i) & (ss->qcap - 1)].kind == E_END;
+    return rec_put(&ss->portals, &ss->nportals, &ss->portalscap, name, ends, e);
+}
+
+/* A ReadyForQuery answered a Query / Sync / FunctionCall: the portals bound after it was sent are gone
+ * when it ends their transaction (status 'I'); it comes before the transactions of those bound
+ * earlier. */
+static void portals_ready(sl_session *ss, char status)
+{
+    for (uint32_t i = ss->nportals; i-- > 0;) {
+        if (ss->portals[i].ends) ss->portals[i].ends--;
+        else if (status == SL_XACT_IDLE) rec_forget(ss->portals, &ss->nportals, &ss->portals[i]);
+    }
+}
+
 /* ---- classification ---- */
 
 /* What a classified statement will do on this server. */
@@ -600,6 +687,9 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
         if (!name[0]) {
             entry_release(&ss->unnamed_stmt);
             ss->unnamed_stmt = (sl_sess_entry){.kind = E_NONE, .param = -1};
+        } else if (ss->nstmts) {
+            struct sl_sess_portal *r = rec_find(ss->stmts, ss->nstmts, name);
+            if (r) rec_forget(ss->stmts, &ss->nstmts, r);
         }
         return SL_SESS_FORWARD;
     }
@@ -607,6 +697,9 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     sl_stmt_classify_one(sql, sqllen, &info);
     if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) ss->advisory_check = true;
     sl_sess_entry e = entry_of(s, &info, mode == SL_PIN_MODE_OFF ? SL_PIN_MODE_OFF : SL_PIN_MODE_ON);
+    /* max_prepared_statements = 0: what its Binds do again is recorded here (bind_recorded) */
+    sl_sess_entry se = {.kind = E_NONE, .param = -1};
+    if (name[0] && !sl_ps_enabled_for(c)) se = portal_entry(&e, mode);
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
          * a CLOSE / UNLISTEN / DEALLOCATE through it does not end a pin) */
@@ -614,6 +707,15 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
             e.pins |= SL_PIN_BIT(SL_PINR_SET);
         entry_release(&e);
         e.kind = E_NONE;
+    }
+    if (mode == SL_PIN_MODE_ERROR && e.pins) { /* refused below: it does nothing */
+        entry_release(&se);
+        se = (sl_sess_entry){.kind = E_NONE, .param = -1};
+    }
+    if (name[0] && (ss->nstmts || !plain(&se)) && !rec_put(&ss->stmts, &ss->nstmts, &ss->stmtscap, name, 0, &se)) {
+        entry_release(&e);
+        lose_track(c, s);
+        return SL_SESS_FORWARD;
     }
     if (mode == SL_PIN_MODE_ERROR && e.pins) {
         unsigned pins = e.pins;
@@ -660,10 +762,49 @@ static int bind_names(sl_stream *in, uint32_t len, const char **portal, const ch
     return sl_stream_make_room(in, want - have, SESS_MSG_MAX + 8) ? 0 : -1;
 }
 
+/* pin_session_state = error, a Bind of the client's statement name whose text pins (st, its text
+ * sqllen bytes long), which was never refused: its Parse was answered without a look at it (by
+ * pgsluice: a text another client prepared, or listen_extended.c's LISTEN). The name now stands for
+ * the refusal, as after a refused Parse (refuse_parse: the same parameter count, so the Bind still
+ * fits): proxy_ps.c binds that in its place, and the Execute fails with 0A000 in order. false: out of
+ * memory (the caller pins instead: when in doubt, pin). */
+__attribute__((noinline)) static bool refuse_bound(sl_client *c, const char *name, const sl_stmt *st, size_t sqllen,
+                                                   int max_param, unsigned pins)
+{
+    const uint8_t *tp = st->body + sqllen + 1, *end = st->body + st->body_len;
+    uint16_t ntypes = end - tp >= 2 ? sl_get_u16(tp) : 0;
+    if ((size_t)(end - tp) < 2u + 4u * ntypes) ntypes = 0;
+    uint16_t n = ntypes > max_param ? ntypes : (uint16_t)max_param;
+    char sql[512];
+    refusal_sql(sql, sizeof(sql), pins);
+    sl_pktbuf pb;
+    sl_pb_init(&pb);
+    sl_pb_str(&pb, sql);
+    sl_pb_u16(&pb, n);
+    for (uint16_t i = 0; i < n; i++) {
+        uint32_t oid = i < ntypes ? sl_get_u32(tp + 2 + 4 * i) : 0;
+        sl_pb_u32(&pb, oid ? oid : 25);
+    }
+    sl_stmt *r = pb.failed ? NULL : sl_stmt_intern(pb.data, (uint32_t)pb.len);
+    sl_pb_free(&pb);
+    if (!r) return false;
+    if (!sl_stmt_map_put(&c->ps_map, name, r)) { /* (takes r's reference; replaces and unrefs st) */
+        sl_stmt_unref(r);
+        return false;
+    }
+    if (c->s.w->cfg->verbose)
+        sl_log_info("C-0x%llx: statement \"%s\" refused at its Bind (pin_session_state = error)",
+                    (unsigned long long)c->id, name);
+    return true;
+}
+
 /* A Bind of a named statement the client prepared earlier: its Parse may never have been looked at
  * here (answered by pgsluice: proxy_ps.c for a text another client prepared, listen_extended.c for a
- * LISTEN), so what it does is taken from the statement's text now, and pins as a named Parse would. */
-__attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, const char *name, sl_pin_mode mode)
+ * LISTEN), so what it does is taken from the statement's text now, and pins (or, under
+ * pin_session_state = error, is refused) as a named Parse would. pe (a named portal's Bind): what the
+ * portal's Execute does again (portal_entry). */
+__attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, const char *name, sl_pin_mode mode,
+                                                 sl_sess_entry *pe)
 {
     if (mode == SL_PIN_MODE_OFF || !sl_ps_enabled_for(c)) return;
     sl_stmt *st = sl_stmt_map_get(&c->ps_map, name);
@@ -686,15 +827,30 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     /* its settings are not followed (it may run any number of times) */
     if (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO) e.pins |= SL_PIN_BIT(SL_PINR_SET);
     unsigned pins = e.pins;
+    if (pins && mode == SL_PIN_MODE_ERROR && refuse_bound(c, name, st, sqllen, info.max_param, pins)) {
+        entry_release(&e);
+        return; /* (st may be gone) */
+    }
+    if (pe) *pe = portal_entry(&e, mode);
     entry_release(&e);
     if (!pins) return;
-    /* pin_session_state = error: the Parse was accepted already, so the client is kept on its
-     * server rather than refused (when in doubt, pin) */
     int nr = named_reason(&info);
     if (nr >= 0 && (pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     if (nr == SL_PINR_LISTEN && info.kind == SL_SK_LISTEN && c->fanout && info.name[0])
         sl_fanout_client_unlisten(c, info.name);
     pin_at_send(c, s, pins, c->sess->qn);
+}
+
+/* max_prepared_statements = 0: a Bind of a named statement whose Parse pinned (recorded then) pins
+ * again, as bind_named does (a DISCARD may have ended the pins since). */
+__attribute__((noinline)) static void bind_recorded(sl_client *c, sl_server *s, const char *name, sl_sess_entry *pe)
+{
+    sl_session *ss = c->sess;
+    const struct sl_sess_portal *r = rec_find(ss->stmts, ss->nstmts, name);
+    if (!r) return;
+    if (r->e.kind == E_NAME_ADD) names_add(c, r->e.param, r->e.value, true);
+    if (r->e.pins) pin_at_send(c, s, r->e.pins, ss->qn);
+    if (pe) *pe = entry_copy(&r->e);
 }
 
 void sl_sess_advisory_checked(sl_client *c, bool held)
@@ -715,6 +871,7 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     const char *portal = "?", *stmt = "?";
     int w = len >= 4 ? bind_names(&c->s, len, &portal, &stmt) : -1;
     if (w == 0) return SL_SESS_NEED_MORE;
+    sl_sess_entry pe = {.kind = E_NONE, .param = -1}; /* a named portal's: what its Execute does again */
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
@@ -722,19 +879,44 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
-    } else if (!stmt[0] && ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) {
-        pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
+    } else if (!stmt[0]) {
+        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF)
+            pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
+        pe = portal_entry(&ss->unnamed_stmt, mode);
     }
-    if (w == 1 && stmt[0]) bind_named(c, s, stmt, mode);
+    if (w == 1 && stmt[0] && sl_ps_enabled_for(c)) bind_named(c, s, stmt, mode, portal[0] ? &pe : NULL);
+    else if (w == 1 && stmt[0] && ss->nstmts) bind_recorded(c, s, stmt, portal[0] ? &pe : NULL);
+    /* a named portal runs its statement at its Execute, maybe after a DISCARD / RESET ALL / ... that
+     * ended the pins its Parse or Bind took: the Execute takes them again */
+    if (w == 1 && portal[0] && !portal_bound(ss, portal, &pe)) lose_track(c, s);
     return SL_SESS_FORWARD;
 }
 
-static sl_sess_result on_execute(sl_client *c, uint32_t len)
+/* An Execute of a named portal bound to a statement that pins: the pins are taken again as it is sent
+ * (a DISCARD pipelined ahead of it, or answered earlier in its transaction, does not end them) and
+ * the name it makes counts again (a DEALLOCATE of it ahead does not end the pin). */
+__attribute__((noinline)) static sl_sess_result execute_portal(sl_client *c, sl_server *s,
+                                                               const struct sl_sess_portal *p)
+{
+    sl_session *ss = c->sess;
+    uint32_t before = ss->qn;
+    if (p->e.kind == E_NAME_ADD) names_add(c, p->e.param, p->e.value, true);
+    if (!q_push(ss, &p->e)) return SL_SESS_FAILED;
+    if (p->e.pins) pin_at_send(c, s, p->e.pins, before);
+    return SL_SESS_FORWARD;
+}
+
+static sl_sess_result on_execute(sl_client *c, sl_server *s, uint32_t len)
 {
     sl_session *ss = c->sess;
     int w = whole(&c->s, len);
     if (w == 0) return SL_SESS_NEED_MORE;
-    bool unnamed = w == 1 && len >= 5 && c->s.buf[c->s.parse + 5] == 0;
+    const char *portal = (const char *)c->s.buf + c->s.parse + 5;
+    bool unnamed = w == 1 && len >= 5 && !portal[0];
+    if (w == 1 && len >= 5 && !unnamed && ss->nportals && memchr(portal, 0, len - 4)) {
+        const struct sl_sess_portal *p = rec_find(ss->portals, ss->nportals, portal);
+        if (p) return execute_portal(c, s, p);
+    }
     bool ok = unnamed && !plain(&ss->unnamed_portal) ? q_push(ss, &ss->unnamed_portal) : q_push_plain(ss, 1);
     return ok ? SL_SESS_FORWARD : SL_SESS_FAILED;
 }
@@ -752,7 +934,7 @@ sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, ui
     case SL_FE_QUERY: return on_query(c, s, len, mode);
     case SL_FE_PARSE: return on_parse(c, s, len, mode);
     case SL_FE_BIND: return on_bind(c, s, len, mode);
-    case SL_FE_EXECUTE: return on_execute(c, len);
+    case SL_FE_EXECUTE: return on_execute(c, s, len);
     default: /* Sync, FunctionCall */
         if (!q_push_end(ss)) lose_track(c, s);
         return SL_SESS_FORWARD;
@@ -826,8 +1008,11 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
             q_head(ss)->n = 1;
             q_pop(ss);
         }
-        if (q_head(ss)) q_pop(ss);
         char st = blen ? (char)body[0] : SL_XACT_IDLE;
+        if (q_head(ss)) {
+            q_pop(ss);
+            if (ss->nportals) portals_ready(ss, st);
+        }
         if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
         if (st == SL_XACT_IDLE && ss->tx_failed) tx_drop(ss); /* rolled back */
         else if (st == SL_XACT_IDLE) tx_commit(c, s);
@@ -846,6 +1031,7 @@ void sl_sess_link_end_full(sl_client *c)
     if (ss->txn || ss->clear_pending) tx_drop(ss);
     if (ss->unnamed_portal.value) entry_release(&ss->unnamed_portal);
     ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
+    rec_clear(ss->portals, &ss->nportals); /* they lived in the link's transactions */
 }
 
 void sl_sess_free(sl_client *c)
@@ -857,6 +1043,9 @@ void sl_sess_free(sl_client *c)
     entry_release(&ss->unnamed_stmt);
     for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
     free(ss->names);
+    rec_clear(ss->stmts, &ss->nstmts);
+    free(ss->stmts);
+    free(ss->portals);
     free(ss->memo);
     free(ss->q);
     free(ss->tx);

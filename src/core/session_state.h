@@ -40,6 +40,21 @@ typedef struct sl_session {
     sl_sess_entry *tx;       /* settings changed in the open transaction, kept if it commits */
     uint32_t txn, txcap;
     sl_sess_entry unnamed_stmt, unnamed_portal; /* extended protocol: what they would do */
+    /* named portals bound to a statement that pins: their Execute takes the pins (and names) again,
+     * so that a DISCARD / RESET ALL / DEALLOCATE run between the Bind and the Execute does not end
+     * them. ends: Query / Sync / FunctionCall end marks queued before the Bind, so that the records
+     * go at the ReadyForQuery 'I' that ends the portal's transaction */
+    struct sl_sess_portal {
+        const char *name; /* interned */
+        uint32_t ends;
+        sl_sess_entry e;
+    } *portals;
+    uint32_t nportals, portalscap;
+    /* with max_prepared_statements = 0 (no proxy_ps.c names to look the text up in at a Bind), the
+     * named statements that pin, as portal records (ends unused): their Bind pins again, and a named
+     * portal of one is recorded as above */
+    struct sl_sess_portal *stmts;
+    uint32_t nstmts, stmtscap;
     /* what a cursor_with_hold / listen / prepare pin is made of: the cursors, channels and statement
      * names, so that CLOSE / UNLISTEN / DEALLOCATE of the last one ends the pin (NULL name: one pgsluice
      * could not read, ended only by the ALL form) */
@@ -102,11 +117,12 @@ static inline bool sl_sess_bind_plain(const sl_session *ss, const uint8_t *m, ui
     return len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value;
 }
 static inline void sl_sess_bind_plain_seen(sl_session *ss) { ss->unnamed_portal = ss->unnamed_stmt; }
-/* An Execute, whole, of a named portal (not followed) or of the unnamed one, plain; with room in the
- * queue. */
+/* An Execute, whole, of the unnamed portal, plain, or of a named one while no named portal pins; with
+ * room in the queue. */
 static inline bool sl_sess_execute_plain(const sl_session *ss, const uint8_t *m, uint32_t avail, uint32_t len)
 {
-    return ss->qn < ss->qcap && len >= 5 && avail >= len + 1 && (m[5] != 0 || sl_sess_entry_plain(&ss->unnamed_portal));
+    return ss->qn < ss->qcap && len >= 5 && avail >= len + 1 &&
+           (m[5] != 0 ? !ss->nportals : sl_sess_entry_plain(&ss->unnamed_portal));
 }
 static inline void sl_sess_execute_plain_seen(sl_session *ss)
 {
@@ -160,14 +176,15 @@ static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char
 }
 
 /* The same for the answers: a CommandComplete of a plain statement and a ReadyForQuery that ends
- * a request, with no setting or pin waiting for the transaction's end, only move the queue on. */
+ * a request, with no setting or pin waiting for the transaction's end (nor, for the ReadyForQuery, a
+ * named portal that pins), only move the queue on. */
 static inline void sl_sess_server_msg(sl_client *c, sl_server *s, char type, const uint8_t *body, uint32_t blen)
 {
     sl_session *ss = c->sess;
     if (ss && !ss->desync && ss->qn && !ss->txn && !ss->clear_pending) {
         sl_sess_entry *h = &ss->q[ss->qhead];
         if ((type == SL_BE_COMMAND_COMPLETE && sl_sess_entry_plain(h)) ||
-            (type == SL_BE_READY && h->kind == SL_SE_END)) {
+            (type == SL_BE_READY && h->kind == SL_SE_END && !ss->nportals)) {
             if (h->kind == SL_SE_NONE && h->n > 1) h->n--;
             else {
                 ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
@@ -194,7 +211,7 @@ static inline void sl_sess_link_end(sl_client *c)
 {
     sl_session *ss = c->sess;
     if (!ss) return;
-    if (ss->qn || ss->txn || ss->clear_pending || ss->unnamed_portal.value) sl_sess_link_end_full(c);
+    if (ss->qn || ss->txn || ss->clear_pending || ss->unnamed_portal.value || ss->nportals) sl_sess_link_end_full(c);
     else ss->unnamed_portal = (sl_sess_entry){.kind = SL_SE_NONE};
 }
 /* The client is freed. */

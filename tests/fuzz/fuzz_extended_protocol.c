@@ -77,12 +77,11 @@
  *    first (25P02). The direct model notes the case;
  *  - pin_session_state = off, once the client sent a text whose state pgsluice follows only by
  *    pinning: that state may stay behind on a server the client leaves (what off means).
- * Open findings, recognised and not checked unless FZ_OPEN_FINDINGS=1 (tests/fuzz/findings-open/):
- *  - a named portal of a statement that pins, executed after a statement that ends such state ran
- *    since its Bind (named portals are not followed): the pin ends, the state stays.
- * (An error the statement rewriting answers in the server's place, 42P05 of a name in use or 26000
- * of a statement in doubt, was one until 2026-12-06: the session-state tracking now sees it, its
- * inputs are in regressions/.) */
+ * Open findings (tests/fuzz/findings-open/, recognised here and not checked unless
+ * FZ_OPEN_FINDINGS=1): none now. Fixed, inputs in regressions/: an error the statement rewriting
+ * answers in the server's place (42P05 of a name in use, 26000 of a statement in doubt), unseen by the
+ * session-state tracking; a named portal of a statement that pins, executed after a DISCARD run since
+ * its Bind (its pins were not taken again at its Execute). */
 #include "fuzz_common.h"
 
 #include <strings.h>
@@ -126,11 +125,6 @@ typedef struct world {
     bytes pending;           /* client bytes built but not yet sent */
     bool sess_on;            /* session-state tracking on (as in production): links have sess_active */
     sl_pin_mode pin_mode;    /* pin_session_state */
-    /* the open finding named_portal_executed_after_a_clear (tests/fuzz/README.md), from the client's
-     * messages: the texts of its statements ("", s1..s3) and of the unnamed portal, whether portal
-     * p1 holds a statement that pins and a statement that ends such state ran since its Bind */
-    const char *stmt_text[4], *unnamed_portal_text;
-    bool p1_pins, p1_cleared, open_portal_pin;
 } world;
 
 static world *W;
@@ -183,17 +177,15 @@ static void flush_to_server(int i)
 
 static void client_idle_input(void);
 static void client_forward(void);
-static void note_open_portal_pin(const uint8_t *m, uint32_t len);
-static bool open_findings_checked(void);
 
 /* sl_sess_link_end forgets what the link still expected. */
 static void check_link_end(const sl_client *c)
 {
     const sl_session *ss = c->sess;
     if (!ss) return;
-    FZ_CHECK(ss->qn == 0 && ss->txn == 0 && ss->clear_pending == 0 && !ss->unnamed_portal.value,
-             "the session state kept %u answers expected, %u settings, clears %x after the link ended", ss->qn, ss->txn,
-             ss->clear_pending);
+    FZ_CHECK(ss->qn == 0 && ss->txn == 0 && ss->clear_pending == 0 && !ss->unnamed_portal.value && !ss->nportals,
+             "the session state kept %u answers expected, %u settings, clears %x, %u named portals after the link "
+             "ended", ss->qn, ss->txn, ss->clear_pending, ss->nportals);
 }
 
 /* server_setup.c's SL_SETUP_PARAMS, as sl_proxy_link runs it when link_needs_setup finds the
@@ -280,7 +272,7 @@ static void unlink_release(void)
         check_link_end(c);
     }
     FZ_CHECK(!sl_sess_pinned(c), "a pinned client let go of its server");
-    if (W->sess_on && W->pin_mode != SL_PIN_MODE_OFF && W->compare && !W->model[i].broken && !W->open_portal_pin) {
+    if (W->sess_on && W->pin_mode != SL_PIN_MODE_OFF && W->compare && !W->model[i].broken) {
         const char *left = model_client_state(&W->model[i]);
         FZ_CHECK(!left, "the client let go of server %d, which holds its session state (%s)", i, left);
     }
@@ -495,7 +487,6 @@ static void note_known_divergence(const void *p, size_t n)
             if (dup) known("a Parse of a name in use, pipelined");
             if (nseen < 16 && strlen(name) < 8) strcpy(seen[nseen++], name);
         }
-        note_open_portal_pin(m, len);
         W->sent_scanned += (size_t)len + 1;
         earlier = true;
         earlier_may_begin |= m[0] == 'Q' || m[0] == 'E';
@@ -546,7 +537,7 @@ static const char *const stmt_names[] = {"", "s1", "s2", "s3"};
  * (as a Query, an unnamed Parse, a named Parse: it pins), or session state that pgsluice follows
  * only by pinning (lost under pin_session_state = off when the client changes servers, a known
  * divergence then). */
-enum { T_REFUSED_Q = 1, T_REFUSED_PU = 2, T_REFUSED_PN = 4, T_LOSSY = 8, T_CLEARS = 16 /* ends such state */ };
+enum { T_REFUSED_Q = 1, T_REFUSED_PU = 2, T_REFUSED_PN = 4, T_LOSSY = 8 };
 typedef struct text_info {
     const char *text;
     unsigned flags;
@@ -564,18 +555,18 @@ static const text_info parse_texts[] = {
     {"CREATE TEMP TABLE t (a int)", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY},
     {"PREPARE q AS SELECT 1", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY},
     {"SELECT pg_advisory_lock(1)", T_REFUSED_PU | T_REFUSED_PN | T_LOSSY}, {"SHOW search_path", 0}, {"BEGIN", 0},
-    {"COMMIT", 0}, {"ROLLBACK", 0}, {"RESET ALL", T_REFUSED_PN | T_LOSSY | T_CLEARS}, {"DISCARD TEMP", T_CLEARS},
-    {"SELECT pg_advisory_unlock_all()", T_CLEARS}, {"SET application_name = 'x'", 0},
+    {"COMMIT", 0}, {"ROLLBACK", 0}, {"RESET ALL", T_REFUSED_PN | T_LOSSY}, {"DISCARD TEMP", 0},
+    {"SELECT pg_advisory_unlock_all()", 0}, {"SET application_name = 'x'", 0},
 };
 static const text_info query_texts[] = {
-    {"SELECT 1", 0}, {"BEGIN", 0}, {"COMMIT", 0}, {"ROLLBACK", 0}, {"SELECT 1/0", 0}, {"DISCARD ALL", T_CLEARS},
-    {"discard all", T_CLEARS}, {"DEALLOCATE ALL", T_CLEARS}, {"SELEC 1", 0}, {" DISCARD ALL;", T_CLEARS},
+    {"SELECT 1", 0}, {"BEGIN", 0}, {"COMMIT", 0}, {"ROLLBACK", 0}, {"SELECT 1/0", 0}, {"DISCARD ALL", 0},
+    {"discard all", 0}, {"DEALLOCATE ALL", 0}, {"SELEC 1", 0}, {" DISCARD ALL;", 0},
     {"SET search_path = a", 0}, {"SET search_path TO \"B\", public", 0}, {"RESET search_path", 0},
     {"SHOW search_path", 0}, {"SET application_name = 'x'", 0}, {"SET work_mem = '8MB'", T_REFUSED_Q | T_LOSSY},
-    {"RESET ALL", T_CLEARS}, {"CREATE TEMP TABLE t (a int)", T_REFUSED_Q | T_LOSSY}, {"SELECT * FROM t", 0},
-    {"DISCARD TEMP", T_CLEARS}, {"PREPARE q AS SELECT 1", T_REFUSED_Q | T_LOSSY}, {"EXECUTE q", 0},
-    {"DEALLOCATE q", T_CLEARS}, {"SELECT pg_advisory_lock(1)", T_REFUSED_Q | T_LOSSY},
-    {"SELECT pg_advisory_unlock_all()", T_CLEARS}, {"LISTEN ch", T_REFUSED_Q | T_LOSSY}, {"UNLISTEN *", T_CLEARS},
+    {"RESET ALL", 0}, {"CREATE TEMP TABLE t (a int)", T_REFUSED_Q | T_LOSSY}, {"SELECT * FROM t", 0},
+    {"DISCARD TEMP", 0}, {"PREPARE q AS SELECT 1", T_REFUSED_Q | T_LOSSY}, {"EXECUTE q", 0},
+    {"DEALLOCATE q", 0}, {"SELECT pg_advisory_lock(1)", T_REFUSED_Q | T_LOSSY},
+    {"SELECT pg_advisory_unlock_all()", 0}, {"LISTEN ch", T_REFUSED_Q | T_LOSSY}, {"UNLISTEN *", 0},
     /* the SET is undone by the error after it (one implicit transaction) */
     {"SET search_path TO \"B\", public; SELECT 1/0", 0}, {"SAVEPOINT sp", 0},
     /* which settings survive is not known: pinned */
@@ -601,62 +592,6 @@ static bool refused_by_pgsluice(const char *text, char msg, bool named)
 static void note_lossy(unsigned flags)
 {
     if (W->sess_on && W->pin_mode == SL_PIN_MODE_OFF && (flags & T_LOSSY)) known("pin_session_state = off");
-}
-
-/* The open finding named_portal_executed_after_a_clear (tests/fuzz/README.md): a named portal's
- * effects are not followed, so the pin its statement took at Parse/Bind is ended by a DISCARD TEMP
- * (RESET ALL, ...) that runs after the Bind and commits with the portal's Execute, which then makes
- * the state again. Seen from the client's whole messages in the order sent (what fails too). */
-/* FZ_OPEN_FINDINGS=1: the open findings are checked like the rest (their inputs in
- * tests/fuzz/findings-open/ fail then). */
-static bool open_findings_checked(void)
-{
-    static int v = -1;
-    if (v < 0) v = getenv("FZ_OPEN_FINDINGS") != NULL;
-    return v;
-}
-
-static int name_index(const char *name)
-{
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(stmt_names[i], name)) return i;
-    return -1;
-}
-
-static unsigned texts_flags(const char *text, bool parse)
-{
-    if (!text) return 0;
-    return parse ? text_flags(parse_texts, NTEXTS(parse_texts), text) : text_flags(query_texts, NTEXTS(query_texts), text);
-}
-
-static void note_open_portal_pin(const uint8_t *m, uint32_t len)
-{
-    const char *a = (const char *)m + 5, *end = (const char *)m + 1 + len;
-    const char *b = memchr(a, 0, (size_t)(end - a));
-    if (!b || !W->sess_on) return;
-    b++;
-    bool b_ok = b < end && memchr(b, 0, (size_t)(end - b));
-    if (m[0] == 'P' && b_ok) { /* name, text */
-        int i = name_index(a);
-        if (i >= 0) W->stmt_text[i] = NULL;
-        for (size_t k = 0; i >= 0 && k < NTEXTS(parse_texts); k++)
-            if (!strcmp(parse_texts[k].text, b)) W->stmt_text[i] = parse_texts[k].text;
-    } else if (m[0] == 'B' && b_ok) { /* portal, statement */
-        int i = name_index(b);
-        const char *text = i >= 0 ? W->stmt_text[i] : NULL;
-        if (!*a) W->unnamed_portal_text = text;
-        if (!strcmp(a, "p1")) {
-            W->p1_pins = texts_flags(text, true) & T_LOSSY;
-            W->p1_cleared = false;
-        }
-    } else if (m[0] == 'E') { /* portal */
-        if (!*a && (texts_flags(W->unnamed_portal_text, true) & T_CLEARS)) W->p1_cleared = true;
-        if (!strcmp(a, "p1") && W->p1_pins && W->p1_cleared && !open_findings_checked())
-            W->open_portal_pin = true, known("open finding named_portal_executed_after_a_clear");
-    } else if (m[0] == 'Q') {
-        if (texts_flags(a, false) & T_CLEARS) W->p1_cleared = true;
-        W->unnamed_portal_text = NULL;
-    }
 }
 
 static void client_message(fz_in *in, bytes *pending)

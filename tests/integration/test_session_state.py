@@ -736,3 +736,97 @@ def test_set_in_a_batch_whose_parse_pgsluice_refuses_in_its_own_words_is_rolled_
     b.simple(b"SELECT 1", b"TDCZ")  # the server goes to b and back
     got = a.simple(b"SHOW search_path", b"TDCZ")
     assert got[1][1][6:] == b'"$user", public', got
+
+
+def _portal_bind(portal, stmt):
+    """Bind of a portal to a statement, no parameters, text results."""
+    return _msg(b"B", portal + b"\0" + stmt + b"\0\0\0\0\0\0\0")
+
+
+def _portal_execute(portal):
+    return _msg(b"E", portal + b"\0\0\0\0\0")
+
+
+@pytest.mark.parametrize("in_a_block,max_prepared", [(False, 200), (True, 200), (False, 0), (True, 0)])
+def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(pooler, cluster, in_a_block,
+                                                                           max_prepared):
+    """A named portal bound to CREATE TEMP TABLE, a DISCARD TEMP run (through the unnamed portal, or
+    a simple query in a block) between its Bind and its Execute, in one transaction: the table is
+    made after the DISCARD, so the client keeps its server. Before, the portal's Execute counted as a
+    plain statement, the DISCARD's commit ended the pin, the client lost its server and the reset of
+    that server dropped its table (fuzz_extended_protocol: named_portal_executed_after_a_clear,
+    ..._in_a_block). The same with max_prepared_statements = 0 (the statement's text is then kept
+    nowhere but in the session-state tracking), where a Bind of the statement after the pin ended
+    did not pin again either."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "max_prepared_statements": max_prepared}, dbs={"appdb": db})
+    s = _raw_client(p, "portal")
+    create = _msg(b"P", b"sp_st\0CREATE TEMP TABLE sp_portal (v int)\0\0\0") + _portal_bind(b"sp_p", b"sp_st")
+    if in_a_block:
+        s.sendall(_msg(b"Q", b"BEGIN\0") + create + _msg(b"S"))
+        assert _answers(s, 2) == b"CZ12Z"
+        s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
+        assert _answers(s, 1) == b"CZ"
+        s.sendall(_portal_execute(b"sp_p") + _msg(b"S") + _msg(b"Q", b"COMMIT\0"))
+        assert _answers(s, 2) == b"CZCZ"
+    else:
+        s.sendall(create + _msg(b"P", b"\0DISCARD TEMP\0\0\0") + _portal_bind(b"", b"") + _portal_execute(b"")
+                  + _portal_execute(b"sp_p") + _msg(b"S"))
+        assert _answers(s, 1) == b"1212CCZ"
+    assert pinned_of(p, "portal") == "temp_table"
+    s.sendall(_msg(b"Q", b"SELECT count(*) FROM sp_portal\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    # the table's end ends its pin (an advisory lock keeps the server, and the statement on it); the
+    # statement bound again makes the table again, and pins again
+    s.sendall(_msg(b"Q", b"SELECT pg_advisory_lock(7340)\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
+    assert _answers(s, 1) == b"CZ"
+    assert pinned_of(p, "portal") == "advisory_lock"
+    s.sendall(_portal_bind(b"", b"sp_st") + _portal_execute(b"") + _msg(b"S"))
+    assert _answers(s, 1) == b"2CZ"
+    assert "temp_table" in pinned_of(p, "portal")
+    s.sendall(_msg(b"Q", b"SELECT pg_advisory_unlock_all()\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    assert pinned_of(p, "portal") == "temp_table"
+    s.sendall(_msg(b"Q", b"SELECT count(*) FROM sp_portal\0"))
+    assert _answers(s, 1) == b"TDCZ"
+    s.sendall(_msg(b"Q", b"DISCARD TEMP\0"))
+    assert _answers(s, 1) == b"CZ"
+    assert pinned_of(p, "portal") == ""
+    # a named portal of a plain statement pins nothing
+    s.sendall(_msg(b"P", b"sp_plain\0SELECT 1\0\0\0") + _portal_bind(b"sp_p", b"sp_plain") + _portal_execute(b"sp_p")
+              + _msg(b"S"))
+    assert _answers(s, 1) == b"12DCZ"
+    assert pinned_of(p, "portal") == ""
+    s.close()
+
+
+def test_pin_session_state_error_refuses_a_named_listen_the_fanout_prepared_once_bound_in_a_block(pooler, cluster):
+    """pin_session_state = error: a named statement LISTEN prepared and run between transactions is
+    served by the fan-out (no server, no pin); bound again inside a transaction block it would LISTEN on
+    the server, which pins, and is refused as a Parse of it there would be (0A000 at its Execute, the
+    name standing for the refusal from then on). Before, the client was pinned instead."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust",
+                "pin_session_state": "error"}, dbs={"appdb": db})
+    s = _raw_client(p, "errl")
+    run = _portal_bind(b"", b"sp_l") + _portal_execute(b"") + _msg(b"S")
+    s.sendall(_msg(b"P", b"sp_l\0LISTEN sp_err_chan\0\0\0") + run)
+    assert _answers(s, 1) == b"12CZ"
+    assert pinned_of(p, "errl") == ""
+    s.sendall(_msg(b"Q", b"BEGIN\0") + run)
+    got = []
+    while len([t for t, _ in got if t == b"Z"]) < 2:
+        got.append(clients.read_message(s))
+    assert b"".join(t for t, _ in got) == b"CZ2EZ", got
+    err = got[3][1]
+    assert b"C0A000\0" in err and (REFUSAL % "LISTEN").encode() in err, err
+    s.sendall(_msg(b"Q", b"ROLLBACK\0"))
+    assert _answers(s, 1) == b"CZ"
+    assert pinned_of(p, "errl") == ""
+    s.sendall(run)  # the name stands for the refusal now, as after a refused Parse
+    assert _answers(s, 1) == b"2EZ"
+    assert pinned_of(p, "errl") == ""
+    s.close()
