@@ -242,6 +242,21 @@ static sl_tr_result tls_read(sl_stream *s, void *buf, size_t len, size_t *n)
     if (SSL_read_ex(t->ssl, buf, len, n) == 1) {
         bool was = t->rd_wait || t->stuck;
         t->rd_blocked = false;
+        /* SSL_read gives one record; the records read ahead behind it go into the same buffer, so
+         * that the owner forwards them in one write (a COPY's 4-8 KB records, three or four per
+         * socket read). It stops at a partial record: its rest waits for the socket, and the error
+         * of a failed record comes again on the next call. */
+        size_t more;
+        while (*n < len && SSL_has_pending(t->ssl)) {
+            ERR_clear_error();
+            if (SSL_read_ex(t->ssl, (uint8_t *)buf + *n, len - *n, &more) == 1) {
+                *n += more;
+                continue;
+            }
+            if (SSL_get_error(t->ssl, 0) == SSL_ERROR_WANT_READ) t->rd_blocked = true;
+            ERR_clear_error();
+            break;
+        }
         t->rd_wait = 0;
         t->stuck = false;
         /* outside dispatch (the owner read from another stream's event): make sure what is left
