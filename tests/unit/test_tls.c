@@ -863,6 +863,49 @@ static void test_pending_after_a_large_record(void **state)
     sl_tls_ctx_unref(c);
 }
 
+/* Records that arrived together are read together: one read takes every record OpenSSL read
+ * ahead, as far as the buffer has room (a COPY's records then leave in one write), stops at a full
+ * buffer in the middle of a record, and loses or repeats nothing at the boundaries. */
+static void test_records_read_ahead_come_in_one_read(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2; round++) {
+        sl_worker *w = round == 0 ? &worker : &small_worker;
+        pair p;
+        sl_tls_ctx *a, *c;
+        handshaken(&p, w, &a, &c);
+        enum { NREC = 12, RECLEN = 300 };
+        uint8_t want[NREC * RECLEN], got[NREC * RECLEN];
+        fill(want, sizeof(want), 11 + (unsigned)round);
+        for (int i = 0; i < NREC; i++) { /* each flush is a record of its own */
+            sl_pb_bytes(&p.srv.out, want + i * RECLEN, RECLEN);
+            assert_int_equal(sl_stream_flush(&p.srv, NULL), SL_IO_OK);
+        }
+        assert_int_equal(sl_stream_read(&p.cli), SL_IO_OK);
+        size_t first = p.cli.end - p.cli.pos;
+        if (round == 0)
+            assert_int_equal(first, sizeof(want)); /* all twelve in one read */
+        else
+            assert_int_equal(first, 64); /* a full buffer, across a record's end */
+        size_t have = 0;
+        for (int guard = 0; have < sizeof(want) && guard < 10000; guard++) {
+            if (p.cli.end == p.cli.pos) {
+                sl_io_status st = sl_stream_read(&p.cli);
+                assert_int_equal(st, SL_IO_OK);
+            }
+            memcpy(got + have, p.cli.buf + p.cli.pos, p.cli.end - p.cli.pos);
+            have += p.cli.end - p.cli.pos;
+            p.cli.pos = p.cli.parse = p.cli.end;
+        }
+        assert_int_equal(have, sizeof(want));
+        assert_memory_equal(got, want, sizeof(want));
+        assert_int_equal(sl_stream_read(&p.cli), SL_IO_AGAIN);
+        close_pair(&p);
+        sl_tls_ctx_unref(a);
+        sl_tls_ctx_unref(c);
+    }
+}
+
 /* ---- the poll loop ---- */
 
 static struct {
@@ -1012,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_data_both_ways_through_partial_writes),
         cmocka_unit_test(test_a_stuck_record_must_come_again),
         cmocka_unit_test(test_pending_after_a_large_record),
+        cmocka_unit_test(test_records_read_ahead_come_in_one_read),
         cmocka_unit_test(test_decrypted_bytes_reach_an_owner_that_reads_again),
         cmocka_unit_test(test_the_loop_drives_the_handshake),
     };
