@@ -28,6 +28,7 @@
     X(SERVER_OVERSIZED, "oversized message from server", false)                               \
     X(SERVER_DEAD_IN_POOL, "server closed while idle in the pool", false)                     \
     X(SERVER_DIED_UNREAD, "server closed before reading its client's request (sent to another server)", false) \
+    X(SERVER_DIED_BETWEEN, "server terminated right after its client's last answer (the client goes on)", false) \
     X(LOGIN_FAILED, "login failed", false)                                                    \
     X(POOLER_QUERY_FAILED, "pooler query failed", false)                                      \
     X(ROLLBACK_FAILED, "cannot roll back", false)                                             \

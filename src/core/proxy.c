@@ -176,28 +176,29 @@ static bool hold_first_answer(sl_server *s, sl_client *c)
         uint32_t len = sl_get_u32(in->buf + in->parse + 1);
         if (len >= 4 && len <= SL_SMALL_MSG_MAX) {
             if (avail < len + 1) return true;
-            const uint8_t *body = in->buf + in->parse + 5;
-            const char *sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY_NONLOCALIZED);
-            if (!sev) sev = sl_error_field(body, len - 4, SL_ERRF_SEVERITY);
-            if (sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"))) return true;
+            if (sl_scan_error_fatal(in->buf + in->parse + 5, len - 4)) return true;
         }
     }
     sl_proxy_commit_link(s, c);
     return false;
 }
 
+/* The client leaves its server, its last request answered. */
+static void unlink_client(sl_server *s, sl_client *c, int64_t now)
+{
+    if (s->sess_active) sl_sess_link_end(c);
+    c->server = NULL;
+    s->client = NULL;
+    if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
+    c->last_activity = now;
+    sl_stream_unkeep(&c->s);
+}
+
 void sl_proxy_unlink_release(sl_server *s)
 {
     sl_client *c = s->client;
     int64_t now = sl_now_fast();
-    if (c) {
-        if (s->sess_active) sl_sess_link_end(c);
-        c->server = NULL;
-        s->client = NULL;
-        if (c->state == SL_CL_ACTIVE) sl_client_set_state(c, SL_CL_IDLE);
-        c->last_activity = now;
-        sl_stream_unkeep(&c->s);
-    }
+    if (c) unlink_client(s, c, now);
     s->last_used = now;
     s->release_pending = false;
     s->resend_ok = false;
@@ -242,6 +243,16 @@ static void after_release(sl_client *c)
     sl_stream_set_poll(&c->s, UV_READABLE);
     if (c->s.end > c->s.parse) sl_client_idle_input(c);
     else sl_stream_trim(&c->s);
+}
+
+/* The server died between the client's transactions (SL_SCAN_DIED_BETWEEN: a FATAL right behind
+ * the answer that ended its last request), and every answer before it reached the client: the
+ * client goes on as if the server had gone back to the pool, without the error; the server closes. */
+static void close_behind_client(sl_server *s, sl_client *c)
+{
+    unlink_client(s, c, sl_now_fast());
+    sl_server_close(s, SL_CLOSE_SERVER_DIED_BETWEEN);
+    after_release(c);
 }
 
 bool sl_proxy_keep_answers(sl_client *c, sl_server *s)
@@ -366,11 +377,13 @@ static void refuse_transaction(sl_server *s, sl_client *c)
     sl_client_error(c, true, "25001", "transaction blocks not allowed in statement pooling mode");
 }
 
-/* Mark the server's answers for forwarding; a broken message closes the server. */
-static bool scan_server(sl_server *s, sl_client *c)
+/* Mark the server's answers for forwarding; a broken message closes the server. *died: the server
+ * died after the client's last answer (SL_SCAN_DIED_BETWEEN), the answers marked go first. */
+static bool scan_server(sl_server *s, sl_client *c, bool *died)
 {
     switch (sl_scan_server(s, c)) {
     case SL_SCAN_MORE: return true;
+    case SL_SCAN_DIED_BETWEEN: *died = true; return true;
     case SL_SCAN_REFUSE_TXN: refuse_transaction(s, c); break;
     case SL_SCAN_OVERSIZED: sl_server_close(s, SL_CLOSE_SERVER_OVERSIZED); break;
     case SL_SCAN_NOMEM: sl_server_close(s, SL_CLOSE_OUT_OF_MEMORY); break;
@@ -383,10 +396,16 @@ static void server_forward(sl_server *s)
 {
     sl_client *c = s->client;
     sl_stream *in = &s->s;
-    if (!scan_server(s, c)) return;
+    bool died = false;
+    if (!scan_server(s, c, &died)) return;
     sl_io_status st = sl_stream_flush(&c->s, in);
     if (st == SL_IO_ERROR) {
         sl_client_close(c, SL_CLOSE_CLIENT_WRITE_ERROR);
+        return;
+    }
+    if (__builtin_expect(died, 0)) {
+        if (st == SL_IO_OK) close_behind_client(s, c);
+        else update_poll(c, s); /* the client drains, then this again (sl_proxy_client_writable) */
         return;
     }
     if (st == SL_IO_OK && in->pos == in->end) {
@@ -431,7 +450,8 @@ void sl_proxy_server_input(sl_server *s)
             int err = st == SL_IO_ERROR ? s->s.err : sl_stream_connect_result(&s->s);
             if (died_unread(err) && resend_elsewhere(s, c)) return;
             sl_proxy_commit_link(s, c);
-            if (!scan_server(s, c)) return; /* the FATAL held back goes to the client after all */
+            bool died = false; /* (no answer ended a request yet: not after one) */
+            if (!scan_server(s, c, &died)) return; /* the FATAL held back goes to the client after all */
         }
         /* pass on whatever the server said last (e.g. FATAL terminating connection) */
         sl_stream_flush(&c->s, &s->s);

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/conn.h"
 #include "core/proxy_ps.h"
@@ -33,6 +34,8 @@ typedef enum {
     SL_SCAN_OVERSIZED,   /* a ReadyForQuery or ParameterStatus above SL_SMALL_MSG_MAX */
     SL_SCAN_NOMEM,       /* no room to hold a small message whole */
     SL_SCAN_REFUSE_TXN,  /* statement mode: the server opened a transaction */
+    SL_SCAN_DIED_BETWEEN, /* a FATAL error after the client's last answer, nothing asked since: not
+                             passed on (sl_scan_server_loop); what is marked before it goes first */
 } sl_scan_result;
 
 /* Watches each client message at its header: decided false before the statement rewriting looks at
@@ -44,6 +47,14 @@ static inline bool sl_scan_between_transactions(const sl_server *s, const sl_cli
 {
     return sl_route_pool_mode(sl_server_route(s)) != SL_POOL_SESSION && s->outstanding == 0 && !s->in_batch &&
            s->xact == SL_XACT_IDLE && c->s.msg_left == 0 && sl_ps_idle(s);
+}
+
+/* An ErrorResponse (body) of severity FATAL or PANIC: its server is gone. */
+static inline bool sl_scan_error_fatal(const uint8_t *body, uint32_t blen)
+{
+    const char *sev = sl_error_field(body, blen, SL_ERRF_SEVERITY_NONLOCALIZED);
+    if (!sev) sev = sl_error_field(body, blen, SL_ERRF_SEVERITY);
+    return sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"));
 }
 
 /* The server may go back to the pool: between transactions, and the client not pinned to it. */
@@ -456,6 +467,14 @@ static inline __attribute__((always_inline)) sl_scan_result sl_scan_server_loop(
                 return SL_SCAN_MORE;
             }
         }
+        /* A FATAL right behind the ReadyForQuery that ended the client's last request, nothing asked
+         * since: its backend was terminated between the client's transactions. It answers nothing
+         * the client asked, and a driver would take it for the answer to its next request (which
+         * goes to another server): it stays here, and the server closes behind the client
+         * (proxy.c). A pinned client's session went with the server: it gets the error. */
+        if (type == SL_BE_ERROR && __builtin_expect(s->release_pending, 0) && small && sl_scan_can_release(s, c) &&
+            sl_scan_error_fatal(in->buf + in->parse + 5, len - 4))
+            return SL_SCAN_DIED_BETWEEN;
         /* (DataRow and CopyData were decided above, with the usual answers) */
         if (s->ps_active) {
             const uint8_t *body = in->buf + in->parse + 5; /* (consuming it leaves the bytes in place) */
