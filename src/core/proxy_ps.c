@@ -412,13 +412,14 @@ static sl_stmt_map *names_after(sl_server *s, sl_client *c, uint32_t from)
  * failed. */
 /* The client's Parse of name (queue entry i) failed or was skipped: pgsluice's own Parses queued
  * behind it for a Bind/Describe of that name, up to the client's next Parse of it, are for a
- * statement PostgreSQL does not have. */
+ * statement PostgreSQL does not have, and a Close of the name there closes nothing: skipped in
+ * turn, it gives nothing back. */
 static void doubts_lose_name(sl_server *s, uint32_t i, const char *name)
 {
     for (uint32_t j = i + 1; j < s->exp_n; j++) {
         sl_expect *e = sl_exp_at(s, j);
         if (!e->client_name || strcmp(e->client_name, name) != 0) continue;
-        if (e->action == SL_EXP_DOUBT) e->name_gone = true;
+        if (e->action == SL_EXP_DOUBT || e->action == SL_EXP_SYNTH_CLOSE) e->name_gone = true;
         else if (e->msg == SL_FE_PARSE && (e->action == SL_EXP_FWD || e->action == SL_EXP_SYNTH_PARSE)) break;
     }
 }
@@ -435,8 +436,9 @@ static void undo_skipped(sl_server *s, sl_client *c, uint32_t n)
             forget_name(names, e->client_name, e->stmt);
         else if (e->action == SL_EXP_SYNTH_PARSE && e->client_name)
             forget_name(names, e->client_name, NULL);
-        else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name)
-            give_back_name(names, e->client_name, e->stmt);
+        else if (e->action == SL_EXP_SYNTH_CLOSE && e->client_name) {
+            if (!e->name_gone) give_back_name(names, e->client_name, e->stmt);
+        }
         else if (e->discarded)
             sl_stmt_map_restore(names, e->discarded);
     }

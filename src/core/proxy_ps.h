@@ -34,8 +34,8 @@ typedef enum {
 typedef struct sl_expect {
     char msg;          /* the request: P B D E C S Q F */
     uint8_t action;    /* sl_exp_action: forward the answer, skip it, or synthesize one */
-    bool name_gone;    /* DOUBT: the client's own Parse of the name, queued before, failed or was
-                          skipped (set then; read only for DOUBT entries) */
+    bool name_gone;    /* DOUBT and SYNTH_CLOSE: the client's own Parse of the name, queued before,
+                          failed or was skipped (set then; read only for those entries) */
     sl_stmt *stmt;     /* Parse entries: the statement to forget if the Parse fails; SYNTH_CLOSE:
                           the statement to give back if the Close is skipped (referenced) */
     char *client_name; /* the client's name: FWD and SYNTH_PARSE, to forget if the Parse fails or

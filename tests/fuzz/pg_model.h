@@ -448,6 +448,9 @@ static inline void model_query_msg(pg_model *m, const char *text)
     bool ok = true;
     for (int i = 0; i < n && ok; i++) ok = model_run(m, model_classify_n(stmt[i], slen[i]), false, true, n > 1);
     if (ok && m->xact == 'I') model_commit(m); /* the implicit transaction */
+    /* its end (commit or rollback) drops the named portals an extended-protocol batch bound before
+     * the Query (PostgreSQL's PreCommit_Portals / AtCleanup_Portals): an Execute of one answers 34000 */
+    if (m->xact == 'I') obj_clear(m->portals, &m->nportals);
     out_ready(m);
 }
 

@@ -840,3 +840,23 @@ def test_pipelined_bind_of_a_statement_whose_parse_failed_in_a_failed_transactio
     c.simple(b"ROLLBACK", b"CZ")
     for name in (b"s1", b"s3"):
         c.bind_execute_sync_fails_with(name, b"26000")
+
+
+def test_close_pipelined_behind_a_failed_parse_of_the_name_and_skipped_gives_nothing_back(pooler, cluster):
+    """Found by fuzzing (tests/fuzz/fuzz_extended_protocol.c, regression close_behind_a_failed_parse_skipped):
+    a Parse of s1 that fails, then in a batch pipelined behind it an error and a Close of s1 that
+    PostgreSQL skips. pgsluice undid the skipped Close by giving s1 back, as the statement the client
+    had asked for: a later Bind of s1 found it, and pgsluice prepared the failed text on the server,
+    passing on that Parse's error (here 42601) where PostgreSQL answers 26000."""
+    p = _trust_pooler(pooler, cluster)
+    c = Raw(p)
+    c.sock.sendall(c.pack(b"P", b"s1\0SELEC 'bad'\0\0\0") + c.pack(b"S")
+                   + c.pack(b"P", b"\0SELEC 2\0\0\0") + c.pack(b"C", b"Ss1\0") + c.pack(b"S"))
+    c.fails_with(c.until_ready(), b"42601")
+    c.fails_with(c.until_ready(), b"42601")
+    c.bind_execute_sync_fails_with(b"s1", b"26000")
+    c.parse(b"s1", b"SELECT 'fine'")  # the name is free
+    c.bind_execute(b"s1")
+    c.msg(b"S")
+    got = c.until_ready()
+    assert c.types(got) == b"12DCZ" and got[2][1].endswith(b"fine"), got

@@ -803,6 +803,38 @@ def test_named_portal_executed_after_a_discard_temp_keeps_its_temp_table_pin(poo
     s.close()
 
 
+def test_named_portal_bound_before_a_query_that_ends_the_transaction_is_gone(pooler, cluster):
+    """A named portal bound to CREATE TEMP TABLE in an extended batch's implicit transaction, then a
+    simple query (DISCARD TEMP, which ends the pin the Parse took) before the Sync: the query commits
+    that transaction, and PostgreSQL drops the portal with it, so the portal's Execute answers 34000,
+    no table is made and the client keeps nothing on its server (pgsluice forgets the portal at that
+    ReadyForQuery: its Execute takes no pin). The fuzzer's model of PostgreSQL kept such a portal
+    (fuzz_extended_protocol: named_portal_after_a_query_ended_its_transaction); this pins what
+    PostgreSQL does."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust"}, dbs={"appdb": db})
+    s = _raw_client(p, "gone")
+    s.sendall(_msg(b"P", b"gp_st\0CREATE TEMP TABLE gp_portal (v int)\0\0\0") + _portal_bind(b"gp_p", b"gp_st")
+              + _msg(b"Q", b"DISCARD TEMP\0"))
+    assert _answers(s, 1) == b"12CZ"
+    s.sendall(_portal_execute(b"gp_p") + _msg(b"S"))
+    t, body = clients.read_message(s)
+    assert t == b"E" and b"C34000\0" in body, (t, body)
+    assert _answers(s, 1) == b"Z"
+    assert pinned_of(p, "gone") == ""
+    s.sendall(_msg(b"Q", b"SELECT to_regclass('pg_temp.gp_portal') IS NULL\0"))
+    got = b""
+    while True:
+        t, body = clients.read_message(s)
+        got += t
+        if t == b"D":
+            assert body.endswith(b"t"), body
+        if t == b"Z":
+            break
+    assert got == b"TDCZ"
+    s.close()
+
+
 def test_pin_session_state_error_refuses_a_named_listen_the_fanout_prepared_once_bound_in_a_block(pooler, cluster):
     """pin_session_state = error: a named statement LISTEN prepared and run between transactions is
     served by the fan-out (no server, no pin); bound again inside a transaction block it would LISTEN on
