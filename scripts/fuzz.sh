@@ -7,9 +7,10 @@
 #
 #   scripts/fuzz.sh [target...]     default: every fuzz_* executable in the build
 #   FUZZ_SECONDS=600 FUZZ_BUILD=build-fuzz FUZZ_WORK=build-fuzz/fuzz-work scripts/fuzz.sh startup
-#   FUZZ_SEED=1 scripts/fuzz.sh      libFuzzer's random seed fixed (CI): the same inputs in the same
-#                                    order on every run, so a red run replays and a green one was
-#                                    checked here first (the default: a new seed each run)
+#   FUZZ_SEED=1 scripts/fuzz.sh      libFuzzer's random seed fixed (CI): runs start alike but part
+#                                    ways after a few hundred inputs (libFuzzer is not bit-for-bit
+#                                    repeatable), so a green run here does not promise a green CI;
+#                                    a finding's input is kept (the default: a new seed each run)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
