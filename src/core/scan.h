@@ -348,7 +348,7 @@ static inline __attribute__((always_inline)) bool sl_scan_server_usual_step(sl_s
         }
         sl_session *ss = c->sess;
         bool sess = s->sess_active && ss;
-        if (sess && (ss->desync || !ss->qn || ss->txn || ss->clear_pending || ss->nportals ||
+        if (sess && (ss->desync || !ss->qn || ss->txn || ss->clear_pending || ss->nportals || ss->unnamed_watch ||
                      ss->q[ss->qhead].kind != SL_SE_END))
             return false;
         if (e) sl_exp_answered(s, e, SL_BE_READY);

@@ -278,6 +278,7 @@ static inline bool q_push_end(sl_session *ss)
     if (ss->qn == ss->qcap && !q_grow(ss)) return false;
     ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = E_END};
     ss->qn++;
+    ss->err_open = false;
     return true;
 }
 
@@ -347,6 +348,79 @@ static sl_sess_entry portal_entry(const sl_sess_entry *src, sl_pin_mode mode)
     return e;
 }
 
+/* ---- the unnamed statement while its Parse may be skipped ---- */
+
+/* What a statement that is a or b does, as far as pgsluice can count on either: the pins of both
+ * (a setting it may change is not followed: pinned for it, as for a named statement), no clears. */
+static sl_sess_entry unnamed_either(const sl_sess_entry *a, const sl_sess_entry *b, sl_pin_mode mode)
+{
+    sl_sess_entry e = {.kind = E_NONE, .param = -1, .pins = (uint16_t)(a->pins | b->pins)};
+    if (mode == SL_PIN_MODE_OFF) e.pins = 0;
+    else if (a->kind == E_PARAM || a->kind == E_RESET_ALL || a->kind == E_ROLLBACK_TO || b->kind == E_PARAM ||
+             b->kind == E_RESET_ALL || b->kind == E_ROLLBACK_TO)
+        e.pins |= SL_PIN_BIT(SL_PINR_SET);
+    return e;
+}
+
+/* End marks (Query / Sync / FunctionCall) in the queue. */
+static uint32_t q_ends(const sl_session *ss)
+{
+    uint32_t ends = 0;
+    for (uint32_t i = 0; i < ss->qn; i++) ends += ss->q[(ss->qhead + i) & (ss->qcap - 1)].kind == E_END;
+    return ends;
+}
+
+/* A Parse of the unnamed statement, which would do e (taken), is sent. */
+static void unnamed_parsed(sl_session *ss, sl_sess_entry e, sl_pin_mode mode)
+{
+    if (ss->err_open) { /* the server skips it: the unnamed statement stays what it was */
+        entry_release(&e);
+        return;
+    }
+    if (ss->unnamed_watch) { /* the earlier one in doubt too: either of them, or this one */
+        sl_sess_entry either = unnamed_either(&ss->unnamed_prev, &ss->unnamed_stmt, mode);
+        entry_release(&ss->unnamed_prev);
+        entry_release(&ss->unnamed_stmt);
+        ss->unnamed_prev = either;
+    } else if (!plain(&ss->unnamed_stmt) || !plain(&e)) {
+        ss->unnamed_prev = ss->unnamed_stmt; /* moved */
+    } else { /* plain replacing plain: nothing to doubt */
+        entry_release(&ss->unnamed_stmt);
+        ss->unnamed_stmt = e;
+        return;
+    }
+    ss->unnamed_stmt = e;
+    ss->unnamed_watch = 1;
+    ss->unnamed_ends = q_ends(ss);
+}
+
+/* The unnamed statement as a Bind sent now finds it: in doubt when its Parse's batch, before this
+ * one, is not answered yet. *tmp holds the doubtful case (released by the caller). */
+static const sl_sess_entry *unnamed_now(sl_session *ss, sl_pin_mode mode, sl_sess_entry *tmp)
+{
+    if (!ss->unnamed_watch || q_ends(ss) <= ss->unnamed_ends) return &ss->unnamed_stmt;
+    *tmp = unnamed_either(&ss->unnamed_prev, &ss->unnamed_stmt, mode);
+    return tmp;
+}
+
+/* The end of the batch of the Parse in doubt was answered (the end mark it waited for popped): an
+ * error in it means the Parse may have been skipped. */
+static void unnamed_batch_answered(sl_session *ss, sl_pin_mode mode)
+{
+    if (ss->unnamed_ends) {
+        ss->unnamed_ends--;
+        return;
+    }
+    if (ss->unnamed_watch == 2) {
+        sl_sess_entry either = unnamed_either(&ss->unnamed_prev, &ss->unnamed_stmt, mode);
+        entry_release(&ss->unnamed_stmt);
+        ss->unnamed_stmt = either;
+    }
+    entry_release(&ss->unnamed_prev);
+    ss->unnamed_prev = (sl_sess_entry){.kind = E_NONE, .param = -1};
+    ss->unnamed_watch = 0;
+}
+
 /* Records of named portals (sl_session.portals) and statements (sl_session.stmts): v, n, cap. */
 static struct sl_sess_portal *rec_find(struct sl_sess_portal *v, uint32_t n, const char *name)
 {
@@ -398,9 +472,8 @@ static bool rec_put(struct sl_sess_portal **v, uint32_t *n, uint32_t *cap, const
  * memory. */
 static bool portal_bound(sl_session *ss, const char *name, sl_sess_entry *e)
 {
-    uint32_t ends = 0; /* the transaction the portal lives in ends at a ReadyForQuery after these */
-    if (!plain(e))
-        for (uint32_t i = 0; i < ss->qn; i++) ends += ss->q[(ss->qhead + i) & (ss->qcap - 1)].kind == E_END;
+    /* the transaction the portal lives in ends at a ReadyForQuery after these */
+    uint32_t ends = plain(e) ? 0 : q_ends(ss);
     return rec_put(&ss->portals, &ss->nportals, &ss->portalscap, name, ends, e);
 }
 
@@ -685,8 +758,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     if ((size_t)(bend - types) < 4u * ntypes) return SL_SESS_FORWARD;
     if (same || plain_parse(ss, sql, sqllen)) { /* most statements: nothing to follow */
         if (!name[0]) {
-            entry_release(&ss->unnamed_stmt);
-            ss->unnamed_stmt = (sl_sess_entry){.kind = E_NONE, .param = -1};
+            unnamed_parsed(ss, (sl_sess_entry){.kind = E_NONE, .param = -1}, mode);
         } else if (ss->nstmts) {
             struct sl_sess_portal *r = rec_find(ss->stmts, ss->nstmts, name);
             if (r) rec_forget(ss->stmts, &ss->nstmts, r);
@@ -726,12 +798,8 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     int nr = named_reason(&info);
     if (mode == SL_PIN_MODE_ON && nr >= 0 && (e.pins & SL_PIN_BIT(nr))) names_add(c, nr, info.name, true);
     unsigned pins = e.pins;
-    if (!name[0]) {
-        entry_release(&ss->unnamed_stmt);
-        ss->unnamed_stmt = e;
-    } else {
-        entry_release(&e);
-    }
+    if (!name[0]) unnamed_parsed(ss, e, mode);
+    else entry_release(&e);
     if (pins) pin_at_send(c, s, pins, ss->qn);
     return SL_SESS_FORWARD;
 }
@@ -872,18 +940,21 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     int w = len >= 4 ? bind_names(&c->s, len, &portal, &stmt) : -1;
     if (w == 0) return SL_SESS_NEED_MORE;
     sl_sess_entry pe = {.kind = E_NONE, .param = -1}; /* a named portal's: what its Execute does again */
+    sl_sess_entry either = {.kind = E_NONE, .param = -1};
+    const sl_sess_entry *us = unnamed_now(ss, mode, &either); /* the unnamed statement */
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
-        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF) pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn);
+        if (!plain(us) && mode != SL_PIN_MODE_OFF) pin_at_send(c, s, us->pins | SL_PIN_BIT(SL_PINR_SET), ss->qn);
     } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
-        ss->unnamed_portal = !stmt[0] ? entry_copy(&ss->unnamed_stmt) : (sl_sess_entry){.kind = E_NONE};
+        ss->unnamed_portal = !stmt[0] ? entry_copy(us) : (sl_sess_entry){.kind = E_NONE};
     } else if (!stmt[0]) {
-        if (ss->unnamed_stmt.kind != E_NONE && mode != SL_PIN_MODE_OFF)
+        if (us->kind != E_NONE && mode != SL_PIN_MODE_OFF)
             pin_at_send(c, s, SL_PIN_BIT(SL_PINR_SET), ss->qn); /* a named portal's settings are not followed */
-        pe = portal_entry(&ss->unnamed_stmt, mode);
+        pe = portal_entry(us, mode);
     }
+    entry_release(&either);
     if (w == 1 && stmt[0] && sl_ps_enabled_for(c)) bind_named(c, s, stmt, mode, portal[0] ? &pe : NULL);
     else if (w == 1 && stmt[0] && ss->nstmts) bind_recorded(c, s, stmt, portal[0] ? &pe : NULL);
     /* a named portal runs its statement at its Execute, maybe after a DISCARD / RESET ALL / ... that
@@ -917,8 +988,15 @@ static sl_sess_result on_execute(sl_client *c, sl_server *s, uint32_t len)
         const struct sl_sess_portal *p = rec_find(ss->portals, ss->nportals, portal);
         if (p) return execute_portal(c, s, p);
     }
-    bool ok = unnamed && !plain(&ss->unnamed_portal) ? q_push(ss, &ss->unnamed_portal) : q_push_plain(ss, 1);
-    return ok ? SL_SESS_FORWARD : SL_SESS_FAILED;
+    if (unnamed && !plain(&ss->unnamed_portal)) {
+        /* its pins taken again as it is sent, as a named portal's: the statement may run in a later
+         * batch than its Parse, after a DISCARD / RESET ALL / ... ended the pins the Parse took */
+        uint32_t before = ss->qn;
+        if (!q_push(ss, &ss->unnamed_portal)) return SL_SESS_FAILED;
+        if (ss->unnamed_portal.pins) pin_at_send(c, s, ss->unnamed_portal.pins, before);
+        return SL_SESS_FORWARD;
+    }
+    return q_push_plain(ss, 1) ? SL_SESS_FORWARD : SL_SESS_FAILED;
 }
 
 sl_sess_result sl_sess_client_msg_full(sl_client *c, sl_server *s, char type, uint32_t len)
@@ -1002,6 +1080,8 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
             q_head(ss)->n = 1;
             q_pop(ss);
         }
+        if (ss->unnamed_watch && !ss->unnamed_ends) ss->unnamed_watch = 2; /* its batch failed */
+        if (!ss->qn) ss->err_open = true; /* skipping until a Sync not sent yet */
         break;
     case SL_BE_READY: {
         while (q_head(ss) && q_head(ss)->kind != E_END) {
@@ -1012,6 +1092,7 @@ void sl_sess_server_msg_full(sl_client *c, sl_server *s, char type, const uint8_
         if (q_head(ss)) {
             q_pop(ss);
             if (ss->nportals) portals_ready(ss, st);
+            if (ss->unnamed_watch) unnamed_batch_answered(ss, (sl_pin_mode)c->s.w->cfg->pin_session_state);
         }
         if (!ss->txn && !ss->clear_pending) break; /* nothing to keep or drop */
         if (st == SL_XACT_IDLE && ss->tx_failed) tx_drop(ss); /* rolled back */
@@ -1032,6 +1113,12 @@ void sl_sess_link_end_full(sl_client *c)
     if (ss->unnamed_portal.value) entry_release(&ss->unnamed_portal);
     ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
     rec_clear(ss->portals, &ss->nportals); /* they lived in the link's transactions */
+    if (ss->unnamed_watch) { /* a batch never answered: its Parse of the unnamed statement in doubt */
+        ss->unnamed_watch = 2;
+        ss->unnamed_ends = 0;
+        unnamed_batch_answered(ss, (sl_pin_mode)c->s.w->cfg->pin_session_state);
+    }
+    ss->err_open = false;
 }
 
 void sl_sess_free(sl_client *c)
@@ -1041,6 +1128,7 @@ void sl_sess_free(sl_client *c)
     if (ss->pins) __atomic_sub_fetch(&sl_pinned_clients, 1, __ATOMIC_RELAXED);
     sl_sess_link_end(c);
     entry_release(&ss->unnamed_stmt);
+    entry_release(&ss->unnamed_prev);
     for (uint32_t i = 0; i < ss->nnames; i++) sl_intern_release(ss->names[i].name);
     free(ss->names);
     rec_clear(ss->stmts, &ss->nstmts);

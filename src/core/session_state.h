@@ -40,6 +40,16 @@ typedef struct sl_session {
     sl_sess_entry *tx;       /* settings changed in the open transaction, kept if it commits */
     uint32_t txn, txcap;
     sl_sess_entry unnamed_stmt, unnamed_portal; /* extended protocol: what they would do */
+    /* A Parse of the unnamed statement that acts on the session, or replaces one that does, is
+     * skipped by the server when an earlier message of its batch fails: the statement before it
+     * stays. Until that batch's ReadyForQuery (unnamed_ends: end marks queued before the Parse,
+     * still to come), unnamed_prev is what the unnamed statement may still be; a Bind of it from a
+     * later batch meanwhile, and the statement itself once an error came in that batch
+     * (unnamed_watch 2), count as either (unnamed_either in session_state.c). */
+    sl_sess_entry unnamed_prev;
+    uint32_t unnamed_ends;
+    uint8_t unnamed_watch;   /* 0: nothing in doubt; 1: its batch not answered yet; 2: it failed */
+    bool err_open;           /* an error came and the client's Sync that ends its skipping has not */
     /* named portals bound to a statement that pins: their Execute takes the pins (and names) again,
      * so that a DISCARD / RESET ALL / DEALLOCATE run between the Bind and the Execute does not end
      * them. ends: Query / Sync / FunctionCall end marks queued before the Bind, so that the records
@@ -102,7 +112,7 @@ static inline bool sl_sess_parse_memo(const sl_session *ss, const uint8_t *m, ui
 {
     const char *sql = (const char *)m + 6;
     uint32_t tl = ss->memo_len;
-    return ss->memo && !ss->unnamed_stmt.value && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] &&
+    return ss->memo && sl_sess_entry_plain(&ss->unnamed_stmt) && !ss->unnamed_watch && !ss->err_open && avail >= len + 1 && len >= 4 + 1 + tl + 1 + 2 && !m[5] &&
            !sql[tl] &&
            len - (4 + 1 + tl + 1 + 2) >= 4u * (((unsigned)(uint8_t)sql[tl + 1] << 8) | (uint8_t)sql[tl + 2]) &&
            !memcmp(sql, ss->memo, tl);
@@ -114,7 +124,8 @@ static inline void sl_sess_parse_memo_seen(sl_session *ss)
 /* A Bind of the unnamed portal to the unnamed statement, neither holding a value. */
 static inline bool sl_sess_bind_plain(const sl_session *ss, const uint8_t *m, uint32_t avail, uint32_t len)
 {
-    return len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value;
+    return len >= 6 && avail >= 7 && !m[5] && !m[6] && !ss->unnamed_portal.value && !ss->unnamed_stmt.value &&
+           !ss->unnamed_watch;
 }
 static inline void sl_sess_bind_plain_seen(sl_session *ss) { ss->unnamed_portal = ss->unnamed_stmt; }
 /* An Execute, whole, of the unnamed portal, plain, or of a named one while no named portal pins; with
@@ -139,6 +150,7 @@ static inline void sl_sess_sync_seen(sl_session *ss)
 {
     ss->q[(ss->qhead + ss->qn) & (ss->qcap - 1)] = (sl_sess_entry){.kind = SL_SE_END};
     ss->qn++;
+    ss->err_open = false;
 }
 
 static inline sl_sess_result sl_sess_client_msg(sl_client *c, sl_server *s, char type, uint32_t len)
@@ -184,7 +196,7 @@ static inline void sl_sess_server_msg(sl_client *c, sl_server *s, char type, con
     if (ss && !ss->desync && ss->qn && !ss->txn && !ss->clear_pending) {
         sl_sess_entry *h = &ss->q[ss->qhead];
         if ((type == SL_BE_COMMAND_COMPLETE && sl_sess_entry_plain(h)) ||
-            (type == SL_BE_READY && h->kind == SL_SE_END && !ss->nportals)) {
+            (type == SL_BE_READY && h->kind == SL_SE_END && !ss->nportals && !ss->unnamed_watch)) {
             if (h->kind == SL_SE_NONE && h->n > 1) h->n--;
             else {
                 ss->qhead = (ss->qhead + 1) & (ss->qcap - 1);
@@ -211,7 +223,9 @@ static inline void sl_sess_link_end(sl_client *c)
 {
     sl_session *ss = c->sess;
     if (!ss) return;
-    if (ss->qn || ss->txn || ss->clear_pending || ss->unnamed_portal.value || ss->nportals) sl_sess_link_end_full(c);
+    if (ss->qn || ss->txn || ss->clear_pending || ss->unnamed_portal.value || ss->nportals || ss->unnamed_watch ||
+        ss->err_open)
+        sl_sess_link_end_full(c);
     else ss->unnamed_portal = (sl_sess_entry){.kind = SL_SE_NONE};
 }
 /* The client is freed. */

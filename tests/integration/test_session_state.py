@@ -835,6 +835,39 @@ def test_named_portal_bound_before_a_query_that_ends_the_transaction_is_gone(poo
     s.close()
 
 
+def _temp_table_exists(s, table):
+    s.sendall(_msg(b"Q", b"SELECT to_regclass('pg_temp.%s') IS NOT NULL\0" % table))
+    row = None
+    while True:
+        t, body = clients.read_message(s)
+        if t == b"D":
+            row = body[-1:]
+        if t == b"Z":
+            return row == b"t"
+
+
+def test_unnamed_parse_skipped_after_an_error_leaves_the_statement_before_it(pooler, cluster):
+    """Found by fuzzing: a batch parses the unnamed statement CREATE TEMP TABLE, fails (an Execute of
+    a portal that does not exist), and so skips its next Parse of the unnamed statement, DISCARD TEMP;
+    a batch pipelined behind it binds and runs the unnamed statement, which PostgreSQL still has as
+    CREATE TEMP TABLE. pgsluice took it for the DISCARD TEMP, ended the pin, and let the server go
+    with the client's table on it (fuzz_extended_protocol: unnamed_parse_skipped_after_an_error)."""
+    db = "host=127.0.0.1 port=%d dbname=appdb password=%s" % (cluster.primary_port, cluster.passwords["app"])
+    p = pooler({"pool_mode": "transaction", "default_pool_size": 1, "auth_type": "trust"}, dbs={"appdb": db})
+    s = _raw_client(p, "skipped")
+    s.sendall(_msg(b"P", b"\0CREATE TEMP TABLE us_t (v int)\0\0\0") + _portal_execute(b"no_such")
+              + _msg(b"P", b"\0DISCARD TEMP\0\0\0") + _msg(b"S")
+              + _portal_bind(b"", b"") + _portal_execute(b"") + _msg(b"S"))
+    t, body = clients.read_message(s)
+    assert t == b"1", (t, body)
+    t, body = clients.read_message(s)
+    assert t == b"E" and b"C34000\0" in body, (t, body)
+    assert _answers(s, 2) == b"Z2CZ"
+    assert _temp_table_exists(s, b"us_t")
+    assert "temp_table" in pinned_of(p, "skipped")
+    s.close()
+
+
 def test_pin_session_state_error_refuses_a_named_listen_the_fanout_prepared_once_bound_in_a_block(pooler, cluster):
     """pin_session_state = error: a named statement LISTEN prepared and run between transactions is
     served by the fan-out (no server, no pin); bound again inside a transaction block it would LISTEN on
