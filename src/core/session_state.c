@@ -945,7 +945,8 @@ static sl_sess_result on_bind(sl_client *c, sl_server *s, uint32_t len, sl_pin_m
     if (w != 1) { /* too long to read: whichever portal it makes, it is not followed */
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = (sl_sess_entry){.kind = E_NONE};
-        if (!plain(us) && mode != SL_PIN_MODE_OFF) pin_at_send(c, s, us->pins | SL_PIN_BIT(SL_PINR_SET), ss->qn);
+        unsigned again = us->kind != E_NONE ? us->pins | SL_PIN_BIT(SL_PINR_SET) : us->pins;
+        if (again && mode != SL_PIN_MODE_OFF) pin_at_send(c, s, again, ss->qn);
     } else if (!portal[0]) {
         entry_release(&ss->unnamed_portal);
         ss->unnamed_portal = !stmt[0] ? entry_copy(us) : (sl_sess_entry){.kind = E_NONE};
