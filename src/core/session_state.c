@@ -334,11 +334,19 @@ static void q_clear(sl_session *ss)
 /* What an Execute of a named portal bound to a statement that does src does again: its pins (a
  * setting changed through it is not followed: pinned) and the name it makes. Not what it ends (a
  * DISCARD, CLOSE, ... through a named portal is not followed: the pin stays). */
+/* Does it change a setting (SET / RESET / RESET ALL / ROLLBACK TO)? Run again later (a named
+ * statement or portal, an unnamed one in doubt), that change is not followed: the client is pinned
+ * for it. */
+static bool changes_setting(const sl_sess_entry *e)
+{
+    return e->kind == E_PARAM || e->kind == E_RESET_ALL || e->kind == E_ROLLBACK_TO;
+}
+
 static sl_sess_entry portal_entry(const sl_sess_entry *src, sl_pin_mode mode)
 {
     sl_sess_entry e = {.kind = E_NONE, .param = -1, .pins = src->pins};
     if (mode == SL_PIN_MODE_OFF) e.pins = 0;
-    else if (src->kind == E_PARAM || src->kind == E_RESET_ALL || src->kind == E_ROLLBACK_TO)
+    else if (changes_setting(src))
         e.pins |= SL_PIN_BIT(SL_PINR_SET);
     else if (src->kind == E_NAME_ADD && src->value) {
         e.kind = E_NAME_ADD;
@@ -356,8 +364,7 @@ static sl_sess_entry unnamed_either(const sl_sess_entry *a, const sl_sess_entry 
 {
     sl_sess_entry e = {.kind = E_NONE, .param = -1, .pins = (uint16_t)(a->pins | b->pins)};
     if (mode == SL_PIN_MODE_OFF) e.pins = 0;
-    else if (a->kind == E_PARAM || a->kind == E_RESET_ALL || a->kind == E_ROLLBACK_TO || b->kind == E_PARAM ||
-             b->kind == E_RESET_ALL || b->kind == E_ROLLBACK_TO)
+    else if (changes_setting(a) || changes_setting(b))
         e.pins |= SL_PIN_BIT(SL_PINR_SET);
     return e;
 }
@@ -775,7 +782,7 @@ static sl_sess_result on_parse(sl_client *c, sl_server *s, uint32_t len, sl_pin_
     if (name[0] && e.kind != E_NONE) {
         /* a named statement may run any number of times later: its settings are not followed (and
          * a CLOSE / UNLISTEN / DEALLOCATE through it does not end a pin) */
-        if (mode != SL_PIN_MODE_OFF && (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO))
+        if (mode != SL_PIN_MODE_OFF && changes_setting(&e))
             e.pins |= SL_PIN_BIT(SL_PINR_SET);
         entry_release(&e);
         e.kind = E_NONE;
@@ -893,7 +900,7 @@ __attribute__((noinline)) static void bind_named(sl_client *c, sl_server *s, con
     if (info.recheck & SL_PIN_BIT(SL_PINR_ADVISORY_LOCK)) c->sess->advisory_check = true;
     sl_sess_entry e = entry_of(s, &info, SL_PIN_MODE_ON);
     /* its settings are not followed (it may run any number of times) */
-    if (e.kind == E_PARAM || e.kind == E_RESET_ALL || e.kind == E_ROLLBACK_TO) e.pins |= SL_PIN_BIT(SL_PINR_SET);
+    if (changes_setting(&e)) e.pins |= SL_PIN_BIT(SL_PINR_SET);
     unsigned pins = e.pins;
     if (pins && mode == SL_PIN_MODE_ERROR && refuse_bound(c, name, st, sqllen, info.max_param, pins)) {
         entry_release(&e);
