@@ -10,11 +10,38 @@
 #include "auth/scram.h"
 
 /* The MD5 implementation is fetched from the provider once: EVP_md5() in EVP_DigestInit_ex would
- * look it up by name again on every login (more instructions than the hash itself). */
+ * look it up by name again on every login (more instructions than the hash itself). Each thread
+ * keeps one digest context for all its hashes (freed when the thread ends) instead of making and
+ * freeing one per hash. */
 static EVP_MD *g_md5;
+static pthread_key_t g_ctx_key;
+static bool g_ctx_key_ok;
 static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
 
-static void fetch_md5(void) { g_md5 = EVP_MD_fetch(NULL, "MD5", NULL); }
+static void free_ctx(void *ctx) { EVP_MD_CTX_free(ctx); }
+
+static void fetch_md5(void)
+{
+   g_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+   g_ctx_key_ok = pthread_key_create(&g_ctx_key, free_ctx) == 0;
+}
+
+/* This thread's digest context, made on first use; NULL when none can be had. */
+static EVP_MD_CTX *thread_ctx(void)
+{
+   pthread_once(&md5_once, fetch_md5);
+   if (!g_md5 || !g_ctx_key_ok)
+      return NULL;
+   EVP_MD_CTX *ctx = pthread_getspecific(g_ctx_key);
+   if (ctx)
+      return ctx;
+   ctx = EVP_MD_CTX_new();
+   if (ctx && pthread_setspecific(g_ctx_key, ctx) != 0) {
+      EVP_MD_CTX_free(ctx);
+      ctx = NULL;
+   }
+   return ctx;
+}
 
 /* out = "md5" + hex(md5(a || b)); "" on failure. */
 static void md5_hex2(const void *a, size_t alen, const void *b, size_t blen, char out[36])
@@ -22,12 +49,10 @@ static void md5_hex2(const void *a, size_t alen, const void *b, size_t blen, cha
    static const char hex[] = "0123456789abcdef";
    uint8_t dig[16];
    unsigned int dlen = 0;
-   pthread_once(&md5_once, fetch_md5);
-   EVP_MD_CTX *ctx = g_md5 ? EVP_MD_CTX_new() : NULL;
+   EVP_MD_CTX *ctx = thread_ctx();
    bool ok = ctx != NULL && EVP_DigestInit_ex2(ctx, g_md5, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
              EVP_DigestUpdate(ctx, b, blen) == 1 && EVP_DigestFinal_ex(ctx, dig, &dlen) == 1 && dlen == 16;
 
-   EVP_MD_CTX_free(ctx);
    out[0] = '\0';
    if (!ok)
       return;

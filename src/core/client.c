@@ -27,6 +27,7 @@
 #include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
+#include "util/zalloc.h"
 
 #define CL_LOG(c, lvl, fmt, ...) \
     sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
@@ -62,8 +63,8 @@ static void client_free(sl_stream *st)
 
 void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
 {
-    sl_client *c = calloc(1, sizeof(*c));
-    sl_client_login *login = c ? calloc(1, sizeof(*login)) : NULL;
+    sl_client *c = sl_zalloc(sizeof(*c));
+    sl_client_login *login = c ? sl_zalloc(sizeof(*login)) : NULL;
     if (!login) {
         free(c);
         sl_stream tmp;
@@ -476,8 +477,7 @@ static void send_welcome(sl_client *c)
 {
     sl_pktbuf *out = &c->s.out;
     sl_route_welcome(c->route, out, &c->params);
-    for (int i = 0; i < SL_NPARAMS; i++)
-        if (c->params.v[i]) sl_pb_param_status(out, sl_param_names[i], c->params.v[i]);
+    sl_pb_param_statuses(out, sl_param_names, c->params.v, SL_NPARAMS);
     uint32_t pid = ((uint32_t)c->s.w->id << 24) | c->slot;
     sl_pb_backend_key(out, pid, c->cancel_key);
     sl_pb_ready(out, SL_XACT_IDLE);

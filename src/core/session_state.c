@@ -23,6 +23,7 @@
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
+#include "util/zalloc.h"
 
 /* Query and Parse messages are read whole to be classified; longer ones cannot be followed. */
 #define SESS_MSG_MAX (16u * 1024 * 1024)
@@ -48,7 +49,7 @@ static const char *const feature_names[SL_PIN_NREASONS] = {
 
 static sl_session *sess_get(sl_client *c)
 {
-    if (!c->sess) c->sess = calloc(1, sizeof(*c->sess));
+    if (!c->sess) c->sess = sl_zalloc(sizeof(*c->sess));
     return c->sess;
 }
 

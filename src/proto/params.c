@@ -15,8 +15,10 @@ const char *sl_param_names[SL_NPARAMS] = {SL_TRACKED_PARAMS(SL_PARAM_NAME)};
 
 int sl_param_lookup(const char *name)
 {
+    /* the first bytes equal but for ASCII case (a cheap test that never misses a match) before the
+     * full comparison: most names are told apart there */
     for (int i = 0; i < SL_NPARAMS && sl_param_names[i]; i++)
-        if (strcasecmp(sl_param_names[i], name) == 0) return i;
+        if (((sl_param_names[i][0] ^ name[0]) & ~0x20) == 0 && strcasecmp(sl_param_names[i], name) == 0) return i;
     return -1;
 }
 

@@ -52,6 +52,8 @@ void sl_pb_notice_detail(sl_pktbuf *pb, const char *message, const char *detail)
 void sl_pb_ready(sl_pktbuf *pb, char status);
 void sl_pb_auth(sl_pktbuf *pb, uint32_t code, const void *data, size_t len);
 void sl_pb_param_status(sl_pktbuf *pb, const char *name, const char *value);
+/* ParameterStatus for each values[i] that is not NULL, in order, with one reservation. */
+void sl_pb_param_statuses(sl_pktbuf *pb, const char *const *names, const char *const *values, int n);
 void sl_pb_backend_key(sl_pktbuf *pb, uint32_t pid, uint32_t key);
 void sl_pb_query(sl_pktbuf *pb, const char *sql);
 void sl_pb_terminate(sl_pktbuf *pb);

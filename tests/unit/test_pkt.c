@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -136,6 +137,39 @@ static void test_builder_grows_for_large_messages(void **state)
     sl_pb_free(&pb);
 }
 
+/* The welcome's batch of ParameterStatus messages is byte for byte what one call per parameter
+ * writes, skips unset values, and (past its 32-name batch) still writes every one. */
+static void test_param_statuses_match_one_at_a_time(void **state)
+{
+    (void)state;
+    const char *names[40], *values[40];
+    char nbuf[40][24], vbuf[40][24];
+    for (int i = 0; i < 40; i++) {
+        snprintf(nbuf[i], sizeof(nbuf[i]), "param_%d", i);
+        snprintf(vbuf[i], sizeof(vbuf[i]), "value %d", i * 7);
+        names[i] = nbuf[i];
+        values[i] = i % 3 == 1 ? NULL : vbuf[i];
+    }
+    values[0] = ""; /* an empty value is still sent */
+    for (int n = 0; n <= 40; n += 5) {
+        sl_pktbuf one, batch;
+        sl_pb_init(&one);
+        sl_pb_init(&batch);
+        sl_pb_ready(&one, 'I'); /* after something already in the buffer */
+        sl_pb_ready(&batch, 'I');
+        for (int i = 0; i < n; i++)
+            if (values[i]) sl_pb_param_status(&one, names[i], values[i]);
+        sl_pb_param_statuses(&batch, names, values, n);
+        sl_pb_backend_key(&one, 7, 9);
+        sl_pb_backend_key(&batch, 7, 9);
+        assert_false(batch.failed);
+        assert_int_equal(batch.len, one.len);
+        assert_memory_equal(batch.data, one.data, one.len);
+        sl_pb_free(&one);
+        sl_pb_free(&batch);
+    }
+}
+
 static void test_reader_stops_at_the_end(void **state)
 {
     (void)state;
@@ -231,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_ssl_and_cancel_requests),
         cmocka_unit_test(test_builder_writes_lengths_and_error_fields),
         cmocka_unit_test(test_builder_grows_for_large_messages),
+        cmocka_unit_test(test_param_statuses_match_one_at_a_time),
         cmocka_unit_test(test_reader_stops_at_the_end),
         cmocka_unit_test(test_data_row_and_row_description),
         cmocka_unit_test(test_pgoptions_forms),
