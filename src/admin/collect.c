@@ -21,7 +21,7 @@
 typedef enum { W_CLIENTS, W_SERVERS, W_SOCKETS, W_ACTIVE_SOCKETS, W_LISTS, W_MEM } what_t;
 
 typedef struct worker_counts {
-    int clients, login_clients, servers, free_bufs, buf_size;
+    int clients, login_clients, servers, free_bufs, buf_size, free_clients;
 } worker_counts;
 
 typedef struct round_ctx {
@@ -267,6 +267,7 @@ static void worker_count(sl_worker *w, worker_counts *wc)
     for (n = w->servers.next; n != &w->servers; n = n->next) wc->servers++;
     wc->free_bufs = (int)w->buf_free_n;
     wc->buf_size = (int)w->buf_size;
+    wc->free_clients = (int)w->obj_free_n[SL_OBJ_CLIENT];
 }
 
 /* ---- the round ---- */
@@ -296,6 +297,7 @@ static void lists_rows(adm_result *r, const round_ctx *ctx, const sl_config *cfg
         t.clients += ctx->counts[i].clients;
         t.login_clients += ctx->counts[i].login_clients;
         t.servers += ctx->counts[i].servers;
+        t.free_clients += ctx->counts[i].free_clients;
     }
     int ndbs = 0;
     for (size_t i = 0; i < cfg->n_dbs; i++) ndbs += strcmp(cfg->dbs[i].name, "*") != 0;
@@ -306,7 +308,7 @@ static void lists_rows(adm_result *r, const round_ctx *ctx, const sl_config *cfg
     adm_row(r, "si", "peers", 0);
     adm_row(r, "si", "pools", sl_pools_count() + 1);
     adm_row(r, "si", "peer_pools", 0);
-    adm_row(r, "si", "free_clients", 0);
+    adm_row(r, "si", "free_clients", t.free_clients);
     adm_row(r, "si", "used_clients", t.clients);
     adm_row(r, "si", "login_clients", t.login_clients);
     adm_row(r, "si", "free_servers", 0);
@@ -317,7 +319,8 @@ static void lists_rows(adm_result *r, const round_ctx *ctx, const sl_config *cfg
     adm_row(r, "si", "dns_pending", 0);
 }
 
-/* pgsluice allocates connection objects one by one (no slabs); io buffers are cached per worker. */
+/* Client objects and io buffers are kept for reuse per worker (net/worker.h); server and pool objects
+ * are allocated one by one. */
 static void mem_rows(adm_result *r, const round_ctx *ctx)
 {
     worker_counts t = {0};
@@ -326,10 +329,12 @@ static void mem_rows(adm_result *r, const round_ctx *ctx)
         t.servers += ctx->counts[i].servers;
         t.free_bufs += ctx->counts[i].free_bufs;
         t.buf_size = ctx->counts[i].buf_size;
+        t.free_clients += ctx->counts[i].free_clients;
     }
     int npools = sl_pools_count();
     adm_cols_mem(r);
-    adm_row(r, "siiii", "client", (int)sizeof(sl_client), t.clients, 0, t.clients * (int)sizeof(sl_client));
+    adm_row(r, "siiii", "client", (int)sizeof(sl_client), t.clients, t.free_clients,
+            (t.clients + t.free_clients) * (int)sizeof(sl_client));
     adm_row(r, "siiii", "server", (int)sizeof(sl_server), t.servers, 0, t.servers * (int)sizeof(sl_server));
     adm_row(r, "siiii", "pool", (int)sizeof(sl_route), npools, 0, npools * (int)sizeof(sl_route));
     adm_row(r, "siiii", "iobuf", t.buf_size, 0, t.free_bufs, t.free_bufs * t.buf_size);

@@ -27,7 +27,6 @@
 #include "util/intern.h"
 #include "util/log.h"
 #include "util/time.h"
-#include "util/zalloc.h"
 
 #define CL_LOG(c, lvl, fmt, ...) \
     sl_log_msg(lvl, "C-0x%llx: %s/%s@%s " fmt, (unsigned long long)(c)->id, (c)->dbname ? (c)->dbname : "?", \
@@ -35,7 +34,7 @@
 
 static void client_on_event(sl_stream *st, int events);
 
-static void login_free(sl_client_login *l)
+static void login_free(sl_worker *w, sl_client_login *l)
 {
     if (!l) return;
     free(l->scram);
@@ -44,7 +43,7 @@ static void login_free(sl_client_login *l)
         explicit_bzero(l->secret, strlen(l->secret));
         free(l->secret);
     }
-    free(l);
+    sl_worker_obj_put(w, SL_OBJ_LOGIN, l);
 }
 
 static void client_free(sl_stream *st)
@@ -57,16 +56,19 @@ static void client_free(sl_stream *st)
     free(c->deferred_begin);
     sl_intern_release(c->user);
     sl_intern_release(c->dbname);
-    login_free(c->login);
-    free(c);
+    /* to the free lists of the worker this runs on: the client's owner (none for a client a
+     * takeover could not hand to a worker) */
+    sl_worker *w = sl_worker_self();
+    login_free(w, c->login);
+    sl_worker_obj_put(w, SL_OBJ_CLIENT, c);
 }
 
 void sl_client_accept(sl_worker *w, int fd, const char *addr, bool is_unix)
 {
-    sl_client *c = sl_zalloc(sizeof(*c));
-    sl_client_login *login = c ? sl_zalloc(sizeof(*login)) : NULL;
+    sl_client *c = sl_worker_obj_get(w, SL_OBJ_CLIENT, sizeof(*c));
+    sl_client_login *login = c ? sl_worker_obj_get(w, SL_OBJ_LOGIN, sizeof(*login)) : NULL;
     if (!login) {
-        free(c);
+        sl_worker_obj_put(w, SL_OBJ_CLIENT, c);
         sl_stream tmp;
         sl_stream_init(&tmp, fd);
         sl_stream_close(&tmp, NULL);
@@ -515,7 +517,7 @@ void sl_client_auth_done(sl_client *c, const uint8_t *scram_client_key, const ui
      * secret auth_query found, which the route keeps for the next logins and its servers */
     char *secret = c->login ? c->login->secret : NULL;
     if (c->login) c->login->secret = NULL;
-    login_free(c->login);
+    login_free(sl_worker_self(), c->login);
     c->login = NULL;
     sl_pb_auth(&c->s.out, 0, NULL, 0);
     if (!c->admin && find_route(c)) {

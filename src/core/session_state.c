@@ -23,7 +23,6 @@
 #include "proto/msgtype.h"
 #include "util/intern.h"
 #include "util/log.h"
-#include "util/zalloc.h"
 
 /* Query and Parse messages are read whole to be classified; longer ones cannot be followed. */
 #define SESS_MSG_MAX (16u * 1024 * 1024)
@@ -49,7 +48,7 @@ static const char *const feature_names[SL_PIN_NREASONS] = {
 
 static sl_session *sess_get(sl_client *c)
 {
-    if (!c->sess) c->sess = sl_zalloc(sizeof(*c->sess));
+    if (!c->sess) c->sess = sl_worker_obj_get(sl_worker_self(), SL_OBJ_SESSION, sizeof(*c->sess));
     return c->sess;
 }
 
@@ -294,14 +293,26 @@ static bool q_push(sl_session *ss, const sl_sess_entry *e)
     return true;
 }
 
+/* The queue's first ring, of Q_FIRST entries, comes from (and goes back to) the free list of the
+ * worker the code runs on (net/worker.h): every client that sends a query makes one. */
+#define Q_FIRST 8u
+
+static void q_free(sl_worker *w, sl_sess_entry *q, uint32_t cap)
+{
+    if (cap == Q_FIRST) sl_worker_obj_put(w, SL_OBJ_SESSION_QUEUE, q);
+    else free(q);
+}
+
 /* The queue is full: twice the room (the ring unrolled from 0). */
 __attribute__((noinline)) static bool q_grow(sl_session *ss)
 {
-    uint32_t ncap = ss->qcap ? ss->qcap * 2 : 8;
-    sl_sess_entry *n = malloc(ncap * sizeof(*n));
+    sl_worker *w = sl_worker_self();
+    uint32_t ncap = ss->qcap ? ss->qcap * 2 : Q_FIRST;
+    sl_sess_entry *n = ncap == Q_FIRST ? sl_worker_obj_get(w, SL_OBJ_SESSION_QUEUE, Q_FIRST * sizeof(*n))
+                                       : malloc(ncap * sizeof(*n));
     if (!n) return false;
     for (uint32_t i = 0; i < ss->qn; i++) n[i] = ss->q[(ss->qhead + i) & (ss->qcap - 1)];
-    free(ss->q);
+    q_free(w, ss->q, ss->qcap);
     ss->q = n;
     ss->qcap = ncap;
     ss->qhead = 0;
@@ -1144,8 +1155,9 @@ void sl_sess_free(sl_client *c)
     free(ss->stmts);
     free(ss->portals);
     free(ss->memo);
-    free(ss->q);
+    sl_worker *w = sl_worker_self();
+    q_free(w, ss->q, ss->qcap);
     free(ss->tx);
-    free(ss);
+    sl_worker_obj_put(w, SL_OBJ_SESSION, ss);
     c->sess = NULL;
 }

@@ -1,6 +1,6 @@
 /* worker.h - a worker thread: one libuv loop, a mailbox that other threads post to, a table that
- * names its connections by (slot, generation) for messages from other threads, a free list of I/O
- * buffers, the config snapshot it currently runs with, and its own counters (summed when read).
+ * names its connections by (slot, generation) for messages from other threads, free lists of I/O
+ * buffers and of the small objects every login makes, the config snapshot it currently runs with, and its own counters (summed when read).
  * The layer above supplies what a worker does (sl_worker_ops); net calls nothing above itself. */
 #ifndef SL_WORKER_H
 #define SL_WORKER_H
@@ -8,12 +8,31 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "util/list.h"
 
 #define SL_MAX_WORKERS 64
 #define SL_MAX_LISTEN 8
+
+/* Kinds of objects a worker keeps a free list of: the upper layer's per-connection objects that every
+ * login makes and frees (a client, its login state, its session tracker and that tracker's first
+ * queue), each always of one size. */
+typedef enum { SL_OBJ_CLIENT, SL_OBJ_LOGIN, SL_OBJ_SESSION, SL_OBJ_SESSION_QUEUE, SL_OBJ_KINDS } sl_obj_kind;
+/* Objects kept per kind and worker: enough for a burst of logins, a few hundred KB at most. None
+ * under AddressSanitizer, so that a use after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SL_OBJ_FREE_MAX 0u
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SL_OBJ_FREE_MAX 0u
+#endif
+#endif
+#ifndef SL_OBJ_FREE_MAX
+#define SL_OBJ_FREE_MAX 128u
+#endif
 
 struct sl_worker;
 struct sl_config;
@@ -79,6 +98,10 @@ typedef struct sl_worker {
     uint32_t buf_free_n, buf_free_cap;
     uint32_t buf_size;
 
+    /* freed objects kept for reuse, one list per kind (sl_obj_kind), linked through their first bytes */
+    void *obj_free[SL_OBJ_KINDS];
+    uint32_t obj_free_n[SL_OBJ_KINDS];
+
     /* connections by slot, so other threads can name one with (slot, gen) */
     sl_slot *slots;
     uint32_t nslots;
@@ -126,6 +149,37 @@ static inline void sl_worker_buf_put(sl_worker *w, void *buf)
 {
     if (__builtin_expect(w->buf_free_n < w->buf_free_cap, 1)) w->buf_free[w->buf_free_n++] = buf;
     else sl_worker_buf_put_slow(w, buf);
+}
+
+/* A zeroed object of `size` bytes of this kind (NULL: no memory), from the worker's free list when it
+ * has one; and back (NULL ignored), from the worker's own thread only. Every object of a kind must
+ * have that kind's one size. With w NULL (an object no worker owns yet) they are malloc and free.
+ * malloc + memset rather than calloc, which in glibc skips the per-thread cache; the empty asm keeps
+ * gcc from folding the pair into calloc. */
+static inline void *sl_worker_obj_get(sl_worker *w, sl_obj_kind k, size_t size)
+{
+    void *p = w ? w->obj_free[k] : NULL;
+    if (p) {
+        w->obj_free[k] = *(void **)p;
+        w->obj_free_n[k]--;
+    } else {
+        p = malloc(size);
+        __asm__("" : "+r"(p));
+        if (!p) return NULL;
+    }
+    memset(p, 0, size);
+    return p;
+}
+static inline void sl_worker_obj_put(sl_worker *w, sl_obj_kind k, void *p)
+{
+    if (!p) return;
+    if (w && w->obj_free_n[k] < SL_OBJ_FREE_MAX) {
+        *(void **)p = w->obj_free[k];
+        w->obj_free[k] = p;
+        w->obj_free_n[k]++;
+    } else {
+        free(p);
+    }
 }
 
 /* Name obj by a slot of this worker (UINT32_MAX when out of slots); gen tells reuses apart. */

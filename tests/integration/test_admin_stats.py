@@ -178,3 +178,38 @@ def test_client_logins_are_counted_per_database_with_the_consoles_in_its_own_row
     st = {r["database"]: int(r["client_login_count"]) for r in show(p, "STATS_TOTALS")}
     # each SHOW above is one more console login: the totals include the one that reads them
     assert totals["total_client_login_count"] == sum(st.values()) - 1
+
+
+def _asan_build():
+    from harness.pooler import pooler_binary
+    with open(pooler_binary(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+@pytest.mark.pgsluice_only  # PgBouncer's slabs differ: its free counts follow its own allocator
+def test_client_objects_kept_for_reuse_show_in_lists_and_mem(pooler):
+    """Clients that left leave their objects on their worker's free list for the next login: SHOW
+    LISTS free_clients and SHOW MEM's client row count them, and agree."""
+    p = admin_pooler(pooler)
+    for _ in range(6):
+        clients.assert_pooler_serves(p)  # one login and logout each
+
+    def counts():
+        with console(p) as c:
+            lists = {r["list"]: int(r["items"]) for r in c.execute("SHOW LISTS").fetchall()}
+            mem = {r["name"]: r for r in c.execute("SHOW MEM").fetchall()}
+        return lists, mem
+
+    # ASan builds keep nothing (a use after free must reach the allocator to be caught)
+    want_free = 0 if _asan_build() else 1
+
+    def kept():
+        lists, mem = counts()
+        return (lists, mem) if lists["free_clients"] >= want_free else None
+
+    lists, mem = wait_for(kept, timeout=30, what="free_clients after 6 logouts")
+    row = mem["client"]
+    assert int(row["free"]) == lists["free_clients"]  # one console session: nobody came or went between
+    assert int(row["memtotal"]) == (int(row["used"]) + int(row["free"])) * int(row["size"])
+    if want_free:
+        assert lists["free_clients"] <= 6  # only what the logouts left
