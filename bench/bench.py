@@ -506,6 +506,7 @@ class Bench:
         self.idle = {}          # scenario 6 details: target -> list of per-round dicts
         self.instr = {}         # pooler -> instructions-per-transaction result
         self.instr_logins = {}  # pooler -> instructions-per-login result (scenario 5's workload)
+        self.instr_simple = {}  # pooler -> instructions-per-transaction result, simple protocol (scenario 1's)
         self.profiles = {}      # pooler -> list of (share, symbol)
         self.notes = []
         self.problems = []
@@ -903,6 +904,13 @@ class Bench:
         spec = dict(SCENARIOS["2"], clients=10)
         self._count_per_tx(spec, self.instr_tx, "scenario 2 (select-only, extended), 10 clients", "", self.instr)
 
+    def instructions_simple(self):
+        """The same counts on scenario 1's workload (simple protocol: every Query's text is read to
+        see whether it acts on the session, where scenario 2 parses a statement once per client)."""
+        spec = dict(SCENARIOS["1"], clients=10)
+        self._count_per_tx(spec, self.instr_tx, "scenario 1 (select-only, simple), 10 clients", "simple-",
+                           self.instr_simple)
+
     def instructions_per_login(self):
         """The same counts on scenario 5's workload (a new connection and md5/SCRAM login per select-only
         transaction, 20 clients): instructions and system calls per login."""
@@ -1121,6 +1129,8 @@ class Bench:
                 self.run_simple(sc)
         if self.instr_tx:
             self.instructions()
+            if "1" in self.scenarios:
+                self.instructions_simple()
         if self.instr_login and "5" in self.scenarios:
             self.instructions_per_login()
         if self.do_profile:
@@ -1621,6 +1631,14 @@ def report(b):
                   "wake-up is spread over fewer events), for both poolers: compare runs made back to back. "
                   "Context switches depend on how busy the machine is (a loop that finds nothing to do "
                   "sleeps in epoll_wait).\n")
+    if b.instr_simple:
+        md.append("## Per-transaction costs, simple protocol (scenario 1's workload)\n")
+        md.append("The same measurement on `pgbench -S` with the simple protocol (10 clients): each Query's "
+                  "text is read by pgsluice to see whether it acts on the session (a one-pass scan, "
+                  "`sl_stmt_plain_count`), where the extended protocol's statement is read once per client "
+                  "and then recognised.\n")
+        cost_tables(b.instr_simple, "tx", "transaction", "simple-", md, text, "Per-transaction costs, simple "
+                    "protocol (scenario 1 workload, fixed transactions)")
     if b.instr_logins:
         any_r = next(iter(b.instr_logins.values()))
         md.append("## Per-login costs (scenario 5's workload)\n")
@@ -1764,7 +1782,8 @@ def finish(b):
                                 "sl_workers": b.sl_workers, "auth": b.auth, "scenarios": b.scenarios},
                    "runs": b.runs, "big_runs": b.big_runs,
                    "big_syscalls": {"%s/%s" % k: v for k, v in b.big_syscalls.items()}, "idle": b.idle, "instructions": b.instr,
-                   "instructions_per_login": b.instr_logins, "profiles": b.profiles,
+                   "instructions_per_login": b.instr_logins, "instructions_simple": b.instr_simple,
+                   "profiles": b.profiles,
                    "load_before": b.load_before}, f, indent=1)
     print(text)
     print("bench: wrote %s/latest.md%s (%.0f s)" % (b.out, " and latest.png" if have_chart else "", b.elapsed))
