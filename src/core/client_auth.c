@@ -218,10 +218,6 @@ static bool offer_scram(sl_client *c)
 void sl_client_auth_start(sl_client *c)
 {
     const sl_config *cfg = c->s.w->cfg;
-    /* one allocation for the exchange and the welcome after it (AuthenticationOk, the server's
-     * ParameterStatus messages, BackendKeyData, ReadyForQuery: some 700 bytes), instead of growing
-     * the buffer on the way; it goes once the welcome is sent (sl_stream_trim) */
-    sl_pb_reserve(&c->s.out, 1024);
     if (console_same_user(c)) {
         c->console_peer_admin = true;
         sl_client_auth_done(c, NULL, NULL);
