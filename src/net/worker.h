@@ -1,6 +1,7 @@
 /* worker.h - a worker thread: one libuv loop, a mailbox that other threads post to, a table that
  * names its connections by (slot, generation) for messages from other threads, free lists of I/O
- * buffers and of the small objects every login makes, the config snapshot it currently runs with, and its own counters (summed when read).
+ * buffers and of the small objects every login makes, the config snapshot it currently runs with,
+ * and its own counters (summed when read).
  * The layer above supplies what a worker does (sl_worker_ops); net calls nothing above itself. */
 #ifndef SL_WORKER_H
 #define SL_WORKER_H
