@@ -174,13 +174,17 @@ static inline void *sl_worker_obj_get(sl_worker *w, sl_obj_kind k, size_t size)
 static inline void sl_worker_obj_put(sl_worker *w, sl_obj_kind k, void *p)
 {
     if (!p) return;
+#if SL_OBJ_FREE_MAX > 0
     if (w && w->obj_free_n[k] < SL_OBJ_FREE_MAX) {
         *(void **)p = w->obj_free[k];
         w->obj_free[k] = p;
         w->obj_free_n[k]++;
-    } else {
-        free(p);
+        return;
     }
+#else
+    (void)w, (void)k;
+#endif
+    free(p);
 }
 
 /* Name obj by a slot of this worker (UINT32_MAX when out of slots); gen tells reuses apart. */
