@@ -147,41 +147,37 @@ void sl_pb_auth(sl_pktbuf *pb, uint32_t code, const void *data, size_t len)
     if (len) memcpy(p + 4, data, len);
 }
 
-void sl_pb_param_status(sl_pktbuf *pb, const char *name, const char *value)
-{
-    size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
-    uint8_t *p = msg_room(pb, SL_BE_PARAM_STATUS, nl + vl);
-    if (!p) return;
-    memcpy(p, name, nl);
-    memcpy(p + nl, value, vl);
-}
-
 void sl_pb_param_statuses(sl_pktbuf *pb, const char *const *names, const char *const *values, int n)
 {
-    enum { MAX = 32 };
-    if (n > MAX) { /* more than anyone sends: one at a time */
-        for (int i = 0; i < n; i++)
-            if (values[i]) sl_pb_param_status(pb, names[i], values[i]);
-        return;
+    enum { MAX = 32 }; /* lengths kept per batch; a longer list goes in batches of MAX */
+    for (int first = 0; first < n; first += MAX) {
+        int m = n - first < MAX ? n - first : MAX;
+        const char *const *nm = names + first, *const *val = values + first;
+        size_t total = 0, nl[MAX], vl[MAX];
+        for (int i = 0; i < m; i++) {
+            if (!val[i]) continue;
+            nl[i] = strlen(nm[i]) + 1;
+            vl[i] = strlen(val[i]) + 1;
+            total += 5 + nl[i] + vl[i];
+        }
+        if (!total) continue;
+        if (!sl_pb_reserve(pb, total)) return;
+        uint8_t *p = pb->data + pb->len;
+        for (int i = 0; i < m; i++) {
+            if (!val[i]) continue;
+            p[0] = (uint8_t)SL_BE_PARAM_STATUS;
+            sl_put_u32(p + 1, (uint32_t)(4 + nl[i] + vl[i]));
+            memcpy(p + 5, nm[i], nl[i]);
+            memcpy(p + 5 + nl[i], val[i], vl[i]);
+            p += 5 + nl[i] + vl[i];
+        }
+        pb->len += total;
     }
-    size_t total = 0, nl[MAX], vl[MAX];
-    for (int i = 0; i < n; i++) {
-        if (!values[i]) continue;
-        nl[i] = strlen(names[i]) + 1;
-        vl[i] = strlen(values[i]) + 1;
-        total += 5 + nl[i] + vl[i];
-    }
-    if (!total || !sl_pb_reserve(pb, total)) return;
-    uint8_t *p = pb->data + pb->len;
-    for (int i = 0; i < n; i++) {
-        if (!values[i]) continue;
-        p[0] = (uint8_t)SL_BE_PARAM_STATUS;
-        sl_put_u32(p + 1, (uint32_t)(4 + nl[i] + vl[i]));
-        memcpy(p + 5, names[i], nl[i]);
-        memcpy(p + 5 + nl[i], values[i], vl[i]);
-        p += 5 + nl[i] + vl[i];
-    }
-    pb->len += total;
+}
+
+void sl_pb_param_status(sl_pktbuf *pb, const char *name, const char *value)
+{
+    sl_pb_param_statuses(pb, &name, &value, 1);
 }
 
 void sl_pb_backend_key(sl_pktbuf *pb, uint32_t pid, uint32_t key)

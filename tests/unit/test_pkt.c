@@ -137,8 +137,8 @@ static void test_builder_grows_for_large_messages(void **state)
     sl_pb_free(&pb);
 }
 
-/* The welcome's batch of ParameterStatus messages is byte for byte what one call per parameter
- * writes, skips unset values, and (past its 32-name batch) still writes every one. */
+/* A ParameterStatus message is what the protocol says; the welcome's batch of them is byte for byte
+ * what one call per parameter writes, skips unset values, and (past 32 names) still writes every one. */
 static void test_param_statuses_match_one_at_a_time(void **state)
 {
     (void)state;
@@ -151,6 +151,15 @@ static void test_param_statuses_match_one_at_a_time(void **state)
         values[i] = i % 3 == 1 ? NULL : vbuf[i];
     }
     values[0] = ""; /* an empty value is still sent */
+    {   /* one message, byte for byte as the protocol has it */
+        sl_pktbuf pb;
+        sl_pb_init(&pb);
+        sl_pb_param_status(&pb, "TimeZone", "UTC");
+        static const uint8_t want[] = {'S', 0, 0, 0, 17, 'T', 'i', 'm', 'e', 'Z', 'o', 'n', 'e', 0, 'U', 'T', 'C', 0};
+        assert_int_equal(pb.len, sizeof(want));
+        assert_memory_equal(pb.data, want, sizeof(want));
+        sl_pb_free(&pb);
+    }
     for (int n = 0; n <= 40; n += 5) {
         sl_pktbuf one, batch;
         sl_pb_init(&one);
