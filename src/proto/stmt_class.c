@@ -1,7 +1,8 @@
 /* stmt_class.c - reading what a statement leaves on the session (see stmt_class.h): a lexer that
  * knows PostgreSQL's comments, strings, quoted identifiers and dollar quotes, the leading keywords
  * of SET / RESET / DISCARD / LISTEN / DECLARE / CREATE / PREPARE / ..., and function calls such as
- * pg_advisory_lock( anywhere outside literals and comments. */
+ * pg_advisory_lock( anywhere outside literals and comments; and the hot path's one-pass shortcut,
+ * with its per-thread table of plain texts seen before. */
 #include "proto/stmt_class.h"
 
 #include <ctype.h>
@@ -712,11 +713,10 @@ static const char *past_number(const char *p, const char *end)
     return p;
 }
 
-int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
+/* The one pass itself, on a text already cut at its NUL. */
+static int plain_scan(const char *sql, const char *end, int *max_param)
 {
-    const char *p = sql, *end = sql + len;
-    const char *nul = memchr(sql, '\0', len); /* as sl_stmt_iter_init */
-    if (nul) end = nul;
+    const char *p = sql;
     int count = 0, maxp = 0;
     bool any = false; /* the statement so far has a token */
     while (p < end) {
@@ -780,4 +780,158 @@ int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
     count += any;
     *max_param = maxp;
     return count;
+}
+
+
+/* ---- the shape cache: the same text with other numbers in it ----
+ *
+ * Applications on the simple protocol send the same few statements with other literal numbers in
+ * them (pgbench's "... WHERE aid = 4711;"). Two texts that differ only in their runs of digits
+ * (each maximal run of digits in one stands where a maximal run of digits stands in the other)
+ * get the same answer from plain_scan: a digit is never a word start, a quote, a comment or a
+ * separator, so every byte the scan decides on is the same, and it reads digits only to skip them
+ * (a number, a word with digits in it, a literal) or to read a $n. Texts with a '$' are therefore
+ * never remembered: their highest $n would differ. A minus sign before a number may come and go too
+ * (pgbench's "+ -2837"), where the byte before it is a blank, '(', ',' or '=': there the scan steps
+ * over a '-' as an operator that touches nothing.
+ *
+ * Each thread keeps SHAPE_SLOTS plain texts (at most SHAPE_MAX bytes), in a table indexed by the
+ * bytes before the first digit (at most 16), which such texts share: comparing a text with the
+ * one remembered costs a word-at-a-time comparison, where the scan costs about ten instructions
+ * a byte. The table is per thread (an event loop's worker), so nothing is shared or locked; a slot
+ * is overwritten by the next plain text with the same index. Little-endian machines only (the
+ * word-at-a-time code reads the first byte in the low bits). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SHAPE_SLOTS 32
+#define SHAPE_MAX 250
+
+typedef struct shape {
+    uint16_t len; /* 0: empty */
+    int16_t count;
+    char text[SHAPE_MAX];
+} shape;
+
+static __thread shape shapes[SHAPE_SLOTS];
+static __thread uint64_t shape_hits, shape_misses;
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline bool is_digit(char c) { return (unsigned char)(c - '0') < 10; }
+
+/* The high bit of each byte of x that is an ASCII digit ((b | 0x80) - c cannot borrow). */
+static inline uint64_t digit_bytes(uint64_t x)
+{
+    const uint64_t hi = 0x8080808080808080ull, one = 0x0101010101010101ull;
+    uint64_t y = x | hi;
+    return ((y - 0x30 * one) & ~(y - 0x3a * one) & ~x & hi);
+}
+
+/* x without its first digit and what follows it (as zeros); *cut: there was one. */
+static inline uint64_t before_digit(uint64_t x, bool *cut)
+{
+    uint64_t d = digit_bytes(x);
+    if (!d) return x;
+    *cut = true;
+    unsigned k = (unsigned)__builtin_ctzll(d) >> 3;
+    return x & ((1ull << (8 * k)) - 1);
+}
+
+/* The slot of a text of n (8 <= n) bytes, from its bytes before the first digit, at most 16. */
+static inline shape *shape_slot(const char *t, size_t n)
+{
+    bool cut = false;
+    uint64_t a = before_digit(load8(t), &cut), b = 0;
+    if (!cut && n > 8) b = before_digit(n >= 16 ? load8(t + 8) : load8(t + n - 8) >> (8 * (16 - n)), &cut);
+    uint64_t h = (a * 0x9E3779B97F4A7C15ull ^ b) * 0xC2B2AE3D27D4EB4Full;
+    return &shapes[h >> (64 - 5)];
+}
+
+/* Can a '-' after c (the same byte in both texts) come and go without the scan noticing? Not
+ * after a word or number byte (it would end the word, or be a number's exponent sign), nor after
+ * another '-' (a comment): after a blank, '(', ',' or '=' it is a byte the scan steps over. */
+static inline bool sign_may_go_before(char c)
+{
+    return c == ' ' || c == '(' || c == ',' || c == '=' || c == '\n' || c == '\t' || c == '\r';
+}
+
+/* Do m[0..mlen) and t[0..tlen) differ only in their numbers (runs of digits, with or without a
+ * minus sign)? */
+static bool same_shape(const char *m, size_t mlen, const char *t, size_t tlen)
+{
+    size_t i = 0, j = 0, si = 0; /* si: where the bytes compared since the last run began */
+    for (;;) {
+        while (i + 8 <= mlen && j + 8 <= tlen) {
+            uint64_t x = load8(m + i) ^ load8(t + j);
+            if (x) {
+                unsigned k = (unsigned)__builtin_ctzll(x) >> 3; /* the first byte that differs */
+                i += k;
+                j += k;
+                goto differ;
+            }
+            i += 8;
+            j += 8;
+        }
+        while (i < mlen && j < tlen && m[i] == t[j]) i++, j++;
+        if (i == mlen && j == tlen) return true;
+    differ:
+        /* m[i] and t[j] differ (or one text ended): allowed inside a run of digits both have (the
+         * bytes before it are the same in both, so it starts at the same place), and where one has
+         * a minus sign before a run of digits and the other has the run alone */
+        if (!(i > si && is_digit(m[i - 1]))) {
+            if (i < mlen && j < tlen && i > 0 && sign_may_go_before(m[i - 1])) {
+                if (m[i] == '-' && i + 1 < mlen && is_digit(m[i + 1])) i++;
+                else if (t[j] == '-' && j + 1 < tlen && is_digit(t[j + 1])) j++;
+            }
+            if (!(i < mlen && j < tlen && is_digit(m[i]) && is_digit(t[j]))) return false;
+        }
+        while (i < mlen && is_digit(m[i])) i++;
+        while (j < tlen && is_digit(t[j])) j++;
+        si = i;
+    }
+}
+
+int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
+{
+    const char *nul = memchr(sql, '\0', len); /* as sl_stmt_iter_init */
+    size_t n = nul ? (size_t)(nul - sql) : len;
+    if (n < 8 || n > SHAPE_MAX) return plain_scan(sql, sql + n, max_param);
+    shape *sh = shape_slot(sql, n);
+    if (sh->len && same_shape(sh->text, sh->len, sql, n)) {
+        shape_hits++;
+        *max_param = 0;
+        return sh->count;
+    }
+    shape_misses++;
+    int count = plain_scan(sql, sql + n, max_param);
+    if (count >= 0 && !memchr(sql, '$', n)) {
+        memcpy(sh->text, sql, n);
+        sh->len = (uint16_t)n;
+        sh->count = (int16_t)count;
+    }
+    return count;
+}
+
+void sl_stmt_shape_stats(uint64_t *hits, uint64_t *misses)
+{
+    *hits = shape_hits;
+    *misses = shape_misses;
+}
+#else
+int sl_stmt_plain_count(const char *sql, size_t len, int *max_param)
+{
+    return sl_stmt_plain_scan(sql, len, max_param);
+}
+
+void sl_stmt_shape_stats(uint64_t *hits, uint64_t *misses) { *hits = *misses = 0; }
+#endif
+
+int sl_stmt_plain_scan(const char *sql, size_t len, int *max_param)
+{
+    const char *nul = memchr(sql, '\0', len); /* as sl_stmt_iter_init */
+    return plain_scan(sql, nul ? nul : sql + len, max_param);
 }

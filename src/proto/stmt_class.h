@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Why a client is pinned to its server. X-macro: C name, name shown in SHOW CLIENTS and /metrics. */
 #define SL_PIN_REASONS(X)                 \
@@ -89,5 +90,12 @@ void sl_stmt_classify_one(const char *sql, size_t len, sl_stmt_info *out);
  * or quoted identifier starting with pg_, temp or set_config anywhere; an E'' or U&'' string, a
  * dollar quote or anything unterminated). */
 int sl_stmt_plain_count(const char *sql, size_t len, int *max_param);
+/* The same answer from the one pass alone. sl_stmt_plain_count first looks in a small per-thread
+ * table of plain texts seen before: a text that differs from one of them only in its runs of
+ * digits (the same statement with other literal numbers) gets that text's answer without the pass.
+ * Texts with a '$' in them, and texts longer than 250 bytes, are never remembered. */
+int sl_stmt_plain_scan(const char *sql, size_t len, int *max_param);
+/* This thread's table: texts answered from it, and texts that needed the pass (for tests). */
+void sl_stmt_shape_stats(uint64_t *hits, uint64_t *misses);
 
 #endif

@@ -202,8 +202,12 @@ static void test_multi_statement(void **state)
  * same highest $n. */
 static void check_shortcut(const char *text, size_t n)
 {
-    int maxp = -7;
+    int maxp = -7, scan_maxp = -7;
     int count = sl_stmt_plain_count(text, n, &maxp);
+    int scanned = sl_stmt_plain_scan(text, n, &scan_maxp); /* the per-thread table gives the pass's answer */
+    if (count != scanned || (count >= 0 && maxp != scan_maxp))
+        fail_msg("remembered answer %d ($%d), the pass's %d ($%d): %.*s", count, maxp, scanned, scan_maxp, (int)n,
+                 text);
     if (count < 0) return;
     sl_stmt_iter it;
     sl_stmt_info info;
@@ -468,6 +472,164 @@ static void test_shortcut_random(void **state)
     assert_true(plain > 1000); /* the comparison above was not vacuous */
 }
 
+/* The per-thread table of plain texts: the same statement with other numbers in it is answered
+ * from it; anything else that differs is not. */
+static void test_shape_cache(void **state)
+{
+    (void)state;
+    uint64_t h0, m0, h1, m1;
+    static const char *const same[] = {
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 4711;",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 100000000;",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 0;",
+    };
+    int maxp;
+    sl_stmt_shape_stats(&h0, &m0);
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        assert_int_equal(sl_stmt_plain_count(same[i], strlen(same[i]), &maxp), 1);
+        assert_int_equal(maxp, 0);
+    }
+    sl_stmt_shape_stats(&h1, &m1);
+    assert_int_equal(m1 - m0, 1); /* the first one is scanned and remembered */
+    assert_int_equal(h1 - h0, 3);
+    /* same first 16 bytes (same slot), different in something other than a number: scanned again,
+     * and the answer is the text's own */
+    static const struct {
+        const char *sql;
+        int count;
+    } other[] = {
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 4711; SET x = 1", -1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 4711; SELECT 2", 2},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 47;11", 2},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 47 11;", 1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = x4711;", 1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = '4711;", -1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = $1;", 1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 4711", 1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;;", 1},
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = 4711 -- ;\n; LISTEN x", -1},
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        /* remember the pgbench text again, then ask about the other one */
+        sl_stmt_plain_count(same[0], strlen(same[0]), &maxp);
+        sl_stmt_shape_stats(&h0, &m0);
+        int n = sl_stmt_plain_count(other[i].sql, strlen(other[i].sql), &maxp);
+        sl_stmt_shape_stats(&h1, &m1);
+        if (n != other[i].count) fail_msg("%s: %d statements, want %d", other[i].sql, n, other[i].count);
+        if (h1 != h0) fail_msg("%s: answered from the remembered text", other[i].sql);
+        check_shortcut(other[i].sql, strlen(other[i].sql));
+    }
+    /* a minus sign before a number may come and go after a blank, '(', ',' or '=' (pgbench's
+     * "+ -2837") */
+    const char *up1 = "UPDATE pgbench_accounts SET abalance = abalance + 2837 WHERE aid = 5;";
+    const char *up2 = "UPDATE pgbench_accounts SET abalance = abalance + -12 WHERE aid = 77;";
+    const char *ins1 = "INSERT INTO pgbench_history (tid, bid) VALUES (-3, 4);";
+    const char *ins2 = "INSERT INTO pgbench_history (tid, bid) VALUES (3, -4);";
+    assert_int_equal(sl_stmt_plain_count(up1, strlen(up1), &maxp), 1);
+    assert_int_equal(sl_stmt_plain_count(ins1, strlen(ins1), &maxp), 1);
+    sl_stmt_shape_stats(&h0, &m0);
+    assert_int_equal(sl_stmt_plain_count(up2, strlen(up2), &maxp), 1);
+    assert_int_equal(sl_stmt_plain_count(up1, strlen(up1), &maxp), 1);
+    assert_int_equal(sl_stmt_plain_count(ins2, strlen(ins2), &maxp), 1);
+    sl_stmt_shape_stats(&h1, &m1);
+    assert_int_equal(h1 - h0, 3);
+    /* ... but not where the scan would see it: after a word ("set-5" starts with SET, "set5" does
+     * not) or after another '-' (a comment) */
+    static const struct {
+        const char *seen, *asked;
+        int count;
+    } signs[] = {
+        {"set5 = 1;", "set-5 = 1;", -1},
+        {"SELECT 1 --5 ; SET x", "SELECT 1 -5 ; SET x", -1},
+        {"SELECT 1 -5 ; SELECT 2", "SELECT 1 --5 ; SELECT 2", 1},
+        {"SELECT a FROM b WHERE 1e5 = 1", "SELECT a FROM b WHERE 1e-5 = 1", 1},
+    };
+    for (size_t i = 0; i < sizeof(signs) / sizeof(signs[0]); i++) {
+        assert_true(sl_stmt_plain_count(signs[i].seen, strlen(signs[i].seen), &maxp) >= 0);
+        sl_stmt_shape_stats(&h0, &m0);
+        int n = sl_stmt_plain_count(signs[i].asked, strlen(signs[i].asked), &maxp);
+        sl_stmt_shape_stats(&h1, &m1);
+        if (n != signs[i].count) fail_msg("%s: %d statements, want %d", signs[i].asked, n, signs[i].count);
+        if (h1 != h0) fail_msg("%s: answered from %s", signs[i].asked, signs[i].seen);
+        check_shortcut(signs[i].asked, strlen(signs[i].asked));
+    }
+    /* a text with a $n is not remembered: its highest $n is its own */
+    const char *p1 = "SELECT abalance FROM pgbench_accounts WHERE aid = $1 AND 1 = 1";
+    const char *p9 = "SELECT abalance FROM pgbench_accounts WHERE aid = $9 AND 1 = 1";
+    assert_int_equal(sl_stmt_plain_count(p1, strlen(p1), &maxp), 1);
+    assert_int_equal(maxp, 1);
+    assert_int_equal(sl_stmt_plain_count(p9, strlen(p9), &maxp), 1);
+    assert_int_equal(maxp, 9);
+    /* a Query's text ends at its NUL: what follows is not part of the shape */
+    static const char q1[] = "SELECT abalance FROM t WHERE a = 5\0SET x = 1";
+    static const char q2[] = "SELECT abalance FROM t WHERE a = 6\0LISTEN yy";
+    assert_int_equal(sl_stmt_plain_count(q1, sizeof(q1), &maxp), 1);
+    assert_int_equal(sl_stmt_plain_count(q2, sizeof(q2), &maxp), 1);
+}
+
+/* Texts and the same texts with their numbers changed, at random: every answer, from the table or
+ * not, is the pass's (check_shortcut), and the pass's agrees with the full classifier. */
+static void test_shape_cache_random(void **state)
+{
+    (void)state;
+    /* mostly fragments that leave a text plain, so that it is remembered; now and then one that
+     * does not (a $n, an unterminated quote or comment, a word the scan stops at) */
+    static const char *const bits[] = {"SELECT ", "a", " ", "1", "42", "007", "'x'", "'7''8'", "\"Q1\"", "1e-",
+                                       "1e", ".5", "-", "--c\n", "/* 3 */", ";", "e", "x'1'", "\n", "(", ")",
+                                       "tem", "p", "pg", "_", "t", "u", "=", "BEGIN", "\x80", "a1", "0x", "1_000",
+                                       "12.5", "+", "9", "a9b", "-3", " -", "(-", ",", "=-", "e-"};
+    static const char *const risky[] = {"$1", "$", "'", "\"", "/*", "*/", "&", "set", "config", "temp", "pg_",
+                                        "E'", "U&"};
+    unsigned seed = 777;
+    char buf[200], var[320];
+    uint64_t h0, m0, h1, m1;
+    sl_stmt_shape_stats(&h0, &m0);
+    for (int iter = 0; iter < 30000; iter++) {
+        size_t n = 0;
+        while (n < 120) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = (seed >> 16) & 0x7fff;
+            const char *b = r % 16 ? bits[(r >> 4) % (sizeof(bits) / sizeof(bits[0]))]
+                                   : risky[(r >> 4) % (sizeof(risky) / sizeof(risky[0]))];
+            size_t l = strlen(b);
+            memcpy(buf + n, b, l);
+            n += l;
+            if (r % 11 == 0 && n >= 8) break;
+        }
+        check_shortcut(buf, n);
+        for (int v = 0; v < 4; v++) {
+            /* the same text with every run of digits replaced by 1 to 6 others, a minus sign before
+             * one added or dropped now and then, or (v == 3) with one byte changed */
+            size_t k = 0;
+            for (size_t i = 0; i < n && k < sizeof(var) - 8;) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned r = (seed >> 16) & 0x7fff;
+                if (v < 3 && buf[i] == '-' && i + 1 < n && buf[i + 1] >= '0' && buf[i + 1] <= '9' && r % 2) {
+                    i++; /* a minus sign dropped */
+                } else if (v < 3 && buf[i] >= '0' && buf[i] <= '9') {
+                    if (r % 5 == 0) var[k++] = '-'; /* a minus sign added */
+                    while (i < n && buf[i] >= '0' && buf[i] <= '9') i++;
+                    for (unsigned d = 0; d <= r % 6; d++) var[k++] = (char)('0' + (r >> (d + 3)) % 10);
+                } else {
+                    var[k++] = buf[i++];
+                }
+            }
+            if (v == 3 && k) {
+                seed = seed * 1103515245u + 12345u;
+                var[(seed >> 16) % k] = "0; a$'-\"9e"[(seed >> 8) % 10];
+            }
+            char *text = test_malloc(k);
+            memcpy(text, var, k);
+            check_shortcut(text, k);
+            test_free(text);
+        }
+    }
+    sl_stmt_shape_stats(&h1, &m1);
+    assert_true(h1 - h0 > 10000); /* the table answered often: the comparison was not vacuous */
+    assert_true(m1 - m0 > 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +643,8 @@ int main(void)
         cmocka_unit_test(test_reason_text),
         cmocka_unit_test(test_random_input_is_safe),
         cmocka_unit_test(test_shortcut_random),
+        cmocka_unit_test(test_shape_cache),
+        cmocka_unit_test(test_shape_cache_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
