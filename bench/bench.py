@@ -507,6 +507,7 @@ class Bench:
         self.instr = {}         # pooler -> instructions-per-transaction result
         self.instr_logins = {}  # pooler -> instructions-per-login result (scenario 5's workload)
         self.instr_simple = {}  # pooler -> instructions-per-transaction result, simple protocol (scenario 1's)
+        self.instr_tpcb = {}    # pooler -> instructions-per-transaction result, TPC-B-like (scenario 4's)
         self.profiles = {}      # pooler -> list of (share, symbol)
         self.notes = []
         self.problems = []
@@ -911,6 +912,13 @@ class Bench:
         self._count_per_tx(spec, self.instr_tx, "scenario 1 (select-only, simple), 10 clients", "simple-",
                            self.instr_simple)
 
+    def instructions_tpcb(self):
+        """The same counts on scenario 4's workload (TPC-B-like, simple protocol: seven statements per
+        transaction, five of them with numbers that change every time)."""
+        spec = dict(SCENARIOS["4"], clients=10)
+        self._count_per_tx(spec, max(1, self.instr_tx // 4), "scenario 4 (TPC-B-like, simple), 10 clients",
+                           "tpcb-", self.instr_tpcb)
+
     def instructions_per_login(self):
         """The same counts on scenario 5's workload (a new connection and md5/SCRAM login per select-only
         transaction, 20 clients): instructions and system calls per login."""
@@ -1131,6 +1139,8 @@ class Bench:
             self.instructions()
             if "1" in self.scenarios:
                 self.instructions_simple()
+            if "4" in self.scenarios:
+                self.instructions_tpcb()
         if self.instr_login and "5" in self.scenarios:
             self.instructions_per_login()
         if self.do_profile:
@@ -1639,6 +1649,15 @@ def report(b):
                   "and then recognised.\n")
         cost_tables(b.instr_simple, "tx", "transaction", "simple-", md, text, "Per-transaction costs, simple "
                     "protocol (scenario 1 workload, fixed transactions)")
+    if b.instr_tpcb:
+        any_r = next(iter(b.instr_tpcb.values()))
+        md.append("## Per-transaction costs, TPC-B-like (scenario 4's workload)\n")
+        md.append("The same measurement on pgbench's default script (simple protocol, 10 clients, %s "
+                  "transactions more in the long run): seven statements per transaction (BEGIN, three UPDATEs, "
+                  "a SELECT, an INSERT, END), five of them with numbers that change every time.\n"
+                  % "{:,}".format(any_r.get("tx", 0)))
+        cost_tables(b.instr_tpcb, "tx", "transaction", "tpcb-", md, text, "Per-transaction costs, TPC-B-like "
+                    "(scenario 4 workload, fixed transactions)")
     if b.instr_logins:
         any_r = next(iter(b.instr_logins.values()))
         md.append("## Per-login costs (scenario 5's workload)\n")
@@ -1783,6 +1802,7 @@ def finish(b):
                    "runs": b.runs, "big_runs": b.big_runs,
                    "big_syscalls": {"%s/%s" % k: v for k, v in b.big_syscalls.items()}, "idle": b.idle, "instructions": b.instr,
                    "instructions_per_login": b.instr_logins, "instructions_simple": b.instr_simple,
+                   "instructions_tpcb": b.instr_tpcb,
                    "profiles": b.profiles,
                    "load_before": b.load_before}, f, indent=1)
     print(text)
