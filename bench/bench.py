@@ -965,12 +965,15 @@ class Bench:
         """System calls per transaction on the native pooler (perf trace -s, all threads), same workload."""
         out = os.path.join(self.base, "perftrace-%s.txt" % t.name)
         self._pgbench_fixed(t.port, spec, 50)  # warm-up
+        # context switches on an untraced run: perf trace's own process wakes up to read its buffers
+        # and preempts the traced one, by amounts that differ from run to run
+        cs0 = proc_ctx_threads(t.pid)
+        rc = self._pgbench_fixed(t.port, spec, per_client)
+        cs1 = proc_ctx_threads(t.pid)
         perf = subprocess.Popen(["perf", "trace", "-s", "-o", out, "-p", str(t.pid)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        cs0 = proc_ctx_threads(t.pid)
         r = self._pgbench_fixed(t.port, spec, per_client)
-        cs1 = proc_ctx_threads(t.pid)
         perf.send_signal(signal.SIGINT)
         try:
             perf.wait(120)
@@ -991,9 +994,9 @@ class Bench:
         total = sum(calls.values())
         return {"syscalls_tx": r["tx"], "syscalls": total, "syscalls_per_tx": total / r["tx"],
                 "syscall_breakdown": sorted(((n / r["tx"], name) for name, n in calls.items()), reverse=True),
-                "ctx_switches_per_tx": sum(ctx_delta(t.pid, cs0, cs1)[:2]) / r["tx"],
-                "ctx_threads": [(label, v / r["tx"], nv / r["tx"]) for label, v, nv in ctx_delta(t.pid, cs0, cs1)[2]
-                                if v or nv]}
+                "ctx_switches_per_tx": sum(ctx_delta(t.pid, cs0, cs1)[:2]) / rc["tx"] if rc.get("tx") else None,
+                "ctx_threads": [(label, v / rc["tx"], nv / rc["tx"]) for label, v, nv in ctx_delta(t.pid, cs0, cs1)[2]
+                                if v or nv] if rc.get("tx") else []}
 
     def _instr_perf(self, t, spec, per_client):
         out = os.path.join(self.base, "perfstat-%s.txt" % t.name)
@@ -1632,7 +1635,8 @@ def report(b):
             "(the pooler, libc, libuv/libevent, OpenSSL), not the kernel's." % "{:,}".format(any_r.get("tx", 0))
             if "callgrind" in any_r.get("method", "") else "Counted on the running pooler (user and kernel).")))
         md.append("- System calls: `perf trace -s -p PID` on the running (native) pooler during %s "
-                  "transactions, all threads; context switches from /proc/PID/task/*/status.\n"
+                  "transactions, all threads; context switches from /proc/PID/task/*/status, on a run of as many "
+                  "transactions just before, without perf trace (its own wake-ups preempt the traced pooler).\n"
                   % "{:,}".format(any_r.get("syscalls_tx") or 0))
         cost_tables(b.instr, "tx", "transaction", "", md, text, "Per-transaction costs (scenario 2 workload, "
                     "fixed transactions)")
