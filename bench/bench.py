@@ -1645,23 +1645,23 @@ def report(b):
                   "wake-up is spread over fewer events), for both poolers: compare runs made back to back. "
                   "Context switches depend on how busy the machine is (a loop that finds nothing to do "
                   "sleeps in epoll_wait).\n")
-    if b.instr_simple:
-        md.append("## Per-transaction costs, simple protocol (scenario 1's workload)\n")
-        md.append("The same measurement on `pgbench -S` with the simple protocol (10 clients): each Query's "
-                  "text is read by pgsluice to see whether it acts on the session (a one-pass scan, "
-                  "`sl_stmt_plain_count`), where the extended protocol's statement is read once per client "
-                  "and then recognised.\n")
-        cost_tables(b.instr_simple, "tx", "transaction", "simple-", md, text, "Per-transaction costs, simple "
-                    "protocol (scenario 1 workload, fixed transactions)")
-    if b.instr_tpcb:
-        any_r = next(iter(b.instr_tpcb.values()))
-        md.append("## Per-transaction costs, TPC-B-like (scenario 4's workload)\n")
-        md.append("The same measurement on pgbench's default script (simple protocol, 10 clients, %s "
-                  "transactions more in the long run): seven statements per transaction (BEGIN, three UPDATEs, "
-                  "a SELECT, an INSERT, END), five of them with numbers that change every time.\n"
-                  % "{:,}".format(any_r.get("tx", 0)))
-        cost_tables(b.instr_tpcb, "tx", "transaction", "tpcb-", md, text, "Per-transaction costs, TPC-B-like "
-                    "(scenario 4 workload, fixed transactions)")
+    # the same tables on the simple protocol's workloads, where each Query's text is read
+    for store, title, intro, tag, ttitle in (
+            (b.instr_simple, "simple protocol (scenario 1's workload)",
+             "The same measurement on `pgbench -S` with the simple protocol (10 clients, %s transactions more in "
+             "the long run): each Query's text is read by pgsluice to see whether it acts on the session "
+             "(`sl_stmt_plain_count`: a one-pass scan, or the same statement with other numbers recognised "
+             "from a per-thread table), where the extended protocol's statement is read once per client and "
+             "then recognised.", "simple-", "simple protocol (scenario 1 workload, fixed transactions)"),
+            (b.instr_tpcb, "TPC-B-like (scenario 4's workload)",
+             "The same measurement on pgbench's default script (simple protocol, 10 clients, %s transactions "
+             "more in the long run): seven statements per transaction (BEGIN, three UPDATEs, a SELECT, an "
+             "INSERT, END), five of them with numbers that change every time.", "tpcb-",
+             "TPC-B-like (scenario 4 workload, fixed transactions)")):
+        if store:
+            md.append("## Per-transaction costs, %s\n" % title)
+            md.append(intro % "{:,}".format(next(iter(store.values())).get("tx", 0)) + "\n")
+            cost_tables(store, "tx", "transaction", tag, md, text, "Per-transaction costs, " + ttitle)
     if b.instr_logins:
         any_r = next(iter(b.instr_logins.values()))
         md.append("## Per-login costs (scenario 5's workload)\n")
