@@ -782,7 +782,6 @@ static int plain_scan(const char *sql, const char *end, int *max_param)
     return count;
 }
 
-
 /* ---- the shape cache: the same text with other numbers in it ----
  *
  * Applications on the simple protocol send the same few statements with other literal numbers in
